@@ -1,0 +1,52 @@
+"""HeliosDB WASM: WebAssembly stored procedures for an embedded SQL database.
+
+    import heliosdb_wasm
+
+    with heliosdb_wasm.open("shop.db") as db:
+        db.execute("CREATE PROCEDURE ... LANGUAGE wasm AS $wasm$file://p.wasm$wasm$")
+        print(db.execute("SELECT calculate_discount(12345, 599.99)").scalar())
+"""
+
+from .database import Database, Result, open
+from .errors import (
+    AbiError,
+    CapabilityDenied,
+    ConstraintViolation,
+    DdlError,
+    InvalidArgument,
+    ProcedureError,
+    ProcedureTrap,
+    RegistryError,
+    ResourceLimitExceeded,
+    SqlError,
+    UserError,
+)
+from .hostapi import LogRecord
+from .policy import Capabilities, Limits
+from .registry import ProcedureVersion
+from .values import Column, Signature, SqlType
+
+__all__ = [
+    "AbiError",
+    "Capabilities",
+    "CapabilityDenied",
+    "Column",
+    "ConstraintViolation",
+    "Database",
+    "DdlError",
+    "InvalidArgument",
+    "Limits",
+    "LogRecord",
+    "ProcedureError",
+    "ProcedureTrap",
+    "ProcedureVersion",
+    "RegistryError",
+    "ResourceLimitExceeded",
+    "Result",
+    "Signature",
+    "SqlError",
+    "SqlType",
+    "UserError",
+    "open",
+]
+__version__ = "0.1.0"

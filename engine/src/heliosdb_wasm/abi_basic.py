@@ -1,0 +1,426 @@
+"""The Basic ABI: core wasm modules, specified in docs/abi.md sections 1-7.
+
+A BasicModule validates a compiled module once (imports, marker, version);
+``check`` matches one export against a SQL signature; a BasicInstance is one
+instantiation with its own store, whose host imports are closures over the
+CallContext of the call in progress.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import wasmtime
+
+from . import values as v
+from .errors import AbiError, ProcedureError, ResourceLimitExceeded, UserError
+from .hostapi import LOG_LEVELS, CallContext
+from .policy import Limits
+from .runtime import Runtime, arm, translate_trap
+from .values import Signature, SqlType, SqlValue
+
+ABI_VERSION = 1
+HOST_MODULE = "heliosdb"
+
+_I32, _I64 = "i32", "i64"
+# name -> (params, results): the only imports a module may have (docs/abi.md §4).
+HOST_IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "heliosdb_query": ((_I32,) * 5, (_I32,)),
+    "heliosdb_execute": ((_I32,) * 5, (_I32,)),
+    "heliosdb_get_param": ((_I32, _I32), (_I32,)),
+    "heliosdb_return": ((_I32, _I32, _I32), ()),
+    "heliosdb_log": ((_I32, _I32, _I32), ()),
+    "heliosdb_begin_tx": ((), (_I32,)),
+    "heliosdb_commit_tx": ((), (_I32,)),
+    "heliosdb_rollback_tx": ((), (_I32,)),
+    "heliosdb_now": ((), (_I64,)),
+    "heliosdb_error": ((_I32,) * 4, ()),
+    "heliosdb_last_error": ((_I32,), (_I32,)),
+}
+_STATUS = {case: i + 1 for i, case in enumerate(
+    ("access-denied", "sql-error", "constraint", "limit-exceeded",
+     "invalid-argument", "user-error")
+)}
+_RESULT_WASM = {
+    SqlType.BIGINT: "i64",
+    SqlType.INTEGER: "i32",
+    SqlType.DOUBLE: "f64",
+    SqlType.REAL: "f32",
+    SqlType.BOOLEAN: "i32",
+}
+_OUT = struct.Struct("<II")
+_I64_BYTES = struct.Struct("<q")
+_F64_BYTES = struct.Struct("<d")
+
+
+def _types(items: Sequence[wasmtime.ValType]) -> tuple[str, ...]:
+    return tuple(str(t) for t in items)
+
+
+def _render(params: Sequence[str], results: Sequence[str]) -> str:
+    return f"({', '.join(params)}) -> ({', '.join(results)})"
+
+
+class BasicModule:
+    """A validated core module."""
+
+    abi = "basic"
+
+    def __init__(self, runtime: Runtime, sha256: str, wasm: bytes) -> None:
+        self.runtime = runtime
+        self.module = runtime.module(sha256, wasm)
+        self.imports: list[str] = []
+        for imp in self.module.imports:
+            ty = imp.type
+            if imp.module != HOST_MODULE:
+                raise AbiError(
+                    f"import {imp.module}.{imp.name} is not allowed: a core module "
+                    f"may only import the {HOST_MODULE!r} host functions"
+                )
+            name = imp.name or ""
+            expected = HOST_IMPORTS.get(name)
+            if expected is None:
+                known = ", ".join(HOST_IMPORTS)
+                raise AbiError(f"unknown host import {HOST_MODULE}.{name} (known: {known})")
+            if not isinstance(ty, wasmtime.FuncType) or (
+                _types(ty.params), _types(ty.results)
+            ) != expected:
+                actual = (
+                    _render(_types(ty.params), _types(ty.results))
+                    if isinstance(ty, wasmtime.FuncType)
+                    else type(ty).__name__
+                )
+                raise AbiError(
+                    f"host import {name} has type {actual}, expected {_render(*expected)}"
+                )
+            self.imports.append(name)
+        self.exports: dict[str, wasmtime.FuncType] = {
+            e.name: e.type
+            for e in self.module.exports
+            if isinstance(e.type, wasmtime.FuncType)
+        }
+        self.export_names = {e.name for e in self.module.exports}
+        self.is_heliosdb = "heliosdb_abi_version" in self.exports
+        if self.imports and not self.is_heliosdb:
+            raise AbiError(
+                "the module imports heliosdb host functions but does not export "
+                "heliosdb_abi_version"
+            )
+
+    def verify(self, limits: Limits) -> None:
+        """Check the declared ABI version by calling the marker once."""
+        if not self.is_heliosdb:
+            return
+        ty = self.exports["heliosdb_abi_version"]
+        if _types(ty.params) or _types(ty.results) != (_I32,):
+            raise AbiError("heliosdb_abi_version must have type () -> (i32)")
+        instance = BasicInstance(self, limits)
+        func = instance.exports["heliosdb_abi_version"]
+        assert isinstance(func, wasmtime.Func)
+        try:
+            version = func(instance.store)
+        except Exception as exc:  # noqa: BLE001 - any guest failure is typed below
+            raise translate_trap(exc, limits, None) from None
+        if version != ABI_VERSION:
+            raise AbiError(
+                f"module declares Basic ABI version {version}; this engine "
+                f"supports version {ABI_VERSION}"
+            )
+
+    def check(self, export: str, signature: Signature | None) -> Signature:
+        """Verify that ``export`` implements ``signature``; return it."""
+        if signature is None:
+            raise AbiError(
+                "a core module carries no SQL types: declare the parameters and "
+                "RETURNS in CREATE PROCEDURE"
+            )
+        ty = self.exports.get(export)
+        if ty is None:
+            funcs = ", ".join(sorted(n for n in self.exports if not n.startswith("heliosdb_")))
+            raise AbiError(f"the module exports no function {export!r} (it has: {funcs or 'none'})")
+        want_params = tuple(w for c in signature.params for w in c.type.wasm)
+        want_results: tuple[str, ...] = ()
+        if signature.returns is not None and signature.returns in _RESULT_WASM:
+            want_results = (_RESULT_WASM[signature.returns],)
+        actual = (_types(ty.params), _types(ty.results))
+        if actual != (want_params, want_results):
+            raise AbiError(
+                f"export {export} has type {_render(*actual)}, but the SQL signature "
+                f"{signature.render()} needs {_render(want_params, want_results)}"
+            )
+        uses_buffers = any(not c.type.is_numeric for c in signature.params)
+        returns_buffer = signature.is_table or (
+            signature.returns is not None and not signature.returns.is_numeric
+        )
+        if (uses_buffers or returns_buffer) and not self.is_heliosdb:
+            raise AbiError(
+                "text, blob, JSON and table values need a HeliosDB module "
+                "(export heliosdb_abi_version, heliosdb_alloc and memory)"
+            )
+        if uses_buffers:
+            self._require("heliosdb_alloc", "memory")
+        if returns_buffer and "heliosdb_return" not in self.imports:
+            raise AbiError(
+                f"{signature.render()} is returned through heliosdb_return, "
+                "which the module does not import"
+            )
+        return signature
+
+    def _require(self, *names: str) -> None:
+        missing = [n for n in names if n not in self.export_names]
+        if missing:
+            raise AbiError(f"the module must export {', '.join(missing)}")
+
+    def instantiate(self, limits: Limits) -> BasicInstance:
+        return BasicInstance(self, limits)
+
+
+class BasicInstance:
+    """One instance of a BasicModule, with its own store and host imports."""
+
+    def __init__(self, module: BasicModule, limits: Limits) -> None:
+        self.module = module
+        self.limits = limits
+        self.store = module.runtime.store(limits)
+        self.ctx: CallContext | None = None
+        self.poisoned = False
+        funcs = [self._host_func(name) for name in module.imports]
+        try:
+            self.instance = wasmtime.Instance(self.store, module.module, funcs)
+        except Exception as exc:  # noqa: BLE001 - start function traps, limits
+            raise translate_trap(exc, limits, None) from None
+        self.exports = self.instance.exports(self.store)
+        memory = self.exports.get("memory")
+        self.memory = memory if isinstance(memory, wasmtime.Memory) else None
+        alloc = self.exports.get("heliosdb_alloc")
+        self.alloc = alloc if isinstance(alloc, wasmtime.Func) else None
+
+    # -- calling ---------------------------------------------------------------
+
+    def call(
+        self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]
+    ) -> Any:
+        func = self.exports[export]
+        assert isinstance(func, wasmtime.Func)
+        self.ctx = ctx
+        arm(self.store, self.limits)
+        try:
+            wasm_args: list[Any] = []
+            for col, value in zip(sig.params, args, strict=True):
+                wasm_args.extend(self._lower(col.type, value))
+            result = func(self.store, *wasm_args)
+        except ProcedureError:
+            self.poisoned = True
+            raise
+        except Exception as exc:  # noqa: BLE001 - traps become typed errors
+            self.poisoned = True
+            raise translate_trap(exc, self.limits, self._memory_size()) from None
+        finally:
+            self.ctx = None
+        if ctx.raised is not None:
+            raise ctx.raised
+        return self._lift(ctx, sig, result)
+
+    def _memory_size(self) -> int | None:
+        return self.memory.data_len(self.store) if self.memory else None
+
+    def _lower(self, ty: SqlType, value: SqlValue) -> tuple[Any, ...]:
+        if ty.is_numeric:
+            if value is None:  # CALLED ON NULL INPUT: see heliosdb_get_param
+                return (0.0,) if ty in (SqlType.DOUBLE, SqlType.REAL) else (0,)
+            if ty is SqlType.BOOLEAN:
+                return (1 if value else 0,)
+            return (value,)
+        if value is None:
+            return (0, 0)
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)  # type: ignore[arg-type]
+        return self._give(data)
+
+    def _lift(self, ctx: CallContext, sig: Signature, result: Any) -> Any:
+        if ctx.returned:
+            value = ctx.return_value
+        elif sig.returns is None and not sig.is_table:
+            return None
+        elif sig.returns is not None and sig.returns in _RESULT_WASM:
+            value = bool(result) if sig.returns is SqlType.BOOLEAN else result
+        else:
+            raise AbiError(
+                f"procedure returned without calling heliosdb_return "
+                f"(it must return {sig.render().split(' RETURNS ')[1]})"
+            )
+        return v.convert_result(sig, value)
+
+    # -- guest memory ----------------------------------------------------------
+
+    def _mem(self) -> wasmtime.Memory:
+        if self.memory is None:
+            raise AbiError("the module exports no memory, but a host call needs it")
+        return self.memory
+
+    def _read(self, ptr: int, length: int, what: str) -> bytes:
+        ptr &= 0xFFFFFFFF
+        length &= 0xFFFFFFFF
+        if length == 0:
+            return b""
+        mem = self._mem()
+        size = mem.data_len(self.store)
+        if ptr + length > size:
+            raise AbiError(
+                f"{what}: buffer at {ptr:#x} of {length} bytes is outside "
+                f"linear memory ({size} bytes)"
+            )
+        return bytes(mem.read(self.store, ptr, ptr + length))
+
+    def _text(self, ptr: int, length: int, what: str) -> str:
+        try:
+            return self._read(ptr, length, what).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AbiError(f"{what}: invalid UTF-8 ({exc.reason})") from None
+
+    def _write(self, ptr: int, data: bytes, what: str) -> None:
+        ptr &= 0xFFFFFFFF
+        mem = self._mem()
+        size = mem.data_len(self.store)
+        if ptr + len(data) > size:
+            raise AbiError(
+                f"{what}: {len(data)} bytes at {ptr:#x} are outside linear "
+                f"memory ({size} bytes)"
+            )
+        mem.write(self.store, data, ptr)
+
+    def _give(self, data: bytes) -> tuple[int, int]:
+        """Copy ``data`` into a guest-owned buffer from heliosdb_alloc."""
+        if not data:
+            return (0, 0)
+        if self.alloc is None:
+            raise AbiError("the module must export heliosdb_alloc for this call")
+        ptr = self.alloc(self.store, len(data), 1)
+        if not isinstance(ptr, int) or ptr == 0:
+            raise ResourceLimitExceeded(
+                f"heliosdb_alloc could not allocate {len(data)} bytes", limit="memory"
+            )
+        self._write(ptr, data, "heliosdb_alloc result")
+        return (ptr & 0xFFFFFFFF, len(data))
+
+    # -- host imports ----------------------------------------------------------
+
+    def _host_func(self, name: str) -> wasmtime.Func:
+        params, results = HOST_IMPORTS[name]
+        ty = wasmtime.FuncType(
+            [wasmtime.ValType.i32() if p == _I32 else wasmtime.ValType.i64() for p in params],
+            [wasmtime.ValType.i32() if r == _I32 else wasmtime.ValType.i64() for r in results],
+        )
+        impl: Callable[..., Any] = getattr(self, "_" + name)
+        return wasmtime.Func(self.store, ty, impl)
+
+    def _context(self) -> CallContext:
+        if self.ctx is None:
+            # Only reachable from a start function: there is no call yet.
+            raise AbiError("host functions cannot be called while instantiating")
+        return self.ctx
+
+    def _status(self, op: Callable[[], None]) -> int:
+        """Run a fallible host operation; report failure as a status code."""
+        ctx = self._context()
+        try:
+            op()
+        except AbiError:
+            raise
+        except ProcedureError as exc:
+            ctx.last_error = exc
+            return _STATUS.get(exc.code, _STATUS["sql-error"])
+        return 0
+
+    def _params(self, ptr: int, length: int) -> list[SqlValue]:
+        if length == 0:
+            return []
+        return v.decode_params(self._read(ptr, length, "query parameters"))
+
+    def _heliosdb_query(self, sql_ptr: int, sql_len: int, p_ptr: int, p_len: int, out: int) -> int:
+        ctx = self._context()
+        sql = self._text(sql_ptr, sql_len, "query SQL")
+        params = self._params(p_ptr, p_len)
+
+        def op() -> None:
+            columns, rows = ctx.query(sql, params)
+            ptr, length = self._give(v.encode_rows(columns, rows))
+            self._write(out, _OUT.pack(ptr, length), "query out area")
+
+        return self._status(op)
+
+    def _heliosdb_execute(self, sql_ptr: int, sql_len: int, p_ptr: int, p_len: int, out: int) -> int:
+        ctx = self._context()
+        sql = self._text(sql_ptr, sql_len, "execute SQL")
+        params = self._params(p_ptr, p_len)
+
+        def op() -> None:
+            changed = ctx.execute(sql, params)
+            self._write(out, _I64_BYTES.pack(changed), "execute out area")
+
+        return self._status(op)
+
+    def _heliosdb_get_param(self, index: int, out: int) -> int:
+        args = self._context().args
+        if not 0 <= index < len(args):
+            raise AbiError(f"heliosdb_get_param: no argument {index} (the call has {len(args)})")
+        value = args[index]
+        if value is None:
+            return v.TAG_NULL
+        if isinstance(value, bool):
+            self._write(out, _I64_BYTES.pack(int(value)), "get_param out area")
+            return v.TAG_BOOLEAN
+        if isinstance(value, int):
+            self._write(out, _I64_BYTES.pack(value), "get_param out area")
+            return v.TAG_INTEGER
+        if isinstance(value, float):
+            self._write(out, _F64_BYTES.pack(value), "get_param out area")
+            return v.TAG_REAL
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        ptr, length = self._give(data)
+        self._write(out, _OUT.pack(ptr, length), "get_param out area")
+        return v.TAG_TEXT if isinstance(value, str) else v.TAG_BLOB
+
+    def _heliosdb_return(self, tag: int, ptr: int, length: int) -> None:
+        ctx = self._context()
+        payload = self._read(ptr, length, "heliosdb_return") if tag != v.TAG_NULL else b""
+        if tag == v.TAG_ROWS:
+            ctx.return_value = v.decode_rows(payload)
+        else:
+            ctx.return_value = v.decode_scalar(tag, payload)
+        ctx.returned = True
+
+    def _heliosdb_log(self, level: int, ptr: int, length: int) -> None:
+        ctx = self._context()
+        name = LOG_LEVELS[level] if 0 <= level < len(LOG_LEVELS) else None
+        if name is None:
+            raise AbiError(f"heliosdb_log: unknown level {level} (0..4)")
+        ctx.log(name, self._text(ptr, length, "log message"))
+
+    def _heliosdb_begin_tx(self) -> int:
+        return self._status(self._context().begin_tx)
+
+    def _heliosdb_commit_tx(self) -> int:
+        return self._status(self._context().commit_tx)
+
+    def _heliosdb_rollback_tx(self) -> int:
+        return self._status(self._context().rollback_tx)
+
+    def _heliosdb_now(self) -> int:
+        return CallContext.now()
+
+    def _heliosdb_error(self, c_ptr: int, c_len: int, m_ptr: int, m_len: int) -> None:
+        ctx = self._context()
+        code = self._text(c_ptr, c_len, "error code")
+        message = self._text(m_ptr, m_len, "error message")
+        ctx.raised = UserError(code, message)
+
+    def _heliosdb_last_error(self, out: int) -> int:
+        err = self._context().last_error
+        if err is None:
+            return 0
+        ptr, length = self._give(err.message.encode("utf-8"))
+        self._write(out, _OUT.pack(ptr, length), "last_error out area")
+        return _STATUS.get(err.code, _STATUS["sql-error"])
+

@@ -1,0 +1,386 @@
+"""The Canonical ABI: components targeting world heliosdb:procedures/procedure.
+
+Signatures come from the component's own export types (docs/abi.md section 8),
+and the host interface is linked from closures over the CallContext of the
+call in progress, exactly as for core modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import wasmtime
+import wasmtime.component as wc
+
+from .errors import (
+    AbiError,
+    ProcedureError,
+    UserError,
+    from_wit_case,
+    wit_case,
+)
+from .hostapi import LOG_LEVELS, CallContext
+from .policy import Limits
+from .runtime import Runtime, arm, translate_trap
+from .values import Column, Signature, SqlType, SqlValue, convert_result
+
+WIT_PACKAGE = "heliosdb:procedures"
+WIT_VERSION = "0.1.0"
+HOST_INTERFACE = f"{WIT_PACKAGE}/host@{WIT_VERSION}"
+TYPES_INTERFACE = f"{WIT_PACKAGE}/types@{WIT_VERSION}"
+_ALLOWED_IMPORTS = {HOST_INTERFACE, TYPES_INTERFACE}
+
+_SCALARS: list[tuple[type, SqlType]] = [
+    (wc.S64, SqlType.BIGINT),
+    (wc.U32, SqlType.BIGINT),
+    (wc.U64, SqlType.BIGINT),
+    (wc.S32, SqlType.INTEGER),
+    (wc.S16, SqlType.INTEGER),
+    (wc.S8, SqlType.INTEGER),
+    (wc.U16, SqlType.INTEGER),
+    (wc.U8, SqlType.INTEGER),
+    (wc.F64, SqlType.DOUBLE),
+    (wc.F32, SqlType.REAL),
+    (wc.Bool, SqlType.BOOLEAN),
+    (wc.String, SqlType.TEXT),
+]
+
+
+def sql_name(wit_name: str) -> str:
+    return wit_name.replace("-", "_")
+
+
+def _classes(ty: wc.ValType | None) -> set[type]:
+    found: set[type] = set()
+    if ty is None:
+        found.add(object)
+    else:
+        ty.add_classes(found)
+    return found
+
+
+def _result_is_tagged(ty: wc.ResultType) -> bool:
+    # wasmtime-py represents result<T, E> as a bare T or E when their Python
+    # classes cannot be confused, and as Variant('ok'|'err', ...) otherwise.
+    return bool(_classes(ty.ok) & _classes(ty.err))
+
+
+def _scalar(ty: wc.ValType, where: str) -> SqlType:
+    for cls, sql in _SCALARS:
+        if isinstance(ty, cls):
+            return sql
+    if isinstance(ty, wc.ListType) and isinstance(ty.element, wc.U8):
+        return SqlType.BLOB
+    raise AbiError(f"{where}: WIT type {type(ty).__name__} has no SQL equivalent")
+
+
+class _Shape:
+    """How one export's values cross: the derived signature plus the WIT types."""
+
+    def __init__(self, name: str, fty: wc.FuncType) -> None:
+        self.name = name
+        params: list[Column] = []
+        nullable: set[int] = set()
+        self.param_types: list[wc.ValType] = []
+        for i, (pname, pty) in enumerate(fty.params):
+            self.param_types.append(pty)
+            inner = pty
+            if isinstance(pty, wc.OptionType):
+                nullable.add(i)
+                inner = pty.element
+            params.append(Column(sql_name(pname), _scalar(inner, f"{name}({pname})")))
+        result = fty.result
+        self.result_type = result
+        self.fallible = isinstance(result, wc.ResultType)
+        inner_result = result.ok if isinstance(result, wc.ResultType) else result
+        returns: SqlType | None = None
+        table: tuple[Column, ...] | None = None
+        self.record_fields: list[str] | None = None
+        if isinstance(inner_result, wc.OptionType):
+            inner_result = inner_result.element
+        if isinstance(inner_result, wc.ListType) and isinstance(
+            inner_result.element, wc.RecordType
+        ):
+            fields = inner_result.element.fields
+            self.record_fields = [f for f, _ in fields]
+            table = tuple(
+                Column(sql_name(f), _scalar(_unwrap_option(t), f"{name} column {f}"))
+                for f, t in fields
+            )
+        elif inner_result is not None:
+            returns = _scalar(inner_result, f"{name} result")
+        self.signature = Signature(
+            params=tuple(params),
+            returns=returns,
+            table=table,
+            called_on_null_input=bool(nullable),
+            nullable_params=frozenset(nullable),
+        )
+
+
+def _unwrap_option(ty: wc.ValType) -> wc.ValType:
+    return ty.element if isinstance(ty, wc.OptionType) else ty
+
+
+def _compatible(declared: SqlType, derived: SqlType) -> bool:
+    return declared == derived or (declared is SqlType.JSON and derived is SqlType.TEXT)
+
+
+class ComponentModule:
+    """A validated component and the shapes of its exported functions."""
+
+    abi = "component"
+
+    def __init__(self, runtime: Runtime, sha256: str, wasm: bytes) -> None:
+        self.runtime = runtime
+        self.component = runtime.component(sha256, wasm)
+        engine = runtime.engine
+        ctype = self.component.type
+        for name in ctype.imports(engine):
+            if name not in _ALLOWED_IMPORTS:
+                raise AbiError(
+                    f"the component imports {name!r}; procedures may only import "
+                    f"{HOST_INTERFACE} (WASI and other imports are not granted)"
+                )
+        # export name (as SQL calls it) -> (interface or None, WIT name, type)
+        self.functions: dict[str, tuple[str | None, str, wc.FuncType]] = {}
+        for name, item in ctype.exports(engine).items():
+            if isinstance(item, wc.FuncType):
+                self.functions[sql_name(name)] = (None, name, item)
+            elif isinstance(item, wc.ComponentInstanceType):
+                for fname, fitem in item.exports(engine).items():
+                    if isinstance(fitem, wc.FuncType):
+                        self.functions.setdefault(sql_name(fname), (name, fname, fitem))
+        if not self.functions:
+            raise AbiError("the component exports no functions")
+        self._shapes: dict[str, _Shape] = {}
+
+    def shape(self, export: str) -> _Shape:
+        key = sql_name(export)
+        if key not in self._shapes:
+            found = self.functions.get(key)
+            if found is None:
+                have = ", ".join(sorted(self.functions))
+                raise AbiError(f"the component exports no function {export!r} (it has: {have})")
+            self._shapes[key] = _Shape(found[1], found[2])
+        return self._shapes[key]
+
+    def verify(self, limits: Limits) -> None:
+        """Components declare their ABI through their types; nothing to run."""
+
+    def check(self, export: str, signature: Signature | None) -> Signature:
+        derived = self.shape(export).signature
+        if signature is None:
+            return derived
+        mismatch = len(signature.params) != len(derived.params) or any(
+            not _compatible(d.type, w.type)
+            for d, w in zip(signature.params, derived.params, strict=False)
+        )
+        if signature.table is not None or derived.table is not None:
+            mismatch = mismatch or signature.table is None or derived.table is None
+            if not mismatch:
+                assert signature.table is not None and derived.table is not None
+                mismatch = len(signature.table) != len(derived.table) or any(
+                    not _compatible(d.type, w.type)
+                    for d, w in zip(signature.table, derived.table, strict=False)
+                )
+        elif (signature.returns is None) != (derived.returns is None) or (
+            signature.returns is not None
+            and derived.returns is not None
+            and not _compatible(signature.returns, derived.returns)
+        ):
+            mismatch = True
+        if mismatch:
+            raise AbiError(
+                f"export {export} has the WIT signature {derived.render()}, which "
+                f"does not match the declared {signature.render()}"
+            )
+        return Signature(
+            params=signature.params,
+            returns=signature.returns,
+            table=signature.table,
+            called_on_null_input=signature.called_on_null_input
+            or derived.called_on_null_input,
+            nullable_params=derived.nullable_params,
+        )
+
+    def instantiate(self, limits: Limits) -> ComponentInstance:
+        return ComponentInstance(self, limits)
+
+
+class ComponentInstance:
+    """One instance of a component with its own store and linker."""
+
+    def __init__(self, module: ComponentModule, limits: Limits) -> None:
+        self.module = module
+        self.limits = limits
+        self.store = module.runtime.store(limits)
+        self.ctx: CallContext | None = None
+        self.poisoned = False
+        linker = wc.Linker(module.runtime.engine)
+        root = linker.root()
+        with root.add_instance(TYPES_INTERFACE):
+            pass
+        with root.add_instance(HOST_INTERFACE) as host:
+            for name, impl in self._host_functions().items():
+                host.add_func(name, impl)
+        try:
+            self.instance = linker.instantiate(self.store, module.component)
+        except Exception as exc:  # noqa: BLE001 - start traps, limits
+            raise translate_trap(exc, limits, None) from None
+        self._funcs: dict[str, wc.Func] = {}
+
+    def _func(self, export: str) -> wc.Func:
+        func = self._funcs.get(export)
+        if func is None:
+            iface, wit_name, _ = self.module.functions[sql_name(export)]
+            parent = (
+                self.instance.get_export_index(self.store, iface) if iface else None
+            )
+            index = self.instance.get_export_index(self.store, wit_name, parent)
+            found = self.instance.get_func(self.store, index) if index else None
+            if found is None:
+                raise AbiError(f"cannot find export {wit_name}")
+            func = self._funcs[export] = found
+        return func
+
+    def call(
+        self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]
+    ) -> Any:
+        shape = self.module.shape(export)
+        func = self._func(export)
+        self.ctx = ctx
+        arm(self.store, self.limits)
+        try:
+            result = func(self.store, *(_lower(t, a) for t, a in zip(shape.param_types, args, strict=True)))
+            func.post_return(self.store)
+        except ProcedureError:
+            self.poisoned = True
+            raise
+        except Exception as exc:  # noqa: BLE001 - traps become typed errors
+            self.poisoned = True
+            raise translate_trap(exc, self.limits, None) from None
+        finally:
+            self.ctx = None
+        return convert_result(sig, self._lift(shape, result))
+
+    def _lift(self, shape: _Shape, result: Any) -> Any:
+        if isinstance(shape.result_type, wc.ResultType):
+            ok, payload = _split_result(shape.result_type, result)
+            if not ok:
+                raise _guest_error(payload)
+            result = payload
+        if shape.record_fields is not None:
+            rows = [
+                tuple(getattr(rec, f) for f in shape.record_fields)
+                for rec in (result or [])
+            ]
+            columns = [sql_name(f) for f in shape.record_fields]
+            return (columns, rows)
+        return result
+
+    # -- the host interface ------------------------------------------------
+
+    def _context(self) -> CallContext:
+        if self.ctx is None:
+            raise AbiError("host functions cannot be called while instantiating")
+        return self.ctx
+
+    def _host_functions(self) -> dict[str, Callable[..., Any]]:
+        def fallible(op: Callable[[CallContext], Any]) -> Callable[..., Any]:
+            def run(store: Any, *args: Any) -> Any:
+                ctx = self._context()
+                try:
+                    return _ok(op(ctx, *args))
+                except AbiError:
+                    raise
+                except ProcedureError as exc:
+                    return _err(exc)
+
+            return run
+
+        def query(ctx: CallContext, sql: str, params: list[Any]) -> Any:
+            columns, rows = ctx.query(sql, [_from_value(p) for p in params])
+            record = wc.Record()
+            record.columns = columns
+            record.values = [[_to_value(c) for c in row] for row in rows]
+            return record
+
+        def execute(ctx: CallContext, sql: str, params: list[Any]) -> int:
+            return ctx.execute(sql, [_from_value(p) for p in params])
+
+        def log(store: Any, level: Any, message: str) -> None:
+            name = level if isinstance(level, str) else LOG_LEVELS[2]
+            self._context().log(name, message)
+
+        return {
+            "query": fallible(query),
+            "execute": fallible(execute),
+            "log": log,
+            "begin-tx": fallible(lambda ctx: ctx.begin_tx()),
+            "commit-tx": fallible(lambda ctx: ctx.commit_tx()),
+            "rollback-tx": fallible(lambda ctx: ctx.rollback_tx()),
+            "now": lambda store: CallContext.now(),
+        }
+
+
+# The host functions' results: result<T, error> where ok and err never share
+# a Python class, so wasmtime-py takes the bare payload (see _result_is_tagged).
+def _ok(value: Any) -> Any:
+    return value
+
+
+def _err(exc: ProcedureError) -> wc.Variant:
+    case = wit_case(exc)
+    if case == "user-error":
+        record = wc.Record()
+        record.code = getattr(exc, "user_code", exc.code)
+        record.message = exc.message
+        return wc.Variant(case, record)
+    return wc.Variant(case, exc.message)
+
+
+def _split_result(ty: wc.ResultType, value: Any) -> tuple[bool, Any]:
+    if _result_is_tagged(ty):
+        assert isinstance(value, wc.Variant)
+        return value.tag == "ok", value.payload
+    is_err = isinstance(value, tuple(_classes(ty.err))) and not (
+        ty.err is None and value is None
+    )
+    return not is_err, value
+
+
+def _guest_error(payload: Any) -> ProcedureError:
+    if isinstance(payload, wc.Variant):
+        if payload.tag == "user-error":
+            return UserError(str(getattr(payload.payload, "code", "")), str(getattr(payload.payload, "message", "")))
+        return from_wit_case(payload.tag, str(payload.payload))
+    return UserError("error", str(payload))
+
+
+def _lower(ty: wc.ValType, value: SqlValue) -> Any:
+    inner = _unwrap_option(ty)
+    if value is None:
+        return None
+    if isinstance(inner, (wc.F32, wc.F64)):
+        return float(value)  # type: ignore[arg-type]
+    if isinstance(inner, wc.Bool):
+        return bool(value)
+    return value
+
+
+# The WIT `value` variant: wasmtime-py lifts and lowers it untagged (its cases'
+# Python classes are distinct), so a value is simply None/int/float/str/bytes/bool.
+def _from_value(v: Any) -> SqlValue:
+    if isinstance(v, wc.Variant):
+        return v.payload  # type: ignore[no-any-return]
+    return v  # type: ignore[no-any-return]
+
+
+def _to_value(v: SqlValue) -> Any:
+    return v
+
+
+# Re-exported for the registry's type checks.
+__all__ = ["ComponentModule", "ComponentInstance", "sql_name", "wasmtime"]

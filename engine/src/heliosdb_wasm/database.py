@@ -1,0 +1,362 @@
+"""The embedded database: SQLite plus procedure DDL, with procedures bound into SQL.
+
+``Database.execute`` splits a script into statements, handles procedure DDL
+and CALL itself, and passes everything else to SQLite. Active procedures are
+bound as SQL functions (scalar procedures) or eponymous virtual tables
+(``RETURNS TABLE`` procedures, usable as ``SELECT * FROM proc(args)``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apsw
+import apsw.ext
+
+from . import ddl
+from .errors import InvalidArgument, ProcedureError, RegistryError, SqlError
+from .hostapi import LogRecord, Session
+from .invoke import LoadedModule, Runner, load
+from .policy import Capabilities, Limits
+from .registry import ProcedureVersion, Registry, sha256_hex
+from .runtime import Runtime, default_runtime
+from .values import SqlValue, to_sqlite
+
+
+@dataclass
+class Result:
+    """The rows of the last statement executed (empty for writes)."""
+
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple[SqlValue, ...]] = field(default_factory=list)
+    changes: int = 0
+
+    def __iter__(self) -> Iterator[tuple[SqlValue, ...]]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def scalar(self) -> SqlValue:
+        """The first column of the first row (``None`` when there is none)."""
+        return self.rows[0][0] if self.rows and self.rows[0] else None
+
+
+class Database:
+    """An embedded SQLite database with WebAssembly procedures.
+
+    Use ``Database.open(path)`` (or ``heliosdb_wasm.open``), preferably as a
+    context manager so the file is closed.
+    """
+
+    def __init__(
+        self,
+        conn: apsw.Connection,
+        *,
+        limits: Limits | None = None,
+        runtime: Runtime | None = None,
+        base_dir: Path | None = None,
+    ) -> None:
+        self.conn = conn
+        self.limits = limits or Limits()
+        self.runtime = runtime or default_runtime()
+        self.base_dir = base_dir
+        self.registry = Registry(conn)
+        self.session = Session(conn, self._is_procedure)
+        self._bound: dict[str, tuple[str, int]] = {}  # lower name -> (kind, nargs)
+        self._runners: dict[str, Runner] = {}
+        self._lock = threading.RLock()
+        conn.execute("PRAGMA foreign_keys = ON")
+        with self._savepoint():
+            self.registry.ensure_schema()
+        for name in self.registry.names():
+            self._bind(self.registry.get(name))
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path = ":memory:",
+        *,
+        limits: Limits | None = None,
+        runtime: Runtime | None = None,
+    ) -> Database:
+        """Open (creating if needed) a database file, or ``":memory:"``."""
+        try:
+            conn = apsw.Connection(str(path))
+        except apsw.Error as exc:
+            raise SqlError(f"cannot open database {path}: {exc}") from None
+        return cls(conn, limits=limits, runtime=runtime)
+
+    def close(self) -> None:
+        self._runners.clear()
+        self.conn.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- SQL ---------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        """Run one statement or a script; return the rows of the last one."""
+        statements = ddl.split_statements(sql)
+        if params and len(statements) > 1:
+            raise InvalidArgument("parameters can only be bound to a single statement")
+        result = Result()
+        for statement in statements:
+            parsed = ddl.parse(statement, self.base_dir)
+            if parsed is None:
+                result = self._sqlite(statement, params)
+            else:
+                result = self._procedure_statement(parsed, params)
+        return result
+
+    def _sqlite(self, sql: str, params: Sequence[Any]) -> Result:
+        columns: list[str] = []
+
+        def trace(cursor: apsw.Cursor, _sql: str, _bindings: object) -> bool:
+            columns[:] = [d[0] for d in cursor.get_description()]
+            return True
+
+        try:
+            cursor = self.conn.cursor()
+            cursor.exec_trace = trace
+            cursor.execute(sql, tuple(to_sqlite(p) for p in params))
+            rows = [tuple(r) for r in cursor]
+        except apsw.Error as exc:
+            raise SqlError(str(exc)) from None
+        return Result(columns, rows, int(self.conn.changes()) if not rows else 0)
+
+    def call(self, name: str, *args: Any) -> Any:
+        """Call a procedure directly; table procedures return a list of tuples."""
+        return self._runner(name).call(args)
+
+    def procedures(self) -> list[ProcedureVersion]:
+        """The active version of every procedure, by name."""
+        return [self.registry.get(n) for n in self.registry.names()]
+
+    def versions(self, name: str) -> list[ProcedureVersion]:
+        return self.registry.versions(name)
+
+    def logs(self, procedure: str | None = None) -> list[LogRecord]:
+        """Recent procedure log lines (newest last)."""
+        return [
+            r
+            for r in self.session.logs
+            if procedure is None or r.procedure.lower() == procedure.lower()
+        ]
+
+    # -- procedure DDL -----------------------------------------------------------
+
+    def _procedure_statement(self, stmt: ddl.Statement, params: Sequence[Any]) -> Result:
+        if isinstance(stmt, ddl.Call):
+            return self._call_statement(stmt, params)
+        if params:
+            raise InvalidArgument("procedure DDL takes no bound parameters")
+        with self._lock:
+            if isinstance(stmt, ddl.CreateProcedure):
+                self._create(stmt)
+            elif isinstance(stmt, ddl.AlterVersion):
+                self._alter_version(stmt)
+            elif isinstance(stmt, ddl.UseVersion):
+                with self._savepoint():
+                    self.registry.use_version(stmt.name, stmt.version)
+                self._rebind(stmt.name)
+            elif isinstance(stmt, ddl.DropProcedure):
+                if stmt.if_exists and not self.registry.exists(stmt.name):
+                    return Result()
+                with self._savepoint():
+                    self.registry.drop(stmt.name)
+                self._unbind(stmt.name)
+        return Result()
+
+    def _create(self, stmt: ddl.CreateProcedure) -> None:
+        exists = self.registry.exists(stmt.name)
+        if exists and not stmt.replace:
+            raise RegistryError(
+                f"procedure {stmt.name} already exists (use CREATE OR REPLACE, or "
+                "ALTER PROCEDURE ... VERSION n)",
+                code="already-exists",
+                procedure=stmt.name,
+            )
+        if not exists:
+            _check_name_free(self.conn, stmt.name)
+        caps = Capabilities.parse(stmt.capabilities)
+        limits = self.limits.with_overrides(**stmt.limit_overrides)
+        export = stmt.export or stmt.name
+        module, digest = self._load_new(stmt.wasm, limits)
+        signature = module.check(export, stmt.signature)
+        with self._savepoint():
+            self.registry.store_module(stmt.wasm, module.abi)
+            self.registry.add_version(
+                name=stmt.name,
+                version=None,
+                abi=module.abi,
+                export=export,
+                signature=signature,
+                capabilities=caps,
+                limit_overrides=dict(stmt.limit_overrides),
+                module_sha256=digest,
+            )
+        self._rebind(stmt.name)
+
+    def _alter_version(self, stmt: ddl.AlterVersion) -> None:
+        current = self.registry.get(stmt.name)
+        limits = current.limits(self.limits)
+        module, digest = self._load_new(stmt.wasm, limits)
+        signature = module.check(current.export, current.signature)
+        with self._savepoint():
+            self.registry.store_module(stmt.wasm, module.abi)
+            self.registry.add_version(
+                name=current.name,
+                version=stmt.version,
+                abi=module.abi,
+                export=current.export,
+                signature=signature,
+                capabilities=current.capabilities,
+                limit_overrides=current.limit_overrides,
+                module_sha256=digest,
+            )
+        self._rebind(stmt.name)
+
+    def _load_new(self, wasm: bytes, limits: Limits) -> tuple[LoadedModule, str]:
+        digest = sha256_hex(wasm)
+        module = load(self.runtime, digest, wasm)
+        module.verify(limits)
+        return module, digest
+
+    def _call_statement(self, stmt: ddl.Call, params: Sequence[Any]) -> Result:
+        version = self.registry.get(stmt.name)
+        if version.signature.is_table:
+            sql = f'SELECT * FROM "{version.name}"({stmt.args_sql})'
+        else:
+            sql = f'SELECT "{version.name}"({stmt.args_sql})'
+        result = self._sqlite(sql, params)
+        if version.signature.returns is None and not version.signature.is_table:
+            return Result()
+        if not version.signature.is_table:
+            result.columns = [version.name]
+        return result
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        name = self.session.savepoint_name("ddl")
+        cursor = self.conn.cursor()
+        cursor.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            cursor.execute(f"ROLLBACK TO {name}")
+            cursor.execute(f"RELEASE {name}")
+            raise
+        cursor.execute(f"RELEASE {name}")
+
+    # -- binding into SQL --------------------------------------------------------
+
+    def _is_procedure(self, name: str) -> bool:
+        return name.lower() in self._bound
+
+    def _runner(self, name: str) -> Runner:
+        key = name.lower()
+        runner = self._runners.get(key)
+        if runner is None:
+            with self._lock:
+                runner = self._runners.get(key)
+                if runner is None:
+                    version = self.registry.get(name)
+                    wasm = self.registry.module_bytes(version.module_sha256)
+                    module = load(self.runtime, version.module_sha256, wasm)
+                    limits = version.limits(self.limits)
+                    # Re-derive the signature so a component's nullability
+                    # survives a reopen exactly as at registration.
+                    module.check(version.export, version.signature)
+                    runner = Runner(version, module, limits, self.session)
+                    self._runners[key] = runner
+        return runner
+
+    def _rebind(self, name: str) -> None:
+        self._unbind(name)
+        self._bind(self.registry.get(name))
+
+    def _bind(self, version: ProcedureVersion) -> None:
+        name = version.name
+        sig = version.signature
+        if sig.table is not None:
+            columns = tuple(c.name for c in sig.table)
+
+            def table(*args: Any) -> list[tuple[SqlValue, ...]]:
+                if len(args) != len(sig.params):
+                    raise InvalidArgument(
+                        f"{name} takes {len(sig.params)} argument(s) {sig.render()}"
+                    )
+                rows = self._runner(name).call(args)
+                return [tuple(to_sqlite(c) for c in row) for row in rows]
+
+            # apsw.ext reads the parameters (hidden columns) from the signature.
+            table.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+                [
+                    inspect.Parameter(c.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                    for c in sig.params
+                ]
+            )
+            table.columns = columns  # type: ignore[attr-defined]
+            table.column_access = apsw.ext.VTColumnAccess.By_Index  # type: ignore[attr-defined]
+            apsw.ext.make_virtual_module(self.conn, name, table)
+            self._expire_statements()
+            self._bound[name.lower()] = ("table", len(sig.params))
+        else:
+
+            def scalar(*args: Any) -> Any:
+                return to_sqlite(self._runner(name).call(args))
+
+            self.conn.create_scalar_function(name, scalar, len(sig.params), deterministic=False)
+            self._bound[name.lower()] = ("scalar", len(sig.params))
+
+    def _unbind(self, name: str) -> None:
+        key = name.lower()
+        self._runners.pop(key, None)
+        bound = self._bound.pop(key, None)
+        if bound is None:
+            return
+        kind, nargs = bound
+        if kind == "table":
+            self.conn.create_module(name, None)
+            self._expire_statements()
+        else:
+            self.conn.create_scalar_function(name, None, nargs)
+
+    def _expire_statements(self) -> None:
+        # apsw's statement cache keeps statements prepared against a replaced
+        # virtual table module; a temp-schema change makes SQLite re-prepare them.
+        self.conn.cursor().execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _heliosdb_expire(x); DROP TABLE _heliosdb_expire"
+        )
+
+
+def _check_name_free(conn: apsw.Connection, name: str) -> None:
+    for (kind,) in conn.cursor().execute(
+        "SELECT type FROM sqlite_schema WHERE name = ? COLLATE NOCASE", (name,)
+    ):
+        raise RegistryError(
+            f"cannot name a procedure {name}: a {kind} of that name exists",
+            code="already-exists",
+            procedure=name,
+        )
+
+
+def open(  # noqa: A001 - the module-level constructor reads best as heliosdb_wasm.open
+    path: str | Path = ":memory:", *, limits: Limits | None = None
+) -> Database:
+    """Open a database; see ``Database.open``."""
+    return Database.open(path, limits=limits)
+
+
+

@@ -1,0 +1,418 @@
+"""Procedure DDL: splitting scripts into statements and parsing the statements
+that SQLite does not know (CREATE/ALTER/DROP PROCEDURE, CALL).
+
+Grammar (keywords case-insensitive, clauses after the signature in any order)::
+
+    CREATE [OR REPLACE] PROCEDURE name [(arg TYPE, ...)]
+        [RETURNS TYPE | RETURNS TABLE(col TYPE, ...) | RETURNS VOID]
+        LANGUAGE wasm
+        [CALLED ON NULL INPUT | RETURNS NULL ON NULL INPUT | STRICT]
+        [CAPABILITIES ('read:customers', ...)]
+        [GROW TO n MB]
+        [WITH (fuel = n, timeout_seconds = n, ...)]
+        [USING EXPORT 'name']
+        AS $wasm$file://path.wasm$wasm$        -- or base64, or '...'
+    ALTER PROCEDURE name VERSION n AS $wasm$...$wasm$
+    ALTER PROCEDURE name USE VERSION n
+    DROP PROCEDURE [IF EXISTS] name
+    CALL name(expr, ...)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from .errors import DdlError, InvalidArgument
+from .policy import MIB
+from .values import Column, Signature, SqlType, parse_type
+
+WASM_MAGIC = b"\0asm"
+
+
+# --- tokens -------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+|--[^\n]*|/\*.*?\*/)
+  | (?P<dollar>\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$)
+  | (?P<string>'(?:[^']|'')*')
+  | (?P<qident>"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\])
+  | (?P<number>\d+(?:\.\d+)?)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<punct>[(),;=.*:])
+  | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str
+    text: str
+    pos: int
+
+    @property
+    def upper(self) -> str:
+        return self.text.upper()
+
+
+def tokenize(sql: str) -> list[Token]:
+    tokens = []
+    pos = 0
+    while pos < len(sql):
+        m = _TOKEN.match(sql, pos)
+        if m is None:  # unterminated quote or dollar quote
+            raise DdlError(f"unterminated quoted text at offset {pos}: {sql[pos:pos + 30]!r}")
+        kind = m.lastgroup or "other"
+        if kind == "tag":
+            kind = "dollar"
+        if kind != "ws":
+            tokens.append(Token(kind, m.group(), pos))
+        pos = m.end()
+    return tokens
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a script at top-level semicolons.
+
+    Quotes, comments and ``$tag$`` bodies are skipped by the tokenizer;
+    SQLite's own completeness check keeps ``CREATE TRIGGER ... BEGIN ...; END``
+    together.
+    """
+    statements = []
+    start = 0
+    for tok in tokenize(sql):
+        if tok.text == ";":
+            candidate = sql[start : tok.pos + 1]
+            if apsw.complete(_mask_dollar(candidate)):
+                if candidate[:-1].strip():
+                    statements.append(candidate[:-1].strip())
+                start = tok.pos + 1
+    rest = sql[start:].strip()
+    if rest:
+        statements.append(rest)
+    return statements
+
+
+def _mask_dollar(sql: str) -> str:
+    return re.sub(r"\$([A-Za-z_]*)\$.*?\$\1\$", "''", sql, flags=re.DOTALL)
+
+
+# --- statements -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateProcedure:
+    name: str
+    signature: Signature | None
+    wasm: bytes
+    replace: bool = False
+    capabilities: tuple[str, ...] = ()
+    limit_overrides: dict[str, Any] = field(default_factory=dict)
+    export: str | None = None
+
+
+@dataclass(frozen=True)
+class AlterVersion:
+    name: str
+    version: int
+    wasm: bytes
+
+
+@dataclass(frozen=True)
+class UseVersion:
+    name: str
+    version: int
+
+
+@dataclass(frozen=True)
+class DropProcedure:
+    name: str
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args_sql: str
+
+
+Statement = CreateProcedure | AlterVersion | UseVersion | DropProcedure | Call
+
+_LEADS = re.compile(
+    r"^\s*(?:CREATE\s+(?:OR\s+REPLACE\s+)?PROCEDURE|ALTER\s+PROCEDURE|DROP\s+PROCEDURE|CALL)\b",
+    re.IGNORECASE,
+)
+
+
+def parse(sql: str, base_dir: Path | None = None) -> Statement | None:
+    """Parse ``sql`` if it is procedure DDL or CALL; ``None`` means plain SQL."""
+    if not _LEADS.match(sql):
+        return None
+    return _Parser(sql, base_dir or Path.cwd()).statement()
+
+
+class _Parser:
+    def __init__(self, sql: str, base_dir: Path) -> None:
+        self.sql = sql
+        self.tokens = [t for t in tokenize(sql) if t.text != ";"]
+        self.i = 0
+        self.base_dir = base_dir
+
+    # -- token helpers ----------------------------------------------------------
+
+    def peek(self, offset: int = 0) -> Token | None:
+        j = self.i + offset
+        return self.tokens[j] if j < len(self.tokens) else None
+
+    def at(self, *words: str) -> bool:
+        return all(
+            (t := self.peek(k)) is not None and t.upper == w for k, w in enumerate(words)
+        )
+
+    def accept(self, *words: str) -> bool:
+        if self.at(*words):
+            self.i += len(words)
+            return True
+        return False
+
+    def expect(self, *words: str) -> None:
+        if not self.accept(*words):
+            self.fail(f"expected {' '.join(words)}")
+
+    def next(self, what: str) -> Token:
+        tok = self.peek()
+        if tok is None:
+            self.fail(f"expected {what}, found the end of the statement")
+        self.i += 1
+        return tok
+
+    def fail(self, message: str) -> Any:
+        tok = self.peek()
+        where = f"near {tok.text[:40]!r} (offset {tok.pos})" if tok else "at the end"
+        raise DdlError(f"{message} {where}")
+
+    def ident(self, what: str) -> str:
+        tok = self.next(what)
+        if tok.kind == "word":
+            return tok.text
+        if tok.kind == "qident":
+            return tok.text[1:-1]
+        self.i -= 1
+        return self.fail(f"expected {what}")
+
+    def integer(self, what: str) -> int:
+        tok = self.next(what)
+        if tok.kind != "number" or "." in tok.text:
+            self.i -= 1
+            self.fail(f"expected {what} (a whole number)")
+        return int(tok.text)
+
+    def string(self, what: str) -> str:
+        tok = self.next(what)
+        if tok.kind != "string":
+            self.i -= 1
+            self.fail(f"expected {what} as a quoted string")
+        return tok.text[1:-1].replace("''", "'")
+
+    def end(self) -> None:
+        if self.peek() is not None:
+            self.fail("unexpected text")
+
+    # -- grammar ----------------------------------------------------------------
+
+    def statement(self) -> Statement:
+        if self.accept("CALL"):
+            return self.call()
+        if self.accept("DROP", "PROCEDURE"):
+            if_exists = self.accept("IF", "EXISTS")
+            name = self.ident("a procedure name")
+            self.end()
+            return DropProcedure(name, if_exists)
+        if self.accept("ALTER", "PROCEDURE"):
+            name = self.ident("a procedure name")
+            if self.accept("USE", "VERSION"):
+                version = self.integer("a version number")
+                self.end()
+                return UseVersion(name, version)
+            self.expect("VERSION")
+            version = self.integer("a version number")
+            if version < 1:
+                self.fail("versions are numbered from 1")
+            self.expect("AS")
+            wasm = self.body()
+            self.end()
+            return AlterVersion(name, version, wasm)
+        self.expect("CREATE")
+        replace = self.accept("OR", "REPLACE")
+        self.expect("PROCEDURE")
+        return self.create(replace)
+
+    def call(self) -> Call:
+        name = self.ident("a procedure name")
+        open_paren = self.peek()
+        if open_paren is None or open_paren.text != "(":
+            self.fail("expected ( after the procedure name")
+        assert open_paren is not None
+        text = self.sql.rstrip().rstrip(";").rstrip()
+        if not text.endswith(")"):
+            raise DdlError("CALL must end with the closing ) of its arguments")
+        return Call(name, text[open_paren.pos + 1 : -1])
+
+    def create(self, replace: bool) -> CreateProcedure:
+        name = self.ident("a procedure name")
+        params: list[Column] | None = None
+        if self.peek() is not None and self.peek().text == "(":  # type: ignore[union-attr]
+            params = self.columns("parameter")
+        returns: SqlType | None = None
+        table: tuple[Column, ...] | None = None
+        declared_returns = False
+        language = None
+        called_on_null = False
+        caps: tuple[str, ...] = ()
+        limits: dict[str, Any] = {}
+        export = None
+        while not self.at("AS"):
+            if self.accept("RETURNS", "NULL", "ON", "NULL", "INPUT") or self.accept("STRICT"):
+                called_on_null = False
+            elif self.accept("CALLED", "ON", "NULL", "INPUT"):
+                called_on_null = True
+            elif self.accept("RETURNS"):
+                declared_returns = True
+                if self.accept("TABLE"):
+                    table = tuple(self.columns("column"))
+                elif not self.accept("VOID"):
+                    returns = self.type_name()
+            elif self.accept("LANGUAGE"):
+                language = self.ident("a language").lower()
+                if language != "wasm":
+                    self.i -= 1
+                    self.fail("only LANGUAGE wasm is supported")
+            elif self.accept("CAPABILITIES"):
+                caps = tuple(self.string_list())
+            elif self.accept("GROW", "TO"):
+                amount = self.integer("a memory size")
+                unit = self.ident("MB or KB").upper()
+                scale = {"MB": MIB, "MIB": MIB, "KB": 1024, "KIB": 1024, "GB": 1024 * MIB}
+                if unit not in scale:
+                    self.i -= 1
+                    self.fail("expected MB, KB or GB")
+                limits["memory_bytes"] = amount * scale[unit]
+            elif self.accept("WITH"):
+                limits.update(self.options())
+            elif self.accept("USING", "EXPORT"):
+                export = self.string("the export name")
+            elif self.peek() is None:
+                self.fail("expected AS $wasm$...$wasm$")
+            else:
+                self.fail("unexpected clause")
+        self.expect("AS")
+        wasm = self.body()
+        self.end()
+        if language is None:
+            raise DdlError(f"CREATE PROCEDURE {name}: LANGUAGE wasm is required")
+        signature = None
+        if params is not None:
+            if not declared_returns:
+                raise DdlError(
+                    f"CREATE PROCEDURE {name}: a declared parameter list needs RETURNS"
+                )
+            signature = Signature(tuple(params), returns, table, called_on_null)
+        elif declared_returns:
+            raise DdlError(
+                f"CREATE PROCEDURE {name}: RETURNS needs a parameter list, e.g. {name}()"
+            )
+        return CreateProcedure(name, signature, wasm, replace, caps, limits, export)
+
+    def columns(self, what: str) -> list[Column]:
+        self.expect("(")
+        cols: list[Column] = []
+        seen: set[str] = set()
+        while not self.accept(")"):
+            if cols:
+                self.expect(",")
+            name = self.ident(f"a {what} name")
+            if name.lower() in seen:
+                self.i -= 1
+                self.fail(f"duplicate {what} {name}")
+            seen.add(name.lower())
+            cols.append(Column(name, self.type_name()))
+        return cols
+
+    def type_name(self) -> SqlType:
+        words = [self.ident("a type").upper()]
+        if words[0] == "DOUBLE" and self.accept("PRECISION"):
+            words.append("PRECISION")
+        if self.accept("("):  # VARCHAR(255): the length is not enforced
+            self.integer("a length")
+            self.expect(")")
+        try:
+            return parse_type(" ".join(words))
+        except InvalidArgument as exc:
+            self.i -= 1
+            return self.fail(exc.message)  # type: ignore[no-any-return]
+
+    def string_list(self) -> list[str]:
+        self.expect("(")
+        items: list[str] = []
+        while not self.accept(")"):
+            if items:
+                self.expect(",")
+            items.append(self.string("a capability"))
+        return items
+
+    def options(self) -> dict[str, Any]:
+        self.expect("(")
+        out: dict[str, Any] = {}
+        while not self.accept(")"):
+            if out:
+                self.expect(",")
+            key = self.ident("a limit name").lower()
+            self.expect("=")
+            tok = self.next("a number")
+            if tok.kind != "number":
+                self.i -= 1
+                self.fail(f"limit {key} needs a number")
+            out[key] = float(tok.text) if "." in tok.text else int(tok.text)
+        return out
+
+    def body(self) -> bytes:
+        tok = self.next("the module ($wasm$...$wasm$)")
+        if tok.kind == "dollar":
+            text = re.sub(r"^\$[A-Za-z_]*\$|\$[A-Za-z_]*\$$", "", tok.text)
+        elif tok.kind == "string":
+            text = tok.text[1:-1].replace("''", "'")
+        else:
+            self.i -= 1
+            return self.fail("expected the module as $wasm$...$wasm$")  # type: ignore[no-any-return]
+        return load_body(text.strip(), self.base_dir)
+
+
+def load_body(text: str, base_dir: Path) -> bytes:
+    """The wasm bytes a DDL body names: ``file://path`` or base64."""
+    if text.startswith("file://"):
+        path = Path(text[len("file://") :])
+        if not path.is_absolute():
+            path = base_dir / path
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DdlError(f"cannot read module file {path}: {exc.strerror}") from None
+    else:
+        try:
+            data = base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise DdlError(
+                "the module body is neither file://path nor valid base64"
+            ) from None
+    if data[:4] != WASM_MAGIC:
+        raise DdlError("the module body is not WebAssembly (no \\0asm header)")
+    return data

@@ -1,0 +1,265 @@
+"""The host API (wit/host.wit) implemented against the caller's SQLite connection.
+
+A CallContext exists for the duration of one procedure call. Both ABI loaders
+translate their guest's imports into calls on it, so query/execute/log/
+transactions/now behave identically for core modules and components.
+
+Every call runs inside a savepoint of the caller's transaction, so a failed
+call rolls back exactly what it wrote. When the caller is itself a writing
+statement (``UPDATE t SET x = proc(y)``) SQLite cannot open a savepoint; the
+call then runs read-only and the statement's own rollback covers it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+
+from .errors import (
+    CapabilityDenied,
+    ConstraintViolation,
+    InvalidArgument,
+    ProcedureError,
+    ResourceLimitExceeded,
+    SqlError,
+)
+from .policy import Authorizer, Capabilities, Limits, make_authorizer
+from .values import SqlValue, to_sqlite
+
+LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
+_PY_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+_logger = logging.getLogger("heliosdb_wasm.procedure")
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    time: float
+    procedure: str
+    version: int
+    level: str
+    message: str
+
+
+class Session:
+    """Per-database state the host API needs: the connection, the procedure
+    log, and the stack of procedure calls in progress on this connection."""
+
+    def __init__(
+        self, conn: apsw.Connection, is_procedure: Callable[[str], bool]
+    ) -> None:
+        self.conn = conn
+        self.is_procedure = is_procedure
+        self.logs: deque[LogRecord] = deque(maxlen=10_000)
+        self.depth = 0
+        self._names = itertools.count(1)
+        # The policy of the guest statement being prepared, or None for the
+        # host's own statements and the user's SQL. Installed once, because
+        # sqlite3_set_authorizer expires every prepared statement.
+        self.policy: Authorizer | None = None
+        conn.authorizer = self._authorize
+
+    def _authorize(
+        self, action: int, p1: str | None, p2: str | None, db: str | None, trigger: str | None
+    ) -> int:
+        if self.policy is None:
+            return int(apsw.SQLITE_OK)
+        return self.policy(action, p1, p2, db, trigger)
+
+    def savepoint_name(self, kind: str) -> str:
+        return f"heliosdb_{kind}_{next(self._names)}"
+
+    def run(self, sql: str) -> None:
+        self.conn.cursor().execute(sql)
+
+
+QueryResult = tuple[list[str], list[tuple[SqlValue, ...]]]
+
+
+class CallContext:
+    """One procedure invocation: its identity, grants, savepoints and results."""
+
+    def __init__(
+        self,
+        session: Session,
+        procedure: str,
+        version: int,
+        capabilities: Capabilities,
+        limits: Limits,
+        args: Sequence[SqlValue],
+    ) -> None:
+        self.session = session
+        self.procedure = procedure
+        self.version = version
+        self.capabilities = capabilities
+        self.limits = limits
+        self.args = args
+        self.read_only = False
+        self._outer_policy: Authorizer | None = None
+        self._call_savepoint: str | None = None
+        self._tx: list[str] = []
+        # Basic-ABI state: the value given to heliosdb_return, the user error
+        # given to heliosdb_error, and the last failed host call.
+        self.returned = False
+        self.return_value: Any = None
+        self.raised: ProcedureError | None = None
+        self.last_error: ProcedureError | None = None
+
+    # -- call lifecycle ------------------------------------------------------
+
+    def __enter__(self) -> CallContext:
+        s = self.session
+        if s.depth >= self.limits.max_call_depth:
+            raise ResourceLimitExceeded(
+                f"procedure calls nested more than {self.limits.max_call_depth} deep",
+                limit="call-depth",
+            )
+        # A nested call starts while its caller's statement is running under
+        # the caller's policy; the callee's own bookkeeping is the host's.
+        self._outer_policy, s.policy = s.policy, None
+        name = s.savepoint_name("call")
+        try:
+            s.run(f"SAVEPOINT {name}")
+            self._call_savepoint = name
+        except apsw.BusyError:
+            self.read_only = True
+        s.depth += 1
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.session.depth -= 1
+        try:
+            self._close(commit=exc is None)
+        finally:
+            self.session.policy = self._outer_policy
+
+    def finish(self) -> None:
+        """Called after the guest returned normally: no savepoint may stay open."""
+        if self._tx:
+            open_count = len(self._tx)
+            self._rollback_tx_stack()
+            raise InvalidArgument(
+                f"procedure returned with {open_count} transaction(s) still open; "
+                "they were rolled back"
+            )
+
+    def _close(self, commit: bool) -> None:
+        self._rollback_tx_stack()
+        name = self._call_savepoint
+        if name is None:
+            return
+        self._call_savepoint = None
+        if not commit:
+            self.session.run(f"ROLLBACK TO {name}")
+        self.session.run(f"RELEASE {name}")
+
+    def _rollback_tx_stack(self) -> None:
+        while self._tx:
+            name = self._tx.pop()
+            self.session.run(f"ROLLBACK TO {name}")
+            self.session.run(f"RELEASE {name}")
+
+    # -- the host API --------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[SqlValue]) -> QueryResult:
+        return self._statement(sql, params)
+
+    def execute(self, sql: str, params: Sequence[SqlValue]) -> int:
+        self._statement(sql, params)
+        return int(self.session.conn.changes())
+
+    def log(self, level: str, message: str) -> None:
+        record = LogRecord(time.time(), self.procedure, self.version, level, message)
+        self.session.logs.append(record)
+        _logger.log(
+            _PY_LEVELS.get(level, logging.INFO),
+            "%s v%d: %s",
+            self.procedure,
+            self.version,
+            message,
+        )
+
+    def begin_tx(self) -> None:
+        if not self.capabilities.allows("transaction"):
+            raise CapabilityDenied("missing capability transaction")
+        if self.read_only:
+            raise InvalidArgument(
+                "cannot begin a transaction: the calling statement is itself "
+                "writing, so this call is read-only"
+            )
+        name = self.session.savepoint_name("tx")
+        self.session.run(f"SAVEPOINT {name}")
+        self._tx.append(name)
+
+    def commit_tx(self) -> None:
+        if not self._tx:
+            raise InvalidArgument("commit-tx without begin-tx")
+        self.session.run(f"RELEASE {self._tx.pop()}")
+
+    def rollback_tx(self) -> None:
+        if not self._tx:
+            raise InvalidArgument("rollback-tx without begin-tx")
+        name = self._tx.pop()
+        self.session.run(f"ROLLBACK TO {name}")
+        self.session.run(f"RELEASE {name}")
+
+    @staticmethod
+    def now() -> int:
+        return time.time_ns() // 1000
+
+    # -- guest statements under the authorizer -------------------------------
+
+    def _statement(self, sql: str, params: Sequence[SqlValue]) -> QueryResult:
+        conn = self.session.conn
+        denied: list[str] = []
+        columns: list[str] = []
+        statements = 0
+
+        def trace(cursor: apsw.Cursor, _sql: str, _bindings: object) -> bool:
+            nonlocal statements
+            statements += 1
+            if statements > 1:
+                return False
+            columns.extend(d[0] for d in cursor.get_description())
+            return True
+
+        session = self.session
+        session.policy = make_authorizer(
+            self.capabilities,
+            read_only=self.read_only,
+            is_procedure=session.is_procedure,
+            denied=denied,
+        )
+        try:
+            cursor = conn.cursor()
+            cursor.exec_trace = trace
+            # Never reuse a cached statement: it was authorized for someone else.
+            cursor.execute(sql, tuple(to_sqlite(p) for p in params), can_cache=False)
+            return columns, [tuple(row) for row in cursor]
+        except apsw.ExecTraceAbort:
+            raise InvalidArgument(
+                "one statement per query/execute call; got several"
+            ) from None
+        except apsw.AuthError as exc:
+            missing = denied[0] if denied else str(exc)
+            raise CapabilityDenied(f"missing capability {missing}") from None
+        except apsw.ConstraintError as exc:
+            raise ConstraintViolation(str(exc)) from None
+        except apsw.BindingsError as exc:
+            raise InvalidArgument(f"parameters: {exc}") from None
+        except apsw.Error as exc:
+            raise SqlError(str(exc)) from None
+        finally:
+            session.policy = None

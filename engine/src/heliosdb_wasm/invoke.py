@@ -1,0 +1,130 @@
+"""Calling one procedure version: argument checks, instance pool, call context.
+
+A Runner owns the loaded module of one version and a small pool of idle
+instances. An instance goes back to the pool only if the guest returned
+normally; one that trapped or hit a limit may hold corrupt state and is
+dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .abi_basic import BasicModule
+from .abi_component import ComponentModule
+from .errors import AbiError, InvalidArgument, ProcedureError
+from .hostapi import CallContext, Session
+from .policy import Limits
+from .registry import ProcedureVersion
+from .runtime import Runtime
+from .values import Signature, SqlValue, coerce
+
+
+class Instance(Protocol):
+    # Set when the guest was interrupted mid-call (trap, limit, host-side ABI
+    # fault): its memory may be inconsistent, so it must not be reused.
+    poisoned: bool
+
+    def call(
+        self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]
+    ) -> Any: ...
+
+
+class LoadedModule(Protocol):
+    abi: str
+
+    def verify(self, limits: Limits) -> None: ...
+
+    def check(self, export: str, signature: Signature | None) -> Signature: ...
+
+    def instantiate(self, limits: Limits) -> Instance: ...
+
+
+def load(runtime: Runtime, sha256: str, wasm: bytes) -> LoadedModule:
+    """Compile and validate a binary with the ABI its header announces."""
+    if len(wasm) < 8 or wasm[:4] != b"\0asm":
+        raise AbiError("not a WebAssembly binary (no \\0asm header)")
+    layer = wasm[4:8]
+    if layer == b"\x01\x00\x00\x00":
+        return BasicModule(runtime, sha256, wasm)
+    if layer[2:4] == b"\x01\x00":
+        return ComponentModule(runtime, sha256, wasm)
+    raise AbiError(f"unsupported WebAssembly version/layer {layer.hex()}")
+
+
+class Runner:
+    """Calls one procedure version."""
+
+    def __init__(
+        self,
+        version: ProcedureVersion,
+        module: LoadedModule,
+        limits: Limits,
+        session: Session,
+    ) -> None:
+        self.version = version
+        self.module = module
+        self.limits = limits
+        self.session = session
+        self.signature = version.signature
+        self._idle: list[Instance] = []
+        self._lock = threading.Lock()
+
+    def call(self, args: Sequence[SqlValue]) -> Any:
+        v = self.version
+        try:
+            values = self._arguments(args)
+            if values is None:
+                return [] if self.signature.is_table else None
+            return self._invoke(values)
+        except ProcedureError as exc:
+            raise exc.located(v.name, v.version) from None
+
+    def _arguments(self, args: Sequence[SqlValue]) -> list[SqlValue] | None:
+        sig = self.signature
+        if len(args) != len(sig.params):
+            raise InvalidArgument(
+                f"{self.version.name} takes {len(sig.params)} argument(s) "
+                f"{sig.render()}, got {len(args)}"
+            )
+        values = [
+            coerce(a, c.type, f"argument {c.name}")
+            for a, c in zip(args, sig.params, strict=True)
+        ]
+        if not sig.called_on_null_input and any(a is None for a in values):
+            return None  # RETURNS NULL ON NULL INPUT: the guest never runs
+        for i, (a, c) in enumerate(zip(values, sig.params, strict=True)):
+            if a is None and sig.nullable_params and i not in sig.nullable_params:
+                raise InvalidArgument(f"argument {c.name} may not be NULL")
+        return values
+
+    def _invoke(self, values: list[SqlValue]) -> Any:
+        v = self.version
+        ctx = CallContext(
+            self.session, v.name, v.version, v.capabilities, self.limits, values
+        )
+        with ctx:
+            instance = self._acquire()
+            try:
+                result = instance.call(ctx, v.export, self.signature, values)
+                ctx.finish()
+                return result
+            finally:
+                if not instance.poisoned:
+                    self._release(instance)
+
+    def _acquire(self) -> Instance:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self.module.instantiate(self.limits)
+
+    def _release(self, instance: Instance) -> None:
+        with self._lock:
+            if len(self._idle) < self.limits.pool_size:
+                self._idle.append(instance)
+
+    def idle_instances(self) -> int:
+        return len(self._idle)

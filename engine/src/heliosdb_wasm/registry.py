@@ -1,0 +1,262 @@
+"""The versioned procedure registry, stored inside the database file itself.
+
+Modules are stored once by SHA-256, so a backup of the file carries every
+version of every procedure. Each procedure has numbered versions (signature,
+ABI, export, capabilities, limit overrides, module) and exactly one active
+version. All writes here run inside the caller's savepoint, so a failed DDL
+statement leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+
+from .errors import RegistryError
+from .policy import Capabilities, Limits
+from .values import Signature
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS _heliosdb_meta(
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _heliosdb_modules(
+    sha256 TEXT PRIMARY KEY,
+    abi TEXT NOT NULL CHECK (abi IN ('basic', 'component')),
+    size INTEGER NOT NULL,
+    wasm BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _heliosdb_procedures(
+    name TEXT PRIMARY KEY COLLATE NOCASE,
+    active_version INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _heliosdb_versions(
+    name TEXT NOT NULL COLLATE NOCASE
+        REFERENCES _heliosdb_procedures(name) ON DELETE CASCADE,
+    version INTEGER NOT NULL CHECK (version > 0),
+    module_sha256 TEXT NOT NULL REFERENCES _heliosdb_modules(sha256),
+    abi TEXT NOT NULL,
+    export TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    capabilities TEXT NOT NULL,
+    limits TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (name, version)
+);
+"""
+
+
+@dataclass(frozen=True)
+class ProcedureVersion:
+    """One registered version of a procedure."""
+
+    name: str
+    version: int
+    abi: str
+    export: str
+    signature: Signature
+    capabilities: Capabilities
+    limit_overrides: dict[str, Any]
+    module_sha256: str
+    created_at: float
+    active: bool = False
+
+    def limits(self, defaults: Limits) -> Limits:
+        return defaults.with_overrides(**self.limit_overrides)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Registry:
+    """Reads and writes the registry tables on one connection."""
+
+    def __init__(self, conn: apsw.Connection) -> None:
+        self.conn = conn
+
+    def ensure_schema(self) -> None:
+        cur = self.conn.cursor()
+        cur.execute(_SCHEMA)
+        row = self._one("SELECT value FROM _heliosdb_meta WHERE key = 'schema_version'")
+        if row is None:
+            cur.execute(
+                "INSERT INTO _heliosdb_meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise RegistryError(
+                f"the database's registry is schema version {row[0]}; this engine "
+                f"understands up to {SCHEMA_VERSION}",
+                code="schema-too-new",
+            )
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        for row in self.conn.cursor().execute(sql, params):
+            return tuple(row)
+        return None
+
+    # -- modules -------------------------------------------------------------
+
+    def store_module(self, wasm: bytes, abi: str) -> str:
+        digest = sha256_hex(wasm)
+        self.conn.cursor().execute(
+            "INSERT OR IGNORE INTO _heliosdb_modules(sha256, abi, size, wasm, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (digest, abi, len(wasm), wasm, time.time()),
+        )
+        return digest
+
+    def module_bytes(self, sha256: str) -> bytes:
+        row = self._one("SELECT wasm FROM _heliosdb_modules WHERE sha256 = ?", (sha256,))
+        if row is None:
+            raise RegistryError(f"module {sha256[:12]} is missing from the registry", code="not-found")
+        data = bytes(row[0])
+        if sha256_hex(data) != sha256:
+            raise RegistryError(
+                f"module {sha256[:12]} is corrupt: its bytes no longer match its hash",
+                code="corrupt",
+            )
+        return data
+
+    def _collect_modules(self) -> None:
+        self.conn.cursor().execute(
+            "DELETE FROM _heliosdb_modules WHERE sha256 NOT IN "
+            "(SELECT module_sha256 FROM _heliosdb_versions)"
+        )
+
+    # -- procedures ----------------------------------------------------------
+
+    def exists(self, name: str) -> bool:
+        return self._one("SELECT 1 FROM _heliosdb_procedures WHERE name = ?", (name,)) is not None
+
+    def names(self) -> list[str]:
+        return [
+            str(r[0])
+            for r in self.conn.cursor().execute(
+                "SELECT name FROM _heliosdb_procedures ORDER BY name"
+            )
+        ]
+
+    def add_version(
+        self,
+        *,
+        name: str,
+        version: int | None,
+        abi: str,
+        export: str,
+        signature: Signature,
+        capabilities: Capabilities,
+        limit_overrides: dict[str, Any],
+        module_sha256: str,
+    ) -> int:
+        """Add a version (the next number unless given) and make it active."""
+        now = time.time()
+        latest = self._one("SELECT max(version) FROM _heliosdb_versions WHERE name = ?", (name,))
+        next_version = (latest[0] or 0) + 1 if latest else 1
+        if version is None:
+            version = next_version
+        elif self._one(
+            "SELECT 1 FROM _heliosdb_versions WHERE name = ? AND version = ?", (name, version)
+        ):
+            raise RegistryError(
+                f"procedure {name} already has a version {version}", code="already-exists"
+            )
+        cur = self.conn.cursor()
+        cur.execute(
+            "INSERT INTO _heliosdb_procedures(name, active_version, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET active_version = excluded.active_version",
+            (name, version, now),
+        )
+        cur.execute(
+            "INSERT INTO _heliosdb_versions(name, version, module_sha256, abi, export,"
+            " signature, capabilities, limits, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                name,
+                version,
+                module_sha256,
+                abi,
+                export,
+                json.dumps(signature.to_json()),
+                json.dumps(capabilities.sorted()),
+                json.dumps(limit_overrides),
+                now,
+            ),
+        )
+        return version
+
+    def use_version(self, name: str, version: int) -> None:
+        self.get(name, version)  # raises if absent
+        self.conn.cursor().execute(
+            "UPDATE _heliosdb_procedures SET active_version = ? WHERE name = ?", (version, name)
+        )
+
+    def drop(self, name: str) -> None:
+        if not self.exists(name):
+            raise RegistryError(f"no procedure named {name}", code="not-found", procedure=name)
+        cur = self.conn.cursor()
+        cur.execute("DELETE FROM _heliosdb_versions WHERE name = ?", (name,))
+        cur.execute("DELETE FROM _heliosdb_procedures WHERE name = ?", (name,))
+        self._collect_modules()
+
+    def get(self, name: str, version: int | None = None) -> ProcedureVersion:
+        """The active version of ``name``, or the given version."""
+        head = self._one(
+            "SELECT name, active_version FROM _heliosdb_procedures WHERE name = ?", (name,)
+        )
+        if head is None:
+            raise RegistryError(f"no procedure named {name}", code="not-found", procedure=name)
+        canonical, active = head
+        wanted = active if version is None else version
+        row = self._one(
+            f"SELECT {_VERSION_COLUMNS} FROM _heliosdb_versions WHERE name = ? AND version = ?",
+            (name, wanted),
+        )
+        if row is None:
+            raise RegistryError(
+                f"procedure {canonical} has no version {wanted}",
+                code="no-such-version",
+                procedure=canonical,
+            )
+        return _version(row, active)
+
+    def versions(self, name: str) -> list[ProcedureVersion]:
+        active = self.get(name).version
+        return [
+            _version(tuple(row), active)
+            for row in self.conn.cursor().execute(
+                f"SELECT {_VERSION_COLUMNS} FROM _heliosdb_versions WHERE name = ? ORDER BY version",
+                (name,),
+            )
+        ]
+
+
+_VERSION_COLUMNS = (
+    "name, version, abi, export, signature, capabilities, limits, module_sha256, created_at"
+)
+
+
+def _version(row: tuple[Any, ...], active: int) -> ProcedureVersion:
+    name, version, abi, export, sig, caps, limits, sha, created = row
+    return ProcedureVersion(
+        name=name,
+        version=version,
+        abi=abi,
+        export=export,
+        signature=Signature.from_json(json.loads(sig)),
+        capabilities=Capabilities.parse(json.loads(caps)),
+        limit_overrides=json.loads(limits),
+        module_sha256=sha,
+        created_at=created,
+        active=version == active,
+    )

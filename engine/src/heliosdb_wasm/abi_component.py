@@ -88,7 +88,7 @@ class _Shape:
             inner = pty
             if isinstance(pty, wc.OptionType):
                 nullable.add(i)
-                inner = pty.element
+                inner = pty.payload
             params.append(Column(sql_name(pname), _scalar(inner, f"{name}({pname})")))
         result = fty.result
         self.result_type = result
@@ -98,7 +98,7 @@ class _Shape:
         table: tuple[Column, ...] | None = None
         self.record_fields: list[str] | None = None
         if isinstance(inner_result, wc.OptionType):
-            inner_result = inner_result.element
+            inner_result = inner_result.payload
         if isinstance(inner_result, wc.ListType) and isinstance(
             inner_result.element, wc.RecordType
         ):
@@ -120,7 +120,7 @@ class _Shape:
 
 
 def _unwrap_option(ty: wc.ValType) -> wc.ValType:
-    return ty.element if isinstance(ty, wc.OptionType) else ty
+    return ty.payload if isinstance(ty, wc.OptionType) else ty
 
 
 def _compatible(declared: SqlType, derived: SqlType) -> bool:
@@ -145,11 +145,13 @@ class ComponentModule:
                 )
         # export name (as SQL calls it) -> (interface or None, WIT name, type)
         self.functions: dict[str, tuple[str | None, str, wc.FuncType]] = {}
-        for name, item in ctype.exports(engine).items():
+        for name, extern in ctype.exports(engine).items():
+            item = extern.ty
             if isinstance(item, wc.FuncType):
                 self.functions[sql_name(name)] = (None, name, item)
             elif isinstance(item, wc.ComponentInstanceType):
-                for fname, fitem in item.exports(engine).items():
+                for fname, fextern in item.exports(engine).items():
+                    fitem = fextern.ty
                     if isinstance(fitem, wc.FuncType):
                         self.functions.setdefault(sql_name(fname), (name, fname, fitem))
         if not self.functions:
@@ -219,12 +221,12 @@ class ComponentInstance:
         self.ctx: CallContext | None = None
         self.poisoned = False
         linker = wc.Linker(module.runtime.engine)
-        root = linker.root()
-        with root.add_instance(TYPES_INTERFACE):
-            pass
-        with root.add_instance(HOST_INTERFACE) as host:
-            for name, impl in self._host_functions().items():
-                host.add_func(name, impl)
+        with linker.root() as root:
+            with root.add_instance(TYPES_INTERFACE):
+                pass
+            with root.add_instance(HOST_INTERFACE) as host:
+                for name, impl in self._host_functions().items():
+                    host.add_func(name, impl)
         try:
             self.instance = linker.instantiate(self.store, module.component)
         except Exception as exc:  # noqa: BLE001 - start traps, limits

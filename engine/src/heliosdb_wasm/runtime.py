@@ -100,12 +100,12 @@ def translate_trap(
     code = exc.trap_code if isinstance(exc, wasmtime.Trap) else None
     message = _first_line(exc)
     if code is None and isinstance(exc, wasmtime.WasmtimeError):
-        # Some traps reach Python as a WasmtimeError carrying the trap text.
-        lowered = message.lower()
-        if "all fuel consumed" in lowered:
-            code = wasmtime.TrapCode.OUT_OF_FUEL
-        elif "interrupt" in lowered:
-            code = wasmtime.TrapCode.INTERRUPT
+        # Component calls report traps as a WasmtimeError whose text ends in
+        # "Caused by: wasm trap: <reason>"; that reason is the useful part.
+        text = str(exc)
+        cause = text.rsplit("wasm trap:", 1)[1].strip() if "wasm trap:" in text else ""
+        message = cause.splitlines()[0] if cause else message
+        code = _TRAP_TEXT.get(message)
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
         return ResourceLimitExceeded(
             f"fuel exhausted (limit {limits.fuel} units)", limit="fuel"
@@ -133,6 +133,12 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
+
+_TRAP_TEXT = {
+    "all fuel consumed by WebAssembly": wasmtime.TrapCode.OUT_OF_FUEL,
+    "interrupt": wasmtime.TrapCode.INTERRUPT,
+    "call stack exhausted": wasmtime.TrapCode.STACK_OVERFLOW,
+}
 
 _default: Runtime | None = None
 _default_lock = threading.Lock()

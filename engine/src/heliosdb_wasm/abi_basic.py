@@ -39,10 +39,19 @@ HOST_IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "heliosdb_error": ((_I32,) * 4, ()),
     "heliosdb_last_error": ((_I32,), (_I32,)),
 }
-_STATUS = {case: i + 1 for i, case in enumerate(
-    ("access-denied", "sql-error", "constraint", "limit-exceeded",
-     "invalid-argument", "user-error")
-)}
+_STATUS = {
+    case: i + 1
+    for i, case in enumerate(
+        (
+            "access-denied",
+            "sql-error",
+            "constraint",
+            "limit-exceeded",
+            "invalid-argument",
+            "user-error",
+        )
+    )
+}
 _RESULT_WASM = {
     SqlType.BIGINT: "i64",
     SqlType.INTEGER: "i32",
@@ -84,9 +93,10 @@ class BasicModule:
             if expected is None:
                 known = ", ".join(HOST_IMPORTS)
                 raise AbiError(f"unknown host import {HOST_MODULE}.{name} (known: {known})")
-            if not isinstance(ty, wasmtime.FuncType) or (
-                _types(ty.params), _types(ty.results)
-            ) != expected:
+            if (
+                not isinstance(ty, wasmtime.FuncType)
+                or (_types(ty.params), _types(ty.results)) != expected
+            ):
                 actual = (
                     _render(_types(ty.params), _types(ty.results))
                     if isinstance(ty, wasmtime.FuncType)
@@ -97,9 +107,7 @@ class BasicModule:
                 )
             self.imports.append(name)
         self.exports: dict[str, wasmtime.FuncType] = {
-            e.name: e.type
-            for e in self.module.exports
-            if isinstance(e.type, wasmtime.FuncType)
+            e.name: e.type for e in self.module.exports if isinstance(e.type, wasmtime.FuncType)
         }
         self.export_names = {e.name for e in self.module.exports}
         self.is_heliosdb = "heliosdb_abi_version" in self.exports
@@ -199,9 +207,7 @@ class BasicInstance:
 
     # -- calling ---------------------------------------------------------------
 
-    def call(
-        self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]
-    ) -> Any:
+    def call(self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]) -> Any:
         func = self.exports[export]
         assert isinstance(func, wasmtime.Func)
         self.ctx = ctx
@@ -285,8 +291,7 @@ class BasicInstance:
         size = mem.data_len(self.store)
         if ptr + len(data) > size:
             raise AbiError(
-                f"{what}: {len(data)} bytes at {ptr:#x} are outside linear "
-                f"memory ({size} bytes)"
+                f"{what}: {len(data)} bytes at {ptr:#x} are outside linear memory ({size} bytes)"
             )
         mem.write(self.store, data, ptr)
 
@@ -350,7 +355,9 @@ class BasicInstance:
 
         return self._status(op)
 
-    def _heliosdb_execute(self, sql_ptr: int, sql_len: int, p_ptr: int, p_len: int, out: int) -> int:
+    def _heliosdb_execute(
+        self, sql_ptr: int, sql_len: int, p_ptr: int, p_len: int, out: int
+    ) -> int:
         ctx = self._context()
         sql = self._text(sql_ptr, sql_len, "execute SQL")
         params = self._params(p_ptr, p_len)
@@ -423,4 +430,3 @@ class BasicInstance:
         ptr, length = self._give(err.message.encode("utf-8"))
         self._write(out, _OUT.pack(ptr, length), "last_error out area")
         return _STATUS.get(err.code, _STATUS["sql-error"])
-

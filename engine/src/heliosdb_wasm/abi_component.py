@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import wasmtime
 import wasmtime.component as wc
 
 from .errors import (
@@ -202,8 +201,7 @@ class ComponentModule:
             params=signature.params,
             returns=signature.returns,
             table=signature.table,
-            called_on_null_input=signature.called_on_null_input
-            or derived.called_on_null_input,
+            called_on_null_input=signature.called_on_null_input or derived.called_on_null_input,
             nullable_params=derived.nullable_params,
         )
 
@@ -237,9 +235,7 @@ class ComponentInstance:
         func = self._funcs.get(export)
         if func is None:
             iface, wit_name, _ = self.module.functions[sql_name(export)]
-            parent = (
-                self.instance.get_export_index(self.store, iface) if iface else None
-            )
+            parent = self.instance.get_export_index(self.store, iface) if iface else None
             index = self.instance.get_export_index(self.store, wit_name, parent)
             found = self.instance.get_func(self.store, index) if index else None
             if found is None:
@@ -247,15 +243,15 @@ class ComponentInstance:
             func = self._funcs[export] = found
         return func
 
-    def call(
-        self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]
-    ) -> Any:
+    def call(self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]) -> Any:
         shape = self.module.shape(export)
         func = self._func(export)
         self.ctx = ctx
         arm(self.store, self.limits)
         try:
-            result = func(self.store, *(_lower(t, a) for t, a in zip(shape.param_types, args, strict=True)))
+            result = func(
+                self.store, *(_lower(t, a) for t, a in zip(shape.param_types, args, strict=True))
+            )
             func.post_return(self.store)
         except ProcedureError:
             self.poisoned = True
@@ -274,10 +270,7 @@ class ComponentInstance:
                 raise _guest_error(payload)
             result = payload
         if shape.record_fields is not None:
-            rows = [
-                tuple(getattr(rec, f) for f in shape.record_fields)
-                for rec in (result or [])
-            ]
+            rows = [tuple(getattr(rec, f) for f in shape.record_fields) for rec in (result or [])]
             columns = [sql_name(f) for f in shape.record_fields]
             return (columns, rows)
         return result
@@ -290,11 +283,11 @@ class ComponentInstance:
         return self.ctx
 
     def _host_functions(self) -> dict[str, Callable[..., Any]]:
-        def fallible(op: Callable[[CallContext], Any]) -> Callable[..., Any]:
+        def fallible(op: Callable[..., Any]) -> Callable[..., Any]:
             def run(store: Any, *args: Any) -> Any:
                 ctx = self._context()
                 try:
-                    return _ok(op(ctx, *args))
+                    return op(ctx, *args)
                 except AbiError:
                     raise
                 except ProcedureError as exc:
@@ -306,7 +299,7 @@ class ComponentInstance:
             columns, rows = ctx.query(sql, [_from_value(p) for p in params])
             record = wc.Record()
             record.columns = columns
-            record.values = [[_to_value(c) for c in row] for row in rows]
+            record.values = [list(row) for row in rows]
             return record
 
         def execute(ctx: CallContext, sql: str, params: list[Any]) -> int:
@@ -327,12 +320,9 @@ class ComponentInstance:
         }
 
 
-# The host functions' results: result<T, error> where ok and err never share
-# a Python class, so wasmtime-py takes the bare payload (see _result_is_tagged).
-def _ok(value: Any) -> Any:
-    return value
-
-
+# The host functions return result<T, error>, whose ok and err never share a
+# Python class, so wasmtime-py takes a bare T for ok and the error Variant for
+# err (see _result_is_tagged).
 def _err(exc: ProcedureError) -> wc.Variant:
     case = wit_case(exc)
     if case == "user-error":
@@ -347,16 +337,17 @@ def _split_result(ty: wc.ResultType, value: Any) -> tuple[bool, Any]:
     if _result_is_tagged(ty):
         assert isinstance(value, wc.Variant)
         return value.tag == "ok", value.payload
-    is_err = isinstance(value, tuple(_classes(ty.err))) and not (
-        ty.err is None and value is None
-    )
+    is_err = isinstance(value, tuple(_classes(ty.err))) and not (ty.err is None and value is None)
     return not is_err, value
 
 
 def _guest_error(payload: Any) -> ProcedureError:
     if isinstance(payload, wc.Variant):
         if payload.tag == "user-error":
-            return UserError(str(getattr(payload.payload, "code", "")), str(getattr(payload.payload, "message", "")))
+            return UserError(
+                str(getattr(payload.payload, "code", "")),
+                str(getattr(payload.payload, "message", "")),
+            )
         return from_wit_case(payload.tag, str(payload.payload))
     return UserError("error", str(payload))
 
@@ -366,7 +357,7 @@ def _lower(ty: wc.ValType, value: SqlValue) -> Any:
     if value is None:
         return None
     if isinstance(inner, (wc.F32, wc.F64)):
-        return float(value)  # type: ignore[arg-type]
+        return float(value)
     if isinstance(inner, wc.Bool):
         return bool(value)
     return value
@@ -385,4 +376,4 @@ def _to_value(v: SqlValue) -> Any:
 
 
 # Re-exported for the registry's type checks.
-__all__ = ["ComponentModule", "ComponentInstance", "sql_name", "wasmtime"]
+__all__ = ["ComponentInstance", "ComponentModule", "sql_name", "wasmtime"]

@@ -50,13 +50,22 @@ def main() -> None:
 
 @main.command()
 @click.option("--db", "db_path", default=":memory:", show_default=True, help="Database file.")
-@click.option("-f", "--file", "script", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Run the statements of a SQL script.")
+@click.option(
+    "-f",
+    "--file",
+    "scripts",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Run the statements of a SQL script (repeatable, in order).",
+)
 @click.option("--echo", is_flag=True, help="Print each statement before its result.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON lines.")
 @click.argument("sql", nargs=-1)
-def sql(db_path: str, script: Path | None, echo: bool, as_json: bool, sql: tuple[str, ...]) -> None:
+def sql(
+    db_path: str, scripts: tuple[Path, ...], echo: bool, as_json: bool, sql: tuple[str, ...]
+) -> None:
     """Run SQL (including procedure DDL and CALL) against a database."""
-    text = script.read_text() if script else " ".join(sql)
+    text = ";\n".join([*(s.read_text() for s in scripts), " ".join(sql)])
     if not text.strip():
         raise click.UsageError("give SQL as arguments or with --file")
     with Database.open(db_path) as db:
@@ -80,7 +89,9 @@ def _print(result: Result, as_json: bool) -> None:
 
 def _fail(exc: ProcedureError, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"error": exc.code, "procedure": exc.procedure, "message": exc.message}))
+        click.echo(
+            json.dumps({"error": exc.code, "procedure": exc.procedure, "message": exc.message})
+        )
     else:
         click.secho(f"error: {exc}", fg="red", err=True)
     sys.exit(1)
@@ -94,16 +105,20 @@ def procedures(db_path: str, as_json: bool) -> None:
     with Database.open(db_path) as db:
         procs = db.procedures()
     if as_json:
-        click.echo(json.dumps([
-            {
-                "name": p.name,
-                "version": p.version,
-                "abi": p.abi,
-                "signature": p.signature.render(),
-                "capabilities": p.capabilities.sorted(),
-            }
-            for p in procs
-        ]))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": p.name,
+                        "version": p.version,
+                        "abi": p.abi,
+                        "signature": p.signature.render(),
+                        "capabilities": p.capabilities.sorted(),
+                    }
+                    for p in procs
+                ]
+            )
+        )
         return
     rows = [
         (p.name, p.version, p.abi, p.signature.render(), ", ".join(p.capabilities.sorted()))
@@ -114,8 +129,16 @@ def procedures(db_path: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("project", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--abi", type=click.Choice(["basic", "component", "both"]), default="both", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build"), show_default=True)
+@click.option(
+    "--abi", type=click.Choice(["basic", "component", "both"]), default="both", show_default=True
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build"),
+    show_default=True,
+)
 def build(project: Path, abi: str, out_dir: Path) -> None:
     """Build a procedure project to WebAssembly."""
     from .build import BuildError, build_project

@@ -20,7 +20,7 @@ import apsw
 import apsw.ext
 
 from . import ddl
-from .errors import InvalidArgument, ProcedureError, RegistryError, SqlError
+from .errors import InvalidArgument, RegistryError, SqlError
 from .hostapi import LogRecord, Session
 from .invoke import LoadedModule, Runner, load
 from .policy import Capabilities, Limits
@@ -357,6 +357,3 @@ def open(  # noqa: A001 - the module-level constructor reads best as heliosdb_wa
 ) -> Database:
     """Open a database; see ``Database.open``."""
     return Database.open(path, limits=limits)
-
-
-

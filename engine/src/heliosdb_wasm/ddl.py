@@ -25,7 +25,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import apsw
 
@@ -70,7 +70,7 @@ def tokenize(sql: str) -> list[Token]:
     while pos < len(sql):
         m = _TOKEN.match(sql, pos)
         if m is None:  # unterminated quote or dollar quote
-            raise DdlError(f"unterminated quoted text at offset {pos}: {sql[pos:pos + 30]!r}")
+            raise DdlError(f"unterminated quoted text at offset {pos}: {sql[pos : pos + 30]!r}")
         kind = m.lastgroup or "other"
         if kind == "tag":
             kind = "dollar"
@@ -174,9 +174,7 @@ class _Parser:
         return self.tokens[j] if j < len(self.tokens) else None
 
     def at(self, *words: str) -> bool:
-        return all(
-            (t := self.peek(k)) is not None and t.upper == w for k, w in enumerate(words)
-        )
+        return all((t := self.peek(k)) is not None and t.upper == w for k, w in enumerate(words))
 
     def accept(self, *words: str) -> bool:
         if self.at(*words):
@@ -195,7 +193,7 @@ class _Parser:
         self.i += 1
         return tok
 
-    def fail(self, message: str) -> Any:
+    def fail(self, message: str) -> NoReturn:
         tok = self.peek()
         where = f"near {tok.text[:40]!r} (offset {tok.pos})" if tok else "at the end"
         raise DdlError(f"{message} {where}")
@@ -207,7 +205,7 @@ class _Parser:
         if tok.kind == "qident":
             return tok.text[1:-1]
         self.i -= 1
-        return self.fail(f"expected {what}")
+        self.fail(f"expected {what}")
 
     def integer(self, what: str) -> int:
         tok = self.next(what)
@@ -261,7 +259,6 @@ class _Parser:
         open_paren = self.peek()
         if open_paren is None or open_paren.text != "(":
             self.fail("expected ( after the procedure name")
-        assert open_paren is not None
         text = self.sql.rstrip().rstrip(";").rstrip()
         if not text.endswith(")"):
             raise DdlError("CALL must end with the closing ) of its arguments")
@@ -270,7 +267,7 @@ class _Parser:
     def create(self, replace: bool) -> CreateProcedure:
         name = self.ident("a procedure name")
         params: list[Column] | None = None
-        if self.peek() is not None and self.peek().text == "(":  # type: ignore[union-attr]
+        if (tok := self.peek()) is not None and tok.text == "(":
             params = self.columns("parameter")
         returns: SqlType | None = None
         table: tuple[Column, ...] | None = None
@@ -322,9 +319,7 @@ class _Parser:
         signature = None
         if params is not None:
             if not declared_returns:
-                raise DdlError(
-                    f"CREATE PROCEDURE {name}: a declared parameter list needs RETURNS"
-                )
+                raise DdlError(f"CREATE PROCEDURE {name}: a declared parameter list needs RETURNS")
             signature = Signature(tuple(params), returns, table, called_on_null)
         elif declared_returns:
             raise DdlError(
@@ -358,7 +353,7 @@ class _Parser:
             return parse_type(" ".join(words))
         except InvalidArgument as exc:
             self.i -= 1
-            return self.fail(exc.message)  # type: ignore[no-any-return]
+            self.fail(exc.message)
 
     def string_list(self) -> list[str]:
         self.expect("(")
@@ -392,7 +387,7 @@ class _Parser:
             text = tok.text[1:-1].replace("''", "'")
         else:
             self.i -= 1
-            return self.fail("expected the module as $wasm$...$wasm$")  # type: ignore[no-any-return]
+            self.fail("expected the module as $wasm$...$wasm$")
         return load_body(text.strip(), self.base_dir)
 
 
@@ -410,9 +405,7 @@ def load_body(text: str, base_dir: Path) -> bytes:
         try:
             data = base64.b64decode("".join(text.split()), validate=True)
         except (binascii.Error, ValueError):
-            raise DdlError(
-                "the module body is neither file://path nor valid base64"
-            ) from None
+            raise DdlError("the module body is neither file://path nor valid base64") from None
     if data[:4] != WASM_MAGIC:
         raise DdlError("the module body is not WebAssembly (no \\0asm header)")
     return data

@@ -141,9 +141,7 @@ def wit_case(error: ProcedureError) -> str:
     return "sql-error"
 
 
-def from_wit_case(
-    case: str, message: str, user_code: str | None = None
-) -> ProcedureError:
+def from_wit_case(case: str, message: str, user_code: str | None = None) -> ProcedureError:
     """The engine error for a WIT error case raised by a guest."""
     if case == "user-error":
         return UserError(user_code or "", message)

@@ -57,9 +57,7 @@ class Session:
     """Per-database state the host API needs: the connection, the procedure
     log, and the stack of procedure calls in progress on this connection."""
 
-    def __init__(
-        self, conn: apsw.Connection, is_procedure: Callable[[str], bool]
-    ) -> None:
+    def __init__(self, conn: apsw.Connection, is_procedure: Callable[[str], bool]) -> None:
         self.conn = conn
         self.is_procedure = is_procedure
         self.logs: deque[LogRecord] = deque(maxlen=10_000)
@@ -249,9 +247,7 @@ class CallContext:
             cursor.execute(sql, tuple(to_sqlite(p) for p in params), can_cache=False)
             return columns, [tuple(row) for row in cursor]
         except apsw.ExecTraceAbort:
-            raise InvalidArgument(
-                "one statement per query/execute call; got several"
-            ) from None
+            raise InvalidArgument("one statement per query/execute call; got several") from None
         except apsw.AuthError as exc:
             missing = denied[0] if denied else str(exc)
             raise CapabilityDenied(f"missing capability {missing}") from None

@@ -90,8 +90,7 @@ class Runner:
                 f"{sig.render()}, got {len(args)}"
             )
         values = [
-            coerce(a, c.type, f"argument {c.name}")
-            for a, c in zip(args, sig.params, strict=True)
+            coerce(a, c.type, f"argument {c.name}") for a, c in zip(args, sig.params, strict=True)
         ]
         if not sig.called_on_null_input and any(a is None for a in values):
             return None  # RETURNS NULL ON NULL INPUT: the guest never runs
@@ -102,9 +101,7 @@ class Runner:
 
     def _invoke(self, values: list[SqlValue]) -> Any:
         v = self.version
-        ctx = CallContext(
-            self.session, v.name, v.version, v.capabilities, self.limits, values
-        )
+        ctx = CallContext(self.session, v.name, v.version, v.capabilities, self.limits, values)
         with ctx:
             instance = self._acquire()
             try:

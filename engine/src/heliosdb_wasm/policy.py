@@ -97,8 +97,7 @@ class Capabilities:
             if _KINDS[kind]:
                 if not target or not _IDENT.match(target):
                     raise InvalidArgument(
-                        f"capability {raw!r} needs a table or procedure name, "
-                        f"e.g. {kind}:orders"
+                        f"capability {raw!r} needs a table or procedure name, e.g. {kind}:orders"
                     )
                 if target.startswith(REGISTRY_PREFIX):
                     raise InvalidArgument(
@@ -127,8 +126,7 @@ _WRITE_ACTIONS = {apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE}
 _DDL_ACTIONS = {
     getattr(apsw, name)
     for name in dir(apsw)
-    if name.startswith(("SQLITE_CREATE_", "SQLITE_DROP_"))
-    and isinstance(getattr(apsw, name), int)
+    if name.startswith(("SQLITE_CREATE_", "SQLITE_DROP_")) and isinstance(getattr(apsw, name), int)
 } | {apsw.SQLITE_ALTER_TABLE, apsw.SQLITE_REINDEX, apsw.SQLITE_ANALYZE}
 _ALWAYS_DENIED = {
     apsw.SQLITE_ATTACH: "ATTACH",

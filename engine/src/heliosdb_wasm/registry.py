@@ -120,7 +120,9 @@ class Registry:
     def module_bytes(self, sha256: str) -> bytes:
         row = self._one("SELECT wasm FROM _heliosdb_modules WHERE sha256 = ?", (sha256,))
         if row is None:
-            raise RegistryError(f"module {sha256[:12]} is missing from the registry", code="not-found")
+            raise RegistryError(
+                f"module {sha256[:12]} is missing from the registry", code="not-found"
+            )
         data = bytes(row[0])
         if sha256_hex(data) != sha256:
             raise RegistryError(
@@ -235,7 +237,8 @@ class Registry:
         return [
             _version(tuple(row), active)
             for row in self.conn.cursor().execute(
-                f"SELECT {_VERSION_COLUMNS} FROM _heliosdb_versions WHERE name = ? ORDER BY version",
+                f"SELECT {_VERSION_COLUMNS} FROM _heliosdb_versions"
+                " WHERE name = ? ORDER BY version",
                 (name,),
             )
         ]

@@ -39,9 +39,7 @@ class Runtime:
         self._modules: dict[str, wasmtime.Module] = {}
         self._components: dict[str, wc.Component] = {}
         self._lock = threading.Lock()
-        self._ticker = threading.Thread(
-            target=self._tick, name="heliosdb-wasm-epoch", daemon=True
-        )
+        self._ticker = threading.Thread(target=self._tick, name="heliosdb-wasm-epoch", daemon=True)
         self._ticker.start()
 
     def _tick(self) -> None:
@@ -53,9 +51,7 @@ class Runtime:
         return self._compile(self._modules, sha256, lambda: wasmtime.Module(self.engine, wasm))
 
     def component(self, sha256: str, wasm: bytes) -> wc.Component:
-        return self._compile(
-            self._components, sha256, lambda: wc.Component(self.engine, wasm)
-        )
+        return self._compile(self._components, sha256, lambda: wc.Component(self.engine, wasm))
 
     def _compile(self, cache: dict[str, T], key: str, build: Callable[[], T]) -> T:
         with self._lock:
@@ -72,9 +68,7 @@ class Runtime:
     def store(self, limits: Limits) -> wasmtime.Store:
         """A store that enforces ``limits`` (fuel and deadline are set per call)."""
         store = wasmtime.Store(self.engine)
-        store.set_limits(
-            memory_size=limits.memory_bytes, instances=1000, tables=100, memories=4
-        )
+        store.set_limits(memory_size=limits.memory_bytes, instances=1000, tables=100, memories=4)
         arm(store, limits)
         return store
 
@@ -85,9 +79,7 @@ def arm(store: wasmtime.Store, limits: Limits) -> None:
     store.set_epoch_deadline(max(1, int(limits.timeout_seconds / EPOCH_TICK_SECONDS)))
 
 
-def translate_trap(
-    exc: BaseException, limits: Limits, memory_bytes: int | None
-) -> ProcedureError:
+def translate_trap(exc: BaseException, limits: Limits, memory_bytes: int | None) -> ProcedureError:
     """The typed error for a wasmtime failure during a call or instantiation.
 
     ``memory_bytes`` is the guest's memory size when it trapped: a guest whose
@@ -107,9 +99,7 @@ def translate_trap(
         message = cause.splitlines()[0] if cause else message
         code = _TRAP_TEXT.get(message)
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
-        return ResourceLimitExceeded(
-            f"fuel exhausted (limit {limits.fuel} units)", limit="fuel"
-        )
+        return ResourceLimitExceeded(f"fuel exhausted (limit {limits.fuel} units)", limit="fuel")
     if code == wasmtime.TrapCode.INTERRUPT:
         return ResourceLimitExceeded(
             f"wall-clock limit of {limits.timeout_seconds:g} s exceeded",
@@ -117,13 +107,9 @@ def translate_trap(
         )
     if code == wasmtime.TrapCode.STACK_OVERFLOW:
         return ResourceLimitExceeded("wasm stack exhausted", limit="stack")
-    if (
-        memory_bytes is not None
-        and memory_bytes + WASM_PAGE > limits.memory_bytes
-    ):
+    if memory_bytes is not None and memory_bytes + WASM_PAGE > limits.memory_bytes:
         return ResourceLimitExceeded(
-            f"memory limit of {limits.memory_bytes // 1024 // 1024} MiB reached "
-            f"({message})",
+            f"memory limit of {limits.memory_bytes // 1024 // 1024} MiB reached ({message})",
             limit="memory",
         )
     return ProcedureTrap(message)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -129,9 +128,7 @@ class Signature:
             "params": [[c.name, c.type.value] for c in self.params],
             "returns": self.returns.value if self.returns else None,
             "table": (
-                [[c.name, c.type.value] for c in self.table]
-                if self.table is not None
-                else None
+                [[c.name, c.type.value] for c in self.table] if self.table is not None else None
             ),
             "called_on_null_input": self.called_on_null_input,
             "nullable_params": sorted(self.nullable_params),
@@ -143,11 +140,7 @@ class Signature:
         return cls(
             params=tuple(Column(n, SqlType(t)) for n, t in data["params"]),
             returns=SqlType(data["returns"]) if data.get("returns") else None,
-            table=(
-                tuple(Column(n, SqlType(t)) for n, t in table)
-                if table is not None
-                else None
-            ),
+            table=(tuple(Column(n, SqlType(t)) for n, t in table) if table is not None else None),
             called_on_null_input=bool(data.get("called_on_null_input")),
             nullable_params=frozenset(data.get("nullable_params", ())),
         )
@@ -209,7 +202,7 @@ def check_json(text: str, what: str) -> None:
         raise InvalidArgument(f"{what}: not valid JSON ({exc})") from None
 
 
-def to_sqlite(value: SqlValue) -> None | int | float | str | bytes:
+def to_sqlite(value: SqlValue) -> int | float | str | bytes | None:
     """A value as SQLite stores it (booleans become 0/1)."""
     if isinstance(value, bool):
         return int(value)
@@ -286,8 +279,7 @@ class _Reader:
         end = self.pos + n
         if n < 0 or end > len(self.data):
             raise AbiError(
-                f"{self.what}: truncated at byte {self.pos} "
-                f"(wanted {n} more of {len(self.data)})"
+                f"{self.what}: truncated at byte {self.pos} (wanted {n} more of {len(self.data)})"
             )
         chunk = self.data[self.pos : end]
         self.pos = end
@@ -329,9 +321,7 @@ class _Reader:
 
     def done(self) -> None:
         if self.pos != len(self.data):
-            raise AbiError(
-                f"{self.what}: {len(self.data) - self.pos} trailing bytes"
-            )
+            raise AbiError(f"{self.what}: {len(self.data) - self.pos} trailing bytes")
 
 
 def decode_params(data: bytes) -> list[SqlValue]:
@@ -360,9 +350,7 @@ def decode_scalar(tag: int, payload: bytes) -> SqlValue:
         if len(payload) != 8:
             raise AbiError(f"return value: tag {tag} needs 8 bytes, got {len(payload)}")
         return (
-            int(_I64S.unpack(payload)[0])
-            if tag == TAG_INTEGER
-            else float(_F64.unpack(payload)[0])
+            int(_I64S.unpack(payload)[0]) if tag == TAG_INTEGER else float(_F64.unpack(payload)[0])
         )
     if tag == TAG_TEXT:
         try:

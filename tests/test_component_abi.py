@@ -1,0 +1,103 @@
+"""The Canonical ABI with a hand-written component (tests/fixtures/component_math.*)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import heliosdb_wasm as h
+from conftest import b64, make_component, registry_snapshot
+
+
+@pytest.fixture(scope="module")
+def math_component(wasm_tools: str, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return make_component(wasm_tools, "component_math", "math", tmp_path_factory.mktemp("c"))
+
+
+def create(db: h.Database, name: str, wasm: bytes, head: str = "", tail: str = "") -> None:
+    db.execute(f"CREATE PROCEDURE {name}{head} LANGUAGE wasm {tail} AS $wasm${b64(wasm)}$wasm$")
+
+
+def test_signature_is_read_from_the_component(db: h.Database, math_component: bytes) -> None:
+    for name in ("maybe_double", "safe_div", "stamp"):
+        create(db, name, math_component)
+    create(db, "add_two", math_component, tail="USING EXPORT 'add'")
+    rendered = {p.name: p.signature.render() for p in db.procedures()}
+    assert rendered == {
+        "add_two": "(a BIGINT, b BIGINT) RETURNS BIGINT",
+        "maybe_double": "(x DOUBLE) RETURNS DOUBLE",
+        "safe_div": "(a BIGINT, b BIGINT) RETURNS BIGINT",
+        "stamp": "() RETURNS BIGINT",
+    }
+    assert {p.abi for p in db.procedures()} == {"component"}
+
+
+def test_values_options_results_and_host_calls(db: h.Database, math_component: bytes) -> None:
+    create(db, "add_two", math_component, tail="USING EXPORT 'add'")
+    create(db, "maybe_double", math_component)
+    create(db, "safe_div", math_component)
+    create(db, "stamp", math_component)
+    row = db.execute(
+        "SELECT add_two(40, 2), maybe_double(2.5), maybe_double(NULL), safe_div(7, 2), stamp() > 0"
+    ).rows
+    assert row == [(42, 5.0, None, 3, 1)]
+    # A non-option parameter: NULL in, NULL out, guest not run.
+    assert db.execute("SELECT add_two(NULL, 1)").scalar() is None
+
+
+def test_err_results_raise_the_wit_error_case(db: h.Database, math_component: bytes) -> None:
+    create(db, "safe_div", math_component)
+    with pytest.raises(h.InvalidArgument) as err:
+        db.execute("SELECT safe_div(1, 0)")
+    assert err.value.code == "invalid-argument"
+    assert err.value.message == "division by zero"
+    assert err.value.procedure == "safe_div"
+    assert db.execute("SELECT safe_div(9, 3)").scalar() == 3
+
+
+def test_declared_signature_must_match(db: h.Database, math_component: bytes) -> None:
+    before = registry_snapshot(db)
+    with pytest.raises(h.AbiError) as err:
+        create(db, "safe_div", math_component, head="(a DOUBLE, b DOUBLE) RETURNS DOUBLE")
+    assert "does not match" in str(err.value)
+    with pytest.raises(h.AbiError) as err:
+        create(db, "nope", math_component)
+    assert "exports no function" in str(err.value)
+    assert registry_snapshot(db) == before
+    create(db, "safe_div", math_component, head="(a BIGINT, b BIGINT) RETURNS BIGINT")
+    assert db.execute("SELECT safe_div(8, 2)").scalar() == 4
+
+
+def test_component_limits(math_component: bytes) -> None:
+    with h.Database.open(":memory:", limits=h.Limits(timeout_seconds=0.3)) as db:
+        create(db, "spin", math_component)
+        with pytest.raises(h.ResourceLimitExceeded) as err:
+            db.execute("SELECT spin()")
+        assert err.value.limit == "timeout"
+    with h.Database.open(":memory:", limits=h.Limits(fuel=10_000)) as db:
+        create(db, "spin", math_component)
+        with pytest.raises(h.ResourceLimitExceeded) as err:
+            db.execute("SELECT spin()")
+        assert err.value.limit == "fuel"
+
+
+def test_components_with_other_imports_are_refused(
+    db: h.Database, wasm_tools: str, tmp_path: Path
+) -> None:
+    # A component importing WASI is refused: procedures get no WASI unless granted.
+    wat = tmp_path / "w.wat"
+    wat.write_text(
+        '(component (import "wasi:cli/environment@0.2.0" (instance)) '
+        '(core module $m (func (export "f") (result i64) i64.const 1)) '
+        "(core instance $i (instantiate $m)) "
+        '(func (export "f") (result s64) (canon lift (core func $i "f"))))'
+    )
+    out = tmp_path / "w.wasm"
+    subprocess.run([wasm_tools, "parse", str(wat), "-o", str(out)], check=True)
+    before = registry_snapshot(db)
+    with pytest.raises(h.AbiError) as err:
+        create(db, "f", out.read_bytes())
+    assert "wasi:cli/environment" in str(err.value)
+    assert registry_snapshot(db) == before

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import wasmtime
 
 import heliosdb_wasm as h
 from conftest import Register, b64, registry_snapshot, wasm_of
@@ -81,15 +82,30 @@ def test_runaway_recursion_and_other_traps(db: h.Database, register: Register) -
     assert db.execute("SELECT div_zero(5)").scalar() is not None
 
 
-def test_looping_start_function_is_interrupted() -> None:
+def test_modules_that_cannot_start_are_refused_at_registration() -> None:
     with h.Database.open(":memory:", limits=h.Limits(timeout_seconds=0.3)) as db:
-        db.execute(
-            "CREATE PROCEDURE f() RETURNS BIGINT LANGUAGE wasm"
-            f" AS $wasm${b64(wasm_of('start_loop'))}$wasm$"
+        # A start function that never returns: interrupted, then refused.
+        with pytest.raises(h.ResourceLimitExceeded) as err:
+            db.execute(
+                "CREATE PROCEDURE f() RETURNS BIGINT LANGUAGE wasm"
+                f" AS $wasm${b64(wasm_of('start_loop'))}$wasm$"
+            )
+        assert err.value.limit == "timeout"
+        # An initial memory larger than the limit: refused, with the way out.
+        big = wasmtime.wat2wasm(
+            '(module (memory 300) (func (export "f") (result i64) i64.const 1))'
         )
         with pytest.raises(h.ResourceLimitExceeded) as err:
-            db.execute("SELECT f()")
-        assert err.value.limit == "timeout"
+            db.execute(
+                f"CREATE PROCEDURE f() RETURNS BIGINT LANGUAGE wasm AS $wasm${b64(big)}$wasm$"
+            )
+        assert err.value.limit == "memory"
+        assert db.procedures() == []
+        db.execute(
+            "CREATE PROCEDURE f() RETURNS BIGINT LANGUAGE wasm GROW TO 20 MB"
+            f" AS $wasm${b64(big)}$wasm$"
+        )
+        assert db.execute("SELECT f()").scalar() == 1
 
 
 @pytest.mark.parametrize(("depth", "expected"), [(1, 4), (8, 1)])

@@ -118,13 +118,18 @@ class BasicModule:
             )
 
     def verify(self, limits: Limits) -> None:
-        """Check the declared ABI version by calling the marker once."""
+        """Instantiate once under ``limits`` and check the declared ABI version.
+
+        Instantiating at registration refuses a module that could never run
+        (a start function that loops or traps, an initial memory above the
+        limit) before it is stored.
+        """
+        instance = BasicInstance(self, limits)
         if not self.is_heliosdb:
             return
         ty = self.exports["heliosdb_abi_version"]
         if _types(ty.params) or _types(ty.results) != (_I32,):
             raise AbiError("heliosdb_abi_version must have type () -> (i32)")
-        instance = BasicInstance(self, limits)
         func = instance.exports["heliosdb_abi_version"]
         assert isinstance(func, wasmtime.Func)
         try:

@@ -369,11 +369,3 @@ def _from_value(v: Any) -> SqlValue:
     if isinstance(v, wc.Variant):
         return v.payload  # type: ignore[no-any-return]
     return v  # type: ignore[no-any-return]
-
-
-def _to_value(v: SqlValue) -> Any:
-    return v
-
-
-# Re-exported for the registry's type checks.
-__all__ = ["ComponentInstance", "ComponentModule", "sql_name", "wasmtime"]

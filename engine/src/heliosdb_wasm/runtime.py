@@ -107,7 +107,8 @@ def translate_trap(exc: BaseException, limits: Limits, memory_bytes: int | None)
         )
     if code == wasmtime.TrapCode.STACK_OVERFLOW:
         return ResourceLimitExceeded("wasm stack exhausted", limit="stack")
-    if memory_bytes is not None and memory_bytes + WASM_PAGE > limits.memory_bytes:
+    at_limit = memory_bytes is not None and memory_bytes + WASM_PAGE > limits.memory_bytes
+    if at_limit or "exceeds memory limits" in message:
         return ResourceLimitExceeded(
             f"memory limit of {limits.memory_bytes // 1024 // 1024} MiB reached ({message})",
             limit="memory",

@@ -126,6 +126,7 @@ class Database:
             columns[:] = [d[0] for d in cursor.get_description()]
             return True
 
+        before = self.conn.total_changes()
         try:
             cursor = self.conn.cursor()
             cursor.exec_trace = trace
@@ -133,7 +134,7 @@ class Database:
             rows = [tuple(r) for r in cursor]
         except apsw.Error as exc:
             raise SqlError(str(exc)) from None
-        return Result(columns, rows, int(self.conn.changes()) if not rows else 0)
+        return Result(columns, rows, int(self.conn.total_changes() - before))
 
     def call(self, name: str, *args: Any) -> Any:
         """Call a procedure directly; table procedures return a list of tuples."""

@@ -131,7 +131,7 @@ def lint(session: nox.Session) -> None:
     session.run(
         "ruff", "check", "--config", "engine/pyproject.toml", "engine", "tests", "noxfile.py"
     )
-    session.run("mypy", "engine/src/heliosdb_wasm")
+    session.run("mypy", "--config-file", "engine/pyproject.toml", "engine/src/heliosdb_wasm")
 
 
 @nox.session

@@ -20,6 +20,7 @@ from .hostapi import LOG_LEVELS, CallContext
 from .policy import Limits
 from .runtime import Runtime, arm, translate_trap
 from .values import Signature, SqlType, SqlValue
+from .wasi import WASIP1_FUNCTIONS, WASIP1_MODULE, GuestOutput, track, wasi_config
 
 ABI_VERSION = 1
 HOST_MODULE = "heliosdb"
@@ -81,14 +82,21 @@ class BasicModule:
         self.runtime = runtime
         self.module = runtime.module(sha256, wasm)
         self.imports: list[str] = []
+        self.uses_wasi = False
         for imp in self.module.imports:
             ty = imp.type
+            name = imp.name or ""
+            if imp.module == WASIP1_MODULE and name in WASIP1_FUNCTIONS:
+                # Linked to deny-by-default WASI (see wasi.py); wasmtime checks
+                # the function types when it instantiates.
+                self.uses_wasi = True
+                continue
             if imp.module != HOST_MODULE:
                 raise AbiError(
                     f"import {imp.module}.{imp.name} is not allowed: a core module "
-                    f"may only import the {HOST_MODULE!r} host functions"
+                    f"may only import the {HOST_MODULE!r} host functions and "
+                    f"{WASIP1_MODULE} (WASI preview 1)"
                 )
-            name = imp.name or ""
             expected = HOST_IMPORTS.get(name)
             if expected is None:
                 known = ", ".join(HOST_IMPORTS)
@@ -199,16 +207,43 @@ class BasicInstance:
         self.store = module.runtime.store(limits)
         self.ctx: CallContext | None = None
         self.poisoned = False
-        funcs = [self._host_func(name) for name in module.imports]
+        self.output: GuestOutput | None = None
         try:
-            self.instance = wasmtime.Instance(self.store, module.module, funcs)
+            self.instance = self._instantiate()
+            self.exports = self.instance.exports(self.store)
+            # A WASI reactor (Go's c-shared build, wit-bindgen's older
+            # output) must run its initializer once before any export.
+            initialize = self.exports.get("_initialize")
+            if isinstance(initialize, wasmtime.Func):
+                initialize(self.store)
+        except ProcedureError:
+            raise
         except Exception as exc:  # noqa: BLE001 - start function traps, limits
             raise translate_trap(exc, limits, None) from None
-        self.exports = self.instance.exports(self.store)
         memory = self.exports.get("memory")
         self.memory = memory if isinstance(memory, wasmtime.Memory) else None
         alloc = self.exports.get("heliosdb_alloc")
         self.alloc = alloc if isinstance(alloc, wasmtime.Func) else None
+
+    def _instantiate(self) -> wasmtime.Instance:
+        module = self.module
+        if not module.uses_wasi:
+            funcs = [self._host_func(name) for name in module.imports]
+            return wasmtime.Instance(self.store, module.module, funcs)
+        self.output = GuestOutput()
+        self.store.set_wasi(wasi_config(self.output))
+        track(self)
+        linker = wasmtime.Linker(module.runtime.engine)
+        linker.define_wasi()
+        for name in module.imports:
+            linker.define(self.store, HOST_MODULE, name, self._host_func(name))
+        return linker.instantiate(self.store, module.module)
+
+    def release(self) -> None:
+        """Drop the store now (see wasi.py: stores with WASI are released at exit)."""
+        self.__dict__.pop("instance", None)
+        self.__dict__.pop("exports", None)
+        self.__dict__.pop("store", None)
 
     # -- calling ---------------------------------------------------------------
 
@@ -216,6 +251,8 @@ class BasicInstance:
         func = self.exports[export]
         assert isinstance(func, wasmtime.Func)
         self.ctx = ctx
+        if self.output is not None:
+            self.output.begin(ctx)
         arm(self.store, self.limits)
         try:
             wasm_args: list[Any] = []
@@ -229,6 +266,8 @@ class BasicInstance:
             self.poisoned = True
             raise translate_trap(exc, self.limits, self._memory_size()) from None
         finally:
+            if self.output is not None:
+                self.output.end()
             self.ctx = None
         if ctx.raised is not None:
             raise ctx.raised

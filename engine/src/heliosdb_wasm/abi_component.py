@@ -23,6 +23,7 @@ from .hostapi import LOG_LEVELS, CallContext
 from .policy import Limits
 from .runtime import Runtime, arm, translate_trap
 from .values import Column, Signature, SqlType, SqlValue, convert_result
+from .wasi import GuestOutput, is_wasip2_interface, track, wasi_config
 
 WIT_PACKAGE = "heliosdb:procedures"
 WIT_VERSION = "0.1.0"
@@ -136,11 +137,16 @@ class ComponentModule:
         self.component = runtime.component(sha256, wasm)
         engine = runtime.engine
         ctype = self.component.type
+        self.uses_wasi = False
         for name in ctype.imports(engine):
-            if name not in _ALLOWED_IMPORTS:
+            if is_wasip2_interface(name):
+                # Deny-by-default WASI (see wasi.py), for language runtimes.
+                self.uses_wasi = True
+            elif name not in _ALLOWED_IMPORTS:
                 raise AbiError(
                     f"the component imports {name!r}; procedures may only import "
-                    f"{HOST_INTERFACE} (WASI and other imports are not granted)"
+                    f"{HOST_INTERFACE} and the WASI 0.2 cli, clocks, io, random, "
+                    "filesystem and sockets interfaces"
                 )
         # export name (as SQL calls it) -> (interface or None, WIT name, type)
         self.functions: dict[str, tuple[str | None, str, wc.FuncType]] = {}
@@ -218,7 +224,13 @@ class ComponentInstance:
         self.store = module.runtime.store(limits)
         self.ctx: CallContext | None = None
         self.poisoned = False
+        self.output: GuestOutput | None = None
         linker = wc.Linker(module.runtime.engine)
+        if module.uses_wasi:
+            self.output = GuestOutput()
+            self.store.set_wasi(wasi_config(self.output))
+            track(self)
+            linker.add_wasip2()
         with linker.root() as root:
             with root.add_instance(TYPES_INTERFACE):
                 pass
@@ -230,6 +242,12 @@ class ComponentInstance:
         except Exception as exc:  # noqa: BLE001 - start traps, limits
             raise translate_trap(exc, limits, None) from None
         self._funcs: dict[str, wc.Func] = {}
+
+    def release(self) -> None:
+        """Drop the store now (see wasi.py: stores with WASI are released at exit)."""
+        self._funcs.clear()
+        self.__dict__.pop("instance", None)
+        self.__dict__.pop("store", None)
 
     def _func(self, export: str) -> wc.Func:
         func = self._funcs.get(export)
@@ -247,6 +265,8 @@ class ComponentInstance:
         shape = self.module.shape(export)
         func = self._func(export)
         self.ctx = ctx
+        if self.output is not None:
+            self.output.begin(ctx)
         arm(self.store, self.limits)
         try:
             result = func(
@@ -260,6 +280,8 @@ class ComponentInstance:
             self.poisoned = True
             raise translate_trap(exc, self.limits, None) from None
         finally:
+            if self.output is not None:
+                self.output.end()
             self.ctx = None
         return convert_result(sig, self._lift(shape, result))
 

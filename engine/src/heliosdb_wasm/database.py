@@ -293,12 +293,13 @@ class Database:
         if sig.table is not None:
             columns = tuple(c.name for c in sig.table)
 
-            def table(*args: Any) -> list[tuple[SqlValue, ...]]:
-                if len(args) != len(sig.params):
-                    raise InvalidArgument(
-                        f"{name} takes {len(sig.params)} argument(s) {sig.render()}"
-                    )
-                rows = self._runner(name).call(args)
+            names = [c.name for c in sig.params]
+
+            def table(**kwargs: Any) -> list[tuple[SqlValue, ...]]:
+                # apsw.ext passes the table's arguments (hidden columns) by name.
+                if set(kwargs) != set(names):
+                    raise InvalidArgument(f"{name} takes {len(names)} argument(s) {sig.render()}")
+                rows = self._runner(name).call([kwargs[n] for n in names])
                 return [tuple(to_sqlite(c) for c in row) for row in rows]
 
             # apsw.ext reads the parameters (hidden columns) from the signature.

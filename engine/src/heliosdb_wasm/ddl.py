@@ -47,6 +47,7 @@ _TOKEN = re.compile(
   | (?P<number>\d+(?:\.\d+)?)
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<punct>[(),;=.*:])
+  | (?P<opendollar>\$[A-Za-z_]*\$)
   | (?P<other>.)
     """,
     re.VERBOSE | re.DOTALL,
@@ -74,6 +75,8 @@ def tokenize(sql: str) -> list[Token]:
         kind = m.lastgroup or "other"
         if kind == "tag":
             kind = "dollar"
+        elif kind == "opendollar":  # a $tag$ whose closing $tag$ never comes
+            raise DdlError(f"unterminated {m.group()} body at offset {pos}")
         if kind != "ws":
             tokens.append(Token(kind, m.group(), pos))
         pos = m.end()
@@ -89,16 +92,20 @@ def split_statements(sql: str) -> list[str]:
     """
     statements = []
     start = 0
+    first: int | None = None  # where the statement's first token is: comments before it go
     for tok in tokenize(sql):
-        if tok.text == ";":
-            candidate = sql[start : tok.pos + 1]
-            if apsw.complete(_mask_dollar(candidate)):
-                if candidate[:-1].strip():
-                    statements.append(candidate[:-1].strip())
-                start = tok.pos + 1
-    rest = sql[start:].strip()
-    if rest:
-        statements.append(rest)
+        if tok.text != ";":
+            if first is None:
+                first = tok.pos
+            continue
+        candidate = sql[start : tok.pos + 1]
+        if apsw.complete(_mask_dollar(candidate)):
+            if first is not None:
+                statements.append(sql[first : tok.pos].strip())
+            start = tok.pos + 1
+            first = None
+    if first is not None:
+        statements.append(sql[first:].strip())
     return statements
 
 

@@ -118,7 +118,11 @@ class Registry:
         return digest
 
     def module_bytes(self, sha256: str) -> bytes:
-        row = self._one("SELECT wasm FROM _heliosdb_modules WHERE sha256 = ?", (sha256,))
+        # CAST: a damaged row may hold TEXT, which must be reported as corrupt,
+        # not fail to decode.
+        row = self._one(
+            "SELECT CAST(wasm AS BLOB) FROM _heliosdb_modules WHERE sha256 = ?", (sha256,)
+        )
         if row is None:
             raise RegistryError(
                 f"module {sha256[:12]} is missing from the registry", code="not-found"

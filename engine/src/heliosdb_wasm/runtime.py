@@ -1,15 +1,22 @@
 """The wasmtime runtime shared by every database in the process.
 
 One wasmtime Engine (compiled code is only shareable within an engine), one
-epoch ticker thread that makes wall-clock deadlines possible, and an in-memory
-cache of compiled modules and components keyed by their SHA-256.
+epoch ticker thread that makes wall-clock deadlines possible, and a cache of
+compiled modules and components keyed by their SHA-256: in memory, and on
+disk so that the next process deserializes (milliseconds) instead of
+compiling (seconds for a CPython component).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import wasmtime
@@ -20,6 +27,9 @@ from .policy import Limits
 
 EPOCH_TICK_SECONDS = 0.005
 WASM_PAGE = 65536
+MAX_WASM_STACK = 512 * 1024
+# Set to a folder to move the compiled-code cache, or to "off" to disable it.
+CACHE_ENV = "HELIOSDB_WASM_CACHE"
 
 T = TypeVar("T")
 
@@ -34,8 +44,9 @@ class Runtime:
         config.wasm_component_model = True
         # A guest's runaway recursion must trap well before it could exhaust
         # the host thread's own stack.
-        config.max_wasm_stack = 512 * 1024
+        config.max_wasm_stack = MAX_WASM_STACK
         self.engine = wasmtime.Engine(config)
+        self.disk_cache = DiskCache.default(self._fingerprint())
         self._modules: dict[str, wasmtime.Module] = {}
         self._components: dict[str, wc.Component] = {}
         self._lock = threading.Lock()
@@ -47,21 +58,64 @@ class Runtime:
             time.sleep(EPOCH_TICK_SECONDS)
             self.engine.increment_epoch()
 
+    @staticmethod
+    def _fingerprint() -> str:
+        # Serialized code is only valid for the same wasmtime build and the
+        # same engine settings; both are part of every cache key.
+        settings = (
+            importlib.metadata.version("wasmtime"),
+            "fuel",
+            "epoch",
+            "component-model",
+            MAX_WASM_STACK,
+        )
+        return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
+
     def module(self, sha256: str, wasm: bytes) -> wasmtime.Module:
-        return self._compile(self._modules, sha256, lambda: wasmtime.Module(self.engine, wasm))
+        return self._compile(
+            self._modules,
+            sha256,
+            "module",
+            lambda: wasmtime.Module(self.engine, wasm),
+            lambda data: wasmtime.Module.deserialize(self.engine, data),
+        )
 
     def component(self, sha256: str, wasm: bytes) -> wc.Component:
-        return self._compile(self._components, sha256, lambda: wc.Component(self.engine, wasm))
+        return self._compile(
+            self._components,
+            sha256,
+            "component",
+            lambda: wc.Component(self.engine, wasm),
+            lambda data: wc.Component.deserialize(self.engine, data),
+        )
 
-    def _compile(self, cache: dict[str, T], key: str, build: Callable[[], T]) -> T:
+    def _compile(
+        self,
+        cache: dict[str, T],
+        key: str,
+        kind: str,
+        build: Callable[[], T],
+        load: Callable[[bytes], T],
+    ) -> T:
         with self._lock:
             hit = cache.get(key)
         if hit is not None:
             return hit
-        try:
-            compiled = build()
-        except wasmtime.WasmtimeError as exc:
-            raise AbiError(f"invalid WebAssembly: {_first_line(exc)}") from None
+        compiled: T | None = None
+        if self.disk_cache is not None:
+            data = self.disk_cache.get(kind, key)
+            if data is not None:
+                try:
+                    compiled = load(data)
+                except wasmtime.WasmtimeError:
+                    self.disk_cache.discard(kind, key)
+        if compiled is None:
+            try:
+                compiled = build()
+            except wasmtime.WasmtimeError as exc:
+                raise AbiError(f"invalid WebAssembly: {_first_line(exc)}") from None
+            if self.disk_cache is not None:
+                self.disk_cache.put(kind, key, compiled.serialize())  # type: ignore[attr-defined]
         with self._lock:
             return cache.setdefault(key, compiled)
 
@@ -71,6 +125,65 @@ class Runtime:
         store.set_limits(memory_size=limits.memory_bytes, instances=1000, tables=100, memories=4)
         arm(store, limits)
         return store
+
+
+class DiskCache:
+    """Compiled code on disk, one file per (kind, module hash, engine fingerprint).
+
+    Each file starts with the SHA-256 of its payload, so a truncated or
+    corrupted entry is detected, deleted and rebuilt rather than handed to
+    wasmtime. Entries are written to a temporary file and renamed into
+    place, so concurrent processes never see half a file. The folder must
+    be private to the user: wasmtime trusts what it deserializes.
+    """
+
+    def __init__(self, folder: Path, fingerprint: str) -> None:
+        self.folder = folder
+        self.fingerprint = fingerprint
+
+    @classmethod
+    def default(cls, fingerprint: str) -> DiskCache | None:
+        configured = os.environ.get(CACHE_ENV, "")
+        if configured.lower() == "off":
+            return None
+        base = Path(configured) if configured else _user_cache() / "heliosdb-wasm"
+        try:
+            base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError:
+            return None
+        return cls(base, fingerprint)
+
+    def _path(self, kind: str, key: str) -> Path:
+        return self.folder / f"{kind}-{key}-{self.fingerprint}.cwasm"
+
+    def get(self, kind: str, key: str) -> bytes | None:
+        try:
+            raw = self._path(kind, key).read_bytes()
+        except OSError:
+            return None
+        digest, payload = raw[:32], raw[32:]
+        if hashlib.sha256(payload).digest() != digest:
+            self.discard(kind, key)
+            return None
+        return payload
+
+    def put(self, kind: str, key: str, payload: bytes) -> None:
+        target = self._path(kind, key)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(hashlib.sha256(payload).digest() + payload)
+            os.replace(tmp, target)
+        except OSError:
+            pass  # a cache that cannot be written only costs a recompile
+
+    def discard(self, kind: str, key: str) -> None:
+        self._path(kind, key).unlink(missing_ok=True)
+
+
+def _user_cache() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) if xdg else Path.home() / ".cache"
 
 
 def arm(store: wasmtime.Store, limits: Limits) -> None:
@@ -91,12 +204,14 @@ def translate_trap(exc: BaseException, limits: Limits, memory_bytes: int | None)
         return exc
     code = exc.trap_code if isinstance(exc, wasmtime.Trap) else None
     message = _first_line(exc)
-    if code is None and isinstance(exc, wasmtime.WasmtimeError):
-        # Component calls report traps as a WasmtimeError whose text ends in
-        # "Caused by: wasm trap: <reason>"; that reason is the useful part.
-        text = str(exc)
-        cause = text.rsplit("wasm trap:", 1)[1].strip() if "wasm trap:" in text else ""
+    # wasmtime's text starts with a backtrace header and ends in
+    # "Caused by: wasm trap: <reason>"; that reason is the useful part.
+    text = str(exc)
+    if "wasm trap:" in text:
+        cause = text.rsplit("wasm trap:", 1)[1].strip()
         message = cause.splitlines()[0] if cause else message
+    if code is None and isinstance(exc, wasmtime.WasmtimeError):
+        # Component calls report traps as a WasmtimeError without a code.
         code = _TRAP_TEXT.get(message)
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
         return ResourceLimitExceeded(f"fuel exhausted (limit {limits.fuel} units)", limit="fuel")

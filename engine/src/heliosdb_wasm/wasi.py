@@ -1,0 +1,190 @@
+"""Deny-by-default WASI for guests whose language runtimes need it.
+
+Go's wasip1 runtime and componentize-py's CPython import WASI for clocks,
+randomness and stdout even when a procedure never touches a file. The engine
+grants exactly that: wasmtime's own WASI implementation configured with no
+arguments, no environment, no preopened directories, no network and an empty
+stdin. What the guest writes to stdout and stderr becomes procedure log lines
+(info and warn).
+
+Core modules may import any ``wasi_snapshot_preview1`` function (with nothing
+preopened, the file and socket ones can only fail with EBADF); components may
+import the WASI 0.2 interfaces below and nothing else of WASI.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Protocol
+
+import wasmtime
+
+WASIP1_MODULE = "wasi_snapshot_preview1"
+
+# Every function of WASI preview 1 (wasi_snapshot_preview1): importing one
+# outside this list is a typo or a different ABI, refused at registration.
+WASIP1_FUNCTIONS = frozenset(
+    [
+        "args_get",
+        "args_sizes_get",
+        "environ_get",
+        "environ_sizes_get",
+        "clock_res_get",
+        "clock_time_get",
+        "fd_advise",
+        "fd_allocate",
+        "fd_close",
+        "fd_datasync",
+        "fd_fdstat_get",
+        "fd_fdstat_set_flags",
+        "fd_fdstat_set_rights",
+        "fd_filestat_get",
+        "fd_filestat_set_size",
+        "fd_filestat_set_times",
+        "fd_pread",
+        "fd_prestat_get",
+        "fd_prestat_dir_name",
+        "fd_pwrite",
+        "fd_read",
+        "fd_readdir",
+        "fd_renumber",
+        "fd_seek",
+        "fd_sync",
+        "fd_tell",
+        "fd_write",
+        "path_create_directory",
+        "path_filestat_get",
+        "path_filestat_set_times",
+        "path_link",
+        "path_open",
+        "path_readlink",
+        "path_remove_directory",
+        "path_rename",
+        "path_symlink",
+        "path_unlink_file",
+        "poll_oneoff",
+        "proc_exit",
+        "proc_raise",
+        "sched_yield",
+        "random_get",
+        "sock_accept",
+        "sock_recv",
+        "sock_send",
+        "sock_shutdown",
+    ]
+)
+
+# WASI 0.2 packages a component may import. Filesystem and sockets are listed
+# because CPython's runtime imports them unconditionally; with no preopens and
+# wasmtime's default deny-all socket policy they can reach nothing.
+WASIP2_INTERFACE_PREFIXES = (
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+)
+
+# A guest printing in a loop must not grow the log without bound between
+# newlines: longer lines are cut here.
+MAX_LINE_BYTES = 8192
+
+
+def is_wasip2_interface(name: str) -> bool:
+    return name.startswith(WASIP2_INTERFACE_PREFIXES)
+
+
+class LogSink(Protocol):
+    def log(self, level: str, message: str) -> None: ...
+
+
+class GuestOutput:
+    """Line-buffers a guest's stdout and stderr into the current call's log.
+
+    Output written while no call is running (by a start function or a
+    reactor's ``_initialize``) is held and logged by the next call.
+    """
+
+    def __init__(self) -> None:
+        self.sink: LogSink | None = None
+        self._partial = {"info": bytearray(), "warn": bytearray()}
+        self._held: list[tuple[str, str]] = []
+
+    def writer(self, level: str) -> Callable[[bytes], None]:
+        def write(data: bytes) -> None:
+            buf = self._partial[level]
+            buf += data
+            while True:
+                cut = buf.find(b"\n")
+                if cut >= 0:
+                    line, rest = bytes(buf[:cut]), cut + 1
+                elif len(buf) > MAX_LINE_BYTES:
+                    line, rest = bytes(buf[:MAX_LINE_BYTES]), MAX_LINE_BYTES
+                else:
+                    break
+                del buf[:rest]
+                self._emit(level, line)
+
+        return write
+
+    def _emit(self, level: str, line: bytes) -> None:
+        text = line.decode("utf-8", errors="replace").rstrip("\r")
+        if self.sink is None:
+            self._held.append((level, text))
+        else:
+            self.sink.log(level, text)
+
+    def begin(self, sink: LogSink) -> None:
+        self.sink = sink
+        held, self._held = self._held, []
+        for level, text in held:
+            sink.log(level, text)
+
+    def end(self) -> None:
+        """Flush unterminated output into the call's log and detach."""
+        for level, buf in self._partial.items():
+            if buf:
+                self._emit(level, bytes(buf))
+                buf.clear()
+        self.sink = None
+
+
+def wasi_config(output: GuestOutput) -> wasmtime.WasiConfig:
+    """A WASI context that grants clocks, randomness and captured stdio only."""
+    config = wasmtime.WasiConfig()
+    config.stdout_custom = output.writer("info")
+    config.stderr_custom = output.writer("warn")
+    return config
+
+
+# wasmtime drops a store's WASI context, and with it the Python output
+# callbacks, on a runtime thread; if that happens while the interpreter is
+# shutting down the thread aborts noisily. Stores with WASI are therefore
+# released explicitly at exit, while Python still runs.
+class _HasStore(Protocol):
+    def release(self) -> None: ...
+
+
+_live: weakref.WeakSet[_HasStore] = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+def track(owner: _HasStore) -> None:
+    with _live_lock:
+        _live.add(owner)
+
+
+@atexit.register
+def _release_all() -> None:
+    with _live_lock:
+        owners = list(_live)
+        _live.clear()
+    for owner in owners:
+        owner.release()
+    import gc
+
+    gc.collect()

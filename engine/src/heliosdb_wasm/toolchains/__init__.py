@@ -1,0 +1,1 @@
+"""One module per guest language: how a procedure project becomes wasm."""

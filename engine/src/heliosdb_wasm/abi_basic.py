@@ -237,7 +237,12 @@ class BasicInstance:
         linker.define_wasi()
         for name in module.imports:
             linker.define(self.store, HOST_MODULE, name, self._host_func(name))
-        return linker.instantiate(self.store, module.module)
+        try:
+            return linker.instantiate(self.store, module.module)
+        except wasmtime.WasmtimeError as exc:
+            if "incompatible import type" in str(exc):
+                raise AbiError(f"WASI import with the wrong type: {exc}") from None
+            raise
 
     def release(self) -> None:
         """Drop the store now (see wasi.py: stores with WASI are released at exit)."""

@@ -7,6 +7,8 @@ with heliosdb_wasm.open("shop.db") as db:
     print(db.execute("SELECT calculate_discount(12345, 599.99)").scalar())
 """
 
+import logging
+
 from .database import Database, Result, open  # noqa: A004 - heliosdb_wasm.open(path)
 from .errors import (
     AbiError,
@@ -50,3 +52,7 @@ __all__ = [
     "open",
 ]
 __version__ = "0.1.0"
+
+# Procedure log lines also go to the "heliosdb_wasm.procedure" logger; as a
+# library we leave their display to the application's logging configuration.
+logging.getLogger("heliosdb_wasm").addHandler(logging.NullHandler())

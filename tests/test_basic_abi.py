@@ -6,9 +6,10 @@ import math
 import time
 
 import pytest
+import wasmtime
 
 import heliosdb_wasm as h
-from conftest import Register
+from conftest import Register, b64
 
 
 def count(db: h.Database) -> int:
@@ -239,3 +240,34 @@ def test_table_columns_must_match_the_declaration(db: h.Database, register: Regi
     with pytest.raises(h.AbiError) as err:
         db.execute("SELECT * FROM fruit()")
     assert "columns" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("access-denied", h.CapabilityDenied),
+        ("sql-error", h.SqlError),
+        ("constraint", h.ConstraintViolation),
+        ("invalid-argument", h.InvalidArgument),
+        ("OUT_OF_STOCK", h.UserError),
+    ],
+)
+def test_error_codes_that_name_a_wit_case_pass_the_host_error_on(
+    db: h.Database, code: str, error: type[h.ProcedureError]
+) -> None:
+    wasm = wasmtime.wat2wasm(
+        f"""(module
+          (import "heliosdb" "heliosdb_error" (func $error (param i32 i32 i32 i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 16) "{code}")
+          (data (i32.const 64) "passed on")
+          (func (export "heliosdb_abi_version") (result i32) i32.const 1)
+          (func (export "f") (result i64)
+            (call $error (i32.const 16) (i32.const {len(code)}) (i32.const 64) (i32.const 9))
+            i64.const 0))"""
+    )
+    db.execute(f"CREATE PROCEDURE f() RETURNS BIGINT LANGUAGE wasm AS $wasm${b64(wasm)}$wasm$")
+    with pytest.raises(error) as err:
+        db.execute("SELECT f()")
+    assert err.value.message == "passed on"
+    assert err.value.code == ("user-error" if code == "OUT_OF_STOCK" else code)

@@ -248,7 +248,7 @@ def render(impls: Sequence[Implementation], cells: dict[str, dict[str, str]]) ->
                 notes.append(f"  {label} / {case}: {cell}")
             marks.append(mark.ljust(short[label]))
         lines.append(case.ljust(width) + " | " + " | ".join(marks))
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import wasmtime
 
 from . import values as v
-from .errors import AbiError, ProcedureError, ResourceLimitExceeded, UserError
+from .errors import AbiError, ProcedureError, ResourceLimitExceeded, UserError, from_wit_case
 from .hostapi import LOG_LEVELS, CallContext
 from .policy import Limits
 from .runtime import Runtime, arm, translate_trap
@@ -470,7 +470,13 @@ class BasicInstance:
         ctx = self._context()
         code = self._text(c_ptr, c_len, "error code")
         message = self._text(m_ptr, m_len, "error message")
-        ctx.raised = UserError(code, message)
+        # WIT error case names are reserved codes (docs/abi.md §4): they pass
+        # a host error on unchanged instead of wrapping it in a user error.
+        ctx.raised = (
+            from_wit_case(code, message)
+            if code in _STATUS and code != "user-error"
+            else UserError(code, message)
+        )
 
     def _heliosdb_last_error(self, out: int) -> int:
         err = self._context().last_error

@@ -111,20 +111,20 @@ def raise_user_error(code: str, message: str) -> int:
     raise ProcedureError(code, message)
 
 
-def _insert(id: int) -> None:
-    execute("INSERT INTO conf_items(id, label) VALUES (?, 'tx')", id)
+def _insert(row_id: int) -> None:
+    execute("INSERT INTO conf_items(id, label) VALUES (?, 'tx')", row_id)
 
 
-def _count(id: int) -> int:
-    row = query_one("SELECT count(*) AS n FROM conf_items WHERE id = ?", id)
+def _count(row_id: int) -> int:
+    row = query_one("SELECT count(*) AS n FROM conf_items WHERE id = ?", row_id)
     return row["n"] if row else 0
 
 
 @procedure
-def tx_commit(id: int) -> int:
+def tx_commit(row_id: int) -> int:
     with transaction():
-        _insert(id)
-    return _count(id)
+        _insert(row_id)
+    return _count(row_id)
 
 
 class _Rollback(Exception):
@@ -132,19 +132,19 @@ class _Rollback(Exception):
 
 
 @procedure
-def tx_rollback(id: int) -> int:
+def tx_rollback(row_id: int) -> int:
     try:
         with transaction():
-            _insert(id)
+            _insert(row_id)
             raise _Rollback
     except _Rollback:
         pass
-    return _count(id)
+    return _count(row_id)
 
 
 @procedure
-def insert_then_trap(id: int) -> int:
-    _insert(id)
+def insert_then_trap(row_id: int) -> int:
+    _insert(row_id)
     raise RuntimeError("trapping on purpose after an insert")
 
 

@@ -1,7 +1,9 @@
 """The project's single entry point: `nox -l` lists the sessions.
 
 Sessions share artifacts through build/ and reuse their virtualenvs, so a
-second run only rebuilds what changed.
+second run only rebuilds what changed. Toolchains the examples need (Rust's
+wasm target, Go, the npm packages) are checked and, where the machine allows,
+installed by the sessions themselves.
 """
 
 from __future__ import annotations
@@ -16,15 +18,23 @@ import nox
 ROOT = Path(__file__).parent
 BUILD = ROOT / "build"
 EXAMPLES = ROOT / "examples"
+CONFORMANCE = ROOT / "tests" / "conformance"
+JS_SDK = ROOT / "sdks" / "js"
 
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "tests", "demo"]
+nox.options.sessions = ["lint", "tests", "conformance", "demo"]
 
 ENGINE = ["-e", f"{ROOT / 'engine'}[dev]"]
+LANGUAGE_DIRS = ("rust", "go", "python", "assemblyscript", "js")
 
 
 def _install(session: nox.Session) -> None:
     session.install(*ENGINE)
+
+
+def _projects(parent: Path) -> list[Path]:
+    """<parent>/*/<language>/ project folders, in a stable order."""
+    return sorted(p for p in parent.glob("*/*") if p.is_dir() and p.name in LANGUAGE_DIRS)
 
 
 def _rust_wasm_toolchain(session: nox.Session) -> None:
@@ -32,7 +42,7 @@ def _rust_wasm_toolchain(session: nox.Session) -> None:
 
     rustup's target is preferred; where rustup cannot download it (as on this
     project's machines) Debian's rustc-web with its std sources builds std
-    for the target itself (see heliosdb_wasm.build).
+    for the target itself (see heliosdb_wasm/toolchains/rust.py).
     """
     if shutil.which("rustup"):
         installed = subprocess.run(
@@ -63,27 +73,38 @@ def _rust_wasm_toolchain(session: nox.Session) -> None:
     )
 
 
-def _projects() -> list[Path]:
-    return sorted(p.parent for p in EXAMPLES.glob("*/*/Cargo.toml"))
+def _toolchains(session: nox.Session, projects: list[Path]) -> None:
+    languages = {p.name for p in projects}
+    if "rust" in languages:
+        _rust_wasm_toolchain(session)
+    if "go" in languages and not shutil.which("go"):
+        session.error("Go >= 1.24 is needed for the Go examples: https://go.dev/dl/")
+    needs_npm = languages & {"assemblyscript", "js"} and (JS_SDK / "package-lock.json").exists()
+    if needs_npm and not (JS_SDK / "node_modules").exists():
+        session.run("npm", "ci", "--prefix", str(JS_SDK), "--no-audit", external=True)
+
+
+def _build(session: nox.Session, project: Path, out: Path, *extra: str) -> None:
+    session.run("heliosdb-wasm", "build", str(project), "--out", str(out), *extra)
 
 
 def _build_examples(session: nox.Session) -> None:
-    _rust_wasm_toolchain(session)
-    for project in _projects():
-        session.run(
-            "heliosdb-wasm",
-            "build",
-            str(project),
-            "--abi",
-            "both",
-            "--out",
-            str(BUILD / "examples"),
-        )
+    projects = _projects(EXAMPLES)
+    _toolchains(session, projects)
+    for project in projects:
+        _build(session, project, BUILD / "examples" / project.name)
+
+
+def _build_conformance(session: nox.Session) -> None:
+    projects = sorted(p for p in (CONFORMANCE / "impl").iterdir() if p.is_dir())
+    _toolchains(session, projects)
+    for project in projects:
+        _build(session, project, BUILD / "conformance", "--name", project.name)
 
 
 @nox.session
 def build(session: nox.Session) -> None:
-    """Compile every example, both ABIs, into build/examples (skips what is up to date)."""
+    """Compile every example in every language into build/examples/<language>/."""
     _install(session)
     _build_examples(session)
 
@@ -97,8 +118,25 @@ def tests(session: nox.Session) -> None:
         "pytest",
         "-q",
         str(ROOT / "tests"),
+        "--ignore",
+        str(CONFORMANCE),
         *session.posargs,
         env={"HELIOSDB_BUILD_DIR": str(BUILD)},
+    )
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """Build every language's conformance implementation and print the matrix."""
+    _install(session)
+    _build_conformance(session)
+    session.run(
+        "python",
+        str(CONFORMANCE / "runner.py"),
+        "--build",
+        str(BUILD / "conformance"),
+        "--json",
+        str(BUILD / "conformance.json"),
     )
 
 
@@ -136,6 +174,6 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def ci(session: nox.Session) -> None:
-    """Everything CI runs: lint, tests, demo."""
-    for name in ("lint", "tests", "demo"):
+    """Everything CI runs: lint, tests, conformance, demo."""
+    for name in ("lint", "tests", "conformance", "demo"):
         session.notify(name)

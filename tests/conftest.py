@@ -77,12 +77,24 @@ def registry_snapshot(db: h.Database) -> list[tuple[object, ...]]:
     return rows
 
 
-def example(name: str, abi: str) -> Path:
+def example(name: str, abi: str, language: str = "rust") -> Path:
     """A built example; `nox -s build` (run by `nox -s tests`) produces them."""
-    path = BUILD / "examples" / f"{name}.{abi}.wasm"
+    path = BUILD / "examples" / language / f"{name}.{abi}.wasm"
     if not path.exists():
         pytest.fail(f"{path} is missing: run `nox -s build` first")
     return path
+
+
+def example_variants(name: str) -> list[tuple[str, str]]:
+    """(language, abi) of every implementation of examples/<name>/ in the tree."""
+    from heliosdb_wasm.toolchains import abis_for, detect_language
+
+    variants = []
+    for project in sorted((ROOT / "examples" / name).iterdir()):
+        if project.is_dir():
+            language = detect_language(project)
+            variants += [(language, abi) for abi in abis_for(project)]
+    return variants
 
 
 @pytest.fixture(scope="session")

@@ -130,7 +130,11 @@ def procedures(db_path: str, as_json: bool) -> None:
 @main.command()
 @click.argument("project", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
-    "--abi", type=click.Choice(["basic", "component", "both"]), default="both", show_default=True
+    "--abi",
+    type=click.Choice(["basic", "component", "all"]),
+    default="all",
+    show_default=True,
+    help="all = every ABI the project's language can build.",
 )
 @click.option(
     "--out",
@@ -139,14 +143,16 @@ def procedures(db_path: str, as_json: bool) -> None:
     default=Path("build"),
     show_default=True,
 )
-def build(project: Path, abi: str, out_dir: Path) -> None:
-    """Build a procedure project to WebAssembly."""
-    from .build import BuildError, build_project
+@click.option("--name", help="Artifact base name (default: the package or procedure name).")
+@click.option("--force", is_flag=True, help="Rebuild even when up to date.")
+def build(project: Path, abi: str, out_dir: Path, name: str | None, force: bool) -> None:
+    """Build a procedure project (Rust, Go, Python, AssemblyScript, JS) to WebAssembly."""
+    from .toolchains import BuildError, abis_for, build_project
 
-    abis = ["basic", "component"] if abi == "both" else [abi]
     try:
+        abis = abis_for(project) if abi == "all" else (abi,)
         for which in abis:
-            build_project(project, out_dir, which)  # type: ignore[arg-type]
+            build_project(project, out_dir, which, name=name, log=click.echo, force=force)
     except BuildError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)

@@ -24,8 +24,7 @@ def shop() -> Iterator[h.Database]:
 def register(db: h.Database, name: str, variant: tuple[str, str], declaration: str) -> None:
     language, abi = variant
     db.execute(
-        f"CREATE PROCEDURE {name}{declaration}"
-        f" AS $wasm$file://{example(name, abi, language)}$wasm$"
+        f"CREATE PROCEDURE {name}{declaration} AS $wasm$file://{example(name, abi, language)}$wasm$"
     )
 
 
@@ -137,12 +136,8 @@ def test_aggregate_sales_is_a_table(shop: h.Database, variant: tuple[str, str]) 
     assert top == "emea"
 
 
-@pytest.mark.parametrize(
-    "variant", [v for v in DISCOUNT if v[1] == "component"], ids="/".join
-)
-def test_component_signature_comes_from_its_wit(
-    shop: h.Database, variant: tuple[str, str]
-) -> None:
+@pytest.mark.parametrize("variant", [v for v in DISCOUNT if v[1] == "component"], ids="/".join)
+def test_component_signature_comes_from_its_wit(shop: h.Database, variant: tuple[str, str]) -> None:
     language, abi = variant
     shop.execute(
         "CREATE PROCEDURE calculate_discount LANGUAGE wasm CAPABILITIES ('read:customers')"
@@ -169,3 +164,23 @@ def test_every_language_gives_the_same_answers(shop: h.Database) -> None:
     columns = ", ".join(f"{n}(o.customer_id, o.total)" for n in names)
     for row in shop.execute(f"SELECT {columns} FROM orders o").rows:
         assert len(set(row)) == 1, row
+
+
+@pytest.mark.parametrize("variant", example_variants("compound_interest"), ids="/".join)
+def test_compound_interest(shop: h.Database, variant: tuple[str, str]) -> None:
+    register(
+        shop,
+        "compound_interest",
+        variant,
+        "(principal DOUBLE, rate DOUBLE, years INTEGER) RETURNS DOUBLE LANGUAGE wasm",
+    )
+    assert shop.execute("SELECT compound_interest(1000, 0.05, 10)").scalar() == pytest.approx(
+        1000 * 1.05**10
+    )
+
+
+def test_a_pure_rust_procedure_imports_nothing() -> None:
+    import wasmtime
+
+    wasm = example("compound_interest", "basic", "rust").read_bytes()
+    assert wasmtime.Module(wasmtime.Engine(), wasm).imports == []

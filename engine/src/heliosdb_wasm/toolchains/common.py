@@ -60,20 +60,21 @@ def kebab(name: str) -> str:
 
 def world_wit(world: str, exports: list[Export], records: list[Record]) -> str:
     """A world that imports the host API and exports ``exports``."""
+    unique = list(dict.fromkeys(r.wit() for r in records))
+    return world_of_items(world, unique + [e.wit() for e in exports])
+
+
+def world_of_items(world: str, items: list[str]) -> str:
+    """A world that imports the host API and holds ``items`` (exports, records)."""
     lines = [
         "package heliosdb:generated;",
         "",
         f"world {world} {{",
         "  include heliosdb:procedures/procedure@0.1.0;",
         "  use heliosdb:procedures/types@0.1.0.{error};",
+        *(f"  {item}" for item in items),
+        "}",
     ]
-    seen: set[str] = set()
-    for record in records:
-        if record.name not in seen:
-            seen.add(record.name)
-            lines.append(f"  {record.wit()}")
-    lines += [f"  {e.wit()}" for e in exports]
-    lines.append("}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,119 @@
+//! Write HeliosDB stored procedures in Rust.
+//!
+//! ```ignore
+//! use heliosdb_wasm_sdk::{heliosdb_procedure, log, query, Error};
+//!
+//! #[heliosdb_procedure]
+//! fn calculate_discount(customer_id: i64, order_total: f64) -> Result<f64, Error> {
+//!     let rows = query("SELECT tier FROM customers WHERE id = ?", &[customer_id.into()])?;
+//!     let tier: String = rows.first()
+//!         .ok_or_else(|| Error::user("CUSTOMER_NOT_FOUND", format!("no customer with id {customer_id}")))?
+//!         .get("tier")?;
+//!     ...
+//! }
+//! ```
+//!
+//! The same source builds as a Basic-ABI core module (default) or, with the
+//! `component` feature, as a Canonical-ABI component whose host imports come
+//! from the repository's `wit/` through wit-bindgen. `heliosdb-wasm build`
+//! does both. The host API has the same names and meaning in every SDK.
+
+mod types;
+
+#[cfg(not(feature = "component"))]
+mod basic;
+#[cfg(not(feature = "component"))]
+use basic as backend;
+
+#[cfg(feature = "component")]
+mod component;
+#[cfg(feature = "component")]
+use component as backend;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use heliosdb_wasm_macros::{Row, heliosdb_procedure};
+pub use types::{Error, FromValue, Json, Row, RowRef, Rows, Value};
+
+/// Runs a read statement with `?` parameters and returns every row.
+pub fn query(sql: &str, params: &[Value]) -> Result<Rows, Error> {
+    backend::query(sql, params)
+}
+
+/// Runs a write statement with `?` parameters; the number of rows changed.
+pub fn execute(sql: &str, params: &[Value]) -> Result<u64, Error> {
+    backend::execute(sql, params)
+}
+
+/// Opens a nested transaction (a savepoint); close it with [`commit_tx`] or
+/// [`rollback_tx`] before returning.
+pub fn begin_tx() -> Result<(), Error> {
+    backend::begin_tx()
+}
+
+pub fn commit_tx() -> Result<(), Error> {
+    backend::commit_tx()
+}
+
+pub fn rollback_tx() -> Result<(), Error> {
+    backend::rollback_tx()
+}
+
+/// Runs `body` in a nested transaction: committed when it returns `Ok`,
+/// rolled back when it returns `Err`.
+pub fn transaction<T>(body: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    begin_tx()?;
+    match body() {
+        Ok(value) => {
+            commit_tx()?;
+            Ok(value)
+        }
+        Err(err) => {
+            rollback_tx()?;
+            Err(err)
+        }
+    }
+}
+
+/// The host's wall clock, microseconds since the Unix epoch.
+pub fn now() -> i64 {
+    backend::now()
+}
+
+/// The procedure log: `log::info("...")`, or `log::info(&format!(...))`.
+pub mod log {
+    use super::backend;
+
+    pub fn trace(message: &str) {
+        backend::log(0, message)
+    }
+    pub fn debug(message: &str) {
+        backend::log(1, message)
+    }
+    pub fn info(message: &str) {
+        backend::log(2, message)
+    }
+    pub fn warn(message: &str) {
+        backend::log(3, message)
+    }
+    pub fn error(message: &str) {
+        backend::log(4, message)
+    }
+}
+
+/// Expands to one of its two token groups depending on this crate's
+/// `component` feature; used by the macros so that user crates need no cfg.
+#[cfg(not(feature = "component"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_abi {
+    (basic: { $($basic:tt)* } component: { $($component:tt)* }) => { $($basic)* };
+}
+
+#[cfg(feature = "component")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_abi {
+    (basic: { $($basic:tt)* } component: { $($component:tt)* }) => { $($component)* };
+}

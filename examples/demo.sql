@@ -3,20 +3,37 @@
 --   heliosdb-wasm sql --echo -f examples/seed.sql -f examples/demo.sql
 -- from the repository root (file:// paths are relative to it).
 
--- The seed's procedure written in Go, as a Basic-ABI core module...
+-- The seed's procedure written in Rust, as a Basic-ABI core module...
 CREATE PROCEDURE calculate_discount(customer_id BIGINT, order_total DOUBLE)
     RETURNS DOUBLE
     LANGUAGE wasm
     CAPABILITIES ('read:customers')
-    AS $wasm$file://build/examples/go/calculate_discount.basic.wasm$wasm$;
+    AS $wasm$file://build/examples/rust/calculate_discount.basic.wasm$wasm$;
 
--- ...and written in Python, as a Canonical-ABI component: its signature
--- comes from the component's WIT types.
+-- ...the same Rust source built as a Canonical-ABI component: its signature
+-- comes from the component's WIT types...
+CREATE PROCEDURE calculate_discount_component
+    LANGUAGE wasm
+    CAPABILITIES ('read:customers')
+    USING EXPORT 'calculate-discount'
+    AS $wasm$file://build/examples/rust/calculate_discount.component.wasm$wasm$;
+
+-- ...and the same procedure in Python and in Go.
 CREATE PROCEDURE calculate_discount_py
     LANGUAGE wasm
     CAPABILITIES ('read:customers')
     USING EXPORT 'calculate-discount'
     AS $wasm$file://build/examples/python/calculate_discount.component.wasm$wasm$;
+
+CREATE PROCEDURE calculate_discount_go(customer_id BIGINT, order_total DOUBLE)
+    RETURNS DOUBLE LANGUAGE wasm
+    CAPABILITIES ('read:customers')
+    USING EXPORT 'calculate_discount'
+    AS $wasm$file://build/examples/go/calculate_discount.basic.wasm$wasm$;
+
+CREATE PROCEDURE compound_interest(principal DOUBLE, rate DOUBLE, years INTEGER)
+    RETURNS DOUBLE LANGUAGE wasm
+    AS $wasm$file://build/examples/rust/compound_interest.basic.wasm$wasm$;
 
 CREATE PROCEDURE validate_order(customer_id BIGINT, order_total DOUBLE)
     RETURNS BOOLEAN LANGUAGE wasm
@@ -34,10 +51,15 @@ CREATE PROCEDURE aggregate_sales(from_date TEXT, to_date TEXT)
     CAPABILITIES ('read:sales')
     AS $wasm$file://build/examples/python/aggregate_sales.component.wasm$wasm$;
 
-SELECT calculate_discount(12345, 599.99) AS go_basic,
-       calculate_discount_py(12345, 599.99) AS python_component;
+SELECT calculate_discount(12345, 599.99) AS rust_basic,
+       calculate_discount_component(12345, 599.99) AS rust_component,
+       calculate_discount_py(12345, 599.99) AS python_component,
+       calculate_discount_go(12345, 599.99) AS go_basic;
 
--- One query, procedures from several languages side by side.
+CALL compound_interest(1000.0, 0.05, 10);
+
+-- One query orchestrating procedures written in three languages:
+-- the discount in Rust, the validation in Python, the fraud score in Go.
 SELECT o.id, c.name, c.tier, o.total,
        calculate_discount(o.customer_id, o.total) AS discount,
        validate_order(o.customer_id, o.total) AS valid,
@@ -49,9 +71,9 @@ CALL detect_fraud(42, 10.0);
 
 SELECT * FROM aggregate_sales('2024-01-01', '2024-02-01');
 
--- Versions: v2 of calculate_discount is the Python component; roll back to v1.
+-- Versions: v2 of calculate_discount is the Rust component build; roll back to v1.
 ALTER PROCEDURE calculate_discount VERSION 2
-    AS $wasm$file://build/examples/python/calculate_discount.component.wasm$wasm$;
+    AS $wasm$file://build/examples/rust/calculate_discount.component.wasm$wasm$;
 SELECT v.version, v.abi, v.version = p.active_version AS active
 FROM _heliosdb_versions v JOIN _heliosdb_procedures p USING (name)
 WHERE name = 'calculate_discount';

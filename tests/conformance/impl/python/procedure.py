@@ -191,5 +191,3 @@ def allocate_mib(mib: int) -> int:
 def read_secret() -> int:
     row = query_one("SELECT x FROM conf_secret")
     return row["x"] if row else 0
-
-

@@ -205,3 +205,44 @@ def test_malformed_parameter_buffers(db: h.Database, register: Register) -> None
     for name in ("p", "q"):
         with pytest.raises(h.AbiError):
             db.execute(f"SELECT {name}()")
+
+
+@pytest.mark.parametrize(
+    ("imports", "say"),
+    [
+        # An SDK allocator reporting through the host log (the Rust SDK's components).
+        (
+            '(import "heliosdb" "heliosdb_log" (func $say (param i32 i32 i32)))',
+            "(call $say (i32.const 4) (i32.const 16) (i32.const 13))",
+        ),
+        # A language runtime printing to stderr (Go, CPython).
+        (
+            '(import "wasi_snapshot_preview1" "fd_write"'
+            " (func $w (param i32 i32 i32 i32) (result i32)))",
+            "(i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 14))"
+            " (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))",
+        ),
+    ],
+)
+def test_a_guest_reporting_out_of_memory_then_trapping_hit_the_memory_limit(
+    db: h.Database, imports: str, say: str
+) -> None:
+    wasm = wasmtime.wat2wasm(
+        f"""(module {imports}
+          (memory (export "memory") 1)
+          (data (i32.const 16) "out of memory\\n")
+          (func (export "heliosdb_abi_version") (result i32) i32.const 1)
+          (func (export "f") (result i64) {say} unreachable))"""
+    )
+    db.execute(f"CREATE PROCEDURE f() RETURNS BIGINT LANGUAGE wasm AS $wasm${b64(wasm)}$wasm$")
+    with pytest.raises(h.ResourceLimitExceeded) as err:
+        db.execute("SELECT f()")
+    assert err.value.limit == "memory"
+    # Without the report, the same trap is an ordinary trap.
+    plain = wasmtime.wat2wasm('(module (func (export "f") (result i64) unreachable))')
+    db.execute(
+        "CREATE PROCEDURE g() RETURNS BIGINT LANGUAGE wasm USING EXPORT 'f'"
+        f" AS $wasm${b64(plain)}$wasm$"
+    )
+    with pytest.raises(h.ProcedureTrap):
+        db.execute("SELECT g()")

@@ -269,7 +269,10 @@ class BasicInstance:
             raise
         except Exception as exc:  # noqa: BLE001 - traps become typed errors
             self.poisoned = True
-            raise translate_trap(exc, self.limits, self._memory_size()) from None
+            if self.output is not None:
+                self.output.end()  # flush: the runtime's last words tell an OOM
+            oom = ctx.out_of_memory or (self.output is not None and self.output.out_of_memory)
+            raise translate_trap(exc, self.limits, self._memory_size(), oom) from None
         finally:
             if self.output is not None:
                 self.output.end()

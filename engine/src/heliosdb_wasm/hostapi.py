@@ -32,6 +32,7 @@ from .errors import (
 )
 from .policy import Authorizer, Capabilities, Limits, make_authorizer
 from .values import SqlValue, to_sqlite
+from .wasi import says_out_of_memory
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 _PY_LEVELS = {
@@ -111,6 +112,7 @@ class CallContext:
         # Basic-ABI state: the value given to heliosdb_return, the user error
         # given to heliosdb_error, and the last failed host call.
         self.returned = False
+        self.out_of_memory = False
         self.return_value: Any = None
         self.raised: ProcedureError | None = None
         self.last_error: ProcedureError | None = None
@@ -179,6 +181,10 @@ class CallContext:
         return int(self.session.conn.changes())
 
     def log(self, level: str, message: str) -> None:
+        if level in ("warn", "error") and says_out_of_memory(message):
+            # An SDK's allocator reporting failure just before the guest
+            # aborts: the trap that follows is the memory limit (runtime.py).
+            self.out_of_memory = True
         record = LogRecord(time.time(), self.procedure, self.version, level, message)
         self.session.logs.append(record)
         _logger.log(

@@ -192,13 +192,20 @@ def arm(store: wasmtime.Store, limits: Limits) -> None:
     store.set_epoch_deadline(max(1, int(limits.timeout_seconds / EPOCH_TICK_SECONDS)))
 
 
-def translate_trap(exc: BaseException, limits: Limits, memory_bytes: int | None) -> ProcedureError:
+def translate_trap(
+    exc: BaseException,
+    limits: Limits,
+    memory_bytes: int | None,
+    guest_out_of_memory: bool = False,
+) -> ProcedureError:
     """The typed error for a wasmtime failure during a call or instantiation.
 
     ``memory_bytes`` is the guest's memory size when it trapped: a guest whose
     memory.grow was refused at the limit typically traps soon after (Rust's
     allocator aborts), and reporting that as a memory limit is what the user
-    needs to hear.
+    needs to hear. wasmtime-py offers no hook that would see the refused grow
+    itself, so a guest runtime that said "out of memory" on stderr just
+    before trapping (``guest_out_of_memory``: Go, CPython) counts too.
     """
     if isinstance(exc, ProcedureError):
         return exc
@@ -222,8 +229,11 @@ def translate_trap(exc: BaseException, limits: Limits, memory_bytes: int | None)
         )
     if code == wasmtime.TrapCode.STACK_OVERFLOW:
         return ResourceLimitExceeded("wasm stack exhausted", limit="stack")
-    at_limit = memory_bytes is not None and memory_bytes + WASM_PAGE > limits.memory_bytes
-    if at_limit or "exceeds memory limits" in message:
+    # Allocators grow memory in steps (a MiB or more), so "near" is a
+    # sixteenth of the limit, at least a page.
+    margin = max(WASM_PAGE, limits.memory_bytes // 16)
+    at_limit = memory_bytes is not None and memory_bytes + margin > limits.memory_bytes
+    if at_limit or guest_out_of_memory or "exceeds memory limits" in message:
         return ResourceLimitExceeded(
             f"memory limit of {limits.memory_bytes // 1024 // 1024} MiB reached ({message})",
             limit="memory",

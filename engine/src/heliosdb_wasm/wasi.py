@@ -92,6 +92,13 @@ WASIP2_INTERFACE_PREFIXES = (
 # A guest printing in a loop must not grow the log without bound between
 # newlines: longer lines are cut here.
 MAX_LINE_BYTES = 8192
+# What language runtimes print on stderr when an allocation fails (Go's
+# runtime, CPython's MemoryError, Rust's std alloc error handler).
+OUT_OF_MEMORY_MARKERS = ("out of memory", "MemoryError", "memory allocation of")
+
+
+def says_out_of_memory(text: str) -> bool:
+    return any(marker in text for marker in OUT_OF_MEMORY_MARKERS)
 
 
 def is_wasip2_interface(name: str) -> bool:
@@ -113,6 +120,8 @@ class GuestOutput:
         self.sink: LogSink | None = None
         self._partial = {"info": bytearray(), "warn": bytearray()}
         self._held: list[tuple[str, str]] = []
+        # Set when the guest reported a failed allocation during this call.
+        self.out_of_memory = False
 
     def writer(self, level: str) -> Callable[[bytes], None]:
         def write(data: bytes) -> None:
@@ -133,6 +142,8 @@ class GuestOutput:
 
     def _emit(self, level: str, line: bytes) -> None:
         text = line.decode("utf-8", errors="replace").rstrip("\r")
+        if level == "warn" and says_out_of_memory(text):
+            self.out_of_memory = True
         if self.sink is None:
             self._held.append((level, text))
         else:
@@ -140,6 +151,7 @@ class GuestOutput:
 
     def begin(self, sink: LogSink) -> None:
         self.sink = sink
+        self.out_of_memory = False
         held, self._held = self._held, []
         for level, text in held:
             sink.log(level, text)

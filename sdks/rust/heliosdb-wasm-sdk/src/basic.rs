@@ -1,7 +1,7 @@
 //! The Basic ABI backend (docs/abi.md): raw `heliosdb` imports, the value
 //! and rows encodings, and the allocator exports the host needs.
 
-use std::alloc::{Layout, alloc, dealloc};
+use std::alloc::{GlobalAlloc, Layout, System};
 
 use crate::types::{Error, Rows, Value};
 
@@ -35,11 +35,13 @@ pub extern "C" fn heliosdb_abi_version() -> i32 {
 
 /// Buffers the host hands over are owned by the guest from then on; the
 /// SDK turns them into `Vec`s and `String`s, which free them with this
-/// same layout (size, align 1).
+/// same layout (size, align 1). `System` directly, not the reporting global
+/// allocator (oom.rs): a failure here is reported by the host, and a module
+/// that never allocates otherwise keeps its import list empty.
 #[unsafe(no_mangle)]
 pub extern "C" fn heliosdb_alloc(size: usize, align: usize) -> *mut u8 {
     match Layout::from_size_align(size.max(1), align.max(1)) {
-        Ok(layout) => unsafe { alloc(layout) },
+        Ok(layout) => unsafe { System.alloc(layout) },
         Err(_) => std::ptr::null_mut(),
     }
 }
@@ -47,7 +49,7 @@ pub extern "C" fn heliosdb_alloc(size: usize, align: usize) -> *mut u8 {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn heliosdb_free(ptr: *mut u8, size: usize, align: usize) {
     if let Ok(layout) = Layout::from_size_align(size.max(1), align.max(1)) {
-        unsafe { dealloc(ptr, layout) }
+        unsafe { System.dealloc(ptr, layout) }
     }
 }
 

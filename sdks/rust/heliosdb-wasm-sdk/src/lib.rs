@@ -18,6 +18,11 @@
 //! from the repository's `wit/` through wit-bindgen. `heliosdb-wasm build`
 //! does both. The host API has the same names and meaning in every SDK.
 
+// Components only: in a Basic-ABI module the report would add a host import
+// to procedures that otherwise have none; there the engine judges by the
+// memory size at the trap instead.
+#[cfg(feature = "component")]
+mod oom;
 mod types;
 
 #[cfg(not(feature = "component"))]

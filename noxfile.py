@@ -137,6 +137,8 @@ def conformance(session: nox.Session) -> None:
         str(BUILD / "conformance"),
         "--json",
         str(BUILD / "conformance.json"),
+        "--markdown",
+        str(BUILD / "conformance.md"),
     )
 
 

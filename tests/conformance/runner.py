@@ -243,10 +243,24 @@ def render(impls: Sequence[Implementation], cells: dict[str, dict[str, str]]) ->
     return "\n".join(lines + (["", *notes] if notes else []))
 
 
+def markdown(impls: Sequence[Implementation], cells: dict[str, dict[str, str]]) -> str:
+    """The matrix as the README's support table (n/a cells keep their reason)."""
+    labels = [i.label for i in impls]
+    lines = ["| case | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for case, row in cells.items():
+        marks = []
+        for label in labels:
+            cell = row.get(label, "")
+            marks.append("✓" if cell == "ok" else cell.replace("|", "/") if cell else "")
+        lines.append(f"| {case} | " + " | ".join(marks) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", type=Path, default=ROOT / "build" / "conformance")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path, help="also write the matrix as a Markdown table")
     args = parser.parse_args(argv)
     impls = implementations(args.build)
     if not impls:
@@ -257,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(impls, cells))
     if args.json:
         args.json.write_text(json.dumps(cells, indent=2))
+    if args.markdown:
+        args.markdown.write_text(markdown(impls, cells) + "\n")
     failed = any(cell.startswith("FAIL") for row in cells.values() for cell in row.values())
     return 1 if failed else 0
 

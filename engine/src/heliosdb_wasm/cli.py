@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ import click
 from . import ddl
 from .database import Database, Result
 from .errors import ProcedureError
+from .registry import ProcedureVersion
 from .values import SqlValue
 
 
@@ -125,6 +127,311 @@ def procedures(db_path: str, as_json: bool) -> None:
         for p in procs
     ]
     click.echo(format_table(["name", "version", "abi", "signature", "capabilities"], rows))
+
+
+def _columns(spec: str, what: str) -> str:
+    """ "a:BIGINT,b:DOUBLE" -> "a BIGINT, b DOUBLE" (types are checked by the DDL)."""
+    parts = []
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, sep, type_ = item.partition(":")
+        if not sep or not name.strip() or not type_.strip():
+            raise click.BadParameter(f"{item!r} is not name:TYPE", param_hint=what)
+        parts.append(f"{name.strip()} {type_.strip()}")
+    return ", ".join(parts)
+
+
+def _create_statement(
+    name: str,
+    wasm: Path,
+    params: str | None,
+    returns: str | None,
+    returns_table: str | None,
+    capabilities: str,
+    export: str | None,
+    called_on_null_input: bool,
+    replace: bool,
+) -> str:
+    head = f"CREATE {'OR REPLACE ' if replace else ''}PROCEDURE {name}"
+    if params is not None or returns or returns_table:
+        head += f"({_columns(params or '', '--params')})"
+        if returns_table:
+            head += f" RETURNS TABLE({_columns(returns_table, '--returns-table')})"
+        elif returns:
+            head += f" RETURNS {returns}"
+    clauses = [head, "LANGUAGE wasm"]
+    if called_on_null_input:
+        clauses.append("CALLED ON NULL INPUT")
+    caps = [c.strip() for c in capabilities.split(",") if c.strip()]
+    if caps:
+        quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in caps)
+        clauses.append(f"CAPABILITIES ({quoted})")
+    if export:
+        clauses.append("USING EXPORT '" + export.replace("'", "''") + "'")
+    clauses.append(f"AS $wasm$file://{wasm.resolve()}$wasm$")
+    return " ".join(clauses)
+
+
+_signature_options = [
+    click.option("--params", help='Parameters, e.g. "customer_id:BIGINT,order_total:DOUBLE".'),
+    click.option("--returns", help="Result type, e.g. DOUBLE (components may omit the signature)."),
+    click.option("--returns-table", help='Table result columns, e.g. "region:TEXT,total:DOUBLE".'),
+    click.option("--capabilities", default="", help='e.g. "read:customers,write:orders".'),
+    click.option("--export", "export", help="The export to call (default: the name)."),
+    click.option("--called-on-null-input", is_flag=True, help="Pass NULL arguments to the guest."),
+]
+
+
+def _with_signature_options(func: Any) -> Any:
+    for option in reversed(_signature_options):
+        func = option(func)
+    return func
+
+
+@main.group()
+def procedure() -> None:
+    """Register, inspect, version and drop procedures."""
+
+
+@procedure.command("create")
+@click.option("--db", "db_path", required=True, help="Database file.")
+@click.option("--name", required=True, help="SQL name of the procedure.")
+@click.option(
+    "--file", "wasm", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@_with_signature_options
+@click.option("--replace", is_flag=True, help="Replace an existing procedure (a new version).")
+def procedure_create(
+    db_path: str,
+    name: str,
+    wasm: Path,
+    params: str | None,
+    returns: str | None,
+    returns_table: str | None,
+    capabilities: str,
+    export: str | None,
+    called_on_null_input: bool,
+    replace: bool,
+) -> None:
+    """Register a .wasm file as a procedure (CREATE PROCEDURE)."""
+    statement = _create_statement(
+        name,
+        wasm,
+        params,
+        returns,
+        returns_table,
+        capabilities,
+        export,
+        called_on_null_input,
+        replace,
+    )
+    with Database.open(db_path) as db:
+        try:
+            db.execute(statement)
+        except ProcedureError as exc:
+            _fail(exc, False)
+        created = next(p for p in db.procedures() if p.name == name)
+    click.echo(f"{created.name} v{created.version} ({created.abi}) {created.signature.render()}")
+
+
+def _versions_table(versions: Sequence[ProcedureVersion]) -> str:
+    rows = [
+        (
+            v.version,
+            "*" if v.active else "",
+            v.abi,
+            v.export,
+            v.signature.render(),
+            ", ".join(v.capabilities.sorted()),
+            v.module_sha256[:12],
+        )
+        for v in versions
+    ]
+    return format_table(
+        ["version", "active", "abi", "export", "signature", "capabilities", "module"], rows
+    )
+
+
+def _version_json(v: ProcedureVersion) -> dict[str, Any]:
+    return {
+        "name": v.name,
+        "version": v.version,
+        "active": v.active,
+        "abi": v.abi,
+        "export": v.export,
+        "signature": v.signature.render(),
+        "capabilities": v.capabilities.sorted(),
+        "limits": v.limit_overrides,
+        "module_sha256": v.module_sha256,
+        "created_at": v.created_at,
+    }
+
+
+@procedure.command("list")
+@click.option("--db", "db_path", required=True, help="Database file.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def procedure_list(ctx: click.Context, db_path: str, as_json: bool) -> None:
+    """List procedures and their active versions."""
+    ctx.invoke(procedures, db_path=db_path, as_json=as_json)
+
+
+@procedure.command("info")
+@click.option("--db", "db_path", required=True, help="Database file.")
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("name")
+def procedure_info(db_path: str, name: str, as_json: bool) -> None:
+    """Everything about one procedure: its active version and all versions."""
+    with Database.open(db_path) as db:
+        try:
+            versions = db.versions(name)
+        except ProcedureError as exc:
+            _fail(exc, as_json)
+    active = next(v for v in versions if v.active)
+    if as_json:
+        click.echo(json.dumps({**_version_json(active), "versions": [v.version for v in versions]}))
+        return
+    click.echo(f"{active.name} v{active.version} ({active.abi}, export {active.export})")
+    click.echo(f"  signature     {active.signature.render()}")
+    click.echo(f"  capabilities  {', '.join(active.capabilities.sorted()) or '(none)'}")
+    click.echo(f"  limits        {active.limit_overrides or '(defaults)'}")
+    click.echo(f"  module        sha256 {active.module_sha256}")
+    click.echo(f"  versions      {', '.join(str(v.version) for v in versions)}")
+
+
+@procedure.command("versions")
+@click.option("--db", "db_path", required=True, help="Database file.")
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("name")
+def procedure_versions(db_path: str, name: str, as_json: bool) -> None:
+    """All versions of a procedure; * marks the active one."""
+    with Database.open(db_path) as db:
+        try:
+            versions = db.versions(name)
+        except ProcedureError as exc:
+            _fail(exc, as_json)
+    if as_json:
+        click.echo(json.dumps([_version_json(v) for v in versions]))
+    else:
+        click.echo(_versions_table(versions))
+
+
+@procedure.command("use")
+@click.option("--db", "db_path", required=True, help="Database file.")
+@click.argument("name")
+@click.argument("version", type=int)
+def procedure_use(db_path: str, name: str, version: int) -> None:
+    """Make VERSION the active version of NAME (ALTER PROCEDURE ... USE VERSION)."""
+    _run_statement(db_path, f"ALTER PROCEDURE {name} USE VERSION {version}")
+    click.echo(f"{name}: version {version} is active")
+
+
+@procedure.command("drop")
+@click.option("--db", "db_path", required=True, help="Database file.")
+@click.option("--if-exists", is_flag=True)
+@click.argument("name")
+def procedure_drop(db_path: str, name: str, if_exists: bool) -> None:
+    """Drop a procedure and all its versions."""
+    _run_statement(db_path, f"DROP PROCEDURE {'IF EXISTS ' if if_exists else ''}{name}")
+    click.echo(f"{name}: dropped")
+
+
+def _run_statement(db_path: str, statement: str) -> None:
+    with Database.open(db_path) as db:
+        try:
+            db.execute(statement)
+        except ProcedureError as exc:
+            _fail(exc, False)
+
+
+def _param_value(text: str) -> SqlValue:
+    """--param values: NULL, integers and floats as numbers, anything else text."""
+    if text.upper() == "NULL":
+        return None
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+@main.command("test")
+@click.argument("wasm", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--export", "export", required=True, help="The export to call.")
+@click.option("--params", help='Signature, e.g. "customer_id:BIGINT,order_total:DOUBLE".')
+@click.option("--returns", help="Result type (core modules need the signature).")
+@click.option("--returns-table", help='Table result columns, e.g. "region:TEXT,total:DOUBLE".')
+@click.option("--capabilities", default="", help='e.g. "read:customers".')
+@click.option("--param", "values", multiple=True, help="name=value, in parameter order.")
+@click.option("--db", "db_path", default=":memory:", help="Run against this database.")
+@click.option(
+    "--fixture",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="SQL to run first (tables and rows the procedure needs).",
+)
+@click.option("--expect", help="Expected result; numbers compare to 1e-9 relative.")
+@click.option("--expect-error", help="Expected error code, e.g. user-error.")
+def test_command(
+    wasm: Path,
+    export: str,
+    params: str | None,
+    returns: str | None,
+    returns_table: str | None,
+    capabilities: str,
+    values: tuple[str, ...],
+    db_path: str,
+    fixture: Path | None,
+    expect: str | None,
+    expect_error: str | None,
+) -> None:
+    """Call one export of WASM locally and check the result (exit 0 pass, 1 fail)."""
+    args: list[SqlValue] = []
+    for item in values:
+        _name, sep, text = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not name=value", param_hint="--param")
+        args.append(_param_value(text))
+    name = "heliosdb_test_" + "".join(c if c.isalnum() else "_" for c in export)
+    statement = _create_statement(
+        name, wasm, params, returns, returns_table, capabilities, export, False, True
+    )
+    with Database.open(db_path) as db:
+        try:
+            if fixture is not None:
+                db.execute(fixture.read_text())
+            db.execute(statement)
+            table = db.versions(name)[0].signature.is_table
+            holes = ", ".join("?" * len(args))
+            query = f"SELECT * FROM {name}({holes})" if table else f"SELECT {name}({holes})"
+            result = db.execute(query, args)
+            got: Any = result.rows if table else result.scalar()
+        except ProcedureError as exc:
+            if expect_error is not None and exc.code == expect_error:
+                click.secho(f"PASS  {export} failed with {exc.code} as expected", fg="green")
+                return
+            click.secho(f"FAIL  {export}: {exc}", fg="red")
+            sys.exit(1)
+        finally:
+            if db_path != ":memory:":
+                db.execute(f"DROP PROCEDURE IF EXISTS {name}")
+        for record in db.logs(name):
+            click.echo(f"  log {record.level}: {record.message}")
+    if expect_error is not None:
+        click.secho(f"FAIL  {export} returned {got!r}, expected error {expect_error}", fg="red")
+        sys.exit(1)
+    if expect is not None and not _matches(got, expect):
+        click.secho(f"FAIL  {export} returned {got!r}, expected {expect}", fg="red")
+        sys.exit(1)
+    click.secho(f"PASS  {export} returned {got!r}", fg="green")
+
+
+def _matches(got: Any, expect: str) -> bool:
+    wanted = _param_value(expect)
+    if isinstance(got, float) and isinstance(wanted, int | float):
+        return math.isclose(got, float(wanted), rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(got, list):
+        return json.dumps(got) == expect or str(got) == expect
+    return got == wanted or str(got) == expect
 
 
 @main.command()

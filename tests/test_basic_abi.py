@@ -140,6 +140,17 @@ def test_user_error_fails_the_call_and_rolls_back(db: h.Database, register: Regi
     assert count(db) == before
 
 
+def test_a_trap_after_a_recorded_error_raises_that_error(
+    db: h.Database, register: Register
+) -> None:
+    register("insert_error_then_trap", "(id BIGINT) RETURNS BIGINT", "host", caps=("write:items",))
+    before = count(db)
+    with pytest.raises(h.UserError) as err:
+        db.execute("SELECT insert_error_then_trap(55)")
+    assert err.value.user_code == "BOOM" and err.value.message == "exploded"
+    assert count(db) == before
+
+
 def test_trap_rolls_back_and_the_next_call_works(db: h.Database, register: Register) -> None:
     register("insert_then_trap", "(id BIGINT) RETURNS BIGINT", "host", caps=("write:items",))
     register("insert_item", "(id BIGINT) RETURNS BIGINT", "host", caps=("write:items",))

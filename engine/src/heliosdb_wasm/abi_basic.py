@@ -15,7 +15,14 @@ from typing import Any
 import wasmtime
 
 from . import values as v
-from .errors import AbiError, ProcedureError, ResourceLimitExceeded, UserError, from_wit_case
+from .errors import (
+    AbiError,
+    ProcedureError,
+    ProcedureTrap,
+    ResourceLimitExceeded,
+    UserError,
+    from_wit_case,
+)
 from .hostapi import LOG_LEVELS, CallContext
 from .policy import Limits
 from .runtime import Runtime, arm, translate_trap
@@ -272,7 +279,13 @@ class BasicInstance:
             if self.output is not None:
                 self.output.end()  # flush: the runtime's last words tell an OOM
             oom = ctx.out_of_memory or (self.output is not None and self.output.out_of_memory)
-            raise translate_trap(exc, self.limits, self._memory_size(), oom) from None
+            error = translate_trap(exc, self.limits, self._memory_size(), oom)
+            # Recording an error and then trapping is how a language without
+            # exceptions (AssemblyScript) throws: the error is the outcome.
+            # An exhausted limit still wins: it is not the guest's choice.
+            if ctx.raised is not None and isinstance(error, ProcedureTrap):
+                raise ctx.raised from None
+            raise error from None
         finally:
             if self.output is not None:
                 self.output.end()

@@ -79,9 +79,16 @@ def _toolchains(session: nox.Session, projects: list[Path]) -> None:
         _rust_wasm_toolchain(session)
     if "go" in languages and not shutil.which("go"):
         session.error("Go >= 1.24 is needed for the Go examples: https://go.dev/dl/")
-    needs_npm = languages & {"assemblyscript", "js"} and (JS_SDK / "package-lock.json").exists()
-    if needs_npm and not (JS_SDK / "node_modules").exists():
-        session.run("npm", "ci", "--prefix", str(JS_SDK), "--no-audit", external=True)
+    if languages & {"assemblyscript", "js"}:
+        if not shutil.which("node"):
+            session.error("Node.js >= 20 is needed for the JavaScript examples")
+        # npm records what it installed in node_modules/.package-lock.json:
+        # reinstall when the project's lock file is newer.
+        lock, installed = JS_SDK / "package-lock.json", JS_SDK / "node_modules/.package-lock.json"
+        if not installed.exists() or lock.stat().st_mtime > installed.stat().st_mtime:
+            session.run(
+                "npm", "ci", "--prefix", str(JS_SDK), "--no-audit", "--no-fund", external=True
+            )
 
 
 def _build(session: nox.Session, project: Path, out: Path, *extra: str) -> None:

@@ -79,10 +79,10 @@ def _result(p: js.Procedure, call: str, where: str) -> tuple[str, list[str]]:
             "  w.row();",
         ]
         for field, (_, ftype) in zip(p.row_fields, p.table.fields, strict=True):
-            inner = _option(ftype) or ftype
-            if inner not in _CELLS:
+            cell = _option(ftype) or ftype
+            if cell not in _CELLS:
                 raise BuildError(f"{where}: row field {field}: {ftype} cannot be a table cell")
-            method, cast = _CELLS[inner]
+            method, cast = _CELLS[cell]
             body.append(f"  w.{method}({cast}row.{field});")
         return "void", [*body, "}", "w.finish();"]
     if wit is None:

@@ -180,6 +180,19 @@ export class HostError {
   ) {}
 }
 
+/** `s` as a JSON string literal, quotes included: for building JSON results. */
+export function jsonQuote(s: string): string {
+  let out = '"';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c == 0x22) out += '\\"';
+    else if (c == 0x5c) out += "\\\\";
+    else if (c < 0x20) out += "\\u" + c.toString(16).padStart(4, "0");
+    else out += String.fromCharCode(c);
+  }
+  return out + '"';
+}
+
 // --- the host API ----------------------------------------------------------------
 
 // The out area host calls write a (ptr, len) pair or an i64 into.

@@ -31,6 +31,20 @@ CREATE PROCEDURE calculate_discount_go(customer_id BIGINT, order_total DOUBLE)
     USING EXPORT 'calculate_discount'
     AS $wasm$file://build/examples/go/calculate_discount.basic.wasm$wasm$;
 
+-- ...and in TypeScript twice: compiled with QuickJS into a component, and
+-- written in AssemblyScript as a Basic-ABI core module.
+CREATE PROCEDURE calculate_discount_js
+    LANGUAGE wasm
+    CAPABILITIES ('read:customers')
+    USING EXPORT 'calculate-discount'
+    AS $wasm$file://build/examples/js/calculate_discount.component.wasm$wasm$;
+
+CREATE PROCEDURE calculate_discount_as(customer_id BIGINT, order_total DOUBLE)
+    RETURNS DOUBLE LANGUAGE wasm
+    CAPABILITIES ('read:customers')
+    USING EXPORT 'calculate_discount'
+    AS $wasm$file://build/examples/assemblyscript/calculate_discount.basic.wasm$wasm$;
+
 CREATE PROCEDURE compound_interest(principal DOUBLE, rate DOUBLE, years INTEGER)
     RETURNS DOUBLE LANGUAGE wasm
     AS $wasm$file://build/examples/rust/compound_interest.basic.wasm$wasm$;
@@ -49,12 +63,14 @@ CREATE PROCEDURE aggregate_sales(from_date TEXT, to_date TEXT)
     RETURNS TABLE(region TEXT, orders BIGINT, revenue DOUBLE)
     LANGUAGE wasm
     CAPABILITIES ('read:sales')
-    AS $wasm$file://build/examples/python/aggregate_sales.component.wasm$wasm$;
+    AS $wasm$file://build/examples/js/aggregate_sales.component.wasm$wasm$;
 
 SELECT calculate_discount(12345, 599.99) AS rust_basic,
        calculate_discount_component(12345, 599.99) AS rust_component,
        calculate_discount_py(12345, 599.99) AS python_component,
-       calculate_discount_go(12345, 599.99) AS go_basic;
+       calculate_discount_go(12345, 599.99) AS go_basic,
+       calculate_discount_js(12345, 599.99) AS js_component,
+       calculate_discount_as(12345, 599.99) AS assemblyscript_basic;
 
 CALL compound_interest(1000.0, 0.05, 10);
 
@@ -69,6 +85,7 @@ ORDER BY o.id;
 
 CALL detect_fraud(42, 10.0);
 
+-- A table-valued procedure written in TypeScript.
 SELECT * FROM aggregate_sales('2024-01-01', '2024-02-01');
 
 -- Versions: v2 of calculate_discount is the Rust component build; roll back to v1.

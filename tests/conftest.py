@@ -72,7 +72,8 @@ def register(db: h.Database) -> Register:
 def registry_snapshot(db: h.Database) -> list[tuple[object, ...]]:
     """Everything the registry holds, to prove a failed statement changed nothing."""
     rows: list[tuple[object, ...]] = []
-    for table in ("_heliosdb_procedures", "_heliosdb_versions", "_heliosdb_modules"):
+    tables = ("_heliosdb_procedures", "_heliosdb_versions", "_heliosdb_modules", "_heliosdb_extensions")
+    for table in tables:
         rows += [(table, *r) for r in db.execute(f"SELECT * FROM {table} ORDER BY 1, 2")]
     return rows
 

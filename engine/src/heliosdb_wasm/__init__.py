@@ -9,6 +9,7 @@ with heliosdb_wasm.open("shop.db") as db:
 
 import logging
 
+from .archive import ArchiveError
 from .database import Database, Result, open  # noqa: A004 - heliosdb_wasm.open(path)
 from .errors import (
     AbiError,
@@ -30,6 +31,7 @@ from .values import Column, Signature, SqlType
 
 __all__ = [
     "AbiError",
+    "ArchiveError",
     "Capabilities",
     "CapabilityDenied",
     "Column",

@@ -19,14 +19,14 @@ from typing import Any
 import apsw
 import apsw.ext
 
-from . import ddl
+from . import archive, ddl
 from .errors import InvalidArgument, RegistryError, SqlError
 from .hostapi import LogRecord, Session
 from .invoke import LoadedModule, Runner, load
 from .policy import Capabilities, Limits
-from .registry import ProcedureVersion, Registry, sha256_hex
+from .registry import Extension, ProcedureVersion, Registry, sha256_hex
 from .runtime import Runtime, default_runtime
-from .values import SqlValue, to_sqlite
+from .values import Signature, SqlValue, to_sqlite
 
 
 @dataclass
@@ -171,6 +171,10 @@ class Database:
                 with self._savepoint():
                     self.registry.use_version(stmt.name, stmt.version)
                 self._rebind(stmt.name)
+            elif isinstance(stmt, ddl.CreateExtension):
+                self.install_extension(stmt.path, stmt.key, stmt.name)
+            elif isinstance(stmt, ddl.DropExtension):
+                self.drop_extension(stmt.name, stmt.if_exists)
             elif isinstance(stmt, ddl.DropProcedure):
                 if stmt.if_exists and not self.registry.exists(stmt.name):
                     return Result()
@@ -180,6 +184,13 @@ class Database:
         return Result()
 
     def _create(self, stmt: ddl.CreateProcedure) -> None:
+        prepared = self._prepare(stmt)
+        with self._savepoint():
+            self._store(prepared)
+        self._rebind(stmt.name)
+
+    def _prepare(self, stmt: ddl.CreateProcedure) -> _Prepared:
+        """Everything CREATE PROCEDURE checks, before anything is written."""
         exists = self.registry.exists(stmt.name)
         if exists and not stmt.replace:
             raise RegistryError(
@@ -195,19 +206,136 @@ class Database:
         export = stmt.export or stmt.name
         module, digest = self._load_new(stmt.wasm, limits)
         signature = module.check(export, stmt.signature)
-        with self._savepoint():
-            self.registry.store_module(stmt.wasm, module.abi)
-            self.registry.add_version(
-                name=stmt.name,
-                version=None,
-                abi=module.abi,
-                export=export,
-                signature=signature,
-                capabilities=caps,
-                limit_overrides=dict(stmt.limit_overrides),
-                module_sha256=digest,
+        return _Prepared(stmt, module.abi, export, signature, caps, digest)
+
+    def _store(self, p: _Prepared) -> int:
+        """Write a prepared CREATE PROCEDURE (inside the caller's savepoint)."""
+        self.registry.store_module(p.stmt.wasm, p.abi)
+        return self.registry.add_version(
+            name=p.stmt.name,
+            version=None,
+            abi=p.abi,
+            export=p.export,
+            signature=p.signature,
+            capabilities=p.capabilities,
+            limit_overrides=dict(p.stmt.limit_overrides),
+            module_sha256=p.digest,
+        )
+
+    # -- extensions --------------------------------------------------------------
+
+    def install_extension(
+        self,
+        source: Path | archive.Archive,
+        key: str | bytes | None = None,
+        name: str | None = None,
+    ) -> Extension:
+        """Install an extension archive: all its procedures, or none of them.
+
+        With ``key`` (a public key: 32 bytes, 64 hex digits or a .pub file)
+        the archive must carry a valid signature by it; with ``name`` it must
+        hold that extension (CREATE EXTENSION name). A procedure that
+        exists already must belong to an earlier version of the same
+        extension; it gets a new version, and the old one stays selectable.
+        """
+        arc = source if isinstance(source, archive.Archive) else archive.read_archive(source)
+        public: bytes | None = None
+        if key is not None:
+            public = key if isinstance(key, bytes) else archive.load_public_key(key)
+            arc.verify_signature(public)
+        manifest = arc.manifest
+        if name is not None and name.lower() != manifest.name:
+            raise archive.ArchiveError(f"the archive holds extension {manifest.name}, not {name}")
+        with self._lock:
+            prepared = [self._prepare(stmt) for stmt in self._install_statements(arc)]
+            with self._savepoint():
+                created = [(p.stmt.name, self._store(p)) for p in prepared]
+                self.registry.add_extension(
+                    name=manifest.name,
+                    version=manifest.version,
+                    manifest=arc.manifest_bytes.decode("utf-8"),
+                    archive_sha256=sha256_hex(arc.manifest_bytes),
+                    signed_by=public.hex() if public is not None else None,
+                    procedures=created,
+                )
+            for p in prepared:
+                self._rebind(p.stmt.name)
+        return self.registry.extension_versions(manifest.name, manifest.version)[0]
+
+    def _install_statements(self, arc: archive.Archive) -> list[ddl.CreateProcedure]:
+        """install.sql's statements, each checked against the (signed) manifest."""
+        manifest = arc.manifest
+
+        def member(body: str) -> bytes:
+            path = body.removeprefix("file://")
+            if not body.startswith("file://") or path not in arc.members:
+                raise archive.ArchiveError(
+                    f"{archive.INSTALL}: module {body[:80]!r} is not a file of the archive"
+                )
+            return arc.members[path]
+
+        specs = {p.name.lower(): p for p in manifest.procedures}
+        statements: list[ddl.CreateProcedure] = []
+        for text in ddl.split_statements(arc.install_sql):
+            stmt = ddl.parse(text, loader=member)
+            if not isinstance(stmt, ddl.CreateProcedure):
+                raise archive.ArchiveError(
+                    f"{archive.INSTALL} may only hold CREATE PROCEDURE statements, not "
+                    f"{text.split(None, 2)[:2]}"
+                )
+            spec = specs.pop(stmt.name.lower(), None)
+            if spec is None:
+                raise archive.ArchiveError(
+                    f"{archive.INSTALL} creates {stmt.name}, which the manifest does not list"
+                )
+            if (
+                stmt.wasm != arc.members[spec.file]
+                or sorted(stmt.capabilities) != sorted(spec.capabilities)
+                or (stmt.export or stmt.name) != (spec.export or spec.name)
+                or stmt.limit_overrides != spec.limits
+            ):
+                raise archive.ArchiveError(
+                    f"{archive.INSTALL}: {stmt.name} differs from the manifest "
+                    "(file, capabilities, export or limits)"
+                )
+            owner = self.registry.owner_of(stmt.name)
+            if self.registry.exists(stmt.name) and owner != manifest.name:
+                raise archive.ArchiveError(
+                    f"procedure {stmt.name} already exists and does not belong to "
+                    f"extension {manifest.name}"
+                )
+            statements.append(
+                ddl.CreateProcedure(
+                    stmt.name,
+                    stmt.signature,
+                    stmt.wasm,
+                    True,
+                    stmt.capabilities,
+                    stmt.limit_overrides,
+                    stmt.export,
+                )
             )
-        self._rebind(stmt.name)
+        if specs:
+            raise archive.ArchiveError(
+                f"{archive.INSTALL} does not create {', '.join(p.name for p in specs.values())}"
+            )
+        return statements
+
+    def drop_extension(self, name: str, if_exists: bool = False) -> list[str]:
+        """Drop an extension and every procedure its versions installed."""
+        with self._lock:
+            if if_exists and not self.registry.extension_versions(name):
+                return []
+            with self._savepoint():
+                names = [n for n in self.registry.drop_extension(name) if self.registry.exists(n)]
+                for n in names:
+                    self.registry.drop(n)
+            for n in names:
+                self._unbind(n)
+        return names
+
+    def extensions(self) -> list[Extension]:
+        return self.registry.extensions()
 
     def _alter_version(self, stmt: ddl.AlterVersion) -> None:
         current = self.registry.get(stmt.name)
@@ -341,6 +469,18 @@ class Database:
         self.conn.cursor().execute(
             "CREATE TEMP TABLE IF NOT EXISTS _heliosdb_expire(x); DROP TABLE _heliosdb_expire"
         )
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A checked CREATE PROCEDURE, ready to be written."""
+
+    stmt: ddl.CreateProcedure
+    abi: str
+    export: str
+    signature: Signature
+    capabilities: Capabilities
+    digest: str
 
 
 def _check_name_free(conn: apsw.Connection, name: str) -> None:

@@ -16,6 +16,8 @@ Grammar (keywords case-insensitive, clauses after the signature in any order)::
     ALTER PROCEDURE name USE VERSION n
     DROP PROCEDURE [IF EXISTS] name
     CALL name(expr, ...)
+    CREATE EXTENSION name FROM 'archive.tar.gz' [KEY 'hex public key or key file']
+    DROP EXTENSION [IF EXISTS] name
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -152,23 +155,57 @@ class Call:
     args_sql: str
 
 
-Statement = CreateProcedure | AlterVersion | UseVersion | DropProcedure | Call
+@dataclass(frozen=True)
+class CreateExtension:
+    """CREATE EXTENSION name FROM 'archive' [KEY 'public key']: see archive.py."""
+
+    name: str
+    path: Path
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class DropExtension:
+    name: str
+    if_exists: bool = False
+
+
+Statement = (
+    CreateProcedure
+    | AlterVersion
+    | UseVersion
+    | DropProcedure
+    | Call
+    | CreateExtension
+    | DropExtension
+)
 
 _LEADS = re.compile(
-    r"^\s*(?:CREATE\s+(?:OR\s+REPLACE\s+)?PROCEDURE|ALTER\s+PROCEDURE|DROP\s+PROCEDURE|CALL)\b",
+    r"^\s*(?:CREATE\s+(?:OR\s+REPLACE\s+)?PROCEDURE|ALTER\s+PROCEDURE|DROP\s+PROCEDURE|CALL"
+    r"|CREATE\s+EXTENSION|DROP\s+EXTENSION)\b",
     re.IGNORECASE,
 )
 
+# Reads the module a body names (``file://...`` or base64) into bytes.
+BodyLoader = Callable[[str], bytes]
 
-def parse(sql: str, base_dir: Path | None = None) -> Statement | None:
-    """Parse ``sql`` if it is procedure DDL or CALL; ``None`` means plain SQL."""
+
+def parse(
+    sql: str, base_dir: Path | None = None, loader: BodyLoader | None = None
+) -> Statement | None:
+    """Parse ``sql`` if it is procedure DDL or CALL; ``None`` means plain SQL.
+
+    ``loader`` replaces the default reading of module bodies: an extension's
+    install script may only name files inside its own archive.
+    """
     if not _LEADS.match(sql):
         return None
-    return _Parser(sql, base_dir or Path.cwd()).statement()
+    return _Parser(sql, base_dir or Path.cwd(), loader).statement()
 
 
 class _Parser:
-    def __init__(self, sql: str, base_dir: Path) -> None:
+    def __init__(self, sql: str, base_dir: Path, loader: BodyLoader | None = None) -> None:
+        self.loader = loader
         self.sql = sql
         self.tokens = [t for t in tokenize(sql) if t.text != ";"]
         self.i = 0
@@ -237,6 +274,18 @@ class _Parser:
     def statement(self) -> Statement:
         if self.accept("CALL"):
             return self.call()
+        if self.accept("CREATE", "EXTENSION"):
+            name = self.ident("an extension name")
+            self.expect("FROM")
+            path = Path(self.string("the archive path"))
+            key = self.string("a public key") if self.accept("KEY") else None
+            self.end()
+            return CreateExtension(name, path if path.is_absolute() else self.base_dir / path, key)
+        if self.accept("DROP", "EXTENSION"):
+            if_exists = self.accept("IF", "EXISTS")
+            name = self.ident("an extension name")
+            self.end()
+            return DropExtension(name, if_exists)
         if self.accept("DROP", "PROCEDURE"):
             if_exists = self.accept("IF", "EXISTS")
             name = self.ident("a procedure name")
@@ -395,6 +444,8 @@ class _Parser:
         else:
             self.i -= 1
             self.fail("expected the module as $wasm$...$wasm$")
+        if self.loader is not None:
+            return self.loader(text.strip())
         return load_body(text.strip(), self.base_dir)
 
 

@@ -53,6 +53,16 @@ CREATE TABLE IF NOT EXISTS _heliosdb_versions(
     created_at REAL NOT NULL,
     PRIMARY KEY (name, version)
 );
+CREATE TABLE IF NOT EXISTS _heliosdb_extensions(
+    name TEXT NOT NULL COLLATE NOCASE,
+    version TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    archive_sha256 TEXT NOT NULL,
+    signed_by TEXT,
+    procedures TEXT NOT NULL,
+    installed_at REAL NOT NULL,
+    PRIMARY KEY (name, version)
+);
 """
 
 
@@ -246,6 +256,96 @@ class Registry:
                 (name,),
             )
         ]
+
+    # -- extensions ------------------------------------------------------------
+
+    def add_extension(
+        self,
+        *,
+        name: str,
+        version: str,
+        manifest: str,
+        archive_sha256: str,
+        signed_by: str | None,
+        procedures: list[tuple[str, int]],
+    ) -> None:
+        if self.extension_versions(name, version):
+            raise RegistryError(
+                f"extension {name} {version} is already installed", code="already-exists"
+            )
+        self.conn.cursor().execute(
+            "INSERT INTO _heliosdb_extensions(name, version, manifest, archive_sha256,"
+            " signed_by, procedures, installed_at) VALUES (?,?,?,?,?,?,?)",
+            (
+                name,
+                version,
+                manifest,
+                archive_sha256,
+                signed_by,
+                json.dumps([[p, v] for p, v in procedures]),
+                time.time(),
+            ),
+        )
+
+    def extension_versions(self, name: str, version: str | None = None) -> list[Extension]:
+        """Installed versions of extension ``name`` (or one of them), oldest first."""
+        sql = f"SELECT {_EXTENSION_COLUMNS} FROM _heliosdb_extensions WHERE name = ?"
+        params: tuple[Any, ...] = (name,)
+        if version is not None:
+            sql += " AND version = ?"
+            params += (version,)
+        rows = self.conn.cursor().execute(sql + " ORDER BY installed_at, rowid", params)
+        return [_extension(tuple(r)) for r in rows]
+
+    def extensions(self) -> list[Extension]:
+        rows = self.conn.cursor().execute(
+            f"SELECT {_EXTENSION_COLUMNS} FROM _heliosdb_extensions ORDER BY name, installed_at"
+        )
+        return [_extension(tuple(r)) for r in rows]
+
+    def owner_of(self, procedure: str) -> str | None:
+        """The extension that installed ``procedure``, if any."""
+        for ext in self.extensions():
+            if any(p.lower() == procedure.lower() for p, _ in ext.procedures):
+                return ext.name
+        return None
+
+    def drop_extension(self, name: str) -> list[str]:
+        """Forget every version of ``name``; returns the procedures they installed."""
+        installed = self.extension_versions(name)
+        if not installed:
+            raise RegistryError(f"no extension named {name}", code="not-found")
+        self.conn.cursor().execute("DELETE FROM _heliosdb_extensions WHERE name = ?", (name,))
+        return list(dict.fromkeys(p for ext in installed for p, _ in ext.procedures))
+
+
+@dataclass(frozen=True)
+class Extension:
+    """One installed version of an extension archive."""
+
+    name: str
+    version: str
+    manifest: str
+    archive_sha256: str
+    signed_by: str | None
+    procedures: tuple[tuple[str, int], ...]  # (procedure, version it created)
+    installed_at: float
+
+
+_EXTENSION_COLUMNS = "name, version, manifest, archive_sha256, signed_by, procedures, installed_at"
+
+
+def _extension(row: tuple[Any, ...]) -> Extension:
+    name, version, manifest, sha, signed_by, procs, installed = row
+    return Extension(
+        name=name,
+        version=version,
+        manifest=manifest,
+        archive_sha256=sha,
+        signed_by=signed_by,
+        procedures=tuple((str(p), int(v)) for p, v in json.loads(procs)),
+        installed_at=installed,
+    )
 
 
 _VERSION_COLUMNS = (

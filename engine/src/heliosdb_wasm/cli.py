@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from . import ddl
+from . import archive, ddl, scaffold
 from .database import Database, Result
 from .errors import ProcedureError
 from .registry import ProcedureVersion
@@ -463,6 +463,202 @@ def build(project: Path, abi: str, out_dir: Path, name: str | None, force: bool)
     except BuildError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option("--lang", "language", required=True, type=click.Choice(scaffold.LANGUAGES))
+@click.argument("name")
+@click.option(
+    "--dir",
+    "parent",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Create the project folder NAME in here.",
+)
+def init(language: str, name: str, parent: Path) -> None:
+    """Create a procedure project NAME that builds and passes `test` out of the box."""
+    try:
+        project = scaffold.init_project(language, name, parent)
+    except scaffold.ScaffoldError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    click.echo(f"created {project} ({language}); next: see {project / 'README.md'}")
+
+
+# --- extension archives ---------------------------------------------------------------
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build/extensions"),
+    show_default=True,
+)
+@click.option(
+    "--sign",
+    "key_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Sign with this Ed25519 private key (heliosdb-wasm keygen).",
+)
+def pack(source: Path, out_dir: Path, key_file: Path | None) -> None:
+    """Build and pack an extension archive from SOURCE (extension.toml or its folder)."""
+    key = archive.load_private_key(key_file) if key_file else None
+    try:
+        output = archive.pack_project(source, out_dir, key, log=click.echo)
+    except archive.ArchiveError as exc:
+        _fail(exc, False)
+    manifest = archive.read_archive(output).manifest
+    signed = " (signed)" if key else ""
+    click.echo(
+        f"packed {output}: {manifest.name} {manifest.version}, "
+        f"{len(manifest.procedures)} procedure(s){signed}"
+    )
+
+
+def _describe(arc: archive.Archive, key_status: str) -> dict[str, Any]:
+    m = arc.manifest
+    return {
+        "name": m.name,
+        "version": m.version,
+        "description": m.description,
+        "license": m.license,
+        "signature": key_status,
+        "procedures": [
+            {
+                "name": p.name,
+                "abi": p.abi,
+                "file": p.file,
+                "export": p.export or p.name,
+                "signature": p.signature,
+                "capabilities": list(p.capabilities),
+                "limits": p.limits,
+            }
+            for p in m.procedures
+        ],
+        "files": m.files,
+    }
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--key", help="Trusted public key (64 hex digits or a .pub file): require its signature."
+)
+@click.option("--json", "as_json", is_flag=True)
+def verify(path: Path, key: str | None, as_json: bool) -> None:
+    """Check an archive's structure, hashes and (with --key) signature; show what it installs."""
+    try:
+        arc = archive.read_archive(path)
+        if key is not None:
+            arc.verify_signature(archive.load_public_key(key))
+            status = "valid"
+        else:
+            status = "present, not checked (no --key)" if arc.signature else "unsigned"
+    except archive.ArchiveError as exc:
+        _fail(exc, as_json)
+    info = _describe(arc, status)
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    click.secho(
+        f"OK  {info['name']} {info['version']}: {len(arc.members)} files, hashes match", fg="green"
+    )
+    click.echo(f"  signature     {status}")
+    if info["description"]:
+        click.echo(f"  description   {info['description']}")
+    rows = [
+        (
+            p["name"],
+            p["abi"],
+            p["signature"] or "(from the component)",
+            ", ".join(p["capabilities"]) or "(none)",
+        )
+        for p in info["procedures"]
+    ]
+    click.echo(format_table(["procedure", "abi", "signature", "capabilities"], rows))
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+)
+def keygen(name: str, directory: Path) -> None:
+    """Create an Ed25519 key pair NAME.key (private, mode 600) and NAME.pub."""
+    try:
+        public = archive.generate_key(directory / f"{name}.key", directory / f"{name}.pub")
+    except archive.ArchiveError as exc:
+        _fail(exc, False)
+    click.echo(
+        f"wrote {directory / (name + '.key')} (keep it secret) and {directory / (name + '.pub')}"
+    )
+    click.echo(f"public key {public.hex()}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--db", "db_path", required=True, help="Database file.")
+@click.option(
+    "--key", help="Trusted public key (64 hex digits or a .pub file): require its signature."
+)
+@click.option("--json", "as_json", is_flag=True)
+def install(path: Path, db_path: str, key: str | None, as_json: bool) -> None:
+    """Install an extension archive into a database: all its procedures or none."""
+    with Database.open(db_path) as db:
+        try:
+            ext = db.install_extension(path, key)
+        except ProcedureError as exc:
+            _fail(exc, as_json)
+    created = [{"procedure": p, "version": v} for p, v in ext.procedures]
+    if as_json:
+        click.echo(json.dumps({"name": ext.name, "version": ext.version, "procedures": created}))
+        return
+    click.secho(f"installed {ext.name} {ext.version}", fg="green")
+    for p, v in ext.procedures:
+        click.echo(f"  {p} v{v}")
+
+
+@main.command()
+@click.option("--db", "db_path", required=True, help="Database file.")
+@click.option("--json", "as_json", is_flag=True)
+def extensions(db_path: str, as_json: bool) -> None:
+    """List installed extensions (every version)."""
+    with Database.open(db_path) as db:
+        installed = db.extensions()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": e.name,
+                        "version": e.version,
+                        "signed_by": e.signed_by,
+                        "procedures": [{"procedure": p, "version": v} for p, v in e.procedures],
+                        "installed_at": e.installed_at,
+                    }
+                    for e in installed
+                ]
+            )
+        )
+        return
+    rows = [
+        (
+            e.name,
+            e.version,
+            e.signed_by[:16] + "…" if e.signed_by else "unsigned",
+            ", ".join(f"{p} v{v}" for p, v in e.procedures),
+        )
+        for e in installed
+    ]
+    click.echo(format_table(["extension", "version", "signed by", "procedures"], rows))
 
 
 if __name__ == "__main__":  # pragma: no cover

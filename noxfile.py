@@ -150,6 +150,29 @@ def conformance(session: nox.Session) -> None:
 
 
 @nox.session
+def package(session: nox.Session) -> None:
+    """An extension archive per example (examples/*/extension.toml) and per conformance build."""
+    _install(session)
+    out = BUILD / "extensions"
+    manifests = sorted(EXAMPLES.glob("*/extension.toml"))
+    _toolchains(session, _projects(EXAMPLES))
+    for manifest in manifests:
+        session.run("heliosdb-wasm", "pack", str(manifest.parent), "--out", str(out))
+    _build_conformance(session)
+    session.run(
+        "python",
+        str(CONFORMANCE / "runner.py"),
+        "--build",
+        str(BUILD / "conformance"),
+        "--pack",
+        str(out),
+    )
+    for archive in sorted(out.glob("*.tar.gz")):
+        session.run("heliosdb-wasm", "verify", str(archive), silent=True)
+    session.log(f"archives in {out}")
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """Build the examples, register them with SQL in a fresh database, run the seed's queries."""
     _install(session)
@@ -183,6 +206,6 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def ci(session: nox.Session) -> None:
-    """Everything CI runs: lint, tests, conformance, demo."""
-    for name in ("lint", "tests", "conformance", "demo"):
+    """Everything CI runs: lint, tests, conformance, package, demo."""
+    for name in ("lint", "tests", "conformance", "package", "demo"):
         session.notify(name)

@@ -243,3 +243,49 @@ def test_test_command_runs_a_fixture_and_a_table_procedure(tmp_path: Path) -> No
         ],
     )
     assert result.exit_code == 0, result.output
+
+
+def test_keygen_pack_verify_install_from_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "numeric.wasm").write_bytes(wasm_of("numeric"))
+    (tmp_path / "extension.toml").write_text(
+        'name = "math"\nversion = "1.0.0"\n\n[[procedures]]\nname = "add_i64"\n'
+        'file = "numeric.wasm"\nabi = "basic"\nsignature = "(a BIGINT, b BIGINT) RETURNS BIGINT"\n'
+    )
+    runner = CliRunner()
+    keys = runner.invoke(main, ["keygen", "team", "--dir", str(tmp_path)])
+    assert keys.exit_code == 0, keys.output
+    assert (tmp_path / "team.key").stat().st_mode & 0o077 == 0  # private key not readable by others
+    out = tmp_path / "dist"
+    packed = runner.invoke(
+        main, ["pack", str(tmp_path), "--out", str(out), "--sign", str(tmp_path / "team.key")]
+    )
+    assert packed.exit_code == 0, packed.output
+    archive = out / "math-1.0.0.tar.gz"
+    checked = runner.invoke(
+        main, ["verify", str(archive), "--key", str(tmp_path / "team.pub"), "--json"]
+    )
+    assert checked.exit_code == 0, checked.output
+    info = json.loads(checked.output)
+    assert info["signature"] == "valid" and info["procedures"][0]["name"] == "add_i64"
+    other = runner.invoke(main, ["keygen", "other", "--dir", str(tmp_path)])
+    assert other.exit_code == 0
+    wrong = runner.invoke(main, ["verify", str(archive), "--key", str(tmp_path / "other.pub")])
+    assert wrong.exit_code == 1 and "does not verify" in wrong.output
+    db = str(tmp_path / "x.db")
+    refused = runner.invoke(
+        main, ["install", str(archive), "--db", db, "--key", str(tmp_path / "other.pub")]
+    )
+    assert refused.exit_code == 1
+    assert json.loads(runner.invoke(main, ["extensions", "--db", db, "--json"]).output) == []
+    done = runner.invoke(
+        main, ["install", str(archive), "--db", db, "--key", str(tmp_path / "team.pub")]
+    )
+    assert done.exit_code == 0, done.output
+    answer = runner.invoke(main, ["sql", "--db", db, "--json", "SELECT add_i64(40, 2) AS v"])
+    assert json.loads(answer.output)["rows"] == [{"v": 42}]
+
+
+def test_init_refuses_a_bad_name(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["init", "--lang", "go", "Bad-Name", "--dir", str(tmp_path)])
+    assert result.exit_code == 1 and "error" in result.output
+    assert list(tmp_path.iterdir()) == []

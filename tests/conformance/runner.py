@@ -194,6 +194,45 @@ def register(db: h.Database, impl: Implementation, name: str, signature: str, ca
     db.execute(" ".join(clauses))
 
 
+def pack(impl: Implementation, procedures: dict[str, str], out_dir: Path) -> Path:
+    """One extension archive per implementation: every conformance procedure."""
+    from heliosdb_wasm import archive
+
+    specs = []
+    for name, signature in procedures.items():
+        sig, _, caps = signature.partition(" CAPABILITIES ")
+        capabilities = tuple(
+            c.strip().strip("'") for c in caps.strip("() ").split(",") if c.strip()
+        )
+        specs.append(
+            archive.ProcedureSpec(
+                name=name,
+                file=f"wasm/{impl.wasm.name}",
+                abi=impl.abi,
+                export=name if impl.abi == "basic" else name.replace("_", "-"),
+                signature=sig,
+                capabilities=capabilities,
+            )
+        )
+    files = {
+        f"wasm/{impl.wasm.name}": impl.wasm.read_bytes(),
+        "wit/conformance.wit": (HERE / "conformance.wit").read_bytes(),
+        "cases.toml": (HERE / "cases.toml").read_bytes(),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / f"conformance_{impl.language}_{impl.abi}-0.1.0.tar.gz"
+    archive.pack(
+        f"conformance_{impl.language}_{impl.abi}",
+        "0.1.0",
+        specs,
+        files,
+        output,
+        description=f"The conformance procedures in {impl.language} ({impl.abi} ABI)",
+        license="Apache-2.0",
+    )
+    return output
+
+
 def run_implementation(
     impl: Implementation, procedures: dict[str, str], cases: Sequence[Case]
 ) -> Iterator[tuple[Case, str]]:
@@ -209,10 +248,13 @@ def run_implementation(
                 problem = f"{exc.code}: {exc}"
         if case.name in skip:
             # An n/a must still be true: a case that passes is no gap.
-            yield case, (
-                f"n/a: {skip[case.name]}"
-                if problem is not None
-                else "FAIL: passes, but UNSUPPORTED.toml lists it as n/a"
+            yield (
+                case,
+                (
+                    f"n/a: {skip[case.name]}"
+                    if problem is not None
+                    else "FAIL: passes, but UNSUPPORTED.toml lists it as n/a"
+                ),
             )
             continue
         yield case, "ok" if problem is None else f"FAIL: {problem}"
@@ -266,11 +308,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--build", type=Path, default=ROOT / "build" / "conformance")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path, help="also write the matrix as a Markdown table")
+    parser.add_argument("--pack", type=Path, help="pack each implementation as an archive here")
     args = parser.parse_args(argv)
     impls = implementations(args.build)
     if not impls:
         print(f"no implementations in {args.build}: run `nox -s conformance`", file=sys.stderr)
         return 1
+    if args.pack:
+        procedures, _ = load_cases()
+        for impl in impls:
+            print(f"packed {pack(impl, procedures, args.pack)}")
+        return 0
     _, cases = load_cases()
     cells = matrix(impls, cases)
     print(render(impls, cells))

@@ -24,9 +24,9 @@ from .errors import (
     SqlError,
     UserError,
 )
-from .hostapi import LogRecord
 from .policy import Capabilities, Limits
 from .registry import ProcedureVersion
+from .telemetry import LogRecord
 from .values import Column, Signature, SqlType
 
 __all__ = [

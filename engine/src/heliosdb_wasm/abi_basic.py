@@ -9,6 +9,7 @@ CallContext of the call in progress.
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from .errors import (
     UserError,
     from_wit_case,
 )
-from .hostapi import LOG_LEVELS, CallContext
+from .hostapi import LOG_LEVELS, CallContext, timed_host_function
 from .policy import Limits
 from .runtime import Runtime, arm, translate_trap
 from .values import Signature, SqlType, SqlValue
@@ -270,7 +271,13 @@ class BasicInstance:
             wasm_args: list[Any] = []
             for col, value in zip(sig.params, args, strict=True):
                 wasm_args.extend(self._lower(col.type, value))
-            result = func(self.store, *wasm_args)
+            started = time.perf_counter()
+            try:
+                result = func(self.store, *wasm_args)
+            finally:
+                ctx.wasm_seconds = time.perf_counter() - started
+                ctx.fuel_used = self.limits.fuel - self.store.get_fuel()
+                ctx.memory_bytes = self._memory_size()
         except ProcedureError:
             self.poisoned = True
             raise
@@ -383,7 +390,7 @@ class BasicInstance:
             [wasmtime.ValType.i32() if r == _I32 else wasmtime.ValType.i64() for r in results],
         )
         impl: Callable[..., Any] = getattr(self, "_" + name)
-        return wasmtime.Func(self.store, ty, impl)
+        return wasmtime.Func(self.store, ty, timed_host_function(impl, lambda: self.ctx))
 
     def _context(self) -> CallContext:
         if self.ctx is None:

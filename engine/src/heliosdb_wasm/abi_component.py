@@ -7,6 +7,7 @@ call in progress, exactly as for core modules.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from .errors import (
     from_wit_case,
     wit_case,
 )
-from .hostapi import LOG_LEVELS, CallContext
+from .hostapi import LOG_LEVELS, CallContext, timed_host_function
 from .policy import Limits
 from .runtime import Runtime, arm, translate_trap
 from .values import Column, Signature, SqlType, SqlValue, convert_result
@@ -236,7 +237,7 @@ class ComponentInstance:
                 pass
             with root.add_instance(HOST_INTERFACE) as host:
                 for name, impl in self._host_functions().items():
-                    host.add_func(name, impl)
+                    host.add_func(name, timed_host_function(impl, lambda: self.ctx))
         try:
             self.instance = linker.instantiate(self.store, module.component)
         except Exception as exc:  # noqa: BLE001 - start traps, limits
@@ -269,10 +270,14 @@ class ComponentInstance:
             self.output.begin(ctx)
         arm(self.store, self.limits)
         try:
-            result = func(
-                self.store, *(_lower(t, a) for t, a in zip(shape.param_types, args, strict=True))
-            )
-            func.post_return(self.store)
+            lowered = [_lower(t, a) for t, a in zip(shape.param_types, args, strict=True)]
+            started = time.perf_counter()
+            try:
+                result = func(self.store, *lowered)
+                func.post_return(self.store)
+            finally:
+                ctx.wasm_seconds = time.perf_counter() - started
+                ctx.fuel_used = self.limits.fuel - self.store.get_fuel()
         except ProcedureError:
             self.poisoned = True
             raise

@@ -335,6 +335,190 @@ def procedure_drop(db_path: str, name: str, if_exists: bool) -> None:
     click.echo(f"{name}: dropped")
 
 
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.3f}"
+
+
+@procedure.command("metrics")
+@click.option("--db", "db_path", required=True, help="Database file.")
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("name")
+def procedure_metrics(db_path: str, name: str, as_json: bool) -> None:
+    """Calls, errors, latency percentiles, fuel and memory, per version (recorded by the engine)."""
+    with Database.open(db_path) as db:
+        try:
+            by_version = db.metrics(name)
+        except ProcedureError as exc:
+            _fail(exc, as_json)
+    if as_json:
+        click.echo(json.dumps({str(v): m.to_json() for v, m in sorted(by_version.items())}))
+        return
+    if not by_version:
+        click.echo(f"{name}: no calls recorded yet")
+        return
+    rows = []
+    for version, m in sorted(by_version.items()):
+        j = m.to_json()
+        codes = ", ".join(f"{c} {n}" for c, n in sorted(m.error_codes.items()))
+        rows.append(
+            (
+                version,
+                m.calls,
+                f"{m.errors}" + (f" ({codes})" if codes else ""),
+                _ms(j["mean_seconds"]),
+                _ms(j["p50_seconds"]),
+                _ms(j["p90_seconds"]),
+                _ms(j["p99_seconds"]),
+                "-" if j["fuel_mean"] is None else f"{j['fuel_mean']:.0f}",
+                "-" if m.max_memory is None else f"{m.max_memory / 1024 / 1024:.1f} MiB",
+            )
+        )
+    headers = [
+        "version",
+        "calls",
+        "errors",
+        "mean ms",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "fuel/call",
+        "max memory",
+    ]
+    click.echo(format_table(headers, rows))
+    click.echo("(percentiles are histogram bucket bounds, within about 9 %)")
+
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """30s, 15m, 1h, 7d -> seconds."""
+    unit = text[-1:].lower()
+    try:
+        if unit not in _DURATION or float(text[:-1]) < 0:
+            raise ValueError
+        return float(text[:-1]) * _DURATION[unit]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration like 30s, 15m, 1h or 7d") from None
+
+
+@main.command()
+@click.option("--db", "db_path", required=True, help="Database file.")
+@click.option("--procedure", "name", help="Only this procedure's lines.")
+@click.option("--last", help="Only lines from the last 30s, 15m, 1h, 7d, ...")
+@click.option(
+    "--level",
+    type=click.Choice(["trace", "debug", "info", "warn", "error"]),
+    help="Only lines at this level or above.",
+)
+@click.option("--limit", default=1000, show_default=True, help="At most this many (the newest).")
+@click.option("--json", "as_json", is_flag=True)
+def logs(
+    db_path: str, name: str | None, last: str | None, level: str | None, limit: int, as_json: bool
+) -> None:
+    """The procedure log as persisted in the database."""
+    import time
+
+    since = time.time() - _duration(last) if last else None
+    levels = None
+    if level is not None:
+        order = ["trace", "debug", "info", "warn", "error"]
+        levels = tuple(order[order.index(level) :])
+    with Database.open(db_path) as db:
+        records = db.persisted_logs(name, since, levels, limit)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "time": r.time,
+                        "procedure": r.procedure,
+                        "version": r.version,
+                        "level": r.level,
+                        "message": r.message,
+                    }
+                    for r in records
+                ]
+            )
+        )
+        return
+    colours = {"warn": "yellow", "error": "red", "trace": "bright_black", "debug": "bright_black"}
+    for r in records:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.time))
+        click.secho(
+            f"{stamp} {r.level:<5} {r.procedure} v{r.version}: {r.message}",
+            fg=colours.get(r.level),
+        )
+
+
+@procedure.command("profile")
+@click.option("--db", "db_path", required=True, help="Database file.")
+@click.option("--param", "values", multiple=True, help="name=value, in parameter order.")
+@click.option("--calls", default=100, show_default=True, help="How many calls to make.")
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("name")
+def procedure_profile(
+    db_path: str, name: str, values: tuple[str, ...], calls: int, as_json: bool
+) -> None:
+    """Call NAME repeatedly and break each call down: instantiate, marshal, guest, host.
+
+    The calls run in a transaction that is rolled back: profiling leaves the
+    data as it was.
+    """
+    from .telemetry import CallStats
+
+    args = [_param_value(item.partition("=")[2]) for item in values]
+    seen: list[CallStats] = []
+    with Database.open(db_path) as db:
+        db.session.telemetry.listeners.append(
+            lambda s: seen.append(s) if s.procedure.lower() == name.lower() else None
+        )
+        db.execute("BEGIN")
+        try:
+            for _ in range(max(1, calls)):
+                db.call(name, *args)
+        except ProcedureError as exc:
+            db.execute("ROLLBACK")
+            _fail(exc, as_json)
+        db.execute("ROLLBACK")
+    parts = ["total", "instantiate", "marshal", "guest", "host"]
+    summary: dict[str, dict[str, float]] = {}
+    for part in parts:
+        samples = sorted(getattr(s, part) for s in seen)
+        summary[part] = {
+            "mean": sum(samples) / len(samples),
+            "p50": samples[len(samples) // 2],
+            "p99": samples[min(len(samples) - 1, (len(samples) * 99) // 100)],
+            "max": samples[-1],
+        }
+    fuel = [s.fuel_used for s in seen if s.fuel_used is not None]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "procedure": name,
+                    "calls": len(seen),
+                    "seconds": summary,
+                    "fuel_mean": sum(fuel) / len(fuel) if fuel else None,
+                }
+            )
+        )
+        return
+    rows = [
+        (part, *(f"{summary[part][k] * 1e6:.1f}" for k in ("mean", "p50", "p99", "max")))
+        for part in parts
+    ]
+    click.echo(f"{name}: {len(seen)} calls (rolled back)")
+    click.echo(format_table(["part", "mean µs", "p50 µs", "p99 µs", "max µs"], rows))
+    if fuel:
+        click.echo(f"fuel per call: {sum(fuel) / len(fuel):.0f}")
+    click.echo(
+        "instantiate: only calls that needed a new instance (the pool keeps them);"
+        " marshal: host-side argument/result conversion; guest: time in wasm minus"
+        " host; host: time in host API calls (queries, logging, nested procedures)"
+    )
+
+
 def _run_statement(db_path: str, statement: str) -> None:
     with Database.open(db_path) as db:
         try:

@@ -9,6 +9,7 @@ bound as SQL functions (scalar procedures) or eponymous virtual tables
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,14 +20,17 @@ from typing import Any
 import apsw
 import apsw.ext
 
-from . import archive, ddl
+from . import archive, ddl, telemetry
 from .errors import InvalidArgument, RegistryError, SqlError
-from .hostapi import LogRecord, Session
+from .hostapi import Session
 from .invoke import LoadedModule, Runner, load
 from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
 from .runtime import Runtime, default_runtime
+from .telemetry import LogRecord
 from .values import Signature, SqlValue, to_sqlite
+
+_log = logging.getLogger("heliosdb_wasm")
 
 
 @dataclass
@@ -75,6 +79,7 @@ class Database:
         conn.execute("PRAGMA foreign_keys = ON")
         with self._savepoint():
             self.registry.ensure_schema()
+            self.conn.cursor().execute(telemetry.SCHEMA)
         for name in self.registry.names():
             self._bind(self.registry.get(name))
 
@@ -94,6 +99,7 @@ class Database:
         return cls(conn, limits=limits, runtime=runtime)
 
     def close(self) -> None:
+        self._flush_telemetry(force=True)
         self._runners.clear()
         self.conn.close()
 
@@ -111,12 +117,15 @@ class Database:
         if params and len(statements) > 1:
             raise InvalidArgument("parameters can only be bound to a single statement")
         result = Result()
-        for statement in statements:
-            parsed = ddl.parse(statement, self.base_dir)
-            if parsed is None:
-                result = self._sqlite(statement, params)
-            else:
-                result = self._procedure_statement(parsed, params)
+        try:
+            for statement in statements:
+                parsed = ddl.parse(statement, self.base_dir)
+                if parsed is None:
+                    result = self._sqlite(statement, params)
+                else:
+                    result = self._procedure_statement(parsed, params)
+        finally:
+            self._flush_telemetry()
         return result
 
     def _sqlite(self, sql: str, params: Sequence[Any]) -> Result:
@@ -138,7 +147,46 @@ class Database:
 
     def call(self, name: str, *args: Any) -> Any:
         """Call a procedure directly; table procedures return a list of tuples."""
-        return self._runner(name).call(args)
+        try:
+            return self._runner(name).call(args)
+        finally:
+            self._flush_telemetry()
+
+    # -- telemetry ---------------------------------------------------------------
+
+    def _flush_telemetry(self, force: bool = False) -> None:
+        """Persist pending metrics and log lines, outside any user transaction."""
+        t = self.session.telemetry
+        if self.session.depth or not self.conn.getautocommit() or not (force or t.due()):
+            return
+        try:
+            t.flush(self.conn)
+        except apsw.Error as exc:  # a read-only or busy file: keep them for later
+            _log.warning("could not persist procedure telemetry: %s", exc)
+
+    def metrics(self, name: str) -> dict[int, telemetry.Metrics]:
+        """Call metrics of every version of ``name`` (persisted plus pending)."""
+        self._flush_telemetry(force=True)
+        out: dict[int, telemetry.Metrics] = {}
+        for v in self.registry.versions(name):
+            found = telemetry.read_metrics(self.conn, v.name, v.version)
+            if found is not None:
+                out[v.version] = found
+        for (pending_name, version), m in self.session.telemetry.pending.items():
+            if pending_name == name.lower():
+                out.setdefault(version, telemetry.Metrics()).merge(m)
+        return out
+
+    def persisted_logs(
+        self,
+        procedure: str | None = None,
+        since: float | None = None,
+        levels: tuple[str, ...] | None = None,
+        limit: int = 1000,
+    ) -> list[LogRecord]:
+        """The procedure log as stored in the database (every process's calls)."""
+        self._flush_telemetry(force=True)
+        return telemetry.read_logs(self.conn, procedure, since, levels, limit)
 
     def procedures(self) -> list[ProcedureVersion]:
         """The active version of every procedure, by name."""

@@ -17,7 +17,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import apsw
@@ -31,6 +30,7 @@ from .errors import (
     SqlError,
 )
 from .policy import Authorizer, Capabilities, Limits, make_authorizer
+from .telemetry import LogRecord, Telemetry
 from .values import SqlValue, to_sqlite
 from .wasi import says_out_of_memory
 
@@ -45,15 +45,6 @@ _PY_LEVELS = {
 _logger = logging.getLogger("heliosdb_wasm.procedure")
 
 
-@dataclass(frozen=True)
-class LogRecord:
-    time: float
-    procedure: str
-    version: int
-    level: str
-    message: str
-
-
 class Session:
     """Per-database state the host API needs: the connection, the procedure
     log, and the stack of procedure calls in progress on this connection."""
@@ -62,6 +53,7 @@ class Session:
         self.conn = conn
         self.is_procedure = is_procedure
         self.logs: deque[LogRecord] = deque(maxlen=10_000)
+        self.telemetry = Telemetry()
         self.depth = 0
         self._names = itertools.count(1)
         # The policy of the guest statement being prepared, or None for the
@@ -85,6 +77,24 @@ class Session:
 
 
 QueryResult = tuple[list[str], list[tuple[SqlValue, ...]]]
+
+def timed_host_function(
+    impl: Callable[..., Any], current: Callable[[], CallContext | None]
+) -> Callable[..., Any]:
+    """``impl`` (a guest import) adding its duration to the current call's host
+    time, so a profile can tell guest time from host time. Both ABIs wrap
+    every import with this where they link it."""
+
+    def timed(*args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return impl(*args)
+        finally:
+            ctx = current()
+            if ctx is not None:
+                ctx.host_seconds += time.perf_counter() - start
+
+    return timed
 
 
 class CallContext:
@@ -116,6 +126,12 @@ class CallContext:
         self.return_value: Any = None
         self.raised: ProcedureError | None = None
         self.last_error: ProcedureError | None = None
+        # Measured for telemetry (telemetry.CallStats): seconds inside wasm,
+        # seconds of that in host functions, fuel and memory after the call.
+        self.wasm_seconds = 0.0
+        self.host_seconds = 0.0
+        self.fuel_used: int | None = None
+        self.memory_bytes: int | None = None
 
     # -- call lifecycle ------------------------------------------------------
 
@@ -187,6 +203,7 @@ class CallContext:
             self.out_of_memory = True
         record = LogRecord(time.time(), self.procedure, self.version, level, message)
         self.session.logs.append(record)
+        self.session.telemetry.log(record)
         _logger.log(
             _PY_LEVELS.get(level, logging.INFO),
             "%s v%d: %s",

@@ -9,6 +9,7 @@ dropped.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from .hostapi import CallContext, Session
 from .policy import Limits
 from .registry import ProcedureVersion
 from .runtime import Runtime
+from .telemetry import CallStats
 from .values import Signature, SqlValue, coerce
 
 
@@ -102,21 +104,51 @@ class Runner:
     def _invoke(self, values: list[SqlValue]) -> Any:
         v = self.version
         ctx = CallContext(self.session, v.name, v.version, v.capabilities, self.limits, values)
-        with ctx:
-            instance = self._acquire()
-            try:
-                result = instance.call(ctx, v.export, self.signature, values)
-                ctx.finish()
-                return result
-            finally:
-                if not instance.poisoned:
-                    self._release(instance)
+        wall, started = time.time(), time.perf_counter()
+        instantiate = call = 0.0
+        error: str | None = None
+        try:
+            with ctx:
+                instance, instantiate = self._acquire()
+                try:
+                    call_started = time.perf_counter()
+                    try:
+                        result = instance.call(ctx, v.export, self.signature, values)
+                    finally:
+                        call = time.perf_counter() - call_started
+                    ctx.finish()
+                    return result
+                finally:
+                    if not instance.poisoned:
+                        self._release(instance)
+        except ProcedureError as exc:
+            error = exc.code
+            raise
+        finally:
+            self.session.telemetry.record(
+                CallStats(
+                    procedure=v.name,
+                    version=v.version,
+                    started=wall,
+                    total=time.perf_counter() - started,
+                    instantiate=instantiate,
+                    marshal=max(0.0, call - ctx.wasm_seconds),
+                    guest=max(0.0, ctx.wasm_seconds - ctx.host_seconds),
+                    host=ctx.host_seconds,
+                    fuel_used=ctx.fuel_used,
+                    memory_bytes=ctx.memory_bytes,
+                    error=error,
+                )
+            )
 
-    def _acquire(self) -> Instance:
+    def _acquire(self) -> tuple[Instance, float]:
+        """An idle instance, or a new one; and the seconds instantiating took."""
         with self._lock:
             if self._idle:
-                return self._idle.pop()
-        return self.module.instantiate(self.limits)
+                return self._idle.pop(), 0.0
+        started = time.perf_counter()
+        instance = self.module.instantiate(self.limits)
+        return instance, time.perf_counter() - started
 
     def _release(self, instance: Instance) -> None:
         with self._lock:

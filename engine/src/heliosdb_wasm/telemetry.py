@@ -1,0 +1,287 @@
+"""What the engine records about procedure calls: metrics, the log, profiles.
+
+Every call produces a ``CallStats`` (timings split into instantiate, marshal,
+guest and host time; fuel and memory used; the error code if it failed).
+``Telemetry`` folds them into per-version metrics with a log-scale latency
+histogram and keeps the procedure log lines, both in memory until they are
+flushed into the database (``_heliosdb_metrics``, ``_heliosdb_log``) so that
+another process (``heliosdb-wasm procedure metrics``, ``heliosdb-wasm logs``)
+sees them. Flushing happens between statements, never inside the caller's
+own transaction, at most once a second (or when much is pending) and when
+the database is closed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import apsw
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS _heliosdb_metrics(
+    name TEXT NOT NULL COLLATE NOCASE,
+    version INTEGER NOT NULL,
+    calls INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    error_codes TEXT NOT NULL,
+    total_seconds REAL NOT NULL,
+    fuel INTEGER NOT NULL,
+    max_memory INTEGER,
+    histogram TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS _heliosdb_log(
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    procedure TEXT NOT NULL COLLATE NOCASE,
+    version INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS _heliosdb_log_by_procedure ON _heliosdb_log(procedure, time);
+"""
+
+# The persisted log keeps this many lines; older ones are deleted on flush.
+LOG_RETENTION = 100_000
+FLUSH_INTERVAL_SECONDS = 1.0
+FLUSH_PENDING_CALLS = 10_000
+
+# Latency buckets: four per power of two from 1 µs (about ±9 % resolution).
+_BUCKETS_PER_OCTAVE = 4
+_BASE_SECONDS = 1e-6
+_NUM_BUCKETS = 4 * 30  # up to ~1000 s
+
+
+def bucket_of(seconds: float) -> int:
+    if seconds <= _BASE_SECONDS:
+        return 0
+    index = int(math.log2(seconds / _BASE_SECONDS) * _BUCKETS_PER_OCTAVE) + 1
+    return min(index, _NUM_BUCKETS - 1)
+
+
+def bucket_upper(index: int) -> float:
+    """The upper bound of bucket ``index``, in seconds."""
+    return _BASE_SECONDS * 2 ** (index / _BUCKETS_PER_OCTAVE)
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One line of the procedure log."""
+
+    time: float
+    procedure: str
+    version: int
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class CallStats:
+    """One call, timed. ``marshal`` is the host side of argument and result
+    conversion; ``guest`` is time inside wasm minus ``host`` (time in host
+    API functions, including procedures it called)."""
+
+    procedure: str
+    version: int
+    started: float
+    total: float
+    instantiate: float
+    marshal: float
+    guest: float
+    host: float
+    fuel_used: int | None
+    memory_bytes: int | None
+    error: str | None
+
+
+@dataclass
+class Metrics:
+    """Calls of one procedure version, summed."""
+
+    calls: int = 0
+    errors: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
+    total_seconds: float = 0.0
+    fuel: int = 0
+    max_memory: int | None = None
+    histogram: dict[int, int] = field(default_factory=dict)
+
+    def add(self, s: CallStats) -> None:
+        self.calls += 1
+        self.total_seconds += s.total
+        if s.error is not None:
+            self.errors += 1
+            self.error_codes[s.error] = self.error_codes.get(s.error, 0) + 1
+        self.fuel += s.fuel_used or 0
+        if s.memory_bytes is not None:
+            self.max_memory = max(self.max_memory or 0, s.memory_bytes)
+        b = bucket_of(s.total)
+        self.histogram[b] = self.histogram.get(b, 0) + 1
+
+    def merge(self, other: Metrics) -> None:
+        self.calls += other.calls
+        self.errors += other.errors
+        for code, n in other.error_codes.items():
+            self.error_codes[code] = self.error_codes.get(code, 0) + n
+        self.total_seconds += other.total_seconds
+        self.fuel += other.fuel
+        if other.max_memory is not None:
+            self.max_memory = max(self.max_memory or 0, other.max_memory)
+        for b, n in other.histogram.items():
+            self.histogram[b] = self.histogram.get(b, 0) + n
+
+    def percentile(self, p: float) -> float | None:
+        """Latency at percentile ``p`` (0-100): the upper bound of its bucket."""
+        if not self.calls:
+            return None
+        wanted = math.ceil(self.calls * p / 100)
+        seen = 0
+        for b in sorted(self.histogram):
+            seen += self.histogram[b]
+            if seen >= wanted:
+                return bucket_upper(b)
+        return bucket_upper(max(self.histogram))
+
+    def to_json(self) -> dict[str, Any]:
+        mean = self.total_seconds / self.calls if self.calls else None
+        return {
+            "calls": self.calls,
+            "errors": self.errors,
+            "error_codes": dict(self.error_codes),
+            "mean_seconds": mean,
+            "p50_seconds": self.percentile(50),
+            "p90_seconds": self.percentile(90),
+            "p99_seconds": self.percentile(99),
+            "fuel_total": self.fuel,
+            "fuel_mean": self.fuel / self.calls if self.calls else None,
+            "max_memory_bytes": self.max_memory,
+        }
+
+
+class Telemetry:
+    """Per-database call metrics and log lines, pending until flushed."""
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, int], Metrics] = {}
+        self.pending_calls = 0
+        self.pending_logs: list[LogRecord] = []
+        self.listeners: list[Callable[[CallStats], None]] = []
+        self.last_flush = time.monotonic()
+
+    def record(self, stats: CallStats) -> None:
+        key = (stats.procedure.lower(), stats.version)
+        metrics = self.pending.get(key)
+        if metrics is None:
+            metrics = self.pending[key] = Metrics()
+        metrics.add(stats)
+        self.pending_calls += 1
+        for listener in self.listeners:
+            listener(stats)
+
+    def log(self, record: LogRecord) -> None:
+        self.pending_logs.append(record)
+
+    def due(self) -> bool:
+        if not self.pending_calls and not self.pending_logs:
+            return False
+        return (
+            self.pending_calls + len(self.pending_logs) >= FLUSH_PENDING_CALLS
+            or time.monotonic() - self.last_flush >= FLUSH_INTERVAL_SECONDS
+        )
+
+    def flush(self, conn: apsw.Connection) -> None:
+        """Write what is pending in one transaction (the caller checked autocommit)."""
+        if not self.pending_calls and not self.pending_logs:
+            return
+        pending, logs = self.pending, self.pending_logs
+        cur = conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for (name, version), metrics in pending.items():
+                merged = read_metrics(conn, name, version) or Metrics()
+                merged.merge(metrics)
+                cur.execute(
+                    "INSERT OR REPLACE INTO _heliosdb_metrics(name, version, calls, errors,"
+                    " error_codes, total_seconds, fuel, max_memory, histogram, updated_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        name,
+                        version,
+                        merged.calls,
+                        merged.errors,
+                        json.dumps(merged.error_codes),
+                        merged.total_seconds,
+                        merged.fuel,
+                        merged.max_memory,
+                        json.dumps({str(k): v for k, v in sorted(merged.histogram.items())}),
+                        time.time(),
+                    ),
+                )
+            cur.executemany(
+                "INSERT INTO _heliosdb_log(time, procedure, version, level, message)"
+                " VALUES (?,?,?,?,?)",
+                [(r.time, r.procedure, r.version, r.level, r.message) for r in logs],
+            )
+            if logs:
+                cur.execute(
+                    "DELETE FROM _heliosdb_log WHERE id <= (SELECT max(id) FROM _heliosdb_log) - ?",
+                    (LOG_RETENTION,),
+                )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        self.pending, self.pending_logs, self.pending_calls = {}, [], 0
+        self.last_flush = time.monotonic()
+
+
+def read_metrics(conn: apsw.Connection, name: str, version: int) -> Metrics | None:
+    for row in conn.cursor().execute(
+        "SELECT calls, errors, error_codes, total_seconds, fuel, max_memory, histogram"
+        " FROM _heliosdb_metrics WHERE name = ? AND version = ?",
+        (name, version),
+    ):
+        calls, errors, codes, total, fuel, memory, histogram = row
+        return Metrics(
+            calls=calls,
+            errors=errors,
+            error_codes=json.loads(codes),
+            total_seconds=total,
+            fuel=fuel,
+            max_memory=memory,
+            histogram={int(k): v for k, v in json.loads(histogram).items()},
+        )
+    return None
+
+
+def read_logs(
+    conn: apsw.Connection,
+    procedure: str | None = None,
+    since: float | None = None,
+    levels: tuple[str, ...] | None = None,
+    limit: int = 1000,
+) -> list[LogRecord]:
+    """Persisted log lines, oldest first (the newest ``limit`` that match)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if procedure is not None:
+        where.append("procedure = ?")
+        params.append(procedure)
+    if since is not None:
+        where.append("time >= ?")
+        params.append(since)
+    if levels:
+        where.append(f"level IN ({', '.join('?' * len(levels))})")
+        params.extend(levels)
+    sql = "SELECT time, procedure, version, level, message FROM _heliosdb_log"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT ?"
+    rows = list(conn.cursor().execute(sql, (*params, limit)))
+    return [LogRecord(t, p, v, lv, m) for t, p, v, lv, m in reversed(rows)]

@@ -98,8 +98,20 @@ def _readme_test_commands(project: Path) -> list[list[str]]:
     ]
 
 
+def _readme_ship_commands(project: Path) -> list[list[str]]:
+    """The commands of the README's "Ship" section, as CLI arguments."""
+    text = (project / "README.md").read_text().split("## Ship", 1)[1]
+    return [
+        shlex.split(line.split("  #")[0])[1:]
+        for line in text.splitlines()
+        if line.startswith("heliosdb-wasm ")
+    ]
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_every_scaffold_builds_and_passes_its_test(tmp_path: Path, language: str) -> None:
+def test_every_scaffold_builds_and_passes_its_test(
+    tmp_path: Path, language: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     name = "add_numbers"
     project = init_project(language, name, tmp_path)
     assert detect_language(project) == language
@@ -136,3 +148,12 @@ def test_every_scaffold_builds_and_passes_its_test(tmp_path: Path, language: str
         assert result.exit_code == 0, result.output
         assert "PASS" in result.output
         assert "log info: add_numbers(40, 2)" in result.output
+
+    # Then ship it as the README says: keygen, pack, verify, install, call.
+    monkeypatch.chdir(project)
+    ship = _readme_ship_commands(project)
+    assert [c[0] for c in ship] == ["keygen", "pack", "verify", "install", "sql"]
+    for args in ship:
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, (args, result.output)
+    assert "42" in result.output.splitlines()[-2]

@@ -185,7 +185,23 @@ func $pascal(a, b int64) int64 {
 func main() {} // required by package main; never called
 """
 
-_GITIGNORE = "/build/\n"
+_GITIGNORE = "/build/\n*.key\n"
+
+_EXTENSION = """\
+# `heliosdb-wasm pack .` builds this project and packs it as an extension
+# archive (docs/archive.md in the HeliosDB WASM repository).
+name = "$snake"
+version = "0.1.0"
+description = "$snake(a, b): a + b, written in $language"
+
+[[procedures]]
+name = "$snake"
+project = "."
+abi = "$abi"
+signature = "(a BIGINT, b BIGINT) RETURNS BIGINT"
+export = "$export"
+capabilities = []
+"""
 _SIGNATURE = '--params "a:BIGINT,b:BIGINT" --returns BIGINT'
 _CALL = "--param a=40 --param b=2 --expect 42"
 
@@ -225,6 +241,19 @@ or in SQL (`file://` paths are relative to the current directory):
 CREATE PROCEDURE $snake(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm
     USING EXPORT '$export' AS $$wasm$$file://build/$snake.$abi.wasm$$wasm$$;
 SELECT $snake(40, 2);   -- 42
+```
+
+## Ship
+
+`extension.toml` describes the project as an extension archive: build, pack,
+sign and install it in one go (all procedures or none).
+
+```sh
+heliosdb-wasm keygen me                                       # me.key, me.pub
+heliosdb-wasm pack . --out build/extensions --sign me.key     # build/extensions/$snake-0.1.0.tar.gz
+heliosdb-wasm verify build/extensions/$snake-0.1.0.tar.gz --key me.pub
+heliosdb-wasm install build/extensions/$snake-0.1.0.tar.gz --db shipped.db --key me.pub
+heliosdb-wasm sql --db shipped.db "SELECT $snake(40, 2)"
 ```
 """
 
@@ -362,6 +391,7 @@ def init_project(language: str, name: str, parent: Path) -> Path:
     files = {path: Template(text).substitute(values) for path, text in layout.files.items()}
     files["README.md"] = Template(_README).substitute(values)
     files[".gitignore"] = _GITIGNORE
+    files["extension.toml"] = Template(_EXTENSION).substitute(values)
     try:
         target.mkdir(parents=True, exist_ok=True)
         for path, text in files.items():

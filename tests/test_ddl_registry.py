@@ -201,7 +201,15 @@ def test_corrupt_module_bytes_are_detected(tmp_path: Path) -> None:
 
 def test_capabilities_are_validated(db: h.Database, register: Register) -> None:
     for caps in (
-        ("network:evil.com",),
+        ("network:evil.com/path",),
+        ("network:",),
+        ("filesystem:relative/dir",),
+        ("filesystem:/srv/../etc",),
+        ("env:1BAD",),
+        ("ddl:*",),
+        ("call:*",),
+        ("clock:fast",),
+        ("rocket:launch",),
         ("read:",),
         ("read:_heliosdb_modules",),
         ("transaction:x",),

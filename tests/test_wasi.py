@@ -3,11 +3,13 @@ works; environment, arguments and files do not exist."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import wasmtime
 
 import heliosdb_wasm as h
-from conftest import Register, b64
+from conftest import Register, b64, wasm_of
 from heliosdb_wasm.wasi import GuestOutput
 
 
@@ -17,7 +19,7 @@ def test_reactor_initializer_runs_before_calls(db: h.Database, register: Registe
 
 
 def test_stdout_and_stderr_become_log_lines(db: h.Database, register: Register) -> None:
-    register("print", "() RETURNS BIGINT", "wasi_guest")
+    register("print", "() RETURNS BIGINT", "wasi_guest", caps=("stdout",))
     db.execute("SELECT print()")
     lines = [(r.level, r.message) for r in db.logs("print")]
     assert lines == [
@@ -26,6 +28,87 @@ def test_stdout_and_stderr_become_log_lines(db: h.Database, register: Register) 
         # Output without a final newline is flushed when the call ends.
         ("info", "second line, no newline"),
     ]
+
+
+def test_without_the_stdout_capability_output_is_dropped(
+    db: h.Database, register: Register
+) -> None:
+    register("print", "() RETURNS BIGINT", "wasi_guest")
+    assert db.execute("SELECT print()").scalar() == 0
+    assert db.logs("print") == []
+
+
+def test_output_counts_against_the_log_limit(db: h.Database, register: Register) -> None:
+    register(
+        "print",
+        "() RETURNS BIGINT",
+        "wasi_guest",
+        caps=("stdout",),
+        extra="WITH (max_log_bytes = 20)",
+    )
+    with pytest.raises(h.ResourceLimitExceeded) as err:
+        db.execute("SELECT print()")
+    assert err.value.limit == "max_log_bytes" and "20" in str(err.value)
+
+
+def test_env_grants_exactly_the_named_variables(
+    db: h.Database, register: Register, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HELIOSDB_GRANTED", "yes")
+    monkeypatch.setenv("HELIOSDB_SECRET", "no")
+    register(
+        "env_and_args",
+        "() RETURNS BIGINT",
+        "wasi_guest",
+        caps=("env:HELIOSDB_GRANTED", "env:HELIOSDB_NOT_SET"),
+    )
+    assert db.execute("SELECT env_and_args()").scalar() == 1
+
+
+def test_filesystem_grants_one_folder_read_only_or_read_write(
+    db: h.Database, register: Register, tmp_path: Path
+) -> None:
+    (tmp_path / "hello.txt").write_text("hi there")
+    register("read_hello", "() RETURNS BIGINT", "wasi_guest", caps=(f"filesystem:{tmp_path}",))
+    register("write_hello", "() RETURNS BIGINT", "wasi_guest", caps=(f"filesystem:{tmp_path}",))
+    assert db.execute("SELECT read_hello()").scalar() == len("hi there")
+    assert db.execute("SELECT write_hello()").scalar() < 0  # read-only: refused
+    assert (tmp_path / "hello.txt").read_text() == "hi there"
+    db.execute(
+        "CREATE OR REPLACE PROCEDURE write_hello() RETURNS BIGINT LANGUAGE wasm"
+        f" CAPABILITIES ('filesystem:{tmp_path}:rw')"
+        f" AS $wasm${b64(wasm_of('wasi_guest'))}$wasm$"
+    )
+    assert db.execute("SELECT write_hello()").scalar() == 0
+    assert (tmp_path / "hello.txt").read_text() == "written by wasm"
+
+
+def test_a_missing_folder_is_refused_at_registration(
+    db: h.Database, register: Register, tmp_path: Path
+) -> None:
+    with pytest.raises(h.InvalidArgument, match="no such folder"):
+        register(
+            "read_hello",
+            "() RETURNS BIGINT",
+            "wasi_guest",
+            caps=(f"filesystem:{tmp_path / 'absent'}",),
+        )
+    assert db.procedures() == []
+
+
+def test_without_random_the_stream_is_fixed(db: h.Database, register: Register) -> None:
+    register("fixed", "() RETURNS BIGINT", "wasi_guest", export="random_u64")
+    register("real", "() RETURNS BIGINT", "wasi_guest", export="random_u64", caps=("random",))
+    first = db.execute("SELECT fixed()").scalar()
+    # A fresh database (fresh instances) gets the same "random" bytes again...
+    with h.Database.open(":memory:") as other:
+        other.execute(
+            "CREATE PROCEDURE fixed() RETURNS BIGINT LANGUAGE wasm USING EXPORT 'random_u64'"
+            f" AS $wasm${b64(wasm_of('wasi_guest'))}$wasm$"
+        )
+        assert other.execute("SELECT fixed()").scalar() == first
+    # ...while the OS's randomness does not repeat.
+    assert len({db.execute("SELECT real()").scalar() for _ in range(3)}) == 3
 
 
 def test_no_environment_arguments_or_files(db: h.Database, register: Register) -> None:

@@ -8,6 +8,7 @@ CallContext of the call in progress.
 
 from __future__ import annotations
 
+import random
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -24,11 +25,20 @@ from .errors import (
     UserError,
     from_wit_case,
 )
-from .hostapi import LOG_LEVELS, CallContext, timed_host_function
-from .policy import Limits
+from .hostapi import LOG_LEVELS, CallContext, is_fatal, timed_host_function
+from .policy import Capabilities, Limits
 from .runtime import Runtime, arm, translate_trap
 from .values import Signature, SqlType, SqlValue
-from .wasi import WASIP1_FUNCTIONS, WASIP1_MODULE, GuestOutput, track, wasi_config
+from .wasi import (
+    SEEDED_RANDOM,
+    WASI_EFAULT,
+    WASIP1_FUNCTIONS,
+    WASIP1_MODULE,
+    GuestOutput,
+    guest_output,
+    track,
+    wasi_config,
+)
 
 ABI_VERSION = 1
 HOST_MODULE = "heliosdb"
@@ -47,6 +57,9 @@ HOST_IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "heliosdb_now": ((), (_I64,)),
     "heliosdb_error": ((_I32,) * 4, ()),
     "heliosdb_last_error": ((_I32,), (_I32,)),
+    "heliosdb_http_fetch": ((_I32,) * 3, (_I32,)),
+    "heliosdb_digest": ((_I32,) * 5, (_I32,)),
+    "heliosdb_hmac": ((_I32,) * 7, (_I32,)),
 }
 _STATUS = {
     case: i + 1
@@ -133,14 +146,14 @@ class BasicModule:
                 "heliosdb_abi_version"
             )
 
-    def verify(self, limits: Limits) -> None:
+    def verify(self, limits: Limits, caps: Capabilities) -> None:
         """Instantiate once under ``limits`` and check the declared ABI version.
 
         Instantiating at registration refuses a module that could never run
         (a start function that loops or traps, an initial memory above the
         limit) before it is stored.
         """
-        instance = BasicInstance(self, limits)
+        instance = BasicInstance(self, limits, caps)
         if not self.is_heliosdb:
             return
         ty = self.exports["heliosdb_abi_version"]
@@ -202,20 +215,22 @@ class BasicModule:
         if missing:
             raise AbiError(f"the module must export {', '.join(missing)}")
 
-    def instantiate(self, limits: Limits) -> BasicInstance:
-        return BasicInstance(self, limits)
+    def instantiate(self, limits: Limits, caps: Capabilities) -> BasicInstance:
+        return BasicInstance(self, limits, caps)
 
 
 class BasicInstance:
     """One instance of a BasicModule, with its own store and host imports."""
 
-    def __init__(self, module: BasicModule, limits: Limits) -> None:
+    def __init__(self, module: BasicModule, limits: Limits, caps: Capabilities) -> None:
         self.module = module
         self.limits = limits
+        self.caps = caps
         self.store = module.runtime.store(limits)
         self.ctx: CallContext | None = None
         self.poisoned = False
         self.output: GuestOutput | None = None
+        self.rng = random.Random(SEEDED_RANDOM)
         try:
             self.instance = self._instantiate()
             self.exports = self.instance.exports(self.store)
@@ -238,11 +253,22 @@ class BasicInstance:
         if not module.uses_wasi:
             funcs = [self._host_func(name) for name in module.imports]
             return wasmtime.Instance(self.store, module.module, funcs)
-        self.output = GuestOutput()
-        self.store.set_wasi(wasi_config(self.output))
+        self.output = guest_output(self.caps)
+        self.store.set_wasi(wasi_config(self.output, self.caps))
         track(self)
         linker = wasmtime.Linker(module.runtime.engine)
         linker.define_wasi()
+        if not self.caps.allows("random"):
+            # Without `random` the guest's entropy is a fixed stream: its
+            # runtime still starts (hash seeds), and its results repeat.
+            linker.allow_shadowing = True
+            linker.define_func(
+                WASIP1_MODULE,
+                "random_get",
+                wasmtime.FuncType([wasmtime.ValType.i32()] * 2, [wasmtime.ValType.i32()]),
+                self._seeded_random_get,
+                access_caller=True,
+            )
         for name in module.imports:
             linker.define(self.store, HOST_MODULE, name, self._host_func(name))
         try:
@@ -251,6 +277,15 @@ class BasicInstance:
             if "incompatible import type" in str(exc):
                 raise AbiError(f"WASI import with the wrong type: {exc}") from None
             raise
+
+    def _seeded_random_get(self, caller: wasmtime.Caller, ptr: int, length: int) -> int:
+        memory = caller.get("memory")
+        ptr &= 0xFFFFFFFF
+        length &= 0xFFFFFFFF
+        if not isinstance(memory, wasmtime.Memory) or ptr + length > memory.data_len(caller):
+            return WASI_EFAULT
+        memory.write(caller, self.rng.randbytes(length), ptr)
+        return 0
 
     def release(self) -> None:
         """Drop the store now (see wasi.py: stores with WASI are released at exit)."""
@@ -297,6 +332,9 @@ class BasicInstance:
             if self.output is not None:
                 self.output.end()
             self.ctx = None
+        if self.output is not None and (failure := self.output.take_error()) is not None:
+            self.poisoned = True  # its output broke a limit (max_log_bytes)
+            raise failure
         if ctx.raised is not None:
             raise ctx.raised
         return self._lift(ctx, sig, result)
@@ -406,6 +444,8 @@ class BasicInstance:
         except AbiError:
             raise
         except ProcedureError as exc:
+            if is_fatal(exc):
+                raise
             ctx.last_error = exc
             return _STATUS.get(exc.code, _STATUS["sql-error"])
         return 0
@@ -437,6 +477,42 @@ class BasicInstance:
         def op() -> None:
             changed = ctx.execute(sql, params)
             self._write(out, _I64_BYTES.pack(changed), "execute out area")
+
+        return self._status(op)
+
+    def _heliosdb_http_fetch(self, req_ptr: int, req_len: int, out: int) -> int:
+        ctx = self._context()
+        method, url, headers, body = v.decode_http_request(self._read(req_ptr, req_len, "request"))
+
+        def op() -> None:
+            response = ctx.http_fetch(method, url, headers, body)
+            encoded = v.encode_http_response(response.status, response.headers, response.body)
+            self._write(out, _OUT.pack(*self._give(encoded)), "http_fetch out area")
+
+        return self._status(op)
+
+    def _heliosdb_digest(self, a_ptr: int, a_len: int, d_ptr: int, d_len: int, out: int) -> int:
+        ctx = self._context()
+        algorithm = self._text(a_ptr, a_len, "digest algorithm")
+        data = self._read(d_ptr, d_len, "digest data")
+
+        def op() -> None:
+            digest = ctx.digest(algorithm, data)
+            self._write(out, _OUT.pack(*self._give(digest)), "digest out area")
+
+        return self._status(op)
+
+    def _heliosdb_hmac(
+        self, a_ptr: int, a_len: int, k_ptr: int, k_len: int, d_ptr: int, d_len: int, out: int
+    ) -> int:
+        ctx = self._context()
+        algorithm = self._text(a_ptr, a_len, "hmac algorithm")
+        key = self._read(k_ptr, k_len, "hmac key")
+        data = self._read(d_ptr, d_len, "hmac data")
+
+        def op() -> None:
+            mac = ctx.hmac(algorithm, key, data)
+            self._write(out, _OUT.pack(*self._give(mac)), "hmac out area")
 
         return self._status(op)
 

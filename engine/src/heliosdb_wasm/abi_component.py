@@ -7,6 +7,7 @@ call in progress, exactly as for core modules.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,11 +21,18 @@ from .errors import (
     from_wit_case,
     wit_case,
 )
-from .hostapi import LOG_LEVELS, CallContext, timed_host_function
-from .policy import Limits
+from .hostapi import LOG_LEVELS, CallContext, is_fatal, timed_host_function
+from .policy import Capabilities, Limits
 from .runtime import Runtime, arm, translate_trap
 from .values import Column, Signature, SqlType, SqlValue, convert_result
-from .wasi import GuestOutput, is_wasip2_interface, track, wasi_config
+from .wasi import (
+    SEEDED_RANDOM,
+    GuestOutput,
+    guest_output,
+    is_wasip2_interface,
+    track,
+    wasi_config,
+)
 
 WIT_PACKAGE = "heliosdb:procedures"
 WIT_VERSION = "0.1.0"
@@ -139,10 +147,12 @@ class ComponentModule:
         engine = runtime.engine
         ctype = self.component.type
         self.uses_wasi = False
+        self.wasi_imports: list[str] = []
         for name in ctype.imports(engine):
             if is_wasip2_interface(name):
                 # Deny-by-default WASI (see wasi.py), for language runtimes.
                 self.uses_wasi = True
+                self.wasi_imports.append(name)
             elif name not in _ALLOWED_IMPORTS:
                 raise AbiError(
                     f"the component imports {name!r}; procedures may only import "
@@ -174,7 +184,7 @@ class ComponentModule:
             self._shapes[key] = _Shape(found[1], found[2])
         return self._shapes[key]
 
-    def verify(self, limits: Limits) -> None:
+    def verify(self, limits: Limits, caps: Capabilities) -> None:
         """Components declare their ABI through their types; nothing to run."""
 
     def check(self, export: str, signature: Signature | None) -> Signature:
@@ -212,26 +222,29 @@ class ComponentModule:
             nullable_params=derived.nullable_params,
         )
 
-    def instantiate(self, limits: Limits) -> ComponentInstance:
-        return ComponentInstance(self, limits)
+    def instantiate(self, limits: Limits, caps: Capabilities) -> ComponentInstance:
+        return ComponentInstance(self, limits, caps)
 
 
 class ComponentInstance:
     """One instance of a component with its own store and linker."""
 
-    def __init__(self, module: ComponentModule, limits: Limits) -> None:
+    def __init__(self, module: ComponentModule, limits: Limits, caps: Capabilities) -> None:
         self.module = module
         self.limits = limits
+        self.caps = caps
         self.store = module.runtime.store(limits)
         self.ctx: CallContext | None = None
         self.poisoned = False
         self.output: GuestOutput | None = None
         linker = wc.Linker(module.runtime.engine)
         if module.uses_wasi:
-            self.output = GuestOutput()
-            self.store.set_wasi(wasi_config(self.output))
+            self.output = guest_output(caps)
+            self.store.set_wasi(wasi_config(self.output, caps))
             track(self)
             linker.add_wasip2()
+            if not caps.allows("random"):
+                self._seed_randomness(linker)
         with linker.root() as root:
             with root.add_instance(TYPES_INTERFACE):
                 pass
@@ -291,6 +304,9 @@ class ComponentInstance:
             if self.output is not None:
                 self.output.end()
             self.ctx = None
+        if self.output is not None and (failure := self.output.take_error()) is not None:
+            self.poisoned = True  # its output broke a limit (max_log_bytes)
+            raise failure
         return convert_result(sig, self._lift(shape, result))
 
     def _lift(self, shape: _Shape, result: Any) -> Any:
@@ -304,6 +320,31 @@ class ComponentInstance:
             columns = [sql_name(f) for f in shape.record_fields]
             return (columns, rows)
         return result
+
+    def _seed_randomness(self, linker: wc.Linker) -> None:
+        """Without `random`, wasi:random gives a fixed stream (see abi_basic)."""
+        rng = random.Random(SEEDED_RANDOM)
+        functions: dict[str, dict[str, Callable[..., Any]]] = {
+            "wasi:random/random@": {
+                "get-random-bytes": lambda store, n: rng.randbytes(min(n, 1 << 20)),
+                "get-random-u64": lambda store: rng.getrandbits(64),
+            },
+            "wasi:random/insecure@": {
+                "get-insecure-random-bytes": lambda store, n: rng.randbytes(min(n, 1 << 20)),
+                "get-insecure-random-u64": lambda store: rng.getrandbits(64),
+            },
+            "wasi:random/insecure-seed@": {
+                "insecure-seed": lambda store: (rng.getrandbits(64), rng.getrandbits(64)),
+            },
+        }
+        linker.allow_shadowing = True
+        with linker.root() as root:
+            for name in self.module.wasi_imports:
+                for prefix, funcs in functions.items():
+                    if name.startswith(prefix):
+                        with root.add_instance(name) as inst:
+                            for fname, impl in funcs.items():
+                                inst.add_func(fname, impl)
 
     # -- the host interface ------------------------------------------------
 
@@ -321,6 +362,8 @@ class ComponentInstance:
                 except AbiError:
                     raise
                 except ProcedureError as exc:
+                    if is_fatal(exc):
+                        raise
                     return _err(exc)
 
             return run
@@ -339,8 +382,24 @@ class ComponentInstance:
             name = level if isinstance(level, str) else LOG_LEVELS[2]
             self._context().log(name, message)
 
+        def http_fetch(ctx: CallContext, request: Any) -> Any:
+            response = ctx.http_fetch(
+                request.method,
+                request.url,
+                [tuple(h) for h in request.headers],
+                bytes(request.body),
+            )
+            record = wc.Record()
+            record.status = response.status
+            record.headers = [tuple(h) for h in response.headers]
+            record.body = response.body
+            return record
+
         return {
             "query": fallible(query),
+            "http-fetch": fallible(http_fetch),
+            "digest": fallible(lambda ctx, alg, data: ctx.digest(alg, bytes(data))),
+            "hmac": fallible(lambda ctx, alg, key, data: ctx.hmac(alg, bytes(key), bytes(data))),
             "execute": fallible(execute),
             "log": log,
             "begin-tx": fallible(lambda ctx: ctx.begin_tx()),

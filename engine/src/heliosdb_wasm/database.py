@@ -252,7 +252,7 @@ class Database:
         caps = Capabilities.parse(stmt.capabilities)
         limits = self.limits.with_overrides(**stmt.limit_overrides)
         export = stmt.export or stmt.name
-        module, digest = self._load_new(stmt.wasm, limits)
+        module, digest = self._load_new(stmt.wasm, limits, caps)
         signature = module.check(export, stmt.signature)
         return _Prepared(stmt, module.abi, export, signature, caps, digest)
 
@@ -388,7 +388,7 @@ class Database:
     def _alter_version(self, stmt: ddl.AlterVersion) -> None:
         current = self.registry.get(stmt.name)
         limits = current.limits(self.limits)
-        module, digest = self._load_new(stmt.wasm, limits)
+        module, digest = self._load_new(stmt.wasm, limits, current.capabilities)
         signature = module.check(current.export, current.signature)
         with self._savepoint():
             self.registry.store_module(stmt.wasm, module.abi)
@@ -404,10 +404,15 @@ class Database:
             )
         self._rebind(stmt.name)
 
-    def _load_new(self, wasm: bytes, limits: Limits) -> tuple[LoadedModule, str]:
+    def _load_new(
+        self, wasm: bytes, limits: Limits, caps: Capabilities
+    ) -> tuple[LoadedModule, str]:
+        for folder in caps.folders():
+            if not Path(folder.path).is_dir():
+                raise InvalidArgument(f"capability filesystem:{folder.path}: no such folder")
         digest = sha256_hex(wasm)
         module = load(self.runtime, digest, wasm)
-        module.verify(limits)
+        module.verify(limits, caps)
         return module, digest
 
     def _call_statement(self, stmt: ddl.Call, params: Sequence[Any]) -> Result:

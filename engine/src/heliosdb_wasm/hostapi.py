@@ -12,6 +12,8 @@ call then runs read-only and the statement's own rollback covers it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac as hmac_module
 import itertools
 import logging
 import time
@@ -21,6 +23,7 @@ from typing import Any
 
 import apsw
 
+from . import fetch
 from .errors import (
     CapabilityDenied,
     ConstraintViolation,
@@ -35,6 +38,27 @@ from .values import SqlValue, to_sqlite
 from .wasi import says_out_of_memory
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
+
+# digest / hmac algorithms: fixed-length hashlib digests under WIT-style names.
+_ALGORITHMS = {
+    name.replace("_", "-"): name
+    for name in sorted(hashlib.algorithms_guaranteed)
+    if not name.startswith("shake")
+}
+
+
+def _algorithm(caps: Capabilities, algorithm: str) -> str:
+    """hashlib's name for ``algorithm``, if the procedure may use it."""
+    if not caps.allows("crypto"):
+        raise CapabilityDenied("missing capability crypto")
+    name = _ALGORITHMS.get(algorithm.lower())
+    if name is None:
+        raise InvalidArgument(
+            f"unknown digest algorithm {algorithm!r} (known: {', '.join(_ALGORITHMS)})"
+        )
+    return name
+
+
 _PY_LEVELS = {
     "trace": logging.DEBUG,
     "debug": logging.DEBUG,
@@ -77,6 +101,16 @@ class Session:
 
 
 QueryResult = tuple[list[str], list[tuple[SqlValue, ...]]]
+
+
+def is_fatal(exc: ProcedureError) -> bool:
+    """Whether a host function's error must end the call instead of being
+    handed to the guest: a limit this call itself exceeded (rows, log bytes,
+    fetch size, deadline). The guest cannot catch it and carry on; its
+    instance is discarded. A nested procedure's errors, already located at
+    that procedure, are ordinary results the guest may handle."""
+    return isinstance(exc, ResourceLimitExceeded) and exc.procedure is None
+
 
 def timed_host_function(
     impl: Callable[..., Any], current: Callable[[], CallContext | None]
@@ -132,6 +166,8 @@ class CallContext:
         self.host_seconds = 0.0
         self.fuel_used: int | None = None
         self.memory_bytes: int | None = None
+        self.deadline = time.monotonic() + limits.timeout_seconds
+        self.logged_bytes = 0
 
     # -- call lifecycle ------------------------------------------------------
 
@@ -197,6 +233,12 @@ class CallContext:
         return int(self.session.conn.changes())
 
     def log(self, level: str, message: str) -> None:
+        self.logged_bytes += len(message.encode("utf-8", "surrogatepass"))
+        if self.logged_bytes > self.limits.max_log_bytes:
+            raise ResourceLimitExceeded(
+                f"logged more than max_log_bytes ({self.limits.max_log_bytes}) in one call",
+                limit="max_log_bytes",
+            )
         if level in ("warn", "error") and says_out_of_memory(message):
             # An SDK's allocator reporting failure just before the guest
             # aborts: the trap that follows is the memory limit (runtime.py).
@@ -236,6 +278,25 @@ class CallContext:
         self.session.run(f"ROLLBACK TO {name}")
         self.session.run(f"RELEASE {name}")
 
+    def http_fetch(
+        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> fetch.Response:
+        return fetch.fetch(
+            method,
+            url,
+            headers,
+            body,
+            allowed=lambda host: self.capabilities.allows("network", host),
+            timeout=self.deadline - time.monotonic(),
+            max_bytes=self.limits.max_fetch_bytes,
+        )
+
+    def digest(self, algorithm: str, data: bytes) -> bytes:
+        return hashlib.new(_algorithm(self.capabilities, algorithm), data).digest()
+
+    def hmac(self, algorithm: str, key: bytes, data: bytes) -> bytes:
+        return hmac_module.new(key, data, _algorithm(self.capabilities, algorithm)).digest()
+
     @staticmethod
     def now() -> int:
         return time.time_ns() // 1000
@@ -268,7 +329,14 @@ class CallContext:
             cursor.exec_trace = trace
             # Never reuse a cached statement: it was authorized for someone else.
             cursor.execute(sql, tuple(to_sqlite(p) for p in params), can_cache=False)
-            return columns, [tuple(row) for row in cursor]
+            limit = self.limits.max_query_rows
+            rows = [tuple(row) for row in itertools.islice(cursor, limit + 1)]
+            if len(rows) > limit:
+                raise ResourceLimitExceeded(
+                    f"the query returned more than max_query_rows ({limit}) rows",
+                    limit="max_query_rows",
+                )
+            return columns, rows
         except apsw.ExecTraceAbort:
             raise InvalidArgument("one statement per query/execute call; got several") from None
         except apsw.AuthError as exc:

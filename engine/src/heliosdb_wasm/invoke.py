@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 from .abi_basic import BasicModule
 from .abi_component import ComponentModule
-from .errors import AbiError, InvalidArgument, ProcedureError
+from .errors import AbiError, InvalidArgument, ProcedureError, ResourceLimitExceeded
 from .hostapi import CallContext, Session
-from .policy import Limits
+from .policy import Capabilities, Limits
 from .registry import ProcedureVersion
 from .runtime import Runtime
 from .telemetry import CallStats
@@ -37,11 +37,11 @@ class Instance(Protocol):
 class LoadedModule(Protocol):
     abi: str
 
-    def verify(self, limits: Limits) -> None: ...
+    def verify(self, limits: Limits, caps: Capabilities) -> None: ...
 
     def check(self, export: str, signature: Signature | None) -> Signature: ...
 
-    def instantiate(self, limits: Limits) -> Instance: ...
+    def instantiate(self, limits: Limits, caps: Capabilities) -> Instance: ...
 
 
 def load(runtime: Runtime, sha256: str, wasm: bytes) -> LoadedModule:
@@ -94,6 +94,12 @@ class Runner:
         values = [
             coerce(a, c.type, f"argument {c.name}") for a, c in zip(args, sig.params, strict=True)
         ]
+        size = _payload_bytes(values)
+        if size > self.limits.max_arg_bytes:
+            raise ResourceLimitExceeded(
+                f"the arguments are {size} bytes, over max_arg_bytes ({self.limits.max_arg_bytes})",
+                limit="max_arg_bytes",
+            )
         if not sig.called_on_null_input and any(a is None for a in values):
             return None  # RETURNS NULL ON NULL INPUT: the guest never runs
         for i, (a, c) in enumerate(zip(values, sig.params, strict=True)):
@@ -116,6 +122,14 @@ class Runner:
                         result = instance.call(ctx, v.export, self.signature, values)
                     finally:
                         call = time.perf_counter() - call_started
+                    size = _payload_bytes(result)
+                    if size > self.limits.max_result_bytes:
+                        instance.poisoned = True
+                        raise ResourceLimitExceeded(
+                            f"the result is {size} bytes, over max_result_bytes "
+                            f"({self.limits.max_result_bytes})",
+                            limit="max_result_bytes",
+                        )
                     ctx.finish()
                     return result
                 finally:
@@ -147,7 +161,7 @@ class Runner:
             if self._idle:
                 return self._idle.pop(), 0.0
         started = time.perf_counter()
-        instance = self.module.instantiate(self.limits)
+        instance = self.module.instantiate(self.limits, self.version.capabilities)
         return instance, time.perf_counter() - started
 
     def _release(self, instance: Instance) -> None:
@@ -157,3 +171,14 @@ class Runner:
 
     def idle_instances(self) -> int:
         return len(self._idle)
+
+
+def _payload_bytes(value: Any) -> int:
+    """Text and blob bytes in a value, a row or a table (numbers count 8)."""
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, bytes | bytearray | memoryview):
+        return len(value)
+    if isinstance(value, list | tuple):
+        return sum(_payload_bytes(v) for v in value)
+    return 0 if value is None else 8

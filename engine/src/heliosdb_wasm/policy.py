@@ -23,20 +23,34 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-call resource limits of a procedure. Every default lives here.
+    """Per-call resource limits of a procedure. Every default lives here;
+    each can be overridden per procedure (``WITH (name = value)`` in DDL,
+    ``limits`` in an extension manifest, ``GROW TO n MB`` for memory).
 
     memory_bytes
-        Largest linear memory the guest may grow to (``GROW TO n MB`` in DDL).
+        Largest linear memory the guest may grow to.
     fuel
         Wasm fuel per call: roughly one unit per instruction executed. Makes
         runaway loops fail deterministically, well before the wall clock does.
     timeout_seconds
         Wall-clock deadline per call, enforced by epoch interruption, so host
-        time (queries) counts too.
+        time (queries, fetches) counts too.
     pool_size
         Idle instances kept per procedure version for reuse.
     max_call_depth
         Nesting of procedure -> query -> procedure calls.
+    max_table_elements, max_tables, max_instances, max_memories
+        What one instance may create: table slots, tables, (component) core
+        instances and memories.
+    max_arg_bytes, max_result_bytes
+        Text and blob bytes passed in, and bytes handed back (text, blob,
+        JSON, every cell of a table result).
+    max_query_rows
+        Rows one host query may return to the guest.
+    max_log_bytes
+        Bytes the procedure may log in one call (stdout and stderr included).
+    max_fetch_bytes
+        Bytes of one HTTP response body (``network:`` capability).
     """
 
     memory_bytes: int = 16 * MIB
@@ -44,6 +58,15 @@ class Limits:
     timeout_seconds: float = 10.0
     pool_size: int = 10
     max_call_depth: int = 8
+    max_table_elements: int = 100_000
+    max_tables: int = 10
+    max_instances: int = 100
+    max_memories: int = 4
+    max_arg_bytes: int = 16 * MIB
+    max_result_bytes: int = 16 * MIB
+    max_query_rows: int = 100_000
+    max_log_bytes: int = 1 * MIB
+    max_fetch_bytes: int = 4 * MIB
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -66,16 +89,47 @@ class Limits:
 
 # --- capabilities -----------------------------------------------------------
 
-# kind -> whether it takes a target (``read:orders``) or stands alone.
-_KINDS: dict[str, bool] = {
-    "read": True,  # SELECT from the table (``*``: every user table)
-    "write": True,  # INSERT / UPDATE / DELETE on the table
-    "ddl": True,  # CREATE / DROP / ALTER of the table, its indexes and triggers
-    "call": True,  # call the named procedure from the procedure's SQL
-    "transaction": False,  # begin-tx / commit-tx / rollback-tx
+# The catalogue (docs/security.md). kind -> what its target is, or None when
+# the capability stands alone.
+_KINDS: dict[str, str | None] = {
+    "read": "table",  # SELECT from the table (``*``: every user table)
+    "write": "table",  # INSERT / UPDATE / DELETE on the table (``*``: every user table)
+    "ddl": "table",  # CREATE / DROP / ALTER of the table, its indexes and triggers
+    "call": "procedure",  # call the named procedure from the procedure's SQL
+    "transaction": None,  # begin-tx / commit-tx / rollback-tx
+    "network": "host",  # http-fetch to exactly this host (any port, http or https)
+    "filesystem": "path",  # this host folder, preopened through WASI (":ro" or ":rw")
+    "env": "variable",  # this host environment variable, visible through WASI
+    "clock": None,  # now() and the WASI clocks (granted by default)
+    "random": None,  # WASI randomness from the OS (else a fixed, seeded stream)
+    "crypto": None,  # the digest / HMAC host functions
+    "log": None,  # the procedure log (granted by default)
+    "stdout": None,  # WASI stdout/stderr become log lines (else they are dropped)
 }
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$|^\*$")
+# Granted to every procedure, listed or not.
+DEFAULT_GRANTS = frozenset({"clock", "log"})
+_TARGETS = {
+    "table": re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$|^\*$"),
+    "procedure": re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$"),
+    "host": re.compile(
+        r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+    ),
+    "variable": re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$"),
+}
+_EXAMPLES = {
+    "table": "read:orders",
+    "procedure": "call:calculate_discount",
+    "host": "network:api.example.com",
+    "path": "filesystem:/srv/data:ro",
+    "variable": "env:TZ",
+}
 REGISTRY_PREFIX = "_heliosdb_"
+
+
+@dataclass(frozen=True)
+class FolderGrant:
+    path: str
+    writable: bool
 
 
 @dataclass(frozen=True)
@@ -88,38 +142,80 @@ class Capabilities:
     def parse(cls, items: Iterable[str]) -> Capabilities:
         grants = set()
         for raw in items:
-            item = raw.strip()
-            kind, _, target = item.partition(":")
-            kind = kind.lower()
-            if kind not in _KINDS:
-                known = ", ".join(f"{k}:<name>" if t else k for k, t in _KINDS.items())
-                raise InvalidArgument(f"unknown capability {raw!r} (known: {known})")
-            if _KINDS[kind]:
-                if not target or not _IDENT.match(target):
-                    raise InvalidArgument(
-                        f"capability {raw!r} needs a table or procedure name, e.g. {kind}:orders"
-                    )
-                if target.startswith(REGISTRY_PREFIX):
-                    raise InvalidArgument(
-                        f"capability {raw!r}: the procedure registry cannot be granted"
-                    )
-                grants.add(f"{kind}:{target.lower()}")
-            else:
-                if target:
-                    raise InvalidArgument(f"capability {kind!r} takes no target")
-                grants.add(kind)
+            grants.add(_parse_one(raw))
         return cls(frozenset(grants))
 
     def allows(self, kind: str, target: str | None = None) -> bool:
         if target is None:
-            return kind in self.grants
-        target = target.lower()
-        if target.startswith(REGISTRY_PREFIX):
-            return False
-        return f"{kind}:{target}" in self.grants or f"{kind}:*" in self.grants
+            return kind in self.grants or kind in DEFAULT_GRANTS
+        if kind in ("read", "write", "ddl", "call"):
+            target = target.lower()
+            if target.startswith(REGISTRY_PREFIX):
+                return False
+            wildcard = kind in ("read", "write") and f"{kind}:*" in self.grants
+            return f"{kind}:{target}" in self.grants or wildcard
+        if kind == "network":
+            return f"network:{target.lower()}" in self.grants
+        return f"{kind}:{target}" in self.grants
+
+    def targets(self, kind: str) -> list[str]:
+        prefix = kind + ":"
+        return sorted(g[len(prefix) :] for g in self.grants if g.startswith(prefix))
+
+    def folders(self) -> list[FolderGrant]:
+        """The ``filesystem:`` grants."""
+        out = []
+        for target in self.targets("filesystem"):
+            path, _, mode = target.rpartition(":")
+            out.append(FolderGrant(path, mode == "rw"))
+        return out
 
     def sorted(self) -> list[str]:
         return sorted(self.grants)
+
+
+def _parse_one(raw: str) -> str:
+    item = raw.strip()
+    kind, sep, target = item.partition(":")
+    kind = kind.lower()
+    if kind not in _KINDS:
+        known = ", ".join(f"{k}:<{t}>" if t else k for k, t in _KINDS.items())
+        raise InvalidArgument(f"unknown capability {raw!r} (known: {known})")
+    what = _KINDS[kind]
+    if what is None:
+        if sep:
+            raise InvalidArgument(f"capability {kind!r} takes no target")
+        return kind
+    if not target:
+        raise InvalidArgument(f"capability {raw!r} needs a {what}, e.g. {_EXAMPLES[what]}")
+    if what == "path":
+        return f"filesystem:{_folder(raw, target)}"
+    if not _TARGETS[what].match(target):
+        raise InvalidArgument(
+            f"capability {raw!r}: {target!r} is not a valid {what}, e.g. {_EXAMPLES[what]}"
+        )
+    if target == "*" and kind not in ("read", "write"):
+        raise InvalidArgument(f"capability {raw!r}: only read:* and write:* take a wildcard")
+    if what in ("table", "procedure"):
+        if target.startswith(REGISTRY_PREFIX):
+            raise InvalidArgument(f"capability {raw!r}: the procedure registry cannot be granted")
+        return f"{kind}:{target.lower()}"
+    if what == "host":
+        return f"network:{target.lower()}"
+    return f"{kind}:{target}"
+
+
+def _folder(raw: str, target: str) -> str:
+    """``/path``, ``/path:ro`` or ``/path:rw`` -> normalized ``/path:ro|rw``."""
+    path, mode = target, "ro"
+    if target.endswith((":ro", ":rw")):
+        path, mode = target[:-3], target[-2:]
+    if not path.startswith("/") or "\x00" in path:
+        raise InvalidArgument(f"capability {raw!r}: the folder must be an absolute path")
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise InvalidArgument(f"capability {raw!r}: '.' and '..' are not allowed in the path")
+    return "/" + "/".join(parts) + ":" + mode
 
 
 _WRITE_ACTIONS = {apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE}

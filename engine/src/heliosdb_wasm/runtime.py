@@ -122,7 +122,13 @@ class Runtime:
     def store(self, limits: Limits) -> wasmtime.Store:
         """A store that enforces ``limits`` (fuel and deadline are set per call)."""
         store = wasmtime.Store(self.engine)
-        store.set_limits(memory_size=limits.memory_bytes, instances=1000, tables=100, memories=4)
+        store.set_limits(
+            memory_size=limits.memory_bytes,
+            table_elements=limits.max_table_elements,
+            instances=limits.max_instances,
+            tables=limits.max_tables,
+            memories=limits.max_memories,
+        )
         arm(store, limits)
         return store
 

@@ -396,3 +396,33 @@ def _coerce_out(value: SqlValue, ty: SqlType, what: str) -> SqlValue:
         return coerce(value, ty, what)
     except InvalidArgument as exc:
         raise AbiError(exc.message) from None
+
+
+# --- http-fetch (docs/abi.md §4) --------------------------------------------------
+#
+# request  := method, url, u32 nheaders, nheaders x (name, value), body
+# response := u32 status, u32 nheaders, nheaders x (name, value), body
+# where method, url, name, value are `u32 len, UTF-8` and body is `u32 len, bytes`.
+
+
+def decode_http_request(data: bytes) -> tuple[str, str, list[tuple[str, str]], bytes]:
+    r = _Reader(data, "http request")
+    method = r.text()
+    url = r.text()
+    headers = [(r.text(), r.text()) for _ in range(r.count(8))]
+    body = r.take(r.u32())
+    r.done()
+    return method, url, headers, body
+
+
+def encode_http_response(status: int, headers: Sequence[tuple[str, str]], body: bytes) -> bytes:
+    out = bytearray(_U32.pack(status))
+    out += _U32.pack(len(headers))
+    for name, value in headers:
+        for text in (name, value):
+            data = text.encode("utf-8", "surrogateescape")
+            out += _U32.pack(len(data))
+            out += data
+    out += _U32.pack(len(body))
+    out += body
+    return bytes(out)

@@ -15,6 +15,7 @@ import the WASI 0.2 interfaces below and nothing else of WASI.
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -22,7 +23,13 @@ from typing import Protocol
 
 import wasmtime
 
+from .policy import Capabilities
+
 WASIP1_MODULE = "wasi_snapshot_preview1"
+# errno of WASI preview 1 for a bad address.
+WASI_EFAULT = 21
+# The seed of the fixed "random" stream of procedures without `random`.
+SEEDED_RANDOM = 0x48454C494F53
 
 # Every function of WASI preview 1 (wasi_snapshot_preview1): importing one
 # outside this list is a typo or a different ABI, refused at registration.
@@ -92,6 +99,8 @@ WASIP2_INTERFACE_PREFIXES = (
 # A guest printing in a loop must not grow the log without bound between
 # newlines: longer lines are cut here.
 MAX_LINE_BYTES = 8192
+# Lines written outside any call (start function, _initialize) kept for the next.
+MAX_HELD_LINES = 100
 # What language runtimes print on stderr when an allocation fails (Go's
 # runtime, CPython's MemoryError, Rust's std alloc error handler).
 OUT_OF_MEMORY_MARKERS = ("out of memory", "MemoryError", "memory allocation of")
@@ -116,12 +125,19 @@ class GuestOutput:
     reactor's ``_initialize``) is held and logged by the next call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, forward: bool = True) -> None:
         self.sink: LogSink | None = None
+        # Without the `stdout` capability lines are read (for out-of-memory
+        # reports) but not logged.
+        self.forward = forward
         self._partial = {"info": bytearray(), "warn": bytearray()}
         self._held: list[tuple[str, str]] = []
         # Set when the guest reported a failed allocation during this call.
         self.out_of_memory = False
+        # What logging a line raised (the log-bytes limit): wasmtime calls the
+        # writers from inside WASI, where an exception must not escape, so the
+        # ABI raises it once the guest is back (``take_error``).
+        self.error: Exception | None = None
 
     def writer(self, level: str) -> Callable[[bytes], None]:
         def write(data: bytes) -> None:
@@ -144,10 +160,20 @@ class GuestOutput:
         text = line.decode("utf-8", errors="replace").rstrip("\r")
         if level == "warn" and says_out_of_memory(text):
             self.out_of_memory = True
+        if not self.forward or self.error is not None:
+            return
         if self.sink is None:
-            self._held.append((level, text))
-        else:
+            if len(self._held) < MAX_HELD_LINES:
+                self._held.append((level, text))
+            return
+        try:
             self.sink.log(level, text)
+        except Exception as exc:  # noqa: BLE001 - re-raised by take_error
+            self.error = exc
+
+    def take_error(self) -> Exception | None:
+        error, self.error = self.error, None
+        return error
 
     def begin(self, sink: LogSink) -> None:
         self.sink = sink
@@ -165,12 +191,23 @@ class GuestOutput:
         self.sink = None
 
 
-def wasi_config(output: GuestOutput) -> wasmtime.WasiConfig:
-    """A WASI context that grants clocks, randomness and captured stdio only."""
+def wasi_config(output: GuestOutput, caps: Capabilities) -> wasmtime.WasiConfig:
+    """The WASI context ``caps`` grant: clocks and captured stdio always; the
+    ``env:`` variables and ``filesystem:`` folders listed; nothing else (no
+    arguments, no stdin, no network)."""
     config = wasmtime.WasiConfig()
     config.stdout_custom = output.writer("info")
     config.stderr_custom = output.writer("warn")
+    env = [(name, os.environ[name]) for name in caps.targets("env") if name in os.environ]
+    if env:
+        config.env = env
+    for folder in caps.folders():
+        config.preopen_dir(folder.path, folder.path, fs_mutable=folder.writable)
     return config
+
+
+def guest_output(caps: Capabilities) -> GuestOutput:
+    return GuestOutput(forward=caps.allows("stdout"))
 
 
 # wasmtime drops a store's WASI context, and with it the Python output

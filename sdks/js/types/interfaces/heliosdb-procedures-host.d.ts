@@ -26,6 +26,23 @@ export function rollbackTx(): void;
  * Wall-clock time, microseconds since the Unix epoch.
  */
 export function now(): number;
+/**
+ * Sends an HTTP(S) request to a host the procedure holds `network:<host>`
+ * for (any port). Redirects are followed only to granted hosts; the
+ * response body is limited by `max_fetch_bytes` and the call's deadline.
+ * A 4xx or 5xx answer is a response, not an error.
+ */
+export function httpFetch(request: HttpRequest): HttpResponse;
+/**
+ * The digest of `data` with `algorithm` (sha256, sha512, sha3-256,
+ * blake2b, ...). Needs the `crypto` capability.
+ */
+export function digest(algorithm: string, data: Uint8Array): Uint8Array;
+/**
+ * HMAC of `data` under `key` with `algorithm` (as for digest). Needs
+ * the `crypto` capability.
+ */
+export function hmac(algorithm: string, key: Uint8Array, data: Uint8Array): Uint8Array;
 export type Value = import('./heliosdb-procedures-types.js').Value;
 export type Rows = import('./heliosdb-procedures-types.js').Rows;
 export type Error = import('./heliosdb-procedures-types.js').Error;
@@ -43,3 +60,17 @@ export type Error = import('./heliosdb-procedures-types.js').Error;
  * ## `"error"`
  */
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+/**
+ * An HTTP request; `headers` are (name, value) pairs.
+ */
+export interface HttpRequest {
+  method: string,
+  url: string,
+  headers: Array<[string, string]>,
+  body: Uint8Array,
+}
+export interface HttpResponse {
+  status: number,
+  headers: Array<[string, string]>,
+  body: Uint8Array,
+}

@@ -347,6 +347,8 @@ class CallContext:
         except apsw.BindingsError as exc:
             raise InvalidArgument(f"parameters: {exc}") from None
         except apsw.Error as exc:
+            if denied:  # SQLite reports some denials (functions) as plain errors
+                raise CapabilityDenied(f"missing capability {denied[0]}") from None
             raise SqlError(str(exc)) from None
         finally:
             session.policy = None

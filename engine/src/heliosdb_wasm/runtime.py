@@ -235,6 +235,14 @@ def translate_trap(
         )
     if code == wasmtime.TrapCode.STACK_OVERFLOW:
         return ResourceLimitExceeded("wasm stack exhausted", limit="stack")
+    for marker, limit, value in (
+        ("table limits", "max_table_elements", limits.max_table_elements),
+        ("instance count too high", "max_instances", limits.max_instances),
+        ("table count too high", "max_tables", limits.max_tables),
+        ("memory count too high", "max_memories", limits.max_memories),
+    ):
+        if marker in message:
+            return ResourceLimitExceeded(f"{limit} ({value}) exceeded: {message}", limit=limit)
     # Allocators grow memory in steps (a MiB or more), so "near" is a
     # sixteenth of the limit, at least a page.
     margin = max(WASM_PAGE, limits.memory_bytes // 16)

@@ -20,8 +20,8 @@ from typing import Any
 import apsw
 import apsw.ext
 
-from . import archive, ddl, telemetry
-from .errors import InvalidArgument, RegistryError, SqlError
+from . import archive, ddl, policy, telemetry
+from .errors import InvalidArgument, RegistryError, ResourceLimitExceeded, SqlError
 from .hostapi import Session
 from .invoke import LoadedModule, Runner, load
 from .policy import Capabilities, Limits
@@ -407,6 +407,12 @@ class Database:
     def _load_new(
         self, wasm: bytes, limits: Limits, caps: Capabilities
     ) -> tuple[LoadedModule, str]:
+        if len(wasm) > policy.MAX_MODULE_BYTES:
+            raise ResourceLimitExceeded(
+                f"the module is {len(wasm)} bytes, over the {policy.MAX_MODULE_BYTES} a "
+                "procedure may have",
+                limit="module_bytes",
+            )
         for folder in caps.folders():
             if not Path(folder.path).is_dir():
                 raise InvalidArgument(f"capability filesystem:{folder.path}: no such folder")

@@ -19,6 +19,9 @@ import apsw
 from .errors import InvalidArgument
 
 MIB = 1024 * 1024
+# The largest binary CREATE PROCEDURE accepts (a componentize-py component,
+# CPython included, is about 18 MiB).
+MAX_MODULE_BYTES = 128 * MIB
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,12 @@ class Capabilities:
             target = target.lower()
             if target.startswith(REGISTRY_PREFIX):
                 return False
-            wildcard = kind in ("read", "write") and f"{kind}:*" in self.grants
+            # The wildcard covers user tables, not SQLite's own (sqlite_master).
+            wildcard = (
+                kind in ("read", "write")
+                and f"{kind}:*" in self.grants
+                and not target.startswith("sqlite_")
+            )
             return f"{kind}:{target}" in self.grants or wildcard
         if kind == "network":
             return f"network:{target.lower()}" in self.grants

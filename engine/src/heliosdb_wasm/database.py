@@ -31,6 +31,7 @@ from .telemetry import LogRecord
 from .values import Signature, SqlValue, to_sqlite
 
 _log = logging.getLogger("heliosdb_wasm")
+BUSY_TIMEOUT_MS = 5000
 
 
 @dataclass
@@ -94,6 +95,9 @@ class Database:
         """Open (creating if needed) a database file, or ``":memory:"``."""
         try:
             conn = apsw.Connection(str(path))
+            # Other connections (processes, threads) may hold the write lock
+            # for a moment: wait for it rather than fail at once.
+            conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         except apsw.Error as exc:
             raise SqlError(f"cannot open database {path}: {exc}") from None
         return cls(conn, limits=limits, runtime=runtime)

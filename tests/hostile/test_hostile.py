@@ -476,3 +476,26 @@ def test_commit_without_begin_and_a_trap_inside_a_transaction(fortress: Fortress
     )
     fortress.db.execute("COMMIT")
     assert fortress.db.execute("SELECT count(*) FROM items WHERE id IN (77, 78)").scalar() == 0
+
+
+def test_the_wasm_stack_is_a_runtime_setting() -> None:
+    from heliosdb_wasm.runtime import Runtime
+
+    depth = wasmtime.wat2wasm("""
+      (module (func $r (export "depth") (param $n i64) (result i64)
+        (if (result i64) (i64.eqz (local.get $n))
+          (then (i64.const 0))
+          (else (i64.add (call $r (i64.sub (local.get $n) (i64.const 1))) (i64.const 1))))))""")
+
+    def recurse(runtime: Runtime | None, n: int) -> object:
+        with h.Database.open(":memory:", runtime=runtime, limits=TEST_LIMITS) as db:
+            db.execute(
+                "CREATE PROCEDURE depth(n BIGINT) RETURNS BIGINT LANGUAGE wasm"
+                f" AS $wasm${b64(depth)}$wasm$"
+            )
+            return db.execute("SELECT depth(?)", [n]).scalar()
+
+    assert recurse(None, 2000) == 2000  # the default stack holds 2000 frames...
+    with pytest.raises(h.ResourceLimitExceeded) as err:
+        recurse(Runtime(max_wasm_stack=16 * 1024), 2000)  # ...a 16 KiB one does not
+    assert err.value.limit == "stack"

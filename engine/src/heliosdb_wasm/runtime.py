@@ -37,16 +37,19 @@ T = TypeVar("T")
 class Runtime:
     """Owns the wasmtime Engine and the epoch ticker."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_wasm_stack: int = MAX_WASM_STACK) -> None:
         config = wasmtime.Config()
         config.consume_fuel = True
         config.epoch_interruption = True
         config.wasm_component_model = True
         # A guest's runaway recursion must trap well before it could exhaust
-        # the host thread's own stack.
-        config.max_wasm_stack = MAX_WASM_STACK
+        # the host thread's own stack. wasmtime fixes this per engine, so it
+        # is a runtime setting (Database.open(runtime=Runtime(...))), not a
+        # per-procedure limit.
+        config.max_wasm_stack = max_wasm_stack
+        self.max_wasm_stack = max_wasm_stack
         self.engine = wasmtime.Engine(config)
-        self.disk_cache = DiskCache.default(self._fingerprint())
+        self.disk_cache = DiskCache.default(self._fingerprint(max_wasm_stack))
         self._modules: dict[str, wasmtime.Module] = {}
         self._components: dict[str, wc.Component] = {}
         self._lock = threading.Lock()
@@ -59,7 +62,7 @@ class Runtime:
             self.engine.increment_epoch()
 
     @staticmethod
-    def _fingerprint() -> str:
+    def _fingerprint(max_wasm_stack: int) -> str:
         # Serialized code is only valid for the same wasmtime build and the
         # same engine settings; both are part of every cache key.
         settings = (
@@ -67,7 +70,7 @@ class Runtime:
             "fuel",
             "epoch",
             "component-model",
-            MAX_WASM_STACK,
+            max_wasm_stack,
         )
         return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
 

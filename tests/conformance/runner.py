@@ -14,10 +14,12 @@ import argparse
 import json
 import math
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +91,37 @@ def implementations(build: Path) -> list[Implementation]:
 # -- values ----------------------------------------------------------------------
 
 
+class _Loopback(BaseHTTPRequestHandler):
+    """The HTTP server of the fetch cases: /hello answers, anything else 404s."""
+
+    def do_GET(self) -> None:
+        status, body = (200, b"hello, procedure") if self.path == "/hello" else (404, b"not here")
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+_server: ThreadingHTTPServer | None = None
+
+
+def server_port() -> int:
+    """The loopback server's port, started on first use ({server} and {port} in cases)."""
+    global _server
+    if _server is None:
+        _server = ThreadingHTTPServer(("127.0.0.1", 0), _Loopback)
+        threading.Thread(target=_server.serve_forever, daemon=True).start()
+    return int(_server.server_address[1])
+
+
 def decode(value: Any) -> Any:
     """A cases.toml value as the Python value SQL receives or returns."""
+    if isinstance(value, str) and "{" in value:
+        port = server_port()
+        return value.replace("{server}", f"http://127.0.0.1:{port}").replace("{port}", str(port))
     if isinstance(value, dict):
         if value.get("null"):
             return None

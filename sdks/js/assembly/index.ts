@@ -36,6 +36,20 @@ declare function _now(): i64;
 declare function _error(code: usize, codeLen: usize, message: usize, messageLen: usize): void;
 @external("heliosdb", "heliosdb_last_error")
 declare function _last_error(out: usize): i32;
+@external("heliosdb", "heliosdb_http_fetch")
+declare function _http_fetch(req: usize, reqLen: usize, out: usize): i32;
+@external("heliosdb", "heliosdb_digest")
+declare function _digest(alg: usize, algLen: usize, data: usize, dataLen: usize, out: usize): i32;
+@external("heliosdb", "heliosdb_hmac")
+declare function _hmac(
+  alg: usize,
+  algLen: usize,
+  key: usize,
+  keyLen: usize,
+  data: usize,
+  dataLen: usize,
+  out: usize,
+): i32;
 
 // --- guest exports the host needs -----------------------------------------------
 
@@ -339,6 +353,125 @@ function failed(status: i32): void {
     if (len) heap.free(ptr);
   }
   lastFailure = new HostError(status > 0 && status < CASES.length ? CASES[status] : "sql-error", message);
+}
+
+// --- network and crypto (capabilities network:<host> and crypto) ------------------------
+
+export class Header {
+  constructor(
+    public name: string,
+    public value: string,
+  ) {}
+}
+
+/** An HTTP answer; 4xx and 5xx are answers too, not errors. */
+export class HttpResponse {
+  constructor(
+    public status: i32,
+    public headers: Header[],
+    public body: Uint8Array,
+  ) {}
+
+  /** The body as UTF-8 text. */
+  text(): string {
+    return String.UTF8.decodeUnsafe(this.body.dataStart, <usize>this.body.length);
+  }
+}
+
+/** Sends an HTTP(S) request to a host the procedure holds `network:<host>` for. */
+export function httpFetch(
+  url: string,
+  method: string = "GET",
+  headers: Header[] = [],
+  body: Uint8Array = new Uint8Array(0),
+): HttpResponse {
+  const answer = tryHttpFetch(url, method, headers, body);
+  if (answer === null) passOn();
+  return answer!;
+}
+
+/** Like httpFetch, but a failure returns null and lastError() tells why. */
+export function tryHttpFetch(
+  url: string,
+  method: string = "GET",
+  headers: Header[] = [],
+  body: Uint8Array = new Uint8Array(0),
+): HttpResponse | null {
+  const w = new Writer();
+  w.string(method);
+  w.string(url);
+  w.u32(<u32>headers.length);
+  for (let i = 0; i < headers.length; i++) {
+    w.string(headers[i].name);
+    w.string(headers[i].value);
+  }
+  w.bytes(body.dataStart, body.length);
+  const status = _http_fetch(changetype<usize>(w.buf), w.len, OUT);
+  if (status != 0) {
+    failed(status);
+    return null;
+  }
+  const start = <usize>load<u32>(OUT);
+  const len = load<u32>(OUT, 4);
+  let ptr = start;
+  const code = <i32>load<u32>(ptr);
+  const n = <i32>load<u32>(ptr, 4);
+  ptr += 8;
+  const got = new Array<Header>();
+  for (let i = 0; i < n; i++) {
+    const name = readString(ptr);
+    ptr += 4 + <usize>load<u32>(ptr);
+    const value = readString(ptr);
+    ptr += 4 + <usize>load<u32>(ptr);
+    got.push(new Header(name, value));
+  }
+  const size = <i32>load<u32>(ptr);
+  const data = new Uint8Array(size);
+  memory.copy(data.dataStart, ptr + 4, size);
+  if (len) heap.free(start);
+  return new HttpResponse(code, got, data);
+}
+
+/** The host's digest of `data` (sha256, sha3-256, blake2b, ...); needs `crypto`. */
+export function digest(algorithm: string, data: Uint8Array): Uint8Array {
+  const alg = String.UTF8.encode(algorithm);
+  return owned(_digest(changetype<usize>(alg), alg.byteLength, data.dataStart, data.length, OUT));
+}
+
+/** HMAC of `data` under `key` with `algorithm`; needs `crypto`. */
+export function hmac(algorithm: string, key: Uint8Array, data: Uint8Array): Uint8Array {
+  const alg = String.UTF8.encode(algorithm);
+  const status = _hmac(
+    changetype<usize>(alg),
+    alg.byteLength,
+    key.dataStart,
+    key.length,
+    data.dataStart,
+    data.length,
+    OUT,
+  );
+  return owned(status);
+}
+
+/** Lowercase hex of bytes (digests, MACs). */
+export function hex(bytes: Uint8Array): string {
+  const digits = "0123456789abcdef";
+  let out = "";
+  for (let i = 0; i < bytes.length; i++) {
+    out += digits.charAt(bytes[i] >> 4) + digits.charAt(bytes[i] & 15);
+  }
+  return out;
+}
+
+// The owned buffer a successful host call left at OUT, copied out and freed.
+function owned(status: i32): Uint8Array {
+  check(status);
+  const ptr = <usize>load<u32>(OUT);
+  const len = <i32>load<u32>(OUT, 4);
+  const out = new Uint8Array(len);
+  memory.copy(out.dataStart, ptr, len);
+  if (len) heap.free(ptr);
+  return out;
 }
 
 // --- encodings (docs/abi.md §5, §6) ---------------------------------------------------

@@ -200,6 +200,73 @@ export function now(): number {
   return Number(host.now());
 }
 
+// --- network and crypto (capabilities network:<host> and crypto) -------------
+
+/** An HTTP answer; 4xx and 5xx are answers too, not errors. */
+export interface HttpResponse {
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array;
+  /** The body as UTF-8 text. */
+  text(): string;
+  /** The body parsed as JSON. */
+  json(): unknown;
+}
+
+export interface HttpInit {
+  method?: string;
+  headers?: Record<string, string> | [string, string][];
+  body?: Uint8Array | string;
+}
+
+function utf8(text: string): Uint8Array {
+  const bytes = unescape(encodeURIComponent(text));
+  return Uint8Array.from(bytes, (c) => c.charCodeAt(0));
+}
+
+function fromUtf8(bytes: Uint8Array): string {
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return decodeURIComponent(escape(binary));
+}
+
+/**
+ * Sends an HTTP(S) request to a host the procedure holds `network:<host>`
+ * for (synchronously: procedures are synchronous calls).
+ */
+export function httpFetch(url: string, init: HttpInit = {}): HttpResponse {
+  const headers = Array.isArray(init.headers)
+    ? init.headers
+    : (Object.entries(init.headers ?? {}) as [string, string][]);
+  const body = typeof init.body === "string" ? utf8(init.body) : (init.body ?? new Uint8Array(0));
+  const answer = hostCall(() => host.httpFetch({ method: init.method ?? "GET", url, headers, body }));
+  const data = Uint8Array.from(answer.body);
+  return {
+    status: answer.status,
+    headers: answer.headers,
+    body: data,
+    text: () => fromUtf8(data),
+    json: () => JSON.parse(fromUtf8(data)),
+  };
+}
+
+/** The host's digest of `data` (sha256, sha3-256, blake2b, ...); needs `crypto`. */
+export function digest(algorithm: string, data: Uint8Array | string): Uint8Array {
+  const bytes = typeof data === "string" ? utf8(data) : data;
+  return Uint8Array.from(hostCall(() => host.digest(algorithm, bytes)));
+}
+
+/** HMAC of `data` under `key` with `algorithm`; needs `crypto`. */
+export function hmac(algorithm: string, key: Uint8Array, data: Uint8Array | string): Uint8Array {
+  const bytes = typeof data === "string" ? utf8(data) : data;
+  return Uint8Array.from(hostCall(() => host.hmac(algorithm, key, bytes)));
+}
+
+/** Lowercase hex of bytes (digests, MACs). */
+export function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** A JSON result: `return json({ score, reasons })`. */
 export function json(value: unknown): Json {
   return JSON.stringify(value) as Json;

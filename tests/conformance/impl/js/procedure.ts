@@ -2,7 +2,11 @@
 import {
   HostError,
   ProcedureError,
+  digest,
   execute,
+  hex,
+  hmac,
+  httpFetch,
   json,
   log,
   now,
@@ -158,4 +162,17 @@ export function allocateMib(mib: i64): i64 {
 
 export function readSecret(): i64 {
   return Number(queryOne("SELECT x FROM conf_secret")?.x ?? 0);
+}
+
+export function sha256Hex(x: Uint8Array): string {
+  return hex(digest("sha256", x));
+}
+
+export function hmacSha256Hex(key: Uint8Array, data: Uint8Array): string {
+  return hex(hmac("sha256", key, data));
+}
+
+export function fetchText(url: string): string {
+  const answer = httpFetch(url);
+  return `${answer.status} ${answer.text()}`;
 }

@@ -8,7 +8,10 @@ from heliosdb_procedures import (
     I32,
     Json,
     ProcedureError,
+    digest,
     execute,
+    fetch,
+    hmac,
     log,
     now,
     procedure,
@@ -191,3 +194,19 @@ def allocate_mib(mib: int) -> int:
 def read_secret() -> int:
     row = query_one("SELECT x FROM conf_secret")
     return row["x"] if row else 0
+
+
+@procedure
+def sha256_hex(x: bytes) -> str:
+    return digest("sha256", x).hex()
+
+
+@procedure
+def hmac_sha256_hex(key: bytes, data: bytes) -> str:
+    return hmac("sha256", key, data).hex()
+
+
+@procedure
+def fetch_text(url: str) -> str:
+    answer = fetch(url)
+    return f"{answer.status} {answer.text}"

@@ -5,7 +5,11 @@ import {
   Value,
   begin,
   commit,
+  digest,
   execute,
+  hex,
+  hmac,
+  httpFetch,
   jsonQuote,
   lastError,
   log,
@@ -174,4 +178,17 @@ export function allocateMib(mib: i64): i64 {
 export function readSecret(): i64 {
   const rows = query("SELECT x FROM conf_secret");
   return rows.length > 0 ? rows.getInt(0, "x") : 0;
+}
+
+export function sha256Hex(x: Uint8Array): string {
+  return hex(digest("sha256", x));
+}
+
+export function hmacSha256Hex(key: Uint8Array, data: Uint8Array): string {
+  return hex(hmac("sha256", key, data));
+}
+
+export function fetchText(url: string): string {
+  const answer = httpFetch(url);
+  return answer.status.toString() + " " + answer.text();
 }

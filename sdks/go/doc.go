@@ -19,7 +19,8 @@
 //	}
 //
 // The host calls: Query, QueryRow, Execute, Begin, Commit, Rollback,
-// Transaction, Now and Log. Failed host calls return an *Error whose Code is
+// Transaction, Now, Log, Fetch and Get (capability network:<host>), Digest
+// and HMAC (capability crypto). Failed host calls return an *Error whose Code is
 // the WIT error case; UserError makes the error a procedure fails with.
 //
 // The package also exports the Basic ABI's guest functions

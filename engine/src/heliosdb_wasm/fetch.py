@@ -11,6 +11,7 @@ connection is bounded by the call's remaining wall-clock time and the body by
 from __future__ import annotations
 
 import http.client
+import re
 import ssl
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from .errors import CapabilityDenied, InvalidArgument, ResourceLimitExceeded
 
 MAX_REDIRECTS = 5
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field names
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def fetch(
     if method not in _METHODS:
         raise InvalidArgument(f"http-fetch: unsupported method {method!r}")
     for name, value in headers:
-        if any(c in name + value for c in "\r\n\0") or not name:
+        if not _TOKEN.match(name) or any(c in value for c in "\r\n\0"):
             raise InvalidArgument(f"http-fetch: header {name!r} is malformed")
     if timeout <= 0:
         raise ResourceLimitExceeded(
@@ -99,7 +101,9 @@ def _send(
     if parts.query:
         target += "?" + parts.query
     try:
-        conn.request(method, target, body=body or None, headers=dict(headers))
+        # Header values go out as UTF-8 octets (http.client would force Latin-1).
+        encoded = {name: value.encode("utf-8") for name, value in headers}
+        conn.request(method, target, body=body or None, headers=encoded)
         raw = conn.getresponse()
         data = raw.read(max_bytes + 1)
         if len(data) > max_bytes:

@@ -134,5 +134,34 @@ func LastError() (int32, string) {
 	return status, string(b)
 }
 
+// HTTPFetch runs heliosdb_http_fetch with an encoded request; on status 0 it
+// returns the response buffer.
+func HTTPFetch(req []byte) ([]byte, int32) {
+	status := hostHTTPFetch(bytesPtr(req), uint32(len(req)), outPtr())
+	if status != StatusOK {
+		return nil, status
+	}
+	return outBuffer(), StatusOK
+}
+
+// Digest runs heliosdb_digest; on status 0 it returns the digest.
+func Digest(alg string, data []byte) ([]byte, int32) {
+	status := hostDigest(strPtr(alg), uint32(len(alg)), bytesPtr(data), uint32(len(data)), outPtr())
+	if status != StatusOK {
+		return nil, status
+	}
+	return outBuffer(), StatusOK
+}
+
+// HMAC runs heliosdb_hmac; on status 0 it returns the MAC.
+func HMAC(alg string, key, data []byte) ([]byte, int32) {
+	status := hostHMAC(strPtr(alg), uint32(len(alg)), bytesPtr(key), uint32(len(key)),
+		bytesPtr(data), uint32(len(data)), outPtr())
+	if status != StatusOK {
+		return nil, status
+	}
+	return outBuffer(), StatusOK
+}
+
 // InWasm reports whether this build runs inside the engine.
 const InWasm = inWasm

@@ -37,4 +37,16 @@ func hostError(unsafe.Pointer, uint32, unsafe.Pointer, uint32) { noHost() }
 
 func hostLastError(unsafe.Pointer) int32 { noHost(); return 0 }
 
+func hostHTTPFetch(unsafe.Pointer, uint32, unsafe.Pointer) int32 { noHost(); return 0 }
+
+func hostDigest(unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
+	noHost()
+	return 0
+}
+
+func hostHMAC(unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
+	noHost()
+	return 0
+}
+
 const inWasm = false

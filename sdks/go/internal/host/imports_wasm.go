@@ -42,6 +42,15 @@ func hostError(code unsafe.Pointer, codeLen uint32, msg unsafe.Pointer, msgLen u
 //go:wasmimport heliosdb heliosdb_last_error
 func hostLastError(out unsafe.Pointer) int32
 
+//go:wasmimport heliosdb heliosdb_http_fetch
+func hostHTTPFetch(req unsafe.Pointer, reqLen uint32, out unsafe.Pointer) int32
+
+//go:wasmimport heliosdb heliosdb_digest
+func hostDigest(alg unsafe.Pointer, algLen uint32, data unsafe.Pointer, dataLen uint32, out unsafe.Pointer) int32
+
+//go:wasmimport heliosdb heliosdb_hmac
+func hostHMAC(alg unsafe.Pointer, algLen uint32, key unsafe.Pointer, keyLen uint32, data unsafe.Pointer, dataLen uint32, out unsafe.Pointer) int32
+
 // heliosdb_abi_version marks this module as a HeliosDB module.
 //
 //go:wasmexport heliosdb_abi_version

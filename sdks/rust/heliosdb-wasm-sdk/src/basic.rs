@@ -3,6 +3,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
+use crate::http::{Request, Response};
 use crate::types::{Error, Rows, Value};
 
 #[link(wasm_import_module = "heliosdb")]
@@ -18,6 +19,17 @@ unsafe extern "C" {
     fn heliosdb_now() -> i64;
     fn heliosdb_error(code: *const u8, code_len: usize, msg: *const u8, msg_len: usize);
     fn heliosdb_last_error(out: *mut u32) -> i32;
+    fn heliosdb_http_fetch(req: *const u8, req_len: usize, out: *mut u32) -> i32;
+    fn heliosdb_digest(alg: *const u8, alg_len: usize, data: *const u8, data_len: usize, out: *mut u32) -> i32;
+    fn heliosdb_hmac(
+        alg: *const u8,
+        alg_len: usize,
+        key: *const u8,
+        key_len: usize,
+        data: *const u8,
+        data_len: usize,
+        out: *mut u32,
+    ) -> i32;
 }
 
 pub(crate) const TAG_NULL: i32 = 0;
@@ -180,6 +192,42 @@ fn decode_rows(data: &[u8]) -> Result<Rows, Error> {
     Ok(Rows { columns, values })
 }
 
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// `request := method: str, url: str, u32 nheaders, nheaders × (name: str,
+/// value: str), body: bytes` (§4).
+fn encode_request(req: &Request) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + req.method.len() + req.url.len() + req.body.len());
+    put_bytes(&mut out, req.method.as_bytes());
+    put_bytes(&mut out, req.url.as_bytes());
+    out.extend_from_slice(&(req.headers.len() as u32).to_le_bytes());
+    for (name, value) in &req.headers {
+        put_bytes(&mut out, name.as_bytes());
+        put_bytes(&mut out, value.as_bytes());
+    }
+    put_bytes(&mut out, &req.body);
+    out
+}
+
+/// `response := u32 status, u32 nheaders, nheaders × (name: str, value: str),
+/// body: bytes` (§4).
+fn decode_response(data: &[u8]) -> Result<Response, Error> {
+    let mut r = Reader { data, at: 0 };
+    let status = r.u32()? as u16;
+    let nheaders = r.u32()? as usize;
+    let mut headers = Vec::with_capacity(nheaders.min(1 << 10));
+    for _ in 0..nheaders {
+        let name = r.text()?;
+        headers.push((name, r.text()?));
+    }
+    let n = r.u32()? as usize;
+    let body = r.bytes(n)?.to_vec();
+    Ok(Response { status, headers, body })
+}
+
 // -- the host API --------------------------------------------------------------
 
 pub(crate) fn query(sql: &str, params: &[Value]) -> Result<Rows, Error> {
@@ -217,6 +265,39 @@ pub(crate) fn rollback_tx() -> Result<(), Error> {
 
 pub(crate) fn now() -> i64 {
     unsafe { heliosdb_now() }
+}
+
+pub(crate) fn http_fetch(req: &Request) -> Result<Response, Error> {
+    let encoded = encode_request(req);
+    let mut out = [0u32; 2];
+    status(unsafe { heliosdb_http_fetch(encoded.as_ptr(), encoded.len(), out.as_mut_ptr()) })?;
+    decode_response(&unsafe { take(out[0], out[1]) })
+}
+
+pub(crate) fn digest(algorithm: &str, data: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut out = [0u32; 2];
+    let code = unsafe {
+        heliosdb_digest(algorithm.as_ptr(), algorithm.len(), data.as_ptr(), data.len(), out.as_mut_ptr())
+    };
+    status(code)?;
+    Ok(unsafe { take(out[0], out[1]) })
+}
+
+pub(crate) fn hmac(algorithm: &str, key: &[u8], data: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut out = [0u32; 2];
+    let code = unsafe {
+        heliosdb_hmac(
+            algorithm.as_ptr(),
+            algorithm.len(),
+            key.as_ptr(),
+            key.len(),
+            data.as_ptr(),
+            data.len(),
+            out.as_mut_ptr(),
+        )
+    };
+    status(code)?;
+    Ok(unsafe { take(out[0], out[1]) })
 }
 
 // -- used by the generated exports ------------------------------------------------

@@ -107,6 +107,69 @@ pub mod log {
     }
 }
 
+/// Outgoing HTTP(S): needs the capability `network:<host>` for the URL's
+/// host (any port; redirects only to granted hosts).
+pub mod http {
+    use super::{Error, backend};
+
+    /// An HTTP request; `headers` are (name, value) pairs.
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct Request {
+        pub method: String,
+        pub url: String,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    /// The answer; a 4xx or 5xx status is a response, not an error.
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct Response {
+        pub status: u16,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    impl Response {
+        /// The first header called `name` (case-insensitive).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        }
+
+        /// The body as text (invalid UTF-8 replaced).
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+    }
+
+    /// Sends `req`. A host without the grant is `Error::AccessDenied`; a bad
+    /// URL or a refused connection is `Error::InvalidArgument`.
+    pub fn fetch(req: &Request) -> Result<Response, Error> {
+        backend::http_fetch(req)
+    }
+
+    /// `GET url` with no headers and no body.
+    pub fn get(url: &str) -> Result<Response, Error> {
+        fetch(&Request { method: "GET".into(), url: url.into(), ..Request::default() })
+    }
+}
+
+/// Host hashing: needs the `crypto` capability. `algorithm` is a hashlib
+/// name with `-` for `_` (`sha256`, `sha512`, `sha3-256`, `blake2b`, `md5`,
+/// ...); an unknown one is `Error::InvalidArgument`.
+pub mod crypto {
+    use super::{Error, backend};
+
+    /// The digest of `data`.
+    pub fn digest(algorithm: &str, data: &[u8]) -> Result<Vec<u8>, Error> {
+        backend::digest(algorithm, data)
+    }
+
+    /// The HMAC of `data` under `key`.
+    pub fn hmac(algorithm: &str, key: &[u8], data: &[u8]) -> Result<Vec<u8>, Error> {
+        backend::hmac(algorithm, key, data)
+    }
+}
+
 /// Expands to one of its two token groups depending on this crate's
 /// `component` feature; used by the macros so that user crates need no cfg.
 #[cfg(not(feature = "component"))]

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
@@ -210,6 +211,33 @@ func ReadSecret() (int64, error) {
 		return 0, nil
 	}
 	return rows.Int64(0, "x"), nil
+}
+
+//heliosdb:procedure sha256_hex
+func Sha256Hex(x []byte) (string, error) {
+	sum, err := heliosdb.Digest("sha256", x)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(sum), nil
+}
+
+//heliosdb:procedure hmac_sha256_hex
+func HMACSha256Hex(key, data []byte) (string, error) {
+	mac, err := heliosdb.HMAC("sha256", key, data)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(mac), nil
+}
+
+//heliosdb:procedure fetch_text
+func FetchText(url string) (string, error) {
+	resp, err := heliosdb.Get(url)
+	if err != nil {
+		return "", err
+	}
+	return strconv.Itoa(resp.Status) + " " + string(resp.Body), nil
 }
 
 func main() {}

@@ -1,8 +1,8 @@
 //! The conformance world (tests/conformance/conformance.wit) in Rust.
 
 use heliosdb_wasm_sdk::{
-    Error, Json, Row, begin_tx, execute, heliosdb_procedure, log, now, query,
-    rollback_tx, transaction,
+    Error, Json, Row, begin_tx, crypto, execute, heliosdb_procedure, http, log, now,
+    query, rollback_tx, transaction,
 };
 
 #[derive(Row)]
@@ -187,4 +187,24 @@ fn allocate_mib(mib: i64) -> Result<i64, Error> {
 fn read_secret() -> Result<i64, Error> {
     let rows = query("SELECT x FROM conf_secret", &[])?;
     rows.first().map_or(Ok(0), |r| r.get("x"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[heliosdb_procedure]
+fn sha256_hex(x: Vec<u8>) -> Result<String, Error> {
+    Ok(hex(&crypto::digest("sha256", &x)?))
+}
+
+#[heliosdb_procedure]
+fn hmac_sha256_hex(key: Vec<u8>, data: Vec<u8>) -> Result<String, Error> {
+    Ok(hex(&crypto::hmac("sha256", &key, &data)?))
+}
+
+#[heliosdb_procedure]
+fn fetch_text(url: String) -> Result<String, Error> {
+    let response = http::get(&url)?;
+    Ok(format!("{} {}", response.status, response.text()))
 }

@@ -130,6 +130,9 @@ def tests(session: nox.Session) -> None:
         *session.posargs,
         env={"HELIOSDB_BUILD_DIR": str(BUILD)},
     )
+    # The SDKs' own unit tests (encoders, decoders) on the host.
+    with session.chdir(ROOT / "sdks" / "go"):
+        session.run("go", "test", "./...", external=True, env={"GOTOOLCHAIN": "local"})
 
 
 @nox.session

@@ -25,9 +25,10 @@ from .errors import (
     UserError,
     from_wit_case,
 )
+from .fastcall import RawCall
 from .hostapi import LOG_LEVELS, CallContext, is_fatal, timed_host_function
 from .policy import Capabilities, Limits
-from .runtime import Runtime, arm, translate_trap
+from .runtime import EPOCH_TICK_SECONDS, Runtime, arm, translate_trap
 from .values import Signature, SqlType, SqlValue
 from .wasi import (
     SEEDED_RANDOM,
@@ -140,6 +141,9 @@ class BasicModule:
         }
         self.export_names = {e.name for e in self.module.exports}
         self.is_heliosdb = "heliosdb_abi_version" in self.exports
+        # No imports at all: the guest cannot reach the database or WASI,
+        # which lets numeric exports take the fast call path (fastcall.py).
+        self.pure = not self.imports and not self.uses_wasi
         if self.imports and not self.is_heliosdb:
             raise AbiError(
                 "the module imports heliosdb host functions but does not export "
@@ -231,6 +235,7 @@ class BasicInstance:
         self.poisoned = False
         self.output: GuestOutput | None = None
         self.rng = random.Random(SEEDED_RANDOM)
+        self._raw: dict[str, RawCall] = {}
         try:
             self.instance = self._instantiate()
             self.exports = self.instance.exports(self.store)
@@ -277,6 +282,27 @@ class BasicInstance:
             if "incompatible import type" in str(exc):
                 raise AbiError(f"WASI import with the wrong type: {exc}") from None
             raise
+
+    def raw_call(self, export: str, sig: Signature) -> RawCall:
+        """The fast path's caller for ``export`` (see fastcall.py), made once."""
+        raw = self._raw.get(export)
+        if raw is None:
+            func = self.exports[export]
+            assert isinstance(func, wasmtime.Func)
+            ticks = max(1, int(self.limits.timeout_seconds / EPOCH_TICK_SECONDS))
+            raw = RawCall(
+                self.store,
+                func,
+                [c.type for c in sig.params],
+                sig.returns,
+                self.limits.fuel,
+                ticks,
+            )
+            self._raw[export] = raw
+        return raw
+
+    def memory_size(self) -> int | None:
+        return self._memory_size()
 
     def _seeded_random_get(self, caller: wasmtime.Caller, ptr: int, length: int) -> int:
         memory = caller.get("memory")

@@ -113,15 +113,18 @@ class Metrics:
     histogram: dict[int, int] = field(default_factory=dict)
 
     def add(self, s: CallStats) -> None:
-        self.calls += 1
-        self.total_seconds += s.total
-        if s.error is not None:
-            self.errors += 1
-            self.error_codes[s.error] = self.error_codes.get(s.error, 0) + 1
+        self.count(s.total, s.error)
         self.fuel += s.fuel_used or 0
         if s.memory_bytes is not None:
             self.max_memory = max(self.max_memory or 0, s.memory_bytes)
-        b = bucket_of(s.total)
+
+    def count(self, seconds: float, error: str | None) -> None:
+        self.calls += 1
+        self.total_seconds += seconds
+        if error is not None:
+            self.errors += 1
+            self.error_codes[error] = self.error_codes.get(error, 0) + 1
+        b = bucket_of(seconds)
         self.histogram[b] = self.histogram.get(b, 0) + 1
 
     def merge(self, other: Metrics) -> None:
@@ -183,6 +186,15 @@ class Telemetry:
         self.pending_calls += 1
         for listener in self.listeners:
             listener(stats)
+
+    def count(self, procedure: str, version: int, seconds: float, error: str | None) -> None:
+        """The fast path's record of a call: its time and outcome only."""
+        key = (procedure.lower(), version)
+        metrics = self.pending.get(key)
+        if metrics is None:
+            metrics = self.pending[key] = Metrics()
+        metrics.count(seconds, error)
+        self.pending_calls += 1
 
     def log(self, record: LogRecord) -> None:
         self.pending_logs.append(record)

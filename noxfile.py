@@ -175,6 +175,40 @@ def package(session: nox.Session) -> None:
     session.log(f"archives in {out}")
 
 
+def _postgres(session: nox.Session) -> None:
+    """Debian's PostgreSQL with PL/Python, for the bench's baselines (root + apt only)."""
+    have_server = any(Path(f"/usr/lib/postgresql/{v}/bin/initdb").exists() for v in (15, 16, 17))
+    have_plpython = any(
+        Path(f"/usr/lib/postgresql/{v}/lib/plpython3.so").exists() for v in (15, 16, 17)
+    )
+    if have_server and have_plpython:
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        session.run("apt-get", "update", "-q", external=True)
+        session.run(
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "postgresql",
+            "postgresql-plpython3-15",
+            external=True,
+            env={"DEBIAN_FRONTEND": "noninteractive"},
+        )
+    else:
+        session.warn("no PostgreSQL: the bench reports its rows as n/a")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks with ratios against baselines from the same run (JSON + PNG in build/bench/)."""
+    _install(session)
+    session.install("matplotlib")
+    _build_examples(session)
+    _postgres(session)
+    session.run("python", str(ROOT / "tests" / "bench" / "bench.py"), *session.posargs)
+
+
 @nox.session
 def demo(session: nox.Session) -> None:
     """Build the examples, register them with SQL in a fresh database, run the seed's queries."""

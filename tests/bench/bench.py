@@ -1,0 +1,661 @@
+"""`nox -s bench`: what a procedure call costs, next to its baselines, in one run.
+
+Every figure is measured here, now, on this machine, and reported as a ratio
+against a baseline measured in the same run (a plain Python function, a
+Python SQLite UDF, SQLite's own expression, PostgreSQL's PL/pgSQL and
+PL/Python when a PostgreSQL server can be started). Writes
+build/bench/bench.json and build/bench/bench.png, and prints the table.
+
+    python tests/bench/bench.py [--rows N] [--quick] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import timeit
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+import heliosdb_wasm as h
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+BUILD = ROOT / "build"
+
+
+@dataclass
+class Row:
+    group: str
+    name: str
+    value: float | None  # seconds (per call / per row / total), or values per second
+    unit: str
+    baseline: str | None = None  # name of the row in the same group it is compared with
+    note: str = ""
+    ratio: float | None = None
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        return row
+
+    def find(self, group: str, name: str) -> Row | None:
+        return next((r for r in self.rows if r.group == group and r.name == name), None)
+
+    def ratios(self) -> None:
+        for r in self.rows:
+            base = self.find(r.group, r.baseline) if r.baseline else None
+            if base is not None and base.value and r.value is not None:
+                r.ratio = r.value / base.value
+
+
+def wat(name: str) -> bytes:
+    return wasmtime.wat2wasm((FIXTURES / f"{name}.wat").read_text())  # type: ignore[no-any-return]
+
+
+def b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+def best_of(fn: Callable[[], Any], number: int, repeat: int = 5) -> float:
+    """Seconds per call: the best of ``repeat`` runs of ``number`` calls."""
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
+
+
+# --- per-call overhead ------------------------------------------------------------------
+
+
+def per_call(report: Report, n: int) -> None:
+    g = "per call: add_i64(a, b)"
+    wasm = wat("numeric")
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    func = wasmtime.Instance(store, wasmtime.Module(engine, wasm), []).exports(store)["add_i64"]
+    assert isinstance(func, wasmtime.Func)
+
+    def py_add(a: int, b: int) -> int:
+        return a + b
+
+    report.add(Row(g, "plain Python function", best_of(lambda: py_add(40, 2), n), "s/call"))
+    report.add(
+        Row(
+            g,
+            "wasmtime Func.__call__ (naive)",
+            best_of(lambda: func(store, 40, 2), n // 10),
+            "s/call",
+            "plain Python function",
+        )
+    )
+    with h.Database.open(":memory:") as db:
+        db.execute(
+            "CREATE PROCEDURE add_i64(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm"
+            f" AS $wasm${b64(wasm)}$wasm$"
+        )
+        db.call("add_i64", 1, 2)
+        runner = db._runner("add_i64")
+        instance, _ = runner._acquire()
+        runner._release(instance)
+        raw = instance.raw_call("add_i64", runner.signature)  # type: ignore[attr-defined]
+        kind = type(raw).__name__
+        report.add(
+            Row(
+                g,
+                f"engine fast path ({kind})",
+                best_of(lambda: raw([40, 2]), n),
+                "s/call",
+                "plain Python function",
+                "NativeCall = C accelerator; RawCall = ctypes",
+            )
+        )
+        report.add(
+            Row(
+                g,
+                "engine Database.call",
+                best_of(lambda: db.call("add_i64", 40, 2), n),
+                "s/call",
+                "plain Python function",
+            )
+        )
+
+
+# --- per row in SQL -----------------------------------------------------------------------
+
+
+def per_row(report: Report, rows: int, component: bytes | None, pg: Postgres | None) -> None:
+    g = f"per row: SELECT sum(f(x)) over {rows:,} rows"
+    with h.Database.open(":memory:") as db:
+        db.execute("CREATE TABLE t(x INTEGER)")
+        db.execute(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?)"
+            " INSERT INTO t SELECT x FROM c",
+            [rows],
+        )
+        db.execute(
+            "CREATE PROCEDURE add_i64(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm"
+            f" AS $wasm${b64(wat('numeric'))}$wasm$"
+        )
+        db.conn.create_scalar_function("py_add", lambda a, b: a + b, 2, deterministic=True)
+
+        def scan(expr: str) -> float:
+            sql = f"SELECT sum({expr}) FROM t"
+            db.execute(sql)  # warm: instance pooled, statement prepared
+            return best_of(lambda: db.execute(sql), 1, repeat=3) / rows
+
+        builtin = scan("x + 1")
+        report.add(Row(g, "SQLite expression x + 1", builtin, "s/row"))
+        report.add(
+            Row(g, "Python SQLite UDF", scan("py_add(x, 1)"), "s/row", "SQLite expression x + 1")
+        )
+        report.add(
+            Row(
+                g, "wasm Basic ABI (fast path)", scan("add_i64(x, 1)"), "s/row", "Python SQLite UDF"
+            )
+        )
+        if component is not None:
+            db.execute(
+                "CREATE PROCEDURE c_add LANGUAGE wasm USING EXPORT 'add'"
+                f" AS $wasm${b64(component)}$wasm$"
+            )
+            report.add(
+                Row(
+                    g,
+                    "wasm component (Canonical ABI)",
+                    scan("c_add(x, 1)"),
+                    "s/row",
+                    "Python SQLite UDF",
+                )
+            )
+    if pg is not None:
+        base = pg.per_row(f"SELECT sum(x + 1) FROM generate_series(1, {rows}) x", rows)
+        plpgsql = pg.per_row(
+            f"SELECT sum(add_plpgsql(x, 1)) FROM generate_series(1, {rows}) x", rows
+        )
+        report.add(
+            Row(
+                g,
+                "PostgreSQL PL/pgSQL",
+                plpgsql - base,
+                "s/row",
+                None,
+                "minus PostgreSQL's own sum(x + 1)",
+            )
+        )
+        if pg.plpython:
+            plpy = pg.per_row(f"SELECT sum(add_plpy(x, 1)) FROM generate_series(1, {rows}) x", rows)
+            report.add(
+                Row(
+                    g,
+                    "PostgreSQL PL/Python",
+                    plpy - base,
+                    "s/row",
+                    "PostgreSQL PL/pgSQL",
+                    "minus PostgreSQL's own sum(x + 1)",
+                )
+            )
+        for name in ("wasm Basic ABI (fast path)", "wasm component (Canonical ABI)"):
+            row = report.find(g, name)
+            if row is not None:
+                report.add(Row(g, f"{name} vs PL/pgSQL", row.value, "s/row", "PostgreSQL PL/pgSQL"))
+    else:
+        report.add(Row(g, "PostgreSQL PL/pgSQL", None, "s/row", note="no PostgreSQL server here"))
+
+
+# --- the seed's calculate_discount ----------------------------------------------------------
+
+
+def discount(report: Report, calls: int, pg: Postgres | None) -> None:
+    g = f"calculate_discount (one indexed lookup), {calls:,} calls in one SELECT"
+    seed = (ROOT / "examples" / "seed.sql").read_text()
+    with h.Database.open(":memory:") as db:
+        db.execute(seed)
+        db.execute("CREATE TABLE calls(i INTEGER)")
+        db.execute(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?)"
+            " INSERT INTO calls SELECT x FROM c",
+            [calls],
+        )
+        for lang, abi, name in [
+            ("rust", "basic", "cd_rust_basic"),
+            ("rust", "component", "cd_rust_component"),
+            ("go", "basic", "cd_go"),
+            ("js", "component", "cd_js"),
+            ("python", "component", "cd_py"),
+        ]:
+            path = BUILD / "examples" / lang / f"calculate_discount.{abi}.wasm"
+            if not path.exists():
+                report.add(Row(g, f"{lang} {abi}", None, "s/call", note=f"{path} not built"))
+                continue
+            sig = (
+                "(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE" if abi == "basic" else ""
+            )
+            export = "calculate_discount" if abi == "basic" else "calculate-discount"
+            db.execute(
+                f"CREATE PROCEDURE {name}{sig} LANGUAGE wasm CAPABILITIES ('read:customers')"
+                f" USING EXPORT '{export}' AS $wasm$file://{path}$wasm$"
+            )
+            sql = f"SELECT sum({name}(12345, i * 1.0)) FROM calls"
+            db.execute(sql)
+            per = best_of(lambda sql=sql: db.execute(sql), 1, repeat=3) / calls
+            report.add(
+                Row(
+                    g,
+                    f"{lang} {abi}",
+                    per,
+                    "s/call",
+                    "PostgreSQL PL/pgSQL" if pg is not None else None,
+                )
+            )
+    if pg is not None:
+        base = pg.per_row(f"SELECT sum(i * 1.0) FROM generate_series(1, {calls}) i", calls)
+        per = pg.per_row(
+            f"SELECT sum(calculate_discount(12345, i * 1.0)) FROM generate_series(1, {calls}) i",
+            calls,
+        )
+        report.add(
+            Row(
+                g,
+                "PostgreSQL PL/pgSQL",
+                per - base,
+                "s/call",
+                note="same lookup and rates, minus the bare loop",
+            )
+        )
+
+
+# --- cold start and memory ----------------------------------------------------------------------
+
+
+COLD = """
+import sys, time
+t0 = time.perf_counter()
+import heliosdb_wasm as h
+db = h.Database.open(":memory:")
+db.execute(open({seed!r}).read())
+t1 = time.perf_counter()
+db.execute({ddl!r})
+t2 = time.perf_counter()
+db.execute("SELECT cd(12345, 599.99)")
+t3 = time.perf_counter()
+print(t2 - t1, t3 - t2)
+"""
+
+
+def cold_start(report: Report) -> None:
+    g = "cold start: fresh process, register + first call of calculate_discount"
+    seed = str(ROOT / "examples" / "seed.sql")
+    for lang, abi in [
+        ("rust", "basic"),
+        ("go", "basic"),
+        ("assemblyscript", "basic"),
+        ("js", "component"),
+        ("python", "component"),
+    ]:
+        path = BUILD / "examples" / lang / f"calculate_discount.{abi}.wasm"
+        if not path.exists():
+            continue
+        sig = "(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE" if abi == "basic" else ""
+        export = "calculate_discount" if abi == "basic" else "calculate-discount"
+        ddl = (
+            f"CREATE PROCEDURE cd{sig} LANGUAGE wasm CAPABILITIES ('read:customers')"
+            f" USING EXPORT '{export}' AS $wasm$file://{path}$wasm$"
+        )
+        for cache in ("off", "warm"):
+            with tempfile.TemporaryDirectory() as tmp:
+                env = dict(os.environ, HELIOSDB_WASM_CACHE="off" if cache == "off" else tmp)
+                script = COLD.format(seed=seed, ddl=ddl)
+                if cache == "warm":  # fill the cache in a first process
+                    subprocess.run(
+                        [sys.executable, "-c", script], env=env, check=True, capture_output=True
+                    )
+                out = subprocess.run(
+                    [sys.executable, "-c", script],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.split()
+                register, first = float(out[0]), float(out[1])
+                report.add(
+                    Row(
+                        g,
+                        f"{lang} {abi}, cache {cache}: register",
+                        register,
+                        "s",
+                        f"{lang} {abi}, cache off: register" if cache == "warm" else None,
+                    )
+                )
+                report.add(Row(g, f"{lang} {abi}, cache {cache}: first call", first, "s"))
+
+
+MEMORY = """
+import os, heliosdb_wasm as h
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+db = h.Database.open(":memory:")
+db.execute({ddl!r})
+runner = db._runner("p")
+runner._release(runner._acquire()[0])  # compiled, one instance
+before = rss()
+instances = [runner._acquire()[0] for _ in range(20)]
+print((rss() - before) / 20)
+"""
+
+
+def memory(report: Report) -> None:
+    g = "memory per pooled instance (RSS, 20 instances)"
+    for lang, abi in [
+        ("rust", "basic"),
+        ("go", "basic"),
+        ("js", "component"),
+        ("python", "component"),
+    ]:
+        path = BUILD / "examples" / lang / f"calculate_discount.{abi}.wasm"
+        if not path.exists():
+            continue
+        sig = "(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE" if abi == "basic" else ""
+        export = "calculate_discount" if abi == "basic" else "calculate-discount"
+        ddl = (
+            f"CREATE PROCEDURE p{sig} LANGUAGE wasm CAPABILITIES ('read:customers')"
+            f" USING EXPORT '{export}' AS $wasm$file://{path}$wasm$"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY.format(ddl=ddl)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        report.add(Row(g, f"{lang} {abi}", float(out), "bytes"))
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on a loopback port (Debian's packages)."""
+
+    FUNCTIONS = textwrap.dedent("""
+        CREATE FUNCTION add_plpgsql(a bigint, b bigint) RETURNS bigint
+            LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN a + b; END $$;
+        CREATE TABLE customers(id bigint PRIMARY KEY, name text, tier text);
+        INSERT INTO customers VALUES (12345, 'Ada', 'gold'), (23456, 'Alan', 'silver');
+        CREATE FUNCTION calculate_discount(customer_id bigint, order_total double precision)
+            RETURNS double precision LANGUAGE plpgsql AS $$
+        DECLARE t text;
+        BEGIN
+            SELECT tier INTO t FROM customers WHERE id = customer_id;
+            IF NOT FOUND THEN RAISE EXCEPTION 'CUSTOMER_NOT_FOUND'; END IF;
+            RETURN order_total * CASE t WHEN 'gold' THEN 0.20 WHEN 'silver' THEN 0.10
+                                        WHEN 'bronze' THEN 0.05 ELSE 0 END;
+        END $$;
+    """)
+
+    def __init__(self, bindir: Path, port: int = 55432) -> None:
+        self.bindir = bindir
+        self.port = port
+        self.data = Path(tempfile.mkdtemp(prefix="heliosdb-bench-pg-"))
+        self.plpython = False
+        self._as_postgres = os.geteuid() == 0
+
+    def _run(
+        self, *cmd: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        full = list(cmd)
+        if self._as_postgres:
+            full = ["runuser", "-u", "postgres", "--", *full]
+        return subprocess.run(full, check=check, capture_output=True, text=True, input=stdin)
+
+    def start(self) -> None:
+        if self._as_postgres:
+            shutil.chown(self.data, "postgres", "postgres")
+        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "bench")
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-w",
+            "-l",
+            str(self.data / "log"),
+            "-o",
+            f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1",
+            "start",
+        )
+        self.psql(self.FUNCTIONS)
+        done = self.psql("CREATE EXTENSION plpython3u;", check=False)
+        if done.returncode == 0:
+            self.plpython = True
+            self.psql(
+                "CREATE FUNCTION add_plpy(a bigint, b bigint) RETURNS bigint"
+                " LANGUAGE plpython3u IMMUTABLE AS $$ return a + b $$;"
+            )
+
+    def psql(self, script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self._run(
+            "psql",
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "bench",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            "-",
+            check=check,
+            stdin=script,
+        )
+
+    def per_row(self, sql: str, rows: int) -> float:
+        """Seconds per row of ``sql``: the best of three, timed by psql."""
+        out = self.psql(f"\\timing on\n{sql};\n{sql};\n{sql};\n").stdout
+        times = [
+            float(line.split()[1]) / 1000 for line in out.splitlines() if line.startswith("Time:")
+        ]
+        return min(times) / rows
+
+    def stop(self) -> None:
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-m",
+            "immediate",
+            "stop",
+            check=False,
+        )
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def find_postgres() -> Postgres | None:
+    for version in ("17", "16", "15"):
+        bindir = Path(f"/usr/lib/postgresql/{version}/bin")
+        if (bindir / "initdb").exists() and shutil.which("psql"):
+            pg = Postgres(bindir)
+            try:
+                pg.start()
+            except (subprocess.CalledProcessError, OSError) as exc:
+                print(f"PostgreSQL could not start: {exc}", file=sys.stderr)
+                return None
+            return pg
+    return None
+
+
+# --- the component for per-row ------------------------------------------------------------------
+
+
+def math_component() -> bytes | None:
+    tool = shutil.which("wasm-tools")
+    if tool is None:
+        return None
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import make_component
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return make_component(tool, "component_math", "math", Path(tmp))
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+
+def show(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit.startswith("s"):
+        if value < 1e-3:
+            return f"{value * 1e6:.3f} µs"
+        return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
+    if unit == "bytes":
+        return f"{value / 1024 / 1024:.2f} MiB"
+    return f"{value:,.0f} {unit}"
+
+
+def render(report: Report) -> str:
+    lines = []
+    for group in dict.fromkeys(r.group for r in report.rows):
+        lines += ["", group]
+        for r in (r for r in report.rows if r.group == group):
+            ratio = f"{r.ratio:8.2f}x {r.baseline}" if r.ratio is not None else ""
+            note = f"  ({r.note})" if r.note else ""
+            lines.append(f"  {r.name:<48} {show(r.value, r.unit):>12}  {ratio}{note}")
+    lines += ["", "targets (issue 6):"]
+    for t in report.targets:
+        lines.append(f"  {'met ' if t['met'] else 'GAP '} {t['target']}: {t['measured']}")
+    return "\n".join(lines)
+
+
+def targets(report: Report, rows: int) -> None:
+    def value(group_prefix: str, name: str) -> float | None:
+        for r in report.rows:
+            if r.group.startswith(group_prefix) and r.name == name:
+                return r.value
+        return None
+
+    fast = next((r for r in report.rows if r.name.startswith("engine fast path")), None)
+    native = fast is not None and "NativeCall" in fast.name
+    if fast is not None and fast.value is not None:
+        limit = 1e-6 if native else 3e-6
+        report.targets.append(
+            {
+                "target": f"warm Basic-ABI scalar call ≤ {limit * 1e6:.0f} µs ({'native' if native else 'Python'} path)",
+                "measured": show(fast.value, "s"),
+                "met": fast.value <= limit,
+            }
+        )
+    wasm_row = value("per row", "wasm Basic ABI (fast path)")
+    pl = value("per row", "PostgreSQL PL/pgSQL")
+    if wasm_row is not None:
+        report.targets.append(
+            {
+                "target": "per row in SQL ≤ PL/pgSQL per row (same run)",
+                "measured": f"{show(wasm_row, 's')} vs {show(pl, 's')}",
+                "met": pl is not None and wasm_row <= pl,
+            }
+        )
+    for lang, limit in (("rust basic", 2e-3), ("python component", 50e-3)):
+        reg = value("cold start", f"{lang}, cache warm: register")
+        first = value("cold start", f"{lang}, cache warm: first call")
+        if reg is not None and first is not None:
+            report.targets.append(
+                {
+                    "target": f"cold start from cache ≤ {limit * 1e3:.0f} ms ({lang})",
+                    "measured": f"{show(reg + first, 's')} (register {show(reg, 's')} + first call {show(first, 's')})",
+                    "met": reg + first <= limit,
+                }
+            )
+    report.targets.append(
+        {"target": "batch ≥ 20 M values/s", "measured": "call_batch not built yet", "met": False}
+    )
+
+
+def plot(report: Report, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [
+        g
+        for g in dict.fromkeys(r.group for r in report.rows)
+        if g.startswith(("per call", "per row", "calculate_discount"))
+    ]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(10, 3.2 * len(groups)))
+    for ax, group in zip(axes if len(groups) > 1 else [axes], groups, strict=True):
+        rows = [
+            r
+            for r in report.rows
+            if r.group == group and r.value is not None and not r.name.endswith("vs PL/pgSQL")
+        ]
+        ax.barh([r.name for r in rows], [r.value * 1e6 for r in rows])  # type: ignore[operator]
+        ax.set_xscale("log")
+        ax.set_xlabel("µs (log scale)")
+        ax.set_title(group, fontsize=10)
+        for i, r in enumerate(rows):
+            ax.text(r.value * 1e6, i, f" {show(r.value, r.unit)}", va="center", fontsize=8)  # type: ignore[operator]
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="fewer rows and calls (a smoke run)")
+    parser.add_argument("--out", type=Path, default=BUILD / "bench")
+    args = parser.parse_args()
+    rows = 50_000 if args.quick else args.rows
+    calls = 20_000 if args.quick else 200_000
+    report = Report(
+        machine={
+            "python": sys.version.split()[0],
+            "cpus": os.cpu_count(),
+            "wasmtime": wasmtime.__version__ if hasattr(wasmtime, "__version__") else "?",
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    )
+    pg = find_postgres()
+    try:
+        per_call(report, calls)
+        per_row(report, rows, math_component(), pg)
+        discount(report, calls // 10, pg)
+        cold_start(report)
+        memory(report)
+    finally:
+        if pg is not None:
+            pg.stop()
+    report.ratios()
+    targets(report, rows)
+    print(render(report))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(asdict(report), indent=2))
+    try:
+        plot(report, args.out / "bench.png")
+        print(f"\nwrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
+    except ImportError:
+        print(f"\nwrote {args.out / 'bench.json'} (no matplotlib: no plot)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

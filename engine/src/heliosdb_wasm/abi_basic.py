@@ -25,7 +25,7 @@ from .errors import (
     UserError,
     from_wit_case,
 )
-from .fastcall import RawCall
+from .fastcall import FastCall, make_call
 from .hostapi import LOG_LEVELS, CallContext, is_fatal, timed_host_function
 from .policy import Capabilities, Limits
 from .runtime import EPOCH_TICK_SECONDS, Runtime, arm, translate_trap
@@ -235,7 +235,7 @@ class BasicInstance:
         self.poisoned = False
         self.output: GuestOutput | None = None
         self.rng = random.Random(SEEDED_RANDOM)
-        self._raw: dict[str, RawCall] = {}
+        self._raw: dict[str, FastCall] = {}
         try:
             self.instance = self._instantiate()
             self.exports = self.instance.exports(self.store)
@@ -283,14 +283,14 @@ class BasicInstance:
                 raise AbiError(f"WASI import with the wrong type: {exc}") from None
             raise
 
-    def raw_call(self, export: str, sig: Signature) -> RawCall:
+    def raw_call(self, export: str, sig: Signature) -> FastCall:
         """The fast path's caller for ``export`` (see fastcall.py), made once."""
         raw = self._raw.get(export)
         if raw is None:
             func = self.exports[export]
             assert isinstance(func, wasmtime.Func)
             ticks = max(1, int(self.limits.timeout_seconds / EPOCH_TICK_SECONDS))
-            raw = RawCall(
+            raw = make_call(
                 self.store,
                 func,
                 [c.type for c in sig.params],

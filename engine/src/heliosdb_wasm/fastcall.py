@@ -11,18 +11,33 @@ on the general path, so limits behave the same.
 Only exports whose SQL signature is all numbers and whose module imports
 nothing take this path (the guest cannot touch the database, so no call
 context or savepoint is needed); everything else uses ``Func.__call__``.
+
+``NativeCall`` does the same in C (the optional extension ``_native``, built
+from _native.c when a C compiler is present): no ctypes and no Python per
+value. ``make_call`` picks it when it is importable and the environment
+variable ``HELIOSDB_WASM_NATIVE`` is not ``0``; ``RawCall`` is the fallback.
+Both give the same results and raise the same wasmtime exceptions.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
+import os
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import wasmtime
 from wasmtime import _bindings as ffi
 
 from .values import SqlType
+
+_native: ModuleType | None
+try:
+    _native = importlib.import_module("._native", __package__)  # untyped C module
+except ImportError:  # built without a C compiler: RawCall only
+    _native = None
 
 # The raw C functions with their argument types already declared, called
 # without wasmtime-py's Python wrappers.
@@ -90,3 +105,126 @@ class RawCall:
             return None
         value = getattr(self._out, self._result)
         return bool(value) if self._bool else value
+
+    def batch(self, columns: Sequence[Sequence[Any]], rows: int | None = None) -> list[Any]:
+        """One call per row, ``columns[i][row]`` the i-th argument.
+
+        A failure raises the wasmtime exception with ``row`` (its index) and
+        ``results`` (the rows before it) set on it.
+        """
+        if len(columns) != len(self._slots):
+            raise ValueError(f"expected {len(self._slots)} column(s), got {len(columns)}")
+        count = _row_count(columns, rows)
+        results: list[Any] = []
+        for row, values in enumerate(zip(*columns, strict=True) if columns else [()] * count):
+            try:
+                results.append(self(values))
+            except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+                exc.row = row
+                exc.results = results
+                raise
+        return results
+
+
+def _row_count(columns: Sequence[Sequence[Any]], rows: int | None) -> int:
+    counts = {len(c) for c in columns}
+    if rows is not None:
+        counts.add(rows)
+    if len(counts) != 1:
+        raise ValueError("the columns and rows disagree on the number of rows")
+    return counts.pop()
+
+
+# SQL type -> the _native value kind.
+_KIND = {
+    SqlType.BIGINT: 1,
+    SqlType.INTEGER: 0,
+    SqlType.BOOLEAN: 4,
+    SqlType.DOUBLE: 3,
+    SqlType.REAL: 2,
+}
+
+
+def _address(fn: Any) -> int:
+    return ctypes.cast(fn, ctypes.c_void_p).value or 0
+
+
+def _exception(error: int, trap: int) -> Exception:
+    """The exception RawCall raises for the same failure (taking ownership)."""
+    if error:
+        return wasmtime.WasmtimeError._from_ptr(  # type: ignore[no-any-return]
+            ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t))
+        )
+    return wasmtime.Trap._from_ptr(  # type: ignore[no-any-return]
+        ctypes.cast(trap, ctypes.POINTER(ffi.wasm_trap_t))
+    )
+
+
+class NativeCall:
+    """``RawCall`` in C: same interface, results and exceptions."""
+
+    def __init__(
+        self,
+        store: wasmtime.Store,
+        func: wasmtime.Func,
+        params: Sequence[SqlType],
+        returns: SqlType | None,
+        fuel: int,
+        deadline_ticks: int,
+    ) -> None:
+        if _native is None:
+            raise RuntimeError("heliosdb_wasm._native is not built")
+        self._fault: type[Exception] = _native.Fault
+        self._caller = _native.Caller(
+            _address(store._context()),
+            ctypes.addressof(func._func),  # copied by the Caller
+            _address(_call_unchecked),
+            _address(_set_fuel),
+            _address(_set_deadline),
+            bytes(_KIND[t] for t in params),
+            _KIND[returns] if returns is not None else -1,
+            fuel,
+            deadline_ticks,
+            store,  # keeps the context pointer valid
+        )
+        self._call = self._caller.call
+
+    def __call__(self, args: Sequence[Any]) -> Any:
+        try:
+            return self._call(args)
+        except self._fault as fault:
+            error, trap = fault.args
+        raise _exception(error, trap)
+
+    def batch(self, columns: Sequence[Sequence[Any]], rows: int | None = None) -> list[Any]:
+        """As ``RawCall.batch``, without Python per row or value."""
+        try:
+            return self._caller.batch(columns, rows)  # type: ignore[no-any-return]
+        except self._fault as fault:
+            error, trap = fault.args
+            row, results = fault.row, fault.results  # type: ignore[attr-defined]
+        exc = _exception(error, trap)
+        exc.row = row  # type: ignore[attr-defined]
+        exc.results = results  # type: ignore[attr-defined]
+        raise exc
+
+
+FastCall = RawCall | NativeCall
+
+
+def native_available() -> bool:
+    return _native is not None and os.environ.get("HELIOSDB_WASM_NATIVE", "1") != "0"
+
+
+def make_call(
+    store: wasmtime.Store,
+    func: wasmtime.Func,
+    params: Sequence[SqlType],
+    returns: SqlType | None,
+    fuel: int,
+    deadline_ticks: int,
+) -> FastCall:
+    """The fastest caller available: ``NativeCall`` if built (and not
+    disabled with ``HELIOSDB_WASM_NATIVE=0``), else ``RawCall``."""
+    cls = NativeCall if native_available() else RawCall
+    return cls(store, func, params, returns, fuel, deadline_ticks)

@@ -177,7 +177,7 @@ class Database:
             if found is not None:
                 out[v.version] = found
         for (pending_name, version), m in self.session.telemetry.pending.items():
-            if pending_name == name.lower():
+            if pending_name == name.lower() and m.calls:
                 out.setdefault(version, telemetry.Metrics()).merge(m)
         return out
 

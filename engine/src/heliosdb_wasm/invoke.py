@@ -84,6 +84,7 @@ class Runner:
             and sig.table is None
             and fastcall.eligible([c.type for c in sig.params], sig.returns)
         )
+        self._metrics = session.telemetry.metrics(version.name, version.version)
 
     def call(self, args: Sequence[SqlValue]) -> Any:
         if self._fast:
@@ -119,27 +120,35 @@ class Runner:
         return values
 
     def _call_fast(self, args: Sequence[SqlValue]) -> Any:
-        v = self.version
+        # Every statement here runs once per SQL row: keep it lean.
         started = time.perf_counter()
+        telemetry = self.session.telemetry
         try:
             values = self._fast_arguments(args)
             if values is None:
                 return None
-            instance, _ = self._acquire()
-            raw = instance.raw_call(v.export, self.signature)  # type: ignore[attr-defined]
+            # list.pop and append are atomic under the GIL, so the pool needs
+            # no lock here; a race can at worst create one spare instance.
+            try:
+                instance = self._idle.pop()
+            except IndexError:
+                instance, _ = self._acquire()
+            raw = instance.raw_call(self.version.export, self.signature)  # type: ignore[attr-defined]
             try:
                 result = raw(values)
             except Exception as exc:  # noqa: BLE001 - traps become typed errors
                 instance.poisoned = True
                 memory = instance.memory_size()  # type: ignore[attr-defined]
                 raise translate_trap(exc, self.limits, memory) from None
-            self._release(instance)
-            self.session.telemetry.count(v.name, v.version, time.perf_counter() - started, None)
+            if len(self._idle) < self.limits.pool_size:
+                self._idle.append(instance)
+            self._metrics.count(time.perf_counter() - started, None)
+            telemetry.pending_calls += 1
             return result
         except ProcedureError as exc:
-            elapsed = time.perf_counter() - started
-            self.session.telemetry.count(v.name, v.version, elapsed, exc.code)
-            raise exc.located(v.name, v.version) from None
+            self._metrics.count(time.perf_counter() - started, exc.code)
+            telemetry.pending_calls += 1
+            raise exc.located(self.version.name, self.version.version) from None
 
     def _arguments(self, args: Sequence[SqlValue]) -> list[SqlValue] | None:
         sig = self.signature

@@ -127,6 +127,13 @@ class Metrics:
         b = bucket_of(seconds)
         self.histogram[b] = self.histogram.get(b, 0) + 1
 
+    def clear(self) -> None:
+        self.calls = self.errors = self.fuel = 0
+        self.error_codes = {}
+        self.total_seconds = 0.0
+        self.max_memory = None
+        self.histogram = {}
+
     def merge(self, other: Metrics) -> None:
         self.calls += other.calls
         self.errors += other.errors
@@ -187,14 +194,15 @@ class Telemetry:
         for listener in self.listeners:
             listener(stats)
 
-    def count(self, procedure: str, version: int, seconds: float, error: str | None) -> None:
-        """The fast path's record of a call: its time and outcome only."""
+    def metrics(self, procedure: str, version: int) -> Metrics:
+        """The pending metrics of one version, which the fast path updates
+        itself (``Metrics.count`` and ``pending_calls``). The object lives as
+        long as this Telemetry: flushing empties it in place."""
         key = (procedure.lower(), version)
-        metrics = self.pending.get(key)
-        if metrics is None:
-            metrics = self.pending[key] = Metrics()
-        metrics.count(seconds, error)
-        self.pending_calls += 1
+        found = self.pending.get(key)
+        if found is None:
+            found = self.pending[key] = Metrics()
+        return found
 
     def log(self, record: LogRecord) -> None:
         self.pending_logs.append(record)
@@ -211,7 +219,8 @@ class Telemetry:
         """Write what is pending in one transaction (the caller checked autocommit)."""
         if not self.pending_calls and not self.pending_logs:
             return
-        pending, logs = self.pending, self.pending_logs
+        pending = {k: m for k, m in self.pending.items() if m.calls}
+        logs = self.pending_logs
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -249,7 +258,9 @@ class Telemetry:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        self.pending, self.pending_logs, self.pending_calls = {}, [], 0
+        for m in pending.values():
+            m.clear()
+        self.pending_logs, self.pending_calls = [], 0
         self.last_flush = time.monotonic()
 
 

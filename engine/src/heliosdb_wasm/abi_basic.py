@@ -8,6 +8,7 @@ CallContext of the call in progress.
 
 from __future__ import annotations
 
+import ctypes
 import random
 import struct
 import time
@@ -15,6 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import wasmtime
+from wasmtime import _bindings as ffi
+from wasmtime._func import maybe_raise_last_exn
 
 from . import values as v
 from .errors import (
@@ -46,6 +49,15 @@ HOST_MODULE = "heliosdb"
 
 _I32, _I64 = "i32", "i64"
 # name -> (params, results): the only imports a module may have (docs/abi.md §4).
+# wasm value types as the fast caller's SQL types (it only uses their widths).
+_WASM_AS_SQL = {
+    "i32": SqlType.INTEGER,
+    "i64": SqlType.BIGINT,
+    "f32": SqlType.REAL,
+    "f64": SqlType.DOUBLE,
+}
+_memory_data = ffi._wasmtime_memory_data
+_memory_size = ffi._wasmtime_memory_data_size
 HOST_IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "heliosdb_query": ((_I32,) * 5, (_I32,)),
     "heliosdb_execute": ((_I32,) * 5, (_I32,)),
@@ -236,6 +248,9 @@ class BasicInstance:
         self.output: GuestOutput | None = None
         self.rng = random.Random(SEEDED_RANDOM)
         self._raw: dict[str, FastCall] = {}
+        self._callers: dict[str, FastCall] = {}
+        self._alloc_call: FastCall | None = None
+        self._ctx_ptr = self.store._context()
         try:
             self.instance = self._instantiate()
             self.exports = self.instance.exports(self.store)
@@ -281,6 +296,34 @@ class BasicInstance:
         except wasmtime.WasmtimeError as exc:
             if "incompatible import type" in str(exc):
                 raise AbiError(f"WASI import with the wrong type: {exc}") from None
+            raise
+
+    def _call_export(self, export: str, func: wasmtime.Func, args: list[Any]) -> Any:
+        """Call an export with its wasm-level arguments through the fast
+        caller (fastcall.py): the export's type is resolved once, not on
+        every call as ``Func.__call__`` does."""
+        caller = self._callers.get(export)
+        if caller is None:
+            ty = func.type(self.store)
+            kinds = [*_types(ty.params), *_types(ty.results)]
+            if len(ty.results) > 1 or any(k not in _WASM_AS_SQL for k in kinds):
+                return func(self.store, *args)
+            ticks = max(1, int(self.limits.timeout_seconds / EPOCH_TICK_SECONDS))
+            caller = make_call(
+                self.store,
+                func,
+                [_WASM_AS_SQL[k] for k in _types(ty.params)],
+                _WASM_AS_SQL[_types(ty.results)[0]] if ty.results else None,
+                self.limits.fuel,
+                ticks,
+            )
+            self._callers[export] = caller
+        try:
+            return caller(args)
+        except (wasmtime.Trap, wasmtime.WasmtimeError):
+            # A host function's own exception (a ProcedureError, say) reached
+            # wasmtime-py's trampoline, which stored it and trapped; raise it.
+            maybe_raise_last_exn()
             raise
 
     def raw_call(self, export: str, sig: Signature) -> FastCall:
@@ -334,7 +377,7 @@ class BasicInstance:
                 wasm_args.extend(self._lower(col.type, value))
             started = time.perf_counter()
             try:
-                result = func(self.store, *wasm_args)
+                result = self._call_export(export, func, wasm_args)
             finally:
                 ctx.wasm_seconds = time.perf_counter() - started
                 ctx.fuel_used = self.limits.fuel - self.store.get_fuel()
@@ -401,19 +444,28 @@ class BasicInstance:
             raise AbiError("the module exports no memory, but a host call needs it")
         return self.memory
 
+    def _span(self) -> tuple[int, int]:
+        """Linear memory's current address and size. Asked afresh for every
+        access: a guest call in between (heliosdb_alloc) may have grown and
+        moved it."""
+        mem = self._mem()
+        ref = ctypes.byref(mem._memory)
+        ctx = self._ctx_ptr
+        address = ctypes.cast(_memory_data(ctx, ref), ctypes.c_void_p).value or 0
+        return address, int(_memory_size(ctx, ref))
+
     def _read(self, ptr: int, length: int, what: str) -> bytes:
         ptr &= 0xFFFFFFFF
         length &= 0xFFFFFFFF
         if length == 0:
             return b""
-        mem = self._mem()
-        size = mem.data_len(self.store)
+        address, size = self._span()
         if ptr + length > size:
             raise AbiError(
                 f"{what}: buffer at {ptr:#x} of {length} bytes is outside "
                 f"linear memory ({size} bytes)"
             )
-        return bytes(mem.read(self.store, ptr, ptr + length))
+        return ctypes.string_at(address + ptr, length)
 
     def _text(self, ptr: int, length: int, what: str) -> str:
         try:
@@ -423,13 +475,43 @@ class BasicInstance:
 
     def _write(self, ptr: int, data: bytes, what: str) -> None:
         ptr &= 0xFFFFFFFF
-        mem = self._mem()
-        size = mem.data_len(self.store)
+        address, size = self._span()
         if ptr + len(data) > size:
             raise AbiError(
                 f"{what}: {len(data)} bytes at {ptr:#x} are outside linear memory ({size} bytes)"
             )
-        mem.write(self.store, data, ptr)
+        ctypes.memmove(address + ptr, data, len(data))
+
+    def _alloc(self, size: int) -> Any:
+        """heliosdb_alloc(size, 1), called from inside a host function.
+
+        The fast caller re-arms fuel and the deadline for a whole call; this
+        is a call within the guest's call, so the guest's remaining fuel and
+        deadline are put back, minus what the allocator used.
+        """
+        assert self.alloc is not None
+        if self._alloc_call is None:
+            ticks = max(1, int(self.limits.timeout_seconds / EPOCH_TICK_SECONDS))
+            self._alloc_call = make_call(
+                self.store,
+                self.alloc,
+                [SqlType.INTEGER, SqlType.INTEGER],
+                SqlType.INTEGER,
+                self.limits.fuel,
+                ticks,
+            )
+        left = self.store.get_fuel()
+        try:
+            return self._alloc_call([size, 1])
+        except (wasmtime.Trap, wasmtime.WasmtimeError):
+            maybe_raise_last_exn()
+            raise
+        finally:
+            used = self.limits.fuel - self.store.get_fuel()
+            self.store.set_fuel(max(0, left - used))
+            ctx = self.ctx
+            remaining = (ctx.deadline - time.monotonic()) if ctx is not None else 0.0
+            self.store.set_epoch_deadline(max(1, int(remaining / EPOCH_TICK_SECONDS)))
 
     def _give(self, data: bytes) -> tuple[int, int]:
         """Copy ``data`` into a guest-owned buffer from heliosdb_alloc."""
@@ -437,7 +519,7 @@ class BasicInstance:
             return (0, 0)
         if self.alloc is None:
             raise AbiError("the module must export heliosdb_alloc for this call")
-        ptr = self.alloc(self.store, len(data), 1)
+        ptr = self._alloc(len(data))
         if not isinstance(ptr, int) or ptr == 0:
             raise ResourceLimitExceeded(
                 f"heliosdb_alloc could not allocate {len(data)} bytes", limit="memory"

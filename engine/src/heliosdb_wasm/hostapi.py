@@ -181,12 +181,15 @@ class CallContext:
         # A nested call starts while its caller's statement is running under
         # the caller's policy; the callee's own bookkeeping is the host's.
         self._outer_policy, s.policy = s.policy, None
-        name = s.savepoint_name("call")
-        try:
-            s.run(f"SAVEPOINT {name}")
-            self._call_savepoint = name
-        except apsw.BusyError:
-            self.read_only = True
+        if self.capabilities.can_write():
+            name = s.savepoint_name("call")
+            try:
+                s.run(f"SAVEPOINT {name}")
+                self._call_savepoint = name
+            except apsw.BusyError:
+                self.read_only = True
+        # else: a procedure that may not write needs no savepoint to undo
+        # its writes (a nested procedure that may write opens its own).
         s.depth += 1
         return self
 

@@ -166,6 +166,10 @@ class Capabilities:
             return f"network:{target.lower()}" in self.grants
         return f"{kind}:{target}" in self.grants
 
+    def can_write(self) -> bool:
+        """Whether any grant lets the procedure change the database."""
+        return any(g.startswith(("write:", "ddl:")) or g == "transaction" for g in self.grants)
+
     def targets(self, kind: str) -> list[str]:
         prefix = kind + ":"
         return sorted(g[len(prefix) :] for g in self.grants if g.startswith(prefix))

@@ -4,8 +4,9 @@ A CallContext exists for the duration of one procedure call. Both ABI loaders
 translate their guest's imports into calls on it, so query/execute/log/
 transactions/now behave identically for core modules and components.
 
-Every call runs inside a savepoint of the caller's transaction, so a failed
-call rolls back exactly what it wrote. When the caller is itself a writing
+Every call of a procedure that may write runs inside a savepoint of the
+caller's transaction, so a failed call rolls back exactly what it wrote (one
+that may not write needs none). When the caller is itself a writing
 statement (``UPDATE t SET x = proc(y)``) SQLite cannot open a savepoint; the
 call then runs read-only and the statement's own rollback covers it.
 """

@@ -1,15 +1,21 @@
 """The fast call path (fastcall.py) gives exactly the answers and errors of
-the general path; every check runs on both."""
+the general path; every check runs on both, and on each way SQL reaches it:
+the C function SQLite calls directly (``native``: fastcall.make_scalar), the
+Python closure over the C caller (``closure``), the ctypes caller (``raw``:
+HELIOSDB_WASM_NATIVE=0) and the general path (``general``)."""
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 import heliosdb_wasm as h
 from conftest import TEST_LIMITS, b64, wasm_of
+from heliosdb_wasm import fastcall
 from heliosdb_wasm.invoke import Runner
 
 PROCEDURES = {
@@ -20,11 +26,26 @@ PROCEDURES = {
     "is_positive": "(a BIGINT) RETURNS BOOLEAN",
     "identity_f64": "(a DOUBLE) RETURNS DOUBLE",
 }
+MODES = ["native", "closure", "raw", "general"]
+NUMERIC = b64(wasm_of("numeric"))
+LIMITS = b64(wasm_of("limits"))
+
+# name -> the C functions fastcall.make_scalar made for it, oldest first.
+Scalars = dict[str, list[Any]]
 
 
-@pytest.fixture(params=["fast", "general"])
-def db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[h.Database]:
-    if request.param == "general":
+@pytest.fixture
+def scalars() -> Scalars:
+    return {}
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, scalars: Scalars) -> str:
+    mode: str = request.param
+    if mode == "native" and fastcall._native is None:
+        pytest.skip("heliosdb_wasm._native is not built")
+    monkeypatch.setenv("HELIOSDB_WASM_NATIVE", "0" if mode == "raw" else "1")
+    if mode == "general":
         original = Runner.__init__
 
         def general_only(self: Runner, *args: object) -> None:
@@ -32,22 +53,43 @@ def db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Itera
             self._fast = False
 
         monkeypatch.setattr(Runner, "__init__", general_only)
+    make = fastcall.make_scalar
+
+    def spy(name: str, *args: Any) -> Callable[..., Any] | None:
+        made = None if mode == "closure" else make(name, *args)
+        if made is not None:
+            scalars.setdefault(name.lower(), []).append(made)
+        return made
+
+    monkeypatch.setattr(fastcall, "make_scalar", spy)
+    return mode
+
+
+@pytest.fixture
+def db(mode: str, scalars: Scalars) -> Iterator[h.Database]:
     with h.Database.open(":memory:", limits=TEST_LIMITS) as database:
         for name, sig in PROCEDURES.items():
+            database.execute(f"CREATE PROCEDURE {name}{sig} LANGUAGE wasm AS $wasm${NUMERIC}$wasm$")
+        for export in ("spin", "div_zero"):
+            params = "(n BIGINT)" if export == "div_zero" else "()"
             database.execute(
-                f"CREATE PROCEDURE {name}{sig} LANGUAGE wasm"
-                f" AS $wasm${b64(wasm_of('numeric'))}$wasm$"
+                f"CREATE PROCEDURE {export}{params} RETURNS BIGINT LANGUAGE wasm"
+                f" AS $wasm${LIMITS}$wasm$"
             )
         database.execute(
-            "CREATE PROCEDURE spin() RETURNS BIGINT LANGUAGE wasm"
-            f" AS $wasm${b64(wasm_of('limits'))}$wasm$"
+            "CREATE PROCEDURE nullable(a BIGINT) RETURNS BIGINT LANGUAGE wasm"
+            f" CALLED ON NULL INPUT USING EXPORT 'identity_i64' AS $wasm${NUMERIC}$wasm$"
         )
         database.execute(
-            "CREATE PROCEDURE nullable(a BIGINT) RETURNS BIGINT LANGUAGE wasm"
-            " CALLED ON NULL INPUT USING EXPORT 'identity_i64'"
-            f" AS $wasm${b64(wasm_of('numeric'))}$wasm$"
+            "CREATE PROCEDURE bool_add(a BOOLEAN, b INTEGER) RETURNS INTEGER LANGUAGE wasm"
+            f" USING EXPORT 'add_i32' AS $wasm${NUMERIC}$wasm$"
         )
-        assert database._runner("add_i64")._fast is (request.param == "fast")
+        database.execute(
+            "CREATE PROCEDURE nullable_f(a DOUBLE) RETURNS DOUBLE LANGUAGE wasm"
+            f" CALLED ON NULL INPUT USING EXPORT 'identity_f64' AS $wasm${NUMERIC}$wasm$"
+        )
+        assert database._runner("add_i64")._fast is (mode != "general")
+        assert bool(scalars) is (mode in ("native", "general"))
         yield database
 
 
@@ -68,12 +110,42 @@ def test_numbers_round_trip_exactly(db: h.Database) -> None:
 def test_nulls_and_bad_arguments(db: h.Database) -> None:
     assert db.execute("SELECT add_i64(NULL, 1)").scalar() is None
     assert db.execute("SELECT nullable(NULL)").scalar() == 0  # NULL arrives as 0
-    with pytest.raises(h.InvalidArgument, match="out of range"):
+    assert db.execute("SELECT nullable_f(NULL)").scalar() == 0.0
+    with pytest.raises(h.InvalidArgument, match="out of range") as err:
         db.execute("SELECT add_i32(?, 1)", [2**40])
-    with pytest.raises(h.InvalidArgument, match="expected BIGINT"):
+    assert (err.value.procedure, err.value.version) == ("add_i32", 1)
+    with pytest.raises(h.InvalidArgument, match="out of range"):
+        db.execute("SELECT add_i32(?, 1)", [2**31])
+    assert db.execute("SELECT add_i32(?, 0)", [-(2**31)]).scalar() == -(2**31)
+    with pytest.raises(h.InvalidArgument, match="expected BIGINT") as err:
         db.execute("SELECT add_i64('forty', 2)")
+    assert err.value.procedure == "add_i64"
+    with pytest.raises(h.InvalidArgument, match="expected BIGINT"):
+        db.execute("SELECT add_i64(1, x'00')")
+    with pytest.raises(h.InvalidArgument, match="expected BIGINT, got REAL"):
+        db.execute("SELECT add_i64(1.5, 2)")
+    with pytest.raises(h.InvalidArgument, match="expected DOUBLE"):
+        db.execute("SELECT mul_f64(2.0, 'x')")
     with pytest.raises(h.InvalidArgument, match="takes 2 argument"):
         db.call("add_i64", 1)
+    # The arguments are checked in order: a NULL before a bad one wins.
+    assert db.execute("SELECT add_i64(NULL, 'forty')").scalar() is None
+    with pytest.raises(h.InvalidArgument, match="expected BIGINT"):
+        db.execute("SELECT add_i64('forty', NULL)")
+
+
+def test_numbers_convert_as_coerce_does(db: h.Database) -> None:
+    assert db.execute("SELECT mul_f64(3, 2)").scalar() == 6.0  # ints are fine floats
+    assert db.execute("SELECT mul_f64(?, 1.0)", [2**53 + 1]).scalar() == float(2**53 + 1)
+    assert db.execute("SELECT half_f32(3)").scalar() == 1.5
+    assert db.execute("SELECT half_f32(0.1)").scalar() == 0.05000000074505806
+    assert db.execute("SELECT bool_add(7, 1), bool_add(0, 1), bool_add(-1, 0)").rows == [(2, 1, 1)]
+    with pytest.raises(h.InvalidArgument, match="expected BOOLEAN"):
+        db.execute("SELECT bool_add(0.5, 1)")
+    assert db.execute("SELECT add_i64(?, ?)", [True, 2]).scalar() == 3
+    assert db.call("add_i64", True, 2) == 3
+    assert db.call("is_positive", 5) is True  # CALL keeps the BOOLEAN a bool
+    assert db.execute("SELECT identity_f64(?)", [math.inf]).scalar() == math.inf
 
 
 def test_limits_and_traps_then_the_next_call_works(db: h.Database) -> None:
@@ -83,3 +155,98 @@ def test_limits_and_traps_then_the_next_call_works(db: h.Database) -> None:
     assert db.execute("SELECT add_i64(40, 2)").scalar() == 42
     (metrics,) = db.metrics("spin").values()
     assert (metrics.calls, metrics.errors) == (1, 1)
+
+
+def test_a_trap_mid_statement_then_a_fresh_instance(
+    db: h.Database, mode: str, scalars: Scalars
+) -> None:
+    db.execute("CREATE TABLE t(n INTEGER, o INTEGER)")
+    db.execute("INSERT INTO t VALUES (1, 1), (50, 2), (0, 3), (4, 4)")
+    held: list[Any] = []
+    for _ in range(2):
+        with pytest.raises(h.ProcedureTrap, match="divide by zero") as err:
+            db.execute("SELECT div_zero(n) FROM t ORDER BY o")
+        assert (err.value.procedure, err.value.version) == ("div_zero", 1)
+        assert not isinstance(err.value.__cause__, Exception)
+        if mode == "native":
+            (scalar,) = scalars["div_zero"]
+            assert scalar.instance is None  # the trapped instance was let go
+        assert db.execute("SELECT sum(div_zero(n)) FROM t WHERE n > 0").scalar() == 127
+        if mode == "native":
+            assert scalar.instance is not None and scalar.instance not in held
+            held.append(scalar.instance)
+        elif mode == "general":
+            assert all(s.python_only for s in scalars["div_zero"])
+    for instance in held[:-1]:
+        assert instance.poisoned
+    m = db.metrics("div_zero")[1]
+    assert (m.calls, m.errors, m.error_codes) == (12, 2, {"trap": 2})
+    assert sum(m.histogram.values()) == 12
+
+
+def test_an_endless_loop_times_out_in_sql(mode: str) -> None:
+    """The C function releases the GIL around the guest: the epoch ticker runs."""
+    limits = h.Limits(timeout_seconds=0.2, fuel=2**62)
+    with h.Database.open(":memory:", limits=limits) as db:
+        db.execute(f"CREATE PROCEDURE spin() RETURNS BIGINT LANGUAGE wasm AS $wasm${LIMITS}$wasm$")
+        for _ in range(2):
+            with pytest.raises(h.ResourceLimitExceeded) as err:
+                db.execute("SELECT spin()")
+            assert err.value.limit == "timeout"
+        assert db.metrics("spin")[1].errors == 2
+
+
+def test_every_row_is_counted(db: h.Database) -> None:
+    db.execute("CREATE TABLE t(x INTEGER)")
+    db.execute(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 500)"
+        " INSERT INTO t SELECT x FROM n"
+    )
+    assert db.execute("SELECT sum(add_i64(x, 1)) FROM t").scalar() == 125250 + 500
+    m = db.metrics("add_i64")[1]
+    assert (m.calls, m.errors, sum(m.histogram.values())) == (500, 0, 500)
+    assert 0 < m.total_seconds < 5
+    # Inside a transaction nothing is flushed, and the pending counts still show.
+    db.execute("BEGIN")
+    db.execute("SELECT add_i64(x, NULL) FROM t")  # NULL in, NULL out: no call
+    db.execute("SELECT add_i64(x, x) FROM t WHERE x <= 100")
+    assert db.metrics("add_i64")[1].calls == 600
+    db.execute("COMMIT")
+    assert db.metrics("add_i64")[1].calls == 600
+    assert db.session.telemetry.pending_calls == 0  # all of it persisted
+
+
+def test_replace_alter_and_drop_while_bound(db: h.Database, mode: str, scalars: Scalars) -> None:
+    assert db.execute("SELECT add_i64(6, 7)").scalar() == 13
+    db.execute(
+        "CREATE OR REPLACE PROCEDURE add_i64(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm"
+        f" USING EXPORT 'mul_i64' AS $wasm${NUMERIC}$wasm$"
+    )
+    assert db.execute("SELECT add_i64(6, 7)").scalar() == 42
+    db.execute("ALTER PROCEDURE add_i64 USE VERSION 1")
+    assert db.execute("SELECT add_i64(6, 7)").scalar() == 13
+    db.execute("ALTER PROCEDURE add_i64 USE VERSION 2")
+    assert db.execute("SELECT add_i64(6, 7), add_i64(2, 2)").rows == [(42, 4)]
+    assert db.call("add_i64", 6, 7) == 42
+    metrics = db.metrics("add_i64")
+    assert (metrics[1].calls, metrics[2].calls) == (2, 3 + 1)
+    made = scalars.get("add_i64", [])
+    if mode in ("native", "general"):
+        assert len(made) == 4  # one per binding
+        gc.collect()
+        # An unbound one calls nothing stale: it takes the current version's
+        # Python path (SQLite re-prepares statements, so this is belt and braces).
+        old = made[0]
+        assert old(6, 7) == 42 and old.instance is None
+        assert made[-1].instance is not None or mode == "general"
+    db.execute("DROP PROCEDURE add_i64")
+    with pytest.raises(h.SqlError, match="no such function"):
+        db.execute("SELECT add_i64(6, 7)")
+    gc.collect()
+    db.metrics("mul_f64")  # collects: the dropped function's tallies are let go
+    assert len(db.session.telemetry.collectors) <= len(PROCEDURES) + 4
+    db.execute(
+        "CREATE PROCEDURE add_i64(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm"
+        f" AS $wasm${NUMERIC}$wasm$"
+    )
+    assert db.execute("SELECT add_i64(6, 7)").scalar() == 13

@@ -18,7 +18,7 @@ import wasmtime
 
 import heliosdb_wasm as h
 from conftest import TEST_LIMITS, b64, wasm_of
-from heliosdb_wasm import fastcall
+from heliosdb_wasm import fastcall, telemetry
 from heliosdb_wasm.runtime import EPOCH_TICK_SECONDS, Runtime, translate_trap
 from heliosdb_wasm.values import SqlType as T
 
@@ -328,3 +328,149 @@ def test_the_engine_gives_the_same_answers(db: h.Database) -> None:
         db.execute("SELECT div_zero(0)")
     assert err.value.procedure == "div_zero"
     assert db.execute("SELECT div_zero(5)").scalar() == 20
+
+
+# -- the SQL function SQLite calls directly (_native.Scalar) ----------------------
+
+
+@needs_native
+def test_the_tally_buckets_as_telemetry_does() -> None:
+    assert fastcall._native is not None
+    tally = fastcall._native.Tally(
+        telemetry._BASE_SECONDS, telemetry._BUCKETS_PER_OCTAVE, telemetry._NUM_BUCKETS
+    )
+    expected = telemetry.Metrics()
+    samples = [0.0, 1e-9, 1e-6, 1.0000001e-6, 2e-6, 2.3784e-6, 1e-3, 0.5, 3.0, 1e4, 1e9]
+    samples += [1e-6 * 2 ** (i / 4) for i in range(125)]
+    samples += [1e-6 * 2 ** (i / 4) * (1 + 1e-12) for i in range(125)]
+    for s in samples:
+        tally.count(s)
+        expected.count(s, None)
+    calls, seconds, histogram = tally.drain()
+    assert (calls, histogram) == (expected.calls, expected.histogram)
+    assert seconds == pytest.approx(expected.total_seconds)
+    assert tally.drain() == (0, 0.0, {})
+    assert tally.attached is False
+
+
+@needs_native
+def test_scalar_hooks(runtime: Runtime) -> None:
+    """acquire() None -> slow for every call; a bad acquire() is a TypeError;
+    an on_fault that returns is a SystemError; release() hands back the
+    instance."""
+    native = fastcall._native
+    assert native is not None
+    store = wasmtime.Store(runtime.engine)
+    store.set_fuel(10_000)
+    module = wasmtime.Module(runtime.engine, wasm_of("limits"))
+    func = wasmtime.Instance(store, module, []).exports(store)["div_zero"]
+    call = fastcall.NativeCall(store, func, [T.BIGINT], T.BIGINT, 10_000, 400)
+
+    tally = native.Tally(1e-6, 4, 120)
+
+    def scalar(
+        acquire: Callable[[], Any], slow: Callable[..., Any] = lambda *a: ("slow", a)
+    ) -> Any:
+        return native.Scalar(b"\x01", 1, False, acquire, slow, native.Tally(1e-6, 4, 120))
+
+    assert scalar(print)(None) is None  # NULL: nothing acquired, nothing called
+    assert scalar(print)("x") == ("slow", ("x",))  # an unusual value: the Python path
+    declined = scalar(lambda: None)
+    assert declined(5) == ("slow", (5,)) and declined.python_only
+    assert declined(None) == ("slow", (None,))  # from now on all of it
+    assert declined(1, 2) == ("slow", (1, 2))  # any other arity: the Python path
+
+    for bad in [(1, 2), ("owner", "instance", object(), print), ("o", "i", call.caller, 3)]:
+        with pytest.raises(TypeError):
+            scalar(lambda bad=bad: bad)(5)
+    other = fastcall.NativeCall(store, func, [T.DOUBLE], T.BIGINT, 10_000, 400)
+    with pytest.raises(TypeError, match="signature"):
+        scalar(lambda: ("o", "i", other.caller, print))(5)
+
+    faults: list[tuple[Any, ...]] = []
+
+    def on_fault(instance: Any, error: int, trap: int, seconds: float) -> None:
+        faults.append((instance, error, trap, seconds))
+        fastcall.fault_exception(error, trap)  # takes ownership
+
+    owners = {"div_zero": "owner"}
+    s = native.Scalar(
+        b"\x01",
+        1,
+        False,
+        lambda: ("owner", "instance", call.caller, on_fault),
+        lambda *a: ("slow", a),
+        tally,
+        owners,
+        "div_zero",
+    )
+    assert tally.attached
+    with pytest.raises(ValueError, match="another Scalar"):
+        native.Scalar(b"\x01", 1, False, print, print, tally)
+    assert s(5) == 20 and s.instance == "instance"
+    with pytest.raises(SystemError, match="returned instead of raising"):
+        s(0)
+    ((instance, error, trap, seconds),) = faults
+    assert instance == "instance" and error == 0 and trap != 0 and 0 <= seconds < 1
+    assert s.instance is None
+    assert s(4) == 25 and s.instance == "instance"  # acquired again
+    assert s.release() == "instance" and s.instance is None
+    assert s.release() is None
+    assert s(4) == 25
+    owners["div_zero"] = "a newer owner"  # the instance is no longer current's
+    with pytest.raises(SystemError):  # re-acquired: this acquire still says "owner"
+        s(0)
+    calls, _, histogram = tally.drain()
+    assert calls == 3 and sum(histogram.values()) == 3
+    del s
+    gc.collect()
+    assert not tally.attached
+
+
+def test_sql_calls_the_c_function_directly(db: h.Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the native path SQLite never enters Runner.call for ordinary
+    rows; without it, every row goes through it."""
+    from heliosdb_wasm.invoke import Runner
+
+    entered: list[int] = []
+    original = Runner.call
+
+    def counting(self: Runner, args: Any) -> Any:
+        entered.append(1)
+        return original(self, args)
+
+    monkeypatch.setattr(Runner, "call", counting)
+    db.execute("CREATE TABLE t(x INTEGER)")
+    db.execute(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 300)"
+        " INSERT INTO t SELECT x FROM n"
+    )
+    assert db.execute("SELECT sum(add_i64(x, 1)) FROM t").scalar() == 45150 + 300
+    native = os.environ["HELIOSDB_WASM_NATIVE"] == "1"
+    assert len(entered) == (0 if native else 300)
+    entered.clear()
+    with pytest.raises(h.InvalidArgument):  # the unusual value: the Python path
+        db.execute("SELECT add_i64(x, 'one') FROM t")
+    assert len(entered) == 1
+    assert db.metrics("add_i64")[1].calls == 301  # the failed check counts
+    runner = db._runner("add_i64")
+    # The SQL function holds one instance while bound; CALL uses the pool.
+    assert runner.idle_instances() == (0 if native else 1)
+    assert db.call("add_i64", 1, 2) == 3
+    assert runner.idle_instances() == 1
+
+
+def test_dropping_releases_the_held_instance(db: h.Database) -> None:
+    assert db.execute("SELECT add_i64(1, 2)").scalar() == 3
+    t = db.session.telemetry
+    native = os.environ["HELIOSDB_WASM_NATIVE"] == "1"
+    assert len(t.collectors) == (1 if native else 0)
+    instances = {id(i) for r in db._runners.values() for i in r._idle}
+    db.execute("DROP PROCEDURE add_i64")
+    gc.collect()
+    t.collect()
+    assert t.collectors == []  # the function was freed, its tally folded and let go
+    db._flush_telemetry(force=True)
+    persisted = telemetry.read_metrics(db.conn, "add_i64", 1)
+    assert persisted is not None and persisted.calls == 1
+    assert not instances & {id(i) for r in db._runners.values() for i in r._idle}

@@ -23,10 +23,18 @@
  * wasmtime_error_t* and wasm_trap_t* as integers (0 when absent), for Python
  * to wrap with wasmtime.WasmtimeError._from_ptr / wasmtime.Trap._from_ptr,
  * which take ownership. A Fault that is never wrapped leaks them.
+ *
+ * Scalar is a procedure as SQLite calls it (apsw's create_scalar_function):
+ * the SQL values of one row in, the SQL value out, with the argument checks,
+ * NULL handling, instance handling and metrics of invoke.Runner._call_fast
+ * done in C for the common case. Everything else goes back to Python through
+ * hooks (see the Scalar docstring); Tally holds its metrics until Python folds
+ * them into telemetry.Metrics.
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -359,6 +367,36 @@ address(PyObject *obj, const char *what)
     return p;
 }
 
+/* The parameter and result kinds of a signature, checked (Caller and Scalar). */
+static int
+check_kinds(const char *kinds, Py_ssize_t nkinds, int result)
+{
+    for (Py_ssize_t i = 0; i < nkinds; i++) {
+        if ((unsigned char)kinds[i] > K_BOOL) {
+            PyErr_Format(PyExc_ValueError, "bad parameter kind %d", (unsigned char)kinds[i]);
+            return -1;
+        }
+    }
+    if (result < K_NONE || result > K_BOOL) {
+        PyErr_Format(PyExc_ValueError, "bad result kind %d", result);
+        return -1;
+    }
+    return 0;
+}
+
+/* A PyMem copy of the kinds (never a zero-size block), or NULL with MemoryError. */
+static unsigned char *
+copy_kinds(const char *kinds, Py_ssize_t nkinds)
+{
+    unsigned char *copy = PyMem_Malloc(nkinds ? (size_t)nkinds : 1);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memcpy(copy, kinds, (size_t)nkinds);
+    return copy;
+}
+
 static PyObject *
 Caller_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -374,16 +412,8 @@ Caller_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
                                      &func_o, &call_o, &fuel_fn_o, &deadline_fn_o, &kinds,
                                      &nkinds, &result, &fuel, &ticks, &keepalive))
         return NULL;
-    for (Py_ssize_t i = 0; i < nkinds; i++) {
-        if ((unsigned char)kinds[i] > K_BOOL) {
-            PyErr_Format(PyExc_ValueError, "bad parameter kind %d", (unsigned char)kinds[i]);
-            return NULL;
-        }
-    }
-    if (result < K_NONE || result > K_BOOL) {
-        PyErr_Format(PyExc_ValueError, "bad result kind %d", result);
+    if (check_kinds(kinds, nkinds, result) < 0)
         return NULL;
-    }
     void *ctx = address(ctx_o, "ctx_addr");
     if (ctx == NULL)
         return NULL;
@@ -403,12 +433,10 @@ Caller_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     CallerObject *self = (CallerObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    self->kinds = PyMem_Malloc(nkinds ? (size_t)nkinds : 1);
-    if (self->kinds == NULL) {
+    if ((self->kinds = copy_kinds(kinds, nkinds)) == NULL) {
         Py_DECREF(self);
-        return PyErr_NoMemory();
+        return NULL;
     }
-    memcpy(self->kinds, kinds, (size_t)nkinds);
     self->vectorcall = Caller_vectorcall;
     self->ctx = ctx;
     self->func = *func; /* a value: copied, so the ctypes struct may go */
@@ -474,12 +502,549 @@ static PyTypeObject CallerType = {
     .tp_methods = Caller_methods,
 };
 
+/* ---- Tally: the metrics of a Scalar's calls, until Python folds them ---- */
+
+typedef struct {
+    PyObject_HEAD
+    uint64_t calls;
+    double seconds;
+    double base;       /* telemetry._BASE_SECONDS */
+    double per_octave; /* telemetry._BUCKETS_PER_OCTAVE */
+    Py_ssize_t nbuckets;
+    uint64_t *histogram;
+    int attached;      /* a Scalar still counts into it */
+} TallyObject;
+
+/* telemetry.bucket_of, with the same floating-point steps. */
+static inline Py_ssize_t
+bucket_of(TallyObject *t, double seconds)
+{
+    if (!(seconds > t->base))
+        return 0;
+    double index = log2(seconds / t->base) * t->per_octave;
+    if (!(index < (double)(t->nbuckets - 1)))
+        return t->nbuckets - 1;
+    Py_ssize_t b = (Py_ssize_t)index + 1;
+    return b < t->nbuckets ? b : t->nbuckets - 1;
+}
+
+static inline void
+tally_count(TallyObject *t, double seconds)
+{
+    t->calls++;
+    t->seconds += seconds;
+    t->histogram[bucket_of(t, seconds)]++;
+}
+
+static PyObject *
+Tally_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"base_seconds", "per_octave", "buckets", NULL};
+    double base, per_octave;
+    Py_ssize_t n;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ddn:Tally", kwlist, &base, &per_octave, &n))
+        return NULL;
+    if (!(base > 0) || !(per_octave > 0) || n < 1 || n > 1 << 20) {
+        PyErr_SetString(PyExc_ValueError, "bad histogram shape");
+        return NULL;
+    }
+    TallyObject *self = (TallyObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->histogram = PyMem_Calloc((size_t)n, sizeof(uint64_t));
+    if (self->histogram == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->base = base;
+    self->per_octave = per_octave;
+    self->nbuckets = n;
+    return (PyObject *)self;
+}
+
+static void
+Tally_dealloc(TallyObject *self)
+{
+    PyMem_Free(self->histogram);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* drain() -> (calls, seconds, {bucket: calls}), and start again from zero. */
+static PyObject *
+Tally_drain(TallyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *histogram = PyDict_New();
+    if (histogram == NULL)
+        return NULL;
+    for (Py_ssize_t b = 0; b < self->nbuckets && self->calls; b++) {
+        if (!self->histogram[b])
+            continue;
+        PyObject *key = PyLong_FromSsize_t(b);
+        PyObject *value = PyLong_FromUnsignedLongLong(self->histogram[b]);
+        if (key == NULL || value == NULL || PyDict_SetItem(histogram, key, value) < 0) {
+            Py_XDECREF(key);
+            Py_XDECREF(value);
+            Py_DECREF(histogram);
+            return NULL;
+        }
+        Py_DECREF(key);
+        Py_DECREF(value);
+    }
+    PyObject *out = Py_BuildValue("KdN", (unsigned long long)self->calls, self->seconds,
+                                  histogram);
+    if (out == NULL)
+        return NULL;
+    if (self->calls)
+        memset(self->histogram, 0, (size_t)self->nbuckets * sizeof(uint64_t));
+    self->calls = 0;
+    self->seconds = 0.0;
+    return out;
+}
+
+/* count(seconds): count one call, as a Scalar does (for tests). */
+static PyObject *
+Tally_count(TallyObject *self, PyObject *arg)
+{
+    double seconds = PyFloat_AsDouble(arg);
+    if (seconds == -1.0 && PyErr_Occurred())
+        return NULL;
+    tally_count(self, seconds);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Tally_get_attached(TallyObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->attached);
+}
+
+static PyMethodDef Tally_methods[] = {
+    {"drain", (PyCFunction)Tally_drain, METH_NOARGS,
+     "drain() -> (calls, seconds, {bucket: calls}): what was counted since the last drain."},
+    {"count", (PyCFunction)Tally_count, METH_O, "count(seconds): count one successful call."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Tally_getset[] = {
+    {"attached", (getter)Tally_get_attached, NULL,
+     "True while a Scalar may still count into this tally.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject TallyType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "heliosdb_wasm._native.Tally",
+    .tp_doc = PyDoc_STR(
+        "Tally(base_seconds, per_octave, buckets)\n\n"
+        "Successful calls of a Scalar: their number, total seconds and latency\n"
+        "histogram (telemetry.bucket_of's buckets), until drained."),
+    .tp_basicsize = sizeof(TallyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = Tally_new,
+    .tp_dealloc = (destructor)Tally_dealloc,
+    .tp_methods = Tally_methods,
+    .tp_getset = Tally_getset,
+};
+
+/* ---- Scalar: a procedure as SQLite calls it ---- */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    unsigned char *kinds; /* one per parameter */
+    Py_ssize_t nparams;
+    int result;           /* K_* or K_NONE */
+    int null_call;        /* CALLED ON NULL INPUT: NULL arrives as zero */
+    int busy;             /* a call is running (the GIL may be released) */
+    int python_only;      /* acquire() said no: every call goes to `slow` */
+    size_t len;           /* slots: max(1, nparams) */
+    PyObject *acquire;    /* acquire() -> (owner, instance, Caller, on_fault) | None */
+    PyObject *slow;       /* slow(*args) -> the SQL result, the Python path */
+    TallyObject *tally;
+    PyObject *owners;     /* a dict, or NULL: the instance is used only while */
+    PyObject *key;        /* owners[key] is its owner (the version is current) */
+    /* The instance held while bound, its owner, Caller and fault hook; all
+     * NULL when there is none yet, the last one faulted or went stale. */
+    PyObject *owner;
+    PyObject *instance;
+    CallerObject *caller;
+    PyObject *on_fault;   /* on_fault(instance, error_addr, trap_addr, seconds) raises */
+} ScalarObject;
+
+static inline int64_t
+now_ns(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyTime_t t;
+    (void)PyTime_PerfCounterRaw(&t);
+    return (int64_t)t;
+#else
+    return (int64_t)_PyTime_GetPerfCounter();
+#endif
+}
+
+/* Let go of the instance held (discarded: it is not handed back). */
+static void
+Scalar_drop(ScalarObject *self)
+{
+    Py_CLEAR(self->owner);
+    Py_CLEAR(self->instance);
+    Py_CLEAR(self->caller);
+    Py_CLEAR(self->on_fault);
+}
+
+static int
+Scalar_acquire(ScalarObject *self)
+{
+    PyObject *got = PyObject_CallNoArgs(self->acquire);
+    if (got == NULL)
+        return -1;
+    if (got == Py_None) {
+        Py_DECREF(got);
+        self->python_only = 1;
+        return 0;
+    }
+    if (!PyTuple_CheckExact(got) || PyTuple_GET_SIZE(got) != 4 ||
+        !PyObject_TypeCheck(PyTuple_GET_ITEM(got, 2), &CallerType) ||
+        !PyCallable_Check(PyTuple_GET_ITEM(got, 3))) {
+        Py_DECREF(got);
+        PyErr_SetString(PyExc_TypeError,
+                        "acquire() must return None or (owner, instance, Caller, on_fault)");
+        return -1;
+    }
+    CallerObject *caller = (CallerObject *)PyTuple_GET_ITEM(got, 2);
+    if (caller->nparams != self->nparams || caller->result != self->result ||
+        (self->nparams && memcmp(caller->kinds, self->kinds, (size_t)self->nparams) != 0)) {
+        Py_DECREF(got);
+        PyErr_SetString(PyExc_TypeError, "the Caller's signature differs from the Scalar's");
+        return -1;
+    }
+    Scalar_drop(self);
+    self->owner = Py_NewRef(PyTuple_GET_ITEM(got, 0));
+    self->instance = Py_NewRef(PyTuple_GET_ITEM(got, 1));
+    self->caller = (CallerObject *)Py_NewRef((PyObject *)caller);
+    self->on_fault = Py_NewRef(PyTuple_GET_ITEM(got, 3));
+    Py_DECREF(got);
+    return 0;
+}
+
+/* The wasm call failed: hand the instance, the error and the time to Python,
+ * which discards the instance, counts the error and raises the typed one. */
+static PyObject *
+Scalar_fault(ScalarObject *self, void *error, void *trap, double seconds)
+{
+    PyObject *instance = Py_NewRef(self->instance), *on_fault = Py_NewRef(self->on_fault);
+    Scalar_drop(self);
+    PyObject *r = PyObject_CallFunction(on_fault, "OKKd", instance,
+                                        (unsigned long long)(uintptr_t)error,
+                                        (unsigned long long)(uintptr_t)trap, seconds);
+    Py_DECREF(instance);
+    Py_DECREF(on_fault);
+    if (r != NULL) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_SystemError, "on_fault() returned instead of raising");
+    }
+    return NULL;
+}
+
+static PyObject *
+Scalar_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    ScalarObject *self = (ScalarObject *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    /* busy: called again while a call runs (another thread): the Python
+     * path, with an instance of its own from the pool. */
+    if (nargs != self->nparams || self->busy || self->python_only ||
+        (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0))
+        return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
+
+    int64_t started = now_ns();
+    val_raw_t local[LOCAL_SLOTS];
+    val_raw_t *buf = local;
+    if (self->len > LOCAL_SLOTS) {
+        buf = PyMem_Calloc(self->len, sizeof(val_raw_t));
+        if (buf == NULL)
+            return PyErr_NoMemory();
+    }
+    PyObject *out = NULL;
+    /* The checks of Runner._fast_arguments, in its order; a value they would
+     * hand to values.coerce goes to the Python path whole. */
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyObject *v = args[i];
+        val_raw_t *slot = &buf[i];
+        if (v == Py_None) {
+            if (!self->null_call) { /* RETURNS NULL ON NULL INPUT: no call */
+                out = Py_NewRef(Py_None);
+                goto done;
+            }
+            slot->i64 = 0; /* 0, 0.0 and false alike */
+            continue;
+        }
+        switch (self->kinds[i]) {
+        case K_I64:
+        case K_I32: {
+            if (!PyLong_CheckExact(v))
+                goto slow_buf;
+            int overflow;
+            long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (overflow || (x == -1 && PyErr_Occurred())) {
+                PyErr_Clear();
+                goto slow_buf;
+            }
+            if (self->kinds[i] == K_I64) {
+                slot->i64 = x;
+            } else {
+                if (x < INT32_MIN || x > INT32_MAX)
+                    goto slow_buf; /* out of range: coerce says so */
+                slot->i64 = 0;
+                slot->i32 = (int32_t)x;
+            }
+            break;
+        }
+        case K_BOOL:
+            if (!PyLong_CheckExact(v))
+                goto slow_buf;
+            slot->i64 = 0;
+            slot->i32 = PyObject_IsTrue(v);
+            break;
+        case K_F64:
+        case K_F32: {
+            double d;
+            if (PyFloat_CheckExact(v)) {
+                d = PyFloat_AS_DOUBLE(v);
+            } else if (PyLong_CheckExact(v)) {
+                d = PyLong_AsDouble(v); /* float(int) */
+                if (d == -1.0 && PyErr_Occurred()) {
+                    PyErr_Clear();
+                    goto slow_buf;
+                }
+            } else {
+                goto slow_buf;
+            }
+            if (self->kinds[i] == K_F64) {
+                slot->f64 = d;
+            } else {
+                slot->i64 = 0;
+                slot->f32 = (float)d;
+            }
+            break;
+        }
+        default:
+            goto slow_buf;
+        }
+    }
+
+    self->busy = 1; /* from here the GIL may be released */
+    if (self->caller != NULL && self->owners != NULL) {
+        /* Still the current version's? (One lookup of a str key.) */
+        PyObject *current = PyDict_GetItemWithError(self->owners, self->key);
+        if (current != self->owner) {
+            if (current == NULL && PyErr_Occurred()) {
+                self->busy = 0;
+                goto done;
+            }
+            Scalar_drop(self); /* unbound or replaced: acquire again */
+        }
+    }
+    if (self->caller == NULL) {
+        if (Scalar_acquire(self) < 0) {
+            self->busy = 0;
+            goto done;
+        }
+        if (self->python_only) {
+            self->busy = 0;
+            goto slow_buf;
+        }
+    }
+    CallerObject *caller = self->caller;
+    void *trap, *error;
+    Py_BEGIN_ALLOW_THREADS
+    error = call_once(caller, buf, &trap);
+    Py_END_ALLOW_THREADS
+    double seconds = (double)(now_ns() - started) / 1e9;
+    self->busy = 0;
+    if (error != NULL || trap != NULL) {
+        out = Scalar_fault(self, error, trap, seconds);
+        goto done;
+    }
+    tally_count(self->tally, seconds);
+    if (self->result == K_BOOL) /* values.to_sqlite: a boolean is 0 or 1 */
+        out = PyLong_FromLong(buf[0].i32 != 0);
+    else
+        out = from_raw(self->result, &buf[0]);
+done:
+    if (buf != local)
+        PyMem_Free(buf);
+    return out;
+slow_buf:
+    if (buf != local)
+        PyMem_Free(buf);
+    return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
+}
+
+static PyObject *
+Scalar_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"param_kinds", "result_kind", "called_on_null_input", "acquire",
+                             "slow", "tally", "owners", "key", NULL};
+    const char *kinds;
+    Py_ssize_t nkinds;
+    int result, null_call;
+    PyObject *acquire, *slow, *owners = Py_None, *key = Py_None;
+    TallyObject *tally;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y#ipOOO!|OO:Scalar", kwlist, &kinds,
+                                     &nkinds, &result, &null_call, &acquire, &slow, &TallyType,
+                                     &tally, &owners, &key))
+        return NULL;
+    if (owners != Py_None && (!PyDict_Check(owners) || key == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "owners must be a dict, and then key is required");
+        return NULL;
+    }
+    if (check_kinds(kinds, nkinds, result) < 0)
+        return NULL;
+    if (!PyCallable_Check(acquire) || !PyCallable_Check(slow)) {
+        PyErr_SetString(PyExc_TypeError, "acquire and slow must be callable");
+        return NULL;
+    }
+    if (tally->attached) {
+        PyErr_SetString(PyExc_ValueError, "the tally belongs to another Scalar");
+        return NULL;
+    }
+    ScalarObject *self = (ScalarObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    if ((self->kinds = copy_kinds(kinds, nkinds)) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->vectorcall = Scalar_vectorcall;
+    self->nparams = nkinds;
+    self->result = result;
+    self->null_call = null_call;
+    self->len = (size_t)(nkinds > 1 ? nkinds : 1);
+    self->acquire = Py_NewRef(acquire);
+    self->slow = Py_NewRef(slow);
+    self->tally = (TallyObject *)Py_NewRef((PyObject *)tally);
+    tally->attached = 1;
+    if (owners != Py_None) {
+        self->owners = Py_NewRef(owners);
+        self->key = Py_NewRef(key);
+    }
+    return (PyObject *)self;
+}
+
+static int
+Scalar_traverse(ScalarObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->acquire);
+    Py_VISIT(self->slow);
+    Py_VISIT(self->owners);
+    Py_VISIT(self->key);
+    Py_VISIT(self->owner);
+    Py_VISIT(self->instance);
+    Py_VISIT(self->caller);
+    Py_VISIT(self->on_fault);
+    return 0;
+}
+
+static int
+Scalar_clear(ScalarObject *self)
+{
+    Py_CLEAR(self->acquire);
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->owners);
+    Py_CLEAR(self->key);
+    Scalar_drop(self);
+    return 0;
+}
+
+static void
+Scalar_dealloc(ScalarObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Scalar_clear(self);
+    if (self->tally != NULL) {
+        self->tally->attached = 0; /* Python folds what is left, then lets it go */
+        Py_CLEAR(self->tally);
+    }
+    PyMem_Free(self->kinds);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* release() -> the instance it held, or None: it holds none afterwards. */
+static PyObject *
+Scalar_release(ScalarObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "the Scalar is being called");
+        return NULL;
+    }
+    PyObject *instance = self->instance != NULL ? Py_NewRef(self->instance) : Py_NewRef(Py_None);
+    Scalar_drop(self);
+    return instance;
+}
+
+static PyObject *
+Scalar_get_instance(ScalarObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->instance != NULL ? self->instance : Py_None);
+}
+
+static PyObject *
+Scalar_get_python_only(ScalarObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->python_only);
+}
+
+static PyMethodDef Scalar_methods[] = {
+    {"release", (PyCFunction)Scalar_release, METH_NOARGS,
+     "release() -> the instance held (or None); the next call acquires one."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Scalar_getset[] = {
+    {"instance", (getter)Scalar_get_instance, NULL, "The instance held, or None.", NULL},
+    {"python_only", (getter)Scalar_get_python_only, NULL,
+     "True once acquire() returned None: every call goes to slow().", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ScalarType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "heliosdb_wasm._native.Scalar",
+    .tp_doc = PyDoc_STR(
+        "Scalar(param_kinds, result_kind, called_on_null_input, acquire, slow, tally,\n"
+        "       owners=None, key=None)\n\n"
+        "A numeric procedure as SQLite calls it: Scalar(*sql_values) -> sql_value.\n"
+        "Exact ints (in range) and floats are checked and converted in C, NULL\n"
+        "gives NULL (or 0 when called_on_null_input), and the export is called\n"
+        "through the Caller from acquire() (owner, instance, Caller, on_fault),\n"
+        "held until a call fails, or until owners[key] is no longer owner; then\n"
+        "the next call acquires again. A failed call calls on_fault(instance,\n"
+        "error_addr, trap_addr, seconds), which raises. Any other value, and\n"
+        "every call once acquire() returned None, goes to slow(*args).\n"
+        "Successful calls are counted in the tally."),
+    .tp_basicsize = sizeof(ScalarObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = Scalar_new,
+    .tp_dealloc = (destructor)Scalar_dealloc,
+    .tp_traverse = (traverseproc)Scalar_traverse,
+    .tp_clear = (inquiry)Scalar_clear,
+    .tp_vectorcall_offset = offsetof(ScalarObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_methods = Scalar_methods,
+    .tp_getset = Scalar_getset,
+};
+
 static int
 native_exec(PyObject *m)
 {
-    if (PyType_Ready(&CallerType) < 0)
+    if (PyType_Ready(&CallerType) < 0 || PyType_Ready(&TallyType) < 0 ||
+        PyType_Ready(&ScalarType) < 0)
         return -1;
-    if (PyModule_AddObjectRef(m, "Caller", (PyObject *)&CallerType) < 0)
+    if (PyModule_AddObjectRef(m, "Caller", (PyObject *)&CallerType) < 0 ||
+        PyModule_AddObjectRef(m, "Tally", (PyObject *)&TallyType) < 0 ||
+        PyModule_AddObjectRef(m, "Scalar", (PyObject *)&ScalarType) < 0)
         return -1;
     if (Fault == NULL)
         Fault = PyErr_NewExceptionWithDoc(

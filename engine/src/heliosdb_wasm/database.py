@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 import apsw
 import apsw.ext
 
-from . import archive, ddl, policy, telemetry
+from . import archive, ddl, fastcall, policy, telemetry
 from .errors import InvalidArgument, RegistryError, ResourceLimitExceeded, SqlError
 from .hostapi import Session
 from .invoke import LoadedModule, Runner, load
@@ -510,8 +510,40 @@ class Database:
             def scalar(*args: Any) -> Any:
                 return to_sqlite(self._runner(name).call(args))
 
-            self.conn.create_scalar_function(name, scalar, len(sig.params), deterministic=False)
+            # A numeric procedure: SQLite calls C directly (fastcall.make_scalar),
+            # which falls back on `scalar` for anything unusual.
+            function = self._native_scalar(version, scalar) or scalar
+            self.conn.create_scalar_function(name, function, len(sig.params), deterministic=False)
             self._bound[name.lower()] = ("scalar", len(sig.params))
+
+    def _native_scalar(
+        self, version: ProcedureVersion, slow: Callable[..., Any]
+    ) -> Callable[..., Any] | None:
+        """The C-implemented SQL function of ``version``, if it can have one.
+
+        It holds one instance of the version's Runner from its first call
+        until it is unbound (or a call fails), and uses it only while that
+        Runner is the one in ``_runners``. Bound to this version: called
+        after a newer version was bound, it acquires nothing and every call
+        goes through ``slow`` (the current version).
+        """
+
+        def acquire() -> fastcall.Acquired | None:
+            runner = self._runner(version.name)
+            if runner.version != version:
+                return None
+            return runner.native_acquire()
+
+        return fastcall.make_scalar(
+            version.name,
+            version.version,
+            version.abi,
+            version.signature,
+            acquire,
+            slow,
+            self.session.telemetry,
+            self._runners,
+        )
 
     def _unbind(self, name: str) -> None:
         key = name.lower()

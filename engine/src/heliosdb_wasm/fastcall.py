@@ -17,6 +17,13 @@ from _native.c when a C compiler is present): no ctypes and no Python per
 value. ``make_call`` picks it when it is importable and the environment
 variable ``HELIOSDB_WASM_NATIVE`` is not ``0``; ``RawCall`` is the fallback.
 Both give the same results and raise the same wasmtime exceptions.
+
+``make_scalar`` goes one step further for SQL: a ``_native.Scalar`` is the
+function SQLite calls per row, doing what ``Runner._call_fast`` does (checks,
+NULLs, one held instance, metrics) in C and handing everything unusual to
+Python (see ``Runner.native_acquire`` and ``Runner.native_fault``). Its
+successful calls are counted in a ``_native.Tally`` that ``Telemetry.collect``
+folds into the version's metrics.
 """
 
 from __future__ import annotations
@@ -24,14 +31,15 @@ from __future__ import annotations
 import ctypes
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
 import wasmtime
 from wasmtime import _bindings as ffi
 
-from .values import SqlType
+from . import telemetry as _telemetry
+from .values import Signature, SqlType
 
 _native: ModuleType | None
 try:
@@ -149,7 +157,7 @@ def _address(fn: Any) -> int:
     return ctypes.cast(fn, ctypes.c_void_p).value or 0
 
 
-def _exception(error: int, trap: int) -> Exception:
+def fault_exception(error: int, trap: int) -> Exception:
     """The exception RawCall raises for the same failure (taking ownership)."""
     if error:
         return wasmtime.WasmtimeError._from_ptr(  # type: ignore[no-any-return]
@@ -189,12 +197,17 @@ class NativeCall:
         )
         self._call = self._caller.call
 
+    @property
+    def caller(self) -> Any:
+        """The ``_native.Caller`` (what a ``_native.Scalar`` calls)."""
+        return self._caller
+
     def __call__(self, args: Sequence[Any]) -> Any:
         try:
             return self._call(args)
         except self._fault as fault:
             error, trap = fault.args
-        raise _exception(error, trap)
+        raise fault_exception(error, trap)
 
     def batch(self, columns: Sequence[Sequence[Any]], rows: int | None = None) -> list[Any]:
         """As ``RawCall.batch``, without Python per row or value."""
@@ -203,7 +216,7 @@ class NativeCall:
         except self._fault as fault:
             error, trap = fault.args
             row, results = fault.row, fault.results  # type: ignore[attr-defined]
-        exc = _exception(error, trap)
+        exc = fault_exception(error, trap)
         exc.row = row  # type: ignore[attr-defined]
         exc.results = results  # type: ignore[attr-defined]
         raise exc
@@ -228,3 +241,86 @@ def make_call(
     disabled with ``HELIOSDB_WASM_NATIVE=0``), else ``RawCall``."""
     cls = NativeCall if native_available() else RawCall
     return cls(store, func, params, returns, fuel, deadline_ticks)
+
+
+Acquired = tuple[Any, Any, Any, Callable[[Any, int, int, float], Any]]
+"""What a Scalar's ``acquire`` hook returns: (owner, instance, _native.Caller,
+on_fault(instance, error_addr, trap_addr, seconds))."""
+
+
+def make_scalar(
+    name: str,
+    version: int,
+    abi: str,
+    signature: Signature,
+    acquire: Callable[[], Acquired | None],
+    slow: Callable[..., Any],
+    telemetry: _telemetry.Telemetry,
+    owners: dict[str, Any] | None = None,
+) -> Callable[..., Any] | None:
+    """A ``_native.Scalar`` for SQLite to call directly, or ``None`` when the
+    procedure cannot have one (not built, disabled, not numeric).
+
+    ``acquire()`` gives the instance to hold with its owner (a Runner), its
+    Caller and the fault hook, or ``None`` (the module imports something, or
+    the version is stale): then every call goes to ``slow(*args)``, the
+    Python path. With ``owners`` the instance is used only while
+    ``owners[name.lower()]`` is its owner; otherwise the next call acquires
+    again. Successful calls are counted in a Tally that
+    ``telemetry.collect()`` folds into the metrics of (``name``, ``version``).
+    """
+    if (
+        not native_available()
+        or abi != "basic"
+        or signature.table is not None
+        or not eligible([c.type for c in signature.params], signature.returns)
+    ):
+        return None
+    assert _native is not None
+    tally = _native.Tally(
+        _telemetry._BASE_SECONDS, _telemetry._BUCKETS_PER_OCTAVE, _telemetry._NUM_BUCKETS
+    )
+    collecting = False
+
+    def acquire_and_collect() -> Acquired | None:
+        nonlocal collecting
+        got = acquire()
+        if got is not None and not collecting:
+            telemetry.collectors.append(_collector(tally, telemetry, name, version))
+            collecting = True
+        return got
+
+    returns = signature.returns
+    scalar: Callable[..., Any] = _native.Scalar(
+        bytes(_KIND[c.type] for c in signature.params),
+        _KIND[returns] if returns is not None else -1,
+        signature.called_on_null_input,
+        acquire_and_collect,
+        slow,
+        tally,
+        owners,
+        name.lower() if owners is not None else None,
+    )
+    return scalar
+
+
+def _collector(
+    tally: Any, telemetry: _telemetry.Telemetry, name: str, version: int
+) -> Callable[[], bool]:
+    """Folds the tally into the version's metrics; False once it is done."""
+
+    def collect() -> bool:
+        # attached first: a Scalar freed after this read still counted
+        # nothing since the drain below, so nothing is lost.
+        attached = bool(tally.attached)
+        calls, seconds, histogram = tally.drain()
+        if calls:
+            m = telemetry.metrics(name, version)
+            m.calls += calls
+            m.total_seconds += seconds
+            for b, n in histogram.items():
+                m.histogram[b] = m.histogram.get(b, 0) + n
+            telemetry.pending_calls += calls
+        return attached
+
+    return collect

@@ -178,17 +178,31 @@ class Telemetry:
     """Per-database call metrics and log lines, pending until flushed."""
 
     def __init__(self) -> None:
-        self.pending: dict[tuple[str, int], Metrics] = {}
+        self._pending: dict[tuple[str, int], Metrics] = {}
         self.pending_calls = 0
         self.pending_logs: list[LogRecord] = []
         self.listeners: list[Callable[[CallStats], None]] = []
+        # Calls counted elsewhere (the C fast path's tallies, fastcall.py):
+        # each collector folds its counts into ``metrics()`` and
+        # ``pending_calls``, and returns False once it will count no more.
+        self.collectors: list[Callable[[], bool]] = []
         self.last_flush = time.monotonic()
+
+    @property
+    def pending(self) -> dict[tuple[str, int], Metrics]:
+        """The pending metrics by (lower-case name, version), collected."""
+        self.collect()
+        return self._pending
+
+    def collect(self) -> None:
+        if self.collectors:
+            self.collectors[:] = [c for c in self.collectors if c()]
 
     def record(self, stats: CallStats) -> None:
         key = (stats.procedure.lower(), stats.version)
-        metrics = self.pending.get(key)
+        metrics = self._pending.get(key)
         if metrics is None:
-            metrics = self.pending[key] = Metrics()
+            metrics = self._pending[key] = Metrics()
         metrics.add(stats)
         self.pending_calls += 1
         for listener in self.listeners:
@@ -199,15 +213,16 @@ class Telemetry:
         itself (``Metrics.count`` and ``pending_calls``). The object lives as
         long as this Telemetry: flushing empties it in place."""
         key = (procedure.lower(), version)
-        found = self.pending.get(key)
+        found = self._pending.get(key)
         if found is None:
-            found = self.pending[key] = Metrics()
+            found = self._pending[key] = Metrics()
         return found
 
     def log(self, record: LogRecord) -> None:
         self.pending_logs.append(record)
 
     def due(self) -> bool:
+        self.collect()
         if not self.pending_calls and not self.pending_logs:
             return False
         return (
@@ -217,9 +232,10 @@ class Telemetry:
 
     def flush(self, conn: apsw.Connection) -> None:
         """Write what is pending in one transaction (the caller checked autocommit)."""
+        self.collect()
         if not self.pending_calls and not self.pending_logs:
             return
-        pending = {k: m for k, m in self.pending.items() if m.calls}
+        pending = {k: m for k, m in self._pending.items() if m.calls}
         logs = self.pending_logs
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")

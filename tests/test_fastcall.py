@@ -250,3 +250,31 @@ def test_replace_alter_and_drop_while_bound(db: h.Database, mode: str, scalars: 
         f" AS $wasm${NUMERIC}$wasm$"
     )
     assert db.execute("SELECT add_i64(6, 7)").scalar() == 13
+
+
+def test_call_batch_matches_row_by_row_calls(db: h.Database) -> None:
+    xs = list(range(-5, 995))
+    ys = [7] * len(xs)
+    assert db.call_batch("add_i64", [xs, ys]) == [db.call("add_i64", x, 7) for x in xs]
+    assert db.call_batch("mul_f64", [[1.5, -2.0], [2.0, 0.25]]) == [3.0, -0.5]
+    assert db.call_batch("add_i64", [[], []]) == []
+    # NULLs, loose types and out-of-range values take the row-by-row path.
+    assert db.call_batch("add_i64", [[1, None, 3], [1, 1, 1]]) == [2, None, 4]
+    assert db.call_batch("add_i64", [[1, 2.0], [1, 1]]) == [2, 3]
+    with pytest.raises(h.InvalidArgument, match="out of range"):
+        db.call_batch("add_i32", [[1, 2**40], [1, 1]])
+    with pytest.raises(h.InvalidArgument, match="column"):
+        db.call_batch("add_i64", [[1, 2]])
+    with pytest.raises(h.InvalidArgument, match="differ in length"):
+        db.call_batch("add_i64", [[1, 2], [1]])
+
+
+def test_call_batch_counts_every_row_and_reports_a_trap(db: h.Database) -> None:
+    before = sum(m.calls for m in db.metrics("add_i64").values())
+    db.call_batch("add_i64", [list(range(500)), list(range(500))])
+    assert sum(m.calls for m in db.metrics("add_i64").values()) == before + 500
+    assert db.call_batch("div_zero", [[1, 2, 50]]) == [100, 50, 2]
+    with pytest.raises(h.ProcedureTrap) as err:
+        db.call_batch("div_zero", [[1, 2, 0, 4]])
+    assert "divide by zero" in str(err.value) and err.value.procedure == "div_zero"
+    assert db.call_batch("div_zero", [[4]]) == [25]  # the next batch works

@@ -156,6 +156,15 @@ class Database:
         finally:
             self._flush_telemetry()
 
+    def call_batch(self, name: str, columns: Sequence[Sequence[Any]]) -> list[Any]:
+        """Call a procedure once per row of ``columns`` (one sequence per
+        parameter); the results in row order. Numeric procedures run the
+        whole batch natively (see Runner.call_batch)."""
+        try:
+            return self._runner(name).call_batch(columns)
+        finally:
+            self._flush_telemetry()
+
     # -- telemetry ---------------------------------------------------------------
 
     def _flush_telemetry(self, force: bool = False) -> None:

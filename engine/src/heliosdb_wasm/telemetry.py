@@ -134,6 +134,16 @@ class Metrics:
         self.max_memory = None
         self.histogram = {}
 
+    def count_many(self, calls: int, seconds: float) -> None:
+        """``calls`` successful calls that took ``seconds`` in all (a batch):
+        each is put in the histogram bucket of their mean."""
+        if calls <= 0:
+            return
+        self.calls += calls
+        self.total_seconds += seconds
+        b = bucket_of(seconds / calls)
+        self.histogram[b] = self.histogram.get(b, 0) + calls
+
     def merge(self, other: Metrics) -> None:
         self.calls += other.calls
         self.errors += other.errors

@@ -135,6 +135,13 @@ def per_call(report: Report, n: int) -> None:
                 "plain Python function",
             )
         )
+        xs = list(range(1_000_000))
+        ones = [1] * len(xs)
+        db.call_batch("add_i64", [xs[:10], ones[:10]])
+        per = best_of(lambda: db.call_batch("add_i64", [xs, ones]), 1, repeat=3) / len(xs)
+        batch = "batch: Database.call_batch(add_i64), 1M rows"
+        report.add(Row(batch, "calls per second", 1 / per, "calls/s"))
+        report.add(Row(batch, "argument values per second", 2 / per, "values/s"))
 
 
 # --- per row in SQL -----------------------------------------------------------------------
@@ -175,13 +182,18 @@ def per_row(report: Report, rows: int, component: bytes | None, pg: Postgres | N
                 "CREATE PROCEDURE c_add LANGUAGE wasm USING EXPORT 'add'"
                 f" AS $wasm${b64(component)}$wasm$"
             )
+            # ~35 µs a row: measured on the first 20 000 rows only.
+            sql = "SELECT sum(c_add(x, 1)) FROM t WHERE rowid <= 20000"
+            db.execute(sql)
+            per = best_of(lambda: db.execute(sql), 1, repeat=3) / min(rows, 20000)
             report.add(
                 Row(
                     g,
                     "wasm component (Canonical ABI)",
-                    scan("c_add(x, 1)"),
+                    per,
                     "s/row",
                     "Python SQLite UDF",
+                    "first 20 000 rows",
                 )
             )
     if pg is not None:
@@ -585,9 +597,16 @@ def targets(report: Report, rows: int) -> None:
                     "met": reg + first <= limit,
                 }
             )
-    report.targets.append(
-        {"target": "batch ≥ 20 M values/s", "measured": "call_batch not built yet", "met": False}
-    )
+    values = value("batch", "argument values per second")
+    calls_s = value("batch", "calls per second")
+    if values is not None and calls_s is not None:
+        report.targets.append(
+            {
+                "target": "batch ≥ 20 M values/s (trivial numeric procedure)",
+                "measured": f"{values / 1e6:.1f} M argument values/s ({calls_s / 1e6:.1f} M calls/s)",
+                "met": values >= 20e6,
+            }
+        )
 
 
 def plot(report: Report, path: Path) -> None:
@@ -638,7 +657,7 @@ def main() -> int:
     try:
         per_call(report, calls)
         per_row(report, rows, math_component(), pg)
-        discount(report, calls // 10, pg)
+        discount(report, 2_000, pg)
         cold_start(report)
         memory(report)
     finally:

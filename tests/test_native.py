@@ -465,7 +465,8 @@ def test_dropping_releases_the_held_instance(db: h.Database) -> None:
     t = db.session.telemetry
     native = os.environ["HELIOSDB_WASM_NATIVE"] == "1"
     assert len(t.collectors) == (1 if native else 0)
-    instances = {id(i) for r in db._runners.values() for i in r._idle}
+    runner = db._runners["add_i64"]
+    instances = {id(i) for i in runner._idle}
     db.execute("DROP PROCEDURE add_i64")
     gc.collect()
     t.collect()
@@ -473,4 +474,5 @@ def test_dropping_releases_the_held_instance(db: h.Database) -> None:
     db._flush_telemetry(force=True)
     persisted = telemetry.read_metrics(db.conn, "add_i64", 1)
     assert persisted is not None and persisted.calls == 1
+    assert "add_i64" not in db._runners
     assert not instances & {id(i) for r in db._runners.values() for i in r._idle}

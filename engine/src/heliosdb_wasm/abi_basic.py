@@ -212,7 +212,7 @@ class BasicModule:
                 "heliosdb_abi_version"
             )
 
-    def verify(self, limits: Limits, caps: Capabilities) -> None:
+    def verify(self, limits: Limits, caps: Capabilities) -> BasicInstance:
         """Instantiate once under ``limits`` and check the declared ABI version.
 
         Instantiating at registration refuses a module that could never run
@@ -221,7 +221,7 @@ class BasicModule:
         """
         instance = BasicInstance(self, limits, caps)
         if not self.is_heliosdb:
-            return
+            return instance
         ty = self.exports["heliosdb_abi_version"]
         if _types(ty.params) or _types(ty.results) != (_I32,):
             raise AbiError("heliosdb_abi_version must have type () -> (i32)")
@@ -236,6 +236,7 @@ class BasicModule:
                 f"module declares Basic ABI version {version}; this engine "
                 f"supports version {ABI_VERSION}"
             )
+        return instance
 
     def check(self, export: str, signature: Signature | None) -> Signature:
         """Verify that ``export`` implements ``signature``; return it."""

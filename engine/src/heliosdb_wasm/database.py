@@ -23,7 +23,7 @@ import apsw.ext
 from . import archive, ddl, fastcall, policy, telemetry
 from .errors import InvalidArgument, RegistryError, ResourceLimitExceeded, SqlError
 from .hostapi import Session
-from .invoke import LoadedModule, Runner, load
+from .invoke import Instance, LoadedModule, Runner, load
 from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
 from .runtime import Runtime, default_runtime
@@ -249,6 +249,7 @@ class Database:
         with self._savepoint():
             self._store(prepared)
         self._rebind(stmt.name)
+        self._seed(stmt.name, prepared.module, prepared.instance)
 
     def _prepare(self, stmt: ddl.CreateProcedure) -> _Prepared:
         """Everything CREATE PROCEDURE checks, before anything is written."""
@@ -265,9 +266,9 @@ class Database:
         caps = Capabilities.parse(stmt.capabilities)
         limits = self.limits.with_overrides(**stmt.limit_overrides)
         export = stmt.export or stmt.name
-        module, digest = self._load_new(stmt.wasm, limits, caps)
+        module, digest, instance = self._load_new(stmt.wasm, limits, caps)
         signature = module.check(export, stmt.signature)
-        return _Prepared(stmt, module.abi, export, signature, caps, digest)
+        return _Prepared(stmt, module.abi, export, signature, caps, digest, module, instance)
 
     def _store(self, p: _Prepared) -> int:
         """Write a prepared CREATE PROCEDURE (inside the caller's savepoint)."""
@@ -321,6 +322,7 @@ class Database:
                 )
             for p in prepared:
                 self._rebind(p.stmt.name)
+                self._seed(p.stmt.name, p.module, p.instance)
         return self.registry.extension_versions(manifest.name, manifest.version)[0]
 
     def _install_statements(self, arc: archive.Archive) -> list[ddl.CreateProcedure]:
@@ -401,7 +403,7 @@ class Database:
     def _alter_version(self, stmt: ddl.AlterVersion) -> None:
         current = self.registry.get(stmt.name)
         limits = current.limits(self.limits)
-        module, digest = self._load_new(stmt.wasm, limits, current.capabilities)
+        module, digest, instance = self._load_new(stmt.wasm, limits, current.capabilities)
         signature = module.check(current.export, current.signature)
         with self._savepoint():
             self.registry.store_module(stmt.wasm, module.abi)
@@ -416,10 +418,23 @@ class Database:
                 module_sha256=digest,
             )
         self._rebind(stmt.name)
+        self._seed(stmt.name, module, instance)
+
+    def _seed(self, name: str, module: LoadedModule, instance: Instance | None) -> None:
+        """The runner of a version just registered, from the module already
+        loaded and the instance registration verified: the first call neither
+        re-reads and re-hashes the module nor instantiates it."""
+        version = self.registry.get(name)
+        if module.abi != version.abi:
+            return
+        runner = Runner(version, module, version.limits(self.limits), self.session)
+        if instance is not None:
+            runner._release(instance)
+        self._runners[name.lower()] = runner
 
     def _load_new(
         self, wasm: bytes, limits: Limits, caps: Capabilities
-    ) -> tuple[LoadedModule, str]:
+    ) -> tuple[LoadedModule, str, Instance | None]:
         if len(wasm) > policy.MAX_MODULE_BYTES:
             raise ResourceLimitExceeded(
                 f"the module is {len(wasm)} bytes, over the {policy.MAX_MODULE_BYTES} a "
@@ -431,8 +446,8 @@ class Database:
                 raise InvalidArgument(f"capability filesystem:{folder.path}: no such folder")
         digest = sha256_hex(wasm)
         module = load(self.runtime, digest, wasm)
-        module.verify(limits, caps)
-        return module, digest
+        instance = module.verify(limits, caps)
+        return module, digest, instance
 
     def _call_statement(self, stmt: ddl.Call, params: Sequence[Any]) -> Result:
         version = self.registry.get(stmt.name)
@@ -585,6 +600,8 @@ class _Prepared:
     signature: Signature
     capabilities: Capabilities
     digest: str
+    module: LoadedModule
+    instance: Instance | None  # the one registration verified, if any
 
 
 def _check_name_free(conn: apsw.Connection, name: str) -> None:

@@ -40,7 +40,9 @@ class Instance(Protocol):
 class LoadedModule(Protocol):
     abi: str
 
-    def verify(self, limits: Limits, caps: Capabilities) -> None: ...
+    def verify(self, limits: Limits, caps: Capabilities) -> Instance | None:
+        """Checks the module can run; the instance it made, if any, is usable."""
+        ...
 
     def check(self, export: str, signature: Signature | None) -> Signature: ...
 

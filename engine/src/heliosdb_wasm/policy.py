@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import apsw
@@ -72,12 +72,15 @@ class Limits:
     max_fetch_bytes: int = 4 * MIB
 
     def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
+        for f in fields(self):
+            value = getattr(self, f.name)
             if value <= 0:
-                raise InvalidArgument(f"limit {name} must be positive, got {value}")
+                raise InvalidArgument(f"limit {f.name} must be positive, got {value}")
 
     def with_overrides(self, **overrides: Any) -> Limits:
-        unknown = set(overrides) - set(asdict(self))
+        if not overrides:
+            return self
+        unknown = set(overrides) - {f.name for f in fields(self)}
         if unknown:
             raise InvalidArgument(f"unknown limit(s): {', '.join(sorted(unknown))}")
         return replace(self, **overrides)

@@ -272,7 +272,7 @@ class Database:
 
     def _store(self, p: _Prepared) -> int:
         """Write a prepared CREATE PROCEDURE (inside the caller's savepoint)."""
-        self.registry.store_module(p.stmt.wasm, p.abi)
+        self.registry.store_module(p.stmt.wasm, p.abi, p.digest)
         return self.registry.add_version(
             name=p.stmt.name,
             version=None,
@@ -406,7 +406,7 @@ class Database:
         module, digest, instance = self._load_new(stmt.wasm, limits, current.capabilities)
         signature = module.check(current.export, current.signature)
         with self._savepoint():
-            self.registry.store_module(stmt.wasm, module.abi)
+            self.registry.store_module(stmt.wasm, module.abi, digest)
             self.registry.add_version(
                 name=current.name,
                 version=stmt.version,

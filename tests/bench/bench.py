@@ -135,6 +135,28 @@ def per_call(report: Report, n: int) -> None:
                 "plain Python function",
             )
         )
+        from heliosdb_wasm.fastcall import RawCall
+        from heliosdb_wasm.values import SqlType
+
+        func = instance.exports["add_i64"]  # type: ignore[attr-defined]
+        ctypes_call = RawCall(
+            instance.store,
+            func,
+            [SqlType.BIGINT] * 2,
+            SqlType.BIGINT,  # type: ignore[attr-defined]
+            runner.limits.fuel,
+            2000,
+        )
+        report.add(
+            Row(
+                g,
+                "engine fast path (RawCall, ctypes fallback)",
+                best_of(lambda: ctypes_call([40, 2]), n),
+                "s/call",
+                "plain Python function",
+                "without the C extension",
+            )
+        )
         xs = list(range(1_000_000))
         ones = [1] * len(xs)
         db.call_batch("add_i64", [xs[:10], ones[:10]])
@@ -574,6 +596,17 @@ def targets(report: Report, rows: int) -> None:
                 "target": f"warm Basic-ABI scalar call ≤ {limit * 1e6:.0f} µs ({'native' if native else 'Python'} path)",
                 "measured": show(fast.value, "s"),
                 "met": fast.value <= limit,
+            }
+        )
+    ctypes_row = next(
+        (r for r in report.rows if r.name.startswith("engine fast path (RawCall")), None
+    )
+    if ctypes_row is not None and ctypes_row.value is not None:
+        report.targets.append(
+            {
+                "target": "warm Basic-ABI scalar call ≤ 3 µs (Python path, no C extension)",
+                "measured": show(ctypes_row.value, "s"),
+                "met": ctypes_row.value <= 3e-6,
             }
         )
     wasm_row = value("per row", "wasm Basic ABI (fast path)")

@@ -417,7 +417,7 @@ def memory(report: Report) -> None:
             capture_output=True,
             text=True,
         ).stdout
-        report.add(Row(g, f"{lang} {abi}", float(out), "bytes"))
+        report.add(Row(g, f"{lang} {abi}", float(out), "bytes", note="resident pages it touched"))
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------

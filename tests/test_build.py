@@ -248,6 +248,11 @@ def test_assemblyscript_wrappers_follow_the_basic_abi(tmp_path: Path) -> None:
     assert "(__argIsNull(0) ? null : new Nullable<i64>(a0))" in entry
     assert 'const w = new __RowsWriter(["label", "n", "ok"]);' in entry
     assert "w.int(<i64>row.n);" in entry
+    # The batch entry point (docs/abi.md §9): columns one after another.
+    assert "export function nums__batch(count: i32, args: usize, out: usize): i32 {" in entry
+    assert "load<i32>(args + <usize>count * (0 + 8) + <usize>i * 4)" in entry
+    assert "store<i32>(out + <usize>i * 4, user.nums(" in entry
+    assert "text__batch" not in entry and "maybe__batch" not in entry
 
 
 @needs_js_tools

@@ -8,6 +8,7 @@ CallContext of the call in progress.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import itertools
 import random
@@ -105,6 +106,17 @@ def _raw_func(
     )
     return wasmtime.Func._from_raw(raw)
 
+
+# The batch ABI (docs/abi.md §9): `<export>__batch(count, args_ptr, out_ptr)`,
+# columns of little-endian values of each parameter's wasm width.
+BATCH_SUFFIX = "__batch"
+_BATCH_CODE = {
+    SqlType.BIGINT: "q",
+    SqlType.INTEGER: "i",
+    SqlType.BOOLEAN: "i",
+    SqlType.DOUBLE: "d",
+    SqlType.REAL: "f",
+}
 
 _memory_data = ffi._wasmtime_memory_data
 _memory_size = ffi._wasmtime_memory_data_size
@@ -348,6 +360,71 @@ class BasicInstance:
             if "incompatible import type" in str(exc):
                 raise AbiError(f"WASI import with the wrong type: {exc}") from None
             raise
+
+    def batch_export(self, export: str) -> str | None:
+        """The batch entry point of ``export`` (docs/abi.md §9), if it has one."""
+        name = export + BATCH_SUFFIX
+        func = self.exports.get(name)
+        if not isinstance(func, wasmtime.Func) or self.alloc is None or self.memory is None:
+            return None
+        ty = func.type(self.store)
+        if _types(ty.params) != (_I32, _I32, _I32) or _types(ty.results) != (_I32,):
+            raise AbiError(f"{name} must have type (i32, i32, i32) -> (i32)")
+        return name
+
+    def call_batch(
+        self, ctx: CallContext, export: str, sig: Signature, columns: Sequence[Sequence[Any]]
+    ) -> list[Any]:
+        """Rows ``columns`` through ``<export>__batch``: one guest call for all
+        of them, the columns laid out in guest memory (docs/abi.md §9)."""
+        name = export + BATCH_SUFFIX
+        func = self.exports[name]
+        assert isinstance(func, wasmtime.Func)
+        count = len(columns[0])
+        data = b"".join(
+            array.array(_BATCH_CODE[c.type], col).tobytes()
+            for c, col in zip(sig.params, columns, strict=True)
+        )
+        assert sig.returns is not None
+        code = _BATCH_CODE[sig.returns]
+        out_size = count * array.array(code).itemsize
+        self.ctx = ctx
+        if self.output is not None:
+            self.output.begin(ctx)
+        arm(self.store, self.limits)
+        try:
+            args_ptr = self._alloc(len(data)) if data else 0
+            out_ptr = self._alloc(out_size)
+            if (data and not args_ptr) or not out_ptr:
+                raise ResourceLimitExceeded(
+                    f"heliosdb_alloc could not allocate a batch of {count} rows", limit="memory"
+                )
+            self._write(args_ptr, data, f"{name} arguments")
+            done = self._call_export(name, func, [count, args_ptr, out_ptr])
+            if done != count:
+                raise AbiError(f"{name} reported {done} of {count} rows done")
+            results = array.array(code)
+            results.frombytes(self._read(out_ptr, out_size, f"{name} results"))
+        except ProcedureError:
+            self.poisoned = True
+            raise
+        except Exception as exc:  # noqa: BLE001 - traps become typed errors
+            self.poisoned = True
+            oom = ctx.out_of_memory or (self.output is not None and self.output.out_of_memory)
+            raise translate_trap(exc, self.limits, self._memory_size(), oom) from None
+        finally:
+            if self.output is not None:
+                self.output.end()
+            self.ctx = None
+        # The batch buffers go back to the guest's allocator (the one case
+        # where the host frees: it allocated them for itself).
+        free = self.exports.get("heliosdb_free")
+        if isinstance(free, wasmtime.Func):
+            for ptr, size in ((args_ptr, len(data)), (out_ptr, out_size)):
+                if ptr:
+                    free(self.store, ptr, size, 1)
+        values = results.tolist()
+        return [bool(x) for x in values] if sig.returns is SqlType.BOOLEAN else values
 
     def _call_export(self, export: str, func: wasmtime.Func, args: list[Any]) -> Any:
         """Call an export with its wasm-level arguments through the fast

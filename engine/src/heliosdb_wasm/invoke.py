@@ -25,6 +25,8 @@ from .telemetry import CallStats
 from .values import Signature, SqlType, SqlValue, coerce
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+# Rows per guest call of a batch entry point.
+BATCH_CHUNK = 4096
 
 
 class Instance(Protocol):
@@ -87,6 +89,7 @@ class Runner:
             and fastcall.eligible([c.type for c in sig.params], sig.returns)
         )
         self._metrics = session.telemetry.metrics(version.name, version.version)
+        self._batchable: bool | None = None
 
     def call(self, args: Sequence[SqlValue]) -> Any:
         if self._fast:
@@ -126,7 +129,54 @@ class Runner:
                 # row: a value it cannot take (NULL, text, out of range)
                 # means nothing ran, and the row-by-row path says why.
                 pass
+        if columns and self._guest_batch() and self._exact_python_columns(columns):
+            return self._batch_guest(columns)
         return [self.call(row) for row in zip(*columns, strict=True)]
+
+    def _guest_batch(self) -> bool:
+        """Whether the export has a batch entry point (docs/abi.md §9)."""
+        if self._batchable is None:
+            sig = self.signature
+            numeric = sig.table is None and fastcall.eligible(
+                [c.type for c in sig.params], sig.returns
+            )
+            self._batchable = False
+            if numeric and sig.returns is not None:
+                instance, _ = self._acquire()
+                finder = getattr(instance, "batch_export", None)
+                self._batchable = bool(finder and finder(self.version.export))
+                self._release(instance)
+        return self._batchable
+
+    def _batch_guest(self, columns: Sequence[Sequence[SqlValue]]) -> list[Any]:
+        """Chunks of rows, each one guest call in its own call context: the
+        procedure's limits (fuel, time) apply to each chunk as to one call."""
+        v = self.version
+        results: list[Any] = []
+        rows = len(columns[0])
+        for start in range(0, rows, BATCH_CHUNK):
+            chunk = [col[start : start + BATCH_CHUNK] for col in columns]
+            started = time.perf_counter()
+            ctx = CallContext(self.session, v.name, v.version, v.capabilities, self.limits, [])
+            try:
+                with ctx:
+                    instance, _ = self._acquire()
+                    try:
+                        part = instance.call_batch(  # type: ignore[attr-defined]
+                            ctx, v.export, self.signature, chunk
+                        )
+                        ctx.finish()
+                    finally:
+                        if not instance.poisoned:
+                            self._release(instance)
+            except ProcedureError as exc:
+                self._metrics.count(time.perf_counter() - started, exc.code)
+                self.session.telemetry.pending_calls += 1
+                raise exc.located(v.name, v.version) from None
+            self._metrics.count_many(len(part), time.perf_counter() - started)
+            self.session.telemetry.pending_calls += len(part)
+            results.extend(part)
+        return results
 
     def _exact_columns(self, columns: Sequence[Sequence[SqlValue]]) -> bool:
         """Whether the batch may go to the fast caller. The C caller checks

@@ -139,7 +139,46 @@ def entry_module(procs: list[js.Procedure]) -> str:
         lines.append(f"export function {snake(p.export.name)}({', '.join(params)}): {result} {{")
         lines += [f"  {line}" for line in body]
         lines += ["}", ""]
+        lines += _batch(p)
     return "\n".join(lines)
+
+
+# WIT type -> (AssemblyScript load/store type, bytes) in a batch column.
+_COLUMN = {
+    "s64": ("i64", 8),
+    "f64": ("f64", 8),
+    "s32": ("i32", 4),
+    "f32": ("f32", 4),
+    "bool": ("i32", 4),
+}
+
+
+def _batch(p: js.Procedure) -> list[str]:
+    """``<name>__batch(count, args, out)`` for an all-numeric procedure
+    (docs/abi.md §9): the whole column in one call, no host round trip per row."""
+    wits = [param.wit for param in p.params]
+    result = p.export.result
+    if p.table is not None or result not in _COLUMN or any(w not in _COLUMN for w in wits):
+        return []
+    reads, offset = [], "0"
+    for wit in wits:
+        kind, width = _COLUMN[wit]
+        value = f"load<{kind}>(args + <usize>count * ({offset}) + <usize>i * {width})"
+        reads.append(f"{value} != 0" if wit == "bool" else value)
+        offset = f"{offset} + {width}"
+    kind, width = _COLUMN[result]
+    call = f"user.{p.name}({', '.join(reads)})"
+    stored = f"{call} ? 1 : 0" if result == "bool" else call
+    head = f"export function {snake(p.export.name)}__batch"
+    return [
+        f"{head}(count: i32, args: usize, out: usize): i32 {{",
+        "  for (let i = 0; i < count; i++) {",
+        f"    store<{kind}>(out + <usize>i * {width}, {stored});",
+        "  }",
+        "  return count;",
+        "}",
+        "",
+    ]
 
 
 def detect(project: Path) -> bool:

@@ -1,0 +1,93 @@
+"""The batch ABI (docs/abi.md §9): `<export>__batch(count, args, out)` takes a
+whole column per guest call; Database.call_batch uses it and gives exactly
+the row-by-row answers."""
+
+from __future__ import annotations
+
+import pytest
+import wasmtime
+
+import heliosdb_wasm as h
+from conftest import ROOT, TEST_LIMITS, b64, example
+
+# twice(x) = 2x, with a batch entry point; it imports heliosdb_log, so it is
+# not an import-free module and the batch runs through the guest.
+TWICE = """
+(module
+  (import "heliosdb" "heliosdb_log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "heliosdb_abi_version") (result i32) i32.const 1)
+  (func (export "heliosdb_alloc") (param $n i32) (param i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (if (i32.gt_u (global.get $heap) (i32.shl (memory.size) (i32.const 16)))
+      (then (drop (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16)) (i32.const 1))))))
+    (local.get $p))
+  (func (export "heliosdb_free") (param i32 i32 i32) (global.set $heap (i32.const 1024)))
+  (func $twice (export "twice") (param $x i64) (result i64)
+    (if (i64.eq (local.get $x) (i64.const 13)) (then unreachable))
+    (i64.mul (local.get $x) (i64.const 2)))
+  (func (export "twice__batch") (param $n i32) (param $args i32) (param $out i32) (result i32)
+    (local $i i32)
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (i64.store (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 3)))
+        (call $twice (i64.load (i32.add (local.get $args) (i32.shl (local.get $i) (i32.const 3))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (local.get $n))
+  (func (export "bad__batch") (param i32) (result i32) i32.const 0)
+  (func (export "bad") (param i64) (result i64) (local.get 0)))
+"""
+
+
+@pytest.fixture
+def db() -> h.Database:
+    database = h.Database.open(":memory:", limits=TEST_LIMITS)
+    wasm = b64(wasmtime.wat2wasm(TWICE))
+    for name in ("twice", "bad"):
+        database.execute(
+            f"CREATE PROCEDURE {name}(x BIGINT) RETURNS BIGINT LANGUAGE wasm AS $wasm${wasm}$wasm$"
+        )
+    return database
+
+
+def test_a_batch_crosses_into_the_guest_once_per_chunk(db: h.Database) -> None:
+    runner = db._runner("twice")
+    assert not runner._fast and runner._guest_batch()
+    xs = list(range(100, 10_100))  # more than one chunk of 4096 (13 would trap)
+    assert db.call_batch("twice", [xs]) == [2 * x for x in xs]
+    assert db.call_batch("twice", [[]]) == []
+    # NULLs go row by row, with the row-by-row NULL semantics.
+    assert db.call_batch("twice", [[1, None]]) == [2, None]
+    (metrics,) = db.metrics("twice").values()
+    assert metrics.calls == 10_000 + 1  # the NULL row never ran
+
+
+def test_a_trap_in_a_batch_fails_it_and_the_next_batch_works(db: h.Database) -> None:
+    with pytest.raises(h.ProcedureTrap) as err:
+        db.call_batch("twice", [list(range(20))])
+    assert err.value.procedure == "twice"
+    assert db.call_batch("twice", [[20, 21]]) == [40, 42]
+
+
+def test_a_batch_entry_point_of_the_wrong_type_is_an_abi_error(db: h.Database) -> None:
+    with pytest.raises(h.AbiError, match="bad__batch must have type"):
+        db.call_batch("bad", [[1, 2]])
+
+
+def test_assemblyscript_procedures_get_a_batch_entry_point() -> None:
+    path = example("calculate_discount", "basic", "assemblyscript")
+    with h.Database.open(":memory:") as db:
+        db.execute((ROOT / "examples" / "seed.sql").read_text())
+        db.execute(
+            "CREATE PROCEDURE cd(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE"
+            " LANGUAGE wasm CAPABILITIES ('read:customers') USING EXPORT 'calculate_discount'"
+            f" AS $wasm$file://{path}$wasm$"
+        )
+        assert db._runner("cd")._guest_batch()
+        ids = [12345, 23456, 34567] * 100
+        totals = [float(i) for i in range(300)]
+        expected = [db.call("cd", c, t) for c, t in zip(ids, totals, strict=True)]
+        assert db.call_batch("cd", [ids, totals]) == expected

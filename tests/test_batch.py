@@ -77,8 +77,9 @@ def test_a_batch_entry_point_of_the_wrong_type_is_an_abi_error(db: h.Database) -
         db.call_batch("bad", [[1, 2]])
 
 
-def test_assemblyscript_procedures_get_a_batch_entry_point() -> None:
-    path = example("calculate_discount", "basic", "assemblyscript")
+@pytest.mark.parametrize("language", ["assemblyscript", "rust"])
+def test_sdk_procedures_get_a_batch_entry_point(language: str) -> None:
+    path = example("calculate_discount", "basic", language)
     with h.Database.open(":memory:") as db:
         db.execute((ROOT / "examples" / "seed.sql").read_text())
         db.execute(
@@ -91,3 +92,7 @@ def test_assemblyscript_procedures_get_a_batch_entry_point() -> None:
         totals = [float(i) for i in range(300)]
         expected = [db.call("cd", c, t) for c, t in zip(ids, totals, strict=True)]
         assert db.call_batch("cd", [ids, totals]) == expected
+        # A row that fails (no such customer) fails the batch with its error.
+        with pytest.raises(h.UserError) as err:
+            db.call_batch("cd", [[12345, 99999, 12345], [1.0, 2.0, 3.0]])
+        assert err.value.user_code == "CUSTOMER_NOT_FOUND"

@@ -401,6 +401,8 @@ class BasicInstance:
                 )
             self._write(args_ptr, data, f"{name} arguments")
             done = self._call_export(name, func, [count, args_ptr, out_ptr])
+            if ctx.raised is not None:  # a row failed with heliosdb_error
+                raise ctx.raised
             if done != count:
                 raise AbiError(f"{name} reported {done} of {count} rows done")
             results = array.array(code)
@@ -411,7 +413,10 @@ class BasicInstance:
         except Exception as exc:  # noqa: BLE001 - traps become typed errors
             self.poisoned = True
             oom = ctx.out_of_memory or (self.output is not None and self.output.out_of_memory)
-            raise translate_trap(exc, self.limits, self._memory_size(), oom) from None
+            error = translate_trap(exc, self.limits, self._memory_size(), oom)
+            if ctx.raised is not None and isinstance(error, ProcedureTrap):
+                raise ctx.raised from None  # a row threw (docs/abi.md §4)
+            raise error from None
         finally:
             if self.output is not None:
                 self.output.end()

@@ -287,6 +287,7 @@ fn expand_procedure(func: &ItemFn) -> syn::Result<Tokens> {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
     };
+    let batch = basic_batch(name, &sql_name, &params, &ret, fallible);
     let basic = quote! {
         #[doc(hidden)]
         #[unsafe(export_name = #sql_name)]
@@ -294,6 +295,7 @@ fn expand_procedure(func: &ItemFn) -> syn::Result<Tokens> {
             #(#basic_lets)*
             #sdk::basic_finish(#name(#(#args),*))
         }
+        #batch
     };
 
     // -- Canonical ABI ----------------------------------------------------------
@@ -361,6 +363,67 @@ fn expand_procedure(func: &ItemFn) -> syn::Result<Tokens> {
             component: { #canon #section }
         }
     })
+}
+
+/// `<name>__batch(count, args, out)` (docs/abi.md §9) for a procedure whose
+/// parameters and result are all numbers: whole columns in one guest call.
+/// A failing row records its error (as the single-row export does) and ends
+/// the batch there; the host reports that error.
+fn basic_batch(name: &syn::Ident, sql_name: &str, params: &[Param], ret: &Kind, fallible: bool) -> Tokens {
+    fn width(kind: &Kind) -> Option<(Tokens, usize)> {
+        match kind {
+            Kind::I64 => Some((quote!(i64), 8)),
+            Kind::F64 => Some((quote!(f64), 8)),
+            Kind::I32 | Kind::Bool => Some((quote!(i32), 4)),
+            Kind::F32 => Some((quote!(f32), 4)),
+            _ => None,
+        }
+    }
+    let Some((out_ty, _)) = width(ret) else { return quote!() };
+    let mut reads = Vec::new();
+    let mut cols = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        let Some((ty, size)) = width(&p.kind) else { return quote!() };
+        let col = format_ident!("__col{}", i);
+        cols.push(quote! {
+            let #col = unsafe { args.add(offset) } as *const #ty;
+            offset += n * #size;
+        });
+        let read = quote!(unsafe { #col.add(i).read_unaligned() });
+        reads.push(if matches!(p.kind, Kind::Bool) { quote!(#read != 0) } else { read });
+    }
+    let sdk = quote!(::heliosdb_wasm_sdk::__private);
+    let batch_fn = format_ident!("__heliosdb_batch_{}", name);
+    let batch_name = format!("{sql_name}__batch");
+    let call = quote!(#name(#(#reads),*));
+    let produce = if fallible {
+        quote! {
+            let result = #call;
+            let failed = result.is_err();
+            let value = #sdk::basic_finish(result);
+            if failed {
+                return i as i32;
+            }
+        }
+    } else {
+        quote!(let value = #sdk::basic_finish(#call);)
+    };
+    quote! {
+        #[doc(hidden)]
+        #[unsafe(export_name = #batch_name)]
+        pub extern "C" fn #batch_fn(count: i32, args: *const u8, out: *mut u8) -> i32 {
+            let n = count as usize;
+            let mut offset = 0usize;
+            #(#cols)*
+            let _ = offset;
+            let out = out as *mut #out_ty;
+            for i in 0..n {
+                #produce
+                unsafe { out.add(i).write_unaligned(value) };
+            }
+            count
+        }
+    }
 }
 
 /// A static placed in the `heliosdb:wit` custom section: wasm-ld

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import array
 import ctypes
-import itertools
 import random
 import struct
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,54 +59,6 @@ _WASM_AS_SQL = {
     "f32": SqlType.REAL,
     "f64": SqlType.DOUBLE,
 }
-# --- host functions without wasmtime-py's per-call type conversion ------------------
-#
-# wasmtime.Func(store, ty, impl) converts every argument and result through
-# Val objects (~10 µs per host call here); the unchecked form hands over the
-# raw value slots, which we read and write by their known widths (~1 µs).
-
-_HOST_TABLE: dict[int, tuple[Callable[..., Any], tuple[str, ...], str | None]] = {}
-_HOST_IDS = itertools.count(1)
-
-
-@ffi.wasmtime_func_unchecked_callback_t  # type: ignore[untyped-decorator]
-def _raw_trampoline(env: int, _caller: Any, vals: Any, _n: int) -> int:
-    try:
-        impl, params, result = _HOST_TABLE[env]
-        out = impl(*[getattr(vals[i], field) for i, field in enumerate(params)])
-        if result is not None:
-            setattr(vals[0], result, out)
-        return 0
-    except BaseException as exc:  # noqa: BLE001 - re-raised after the call
-        # As wasmtime-py's own trampoline does: keep the exception for
-        # maybe_raise_last_exn and make the guest trap now.
-        wasmtime_func.LAST_EXCEPTION = exc
-        message = b"heliosdb host function failed"
-        trap = ffi.wasmtime_trap_new(message, len(message))
-        return ctypes.cast(trap, ctypes.c_void_p).value or 0
-
-
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
-def _raw_finalize(env: int) -> None:
-    _HOST_TABLE.pop(env, None)
-
-
-def _raw_func(
-    store: wasmtime.Store,
-    ty: wasmtime.FuncType,
-    impl: Callable[..., Any],
-    params: tuple[str, ...],
-    results: tuple[str, ...],
-) -> wasmtime.Func:
-    key = next(_HOST_IDS)
-    _HOST_TABLE[key] = (impl, params, results[0] if results else None)
-    raw = ffi.wasmtime_func_t()
-    ffi.wasmtime_func_new_unchecked(
-        store._context(), ty.ptr(), _raw_trampoline, key, _raw_finalize, ctypes.byref(raw)
-    )
-    return wasmtime.Func._from_raw(raw)
-
-
 # The batch ABI (docs/abi.md §9): `<export>__batch(count, args_ptr, out_ptr)`,
 # columns of little-endian values of each parameter's wasm width.
 BATCH_SUFFIX = "__batch"
@@ -117,6 +69,95 @@ _BATCH_CODE = {
     SqlType.DOUBLE: "d",
     SqlType.REAL: "f",
 }
+
+# --- pre-linked host functions (InstancePre) -------------------------------------
+#
+# A module's imports are resolved once into a wasmtime InstancePre, so each
+# new instance is only a store plus instantiation. The host functions are
+# then not bound to a store: they find their BasicInstance by the calling
+# store's context. They are "unchecked" functions: wasmtime.Func would convert
+# every argument and result through Val objects (~10 µs per host call here);
+# these read and write the raw value slots by their known widths (~1 µs).
+
+_INSTANCES: dict[int, weakref.ReferenceType[BasicInstance]] = {}
+_LINKED: list[tuple[str, tuple[str, ...], str | None]] = []
+
+
+def _caller_instance(caller: Any) -> BasicInstance:
+    address = ctypes.cast(ffi.wasmtime_caller_context(caller), ctypes.c_void_p).value or 0
+    instance = _INSTANCES[address]()
+    if instance is None:
+        raise AbiError("a host function was called for an instance that is gone")
+    return instance
+
+
+@ffi.wasmtime_func_unchecked_callback_t  # type: ignore[untyped-decorator]
+def _linked_trampoline(env: int, caller: Any, vals: Any, _n: int) -> int:
+    try:
+        name, params, result = _LINKED[env or 0]  # a void* env: None for 0
+        impl = _caller_instance(caller).host_impl(name)
+        out = impl(*[getattr(vals[i], field) for i, field in enumerate(params)])
+        if result is not None:
+            setattr(vals[0], result, out)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - re-raised after the call
+        wasmtime_func.LAST_EXCEPTION = exc
+        message = b"heliosdb host function failed"
+        trap = ffi.wasmtime_trap_new(message, len(message))
+        return ctypes.cast(trap, ctypes.c_void_p).value or 0
+
+
+@ffi.wasmtime_func_unchecked_callback_t  # type: ignore[untyped-decorator]
+def _seeded_random_trampoline(_env: int, caller: Any, vals: Any, _n: int) -> int:
+    """random_get without the `random` capability (see BasicInstance)."""
+    try:
+        ptr, length = vals[0].i32 & 0xFFFFFFFF, vals[1].i32 & 0xFFFFFFFF
+        instance = _caller_instance(caller)
+        found = ffi.wasmtime_extern_t()
+        name = b"memory"
+        ok = ffi.wasmtime_caller_export_get(caller, name, len(name), ctypes.byref(found))
+        if not ok or found.kind != _EXTERN_MEMORY:
+            vals[0].i32 = WASI_EFAULT
+            return 0
+        ctx = ffi.wasmtime_caller_context(caller)
+        memory = ctypes.byref(found.of.memory)
+        size = int(_memory_size(ctx, memory))
+        if ptr + length > size:
+            vals[0].i32 = WASI_EFAULT
+            return 0
+        base = ctypes.cast(_memory_data(ctx, memory), ctypes.c_void_p).value or 0
+        ctypes.memmove(base + ptr, instance.rng.randbytes(length), length)
+        vals[0].i32 = 0
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - re-raised after the call
+        wasmtime_func.LAST_EXCEPTION = exc
+        message = b"heliosdb random_get failed"
+        return ctypes.cast(ffi.wasmtime_trap_new(message, len(message)), ctypes.c_void_p).value or 0
+
+
+_EXTERN_MEMORY = 3  # wasmtime_extern_kind_t: func, global, table, memory
+
+
+def _define(
+    linker: wasmtime.Linker,
+    module: str,
+    name: str,
+    ty: wasmtime.FuncType,
+    callback: Any,
+    env: int,
+) -> None:
+    m, n = module.encode(), name.encode()
+    error = ffi.wasmtime_linker_define_func_unchecked(
+        linker.ptr(), m, len(m), n, len(n), ty.ptr(), callback, env, _no_finalize
+    )
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
+def _no_finalize(_env: int) -> None:
+    pass
+
 
 _memory_data = ffi._wasmtime_memory_data
 _memory_size = ffi._wasmtime_memory_data_size
@@ -179,6 +220,7 @@ class BasicModule:
         self.module = runtime.module(sha256, wasm)
         self.imports: list[str] = []
         self.uses_wasi = False
+        self._pre: dict[bool, tuple[wasmtime.Linker, wasmtime.InstancePre]] = {}
         for imp in self.module.imports:
             ty = imp.type
             name = imp.name or ""
@@ -297,6 +339,40 @@ class BasicModule:
     def instantiate(self, limits: Limits, caps: Capabilities) -> BasicInstance:
         return BasicInstance(self, limits, caps)
 
+    def prelinked(self, seeded_random: bool) -> wasmtime.InstancePre:
+        """The module with its imports resolved, made once (per random policy)."""
+        found = self._pre.get(seeded_random)
+        if found is None:
+            linker = wasmtime.Linker(self.runtime.engine)
+            if self.uses_wasi:
+                linker.define_wasi()
+                if seeded_random:
+                    linker.allow_shadowing = True
+                    i32 = wasmtime.ValType.i32()
+                    _define(
+                        linker,
+                        WASIP1_MODULE,
+                        "random_get",
+                        wasmtime.FuncType([i32, i32], [i32]),
+                        _seeded_random_trampoline,
+                        0,
+                    )
+            for name in self.imports:
+                params, results = HOST_IMPORTS[name]
+                ty = wasmtime.FuncType(
+                    [_VALTYPE[p]() for p in params], [_VALTYPE[r]() for r in results]
+                )
+                _LINKED.append((name, params, results[0] if results else None))
+                _define(linker, HOST_MODULE, name, ty, _linked_trampoline, len(_LINKED) - 1)
+            try:
+                pre = linker.instantiate_pre(self.module)
+            except wasmtime.WasmtimeError as exc:
+                if "incompatible import type" in str(exc):
+                    raise AbiError(f"WASI import with the wrong type: {exc}") from None
+                raise
+            found = self._pre[seeded_random] = (linker, pre)
+        return found[1]
+
 
 class BasicInstance:
     """One instance of a BasicModule, with its own store and host imports."""
@@ -314,6 +390,7 @@ class BasicInstance:
         self._callers: dict[str, FastCall] = {}
         self._alloc_call: FastCall | None = None
         self._ctx_ptr = self.store._context()
+        self._host_impls: dict[str, Callable[..., Any]] = {}
         try:
             self.instance = self._instantiate()
             self.exports = self.instance.exports(self.store)
@@ -333,33 +410,25 @@ class BasicInstance:
 
     def _instantiate(self) -> wasmtime.Instance:
         module = self.module
-        if not module.uses_wasi:
-            funcs = [self._host_func(name) for name in module.imports]
-            return wasmtime.Instance(self.store, module.module, funcs)
-        self.output = guest_output(self.caps)
-        self.store.set_wasi(wasi_config(self.output, self.caps))
-        track(self)
-        linker = wasmtime.Linker(module.runtime.engine)
-        linker.define_wasi()
-        if not self.caps.allows("random"):
-            # Without `random` the guest's entropy is a fixed stream: its
-            # runtime still starts (hash seeds), and its results repeat.
-            linker.allow_shadowing = True
-            linker.define_func(
-                WASIP1_MODULE,
-                "random_get",
-                wasmtime.FuncType([wasmtime.ValType.i32()] * 2, [wasmtime.ValType.i32()]),
-                self._seeded_random_get,
-                access_caller=True,
+        if module.uses_wasi:
+            self.output = guest_output(self.caps)
+            self.store.set_wasi(wasi_config(self.output, self.caps))
+            track(self)
+        address = ctypes.cast(self._ctx_ptr, ctypes.c_void_p).value or 0
+        _INSTANCES[address] = weakref.ref(self, lambda _ref: _forget(address, _ref))
+        # Without `random` the guest's entropy is a fixed stream: its runtime
+        # still starts (hash seeds), and its results repeat.
+        pre = module.prelinked(module.uses_wasi and not self.caps.allows("random"))
+        return pre.instantiate(self.store)
+
+    def host_impl(self, name: str) -> Callable[..., Any]:
+        """The host function ``name`` for this instance (timed, see hostapi)."""
+        impl = self._host_impls.get(name)
+        if impl is None:
+            impl = self._host_impls[name] = timed_host_function(
+                getattr(self, "_" + name), lambda: self.ctx
             )
-        for name in module.imports:
-            linker.define(self.store, HOST_MODULE, name, self._host_func(name))
-        try:
-            return linker.instantiate(self.store, module.module)
-        except wasmtime.WasmtimeError as exc:
-            if "incompatible import type" in str(exc):
-                raise AbiError(f"WASI import with the wrong type: {exc}") from None
-            raise
+        return impl
 
     def batch_export(self, export: str) -> str | None:
         """The batch entry point of ``export`` (docs/abi.md §9), if it has one."""
@@ -479,15 +548,6 @@ class BasicInstance:
 
     def memory_size(self) -> int | None:
         return self._memory_size()
-
-    def _seeded_random_get(self, caller: wasmtime.Caller, ptr: int, length: int) -> int:
-        memory = caller.get("memory")
-        ptr &= 0xFFFFFFFF
-        length &= 0xFFFFFFFF
-        if not isinstance(memory, wasmtime.Memory) or ptr + length > memory.data_len(caller):
-            return WASI_EFAULT
-        memory.write(caller, self.rng.randbytes(length), ptr)
-        return 0
 
     def release(self) -> None:
         """Drop the store now (see wasi.py: stores with WASI are released at exit)."""
@@ -662,17 +722,6 @@ class BasicInstance:
 
     # -- host imports ----------------------------------------------------------
 
-    def _host_func(self, name: str) -> wasmtime.Func:
-        params, results = HOST_IMPORTS[name]
-        ty = wasmtime.FuncType(
-            [wasmtime.ValType.i32() if p == _I32 else wasmtime.ValType.i64() for p in params],
-            [wasmtime.ValType.i32() if r == _I32 else wasmtime.ValType.i64() for r in results],
-        )
-        impl: Callable[..., Any] = getattr(self, "_" + name)
-        return _raw_func(
-            self.store, ty, timed_host_function(impl, lambda: self.ctx), params, results
-        )
-
     def _context(self) -> CallContext:
         if self.ctx is None:
             # Only reachable from a start function: there is no call yet.
@@ -827,3 +876,11 @@ class BasicInstance:
         ptr, length = self._give(err.message.encode("utf-8"))
         self._write(out, _OUT.pack(ptr, length), "last_error out area")
         return _STATUS.get(err.code, _STATUS["sql-error"])
+
+
+def _forget(address: int, ref: weakref.ReferenceType[BasicInstance]) -> None:
+    if _INSTANCES.get(address) is ref:
+        del _INSTANCES[address]
+
+
+_VALTYPE = {_I32: wasmtime.ValType.i32, _I64: wasmtime.ValType.i64}

@@ -52,25 +52,29 @@ def _rust_wasm_toolchain(session: nox.Session) -> None:
             return
     if Path("/usr/bin/cargo").exists() and Path("/usr/lib/rustlib/src/rust/library").exists():
         return
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        session.log("installing Debian's Rust toolchain with wasm support (rustc-web)")
-        session.run("apt-get", "update", "-q", external=True)
-        session.run(
-            "apt-get",
-            "install",
-            "-y",
-            "-q",
-            "rustc-web",
-            "cargo-web",
-            "rust-web-src",
-            "lld-22",
-            external=True,
-            env={"DEBIAN_FRONTEND": "noninteractive"},
-        )
+    session.log("installing Debian's Rust toolchain with wasm support (rustc-web)")
+    if _apt(session, "rustc-web", "cargo-web", "rust-web-src", "lld-22"):
         return
     session.error(
         "Rust cannot target wasm32-unknown-unknown: run `rustup target add wasm32-unknown-unknown`"
     )
+
+
+def _apt(session: nox.Session, *packages: str) -> bool:
+    """Install Debian packages where this runs as root with apt; False if it cannot."""
+    if not (shutil.which("apt-get") and os.geteuid() == 0):
+        return False
+    session.run("apt-get", "update", "-q", external=True)
+    session.run(
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        *packages,
+        external=True,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
+    return True
 
 
 def _toolchains(session: nox.Session, projects: list[Path]) -> None:
@@ -140,15 +144,19 @@ def conformance(session: nox.Session) -> None:
     """Build every language's conformance implementation and print the matrix."""
     _install(session)
     _build_conformance(session)
-    session.run(
-        "python",
-        str(CONFORMANCE / "runner.py"),
-        "--build",
-        str(BUILD / "conformance"),
+    _runner(
+        session,
         "--json",
         str(BUILD / "conformance.json"),
         "--markdown",
         str(BUILD / "conformance.md"),
+    )
+
+
+def _runner(session: nox.Session, *args: str) -> None:
+    """tests/conformance/runner.py over the conformance builds."""
+    session.run(
+        "python", str(CONFORMANCE / "runner.py"), "--build", str(BUILD / "conformance"), *args
     )
 
 
@@ -162,14 +170,7 @@ def package(session: nox.Session) -> None:
     for manifest in manifests:
         session.run("heliosdb-wasm", "pack", str(manifest.parent), "--out", str(out))
     _build_conformance(session)
-    session.run(
-        "python",
-        str(CONFORMANCE / "runner.py"),
-        "--build",
-        str(BUILD / "conformance"),
-        "--pack",
-        str(out),
-    )
+    _runner(session, "--pack", str(out))
     for archive in sorted(out.glob("*.tar.gz")):
         session.run("heliosdb-wasm", "verify", str(archive), silent=True)
     session.log(f"archives in {out}")
@@ -183,19 +184,7 @@ def _postgres(session: nox.Session) -> None:
     )
     if have_server and have_plpython:
         return
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        session.run("apt-get", "update", "-q", external=True)
-        session.run(
-            "apt-get",
-            "install",
-            "-y",
-            "-q",
-            "postgresql",
-            "postgresql-plpython3-15",
-            external=True,
-            env={"DEBIAN_FRONTEND": "noninteractive"},
-        )
-    else:
+    if not _apt(session, "postgresql", "postgresql-plpython3-15"):
         session.warn("no PostgreSQL: the bench reports its rows as n/a")
 
 

@@ -274,18 +274,11 @@ def discount(report: Report, calls: int, pg: Postgres | None) -> None:
             ("js", "component", "cd_js"),
             ("python", "component", "cd_py"),
         ]:
-            path = BUILD / "examples" / lang / f"calculate_discount.{abi}.wasm"
-            if not path.exists():
-                report.add(Row(g, f"{lang} {abi}", None, "s/call", note=f"{path} not built"))
+            ddl = discount_ddl(name, lang, abi)
+            if ddl is None:
+                report.add(Row(g, f"{lang} {abi}", None, "s/call", note="not built"))
                 continue
-            sig = (
-                "(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE" if abi == "basic" else ""
-            )
-            export = "calculate_discount" if abi == "basic" else "calculate-discount"
-            db.execute(
-                f"CREATE PROCEDURE {name}{sig} LANGUAGE wasm CAPABILITIES ('read:customers')"
-                f" USING EXPORT '{export}' AS $wasm$file://{path}$wasm$"
-            )
+            db.execute(ddl)
             sql = f"SELECT sum({name}(12345, i * 1.0)) FROM calls"
             db.execute(sql)
             per = best_of(lambda sql=sql: db.execute(sql), 1, repeat=3) / calls
@@ -333,6 +326,19 @@ print(t2 - t1, t3 - t2)
 """
 
 
+def discount_ddl(name: str, lang: str, abi: str) -> str | None:
+    """CREATE PROCEDURE for the built calculate_discount example, if it is built."""
+    path = BUILD / "examples" / lang / f"calculate_discount.{abi}.wasm"
+    if not path.exists():
+        return None
+    sig = "(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE" if abi == "basic" else ""
+    export = "calculate_discount" if abi == "basic" else "calculate-discount"
+    return (
+        f"CREATE PROCEDURE {name}{sig} LANGUAGE wasm CAPABILITIES ('read:customers')"
+        f" USING EXPORT '{export}' AS $wasm$file://{path}$wasm$"
+    )
+
+
 def cold_start(report: Report) -> None:
     g = "cold start: fresh process, register + first call of calculate_discount"
     seed = str(ROOT / "examples" / "seed.sql")
@@ -343,15 +349,9 @@ def cold_start(report: Report) -> None:
         ("js", "component"),
         ("python", "component"),
     ]:
-        path = BUILD / "examples" / lang / f"calculate_discount.{abi}.wasm"
-        if not path.exists():
+        ddl = discount_ddl("cd", lang, abi)
+        if ddl is None:
             continue
-        sig = "(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE" if abi == "basic" else ""
-        export = "calculate_discount" if abi == "basic" else "calculate-discount"
-        ddl = (
-            f"CREATE PROCEDURE cd{sig} LANGUAGE wasm CAPABILITIES ('read:customers')"
-            f" USING EXPORT '{export}' AS $wasm$file://{path}$wasm$"
-        )
         for cache in ("off", "warm"):
             with tempfile.TemporaryDirectory() as tmp:
                 env = dict(os.environ, HELIOSDB_WASM_CACHE="off" if cache == "off" else tmp)
@@ -402,15 +402,9 @@ def memory(report: Report) -> None:
         ("js", "component"),
         ("python", "component"),
     ]:
-        path = BUILD / "examples" / lang / f"calculate_discount.{abi}.wasm"
-        if not path.exists():
+        ddl = discount_ddl("p", lang, abi)
+        if ddl is None:
             continue
-        sig = "(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE" if abi == "basic" else ""
-        export = "calculate_discount" if abi == "basic" else "calculate-discount"
-        ddl = (
-            f"CREATE PROCEDURE p{sig} LANGUAGE wasm CAPABILITIES ('read:customers')"
-            f" USING EXPORT '{export}' AS $wasm$file://{path}$wasm$"
-        )
         out = subprocess.run(
             [sys.executable, "-c", MEMORY.format(ddl=ddl)],
             check=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,10 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[SqlValue]]) -> 
 
 def _jsonable(value: SqlValue) -> Any:
     return value.hex() if isinstance(value, bytes) else value
+
+
+_db_option = click.option("--db", "db_path", required=True, help="Database file.")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 @click.group()
@@ -99,34 +103,41 @@ def _fail(exc: ProcedureError, as_json: bool) -> None:
     sys.exit(1)
 
 
+def _listing(records: list[dict[str, Any]], as_json: bool, **columns: Callable[[Any], Any]) -> None:
+    """Records as JSON, or as a table of the given columns (header -> cell)."""
+    if as_json:
+        click.echo(json.dumps(records))
+        return
+    rows = [tuple(cell(r) for cell in columns.values()) for r in records]
+    click.echo(format_table([c.replace("_", " ") for c in columns], rows))
+
+
 @main.command()
-@click.option("--db", "db_path", required=True, help="Database file.")
-@click.option("--json", "as_json", is_flag=True)
+@_db_option
+@_json_option
 def procedures(db_path: str, as_json: bool) -> None:
     """List the registered procedures and their active versions."""
     with Database.open(db_path) as db:
         procs = db.procedures()
-    if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "name": p.name,
-                        "version": p.version,
-                        "abi": p.abi,
-                        "signature": p.signature.render(),
-                        "capabilities": p.capabilities.sorted(),
-                    }
-                    for p in procs
-                ]
-            )
-        )
-        return
-    rows = [
-        (p.name, p.version, p.abi, p.signature.render(), ", ".join(p.capabilities.sorted()))
+    records = [
+        {
+            "name": p.name,
+            "version": p.version,
+            "abi": p.abi,
+            "signature": p.signature.render(),
+            "capabilities": p.capabilities.sorted(),
+        }
         for p in procs
     ]
-    click.echo(format_table(["name", "version", "abi", "signature", "capabilities"], rows))
+    _listing(
+        records,
+        as_json,
+        name=lambda r: r["name"],
+        version=lambda r: r["version"],
+        abi=lambda r: r["abi"],
+        signature=lambda r: r["signature"],
+        capabilities=lambda r: ", ".join(r["capabilities"]),
+    )
 
 
 def _columns(spec: str, what: str) -> str:
@@ -193,7 +204,7 @@ def procedure() -> None:
 
 
 @procedure.command("create")
-@click.option("--db", "db_path", required=True, help="Database file.")
+@_db_option
 @click.option("--name", required=True, help="SQL name of the procedure.")
 @click.option(
     "--file", "wasm", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -267,8 +278,8 @@ def _version_json(v: ProcedureVersion) -> dict[str, Any]:
 
 
 @procedure.command("list")
-@click.option("--db", "db_path", required=True, help="Database file.")
-@click.option("--json", "as_json", is_flag=True)
+@_db_option
+@_json_option
 @click.pass_context
 def procedure_list(ctx: click.Context, db_path: str, as_json: bool) -> None:
     """List procedures and their active versions."""
@@ -276,8 +287,8 @@ def procedure_list(ctx: click.Context, db_path: str, as_json: bool) -> None:
 
 
 @procedure.command("info")
-@click.option("--db", "db_path", required=True, help="Database file.")
-@click.option("--json", "as_json", is_flag=True)
+@_db_option
+@_json_option
 @click.argument("name")
 def procedure_info(db_path: str, name: str, as_json: bool) -> None:
     """Everything about one procedure: its active version and all versions."""
@@ -299,8 +310,8 @@ def procedure_info(db_path: str, name: str, as_json: bool) -> None:
 
 
 @procedure.command("versions")
-@click.option("--db", "db_path", required=True, help="Database file.")
-@click.option("--json", "as_json", is_flag=True)
+@_db_option
+@_json_option
 @click.argument("name")
 def procedure_versions(db_path: str, name: str, as_json: bool) -> None:
     """All versions of a procedure; * marks the active one."""
@@ -316,7 +327,7 @@ def procedure_versions(db_path: str, name: str, as_json: bool) -> None:
 
 
 @procedure.command("use")
-@click.option("--db", "db_path", required=True, help="Database file.")
+@_db_option
 @click.argument("name")
 @click.argument("version", type=int)
 def procedure_use(db_path: str, name: str, version: int) -> None:
@@ -326,7 +337,7 @@ def procedure_use(db_path: str, name: str, version: int) -> None:
 
 
 @procedure.command("drop")
-@click.option("--db", "db_path", required=True, help="Database file.")
+@_db_option
 @click.option("--if-exists", is_flag=True)
 @click.argument("name")
 def procedure_drop(db_path: str, name: str, if_exists: bool) -> None:
@@ -340,8 +351,8 @@ def _ms(seconds: float | None) -> str:
 
 
 @procedure.command("metrics")
-@click.option("--db", "db_path", required=True, help="Database file.")
-@click.option("--json", "as_json", is_flag=True)
+@_db_option
+@_json_option
 @click.argument("name")
 def procedure_metrics(db_path: str, name: str, as_json: bool) -> None:
     """Calls, errors, latency percentiles, fuel and memory, per version (recorded by the engine)."""
@@ -403,7 +414,7 @@ def _duration(text: str) -> float:
 
 
 @main.command()
-@click.option("--db", "db_path", required=True, help="Database file.")
+@_db_option
 @click.option("--procedure", "name", help="Only this procedure's lines.")
 @click.option("--last", help="Only lines from the last 30s, 15m, 1h, 7d, ...")
 @click.option(
@@ -412,7 +423,7 @@ def _duration(text: str) -> float:
     help="Only lines at this level or above.",
 )
 @click.option("--limit", default=1000, show_default=True, help="At most this many (the newest).")
-@click.option("--json", "as_json", is_flag=True)
+@_json_option
 def logs(
     db_path: str, name: str | None, last: str | None, level: str | None, limit: int, as_json: bool
 ) -> None:
@@ -452,10 +463,10 @@ def logs(
 
 
 @procedure.command("profile")
-@click.option("--db", "db_path", required=True, help="Database file.")
+@_db_option
 @click.option("--param", "values", multiple=True, help="name=value, in parameter order.")
 @click.option("--calls", default=100, show_default=True, help="How many calls to make.")
-@click.option("--json", "as_json", is_flag=True)
+@_json_option
 @click.argument("name")
 def procedure_profile(
     db_path: str, name: str, values: tuple[str, ...], calls: int, as_json: bool
@@ -732,7 +743,7 @@ def _describe(arc: archive.Archive, key_status: str) -> dict[str, Any]:
 @click.option(
     "--key", help="Trusted public key (64 hex digits or a .pub file): require its signature."
 )
-@click.option("--json", "as_json", is_flag=True)
+@_json_option
 def verify(path: Path, key: str | None, as_json: bool) -> None:
     """Check an archive's structure, hashes and (with --key) signature; show what it installs."""
     try:
@@ -789,11 +800,11 @@ def keygen(name: str, directory: Path) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--db", "db_path", required=True, help="Database file.")
+@_db_option
 @click.option(
     "--key", help="Trusted public key (64 hex digits or a .pub file): require its signature."
 )
-@click.option("--json", "as_json", is_flag=True)
+@_json_option
 def install(path: Path, db_path: str, key: str | None, as_json: bool) -> None:
     """Install an extension archive into a database: all its procedures or none."""
     with Database.open(db_path) as db:
@@ -811,38 +822,32 @@ def install(path: Path, db_path: str, key: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--db", "db_path", required=True, help="Database file.")
-@click.option("--json", "as_json", is_flag=True)
+@_db_option
+@_json_option
 def extensions(db_path: str, as_json: bool) -> None:
     """List installed extensions (every version)."""
     with Database.open(db_path) as db:
         installed = db.extensions()
-    if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "name": e.name,
-                        "version": e.version,
-                        "signed_by": e.signed_by,
-                        "procedures": [{"procedure": p, "version": v} for p, v in e.procedures],
-                        "installed_at": e.installed_at,
-                    }
-                    for e in installed
-                ]
-            )
-        )
-        return
-    rows = [
-        (
-            e.name,
-            e.version,
-            e.signed_by[:16] + "…" if e.signed_by else "unsigned",
-            ", ".join(f"{p} v{v}" for p, v in e.procedures),
-        )
+    records = [
+        {
+            "name": e.name,
+            "version": e.version,
+            "signed_by": e.signed_by,
+            "procedures": [{"procedure": p, "version": v} for p, v in e.procedures],
+            "installed_at": e.installed_at,
+        }
         for e in installed
     ]
-    click.echo(format_table(["extension", "version", "signed by", "procedures"], rows))
+    _listing(
+        records,
+        as_json,
+        extension=lambda r: r["name"],
+        version=lambda r: r["version"],
+        signed_by=lambda r: r["signed_by"][:16] + "…" if r["signed_by"] else "unsigned",
+        procedures=lambda r: ", ".join(
+            f"{p['procedure']} v{p['version']}" for p in r["procedures"]
+        ),
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

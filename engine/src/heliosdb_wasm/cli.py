@@ -7,7 +7,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -93,7 +93,7 @@ def _print(result: Result, as_json: bool) -> None:
         click.echo(format_table(result.columns, result.rows))
 
 
-def _fail(exc: ProcedureError, as_json: bool) -> None:
+def _fail(exc: ProcedureError, as_json: bool) -> NoReturn:
     if as_json:
         click.echo(
             json.dumps({"error": exc.code, "procedure": exc.procedure, "message": exc.message})
@@ -110,6 +110,18 @@ def _listing(records: list[dict[str, Any]], as_json: bool, **columns: Callable[[
         return
     rows = [tuple(cell(r) for cell in columns.values()) for r in records]
     click.echo(format_table([c.replace("_", " ") for c in columns], rows))
+
+
+T = TypeVar("T")
+
+
+def _read_db(db_path: str, as_json: bool, read: Callable[[Database], T]) -> T:
+    """``read(db)`` on the database file; a ProcedureError exits with its code."""
+    with Database.open(db_path) as db:
+        try:
+            return read(db)
+        except ProcedureError as exc:
+            _fail(exc, as_json)
 
 
 @main.command()
@@ -292,11 +304,7 @@ def procedure_list(ctx: click.Context, db_path: str, as_json: bool) -> None:
 @click.argument("name")
 def procedure_info(db_path: str, name: str, as_json: bool) -> None:
     """Everything about one procedure: its active version and all versions."""
-    with Database.open(db_path) as db:
-        try:
-            versions = db.versions(name)
-        except ProcedureError as exc:
-            _fail(exc, as_json)
+    versions = _read_db(db_path, as_json, lambda db: db.versions(name))
     active = next(v for v in versions if v.active)
     if as_json:
         click.echo(json.dumps({**_version_json(active), "versions": [v.version for v in versions]}))
@@ -315,11 +323,7 @@ def procedure_info(db_path: str, name: str, as_json: bool) -> None:
 @click.argument("name")
 def procedure_versions(db_path: str, name: str, as_json: bool) -> None:
     """All versions of a procedure; * marks the active one."""
-    with Database.open(db_path) as db:
-        try:
-            versions = db.versions(name)
-        except ProcedureError as exc:
-            _fail(exc, as_json)
+    versions = _read_db(db_path, as_json, lambda db: db.versions(name))
     if as_json:
         click.echo(json.dumps([_version_json(v) for v in versions]))
     else:
@@ -356,11 +360,7 @@ def _ms(seconds: float | None) -> str:
 @click.argument("name")
 def procedure_metrics(db_path: str, name: str, as_json: bool) -> None:
     """Calls, errors, latency percentiles, fuel and memory, per version (recorded by the engine)."""
-    with Database.open(db_path) as db:
-        try:
-            by_version = db.metrics(name)
-        except ProcedureError as exc:
-            _fail(exc, as_json)
+    by_version = _read_db(db_path, as_json, lambda db: db.metrics(name))
     if as_json:
         click.echo(json.dumps({str(v): m.to_json() for v, m in sorted(by_version.items())}))
         return
@@ -807,11 +807,7 @@ def keygen(name: str, directory: Path) -> None:
 @_json_option
 def install(path: Path, db_path: str, key: str | None, as_json: bool) -> None:
     """Install an extension archive into a database: all its procedures or none."""
-    with Database.open(db_path) as db:
-        try:
-            ext = db.install_extension(path, key)
-        except ProcedureError as exc:
-            _fail(exc, as_json)
+    ext = _read_db(db_path, as_json, lambda db: db.install_extension(path, key))
     created = [{"procedure": p, "version": v} for p, v in ext.procedures]
     if as_json:
         click.echo(json.dumps({"name": ext.name, "version": ext.version, "procedures": created}))

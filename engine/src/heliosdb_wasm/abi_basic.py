@@ -391,6 +391,7 @@ class BasicInstance:
         self._alloc_call: FastCall | None = None
         self._ctx_ptr = self.store._context()
         self._host_impls: dict[str, Callable[..., Any]] = {}
+        self._span_cache: tuple[int, int] | None = None
         try:
             self.instance = self._instantiate()
             self.exports = self.instance.exports(self.store)
@@ -423,6 +424,7 @@ class BasicInstance:
 
     def host_impl(self, name: str) -> Callable[..., Any]:
         """The host function ``name`` for this instance (timed, see hostapi)."""
+        self._span_cache = None  # the guest ran since the last host call
         impl = self._host_impls.get(name)
         if impl is None:
             impl = self._host_impls[name] = timed_host_function(
@@ -509,6 +511,7 @@ class BasicInstance:
             ty = func.type(self.store)
             kinds = [*_types(ty.params), *_types(ty.results)]
             if len(ty.results) > 1 or any(k not in _WASM_AS_SQL for k in kinds):
+                self._span_cache = None
                 return func(self.store, *args)
             ticks = max(1, int(self.limits.timeout_seconds / EPOCH_TICK_SECONDS))
             caller = make_call(
@@ -527,6 +530,8 @@ class BasicInstance:
             # wasmtime-py's trampoline, which stored it and trapped; raise it.
             maybe_raise_last_exn()
             raise
+        finally:
+            self._span_cache = None  # the guest may have grown memory
 
     def raw_call(self, export: str, sig: Signature) -> FastCall:
         """The fast path's caller for ``export`` (see fastcall.py), made once."""
@@ -638,14 +643,17 @@ class BasicInstance:
         return self.memory
 
     def _span(self) -> tuple[int, int]:
-        """Linear memory's current address and size. Asked afresh for every
-        access: a guest call in between (heliosdb_alloc) may have grown and
-        moved it."""
-        mem = self._mem()
-        ref = ctypes.byref(mem._memory)
-        ctx = self._ctx_ptr
-        address = ctypes.cast(_memory_data(ctx, ref), ctypes.c_void_p).value or 0
-        return address, int(_memory_size(ctx, ref))
+        """Linear memory's current address and size. Kept only while the guest
+        cannot run: every entry into a host function and every guest call
+        from one (heliosdb_alloc, which may grow and move memory) forgets it."""
+        span = self._span_cache
+        if span is None:
+            mem = self._mem()
+            ref = ctypes.byref(mem._memory)
+            ctx = self._ctx_ptr
+            address = ctypes.cast(_memory_data(ctx, ref), ctypes.c_void_p).value or 0
+            span = self._span_cache = (address, int(_memory_size(ctx, ref)))
+        return span
 
     def _read(self, ptr: int, length: int, what: str) -> bytes:
         ptr &= 0xFFFFFFFF
@@ -694,6 +702,7 @@ class BasicInstance:
                 ticks,
             )
         left = self.store.get_fuel()
+        self._span_cache = None  # the allocator may grow memory
         try:
             return self._alloc_call([size, 1])
         except (wasmtime.Trap, wasmtime.WasmtimeError):

@@ -77,7 +77,7 @@ def test_a_batch_entry_point_of_the_wrong_type_is_an_abi_error(db: h.Database) -
         db.call_batch("bad", [[1, 2]])
 
 
-@pytest.mark.parametrize("language", ["assemblyscript", "rust"])
+@pytest.mark.parametrize("language", ["assemblyscript", "go", "rust"])
 def test_sdk_procedures_get_a_batch_entry_point(language: str) -> None:
     path = example("calculate_discount", "basic", language)
     with h.Database.open(":memory:") as db:

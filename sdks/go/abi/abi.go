@@ -13,6 +13,7 @@
 package abi
 
 import (
+	"encoding/binary"
 	"errors"
 	"math"
 	"unicode/utf8"
@@ -160,3 +161,23 @@ func (t *Table) Return() {
 	wire.PutU32(t.buf, t.nrowAt, uint32(t.cells/t.ncols))
 	host.Return(host.TagRows, t.buf)
 }
+
+// Batch entry points (docs/abi.md section 9): the host lays the argument
+// columns out one after another, little-endian, and reads count results back.
+
+// BatchBuffer is the batch buffer (ptr, n) the host allocated.
+func BatchBuffer(ptr, n uint32) []byte { return host.Buffer(ptr, n) }
+
+// I64 reads the int64 at off; I32, F64 and F32 read their types alike.
+func I64(b []byte, off int) int64   { return int64(le.Uint64(b[off:])) }
+func I32(b []byte, off int) int32   { return int32(le.Uint32(b[off:])) }
+func F64(b []byte, off int) float64 { return math.Float64frombits(le.Uint64(b[off:])) }
+func F32(b []byte, off int) float32 { return math.Float32frombits(le.Uint32(b[off:])) }
+
+// PutI64 writes v at off; PutI32, PutF64 and PutF32 write their types alike.
+func PutI64(b []byte, off int, v int64)   { le.PutUint64(b[off:], uint64(v)) }
+func PutI32(b []byte, off int, v int32)   { le.PutUint32(b[off:], uint32(v)) }
+func PutF64(b []byte, off int, v float64) { le.PutUint64(b[off:], math.Float64bits(v)) }
+func PutF32(b []byte, off int, v float32) { le.PutUint32(b[off:], math.Float32bits(v)) }
+
+var le = binary.LittleEndian

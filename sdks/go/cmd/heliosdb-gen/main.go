@@ -681,6 +681,85 @@ func (w *writer) procedure(p *procedure) {
 	}
 	w.result(p.result, zero)
 	w.line("}")
+	w.batch(p)
+}
+
+// batchWidth is the byte width of a kind in a batch column, and the abi
+// reader and writer of its values (docs/abi.md section 9).
+var batchWidth = map[kind]struct {
+	size     int
+	get, put string
+}{
+	kInt64:   {8, "I64", "PutI64"},
+	kInt32:   {4, "I32", "PutI32"},
+	kFloat64: {8, "F64", "PutF64"},
+	kFloat32: {4, "F32", "PutF32"},
+	kBool:    {4, "I32", "PutI32"},
+}
+
+// batch writes <name>__batch for a procedure whose parameters and result
+// are all plain numbers: whole columns per guest call, one Go call per row.
+// A failing row records its error and ends the batch there.
+func (w *writer) batch(p *procedure) {
+	s := p.result.scalar
+	if s == nil || s.nullable || !s.kind.numeric() {
+		return
+	}
+	rowBytes, prefix := 0, []int{}
+	for _, a := range p.params {
+		if a.typ.nullable || !a.typ.kind.numeric() {
+			return
+		}
+		prefix = append(prefix, rowBytes)
+		rowBytes += batchWidth[a.typ.kind].size
+	}
+	out := batchWidth[s.kind]
+	name := p.sqlName + "__batch"
+	w.line("")
+	w.line("// %s is the batch entry point of %s (docs/abi.md section 9).", wrapperName+name, p.sqlName)
+	w.line("//")
+	w.line("//go:wasmexport %s", name)
+	w.line("func %s%s(count int32, argsPtr, outPtr uint32) int32 {", wrapperName, name)
+	w.line("\tn := int(count)")
+	if len(p.params) > 0 {
+		w.line("\targs := heliosdbabi.BatchBuffer(argsPtr, uint32(n*%d))", rowBytes)
+	}
+	w.line("\tout := heliosdbabi.BatchBuffer(outPtr, uint32(n*%d))", out.size)
+	w.line("\tfor i := 0; i < n; i++ {")
+	var args []string
+	for i, a := range p.params {
+		bw := batchWidth[a.typ.kind]
+		v := fmt.Sprintf("heliosdbabi.%s(args, n*%d+i*%d)", bw.get, prefix[i], bw.size)
+		if a.typ.kind == kBool {
+			v += " != 0"
+		}
+		if a.typ.goType != kindInfo[a.typ.kind].base {
+			v = fmt.Sprintf("%s(%s)", w.localType(a.typ), v)
+		}
+		args = append(args, v)
+	}
+	call := fmt.Sprintf("%s(%s)", p.goName, strings.Join(args, ", "))
+	if p.hasError {
+		w.line("\t\tr, err := %s", call)
+		w.line("\t\tif err != nil {")
+		w.line("\t\t\theliosdbabi.Fail(err)")
+		w.line("\t\t\treturn int32(i)")
+		w.line("\t\t}")
+	} else {
+		w.line("\t\tr := %s", call)
+	}
+	value := fmt.Sprintf("%s(r)", kindInfo[s.kind].res)
+	if s.kind == kBool {
+		w.line("\t\tv := int32(0)")
+		w.line("\t\tif r {")
+		w.line("\t\t\tv = 1")
+		w.line("\t\t}")
+		value = "v"
+	}
+	w.line("\t\theliosdbabi.%s(out, i*%d, %s)", out.put, out.size, value)
+	w.line("\t}")
+	w.line("\treturn count")
+	w.line("}")
 }
 
 // argValue is the Go expression of argument i as the procedure's type.

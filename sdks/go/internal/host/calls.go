@@ -165,3 +165,17 @@ func HMAC(alg string, key, data []byte) ([]byte, int32) {
 
 // InWasm reports whether this build runs inside the engine.
 const InWasm = inWasm
+
+// Buffer is a buffer the host allocated with heliosdb_alloc and still owns
+// (a batch's columns, docs/abi.md section 9): the host frees it with
+// heliosdb_free after the call, so it stays tracked. (0, 0) is empty.
+func Buffer(ptr, n uint32) []byte {
+	if n == 0 {
+		return nil
+	}
+	b, ok := live[uintptr(ptr)]
+	if !ok || uint32(len(b)) < n {
+		panic("heliosdb: the host passed a batch buffer that heliosdb_alloc did not allocate")
+	}
+	return b[:n]
+}

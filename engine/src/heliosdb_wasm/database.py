@@ -180,14 +180,17 @@ class Database:
     def metrics(self, name: str) -> dict[int, telemetry.Metrics]:
         """Call metrics of every version of ``name`` (persisted plus pending)."""
         self._flush_telemetry(force=True)
+        t = self.session.telemetry
+        t.collect()  # inside the caller's transaction nothing was flushed
         out: dict[int, telemetry.Metrics] = {}
         for v in self.registry.versions(name):
             found = telemetry.read_metrics(self.conn, v.name, v.version)
+            pending = t.pending.get((v.name.lower(), v.version))
+            if pending is not None and pending.calls:
+                found = found or telemetry.Metrics()
+                found.merge(pending)
             if found is not None:
                 out[v.version] = found
-        for (pending_name, version), m in self.session.telemetry.pending.items():
-            if pending_name == name.lower() and m.calls:
-                out.setdefault(version, telemetry.Metrics()).merge(m)
         return out
 
     def persisted_logs(

@@ -188,7 +188,9 @@ class Telemetry:
     """Per-database call metrics and log lines, pending until flushed."""
 
     def __init__(self) -> None:
-        self._pending: dict[tuple[str, int], Metrics] = {}
+        # By (lower-case name, version); call collect() first for the counts
+        # the collectors below still hold.
+        self.pending: dict[tuple[str, int], Metrics] = {}
         self.pending_calls = 0
         self.pending_logs: list[LogRecord] = []
         self.listeners: list[Callable[[CallStats], None]] = []
@@ -198,22 +200,12 @@ class Telemetry:
         self.collectors: list[Callable[[], bool]] = []
         self.last_flush = time.monotonic()
 
-    @property
-    def pending(self) -> dict[tuple[str, int], Metrics]:
-        """The pending metrics by (lower-case name, version), collected."""
-        self.collect()
-        return self._pending
-
     def collect(self) -> None:
         if self.collectors:
             self.collectors[:] = [c for c in self.collectors if c()]
 
     def record(self, stats: CallStats) -> None:
-        key = (stats.procedure.lower(), stats.version)
-        metrics = self._pending.get(key)
-        if metrics is None:
-            metrics = self._pending[key] = Metrics()
-        metrics.add(stats)
+        self.metrics(stats.procedure, stats.version).add(stats)
         self.pending_calls += 1
         for listener in self.listeners:
             listener(stats)
@@ -223,9 +215,9 @@ class Telemetry:
         itself (``Metrics.count`` and ``pending_calls``). The object lives as
         long as this Telemetry: flushing empties it in place."""
         key = (procedure.lower(), version)
-        found = self._pending.get(key)
+        found = self.pending.get(key)
         if found is None:
-            found = self._pending[key] = Metrics()
+            found = self.pending[key] = Metrics()
         return found
 
     def log(self, record: LogRecord) -> None:
@@ -245,7 +237,7 @@ class Telemetry:
         self.collect()
         if not self.pending_calls and not self.pending_logs:
             return
-        pending = {k: m for k, m in self._pending.items() if m.calls}
+        pending = {k: m for k, m in self.pending.items() if m.calls}
         logs = self.pending_logs
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")

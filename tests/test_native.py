@@ -19,7 +19,7 @@ import wasmtime
 import heliosdb_wasm as h
 from conftest import TEST_LIMITS, b64, wasm_of
 from heliosdb_wasm import fastcall, telemetry
-from heliosdb_wasm.runtime import EPOCH_TICK_SECONDS, Runtime, translate_trap
+from heliosdb_wasm.runtime import Runtime, deadline_ticks, translate_trap
 from heliosdb_wasm.values import SqlType as T
 
 NATIVE_MISSING = "heliosdb_wasm._native is not built (no C compiler at install time)"
@@ -60,7 +60,7 @@ def make(request: pytest.FixtureRequest, runtime: Runtime) -> Make:
         store.set_epoch_deadline(1)
         instance = wasmtime.Instance(store, modules[fixture], [])
         func = instance.exports(store)[export]
-        ticks = max(1, int(timeout / EPOCH_TICK_SECONDS))
+        ticks = deadline_ticks(timeout)
         call: fastcall.FastCall = cls(store, func, params, returns, fuel, ticks)
         return call
 

@@ -34,7 +34,7 @@ from .errors import (
 from .fastcall import FastCall, make_call
 from .hostapi import LOG_LEVELS, CallContext, is_fatal, timed_host_function
 from .policy import Capabilities, Limits
-from .runtime import EPOCH_TICK_SECONDS, Runtime, arm, translate_trap
+from .runtime import Runtime, arm, deadline_ticks, translate_trap
 from .values import Signature, SqlType, SqlValue
 from .wasi import (
     SEEDED_RANDOM,
@@ -513,14 +513,10 @@ class BasicInstance:
             if len(ty.results) > 1 or any(k not in _WASM_AS_SQL for k in kinds):
                 self._span_cache = None
                 return func(self.store, *args)
-            ticks = max(1, int(self.limits.timeout_seconds / EPOCH_TICK_SECONDS))
-            caller = make_call(
-                self.store,
+            caller = self._fast_caller(
                 func,
                 [_WASM_AS_SQL[k] for k in _types(ty.params)],
                 _WASM_AS_SQL[_types(ty.results)[0]] if ty.results else None,
-                self.limits.fuel,
-                ticks,
             )
             self._callers[export] = caller
         try:
@@ -539,17 +535,22 @@ class BasicInstance:
         if raw is None:
             func = self.exports[export]
             assert isinstance(func, wasmtime.Func)
-            ticks = max(1, int(self.limits.timeout_seconds / EPOCH_TICK_SECONDS))
-            raw = make_call(
-                self.store,
-                func,
-                [c.type for c in sig.params],
-                sig.returns,
-                self.limits.fuel,
-                ticks,
-            )
+            raw = self._fast_caller(func, [c.type for c in sig.params], sig.returns)
             self._raw[export] = raw
         return raw
+
+    def _fast_caller(
+        self, func: wasmtime.Func, params: list[SqlType], returns: SqlType | None
+    ) -> FastCall:
+        """A fast caller (fastcall.py) that arms this instance's limits."""
+        return make_call(
+            self.store,
+            func,
+            params,
+            returns,
+            self.limits.fuel,
+            deadline_ticks(self.limits.timeout_seconds),
+        )
 
     def memory_size(self) -> int | None:
         return self._memory_size()
@@ -692,14 +693,8 @@ class BasicInstance:
         """
         assert self.alloc is not None
         if self._alloc_call is None:
-            ticks = max(1, int(self.limits.timeout_seconds / EPOCH_TICK_SECONDS))
-            self._alloc_call = make_call(
-                self.store,
-                self.alloc,
-                [SqlType.INTEGER, SqlType.INTEGER],
-                SqlType.INTEGER,
-                self.limits.fuel,
-                ticks,
+            self._alloc_call = self._fast_caller(
+                self.alloc, [SqlType.INTEGER, SqlType.INTEGER], SqlType.INTEGER
             )
         left = self.store.get_fuel()
         self._span_cache = None  # the allocator may grow memory
@@ -713,7 +708,7 @@ class BasicInstance:
             self.store.set_fuel(max(0, left - used))
             ctx = self.ctx
             remaining = (ctx.deadline - time.monotonic()) if ctx is not None else 0.0
-            self.store.set_epoch_deadline(max(1, int(remaining / EPOCH_TICK_SECONDS)))
+            self.store.set_epoch_deadline(deadline_ticks(remaining))
 
     def _give(self, data: bytes) -> tuple[int, int]:
         """Copy ``data`` into a guest-owned buffer from heliosdb_alloc."""

@@ -195,10 +195,15 @@ def _user_cache() -> Path:
     return Path(xdg) if xdg else Path.home() / ".cache"
 
 
+def deadline_ticks(seconds: float) -> int:
+    """Epoch ticks for a wall-clock budget (at least one, so it can expire)."""
+    return max(1, int(seconds / EPOCH_TICK_SECONDS))
+
+
 def arm(store: wasmtime.Store, limits: Limits) -> None:
     """Refill fuel and reset the wall-clock deadline before a call."""
     store.set_fuel(limits.fuel)
-    store.set_epoch_deadline(max(1, int(limits.timeout_seconds / EPOCH_TICK_SECONDS)))
+    store.set_epoch_deadline(deadline_ticks(limits.timeout_seconds))
 
 
 def translate_trap(

@@ -482,12 +482,7 @@ class BasicInstance:
             self.poisoned = True
             raise
         except Exception as exc:  # noqa: BLE001 - traps become typed errors
-            self.poisoned = True
-            oom = ctx.out_of_memory or (self.output is not None and self.output.out_of_memory)
-            error = translate_trap(exc, self.limits, self._memory_size(), oom)
-            if ctx.raised is not None and isinstance(error, ProcedureTrap):
-                raise ctx.raised from None  # a row threw (docs/abi.md §4)
-            raise error from None
+            raise self._failure(ctx, exc) from None  # a row threw, or a trap
         finally:
             if self.output is not None:
                 self.output.end()
@@ -585,17 +580,7 @@ class BasicInstance:
             self.poisoned = True
             raise
         except Exception as exc:  # noqa: BLE001 - traps become typed errors
-            self.poisoned = True
-            if self.output is not None:
-                self.output.end()  # flush: the runtime's last words tell an OOM
-            oom = ctx.out_of_memory or (self.output is not None and self.output.out_of_memory)
-            error = translate_trap(exc, self.limits, self._memory_size(), oom)
-            # Recording an error and then trapping is how a language without
-            # exceptions (AssemblyScript) throws: the error is the outcome.
-            # An exhausted limit still wins: it is not the guest's choice.
-            if ctx.raised is not None and isinstance(error, ProcedureTrap):
-                raise ctx.raised from None
-            raise error from None
+            raise self._failure(ctx, exc) from None
         finally:
             if self.output is not None:
                 self.output.end()
@@ -606,6 +591,21 @@ class BasicInstance:
         if ctx.raised is not None:
             raise ctx.raised
         return self._lift(ctx, sig, result)
+
+    def _failure(self, ctx: CallContext, exc: Exception) -> ProcedureError:
+        """The typed error for a call that failed in the guest; the instance
+        is not used again."""
+        self.poisoned = True
+        if self.output is not None:
+            self.output.end()  # flush: the runtime's last words tell an OOM
+        oom = ctx.out_of_memory or (self.output is not None and self.output.out_of_memory)
+        error = translate_trap(exc, self.limits, self._memory_size(), oom)
+        # Recording an error and then trapping is how a language without
+        # exceptions (AssemblyScript) throws: the error is the outcome.
+        # An exhausted limit still wins: it is not the guest's choice.
+        if ctx.raised is not None and isinstance(error, ProcedureTrap):
+            return ctx.raised
+        return error
 
     def _memory_size(self) -> int | None:
         return self.memory.data_len(self.store) if self.memory else None

@@ -96,3 +96,49 @@ def test_sdk_procedures_get_a_batch_entry_point(language: str) -> None:
         with pytest.raises(h.UserError) as err:
             db.call_batch("cd", [[12345, 99999, 12345], [1.0, 2.0, 3.0]])
         assert err.value.user_code == "CUSTOMER_NOT_FOUND"
+
+
+# loud(x) = x, printing "hello\n" to stdout once per row (WASI fd_write).
+LOUD = """
+(module
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello\\n")
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "heliosdb_abi_version") (result i32) i32.const 1)
+  (func (export "heliosdb_alloc") (param $n i32) (param i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "heliosdb_free") (param i32 i32 i32) (global.set $heap (i32.const 1024)))
+  (func $loud (export "loud") (param $x i64) (result i64)
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 6))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (local.get $x))
+  (func (export "loud__batch") (param $n i32) (param $args i32) (param $out i32) (result i32)
+    (local $i i32)
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (i64.store (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 3)))
+        (call $loud (i64.load (i32.add (local.get $args) (i32.shl (local.get $i) (i32.const 3))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (local.get $n)))
+"""
+
+
+def test_batch_output_beyond_the_log_limit_fails_that_batch() -> None:
+    db = h.Database.open(":memory:", limits=TEST_LIMITS)
+    db.execute(
+        "CREATE PROCEDURE loud(x BIGINT) RETURNS BIGINT LANGUAGE wasm "
+        "CAPABILITIES ('stdout') WITH (max_log_bytes = 20) "
+        f"AS $wasm${b64(wasmtime.wat2wasm(LOUD))}$wasm$"
+    )
+    assert db.call_batch("loud", [[1, 2]]) == [1, 2]  # 12 bytes of output
+    with pytest.raises(h.ResourceLimitExceeded) as err:
+        db.call_batch("loud", [list(range(10))])  # 60 bytes
+    assert err.value.limit == "max_log_bytes"
+    # The failure belongs to that batch: the next call is not charged with it.
+    assert db.execute("SELECT loud(7)").scalar() == 7

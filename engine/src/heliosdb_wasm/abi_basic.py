@@ -487,6 +487,7 @@ class BasicInstance:
             if self.output is not None:
                 self.output.end()
             self.ctx = None
+        self._check_output()
         # The batch buffers go back to the guest's allocator (the one case
         # where the host frees: it allocated them for itself).
         free = self.exports.get("heliosdb_free")
@@ -585,12 +586,17 @@ class BasicInstance:
             if self.output is not None:
                 self.output.end()
             self.ctx = None
-        if self.output is not None and (failure := self.output.take_error()) is not None:
-            self.poisoned = True  # its output broke a limit (max_log_bytes)
-            raise failure
+        self._check_output()
         if ctx.raised is not None:
             raise ctx.raised
         return self._lift(ctx, sig, result)
+
+    def _check_output(self) -> None:
+        """Raise the failure of the call's stdout/stderr (max_log_bytes), so
+        it fails this call and is not left for the next one."""
+        if self.output is not None and (failure := self.output.take_error()) is not None:
+            self.poisoned = True
+            raise failure
 
     def _failure(self, ctx: CallContext, exc: Exception) -> ProcedureError:
         """The typed error for a call that failed in the guest; the instance

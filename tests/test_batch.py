@@ -10,11 +10,8 @@ import wasmtime
 import heliosdb_wasm as h
 from conftest import ROOT, TEST_LIMITS, b64, example
 
-# twice(x) = 2x, with a batch entry point; it imports heliosdb_log, so it is
-# not an import-free module and the batch runs through the guest.
-TWICE = """
-(module
-  (import "heliosdb" "heliosdb_log" (func $log (param i32 i32 i32)))
+# What every module here has: memory, a bump allocator, the ABI version.
+_RUNTIME = """
   (memory (export "memory") 1)
   (global $heap (mut i32) (i32.const 1024))
   (func (export "heliosdb_abi_version") (result i32) i32.const 1)
@@ -25,18 +22,34 @@ TWICE = """
       (then (drop (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16)) (i32.const 1))))))
     (local.get $p))
   (func (export "heliosdb_free") (param i32 i32 i32) (global.set $heap (i32.const 1024)))
-  (func $twice (export "twice") (param $x i64) (result i64)
-    (if (i64.eq (local.get $x) (i64.const 13)) (then unreachable))
-    (i64.mul (local.get $x) (i64.const 2)))
-  (func (export "twice__batch") (param $n i32) (param $args i32) (param $out i32) (result i32)
+"""
+
+
+def _batch_of(name: str) -> str:
+    """``<name>__batch``: calls the (i64) -> i64 function ``$<name>`` per row."""
+    return f"""
+  (func (export "{name}__batch") (param $n i32) (param $args i32) (param $out i32) (result i32)
     (local $i i32)
     (block $done (loop $next
       (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
       (i64.store (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 3)))
-        (call $twice (i64.load (i32.add (local.get $args) (i32.shl (local.get $i) (i32.const 3))))))
+        (call ${name} (i64.load (i32.add (local.get $args) (i32.shl (local.get $i) (i32.const 3))))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $next)))
     (local.get $n))
+"""
+
+
+# twice(x) = 2x, with a batch entry point; it imports heliosdb_log, so it is
+# not an import-free module and the batch runs through the guest.
+TWICE = f"""
+(module
+  (import "heliosdb" "heliosdb_log" (func $log (param i32 i32 i32)))
+  {_RUNTIME}
+  (func $twice (export "twice") (param $x i64) (result i64)
+    (if (i64.eq (local.get $x) (i64.const 13)) (then unreachable))
+    (i64.mul (local.get $x) (i64.const 2)))
+  {_batch_of("twice")}
   (func (export "bad__batch") (param i32) (result i32) i32.const 0)
   (func (export "bad") (param i64) (result i64) (local.get 0)))
 """
@@ -99,33 +112,18 @@ def test_sdk_procedures_get_a_batch_entry_point(language: str) -> None:
 
 
 # loud(x) = x, printing "hello\n" to stdout once per row (WASI fd_write).
-LOUD = """
+LOUD = f"""
 (module
   (import "wasi_snapshot_preview1" "fd_write"
     (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
+  {_RUNTIME}
   (data (i32.const 16) "hello\\n")
-  (global $heap (mut i32) (i32.const 1024))
-  (func (export "heliosdb_abi_version") (result i32) i32.const 1)
-  (func (export "heliosdb_alloc") (param $n i32) (param i32) (result i32) (local $p i32)
-    (local.set $p (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
-    (local.get $p))
-  (func (export "heliosdb_free") (param i32 i32 i32) (global.set $heap (i32.const 1024)))
   (func $loud (export "loud") (param $x i64) (result i64)
     (i32.store (i32.const 0) (i32.const 16))
     (i32.store (i32.const 4) (i32.const 6))
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
     (local.get $x))
-  (func (export "loud__batch") (param $n i32) (param $args i32) (param $out i32) (result i32)
-    (local $i i32)
-    (block $done (loop $next
-      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-      (i64.store (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 3)))
-        (call $loud (i64.load (i32.add (local.get $args) (i32.shl (local.get $i) (i32.const 3))))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $next)))
-    (local.get $n)))
+  {_batch_of("loud")})
 """
 
 

@@ -9,6 +9,7 @@ import pytest
 import heliosdb_wasm as h
 from conftest import TEST_LIMITS, Register, b64, registry_snapshot, wasm_of
 from heliosdb_wasm import ddl
+from heliosdb_wasm.runtime import Runtime
 
 ADD = "(a BIGINT, b BIGINT) RETURNS BIGINT"
 
@@ -186,7 +187,7 @@ def test_registry_survives_reopen_and_modules_live_in_the_file(tmp_path: Path) -
         assert procs[0].signature.render() == ADD
 
 
-def test_corrupt_module_bytes_are_detected(tmp_path: Path) -> None:
+def test_corrupt_module_bytes_are_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "x.db"
     with h.Database.open(path) as db:
         db.execute(
@@ -194,7 +195,10 @@ def test_corrupt_module_bytes_are_detected(tmp_path: Path) -> None:
             f" AS $wasm${b64(wasm_of('numeric'))}$wasm$"
         )
         db.execute("UPDATE _heliosdb_modules SET wasm = wasm || x'00'")
-    with h.Database.open(path) as db, pytest.raises(h.RegistryError) as err:
+    # A runtime with no compiled code for the module has to read its bytes.
+    monkeypatch.setenv("HELIOSDB_WASM_CACHE", "off")
+    fresh = Runtime()
+    with h.Database.open(path, runtime=fresh) as db, pytest.raises(h.RegistryError) as err:
         db.execute("SELECT calc(1, 2)")
     assert err.value.code == "corrupt"
 

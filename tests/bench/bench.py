@@ -311,18 +311,23 @@ def discount(report: Report, calls: int, pg: Postgres | None) -> None:
 # --- cold start and memory ----------------------------------------------------------------------
 
 
-COLD = """
+REGISTER = """
 import sys, time
-t0 = time.perf_counter()
 import heliosdb_wasm as h
-db = h.Database.open(":memory:")
+db = h.Database.open({db!r})
 db.execute(open({seed!r}).read())
-t1 = time.perf_counter()
+t = time.perf_counter()
 db.execute({ddl!r})
-t2 = time.perf_counter()
+print(time.perf_counter() - t)
+"""
+
+FIRST_CALL = """
+import sys, time
+import heliosdb_wasm as h
+db = h.Database.open({db!r})
+t = time.perf_counter()
 db.execute("SELECT cd(12345, 599.99)")
-t3 = time.perf_counter()
-print(t2 - t1, t3 - t2)
+print(time.perf_counter() - t)
 """
 
 
@@ -340,7 +345,9 @@ def discount_ddl(name: str, lang: str, abi: str) -> str | None:
 
 
 def cold_start(report: Report) -> None:
-    g = "cold start: fresh process, register + first call of calculate_discount"
+    """Registration, then the first call from a fresh process that opens the
+    database file: the cold start a deployed procedure pays."""
+    g = "cold start: first call of calculate_discount from a fresh process"
     seed = str(ROOT / "examples" / "seed.sql")
     for lang, abi in [
         ("rust", "basic"),
@@ -355,29 +362,41 @@ def cold_start(report: Report) -> None:
         for cache in ("off", "warm"):
             with tempfile.TemporaryDirectory() as tmp:
                 env = dict(os.environ, HELIOSDB_WASM_CACHE="off" if cache == "off" else tmp)
-                script = COLD.format(seed=seed, ddl=ddl)
-                if cache == "warm":  # fill the cache in a first process
-                    subprocess.run(
-                        [sys.executable, "-c", script], env=env, check=True, capture_output=True
-                    )
-                out = subprocess.run(
-                    [sys.executable, "-c", script],
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout.split()
-                register, first = float(out[0]), float(out[1])
+
+                def run(script: str, env: dict[str, str] = env) -> float:
+                    out = subprocess.run(
+                        [sys.executable, "-c", script],
+                        env=env,
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout
+                    return float(out.split()[-1])
+
+                db = str(Path(tmp) / "cold.db")
+                if cache == "warm":  # a first registration fills the cache
+                    run(REGISTER.format(db=str(Path(tmp) / "fill.db"), seed=seed, ddl=ddl))
+                register = run(REGISTER.format(db=db, seed=seed, ddl=ddl))
+                first = run(FIRST_CALL.format(db=db))
+                name = f"{lang} {abi}, cache {cache}"
                 report.add(
                     Row(
                         g,
-                        f"{lang} {abi}, cache {cache}: register",
+                        f"{name}: register",
                         register,
                         "s",
                         f"{lang} {abi}, cache off: register" if cache == "warm" else None,
                     )
                 )
-                report.add(Row(g, f"{lang} {abi}, cache {cache}: first call", first, "s"))
+                report.add(
+                    Row(
+                        g,
+                        f"{name}: first call",
+                        first,
+                        "s",
+                        f"{lang} {abi}, cache off: first call" if cache == "warm" else None,
+                    )
+                )
 
 
 MEMORY = """
@@ -614,14 +633,13 @@ def targets(report: Report, rows: int) -> None:
             }
         )
     for lang, limit in (("rust basic", 2e-3), ("python component", 50e-3)):
-        reg = value("cold start", f"{lang}, cache warm: register")
         first = value("cold start", f"{lang}, cache warm: first call")
-        if reg is not None and first is not None:
+        if first is not None:
             report.targets.append(
                 {
                     "target": f"cold start from cache ≤ {limit * 1e3:.0f} ms ({lang})",
-                    "measured": f"{show(reg + first, 's')} (register {show(reg, 's')} + first call {show(first, 's')})",
-                    "met": reg + first <= limit,
+                    "measured": f"{show(first, 's')} first call from a fresh process",
+                    "met": first <= limit,
                 }
             )
     values = value("batch", "argument values per second")

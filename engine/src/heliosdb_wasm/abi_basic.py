@@ -34,7 +34,7 @@ from .errors import (
 from .fastcall import FastCall, make_call
 from .hostapi import LOG_LEVELS, CallContext, is_fatal, timed_host_function
 from .policy import Capabilities, Limits
-from .runtime import Runtime, arm, deadline_ticks, translate_trap
+from .runtime import Runtime, Source, arm, deadline_ticks, translate_trap
 from .values import Signature, SqlType, SqlValue
 from .wasi import (
     SEEDED_RANDOM,
@@ -215,7 +215,7 @@ class BasicModule:
 
     abi = "basic"
 
-    def __init__(self, runtime: Runtime, sha256: str, wasm: bytes) -> None:
+    def __init__(self, runtime: Runtime, sha256: str, wasm: Source) -> None:
         self.runtime = runtime
         self.module = runtime.module(sha256, wasm)
         self.imports: list[str] = []

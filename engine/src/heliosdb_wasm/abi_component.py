@@ -23,7 +23,7 @@ from .errors import (
 )
 from .hostapi import LOG_LEVELS, CallContext, is_fatal, timed_host_function
 from .policy import Capabilities, Limits
-from .runtime import Runtime, arm, translate_trap
+from .runtime import Runtime, Source, arm, translate_trap
 from .values import Column, Signature, SqlType, SqlValue, convert_result
 from .wasi import (
     SEEDED_RANDOM,
@@ -141,7 +141,7 @@ class ComponentModule:
 
     abi = "component"
 
-    def __init__(self, runtime: Runtime, sha256: str, wasm: bytes) -> None:
+    def __init__(self, runtime: Runtime, sha256: str, wasm: Source) -> None:
         self.runtime = runtime
         self.component = runtime.component(sha256, wasm)
         engine = runtime.engine

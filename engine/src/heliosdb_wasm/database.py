@@ -23,7 +23,7 @@ import apsw.ext
 from . import archive, ddl, fastcall, policy, telemetry
 from .errors import InvalidArgument, RegistryError, ResourceLimitExceeded, SqlError
 from .hostapi import Session
-from .invoke import Instance, LoadedModule, Runner, load
+from .invoke import Instance, LoadedModule, Runner, load, load_stored
 from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
 from .runtime import Runtime, default_runtime
@@ -491,8 +491,10 @@ class Database:
                 runner = self._runners.get(key)
                 if runner is None:
                     version = self.registry.get(name)
-                    wasm = self.registry.module_bytes(version.module_sha256)
-                    module = load(self.runtime, version.module_sha256, wasm)
+                    sha = version.module_sha256
+                    module = load_stored(
+                        self.runtime, sha, version.abi, lambda: self.registry.module_bytes(sha)
+                    )
                     limits = version.limits(self.limits)
                     # Re-derive the signature so a component's nullability
                     # survives a reopen exactly as at registration.

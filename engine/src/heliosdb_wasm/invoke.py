@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from . import fastcall
@@ -61,6 +61,16 @@ def load(runtime: Runtime, sha256: str, wasm: bytes) -> LoadedModule:
     if layer[2:4] == b"\x01\x00":
         return ComponentModule(runtime, sha256, wasm)
     raise AbiError(f"unsupported WebAssembly version/layer {layer.hex()}")
+
+
+def load_stored(runtime: Runtime, sha256: str, abi: str, read: Callable[[], bytes]) -> LoadedModule:
+    """Load a registered module; ``read`` fetches its bytes only when the
+    compiled-code cache has nothing for it (an 18 MB blob costs ~35 ms)."""
+    if abi == "basic":
+        return BasicModule(runtime, sha256, read)
+    if abi == "component":
+        return ComponentModule(runtime, sha256, read)
+    raise AbiError(f"the registry names an unknown ABI {abi!r}")
 
 
 class Runner:

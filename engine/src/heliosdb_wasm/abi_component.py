@@ -38,7 +38,9 @@ WIT_PACKAGE = "heliosdb:procedures"
 WIT_VERSION = "0.1.0"
 HOST_INTERFACE = f"{WIT_PACKAGE}/host@{WIT_VERSION}"
 TYPES_INTERFACE = f"{WIT_PACKAGE}/types@{WIT_VERSION}"
-_ALLOWED_IMPORTS = {HOST_INTERFACE, TYPES_INTERFACE}
+PLUGIN_TYPES_INTERFACE = f"{WIT_PACKAGE}/plugin-types@{WIT_VERSION}"
+PLUGIN_HOST_INTERFACE = f"{WIT_PACKAGE}/plugin-host@{WIT_VERSION}"
+_ALLOWED_IMPORTS = {HOST_INTERFACE, TYPES_INTERFACE, PLUGIN_TYPES_INTERFACE, PLUGIN_HOST_INTERFACE}
 
 _SCALARS: list[tuple[type, SqlType]] = [
     (wc.S64, SqlType.BIGINT),
@@ -251,6 +253,16 @@ class ComponentInstance:
             with root.add_instance(HOST_INTERFACE) as host:
                 for name, impl in self._host_functions().items():
                     host.add_func(name, timed_host_function(impl, lambda: self.ctx))
+            # The query-hook plugin world's imports (wit/plugin.wit); a
+            # procedure that imports them gets an access-denied error from
+            # count-in-window, as it runs outside the pipeline.
+            with root.add_instance(PLUGIN_TYPES_INTERFACE):
+                pass
+            with root.add_instance(PLUGIN_HOST_INTERFACE) as plugin_host:
+                plugin_host.add_func(
+                    "count-in-window",
+                    timed_host_function(self._count_in_window, lambda: self.ctx),
+                )
         try:
             self.instance = linker.instantiate(self.store, module.component)
         except Exception as exc:  # noqa: BLE001 - start traps, limits
@@ -277,13 +289,20 @@ class ComponentInstance:
 
     def call(self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]) -> Any:
         shape = self.module.shape(export)
+        lowered = [_lower(t, a) for t, a in zip(shape.param_types, args, strict=True)]
+        return convert_result(sig, self._lift(shape, self.call_lowered(ctx, export, lowered)))
+
+    def call_lowered(self, ctx: CallContext, export: str, lowered: Sequence[Any]) -> Any:
+        """Calls an export with arguments already in wasmtime-py's form and
+        returns its raw result: the ABI plumbing (limits, output, typed
+        failures) without the SQL signature, for callers with their own
+        types (the plugin pipeline)."""
         func = self._func(export)
         self.ctx = ctx
         if self.output is not None:
             self.output.begin(ctx)
         arm(self.store, self.limits)
         try:
-            lowered = [_lower(t, a) for t, a in zip(shape.param_types, args, strict=True)]
             started = time.perf_counter()
             try:
                 result = func(self.store, *lowered)
@@ -307,13 +326,18 @@ class ComponentInstance:
         if self.output is not None and (failure := self.output.take_error()) is not None:
             self.poisoned = True  # its output broke a limit (max_log_bytes)
             raise failure
-        return convert_result(sig, self._lift(shape, result))
+        return result
+
+    def _count_in_window(self, store: Any, key: str, window_ms: int) -> int:
+        # A failure here cannot be returned (the WIT function is infallible),
+        # so it ends the call with its typed error.
+        return self._context().count_in_window(key, window_ms)
 
     def _lift(self, shape: _Shape, result: Any) -> Any:
         if isinstance(shape.result_type, wc.ResultType):
-            ok, payload = _split_result(shape.result_type, result)
+            ok, payload = split_result(shape.result_type, result)
             if not ok:
-                raise _guest_error(payload)
+                raise guest_error(payload)
             result = payload
         if shape.record_fields is not None:
             rows = [tuple(getattr(rec, f) for f in shape.record_fields) for rec in (result or [])]
@@ -422,7 +446,7 @@ def _err(exc: ProcedureError) -> wc.Variant:
     return wc.Variant(case, exc.message)
 
 
-def _split_result(ty: wc.ResultType, value: Any) -> tuple[bool, Any]:
+def split_result(ty: wc.ResultType, value: Any) -> tuple[bool, Any]:
     if _result_is_tagged(ty):
         assert isinstance(value, wc.Variant)
         return value.tag == "ok", value.payload
@@ -430,7 +454,7 @@ def _split_result(ty: wc.ResultType, value: Any) -> tuple[bool, Any]:
     return not is_err, value
 
 
-def _guest_error(payload: Any) -> ProcedureError:
+def guest_error(payload: Any) -> ProcedureError:
     if isinstance(payload, wc.Variant):
         if payload.tag == "user-error":
             return UserError(

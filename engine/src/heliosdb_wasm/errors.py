@@ -154,3 +154,21 @@ def from_wit_case(case: str, message: str, user_code: str | None = None) -> Proc
         "invalid-argument": InvalidArgument,
     }.get(case, ProcedureError)
     return cls(message)
+
+
+class PluginRejected(ProcedureError):
+    """A query-hook plugin refused the statement; ``sqlstate`` is the plugin's."""
+
+    code = "rejected"
+
+    def __init__(self, message: str, *, sqlstate: str, plugin: str, version: int) -> None:
+        super().__init__(message, procedure=plugin, version=version)
+        self.sqlstate = sqlstate
+
+
+class PluginError(ProcedureError):
+    """A query-hook plugin failed (trap, limit, error, or an answer its stage
+    does not allow): the statement fails rather than pass unchecked."""
+
+    code = "plugin-error"
+    sqlstate = "38000"  # external routine exception

@@ -169,6 +169,9 @@ class CallContext:
         self.memory_bytes: int | None = None
         self.deadline = time.monotonic() + limits.timeout_seconds
         self.logged_bytes = 0
+        # Set by the plugin pipeline for a hook call: the plugin's windowed
+        # counters (plugin-host.count-in-window). Procedures have none.
+        self.counter: Callable[[str, int], int] | None = None
 
     # -- call lifecycle ------------------------------------------------------
 
@@ -300,6 +303,13 @@ class CallContext:
 
     def hmac(self, algorithm: str, key: bytes, data: bytes) -> bytes:
         return hmac_module.new(key, data, _algorithm(self.capabilities, algorithm)).digest()
+
+    def count_in_window(self, key: str, window_ms: int) -> int:
+        if self.counter is None:
+            raise CapabilityDenied("count-in-window is only available to query-hook plugins")
+        if window_ms <= 0:
+            raise InvalidArgument(f"count-in-window: the window must be positive, got {window_ms}")
+        return self.counter(key, window_ms)
 
     @staticmethod
     def now() -> int:

@@ -1,0 +1,1045 @@
+"""Query-hook plugins: loading, the pipeline every statement runs through,
+hot reload with automatic rollback, A/B routing and metrics (docs/plugins.md).
+
+A Pipeline holds one ``_Slot`` per plugin name. A statement takes an
+immutable snapshot of the slots when it starts and calls the versions it
+chose then, so replacing a plugin (a new file, a new manifest, ``CREATE
+PLUGIN``) swaps one reference: statements in flight finish on the version
+they started with and new statements see the new one. Plugins are loaded
+with the procedure machinery (invoke.load): same ABIs, capabilities, limits
+and compiled-code cache; each version keeps its own pool of instances,
+shared by every connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import threading
+import time
+import tomllib
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import wasmtime.component as wc
+
+from .abi_component import ComponentInstance, ComponentModule, guest_error, split_result
+from .errors import (
+    InvalidArgument,
+    PluginError,
+    PluginRejected,
+    ProcedureError,
+)
+from .hostapi import CallContext, Session
+from .invoke import Instance, LoadedModule, load
+from .policy import Capabilities, Limits
+from .registry import sha256_hex
+from .runtime import Runtime, default_runtime
+from .values import Column, Signature, SqlType, SqlValue
+
+if TYPE_CHECKING:
+    from .database import Database, Result
+
+
+class WireSession(Protocol):
+    """What the pipeline needs of a client session (pgwire.WireSession)."""
+
+    params: dict[str, str]
+    variables: dict[str, str]
+    protected: set[str]
+    process_id: int
+
+    @property
+    def db(self) -> Database: ...
+
+
+Executor = Callable[[WireSession, str, Sequence[SqlValue]], "Result"]
+
+HOOKS = ("pre-parse", "post-parse", "pre-execution", "post-execution")
+# What each stage may answer besides allow and reject.
+_STAGE_ACTIONS = {
+    "pre-parse": {"allow", "reject", "rewrite"},
+    "post-parse": {"allow", "reject", "rewrite"},
+    "pre-execution": {"allow", "reject"},
+    "post-execution": {"allow", "reject", "replace-rows"},
+}
+# A Basic-ABI hook is a procedure (request JSON) RETURNS JSON.
+_REQUEST = Signature(params=(Column("request", SqlType.JSON),), returns=SqlType.JSON)
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+log = logging.getLogger("heliosdb_wasm.plugins")
+
+
+# --- manifests ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """One plugin as configured: plugins.toml's [[plugin]] or CREATE PLUGIN."""
+
+    name: str
+    wasm: bytes
+    origin: str
+    priority: int = 100
+    enabled: bool = True
+    hooks: frozenset[str] | None = None
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    limits: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)
+    # A/B: a second build that serves `candidate_percent` % of sessions.
+    candidate: bytes | None = None
+    candidate_origin: str | None = None
+    candidate_percent: int = 0
+
+    @property
+    def fingerprint(self) -> str:
+        """What makes two specs the same version: module, grants, limits, config."""
+        doc = json.dumps(
+            [
+                sha256_hex(self.wasm),
+                sorted(self.hooks) if self.hooks is not None else None,
+                sorted(self.capabilities.grants),
+                dict(self.limits),
+                dict(self.config),
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(doc.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The [pipeline] table of plugins.toml."""
+
+    # A new version (or candidate) whose failures exceed this share of its
+    # first `probation_calls` calls, after at least `min_calls`, is rolled back.
+    max_error_rate: float = 0.2
+    min_calls: int = 10
+    probation_calls: int = 200
+    # How often the manifest and plugin files are checked for changes.
+    reload_interval: float = 0.5
+
+
+_PLUGIN_KEYS = {
+    "name",
+    "file",
+    "priority",
+    "enabled",
+    "hooks",
+    "capabilities",
+    "limits",
+    "config",
+    "candidate",
+}
+
+
+def read_manifest(path: Path) -> tuple[PipelineSettings, list[PluginSpec]]:
+    """Parse plugins.toml; relative files are relative to it. Every error
+    names the plugin and the key."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument(f"{path}: {exc}") from None
+    unknown = set(doc) - {"plugin", "pipeline"}
+    if unknown:
+        raise InvalidArgument(f"{path}: unknown table(s) {sorted(unknown)}")
+    settings = PipelineSettings()
+    raw_settings = doc.get("pipeline", {})
+    if not isinstance(raw_settings, dict):
+        raise InvalidArgument(f"{path}: [pipeline] must be a table")
+    try:
+        settings = PipelineSettings(**raw_settings)
+    except TypeError as exc:
+        raise InvalidArgument(f"{path}: [pipeline]: {exc}") from None
+    plugins = doc.get("plugin", [])
+    if not isinstance(plugins, list):
+        raise InvalidArgument(f"{path}: plugin must be an array of tables ([[plugin]])")
+    specs: list[PluginSpec] = []
+    for i, raw in enumerate(plugins):
+        specs.append(_spec(raw, path.parent, f"{path}: plugin #{i + 1}"))
+    names = [s.name for s in specs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise InvalidArgument(f"{path}: plugin name(s) used twice: {sorted(dup)}")
+    return settings, specs
+
+
+def _spec(raw: Any, base: Path, where: str) -> PluginSpec:
+    if not isinstance(raw, dict):
+        raise InvalidArgument(f"{where}: must be a table")
+    unknown = set(raw) - _PLUGIN_KEYS
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown key(s) {sorted(unknown)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS:
+        raise InvalidArgument(f"{where}: name must be [a-z0-9_-]+, got {name!r}")
+    where = f"{where} ({name})"
+    file = raw.get("file")
+    if not isinstance(file, str):
+        raise InvalidArgument(f"{where}: file is required")
+    wasm, origin = _read_wasm(base, file, where)
+    priority = raw.get("priority", 100)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise InvalidArgument(f"{where}: priority must be an integer")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise InvalidArgument(f"{where}: enabled must be true or false")
+    hooks = raw.get("hooks")
+    if hooks is not None:
+        if not isinstance(hooks, list) or not all(h in HOOKS for h in hooks):
+            raise InvalidArgument(f"{where}: hooks must be a list of {', '.join(HOOKS)}")
+        hooks = frozenset(hooks)
+    caps_raw = raw.get("capabilities", [])
+    if not isinstance(caps_raw, list) or not all(isinstance(c, str) for c in caps_raw):
+        raise InvalidArgument(f"{where}: capabilities must be a list of strings")
+    try:
+        caps = Capabilities.parse(caps_raw)
+        limits = dict(raw.get("limits", {}))
+        Limits().with_overrides(**limits)
+    except ProcedureError as exc:
+        raise InvalidArgument(f"{where}: {exc.message}") from None
+    config = raw.get("config", {})
+    if not isinstance(config, dict):
+        raise InvalidArgument(f"{where}: config must be a table")
+    candidate: bytes | None = None
+    candidate_origin: str | None = None
+    percent = 0
+    if "candidate" in raw:
+        cand = raw["candidate"]
+        if not isinstance(cand, dict) or set(cand) - {"file", "percent"} or "file" not in cand:
+            raise InvalidArgument(f"{where}: candidate must be {{ file = ..., percent = N }}")
+        percent = cand.get("percent", 0)
+        if not isinstance(percent, int) or not 0 <= percent <= 100:
+            raise InvalidArgument(f"{where}: candidate percent must be 0..100")
+        candidate, candidate_origin = _read_wasm(base, cand["file"], f"{where} candidate")
+    return PluginSpec(
+        name=name,
+        wasm=wasm,
+        origin=origin,
+        priority=priority,
+        enabled=enabled,
+        hooks=hooks,
+        capabilities=caps,
+        limits=limits,
+        config=config,
+        candidate=candidate,
+        candidate_origin=candidate_origin,
+        candidate_percent=percent,
+    )
+
+
+def _read_wasm(base: Path, file: str, where: str) -> tuple[bytes, str]:
+    path = (base / file).resolve()
+    try:
+        return path.read_bytes(), str(path)
+    except OSError as exc:
+        raise InvalidArgument(f"{where}: cannot read {path}: {exc.strerror}") from None
+
+
+# --- verdicts ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str
+    payload: Any = None
+    set_session: tuple[tuple[str, str], ...] = ()
+
+
+def verdict_from_json(doc: Any) -> Verdict:
+    """A Basic-ABI hook's answer (docs/plugins.md §3) as a Verdict."""
+    if not isinstance(doc, dict) or "action" not in doc:
+        raise PluginError('the verdict must be an object with an "action"')
+    unknown = set(doc) - {"action", "set-session"}
+    if unknown:
+        raise PluginError(f"the verdict has unknown member(s) {sorted(unknown)}")
+    action = doc["action"]
+    if action == "allow":
+        kind, payload = "allow", None
+    elif isinstance(action, dict) and len(action) == 1:
+        ((kind, payload),) = action.items()
+        if kind == "reject":
+            if not isinstance(payload, dict) or set(payload) != {"sqlstate", "message"}:
+                raise PluginError('reject needs {"sqlstate": ..., "message": ...}')
+            payload = (str(payload["sqlstate"]), str(payload["message"]))
+        elif kind == "rewrite":
+            if not isinstance(payload, str):
+                raise PluginError("rewrite needs a string")
+        elif kind == "replace-rows":
+            if not isinstance(payload, list) or not all(isinstance(r, list) for r in payload):
+                raise PluginError("replace-rows needs a list of rows")
+            payload = [tuple(_value_from_json(v) for v in row) for row in payload]
+        else:
+            raise PluginError(f"unknown action {kind!r}")
+    else:
+        raise PluginError(f"unknown action {action!r}")
+    return Verdict(kind, payload, _pairs(doc.get("set-session", [])))
+
+
+def _pairs(raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, list) or not all(
+        isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(x, str) for x in p)
+        for p in raw
+    ):
+        raise PluginError("set-session must be a list of [name, value] pairs of strings")
+    return tuple((str(a), str(b)) for a, b in raw)
+
+
+def value_to_json(value: SqlValue) -> Any:
+    """A SQL value in the JSON form of the WIT `value` variant."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return {"boolean": value}
+    if isinstance(value, int):
+        return {"integer": value}
+    if isinstance(value, float):
+        return {"real": value}
+    if isinstance(value, str):
+        return {"text": value}
+    return {"blob": list(bytes(value))}
+
+
+def _value_from_json(doc: Any) -> SqlValue:
+    if doc == "null":
+        return None
+    if isinstance(doc, dict) and len(doc) == 1:
+        ((kind, v),) = doc.items()
+        if kind == "integer" and isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if kind == "real" and isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+        if kind == "text" and isinstance(v, str):
+            return v
+        if kind == "boolean" and isinstance(v, bool):
+            return v
+        if kind == "blob" and isinstance(v, list):
+            try:
+                return bytes(v)
+            except (TypeError, ValueError):
+                pass
+    raise PluginError(f"not a SQL value: {json.dumps(doc)[:80]}")
+
+
+def _verdict_from_component(raw: Any) -> Verdict:
+    """A component hook's verdict record as a Verdict."""
+    action = getattr(raw, "action", None)
+    pairs = getattr(raw, "set_session", None)
+    if pairs is None:
+        pairs = getattr(raw, "set-session", [])
+    tag, payload = _variant(action)
+    if tag == "reject":
+        payload = (str(getattr(payload, "sqlstate", "")), str(getattr(payload, "message", "")))
+    elif tag == "replace-rows":
+        payload = [tuple(_component_value(v) for v in row) for row in payload]
+    return Verdict(tag, payload, tuple((str(a), str(b)) for a, b in pairs))
+
+
+def _variant(action: Any) -> tuple[str, Any]:
+    # wasmtime-py lifts a variant whose cases have distinct Python types
+    # untagged; the action's cases do, so both forms are accepted.
+    if isinstance(action, wc.Variant):
+        return action.tag, action.payload
+    if action is None:
+        return "allow", None
+    if isinstance(action, str):
+        return "rewrite", action
+    if isinstance(action, list):
+        return "replace-rows", action
+    return "reject", action
+
+
+def _component_value(v: Any) -> SqlValue:
+    if isinstance(v, wc.Variant):
+        v = v.payload
+    if isinstance(v, list):  # list<u8>
+        return bytes(v)
+    return v  # type: ignore[no-any-return]
+
+
+# --- one loaded version --------------------------------------------------------
+
+
+class _Counters:
+    """plugin-host.count-in-window: fixed windows per (plugin, key)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: dict[tuple[str, str, int], tuple[int, int]] = {}
+
+    def count(self, plugin: str, key: str, window_ms: int) -> int:
+        now = int(time.monotonic() * 1000)
+        start = now - now % window_ms
+        slot = (plugin, key, window_ms)
+        with self._lock:
+            began, n = self._windows.get(slot, (start, 0))
+            n = n + 1 if began == start else 1
+            self._windows[slot] = (start, n)
+            if len(self._windows) > 100_000:  # forget windows long over
+                for k, (b, _) in list(self._windows.items()):
+                    if b + k[2] < start:
+                        del self._windows[k]
+            return n
+
+
+class PluginVersion:
+    """One build of a plugin, loaded and ready: its hooks and instance pool."""
+
+    def __init__(
+        self,
+        spec: PluginSpec,
+        version: int,
+        wasm: bytes,
+        origin: str,
+        runtime: Runtime,
+        counters: _Counters,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.version = version
+        self.origin = origin
+        self.sha256 = sha256_hex(wasm)
+        self.limits = Limits().with_overrides(**dict(spec.limits))
+        self.capabilities = spec.capabilities
+        self.config_json = json.dumps(dict(spec.config))
+        self.module: LoadedModule = load(runtime, self.sha256, wasm)
+        self._counters = counters
+        available = self._exported_hooks()
+        wanted = spec.hooks if spec.hooks is not None else frozenset(available)
+        missing = wanted - available
+        if missing:
+            raise InvalidArgument(
+                f"plugin {spec.name}: the module does not export hook(s) {sorted(missing)}"
+                f" (it has {sorted(available) or 'none'})"
+            )
+        if not wanted:
+            raise InvalidArgument(
+                f"plugin {spec.name}: the module exports no hook ({', '.join(HOOKS)})"
+            )
+        self.hooks = frozenset(wanted)
+        self._idle: list[Instance] = []
+        self._lock = threading.Lock()
+        instance = self.module.verify(self.limits, self.capabilities)
+        if instance is not None:
+            self._release(instance)
+        # probation bookkeeping (Pipeline._judge)
+        self.calls = 0
+        self.failures = 0
+
+    def _exported_hooks(self) -> set[str]:
+        if isinstance(self.module, ComponentModule):
+            found = set()
+            for hook in HOOKS:
+                entry = self.module.functions.get(hook.replace("-", "_"))
+                if entry is not None and entry[0] is not None and f"/{hook}@" in entry[0]:
+                    found.add(hook)
+            return found
+        exports = {e.name for e in self.module.module.exports}  # type: ignore[attr-defined]
+        return {h for h in HOOKS if h.replace("-", "_") in exports}
+
+    def __repr__(self) -> str:
+        return f"<plugin {self.name} v{self.version}>"
+
+    def call(
+        self, stage: str, session: Session, ctx: dict[str, Any], args: dict[str, Any]
+    ) -> Verdict:
+        """Runs one hook; any failure is a PluginError naming this version."""
+        export = stage.replace("-", "_")
+        cctx = CallContext(session, self.name, self.version, self.capabilities, self.limits, [])
+        cctx.counter = lambda key, window: self._counters.count(self.name, key, window)
+        try:
+            with cctx:
+                instance = self._acquire()
+                try:
+                    if isinstance(self.module, ComponentModule):
+                        verdict = self._call_component(instance, cctx, export, ctx, args)
+                    else:
+                        request = json.dumps({"ctx": ctx, **args}, separators=(",", ":"))
+                        answer = instance.call(cctx, export, _REQUEST, [request])
+                        verdict = verdict_from_json(json.loads(answer))
+                    cctx.finish()
+                finally:
+                    if not instance.poisoned:
+                        self._release(instance)
+        except PluginError as exc:
+            raise PluginError(exc.message, procedure=self.name, version=self.version) from None
+        except ProcedureError as exc:
+            raise PluginError(
+                f"{stage} failed: {exc.code}: {exc.message}",
+                procedure=self.name,
+                version=self.version,
+            ) from None
+        if verdict.action not in _STAGE_ACTIONS[stage]:
+            raise PluginError(
+                f"{stage} answered {verdict.action}, which that stage does not allow",
+                procedure=self.name,
+                version=self.version,
+            )
+        return verdict
+
+    def _call_component(
+        self,
+        instance: Instance,
+        cctx: CallContext,
+        export: str,
+        ctx: dict[str, Any],
+        args: dict[str, Any],
+    ) -> Verdict:
+        assert isinstance(instance, ComponentInstance)
+        record = wc.Record()
+        for key, value in ctx.items():
+            if key in ("connection", "session"):
+                value = [tuple(p) for p in value]
+            setattr(record, key.replace("-", "_"), value)
+        lowered: list[Any] = [record]
+        for key, value in args.items():
+            if key == "params":
+                value = [_from_json_value(v) for v in value]
+            elif key == "rows":
+                value = [[_from_json_value(v) for v in row] for row in value]
+            lowered.append(value)
+        raw = instance.call_lowered(cctx, export, lowered)
+        _, _, fty = instance.module.functions[export]
+        result_type = fty.result
+        if isinstance(result_type, wc.ResultType):
+            ok, raw = split_result(result_type, raw)
+            if not ok:
+                raise guest_error(raw)
+        return _verdict_from_component(raw)
+
+    def _acquire(self) -> Instance:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self.module.instantiate(self.limits, self.capabilities)
+
+    def _release(self, instance: Instance) -> None:
+        with self._lock:
+            if len(self._idle) < self.limits.pool_size:
+                self._idle.append(instance)
+
+
+def _from_json_value(doc: Any) -> SqlValue:
+    return _value_from_json(doc)
+
+
+# --- metrics -------------------------------------------------------------------
+
+_BUCKETS = (25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 0.1, 1.0)
+
+
+class _Histogram:
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BUCKETS) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        for i, bound in enumerate(_BUCKETS):
+            if seconds <= bound:
+                self.counts[i] += 1
+                break
+        else:
+            self.counts[-1] += 1
+        self.sum += seconds
+        self.count += 1
+
+
+class Metrics:
+    """Counters and latency histograms, rendered in Prometheus' text format."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[tuple[str, int, str, str], int] = {}
+        self._latency: dict[tuple[str, int, str], _Histogram] = {}
+        self._queries: dict[str, int] = {}
+        self._query_latency = _Histogram()
+        self._events: dict[tuple[str, str], int] = {}
+
+    def hook(self, plugin: str, version: int, stage: str, outcome: str, seconds: float) -> None:
+        with self._lock:
+            key = (plugin, version, stage, outcome)
+            self._calls[key] = self._calls.get(key, 0) + 1
+            hist = self._latency.setdefault((plugin, version, stage), _Histogram())
+            hist.observe(seconds)
+
+    def query(self, outcome: str, seconds: float) -> None:
+        with self._lock:
+            self._queries[outcome] = self._queries.get(outcome, 0) + 1
+            self._query_latency.observe(seconds)
+
+    def event(self, plugin: str, kind: str) -> None:
+        with self._lock:
+            self._events[(plugin, kind)] = self._events.get((plugin, kind), 0) + 1
+
+    def calls(self, plugin: str, stage: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                n for (p, _, s, _), n in self._calls.items() if p == plugin and stage in (None, s)
+            )
+
+    def render(self) -> str:
+        out: list[str] = []
+        with self._lock:
+            out += [
+                "# HELP heliosdb_plugin_calls_total Hook calls by plugin, version, stage, outcome.",
+                "# TYPE heliosdb_plugin_calls_total counter",
+            ]
+            for (p, v, s, o), n in sorted(self._calls.items()):
+                out.append(
+                    f'heliosdb_plugin_calls_total{{plugin="{p}",version="{v}",stage="{s}",'
+                    f'outcome="{o}"}} {n}'
+                )
+            out += [
+                "# HELP heliosdb_plugin_duration_seconds Hook latency.",
+                "# TYPE heliosdb_plugin_duration_seconds histogram",
+            ]
+            for (p, v, s), h in sorted(self._latency.items()):
+                labels = f'plugin="{p}",version="{v}",stage="{s}"'
+                out += _histogram_lines("heliosdb_plugin_duration_seconds", labels, h)
+            out += [
+                "# HELP heliosdb_queries_total Statements through the endpoint by outcome.",
+                "# TYPE heliosdb_queries_total counter",
+            ]
+            for o, n in sorted(self._queries.items()):
+                out.append(f'heliosdb_queries_total{{outcome="{o}"}} {n}')
+            out += [
+                "# HELP heliosdb_query_duration_seconds Statement latency including plugins.",
+                "# TYPE heliosdb_query_duration_seconds histogram",
+            ]
+            out += _histogram_lines("heliosdb_query_duration_seconds", "", self._query_latency)
+            out += [
+                "# HELP heliosdb_plugin_events_total Reloads, rollbacks and load failures.",
+                "# TYPE heliosdb_plugin_events_total counter",
+            ]
+            for (p, k), n in sorted(self._events.items()):
+                out.append(f'heliosdb_plugin_events_total{{plugin="{p}",event="{k}"}} {n}')
+        return "\n".join(out) + "\n"
+
+
+def _histogram_lines(name: str, labels: str, h: _Histogram) -> list[str]:
+    sep = "," if labels else ""
+    lines = []
+    running = 0
+    for bound, n in zip(_BUCKETS, h.counts, strict=False):
+        running += n
+        lines.append(f'{name}_bucket{{{labels}{sep}le="{bound:g}"}} {running}')
+    lines.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {h.count}')
+    lines.append(f"{name}_sum{{{labels}}} {h.sum:.9f}" if labels else f"{name}_sum {h.sum:.9f}")
+    lines.append(f"{name}_count{{{labels}}} {h.count}" if labels else f"{name}_count {h.count}")
+    return lines
+
+
+# --- the pipeline ----------------------------------------------------------------
+
+
+@dataclass
+class _Slot:
+    """A plugin name's live state: what serves now, what served before, the A/B candidate."""
+
+    spec: PluginSpec
+    current: PluginVersion
+    previous: PluginVersion | None = None
+    candidate: PluginVersion | None = None
+    on_probation: set[int] = field(default_factory=set)
+
+    def choose(self, session_key: int) -> PluginVersion:
+        # Stable per session: a session sees one version for its lifetime.
+        bucket = zlib.crc32(f"{self.spec.name}:{session_key}".encode()) % 100
+        if self.candidate is not None and bucket < self.spec.candidate_percent:
+            return self.candidate
+        return self.current
+
+
+class Pipeline:
+    """The ordered plugins every statement runs through."""
+
+    def __init__(
+        self,
+        runtime: Runtime | None = None,
+        settings: PipelineSettings | None = None,
+    ) -> None:
+        self.runtime = runtime or default_runtime()
+        self.settings = settings or PipelineSettings()
+        self.metrics = Metrics()
+        self._counters = _Counters()
+        self._lock = threading.Lock()
+        self._slots: dict[str, _Slot] = {}
+        self._order: tuple[_Slot, ...] = ()
+        self._versions = itertools.count(1)
+        self._query_ids = itertools.count(1)
+        self._manifest: Path | None = None
+        self._watch: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._seen: dict[str, float] = {}
+
+    # -- configuration ------------------------------------------------------
+
+    def install(self, spec: PluginSpec) -> PluginVersion | None:
+        """Adds a plugin, or replaces its version if the spec changed (None if
+        nothing changed). Loading happens before anything is swapped: a spec
+        that fails to load leaves the pipeline as it was."""
+        with self._lock:
+            slot = self._slots.get(spec.name)
+        if slot is not None and slot.spec.fingerprint == spec.fingerprint:
+            if slot.spec != spec:  # priority, enabled or A/B share only
+                self._swap(spec.name, _Slot(**{**slot.__dict__, "spec": spec}))
+                self._ensure_candidate(spec)
+            return None
+        version = self._load(spec, spec.wasm, spec.origin)
+        candidate = None
+        if spec.candidate is not None:
+            candidate = self._load(spec, spec.candidate, spec.candidate_origin or "candidate")
+        new = _Slot(spec=spec, current=version, candidate=candidate)
+        if slot is not None:
+            new.previous = slot.current
+            new.on_probation.add(version.version)
+            self.metrics.event(spec.name, "reload")
+            log.info(
+                "plugin reloaded",
+                extra={"plugin": spec.name, "version": version.version, "event": "reload"},
+            )
+        if candidate is not None:
+            new.on_probation.add(candidate.version)
+        self._swap(spec.name, new)
+        return version
+
+    def _ensure_candidate(self, spec: PluginSpec) -> None:
+        with self._lock:
+            slot = self._slots.get(spec.name)
+        if slot is None or spec.candidate is None or slot.candidate is not None:
+            return
+        cand = self._load(spec, spec.candidate, spec.candidate_origin or "candidate")
+        slot.on_probation.add(cand.version)
+        self._swap(spec.name, _Slot(**{**slot.__dict__, "candidate": cand}))
+
+    def _load(self, spec: PluginSpec, wasm: bytes, origin: str) -> PluginVersion:
+        try:
+            return PluginVersion(
+                spec, next(self._versions), wasm, origin, self.runtime, self._counters
+            )
+        except ProcedureError as exc:
+            self.metrics.event(spec.name, "load-failed")
+            raise exc.located(spec.name, None) from None
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            if name not in self._slots:
+                raise InvalidArgument(f"no plugin named {name!r}")
+            del self._slots[name]
+            self._reorder()
+
+    def _swap(self, name: str, slot: _Slot) -> None:
+        with self._lock:
+            self._slots[name] = slot
+            self._reorder()
+
+    def _reorder(self) -> None:
+        self._order = tuple(
+            sorted(self._slots.values(), key=lambda s: (s.spec.priority, s.spec.name))
+        )
+
+    def configure(self, specs: Sequence[PluginSpec]) -> None:
+        """Makes the pipeline exactly ``specs``: new ones added, changed ones
+        reloaded, missing ones removed. Every spec loads before any swap."""
+        for spec in specs:
+            self.install(spec)
+        wanted = {s.name for s in specs}
+        with self._lock:
+            for name in [n for n in self._slots if n not in wanted]:
+                del self._slots[name]
+            self._reorder()
+
+    def plugins(self) -> list[dict[str, Any]]:
+        """What SHOW PLUGINS lists."""
+        rows = []
+        for slot in self._order:
+            rows.append(
+                {
+                    "name": slot.spec.name,
+                    "version": slot.current.version,
+                    "priority": slot.spec.priority,
+                    "enabled": slot.spec.enabled,
+                    "hooks": sorted(slot.current.hooks),
+                    "sha256": slot.current.sha256,
+                    "previous": slot.previous.version if slot.previous else None,
+                    "candidate": slot.candidate.version if slot.candidate else None,
+                    "candidate_percent": slot.spec.candidate_percent if slot.candidate else 0,
+                    "calls": self.metrics.calls(slot.spec.name),
+                    "origin": slot.current.origin,
+                }
+            )
+        return rows
+
+    # -- hot reload ----------------------------------------------------------
+
+    def watch(self, manifest: Path) -> None:
+        """Loads ``manifest`` and then keeps the pipeline in step with it (and
+        with the files it names) from a background thread."""
+        settings, specs = read_manifest(manifest)
+        self.settings = settings
+        self.configure(specs)
+        self._manifest = manifest
+        self._seen = self._stamps()
+        self._watch = threading.Thread(
+            target=self._watch_loop, name="heliosdb-plugins", daemon=True
+        )
+        self._watch.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.join(timeout=5)
+
+    def _stamps(self) -> dict[str, float]:
+        paths = [str(self._manifest)] if self._manifest else []
+        for slot in self._order:
+            paths += [slot.spec.origin] + (
+                [slot.spec.candidate_origin] if slot.spec.candidate_origin else []
+            )
+        stamps: dict[str, float] = {}
+        for p in paths:
+            try:
+                st = Path(p).stat()
+                stamps[p] = st.st_mtime_ns + st.st_size
+            except OSError:
+                stamps[p] = -1
+        return stamps
+
+    def _watch_loop(self) -> None:
+        while not self._stop.wait(self.settings.reload_interval):
+            self.reload_if_changed()
+
+    def reload_if_changed(self) -> bool:
+        """Re-reads the manifest if it or a plugin file changed; a manifest or
+        module that fails to load is logged and the running plugins stay."""
+        if self._manifest is None:
+            return False
+        stamps = self._stamps()
+        if stamps == self._seen:
+            return False
+        self._seen = stamps
+        try:
+            settings, specs = read_manifest(self._manifest)
+            self.configure(specs)
+            self.settings = settings
+        except ProcedureError as exc:
+            log.error(
+                "plugin reload failed; the running plugins stay",
+                extra={"plugin": exc.procedure, "event": "reload-failed", "error": str(exc)},
+            )
+            return False
+        self._seen = self._stamps()
+        return True
+
+    # -- probation and rollback ------------------------------------------------
+
+    def _judge(self, slot_name: str, version: PluginVersion, failed: bool) -> None:
+        with self._lock:
+            slot = self._slots.get(slot_name)
+            if slot is None or version.version not in slot.on_probation:
+                return
+            version.calls += 1
+            version.failures += int(failed)
+            s = self.settings
+            rate = version.failures / version.calls
+            if version.calls >= s.min_calls and rate > s.max_error_rate:
+                slot.on_probation.discard(version.version)
+                if slot.candidate is version:
+                    new = _Slot(**{**slot.__dict__, "candidate": None})
+                    what = "candidate dropped"
+                elif slot.current is version and slot.previous is not None:
+                    new = _Slot(**{**slot.__dict__, "current": slot.previous, "previous": None})
+                    what = "rolled back"
+                else:
+                    return
+                self._slots[slot_name] = new
+                self._reorder()
+                self.metrics.event(slot_name, "rollback")
+                log.warning(
+                    f"plugin {what}: {version.failures} of {version.calls} calls failed",
+                    extra={"plugin": slot_name, "version": version.version, "event": "rollback"},
+                )
+            elif version.calls >= s.probation_calls:
+                slot.on_probation.discard(version.version)
+
+    # -- running a statement ---------------------------------------------------
+
+    def executor(self, inner: Executor) -> Executor:
+        """``inner`` (pgwire.execute_statement) with every plugin around it."""
+
+        def run(session: WireSession, sql: str, params: Sequence[SqlValue]) -> Result:
+            return self.run(session, sql, params, inner)
+
+        return run
+
+    def run(
+        self,
+        session: WireSession,
+        sql: str,
+        params: Sequence[SqlValue],
+        inner: Executor,
+    ) -> Result:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = self._run(session, sql, params, inner)
+            outcome = "ok"
+            return result
+        except PluginRejected:
+            outcome = "rejected"
+            raise
+        finally:
+            self.metrics.query(outcome, time.perf_counter() - started)
+
+    def _run(
+        self, session: WireSession, sql: str, params: Sequence[SqlValue], inner: Executor
+    ) -> Result:
+        from . import sqlast
+
+        order = self._order  # the snapshot this statement runs with
+        chosen = [
+            (slot.spec.name, slot.choose(session.process_id)) for slot in order if slot.spec.enabled
+        ]
+        if not chosen:
+            return inner(session, sql, params)
+        query_id = next(self._query_ids)
+        db_session = session.db.session
+        tables: list[str] = []
+
+        def stage(name: str, **args: Any) -> Iterator[tuple[PluginVersion, Verdict]]:
+            for slot_name, version in chosen:
+                if name not in version.hooks:
+                    continue
+                ctx = self._context(session, version, query_id, tables)
+                t = time.perf_counter()
+                try:
+                    verdict = version.call(name, db_session, ctx, args)
+                except PluginError as exc:
+                    self.metrics.hook(
+                        slot_name, version.version, name, "error", time.perf_counter() - t
+                    )
+                    self._judge(slot_name, version, failed=True)
+                    log.error(
+                        str(exc),
+                        extra={
+                            "plugin": slot_name,
+                            "version": version.version,
+                            "query_id": query_id,
+                            "stage": name,
+                            "event": "hook-failed",
+                        },
+                    )
+                    raise
+                outcome = "rejected" if verdict.action == "reject" else verdict.action
+                self.metrics.hook(
+                    slot_name, version.version, name, outcome, time.perf_counter() - t
+                )
+                self._judge(slot_name, version, failed=False)
+                for key, value in verdict.set_session:
+                    session.variables[key] = value
+                    session.protected.add(key)
+                if verdict.action == "reject":
+                    sqlstate, message = verdict.payload
+                    log.info(
+                        "statement rejected",
+                        extra={
+                            "plugin": slot_name,
+                            "version": version.version,
+                            "query_id": query_id,
+                            "stage": name,
+                            "event": "rejected",
+                        },
+                    )
+                    raise PluginRejected(
+                        message, sqlstate=sqlstate, plugin=slot_name, version=version.version
+                    )
+                yield version, verdict
+                args = {**args, **self._after(name, verdict, args)}
+
+        for _, verdict in stage("pre-parse", sql=sql):
+            if verdict.action == "rewrite":
+                sql = verdict.payload
+        if any("post-parse" in v.hooks for _, v in chosen):
+            trees = sqlast.parse(sql) if sql.strip() else []
+            if len(trees) != 1:
+                raise PluginRejected(
+                    f"the query plugins need exactly one statement per query, got {len(trees)}",
+                    sqlstate="42601",
+                    plugin="pipeline",
+                    version=0,
+                )
+            tree = trees[0]
+            tables[:] = sqlast.tables(tree)
+            rewritten = False
+            for version, verdict in stage("post-parse", ast=sqlast.dumps(tree)):
+                if verdict.action == "rewrite":
+                    try:
+                        tree = sqlast.loads(verdict.payload)
+                    except sqlast.AstError as exc:
+                        raise PluginError(
+                            f"post-parse returned a bad AST: {exc.message}",
+                            procedure=version.name,
+                            version=version.version,
+                        ) from None
+                    rewritten = True
+            if rewritten:
+                sql = sqlast.render(tree)
+                tables[:] = sqlast.tables(tree)
+        elif any(("pre-execution" in v.hooks or "post-execution" in v.hooks) for _, v in chosen):
+            try:
+                trees = sqlast.parse(sql)
+                tables[:] = sqlast.tables(trees[0]) if len(trees) == 1 else []
+            except sqlast.AstError:
+                pass  # the context's tables stay empty; no stage here fails closed on them
+        for _ in stage("pre-execution", sql=sql, params=[value_to_json(p) for p in params]):
+            pass
+        result = inner(session, sql, params)
+        if result.columns and any("post-execution" in v.hooks for _, v in chosen):
+            rows = [[value_to_json(v) for v in row] for row in result.rows]
+            for version, verdict in stage(
+                "post-execution", columns=list(result.columns), rows=rows
+            ):
+                if verdict.action == "replace-rows":
+                    width = len(result.columns)
+                    bad = next((r for r in verdict.payload if len(r) != width), None)
+                    if bad is not None:
+                        raise PluginError(
+                            f"replace-rows gave a row of {len(bad)} values for {width} columns",
+                            procedure=version.name,
+                            version=version.version,
+                        )
+                    result.rows = list(verdict.payload)
+        return result
+
+    @staticmethod
+    def _after(stage: str, verdict: Verdict, args: dict[str, Any]) -> dict[str, Any]:
+        """The next plugin of a stage sees the previous one's rewrite."""
+        if verdict.action == "rewrite":
+            return {"sql": verdict.payload} if stage == "pre-parse" else {"ast": verdict.payload}
+        if verdict.action == "replace-rows":
+            return {"rows": [[value_to_json(v) for v in row] for row in verdict.payload]}
+        return {}
+
+    def _context(
+        self, session: WireSession, version: PluginVersion, query_id: int, tables: list[str]
+    ) -> dict[str, Any]:
+        params = session.params
+        return {
+            "query-id": query_id,
+            "user": params.get("user", ""),
+            "database": params.get("database", ""),
+            "application-name": params.get("application_name", ""),
+            "connection": [[k, v] for k, v in params.items()],
+            "session": [[k, v] for k, v in session.variables.items()],
+            "tables": list(tables),
+            "config": version.config_json,
+        }

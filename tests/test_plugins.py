@@ -1,0 +1,359 @@
+"""The query-hook pipeline (plugins.py) with scripted Basic-ABI plugins.
+
+Each test plugin is generated WAT whose hooks answer a fixed verdict (or
+echo their request into a table of the test, or trap), so the pipeline's
+ordering, rewrites, rejections, session variables, failures, hot reload,
+rollback, A/B routing and metrics are tested without any guest toolchain.
+The example plugins (tests/plugins/) test real guest logic end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wasmtime
+
+import heliosdb_wasm as h
+from heliosdb_wasm import sqlast
+from heliosdb_wasm.errors import PluginError, PluginRejected
+from heliosdb_wasm.plugins import Pipeline, PipelineSettings, PluginSpec, read_manifest
+
+_PRELUDE = """
+  (import "heliosdb" "heliosdb_return" (func $return (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (func (export "heliosdb_abi_version") (result i32) (i32.const 1))
+  (global $heap (mut i32) (i32.const 32768))
+  (func (export "heliosdb_alloc") (param $size i32) (param $align i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $size)))
+    (if (i32.gt_u (global.get $heap) (i32.shl (memory.size) (i32.const 16)))
+      (then (drop (memory.grow (i32.const 16)))))
+    (local.get $ptr))
+  (func (export "heliosdb_free") (param i32 i32 i32)
+    (global.set $heap (i32.const 32768)))
+"""
+
+
+def scripted(answers: Mapping[str, Any]) -> bytes:
+    """A module whose hooks answer fixed verdicts: hook -> verdict dict, or
+    "trap" for a hook that traps, or "echo" for one that returns its request
+    as its verdict (only useful to make malformed answers)."""
+    body = [_PRELUDE]
+    offset = 64
+    for hook, answer in answers.items():
+        export = hook.replace("-", "_")
+        if answer == "trap":
+            body.append(f'(func (export "{export}") (param i32 i32) unreachable)')
+            continue
+        text = json.dumps(answer).encode()
+        escaped = "".join(f"\\{b:02x}" for b in text)
+        body.append(f'(data (i32.const {offset}) "{escaped}")')
+        body.append(
+            f'(func (export "{export}") (param i32 i32)'
+            f" (call $return (i32.const 3) (i32.const {offset}) (i32.const {len(text)})))"
+        )
+        offset += len(text) + 8
+        assert offset < 32768
+    return bytes(wasmtime.wat2wasm("(module " + "\n".join(body) + ")"))
+
+
+def spec(name: str, answers: Mapping[str, Any], **kw: Any) -> PluginSpec:
+    return PluginSpec(name=name, wasm=scripted(answers), origin=f"<{name}>", **kw)
+
+
+def allow(**session: str) -> dict[str, Any]:
+    return {"action": "allow", "set-session": [[k, v] for k, v in session.items()]}
+
+
+def reject(sqlstate: str, message: str) -> dict[str, Any]:
+    return {"action": {"reject": {"sqlstate": sqlstate, "message": message}}}
+
+
+@dataclass
+class Session:
+    """The parts of pgwire.WireSession the pipeline uses."""
+
+    db: h.Database
+    params: dict[str, str] = field(default_factory=lambda: {"user": "alice"})
+    variables: dict[str, str] = field(default_factory=dict)
+    process_id: int = 1
+    protected: set[str] = field(default_factory=set)
+
+
+def run_sql(session: Any, sql: str, params: Any) -> h.Result:
+    return session.db.execute(sql, params)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def session() -> Iterator[Session]:
+    with h.Database.open(":memory:") as db:
+        db.execute(
+            "CREATE TABLE orders(id INTEGER PRIMARY KEY, tenant_id TEXT, ssn TEXT);"
+            "INSERT INTO orders VALUES (1, 'a', '123-45-6789'), (2, 'b', '987-65-4321');"
+        )
+        yield Session(db)
+
+
+def test_no_plugins_runs_the_statement_unchanged(session: Session) -> None:
+    result = Pipeline().run(session, "SELECT count(*) FROM orders", [], run_sql)  # type: ignore[arg-type]
+    assert result.rows == [(2,)]
+
+
+def test_rejection_carries_the_plugins_sqlstate_and_names_it(session: Session) -> None:
+    pipeline = Pipeline()
+    pipeline.install(spec("gate", {"pre-parse": reject("28000", "who are you?")}))
+    with pytest.raises(PluginRejected) as err:
+        pipeline.run(session, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+    assert (err.value.sqlstate, err.value.message, err.value.procedure) == (
+        "28000",
+        "who are you?",
+        "gate",
+    )
+
+
+def test_priority_orders_plugins_and_rewrites_chain(session: Session) -> None:
+    pipeline = Pipeline()
+    where = sqlast.dumps(sqlast.parse("SELECT id FROM orders WHERE tenant_id = 'a'")[0])
+    # "second" would reject the original text; it sees the first one's rewrite.
+    pipeline.install(
+        spec("second", {"post-parse": allow(seen="yes")}, priority=20),
+    )
+    pipeline.install(
+        spec(
+            "first",
+            {
+                "pre-parse": {"action": {"rewrite": "SELECT id FROM orders"}},
+                "post-parse": {"action": {"rewrite": where}},
+            },
+            priority=10,
+        )
+    )
+    result = pipeline.run(session, "SELECT nonsense", [], run_sql)  # type: ignore[arg-type]
+    assert result.rows == [(1,)]
+    assert session.variables == {"seen": "yes"}
+    assert [p["name"] for p in pipeline.plugins()] == ["first", "second"]
+
+
+def test_set_session_is_seen_by_later_plugins_and_protected(session: Session) -> None:
+    pipeline = Pipeline()
+    pipeline.install(spec("auth", {"pre-parse": allow(**{"auth.role": "analyst"})}))
+    pipeline.run(session, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+    assert session.variables["auth.role"] == "analyst"
+    assert "auth.role" in session.protected
+
+
+def test_post_execution_replaces_rows(session: Session) -> None:
+    masked = [[{"integer": 1}, {"text": "a"}, {"text": "***"}], [{"integer": 2}, "null", "null"]]
+    pipeline = Pipeline()
+    pipeline.install(spec("mask", {"post-execution": {"action": {"replace-rows": masked}}}))
+    result = pipeline.run(session, "SELECT * FROM orders ORDER BY id", [], run_sql)  # type: ignore[arg-type]
+    assert result.rows == [(1, "a", "***"), (2, None, None)]
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        pytest.param(
+            {"pre-execution": {"action": {"rewrite": "SELECT 2"}}}, id="rewrite-at-pre-execution"
+        ),
+        pytest.param(
+            {"post-execution": {"action": {"replace-rows": [[{"integer": 1}]]}}}, id="wrong-width"
+        ),
+        pytest.param({"pre-parse": {"action": "maybe"}}, id="unknown-action"),
+        pytest.param({"pre-parse": {"verdict": "allow"}}, id="no-action"),
+        pytest.param({"post-parse": {"action": {"rewrite": '{"node": "nonsense"}'}}}, id="bad-ast"),
+        pytest.param(
+            {"post-execution": {"action": {"replace-rows": [[{"date": 1}]]}}}, id="bad-value"
+        ),
+        pytest.param({"pre-parse": "trap"}, id="trap"),
+    ],
+)
+def test_a_failing_plugin_fails_the_statement(session: Session, answers: dict[str, Any]) -> None:
+    pipeline = Pipeline()
+    pipeline.install(spec("broken", answers))
+    writes_before = session.db.execute("SELECT count(*) FROM orders").rows
+    with pytest.raises(PluginError) as err:
+        pipeline.run(session, "SELECT * FROM orders", [], run_sql)  # type: ignore[arg-type]
+    assert err.value.procedure == "broken" and err.value.sqlstate == "38000"
+    assert session.db.execute("SELECT count(*) FROM orders").rows == writes_before
+
+
+def test_unparsable_statement_is_refused_when_a_post_parse_plugin_runs(session: Session) -> None:
+    pipeline = Pipeline()
+    pipeline.install(spec("tenant", {"post-parse": allow()}))
+    with pytest.raises(h.ProcedureError) as err:
+        pipeline.run(session, "SELEKT 1", [], run_sql)  # type: ignore[arg-type]
+    assert getattr(err.value, "sqlstate", None) == "42601"
+    with pytest.raises(PluginRejected):
+        pipeline.run(session, "SELECT 1; SELECT 2", [], run_sql)  # type: ignore[arg-type]
+
+
+def test_hooks_the_module_lacks_are_refused_at_install() -> None:
+    with pytest.raises(h.InvalidArgument, match="does not export hook"):
+        Pipeline().install(spec("x", {"pre-parse": allow()}, hooks=frozenset({"post-parse"})))
+    with pytest.raises(h.InvalidArgument, match="exports no hook"):
+        Pipeline().install(spec("x", {}))
+
+
+def test_disabled_plugins_do_not_run(session: Session) -> None:
+    pipeline = Pipeline()
+    pipeline.install(spec("gate", {"pre-parse": reject("28000", "no")}, enabled=False))
+    assert pipeline.run(session, "SELECT 1", [], run_sql).rows == [(1,)]  # type: ignore[arg-type]
+
+
+def test_a_reload_swaps_atomically_and_in_flight_statements_keep_their_version(
+    session: Session,
+) -> None:
+    pipeline = Pipeline()
+    pipeline.install(spec("gate", {"pre-parse": allow(v="1")}))
+    seen: list[str] = []
+
+    def slow(s: Any, sql: str, params: Any) -> h.Result:
+        # The new version lands while this statement runs; its post-execution
+        # must still be the old version's.
+        pipeline.install(spec("gate", {"pre-parse": allow(v="2")}))
+        seen.append(s.variables["v"])
+        return run_sql(s, sql, params)
+
+    pipeline.run(session, "SELECT 1", [], slow)  # type: ignore[arg-type]
+    pipeline.run(session, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+    assert seen == ["1"] and session.variables["v"] == "2"
+    assert pipeline.plugins()[0]["previous"] is not None
+
+
+def test_a_failing_new_version_is_rolled_back(session: Session) -> None:
+    pipeline = Pipeline(settings=PipelineSettings(max_error_rate=0.2, min_calls=5))
+    pipeline.install(spec("gate", {"pre-parse": allow(v="good")}))
+    pipeline.install(spec("gate", {"pre-parse": "trap"}))
+    failures = 0
+    for _ in range(20):
+        try:
+            pipeline.run(session, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+        except PluginError:
+            failures += 1
+    assert failures == 5  # min_calls, then the old version serves again
+    assert session.variables["v"] == "good"
+    assert 'event="rollback"' in pipeline.metrics.render()
+
+
+def test_ab_routes_a_stable_share_of_sessions_to_the_candidate(session: Session) -> None:
+    pipeline = Pipeline()
+    base = spec("gate", {"pre-parse": allow(v="stable")})
+    cand = scripted({"pre-parse": allow(v="candidate")})
+    pipeline.install(PluginSpec(**{**base.__dict__, "candidate": cand, "candidate_percent": 30}))
+    seen: dict[int, str] = {}
+    for pid in range(400):
+        s = Session(session.db, process_id=pid)
+        pipeline.run(s, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+        pipeline.run(s, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+        seen[pid] = s.variables["v"]
+    share = sum(v == "candidate" for v in seen.values()) / len(seen)
+    assert 0.2 < share < 0.4
+    again = Session(session.db, process_id=7)
+    pipeline.run(again, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+    assert again.variables["v"] == seen[7]
+
+
+def test_metrics_render_prometheus_text(session: Session) -> None:
+    pipeline = Pipeline()
+    pipeline.install(spec("gate", {"pre-parse": allow(), "post-execution": allow()}))
+    for _ in range(3):
+        pipeline.run(session, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+    text = pipeline.metrics.render()
+    assert (
+        'heliosdb_plugin_calls_total{plugin="gate",version="1",stage="pre-parse",outcome="allow"} 3'
+        in text
+    )
+    assert 'heliosdb_queries_total{outcome="ok"} 3' in text
+    assert (
+        'heliosdb_plugin_duration_seconds_bucket{plugin="gate",version="1",stage="pre-parse",le="+Inf"} 3'
+        in text
+    )
+
+
+def test_manifest_reload_follows_the_file_and_keeps_plugins_on_a_bad_edit(
+    tmp_path: Path, session: Session
+) -> None:
+    (tmp_path / "one.wasm").write_bytes(scripted({"pre-parse": allow(v="one")}))
+    (tmp_path / "two.wasm").write_bytes(scripted({"pre-parse": allow(v="two")}))
+    manifest = tmp_path / "plugins.toml"
+    manifest.write_text(
+        '[pipeline]\nreload_interval = 60\n[[plugin]]\nname = "gate"\nfile = "one.wasm"\n'
+        '[plugin.config]\nk = "v"\n'
+    )
+    pipeline = Pipeline()
+    pipeline.watch(manifest)
+    try:
+        pipeline.run(session, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+        assert session.variables["v"] == "one"
+        manifest.write_text(manifest.read_text().replace("one.wasm", "two.wasm"))
+        assert pipeline.reload_if_changed()
+        pipeline.run(session, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+        assert session.variables["v"] == "two"
+        manifest.write_text("[[plugin]]\nname = 'gate'\nfile = 'missing.wasm'\n")
+        assert not pipeline.reload_if_changed()
+        pipeline.run(session, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+        assert session.variables["v"] == "two"
+    finally:
+        pipeline.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[plugin]]\nname = 'x'\n", "file is required"),
+        ("[[plugin]]\nname = 'X!'\nfile = 'a.wasm'\n", "name must be"),
+        (
+            "[[plugin]]\nname = 'x'\nfile = 'a.wasm'\nhooks = ['pre-parse', 'later']\n",
+            "hooks must be",
+        ),
+        ("[[plugin]]\nname = 'x'\nfile = 'a.wasm'\ncolour = 1\n", "unknown key"),
+        ("[[plugin]]\nname = 'x'\nfile = 'a.wasm'\ncapabilities = ['fly:away']\n", "x"),
+        ("[[plugin]]\nname = 'x'\nfile = 'a.wasm'\nlimits = { speed = 1 }\n", "unknown limit"),
+        (
+            "[[plugin]]\nname = 'x'\nfile = 'a.wasm'\n[[plugin]]\nname = 'x'\nfile = 'a.wasm'\n",
+            "twice",
+        ),
+        ("[pipeline]\nfast = true\n", "pipeline"),
+        ("[[plugin]\n", "plugins.toml"),
+    ],
+)
+def test_bad_manifests_are_refused_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "a.wasm").write_bytes(scripted({"pre-parse": allow()}))
+    manifest = tmp_path / "plugins.toml"
+    manifest.write_text(text)
+    with pytest.raises(h.InvalidArgument, match=message):
+        read_manifest(manifest)
+
+
+def test_concurrent_statements_share_the_pool_safely(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    with h.Database.open(path) as db:
+        db.execute("CREATE TABLE t(x)")
+    pipeline = Pipeline()
+    pipeline.install(spec("gate", {"pre-parse": allow(), "post-execution": allow()}))
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with h.Database.open(path) as db:
+                s = Session(db)
+                for _ in range(50):
+                    pipeline.run(s, "SELECT count(*) FROM t", [], run_sql)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert pipeline.metrics.calls("gate") == 400

@@ -29,6 +29,11 @@ LANGUAGE_DIRS = ("rust", "go", "python", "assemblyscript", "js")
 
 
 def _install(session: nox.Session) -> None:
+    # The C accelerator binds procedures straight into SQLite when it builds
+    # with sqlite3ext.h (engine/setup.py); without it the build still works,
+    # just through apsw.
+    if not Path("/usr/include/sqlite3ext.h").exists():
+        _apt(session, "libsqlite3-dev")
     session.install(*ENGINE)
 
 

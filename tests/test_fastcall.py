@@ -1,8 +1,10 @@
 """The fast call path (fastcall.py) gives exactly the answers and errors of
 the general path; every check runs on both, and on each way SQL reaches it:
-the C function SQLite calls directly (``native``: fastcall.make_scalar), the
-Python closure over the C caller (``closure``), the ctypes caller (``raw``:
-HELIOSDB_WASM_NATIVE=0) and the general path (``general``)."""
+the C function SQLite calls with no apsw in between (``direct``:
+fastcall.bind_sqlite), the same C function called by apsw (``native``:
+fastcall.make_scalar, HELIOSDB_WASM_SQLITE_DIRECT=0), the Python closure over
+the C caller (``closure``), the ctypes caller (``raw``: HELIOSDB_WASM_NATIVE=0)
+and the general path (``general``)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ PROCEDURES = {
     "is_positive": "(a BIGINT) RETURNS BOOLEAN",
     "identity_f64": "(a DOUBLE) RETURNS DOUBLE",
 }
-MODES = ["native", "closure", "raw", "general"]
+MODES = ["direct", "native", "closure", "raw", "general"]
 NUMERIC = b64(wasm_of("numeric"))
 LIMITS = b64(wasm_of("limits"))
 
@@ -42,9 +44,12 @@ def scalars() -> Scalars:
 @pytest.fixture(params=MODES)
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, scalars: Scalars) -> str:
     mode: str = request.param
-    if mode == "native" and fastcall._native is None:
+    if mode in ("direct", "native") and fastcall._native is None:
         pytest.skip("heliosdb_wasm._native is not built")
+    if mode == "direct" and not fastcall.sqlite_direct():
+        pytest.skip("heliosdb_wasm._native was built without sqlite3ext.h")
     monkeypatch.setenv("HELIOSDB_WASM_NATIVE", "0" if mode == "raw" else "1")
+    monkeypatch.setenv("HELIOSDB_WASM_SQLITE_DIRECT", "1" if mode == "direct" else "0")
     if mode == "general":
         original = Runner.__init__
 
@@ -89,7 +94,7 @@ def db(mode: str, scalars: Scalars) -> Iterator[h.Database]:
             f" CALLED ON NULL INPUT USING EXPORT 'identity_f64' AS $wasm${NUMERIC}$wasm$"
         )
         assert database._runner("add_i64")._fast is (mode != "general")
-        assert bool(scalars) is (mode in ("native", "general"))
+        assert bool(scalars) is (mode in ("direct", "native", "general"))
         yield database
 
 
@@ -168,11 +173,11 @@ def test_a_trap_mid_statement_then_a_fresh_instance(
             db.execute("SELECT div_zero(n) FROM t ORDER BY o")
         assert (err.value.procedure, err.value.version) == ("div_zero", 1)
         assert not isinstance(err.value.__cause__, Exception)
-        if mode == "native":
+        if mode in ("direct", "native"):
             (scalar,) = scalars["div_zero"]
             assert scalar.instance is None  # the trapped instance was let go
         assert db.execute("SELECT sum(div_zero(n)) FROM t WHERE n > 0").scalar() == 127
-        if mode == "native":
+        if mode in ("direct", "native"):
             assert scalar.instance is not None and scalar.instance not in held
             held.append(scalar.instance)
         elif mode == "general":
@@ -231,7 +236,7 @@ def test_replace_alter_and_drop_while_bound(db: h.Database, mode: str, scalars: 
     metrics = db.metrics("add_i64")
     assert (metrics[1].calls, metrics[2].calls) == (2, 3 + 1)
     made = scalars.get("add_i64", [])
-    if mode in ("native", "general"):
+    if mode in ("direct", "native", "general"):
         assert len(made) == 4  # one per binding
         gc.collect()
         # An unbound one calls nothing stale: it takes the current version's

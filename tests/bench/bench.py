@@ -29,6 +29,7 @@ from typing import Any
 import wasmtime
 
 import heliosdb_wasm as h
+from heliosdb_wasm import fastcall
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -196,9 +197,34 @@ def per_row(report: Report, rows: int, component: bytes | None, pg: Postgres | N
         )
         report.add(
             Row(
-                g, "wasm Basic ABI (fast path)", scan("add_i64(x, 1)"), "s/row", "Python SQLite UDF"
+                g,
+                "wasm Basic ABI (fast path)",
+                scan("add_i64(x, 1)"),
+                "s/row",
+                "Python SQLite UDF",
+                "SQLite calls the C function directly" if fastcall.sqlite_direct() else "via apsw",
             )
         )
+        if fastcall.sqlite_direct():
+            # The same C function reached through apsw's Python function
+            # machinery, as where the C accelerator lacks sqlite3ext.h.
+            os.environ["HELIOSDB_WASM_SQLITE_DIRECT"] = "0"
+            try:
+                db.execute(
+                    "CREATE PROCEDURE add_apsw(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm"
+                    f" USING EXPORT 'add_i64' AS $wasm${b64(wat('numeric'))}$wasm$"
+                )
+            finally:
+                del os.environ["HELIOSDB_WASM_SQLITE_DIRECT"]
+            report.add(
+                Row(
+                    g,
+                    "wasm Basic ABI (C function via apsw)",
+                    scan("add_apsw(x, 1)"),
+                    "s/row",
+                    "Python SQLite UDF",
+                )
+            )
         if component is not None:
             db.execute(
                 "CREATE PROCEDURE c_add LANGUAGE wasm USING EXPORT 'add'"

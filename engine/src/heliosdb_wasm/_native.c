@@ -24,7 +24,9 @@
  * to wrap with wasmtime.WasmtimeError._from_ptr / wasmtime.Trap._from_ptr,
  * which take ownership. A Fault that is never wrapped leaks them.
  *
- * Scalar is a procedure as SQLite calls it (apsw's create_scalar_function):
+ * Scalar is a procedure as SQLite calls it: through apsw's
+ * create_scalar_function (vectorcall), or, where this file is compiled with
+ * sqlite3ext.h, straight from SQLite (scalar_xfunc, see bind_sqlite below):
  * the SQL values of one row in, the SQL value out, with the argument checks,
  * NULL handling, instance handling and metrics of invoke.Runner._call_fast
  * done in C for the common case. Everything else goes back to Python through
@@ -1036,6 +1038,355 @@ static PyTypeObject ScalarType = {
     .tp_getset = Scalar_getset,
 };
 
+/* ---- SQLite calling a Scalar directly, without apsw or Python per row ----
+ *
+ * apsw calls a Python function per row with the GIL taken and every value
+ * boxed; for a numeric procedure that is most of the cost. When this module
+ * is loaded as an SQLite extension (fastcall.sqlite_direct, once per
+ * process: the entry point only keeps SQLite's API table), bind_sqlite
+ * registers a Scalar with sqlite3_create_function_v2 on apsw's own
+ * connection, and scalar_xfunc runs a row in C: SQLite values straight into
+ * the raw buffer, the wasm call, the result straight back. The GIL is only
+ * taken for what needs Python: acquiring an instance, a fault (the typed
+ * error is raised in Python and left pending, which apsw reports when the
+ * statement fails, as it does for its own functions) and the values the
+ * fast path does not take (they go to `slow`, as from the vectorcall path).
+ *
+ * The instance is not checked against `owners` here (that needs the GIL):
+ * the Database releases a bound Scalar's instance whenever its Runner
+ * changes.
+ */
+#if defined(__has_include)
+#if __has_include(<sqlite3ext.h>)
+#define HELIOSDB_SQLITE 1
+#endif
+#endif
+
+#ifdef HELIOSDB_SQLITE
+#include <sqlite3ext.h>
+SQLITE_EXTENSION_INIT1
+
+#if defined(__GNUC__)
+__attribute__((visibility("default")))
+#endif
+int
+sqlite3_heliosdbwasm_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi)
+{
+    (void)db;
+    (void)pzErrMsg;
+    SQLITE_EXTENSION_INIT2(pApi);
+    return SQLITE_OK;
+}
+
+/* A Python value (the result of `slow`) as the SQL result; -1 with an
+ * exception set if it is none of the types to_sqlite gives. */
+static int
+result_from_python(sqlite3_context *c, PyObject *v)
+{
+    if (v == Py_None) {
+        sqlite3_result_null(c);
+    } else if (PyLong_Check(v)) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow) {
+            PyErr_SetString(PyExc_OverflowError, "the result does not fit in 64 bits");
+            return -1;
+        }
+        if (x == -1 && PyErr_Occurred())
+            return -1;
+        sqlite3_result_int64(c, x);
+    } else if (PyFloat_Check(v)) {
+        sqlite3_result_double(c, PyFloat_AS_DOUBLE(v));
+    } else if (PyUnicode_Check(v)) {
+        Py_ssize_t n;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(v, &n);
+        if (utf8 == NULL)
+            return -1;
+        sqlite3_result_text64(c, utf8, (sqlite3_uint64)n, SQLITE_TRANSIENT, SQLITE_UTF8);
+    } else if (PyBytes_Check(v)) {
+        sqlite3_result_blob64(c, PyBytes_AS_STRING(v), (sqlite3_uint64)PyBytes_GET_SIZE(v),
+                              SQLITE_TRANSIENT);
+    } else {
+        PyErr_Format(PyExc_TypeError, "a procedure result cannot be a %s",
+                     Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+value_to_python(sqlite3_value *v)
+{
+    switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER:
+        return PyLong_FromLongLong(sqlite3_value_int64(v));
+    case SQLITE_FLOAT:
+        return PyFloat_FromDouble(sqlite3_value_double(v));
+    case SQLITE_TEXT:
+        return PyUnicode_DecodeUTF8((const char *)sqlite3_value_text(v), sqlite3_value_bytes(v),
+                                    NULL);
+    case SQLITE_BLOB: {
+        const void *p = sqlite3_value_blob(v);
+        return PyBytes_FromStringAndSize(p ? p : "", sqlite3_value_bytes(v));
+    }
+    default:
+        Py_RETURN_NONE;
+    }
+}
+
+/* The pending Python exception as the statement's error; it stays pending
+ * for apsw to raise (it prefers a pending exception to SQLite's message). */
+static void
+result_from_exception(sqlite3_context *c)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *text = value ? PyObject_Str(value) : NULL;
+    const char *msg = text ? PyUnicode_AsUTF8(text) : NULL;
+    sqlite3_result_error(c, msg ? msg : "procedure failed", -1);
+    PyErr_Clear();
+    Py_XDECREF(text);
+    PyErr_Restore(type, value, tb);
+}
+
+/* The whole row through `slow(*args)`, under the GIL. */
+static void
+xfunc_slow(ScalarObject *self, sqlite3_context *c, int argc, sqlite3_value **argv)
+{
+    PyObject *local[8];
+    PyObject **args = argc <= 8 ? local : PyMem_Calloc((size_t)argc, sizeof(PyObject *));
+    if (args == NULL) {
+        sqlite3_result_error_nomem(c);
+        return;
+    }
+    int n = 0;
+    PyObject *out = NULL;
+    for (; n < argc; n++) {
+        if ((args[n] = value_to_python(argv[n])) == NULL)
+            goto done;
+    }
+    out = PyObject_Vectorcall(self->slow, args, (size_t)argc, NULL);
+    if (out != NULL && result_from_python(c, out) == 0)
+        goto cleanup;
+done:
+    result_from_exception(c);
+cleanup:
+    Py_XDECREF(out);
+    for (int i = 0; i < n; i++)
+        Py_DECREF(args[i]);
+    if (args != local)
+        PyMem_Free(args);
+}
+
+static void
+scalar_xfunc(sqlite3_context *c, int argc, sqlite3_value **argv)
+{
+    ScalarObject *self = (ScalarObject *)sqlite3_user_data(c);
+    val_raw_t local[LOCAL_SLOTS];
+    val_raw_t *buf = local;
+    PyGILState_STATE gil;
+    if (argc != self->nparams || self->busy || self->python_only ||
+        (size_t)self->len > LOCAL_SLOTS)
+        goto slow;
+    for (int i = 0; i < argc; i++) {
+        sqlite3_value *v = argv[i];
+        val_raw_t *slot = &buf[i];
+        int type = sqlite3_value_type(v);
+        if (type == SQLITE_NULL) {
+            if (!self->null_call) { /* RETURNS NULL ON NULL INPUT: no call */
+                sqlite3_result_null(c);
+                return;
+            }
+            slot->i64 = 0;
+            continue;
+        }
+        switch (self->kinds[i]) {
+        case K_I64:
+            if (type != SQLITE_INTEGER)
+                goto slow;
+            slot->i64 = sqlite3_value_int64(v);
+            break;
+        case K_I32: {
+            if (type != SQLITE_INTEGER)
+                goto slow;
+            sqlite3_int64 x = sqlite3_value_int64(v);
+            if (x < INT32_MIN || x > INT32_MAX)
+                goto slow; /* out of range: coerce says so */
+            slot->i64 = 0;
+            slot->i32 = (int32_t)x;
+            break;
+        }
+        case K_BOOL:
+            if (type != SQLITE_INTEGER)
+                goto slow;
+            slot->i64 = 0;
+            slot->i32 = sqlite3_value_int64(v) != 0;
+            break;
+        case K_F64:
+        case K_F32: {
+            double d;
+            if (type == SQLITE_FLOAT)
+                d = sqlite3_value_double(v);
+            else if (type == SQLITE_INTEGER)
+                d = (double)sqlite3_value_int64(v); /* float(int): round to nearest */
+            else
+                goto slow;
+            if (self->kinds[i] == K_F64) {
+                slot->f64 = d;
+            } else {
+                slot->i64 = 0;
+                slot->f32 = (float)d;
+            }
+            break;
+        }
+        default:
+            goto slow;
+        }
+    }
+    if (self->caller == NULL) {
+        gil = PyGILState_Ensure();
+        int failed = Scalar_acquire(self) < 0;
+        if (failed)
+            result_from_exception(c);
+        int python_only = self->python_only;
+        PyGILState_Release(gil);
+        if (failed)
+            return;
+        if (python_only)
+            goto slow;
+    }
+    CallerObject *caller = self->caller;
+    int64_t started = now_ns();
+    void *trap, *error;
+    self->busy = 1;
+    if (PyGILState_Check()) {
+        /* apsw kept the GIL for this statement: release it for the call, for
+         * the epoch ticker (a Python thread) and other threads. */
+        Py_BEGIN_ALLOW_THREADS
+        error = call_once(caller, buf, &trap);
+        Py_END_ALLOW_THREADS
+    } else {
+        error = call_once(caller, buf, &trap);
+    }
+    self->busy = 0;
+    double seconds = (double)(now_ns() - started) / 1e9;
+    if (error != NULL || trap != NULL) {
+        gil = PyGILState_Ensure();
+        Py_XDECREF(Scalar_fault(self, error, trap, seconds));
+        result_from_exception(c);
+        PyGILState_Release(gil);
+        return;
+    }
+    tally_count(self->tally, seconds);
+    switch (self->result) {
+    case K_I64:
+        sqlite3_result_int64(c, buf[0].i64);
+        break;
+    case K_I32:
+        sqlite3_result_int64(c, buf[0].i32);
+        break;
+    case K_BOOL: /* values.to_sqlite: a boolean is 0 or 1 */
+        sqlite3_result_int64(c, buf[0].i32 != 0);
+        break;
+    case K_F64:
+        sqlite3_result_double(c, buf[0].f64);
+        break;
+    case K_F32:
+        sqlite3_result_double(c, (double)buf[0].f32);
+        break;
+    default:
+        sqlite3_result_null(c);
+    }
+    return;
+slow:
+    gil = PyGILState_Ensure();
+    xfunc_slow(self, c, argc, argv);
+    PyGILState_Release(gil);
+}
+
+static void
+scalar_destroy(void *p)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    Py_DECREF((PyObject *)p);
+    PyGILState_Release(gil);
+}
+#endif /* HELIOSDB_SQLITE */
+
+/* bind_sqlite(db_addr, name, nargs, scalar): register scalar as the SQL
+ * function name/nargs on the sqlite3* at db_addr (apsw's
+ * Connection.sqlite3_pointer()). */
+static PyObject *
+native_bind_sqlite(PyObject *module, PyObject *args)
+{
+    (void)module;
+    unsigned long long addr;
+    const char *name;
+    int nargs;
+    PyObject *scalar;
+    if (!PyArg_ParseTuple(args, "KsiO!:bind_sqlite", &addr, &name, &nargs, &ScalarType, &scalar))
+        return NULL;
+#ifdef HELIOSDB_SQLITE
+    if (sqlite3_api == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "not loaded as an SQLite extension");
+        return NULL;
+    }
+    if (nargs != ((ScalarObject *)scalar)->nparams) {
+        PyErr_SetString(PyExc_ValueError, "nargs differs from the Scalar's parameters");
+        return NULL;
+    }
+    Py_INCREF(scalar);
+    int rc = sqlite3_create_function_v2((sqlite3 *)(uintptr_t)addr, name, nargs, SQLITE_UTF8,
+                                        scalar, scalar_xfunc, NULL, NULL, scalar_destroy);
+    /* On failure SQLite has already called scalar_destroy. */
+    if (rc != SQLITE_OK) {
+        PyErr_Format(PyExc_RuntimeError, "sqlite3_create_function_v2: %s",
+                     sqlite3_errstr(rc));
+        return NULL;
+    }
+    Py_RETURN_NONE;
+#else
+    (void)addr;
+    (void)name;
+    (void)nargs;
+    PyErr_SetString(PyExc_RuntimeError, "built without sqlite3ext.h");
+    return NULL;
+#endif
+}
+
+static PyObject *
+native_sqlite_ready(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+#ifdef HELIOSDB_SQLITE
+    return PyBool_FromLong(sqlite3_api != NULL);
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
+static PyObject *
+native_sqlite_supported(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+#ifdef HELIOSDB_SQLITE
+    Py_RETURN_TRUE;
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
+static PyMethodDef native_methods[] = {
+    {"bind_sqlite", native_bind_sqlite, METH_VARARGS,
+     "bind_sqlite(db_addr, name, nargs, scalar): SQLite calls scalar's C entry directly."},
+    {"sqlite_ready", native_sqlite_ready, METH_NOARGS,
+     "sqlite_ready() -> whether the SQLite extension entry point has run."},
+    {"sqlite_supported", native_sqlite_supported, METH_NOARGS,
+     "sqlite_supported() -> whether this build can bind functions to SQLite."},
+    {NULL, NULL, 0, NULL},
+};
+
 static int
 native_exec(PyObject *m)
 {
@@ -1076,6 +1427,7 @@ static struct PyModuleDef native_module = {
     .m_name = "heliosdb_wasm._native",
     .m_doc = "The numeric fast call path in C (see fastcall.py).",
     .m_size = 0,
+    .m_methods = native_methods,
     .m_slots = native_slots,
 };
 

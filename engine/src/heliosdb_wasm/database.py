@@ -76,6 +76,8 @@ class Database:
         self.session = Session(conn, self._is_procedure)
         self._bound: dict[str, tuple[str, int]] = {}  # lower name -> (kind, nargs)
         self._runners: dict[str, Runner] = {}
+        # Scalars SQLite calls directly (fastcall.bind_sqlite), by name.
+        self._scalars: dict[str, Callable[..., Any]] = {}
         self._lock = threading.RLock()
         conn.execute("PRAGMA foreign_keys = ON")
         with self._savepoint():
@@ -105,6 +107,8 @@ class Database:
     def close(self) -> None:
         self._flush_telemetry(force=True)
         self._runners.clear()
+        for key in list(self._scalars):
+            self._retire(key)
         self.conn.close()
 
     def __enter__(self) -> Database:
@@ -433,6 +437,7 @@ class Database:
         runner = Runner(version, module, version.limits(self.limits), self.session)
         if instance is not None:
             runner._release(instance)
+        self._retire(name.lower())
         self._runners[name.lower()] = runner
 
     def _load_new(
@@ -500,6 +505,7 @@ class Database:
                     # survives a reopen exactly as at registration.
                     module.check(version.export, version.signature)
                     runner = Runner(version, module, limits, self.session)
+                    self._retire(key)
                     self._runners[key] = runner
         return runner
 
@@ -541,8 +547,15 @@ class Database:
 
             # A numeric procedure: SQLite calls C directly (fastcall.make_scalar),
             # which falls back on `scalar` for anything unusual.
-            function = self._native_scalar(version, scalar) or scalar
-            self.conn.create_scalar_function(name, function, len(sig.params), deterministic=False)
+            native = self._native_scalar(version, scalar)
+            if native is not None and fastcall.sqlite_direct():
+                fastcall.bind_sqlite(self.conn, name, len(sig.params), native)
+                self._scalars[name.lower()] = native
+            else:
+                function = native or scalar
+                self.conn.create_scalar_function(
+                    name, function, len(sig.params), deterministic=False
+                )
             self._bound[name.lower()] = ("scalar", len(sig.params))
 
     def _native_scalar(
@@ -574,8 +587,18 @@ class Database:
             self._runners,
         )
 
+    def _retire(self, key: str) -> None:
+        """Lets a Scalar bound straight to SQLite drop the instance it holds:
+        its Runner is being replaced or removed. (The apsw-bound Scalar checks
+        ``_runners`` itself on every call; SQLite's calls run without the GIL.)"""
+        scalar = self._scalars.get(key)
+        if scalar is not None:
+            scalar.release()  # type: ignore[attr-defined]
+
     def _unbind(self, name: str) -> None:
         key = name.lower()
+        self._retire(key)
+        self._scalars.pop(key, None)
         self._runners.pop(key, None)
         bound = self._bound.pop(key, None)
         if bound is None:

@@ -9,6 +9,7 @@ The example plugins (tests/plugins/) test real guest logic end to end.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -357,3 +358,58 @@ def test_concurrent_statements_share_the_pool_safely(tmp_path: Path) -> None:
         t.join()
     assert errors == []
     assert pipeline.metrics.calls("gate") == 400
+
+
+COUNTER_WAT = """
+(module
+  (import "heliosdb" "heliosdb_return" (func $return (param i32 i32 i32)))
+  (import "heliosdb" "count_in_window" (func $count (param i32 i32 i64) (result i64)))
+  (memory (export "memory") 1)
+  (func (export "heliosdb_abi_version") (result i32) (i32.const 1))
+  (global $heap (mut i32) (i32.const 32768))
+  (func (export "heliosdb_alloc") (param $size i32) (param $align i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $size)))
+    (local.get $ptr))
+  (func (export "heliosdb_free") (param i32 i32 i32) (global.set $heap (i32.const 32768)))
+  (data (i32.const 16) "user:alice")
+  (data (i32.const 64) "{\\"action\\":\\"allow\\"}")
+  (data (i32.const 128) "{\\"action\\":{\\"reject\\":{\\"sqlstate\\":\\"53400\\",\\"message\\":\\"slow down\\"}}}")
+  ;; allow the first three statements of a 60 s window, then reject
+  (func (export "pre_parse") (param i32 i32)
+    (if (i64.le_s (call $count (i32.const 16) (i32.const 10) (i64.const 60000)) (i64.const 3))
+      (then (call $return (i32.const 3) (i32.const 64) (i32.const 18)))
+      (else (call $return (i32.const 3) (i32.const 128) (i32.const 64))))))
+"""
+
+
+def test_count_in_window_is_shared_by_sessions_and_private_to_the_plugin(session: Session) -> None:
+    wasm = bytes(wasmtime.wat2wasm(COUNTER_WAT))
+    pipeline = Pipeline()
+    pipeline.install(PluginSpec(name="limit", wasm=wasm, origin="<limit>"))
+    other = Session(session.db, process_id=2)
+    outcomes = []
+    for s in (session, other, session, other, session):
+        try:
+            pipeline.run(s, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+            outcomes.append("ok")
+        except PluginRejected as exc:
+            outcomes.append(exc.sqlstate)
+    assert outcomes == ["ok", "ok", "ok", "53400", "53400"]
+    # A second plugin counting the same key starts from zero.
+    pipeline.install(PluginSpec(name="limit2", wasm=wasm, origin="<limit2>", priority=1))
+    pipeline.remove("limit")
+    assert pipeline.run(session, "SELECT 1", [], run_sql).rows == [(1,)]  # type: ignore[arg-type]
+
+
+def test_count_in_window_is_refused_to_procedures() -> None:
+    wasm = bytes(wasmtime.wat2wasm(COUNTER_WAT))
+    with h.Database.open(":memory:") as db:
+        db.execute(
+            "CREATE PROCEDURE pre_parse(request JSON) RETURNS JSON LANGUAGE wasm"
+            f" AS $wasm${base64.b64encode(wasm).decode()}$wasm$"
+        )
+        with pytest.raises(h.ProcedureError) as err:
+            db.execute("SELECT pre_parse('{}')")
+        assert err.value.code == "access-denied"

@@ -176,6 +176,8 @@ HOST_IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "heliosdb_http_fetch": ((_I32,) * 3, (_I32,)),
     "heliosdb_digest": ((_I32,) * 5, (_I32,)),
     "heliosdb_hmac": ((_I32,) * 7, (_I32,)),
+    # plugin-host.count-in-window (docs/plugins.md §3), for query-hook plugins
+    "count_in_window": ((_I32, _I32, _I64), (_I64,)),
 }
 _STATUS = {
     case: i + 1
@@ -866,6 +868,12 @@ class BasicInstance:
 
     def _heliosdb_now(self) -> int:
         return CallContext.now()
+
+    def _count_in_window(self, ptr: int, length: int, window_ms: int) -> int:
+        # Infallible in the WIT: a bad window, or a call from a procedure,
+        # ends the call with its typed error.
+        ctx = self._context()
+        return ctx.count_in_window(self._text(ptr, length, "counter key"), window_ms)
 
     def _heliosdb_error(self, c_ptr: int, c_len: int, m_ptr: int, m_len: int) -> None:
         ctx = self._context()

@@ -413,3 +413,45 @@ def test_count_in_window_is_refused_to_procedures() -> None:
         with pytest.raises(h.ProcedureError) as err:
             db.execute("SELECT pre_parse('{}')")
         assert err.value.code == "access-denied"
+
+
+def test_plugins_created_with_sql_are_stored_listed_and_followed_by_the_server(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.db"
+    gate = base64.b64encode(scripted({"pre-parse": allow(v="sql")})).decode()
+    with h.Database.open(path) as db:
+        db.execute(
+            "CREATE PLUGIN gate PRIORITY 5 HOOKS ('pre-parse') CONFIG '{\"k\": 1}'"
+            f" AS $wasm${gate}$wasm$"
+        )
+        with pytest.raises(h.RegistryError) as err:
+            db.execute(f"CREATE PLUGIN gate AS $wasm${gate}$wasm$")
+        assert err.value.code == "already-exists"
+        with pytest.raises(h.InvalidArgument, match="does not export hook"):
+            db.execute(f"CREATE PLUGIN other HOOKS ('post-parse') AS $wasm${gate}$wasm$")
+        with pytest.raises(h.InvalidArgument, match="CONFIG is not JSON"):
+            db.execute(f"CREATE PLUGIN other CONFIG '{{' AS $wasm${gate}$wasm$")
+        shown = db.execute("SHOW PLUGINS")
+        assert shown.columns[:4] == ["name", "version", "priority", "enabled"]
+        assert shown.rows[0][:5] == ("gate", 1, 5, True, "pre-parse")
+    pipeline = Pipeline()
+    pipeline.watch(database=path)
+    try:
+        with h.Database.open(path) as client:
+            s = Session(client)
+            pipeline.run(s, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+            assert s.variables == {"v": "sql"}
+            client.execute("ALTER PLUGIN gate DISABLE")
+            assert pipeline.reload_if_changed()
+            s.variables.clear()
+            pipeline.run(s, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+            assert s.variables == {}
+            client.execute("DROP PLUGIN gate")
+            assert pipeline.reload_if_changed()
+            assert pipeline.plugins() == []
+            client.execute("DROP PLUGIN IF EXISTS gate")
+            with pytest.raises(h.RegistryError):
+                client.execute("DROP PLUGIN gate")
+    finally:
+        pipeline.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -844,6 +845,88 @@ def extensions(db_path: str, as_json: bool) -> None:
             f"{p['procedure']} v{p['version']}" for p in r["procedures"]
         ),
     )
+
+
+# --- the PostgreSQL wire protocol ----------------------------------------------------
+
+
+@main.command()
+@_db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5433, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--plugins",
+    "plugins_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="plugins.toml: query-hook plugins, reloaded when it or a plugin file changes.",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a free port).",
+)
+@click.option(
+    "--allow-ddl",
+    is_flag=True,
+    help="Let clients create and drop procedures, extensions and plugins.",
+)
+def serve(
+    db_path: str,
+    host: str,
+    port: int,
+    plugins_path: Path | None,
+    metrics_port: int | None,
+    allow_ddl: bool,
+) -> None:
+    """Serve the database to PostgreSQL clients (psql, psycopg, ...) until Ctrl-C.
+
+    Every statement passes through the query-hook plugins of --plugins and of
+    the database itself (CREATE PLUGIN); see docs/plugins.md.
+    """
+    from .pgwire import Server, execute_statement
+    from .plugins import JsonLogFormatter, MetricsServer, Pipeline
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter())
+    plugin_log = logging.getLogger("heliosdb_wasm.plugins")
+    plugin_log.addHandler(handler)
+    plugin_log.setLevel(logging.INFO)
+    plugin_log.propagate = False
+    pipeline = Pipeline()
+    metrics: MetricsServer | None = None
+    try:
+        pipeline.watch(plugins_path, Path(db_path))
+        server = Server(
+            db_path,
+            host=host,
+            port=port,
+            executor=pipeline.executor(execute_statement),
+            allow_ddl=allow_ddl,
+        )
+        if metrics_port is not None:
+            metrics = MetricsServer(pipeline.metrics, host, metrics_port)
+            metrics.start()
+    except (OSError, ValueError, ProcedureError) as exc:
+        pipeline.close()
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    bound_host, bound_port = server.address
+    click.echo(f"listening on {bound_host}:{bound_port} (database {db_path}); Ctrl-C stops")
+    for row in pipeline.plugins():
+        click.echo(f"plugin {row['name']} v{row['version']}: {', '.join(row['hooks'])}")
+    if metrics is not None:
+        m_host, m_port = metrics.address
+        click.echo(f"metrics at http://{m_host}:{m_port}/metrics")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        if metrics is not None:
+            metrics.stop()
+        pipeline.close()
+    click.echo("stopped")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,8 +20,14 @@ from typing import Any
 import apsw
 import apsw.ext
 
-from . import archive, ddl, fastcall, policy, telemetry
-from .errors import InvalidArgument, RegistryError, ResourceLimitExceeded, SqlError
+from . import archive, ddl, fastcall, plugins, policy, telemetry
+from .errors import (
+    CapabilityDenied,
+    InvalidArgument,
+    RegistryError,
+    ResourceLimitExceeded,
+    SqlError,
+)
 from .hostapi import Session
 from .invoke import Instance, LoadedModule, Runner, load, load_stored
 from .policy import Capabilities, Limits
@@ -76,6 +82,9 @@ class Database:
         self.session = Session(conn, self._is_procedure)
         self._bound: dict[str, tuple[str, int]] = {}  # lower name -> (kind, nargs)
         self._runners: dict[str, Runner] = {}
+        # serve_clients(): a remote client's connection (pgwire).
+        self._client = False
+        self._allow_ddl = False
         # Scalars SQLite calls directly (fastcall.bind_sqlite), by name.
         self._scalars: dict[str, Callable[..., Any]] = {}
         self._lock = threading.RLock()
@@ -130,6 +139,8 @@ class Database:
                 parsed = ddl.parse(statement, self.base_dir)
                 if parsed is None:
                     result = self._sqlite(statement, params)
+                elif isinstance(parsed, ddl.PLUGIN_STATEMENTS):
+                    result = self._plugin_statement(parsed)
                 else:
                     result = self._procedure_statement(parsed, params)
         finally:
@@ -144,14 +155,33 @@ class Database:
             return True
 
         before = self.conn.total_changes()
+        denied: list[str] = []
+        if self._client:
+            self.session.policy = policy.client_authorizer(denied)
         try:
             cursor = self.conn.cursor()
             cursor.exec_trace = trace
             cursor.execute(sql, tuple(to_sqlite(p) for p in params))
             rows = [tuple(r) for r in cursor]
+        except apsw.AuthError as exc:
+            if denied:
+                raise CapabilityDenied(f"clients may not use {denied[0]}") from None
+            raise SqlError(str(exc)) from None
         except apsw.Error as exc:
             raise SqlError(str(exc)) from None
+        finally:
+            if self._client:
+                self.session.policy = None
         return Result(columns, rows, int(self.conn.total_changes() - before))
+
+    def serve_clients(self, *, allow_ddl: bool = False) -> None:
+        """Marks this as a remote client's connection (the wire endpoint): its
+        SQL may not touch the engine's tables, ATTACH files or load
+        extensions, and procedure, extension and plugin DDL is refused unless
+        ``allow_ddl`` (a client that may create a procedure may read any
+        table through it, whatever the query plugins check)."""
+        self._client = True
+        self._allow_ddl = allow_ddl
 
     def call(self, name: str, *args: Any) -> Any:
         """Call a procedure directly; table procedures return a list of tuples."""
@@ -225,9 +255,17 @@ class Database:
 
     # -- procedure DDL -----------------------------------------------------------
 
+    def _refuse_client_ddl(self, what: str) -> None:
+        if self._client and not self._allow_ddl:
+            raise CapabilityDenied(
+                f"{what} is not allowed from a client connection; use `heliosdb-wasm sql`"
+                " on the database file, or start the server with --allow-ddl"
+            )
+
     def _procedure_statement(self, stmt: ddl.Statement, params: Sequence[Any]) -> Result:
         if isinstance(stmt, ddl.Call):
             return self._call_statement(stmt, params)
+        self._refuse_client_ddl("procedure and extension DDL")
         if params:
             raise InvalidArgument("procedure DDL takes no bound parameters")
         with self._lock:
@@ -250,6 +288,57 @@ class Database:
                     self.registry.drop(stmt.name)
                 self._unbind(stmt.name)
         return Result()
+
+    # -- plugin DDL (the wire endpoint's query hooks, docs/plugins.md §5) ----------
+
+    def _plugin_statement(self, stmt: ddl.Statement) -> Result:
+        if isinstance(stmt, ddl.ShowPlugins):
+            rows: list[tuple[SqlValue, ...]] = []
+            for spec, version in self.plugin_specs():
+                hooks = ",".join(sorted(spec.hooks)) if spec.hooks is not None else "*"
+                caps = ",".join(sorted(spec.capabilities.grants))
+                rows.append(
+                    (spec.name, version, spec.priority, spec.enabled, hooks, caps, spec.sha256)
+                )
+            columns = ["name", "version", "priority", "enabled", "hooks", "capabilities", "sha256"]
+            return Result(columns, rows)
+        self._refuse_client_ddl("plugin DDL")
+        with self._lock:
+            if isinstance(stmt, ddl.CreatePlugin):
+                if self.registry.plugin_row(stmt.name) is not None and not stmt.replace:
+                    raise RegistryError(
+                        f"plugin {stmt.name} already exists (use CREATE OR REPLACE PLUGIN)",
+                        code="already-exists",
+                        procedure=stmt.name,
+                    )
+                spec = plugins.spec_from_ddl(stmt)
+                # Loaded now: a plugin that cannot run is refused here, not at
+                # the server's next reload.
+                plugins.check(spec, self.runtime)
+                with self._savepoint():
+                    self.registry.put_plugin(spec.name, plugins.spec_to_json(spec), spec.wasm)
+            elif isinstance(stmt, ddl.AlterPlugin):
+                changes: dict[str, Any] = {}
+                if stmt.enabled is not None:
+                    changes["enabled"] = stmt.enabled
+                if stmt.priority is not None:
+                    changes["priority"] = stmt.priority
+                with self._savepoint():
+                    self.registry.alter_plugin(stmt.name, changes)
+            elif isinstance(stmt, ddl.DropPlugin):
+                if stmt.if_exists and self.registry.plugin_row(stmt.name) is None:
+                    return Result()
+                with self._savepoint():
+                    self.registry.drop_plugin(stmt.name)
+        return Result()
+
+    def plugin_specs(self) -> list[tuple[plugins.PluginSpec, int]]:
+        """The plugins created with SQL, with their versions."""
+        with self.session.internal():
+            return [
+                (plugins.spec_from_json(name, spec, wasm, f"sql:{name}"), version)
+                for name, version, spec, wasm in self.registry.plugin_rows()
+            ]
 
     def _create(self, stmt: ddl.CreateProcedure) -> None:
         prepared = self._prepare(stmt)
@@ -492,7 +581,7 @@ class Database:
         key = name.lower()
         runner = self._runners.get(key)
         if runner is None:
-            with self._lock:
+            with self._lock, self.session.internal():
                 runner = self._runners.get(key)
                 if runner is None:
                     version = self.registry.get(name)

@@ -170,6 +170,39 @@ class DropExtension:
     if_exists: bool = False
 
 
+@dataclass(frozen=True)
+class CreatePlugin:
+    """CREATE [OR REPLACE] PLUGIN (docs/plugins.md §5)."""
+
+    name: str
+    wasm: bytes
+    replace: bool = False
+    priority: int = 100
+    enabled: bool = True
+    hooks: tuple[str, ...] | None = None
+    capabilities: tuple[str, ...] = ()
+    limit_overrides: dict[str, Any] = field(default_factory=dict)
+    config: str = "{}"
+
+
+@dataclass(frozen=True)
+class AlterPlugin:
+    name: str
+    enabled: bool | None = None
+    priority: int | None = None
+
+
+@dataclass(frozen=True)
+class DropPlugin:
+    name: str
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
+class ShowPlugins:
+    pass
+
+
 Statement = (
     CreateProcedure
     | AlterVersion
@@ -178,11 +211,17 @@ Statement = (
     | Call
     | CreateExtension
     | DropExtension
+    | CreatePlugin
+    | AlterPlugin
+    | DropPlugin
+    | ShowPlugins
 )
+PLUGIN_STATEMENTS = (CreatePlugin, AlterPlugin, DropPlugin, ShowPlugins)
 
 _LEADS = re.compile(
     r"^\s*(?:CREATE\s+(?:OR\s+REPLACE\s+)?PROCEDURE|ALTER\s+PROCEDURE|DROP\s+PROCEDURE|CALL"
-    r"|CREATE\s+EXTENSION|DROP\s+EXTENSION)\b",
+    r"|CREATE\s+EXTENSION|DROP\s+EXTENSION"
+    r"|CREATE\s+(?:OR\s+REPLACE\s+)?PLUGIN|ALTER\s+PLUGIN|DROP\s+PLUGIN|SHOW\s+PLUGINS)\b",
     re.IGNORECASE,
 )
 
@@ -274,6 +313,31 @@ class _Parser:
     def statement(self) -> Statement:
         if self.accept("CALL"):
             return self.call()
+        if self.accept("SHOW", "PLUGINS"):
+            self.end()
+            return ShowPlugins()
+        if self.accept("DROP", "PLUGIN"):
+            if_exists = self.accept("IF", "EXISTS")
+            name = self.ident("a plugin name")
+            self.end()
+            return DropPlugin(name, if_exists)
+        if self.accept("ALTER", "PLUGIN"):
+            name = self.ident("a plugin name")
+            if self.accept("ENABLE"):
+                self.end()
+                return AlterPlugin(name, enabled=True)
+            if self.accept("DISABLE"):
+                self.end()
+                return AlterPlugin(name, enabled=False)
+            self.expect("PRIORITY")
+            priority = self.integer("a priority")
+            self.end()
+            return AlterPlugin(name, priority=priority)
+        if self.at("CREATE", "PLUGIN") or self.at("CREATE", "OR", "REPLACE", "PLUGIN"):
+            self.expect("CREATE")
+            replace = self.accept("OR", "REPLACE")
+            self.expect("PLUGIN")
+            return self.create_plugin(replace)
         if self.accept("CREATE", "EXTENSION"):
             name = self.ident("an extension name")
             self.expect("FROM")
@@ -382,6 +446,37 @@ class _Parser:
                 f"CREATE PROCEDURE {name}: RETURNS needs a parameter list, e.g. {name}()"
             )
         return CreateProcedure(name, signature, wasm, replace, caps, limits, export)
+
+    def create_plugin(self, replace: bool) -> CreatePlugin:
+        name = self.ident("a plugin name")
+        priority, enabled = 100, True
+        hooks: tuple[str, ...] | None = None
+        caps: tuple[str, ...] = ()
+        limits: dict[str, Any] = {}
+        config = "{}"
+        while not self.at("AS"):
+            if self.accept("PRIORITY"):
+                priority = self.integer("a priority")
+            elif self.accept("ENABLED"):
+                enabled = True
+            elif self.accept("DISABLED"):
+                enabled = False
+            elif self.accept("HOOKS"):
+                hooks = tuple(self.string_list())
+            elif self.accept("CAPABILITIES"):
+                caps = tuple(self.string_list())
+            elif self.accept("LIMITS") or self.accept("WITH"):
+                limits.update(self.options())
+            elif self.accept("CONFIG"):
+                config = self.string("the config as a JSON object")
+            elif self.peek() is None:
+                self.fail("expected AS $wasm$...$wasm$")
+            else:
+                self.fail("unexpected clause")
+        self.expect("AS")
+        wasm = self.body()
+        self.end()
+        return CreatePlugin(name, wasm, replace, priority, enabled, hooks, caps, limits, config)
 
     def columns(self, what: str) -> list[Column]:
         self.expect("(")

@@ -19,7 +19,8 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import apsw
@@ -93,6 +94,16 @@ class Session:
         if self.policy is None:
             return int(apsw.SQLITE_OK)
         return self.policy(action, p1, p2, db, trigger)
+
+    @contextmanager
+    def internal(self) -> Iterator[None]:
+        """The engine's own statements (registry reads while loading a
+        procedure) in the middle of a statement that runs under a policy."""
+        outer, self.policy = self.policy, None
+        try:
+            yield
+        finally:
+            self.policy = outer
 
     def savepoint_name(self, kind: str) -> str:
         return f"heliosdb_{kind}_{next(self._names)}"

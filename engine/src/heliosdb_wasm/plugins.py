@@ -21,10 +21,10 @@ import threading
 import time
 import tomllib
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import wasmtime.component as wc
 
@@ -44,21 +44,8 @@ from .values import Column, Signature, SqlType, SqlValue
 
 if TYPE_CHECKING:
     from .database import Database, Result
-
-
-class WireSession(Protocol):
-    """What the pipeline needs of a client session (pgwire.WireSession)."""
-
-    params: dict[str, str]
-    variables: dict[str, str]
-    protected: set[str]
-    process_id: int
-
-    @property
-    def db(self) -> Database: ...
-
-
-Executor = Callable[[WireSession, str, Sequence[SqlValue]], "Result"]
+    from .ddl import CreatePlugin
+    from .pgwire import Executor, WireSession
 
 HOOKS = ("pre-parse", "post-parse", "pre-execution", "post-execution")
 # What each stage may answer besides allow and reject.
@@ -95,6 +82,10 @@ class PluginSpec:
     candidate: bytes | None = None
     candidate_origin: str | None = None
     candidate_percent: int = 0
+
+    @property
+    def sha256(self) -> str:
+        return sha256_hex(self.wasm)
 
     @property
     def fingerprint(self) -> str:
@@ -175,6 +166,28 @@ def read_manifest(path: Path) -> tuple[PipelineSettings, list[PluginSpec]]:
 def _spec(raw: Any, base: Path, where: str) -> PluginSpec:
     if not isinstance(raw, dict):
         raise InvalidArgument(f"{where}: must be a table")
+    name = raw.get("name")
+    file = raw.get("file")
+    if not isinstance(file, str):
+        raise InvalidArgument(f"{where} ({name}): file is required")
+    wasm, origin = _read_wasm(base, file, f"{where} ({name})")
+    candidate = raw.get("candidate")
+    cand_wasm: bytes | None = None
+    cand_origin: str | None = None
+    if isinstance(candidate, dict) and isinstance(candidate.get("file"), str):
+        cand_wasm, cand_origin = _read_wasm(base, candidate["file"], f"{where} ({name}) candidate")
+    return _build(raw, wasm, origin, cand_wasm, cand_origin, where)
+
+
+def _build(
+    raw: dict[str, Any],
+    wasm: bytes,
+    origin: str,
+    candidate: bytes | None,
+    candidate_origin: str | None,
+    where: str,
+) -> PluginSpec:
+    """A validated PluginSpec from a manifest table (or the JSON SQL stores)."""
     unknown = set(raw) - _PLUGIN_KEYS
     if unknown:
         raise InvalidArgument(f"{where}: unknown key(s) {sorted(unknown)}")
@@ -182,10 +195,6 @@ def _spec(raw: Any, base: Path, where: str) -> PluginSpec:
     if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS:
         raise InvalidArgument(f"{where}: name must be [a-z0-9_-]+, got {name!r}")
     where = f"{where} ({name})"
-    file = raw.get("file")
-    if not isinstance(file, str):
-        raise InvalidArgument(f"{where}: file is required")
-    wasm, origin = _read_wasm(base, file, where)
     priority = raw.get("priority", 100)
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise InvalidArgument(f"{where}: priority must be an integer")
@@ -200,26 +209,25 @@ def _spec(raw: Any, base: Path, where: str) -> PluginSpec:
     caps_raw = raw.get("capabilities", [])
     if not isinstance(caps_raw, list) or not all(isinstance(c, str) for c in caps_raw):
         raise InvalidArgument(f"{where}: capabilities must be a list of strings")
+    limits = raw.get("limits", {})
+    if not isinstance(limits, dict):
+        raise InvalidArgument(f"{where}: limits must be a table")
     try:
         caps = Capabilities.parse(caps_raw)
-        limits = dict(raw.get("limits", {}))
         Limits().with_overrides(**limits)
     except ProcedureError as exc:
         raise InvalidArgument(f"{where}: {exc.message}") from None
     config = raw.get("config", {})
     if not isinstance(config, dict):
         raise InvalidArgument(f"{where}: config must be a table")
-    candidate: bytes | None = None
-    candidate_origin: str | None = None
     percent = 0
     if "candidate" in raw:
         cand = raw["candidate"]
-        if not isinstance(cand, dict) or set(cand) - {"file", "percent"} or "file" not in cand:
+        if not isinstance(cand, dict) or set(cand) - {"file", "percent"} or candidate is None:
             raise InvalidArgument(f"{where}: candidate must be {{ file = ..., percent = N }}")
         percent = cand.get("percent", 0)
         if not isinstance(percent, int) or not 0 <= percent <= 100:
             raise InvalidArgument(f"{where}: candidate percent must be 0..100")
-        candidate, candidate_origin = _read_wasm(base, cand["file"], f"{where} candidate")
     return PluginSpec(
         name=name,
         wasm=wasm,
@@ -228,12 +236,54 @@ def _spec(raw: Any, base: Path, where: str) -> PluginSpec:
         enabled=enabled,
         hooks=hooks,
         capabilities=caps,
-        limits=limits,
+        limits=dict(limits),
         config=config,
         candidate=candidate,
         candidate_origin=candidate_origin,
         candidate_percent=percent,
     )
+
+
+def spec_from_ddl(stmt: CreatePlugin) -> PluginSpec:
+    """The spec of a CREATE PLUGIN statement."""
+    try:
+        config = json.loads(stmt.config)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"plugin {stmt.name}: CONFIG is not JSON: {exc}") from None
+    raw: dict[str, Any] = {
+        "name": stmt.name,
+        "priority": stmt.priority,
+        "enabled": stmt.enabled,
+        "capabilities": list(stmt.capabilities),
+        "limits": dict(stmt.limit_overrides),
+        "config": config,
+    }
+    if stmt.hooks is not None:
+        raw["hooks"] = list(stmt.hooks)
+    return _build(raw, stmt.wasm, f"sql:{stmt.name}", None, None, "CREATE PLUGIN")
+
+
+def spec_to_json(spec: PluginSpec) -> dict[str, Any]:
+    """What the registry stores of a SQL-created plugin (its module aside)."""
+    doc: dict[str, Any] = {
+        "priority": spec.priority,
+        "enabled": spec.enabled,
+        "capabilities": sorted(spec.capabilities.grants),
+        "limits": dict(spec.limits),
+        "config": dict(spec.config),
+    }
+    if spec.hooks is not None:
+        doc["hooks"] = sorted(spec.hooks)
+    return doc
+
+
+def spec_from_json(name: str, doc: dict[str, Any], wasm: bytes, origin: str) -> PluginSpec:
+    return _build({"name": name, **doc}, wasm, origin, None, None, "registry plugin")
+
+
+def check(spec: PluginSpec, runtime: Runtime) -> None:
+    """Loads ``spec`` once (module, hooks, a verifying instance) and lets it go."""
+    PluginVersion(spec, 0, spec.wasm, spec.origin, runtime, _Counters())
 
 
 def _read_wasm(base: Path, file: str, where: str) -> tuple[bytes, str]:
@@ -677,9 +727,10 @@ class Pipeline:
         self._versions = itertools.count(1)
         self._query_ids = itertools.count(1)
         self._manifest: Path | None = None
+        self._database: Database | None = None
         self._watch: threading.Thread | None = None
         self._stop = threading.Event()
-        self._seen: dict[str, float] = {}
+        self._seen: dict[str, object] = {}
 
     # -- configuration ------------------------------------------------------
 
@@ -781,13 +832,16 @@ class Pipeline:
 
     # -- hot reload ----------------------------------------------------------
 
-    def watch(self, manifest: Path) -> None:
-        """Loads ``manifest`` and then keeps the pipeline in step with it (and
-        with the files it names) from a background thread."""
-        settings, specs = read_manifest(manifest)
-        self.settings = settings
-        self.configure(specs)
+    def watch(self, manifest: Path | None = None, database: Path | None = None) -> None:
+        """Loads the plugins of ``manifest`` (plugins.toml) and of ``database``
+        (CREATE PLUGIN), then keeps the pipeline in step with both, and with
+        the files the manifest names, from a background thread."""
+        from .database import Database
+
         self._manifest = manifest
+        if database is not None:
+            self._database = Database.open(database)
+        self.configure(self._read_sources())
         self._seen = self._stamps()
         self._watch = threading.Thread(
             target=self._watch_loop, name="heliosdb-plugins", daemon=True
@@ -798,20 +852,44 @@ class Pipeline:
         self._stop.set()
         if self._watch is not None:
             self._watch.join(timeout=5)
+        if self._database is not None:
+            self._database.close()
+            self._database = None
 
-    def _stamps(self) -> dict[str, float]:
+    def _read_sources(self) -> list[PluginSpec]:
+        specs: list[PluginSpec] = []
+        if self._manifest is not None:
+            self.settings, specs = read_manifest(self._manifest)
+        if self._database is not None:
+            names = {s.name for s in specs}
+            for spec, _ in self._database.plugin_specs():
+                if spec.name in names:
+                    log.error(
+                        "a plugin created with SQL has the name of one in the manifest;"
+                        " the manifest's is used",
+                        extra={"plugin": spec.name, "event": "name-clash"},
+                    )
+                    continue
+                specs.append(spec)
+        return specs
+
+    def _stamps(self) -> dict[str, object]:
         paths = [str(self._manifest)] if self._manifest else []
         for slot in self._order:
-            paths += [slot.spec.origin] + (
-                [slot.spec.candidate_origin] if slot.spec.candidate_origin else []
-            )
-        stamps: dict[str, float] = {}
+            paths.append(slot.spec.origin)
+            if slot.spec.candidate_origin:
+                paths.append(slot.spec.candidate_origin)
+        stamps: dict[str, object] = {}
         for p in paths:
+            if p.startswith("sql:"):
+                continue
             try:
                 st = Path(p).stat()
-                stamps[p] = st.st_mtime_ns + st.st_size
+                stamps[p] = (st.st_mtime_ns, st.st_size)
             except OSError:
-                stamps[p] = -1
+                stamps[p] = None
+        if self._database is not None:
+            stamps["sql:"] = self._database.registry.plugins_stamp()
         return stamps
 
     def _watch_loop(self) -> None:
@@ -819,18 +897,17 @@ class Pipeline:
             self.reload_if_changed()
 
     def reload_if_changed(self) -> bool:
-        """Re-reads the manifest if it or a plugin file changed; a manifest or
-        module that fails to load is logged and the running plugins stay."""
-        if self._manifest is None:
+        """Re-reads the sources if the manifest, a plugin file or the
+        database's plugins changed; sources that fail to load are logged and
+        the running plugins stay."""
+        if self._manifest is None and self._database is None:
             return False
         stamps = self._stamps()
         if stamps == self._seen:
             return False
         self._seen = stamps
         try:
-            settings, specs = read_manifest(self._manifest)
-            self.configure(specs)
-            self.settings = settings
+            self.configure(self._read_sources())
         except ProcedureError as exc:
             log.error(
                 "plugin reload failed; the running plugins stay",
@@ -1043,3 +1120,66 @@ class Pipeline:
             "tables": list(tables),
             "config": version.config_json,
         }
+
+
+# --- observability ---------------------------------------------------------------
+
+
+class MetricsServer:
+    """``GET /metrics`` in Prometheus' text format, from a background thread."""
+
+    def __init__(self, metrics: Metrics, host: str = "127.0.0.1", port: int = 9187) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404, "only /metrics is served here")
+                    return
+                body = metrics.render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass  # scrapes every few seconds would drown the server's log
+
+        self._http = ThreadingHTTPServer((host, port), Handler)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, name="heliosdb-metrics", daemon=True
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._http.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, with the plugin fields the pipeline logs
+    (plugin, version, query_id, stage, event, error) when present."""
+
+    FIELDS = ("plugin", "version", "query_id", "stage", "event", "error")
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in self.FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                doc[name] = value
+        return json.dumps(doc)

@@ -313,3 +313,40 @@ _INDEX_LIKE = {
     apsw.SQLITE_CREATE_TEMP_TRIGGER,
     apsw.SQLITE_DROP_TEMP_TRIGGER,
 }
+
+
+def client_authorizer(denied: list[str]) -> Authorizer:
+    """What a remote client's own SQL may not do (``Database.serve_clients``):
+    touch the engine's registry tables (procedures, plugins, modules), ATTACH
+    or DETACH files, change the schema rules (writable_schema,
+    trusted_schema) or load extensions. Everything else is the client's
+    database to use; finer rules are the plugins' job."""
+
+    def deny(what: str) -> int:
+        denied.append(what)
+        return int(apsw.SQLITE_DENY)
+
+    def authorize(
+        action: int,
+        p1: str | None,
+        p2: str | None,
+        _db: str | None,
+        _trigger: str | None,
+    ) -> int:
+        table = p2 if action in _INDEX_LIKE else p1
+        if action in (apsw.SQLITE_READ, *_WRITE_ACTIONS, *_DDL_ACTIONS) and (
+            table or ""
+        ).lower().startswith(REGISTRY_PREFIX):
+            return deny(f"the engine's table {table}")
+        if action in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
+            return deny(_ALWAYS_DENIED[action])
+        if action == apsw.SQLITE_PRAGMA and (p1 or "").lower() in (
+            "writable_schema",
+            "trusted_schema",
+        ):
+            return deny(f"PRAGMA {p1}")
+        if action == apsw.SQLITE_FUNCTION and (p2 or "").lower() == "load_extension":
+            return deny("load_extension")
+        return int(apsw.SQLITE_OK)
+
+    return authorize

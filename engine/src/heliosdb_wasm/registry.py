@@ -53,6 +53,13 @@ CREATE TABLE IF NOT EXISTS _heliosdb_versions(
     created_at REAL NOT NULL,
     PRIMARY KEY (name, version)
 );
+CREATE TABLE IF NOT EXISTS _heliosdb_plugins(
+    name TEXT PRIMARY KEY COLLATE NOCASE,
+    version INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    wasm BLOB NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS _heliosdb_extensions(
     name TEXT NOT NULL COLLATE NOCASE,
     version TEXT NOT NULL,
@@ -152,6 +159,49 @@ class Registry:
             "DELETE FROM _heliosdb_modules WHERE sha256 NOT IN "
             "(SELECT module_sha256 FROM _heliosdb_versions)"
         )
+
+    # -- query-hook plugins (created with SQL; see plugins.py) -----------------
+
+    def plugin_rows(self) -> list[tuple[str, int, dict[str, Any], bytes]]:
+        """(name, version, spec as JSON, module) of every SQL-created plugin."""
+        rows = self.conn.cursor().execute(
+            "SELECT name, version, spec, wasm FROM _heliosdb_plugins ORDER BY name"
+        )
+        return [(n, int(v), json.loads(spec), bytes(w)) for n, v, spec, w in rows]
+
+    def plugin_row(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        row = self._one("SELECT version, spec FROM _heliosdb_plugins WHERE name = ?", (name,))
+        return None if row is None else (int(row[0]), json.loads(row[1]))
+
+    def plugins_stamp(self) -> str:
+        """Changes whenever a plugin is created, altered or dropped."""
+        row = self._one("SELECT group_concat(name || ':' || version) FROM _heliosdb_plugins")
+        return str(row[0]) if row and row[0] is not None else ""
+
+    def put_plugin(self, name: str, spec: dict[str, Any], wasm: bytes) -> int:
+        found = self.plugin_row(name)
+        version = 1 if found is None else found[0] + 1
+        self.conn.cursor().execute(
+            "INSERT OR REPLACE INTO _heliosdb_plugins(name, version, spec, wasm, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (name, version, json.dumps(spec, sort_keys=True), wasm, time.time()),
+        )
+        return version
+
+    def alter_plugin(self, name: str, changes: dict[str, Any]) -> None:
+        found = self.plugin_row(name)
+        if found is None:
+            raise RegistryError(f"no plugin named {name}", code="not-found", procedure=name)
+        version, spec = found
+        self.conn.cursor().execute(
+            "UPDATE _heliosdb_plugins SET version = ?, spec = ?, updated_at = ? WHERE name = ?",
+            (version + 1, json.dumps({**spec, **changes}, sort_keys=True), time.time(), name),
+        )
+
+    def drop_plugin(self, name: str) -> None:
+        if self.plugin_row(name) is None:
+            raise RegistryError(f"no plugin named {name}", code="not-found", procedure=name)
+        self.conn.cursor().execute("DELETE FROM _heliosdb_plugins WHERE name = ?", (name,))
 
     # -- procedures ----------------------------------------------------------
 

@@ -548,7 +548,7 @@ class PluginVersion:
         for key, value in ctx.items():
             if key in ("connection", "session"):
                 value = [tuple(p) for p in value]
-            setattr(record, key.replace("-", "_"), value)
+            setattr(record, key, value)  # wasmtime-py names fields as the WIT does
         lowered: list[Any] = [record]
         for key, value in args.items():
             if key == "params":

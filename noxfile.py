@@ -111,6 +111,14 @@ def _build_examples(session: nox.Session) -> None:
         _build(session, project, BUILD / "examples" / project.name)
 
 
+def _build_plugins(session: nox.Session) -> None:
+    """examples/plugins/<plugin>/<language>/ into build/plugins/<language>/."""
+    projects = _projects(EXAMPLES / "plugins")
+    _toolchains(session, projects)
+    for project in projects:
+        _build(session, project, BUILD / "plugins" / project.name)
+
+
 def _build_conformance(session: nox.Session) -> None:
     projects = sorted(p for p in (CONFORMANCE / "impl").iterdir() if p.is_dir())
     _toolchains(session, projects)
@@ -120,16 +128,18 @@ def _build_conformance(session: nox.Session) -> None:
 
 @nox.session
 def build(session: nox.Session) -> None:
-    """Compile every example in every language into build/examples/<language>/."""
+    """Compile every example and example plugin into build/examples|plugins/<language>/."""
     _install(session)
     _build_examples(session)
+    _build_plugins(session)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Build the examples, then run the engine test suite."""
+    """Build the examples and plugins, then run the engine test suite."""
     _install(session)
     _build_examples(session)
+    _build_plugins(session)
     session.run(
         "pytest",
         "-q",
@@ -199,6 +209,7 @@ def bench(session: nox.Session) -> None:
     _install(session)
     session.install("matplotlib")
     _build_examples(session)
+    _build_plugins(session)
     _postgres(session)
     session.run("python", str(ROOT / "tests" / "bench" / "bench.py"), *session.posargs)
 

@@ -439,6 +439,121 @@ print((rss() - before) / 20)
 """
 
 
+PLUGIN_SEED = """
+CREATE TABLE customers(id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL, name TEXT, ssn TEXT,
+                       email TEXT, phone TEXT);
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+INSERT INTO customers SELECT i, CASE i % 2 WHEN 0 THEN 'acme' ELSE 'globex' END,
+       'name ' || i, '123-45-' || (1000 + i), 'user' || i || '@example.com', '555-010-' || i
+FROM n;
+"""
+PLUGIN_SECRET = "bench-secret-0123456789abcdef0123"
+
+
+def _bench_jwt(sub: str, tenant: str) -> str:
+    import base64
+    import hashlib
+    import hmac
+
+    def enc(doc: dict[str, Any]) -> str:
+        raw = json.dumps(doc, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    claims = {"sub": sub, "tenant": tenant, "role": "analyst", "exp": int(time.time()) + 3600}
+    head = enc({"alg": "HS256", "typ": "JWT"}) + "." + enc(claims)
+    sig = hmac.new(PLUGIN_SECRET.encode(), head.encode(), hashlib.sha256).digest()
+    return head + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+
+
+def plugin_latency(report: Report, queries: int) -> None:
+    """Statements through the wire endpoint with 0, 1 and 3 example plugins,
+    and what each plugin stage adds per statement (issue 7)."""
+    import psycopg
+
+    from heliosdb_wasm.pgwire import Server, execute_statement
+    from heliosdb_wasm.plugins import Pipeline, PluginSpec
+
+    files = {
+        "auth": BUILD / "plugins" / "python" / "auth_rate_limit.component.wasm",
+        "tenant": BUILD / "plugins" / "rust" / "tenant_isolation.basic.wasm",
+        "pii": BUILD / "plugins" / "go" / "pii_masking.basic.wasm",
+    }
+    if not all(f.exists() for f in files.values()):
+        print("plugins not built (nox -s build): no plugin rows", file=sys.stderr)
+        return
+    configs: dict[str, dict[str, Any]] = {
+        "auth": {"secret": PLUGIN_SECRET},
+        "tenant": {"tables": ["customers"], "column": "tenant_id", "variable": "tenant"},
+        "pii": {
+            "columns": {"ssn": "ssn", "email": "email", "phone": "phone"},
+            "admin_roles": ["admin"],
+            "role_variable": "auth.role",
+        },
+    }
+    priorities = {"auth": 10, "tenant": 20, "pii": 30}
+    g = "plugins: one statement through the PostgreSQL-wire endpoint (psycopg, prepared)"
+    stages = "plugins: time per hook call (mean, inside the pipeline)"
+    sql = "SELECT id, name, ssn, email FROM customers WHERE id BETWEEN %s AND %s"
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        with h.Database.open(db) as setup:
+            setup.execute(PLUGIN_SEED)
+        for label, names in (
+            ("0 plugins", ()),
+            ("1 plugin (tenant isolation, Rust)", ("tenant",)),
+            ("3 plugins (auth Python, tenant Rust, masking Go)", ("auth", "tenant", "pii")),
+        ):
+            pipeline = Pipeline()
+            for name in names:
+                pipeline.install(
+                    PluginSpec(
+                        name=name,
+                        wasm=files[name].read_bytes(),
+                        origin=str(files[name]),
+                        priority=priorities[name],
+                        config=configs[name],
+                    )
+                )
+            executor = pipeline.executor(execute_statement)
+            with Server(db, port=0, executor=executor) as server:
+                host, port = server.address
+                options = f"-c jwt={_bench_jwt('bench', 'acme')} -c tenant=acme"
+                with psycopg.connect(
+                    host=host,
+                    port=port,
+                    user="bench",
+                    dbname="b",
+                    options=options,
+                    autocommit=True,
+                    prepare_threshold=0,
+                ) as conn:
+                    for i in range(50):
+                        conn.execute(sql, (i, i + 9)).fetchall()
+                    per = (
+                        best_of(
+                            lambda: [
+                                conn.execute(sql, (i, i + 9)).fetchall() for i in range(queries)
+                            ],
+                            1,
+                            repeat=3,
+                        )
+                        / queries
+                    )
+            baseline = "0 plugins: per statement" if names else None
+            report.add(Row(g, f"{label}: per statement", per, "s", baseline))
+            report.add(Row(g, f"{label}: statements per second", 1 / per, "statements/s"))
+            for (plugin, _version, stage), hist in sorted(pipeline.metrics._latency.items()):
+                if label.startswith("3") or len(names) == 1:
+                    report.add(
+                        Row(
+                            stages,
+                            f"{plugin} {stage} ({label[:9].strip()})",
+                            hist.sum / max(1, hist.count),
+                            "s",
+                        )
+                    )
+
+
 def memory(report: Report) -> None:
     g = "memory per pooled instance (RSS, 20 instances)"
     for lang, abi in [
@@ -731,6 +846,7 @@ def main() -> int:
         discount(report, 2_000, pg)
         cold_start(report)
         memory(report)
+        plugin_latency(report, 300 if args.quick else 2_000)
     finally:
         if pg is not None:
             pg.stop()

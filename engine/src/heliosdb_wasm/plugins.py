@@ -13,6 +13,8 @@ shared by every connection.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime.component as wc
 
+from . import sqlast
 from .abi_component import ComponentInstance, ComponentModule, guest_error, split_result
 from .errors import (
     InvalidArgument,
@@ -980,8 +983,6 @@ class Pipeline:
     def _run(
         self, session: WireSession, sql: str, params: Sequence[SqlValue], inner: Executor
     ) -> Result:
-        from . import sqlast
-
         order = self._order  # the snapshot this statement runs with
         chosen = [
             (slot.spec.name, slot.choose(session.process_id)) for slot in order if slot.spec.enabled
@@ -1046,37 +1047,28 @@ class Pipeline:
             if verdict.action == "rewrite":
                 sql = verdict.payload
         if any("post-parse" in v.hooks for _, v in chosen):
-            trees = sqlast.parse(sql) if sql.strip() else []
-            if len(trees) != 1:
-                raise PluginRejected(
-                    f"the query plugins need exactly one statement per query, got {len(trees)}",
-                    sqlstate="42601",
-                    plugin="pipeline",
-                    version=0,
-                )
-            tree = trees[0]
-            tables[:] = sqlast.tables(tree)
-            rewritten = False
-            for version, verdict in stage("post-parse", ast=sqlast.dumps(tree)):
+            ast, found = _parsed(sql)
+            tables[:] = found
+            rewritten: str | None = None
+            for version, verdict in stage("post-parse", ast=ast):
                 if verdict.action == "rewrite":
                     try:
-                        tree = sqlast.loads(verdict.payload)
+                        _rendered(verdict.payload)  # checked now, to blame this plugin
                     except sqlast.AstError as exc:
                         raise PluginError(
                             f"post-parse returned a bad AST: {exc.message}",
                             procedure=version.name,
                             version=version.version,
                         ) from None
-                    rewritten = True
-            if rewritten:
-                sql = sqlast.render(tree)
-                tables[:] = sqlast.tables(tree)
+                    rewritten = verdict.payload
+            if rewritten is not None:
+                sql, found = _rendered(rewritten)
+                tables[:] = found
         elif any(("pre-execution" in v.hooks or "post-execution" in v.hooks) for _, v in chosen):
-            try:
-                trees = sqlast.parse(sql)
-                tables[:] = sqlast.tables(trees[0]) if len(trees) == 1 else []
-            except sqlast.AstError:
-                pass  # the context's tables stay empty; no stage here fails closed on them
+            # Unparsable: the context's tables stay empty; no stage here fails
+            # closed on them.
+            with contextlib.suppress(sqlast.AstError):
+                tables[:] = _parsed(sql)[1]
         for _ in stage("pre-execution", sql=sql, params=[value_to_json(p) for p in params]):
             pass
         result = inner(session, sql, params)
@@ -1120,6 +1112,33 @@ class Pipeline:
             "tables": list(tables),
             "config": version.config_json,
         }
+
+
+# --- parsing, cached ---------------------------------------------------------------
+# Applications send the same statements again and again (prepared statements,
+# ORMs); parsing and rendering with sqlglot costs hundreds of microseconds, a
+# dictionary lookup nothing. Cached as text, since sqlglot trees are mutable.
+
+
+@functools.lru_cache(maxsize=2048)
+def _parsed(sql: str) -> tuple[str, tuple[str, ...]]:
+    """The JSON AST of the one statement in ``sql`` and its tables."""
+    trees = sqlast.parse(sql) if sql.strip() else []
+    if len(trees) != 1:
+        raise PluginRejected(
+            f"the query plugins need exactly one statement per query, got {len(trees)}",
+            sqlstate="42601",
+            plugin="pipeline",
+            version=0,
+        )
+    return sqlast.dumps(trees[0]), tuple(sqlast.tables(trees[0]))
+
+
+@functools.lru_cache(maxsize=2048)
+def _rendered(ast: str) -> tuple[str, tuple[str, ...]]:
+    """The SQL text of a (rewritten) JSON AST and its tables."""
+    tree = sqlast.loads(ast)
+    return sqlast.render(tree), tuple(sqlast.tables(tree))
 
 
 # --- observability ---------------------------------------------------------------

@@ -15,6 +15,7 @@ import the WASI 0.2 interfaces below and nothing else of WASI.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import threading
 import weakref
@@ -229,11 +230,13 @@ def track(owner: _HasStore) -> None:
 
 @atexit.register
 def _release_all() -> None:
+    # Unreachable instances in reference cycles (a traceback that kept a
+    # frame, say) would otherwise be freed during finalization: collect
+    # them now, while Python runs.
+    gc.collect()
     with _live_lock:
         owners = list(_live)
         _live.clear()
     for owner in owners:
         owner.release()
-    import gc
-
     gc.collect()

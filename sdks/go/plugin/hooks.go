@@ -1,0 +1,260 @@
+package plugin
+
+import (
+	"encoding/json"
+	"strconv"
+
+	heliosdb "github.com/heliosdb/heliosdb-wasm/sdks/go"
+)
+
+// The hooks a plugin implements; a plain func with the same signature is
+// one.
+type (
+	// PreParseHook sees the raw SQL text: allow, reject or rewrite(sql).
+	PreParseHook func(ctx *Context, sql string) (Verdict, error)
+	// PostParseHook sees the statement's AST (see ParseAST): allow, reject
+	// or rewrite(ast JSON), most easily with RewriteAST.
+	PostParseHook func(ctx *Context, ast map[string]any) (Verdict, error)
+	// PreExecutionHook sees the final SQL text and its parameters: allow
+	// or reject.
+	PreExecutionHook func(ctx *Context, sql string, params []heliosdb.Value) (Verdict, error)
+	// PostExecutionHook sees the result: allow (unchanged), reject or
+	// replace-rows.
+	PostExecutionHook func(ctx *Context, columns []string, rows [][]heliosdb.Value) (Verdict, error)
+)
+
+// The requests of the four hooks: each WIT parameter by name.
+type (
+	PreParseRequest struct {
+		Ctx Context `json:"ctx"`
+		SQL string  `json:"sql"`
+	}
+	PostParseRequest struct {
+		Ctx Context `json:"ctx"`
+		AST string  `json:"ast"`
+	}
+	PreExecutionRequest struct {
+		Ctx    Context          `json:"ctx"`
+		SQL    string           `json:"sql"`
+		Params []heliosdb.Value `json:"-"`
+	}
+	PostExecutionRequest struct {
+		Ctx     Context            `json:"ctx"`
+		Columns []string           `json:"columns"`
+		Rows    [][]heliosdb.Value `json:"-"`
+	}
+)
+
+// The requests are read by the scanner (see scanner.go for why);
+// members a later engine adds are skipped.
+
+// UnmarshalJSON reads a pre_parse request.
+func (r *PreParseRequest) UnmarshalJSON(data []byte) error {
+	*r = PreParseRequest{}
+	return decode(data, func(s *scanner) {
+		s.object(func(key string) {
+			switch key {
+			case "ctx":
+				s.context(&r.Ctx)
+			case "sql":
+				r.SQL = s.str()
+			default:
+				s.skip()
+			}
+		})
+	})
+}
+
+// UnmarshalJSON reads a post_parse request.
+func (r *PostParseRequest) UnmarshalJSON(data []byte) error {
+	*r = PostParseRequest{}
+	return decode(data, func(s *scanner) {
+		s.object(func(key string) {
+			switch key {
+			case "ctx":
+				s.context(&r.Ctx)
+			case "ast":
+				r.AST = s.str()
+			default:
+				s.skip()
+			}
+		})
+	})
+}
+
+// UnmarshalJSON reads a pre_execution request, params as SQL values
+// (integers exactly).
+func (r *PreExecutionRequest) UnmarshalJSON(data []byte) error {
+	*r = PreExecutionRequest{Params: []heliosdb.Value{}}
+	return decode(data, func(s *scanner) {
+		s.object(func(key string) {
+			switch key {
+			case "ctx":
+				s.context(&r.Ctx)
+			case "sql":
+				r.SQL = s.str()
+			case "params":
+				r.Params = s.values(0)
+			default:
+				s.skip()
+			}
+		})
+	})
+}
+
+// MarshalJSON writes the request as the engine sends it.
+func (r PreExecutionRequest) MarshalJSON() ([]byte, error) {
+	params := make([]wireValue, len(r.Params))
+	for i, p := range r.Params {
+		params[i] = wireValue{p}
+	}
+	return json.Marshal(struct {
+		Ctx    Context     `json:"ctx"`
+		SQL    string      `json:"sql"`
+		Params []wireValue `json:"params"`
+	}{r.Ctx, r.SQL, params})
+}
+
+// UnmarshalJSON reads a post_execution request, rows as SQL values
+// (integers exactly).
+func (r *PostExecutionRequest) UnmarshalJSON(data []byte) error {
+	*r = PostExecutionRequest{Columns: []string{}, Rows: [][]heliosdb.Value{}}
+	return decode(data, func(s *scanner) {
+		s.object(func(key string) {
+			switch key {
+			case "ctx":
+				s.context(&r.Ctx)
+			case "columns":
+				r.Columns = s.strings()
+			case "rows":
+				r.Rows = s.rows()
+			default:
+				s.skip()
+			}
+		})
+	})
+}
+
+// MarshalJSON writes the request as the engine sends it.
+func (r PostExecutionRequest) MarshalJSON() ([]byte, error) {
+	rows := make([][]wireValue, len(r.Rows))
+	for i, row := range r.Rows {
+		rows[i] = make([]wireValue, len(row))
+		for j, v := range row {
+			rows[i][j] = wireValue{v}
+		}
+	}
+	return json.Marshal(struct {
+		Ctx     Context       `json:"ctx"`
+		Columns []string      `json:"columns"`
+		Rows    [][]wireValue `json:"rows"`
+	}{r.Ctx, r.Columns, rows})
+}
+
+// CodeVerdict is the user-error code of a verdict its stage does not
+// allow (the engine would refuse it too, with less detail).
+const CodeVerdict = "PLUGIN_VERDICT"
+
+// HandlePreParse decodes a pre_parse request, calls hook and encodes its
+// verdict: the body of a pre_parse export.
+func HandlePreParse(request heliosdb.JSON, hook PreParseHook) (heliosdb.JSON, error) {
+	var req PreParseRequest
+	if err := decodeRequest("pre_parse", request, &req); err != nil {
+		return nil, err
+	}
+	v, err := hook(&req.Ctx, req.SQL)
+	if err != nil {
+		return nil, err
+	}
+	return encodeVerdict("pre-parse", len(request), v, ActionReject, ActionRewrite)
+}
+
+// HandlePostParse decodes a post_parse request, parses its AST (ParseAST),
+// calls hook and encodes its verdict.
+func HandlePostParse(request heliosdb.JSON, hook PostParseHook) (heliosdb.JSON, error) {
+	var req PostParseRequest
+	if err := decodeRequest("post_parse", request, &req); err != nil {
+		return nil, err
+	}
+	ast, err := ParseAST(req.AST)
+	if err != nil {
+		return nil, badRequest("post_parse", err)
+	}
+	v, err := hook(&req.Ctx, ast)
+	if err != nil {
+		return nil, err
+	}
+	return encodeVerdict("post-parse", len(request), v, ActionReject, ActionRewrite)
+}
+
+// HandlePreExecution decodes a pre_execution request, calls hook and
+// encodes its verdict.
+func HandlePreExecution(request heliosdb.JSON, hook PreExecutionHook) (heliosdb.JSON, error) {
+	var req PreExecutionRequest
+	if err := decodeRequest("pre_execution", request, &req); err != nil {
+		return nil, err
+	}
+	v, err := hook(&req.Ctx, req.SQL, req.Params)
+	if err != nil {
+		return nil, err
+	}
+	return encodeVerdict("pre-execution", len(request), v, ActionReject)
+}
+
+// HandlePostExecution decodes a post_execution request, calls hook and
+// encodes its verdict. Replaced rows must have the result's columns.
+func HandlePostExecution(request heliosdb.JSON, hook PostExecutionHook) (heliosdb.JSON, error) {
+	var req PostExecutionRequest
+	if err := decodeRequest("post_execution", request, &req); err != nil {
+		return nil, err
+	}
+	v, err := hook(&req.Ctx, req.Columns, req.Rows)
+	if err != nil {
+		return nil, err
+	}
+	if v.Action.Kind == ActionReplaceRows {
+		for i, row := range v.Action.Rows {
+			if len(row) != len(req.Columns) {
+				return nil, heliosdb.UserError(CodeVerdict, "post-execution: replaced row "+
+					strconv.Itoa(i)+" has "+strconv.Itoa(len(row))+" values, the result has "+
+					strconv.Itoa(len(req.Columns))+" columns")
+			}
+		}
+	}
+	return encodeVerdict("post-execution", len(request), v, ActionReject, ActionReplaceRows)
+}
+
+func decodeRequest(hook string, request heliosdb.JSON, into json.Unmarshaler) error {
+	if err := into.UnmarshalJSON(request); err != nil {
+		return badRequest(hook, err)
+	}
+	return nil
+}
+
+// badRequest is invalid-argument (a reserved code, so the call fails with
+// that WIT case): the request did not come in the documented form.
+func badRequest(hook string, err error) error {
+	return &heliosdb.Error{Code: heliosdb.CodeInvalidArgument,
+		Message: "plugin: the " + hook + " request does not decode: " + err.Error()}
+}
+
+func encodeVerdict(stage string, sizeHint int, v Verdict, allowed ...ActionKind) (heliosdb.JSON, error) {
+	ok := v.Action.Kind == ActionAllow
+	for _, k := range allowed {
+		ok = ok || v.Action.Kind == k
+	}
+	if !ok {
+		return nil, heliosdb.UserError(CodeVerdict, "a "+stage+" hook cannot answer "+v.Action.Kind.String())
+	}
+	size := 64
+	if v.Action.Kind == ActionReplaceRows || v.Action.Kind == ActionRewrite {
+		// Replaced rows and rewrites are about as long as what came in:
+		// one allocation instead of a dozen doublings.
+		size += sizeHint
+	}
+	data, err := v.AppendJSON(make([]byte, 0, size))
+	if err != nil {
+		return nil, heliosdb.UserError(CodeVerdict, err.Error())
+	}
+	return heliosdb.JSON(data), nil
+}

@@ -16,7 +16,10 @@ exports (``int`` is ``s64``, ``float`` is ``f64``, ``str``, ``bytes``,
 ``bool``, ``X | None`` for nullable parameters, ``list[Row]`` of a dataclass
 for table results) and compiles everything with componentize-py against the
 repository's ``wit/``. Everything here is a thin layer over the generated
-``wit_world`` bindings, which exist only inside the component.
+``wit_world`` bindings, which exist only inside the component; on a host,
+``heliosdb_procedures.testing.use_host`` puts a stand-in in their place so
+that procedures and plugins can be unit-tested with plain pytest.
+Query-hook plugins are in ``heliosdb_procedures.plugin``.
 """
 
 from __future__ import annotations
@@ -136,7 +139,12 @@ def _raise_host_error(err: Any) -> Any:
 
 def _host_call(name: str, *args: Any) -> Any:
     if _host is None:
-        raise RuntimeError("the HeliosDB host API is only available inside a procedure")
+        raise RuntimeError(
+            "the HeliosDB host API is only available inside a procedure "
+            "(or under heliosdb_procedures.testing.use_host in tests)"
+        )
+    if Err is None:  # a stand-in host (heliosdb_procedures.testing) raises SDK errors itself
+        return getattr(_host, name)(*args)
     try:
         return getattr(_host, name)(*args)
     except Err as err:  # type: ignore[misc]

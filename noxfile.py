@@ -116,7 +116,10 @@ def _build_plugins(session: nox.Session) -> None:
     projects = _projects(EXAMPLES / "plugins")
     _toolchains(session, projects)
     for project in projects:
-        _build(session, project, BUILD / "plugins" / project.name)
+        # Rust and Go plugins are Basic-ABI modules (docs/plugins.md §3); the
+        # Rust SDK's component build has no plugin world yet.
+        abi = "component" if project.name in ("python", "js") else "basic"
+        _build(session, project, BUILD / "plugins" / project.name, "--abi", abi)
 
 
 def _build_conformance(session: nox.Session) -> None:
@@ -149,9 +152,21 @@ def tests(session: nox.Session) -> None:
         *session.posargs,
         env={"HELIOSDB_BUILD_DIR": str(BUILD)},
     )
-    # The SDKs' own unit tests (encoders, decoders) on the host.
+    # The SDKs' own unit tests (encoders, decoders, AST helpers) on the host.
     with session.chdir(ROOT / "sdks" / "go"):
         session.run("go", "test", "./...", external=True, env={"GOTOOLCHAIN": "local"})
+    with session.chdir(ROOT / "sdks" / "rust"):
+        session.run(
+            "cargo",
+            "test",
+            "-q",
+            "-p",
+            "heliosdb-wasm-sdk",
+            "--features",
+            "plugin",
+            external=True,
+            env={"CARGO_TARGET_DIR": str(BUILD / "cargo-host")},
+        )
 
 
 @nox.session
@@ -216,9 +231,12 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Build the examples, register them with SQL in a fresh database, run the seed's queries."""
+    """Build the examples, register them with SQL in a fresh database, run the seed's
+    queries; then serve a database over the PostgreSQL protocol behind the three
+    example plugins and query it as different tenants and roles."""
     _install(session)
     _build_examples(session)
+    _build_plugins(session)
     db = BUILD / "demo.db"
     db.unlink(missing_ok=True)
     session.chdir(ROOT)
@@ -234,6 +252,7 @@ def demo(session: nox.Session) -> None:
         str(EXAMPLES / "demo.sql"),
     )
     session.log(f"demo database left at {db}")
+    session.run("python", str(EXAMPLES / "plugins" / "demo.py"))
 
 
 @nox.session

@@ -32,6 +32,14 @@ unsafe extern "C" {
     ) -> i32;
 }
 
+// docs/plugins.md §3 names this import without the `heliosdb_` prefix.
+#[cfg(feature = "plugin")]
+#[link(wasm_import_module = "heliosdb")]
+unsafe extern "C" {
+    #[link_name = "count_in_window"]
+    fn heliosdb_count_in_window(key: *const u8, key_len: usize, window_ms: i64) -> i64;
+}
+
 pub(crate) const TAG_NULL: i32 = 0;
 const TAG_INTEGER: u8 = 1;
 const TAG_REAL: u8 = 2;
@@ -298,6 +306,12 @@ pub(crate) fn hmac(algorithm: &str, key: &[u8], data: &[u8]) -> Result<Vec<u8>, 
     };
     status(code)?;
     Ok(unsafe { take(out[0], out[1]) })
+}
+
+#[cfg(feature = "plugin")]
+pub(crate) fn count_in_window(key: &str, window_ms: u64) -> u64 {
+    let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
+    unsafe { heliosdb_count_in_window(key.as_ptr(), key.len(), window) as u64 }
 }
 
 // -- used by the generated exports ------------------------------------------------

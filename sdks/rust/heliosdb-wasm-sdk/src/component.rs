@@ -105,3 +105,11 @@ pub(crate) fn digest(algorithm: &str, data: &[u8]) -> Result<Vec<u8>, Error> {
 pub(crate) fn hmac(algorithm: &str, key: &[u8], data: &[u8]) -> Result<Vec<u8>, Error> {
     host::hmac(algorithm, key, data).map_err(error)
 }
+
+/// The component backend builds against the `procedure` world, which has no
+/// `plugin-host`: Rust plugins are Basic-ABI modules (sdks/rust/README.md).
+/// Trapping fails the statement, which is the safe outcome for a rate limit.
+#[cfg(feature = "plugin")]
+pub(crate) fn count_in_window(_key: &str, _window_ms: u64) -> u64 {
+    panic!("count_in_window: Rust plugins run as Basic-ABI modules; use the .basic.wasm build")
+}

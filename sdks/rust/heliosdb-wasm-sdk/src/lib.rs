@@ -38,7 +38,13 @@ use component as backend;
 #[doc(hidden)]
 pub mod __private;
 
+/// Query-hook plugins (feature `plugin`): see the module's documentation.
+#[cfg(feature = "plugin")]
+pub mod plugin;
+
 pub use heliosdb_wasm_macros::{Row, heliosdb_procedure};
+#[cfg(feature = "plugin")]
+pub use heliosdb_wasm_macros::heliosdb_plugin;
 pub use types::{Error, FromValue, Json, Row, RowRef, Rows, Value};
 
 /// Runs a read statement with `?` parameters and returns every row.

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-/// One SQL value (WIT `value`).
+/// One SQL value (WIT `value`). With the `plugin` feature it has the JSON
+/// form of docs/plugins.md §3: `"null"`, `{"integer": n}`, `{"text": s}`, ...
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Null,

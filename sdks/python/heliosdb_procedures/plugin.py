@@ -352,40 +352,41 @@ def tables(ast: dict[str, Any]) -> list[str]:
 
 
 def _literal(value: str | int) -> dict[str, Any]:
+    """The literal node of ``value``, in the form the engine's parser gives
+    the same SQL: a negative integer is a ``neg`` of its digits."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise TypeError(f"add_predicate compares with a str or int, not {type(value).__name__}")
     if isinstance(value, str):
         return {KIND: "literal", "this": value, "is_string": True}
-    return {KIND: "literal", "this": str(value), "is_string": False}
+    digits = {KIND: "literal", "this": str(abs(value)), "is_string": False}
+    return {KIND: "neg", "this": digits} if value < 0 else digits
 
 
 def _identifier(name: str) -> dict[str, Any]:
     return {KIND: "identifier", "this": name, "quoted": not _PLAIN_NAME.fullmatch(name)}
 
 
-def _qualifier(table: dict[str, Any]) -> dict[str, Any]:
-    alias = table.get("alias")
-    if _kind(alias) == "tablealias" and _kind(alias.get("this")) == "identifier":
-        return dict(alias["this"])
-    if _kind(table.get("this")) == "identifier":
-        return dict(table["this"])
-    return _identifier(_table_name(table))
+def _alias_identifier(node: dict[str, Any]) -> dict[str, Any] | None:
+    """The identifier of a table's, subquery's or CTE's alias, or None."""
+    alias = node.get("alias")
+    if _kind(alias) == "identifier":
+        return alias
+    if isinstance(alias, dict) and _text(alias.get("this")):
+        return alias["this"]
+    return None
 
 
-def _references(node: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
-    """(table, join or None) for the tables of the statement node's own
-    target, ``from_`` and joins."""
-    if node[KIND] in ("update", "delete") and _kind(node.get("this")) == "table":
-        yield node["this"], None
-    joins = list(node.get("joins") or [])
-    source = node.get("from_")
-    if _kind(source) == "from" and _kind(source.get("this")) == "table":
-        yield source["this"], None
-        # UPDATE ... FROM a JOIN b: sqlglot hangs the joins on the FROM's table.
-        joins += source["this"].get("joins") or []
-    for join in joins:
-        if _kind(join) == "join" and _kind(join.get("this")) == "table":
-            yield join["this"], join
+def _qualifier(table: dict[str, Any], alias: dict[str, Any] | None) -> dict[str, Any]:
+    """The identifier naming ``table`` in its statement: ``alias`` (the
+    alias of parentheses around the table alone, which SQLite gives the
+    table: ``(orders) AS o``), else the table's own alias, else its name as
+    written."""
+    ident = alias or _alias_identifier(table)
+    if ident is None and _kind(table.get("this")) == "identifier":
+        ident = table["this"]
+    if ident is None:
+        return _identifier(_table_name(table))
+    return {KIND: "identifier", "this": _text(ident), "quoted": ident.get("quoted") is True}
 
 
 def _and(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
@@ -396,6 +397,130 @@ def _paren(node: dict[str, Any]) -> dict[str, Any]:
     return {KIND: "paren", "this": node}
 
 
+_Target = Callable[[dict[str, Any]], None]
+# The sides of a join that keep the joined item's rows whatever its ``on``.
+_PRESERVING_SIDES = ("RIGHT", "FULL")
+
+
+class _Adder:
+    """One add_predicate run: where each reference's predicate goes."""
+
+    def __init__(self, table: str, column: str, value: str | int) -> None:
+        _literal(value)  # a TypeError now, even when nothing matches
+        self.table = table.lower()
+        self.column = column
+        self.value = value
+        self.added = 0
+
+    def predicate(self, table: dict[str, Any], alias: dict[str, Any] | None) -> dict[str, Any]:
+        # Fresh nodes for every predicate: a later edit of one shows up nowhere else.
+        column = {
+            KIND: "column",
+            "this": _identifier(self.column),
+            "table": _qualifier(table, alias),
+        }
+        self.added += 1
+        return {KIND: "eq", "this": column, "expression": _literal(self.value)}
+
+    def source(self, node: Any, target: _Target, alias: dict[str, Any] | None = None) -> None:
+        """One item of a FROM (a table, a parenthesised group, a derived
+        table, VALUES, a table function) whose predicate goes to ``target``,
+        and the joins hung on it, which belong to the same place."""
+        kind = _kind(node)
+        if kind == "table":
+            if _table_name(node).lower() == self.table:
+                target(self.predicate(node, alias))
+        elif kind == "subquery":
+            inner = node.get("this")
+            # Parentheses around a table or a group: (orders), (a JOIN b ON
+            # ...), ((a JOIN b ON ...) JOIN c ON ...). Around a query they are
+            # a derived table, a statement of its own that the walk reaches.
+            if _kind(inner) in ("table", "subquery"):
+                if inner.get("joins"):
+                    alias = None  # names the group, not its tables
+                elif alias is None:
+                    alias = _alias_identifier(node)
+                self.source(inner, target, alias)
+        self.joins(node.get("joins") if isinstance(node, dict) else None, target)
+
+    def joins(self, joins: Any, outer: _Target) -> None:
+        """A joins array: a joined item's predicate goes into its join's
+        ``on``, so an outer join keeps its meaning; ``outer`` (the WHERE, or
+        the place of the enclosing group) takes it when the join has no
+        ``on`` (CROSS, USING, NATURAL) or keeps the joined item's rows
+        whatever the ``on`` says (RIGHT, FULL)."""
+        for join in joins if isinstance(joins, list) else ():
+            if _kind(join) != "join":
+                continue
+            target = outer
+            side = join.get("side")
+            preserved = isinstance(side, str) and side.upper() in _PRESERVING_SIDES
+            if isinstance(join.get("on"), dict) and not preserved:
+
+                def target(predicate: dict[str, Any], join: dict[str, Any] = join) -> None:
+                    join["on"] = _and(_paren(join["on"]), predicate)
+
+            self.source(join.get("this"), target)
+
+    def statement(self, node: dict[str, Any]) -> None:
+        """A select, update or delete: its target, FROM and joins."""
+        conditions: list[dict[str, Any]] = []
+        if node[KIND] in ("update", "delete"):
+            self.source(node.get("this"), conditions.append)
+        source = node.get("from_")
+        if _kind(source) == "from":
+            self.source(source.get("this"), conditions.append)
+        self.joins(node.get("joins"), conditions.append)
+        _and_into(node, "where", conditions)
+
+    def upsert(self, node: dict[str, Any]) -> None:
+        """INSERT ... ON CONFLICT DO UPDATE changes (and RETURNING shows) the
+        row already there, whoever's it is: its WHERE must hold for that row."""
+        conflict = node.get("conflict")
+        if _kind(conflict) != "onconflict" or _text(conflict.get("action")).upper() != "DO UPDATE":
+            return
+        target = node.get("this")
+        if _kind(target) == "schema":
+            target = target.get("this")
+        if _kind(target) == "table" and _table_name(target).lower() == self.table:
+            _and_into(conflict, "where", [self.predicate(target, None)])
+
+    def in_table(self, node: dict[str, Any]) -> None:
+        """``x IN orders`` is ``x IN (SELECT * FROM orders)``, written so
+        that the statement pass filters it."""
+        field = node.get("field")
+        if _kind(field) != "column" or _text(field.get("this")).lower() != self.table:
+            return
+        if field.get("db") is not None or field.get("catalog") is not None:
+            return  # not a table name SQLite accepts after IN
+        table: dict[str, Any] = {KIND: "table", "this": field["this"]}
+        if field.get("table") is not None:
+            table["db"] = field["table"]  # IN main.orders
+        del node["field"]
+        select = {
+            KIND: "select",
+            "expressions": [{KIND: "star"}],
+            "from_": {KIND: "from", "this": table},
+        }
+        node["query"] = {KIND: "subquery", "this": select}
+
+
+def _and_into(node: dict[str, Any], clause: str, conditions: list[dict[str, Any]]) -> None:
+    """AND ``conditions`` into ``node``'s ``where`` clause (created if
+    absent), the existing condition wrapped in a paren."""
+    if not conditions:
+        return
+    where = node.get(clause)
+    if _kind(where) == "where" and where.get("this") is not None:
+        condition = _paren(where["this"])
+    else:
+        where = node[clause] = {KIND: "where"}
+        condition, conditions = conditions[0], conditions[1:]
+    for predicate in conditions:
+        condition = _and(condition, predicate)
+    where["this"] = condition
+
+
 def add_predicate(ast: dict[str, Any], table: str, column: str, value: str | int) -> int:
     """Restrict every reference to ``table`` (case-insensitive) in every
     ``select``, ``update`` and ``delete`` of the tree with
@@ -403,38 +528,31 @@ def add_predicate(ast: dict[str, Any], table: str, column: str, value: str | int
     for its ``from_`` table, its update/delete target and joins without
     ``on``; into the join's ``on`` for a joined table (a LEFT JOIN keeps its
     meaning). Existing conditions are wrapped in a ``paren``. Changes ``ast``
-    in place and returns the number of predicates added."""
-    literal = _literal(value)
-    wanted = table.lower()
-    statements = [n for n in walk(ast) if _kind(n) in _STATEMENTS]
-    added = 0
-    for node in statements:
-        conditions: list[dict[str, Any]] = []
-        for ref, join in _references(node):
-            if _table_name(ref).lower() != wanted:
-                continue
-            predicate = {
-                KIND: "eq",
-                "this": {KIND: "column", "this": _identifier(column), "table": _qualifier(ref)},
-                "expression": dict(literal),
-            }
-            added += 1
-            if join is not None and join.get("on") is not None:
-                join["on"] = _and(_paren(join["on"]), predicate)
-            else:
-                conditions.append(predicate)
-        if not conditions:
-            continue
-        where = node.get("where")
-        if _kind(where) == "where" and where.get("this") is not None:
-            condition = _paren(where["this"])
-        else:
-            where = node["where"] = {KIND: "where"}
-            condition = conditions.pop(0)
-        for predicate in conditions:
-            condition = _and(condition, predicate)
-        where["this"] = condition
-    return added
+    in place and returns the number of predicates added.
+
+    Join groups count as the statement's own: the joins sqlglot hangs on the
+    FROM table of ``UPDATE ... FROM a JOIN b``, and parenthesised joins
+    (``FROM (a JOIN b ON ...)``, ``JOIN (b JOIN c ON ...) ON ...``, nested
+    ones), which the tree holds as a ``subquery`` around a table or group
+    carrying ``joins``. A group's first item takes the condition of the
+    group's own place (the ``where``, or the ``on`` of the join that brings
+    the group in). The preserved side of a RIGHT or FULL join is filtered
+    in that place too, never in the join's ``on``, which cannot remove it.
+    Also covered: ``x IN orders`` (rewritten as ``x IN (SELECT * FROM
+    orders WHERE ...)``) and the row ``INSERT ... ON CONFLICT DO UPDATE``
+    would change (the predicate goes into the upsert's ``where``). Rows an
+    INSERT adds are not filtered: check those separately."""
+    adder = _Adder(table, column, value)
+    for node in list(walk(ast)):
+        if _kind(node) == "in":
+            adder.in_table(node)  # before the pass below, which filters the new select
+    for node in list(walk(ast)):
+        kind = _kind(node)
+        if kind in _STATEMENTS:
+            adder.statement(node)
+        elif kind == "insert":
+            adder.upsert(node)
+    return adder.added
 
 
 # -- used by the generated entry module ---------------------------------------

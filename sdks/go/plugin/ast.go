@@ -210,100 +210,251 @@ func Tables(ast map[string]any) []string {
 // the from_ table, update/delete targets and joins without on, and into
 // the join's on for a joined table, so an outer join keeps its meaning.
 // Existing conditions are wrapped in a paren so that their ORs keep their
-// scope.
+// scope. It changes ast in place, exactly as the Python SDK's
+// add_predicate (the reference implementation) does.
 //
 // Join groups count as the statement's own: the joins sqlglot hangs on the
 // FROM table of UPDATE ... FROM a JOIN b, and parenthesised joins
-// (FROM (a JOIN b ON ...), JOIN (b JOIN c ON ...) ON ...), which the tree
-// holds as a subquery around a table with joins. Left out, they would let
-// a statement reach the table unfiltered. A group's first table takes the
-// condition of the group's own place (the where, or the on of the join
-// that brings the group in).
+// (FROM (a JOIN b ON ...), JOIN (b JOIN c ON ...) ON ..., nested ones,
+// groups starting with a derived table, VALUES or a table function), which
+// the tree holds as a subquery around a table or group carrying joins. A
+// group's first item takes the condition of the group's own place (the
+// where, or the on of the join that brings the group in). Parentheses
+// around one table give it their alias (SQLite: (orders) AS o is orders
+// named o; the outermost alias when nested). The preserved side of a RIGHT
+// or FULL join is filtered in that place too, never in the join's on,
+// which cannot remove its rows.
+//
+// Also covered: x IN orders (SQLite's bare-table IN), rewritten as
+// x IN (SELECT * FROM orders WHERE ...), and the row an INSERT ... ON
+// CONFLICT DO UPDATE would change (the predicate goes into the upsert's
+// where). Rows an INSERT adds are not filtered: check those separately.
 //
 // value is a string (a string literal) or an integer of any Go integer
 // type, json.Number or heliosdb.Value holding one; anything else panics,
 // as a programming error.
 func AddPredicate(ast map[string]any, table, column string, value any) int {
-	a := &adder{table: table, column: column, literal: literalFor(value)}
-	var statements []map[string]any
-	walk(ast, func(n map[string]any) {
+	a := &adder{table: strings.ToLower(table), column: column, literal: literalFor(value)}
+	// x IN orders first: the statement pass below filters the select it
+	// becomes.
+	for _, n := range allNodes(ast) {
+		if Kind(n) == "in" {
+			a.inTable(n)
+		}
+	}
+	for _, n := range allNodes(ast) {
 		switch Kind(n) {
 		case "select", "update", "delete":
-			statements = append(statements, n)
+			a.statement(n)
+		case "insert":
+			a.upsert(n)
 		}
-	})
-	for _, s := range statements {
-		var conditions []map[string]any
-		toWhere := func(p map[string]any) { conditions = append(conditions, p) }
-		if k := Kind(s); k == "update" || k == "delete" {
-			a.source(s["this"], toWhere)
-		}
-		if from, ok := s["from_"].(map[string]any); ok && Kind(from) == "from" {
-			a.source(from["this"], toWhere)
-		}
-		a.joins(s["joins"], toWhere)
-		if len(conditions) == 0 {
-			continue
-		}
-		var cond map[string]any
-		where, ok := s["where"].(map[string]any)
-		if ok && Kind(where) == "where" && where["this"] != nil {
-			cond = paren(where["this"])
-		} else {
-			where = map[string]any{kindKey: "where"}
-			s["where"] = where
-			cond, conditions = conditions[0], conditions[1:]
-		}
-		for _, c := range conditions {
-			cond = and(cond, c)
-		}
-		where["this"] = cond
 	}
 	return a.added
 }
 
+// allNodes lists every object of the tree, as the Python SDK's walk does:
+// the objects among a node's members and directly in its arrays. The
+// order does not matter to AddPredicate, which edits each statement on
+// its own.
+func allNodes(root map[string]any) []map[string]any {
+	out := []map[string]any{root}
+	for i := 0; i < len(out); i++ {
+		for k, v := range out[i] {
+			if k == kindKey {
+				continue
+			}
+			switch t := v.(type) {
+			case map[string]any:
+				out = append(out, t)
+			case []any:
+				for _, e := range t {
+					if m, ok := e.(map[string]any); ok {
+						out = append(out, m)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// present reports whether m has the member name with a non-null value.
+func present(m map[string]any, name string) bool {
+	v, ok := m[name]
+	return ok && v != nil
+}
+
+// truthy reports whether v counts as true in Python: a non-empty array,
+// object or string, a non-zero number, true.
+func truthy(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return t
+	case string:
+		return t != ""
+	case []any:
+		return len(t) > 0
+	case map[string]any:
+		return len(t) > 0
+	case json.Number:
+		f, err := t.Float64()
+		return err != nil || f != 0
+	case float64:
+		return t != 0
+	}
+	return true
+}
+
 type adder struct {
-	table, column string
+	table, column string // table lower case
 	literal       func() map[string]any
 	added         int
 }
 
-// source handles one table reference, or a parenthesised join group, whose
-// predicate goes to target, and the tables joined to it.
-func (a *adder) source(n any, target func(map[string]any)) {
+// target receives a predicate: the statement's where, or a join's on.
+type target func(map[string]any)
+
+// predicate is "<qualifier>.column = literal" for the table node t, named
+// alias when parentheses around it give it one; each call builds fresh
+// nodes, so later edits of one never show up in another.
+func (a *adder) predicate(t, alias map[string]any) map[string]any {
+	col := map[string]any{
+		kindKey: "column",
+		"this":  identifier(a.column, !plainIdentifier(a.column)),
+		"table": qualifier(t, alias),
+	}
+	a.added++
+	return map[string]any{kindKey: "eq", "this": col, "expression": a.literal()}
+}
+
+// source handles one item of a FROM (a table, a parenthesised group, a
+// derived table, VALUES, a table function) whose predicate goes to target,
+// and the joins hung on it, which belong to the same place.
+func (a *adder) source(n any, to target, alias map[string]any) {
 	m, _ := n.(map[string]any)
 	switch Kind(m) {
 	case "table":
-		if strings.EqualFold(tableName(m), a.table) {
-			target(predicate(m, a.column, a.literal))
-			a.added++
+		if strings.ToLower(tableName(m)) == a.table {
+			to(a.predicate(m, alias))
 		}
-		a.joins(m["joins"], target)
 	case "subquery":
-		// A subquery around a table is a join group; one around a query
-		// is a statement of its own, which the walk reaches anyway.
-		if inner, ok := m["this"].(map[string]any); ok && Kind(inner) == "table" {
-			a.source(inner, target)
+		// Parentheses around a table or a group: (orders), (a JOIN b ON
+		// ...), ((a JOIN b ON ...) JOIN c ON ...). Around a query they are
+		// a derived table, a statement of its own that the walk reaches.
+		inner, _ := m["this"].(map[string]any)
+		if k := Kind(inner); k == "table" || k == "subquery" {
+			if truthy(inner["joins"]) {
+				alias = nil // names the group, not its tables
+			} else if alias == nil {
+				alias = aliasIdent(m)
+			}
+			a.source(inner, to, alias)
 		}
+	}
+	if m != nil {
+		a.joins(m["joins"], to)
 	}
 }
 
-// joins handles a joins array: a joined table's predicate goes into its
-// join's on; without an on (a cross join, USING, NATURAL) WHERE, or the
-// enclosing group's place, is the only place left.
-func (a *adder) joins(v any, outer func(map[string]any)) {
+// joins handles a joins array: a joined item's predicate goes into its
+// join's on, so an outer join keeps its meaning; outer (the where, or the
+// place of the enclosing group) takes it when the join has no on (CROSS,
+// USING, NATURAL) or keeps the joined item's rows whatever the on says
+// (RIGHT, FULL).
+func (a *adder) joins(v any, outer target) {
 	list, _ := v.([]any)
 	for _, j := range list {
 		join, ok := j.(map[string]any)
 		if !ok || Kind(join) != "join" {
 			continue
 		}
-		target := outer
-		if _, ok := join["on"].(map[string]any); ok {
-			target = func(p map[string]any) { join["on"] = and(paren(join["on"]), p) }
+		to := outer
+		side, _ := join["side"].(string)
+		preserved := strings.ToUpper(side) == "RIGHT" || strings.ToUpper(side) == "FULL"
+		if _, ok := join["on"].(map[string]any); ok && !preserved {
+			to = func(p map[string]any) { join["on"] = and(paren(join["on"]), p) }
 		}
-		a.source(join["this"], target)
+		a.source(join["this"], to, nil)
 	}
+}
+
+// statement handles a select, update or delete: its target, FROM and
+// joins.
+func (a *adder) statement(n map[string]any) {
+	var conditions []map[string]any
+	toWhere := func(p map[string]any) { conditions = append(conditions, p) }
+	if k := Kind(n); k == "update" || k == "delete" {
+		a.source(n["this"], toWhere, nil)
+	}
+	if from, ok := n["from_"].(map[string]any); ok && Kind(from) == "from" {
+		a.source(from["this"], toWhere, nil)
+	}
+	a.joins(n["joins"], toWhere)
+	andInto(n, "where", conditions)
+}
+
+// upsert handles INSERT ... ON CONFLICT DO UPDATE, which changes (and
+// RETURNING shows) the row already there, whoever's it is: its where must
+// hold for that row.
+func (a *adder) upsert(n map[string]any) {
+	conflict, _ := n["conflict"].(map[string]any)
+	if Kind(conflict) != "onconflict" || strings.ToUpper(identName(conflict["action"])) != "DO UPDATE" {
+		return
+	}
+	t, _ := n["this"].(map[string]any)
+	if Kind(t) == "schema" {
+		t, _ = t["this"].(map[string]any)
+	}
+	if Kind(t) == "table" && strings.ToLower(tableName(t)) == a.table {
+		andInto(conflict, "where", []map[string]any{a.predicate(t, nil)})
+	}
+}
+
+// inTable rewrites x IN orders as x IN (SELECT * FROM orders), so that
+// the statement pass filters it.
+func (a *adder) inTable(n map[string]any) {
+	field, _ := n["field"].(map[string]any)
+	if Kind(field) != "column" || strings.ToLower(identName(field["this"])) != a.table {
+		return
+	}
+	if present(field, "db") || present(field, "catalog") {
+		return // not a table name SQLite accepts after IN
+	}
+	t := map[string]any{kindKey: "table", "this": field["this"]}
+	if present(field, "table") {
+		t["db"] = field["table"] // IN main.orders
+	}
+	delete(n, "field")
+	sel := map[string]any{
+		kindKey:       "select",
+		"expressions": []any{map[string]any{kindKey: "star"}},
+		"from_":       map[string]any{kindKey: "from", "this": t},
+	}
+	n["query"] = map[string]any{kindKey: "subquery", "this": sel}
+}
+
+// andInto ANDs conditions into n's clause (a where node, created if
+// absent), the existing condition wrapped in a paren.
+func andInto(n map[string]any, clause string, conditions []map[string]any) {
+	if len(conditions) == 0 {
+		return
+	}
+	var cond any
+	where, ok := n[clause].(map[string]any)
+	if ok && Kind(where) == "where" && where["this"] != nil {
+		cond = paren(where["this"])
+	} else {
+		where = map[string]any{kindKey: "where"}
+		n[clause] = where
+		cond, conditions = conditions[0], conditions[1:]
+	}
+	for _, c := range conditions {
+		cond = and(cond, c)
+	}
+	where["this"] = cond
 }
 
 func and(left, right any) map[string]any {
@@ -312,24 +463,24 @@ func and(left, right any) map[string]any {
 
 func paren(inner any) map[string]any { return map[string]any{kindKey: "paren", "this": inner} }
 
-// predicate is "<qualifier>.column = literal" for the table node t; each
-// call builds fresh nodes, so later edits of one never show up in another.
-func predicate(t map[string]any, column string, literal func() map[string]any) map[string]any {
-	var qualifier map[string]any
-	if id := aliasIdent(t); id != nil {
-		qualifier = identifier(identName(id), id["quoted"] == true)
-	} else if id, _ := t["this"].(map[string]any); Kind(id) == "identifier" {
-		qualifier = identifier(identName(id), id["quoted"] == true)
-	} else {
+// qualifier is the identifier naming the table node t in its statement:
+// alias (of parentheses around the table alone), else the table's own
+// alias, else its name as written.
+func qualifier(t, alias map[string]any) map[string]any {
+	id := alias
+	if id == nil {
+		id = aliasIdent(t)
+	}
+	if id == nil {
+		if this, _ := t["this"].(map[string]any); Kind(this) == "identifier" {
+			id = this
+		}
+	}
+	if id == nil {
 		name := tableName(t)
-		qualifier = identifier(name, !plainIdentifier(name))
+		return identifier(name, !plainIdentifier(name))
 	}
-	col := map[string]any{
-		kindKey: "column",
-		"this":  identifier(column, !plainIdentifier(column)),
-		"table": qualifier,
-	}
-	return map[string]any{kindKey: "eq", "this": col, "expression": literal()}
+	return identifier(identName(id), id["quoted"] == true)
 }
 
 func identifier(name string, quoted bool) map[string]any {
@@ -381,10 +532,11 @@ func literalFor(value any) func() map[string]any {
 	case uint64:
 		text = strconv.FormatUint(v, 10)
 	case json.Number:
-		if _, err := strconv.ParseInt(string(v), 10, 64); err != nil {
+		i, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
 			panic("plugin.AddPredicate: the json.Number " + string(v) + " is not an integer")
 		}
-		text = string(v)
+		text = strconv.FormatInt(i, 10) // the integer's digits: 7 for 007 or +7, 0 for -0
 	case heliosdb.Value:
 		switch v.Kind() {
 		case heliosdb.KindText:

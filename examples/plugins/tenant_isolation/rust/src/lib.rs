@@ -294,14 +294,11 @@ impl<'a> Rules<'a> {
             "DO NOTHING" => Ok((true, false)),
             "DO UPDATE" => {
                 self.check_assignments(conflict, "ON CONFLICT DO UPDATE")?;
-                // The conflicting row may be another tenant's: then leave it
-                // alone, as DO NOTHING would.
-                let predicate = ast::eq(
-                    ast::column_ref(Some(ast::identifier(&qualifier)), column),
-                    ast::literal(&tenant.into()),
-                );
-                ast::and_into_where(conflict, predicate);
-                Ok((true, true))
+                // The conflicting row may be another tenant's: add_predicate
+                // puts the tenant into the upsert's WHERE, so such a row is
+                // left alone, as DO NOTHING would; that predicate counts for
+                // the target reference.
+                Ok((false, false))
             }
             other => Err(format!("tenant isolation: ON CONFLICT {other} on {table} is not allowed")),
         }

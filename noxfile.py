@@ -253,6 +253,30 @@ def demo(session: nox.Session) -> None:
     )
     session.log(f"demo database left at {db}")
     session.run("python", str(EXAMPLES / "plugins" / "demo.py"))
+    _singlestore_demo(session)
+
+
+def _singlestore_demo(session: nox.Session) -> None:
+    """SingleStore's power-of and split-str, as modules and as an extension archive."""
+    import tarfile
+
+    src, out = EXAMPLES / "singlestore", BUILD / "singlestore"
+    out.mkdir(parents=True, exist_ok=True)
+    session.run("wasm-tools", "parse", str(src / "split.wat"), "-o", str(out / "split.wasm"))
+    shutil.copy(src / "split.wit", out / "split.wit")
+    script = out / "s2demo.sql"
+    script.write_text(
+        "CREATE FUNCTION power_of AS WASM FROM LOCAL INFILE 'split.wasm'"
+        " WITH WIT FROM LOCAL INFILE 'split.wit';\n"
+        "CREATE FUNCTION split_str AS WASM FROM LOCAL INFILE 'split.wasm'"
+        " WITH WIT FROM LOCAL INFILE 'split.wit';\n"
+    )
+    with tarfile.open(out / "s2demo.tar", "w", format=tarfile.GNU_FORMAT) as archive:
+        for name in ("s2demo.sql", "split.wasm", "split.wit"):
+            archive.add(out / name, arcname=name)
+    db = out / "demo.db"
+    db.unlink(missing_ok=True)
+    session.run("heliosdb-wasm", "sql", "--db", str(db), "--echo", "-f", str(src / "demo.sql"))
 
 
 @nox.session

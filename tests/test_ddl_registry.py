@@ -228,3 +228,21 @@ def test_call_statement_for_table_and_void(db: h.Database, register: Register) -
     result = db.execute("CALL fruit()")
     assert result.columns == ["name", "qty"]
     assert result.rows == [("apple", 3), ("pear", 5)]
+
+
+def test_a_version_1_registry_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with h.Database.open(path) as db:
+        db.execute(
+            f"CREATE PROCEDURE calc{ADD} LANGUAGE wasm USING EXPORT 'add_i64'"
+            f" AS $wasm${b64(wasm_of('numeric'))}$wasm$"
+        )
+        # What an engine of schema version 1 left behind.
+        db.conn.execute("ALTER TABLE _heliosdb_versions DROP COLUMN wit")
+        db.conn.execute("UPDATE _heliosdb_meta SET value = '1' WHERE key = 'schema_version'")
+    with h.Database.open(path) as db:
+        assert db.execute("SELECT calc(1, 2)").scalar() == 3
+        meta = db.conn.execute("SELECT value FROM _heliosdb_meta WHERE key = 'schema_version'")
+        assert [tuple(r) for r in meta] == [("2",)]
+        columns = {r[1] for r in db.conn.execute("PRAGMA table_info(_heliosdb_versions)")}
+        assert "wit" in columns

@@ -541,7 +541,7 @@ def plugin_latency(report: Report, queries: int) -> None:
                     )
             baseline = "0 plugins: per statement" if names else None
             report.add(Row(g, f"{label}: per statement", per, "s", baseline))
-            report.add(Row(g, f"{label}: statements per second", 1 / per, "statements/s"))
+            report.add(Row(g, f"{label}: statements per second", 1 / per, "queries/s"))
             for (plugin, _version, stage), hist in sorted(pipeline.metrics._latency.items()):
                 if label.startswith("3") or len(names) == 1:
                     report.add(

@@ -187,8 +187,51 @@ def _check_member_name(name: str) -> str:
     return "/".join(parts)
 
 
+@dataclass(frozen=True)
+class SingleStoreArchive:
+    """SingleStore's extension archive as SingleStore writes it: a plain tar
+    (GNU or POSIX headers) with ``<extension>.sql`` at its root, holding
+    CREATE FUNCTION statements that name the archive's other members with
+    ``LOCAL INFILE`` (docs/singlestore.md). The same member checks as for
+    our own archives apply; there is no manifest and no signature."""
+
+    name: str
+    script: str
+    members: dict[str, bytes]
+    sha256: str
+
+
+def read_any(source: Path | bytes) -> Archive | SingleStoreArchive:
+    """Our archive if it has a manifest.toml, else SingleStore's."""
+    data = _load(source)
+    members = _read_members(data)
+    if MANIFEST in members:
+        return _ours(members)
+    if INSTALL in members:  # one of ours with its manifest missing
+        raise ArchiveError(f"the archive has no {MANIFEST}")
+    scripts = [m for m in members if "/" not in m and m.lower().endswith(".sql")]
+    if len(scripts) != 1:
+        raise ArchiveError(
+            f"neither a HeliosDB archive (no {MANIFEST}) nor a SingleStore one (exactly one "
+            f"<extension>.sql at the root; found {sorted(scripts) or 'none'})"
+        )
+    (script,) = scripts
+    try:
+        text = members.pop(script).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ArchiveError(f"{script} is not UTF-8 text") from None
+    return SingleStoreArchive(script[:-4], text, members, hashlib.sha256(data).hexdigest())
+
+
 def read_archive(source: Path | bytes) -> Archive:
     """Read and verify an archive's structure and hashes (not its signature)."""
+    members = _read_members(_load(source))
+    if MANIFEST not in members:
+        raise ArchiveError(f"the archive has no {MANIFEST}")
+    return _ours(members)
+
+
+def _load(source: Path | bytes) -> bytes:
     if isinstance(source, Path):
         try:
             size = source.stat().st_size
@@ -201,9 +244,10 @@ def read_archive(source: Path | bytes) -> Archive:
         data = source
         if len(data) > MAX_ARCHIVE_BYTES:
             raise ArchiveError(f"archive of {len(data)} bytes is over {MAX_ARCHIVE_BYTES}")
-    members = _read_members(data)
-    if MANIFEST not in members:
-        raise ArchiveError(f"the archive has no {MANIFEST}")
+    return data
+
+
+def _ours(members: dict[str, bytes]) -> Archive:
     manifest_bytes = members.pop(MANIFEST)
     signature = members.pop(SIGNATURE, None)
     if signature is not None and len(signature) != 64:

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import apsw.ext
 
 from . import archive, ddl, fastcall, plugins, policy, telemetry
 from .errors import (
+    AbiError,
     CapabilityDenied,
     InvalidArgument,
     RegistryError,
@@ -29,7 +30,7 @@ from .errors import (
     SqlError,
 )
 from .hostapi import Session
-from .invoke import Instance, LoadedModule, Runner, load, load_stored
+from .invoke import Instance, LoadedModule, Runner, load, load_singlestore, load_stored
 from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
 from .runtime import Runtime, default_runtime
@@ -265,6 +266,18 @@ class Database:
     def _procedure_statement(self, stmt: ddl.Statement, params: Sequence[Any]) -> Result:
         if isinstance(stmt, ddl.Call):
             return self._call_statement(stmt, params)
+        if isinstance(stmt, ddl.ShowExtensions):
+            rows: list[tuple[SqlValue, ...]] = [
+                (
+                    e.name,
+                    e.version,
+                    ", ".join(f"{p} v{v}" for p, v in e.procedures),
+                    e.signed_by,
+                    e.installed_at,
+                )
+                for e in self.registry.extensions()
+            ]
+            return Result(["name", "version", "functions", "signed_by", "installed_at"], rows)
         self._refuse_client_ddl("procedure and extension DDL")
         if params:
             raise InvalidArgument("procedure DDL takes no bound parameters")
@@ -278,7 +291,9 @@ class Database:
                     self.registry.use_version(stmt.name, stmt.version)
                 self._rebind(stmt.name)
             elif isinstance(stmt, ddl.CreateExtension):
-                self.install_extension(stmt.path, stmt.key, stmt.name)
+                source = stmt.data if stmt.data is not None else stmt.path
+                assert source is not None
+                self.install_extension(source, stmt.key, stmt.name)
             elif isinstance(stmt, ddl.DropExtension):
                 self.drop_extension(stmt.name, stmt.if_exists)
             elif isinstance(stmt, ddl.DropProcedure):
@@ -362,13 +377,16 @@ class Database:
         caps = Capabilities.parse(stmt.capabilities)
         limits = self.limits.with_overrides(**stmt.limit_overrides)
         export = stmt.export or stmt.name
-        module, digest, instance = self._load_new(stmt.wasm, limits, caps)
+        module, digest, instance = self._load_new(stmt.wasm, limits, caps, stmt.abi, stmt.wit)
         signature = module.check(export, stmt.signature)
         return _Prepared(stmt, module.abi, export, signature, caps, digest, module, instance)
 
     def _store(self, p: _Prepared) -> int:
         """Write a prepared CREATE PROCEDURE (inside the caller's savepoint)."""
-        self.registry.store_module(p.stmt.wasm, p.abi, p.digest)
+        # A SingleStore module is a core module: the modules table knows
+        # binaries by kind, the version by ABI.
+        kind = "component" if p.abi == "component" else "basic"
+        self.registry.store_module(p.stmt.wasm, kind, p.digest)
         return self.registry.add_version(
             name=p.stmt.name,
             version=None,
@@ -378,13 +396,14 @@ class Database:
             capabilities=p.capabilities,
             limit_overrides=dict(p.stmt.limit_overrides),
             module_sha256=p.digest,
+            wit=p.stmt.wit,
         )
 
     # -- extensions --------------------------------------------------------------
 
     def install_extension(
         self,
-        source: Path | archive.Archive,
+        source: Path | bytes | archive.Archive,
         key: str | bytes | None = None,
         name: str | None = None,
     ) -> Extension:
@@ -396,7 +415,11 @@ class Database:
         exists already must belong to an earlier version of the same
         extension; it gets a new version, and the old one stays selectable.
         """
-        arc = source if isinstance(source, archive.Archive) else archive.read_archive(source)
+        arc = source if isinstance(source, archive.Archive) else archive.read_any(source)
+        if isinstance(arc, archive.SingleStoreArchive):
+            if key is not None:
+                raise archive.ArchiveError("SingleStore archives carry no signature to check")
+            return self._install_singlestore(arc, name)
         public: bytes | None = None
         if key is not None:
             public = key if isinstance(key, bytes) else archive.load_public_key(key)
@@ -420,6 +443,61 @@ class Database:
                 self._rebind(p.stmt.name)
                 self._seed(p.stmt.name, p.module, p.instance)
         return self.registry.extension_versions(manifest.name, manifest.version)[0]
+
+    def _install_singlestore(self, arc: archive.SingleStoreArchive, name: str | None) -> Extension:
+        """A SingleStore archive: its script's CREATE FUNCTION statements, all
+        or none. Its version is the archive's hash (SingleStore archives have
+        none), so installing the same archive twice is refused."""
+        if name is not None and name.lower() != arc.name.lower():
+            raise archive.ArchiveError(
+                f"the archive holds extension {arc.name} ({arc.name}.sql), not {name}"
+            )
+        script = f"{arc.name}.sql"
+
+        def member(body: str) -> bytes:
+            path = body.removeprefix("file://").removeprefix("./")
+            if path not in arc.members:
+                raise archive.ArchiveError(f"{script}: LOCAL INFILE {path!r} is not in the archive")
+            return arc.members[path]
+
+        statements: list[ddl.CreateProcedure] = []
+        for text in ddl.split_statements(arc.script):
+            if text.split(None, 2)[:2] and text.split()[1].upper() == "AGGREGATE":
+                raise archive.ArchiveError(
+                    f"{script}: CREATE AGGREGATE is not supported yet (only CREATE FUNCTION)"
+                )
+            stmt = ddl.parse(text, loader=member)
+            if not isinstance(stmt, ddl.CreateProcedure) or stmt.abi is None:
+                raise archive.ArchiveError(
+                    f"{script} may only hold CREATE FUNCTION ... AS WASM statements, not "
+                    f"{' '.join(text.split(None, 2)[:2])}"
+                )
+            owner = self.registry.owner_of(stmt.name)
+            if self.registry.exists(stmt.name) and owner != arc.name:
+                raise archive.ArchiveError(
+                    f"function {stmt.name} already exists and does not belong to "
+                    f"extension {arc.name}"
+                )
+            statements.append(stmt)
+        if not statements:
+            raise archive.ArchiveError(f"{script} creates no function")
+        version = arc.sha256[:12]
+        with self._lock:
+            prepared = [self._prepare(replace(stmt, replace=True)) for stmt in statements]
+            with self._savepoint():
+                created = [(p.stmt.name, self._store(p)) for p in prepared]
+                self.registry.add_extension(
+                    name=arc.name,
+                    version=version,
+                    manifest=arc.script,
+                    archive_sha256=arc.sha256,
+                    signed_by=None,
+                    procedures=created,
+                )
+            for p in prepared:
+                self._rebind(p.stmt.name)
+                self._seed(p.stmt.name, p.module, p.instance)
+        return self.registry.extension_versions(arc.name, version)[0]
 
     def _install_statements(self, arc: archive.Archive) -> list[ddl.CreateProcedure]:
         """install.sql's statements, each checked against the (signed) manifest."""
@@ -530,7 +608,12 @@ class Database:
         self._runners[name.lower()] = runner
 
     def _load_new(
-        self, wasm: bytes, limits: Limits, caps: Capabilities
+        self,
+        wasm: bytes,
+        limits: Limits,
+        caps: Capabilities,
+        abi: str | None = None,
+        wit: str | None = None,
     ) -> tuple[LoadedModule, str, Instance | None]:
         if len(wasm) > policy.MAX_MODULE_BYTES:
             raise ResourceLimitExceeded(
@@ -542,7 +625,12 @@ class Database:
             if not Path(folder.path).is_dir():
                 raise InvalidArgument(f"capability filesystem:{folder.path}: no such folder")
         digest = sha256_hex(wasm)
-        module = load(self.runtime, digest, wasm)
+        if abi == "singlestore":
+            module = load_singlestore(self.runtime, digest, wasm, wit)
+        else:
+            module = load(self.runtime, digest, wasm)
+            if abi is not None and module.abi != abi:
+                raise AbiError(f"ABI BASIC needs a core module, and this is a {module.abi}")
         instance = module.verify(limits, caps)
         return module, digest, instance
 
@@ -587,7 +675,11 @@ class Database:
                     version = self.registry.get(name)
                     sha = version.module_sha256
                     module = load_stored(
-                        self.runtime, sha, version.abi, lambda: self.registry.module_bytes(sha)
+                        self.runtime,
+                        sha,
+                        version.abi,
+                        lambda: self.registry.module_bytes(sha),
+                        version.wit,
                     )
                     limits = version.limits(self.limits)
                     # Re-derive the signature so a component's nullability

@@ -128,6 +128,10 @@ class CreateProcedure:
     capabilities: tuple[str, ...] = ()
     limit_overrides: dict[str, Any] = field(default_factory=dict)
     export: str | None = None
+    # SingleStore's CREATE FUNCTION ... AS WASM: its ABI ("basic" or
+    # "singlestore", the wit-bindgen 0.2 canonical ABI) and WIT text.
+    abi: str | None = None
+    wit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,11 +161,14 @@ class Call:
 
 @dataclass(frozen=True)
 class CreateExtension:
-    """CREATE EXTENSION name FROM 'archive' [KEY 'public key']: see archive.py."""
+    """CREATE EXTENSION name FROM {'archive' | LOCAL INFILE 'archive' | BASE64
+    '...'} [KEY 'public key']: see archive.py (and, for SingleStore's plain
+    tar archives, docs/singlestore.md)."""
 
     name: str
-    path: Path
+    path: Path | None
     key: str | None = None
+    data: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,11 @@ class ShowPlugins:
     pass
 
 
+@dataclass(frozen=True)
+class ShowExtensions:
+    pass
+
+
 Statement = (
     CreateProcedure
     | AlterVersion
@@ -215,13 +227,16 @@ Statement = (
     | AlterPlugin
     | DropPlugin
     | ShowPlugins
+    | ShowExtensions
 )
 PLUGIN_STATEMENTS = (CreatePlugin, AlterPlugin, DropPlugin, ShowPlugins)
 
 _LEADS = re.compile(
     r"^\s*(?:CREATE\s+(?:OR\s+REPLACE\s+)?PROCEDURE|ALTER\s+PROCEDURE|DROP\s+PROCEDURE|CALL"
     r"|CREATE\s+EXTENSION|DROP\s+EXTENSION"
-    r"|CREATE\s+(?:OR\s+REPLACE\s+)?PLUGIN|ALTER\s+PLUGIN|DROP\s+PLUGIN|SHOW\s+PLUGINS)\b",
+    r"|CREATE\s+(?:OR\s+REPLACE\s+)?PLUGIN|ALTER\s+PLUGIN|DROP\s+PLUGIN|SHOW\s+PLUGINS"
+    r"|CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(?:[^;]*?)\bAS\s+WASM"
+    r"|SHOW\s+EXTENSIONS|DROP\s+FUNCTION)\b",
     re.IGNORECASE,
 )
 
@@ -333,6 +348,14 @@ class _Parser:
             priority = self.integer("a priority")
             self.end()
             return AlterPlugin(name, priority=priority)
+        if self.accept("SHOW", "EXTENSIONS"):
+            self.end()
+            return ShowExtensions()
+        if self.at("CREATE", "FUNCTION") or self.at("CREATE", "OR", "REPLACE", "FUNCTION"):
+            self.expect("CREATE")
+            replace = self.accept("OR", "REPLACE")
+            self.expect("FUNCTION")
+            return self.create_function(replace)
         if self.at("CREATE", "PLUGIN") or self.at("CREATE", "OR", "REPLACE", "PLUGIN"):
             self.expect("CREATE")
             replace = self.accept("OR", "REPLACE")
@@ -341,6 +364,12 @@ class _Parser:
         if self.accept("CREATE", "EXTENSION"):
             name = self.ident("an extension name")
             self.expect("FROM")
+            if self.at("BASE64"):
+                data = self.source("the archive")
+                key = self.string("a public key") if self.accept("KEY") else None
+                self.end()
+                return CreateExtension(name, None, key, data)
+            self.accept("LOCAL", "INFILE")
             path = Path(self.string("the archive path"))
             key = self.string("a public key") if self.accept("KEY") else None
             self.end()
@@ -350,7 +379,7 @@ class _Parser:
             name = self.ident("an extension name")
             self.end()
             return DropExtension(name, if_exists)
-        if self.accept("DROP", "PROCEDURE"):
+        if self.accept("DROP", "PROCEDURE") or self.accept("DROP", "FUNCTION"):
             if_exists = self.accept("IF", "EXISTS")
             name = self.ident("a procedure name")
             self.end()
@@ -447,6 +476,79 @@ class _Parser:
             )
         return CreateProcedure(name, signature, wasm, replace, caps, limits, export)
 
+    def create_function(self, replace: bool) -> CreateProcedure:
+        """SingleStore's CREATE FUNCTION ... AS WASM (docs/singlestore.md)."""
+        name = self.ident("a function name")
+        params: list[Column] | None = None
+        returns: SqlType | None = None
+        table: tuple[Column, ...] | None = None
+        if (tok := self.peek()) is not None and tok.text == "(":
+            params = self.columns("parameter", nullable_marks=True)
+            self.expect("RETURNS")
+            if self.accept("TABLE"):
+                table = tuple(self.columns("column", nullable_marks=True))
+            else:
+                returns = self.type_name()
+                self.null_marks()
+        elif self.accept("RETURNS"):
+            self.fail("RETURNS needs a parameter list, e.g. f()")
+        self.expect("AS", "WASM")
+        abi = "singlestore"
+        if self.accept("ABI"):
+            word = self.ident("BASIC or CANONICAL").upper()
+            if word not in ("BASIC", "CANONICAL"):
+                self.i -= 1
+                self.fail("expected ABI BASIC or ABI CANONICAL")
+            abi = "basic" if word == "BASIC" else "singlestore"
+        limits: dict[str, Any] = {}
+        if self.accept("GROW", "TO"):
+            limits["memory_bytes"] = self.integer("a memory size in bytes")
+        self.expect("FROM")
+        wasm = self.source("the module")
+        if wasm[:4] != WASM_MAGIC:
+            raise DdlError(f"CREATE FUNCTION {name}: the module is not WebAssembly")
+        wit: str | None = None
+        if self.accept("WITH", "WIT", "FROM"):
+            try:
+                wit = self.source("the WIT").decode("utf-8")
+            except UnicodeDecodeError:
+                raise DdlError(f"CREATE FUNCTION {name}: the WIT is not UTF-8 text") from None
+        export = self.string("the export name") if self.accept("USING", "EXPORT") else None
+        self.end()
+        if abi == "singlestore" and wit is None:
+            raise DdlError(
+                f"CREATE FUNCTION {name}: the canonical ABI needs WITH WIT FROM ... "
+                "(or ABI BASIC for a numbers-only module)"
+            )
+        if abi == "basic" and params is None:
+            raise DdlError(f"CREATE FUNCTION {name}: ABI BASIC needs a parameter list and RETURNS")
+        signature = Signature(tuple(params), returns, table) if params is not None else None
+        return CreateProcedure(name, signature, wasm, replace, (), limits, export, abi=abi, wit=wit)
+
+    def source(self, what: str) -> bytes:
+        """BASE64 '...' or LOCAL INFILE 'path' (relative to the script, or
+        a member of the archive being installed)."""
+        if self.accept("BASE64"):
+            text = self.string(f"{what} as base64")
+            try:
+                return base64.b64decode("".join(text.split()), validate=True)
+            except (binascii.Error, ValueError):
+                raise DdlError(f"{what}: not valid base64") from None
+        self.expect("LOCAL", "INFILE")
+        path = self.string(f"the file of {what}")
+        if self.loader is not None:
+            return self.loader(f"file://{path}")
+        target = Path(path) if Path(path).is_absolute() else self.base_dir / path
+        try:
+            return target.read_bytes()
+        except OSError as exc:
+            raise DdlError(f"cannot read {what} from {target}: {exc.strerror}") from None
+
+    def null_marks(self) -> None:
+        """SingleStore's NULL / NOT NULL after a type: nullability is the ABI's."""
+        if not self.accept("NOT", "NULL"):
+            self.accept("NULL")
+
     def create_plugin(self, replace: bool) -> CreatePlugin:
         name = self.ident("a plugin name")
         priority, enabled = 100, True
@@ -478,7 +580,7 @@ class _Parser:
         self.end()
         return CreatePlugin(name, wasm, replace, priority, enabled, hooks, caps, limits, config)
 
-    def columns(self, what: str) -> list[Column]:
+    def columns(self, what: str, nullable_marks: bool = False) -> list[Column]:
         self.expect("(")
         cols: list[Column] = []
         seen: set[str] = set()
@@ -491,6 +593,8 @@ class _Parser:
                 self.fail(f"duplicate {what} {name}")
             seen.add(name.lower())
             cols.append(Column(name, self.type_name()))
+            if nullable_marks:
+                self.null_marks()
         return cols
 
     def type_name(self) -> SqlType:

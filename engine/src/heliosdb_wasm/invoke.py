@@ -63,14 +63,30 @@ def load(runtime: Runtime, sha256: str, wasm: bytes) -> LoadedModule:
     raise AbiError(f"unsupported WebAssembly version/layer {layer.hex()}")
 
 
-def load_stored(runtime: Runtime, sha256: str, abi: str, read: Callable[[], bytes]) -> LoadedModule:
+def load_stored(
+    runtime: Runtime, sha256: str, abi: str, read: Callable[[], bytes], wit: str | None = None
+) -> LoadedModule:
     """Load a registered module; ``read`` fetches its bytes only when the
     compiled-code cache has nothing for it (an 18 MB blob costs ~35 ms)."""
     if abi == "basic":
         return BasicModule(runtime, sha256, read)
     if abi == "component":
         return ComponentModule(runtime, sha256, read)
+    if abi == "singlestore":
+        return load_singlestore(runtime, sha256, read, wit)
     raise AbiError(f"the registry names an unknown ABI {abi!r}")
+
+
+def load_singlestore(
+    runtime: Runtime, sha256: str, wasm: bytes | Callable[[], bytes], wit: str | None
+) -> LoadedModule:
+    """A SingleStore canonical-ABI core module (wit-bindgen 0.2) with its WIT."""
+    from .abi_singlestore import SingleStoreModule
+
+    if wit is None:
+        raise AbiError("a SingleStore canonical-ABI function needs its WIT")
+    module: LoadedModule = SingleStoreModule(runtime, sha256, wasm, wit)
+    return module
 
 
 class Runner:

@@ -21,7 +21,7 @@ from .errors import RegistryError
 from .policy import Capabilities, Limits
 from .values import Signature
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS _heliosdb_meta(
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS _heliosdb_versions(
     capabilities TEXT NOT NULL,
     limits TEXT NOT NULL,
     created_at REAL NOT NULL,
+    wit TEXT,
     PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS _heliosdb_plugins(
@@ -87,6 +88,8 @@ class ProcedureVersion:
     module_sha256: str
     created_at: float
     active: bool = False
+    # The WIT of a SingleStore canonical-ABI function (abi "singlestore").
+    wit: str | None = None
 
     def limits(self, defaults: Limits) -> Limits:
         return defaults.with_overrides(**self.limit_overrides)
@@ -111,12 +114,26 @@ class Registry:
                 "INSERT INTO _heliosdb_meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+        elif int(row[0]) < SCHEMA_VERSION:
+            self._migrate(int(row[0]))
         elif int(row[0]) > SCHEMA_VERSION:
             raise RegistryError(
                 f"the database's registry is schema version {row[0]}; this engine "
                 f"understands up to {SCHEMA_VERSION}",
                 code="schema-too-new",
             )
+
+    def _migrate(self, found: int) -> None:
+        """Brings an older registry up to SCHEMA_VERSION, in place."""
+        cur = self.conn.cursor()
+        if found < 2:  # 2: the WIT of SingleStore canonical-ABI functions
+            columns = {r[1] for r in cur.execute("PRAGMA table_info(_heliosdb_versions)")}
+            if "wit" not in columns:
+                cur.execute("ALTER TABLE _heliosdb_versions ADD COLUMN wit TEXT")
+        cur.execute(
+            "UPDATE _heliosdb_meta SET value = ? WHERE key = 'schema_version'",
+            (str(SCHEMA_VERSION),),
+        )
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         for row in self.conn.cursor().execute(sql, params):
@@ -227,6 +244,7 @@ class Registry:
         capabilities: Capabilities,
         limit_overrides: dict[str, Any],
         module_sha256: str,
+        wit: str | None = None,
     ) -> int:
         """Add a version (the next number unless given) and make it active."""
         now = time.time()
@@ -248,7 +266,7 @@ class Registry:
         )
         cur.execute(
             "INSERT INTO _heliosdb_versions(name, version, module_sha256, abi, export,"
-            " signature, capabilities, limits, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            " signature, capabilities, limits, created_at, wit) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 name,
                 version,
@@ -259,6 +277,7 @@ class Registry:
                 json.dumps(capabilities.sorted()),
                 json.dumps(limit_overrides),
                 now,
+                wit,
             ),
         )
         return version
@@ -401,12 +420,12 @@ def _extension(row: tuple[Any, ...]) -> Extension:
 
 
 _VERSION_COLUMNS = (
-    "name, version, abi, export, signature, capabilities, limits, module_sha256, created_at"
+    "name, version, abi, export, signature, capabilities, limits, module_sha256, created_at, wit"
 )
 
 
 def _version(row: tuple[Any, ...], active: int) -> ProcedureVersion:
-    name, version, abi, export, sig, caps, limits, sha, created = row
+    name, version, abi, export, sig, caps, limits, sha, created, wit = row
     return ProcedureVersion(
         name=name,
         version=version,
@@ -418,4 +437,5 @@ def _version(row: tuple[Any, ...], active: int) -> ProcedureVersion:
         module_sha256=sha,
         created_at=created,
         active=version == active,
+        wit=wit,
     )

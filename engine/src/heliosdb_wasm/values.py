@@ -75,6 +75,18 @@ _ALIASES: dict[str, SqlType] = {
     "BLOB": SqlType.BLOB,
     "BYTEA": SqlType.BLOB,
     "JSON": SqlType.JSON,
+    # SingleStore's spellings (docs/singlestore.md): TIMESTAMP crosses the
+    # Basic ABI as an i64, the text and binary kinds as TEXT and BLOB.
+    "TIMESTAMP": SqlType.BIGINT,
+    "CHAR": SqlType.TEXT,
+    "TINYTEXT": SqlType.TEXT,
+    "MEDIUMTEXT": SqlType.TEXT,
+    "LONGTEXT": SqlType.TEXT,
+    "BINARY": SqlType.BLOB,
+    "VARBINARY": SqlType.BLOB,
+    "TINYBLOB": SqlType.BLOB,
+    "MEDIUMBLOB": SqlType.BLOB,
+    "LONGBLOB": SqlType.BLOB,
 }
 
 
@@ -200,6 +212,8 @@ def check_json(text: str, what: str) -> None:
         json.loads(text)
     except ValueError as exc:
         raise InvalidArgument(f"{what}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidArgument(f"{what}: JSON nested too deeply") from None
 
 
 def to_sqlite(value: SqlValue) -> int | float | str | bytes | None:

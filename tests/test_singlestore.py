@@ -296,3 +296,113 @@ def test_drop_function_is_drop_procedure(db: h.Database) -> None:
     db.execute("DROP FUNCTION add_i64")
     db.execute("DROP FUNCTION IF EXISTS add_i64")
     assert db.procedures() == []
+
+
+UDAF = Path(__file__).parent / "fixtures" / "singlestore"
+AVG = (
+    "CREATE AGGREGATE avg_h(DOUBLE NOT NULL) RETURNS DOUBLE NOT NULL WITH STATE HANDLE"
+    " AS WASM FROM BASE64 '{wasm}' WITH WIT FROM BASE64 '{wit}'"
+    " INITIALIZE WITH avg_init ITERATE WITH avg_iter MERGE WITH avg_merge"
+    " TERMINATE WITH avg_term SERIALIZE WITH avg_term DESERIALIZE WITH avg_init"
+    " COPYMERGE WITH avg_merge CLONE WITH avg_init DESTROY WITH avg_destroy"
+    " DEFINER = 'root'@'%'"
+)
+
+
+@pytest.fixture
+def udaf() -> tuple[str, str]:
+    wasm = bytes(wasmtime.wat2wasm((UDAF / "udaf.wat").read_text()))
+    return b64(wasm), b64((UDAF / "udaf.wit").read_bytes())
+
+
+def test_wasm_aggregates_with_a_handle_and_a_value_state(
+    db: h.Database, udaf: tuple[str, str]
+) -> None:
+    wasm, wit = udaf
+    db.execute(AVG.format(wasm=wasm, wit=wit))
+    db.execute(
+        "CREATE AGGREGATE sum_sq(BIGINT) RETURNS BIGINT WITH STATE BIGINT"
+        f" AS WASM FROM BASE64 '{wasm}' WITH WIT FROM BASE64 '{wit}'"
+        " INITIALIZE WITH sq_init ITERATE WITH sq_iter MERGE WITH sq_merge TERMINATE WITH sq_term"
+    )
+    db.execute("CREATE TABLE t(g TEXT, x INTEGER)")
+    db.execute("INSERT INTO t VALUES ('a', 1), ('a', 2), ('a', 6), ('b', 10), ('b', 20)")
+    assert db.execute("SELECT g, avg_h(x), sum_sq(x) FROM t GROUP BY g ORDER BY g").rows == [
+        ("a", 3.0, 41),
+        ("b", 15.0, 500),
+    ]
+    # No rows: INITIALIZE then TERMINATE, as SingleStore does.
+    assert db.execute("SELECT avg_h(x), sum_sq(x) FROM t WHERE 0").rows == [(0.0, 0)]
+    # Every group's handle was destroyed: the module's slots are all free.
+    runner = db._runner("avg_h")
+    instance, _ = runner._acquire()
+    assert (
+        runner.call_pinned(instance, "live-handles", runner.module.check("live-handles", None), [])
+        == 0
+    )
+    # Many groups, many times: still exact, still no handle left behind.
+    db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)"
+        " INSERT INTO t SELECT 'g' || (i % 300), i FROM n"
+    )
+    rows = db.execute("SELECT g, avg_h(x), avg(x) FROM t WHERE g LIKE 'g%' GROUP BY g").rows
+    assert len(rows) == 300 and all(abs(a - b) < 1e-9 for _, a, b in rows)
+
+
+def test_a_basic_abi_aggregate(db: h.Database, udaf: tuple[str, str]) -> None:
+    wasm, _ = udaf
+    db.execute(
+        "CREATE AGGREGATE sum_sq(BIGINT) RETURNS BIGINT WITH STATE BIGINT AS WASM ABI BASIC"
+        f" FROM BASE64 '{wasm}'"
+        ' INITIALIZE WITH "sq-init" ITERATE WITH "sq-iter" MERGE WITH "sq-merge"'
+        ' TERMINATE WITH "sq-term"'
+    )
+    assert db.execute("SELECT sum_sq(x) FROM (SELECT 3 AS x UNION ALL SELECT 4)").scalar() == 25
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s.replace(" TERMINATE WITH avg_term", ""), "TERMINATE WITH"),
+        (lambda s: s.replace("ITERATE WITH avg_iter", "ITERATE WITH avg_term"), "ITERATE"),
+        (lambda s: s.replace("TERMINATE WITH avg_term", "TERMINATE WITH nope"), "nope"),
+        (lambda s: s.replace("WITH STATE HANDLE", "WITH STATE"), "unknown SQL type"),
+        (
+            lambda s: s.replace(
+                "INITIALIZE WITH avg_init", "INITIALIZE WITH avg_init INITIALIZE WITH avg_init"
+            ),
+            "twice",
+        ),
+    ],
+)
+def test_bad_aggregates_are_refused(
+    db: h.Database, udaf: tuple[str, str], change: object, message: str
+) -> None:
+    wasm, wit = udaf
+    with pytest.raises(h.ProcedureError, match=message):
+        db.execute(change(AVG.format(wasm=wasm, wit=wit)))  # type: ignore[operator]
+    assert db.procedures() == []
+
+
+def test_an_archive_with_an_aggregate(db: h.Database, udaf: tuple[str, str]) -> None:
+    wasm, wit = udaf
+    script = (
+        "CREATE FUNCTION sq_init AS WASM FROM LOCAL INFILE 'udaf.wasm'"
+        " WITH WIT FROM LOCAL INFILE 'udaf.wit';\n"
+        + AVG.replace("FROM BASE64 '{wasm}'", "FROM LOCAL INFILE 'udaf.wasm'").replace(
+            "FROM BASE64 '{wit}'", "FROM LOCAL INFILE 'udaf.wit'"
+        )
+        + ";\n"
+    )
+    data = tar(
+        {
+            "stats.sql": script.encode(),
+            "udaf.wasm": base64.b64decode(wasm),
+            "udaf.wit": base64.b64decode(wit),
+        }
+    )
+    db.execute(f"CREATE EXTENSION stats FROM BASE64 '{b64(data)}'")
+    assert db.execute("SELECT avg_h(x) FROM (SELECT 1 AS x UNION ALL SELECT 2)").scalar() == 1.5
+    assert db.execute("SELECT sq_init()").scalar() == 0
+    db.execute("DROP EXTENSION stats")
+    assert db.procedures() == []

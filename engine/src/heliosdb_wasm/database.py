@@ -9,6 +9,7 @@ bound as SQL functions (scalar procedures) or eponymous virtual tables
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +36,7 @@ from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
 from .runtime import Runtime, default_runtime
 from .telemetry import LogRecord
-from .values import Signature, SqlValue, to_sqlite
+from .values import Column, Signature, SqlType, SqlValue, to_sqlite
 
 _log = logging.getLogger("heliosdb_wasm")
 BUSY_TIMEOUT_MS = 5000
@@ -284,6 +285,8 @@ class Database:
         with self._lock:
             if isinstance(stmt, ddl.CreateProcedure):
                 self._create(stmt)
+            elif isinstance(stmt, ddl.CreateAggregate):
+                self._create_aggregate(stmt)
             elif isinstance(stmt, ddl.AlterVersion):
                 self._alter_version(stmt)
             elif isinstance(stmt, ddl.UseVersion):
@@ -354,6 +357,53 @@ class Database:
                 (plugins.spec_from_json(name, spec, wasm, f"sql:{name}"), version)
                 for name, version, spec, wasm in self.registry.plugin_rows()
             ]
+
+    def _create_aggregate(self, stmt: ddl.CreateAggregate) -> None:
+        prepared = self._prepare_aggregate(stmt)
+        with self._savepoint():
+            self._store_aggregate(prepared)
+        self._rebind(stmt.name)
+        self._seed(stmt.name, prepared.module, prepared.instance)
+
+    def _prepare_aggregate(self, stmt: ddl.CreateAggregate) -> _PreparedAggregate:
+        """SingleStore's CREATE AGGREGATE ... AS WASM: every role's export is
+        checked against the aggregate's types before anything is written."""
+        exists = self.registry.exists(stmt.name)
+        if exists and not stmt.replace:
+            raise RegistryError(
+                f"aggregate {stmt.name} already exists (use CREATE OR REPLACE)",
+                code="already-exists",
+                procedure=stmt.name,
+            )
+        if not exists:
+            _check_name_free(self.conn, stmt.name)
+        limits = self.limits.with_overrides(**stmt.limit_overrides)
+        module, digest, instance = self._load_new(
+            stmt.wasm, limits, Capabilities(), stmt.abi, stmt.wit
+        )
+        doc = {
+            "aggregate": stmt.roles,
+            "state": stmt.state.value if stmt.state is not None else "HANDLE",
+        }
+        signature = Signature(
+            tuple(Column(f"arg{i + 1}", t) for i, t in enumerate(stmt.params)), stmt.returns
+        )
+        _aggregate_roles(module, doc, signature)  # refuses a module that does not fit
+        return _PreparedAggregate(stmt, doc, signature, digest, module, instance)
+
+    def _store_aggregate(self, p: _PreparedAggregate) -> int:
+        self.registry.store_module(p.stmt.wasm, "basic", p.digest)
+        return self.registry.add_version(
+            name=p.stmt.name,
+            version=None,
+            abi=p.module.abi,
+            export=json.dumps(p.doc, sort_keys=True),
+            signature=p.signature,
+            capabilities=Capabilities(),
+            limit_overrides=dict(p.stmt.limit_overrides),
+            module_sha256=p.digest,
+            wit=p.stmt.wit,
+        )
 
     def _create(self, stmt: ddl.CreateProcedure) -> None:
         prepared = self._prepare(stmt)
@@ -460,17 +510,15 @@ class Database:
                 raise archive.ArchiveError(f"{script}: LOCAL INFILE {path!r} is not in the archive")
             return arc.members[path]
 
-        statements: list[ddl.CreateProcedure] = []
+        statements: list[ddl.CreateProcedure | ddl.CreateAggregate] = []
         for text in ddl.split_statements(arc.script):
-            if text.split(None, 2)[:2] and text.split()[1].upper() == "AGGREGATE":
-                raise archive.ArchiveError(
-                    f"{script}: CREATE AGGREGATE is not supported yet (only CREATE FUNCTION)"
-                )
             stmt = ddl.parse(text, loader=member)
-            if not isinstance(stmt, ddl.CreateProcedure) or stmt.abi is None:
+            if not isinstance(stmt, ddl.CreateAggregate) and (
+                not isinstance(stmt, ddl.CreateProcedure) or stmt.abi is None
+            ):
                 raise archive.ArchiveError(
-                    f"{script} may only hold CREATE FUNCTION ... AS WASM statements, not "
-                    f"{' '.join(text.split(None, 2)[:2])}"
+                    f"{script} may only hold CREATE FUNCTION and CREATE AGGREGATE ... AS WASM"
+                    f" statements, not {' '.join(text.split(None, 2)[:2])}"
                 )
             owner = self.registry.owner_of(stmt.name)
             if self.registry.exists(stmt.name) and owner != arc.name:
@@ -483,9 +531,22 @@ class Database:
             raise archive.ArchiveError(f"{script} creates no function")
         version = arc.sha256[:12]
         with self._lock:
-            prepared = [self._prepare(replace(stmt, replace=True)) for stmt in statements]
+            prepared: list[_Prepared | _PreparedAggregate] = [
+                self._prepare_aggregate(replace(stmt, replace=True))
+                if isinstance(stmt, ddl.CreateAggregate)
+                else self._prepare(replace(stmt, replace=True))
+                for stmt in statements
+            ]
             with self._savepoint():
-                created = [(p.stmt.name, self._store(p)) for p in prepared]
+                created = [
+                    (
+                        p.stmt.name,
+                        self._store_aggregate(p)
+                        if isinstance(p, _PreparedAggregate)
+                        else self._store(p),
+                    )
+                    for p in prepared
+                ]
                 self.registry.add_extension(
                     name=arc.name,
                     version=version,
@@ -684,7 +745,8 @@ class Database:
                     limits = version.limits(self.limits)
                     # Re-derive the signature so a component's nullability
                     # survives a reopen exactly as at registration.
-                    module.check(version.export, version.signature)
+                    if _aggregate_doc(version) is None:
+                        module.check(version.export, version.signature)
                     runner = Runner(version, module, limits, self.session)
                     self._retire(key)
                     self._runners[key] = runner
@@ -697,6 +759,25 @@ class Database:
     def _bind(self, version: ProcedureVersion) -> None:
         name = version.name
         sig = version.signature
+        aggregate = _aggregate_doc(version)
+        if aggregate is not None:
+            roles: dict[str, tuple[str, Signature]] | None = None
+
+            def group() -> tuple[Any, Callable[..., None], Callable[..., Any]]:
+                nonlocal roles
+                runner = self._runner(name)
+                if roles is None or runner.version != version:
+                    roles = _aggregate_roles(runner.module, aggregate, version.signature)
+                agg = runner.aggregate(roles)
+                return (
+                    None,
+                    lambda _ctx, *args: agg.step(*args),
+                    lambda _ctx: to_sqlite(agg.final()),
+                )
+
+            self.conn.create_aggregate_function(name, group, len(sig.params))
+            self._bound[name.lower()] = ("scalar", len(sig.params))
+            return
         if sig.table is not None:
             columns = tuple(c.name for c in sig.table)
 
@@ -811,6 +892,75 @@ class _Prepared:
     digest: str
     module: LoadedModule
     instance: Instance | None  # the one registration verified, if any
+
+
+def _aggregate_doc(version: ProcedureVersion) -> dict[str, Any] | None:
+    """The roles and state of an aggregate version (its ``export`` holds
+    them as JSON), or None for a function."""
+    if not version.export.startswith("{"):
+        return None
+    doc = json.loads(version.export)
+    return doc if isinstance(doc, dict) and "aggregate" in doc else None
+
+
+def _aggregate_roles(
+    module: LoadedModule, doc: dict[str, Any], signature: Signature
+) -> dict[str, tuple[str, Signature]]:
+    """Each role's export and signature, checked against the aggregate:
+    INITIALIZE () -> state, ITERATE (state, args...) -> state, MERGE (state,
+    state) -> state, TERMINATE (state) -> result, DESTROY (state)."""
+    state_name = doc["state"]
+    # A HANDLE is the guest's own pointer or index: any integer.
+    state = SqlType.BIGINT if state_name == "HANDLE" else SqlType(state_name)
+    params = [c.type for c in signature.params]
+    shapes: dict[str, tuple[list[SqlType], SqlType | None]] = {
+        "initialize": ([], state),
+        "iterate": ([state, *params], state),
+        "merge": ([state, state], state),
+        "terminate": ([state], signature.returns),
+        "destroy": ([state], None),
+    }
+    roles: dict[str, tuple[str, Signature]] = {}
+    for role, export in doc["aggregate"].items():
+        if role not in shapes:
+            continue  # SERIALIZE and friends: SQLite never moves partial states
+        want_params, want_result = shapes[role]
+        if module.abi == "basic":
+            sig = module.check(
+                export,
+                Signature(
+                    tuple(Column(f"a{i}", t) for i, t in enumerate(want_params)), want_result
+                ),
+            )
+        else:
+            sig = module.check(export, None)
+            got = [c.type for c in sig.params]
+            integer = {SqlType.BIGINT, SqlType.INTEGER}
+            fits = len(got) == len(want_params) and all(
+                g == w
+                or (state_name == "HANDLE" and i == 0 and g in integer)
+                or (role == "merge" and state_name == "HANDLE" and g in integer)
+                for i, (g, w) in enumerate(zip(got, want_params, strict=True))
+            )
+            if not fits:
+                raise AbiError(
+                    f"{role.upper()} WITH {export}: its WIT signature {sig.render()} does not "
+                    f"take ({', '.join(t.value for t in want_params)})"
+                )
+        roles[role] = (export, sig)
+    return roles
+
+
+@dataclass(frozen=True)
+class _PreparedAggregate:
+    """A checked CREATE AGGREGATE, ready to be written."""
+
+    stmt: ddl.CreateAggregate
+    doc: dict[str, Any]
+    signature: Signature
+    digest: str
+    module: LoadedModule
+    instance: Instance | None
 
 
 def _check_name_free(conn: apsw.Connection, name: str) -> None:

@@ -135,6 +135,27 @@ class CreateProcedure:
 
 
 @dataclass(frozen=True)
+class CreateAggregate:
+    """SingleStore's CREATE AGGREGATE ... AS WASM (docs/singlestore.md): the
+    module's exports that make up the aggregate, by role."""
+
+    name: str
+    params: tuple[SqlType, ...]
+    returns: SqlType
+    state: SqlType | None  # None: WITH STATE HANDLE
+    wasm: bytes
+    roles: dict[str, str]
+    replace: bool = False
+    abi: str = "singlestore"
+    wit: str | None = None
+    limit_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+AGGREGATE_ROLES = ("initialize", "iterate", "merge", "terminate")
+AGGREGATE_OPTIONAL_ROLES = ("serialize", "deserialize", "copymerge", "clone", "destroy")
+
+
+@dataclass(frozen=True)
 class AlterVersion:
     name: str
     version: int
@@ -217,6 +238,7 @@ class ShowExtensions:
 
 Statement = (
     CreateProcedure
+    | CreateAggregate
     | AlterVersion
     | UseVersion
     | DropProcedure
@@ -236,7 +258,8 @@ _LEADS = re.compile(
     r"|CREATE\s+EXTENSION|DROP\s+EXTENSION"
     r"|CREATE\s+(?:OR\s+REPLACE\s+)?PLUGIN|ALTER\s+PLUGIN|DROP\s+PLUGIN|SHOW\s+PLUGINS"
     r"|CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(?:[^;]*?)\bAS\s+WASM"
-    r"|SHOW\s+EXTENSIONS|DROP\s+FUNCTION)\b",
+    r"|SHOW\s+EXTENSIONS|DROP\s+FUNCTION|DROP\s+AGGREGATE"
+    r"|CREATE\s+(?:OR\s+REPLACE\s+)?AGGREGATE\s+(?:[^;]*?)\bAS\s+WASM)\b",
     re.IGNORECASE,
 )
 
@@ -379,7 +402,16 @@ class _Parser:
             name = self.ident("an extension name")
             self.end()
             return DropExtension(name, if_exists)
-        if self.accept("DROP", "PROCEDURE") or self.accept("DROP", "FUNCTION"):
+        if self.at("CREATE", "AGGREGATE") or self.at("CREATE", "OR", "REPLACE", "AGGREGATE"):
+            self.expect("CREATE")
+            replace = self.accept("OR", "REPLACE")
+            self.expect("AGGREGATE")
+            return self.create_aggregate(replace)
+        if (
+            self.accept("DROP", "PROCEDURE")
+            or self.accept("DROP", "FUNCTION")
+            or self.accept("DROP", "AGGREGATE")
+        ):
             if_exists = self.accept("IF", "EXISTS")
             name = self.ident("a procedure name")
             self.end()
@@ -524,6 +556,67 @@ class _Parser:
             raise DdlError(f"CREATE FUNCTION {name}: ABI BASIC needs a parameter list and RETURNS")
         signature = Signature(tuple(params), returns, table) if params is not None else None
         return CreateProcedure(name, signature, wasm, replace, (), limits, export, abi=abi, wit=wit)
+
+    def create_aggregate(self, replace: bool) -> CreateAggregate:
+        """SingleStore's Wasm UDAF: parameters are types only."""
+        name = self.ident("an aggregate name")
+        self.expect("(")
+        params: list[SqlType] = []
+        while not self.accept(")"):
+            if params:
+                self.expect(",")
+            params.append(self.type_name())
+            self.null_marks()
+        self.expect("RETURNS")
+        returns = self.type_name()
+        self.null_marks()
+        self.expect("WITH", "STATE")
+        state = None if self.accept("HANDLE") else self.type_name()
+        self.expect("AS", "WASM")
+        abi = "singlestore"
+        if self.accept("ABI"):
+            word = self.ident("BASIC or CANONICAL").upper()
+            if word not in ("BASIC", "CANONICAL"):
+                self.i -= 1
+                self.fail("expected ABI BASIC or ABI CANONICAL")
+            abi = "basic" if word == "BASIC" else "singlestore"
+        limits: dict[str, Any] = {}
+        if self.accept("GROW", "TO"):
+            limits["memory_bytes"] = self.integer("a memory size in bytes")
+        self.expect("FROM")
+        wasm = self.source("the module")
+        if wasm[:4] != WASM_MAGIC:
+            raise DdlError(f"CREATE AGGREGATE {name}: the module is not WebAssembly")
+        wit: str | None = None
+        if self.accept("WITH", "WIT", "FROM"):
+            try:
+                wit = self.source("the WIT").decode("utf-8")
+            except UnicodeDecodeError:
+                raise DdlError(f"CREATE AGGREGATE {name}: the WIT is not UTF-8 text") from None
+        roles: dict[str, str] = {}
+        while (tok := self.peek()) is not None and tok.upper != "DEFINER":
+            role = self.ident("a role (INITIALIZE, ITERATE, ...)").lower()
+            if role not in AGGREGATE_ROLES + AGGREGATE_OPTIONAL_ROLES:
+                self.i -= 1
+                self.fail("expected INITIALIZE, ITERATE, MERGE, TERMINATE, SERIALIZE, ... WITH")
+            if role in roles:
+                self.i -= 1
+                self.fail(f"{role.upper()} WITH is given twice")
+            self.expect("WITH")
+            roles[role] = self.ident("a function name")
+        if self.accept("DEFINER"):  # SingleStore's DEFINER = 'user'@'host': no users here
+            self.expect("=")
+            while self.peek() is not None:
+                self.i += 1
+        self.end()
+        missing = [r.upper() for r in AGGREGATE_ROLES if r not in roles]
+        if missing:
+            raise DdlError(f"CREATE AGGREGATE {name}: {', '.join(missing)} WITH ... is required")
+        if abi == "singlestore" and wit is None:
+            raise DdlError(f"CREATE AGGREGATE {name}: the canonical ABI needs WITH WIT FROM ...")
+        return CreateAggregate(
+            name, tuple(params), returns, state, wasm, roles, replace, abi, wit, limits
+        )
 
     def source(self, what: str) -> bytes:
         """BASE64 '...' or LOCAL INFILE 'path' (relative to the script, or

@@ -427,6 +427,30 @@ class Runner:
                 )
             )
 
+    def aggregate(self, roles: dict[str, tuple[str, Signature]]) -> Aggregate:
+        """One group of an aggregate (SingleStore's CREATE AGGREGATE)."""
+        return Aggregate(self, roles)
+
+    def call_pinned(
+        self, instance: Instance, export: str, sig: Signature, args: Sequence[SqlValue]
+    ) -> Any:
+        """One call on an instance the caller holds (an aggregate's state lives
+        in it), with the version's limits and grants."""
+        v = self.version
+        ctx = CallContext(self.session, v.name, v.version, v.capabilities, self.limits, list(args))
+        started = time.perf_counter()
+        try:
+            with ctx:
+                result = instance.call(ctx, export, sig, args)
+                ctx.finish()
+        except ProcedureError as exc:
+            self._metrics.count(time.perf_counter() - started, exc.code)
+            self.session.telemetry.pending_calls += 1
+            raise exc.located(v.name, v.version) from None
+        self._metrics.count(time.perf_counter() - started, None)
+        self.session.telemetry.pending_calls += 1
+        return result
+
     def _acquire(self) -> tuple[Instance, float]:
         """An idle instance, or a new one; and the seconds instantiating took."""
         with self._lock:
@@ -443,6 +467,50 @@ class Runner:
 
     def idle_instances(self) -> int:
         return len(self._idle)
+
+
+class Aggregate:
+    """One aggregate group as SQLite drives it: INITIALIZE on the first row,
+    ITERATE per row, TERMINATE (then DESTROY, if the aggregate has one) at
+    the end, all on one instance, which a HANDLE state points into. SQLite
+    never merges partial groups, so MERGE is only checked at registration."""
+
+    def __init__(self, runner: Runner, roles: dict[str, tuple[str, Signature]]) -> None:
+        self.runner = runner
+        self.roles = roles
+        self.instance: Instance | None = None
+        self.state: SqlValue = None
+
+    def _call(self, role: str, args: Sequence[SqlValue]) -> Any:
+        if self.instance is None:
+            self.instance, _ = self.runner._acquire()
+        export, sig = self.roles[role]
+        try:
+            return self.runner.call_pinned(self.instance, export, sig, args)
+        except ProcedureError:
+            if self.instance.poisoned:
+                self.instance = None  # never handed back: it may be corrupt
+            raise
+
+    def _start(self) -> None:
+        if self.instance is None:
+            self.state = self._call("initialize", [])
+
+    def step(self, *args: SqlValue) -> None:
+        self._start()
+        self.state = self._call("iterate", [self.state, *args])
+
+    def final(self) -> Any:
+        try:
+            self._start()
+            result = self._call("terminate", [self.state])
+            if "destroy" in self.roles:
+                self._call("destroy", [self.state])
+            return result
+        finally:
+            if self.instance is not None and not self.instance.poisoned:
+                self.runner._release(self.instance)
+            self.instance = None
 
 
 def _payload_bytes(value: Any) -> int:

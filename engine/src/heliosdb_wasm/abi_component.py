@@ -24,7 +24,7 @@ from .errors import (
 from .hostapi import LOG_LEVELS, CallContext, is_fatal, timed_host_function
 from .policy import Capabilities, Limits
 from .runtime import Runtime, Source, arm, translate_trap
-from .values import Column, Signature, SqlType, SqlValue, convert_result
+from .values import Column, Signature, SqlType, SqlValue, convert_result, fits
 from .wasi import (
     SEEDED_RANDOM,
     GuestOutput,
@@ -193,24 +193,7 @@ class ComponentModule:
         derived = self.shape(export).signature
         if signature is None:
             return derived
-        mismatch = len(signature.params) != len(derived.params) or any(
-            not _compatible(d.type, w.type)
-            for d, w in zip(signature.params, derived.params, strict=False)
-        )
-        if signature.table is not None or derived.table is not None:
-            mismatch = mismatch or signature.table is None or derived.table is None
-            if not mismatch:
-                assert signature.table is not None and derived.table is not None
-                mismatch = len(signature.table) != len(derived.table) or any(
-                    not _compatible(d.type, w.type)
-                    for d, w in zip(signature.table, derived.table, strict=False)
-                )
-        elif (signature.returns is None) != (derived.returns is None) or (
-            signature.returns is not None
-            and derived.returns is not None
-            and not _compatible(signature.returns, derived.returns)
-        ):
-            mismatch = True
+        mismatch = not fits(signature, derived, _compatible)
         if mismatch:
             raise AbiError(
                 f"export {export} has the WIT signature {derived.render()}, which "

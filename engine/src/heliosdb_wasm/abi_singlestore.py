@@ -81,8 +81,8 @@ from .errors import (
 from .fastcall import FastCall
 from .hostapi import CallContext
 from .policy import Capabilities, Limits
-from .runtime import Runtime, Source, arm, translate_trap
-from .values import Column, Signature, SqlType, SqlValue, convert_result
+from .runtime import Runtime, Source, arm
+from .values import Column, Signature, SqlType, SqlValue, convert_result, fits
 from .wasi import WASIP1_FUNCTIONS, WASIP1_MODULE, track
 
 ABI = "singlestore"
@@ -1401,24 +1401,7 @@ class SingleStoreModule:
         derived = self.signature(export)
         if signature is None:
             return derived
-        mismatch = len(signature.params) != len(derived.params) or any(
-            not _compatible(d.type, w.type)
-            for d, w in zip(signature.params, derived.params, strict=False)
-        )
-        if signature.table is not None or derived.table is not None:
-            mismatch = mismatch or signature.table is None or derived.table is None
-            if not mismatch:
-                assert signature.table is not None and derived.table is not None
-                mismatch = len(signature.table) != len(derived.table) or any(
-                    not _compatible(d.type, w.type)
-                    for d, w in zip(signature.table, derived.table, strict=False)
-                )
-        elif (signature.returns is None) != (derived.returns is None) or (
-            signature.returns is not None
-            and derived.returns is not None
-            and not _compatible(signature.returns, derived.returns)
-        ):
-            mismatch = True
+        mismatch = not fits(signature, derived, _compatible)
         fn = self.function(export)
         if mismatch:
             raise AbiError(
@@ -1631,12 +1614,10 @@ class SingleStoreInstance:
         return value
 
     def _failure(self, ctx: CallContext, exc: Exception) -> ProcedureError:
+        # The core instance's own rules: output flushed, out-of-memory told
+        # apart from other traps, a recorded error winning over its trap.
         self.poisoned = True
-        output = self.core.output
-        if output is not None:
-            output.end()  # flush: a runtime's last words tell an out-of-memory
-        oom = ctx.out_of_memory or (output is not None and output.out_of_memory)
-        return translate_trap(exc, self.limits, self.core.memory_size(), oom)
+        return self.core._failure(ctx, exc)
 
     def _export(self, fn: WitFunction) -> _Raw:
         raw = self._exports.get(fn.name)

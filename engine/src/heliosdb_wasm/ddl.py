@@ -524,27 +524,7 @@ class _Parser:
                 self.null_marks()
         elif self.accept("RETURNS"):
             self.fail("RETURNS needs a parameter list, e.g. f()")
-        self.expect("AS", "WASM")
-        abi = "singlestore"
-        if self.accept("ABI"):
-            word = self.ident("BASIC or CANONICAL").upper()
-            if word not in ("BASIC", "CANONICAL"):
-                self.i -= 1
-                self.fail("expected ABI BASIC or ABI CANONICAL")
-            abi = "basic" if word == "BASIC" else "singlestore"
-        limits: dict[str, Any] = {}
-        if self.accept("GROW", "TO"):
-            limits["memory_bytes"] = self.integer("a memory size in bytes")
-        self.expect("FROM")
-        wasm = self.source("the module")
-        if wasm[:4] != WASM_MAGIC:
-            raise DdlError(f"CREATE FUNCTION {name}: the module is not WebAssembly")
-        wit: str | None = None
-        if self.accept("WITH", "WIT", "FROM"):
-            try:
-                wit = self.source("the WIT").decode("utf-8")
-            except UnicodeDecodeError:
-                raise DdlError(f"CREATE FUNCTION {name}: the WIT is not UTF-8 text") from None
+        abi, limits, wasm, wit = self.as_wasm(f"CREATE FUNCTION {name}")
         export = self.string("the export name") if self.accept("USING", "EXPORT") else None
         self.end()
         if abi == "singlestore" and wit is None:
@@ -572,27 +552,7 @@ class _Parser:
         self.null_marks()
         self.expect("WITH", "STATE")
         state = None if self.accept("HANDLE") else self.type_name()
-        self.expect("AS", "WASM")
-        abi = "singlestore"
-        if self.accept("ABI"):
-            word = self.ident("BASIC or CANONICAL").upper()
-            if word not in ("BASIC", "CANONICAL"):
-                self.i -= 1
-                self.fail("expected ABI BASIC or ABI CANONICAL")
-            abi = "basic" if word == "BASIC" else "singlestore"
-        limits: dict[str, Any] = {}
-        if self.accept("GROW", "TO"):
-            limits["memory_bytes"] = self.integer("a memory size in bytes")
-        self.expect("FROM")
-        wasm = self.source("the module")
-        if wasm[:4] != WASM_MAGIC:
-            raise DdlError(f"CREATE AGGREGATE {name}: the module is not WebAssembly")
-        wit: str | None = None
-        if self.accept("WITH", "WIT", "FROM"):
-            try:
-                wit = self.source("the WIT").decode("utf-8")
-            except UnicodeDecodeError:
-                raise DdlError(f"CREATE AGGREGATE {name}: the WIT is not UTF-8 text") from None
+        abi, limits, wasm, wit = self.as_wasm(f"CREATE AGGREGATE {name}")
         roles: dict[str, str] = {}
         while (tok := self.peek()) is not None and tok.upper != "DEFINER":
             role = self.ident("a role (INITIALIZE, ITERATE, ...)").lower()
@@ -617,6 +577,33 @@ class _Parser:
         return CreateAggregate(
             name, tuple(params), returns, state, wasm, roles, replace, abi, wit, limits
         )
+
+    def as_wasm(self, what: str) -> tuple[str, dict[str, Any], bytes, str | None]:
+        """AS WASM [ABI BASIC|CANONICAL] [GROW TO n] FROM src [WITH WIT FROM src]:
+        the ABI, limits, module and WIT of SingleStore's CREATE FUNCTION and
+        CREATE AGGREGATE."""
+        self.expect("AS", "WASM")
+        abi = "singlestore"
+        if self.accept("ABI"):
+            word = self.ident("BASIC or CANONICAL").upper()
+            if word not in ("BASIC", "CANONICAL"):
+                self.i -= 1
+                self.fail("expected ABI BASIC or ABI CANONICAL")
+            abi = "basic" if word == "BASIC" else "singlestore"
+        limits: dict[str, Any] = {}
+        if self.accept("GROW", "TO"):
+            limits["memory_bytes"] = self.integer("a memory size in bytes")
+        self.expect("FROM")
+        wasm = self.source("the module")
+        if wasm[:4] != WASM_MAGIC:
+            raise DdlError(f"{what}: the module is not WebAssembly")
+        wit: str | None = None
+        if self.accept("WITH", "WIT", "FROM"):
+            try:
+                wit = self.source("the WIT").decode("utf-8")
+            except UnicodeDecodeError:
+                raise DdlError(f"{what}: the WIT is not UTF-8 text") from None
+        return abi, limits, wasm, wit
 
     def source(self, what: str) -> bytes:
         """BASE64 '...' or LOCAL INFILE 'path' (relative to the script, or

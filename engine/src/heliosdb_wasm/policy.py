@@ -250,6 +250,17 @@ _ALWAYS_DENIED = {
 Authorizer = Callable[[int, str | None, str | None, str | None, str | None], int]
 
 
+def _denier(denied: list[str]) -> Callable[[str], int]:
+    """SQLITE_DENY, noting what was denied: SQLite itself only says "not
+    authorized", and the error should name the missing grant."""
+
+    def deny(what: str) -> int:
+        denied.append(what)
+        return int(apsw.SQLITE_DENY)
+
+    return deny
+
+
 def make_authorizer(
     caps: Capabilities,
     *,
@@ -263,9 +274,7 @@ def make_authorizer(
     report which grant was missing (SQLite itself only says "not authorized").
     """
 
-    def deny(what: str) -> int:
-        denied.append(what)
-        return int(apsw.SQLITE_DENY)
+    deny = _denier(denied)
 
     def authorize(
         action: int,
@@ -322,9 +331,7 @@ def client_authorizer(denied: list[str]) -> Authorizer:
     trusted_schema) or load extensions. Everything else is the client's
     database to use; finer rules are the plugins' job."""
 
-    def deny(what: str) -> int:
-        denied.append(what)
-        return int(apsw.SQLITE_DENY)
+    deny = _denier(denied)
 
     def authorize(
         action: int,

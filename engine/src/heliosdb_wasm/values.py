@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,6 +156,31 @@ class Signature:
             called_on_null_input=bool(data.get("called_on_null_input")),
             nullable_params=frozenset(data.get("nullable_params", ())),
         )
+
+
+def fits(
+    declared: Signature, derived: Signature, compatible: Callable[[SqlType, SqlType], bool]
+) -> bool:
+    """Whether a declared SQL signature has the shape of the one an ABI
+    derived from the module's own types, type by type (``compatible``
+    allows the ABI's equivalences, such as JSON for TEXT)."""
+
+    def columns(a: Sequence[Column], b: Sequence[Column]) -> bool:
+        return len(a) == len(b) and all(
+            compatible(x.type, y.type) for x, y in zip(a, b, strict=True)
+        )
+
+    if not columns(declared.params, derived.params):
+        return False
+    if declared.table is not None or derived.table is not None:
+        return (
+            declared.table is not None
+            and derived.table is not None
+            and columns(declared.table, derived.table)
+        )
+    if declared.returns is None or derived.returns is None:
+        return declared.returns is derived.returns
+    return compatible(declared.returns, derived.returns)
 
 
 # --- argument and result coercion -------------------------------------------

@@ -10,29 +10,36 @@ import (
 	heliosdb "github.com/heliosdb/heliosdb-wasm/sdks/go"
 )
 
-// astCases is testdata/ast_cases.json, written by gen_ast_cases.py with
-// the engine's parser.
+// astCase is one case of sdks/plugin-ast-cases.json, shared with the Rust
+// SDK's tests and written by sdks/plugin-ast-cases.py with the engine's
+// parser: a statement, its tree and the engine's tables() of it, and for
+// add_predicate cases the arguments, the tree they must turn it into and
+// the count.
+type astCase struct {
+	SQL     string          `json:"sql"`
+	Tables  []string        `json:"tables"`
+	Table   string          `json:"table"`
+	Column  string          `json:"column"`
+	Value   json.RawMessage `json:"value"`
+	Count   int             `json:"count"`
+	WantSQL string          `json:"want_sql"`
+	AST     json.RawMessage `json:"ast"`
+	Want    json.RawMessage `json:"want"`
+}
+
+// astCases are the file's sections: statements for Tables only,
+// hand-written add_predicate cases (want is the tree the engine parses
+// want_sql into), and what the Python SDK's add_predicate, the reference
+// implementation, made of the statements of its tests.
 type astCases struct {
-	Tables []struct {
-		SQL    string          `json:"sql"`
-		AST    json.RawMessage `json:"ast"`
-		Tables []string        `json:"tables"`
-	} `json:"tables"`
-	AddPredicate []struct {
-		SQL     string          `json:"sql"`
-		Table   string          `json:"table"`
-		Column  string          `json:"column"`
-		Value   json.RawMessage `json:"value"`
-		Count   int             `json:"count"`
-		WantSQL string          `json:"want_sql"`
-		AST     json.RawMessage `json:"ast"`
-		Want    json.RawMessage `json:"want"`
-	} `json:"add_predicate"`
+	Tables       []astCase `json:"tables"`
+	AddPredicate []astCase `json:"add_predicate"`
+	Reference    []astCase `json:"reference"`
 }
 
 func loadCases(t *testing.T) astCases {
 	t.Helper()
-	data, err := os.ReadFile("testdata/ast_cases.json")
+	data, err := os.ReadFile("../../plugin-ast-cases.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,12 +60,42 @@ func mustParse(t *testing.T, text string) map[string]any {
 }
 
 func TestTablesMatchTheEngine(t *testing.T) {
-	for _, c := range loadCases(t).Tables {
-		got := Tables(mustParse(t, string(c.AST)))
-		if !reflect.DeepEqual(got, c.Tables) {
-			t.Errorf("%s:\n got  %q\n want %q", c.SQL, got, c.Tables)
+	cases := loadCases(t)
+	for _, section := range [][]astCase{cases.Tables, cases.AddPredicate, cases.Reference} {
+		for _, c := range section {
+			got := Tables(mustParse(t, string(c.AST)))
+			if !reflect.DeepEqual(got, c.Tables) {
+				t.Errorf("%s:\n got  %q\n want %q", c.SQL, got, c.Tables)
+			}
 		}
 	}
+}
+
+// checkAddPredicate runs AddPredicate on the case's tree and reports where
+// the count or the tree differ from the case's (from expected: the engine
+// or Python); it returns the rewritten tree as JSON.
+func checkAddPredicate(t *testing.T, c astCase, expected string) string {
+	t.Helper()
+	ast := mustParse(t, string(c.AST))
+	var value any
+	dec := json.NewDecoder(strings.NewReader(string(c.Value)))
+	dec.UseNumber()
+	if err := dec.Decode(&value); err != nil {
+		t.Fatal(err)
+	}
+	n := AddPredicate(ast, c.Table, c.Column, value)
+	if n != c.Count {
+		t.Errorf("%s (table %s): added %d predicates, %s %d", c.SQL, c.Table, n, expected, c.Count)
+	}
+	got, err := MarshalAST(ast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := mustParse(t, string(c.Want)); !reflect.DeepEqual(mustParse(t, got), want) {
+		wantText, _ := MarshalAST(want)
+		t.Errorf("%s (table %s):\n got  %s\n %s %s (%s)", c.SQL, c.Table, got, expected, wantText, c.WantSQL)
+	}
+	return got
 }
 
 // Every rewrite must be the very tree the engine parses the expected SQL
@@ -73,27 +110,7 @@ func TestAddPredicateMatchesTheEngine(t *testing.T) {
 	}
 	var outputs []output
 	for _, c := range loadCases(t).AddPredicate {
-		ast := mustParse(t, string(c.AST))
-		var value any
-		dec := json.NewDecoder(strings.NewReader(string(c.Value)))
-		dec.UseNumber()
-		if err := dec.Decode(&value); err != nil {
-			t.Fatal(err)
-		}
-		n := AddPredicate(ast, c.Table, c.Column, value)
-		if n != c.Count {
-			t.Errorf("%s: added %d predicates, want %d", c.SQL, n, c.Count)
-		}
-		got, err := MarshalAST(ast)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := mustParse(t, string(c.Want))
-		if !reflect.DeepEqual(mustParse(t, got), want) {
-			wantText, _ := MarshalAST(want)
-			t.Errorf("%s (table %s):\n got  %s\n want %s (%s)", c.SQL, c.Table, got, wantText, c.WantSQL)
-		}
-		outputs = append(outputs, output{c.SQL, c.WantSQL, got})
+		outputs = append(outputs, output{c.SQL, c.WantSQL, checkAddPredicate(t, c, "want")})
 	}
 	if path := os.Getenv("HELIOSDB_AST_OUT"); path != "" {
 		data, err := json.Marshal(outputs)
@@ -106,54 +123,15 @@ func TestAddPredicateMatchesTheEngine(t *testing.T) {
 	}
 }
 
-// referenceCase is one case of testdata/add_predicate_cases.json: what the
-// Python SDK's add_predicate, the reference implementation, made of a tree
-// the engine parsed (gen_ast_cases.py).
-type referenceCase struct {
-	SQL     string          `json:"sql"`
-	Table   string          `json:"table"`
-	Column  string          `json:"column"`
-	Value   json.RawMessage `json:"value"`
-	Count   int             `json:"count"`
-	WantSQL string          `json:"want_sql"`
-	AST     json.RawMessage `json:"ast"`
-	Want    json.RawMessage `json:"want"`
-}
-
 // AddPredicate does exactly what the Python SDK's add_predicate does: the
 // same tree, the same count.
 func TestAddPredicateMatchesPython(t *testing.T) {
-	data, err := os.ReadFile("testdata/add_predicate_cases.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cases []referenceCase
-	if err := json.Unmarshal(data, &cases); err != nil {
-		t.Fatal(err)
-	}
+	cases := loadCases(t).Reference
 	if len(cases) < 200 {
 		t.Fatalf("only %d reference cases", len(cases))
 	}
 	for _, c := range cases {
-		ast := mustParse(t, string(c.AST))
-		var value any
-		dec := json.NewDecoder(strings.NewReader(string(c.Value)))
-		dec.UseNumber()
-		if err := dec.Decode(&value); err != nil {
-			t.Fatal(err)
-		}
-		n := AddPredicate(ast, c.Table, c.Column, value)
-		if n != c.Count {
-			t.Errorf("%s (table %s): added %d predicates, Python %d", c.SQL, c.Table, n, c.Count)
-		}
-		got, err := MarshalAST(ast)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := mustParse(t, string(c.Want)); !reflect.DeepEqual(mustParse(t, got), want) {
-			wantText, _ := MarshalAST(want)
-			t.Errorf("%s (table %s):\n got    %s\n Python %s (%s)", c.SQL, c.Table, got, wantText, c.WantSQL)
-		}
+		checkAddPredicate(t, c, "Python")
 	}
 }
 

@@ -3,6 +3,7 @@ package plugin
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	heliosdb "github.com/heliosdb/heliosdb-wasm/sdks/go"
 )
@@ -158,77 +159,71 @@ const CodeVerdict = "PLUGIN_VERDICT"
 // HandlePreParse decodes a pre_parse request, calls hook and encodes its
 // verdict: the body of a pre_parse export.
 func HandlePreParse(request heliosdb.JSON, hook PreParseHook) (heliosdb.JSON, error) {
-	var req PreParseRequest
-	if err := decodeRequest("pre_parse", request, &req); err != nil {
-		return nil, err
-	}
-	v, err := hook(&req.Ctx, req.SQL)
-	if err != nil {
-		return nil, err
-	}
-	return encodeVerdict("pre-parse", len(request), v, ActionReject, ActionRewrite)
+	return handle(request, "pre_parse", func(req *PreParseRequest) (Verdict, error) {
+		return hook(&req.Ctx, req.SQL)
+	}, ActionReject, ActionRewrite)
 }
 
 // HandlePostParse decodes a post_parse request, parses its AST (ParseAST),
 // calls hook and encodes its verdict.
 func HandlePostParse(request heliosdb.JSON, hook PostParseHook) (heliosdb.JSON, error) {
-	var req PostParseRequest
-	if err := decodeRequest("post_parse", request, &req); err != nil {
-		return nil, err
-	}
-	ast, err := ParseAST(req.AST)
-	if err != nil {
-		return nil, badRequest("post_parse", err)
-	}
-	v, err := hook(&req.Ctx, ast)
-	if err != nil {
-		return nil, err
-	}
-	return encodeVerdict("post-parse", len(request), v, ActionReject, ActionRewrite)
+	return handle(request, "post_parse", func(req *PostParseRequest) (Verdict, error) {
+		ast, err := ParseAST(req.AST)
+		if err != nil {
+			return Verdict{}, badRequest("post_parse", err)
+		}
+		return hook(&req.Ctx, ast)
+	}, ActionReject, ActionRewrite)
 }
 
 // HandlePreExecution decodes a pre_execution request, calls hook and
 // encodes its verdict.
 func HandlePreExecution(request heliosdb.JSON, hook PreExecutionHook) (heliosdb.JSON, error) {
-	var req PreExecutionRequest
-	if err := decodeRequest("pre_execution", request, &req); err != nil {
-		return nil, err
-	}
-	v, err := hook(&req.Ctx, req.SQL, req.Params)
-	if err != nil {
-		return nil, err
-	}
-	return encodeVerdict("pre-execution", len(request), v, ActionReject)
+	return handle(request, "pre_execution", func(req *PreExecutionRequest) (Verdict, error) {
+		return hook(&req.Ctx, req.SQL, req.Params)
+	}, ActionReject)
 }
 
 // HandlePostExecution decodes a post_execution request, calls hook and
 // encodes its verdict. Replaced rows must have the result's columns.
 func HandlePostExecution(request heliosdb.JSON, hook PostExecutionHook) (heliosdb.JSON, error) {
-	var req PostExecutionRequest
-	if err := decodeRequest("post_execution", request, &req); err != nil {
-		return nil, err
-	}
-	v, err := hook(&req.Ctx, req.Columns, req.Rows)
-	if err != nil {
-		return nil, err
-	}
-	if v.Action.Kind == ActionReplaceRows {
+	return handle(request, "post_execution", func(req *PostExecutionRequest) (Verdict, error) {
+		v, err := hook(&req.Ctx, req.Columns, req.Rows)
+		if err != nil || v.Action.Kind != ActionReplaceRows {
+			return v, err
+		}
 		for i, row := range v.Action.Rows {
 			if len(row) != len(req.Columns) {
-				return nil, heliosdb.UserError(CodeVerdict, "post-execution: replaced row "+
+				return v, heliosdb.UserError(CodeVerdict, "post-execution: replaced row "+
 					strconv.Itoa(i)+" has "+strconv.Itoa(len(row))+" values, the result has "+
 					strconv.Itoa(len(req.Columns))+" columns")
 			}
 		}
-	}
-	return encodeVerdict("post-execution", len(request), v, ActionReject, ActionReplaceRows)
+		return v, nil
+	}, ActionReject, ActionReplaceRows)
 }
 
-func decodeRequest(hook string, request heliosdb.JSON, into json.Unmarshaler) error {
-	if err := into.UnmarshalJSON(request); err != nil {
-		return badRequest(hook, err)
+// hookRequest is a pointer to one of the four requests, which decodes itself.
+type hookRequest[R any] interface {
+	*R
+	json.Unmarshaler
+}
+
+// handle is the body of every Handle*: it decodes request (of the hook
+// named hook, e.g. pre_parse) into a fresh R, calls call on it and encodes
+// the verdict, which may be allow or one of allowed. An error of call is
+// returned as it is. (Generic rather than reflective, for TinyGo.)
+func handle[R any, P hookRequest[R]](request heliosdb.JSON, hook string,
+	call func(P) (Verdict, error), allowed ...ActionKind) (heliosdb.JSON, error) {
+	req := P(new(R))
+	if err := req.UnmarshalJSON(request); err != nil {
+		return nil, badRequest(hook, err)
 	}
-	return nil
+	v, err := call(req)
+	if err != nil {
+		return nil, err
+	}
+	return encodeVerdict(strings.ReplaceAll(hook, "_", "-"), len(request), v, allowed...)
 }
 
 // badRequest is invalid-argument (a reserved code, so the call fails with

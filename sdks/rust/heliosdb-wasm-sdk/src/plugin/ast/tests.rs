@@ -1,20 +1,38 @@
-//! The helpers against trees the engine produced (fixtures.json, written by
-//! make_fixtures.py): add_predicate must turn each input into exactly the
-//! tree (and give the count) the Python SDK's add_predicate, the reference
-//! implementation, does, which for the hand-written cases is also the tree
-//! the engine parses from the expected SQL; and tables() must give the
-//! engine's own answer.
+//! The helpers against trees the engine produced (sdks/plugin-ast-cases.json,
+//! shared with the Go SDK's tests and written by sdks/plugin-ast-cases.py):
+//! add_predicate must turn each input into exactly the tree (and give the
+//! count) the Python SDK's add_predicate, the reference implementation, does,
+//! which for the hand-written cases is also the tree the engine parses from
+//! the expected SQL; and tables() must give the engine's own answer.
 
 use super::*;
 use serde_json::json;
 
-fn fixtures() -> Vec<Value> {
-    serde_json::from_str(include_str!("fixtures.json")).expect("fixtures.json")
+/// The cases of the fixture file's sections (see plugin-ast-cases.py):
+/// `tables` (statements for tables() only), `add_predicate` (hand-written)
+/// and `reference` (the Python SDK's results).
+fn fixtures(sections: &[&str]) -> Vec<Value> {
+    let mut file: Value =
+        serde_json::from_str(include_str!("../../../../../plugin-ast-cases.json"))
+            .expect("plugin-ast-cases.json");
+    let mut cases = Vec::new();
+    for section in sections {
+        match file[*section].take() {
+            Value::Array(section) => cases.extend(section),
+            _ => panic!("plugin-ast-cases.json has no {section}"),
+        }
+    }
+    cases
+}
+
+/// The hand-written case called `name`.
+fn named(name: &str) -> Value {
+    fixtures(&["add_predicate"]).into_iter().find(|c| c["name"] == name).unwrap()
 }
 
 #[test]
 fn tables_match_the_engine() {
-    for case in fixtures() {
+    for case in fixtures(&["tables", "add_predicate", "reference"]) {
         let expected: Vec<String> = serde_json::from_value(case["tables"].clone()).unwrap();
         assert_eq!(tables(&case["ast"]), expected, "{}", case["sql"]);
     }
@@ -23,21 +41,18 @@ fn tables_match_the_engine() {
 #[test]
 fn add_predicate_gives_the_expected_tree() {
     let mut checked = 0;
-    for case in fixtures().into_iter().filter(|c| c.get("expected").is_some()) {
+    for case in fixtures(&["add_predicate", "reference"]) {
         let mut tree = case["ast"].clone();
         let table = case["table"].as_str().unwrap();
+        let name = format!("{} [{table}]", case["sql"].as_str().unwrap());
         let column = case["column"].as_str().unwrap();
         let added = match &case["value"] {
             Value::String(s) => add_predicate(&mut tree, table, column, s.as_str()),
             Value::Number(n) => add_predicate(&mut tree, table, column, n.as_i64().unwrap()),
             other => panic!("bad fixture value {other}"),
         };
-        assert_eq!(added, case["count"].as_u64().unwrap() as usize, "{}: count", case["name"]);
-        assert_eq!(
-            tree, case["expected"],
-            "{}:\n got      {}\n expected {}",
-            case["name"], tree, case["expected"]
-        );
+        assert_eq!(added, case["count"].as_u64().unwrap() as usize, "{name}: count");
+        assert_eq!(tree, case["want"], "{name}:\n got      {tree}\n expected {}", case["want"]);
         checked += 1;
     }
     assert!(checked >= 250, "{checked} cases");
@@ -47,7 +62,7 @@ fn add_predicate_gives_the_expected_tree() {
 fn add_predicate_is_idempotent_in_count_only() {
     // A second call adds again: the helper does not look for predicates it
     // added before, so a plugin calls it once per statement.
-    let mut tree = fixtures().into_iter().find(|c| c["name"] == "plain").unwrap()["ast"].clone();
+    let mut tree = named("plain")["ast"].clone();
     assert_eq!(add_predicate(&mut tree, "orders", "tenant_id", "a"), 1);
     assert_eq!(add_predicate(&mut tree, "orders", "tenant_id", "a"), 1);
     assert_eq!(tree["where"]["this"]["node"], "and");
@@ -71,7 +86,7 @@ fn int64_values_stay_exact() {
 
 #[test]
 fn node_tools() {
-    let case = fixtures().into_iter().find(|c| c["name"] == "left_join_on").unwrap();
+    let case = named("left_join_on");
     let tree = &case["ast"];
     assert_eq!(kind(tree), Some("select"));
     let joined = &tree["joins"][0]["this"];

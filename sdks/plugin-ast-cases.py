@@ -1,21 +1,30 @@
-"""Writes ast_cases.json, the AST fixtures of ast_test.go, with the engine's
-own parser, so the Go helpers are tested on exactly the trees plugins get.
+"""Writes plugin-ast-cases.json, the fixtures of the Go and Rust plugin SDKs'
+AST helpers (sdks/go/plugin/ast_test.go, sdks/rust/heliosdb-wasm-sdk/src/
+plugin/ast/tests.rs), with the engine's own parser, so the helpers are tested
+on exactly the trees plugins get.
 
-    python3 sdks/go/plugin/testdata/gen_ast_cases.py
+    python3 sdks/plugin-ast-cases.py
 
-(needs the engine installed: pip install -e engine). Each add_predicate case
-gives the statement, the arguments and the SQL the rewritten statement must
-parse back into; the generator stores both trees. tests/plugins/
-test_pii_masking_go.py checks that the stored trees are still what the engine
-parses, and that the trees Go produces render to the expected SQL.
+(needs the engine installed: pip install -e engine). Every case is a
+statement (sql), the engine's tree of it (ast) and the engine's sqlast.tables
+of it (tables), which Tables/tables() must reproduce, order included. The
+file has one case a line, in three sections:
 
-It also writes add_predicate_cases.json: the Python SDK's add_predicate
-(sdks/python/heliosdb_procedures/plugin.py, the reference implementation) run
-over the statements of its tests (tests/plugins/test_auth_rate_limit_python.py)
-and REFERENCE_EXTRA below, each case the input tree, the arguments, the tree
-Python turned it into and the count Python returned; AddPredicate must give
-the very same tree and count. The hand-written cases above are checked against
-Python's add_predicate too.
+* tables: statements for tables() only (TABLES below).
+* add_predicate: the hand-written cases (ADD_PREDICATE below): the
+  arguments, the SQL the rewritten statement must parse back into (want_sql),
+  that tree (want) and the count; some have a name, by which the Rust tests
+  find them. Each is checked against the Python SDK's add_predicate
+  (sdks/python/heliosdb_procedures/plugin.py, the reference implementation).
+* reference: that add_predicate run over the statements of its tests
+  (tests/plugins/test_auth_rate_limit_python.py) and REFERENCE_EXTRA below,
+  each case the arguments, the tree Python turned the input into (want), the
+  engine's rendering of it (want_sql) and the count Python returned.
+
+The Go AddPredicate and the Rust add_predicate must give the very same tree
+and count. tests/plugins/test_pii_masking_go.py checks that the stored trees
+are still what the engine parses, and that the trees Go produces render to
+the expected SQL.
 """
 
 # Tables of SQL read best one statement per line.
@@ -32,7 +41,8 @@ from typing import Any
 
 from heliosdb_wasm import sqlast
 
-ROOT = Path(__file__).resolve().parents[4]
+OUT = Path(__file__).with_name("plugin-ast-cases.json")
+ROOT = Path(__file__).resolve().parents[1]
 PYTHON_TESTS = ROOT / "tests" / "plugins" / "test_auth_rate_limit_python.py"
 # The Python SDK is a guest package, not installed on the host.
 sys.path.insert(0, str(ROOT / "sdks" / "python"))
@@ -59,6 +69,15 @@ TABLES = [
     "SELECT * FROM (a JOIN b ON a.id = b.id)",
     "UPDATE t SET x = 1 FROM a JOIN b ON a.id = b.id WHERE t.id = a.id",
     "SELECT * FROM 'Orders', [Items], `Lines`",
+    "SELECT * FROM b JOIN a ON a.x = b.x WHERE b.y IN (SELECT y FROM c)"
+    " AND EXISTS (SELECT 1 FROM b)",
+    "WITH x AS (SELECT * FROM Orders) SELECT * FROM x, INVOICES",
+    "SELECT * FROM orders WHERE id IN (WITH orders AS (SELECT 1 AS id) SELECT id FROM orders)",
+    "SELECT * FROM pragma_table_info('orders')",
+    "INSERT INTO main.t (a) SELECT a FROM s UNION ALL SELECT a FROM u",
+    "SELECT * FROM t INDEXED BY idx",
+    "DROP TABLE orders",
+    "CREATE INDEX i ON orders (tenant_id)",
 ]
 
 ADD_PREDICATE: list[dict[str, Any]] = [
@@ -253,12 +272,263 @@ ADD_PREDICATE: list[dict[str, Any]] = [
         "want_sql": "SELECT * FROM customers WHERE id = ?",
         "count": 0,
     },
+    {
+        "name": "plain",
+        "sql": "SELECT * FROM orders",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM orders WHERE orders.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "alias_and_or",
+        "sql": "SELECT * FROM orders AS o WHERE o.id = 1 OR o.id = 2",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM orders AS o WHERE (o.id = 1 OR o.id = 2) AND o.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "quoted_case_schema",
+        "sql": 'SELECT * FROM main."Orders"',
+        "table": "orders",
+        "value": "acme",
+        "want_sql": 'SELECT * FROM main."Orders" WHERE "Orders".tenant_id = \'acme\'',
+        "count": 1,
+    },
+    {
+        "name": "left_join_on",
+        "sql": "SELECT * FROM shared s LEFT JOIN orders o ON o.id = s.order_id",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM shared s LEFT JOIN orders o ON (o.id = s.order_id) AND o.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "comma_join",
+        "sql": "SELECT * FROM shared s, orders WHERE s.k = 1",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM shared s, orders WHERE (s.k = 1) AND orders.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "join_using",
+        "sql": "SELECT * FROM shared JOIN orders USING (id)",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM shared JOIN orders USING (id) WHERE orders.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "self_join",
+        "sql": "SELECT * FROM orders a JOIN orders b ON a.id = b.parent WHERE a.x = 1",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM orders a JOIN orders b ON (a.id = b.parent) AND b.tenant_id = 'acme' WHERE (a.x = 1) AND a.tenant_id = 'acme'",
+        "count": 2,
+    },
+    {
+        "name": "from_and_comma_join_both_into_where",
+        "sql": "SELECT * FROM orders, orders AS o2",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM orders, orders AS o2 WHERE orders.tenant_id = 'acme' AND o2.tenant_id = 'acme'",
+        "count": 2,
+    },
+    {
+        "name": "subqueries",
+        "sql": "SELECT (SELECT count(*) FROM orders) FROM shared WHERE id IN (SELECT id FROM orders) AND EXISTS (SELECT 1 FROM orders o WHERE o.id = shared.id)",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT (SELECT count(*) FROM orders WHERE orders.tenant_id = 'acme') FROM shared WHERE id IN (SELECT id FROM orders WHERE orders.tenant_id = 'acme') AND EXISTS (SELECT 1 FROM orders o WHERE (o.id = shared.id) AND o.tenant_id = 'acme')",
+        "count": 3,
+    },
+    {
+        "name": "from_subquery",
+        "sql": "SELECT * FROM (SELECT * FROM orders) AS sub",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM (SELECT * FROM orders WHERE orders.tenant_id = 'acme') AS sub",
+        "count": 1,
+    },
+    {
+        "name": "cte_and_union",
+        "sql": "WITH t AS (SELECT * FROM orders) SELECT * FROM t UNION SELECT * FROM orders",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "WITH t AS (SELECT * FROM orders WHERE orders.tenant_id = 'acme') SELECT * FROM t UNION SELECT * FROM orders WHERE orders.tenant_id = 'acme'",
+        "count": 2,
+    },
+    {
+        "name": "cte_shadowing_the_table",
+        "sql": "WITH orders AS (SELECT * FROM invoices) SELECT * FROM orders",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "WITH orders AS (SELECT * FROM invoices) SELECT * FROM orders WHERE orders.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "except",
+        "sql": "SELECT id FROM orders EXCEPT SELECT id FROM orders WHERE total > 5",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT id FROM orders WHERE orders.tenant_id = 'acme' EXCEPT SELECT id FROM orders WHERE (total > 5) AND orders.tenant_id = 'acme'",
+        "count": 2,
+    },
+    {
+        "name": "joined_subquery",
+        "sql": "SELECT * FROM shared LEFT JOIN (SELECT * FROM orders) AS o ON o.id = shared.id",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM shared LEFT JOIN (SELECT * FROM orders WHERE orders.tenant_id = 'acme') AS o ON o.id = shared.id",
+        "count": 1,
+    },
+    {
+        "name": "update",
+        "sql": "UPDATE orders SET total = 0 WHERE id = 1 OR id = 2",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "UPDATE orders SET total = 0 WHERE (id = 1 OR id = 2) AND orders.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "update_aliased_without_where",
+        "sql": "UPDATE orders AS o SET total = 0",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "UPDATE orders AS o SET total = 0 WHERE o.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "update_from",
+        "sql": "UPDATE shared SET total = orders.total FROM orders WHERE orders.id = shared.id",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "UPDATE shared SET total = orders.total FROM orders WHERE (orders.id = shared.id) AND orders.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "update_from_join",
+        "sql": "UPDATE shared SET x = 1 FROM invoices i JOIN orders o ON o.id = i.order_id LEFT JOIN orders o2 ON o2.id = 0, orders",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "UPDATE shared SET x = 1 FROM invoices i JOIN orders o ON (o.id = i.order_id) AND o.tenant_id = 'acme' LEFT JOIN orders o2 ON (o2.id = 0) AND o2.tenant_id = 'acme', orders WHERE orders.tenant_id = 'acme'",
+        "count": 3,
+    },
+    {
+        "name": "delete_subquery",
+        "sql": "DELETE FROM shared WHERE id IN (SELECT id FROM orders) OR id = 0",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "DELETE FROM shared WHERE id IN (SELECT id FROM orders WHERE orders.tenant_id = 'acme') OR id = 0",
+        "count": 1,
+    },
+    {
+        "name": "insert_target_untouched",
+        "sql": "INSERT INTO orders (id) VALUES (1)",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "INSERT INTO orders (id) VALUES (1)",
+        "count": 0,
+    },
+    {
+        "name": "insert_select",
+        "sql": "INSERT INTO shared SELECT * FROM orders",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "INSERT INTO shared SELECT * FROM orders WHERE orders.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "integer_value",
+        "sql": "SELECT * FROM Orders",
+        "table": "orders",
+        "column": "tenant_no",
+        "value": 42,
+        "want_sql": "SELECT * FROM Orders WHERE Orders.tenant_no = 42",
+        "count": 1,
+    },
+    {
+        "name": "negative_integer_value",
+        "sql": "DELETE FROM orders AS o WHERE o.x = 1",
+        "table": "orders",
+        "column": "tenant_no",
+        "value": -9223372036854775808,
+        "want_sql": "DELETE FROM orders AS o WHERE (o.x = 1) AND o.tenant_no = -9223372036854775808",
+        "count": 1,
+    },
+    {
+        "name": "quoted_column_and_escaped_string",
+        "sql": "SELECT * FROM orders",
+        "table": "ORDERS",
+        "column": "tenant id",
+        "value": "o'brien",
+        "want_sql": "SELECT * FROM orders WHERE orders.\"tenant id\" = 'o''brien'",
+        "count": 1,
+    },
+    {
+        "name": "no_reference",
+        "sql": "SELECT * FROM shared WHERE x IN (SELECT 1)",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM shared WHERE x IN (SELECT 1)",
+        "count": 0,
+    },
+    # The preserved side keeps rows its ON rejects: filtered in WHERE.
+    {
+        "name": "right_join_filters_in_where",
+        "sql": "SELECT * FROM shared s RIGHT JOIN orders o ON o.id = s.id",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM shared s RIGHT JOIN orders o ON o.id = s.id WHERE o.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "parenthesised_join",
+        "sql": "SELECT * FROM (orders JOIN shared ON orders.id = shared.id)",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM (orders JOIN shared ON orders.id = shared.id) WHERE orders.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "parenthesised_join_joined",
+        "sql": "SELECT * FROM shared LEFT JOIN (invoices JOIN orders ON orders.id = invoices.oid) ON 1",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM shared LEFT JOIN (invoices JOIN orders ON (orders.id = invoices.oid) AND orders.tenant_id = 'acme') ON 1",
+        "count": 1,
+    },
+    {
+        "name": "parenthesised_table_alias",
+        "sql": "SELECT * FROM ((orders) AS o JOIN shared ON 1)",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM ((orders) AS o JOIN shared ON 1) WHERE o.tenant_id = 'acme'",
+        "count": 1,
+    },
+    {
+        "name": "bare_table_in",
+        "sql": "SELECT * FROM shared WHERE id IN main.orders",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "SELECT * FROM shared WHERE id IN (SELECT * FROM main.orders WHERE orders.tenant_id = 'acme')",
+        "count": 1,
+    },
+    {
+        "name": "upsert",
+        "sql": "INSERT INTO orders (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET v = 2",
+        "table": "orders",
+        "value": "acme",
+        "want_sql": "INSERT INTO orders (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET v = 2 WHERE orders.tenant_id = 'acme'",
+        "count": 1,
+    },
 ]
 
 
 # Statements of the reference cases beyond the Python tests': (sql, table,
-# column, value). sdks/rust/heliosdb-wasm-sdk/src/plugin/ast/make_fixtures.py
-# has the same list.
+# column, value).
 REFERENCE_EXTRA: list[tuple[str, str, str, str | int]] = [
     ('SELECT * FROM "Order Items" AS oi', "order items", "tenant id", 42),
     ('SELECT * FROM "Order Items"', "Order Items", "t", "it's"),
@@ -444,21 +714,28 @@ def reference_calls() -> list[tuple[str, str, str, str | int]]:
     return calls
 
 
+def statement(sql: str) -> dict[str, Any]:
+    """A case's statement: its text, the engine's tables() and tree of it."""
+    parsed = sqlast.parse(sql)[0]
+    return {"sql": sql, "tables": sqlast.tables(parsed), "ast": json.loads(sqlast.dumps(parsed))}
+
+
 def reference_case(sql: str, table: str, column: str, value: str | int) -> dict[str, Any]:
     """One add_predicate call by the Python SDK: its input, result and count."""
-    ast = tree(sql)
-    want = copy.deepcopy(ast)
+    case = statement(sql)
+    want = copy.deepcopy(case["ast"])
     count = add_predicate(want, table, column, value)
     # The engine accepts the result node by node.
     rendered = sqlast.render(sqlast.loads(json.dumps(want)))
     return {
         "sql": sql,
+        "tables": case["tables"],
         "table": table,
         "column": column,
         "value": value,
         "count": count,
         "want_sql": rendered,
-        "ast": ast,
+        "ast": case["ast"],
         "want": want,
     }
 
@@ -479,13 +756,21 @@ def reference_cases() -> list[dict[str, Any]]:
     return cases
 
 
-def tree(sql: str) -> Any:
-    return json.loads(sqlast.dumps(sqlast.parse(sql)[0]))
-
-
 def checked(case: dict[str, Any]) -> dict[str, Any]:
     """A hand-written case, which must be what the Python SDK does."""
-    case = {"column": "tenant_id", **case, "ast": tree(case["sql"]), "want": tree(case["want_sql"])}
+    parsed = statement(case["sql"])
+    case = {
+        **({"name": case["name"]} if "name" in case else {}),
+        "sql": case["sql"],
+        "tables": parsed["tables"],
+        "table": case["table"],
+        "column": case.get("column", "tenant_id"),
+        "value": case["value"],
+        "count": case["count"],
+        "want_sql": case["want_sql"],
+        "ast": parsed["ast"],
+        "want": statement(case["want_sql"])["ast"],
+    }
     got = copy.deepcopy(case["ast"])
     count = add_predicate(got, case["table"], case["column"], case["value"])
     assert (count, got) == (case["count"], case["want"]), (
@@ -495,21 +780,22 @@ def checked(case: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    cases = {
-        "tables": [
-            {"sql": sql, "ast": tree(sql), "tables": sqlast.tables(sqlast.parse(sql)[0])}
-            for sql in TABLES
-        ],
+    sections = {
+        "tables": [statement(sql) for sql in TABLES],
         "add_predicate": [checked(case) for case in ADD_PREDICATE],
+        "reference": reference_cases(),
     }
-    out = Path(__file__).with_name("ast_cases.json")
-    out.write_text(json.dumps(cases, indent=1, ensure_ascii=False) + "\n")
-    reference = reference_cases()
-    out = Path(__file__).with_name("add_predicate_cases.json")
-    lines = ",\n".join(json.dumps(c, separators=(",", ":"), ensure_ascii=False) for c in reference)
-    out.write_text(f"[\n{lines}\n]\n")  # one case per line
+    text = ",\n".join(
+        f"{json.dumps(name)}: [\n"
+        + ",\n".join(json.dumps(c, separators=(",", ":"), ensure_ascii=False) for c in cases)
+        + "\n]"
+        for name, cases in sections.items()
+    )
+    OUT.write_text(f"{{\n{text}\n}}\n")  # one case per line
     print(
-        f"{len(cases['add_predicate'])} hand-written and {len(reference)} reference add_predicate cases"
+        f"wrote {OUT}: {len(sections['tables'])} tables() only,"
+        f" {len(sections['add_predicate'])} hand-written and"
+        f" {len(sections['reference'])} reference add_predicate cases"
     )
 
 

@@ -22,6 +22,7 @@ import heliosdb_wasm as h
 from conftest import BUILD, ROOT, TEST_LIMITS
 from heliosdb_wasm import sqlast
 from heliosdb_wasm.cli import main
+from heliosdb_wasm.plugins import value_to_json
 
 PROJECT = ROOT / "examples" / "plugins" / "pii_masking" / "go"
 SDK = ROOT / "sdks" / "go"
@@ -65,19 +66,8 @@ def db(plugin_wasm: Path) -> Iterator[h.Database]:
         yield database
 
 
-def wire(value: Any) -> Any:
-    """A Python/SQLite value in the JSON form of WIT types.value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return {"boolean": value}
-    if isinstance(value, int):
-        return {"integer": value}
-    if isinstance(value, float):
-        return {"real": value}
-    if isinstance(value, bytes):
-        return {"blob": list(value)}
-    return {"text": value}
+# A Python/SQLite value in the JSON form of WIT types.value, as the engine writes it.
+wire = value_to_json
 
 
 def request(

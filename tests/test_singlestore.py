@@ -331,6 +331,8 @@ def test_wasm_aggregates_with_a_handle_and_a_value_state(
         ("a", 3.0, 41),
         ("b", 15.0, 500),
     ]
+    with pytest.raises(h.InvalidArgument, match="is an aggregate"):
+        db.call("avg_h", 1.0)
     # No rows: INITIALIZE then TERMINATE, as SingleStore does.
     assert db.execute("SELECT avg_h(x), sum_sq(x) FROM t WHERE 0").rows == [(0.0, 0)]
     # Every group's handle was destroyed: the module's slots are all free.

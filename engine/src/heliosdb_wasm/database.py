@@ -188,7 +188,7 @@ class Database:
     def call(self, name: str, *args: Any) -> Any:
         """Call a procedure directly; table procedures return a list of tuples."""
         try:
-            return self._runner(name).call(args)
+            return self._callable(name).call(args)
         finally:
             self._flush_telemetry()
 
@@ -197,9 +197,17 @@ class Database:
         parameter); the results in row order. Numeric procedures run the
         whole batch natively (see Runner.call_batch)."""
         try:
-            return self._runner(name).call_batch(columns)
+            return self._callable(name).call_batch(columns)
         finally:
             self._flush_telemetry()
+
+    def _callable(self, name: str) -> Runner:
+        runner = self._runner(name)
+        if _aggregate_doc(runner.version) is not None:
+            raise InvalidArgument(
+                f"{name} is an aggregate: use it in SQL, e.g. SELECT {name}(x) FROM t"
+            ).located(runner.version.name, runner.version.version)
+        return runner
 
     # -- telemetry ---------------------------------------------------------------
 

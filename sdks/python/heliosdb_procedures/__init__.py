@@ -40,10 +40,10 @@ except ImportError:  # pragma: no cover - only inside the component
     Err = None
 
 __all__ = [
-    "AccessDenied",
-    "ConstraintViolation",
     "F32",
     "I32",
+    "AccessDenied",
+    "ConstraintViolation",
     "InvalidArgument",
     "Json",
     "LimitExceeded",
@@ -277,7 +277,9 @@ def fetch(
 
 
 def digest(algorithm: str, data: bytes) -> bytes:
-    """The host's digest of ``data`` (``sha256``, ``sha3-256``, ``blake2b``, ...); needs ``crypto``."""
+    """The host's digest of ``data`` (``sha256``, ``sha3-256``, ``blake2b``, ...).
+
+    Needs the ``crypto`` capability."""
     return bytes(_host_call("digest", algorithm, bytes(data)))
 
 

@@ -22,7 +22,8 @@ import sqlglot
 import sqlglot.errors
 from sqlglot import exp
 
-from .errors import InvalidArgument
+from . import ddl
+from .errors import DdlError, InvalidArgument
 
 DIALECT = "sqlite"
 KIND = "node"
@@ -168,51 +169,34 @@ def _numbered_placeholder(node: exp.Expression) -> exp.Expression:
 def _named_placeholders(sql: str) -> str:
     """``?``, ``?N`` and ``$N`` outside literals, identifiers and comments as
     ``:pN``, numbered as SQLite numbers them (a bare ``?`` is one more than
-    the largest number so far)."""
+    the largest number so far). ddl's tokenizer knows where those are."""
+    try:
+        tokens = ddl.tokenize(sql)
+    except DdlError as exc:
+        raise AstError(f"cannot parse the statement: {exc.message}") from None
     out: list[str] = []
-    i, n, largest = 0, len(sql), 0
-    while i < n:
-        c = sql[i]
-        if c in "'\"`[":
-            close = "]" if c == "[" else c
-            j = i + 1
-            while j < n:
-                if sql[j] == close:
-                    if close != "]" and j + 1 < n and sql[j + 1] == close:
-                        j += 2  # a doubled quote inside the literal
-                        continue
-                    break
-                j += 1
-            out.append(sql[i : j + 1])
-            i = j + 1
-        elif sql.startswith("--", i):
-            j = sql.find("\n", i)
-            j = n if j < 0 else j
-            out.append(sql[i:j])
-            i = j
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            out.append(sql[i:j])
-            i = j
-        elif c in "?$":
-            j = i + 1
-            while j < n and sql[j].isdigit():
-                j += 1
-            if j > i + 1:
-                number = int(sql[i + 1 : j])
-            elif c == "?":
-                number = largest + 1
-            else:
-                out.append(c)
-                i += 1
-                continue
-            largest = max(largest, number)
-            out.append(f":p{number}")
-            i = j
+    last, largest = 0, 0
+    for i, tok in enumerate(tokens):
+        if tok.text not in ("?", "$"):
+            continue
+        after = tokens[i + 1] if i + 1 < len(tokens) else None
+        numbered = (
+            after is not None
+            and after.kind == "number"
+            and after.pos == tok.pos + 1
+            and after.text.isdigit()
+        )
+        if numbered:
+            assert after is not None
+            number, end = int(after.text), after.pos + len(after.text)
+        elif tok.text == "?":
+            number, end = largest + 1, tok.pos + 1
         else:
-            out.append(c)
-            i += 1
+            continue
+        largest = max(largest, number)
+        out += [sql[last : tok.pos], f":p{number}"]
+        last = end
+    out.append(sql[last:])
     return "".join(out)
 
 

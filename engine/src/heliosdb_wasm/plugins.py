@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import wasmtime.component as wc
 
 from . import sqlast
+from .abi_basic import BasicModule
 from .abi_component import ComponentInstance, ComponentModule, guest_error, split_result
 from .errors import (
     InvalidArgument,
@@ -385,9 +386,7 @@ def _value_from_json(doc: Any) -> SqlValue:
 def _verdict_from_component(raw: Any) -> Verdict:
     """A component hook's verdict record as a Verdict."""
     action = getattr(raw, "action", None)
-    pairs = getattr(raw, "set_session", None)
-    if pairs is None:
-        pairs = getattr(raw, "set-session", [])
+    pairs = getattr(raw, "set-session", [])  # wasmtime-py keeps the WIT's field names
     tag, payload = _variant(action)
     if tag == "reject":
         payload = (str(getattr(payload, "sqlstate", "")), str(getattr(payload, "message", "")))
@@ -495,8 +494,8 @@ class PluginVersion:
                 if entry is not None and entry[0] is not None and f"/{hook}@" in entry[0]:
                     found.add(hook)
             return found
-        exports = {e.name for e in self.module.module.exports}  # type: ignore[attr-defined]
-        return {h for h in HOOKS if h.replace("-", "_") in exports}
+        assert isinstance(self.module, BasicModule)
+        return {h for h in HOOKS if h.replace("-", "_") in self.module.exports}
 
     def __repr__(self) -> str:
         return f"<plugin {self.name} v{self.version}>"
@@ -555,9 +554,9 @@ class PluginVersion:
         lowered: list[Any] = [record]
         for key, value in args.items():
             if key == "params":
-                value = [_from_json_value(v) for v in value]
+                value = [_value_from_json(v) for v in value]
             elif key == "rows":
-                value = [[_from_json_value(v) for v in row] for row in value]
+                value = [[_value_from_json(v) for v in row] for row in value]
             lowered.append(value)
         raw = instance.call_lowered(cctx, export, lowered)
         _, _, fty = instance.module.functions[export]
@@ -578,10 +577,6 @@ class PluginVersion:
         with self._lock:
             if len(self._idle) < self.limits.pool_size:
                 self._idle.append(instance)
-
-
-def _from_json_value(doc: Any) -> SqlValue:
-    return _value_from_json(doc)
 
 
 # --- metrics -------------------------------------------------------------------

@@ -291,10 +291,8 @@ class Database:
         if params:
             raise InvalidArgument("procedure DDL takes no bound parameters")
         with self._lock:
-            if isinstance(stmt, ddl.CreateProcedure):
-                self._create(stmt)
-            elif isinstance(stmt, ddl.CreateAggregate):
-                self._create_aggregate(stmt)
+            if isinstance(stmt, ddl.CreateProcedure | ddl.CreateAggregate):
+                self._commit([self._prepare_any(stmt)])
             elif isinstance(stmt, ddl.AlterVersion):
                 self._alter_version(stmt)
             elif isinstance(stmt, ddl.UseVersion):
@@ -366,12 +364,35 @@ class Database:
                 for name, version, spec, wasm in self.registry.plugin_rows()
             ]
 
-    def _create_aggregate(self, stmt: ddl.CreateAggregate) -> None:
-        prepared = self._prepare_aggregate(stmt)
+    def _prepare_any(
+        self, stmt: ddl.CreateProcedure | ddl.CreateAggregate
+    ) -> _Prepared | _PreparedAggregate:
+        if isinstance(stmt, ddl.CreateAggregate):
+            return self._prepare_aggregate(stmt)
+        return self._prepare(stmt)
+
+    def _commit(
+        self,
+        prepared: Sequence[_Prepared | _PreparedAggregate],
+        extension: dict[str, Any] | None = None,
+    ) -> None:
+        """Writes checked creations in one savepoint, with the extension row
+        that owns them if any, then binds each: all of them or none."""
         with self._savepoint():
-            self._store_aggregate(prepared)
-        self._rebind(stmt.name)
-        self._seed(stmt.name, prepared.module, prepared.instance)
+            created = [
+                (
+                    p.stmt.name,
+                    self._store_aggregate(p)
+                    if isinstance(p, _PreparedAggregate)
+                    else self._store(p),
+                )
+                for p in prepared
+            ]
+            if extension is not None:
+                self.registry.add_extension(**extension, procedures=created)
+        for p in prepared:
+            self._rebind(p.stmt.name)
+            self._seed(p.stmt.name, p.module, p.instance)
 
     def _prepare_aggregate(self, stmt: ddl.CreateAggregate) -> _PreparedAggregate:
         """SingleStore's CREATE AGGREGATE ... AS WASM: every role's export is
@@ -412,13 +433,6 @@ class Database:
             module_sha256=p.digest,
             wit=p.stmt.wit,
         )
-
-    def _create(self, stmt: ddl.CreateProcedure) -> None:
-        prepared = self._prepare(stmt)
-        with self._savepoint():
-            self._store(prepared)
-        self._rebind(stmt.name)
-        self._seed(stmt.name, prepared.module, prepared.instance)
 
     def _prepare(self, stmt: ddl.CreateProcedure) -> _Prepared:
         """Everything CREATE PROCEDURE checks, before anything is written."""
@@ -487,19 +501,16 @@ class Database:
             raise archive.ArchiveError(f"the archive holds extension {manifest.name}, not {name}")
         with self._lock:
             prepared = [self._prepare(stmt) for stmt in self._install_statements(arc)]
-            with self._savepoint():
-                created = [(p.stmt.name, self._store(p)) for p in prepared]
-                self.registry.add_extension(
-                    name=manifest.name,
-                    version=manifest.version,
-                    manifest=arc.manifest_bytes.decode("utf-8"),
-                    archive_sha256=sha256_hex(arc.manifest_bytes),
-                    signed_by=public.hex() if public is not None else None,
-                    procedures=created,
-                )
-            for p in prepared:
-                self._rebind(p.stmt.name)
-                self._seed(p.stmt.name, p.module, p.instance)
+            self._commit(
+                prepared,
+                {
+                    "name": manifest.name,
+                    "version": manifest.version,
+                    "manifest": arc.manifest_bytes.decode("utf-8"),
+                    "archive_sha256": sha256_hex(arc.manifest_bytes),
+                    "signed_by": public.hex() if public is not None else None,
+                },
+            )
         return self.registry.extension_versions(manifest.name, manifest.version)[0]
 
     def _install_singlestore(self, arc: archive.SingleStoreArchive, name: str | None) -> Extension:
@@ -539,33 +550,17 @@ class Database:
             raise archive.ArchiveError(f"{script} creates no function")
         version = arc.sha256[:12]
         with self._lock:
-            prepared: list[_Prepared | _PreparedAggregate] = [
-                self._prepare_aggregate(replace(stmt, replace=True))
-                if isinstance(stmt, ddl.CreateAggregate)
-                else self._prepare(replace(stmt, replace=True))
-                for stmt in statements
-            ]
-            with self._savepoint():
-                created = [
-                    (
-                        p.stmt.name,
-                        self._store_aggregate(p)
-                        if isinstance(p, _PreparedAggregate)
-                        else self._store(p),
-                    )
-                    for p in prepared
-                ]
-                self.registry.add_extension(
-                    name=arc.name,
-                    version=version,
-                    manifest=arc.script,
-                    archive_sha256=arc.sha256,
-                    signed_by=None,
-                    procedures=created,
-                )
-            for p in prepared:
-                self._rebind(p.stmt.name)
-                self._seed(p.stmt.name, p.module, p.instance)
+            prepared = [self._prepare_any(replace(stmt, replace=True)) for stmt in statements]
+            self._commit(
+                prepared,
+                {
+                    "name": arc.name,
+                    "version": version,
+                    "manifest": arc.script,
+                    "archive_sha256": arc.sha256,
+                    "signed_by": None,
+                },
+            )
         return self.registry.extension_versions(arc.name, version)[0]
 
     def _install_statements(self, arc: archive.Archive) -> list[ddl.CreateProcedure]:
@@ -769,12 +764,13 @@ class Database:
         sig = version.signature
         aggregate = _aggregate_doc(version)
         if aggregate is not None:
+            # Derived once, at the first group: a new version is a new binding.
             roles: dict[str, tuple[str, Signature]] | None = None
 
             def group() -> tuple[Any, Callable[..., None], Callable[..., Any]]:
                 nonlocal roles
                 runner = self._runner(name)
-                if roles is None or runner.version != version:
+                if roles is None:
                     roles = _aggregate_roles(runner.module, aggregate, version.signature)
                 agg = runner.aggregate(roles)
                 return (

@@ -455,3 +455,23 @@ def test_plugins_created_with_sql_are_stored_listed_and_followed_by_the_server(
                 client.execute("DROP PLUGIN gate")
     finally:
         pipeline.close()
+
+
+def test_plugin_log_lines_are_json_with_the_plugin_fields() -> None:
+    import logging
+
+    from heliosdb_wasm.plugins import JsonLogFormatter
+
+    record = logging.LogRecord(
+        "heliosdb_wasm.plugins", logging.WARNING, __file__, 1, "plugin rolled back", None, None
+    )
+    record.plugin, record.version, record.query_id, record.event = "gate", 3, 41, "rollback"
+    doc = json.loads(JsonLogFormatter().format(record))
+    assert doc["level"] == "warning" and doc["message"] == "plugin rolled back"
+    assert (doc["plugin"], doc["version"], doc["query_id"], doc["event"]) == (
+        "gate",
+        3,
+        41,
+        "rollback",
+    )
+    assert "stage" not in doc and doc["time"].endswith("Z")

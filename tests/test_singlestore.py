@@ -408,3 +408,27 @@ def test_an_archive_with_an_aggregate(db: h.Database, udaf: tuple[str, str]) -> 
     assert db.execute("SELECT sq_init()").scalar() == 0
     db.execute("DROP EXTENSION stats")
     assert db.procedures() == []
+
+
+@pytest.mark.parametrize(
+    ("spelling", "expected"),
+    [
+        ("TIMESTAMP", "BIGINT"),
+        ("LONGTEXT", "TEXT"),
+        ("MEDIUMTEXT", "TEXT"),
+        ("CHAR", "TEXT"),
+        ("VARBINARY", "BLOB"),
+        ("LONGBLOB", "BLOB"),
+    ],
+)
+def test_singlestore_type_spellings(spelling: str, expected: str) -> None:
+    from heliosdb_wasm.values import parse_type
+
+    assert parse_type(spelling).value == expected
+
+
+def test_json_nested_too_deep_is_a_typed_error() -> None:
+    from heliosdb_wasm.values import check_json
+
+    with pytest.raises(h.InvalidArgument, match="nested too deeply"):
+        check_json("[" * 100_000 + "]" * 100_000, "argument j")

@@ -155,8 +155,8 @@ class DiskCache:
     with its size and CRC-32.
 
     The payload stays a plain wasmtime artifact so that wasmtime can map it
-    (``deserialize_file``) instead of Python reading and copying it: 40 MB of
-    compiled CPython load in ~3 ms that way instead of ~100. The checksum is
+    (``deserialize_file``) instead of Python reading and copying 40 MB of
+    compiled CPython (see the cold-start rows of ``nox -s bench``). The checksum is
     there to catch a truncated or damaged file (not tampering: the folder must
     be private to the user, because wasmtime trusts what it deserializes);
     such an entry is deleted and rebuilt. Both files are written to temporary

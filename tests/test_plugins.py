@@ -306,6 +306,71 @@ def test_manifest_reload_follows_the_file_and_keeps_plugins_on_a_bad_edit(
         pipeline.close()
 
 
+def _two_plugin_manifest(tmp_path: Path, first: str, second: str) -> Path:
+    manifest = tmp_path / "plugins.toml"
+    manifest.write_text(
+        "[pipeline]\nreload_interval = 60\n"
+        f'[[plugin]]\nname = "first"\nfile = "{first}"\n'
+        f'[[plugin]]\nname = "second"\nfile = "{second}"\n'
+    )
+    return manifest
+
+
+def test_a_manifest_caught_half_written_is_not_applied(tmp_path: Path, session: Session) -> None:
+    # write_text and most editors truncate, then write: read in between, the
+    # manifest is valid TOML with no plugins, and applying it would switch
+    # every plugin off (tenant isolation among them) until the next check.
+    (tmp_path / "one.wasm").write_bytes(scripted({"pre-parse": allow(v="one")}))
+    (tmp_path / "two.wasm").write_bytes(scripted({"pre-parse": allow(w="two")}))
+    manifest = _two_plugin_manifest(tmp_path, "one.wasm", "two.wasm")
+    text = manifest.read_text()
+    pipeline = Pipeline()
+    pipeline.watch(manifest)
+    try:
+        for round_ in range(3):
+            with manifest.open("r+") as f:
+                f.truncate(0)
+                f.flush()
+                checker = threading.Thread(target=pipeline.reload_if_changed)
+                checker.start()
+                checker.join(timeout=pipeline.settings.settle_time / 2)  # it saw the empty file
+                f.write(f"{text}# edit {round_}\n")
+            checker.join()
+            assert [p["name"] for p in pipeline.plugins()] == ["first", "second"]
+            session.variables.clear()
+            pipeline.run(session, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+            assert session.variables == {"v": "one", "w": "two"}
+    finally:
+        pipeline.close()
+
+
+def test_a_reload_with_one_bad_plugin_changes_none(tmp_path: Path, session: Session) -> None:
+    (tmp_path / "one.wasm").write_bytes(scripted({"pre-parse": allow(v="one")}))
+    (tmp_path / "two.wasm").write_bytes(scripted({"pre-parse": allow(v="two")}))
+    manifest = _two_plugin_manifest(tmp_path, "one.wasm", "one.wasm")
+    pipeline = Pipeline()
+    pipeline.watch(manifest)
+    try:
+        before = pipeline.plugins()
+        # The first plugin gets a new build, the second a file that is not
+        # WebAssembly (yet): neither changes, not even the first.
+        (tmp_path / "late.wasm").write_bytes(b"\0asm partial")
+        _two_plugin_manifest(tmp_path, "two.wasm", "late.wasm")
+        assert not pipeline.reload_if_changed()
+        assert pipeline.plugins() == before
+        pipeline.run(session, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+        assert session.variables == {"v": "one"}
+        # The file the manifest names is watched although it did not load:
+        # once it is complete, the whole manifest applies.
+        (tmp_path / "late.wasm").write_bytes(scripted({"pre-parse": allow(w="late")}))
+        assert pipeline.reload_if_changed()
+        session.variables.clear()
+        pipeline.run(session, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+        assert session.variables == {"v": "two", "w": "late"}
+    finally:
+        pipeline.close()
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

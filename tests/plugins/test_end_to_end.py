@@ -292,7 +292,8 @@ def test_a_plugin_is_replaced_under_load_with_no_failed_query(stack: Stack, tmp_
         stack.manifest.write_text(manifest(tmp_path, tenant_file=build))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if stack.pipeline.plugins()[1]["origin"] == str(build):
+            origins = {p["name"]: p["origin"] for p in stack.pipeline.plugins()}
+            if origins.get("tenant") == str(build):
                 break
             time.sleep(0.02)
         else:

@@ -119,6 +119,11 @@ class PipelineSettings:
     probation_calls: int = 200
     # How often the manifest and plugin files are checked for changes.
     reload_interval: float = 0.5
+    # How long a changed file must hold still before it is read. Most writers
+    # truncate and then write: a manifest caught in between reads as a valid,
+    # shorter (or empty) one, and applying it would drop plugins - tenant
+    # isolation among them - until the next check.
+    settle_time: float = 0.1
 
 
 _PLUGIN_KEYS = {
@@ -138,10 +143,10 @@ def read_manifest(path: Path) -> tuple[PipelineSettings, list[PluginSpec]]:
     """Parse plugins.toml; relative files are relative to it. Every error
     names the plugin and the key."""
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"{path}: {exc}") from None
     unknown = set(doc) - {"plugin", "pipeline"}
     if unknown:
@@ -165,6 +170,26 @@ def read_manifest(path: Path) -> tuple[PipelineSettings, list[PluginSpec]]:
     if dup:
         raise InvalidArgument(f"{path}: plugin name(s) used twice: {sorted(dup)}")
     return settings, specs
+
+
+def manifest_files(path: Path) -> list[str]:
+    """The plugin files a manifest names, resolved as read_manifest does;
+    nothing for a manifest that does not parse."""
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return []
+    files = []
+    plugins = doc.get("plugin", [])
+    for raw in plugins if isinstance(plugins, list) else []:
+        if not isinstance(raw, dict):
+            continue
+        candidate = raw.get("candidate")
+        named = [raw.get("file"), candidate.get("file") if isinstance(candidate, dict) else None]
+        for file in named:
+            if isinstance(file, str):
+                files.append(str((path.parent / file).resolve()))
+    return files
 
 
 def _spec(raw: Any, base: Path, where: str) -> PluginSpec:
@@ -732,43 +757,67 @@ class Pipeline:
 
     # -- configuration ------------------------------------------------------
 
-    def install(self, spec: PluginSpec) -> PluginVersion | None:
-        """Adds a plugin, or replaces its version if the spec changed (None if
-        nothing changed). Loading happens before anything is swapped: a spec
-        that fails to load leaves the pipeline as it was."""
+    def install(self, spec: PluginSpec) -> None:
+        """Adds a plugin, or replaces its version if the spec changed. Loading
+        happens before anything is swapped: a spec that fails to load leaves
+        the pipeline as it was."""
         with self._lock:
             slot = self._slots.get(spec.name)
-        if slot is not None and slot.spec.fingerprint == spec.fingerprint:
-            if slot.spec != spec:  # priority, enabled or A/B share only
-                self._swap(spec.name, _Slot(**{**slot.__dict__, "spec": spec}))
-                self._ensure_candidate(spec)
-            return None
-        version = self._load(spec, spec.wasm, spec.origin)
-        candidate = None
-        if spec.candidate is not None:
-            candidate = self._load(spec, spec.candidate, spec.candidate_origin or "candidate")
-        new = _Slot(spec=spec, current=version, candidate=candidate)
-        if slot is not None:
-            new.previous = slot.current
-            new.on_probation.add(version.version)
-            self.metrics.event(spec.name, "reload")
-            log.info(
-                "plugin reloaded",
-                extra={"plugin": spec.name, "version": version.version, "event": "reload"},
-            )
-        if candidate is not None:
-            new.on_probation.add(candidate.version)
-        self._swap(spec.name, new)
-        return version
+        new = self._prepare(spec, slot)
+        if new is not None:
+            self._commit({spec.name: new}, keep=None)
 
-    def _ensure_candidate(self, spec: PluginSpec) -> None:
+    def configure(self, specs: Sequence[PluginSpec]) -> None:
+        """Makes the pipeline exactly ``specs``: new ones added, changed ones
+        reloaded, missing ones removed - all in one swap, after every spec has
+        loaded, so a manifest with one bad plugin changes nothing."""
         with self._lock:
-            slot = self._slots.get(spec.name)
-        if slot is None or spec.candidate is None or slot.candidate is not None:
-            return
-        cand = self._load(spec, spec.candidate, spec.candidate_origin or "candidate")
-        slot.on_probation.add(cand.version)
-        self._swap(spec.name, _Slot(**{**slot.__dict__, "candidate": cand}))
+            slots = dict(self._slots)
+        prepared = {}
+        for spec in specs:
+            new = self._prepare(spec, slots.get(spec.name))
+            if new is not None:
+                prepared[spec.name] = new
+        self._commit(prepared, keep={s.name for s in specs})
+
+    def _prepare(self, spec: PluginSpec, slot: _Slot | None) -> _Slot | None:
+        """The slot that serves ``spec`` next, loaded but not live yet; None
+        if ``slot`` already serves it."""
+        if slot is not None and slot.spec.fingerprint == spec.fingerprint:
+            if slot.spec == spec and (spec.candidate is None or slot.candidate is not None):
+                return None
+            # Priority, enabled or the A/B share changed: the same versions serve.
+            new = _Slot(**{**slot.__dict__, "spec": spec, "on_probation": set(slot.on_probation)})
+        else:
+            new = _Slot(spec=spec, current=self._load(spec, spec.wasm, spec.origin))
+            if slot is not None:
+                new.previous = slot.current
+                new.on_probation.add(new.current.version)
+        if spec.candidate is not None and new.candidate is None:
+            origin = spec.candidate_origin or "candidate"
+            new.candidate = self._load(spec, spec.candidate, origin)
+            new.on_probation.add(new.candidate.version)
+        return new
+
+    def _commit(self, prepared: dict[str, _Slot], keep: set[str] | None) -> None:
+        """Swaps in ``prepared`` and, unless ``keep`` is None, drops every
+        plugin not named in it - one change under the lock."""
+        with self._lock:
+            reloaded = [
+                name
+                for name, new in prepared.items()
+                if name in self._slots and new.current is not self._slots[name].current
+            ]
+            self._slots.update(prepared)
+            if keep is not None:
+                for name in [n for n in self._slots if n not in keep]:
+                    del self._slots[name]
+            self._reorder()
+        for name in reloaded:
+            self.metrics.event(name, "reload")
+            version = prepared[name].current.version
+            extra = {"plugin": name, "version": version, "event": "reload"}
+            log.info("plugin reloaded", extra=extra)
 
     def _load(self, spec: PluginSpec, wasm: bytes, origin: str) -> PluginVersion:
         try:
@@ -786,26 +835,10 @@ class Pipeline:
             del self._slots[name]
             self._reorder()
 
-    def _swap(self, name: str, slot: _Slot) -> None:
-        with self._lock:
-            self._slots[name] = slot
-            self._reorder()
-
     def _reorder(self) -> None:
         self._order = tuple(
             sorted(self._slots.values(), key=lambda s: (s.spec.priority, s.spec.name))
         )
-
-    def configure(self, specs: Sequence[PluginSpec]) -> None:
-        """Makes the pipeline exactly ``specs``: new ones added, changed ones
-        reloaded, missing ones removed. Every spec loads before any swap."""
-        for spec in specs:
-            self.install(spec)
-        wanted = {s.name for s in specs}
-        with self._lock:
-            for name in [n for n in self._slots if n not in wanted]:
-                del self._slots[name]
-            self._reorder()
 
     def plugins(self) -> list[dict[str, Any]]:
         """What SHOW PLUGINS lists."""
@@ -839,7 +872,7 @@ class Pipeline:
         self._manifest = manifest
         if database is not None:
             self._database = Database.open(database)
-        self.configure(self._read_sources())
+        self._apply(self._read_sources())
         self._seen = self._stamps()
         self._watch = threading.Thread(
             target=self._watch_loop, name="heliosdb-plugins", daemon=True
@@ -854,10 +887,11 @@ class Pipeline:
             self._database.close()
             self._database = None
 
-    def _read_sources(self) -> list[PluginSpec]:
+    def _read_sources(self) -> tuple[PipelineSettings, list[PluginSpec]]:
+        settings = self.settings
         specs: list[PluginSpec] = []
         if self._manifest is not None:
-            self.settings, specs = read_manifest(self._manifest)
+            settings, specs = read_manifest(self._manifest)
         if self._database is not None:
             names = {s.name for s in specs}
             for spec, _ in self._database.plugin_specs():
@@ -869,10 +903,20 @@ class Pipeline:
                     )
                     continue
                 specs.append(spec)
-        return specs
+        return settings, specs
+
+    def _apply(self, sources: tuple[PipelineSettings, list[PluginSpec]]) -> None:
+        settings, specs = sources
+        self.configure(specs)
+        self.settings = settings
 
     def _stamps(self) -> dict[str, object]:
-        paths = [str(self._manifest)] if self._manifest else []
+        paths = []
+        if self._manifest is not None:
+            paths.append(str(self._manifest))
+            # The files the manifest names, loaded or not: a reload that failed
+            # on a half-copied plugin file is retried once the file changes.
+            paths.extend(manifest_files(self._manifest))
         for slot in self._order:
             paths.append(slot.spec.origin)
             if slot.spec.candidate_origin:
@@ -892,20 +936,46 @@ class Pipeline:
 
     def _watch_loop(self) -> None:
         while not self._stop.wait(self.settings.reload_interval):
-            self.reload_if_changed()
+            try:
+                self.reload_if_changed()
+            except Exception as exc:  # noqa: BLE001 - the watcher must outlive a bad check
+                # e.g. the database busy or gone for a moment: the next check retries.
+                log.error(
+                    "plugin reload check failed; the running plugins stay",
+                    extra={"event": "reload-failed", "error": f"{type(exc).__name__}: {exc}"},
+                )
 
     def reload_if_changed(self) -> bool:
         """Re-reads the sources if the manifest, a plugin file or the
         database's plugins changed; sources that fail to load are logged and
-        the running plugins stay."""
+        the running plugins stay. Only a state of the files that holds still
+        for ``settle_time``, and while it is read, is applied."""
         if self._manifest is None and self._database is None:
             return False
         stamps = self._stamps()
         if stamps == self._seen:
             return False
+        while True:
+            if self._stop.wait(self.settings.settle_time):
+                return False
+            settled = self._stamps()
+            if settled == stamps:
+                break
+            stamps = settled
+        try:
+            sources = self._read_sources()
+        except ProcedureError as exc:
+            self._seen = stamps
+            log.error(
+                "plugin manifest unreadable; the running plugins stay",
+                extra={"plugin": exc.procedure, "event": "reload-failed", "error": str(exc)},
+            )
+            return False
+        if self._stamps() != stamps:
+            return False  # written to while being read: the next check reads it again
         self._seen = stamps
         try:
-            self.configure(self._read_sources())
+            self._apply(sources)
         except ProcedureError as exc:
             log.error(
                 "plugin reload failed; the running plugins stay",

@@ -14,6 +14,7 @@ from typing import Any
 
 import wasmtime.component as wc
 
+from . import component_values as cv
 from .errors import (
     AbiError,
     ProcedureError,
@@ -93,16 +94,17 @@ class _Shape:
         self.name = name
         params: list[Column] = []
         nullable: set[int] = set()
-        self.param_types: list[wc.ValType] = []
+        # Each SQL argument's conversion to wasmtime-py's form, chosen once.
+        self.param_converters: list[Callable[[SqlValue], Any]] = []
         for i, (pname, pty) in enumerate(fty.params):
-            self.param_types.append(pty)
+            self.param_converters.append(_param_converter(pty))
             inner = pty
             if isinstance(pty, wc.OptionType):
                 nullable.add(i)
                 inner = pty.payload
             params.append(Column(sql_name(pname), _scalar(inner, f"{name}({pname})")))
         result = fty.result
-        self.result_type = result
+        self.split = result_splitter(result) if isinstance(result, wc.ResultType) else None
         self.fallible = isinstance(result, wc.ResultType)
         inner_result = result.ok if isinstance(result, wc.ResultType) else result
         returns: SqlType | None = None
@@ -150,7 +152,17 @@ class ComponentModule:
         ctype = self.component.type
         self.uses_wasi = False
         self.wasi_imports: list[str] = []
-        for name in ctype.imports(engine):
+        # (interface, function) -> codecs of the host functions it imports,
+        # planned once for every instance's linker.
+        self.host_codecs: dict[tuple[str, str], cv.Signature] = {}
+        for name, imported in ctype.imports(engine).items():
+            if name in (HOST_INTERFACE, PLUGIN_HOST_INTERFACE):
+                iface = imported.ty
+                assert isinstance(iface, wc.ComponentInstanceType)
+                for fname, fextern in iface.exports(engine).items():
+                    fty = fextern.ty
+                    if isinstance(fty, wc.FuncType) and (sig := cv.signature(fty)) is not None:
+                        self.host_codecs[(name, fname)] = sig
             if is_wasip2_interface(name):
                 # Deny-by-default WASI (see wasi.py), for language runtimes.
                 self.uses_wasi = True
@@ -175,6 +187,8 @@ class ComponentModule:
         if not self.functions:
             raise AbiError("the component exports no functions")
         self._shapes: dict[str, _Shape] = {}
+        self._codecs: dict[str, cv.Signature | None] = {}
+        self._splitters: dict[str, Callable[[Any], tuple[bool, Any]] | None] = {}
 
     def shape(self, export: str) -> _Shape:
         key = sql_name(export)
@@ -185,6 +199,22 @@ class ComponentModule:
                 raise AbiError(f"the component exports no function {export!r} (it has: {have})")
             self._shapes[key] = _Shape(found[1], found[2])
         return self._shapes[key]
+
+    def codecs(self, export: str) -> cv.Signature | None:
+        """The planned codecs of an export (any export, not only SQL-shaped ones)."""
+        key = sql_name(export)
+        if key not in self._codecs:
+            self._codecs[key] = cv.signature(self.functions[key][2])
+        return self._codecs[key]
+
+    def splitter(self, export: str) -> Callable[[Any], tuple[bool, Any]] | None:
+        """result_splitter of an export's result, if it is a result<T, E>."""
+        key = sql_name(export)
+        if key not in self._splitters:
+            result = self.functions[key][2].result
+            split = result_splitter(result) if isinstance(result, wc.ResultType) else None
+            self._splitters[key] = split
+        return self._splitters[key]
 
     def verify(self, limits: Limits, caps: Capabilities) -> None:
         """Components declare their ABI through their types; nothing to run."""
@@ -235,22 +265,31 @@ class ComponentInstance:
                 pass
             with root.add_instance(HOST_INTERFACE) as host:
                 for name, impl in self._host_functions().items():
-                    host.add_func(name, timed_host_function(impl, lambda: self.ctx))
+                    self._define(host, HOST_INTERFACE, name, impl)
             # The query-hook plugin world's imports (wit/plugin.wit); a
             # procedure that imports them gets an access-denied error from
             # count-in-window, as it runs outside the pipeline.
             with root.add_instance(PLUGIN_TYPES_INTERFACE):
                 pass
             with root.add_instance(PLUGIN_HOST_INTERFACE) as plugin_host:
-                plugin_host.add_func(
-                    "count-in-window",
-                    timed_host_function(self._count_in_window, lambda: self.ctx),
+                self._define(
+                    plugin_host, PLUGIN_HOST_INTERFACE, "count-in-window", self._count_in_window
                 )
         try:
             self.instance = linker.instantiate(self.store, module.component)
         except Exception as exc:  # noqa: BLE001 - start traps, limits
             raise translate_trap(exc, limits, None) from None
-        self._funcs: dict[str, wc.Func] = {}
+        self._funcs: dict[str, wc.Func | cv.GuestFunc] = {}
+
+    def _define(
+        self, instance: wc.LinkerInstance, iface: str, name: str, impl: Callable[..., Any]
+    ) -> None:
+        timed = timed_host_function(impl, lambda: self.ctx)
+        sig = self.module.host_codecs.get((iface, name))
+        if sig is None:  # not imported (or a type left to wasmtime-py)
+            instance.add_func(name, timed)
+        else:
+            cv.add_host_func(instance, name, timed, sig)
 
     def release(self) -> None:
         """Drop the store now (see wasi.py: stores with WASI are released at exit)."""
@@ -258,7 +297,7 @@ class ComponentInstance:
         self.__dict__.pop("instance", None)
         self.__dict__.pop("store", None)
 
-    def _func(self, export: str) -> wc.Func:
+    def _func(self, export: str) -> wc.Func | cv.GuestFunc:
         func = self._funcs.get(export)
         if func is None:
             iface, wit_name, _ = self.module.functions[sql_name(export)]
@@ -267,12 +306,13 @@ class ComponentInstance:
             found = self.instance.get_func(self.store, index) if index else None
             if found is None:
                 raise AbiError(f"cannot find export {wit_name}")
-            func = self._funcs[export] = found
+            codecs = self.module.codecs(export)
+            func = self._funcs[export] = found if codecs is None else cv.GuestFunc(found, codecs)
         return func
 
     def call(self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]) -> Any:
         shape = self.module.shape(export)
-        lowered = [_lower(t, a) for t, a in zip(shape.param_types, args, strict=True)]
+        lowered = [conv(a) for conv, a in zip(shape.param_converters, args, strict=True)]
         return convert_result(sig, self._lift(shape, self.call_lowered(ctx, export, lowered)))
 
     def call_lowered(self, ctx: CallContext, export: str, lowered: Sequence[Any]) -> Any:
@@ -317,8 +357,8 @@ class ComponentInstance:
         return self._context().count_in_window(key, window_ms)
 
     def _lift(self, shape: _Shape, result: Any) -> Any:
-        if isinstance(shape.result_type, wc.ResultType):
-            ok, payload = split_result(shape.result_type, result)
+        if shape.split is not None:
+            ok, payload = shape.split(result)
             if not ok:
                 raise guest_error(payload)
             result = payload
@@ -429,12 +469,24 @@ def _err(exc: ProcedureError) -> wc.Variant:
     return wc.Variant(case, exc.message)
 
 
-def split_result(ty: wc.ResultType, value: Any) -> tuple[bool, Any]:
+def result_splitter(ty: wc.ResultType) -> Callable[[Any], tuple[bool, Any]]:
+    """wasmtime-py's form of a result<T, E> value -> (is ok, payload); the
+    type is inspected once, here, not per value."""
     if _result_is_tagged(ty):
-        assert isinstance(value, wc.Variant)
-        return value.tag == "ok", value.payload
-    is_err = isinstance(value, tuple(_classes(ty.err))) and not (ty.err is None and value is None)
-    return not is_err, value
+
+        def tagged(value: Any) -> tuple[bool, Any]:
+            assert isinstance(value, wc.Variant)
+            return value.tag == "ok", value.payload
+
+        return tagged
+    err_classes = tuple(_classes(ty.err))
+    no_err = ty.err is None
+
+    def untagged(value: Any) -> tuple[bool, Any]:
+        is_err = isinstance(value, err_classes) and not (no_err and value is None)
+        return not is_err, value
+
+    return untagged
 
 
 def guest_error(payload: Any) -> ProcedureError:
@@ -448,15 +500,13 @@ def guest_error(payload: Any) -> ProcedureError:
     return UserError("error", str(payload))
 
 
-def _lower(ty: wc.ValType, value: SqlValue) -> Any:
+def _param_converter(ty: wc.ValType) -> Callable[[SqlValue], Any]:
     inner = _unwrap_option(ty)
-    if value is None:
-        return None
     if isinstance(inner, (wc.F32, wc.F64)):
-        return float(value)
+        return lambda v: None if v is None else float(v)
     if isinstance(inner, wc.Bool):
-        return bool(value)
-    return value
+        return lambda v: None if v is None else bool(v)
+    return lambda v: v
 
 
 # The WIT `value` variant: wasmtime-py lifts and lowers it untagged (its cases'

@@ -32,7 +32,7 @@ import wasmtime.component as wc
 
 from . import sqlast
 from .abi_basic import BasicModule
-from .abi_component import ComponentInstance, ComponentModule, guest_error, split_result
+from .abi_component import ComponentInstance, ComponentModule, guest_error
 from .errors import (
     InvalidArgument,
     PluginError,
@@ -584,10 +584,9 @@ class PluginVersion:
                 value = [[_value_from_json(v) for v in row] for row in value]
             lowered.append(value)
         raw = instance.call_lowered(cctx, export, lowered)
-        _, _, fty = instance.module.functions[export]
-        result_type = fty.result
-        if isinstance(result_type, wc.ResultType):
-            ok, raw = split_result(result_type, raw)
+        split = instance.module.splitter(export)
+        if split is not None:
+            ok, raw = split(raw)
             if not ok:
                 raise guest_error(raw)
         return _verdict_from_component(raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,25 @@ def test_components_with_other_imports_are_refused(
         create(db, "f", out.read_bytes())
     assert "wasi:http/outgoing-handler" in str(err.value)
     assert registry_snapshot(db) == before
+
+
+def test_a_process_exits_cleanly_with_live_component_instances(
+    math_component: bytes, tmp_path: Path
+) -> None:
+    # wasmtime drops the host functions of stores still alive at exit while
+    # the interpreter tears modules down: the callbacks must still be there.
+    wasm = tmp_path / "math.wasm"
+    wasm.write_bytes(math_component)
+    script = f"""
+import heliosdb_wasm as h
+db = h.Database.open(":memory:")
+db.execute("CREATE PROCEDURE stamp LANGUAGE wasm AS $wasm$file://{wasm}$wasm$")
+assert db.execute("SELECT stamp() > 0").scalar() == 1
+runner = db._runner("stamp")
+instances = [runner._acquire()[0] for _ in range(8)]
+print("done")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert (out.returncode, out.stdout.strip()) == (0, "done"), out.stderr[-2000:]

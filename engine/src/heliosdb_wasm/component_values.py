@@ -545,6 +545,13 @@ def _drop(key: Any, host: dict[int, Any] = _HOST) -> None:
 
 _finalize = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_drop)
 
+# wasmtime calls _finalize when it drops a store's host functions, which can
+# happen while the interpreter clears this module at exit; ctypes frees a
+# callback's machine code with its Python object, so both callbacks are kept
+# alive for the life of the process.
+for _callback in (_trampoline, _finalize):
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(_callback))
+
 
 def add_host_func(
     instance: wc.LinkerInstance, name: str, func: Callable[..., Any], sig: Signature

@@ -46,13 +46,22 @@ class Codec:
     """How one WIT type is lowered and lifted, and which Python classes stand
     for it (wasmtime-py's `add_classes`, which decides untagged variants)."""
 
-    __slots__ = ("classes", "lift", "lower", "u8")
+    __slots__ = ("classes", "lift", "lower", "owns", "u8")
 
-    def __init__(self, classes: frozenset[type], lower: Lower, lift: Lift, u8: bool = False):
+    def __init__(
+        self,
+        classes: frozenset[type],
+        lower: Lower,
+        lift: Lift,
+        *,
+        u8: bool = False,
+        owns: bool = True,
+    ) -> None:
         self.classes = classes
         self.lower = lower
         self.lift = lift
-        self.u8 = u8
+        self.u8 = u8  # list<u8> lowers and lifts as bytes
+        self.owns = owns  # its C value holds memory to delete
 
 
 def codec(ty: wc.ValType) -> Codec:
@@ -79,7 +88,7 @@ def _scalar(kind: Any, field: str, py: type, check: Callable[[Any], bool]) -> Ca
         def lift(c: Any) -> Any:
             return py(getattr(c.of, field))
 
-        return Codec(frozenset({py}), lower, lift, u8=field == "u8")
+        return Codec(frozenset({py}), lower, lift, u8=field == "u8", owns=False)
 
     return make
 
@@ -115,7 +124,7 @@ def _char(_ty: wc.ValType) -> Codec:
     def lift(c: Any) -> Any:
         return chr(c.of.character)
 
-    return Codec(frozenset({str}), lower, lift)
+    return Codec(frozenset({str}), lower, lift, owns=False)
 
 
 def _enum(_ty: wc.ValType) -> Codec:
@@ -470,13 +479,16 @@ class GuestFunc:
     """A component export called with planned codecs; called and
     post-returned like wasmtime.component.Func."""
 
-    __slots__ = ("_arity", "_func", "_lift", "_lowers")
+    __slots__ = ("_arity", "_func", "_lift", "_lowers", "_owned", "_result_owns")
 
     def __init__(self, func: wc.Func, sig: Signature) -> None:
         self._func = func
         self._lowers = [c.lower for c in sig.params]
         self._lift = None if sig.result is None else sig.result.lift
         self._arity = len(sig.params)
+        # Scalars hold no memory: only the others are deleted after a call.
+        self._owned = [i for i, c in enumerate(sig.params) if c.owns]
+        self._result_owns = sig.result is not None and sig.result.owns
 
     def __call__(self, store: Any, *params: Any) -> Any:
         n = self._arity
@@ -508,10 +520,12 @@ class GuestFunc:
             try:
                 return self._lift(result)
             finally:
-                ffi.wasmtime_component_val_delete(byref(result))
+                if self._result_owns:
+                    ffi.wasmtime_component_val_delete(byref(result))
         finally:
-            for i in range(lowered):
-                ffi.wasmtime_component_val_delete(byref(args[i]))
+            for i in self._owned:
+                if i < lowered:
+                    ffi.wasmtime_component_val_delete(byref(args[i]))
 
     def post_return(self, store: Any) -> None:
         self._func.post_return(store)

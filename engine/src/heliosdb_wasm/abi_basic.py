@@ -254,10 +254,13 @@ class BasicModule:
                     f"host import {name} has type {actual}, expected {_render(*expected)}"
                 )
             self.imports.append(name)
+        # Each access to wasmtime-py's exports or an export's type asks the C
+        # API again: read once (this is on the cold-start path).
+        exported = [(e.name, e.type) for e in self.module.exports]
         self.exports: dict[str, wasmtime.FuncType] = {
-            e.name: e.type for e in self.module.exports if isinstance(e.type, wasmtime.FuncType)
+            name: ty for name, ty in exported if isinstance(ty, wasmtime.FuncType)
         }
-        self.export_names = {e.name for e in self.module.exports}
+        self.export_names = {name for name, _ in exported}
         self.is_heliosdb = "heliosdb_abi_version" in self.exports
         # No imports at all: the guest cannot reach the database or WASI,
         # which lets numeric exports take the fast call path (fastcall.py).

@@ -97,19 +97,23 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int)
 
 
-def _string(_ty: wc.ValType) -> Codec:
-    code = ffi.WASMTIME_COMPONENT_STRING.value
+def _text(kind: Any, field: str) -> Callable[[wc.ValType], Codec]:
+    """string and enum: a UTF-8 name vector in ``field`` of the union."""
+    code = kind.value
 
-    def lower(store: Any, val: Any, dst: Any) -> None:
-        if not isinstance(val, str):
-            raise TypeError("expected string type")
-        dst.of.string = ffi.str_to_capi(val)
-        dst.kind = code
+    def make(_ty: wc.ValType) -> Codec:
+        def lower(store: Any, val: Any, dst: Any) -> None:
+            if not isinstance(val, str):
+                raise TypeError(f"expected str for {field}")
+            setattr(dst.of, field, ffi.str_to_capi(val))
+            dst.kind = code
 
-    def lift(c: Any) -> Any:
-        return ffi.to_str(c.of.string)
+        def lift(c: Any) -> Any:
+            return ffi.to_str(getattr(c.of, field))
 
-    return Codec(frozenset({str}), lower, lift)
+        return Codec(frozenset({str}), lower, lift)
+
+    return make
 
 
 def _char(_ty: wc.ValType) -> Codec:
@@ -125,21 +129,6 @@ def _char(_ty: wc.ValType) -> Codec:
         return chr(c.of.character)
 
     return Codec(frozenset({str}), lower, lift, owns=False)
-
-
-def _enum(_ty: wc.ValType) -> Codec:
-    code = ffi.WASMTIME_COMPONENT_ENUM.value
-
-    def lower(store: Any, val: Any, dst: Any) -> None:
-        if not isinstance(val, str):
-            raise TypeError("expected str type")
-        dst.of.enumeration = ffi.str_to_capi(val)
-        dst.kind = code
-
-    def lift(c: Any) -> Any:
-        return ffi.to_str(c.of.enumeration)
-
-    return Codec(frozenset({str}), lower, lift)
 
 
 def _flags(_ty: wc.ValType) -> Codec:
@@ -165,19 +154,38 @@ def _flags(_ty: wc.ValType) -> Codec:
 # --- sequences ----------------------------------------------------------------------
 
 
-def _fill(vec: Any, items: Sequence[Any], lower: Callable[[Any, Any], None]) -> None:
-    """Lowers ``items`` into a vector made with *_new_uninit, or - if one
-    fails - leaves its unfilled slots as plain bools for the vector's delete."""
+_VECTORS = {
+    "list": (
+        ffi.wasmtime_component_vallist_t,
+        ffi.wasmtime_component_vallist_new_uninit,
+        ffi.wasmtime_component_vallist_delete,
+    ),
+    "tuple": (
+        ffi.wasmtime_component_valtuple_t,
+        ffi.wasmtime_component_valtuple_new_uninit,
+        ffi.wasmtime_component_valtuple_delete,
+    ),
+}
+
+
+def _vector(kind: str, items: Sequence[Any], lower: Callable[[Any, Any], None]) -> Any:
+    """A vallist or valtuple of ``items`` lowered one by one. If one fails,
+    the unfilled slots become plain bools and the vector is deleted."""
+    make, new_uninit, delete = _VECTORS[kind]
+    raw = make()
+    new_uninit(raw, len(items))
     i = 0
     try:
         for i, item in enumerate(items):
-            lower(item, vec.data[i])
+            lower(item, raw.data[i])
     except BaseException:
         for j in range(i, len(items)):
-            slot = vec.data[j]
+            slot = raw.data[j]
             slot.kind = 0
             slot.of.boolean = False
+        delete(byref(raw))
         raise
+    return raw
 
 
 def _list(ty: wc.ListType) -> Codec:
@@ -198,7 +206,8 @@ def _list(ty: wc.ListType) -> Codec:
                 image = bytearray(n * _VAL_SIZE)
                 image[0::_VAL_SIZE] = u8 * n
                 image[_PAYLOAD::_VAL_SIZE] = val
-                ctypes.memmove(raw.data, bytes(image), len(image))
+                size = len(image)
+                ctypes.memmove(raw.data, (ctypes.c_char * size).from_buffer(image), size)
             dst.of.list = raw
             dst.kind = code
 
@@ -215,14 +224,7 @@ def _list(ty: wc.ListType) -> Codec:
     def lower(store: Any, val: Any, dst: Any) -> None:
         if not isinstance(val, list):
             raise TypeError("expected list value")
-        raw = ffi.wasmtime_component_vallist_t()
-        ffi.wasmtime_component_vallist_new_uninit(raw, len(val))
-        try:
-            _fill(raw, val, lambda v, slot: el_lower(store, v, slot))
-        except BaseException:
-            ffi.wasmtime_component_vallist_delete(byref(raw))
-            raise
-        dst.of.list = raw
+        dst.of.list = _vector("list", val, lambda v, slot: el_lower(store, v, slot))
         dst.kind = code
 
     def lift(c: Any) -> Any:
@@ -245,15 +247,8 @@ def _tuple(ty: wc.TupleType) -> Codec:
             raise TypeError("expected tuple type")
         if len(val) != n:
             raise TypeError("tuple length mismatch")
-        raw = ffi.wasmtime_component_valtuple_t()
-        ffi.wasmtime_component_valtuple_new_uninit(raw, n)
         pairs = list(zip(lowers, val, strict=True))
-        try:
-            _fill(raw, pairs, lambda p, slot: p[0](store, p[1], slot))
-        except BaseException:
-            ffi.wasmtime_component_valtuple_delete(byref(raw))
-            raise
-        dst.of.tuple = raw
+        dst.of.tuple = _vector("tuple", pairs, lambda p, slot: p[0](store, p[1], slot))
         dst.kind = code
 
     def lift(c: Any) -> Any:
@@ -443,8 +438,8 @@ _MAKERS: dict[type, Callable[[Any], Codec]] = {
     wc.F32: _scalar(ffi.WASMTIME_COMPONENT_F32, "f32", float, lambda v: isinstance(v, float)),
     wc.F64: _scalar(ffi.WASMTIME_COMPONENT_F64, "f64", float, lambda v: isinstance(v, float)),
     wc.Char: _char,
-    wc.String: _string,
-    wc.EnumType: _enum,
+    wc.String: _text(ffi.WASMTIME_COMPONENT_STRING, "string"),
+    wc.EnumType: _text(ffi.WASMTIME_COMPONENT_ENUM, "enumeration"),
     wc.FlagsType: _flags,
     wc.ListType: _list,
     wc.TupleType: _tuple,

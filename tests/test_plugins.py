@@ -306,10 +306,12 @@ def test_manifest_reload_follows_the_file_and_keeps_plugins_on_a_bad_edit(
         pipeline.close()
 
 
-def _two_plugin_manifest(tmp_path: Path, first: str, second: str) -> Path:
+def _two_plugin_manifest(
+    tmp_path: Path, first: str, second: str, settle_time: float = 0.1
+) -> Path:
     manifest = tmp_path / "plugins.toml"
     manifest.write_text(
-        "[pipeline]\nreload_interval = 60\n"
+        f"[pipeline]\nreload_interval = 60\nsettle_time = {settle_time}\n"
         f'[[plugin]]\nname = "first"\nfile = "{first}"\n'
         f'[[plugin]]\nname = "second"\nfile = "{second}"\n'
     )
@@ -322,7 +324,9 @@ def test_a_manifest_caught_half_written_is_not_applied(tmp_path: Path, session: 
     # every plugin off (tenant isolation among them) until the next check.
     (tmp_path / "one.wasm").write_bytes(scripted({"pre-parse": allow(v="one")}))
     (tmp_path / "two.wasm").write_bytes(scripted({"pre-parse": allow(w="two")}))
-    manifest = _two_plugin_manifest(tmp_path, "one.wasm", "two.wasm")
+    # A settle time long enough that a busy machine cannot stall this thread
+    # between the truncation and the write for as long.
+    manifest = _two_plugin_manifest(tmp_path, "one.wasm", "two.wasm", settle_time=0.5)
     text = manifest.read_text()
     pipeline = Pipeline()
     pipeline.watch(manifest)
@@ -333,7 +337,7 @@ def test_a_manifest_caught_half_written_is_not_applied(tmp_path: Path, session: 
                 f.flush()
                 checker = threading.Thread(target=pipeline.reload_if_changed)
                 checker.start()
-                checker.join(timeout=pipeline.settings.settle_time / 2)  # it saw the empty file
+                checker.join(timeout=0.05)  # it sees the empty file
                 f.write(f"{text}# edit {round_}\n")
             checker.join()
             assert [p["name"] for p in pipeline.plugins()] == ["first", "second"]

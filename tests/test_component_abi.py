@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
 
 import heliosdb_wasm as h
+from heliosdb_wasm import component_values as cv
 from conftest import b64, make_component, registry_snapshot
 
 
@@ -125,3 +128,24 @@ print("done")
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert (out.returncode, out.stdout.strip()) == (0, "done"), out.stderr[-2000:]
+
+
+def test_a_discarded_component_instance_is_freed(db: h.Database, math_component: bytes) -> None:
+    # Its store holds its host functions; were they to hold the instance,
+    # the cycle would run through wasmtime, where Python's collector cannot
+    # see it, and every instance discarded after a trap would stay in memory.
+    create(db, "stamp", math_component)
+    instance, _ = db._runner("stamp")._acquire()
+    ref = weakref.ref(instance)
+    del instance
+    gc.collect()
+    assert ref() is None
+    # And the pool's way: instances discarded after traps do not pile up.
+    with h.Database.open(":memory:", limits=h.Limits(fuel=10_000)) as spinning:
+        create(spinning, "spin", math_component)
+        before = len(cv._HOST)
+        for _ in range(20):
+            with pytest.raises(h.ResourceLimitExceeded):
+                spinning.execute("SELECT spin()")
+        gc.collect()
+        assert len(cv._HOST) == before

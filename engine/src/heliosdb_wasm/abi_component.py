@@ -241,6 +241,26 @@ class ComponentModule:
         return ComponentInstance(self, limits, caps)
 
 
+class _Current:
+    """The CallContext of the call in progress, for the host functions.
+
+    Host functions hold this, never the instance: the instance's store holds
+    its host functions, and a host function holding the instance would be a
+    cycle through wasmtime that Python cannot see, so no discarded instance
+    (and none of its memory) would ever be freed.
+    """
+
+    __slots__ = ("ctx",)
+
+    def __init__(self) -> None:
+        self.ctx: CallContext | None = None
+
+    def get(self) -> CallContext:
+        if self.ctx is None:
+            raise AbiError("host functions cannot be called while instantiating")
+        return self.ctx
+
+
 class ComponentInstance:
     """One instance of a component with its own store and linker."""
 
@@ -249,7 +269,7 @@ class ComponentInstance:
         self.limits = limits
         self.caps = caps
         self.store = module.runtime.store(limits)
-        self.ctx: CallContext | None = None
+        self.current = _Current()
         self.poisoned = False
         self.output: GuestOutput | None = None
         linker = wc.Linker(module.runtime.engine)
@@ -264,7 +284,7 @@ class ComponentInstance:
             with root.add_instance(TYPES_INTERFACE):
                 pass
             with root.add_instance(HOST_INTERFACE) as host:
-                for name, impl in self._host_functions().items():
+                for name, impl in _host_functions(self.current).items():
                     self._define(host, HOST_INTERFACE, name, impl)
             # The query-hook plugin world's imports (wit/plugin.wit); a
             # procedure that imports them gets an access-denied error from
@@ -272,9 +292,14 @@ class ComponentInstance:
             with root.add_instance(PLUGIN_TYPES_INTERFACE):
                 pass
             with root.add_instance(PLUGIN_HOST_INTERFACE) as plugin_host:
-                self._define(
-                    plugin_host, PLUGIN_HOST_INTERFACE, "count-in-window", self._count_in_window
-                )
+                current = self.current
+
+                def count_in_window(store: Any, key: str, window_ms: int) -> int:
+                    # A failure here cannot be returned (the WIT function is
+                    # infallible), so it ends the call with its typed error.
+                    return current.get().count_in_window(key, window_ms)
+
+                self._define(plugin_host, PLUGIN_HOST_INTERFACE, "count-in-window", count_in_window)
         try:
             self.instance = linker.instantiate(self.store, module.component)
         except Exception as exc:  # noqa: BLE001 - start traps, limits
@@ -284,7 +309,8 @@ class ComponentInstance:
     def _define(
         self, instance: wc.LinkerInstance, iface: str, name: str, impl: Callable[..., Any]
     ) -> None:
-        timed = timed_host_function(impl, lambda: self.ctx)
+        current = self.current
+        timed = timed_host_function(impl, lambda: current.ctx)
         sig = self.module.host_codecs.get((iface, name))
         if sig is None:  # not imported (or a type left to wasmtime-py)
             instance.add_func(name, timed)
@@ -351,10 +377,13 @@ class ComponentInstance:
             raise failure
         return result
 
-    def _count_in_window(self, store: Any, key: str, window_ms: int) -> int:
-        # A failure here cannot be returned (the WIT function is infallible),
-        # so it ends the call with its typed error.
-        return self._context().count_in_window(key, window_ms)
+    @property
+    def ctx(self) -> CallContext | None:
+        return self.current.ctx
+
+    @ctx.setter
+    def ctx(self, ctx: CallContext | None) -> None:
+        self.current.ctx = ctx
 
     def _lift(self, shape: _Shape, result: Any) -> Any:
         if shape.split is not None:
@@ -393,67 +422,66 @@ class ComponentInstance:
                             for fname, impl in funcs.items():
                                 inst.add_func(fname, impl)
 
-    # -- the host interface ------------------------------------------------
 
-    def _context(self) -> CallContext:
-        if self.ctx is None:
-            raise AbiError("host functions cannot be called while instantiating")
-        return self.ctx
+# -- the host interface ------------------------------------------------------
 
-    def _host_functions(self) -> dict[str, Callable[..., Any]]:
-        def fallible(op: Callable[..., Any]) -> Callable[..., Any]:
-            def run(store: Any, *args: Any) -> Any:
-                ctx = self._context()
-                try:
-                    return op(ctx, *args)
-                except AbiError:
+
+def _host_functions(current: _Current) -> dict[str, Callable[..., Any]]:
+    """The host interface, for the call ``current`` holds (see _Current)."""
+
+    def fallible(op: Callable[..., Any]) -> Callable[..., Any]:
+        def run(store: Any, *args: Any) -> Any:
+            ctx = current.get()
+            try:
+                return op(ctx, *args)
+            except AbiError:
+                raise
+            except ProcedureError as exc:
+                if is_fatal(exc):
                     raise
-                except ProcedureError as exc:
-                    if is_fatal(exc):
-                        raise
-                    return _err(exc)
+                return _err(exc)
 
-            return run
+        return run
 
-        def query(ctx: CallContext, sql: str, params: list[Any]) -> Any:
-            columns, rows = ctx.query(sql, [_from_value(p) for p in params])
-            record = wc.Record()
-            record.columns = columns
-            record.values = [list(row) for row in rows]
-            return record
+    def query(ctx: CallContext, sql: str, params: list[Any]) -> Any:
+        columns, rows = ctx.query(sql, [_from_value(p) for p in params])
+        record = wc.Record()
+        record.columns = columns
+        record.values = [list(row) for row in rows]
+        return record
 
-        def execute(ctx: CallContext, sql: str, params: list[Any]) -> int:
-            return ctx.execute(sql, [_from_value(p) for p in params])
+    def execute(ctx: CallContext, sql: str, params: list[Any]) -> int:
+        return ctx.execute(sql, [_from_value(p) for p in params])
 
-        def log(store: Any, level: Any, message: str) -> None:
-            name = level if isinstance(level, str) else LOG_LEVELS[2]
-            self._context().log(name, message)
+    def log(store: Any, level: Any, message: str) -> None:
+        name = level if isinstance(level, str) else LOG_LEVELS[2]
+        current.get().log(name, message)
 
-        def http_fetch(ctx: CallContext, request: Any) -> Any:
-            response = ctx.http_fetch(
-                request.method,
-                request.url,
-                [tuple(h) for h in request.headers],
-                bytes(request.body),
-            )
-            record = wc.Record()
-            record.status = response.status
-            record.headers = [tuple(h) for h in response.headers]
-            record.body = response.body
-            return record
+    def http_fetch(ctx: CallContext, request: Any) -> Any:
+        response = ctx.http_fetch(
+            request.method,
+            request.url,
+            [tuple(h) for h in request.headers],
+            bytes(request.body),
+        )
+        record = wc.Record()
+        record.status = response.status
+        record.headers = [tuple(h) for h in response.headers]
+        record.body = response.body
+        return record
 
-        return {
-            "query": fallible(query),
-            "http-fetch": fallible(http_fetch),
-            "digest": fallible(lambda ctx, alg, data: ctx.digest(alg, bytes(data))),
-            "hmac": fallible(lambda ctx, alg, key, data: ctx.hmac(alg, bytes(key), bytes(data))),
-            "execute": fallible(execute),
-            "log": log,
-            "begin-tx": fallible(lambda ctx: ctx.begin_tx()),
-            "commit-tx": fallible(lambda ctx: ctx.commit_tx()),
-            "rollback-tx": fallible(lambda ctx: ctx.rollback_tx()),
-            "now": lambda store: CallContext.now(),
-        }
+    return {
+        "query": fallible(query),
+        "http-fetch": fallible(http_fetch),
+        "digest": fallible(lambda ctx, alg, data: ctx.digest(alg, bytes(data))),
+        "hmac": fallible(lambda ctx, alg, key, data: ctx.hmac(alg, bytes(key), bytes(data))),
+        "execute": fallible(execute),
+        "log": log,
+        "begin-tx": fallible(lambda ctx: ctx.begin_tx()),
+        "commit-tx": fallible(lambda ctx: ctx.commit_tx()),
+        "rollback-tx": fallible(lambda ctx: ctx.rollback_tx()),
+        "now": lambda store: CallContext.now(),
+    }
 
 
 # The host functions return result<T, error>, whose ok and err never share a

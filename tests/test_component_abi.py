@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import heliosdb_wasm as h
-from heliosdb_wasm import component_values as cv
 from conftest import b64, make_component, registry_snapshot
+from heliosdb_wasm import component_values as cv
 
 
 @pytest.fixture(scope="module")

@@ -392,6 +392,12 @@ def test_a_reload_with_one_bad_plugin_changes_none(tmp_path: Path, session: Sess
             "twice",
         ),
         ("[pipeline]\nfast = true\n", "pipeline"),
+        ("[pipeline]\nreload_interval = 'soon'\n", "reload_interval must be a number"),
+        ("[pipeline]\nreload_interval = 0\n", "reload_interval must be at least"),
+        ("[pipeline]\nsettle_time = -1\n", "settle_time must be between"),
+        ("[pipeline]\nmax_error_rate = 1.5\n", "max_error_rate must be between"),
+        ("[pipeline]\nmin_calls = 2.5\n", "min_calls must be an integer"),
+        ("[pipeline]\nprobation_calls = true\n", "probation_calls must be an integer"),
         ("[[plugin]\n", "plugins.toml"),
     ],
 )
@@ -400,6 +406,13 @@ def test_bad_manifests_are_refused_with_the_reason(tmp_path: Path, text: str, me
     manifest = tmp_path / "plugins.toml"
     manifest.write_text(text)
     with pytest.raises(h.InvalidArgument, match=message):
+        read_manifest(manifest)
+
+
+def test_a_manifest_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    manifest = tmp_path / "plugins.toml"
+    manifest.write_bytes(b"[[plugin]]\nname = '\xff'\n")
+    with pytest.raises(h.InvalidArgument, match="invalid start byte"):
         read_manifest(manifest)
 
 

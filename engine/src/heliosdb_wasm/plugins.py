@@ -159,6 +159,7 @@ def read_manifest(path: Path) -> tuple[PipelineSettings, list[PluginSpec]]:
         settings = PipelineSettings(**raw_settings)
     except TypeError as exc:
         raise InvalidArgument(f"{path}: [pipeline]: {exc}") from None
+    _check_settings(settings, f"{path}: [pipeline]")
     plugins = doc.get("plugin", [])
     if not isinstance(plugins, list):
         raise InvalidArgument(f"{path}: plugin must be an array of tables ([[plugin]])")
@@ -170,6 +171,24 @@ def read_manifest(path: Path) -> tuple[PipelineSettings, list[PluginSpec]]:
     if dup:
         raise InvalidArgument(f"{path}: plugin name(s) used twice: {sorted(dup)}")
     return settings, specs
+
+
+def _check_settings(settings: PipelineSettings, where: str) -> None:
+    def number(name: str, low: float, high: float | None = None, whole: bool = False) -> None:
+        value = getattr(settings, name)
+        kinds = (int,) if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            kind = "an integer" if whole else "a number"
+            raise InvalidArgument(f"{where}: {name} must be {kind}, got {value!r}")
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise InvalidArgument(f"{where}: {name} must be {bounds}, got {value!r}")
+
+    number("max_error_rate", 0, 1)
+    number("min_calls", 0, whole=True)
+    number("probation_calls", 0, whole=True)
+    number("reload_interval", 0.01)
+    number("settle_time", 0, 60)
 
 
 def manifest_files(path: Path) -> list[str]:

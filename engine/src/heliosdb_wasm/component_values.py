@@ -299,20 +299,16 @@ def _record(ty: wc.RecordType) -> Codec:
 # --- variants -------------------------------------------------------------------------
 
 
-def _variant_like(cases: list[tuple[str, Codec | None]]) -> tuple[bool, Codec | None]:
+def _variant_like(cases: list[tuple[str, Codec | None]]) -> tuple[bool, frozenset[type]]:
     """Whether wasmtime-py represents the type as tagged Variants (two cases
-    share a Python class), and the classes of the untagged form."""
+    share a Python class), and the Python classes that stand for it."""
     seen: set[type] = set()
     for _, c in cases:
         case = {object} if c is None else set(c.classes)
         if case & seen:
-            return True, None
+            return True, frozenset({wc.Variant})
         seen |= case
-    return False, Codec(frozenset(seen), _unused, _unused)
-
-
-def _unused(*_: Any) -> Any:
-    raise AssertionError("placeholder codec")
+    return False, frozenset(seen)
 
 
 def _choose(
@@ -360,7 +356,7 @@ def _payload(c: Codec | None, ptr: Any, tag: str, tagged: bool) -> Any:
 
 def _variant(ty: wc.VariantType) -> Codec:
     cases = [(name, None if t is None else codec(t)) for name, t in ty.cases]
-    tagged, untagged = _variant_like(cases)
+    tagged, classes = _variant_like(cases)
     pick = _choose(cases, tagged)
     by_tag = {name: c for name, c in cases}
     code = ffi.WASMTIME_COMPONENT_VARIANT.value
@@ -377,13 +373,13 @@ def _variant(ty: wc.VariantType) -> Codec:
         tag = ffi.to_str(c.of.variant.discriminant)
         return _payload(by_tag[tag], c.of.variant.val, tag, tagged)
 
-    return Codec(untagged.classes if untagged else frozenset({wc.Variant}), lower, lift)
+    return Codec(classes, lower, lift)
 
 
 def _option(ty: wc.OptionType) -> Codec:
     some = codec(ty.payload)
     cases: list[tuple[str, Codec | None]] = [("none", None), ("some", some)]
-    tagged, untagged = _variant_like(cases)
+    tagged, classes = _variant_like(cases)
     pick = _choose(cases, tagged)
     code = ffi.WASMTIME_COMPONENT_OPTION.value
 
@@ -398,14 +394,14 @@ def _option(ty: wc.OptionType) -> Codec:
             return wc.Variant("none") if tagged else None
         return _payload(some, ptr, "some", tagged)
 
-    return Codec(untagged.classes if untagged else frozenset({wc.Variant}), lower, lift)
+    return Codec(classes, lower, lift)
 
 
 def _result(ty: wc.ResultType) -> Codec:
     ok = None if ty.ok is None else codec(ty.ok)
     err = None if ty.err is None else codec(ty.err)
     cases = [("ok", ok), ("err", err)]
-    tagged, untagged = _variant_like(cases)
+    tagged, classes = _variant_like(cases)
     pick = _choose(cases, tagged)
     code = ffi.WASMTIME_COMPONENT_RESULT.value
 
@@ -422,7 +418,7 @@ def _result(ty: wc.ResultType) -> Codec:
             return wc.Variant(tag) if tagged else None
         return _payload(case, res.val, tag, tagged)
 
-    return Codec(untagged.classes if untagged else frozenset({wc.Variant}), lower, lift)
+    return Codec(classes, lower, lift)
 
 
 _MAKERS: dict[type, Callable[[Any], Codec]] = {

@@ -49,37 +49,45 @@ type (
 // The requests are read by the scanner (see scanner.go for why);
 // members a later engine adds are skipped.
 
-// UnmarshalJSON reads a pre_parse request.
-func (r *PreParseRequest) UnmarshalJSON(data []byte) error {
-	*r = PreParseRequest{}
+// decodeRequest reads a request object: its "ctx" into ctx, every other
+// member through member, which reports whether it knew the key.
+func decodeRequest(data []byte, ctx *Context, member func(s *scanner, key string) bool) error {
 	return decode(data, func(s *scanner) {
 		s.object(func(key string) {
-			switch key {
-			case "ctx":
-				s.context(&r.Ctx)
-			case "sql":
-				r.SQL = s.str()
-			default:
+			if key == "ctx" {
+				s.context(ctx)
+			} else if !member(s, key) {
 				s.skip()
 			}
 		})
 	})
 }
 
+// UnmarshalJSON reads a pre_parse request.
+func (r *PreParseRequest) UnmarshalJSON(data []byte) error {
+	*r = PreParseRequest{}
+	return decodeRequest(data, &r.Ctx, func(s *scanner, key string) bool {
+		switch key {
+		case "sql":
+			r.SQL = s.str()
+		default:
+			return false
+		}
+		return true
+	})
+}
+
 // UnmarshalJSON reads a post_parse request.
 func (r *PostParseRequest) UnmarshalJSON(data []byte) error {
 	*r = PostParseRequest{}
-	return decode(data, func(s *scanner) {
-		s.object(func(key string) {
-			switch key {
-			case "ctx":
-				s.context(&r.Ctx)
-			case "ast":
-				r.AST = s.str()
-			default:
-				s.skip()
-			}
-		})
+	return decodeRequest(data, &r.Ctx, func(s *scanner, key string) bool {
+		switch key {
+		case "ast":
+			r.AST = s.str()
+		default:
+			return false
+		}
+		return true
 	})
 }
 
@@ -87,19 +95,16 @@ func (r *PostParseRequest) UnmarshalJSON(data []byte) error {
 // (integers exactly).
 func (r *PreExecutionRequest) UnmarshalJSON(data []byte) error {
 	*r = PreExecutionRequest{Params: []heliosdb.Value{}}
-	return decode(data, func(s *scanner) {
-		s.object(func(key string) {
-			switch key {
-			case "ctx":
-				s.context(&r.Ctx)
-			case "sql":
-				r.SQL = s.str()
-			case "params":
-				r.Params = s.values(0)
-			default:
-				s.skip()
-			}
-		})
+	return decodeRequest(data, &r.Ctx, func(s *scanner, key string) bool {
+		switch key {
+		case "sql":
+			r.SQL = s.str()
+		case "params":
+			r.Params = s.values(0)
+		default:
+			return false
+		}
+		return true
 	})
 }
 
@@ -120,19 +125,16 @@ func (r PreExecutionRequest) MarshalJSON() ([]byte, error) {
 // (integers exactly).
 func (r *PostExecutionRequest) UnmarshalJSON(data []byte) error {
 	*r = PostExecutionRequest{Columns: []string{}, Rows: [][]heliosdb.Value{}}
-	return decode(data, func(s *scanner) {
-		s.object(func(key string) {
-			switch key {
-			case "ctx":
-				s.context(&r.Ctx)
-			case "columns":
-				r.Columns = s.strings()
-			case "rows":
-				r.Rows = s.rows()
-			default:
-				s.skip()
-			}
-		})
+	return decodeRequest(data, &r.Ctx, func(s *scanner, key string) bool {
+		switch key {
+		case "columns":
+			r.Columns = s.strings()
+		case "rows":
+			r.Rows = s.rows()
+		default:
+			return false
+		}
+		return true
 	})
 }
 

@@ -90,6 +90,26 @@ typedef struct {
     PyObject *keepalive;  /* the store (and anything else to keep alive) */
 } CallerObject;
 
+/* A 32-bit value in a 64-bit slot, the upper half zeroed. */
+static inline void
+put_i32(val_raw_t *slot, int32_t x)
+{
+    slot->i64 = 0;
+    slot->i32 = x;
+}
+
+/* A double into an f64 or (rounded) f32 slot. */
+static inline void
+put_float(val_raw_t *slot, int kind, double d)
+{
+    if (kind == K_F64) {
+        slot->f64 = d;
+    } else {
+        slot->i64 = 0;
+        slot->f32 = (float)d;
+    }
+}
+
 /* One Python value into one slot; 0 or -1 with an exception set. */
 static inline int
 to_raw(PyObject *value, int kind, val_raw_t *slot)
@@ -107,25 +127,16 @@ to_raw(PyObject *value, int kind, val_raw_t *slot)
         unsigned long long x = PyLong_AsUnsignedLongLongMask(value);
         if (x == (unsigned long long)-1 && PyErr_Occurred())
             return -1;
-        slot->i64 = 0;
-        slot->i32 = (int32_t)(uint32_t)x;
+        put_i32(slot, (int32_t)(uint32_t)x);
         return 0;
     }
-    case K_F64: {
-        double d = PyFloat_CheckExact(value) ? PyFloat_AS_DOUBLE(value)
-                                             : PyFloat_AsDouble(value);
-        if (d == -1.0 && PyErr_Occurred())
-            return -1;
-        slot->f64 = d;
-        return 0;
-    }
+    case K_F64:
     case K_F32: {
         double d = PyFloat_CheckExact(value) ? PyFloat_AS_DOUBLE(value)
                                              : PyFloat_AsDouble(value);
         if (d == -1.0 && PyErr_Occurred())
             return -1;
-        slot->i64 = 0;
-        slot->f32 = (float)d;
+        put_float(slot, kind, d);
         return 0;
     }
     }
@@ -798,16 +809,14 @@ Scalar_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
             } else {
                 if (x < INT32_MIN || x > INT32_MAX)
                     goto slow_buf; /* out of range: coerce says so */
-                slot->i64 = 0;
-                slot->i32 = (int32_t)x;
+                put_i32(slot, (int32_t)x);
             }
             break;
         }
         case K_BOOL:
             if (!PyLong_CheckExact(v))
                 goto slow_buf;
-            slot->i64 = 0;
-            slot->i32 = PyObject_IsTrue(v);
+            put_i32(slot, PyObject_IsTrue(v));
             break;
         case K_F64:
         case K_F32: {
@@ -823,12 +832,7 @@ Scalar_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
             } else {
                 goto slow_buf;
             }
-            if (self->kinds[i] == K_F64) {
-                slot->f64 = d;
-            } else {
-                slot->i64 = 0;
-                slot->f32 = (float)d;
-            }
+            put_float(slot, self->kinds[i], d);
             break;
         }
         default:
@@ -1213,15 +1217,13 @@ scalar_xfunc(sqlite3_context *c, int argc, sqlite3_value **argv)
             sqlite3_int64 x = sqlite3_value_int64(v);
             if (x < INT32_MIN || x > INT32_MAX)
                 goto slow; /* out of range: coerce says so */
-            slot->i64 = 0;
-            slot->i32 = (int32_t)x;
+            put_i32(slot, (int32_t)x);
             break;
         }
         case K_BOOL:
             if (type != SQLITE_INTEGER)
                 goto slow;
-            slot->i64 = 0;
-            slot->i32 = sqlite3_value_int64(v) != 0;
+            put_i32(slot, sqlite3_value_int64(v) != 0);
             break;
         case K_F64:
         case K_F32: {
@@ -1232,12 +1234,7 @@ scalar_xfunc(sqlite3_context *c, int argc, sqlite3_value **argv)
                 d = (double)sqlite3_value_int64(v); /* float(int): round to nearest */
             else
                 goto slow;
-            if (self->kinds[i] == K_F64) {
-                slot->f64 = d;
-            } else {
-                slot->i64 = 0;
-                slot->f32 = (float)d;
-            }
+            put_float(slot, self->kinds[i], d);
             break;
         }
         default:

@@ -1462,9 +1462,7 @@ class _Connection:
             raw.append(None if length == -1 else body.take(length))
         result_formats = [body.int16() for _ in range(max(body.int16(), 0))]
         body.end()
-        statement = self.statements.get(statement_name)
-        if statement is None:
-            raise WireError("26000", f'prepared statement "{statement_name}" does not exist')
+        statement = self._prepared(statement_name)
         if portal_name and portal_name in self.portals:
             raise WireError("42P03", f'cursor "{portal_name}" already exists')
         nparams = len(statement.param_oids)
@@ -1513,9 +1511,7 @@ class _Connection:
         name = body.cstring()
         body.end()
         if what == b"S":
-            statement = self.statements.get(name)
-            if statement is None:
-                raise WireError("26000", f'prepared statement "{name}" does not exist')
+            statement = self._prepared(name)
             oids = [o or OID_TEXT for o in statement.param_oids]
             self._send(b"t", struct.pack(f"!h{len(oids)}I", len(oids), *oids))
             columns = self._statement_columns(statement)
@@ -1525,9 +1521,7 @@ class _Connection:
                 names = [c[0] for c in columns]
                 self._row_description(Result(names), [c[1] for c in columns], [0] * len(names))
         elif what == b"P":
-            portal = self.portals.get(name)
-            if portal is None:
-                raise WireError("34000", f'portal "{name}" does not exist')
+            portal = self._portal(name)
             if portal.statement.empty:
                 self._send(b"n")
                 return
@@ -1538,6 +1532,18 @@ class _Connection:
                 self._send(b"n")
         else:
             raise _ProtocolViolation(f"invalid DESCRIBE message subtype {what!r}")
+
+    def _prepared(self, name: str) -> _Statement:
+        statement = self.statements.get(name)
+        if statement is None:
+            raise WireError("26000", f'prepared statement "{name}" does not exist')
+        return statement
+
+    def _portal(self, name: str) -> _Portal:
+        portal = self.portals.get(name)
+        if portal is None:
+            raise WireError("34000", f'portal "{name}" does not exist')
+        return portal
 
     def _statement_columns(self, statement: _Statement) -> list[tuple[str, int]] | None:
         """A statement's columns without running it (None: it returns no rows).
@@ -1567,9 +1573,7 @@ class _Connection:
         name = body.cstring()
         max_rows = body.int32()
         body.end()
-        portal = self.portals.get(name)
-        if portal is None:
-            raise WireError("34000", f'portal "{name}" does not exist')
+        portal = self._portal(name)
         if portal.statement.empty:
             self._send(b"I")
             return

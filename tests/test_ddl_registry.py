@@ -8,7 +8,7 @@ import pytest
 
 import heliosdb_wasm as h
 from conftest import TEST_LIMITS, Register, b64, registry_snapshot, wasm_of
-from heliosdb_wasm import ddl
+from heliosdb_wasm import ddl, registry
 from heliosdb_wasm.runtime import Runtime
 
 ADD = "(a BIGINT, b BIGINT) RETURNS BIGINT"
@@ -194,7 +194,7 @@ def test_corrupt_module_bytes_are_detected(tmp_path: Path, monkeypatch: pytest.M
             f"CREATE PROCEDURE calc{ADD} LANGUAGE wasm USING EXPORT 'add_i64'"
             f" AS $wasm${b64(wasm_of('numeric'))}$wasm$"
         )
-        db.execute("UPDATE _heliosdb_modules SET wasm = wasm || x'00'")
+        db.conn.execute("UPDATE _heliosdb_modules SET wasm = wasm || x'00'")
     # A runtime with no compiled code for the module has to read its bytes.
     monkeypatch.setenv("HELIOSDB_WASM_CACHE", "off")
     fresh = Runtime()
@@ -237,12 +237,16 @@ def test_a_version_1_registry_is_migrated_in_place(tmp_path: Path) -> None:
             f"CREATE PROCEDURE calc{ADD} LANGUAGE wasm USING EXPORT 'add_i64'"
             f" AS $wasm${b64(wasm_of('numeric'))}$wasm$"
         )
-        # What an engine of schema version 1 left behind.
+        # What an engine of schema version 1 left behind: no WIT, no seals.
         db.conn.execute("ALTER TABLE _heliosdb_versions DROP COLUMN wit")
+        db.conn.execute("ALTER TABLE _heliosdb_versions DROP COLUMN seal")
+        db.conn.execute("ALTER TABLE _heliosdb_plugins DROP COLUMN seal")
         db.conn.execute("UPDATE _heliosdb_meta SET value = '1' WHERE key = 'schema_version'")
     with h.Database.open(path) as db:
         assert db.execute("SELECT calc(1, 2)").scalar() == 3
         meta = db.conn.execute("SELECT value FROM _heliosdb_meta WHERE key = 'schema_version'")
-        assert [tuple(r) for r in meta] == [("2",)]
+        assert [tuple(r) for r in meta] == [(str(registry.SCHEMA_VERSION),)]
         columns = {r[1] for r in db.conn.execute("PRAGMA table_info(_heliosdb_versions)")}
-        assert "wit" in columns
+        assert {"wit", "seal"} <= columns
+        # The rows found were sealed as they stood.
+        assert db.procedures()[0].capabilities == h.Capabilities()

@@ -8,15 +8,17 @@ bound as SQL functions (scalar procedures) or eponymous virtual tables
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import apsw
 import apsw.ext
@@ -25,7 +27,10 @@ from . import archive, ddl, fastcall, plugins, policy, telemetry
 from .errors import (
     AbiError,
     CapabilityDenied,
+    ConstraintViolation,
+    DatabaseBusy,
     InvalidArgument,
+    ProcedureError,
     RegistryError,
     ResourceLimitExceeded,
     SqlError,
@@ -40,6 +45,57 @@ from .values import Column, Signature, SqlType, SqlValue, to_sqlite
 
 _log = logging.getLogger("heliosdb_wasm")
 BUSY_TIMEOUT_MS = 5000
+# Procedure and plugin names: ASCII identifiers (SQLite folds only ASCII
+# case, so "É" and "é" would be one function to it and two to the registry)
+# no longer than PostgreSQL's NAMEDATALEN - 1.
+MAX_NAME_LENGTH = 63
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Statements SQLite refuses inside a transaction or that end one: they run
+# as they are, not inside the statement's savepoint.
+_TRANSACTION_CONTROL = frozenset(
+    {
+        "BEGIN",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "VACUUM",
+        "PRAGMA",
+        "ATTACH",
+        "DETACH",
+    }
+)
+
+_LEAD_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*([A-Za-z]+)", re.DOTALL)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _serialized(
+    method: Callable[Concatenate[Database, _P], _R],
+) -> Callable[Concatenate[Database, _P], _R]:
+    """One thread at a time on a Database (see Database._turn)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Database, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._turn():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def sql_error(exc: apsw.Error) -> ProcedureError:
+    """The typed error for what SQLite raised running the owner's or a
+    client's statement."""
+    if isinstance(exc, apsw.BusyError | apsw.LockedError):
+        return DatabaseBusy(
+            f"the database is locked by another connection ({exc}); nothing was committed: retry"
+        )
+    if isinstance(exc, apsw.ConstraintError):
+        return ConstraintViolation(str(exc))
+    return SqlError(str(exc))
 
 
 @dataclass
@@ -66,6 +122,12 @@ class Database:
 
     Use ``Database.open(path)`` (or ``heliosdb_wasm.open``), preferably as a
     context manager so the file is closed.
+
+    A Database may be shared by threads: its operations take turns (SQLite
+    runs one statement at a time on a connection anyway), and a transaction
+    a thread opens with BEGIN belongs to that thread until it ends — other
+    threads wait for it, up to the busy timeout, then get DatabaseBusy. For
+    concurrent transactions open one Database per thread.
     """
 
     def __init__(
@@ -75,12 +137,14 @@ class Database:
         limits: Limits | None = None,
         runtime: Runtime | None = None,
         base_dir: Path | None = None,
+        seal_key: bytes | None = None,
+        busy_timeout: float = BUSY_TIMEOUT_MS / 1000,
     ) -> None:
         self.conn = conn
         self.limits = limits or Limits()
         self.runtime = runtime or default_runtime()
         self.base_dir = base_dir
-        self.registry = Registry(conn)
+        self.registry = Registry(conn, seal_key)
         self.session = Session(conn, self._is_procedure)
         self._bound: dict[str, tuple[str, int]] = {}  # lower name -> (kind, nargs)
         self._runners: dict[str, Runner] = {}
@@ -89,13 +153,26 @@ class Database:
         self._allow_ddl = False
         # Scalars SQLite calls directly (fastcall.bind_sqlite), by name.
         self._scalars: dict[str, Callable[..., Any]] = {}
+        self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
+        # The thread whose transaction (BEGIN ...) is open, if any: others
+        # wait for it on _turn_over.
+        self._tx_thread: int | None = None
+        self._turn_over = threading.Condition(self._lock)
+        # Procedures whose registry rows cannot be used, by lower name.
+        self._damaged: dict[str, ProcedureError] = {}
         conn.execute("PRAGMA foreign_keys = ON")
-        with self._savepoint():
+        with self._atomic():
             self.registry.ensure_schema()
             self.conn.cursor().execute(telemetry.SCHEMA)
         for name in self.registry.names():
-            self._bind(self.registry.get(name))
+            # One bad row must not make the whole file unopenable.
+            try:
+                self._bind(self.registry.get(name))
+            except (ProcedureError, apsw.Error) as exc:
+                error = exc if isinstance(exc, ProcedureError) else sql_error(exc)
+                _log.warning("procedure %s is not available: %s", name, error)
+                self._damaged[name.lower()] = error
 
     @classmethod
     def open(
@@ -104,23 +181,101 @@ class Database:
         *,
         limits: Limits | None = None,
         runtime: Runtime | None = None,
+        wal: bool = True,
+        seal_key: bytes | None = None,
+        busy_timeout: float = BUSY_TIMEOUT_MS / 1000,
     ) -> Database:
-        """Open (creating if needed) a database file, or ``":memory:"``."""
+        """Open (creating if needed) a database file, or ``":memory:"``.
+
+        ``wal``: switch a file still in rollback-journal mode to WAL, so
+        readers in other processes never make a commit wait (the mode is
+        the file's, kept by every later opener). ``seal_key``: the key the
+        registry's rows are sealed with (docs/security.md); without it they
+        carry a plain SHA-256. ``busy_timeout``: seconds to wait for a lock
+        another connection (or another thread's transaction) holds before
+        failing with DatabaseBusy.
+        """
         try:
             conn = apsw.Connection(str(path))
             # Other connections (processes, threads) may hold the write lock
             # for a moment: wait for it rather than fail at once.
-            conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+            conn.set_busy_timeout(int(busy_timeout * 1000))
+            if wal and str(path) != ":memory:" and str(path):
+                mode = conn.execute("PRAGMA journal_mode").fetchall()[0][0]
+                if str(mode).lower() == "delete":
+                    conn.execute("PRAGMA journal_mode = WAL")
+            return cls(
+                conn, limits=limits, runtime=runtime, seal_key=seal_key, busy_timeout=busy_timeout
+            )
+        except apsw.BusyError as exc:
+            raise DatabaseBusy(f"cannot open database {path}: {exc}; retry") from None
         except apsw.Error as exc:
             raise SqlError(f"cannot open database {path}: {exc}") from None
-        return cls(conn, limits=limits, runtime=runtime)
 
+    @_serialized
     def close(self) -> None:
         self._flush_telemetry(force=True)
         self._runners.clear()
         for key in list(self._scalars):
             self._retire(key)
         self.conn.close()
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._turn_over:
+            if not self._turn_over.wait_for(
+                lambda: self._tx_thread in (None, me), self.busy_timeout
+            ):
+                raise DatabaseBusy(
+                    "another thread has a transaction open on this Database; "
+                    "use one Database per thread for concurrent transactions"
+                )
+            try:
+                yield
+            finally:
+                try:
+                    open_tx = not self.conn.getautocommit()
+                except apsw.Error:  # closed
+                    open_tx = False
+                if open_tx:
+                    self._tx_thread = me
+                elif self._tx_thread is not None:
+                    self._tx_thread = None
+                    self._turn_over.notify_all()
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """A statement, call or DDL change: all of it or none of it. Outside
+        a transaction of the user's it is one transaction, committed once;
+        a commit that finds the file busy is rolled back, never left open."""
+        outermost = self.conn.getautocommit()
+        name = self.session.savepoint_name("stmt")
+        cursor = self.conn.cursor()
+        try:
+            cursor.execute(f"SAVEPOINT {name}")
+        except apsw.Error as exc:
+            raise sql_error(exc) from None
+        try:
+            yield
+        except BaseException:
+            self._undo(name, outermost)
+            raise
+        try:
+            cursor.execute(f"RELEASE {name}")
+        except apsw.Error as exc:
+            self._undo(name, outermost)
+            raise sql_error(exc) from None
+
+    def _undo(self, savepoint: str, outermost: bool) -> None:
+        if self.conn.getautocommit():
+            return  # SQLite already rolled the transaction back
+        cursor = self.conn.cursor()
+        if outermost:
+            cursor.execute("ROLLBACK")
+        else:
+            cursor.execute(f"ROLLBACK TO {savepoint}")
+            cursor.execute(f"RELEASE {savepoint}")
 
     def __enter__(self) -> Database:
         return self
@@ -130,6 +285,7 @@ class Database:
 
     # -- SQL ---------------------------------------------------------------------
 
+    @_serialized
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
         """Run one statement or a script; return the rows of the last one."""
         statements = ddl.split_statements(sql)
@@ -138,7 +294,7 @@ class Database:
         result = Result()
         try:
             for statement in statements:
-                parsed = ddl.parse(statement, self.base_dir)
+                parsed = ddl.parse(statement, self.base_dir, self._client_loader())
                 if parsed is None:
                     result = self._sqlite(statement, params)
                 elif isinstance(parsed, ddl.PLUGIN_STATEMENTS):
@@ -158,23 +314,44 @@ class Database:
 
         before = self.conn.total_changes()
         denied: list[str] = []
-        if self._client:
-            self.session.policy = policy.client_authorizer(denied)
+        self.session.policy = (
+            policy.client_authorizer(denied, allow_ddl=self._allow_ddl)
+            if self._client
+            else policy.owner_authorizer(denied)
+        )
+        who = "clients" if self._client else "the SQL of Database.execute"
         try:
-            cursor = self.conn.cursor()
-            cursor.exec_trace = trace
-            cursor.execute(sql, tuple(to_sqlite(p) for p in params))
-            rows = [tuple(r) for r in cursor]
+            bindings = tuple(to_sqlite(p) for p in params)
+            with self._atomic() if _atomic_statement(sql) else _nothing():
+                cursor = self.conn.cursor()
+                cursor.exec_trace = trace
+                cursor.execute(sql, bindings)
+                rows = [tuple(r) for r in cursor]
         except apsw.AuthError as exc:
             if denied:
-                raise CapabilityDenied(f"clients may not use {denied[0]}") from None
+                raise CapabilityDenied(f"{who} may not use {denied[0]}") from None
             raise SqlError(str(exc)) from None
         except apsw.Error as exc:
-            raise SqlError(str(exc)) from None
+            raise sql_error(exc) from None
         finally:
-            if self._client:
-                self.session.policy = None
+            self.session.policy = None
         return Result(columns, rows, int(self.conn.total_changes() - before))
+
+    def _client_loader(self) -> ddl.BodyLoader | None:
+        """How a client's DDL may name a module: inline only. A client never
+        makes the server read one of its files (not even to be refused)."""
+        if not self._client:
+            return None
+
+        def load(text: str) -> bytes:
+            self._refuse_client_ddl("procedure DDL")
+            if text.startswith("file://"):
+                raise CapabilityDenied(
+                    "clients may not name server files; send the module inline (base64)"
+                )
+            return ddl.load_body(text, Path("/nonexistent"))
+
+        return load
 
     def serve_clients(self, *, allow_ddl: bool = False) -> None:
         """Marks this as a remote client's connection (the wire endpoint): its
@@ -185,23 +362,40 @@ class Database:
         self._client = True
         self._allow_ddl = allow_ddl
 
+    @_serialized
     def call(self, name: str, *args: Any) -> Any:
         """Call a procedure directly; table procedures return a list of tuples."""
         try:
-            return self._callable(name).call(args)
+            runner = self._callable(name)
+            with self._atomic() if self._may_write(runner) else _nothing():
+                return runner.call(args)
         finally:
             self._flush_telemetry()
 
+    @_serialized
     def call_batch(self, name: str, columns: Sequence[Sequence[Any]]) -> list[Any]:
         """Call a procedure once per row of ``columns`` (one sequence per
-        parameter); the results in row order. Numeric procedures run the
-        whole batch natively (see Runner.call_batch)."""
+        parameter); the results in row order, all calls' writes committed
+        together or none. Numeric procedures run the whole batch natively
+        (see Runner.call_batch)."""
         try:
-            return self._callable(name).call_batch(columns)
+            runner = self._callable(name)
+            with self._atomic() if self._may_write(runner) else _nothing():
+                return runner.call_batch(columns)
         finally:
             self._flush_telemetry()
 
+    @staticmethod
+    def _may_write(runner: Runner) -> bool:
+        """Whether a call may change the database: it writes, or it may call
+        another procedure, which may."""
+        caps = runner.version.capabilities
+        return caps.can_write() or bool(caps.targets("call"))
+
     def _callable(self, name: str) -> Runner:
+        damaged = self._damaged.get(name.lower())
+        if damaged is not None:
+            raise damaged
         runner = self._runner(name)
         if _aggregate_doc(runner.version) is not None:
             raise InvalidArgument(
@@ -221,6 +415,7 @@ class Database:
         except apsw.Error as exc:  # a read-only or busy file: keep them for later
             _log.warning("could not persist procedure telemetry: %s", exc)
 
+    @_serialized
     def metrics(self, name: str) -> dict[int, telemetry.Metrics]:
         """Call metrics of every version of ``name`` (persisted plus pending)."""
         self._flush_telemetry(force=True)
@@ -237,6 +432,7 @@ class Database:
                 out[v.version] = found
         return out
 
+    @_serialized
     def persisted_logs(
         self,
         procedure: str | None = None,
@@ -248,13 +444,38 @@ class Database:
         self._flush_telemetry(force=True)
         return telemetry.read_logs(self.conn, procedure, since, levels, limit)
 
+    @_serialized
     def procedures(self) -> list[ProcedureVersion]:
-        """The active version of every procedure, by name."""
-        return [self.registry.get(n) for n in self.registry.names()]
+        """The active version of every procedure, by name (those whose
+        registry rows are damaged are in ``damaged()`` instead)."""
+        return [
+            self.registry.get(n) for n in self.registry.names() if n.lower() not in self._damaged
+        ]
 
+    @_serialized
+    def reseal(self) -> int:
+        """Seals every registry row as it stands, with this Database's key
+        (after the owner chose a new key, or repaired rows by hand), and
+        binds the procedures that were refused. Returns the rows sealed."""
+        with self._lock, self._atomic():
+            count = self.registry.reseal()
+        for name in list(self._damaged):
+            del self._damaged[name]
+            try:
+                self._rebind(name)
+            except (ProcedureError, apsw.Error) as exc:
+                self._damaged[name] = exc if isinstance(exc, ProcedureError) else sql_error(exc)
+        return count
+
+    def damaged(self) -> dict[str, ProcedureError]:
+        """Procedures that could not be bound when the file was opened, with why."""
+        return dict(self._damaged)
+
+    @_serialized
     def versions(self, name: str) -> list[ProcedureVersion]:
         return self.registry.versions(name)
 
+    @_serialized
     def logs(self, procedure: str | None = None) -> list[LogRecord]:
         """Recent procedure log lines (newest last)."""
         return [
@@ -296,10 +517,18 @@ class Database:
             elif isinstance(stmt, ddl.AlterVersion):
                 self._alter_version(stmt)
             elif isinstance(stmt, ddl.UseVersion):
-                with self._savepoint():
+                with self._atomic():
                     self.registry.use_version(stmt.name, stmt.version)
                 self._rebind(stmt.name)
             elif isinstance(stmt, ddl.CreateExtension):
+                if self._client and (
+                    stmt.data is None
+                    or (stmt.key is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", stmt.key))
+                ):
+                    raise CapabilityDenied(
+                        "clients may not name server files; send the archive inline"
+                        " (BASE64) and the key as 64 hex digits"
+                    )
                 source = stmt.data if stmt.data is not None else stmt.path
                 assert source is not None
                 self.install_extension(source, stmt.key, stmt.name)
@@ -308,7 +537,7 @@ class Database:
             elif isinstance(stmt, ddl.DropProcedure):
                 if stmt.if_exists and not self.registry.exists(stmt.name):
                     return Result()
-                with self._savepoint():
+                with self._atomic():
                     self.registry.drop(stmt.name)
                 self._unbind(stmt.name)
         return Result()
@@ -329,6 +558,7 @@ class Database:
         self._refuse_client_ddl("plugin DDL")
         with self._lock:
             if isinstance(stmt, ddl.CreatePlugin):
+                check_name(stmt.name, "plugin")
                 if self.registry.plugin_row(stmt.name) is not None and not stmt.replace:
                     raise RegistryError(
                         f"plugin {stmt.name} already exists (use CREATE OR REPLACE PLUGIN)",
@@ -339,7 +569,7 @@ class Database:
                 # Loaded now: a plugin that cannot run is refused here, not at
                 # the server's next reload.
                 plugins.check(spec, self.runtime)
-                with self._savepoint():
+                with self._atomic():
                     self.registry.put_plugin(spec.name, plugins.spec_to_json(spec), spec.wasm)
             elif isinstance(stmt, ddl.AlterPlugin):
                 changes: dict[str, Any] = {}
@@ -347,15 +577,16 @@ class Database:
                     changes["enabled"] = stmt.enabled
                 if stmt.priority is not None:
                     changes["priority"] = stmt.priority
-                with self._savepoint():
+                with self._atomic():
                     self.registry.alter_plugin(stmt.name, changes)
             elif isinstance(stmt, ddl.DropPlugin):
                 if stmt.if_exists and self.registry.plugin_row(stmt.name) is None:
                     return Result()
-                with self._savepoint():
+                with self._atomic():
                     self.registry.drop_plugin(stmt.name)
         return Result()
 
+    @_serialized
     def plugin_specs(self) -> list[tuple[plugins.PluginSpec, int]]:
         """The plugins created with SQL, with their versions."""
         with self.session.internal():
@@ -378,7 +609,7 @@ class Database:
     ) -> None:
         """Writes checked creations in one savepoint, with the extension row
         that owns them if any, then binds each: all of them or none."""
-        with self._savepoint():
+        with self._atomic():
             created = [
                 (
                     p.stmt.name,
@@ -405,7 +636,7 @@ class Database:
                 procedure=stmt.name,
             )
         if not exists:
-            _check_name_free(self.conn, stmt.name)
+            self._check_new_name(stmt.name, "aggregate")
         limits = self.limits.with_overrides(**stmt.limit_overrides)
         module, digest, instance = self._load_new(
             stmt.wasm, limits, Capabilities(), stmt.abi, stmt.wit
@@ -445,7 +676,7 @@ class Database:
                 procedure=stmt.name,
             )
         if not exists:
-            _check_name_free(self.conn, stmt.name)
+            self._check_new_name(stmt.name, "procedure")
         caps = Capabilities.parse(stmt.capabilities)
         limits = self.limits.with_overrides(**stmt.limit_overrides)
         export = stmt.export or stmt.name
@@ -473,6 +704,7 @@ class Database:
 
     # -- extensions --------------------------------------------------------------
 
+    @_serialized
     def install_extension(
         self,
         source: Path | bytes | archive.Archive,
@@ -622,12 +854,13 @@ class Database:
             )
         return statements
 
+    @_serialized
     def drop_extension(self, name: str, if_exists: bool = False) -> list[str]:
         """Drop an extension and every procedure its versions installed."""
         with self._lock:
             if if_exists and not self.registry.extension_versions(name):
                 return []
-            with self._savepoint():
+            with self._atomic():
                 names = [n for n in self.registry.drop_extension(name) if self.registry.exists(n)]
                 for n in names:
                     self.registry.drop(n)
@@ -635,6 +868,7 @@ class Database:
                 self._unbind(n)
         return names
 
+    @_serialized
     def extensions(self) -> list[Extension]:
         return self.registry.extensions()
 
@@ -643,7 +877,7 @@ class Database:
         limits = current.limits(self.limits)
         module, digest, instance = self._load_new(stmt.wasm, limits, current.capabilities)
         signature = module.check(current.export, current.signature)
-        with self._savepoint():
+        with self._atomic():
             self.registry.store_module(stmt.wasm, module.abi, digest)
             self.registry.add_version(
                 name=current.name,
@@ -711,20 +945,38 @@ class Database:
             result.columns = [version.name]
         return result
 
-    @contextmanager
-    def _savepoint(self) -> Iterator[None]:
-        name = self.session.savepoint_name("ddl")
-        cursor = self.conn.cursor()
-        cursor.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            cursor.execute(f"ROLLBACK TO {name}")
-            cursor.execute(f"RELEASE {name}")
-            raise
-        cursor.execute(f"RELEASE {name}")
-
     # -- binding into SQL --------------------------------------------------------
+
+    def _check_new_name(self, name: str, kind: str) -> None:
+        """A new procedure's name: valid, and not already SQL's — a table or
+        view, or a function or table-valued function SQLite has built in
+        (replacing ``length`` would change the owner's CHECKs and views)."""
+        check_name(name, kind)
+        cursor = self.conn.cursor()
+        for (found,) in cursor.execute(
+            "SELECT type FROM sqlite_schema WHERE name = ? COLLATE NOCASE", (name,)
+        ):
+            raise RegistryError(
+                f"cannot name a {kind} {name}: a {found} of that name exists",
+                code="already-exists",
+                procedure=name,
+            )
+        if name.lower() in self._bound:
+            return  # ours (a damaged row's leftover binding), replaced below
+        builtin = cursor.execute(
+            "SELECT 1 FROM pragma_function_list WHERE name = ? COLLATE NOCASE", (name,)
+        ).fetchall()
+        try:  # table-valued functions (json_each, pragma_*) exist on demand
+            cursor.execute(f'SELECT 1 FROM "{name}" LIMIT 0').fetchall()
+            builtin.append((1,))
+        except apsw.SQLError:
+            pass
+        if builtin:
+            raise RegistryError(
+                f"cannot name a {kind} {name}: SQLite has a function or table of that name",
+                code="already-exists",
+                procedure=name,
+            )
 
     def _is_procedure(self, name: str) -> bool:
         return name.lower() in self._bound
@@ -884,6 +1136,18 @@ class Database:
         )
 
 
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _atomic_statement(sql: str) -> bool:
+    """Whether a statement runs inside its own savepoint (_atomic): all
+    but those that control transactions themselves."""
+    lead = _LEAD_WORD.match(sql)
+    return lead is None or lead.group(1).upper() not in _TRANSACTION_CONTROL
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """A checked CREATE PROCEDURE, ready to be written."""
@@ -967,15 +1231,19 @@ class _PreparedAggregate:
     instance: Instance | None
 
 
-def _check_name_free(conn: apsw.Connection, name: str) -> None:
-    for (kind,) in conn.cursor().execute(
-        "SELECT type FROM sqlite_schema WHERE name = ? COLLATE NOCASE", (name,)
-    ):
-        raise RegistryError(
-            f"cannot name a procedure {name}: a {kind} of that name exists",
-            code="already-exists",
-            procedure=name,
+def check_name(name: str, kind: str) -> None:
+    """Refuses a name the registry and SQLite could not both hold exactly."""
+    shown = name if len(name) <= 80 else name[:80] + "..."
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidArgument(
+            f"{kind} name {shown!r} is {len(name)} characters; the most is {MAX_NAME_LENGTH}"
         )
+    if not _NAME.match(name):
+        raise InvalidArgument(
+            f"{kind} name {shown!r}: use ASCII letters, digits and _ (not starting with a digit)"
+        )
+    if name.lower().startswith((policy.REGISTRY_PREFIX, "sqlite_")):
+        raise InvalidArgument(f"{kind} name {name!r}: the prefix is reserved")
 
 
 def open(  # noqa: A001 - the module-level constructor reads best as heliosdb_wasm.open

@@ -58,6 +58,15 @@ class SqlError(ProcedureError):
     code = "sql-error"
 
 
+class DatabaseBusy(SqlError):
+    """Another connection (a thread, a process) held a lock past the busy
+    timeout. Nothing of the statement or call that got it was committed, and
+    the connection is left outside any transaction it opened: retry it."""
+
+    code = "busy"
+    retryable = True
+
+
 class ConstraintViolation(ProcedureError):
     """A UNIQUE, NOT NULL, CHECK or FOREIGN KEY constraint failed."""
 

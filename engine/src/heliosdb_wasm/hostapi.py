@@ -34,7 +34,7 @@ from .errors import (
     ResourceLimitExceeded,
     SqlError,
 )
-from .policy import Authorizer, Capabilities, Limits, make_authorizer
+from .policy import Authorizer, Capabilities, Limits, in_body_registry_access, make_authorizer
 from .telemetry import LogRecord, Telemetry
 from .values import SqlValue, to_sqlite
 from .wasi import says_out_of_memory
@@ -91,9 +91,14 @@ class Session:
     def _authorize(
         self, action: int, p1: str | None, p2: str | None, db: str | None, trigger: str | None
     ) -> int:
-        if self.policy is None:
-            return int(apsw.SQLITE_OK)
-        return self.policy(action, p1, p2, db, trigger)
+        if self.policy is not None:
+            return self.policy(action, p1, p2, db, trigger)
+        # The engine's own statements (and the raw connection): whoever
+        # planted a trigger or view, its body never reaches the registry, as
+        # under every policy.
+        if in_body_registry_access(action, p1, p2, trigger) is not None:
+            return int(apsw.SQLITE_DENY)
+        return int(apsw.SQLITE_OK)
 
     @contextmanager
     def internal(self) -> Iterator[None]:

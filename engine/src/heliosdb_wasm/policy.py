@@ -272,9 +272,13 @@ def make_authorizer(
 
     The first missing capability is appended to ``denied`` so the host can
     report which grant was missing (SQLite itself only says "not authorized").
+    One authorizer serves one statement: a DDL action it allowed lets the rest
+    of that statement read and rewrite the table it names and the schema
+    (an index reads its table, ALTER rewrites sqlite_schema), nothing more.
     """
 
     deny = _denier(denied)
+    ddl_tables: set[str] = set()
 
     def authorize(
         action: int,
@@ -284,20 +288,35 @@ def make_authorizer(
         _trigger: str | None,
     ) -> int:
         if action == apsw.SQLITE_READ:
+            table = (p1 or "").lower()
+            if table in ddl_tables or (ddl_tables and table in _SCHEMA_TABLES):
+                return int(apsw.SQLITE_OK)
             if p1 and not caps.allows("read", p1):
                 return deny(f"read:{p1}")
         elif action in _WRITE_ACTIONS:
+            table = (p1 or "").lower()
+            # SQLite writes its schema table only for a DDL action this
+            # authorizer allows (writable_schema is a PRAGMA, always denied).
+            if table in _SCHEMA_TABLES:
+                return int(apsw.SQLITE_OK)
             if read_only:
                 return deny(
                     f"write:{p1} (the calling statement is itself writing, so "
                     "this call is read-only; call the procedure from SELECT or CALL)"
                 )
-            if p1 and not caps.allows("write", p1):
+            if table not in ddl_tables and p1 and not caps.allows("write", p1):
                 return deny(f"write:{p1}")
+        elif action in _TRIGGER_ACTIONS and action in _CREATE_ACTIONS:
+            # A trigger runs with the rights of whoever writes its table
+            # later: a procedure may not plant code that outlives its call.
+            return deny("CREATE TRIGGER (procedures may not create triggers)")
+        elif action == apsw.SQLITE_REINDEX and ddl_tables:
+            pass  # CREATE INDEX fills the index it created (p1 names the index)
         elif action in _DDL_ACTIONS:
-            table = p2 if action in _INDEX_LIKE else p1
-            if read_only or not table or not caps.allows("ddl", table):
-                return deny(f"ddl:{table}")
+            target = ddl_table(action, p1, p2)
+            if read_only or not target or not caps.allows("ddl", target):
+                return deny(f"ddl:{target}")
+            ddl_tables.add(target.lower())
         elif action in _ALWAYS_DENIED:
             return deny(_ALWAYS_DENIED[action])
         elif action == apsw.SQLITE_FUNCTION:
@@ -309,6 +328,18 @@ def make_authorizer(
         return int(apsw.SQLITE_OK)
 
     return authorize
+
+
+_SCHEMA_TABLES = frozenset(
+    {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
+)
+
+
+def ddl_table(action: int, p1: str | None, p2: str | None) -> str | None:
+    """The table a DDL action concerns. SQLite passes the object's own name
+    in p1, except for indexes and triggers (their table in p2) and ALTER
+    TABLE (the schema in p1, the table in p2)."""
+    return p2 if action in _INDEX_LIKE or action == apsw.SQLITE_ALTER_TABLE else p1
 
 
 # For these DDL actions SQLite passes the object name in p1 and its table in p2.
@@ -324,12 +355,83 @@ _INDEX_LIKE = {
 }
 
 
-def client_authorizer(denied: list[str]) -> Authorizer:
+_TRIGGER_ACTIONS = {
+    apsw.SQLITE_CREATE_TRIGGER,
+    apsw.SQLITE_CREATE_TEMP_TRIGGER,
+    apsw.SQLITE_DROP_TRIGGER,
+    apsw.SQLITE_DROP_TEMP_TRIGGER,
+}
+_CREATE_ACTIONS = {
+    getattr(apsw, name)
+    for name in dir(apsw)
+    if name.startswith("SQLITE_CREATE_") and isinstance(getattr(apsw, name), int)
+}
+# PRAGMAs whose setting changes the file, or the process, for every other
+# connection: a wire client may read them but not set them.
+SHARED_PRAGMAS = frozenset(
+    {
+        "auto_vacuum",
+        "data_store_directory",
+        "hard_heap_limit",
+        "ignore_check_constraints",
+        "journal_mode",
+        "journal_size_limit",
+        "locking_mode",
+        "page_size",
+        "schema_version",
+        "soft_heap_limit",
+        "temp_store_directory",
+        "trusted_schema",
+        "writable_schema",
+    }
+)
+
+
+def _registry_access(action: int, p1: str | None, p2: str | None) -> str | None:
+    """The engine table an action reads, writes or changes, if any."""
+    if action == apsw.SQLITE_READ or action in _WRITE_ACTIONS:
+        table = p1
+    elif action in _DDL_ACTIONS:
+        table = ddl_table(action, p1, p2)
+    else:
+        return None
+    return table if (table or "").lower().startswith(REGISTRY_PREFIX) else None
+
+
+def owner_authorizer(denied: list[str]) -> Authorizer:
+    """The owner's own SQL (``Database.execute``): everything but changing
+    the engine's tables, which only the engine's DDL writes (a procedure's
+    capabilities live there). Reading them is the owner's right; the raw
+    ``Database.conn`` stays unrestricted, like the file itself."""
+
+    deny = _denier(denied)
+
+    def authorize(
+        action: int,
+        p1: str | None,
+        p2: str | None,
+        _db: str | None,
+        body: str | None,
+    ) -> int:
+        table = _registry_access(action, p1, p2)
+        if table is not None:
+            if body is not None:
+                return deny(f"the engine's table {table} from the trigger or view {body}")
+            if action != apsw.SQLITE_READ:
+                return deny(f"changes to the engine's table {table} (use procedure DDL)")
+        return int(apsw.SQLITE_OK)
+
+    return authorize
+
+
+def client_authorizer(denied: list[str], *, allow_ddl: bool = False) -> Authorizer:
     """What a remote client's own SQL may not do (``Database.serve_clients``):
     touch the engine's registry tables (procedures, plugins, modules), ATTACH
-    or DETACH files, change the schema rules (writable_schema,
-    trusted_schema) or load extensions. Everything else is the client's
-    database to use; finer rules are the plugins' job."""
+    or DETACH files, set the PRAGMAs every connection shares (journal mode,
+    schema rules, heap limits), load extensions, or — unless ``allow_ddl`` —
+    create triggers, which would run later with the rights of whoever writes
+    the table. Everything else is the client's database to use; finer rules
+    are the plugins' job."""
 
     deny = _denier(denied)
 
@@ -340,20 +442,28 @@ def client_authorizer(denied: list[str]) -> Authorizer:
         _db: str | None,
         _trigger: str | None,
     ) -> int:
-        table = p2 if action in _INDEX_LIKE else p1
-        if action in (apsw.SQLITE_READ, *_WRITE_ACTIONS, *_DDL_ACTIONS) and (
-            table or ""
-        ).lower().startswith(REGISTRY_PREFIX):
+        table = _registry_access(action, p1, p2)
+        if table is not None:
             return deny(f"the engine's table {table}")
         if action in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
             return deny(_ALWAYS_DENIED[action])
-        if action == apsw.SQLITE_PRAGMA and (p1 or "").lower() in (
-            "writable_schema",
-            "trusted_schema",
-        ):
+        if action == apsw.SQLITE_CREATE_TRIGGER and not allow_ddl:
+            return deny("CREATE TRIGGER (start the server with --allow-ddl)")
+        pragma = (p1 or "").lower() if action == apsw.SQLITE_PRAGMA else ""
+        # Reading a shared setting is harmless; writable_schema is refused
+        # outright, as before.
+        if pragma in SHARED_PRAGMAS and (p2 is not None or pragma == "writable_schema"):
             return deny(f"PRAGMA {p1}")
         if action == apsw.SQLITE_FUNCTION and (p2 or "").lower() == "load_extension":
             return deny("load_extension")
         return int(apsw.SQLITE_OK)
 
     return authorize
+
+
+def in_body_registry_access(
+    action: int, p1: str | None, p2: str | None, body: str | None
+) -> str | None:
+    """The engine table a trigger or view body would touch: never allowed,
+    whoever runs the statement (the engine's own statements fire none)."""
+    return _registry_access(action, p1, p2) if body is not None else None

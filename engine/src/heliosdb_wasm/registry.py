@@ -5,11 +5,20 @@ version of every procedure. Each procedure has numbered versions (signature,
 ABI, export, capabilities, limit overrides, module) and exactly one active
 version. All writes here run inside the caller's savepoint, so a failed DDL
 statement leaves nothing behind.
+
+Every version row (and plugin row) carries a seal over what it grants —
+module hash, signature, capabilities, limits — so a row changed by anything
+but this module is refused (code ``tampered``) instead of granting what it
+says. With a key (``Database.open(seal_key=...)``, kept outside the file) the
+seal is an HMAC that even someone who can write the file cannot forge;
+without one it is a plain SHA-256 that catches edits through SQL and
+damage, not a forger (docs/security.md).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import time
 from dataclasses import dataclass
@@ -17,11 +26,11 @@ from typing import Any
 
 import apsw
 
-from .errors import RegistryError
+from .errors import ProcedureError, RegistryError
 from .policy import Capabilities, Limits
 from .values import Signature
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS _heliosdb_meta(
@@ -52,6 +61,7 @@ CREATE TABLE IF NOT EXISTS _heliosdb_versions(
     limits TEXT NOT NULL,
     created_at REAL NOT NULL,
     wit TEXT,
+    seal TEXT,
     PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS _heliosdb_plugins(
@@ -59,7 +69,8 @@ CREATE TABLE IF NOT EXISTS _heliosdb_plugins(
     version INTEGER NOT NULL,
     spec TEXT NOT NULL,
     wasm BLOB NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    seal TEXT
 );
 CREATE TABLE IF NOT EXISTS _heliosdb_extensions(
     name TEXT NOT NULL COLLATE NOCASE,
@@ -102,8 +113,53 @@ def sha256_hex(data: bytes) -> str:
 class Registry:
     """Reads and writes the registry tables on one connection."""
 
-    def __init__(self, conn: apsw.Connection) -> None:
+    def __init__(self, conn: apsw.Connection, seal_key: bytes | None = None) -> None:
         self.conn = conn
+        self.seal_key = seal_key
+
+    def seal(self, *fields: object) -> str:
+        """The seal of a row's granting fields (see the module docstring)."""
+        message = json.dumps(fields, separators=(",", ":")).encode()
+        if self.seal_key is not None:
+            return "hmac-sha256:" + hmac.new(self.seal_key, message, hashlib.sha256).hexdigest()
+        return "sha256:" + hashlib.sha256(message).hexdigest()
+
+    def _check_seal(self, what: str, found: object, *fields: object) -> None:
+        if not isinstance(found, str) or not hmac.compare_digest(found, self.seal(*fields)):
+            raise RegistryError(
+                f"{what}: its registry row does not match its seal (changed outside the "
+                "engine, or sealed with another key); refusing to use it",
+                code="tampered",
+            )
+
+    def reseal(self) -> int:
+        """Seals every row as it stands now, with this registry's key: for a
+        new key, or after the owner repaired rows by hand. Returns the rows."""
+        cur = self.conn.cursor()
+        rows: list[tuple[Any, ...]] = cur.execute(
+            "SELECT name, version, abi, export, signature, capabilities, limits,"
+            " module_sha256, wit FROM _heliosdb_versions"
+        ).fetchall()
+        for row in rows:
+            cur.execute(
+                "UPDATE _heliosdb_versions SET seal = ? WHERE name = ? AND version = ?",
+                (self._version_seal(*row), row[0], row[1]),
+            )
+        plugins: list[tuple[Any, ...]] = cur.execute(
+            "SELECT name, version, spec, wasm FROM _heliosdb_plugins"
+        ).fetchall()
+        for name, version, spec, wasm in plugins:
+            cur.execute(
+                "UPDATE _heliosdb_plugins SET seal = ? WHERE name = ?",
+                (self._plugin_seal(name, version, spec, bytes(wasm)), name),
+            )
+        return len(rows) + len(plugins)
+
+    def _version_seal(self, name: str, version: int, *fields: object) -> str:
+        return self.seal("version", str(name).lower(), version, *fields)
+
+    def _plugin_seal(self, name: str, version: int, spec: str, wasm: bytes) -> str:
+        return self.seal(*self._plugin_fields(name, version, spec, wasm))
 
     def ensure_schema(self) -> None:
         cur = self.conn.cursor()
@@ -126,10 +182,16 @@ class Registry:
     def _migrate(self, found: int) -> None:
         """Brings an older registry up to SCHEMA_VERSION, in place."""
         cur = self.conn.cursor()
-        if found < 2:  # 2: the WIT of SingleStore canonical-ABI functions
-            columns = {r[1] for r in cur.execute("PRAGMA table_info(_heliosdb_versions)")}
-            if "wit" not in columns:
-                cur.execute("ALTER TABLE _heliosdb_versions ADD COLUMN wit TEXT")
+        columns = {r[1] for r in cur.execute("PRAGMA table_info(_heliosdb_versions)")}
+        if found < 2 and "wit" not in columns:  # 2: SingleStore canonical-ABI WIT
+            cur.execute("ALTER TABLE _heliosdb_versions ADD COLUMN wit TEXT")
+        if found < 3:  # 3: seals; the rows found are trusted as they are
+            if "seal" not in columns:
+                cur.execute("ALTER TABLE _heliosdb_versions ADD COLUMN seal TEXT")
+            plugin_columns = {r[1] for r in cur.execute("PRAGMA table_info(_heliosdb_plugins)")}
+            if "seal" not in plugin_columns:
+                cur.execute("ALTER TABLE _heliosdb_plugins ADD COLUMN seal TEXT")
+            self.reseal()
         cur.execute(
             "UPDATE _heliosdb_meta SET value = ? WHERE key = 'schema_version'",
             (str(SCHEMA_VERSION),),
@@ -182,13 +244,23 @@ class Registry:
     def plugin_rows(self) -> list[tuple[str, int, dict[str, Any], bytes]]:
         """(name, version, spec as JSON, module) of every SQL-created plugin."""
         rows = self.conn.cursor().execute(
-            "SELECT name, version, spec, wasm FROM _heliosdb_plugins ORDER BY name"
+            "SELECT name, version, spec, wasm, seal FROM _heliosdb_plugins ORDER BY name"
         )
-        return [(n, int(v), json.loads(spec), bytes(w)) for n, v, spec, w in rows]
+        out = []
+        for name, version, spec, wasm, seal in rows:
+            self._check_seal(
+                f"plugin {name}", seal, *self._plugin_fields(name, version, spec, wasm)
+            )
+            out.append((name, int(version), _json(f"plugin {name}", spec), bytes(wasm)))
+        return out
+
+    @staticmethod
+    def _plugin_fields(name: str, version: int, spec: str, wasm: bytes) -> tuple[object, ...]:
+        return ("plugin", str(name).lower(), version, spec, sha256_hex(bytes(wasm)))
 
     def plugin_row(self, name: str) -> tuple[int, dict[str, Any]] | None:
         row = self._one("SELECT version, spec FROM _heliosdb_plugins WHERE name = ?", (name,))
-        return None if row is None else (int(row[0]), json.loads(row[1]))
+        return None if row is None else (int(row[0]), _json(f"plugin {name}", row[1]))
 
     def plugins_stamp(self) -> str:
         """Changes whenever a plugin is created, altered or dropped."""
@@ -198,10 +270,11 @@ class Registry:
     def put_plugin(self, name: str, spec: dict[str, Any], wasm: bytes) -> int:
         found = self.plugin_row(name)
         version = 1 if found is None else found[0] + 1
+        text = json.dumps(spec, sort_keys=True)
         self.conn.cursor().execute(
-            "INSERT OR REPLACE INTO _heliosdb_plugins(name, version, spec, wasm, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (name, version, json.dumps(spec, sort_keys=True), wasm, time.time()),
+            "INSERT OR REPLACE INTO _heliosdb_plugins(name, version, spec, wasm, updated_at, seal)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (name, version, text, wasm, time.time(), self._plugin_seal(name, version, text, wasm)),
         )
         return version
 
@@ -210,9 +283,18 @@ class Registry:
         if found is None:
             raise RegistryError(f"no plugin named {name}", code="not-found", procedure=name)
         version, spec = found
+        text = json.dumps({**spec, **changes}, sort_keys=True)
+        (wasm,) = self._one("SELECT wasm FROM _heliosdb_plugins WHERE name = ?", (name,)) or (b"",)
         self.conn.cursor().execute(
-            "UPDATE _heliosdb_plugins SET version = ?, spec = ?, updated_at = ? WHERE name = ?",
-            (version + 1, json.dumps({**spec, **changes}, sort_keys=True), time.time(), name),
+            "UPDATE _heliosdb_plugins SET version = ?, spec = ?, updated_at = ?, seal = ?"
+            " WHERE name = ?",
+            (
+                version + 1,
+                text,
+                time.time(),
+                self._plugin_seal(name, version + 1, text, bytes(wasm)),
+                name,
+            ),
         )
 
     def drop_plugin(self, name: str) -> None:
@@ -264,20 +346,29 @@ class Registry:
             " ON CONFLICT(name) DO UPDATE SET active_version = excluded.active_version",
             (name, version, now),
         )
+        sig, caps, limits = (
+            json.dumps(signature.to_json()),
+            json.dumps(capabilities.sorted()),
+            json.dumps(limit_overrides),
+        )
         cur.execute(
             "INSERT INTO _heliosdb_versions(name, version, module_sha256, abi, export,"
-            " signature, capabilities, limits, created_at, wit) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " signature, capabilities, limits, created_at, wit, seal)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 name,
                 version,
                 module_sha256,
                 abi,
                 export,
-                json.dumps(signature.to_json()),
-                json.dumps(capabilities.sorted()),
-                json.dumps(limit_overrides),
+                sig,
+                caps,
+                limits,
                 now,
                 wit,
+                self._version_seal(
+                    name, version, abi, export, sig, caps, limits, module_sha256, wit
+                ),
             ),
         )
         return version
@@ -315,12 +406,12 @@ class Registry:
                 code="no-such-version",
                 procedure=canonical,
             )
-        return _version(row, active)
+        return self._version(row, active)
 
     def versions(self, name: str) -> list[ProcedureVersion]:
         active = self.get(name).version
         return [
-            _version(tuple(row), active)
+            self._version(tuple(row), active)
             for row in self.conn.cursor().execute(
                 f"SELECT {_VERSION_COLUMNS} FROM _heliosdb_versions"
                 " WHERE name = ? ORDER BY version",
@@ -381,6 +472,40 @@ class Registry:
                 return ext.name
         return None
 
+    def _version(self, row: tuple[Any, ...], active: int) -> ProcedureVersion:
+        name, version, abi, export, sig, caps, limits, sha, created, wit, seal = row
+        what = f"procedure {name} v{version}"
+        self._check_seal(what, seal, *self._version_fields(row))
+        try:
+            grants = _json(what, caps)
+            overrides = _json(what, limits)
+            if not isinstance(grants, list) or not isinstance(overrides, dict):
+                raise TypeError("capabilities or limits of the wrong JSON type")
+            return ProcedureVersion(
+                name=name,
+                version=version,
+                abi=abi,
+                export=export,
+                signature=Signature.from_json(_json(what, sig)),
+                capabilities=Capabilities.parse(grants),
+                limit_overrides=overrides,
+                module_sha256=sha,
+                created_at=created,
+                active=version == active,
+                wit=wit,
+            )
+        except (ProcedureError, TypeError, ValueError, KeyError, AttributeError) as exc:
+            if isinstance(exc, RegistryError):
+                raise
+            raise RegistryError(
+                f"{what}: its registry row is damaged ({exc})", code="damaged", procedure=name
+            ) from None
+
+    @staticmethod
+    def _version_fields(row: tuple[Any, ...]) -> tuple[object, ...]:
+        name, version, abi, export, sig, caps, limits, sha, _created, wit, _seal = row
+        return ("version", str(name).lower(), version, abi, export, sig, caps, limits, sha, wit)
+
     def drop_extension(self, name: str) -> list[str]:
         """Forget every version of ``name``; returns the procedures they installed."""
         installed = self.extension_versions(name)
@@ -414,28 +539,21 @@ def _extension(row: tuple[Any, ...]) -> Extension:
         manifest=manifest,
         archive_sha256=sha,
         signed_by=signed_by,
-        procedures=tuple((str(p), int(v)) for p, v in json.loads(procs)),
+        procedures=tuple((str(p), int(v)) for p, v in _json(f"extension {name}", procs)),
         installed_at=installed,
     )
 
 
 _VERSION_COLUMNS = (
-    "name, version, abi, export, signature, capabilities, limits, module_sha256, created_at, wit"
+    "name, version, abi, export, signature, capabilities, limits, module_sha256, created_at,"
+    " wit, seal"
 )
 
 
-def _version(row: tuple[Any, ...], active: int) -> ProcedureVersion:
-    name, version, abi, export, sig, caps, limits, sha, created, wit = row
-    return ProcedureVersion(
-        name=name,
-        version=version,
-        abi=abi,
-        export=export,
-        signature=Signature.from_json(json.loads(sig)),
-        capabilities=Capabilities.parse(json.loads(caps)),
-        limit_overrides=json.loads(limits),
-        module_sha256=sha,
-        created_at=created,
-        active=version == active,
-        wit=wit,
-    )
+def _json(what: str, text: object) -> Any:
+    try:
+        return json.loads(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RecursionError):
+        raise RegistryError(
+            f"{what}: its registry row is damaged (not JSON)", code="damaged"
+        ) from None

@@ -147,6 +147,9 @@ class Database:
         self.registry = Registry(conn, seal_key)
         self.session = Session(conn, self._is_procedure)
         self._bound: dict[str, tuple[str, int]] = {}  # lower name -> (kind, nargs)
+        # Bound procedures that may change the database (see _may_write):
+        # while there are none, a statement needs no savepoint of its own.
+        self._writers: set[str] = set()
         self._runners: dict[str, Runner] = {}
         # serve_clients(): a remote client's connection (pgwire).
         self._client = False
@@ -322,7 +325,10 @@ class Database:
         who = "clients" if self._client else "the SQL of Database.execute"
         try:
             bindings = tuple(to_sqlite(p) for p in params)
-            with self._atomic() if _atomic_statement(sql) else _nothing():
+            # SQLite makes a plain statement atomic itself; one that may call
+            # a writing procedure is made so by its own savepoint.
+            atomic = self._writers and _atomic_statement(sql)
+            with self._atomic() if atomic else _nothing():
                 cursor = self.conn.cursor()
                 cursor.exec_trace = trace
                 cursor.execute(sql, bindings)
@@ -367,7 +373,7 @@ class Database:
         """Call a procedure directly; table procedures return a list of tuples."""
         try:
             runner = self._callable(name)
-            with self._atomic() if self._may_write(runner) else _nothing():
+            with self._atomic() if _may_write(runner.version) else _nothing():
                 return runner.call(args)
         finally:
             self._flush_telemetry()
@@ -380,17 +386,10 @@ class Database:
         (see Runner.call_batch)."""
         try:
             runner = self._callable(name)
-            with self._atomic() if self._may_write(runner) else _nothing():
+            with self._atomic() if _may_write(runner.version) else _nothing():
                 return runner.call_batch(columns)
         finally:
             self._flush_telemetry()
-
-    @staticmethod
-    def _may_write(runner: Runner) -> bool:
-        """Whether a call may change the database: it writes, or it may call
-        another procedure, which may."""
-        caps = runner.version.capabilities
-        return caps.can_write() or bool(caps.targets("call"))
 
     def _callable(self, name: str) -> Runner:
         damaged = self._damaged.get(name.lower())
@@ -1014,6 +1013,8 @@ class Database:
     def _bind(self, version: ProcedureVersion) -> None:
         name = version.name
         sig = version.signature
+        if _may_write(version):
+            self._writers.add(name.lower())
         aggregate = _aggregate_doc(version)
         if aggregate is not None:
             # Derived once, at the first group: a new version is a new binding.
@@ -1118,6 +1119,7 @@ class Database:
         self._retire(key)
         self._scalars.pop(key, None)
         self._runners.pop(key, None)
+        self._writers.discard(key)
         bound = self._bound.pop(key, None)
         if bound is None:
             return
@@ -1134,6 +1136,13 @@ class Database:
         self.conn.cursor().execute(
             "CREATE TEMP TABLE IF NOT EXISTS _heliosdb_expire(x); DROP TABLE _heliosdb_expire"
         )
+
+
+def _may_write(version: ProcedureVersion) -> bool:
+    """Whether a call may change the database: it writes, or it may call
+    another procedure, which may."""
+    caps = version.capabilities
+    return caps.can_write() or bool(caps.targets("call"))
 
 
 @contextmanager

@@ -290,6 +290,8 @@ def test_a_keyed_seal_cannot_be_forged_by_recomputing_it(path: Path) -> None:
         ("signature", "{not json"),
         ("capabilities", '["read:"]'),
         ("limits", '"a string"'),
+        ("limits", '{"fuel": "lots"}'),
+        ("limits", '{"no_such_limit": 1}'),
         ("signature", "[]"),
     ],
 )

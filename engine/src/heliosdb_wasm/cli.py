@@ -49,7 +49,18 @@ _db_option = click.option("--db", "db_path", required=True, help="Database file.
 _json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-@click.group()
+class _Group(click.Group):
+    """Any ProcedureError a command lets through (a busy or damaged file on
+    open, say) ends it with the typed error, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ProcedureError as exc:
+            _fail(exc, as_json="--json" in sys.argv)
+
+
+@click.group(cls=_Group)
 @click.version_option(package_name="heliosdb-wasm")
 def main() -> None:
     """WebAssembly stored procedures for an embedded SQL database."""
@@ -132,6 +143,8 @@ def procedures(db_path: str, as_json: bool) -> None:
     """List the registered procedures and their active versions."""
     with Database.open(db_path) as db:
         procs = db.procedures()
+        for name, error in db.damaged().items():
+            click.secho(f"warning: {name} is not available: {error}", fg="yellow", err=True)
     records = [
         {
             "name": p.name,

@@ -338,7 +338,16 @@ class Database:
                 raise CapabilityDenied(f"{who} may not use {denied[0]}") from None
             raise SqlError(str(exc)) from None
         except apsw.Error as exc:
-            raise sql_error(exc) from None
+            error = sql_error(exc)
+            if isinstance(error, DatabaseBusy) and _ends_transaction(sql):
+                # SQLite keeps a transaction whose COMMIT found the file busy
+                # open for a retry; the engine leaves no connection inside a
+                # transaction nobody will finish (its writes would be lost at
+                # close, after everything else said "ok").
+                if not self.conn.getautocommit():
+                    self.conn.cursor().execute("ROLLBACK")
+                error.message += "; the transaction was rolled back: run it again"
+            raise error from None
         finally:
             self.session.policy = None
         return Result(columns, rows, int(self.conn.total_changes() - before))
@@ -1148,6 +1157,11 @@ def _may_write(version: ProcedureVersion) -> bool:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+def _ends_transaction(sql: str) -> bool:
+    lead = _LEAD_WORD.match(sql)
+    return lead is not None and lead.group(1).upper() in ("COMMIT", "END", "RELEASE")
 
 
 def _atomic_statement(sql: str) -> bool:

@@ -481,6 +481,7 @@ class Registry:
             overrides = _json(what, limits)
             if not isinstance(grants, list) or not isinstance(overrides, dict):
                 raise TypeError("capabilities or limits of the wrong JSON type")
+            Limits().with_overrides(**overrides)  # refuses unknown or ill-typed limits
             return ProcedureVersion(
                 name=name,
                 version=version,

@@ -685,7 +685,7 @@ def test_stop_closes_client_connections(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(OSError):
         socket.create_connection(srv.address, timeout=1).close()
-    with pytest.raises(ValueError, match="database file"):
+    with pytest.raises(h.InvalidArgument, match="database file"):
         Server(":memory:", port=0)
 
 

@@ -14,7 +14,7 @@ import click
 
 from . import archive, ddl, scaffold
 from .database import Database, Result
-from .errors import ProcedureError
+from .errors import InvalidArgument, ProcedureError
 from .registry import ProcedureVersion
 from .values import SqlValue
 
@@ -883,6 +883,53 @@ def extensions(db_path: str, as_json: bool) -> None:
     is_flag=True,
     help="Let clients create and drop procedures, extensions and plugins.",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    help="Clients served at once; one more gets 53300.  [default: 64]",
+)
+@click.option(
+    "--authentication-timeout",
+    type=click.FloatRange(0, min_open=True),
+    metavar="SECONDS",
+    help="Time a client has to complete its startup.  [default: 60]",
+)
+@click.option(
+    "--idle-session-timeout",
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="Disconnect a client idle outside a transaction (0: never).  [default: 600]",
+)
+@click.option(
+    "--idle-in-transaction-session-timeout",
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="Disconnect a client idle inside a transaction (0: never).  [default: 300]",
+)
+@click.option(
+    "--statement-timeout",
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="Cancel a statement running longer (0: never).  [default: 300]",
+)
+@click.option(
+    "--max-message-bytes",
+    type=click.IntRange(10_000),
+    metavar="BYTES",
+    help="Longest protocol message (query text, Bind parameters).  [default: 16777216]",
+)
+@click.option(
+    "--max-value-bytes",
+    type=click.IntRange(1),
+    metavar="BYTES",
+    help="Longest string or blob a client's SQL may build or read.  [default: 134217728]",
+)
+@click.option(
+    "--max-buffer-bytes",
+    type=click.IntRange(1),
+    metavar="BYTES",
+    help="Rows, statements and portals a connection may hold.  [default: 268435456]",
+)
 def serve(
     db_path: str,
     host: str,
@@ -890,13 +937,15 @@ def serve(
     plugins_path: Path | None,
     metrics_port: int | None,
     allow_ddl: bool,
+    **wire_limits: Any,
 ) -> None:
     """Serve the database to PostgreSQL clients (psql, psycopg, ...) until Ctrl-C.
 
     Every statement passes through the query-hook plugins of --plugins and of
-    the database itself (CREATE PLUGIN); see docs/plugins.md.
+    the database itself (CREATE PLUGIN); see docs/plugins.md. The limits on
+    what one client may cost are explained in docs/security.md.
     """
-    from .pgwire import Server, execute_statement
+    from .pgwire import Server, WireLimits, execute_statement
     from .plugins import JsonLogFormatter, MetricsServer, Pipeline
 
     handler = logging.StreamHandler()
@@ -905,6 +954,10 @@ def serve(
     plugin_log.addHandler(handler)
     plugin_log.setLevel(logging.INFO)
     plugin_log.propagate = False
+    try:
+        limits = WireLimits(**{k: v for k, v in wire_limits.items() if v is not None})
+    except InvalidArgument as exc:
+        raise click.UsageError(exc.message) from None
     pipeline = Pipeline()
     metrics: MetricsServer | None = None
     try:
@@ -915,6 +968,7 @@ def serve(
             port=port,
             executor=pipeline.executor(execute_statement),
             allow_ddl=allow_ddl,
+            wire_limits=limits,
         )
         if metrics_port is not None:
             metrics = MetricsServer(pipeline.metrics, host, metrics_port)

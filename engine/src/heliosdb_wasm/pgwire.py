@@ -18,12 +18,19 @@ of an extended-protocol pipeline without an explicit BEGIN commit one by one
 (SQLite autocommit) instead of as one implicit transaction; SET is not
 transactional and SET LOCAL is refused; COPY and the function-call message are
 not supported.
+
+Hostile clients: ``WireLimits`` bounds what one connection may cost (threads,
+time idle or in one statement, message, value and buffered-result sizes), each
+limit reported with PostgreSQL's SQLSTATE; docs/security.md explains them.
 """
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import decimal
+import errno
+import functools
 import io
 import itertools
 import logging
@@ -33,10 +40,12 @@ import secrets
 import selectors
 import socket
 import struct
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -61,7 +70,7 @@ from .errors import (
     SqlError,
     UserError,
 )
-from .policy import Limits
+from .policy import MAX_MODULE_BYTES, MIB, Limits
 from .values import SqlValue
 
 __all__ = [
@@ -69,6 +78,7 @@ __all__ = [
     "Executor",
     "Server",
     "WireError",
+    "WireLimits",
     "WireSession",
     "command_tag",
     "execute_statement",
@@ -79,10 +89,11 @@ __all__ = [
 _log = logging.getLogger("heliosdb_wasm.pgwire")
 
 SERVER_VERSION = "15.0 (HeliosDB)"
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 MAX_STARTUP_BYTES = 10_000  # PostgreSQL's own limit for the startup packet
-STARTUP_TIMEOUT_SECONDS = 60.0  # PostgreSQL's authentication_timeout
-_CHUNK = 1024 * 1024
+_CHUNK = 1024 * 1024  # the most one read asks the socket for
+_TIMEOUT_SLACK = 0.05  # seconds a timeout may run late rather than cost a system call
+_RECV = 65536  # what a read asks for at least, to take several small messages at once
+_INT32_MAX = 2**31 - 1
 
 # Type OIDs (pg_type.oid).
 OID_BOOL = 16
@@ -118,6 +129,69 @@ _PROTOCOL_3 = 3
 # --- the public interface ----------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class WireLimits:
+    """What one client may cost the server; every default lives here
+    (docs/security.md gives the reasons). Times are in seconds, 0 = none.
+
+    max_connections
+        Clients served at once. One more gets FATAL 53300 (too_many_connections)
+        from the accepting thread, which reads no more than its startup packet.
+    authentication_timeout
+        The whole startup (SSL refusal, startup packet) must arrive within this;
+        else FATAL 57014, as PostgreSQL's authentication_timeout.
+    idle_session_timeout
+        Waiting for the next message outside a transaction: FATAL 57P05.
+    idle_in_transaction_session_timeout
+        Waiting for the next message inside a transaction block (or a failed
+        one): FATAL 25P03. The connection's rollback frees the locks it held.
+    statement_timeout
+        One statement's running time: it is interrupted with 57014 and the
+        connection stays usable. A session's ``SET statement_timeout`` (and the
+        two idle timeouts) can only make its own limit shorter.
+    max_message_bytes
+        One protocol message, hence one query text or one Bind's parameters.
+        A longer one is read and thrown away in bounded chunks and answered
+        with 54000; the connection goes on.
+    max_value_bytes
+        One string or blob SQLite builds or reads for a client (its
+        SQLITE_LIMIT_LENGTH): 54000 past it. At least MAX_MODULE_BYTES by
+        default, because the engine reads a stored module on the client's
+        connection to call it.
+    max_buffer_bytes
+        Memory one connection may hold in results (SQLite hands every row to
+        Python before the first is sent), prepared statements and portals,
+        estimated as Python object sizes: 54000 past it.
+    """
+
+    max_connections: int = 64
+    authentication_timeout: float = 60.0
+    idle_session_timeout: float = 600.0
+    idle_in_transaction_session_timeout: float = 300.0
+    statement_timeout: float = 300.0
+    max_message_bytes: int = 16 * MIB
+    max_value_bytes: int = MAX_MODULE_BYTES
+    max_buffer_bytes: int = 256 * MIB
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            seconds = f.name.endswith("_timeout")
+            kinds = (int, float) if seconds else (int,)
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise InvalidArgument(f"wire limit {f.name} must be a number, got {value!r}")
+            if seconds and not 0 <= value <= _INT32_MAX // 1000:
+                raise InvalidArgument(f"wire limit {f.name} must be 0..{_INT32_MAX // 1000} s")
+            if not seconds and not 1 <= value <= _INT32_MAX:
+                raise InvalidArgument(f"wire limit {f.name} must be 1..{_INT32_MAX}, got {value}")
+        if self.authentication_timeout <= 0:
+            raise InvalidArgument("wire limit authentication_timeout must be positive")
+        if self.max_message_bytes < MAX_STARTUP_BYTES:
+            raise InvalidArgument(
+                f"wire limit max_message_bytes must be at least {MAX_STARTUP_BYTES}"
+            )
+
+
 @dataclass
 class WireSession:
     """One client connection's state."""
@@ -131,6 +205,9 @@ class WireSession:
     process_id: int
     protected: set[str] = field(default_factory=set)
     """Variables clients may not SET or RESET (SQLSTATE 42501)."""
+    defaults: dict[str, str] = field(default_factory=dict)
+    """The server's values of variables (its timeouts): what a session starts
+    with and RESET returns to, unless the startup packet says otherwise."""
 
 
 class Executor(Protocol):
@@ -225,15 +302,22 @@ _STARTUP_ONLY = {"user", "database", "options", "replication"}
 _UTF8_NAMES = {"utf8", "utf-8", "unicode", "sql_ascii"}
 
 
-def _initial_variables(params: dict[str, str]) -> dict[str, str]:
+def _initial_variables(
+    params: dict[str, str], defaults: dict[str, str] | None = None
+) -> dict[str, str]:
     """What a session starts with (and RESET goes back to)."""
     variables = dict(_DEFAULTS)
+    variables.update(defaults or {})
     variables["session_authorization"] = params.get("user", "")
     for name, value in params.items():
         if name.lower() not in _STARTUP_ONLY and not name.startswith("_pq_."):
             variables[name.lower()] = value
     for name, value in _options(params.get("options", "")):
         variables[name.lower()] = value
+    for name in _DURATIONS:
+        ms = _duration_ms(variables.get(name, ""))
+        if ms is not None:  # else refused at startup (_startup_packet)
+            variables[name] = _duration_text(ms)
     # Text always goes out as UTF-8 whatever the client asked for at startup
     # (psql under a C locale asks for SQL_ASCII, a subset).
     variables["client_encoding"] = "UTF8"
@@ -277,6 +361,10 @@ def _options(text: str) -> list[tuple[str, str]]:
 
 
 def _variable_statement(session: WireSession, verb: str, sql: str) -> Result:
+    if len(sql) > _MAX_VARIABLE_STATEMENT:
+        raise WireError(
+            "54000", f"{verb} statements are limited to {_MAX_VARIABLE_STATEMENT} characters"
+        )
     try:
         tokens = ddl.tokenize(sql)
     except DdlError as exc:
@@ -289,7 +377,7 @@ def _variable_statement(session: WireSession, verb: str, sql: str) -> Result:
         if len(tokens) < 2:
             raise WireError("42601", "RESET takes a parameter name, or ALL")
         if len(tokens) == 2 and tokens[1].upper == "ALL" and tokens[1].kind == "word":
-            initial = _initial_variables(session.params)
+            initial = _initial_variables(session.params, session.defaults)
             protected = {p.lower() for p in session.protected}
             for key in list(session.variables):
                 if key not in protected and key not in _READ_ONLY:
@@ -335,7 +423,7 @@ def _check_settable(session: WireSession, name: str) -> None:
 
 def _reset(session: WireSession, name: str) -> None:
     _check_settable(session, name)
-    initial = _initial_variables(session.params)
+    initial = _initial_variables(session.params, session.defaults)
     if name in initial:
         session.variables[name] = initial[name]
     else:
@@ -379,8 +467,86 @@ def _set(session: WireSession, tokens: list[ddl.Token]) -> Result:
                 "0A000", f"client encoding {value!r} is not supported: this server speaks UTF8"
             )
         value = "UTF8"
+    if name in _DURATIONS:
+        value = _duration_text(_parse_duration(name, value))
+    previous = session.variables.get(name)
     session.variables[name] = value
+    if sum(len(k) + len(v) for k, v in session.variables.items()) > _MAX_VARIABLES_CHARS:
+        if previous is None:
+            del session.variables[name]
+        else:
+            session.variables[name] = previous
+        raise WireError(
+            "54000", f"the session's variables are limited to {_MAX_VARIABLES_CHARS} characters"
+        )
     return Result()
+
+
+# What SET, RESET and SHOW may cost: they keep their values in memory.
+_MAX_VARIABLE_STATEMENT = 64 * 1024
+_MAX_VARIABLES_CHARS = 1024 * 1024
+
+# Time settings (PostgreSQL's units; a bare number is milliseconds), each the
+# session's side of a WireLimits field of the same name.
+_DURATIONS = ("statement_timeout", "idle_session_timeout", "idle_in_transaction_session_timeout")
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(us|ms|s|min|h|d)?\s*")
+_UNIT_MS = {
+    "us": 0.001,
+    "ms": 1.0,
+    "s": 1000.0,
+    "min": 60_000.0,
+    "h": 3_600_000.0,
+    "d": 86_400_000.0,
+}
+
+
+def _duration_ms(text: str) -> int | None:
+    """A duration setting in whole milliseconds, or None if it is not one."""
+    return _cached_duration_ms(text) if len(text) <= 40 else None
+
+
+@functools.lru_cache(maxsize=64)  # read before every statement and every wait
+def _cached_duration_ms(text: str) -> int | None:
+    m = _DURATION.fullmatch(text)
+    if m is None:
+        return None
+    ms = round(float(m.group(1)) * _UNIT_MS[m.group(2) or "ms"])
+    return ms if ms <= _INT32_MAX else None
+
+
+def _parse_duration(name: str, text: str) -> int:
+    ms = _duration_ms(text)
+    if ms is None:
+        raise WireError(
+            "22023",
+            f'invalid value for parameter "{name}": "{text}"',
+            hint='Valid units are "us", "ms", "s", "min", "h" and "d"; a bare number is ms.',
+        )
+    return ms
+
+
+def _duration_text(ms: int) -> str:
+    """How PostgreSQL shows a duration: in the largest unit that divides it."""
+    if ms == 0:
+        return "0"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def _seconds_text(seconds: float) -> str:
+    return _duration_text(round(seconds * 1000))
+
+
+def _effective_seconds(server: float, session: str | None) -> float:
+    """A time limit as the session sees it: the shorter of the server's and
+    the session's own (0, a missing or a malformed value: none of its own)."""
+    ms = _duration_ms(session) if session is not None else None
+    if not ms:
+        return server
+    mine = ms / 1000
+    return mine if not server else min(server, mine)
 
 
 def _set_value(tokens: list[ddl.Token]) -> str:
@@ -423,18 +589,42 @@ def _show(session: WireSession, tokens: list[ddl.Token]) -> Result:
 
 # --- SQL text -------------------------------------------------------------------------
 
-_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
-_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+# Everything a scan of SQL text must step over whole, each one match whether it
+# is terminated or runs to the end of the text, so that no scan ever comes
+# back to it: quotes, comments and $tag$ bodies (none of them nest in SQLite).
+# The scans below are linear in the text and keep no object per character or
+# per token; the statement splitter (ddl) has its own.
+_OPAQUE = r"""
+    '[^']*(?:''[^']*)*'?
+  | "[^"]*(?:""[^"]*)*"?
+  | `[^`]*`?
+  | \[[^\]]*\]?
+  | --[^\n]*
+  | /\*(?:.*?\*/|.*)
+  | \$(?P<tag>[A-Za-z_]*)\$(?:.*?\$(?P=tag)\$|(?P<open>.*))
+"""
+# Placeholders are found in the UTF-8 bytes: a ``$`` becomes ``?`` in place.
+_PLACEHOLDER_SCAN = re.compile(
+    (_OPAQUE + r"| \$(?P<n>[0-9]+)(?P<fraction>\.[0-9])?").encode(), re.VERBOSE | re.DOTALL
+)
+_WORD_SCAN = re.compile(
+    _OPAQUE + r"| (?P<word>[A-Za-z_][A-Za-z0-9_]*) | (?P<paren>[()])", re.VERBOSE | re.DOTALL
+)
+# White space and comments; possessive, so a long run keeps no backtracking state.
+_SPACE = re.compile(r"(?:\s+|--[^\n]*|/\*(?:.*?\*/|.*))*+", re.DOTALL)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TRANSACTION_VERBS = {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"}
 # Statements a multi-statement simple query is not wrapped in a transaction
 # around: they manage transactions themselves or cannot run inside one.
 _NO_IMPLICIT = _TRANSACTION_VERBS | {"SAVEPOINT", "RELEASE", "VACUUM", "ATTACH", "DETACH", "PRAGMA"}
 _CREATE_MODIFIERS = {"OR", "REPLACE", "TEMP", "TEMPORARY", "UNIQUE", "VIRTUAL", "IF", "NOT"}
+# Highest $n: SQLite's default SQLITE_LIMIT_VARIABLE_NUMBER (a Bind message
+# cannot carry more than 32767 values anyway).
+_MAX_PLACEHOLDER = 32766
 
 
 def _skip_space(sql: str, pos: int) -> int:
-    m = _LEADING.match(sql, pos)
+    m = _SPACE.match(sql, pos)
     return m.end() if m else pos
 
 
@@ -451,9 +641,39 @@ def _keywords(sql: str, n: int) -> list[str]:
     return words
 
 
+def _all_words(sql: str, n: int) -> list[str] | None:
+    """Every word of a statement outside quotes and comments, upper case, or
+    None if there are more than ``n``."""
+    words: list[str] = []
+    for m in _WORD_SCAN.finditer(sql):
+        word = m.group("word")
+        if word is not None:
+            if len(words) == n:
+                return None
+            words.append(word.upper())
+    return words
+
+
+def _names(sql: str, n: int) -> list[str]:
+    """Up to ``n`` words and double-quoted names of a statement, as written."""
+    names: list[str] = []
+    for m in _WORD_SCAN.finditer(sql):
+        text = m.group()
+        if m.group("word") is not None:
+            names.append(text)
+        elif len(text) >= 2 and text[0] == text[-1] == '"':
+            names.append(text[1:-1].replace('""', '"'))
+        if len(names) == n:
+            break
+    return names
+
+
 def _sqlite_transaction(sql: str) -> str:
     """PostgreSQL's transaction statements in SQLite's dialect."""
-    words = [w.upper() for w in _WORD.findall(_COMMENT.sub(" ", sql))]
+    # The longest is BEGIN TRANSACTION ISOLATION LEVEL READ UNCOMMITTED READ WRITE.
+    words = _all_words(sql, 12)
+    if not words:
+        return sql
     verb, rest = words[0], words[1:]
     if verb == "START":
         return "BEGIN"
@@ -476,44 +696,47 @@ def translate_placeholders(sql: str) -> tuple[str, int]:
     """PostgreSQL's ``$n`` placeholders as SQLite's ``?n``, and the highest n.
 
     Placeholders inside string literals, quoted identifiers, comments and
-    ``$tag$`` bodies are left alone. Raises DdlError for unterminated quotes.
+    ``$tag$`` bodies are left alone. Raises DdlError for an unterminated
+    ``$tag$`` body, WireError 42P02 for a ``$n`` past SQLite's limit.
     """
     if "$" not in sql:
         return sql, 0
-    out: list[str] = []
-    last = 0
+    data = bytearray(sql.encode("utf-8", "surrogatepass"))
     highest = 0
-    tokens = ddl.tokenize(sql)
-    for i, tok in enumerate(tokens[:-1]):
-        following = tokens[i + 1]
-        if (
-            tok.text == "$"
-            and following.kind == "number"
-            and following.pos == tok.pos + 1
-            and following.text.isdigit()
-        ):
-            out.append(sql[last : tok.pos])
-            out.append("?")
-            last = tok.pos + 1
-            highest = max(highest, int(following.text))
-    out.append(sql[last:])
-    return "".join(out), highest
+    found = False
+    for m in _PLACEHOLDER_SCAN.finditer(data):
+        kind = m.lastgroup
+        if kind == "open":
+            raise DdlError(f"unterminated ${m.group('tag').decode()}$ body at offset {m.start()}")
+        if kind != "n":
+            continue  # quoted, a comment, or $1.5
+        digits = m.group("n")
+        number = int(digits) if len(digits) <= 6 else 0
+        if not 1 <= number <= _MAX_PLACEHOLDER:
+            raise WireError("42P02", f"there is no parameter ${digits[:12].decode()}")
+        highest = max(highest, number)
+        data[m.start()] = 0x3F  # "?"
+        found = True
+    return (data.decode("utf-8", "surrogatepass") if found else sql), highest
 
 
 def _main_verb_of_with(sql: str) -> str:
     """SELECT, INSERT, UPDATE or DELETE: what a ``WITH ...`` statement does."""
-    try:
-        tokens = ddl.tokenize(sql)
-    except DdlError:
-        return "SELECT"
     depth = 0
-    for tok in tokens[1:]:
-        if tok.text == "(":
-            depth += 1
-        elif tok.text == ")":
-            depth -= 1
-        elif depth == 0 and tok.kind == "word" and tok.upper in _MAIN_VERBS:
-            return tok.upper
+    first = True
+    for m in _WORD_SCAN.finditer(sql):
+        paren = m.group("paren")
+        if paren is not None:
+            depth += 1 if paren == "(" else -1
+            continue
+        word = m.group("word")
+        if word is None:
+            continue
+        if first:  # WITH itself
+            first = False
+            continue
+        if depth == 0 and word.upper() in _MAIN_VERBS:
+            return word.upper()
     return "SELECT"
 
 
@@ -874,27 +1097,28 @@ _TRUE = {"t", "true", "y", "yes", "on", "1"}
 _FALSE = {"f", "false", "n", "no", "off", "0"}
 
 
+_BYTEA_ESCAPE = re.compile(r"\\(?:(\\)|([0-3][0-7][0-7]))?")
+
+
 def _decode_bytea_text(text: str) -> bytes:
     if text.startswith("\\x"):
         try:
             return bytes.fromhex(text[2:])
         except ValueError:
             raise WireError("22P02", "invalid hexadecimal data in bytea") from None
+    # The escape format: \\ and \ooo (octal); everything else as it is.
     out = bytearray()
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch != "\\":
-            out += ch.encode("utf-8")
-            i += 1
-        elif text[i + 1 : i + 2] == "\\":
+    last = 0
+    for m in _BYTEA_ESCAPE.finditer(text):
+        out += text[last : m.start()].encode("utf-8")
+        if m.group(1) is not None:
             out.append(0x5C)
-            i += 2
-        elif re.fullmatch(r"[0-3][0-7][0-7]", text[i + 1 : i + 4]):
-            out.append(int(text[i + 1 : i + 4], 8))
-            i += 4
+        elif m.group(2) is not None:
+            out.append(int(m.group(2), 8))
         else:
             raise WireError("22P02", "invalid input syntax for type bytea")
+        last = m.end()
+    out += text[last:].encode("utf-8")
     return bytes(out)
 
 
@@ -987,6 +1211,95 @@ class _ProtocolViolation(Exception):
     """A malformed message: report 08P01 and close the connection."""
 
 
+class _Timeout(Exception):
+    """The client did not send in time (see _Input.read)."""
+
+
+class _Terminate(Exception):
+    """End the connection with a FATAL error (a timeout of WireLimits)."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.error = WireError(sqlstate, message)
+
+
+class _Input:
+    """What the client sends, buffered; every read waits until a deadline
+    (``time.monotonic()`` seconds, None: forever) however slowly the bytes
+    trickle in, and keeps no more than the bytes that actually came."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+        self.pos = 0
+        self.timeout: float | None = None
+
+    def set_timeout(self, timeout: float | None) -> None:
+        """The socket's timeout (reads and writes); a value at most
+        _TIMEOUT_SLACK shorter than the current one keeps it (a system call)."""
+        current = self.timeout
+        if timeout is None or current is None or not 0 <= current - timeout <= _TIMEOUT_SLACK:
+            self.sock.settimeout(timeout)
+            self.timeout = timeout
+
+    @staticmethod
+    def deadline(seconds: float) -> float | None:
+        """The deadline ``seconds`` from now (0: none)."""
+        return time.monotonic() + seconds if seconds else None
+
+    def _recv(self, size: int, deadline: float | None) -> bytes:
+        timeout = None
+        if deadline is not None:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                raise _Timeout
+        try:
+            if timeout != self.timeout:
+                self.set_timeout(timeout)
+            data = self.sock.recv(size)
+        except TimeoutError:
+            raise _Timeout from None
+        except (OSError, ValueError) as exc:
+            raise _Disconnected(str(exc)) from None
+        if not data:
+            raise _Disconnected("end of stream")
+        return data
+
+    def read(self, n: int, deadline: float | None = None, seconds: float = 0) -> bytes:
+        """Exactly ``n`` bytes, by ``deadline`` or within ``seconds`` (0:
+        however long it takes) of when the read has to wait."""
+        available = len(self.buffer) - self.pos
+        if available >= n:
+            start = self.pos
+            self.pos += n
+            return self.buffer[start : self.pos]
+        if deadline is None:
+            deadline = self.deadline(seconds)
+        parts = [self.buffer[self.pos :]] if available else []
+        have = available
+        self.buffer, self.pos = b"", 0
+        while have < n:
+            data = self._recv(max(_RECV, min(n - have, _CHUNK)), deadline)
+            if have + len(data) > n:  # the start of the next message: keep it
+                self.buffer, self.pos = data, n - have
+                data = data[: n - have]
+            parts.append(data)
+            have += len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def discard(self, n: int, seconds: float) -> None:
+        """Skip ``n`` bytes, holding at most one chunk of them at a time."""
+        available = len(self.buffer) - self.pos
+        if available >= n:
+            self.pos += n
+            return
+        deadline = self.deadline(seconds)
+        n -= available
+        self.buffer, self.pos = b"", 0
+        while n:
+            n -= len(self._recv(min(n, _CHUNK), deadline))
+
+
 class _Body:
     """Reads the fields of one message body."""
 
@@ -1041,6 +1354,7 @@ class _Statement:
     sql: str  # with ?n placeholders
     param_oids: list[int]
     empty: bool
+    size: int = 0  # what it counts against max_buffer_bytes
 
 
 @dataclass
@@ -1052,6 +1366,22 @@ class _Portal:
     oids: list[int] = field(default_factory=list)
     tag: str = ""
     position: int = 0
+    size: int = 0  # what it counts against max_buffer_bytes, rows included
+
+
+# What a prepared statement or a portal is estimated to cost besides its text,
+# parameters and rows (the objects that hold them), and a buffered row besides
+# its values (the row's slot in the result list and its GC header).
+_ENTRY_BYTES = 512
+_ROW_BYTES = 24
+# Output is buffered up to this much between writes to the socket.
+_OUT_BYTES = 256 * 1024
+# A FATAL message to a client going away gets this long to leave.
+_FAREWELL_SECONDS = 1.0
+# Messages that only the client sends; anything else is garbage.
+_FRONTEND_KINDS = frozenset(b"QPBDECHSXFdcf"[i : i + 1] for i in range(13))
+# Extended-protocol messages: after an error the server skips them until Sync.
+_EXTENDED_KINDS = frozenset(b"PBDECH"[i : i + 1] for i in range(6))
 
 
 class _Connection:
@@ -1059,10 +1389,11 @@ class _Connection:
 
     def __init__(self, server: Server, sock: socket.socket, process_id: int) -> None:
         self.server = server
+        self.limits = server.wire_limits
         self.sock = sock
         self.process_id = process_id
         self.secret = secrets.randbits(31)
-        self.reader = io.BufferedReader(socket.SocketIO(sock, "rb"), 65536)
+        self.input = _Input(sock)
         self.out = bytearray()
         self.session: WireSession | None = None
         self.db: Database | None = None
@@ -1071,50 +1402,84 @@ class _Connection:
         self.failed = False  # an error inside a transaction block: 'E' until it ends
         self.ignore_till_sync = False
         self.reported: dict[str, str] = {}
+        # Set while the startup packet may still come; then the idle limits apply.
+        self.startup_deadline: float | None = None
+        self.farewell = False  # sending a FATAL error: a short send timeout
+        # The time limits as this session has them, until a statement may
+        # have changed its transaction or variables (see _idle_limit).
+        self.idle: tuple[float, str, str] | None = None
+        self.statement_seconds: float | None = None
+        # max_buffer_bytes: what statements and portals hold between messages,
+        # and what the running statement's rows add (counted by _count_row).
+        self.held = 0
+        self.row_bytes = 0
+        self.row_budget = sys.maxsize  # bounded only while a statement runs
 
     # -- I/O ---------------------------------------------------------------------------
 
-    def _read(self, n: int) -> bytes:
-        try:
-            if n <= _CHUNK:
-                data = self.reader.read(n)
-            else:
-                # A length is only a claim: grow with what actually arrives.
-                parts = []
-                left = n
-                while left:
-                    part = self.reader.read(min(left, _CHUNK))
-                    if not part:
-                        break
-                    parts.append(part)
-                    left -= len(part)
-                data = b"".join(parts)
-        except (OSError, ValueError) as exc:
-            raise _Disconnected(str(exc)) from None
-        if len(data) != n:
-            raise _Disconnected("end of stream")
-        return data
-
     def _send(self, kind: bytes, payload: bytes = b"") -> None:
         self.out += _message(kind, payload)
-        if len(self.out) >= 256 * 1024:
+        if len(self.out) >= _OUT_BYTES:
             self._flush()
+
+    def _send_parts(self, kind: bytes, parts: list[bytes]) -> None:
+        """One message made of ``parts``; a big one is not copied again."""
+        size = sum(map(len, parts))
+        header = kind + struct.pack("!i", size + 4)
+        if size < _OUT_BYTES:
+            self.out += header
+            for part in parts:
+                self.out += part
+            if len(self.out) >= _OUT_BYTES:
+                self._flush()
+            return
+        self._flush()
+        for part in (header, *parts):
+            self._write(part)
 
     def _flush(self) -> None:
         if self.out:
-            data = bytes(self.out)
-            self.out.clear()
             try:
-                self.sock.sendall(data)
-            except OSError as exc:
-                raise _Disconnected(str(exc)) from None
+                self._write(self.out)
+            finally:
+                self.out.clear()
+
+    def _write(self, data: bytes | bytearray) -> None:
+        try:
+            # A client that does not read what it asked for is as idle as
+            # one that does not write.
+            timeout = self._send_timeout()
+            if timeout != self.input.timeout:
+                self.input.set_timeout(timeout)
+            self.sock.sendall(data)
+        except (OSError, ValueError) as exc:
+            raise _Disconnected(str(exc)) from None
+
+    def _send_timeout(self) -> float | None:
+        if self.farewell:
+            return _FAREWELL_SECONDS
+        if self.startup_deadline is not None:
+            return max(self.startup_deadline - time.monotonic(), 0.001)
+        seconds = self._idle_limit()[0]
+        return seconds or None
 
     def _send_error(self, exc: BaseException, severity: str = "ERROR") -> None:
         state, message, detail, hint = _error_fields(exc)
         self._send(b"E", _notice_fields(severity, state, message, detail, hint))
 
+    def _send_fatal(self, exc: BaseException) -> None:
+        """Tell a client why it is being disconnected, if it still listens."""
+        self.farewell = True
+        with contextlib.suppress(_Disconnected):
+            self._send_error(exc, "FATAL")
+            self._flush()
+
     def _send_notice(self, state: str, message: str) -> None:
         self._send(b"N", _notice_fields("WARNING", state, message, None, None))
+
+    def _in_transaction(self) -> bool:
+        assert self.db is not None
+        return self.failed or not self.db.conn.getautocommit()
 
     def _status(self) -> bytes:
         if self.failed:
@@ -1126,6 +1491,83 @@ class _Connection:
         self._send(b"Z", self._status())
         self._flush()
 
+    # -- limits ------------------------------------------------------------------------
+
+    def _limit(self, name: str) -> float:
+        """A time limit of WireLimits as this session has it (0: none)."""
+        server: float = getattr(self.limits, name)
+        if self.session is None:
+            return server
+        return _effective_seconds(server, self.session.variables.get(name))
+
+    def _idle_limit(self) -> tuple[float, str, str]:
+        """How long the client may keep the server waiting now, and the error
+        that ends the connection then (kept until a statement may have
+        changed the transaction or the session's variables)."""
+        if self.idle is None:
+            if self._in_transaction():
+                self.idle = (
+                    self._limit("idle_in_transaction_session_timeout"),
+                    "25P03",
+                    "terminating connection due to idle-in-transaction timeout",
+                )
+            else:
+                self.idle = (
+                    self._limit("idle_session_timeout"),
+                    "57P05",
+                    "terminating connection due to idle-session timeout",
+                )
+        return self.idle
+
+    def _count_row(self, _cursor: apsw.Cursor, row: tuple[SqlValue, ...]) -> tuple[SqlValue, ...]:
+        """The connection's row tracer: every row SQLite hands to Python on
+        this connection counts against max_buffer_bytes."""
+        self.row_bytes += _ROW_BYTES + sys.getsizeof(row) + sum(map(sys.getsizeof, row))
+        if self.row_bytes > self.row_budget:
+            raise self._buffer_full()
+        return row
+
+    def _buffer_full(self) -> WireError:
+        return WireError(
+            "54000",
+            f"this connection would buffer more than max_buffer_bytes "
+            f"({self.limits.max_buffer_bytes} bytes) of results, prepared statements and portals",
+            hint="Ask for fewer rows at a time (LIMIT/OFFSET or a keyset), close unused "
+            "prepared statements and portals, or raise the server's --max-buffer-bytes.",
+        )
+
+    def _hold(self, size: int, freed: int = 0) -> None:
+        """Account ``size`` more bytes kept between messages (``freed`` fewer)."""
+        if size > freed and self.held - freed + size > self.limits.max_buffer_bytes:
+            raise self._buffer_full()
+        self.held += size - freed
+
+    def _keep_statement(self, name: str, statement: _Statement) -> None:
+        old = self.statements.get(name)
+        self._hold(statement.size, old.size if old is not None else 0)
+        self.statements[name] = statement
+
+    def _drop_statement(self, name: str) -> _Statement | None:
+        statement = self.statements.pop(name, None)
+        if statement is not None:
+            self.held -= statement.size
+        return statement
+
+    def _keep_portal(self, name: str, portal: _Portal) -> None:
+        old = self.portals.get(name)
+        self._hold(portal.size, old.size if old is not None else 0)
+        self.portals[name] = portal
+
+    def _drop_portal(self, name: str) -> None:
+        portal = self.portals.pop(name, None)
+        if portal is not None:
+            self.held -= portal.size
+
+    def _drop_portals(self) -> None:
+        for portal in self.portals.values():
+            self.held -= portal.size
+        self.portals.clear()
+
     # -- lifecycle ---------------------------------------------------------------------
 
     def serve(self) -> None:
@@ -1135,15 +1577,13 @@ class _Connection:
                 self._loop()
         except _Disconnected:
             pass
+        except _Terminate as exc:
+            self._send_fatal(exc.error)
         except _ProtocolViolation as exc:
-            with contextlib.suppress(_Disconnected):
-                self._send_error(WireError("08P01", str(exc)), "FATAL")
-                self._flush()
+            self._send_fatal(WireError("08P01", str(exc)))
         except Exception as exc:  # noqa: BLE001 - a connection's bug must not kill the server
             _log.exception("pgwire connection %d failed", self.process_id)
-            with contextlib.suppress(_Disconnected):
-                self._send_error(exc, "FATAL")
-                self._flush()
+            self._send_fatal(exc)
         finally:
             self._close()
 
@@ -1155,8 +1595,6 @@ class _Connection:
                 db.close()
             except Exception:  # noqa: BLE001 - closing must finish whatever happened
                 _log.exception("closing the database of connection %d", self.process_id)
-        with contextlib.suppress(OSError, ValueError):
-            self.reader.close()
         with contextlib.suppress(OSError):
             self.sock.close()
 
@@ -1174,14 +1612,21 @@ class _Connection:
             self.sock.shutdown(socket.SHUT_RDWR)
 
     def _startup(self) -> bool:
-        # A client that never finishes its startup packet is dropped (the
-        # timeout surfaces from _read as _Disconnected).
-        self.sock.settimeout(STARTUP_TIMEOUT_SECONDS)
+        # The whole startup must come within authentication_timeout, however
+        # slowly its bytes trickle in.
+        self.startup_deadline = time.monotonic() + self.limits.authentication_timeout
+        try:
+            return self._startup_packet()
+        except _Timeout:
+            raise _Terminate("57014", "canceling authentication due to timeout") from None
+
+    def _startup_packet(self) -> bool:
+        deadline = self.startup_deadline
         while True:
-            length = struct.unpack("!i", self._read(4))[0]
+            length = struct.unpack("!i", self.input.read(4, deadline))[0]
             if not 8 <= length <= MAX_STARTUP_BYTES:
                 raise _ProtocolViolation(f"invalid length of startup packet: {length}")
-            body = _Body(self._read(length - 4))
+            body = _Body(self.input.read(length - 4, deadline))
             code = body.int32()
             if code in (_SSL_REQUEST, _GSSENC_REQUEST):
                 self.out += b"N"
@@ -1202,25 +1647,32 @@ class _Connection:
                 break
             params[key] = body.cstring()
         body.end()
-        self.sock.settimeout(None)
         unknown = [k for k in params if k.startswith("_pq_.")]
         if minor > 0 or unknown:
             payload = struct.pack("!ii", _PROTOCOL_3 << 16, len(unknown))
             self._send(b"v", payload + b"".join(_cstr(k) for k in unknown))
+        defaults = {name: _seconds_text(getattr(self.limits, name)) for name in _DURATIONS}
+        variables = _initial_variables(params, defaults)
         try:
+            for name in _DURATIONS:
+                _parse_duration(name, variables[name])
             self.db = Database.open(self.server.db_path, limits=self.server.limits)
             self.db.serve_clients(allow_ddl=self.server.allow_ddl)
+            conn = self.db.conn
+            conn.limit(apsw.SQLITE_LIMIT_LENGTH, self.limits.max_value_bytes)
+            conn.row_trace = self._count_row
         except Exception as exc:  # noqa: BLE001 - reported to the client, which goes away
-            self._send_error(exc, "FATAL")
-            self._flush()
+            self._send_fatal(exc)
             return False
         self.session = WireSession(
             params=params,
-            variables=_initial_variables(params),
+            variables=variables,
             db=self.db,
             process_id=self.process_id,
             protected=set(),
+            defaults=defaults,
         )
+        self.startup_deadline = None
         self._send(b"R", struct.pack("!i", 0))  # AuthenticationOk
         self._report_parameters()
         self._send(b"K", struct.pack("!ii", self.process_id, self.secret))
@@ -1246,12 +1698,9 @@ class _Connection:
             b"H": self._flush_message,
         }
         while True:
-            header = self._read(5)
-            kind = header[:1]
-            length = struct.unpack("!i", header[1:])[0]
-            if not 4 <= length <= MAX_MESSAGE_BYTES:
-                raise _ProtocolViolation(f"invalid message length {length}")
-            body = _Body(self._read(length - 4))
+            kind, body = self._next_message()
+            if body is None:
+                continue  # too long: answered and thrown away
             if kind == b"X":
                 return
             if kind == b"S":
@@ -1261,25 +1710,61 @@ class _Connection:
             if kind in (b"d", b"c", b"f"):
                 continue  # COPY data outside COPY: ignored, as PostgreSQL does
             handler = handlers.get(kind)
-            if handler is None:
-                if kind == b"F":
-                    self._send_error(
-                        WireError("0A000", "the function call message is not supported")
-                    )
-                    self._ready()
-                    continue
-                raise _ProtocolViolation(f"invalid frontend message type {kind!r}")
+            if handler is None:  # b"F"
+                self._send_error(WireError("0A000", "the function call message is not supported"))
+                self._ready()
+                continue
             if self.ignore_till_sync and kind != b"Q":
                 continue
             try:
                 handler(body)
-            except (_Disconnected, _ProtocolViolation):
+            except (_Disconnected, _ProtocolViolation, _Terminate):
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure becomes an ErrorResponse
                 if sqlstate_for(exc) == "XX000":  # a bug somewhere, not a bad statement
                     _log.exception("pgwire connection %d: internal error", self.process_id)
                 self._send_error(exc)
                 self._after_extended_error(kind)
+
+    def _next_message(self) -> tuple[bytes, _Body | None]:
+        """The next message; its body is None if it was too long (the client
+        was told, and the bytes are gone). A client idle past its limit, or
+        sending one message slower than that, is disconnected."""
+        seconds, state, message = self._idle_limit()
+        try:
+            header = self.input.read(5, seconds=seconds)
+            kind = header[:1]
+            length = struct.unpack("!i", header[1:])[0]
+            if kind not in _FRONTEND_KINDS:
+                raise _ProtocolViolation(f"invalid frontend message type {kind!r}")
+            if length < 4:
+                raise _ProtocolViolation(f"invalid message length {length}")
+            if length <= self.limits.max_message_bytes:
+                return kind, _Body(self.input.read(length - 4, seconds=seconds))
+            if kind in (b"S", b"H", b"X"):  # these have (almost) no body
+                raise _ProtocolViolation(f"invalid message length {length}")
+            # Thrown away in chunks, so the stream stays in step and the
+            # session goes on (PostgreSQL closes the connection instead).
+            self.input.discard(length - 4, seconds)
+        except _Timeout:
+            raise _Terminate(state, message) from None
+        if kind in (b"d", b"c", b"f") or (self.ignore_till_sync and kind != b"Q"):
+            return kind, None
+        self._send_error(
+            WireError(
+                "54000",
+                f"message of {length} bytes exceeds max_message_bytes "
+                f"({self.limits.max_message_bytes})",
+                hint="Send the data in smaller statements or parameters, or raise the "
+                "server's --max-message-bytes.",
+            )
+        )
+        if kind in _EXTENDED_KINDS:
+            self.ignore_till_sync = True
+        else:
+            self.ignore_till_sync = False
+            self._ready()
+        return kind, None
 
     def _after_extended_error(self, kind: bytes) -> None:
         if kind != b"Q":
@@ -1307,7 +1792,7 @@ class _Connection:
                 sql, verb = "ROLLBACK", "ROLLBACK"  # a failed transaction cannot commit
         was_in_transaction = not db.conn.getautocommit()
         try:
-            result = self.server.executor(session, sql, params)
+            result = self._limited(session, sql, params)
         except Exception as exc:
             state = sqlstate_for(exc)
             if verb in ("COMMIT", "END", "ROLLBACK", "ABORT") and state == "25P01":
@@ -1324,9 +1809,34 @@ class _Connection:
                 self.failed = True
             raise
         finally:
+            self.idle = self.statement_seconds = None
             self._report_parameters()
         self.failed = False
+        self.idle = None
         return result, command_tag(sql, result)
+
+    def _limited(self, session: WireSession, sql: str, params: Sequence[SqlValue]) -> Result:
+        """The executor, within statement_timeout and max_buffer_bytes."""
+        self.row_bytes = 0
+        self.row_budget = self.limits.max_buffer_bytes - self.held
+        if self.statement_seconds is None:
+            self.statement_seconds = self._limit("statement_timeout")
+        seconds = self.statement_seconds
+        watchdog = self.server._watchdog
+        token = watchdog.arm(self, seconds) if seconds else None
+        try:
+            return self.server.executor(session, sql, params)
+        except Exception as exc:
+            if token is not None and watchdog.disarm(token):
+                raise WireError("57014", "canceling statement due to statement timeout") from exc
+            if self.row_bytes > self.row_budget:
+                # Whoever read the rows (a procedure's query) may have wrapped it.
+                raise self._buffer_full() from exc
+            raise
+        finally:
+            self.row_budget = sys.maxsize
+            if token is not None:
+                watchdog.disarm(token)
 
     def _result_oids(self, sql: str, result: Result) -> list[int]:
         """Column types: the declared type where the values fit it, else the values'."""
@@ -1365,11 +1875,15 @@ class _Connection:
             for value, oid, fmt in zip(row, oids, formats, strict=True):
                 if value is None:
                     parts.append(null)
-                    continue
-                data = _encode_binary(value, oid) if fmt else _encode_text(value, oid)
-                parts.append(pack(len(data)))
-                parts.append(data)
-            self._send(b"D", b"".join(parts))
+                elif isinstance(value, bytes) and not fmt:
+                    # bytea's hex text without the copies of _encode_text
+                    # (a blob may be max_value_bytes long).
+                    parts += (pack(2 * len(value) + 2), b"\\x", binascii.hexlify(value))
+                else:
+                    data = _encode_binary(value, oid) if fmt else _encode_text(value, oid)
+                    parts.append(pack(len(data)))
+                    parts.append(data)
+            self._send_parts(b"D", parts)
 
     # -- simple query ----------------------------------------------------------------
 
@@ -1378,7 +1892,7 @@ class _Connection:
         body.end()
         self.ignore_till_sync = False
         # Protocol-level state of the extended protocol ends with a simple query.
-        self.portals.pop("", None)
+        self._drop_portal("")
         try:
             statements = ddl.split_statements(sql)
         except DdlError as exc:
@@ -1426,6 +1940,9 @@ class _Connection:
                 self._send_error(exc)
                 with contextlib.suppress(apsw.Error):
                     self.db.conn.execute("ROLLBACK")
+        if self.db.conn.getautocommit():
+            self._drop_portals()  # they end with their transaction, as at Sync
+        self.idle = None
         self._ready()
 
     # -- extended query -----------------------------------------------------------------
@@ -1448,7 +1965,8 @@ class _Connection:
         except DdlError as exc:
             raise WireError("42601", exc.message) from None
         oids += [0] * (highest - len(oids))
-        self.statements[name] = _Statement(sql, oids, not statements)
+        size = _ENTRY_BYTES + sys.getsizeof(sql) + 8 * len(oids)
+        self._keep_statement(name, _Statement(sql, oids, not statements, size))
         self._send(b"1")
 
     def _bind(self, body: _Body) -> None:
@@ -1482,7 +2000,8 @@ class _Connection:
             params.append(
                 None if data is None else _decode_param(data, statement.param_oids[i], fmt == 1, i)
             )
-        self.portals[portal_name] = _Portal(statement, params, result_formats)
+        size = _ENTRY_BYTES + sum(map(sys.getsizeof, params))
+        self._keep_portal(portal_name, _Portal(statement, params, result_formats, size=size))
         self._send(b"2")
 
     def _materialize(self, portal: _Portal) -> Result:
@@ -1491,6 +2010,9 @@ class _Connection:
             portal.oids = self._result_oids(portal.statement.sql, result) if result.columns else []
             portal.tag = tag
             portal.result = result
+            # Kept until the portal is closed: counted against max_buffer_bytes.
+            portal.size += self.row_bytes
+            self.held += self.row_bytes
         return portal.result
 
     def _formats(self, portal: _Portal) -> list[int]:
@@ -1598,9 +2120,9 @@ class _Connection:
         name = body.cstring()
         body.end()
         if what == b"S":
-            self.statements.pop(name, None)
+            self._drop_statement(name)
         elif what == b"P":
-            self.portals.pop(name, None)
+            self._drop_portal(name)
         else:
             raise _ProtocolViolation(f"invalid CLOSE message subtype {what!r}")
         self._send(b"3")
@@ -1611,23 +2133,25 @@ class _Connection:
 
     def _sync(self) -> None:
         self.ignore_till_sync = False
+        self.idle = None
         assert self.db is not None
         if self.db.conn.getautocommit():
             # Portals live until their transaction ends.
-            self.portals.clear()
+            self._drop_portals()
         self._ready()
 
     def _deallocate(self, sql: str) -> None:
         """DEALLOCATE [PREPARE] name | ALL: protocol state, not a database statement."""
-        words = _WORD.findall(_COMMENT.sub(" ", sql))
+        words = _names(sql, 4)
         rest = words[1:]
         if rest and rest[0].upper() == "PREPARE":
             rest = rest[1:]
         if len(rest) != 1:
             raise WireError("42601", "DEALLOCATE takes one statement name, or ALL")
         if rest[0].upper() == "ALL":
-            self.statements = {k: v for k, v in self.statements.items() if not k}
-        elif self.statements.pop(rest[0], None) is None:
+            for name in [k for k in self.statements if k]:
+                self._drop_statement(name)
+        elif self._drop_statement(rest[0]) is None:
             raise WireError("26000", f'prepared statement "{rest[0]}" does not exist')
 
 
@@ -1668,6 +2192,137 @@ def _notice_fields(
 # --- the server -----------------------------------------------------------------------
 
 
+class _Watchdog:
+    """One thread per server that interrupts statements past their
+    statement_timeout (``Connection.interrupt`` needs no GIL on the SQLite
+    side, unlike a progress handler). A statement that outlives its deadline
+    is interrupted again every _REINTERRUPT seconds until it ends: a CALL runs
+    several SQLite statements, and an interrupt between two is lost."""
+
+    _REINTERRUPT = 0.05
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()  # taken directly: arm and disarm run per statement
+        self._cond = threading.Condition(self._lock)
+        self._due: dict[int, tuple[float, _Connection]] = {}
+        self._fired: set[int] = set()
+        self._tokens = itertools.count(1)
+        self._wake_at = math.inf  # when the thread means to look next
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def arm(self, conn: _Connection, seconds: float) -> int:
+        """Interrupt ``conn`` ``seconds`` from now unless disarmed first."""
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            token = next(self._tokens)
+            self._due[token] = (deadline, conn)
+            if deadline < self._wake_at:
+                self._cond.notify()
+        return token
+
+    def disarm(self, token: int) -> bool:
+        """Forget a deadline; whether it had fired. No interrupt follows."""
+        with self._lock:
+            self._due.pop(token, None)
+            if token in self._fired:
+                self._fired.discard(token)
+                return True
+            return False
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                now = time.monotonic()
+                self._wake_at = math.inf
+                for token, (deadline, conn) in list(self._due.items()):
+                    if deadline <= now:
+                        self._fired.add(token)
+                        conn.interrupt()  # sqlite3_interrupt: safe from any thread
+                        deadline = now + self._REINTERRUPT
+                        self._due[token] = (deadline, conn)
+                    self._wake_at = min(self._wake_at, deadline)
+                timeout = None if self._wake_at == math.inf else self._wake_at - now
+                self._cond.wait(timeout)
+
+
+# A client refused for max_connections may take this long to send its startup
+# packet (to be told why in its own protocol), and this many may wait at once;
+# more are closed with a best-effort error and nothing read.
+_REFUSAL_SECONDS = 5.0
+_MAX_REFUSALS = 32
+_TOO_MANY = _message(
+    b"E",
+    _notice_fields("FATAL", "53300", "sorry, too many clients already", None, None),
+)
+
+
+@dataclass
+class _Refusal:
+    """A connection over max_connections, handled on the accepting thread:
+    at most MAX_STARTUP_BYTES read, SSL refused, then FATAL 53300 (a cancel
+    request is still honoured)."""
+
+    sock: socket.socket
+    deadline: float
+    data: bytes = b""
+    negotiations: int = 0
+
+    def readable(self, server: Server) -> bool:
+        """Take what arrived; whether the refusal is over."""
+        try:
+            chunk = self.sock.recv(MAX_STARTUP_BYTES + 16 - len(self.data))
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        if not chunk:
+            return True
+        self.data += chunk
+        while True:
+            if len(self.data) < 8:
+                return False
+            length, code = struct.unpack_from("!ii", self.data)
+            if not 8 <= length <= MAX_STARTUP_BYTES:
+                break  # garbage: refused all the same
+            if len(self.data) < length:
+                return False
+            packet, self.data = self.data[:length], self.data[length:]
+            if code in (_SSL_REQUEST, _GSSENC_REQUEST) and self.negotiations < 2:
+                self.negotiations += 1
+                self.send(b"N")
+                continue
+            if code == _CANCEL_REQUEST and length == 16:
+                server._cancel(*struct.unpack_from("!ii", packet, 8))
+                return True
+            break
+        self.send(_TOO_MANY)
+        return True
+
+    def send(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.send(data)  # a few bytes into an empty socket buffer
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
 class Server:
     """A PostgreSQL wire-protocol server for one database file.
 
@@ -1676,7 +2331,8 @@ class Server:
     calling one; ``stop()`` (or leaving the ``with`` block) stops accepting,
     closes every client connection and joins the threads. The server turns
     the file's journal into WAL so readers and a writer on different
-    connections do not block each other.
+    connections do not block each other. ``wire_limits`` bounds what each
+    client may cost (WireLimits); ``limits`` are the procedures' own.
     """
 
     def __init__(
@@ -1688,15 +2344,17 @@ class Server:
         port: int = 5433,
         limits: Limits | None = None,
         allow_ddl: bool = False,
+        wire_limits: WireLimits | None = None,
     ) -> None:
         if str(db_path) in ("", ":memory:"):
-            raise ValueError(
+            raise InvalidArgument(
                 "the server needs a database file: every client connection opens its own, "
                 "and in-memory databases are not shared"
             )
         self.db_path = str(db_path)
         self.executor = executor
         self.limits = limits
+        self.wire_limits = wire_limits or WireLimits()
         # Clients may not create procedures or plugins unless told so: one
         # that may create a procedure can read any table through it, whatever
         # the query plugins check (Database.serve_clients).
@@ -1712,6 +2370,7 @@ class Server:
         self._connections: dict[int, tuple[_Connection, threading.Thread]] = {}
         self._pids = itertools.count(1)
         self._thread: threading.Thread | None = None
+        self._watchdog = _Watchdog(f"pgwire-watchdog-{self.address[1]}")
         self._closed = False
 
     @property
@@ -1731,18 +2390,64 @@ class Server:
 
     def serve_forever(self) -> None:
         """Accept clients until ``stop()``."""
+        self._watchdog.start()
+        refusals: dict[socket.socket, _Refusal] = {}
         with selectors.DefaultSelector() as selector:
             selector.register(self._listener, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self._stopping.is_set():
-                for key, _events in selector.select():
-                    if key.fileobj is self._wake_r or self._stopping.is_set():
-                        return
-                    try:
-                        sock, _addr = self._listener.accept()
-                    except OSError:
-                        continue
-                    self._spawn(sock)
+            try:
+                while not self._stopping.is_set():
+                    timeout = None
+                    if refusals:
+                        soonest = min(r.deadline for r in refusals.values())
+                        timeout = max(soonest - time.monotonic(), 0)
+                    for key, _events in selector.select(timeout):
+                        if key.fileobj is self._wake_r or self._stopping.is_set():
+                            return
+                        if key.fileobj is self._listener:
+                            self._accept(selector, refusals)
+                        elif isinstance(key.data, _Refusal) and key.data.readable(self):
+                            self._end_refusal(selector, refusals, key.data)
+                    now = time.monotonic()
+                    for refusal in [r for r in refusals.values() if r.deadline <= now]:
+                        self._end_refusal(selector, refusals, refusal)
+            finally:
+                for refusal in list(refusals.values()):
+                    self._end_refusal(selector, refusals, refusal)
+
+    def _accept(
+        self, selector: selectors.BaseSelector, refusals: dict[socket.socket, _Refusal]
+    ) -> None:
+        try:
+            sock, _addr = self._listener.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                time.sleep(0.05)  # out of descriptors: let connections end first
+            return
+        with self._lock:
+            full = len(self._connections) >= self.wire_limits.max_connections
+        if not full:
+            self._spawn(sock)
+            return
+        sock.setblocking(False)
+        refusal = _Refusal(sock, time.monotonic() + _REFUSAL_SECONDS)
+        if len(refusals) >= _MAX_REFUSALS:
+            refusal.send(_TOO_MANY)
+            refusal.close()
+            return
+        refusals[sock] = refusal
+        selector.register(sock, selectors.EVENT_READ, refusal)
+
+    @staticmethod
+    def _end_refusal(
+        selector: selectors.BaseSelector,
+        refusals: dict[socket.socket, _Refusal],
+        refusal: _Refusal,
+    ) -> None:
+        refusals.pop(refusal.sock, None)
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(refusal.sock)
+        refusal.close()
 
     def _spawn(self, sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
@@ -1757,7 +2462,14 @@ class Server:
         if stopping:
             conn._close()
             return
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: refused like one too many
+            _log.warning("pgwire: cannot start a thread for connection %d", pid)
+            with contextlib.suppress(OSError):
+                sock.settimeout(_FAREWELL_SECONDS)
+                sock.sendall(_TOO_MANY)
+            conn._close()
 
     def _forget(self, conn: _Connection) -> None:
         with self._lock:
@@ -1781,10 +2493,11 @@ class Server:
         for conn, _thread in connections:
             conn.shutdown()
         for _conn, thread in connections:
-            if thread is not threading.current_thread():
+            if thread is not threading.current_thread() and thread.ident is not None:
                 thread.join(timeout=30)
                 if thread.is_alive():
                     _log.warning("pgwire: %s did not stop within 30 s", thread.name)
+        self._watchdog.stop()
         if not self._closed:
             self._closed = True
             for s in (self._listener, self._wake_r, self._wake_w):

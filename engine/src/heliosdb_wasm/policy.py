@@ -366,22 +366,33 @@ _CREATE_ACTIONS = {
     for name in dir(apsw)
     if name.startswith("SQLITE_CREATE_") and isinstance(getattr(apsw, name), int)
 }
-# PRAGMAs whose setting changes the file, or the process, for every other
-# connection: a wire client may read them but not set them.
+# PRAGMAs whose setting changes the file, its durability or its header for
+# every other connection, or costs the whole process memory or threads: a
+# wire client may read them but not set them.
 SHARED_PRAGMAS = frozenset(
     {
+        "application_id",
         "auto_vacuum",
+        "busy_timeout",
+        "cache_size",
+        "cache_spill",
         "data_store_directory",
         "hard_heap_limit",
         "ignore_check_constraints",
         "journal_mode",
         "journal_size_limit",
         "locking_mode",
+        "mmap_size",
         "page_size",
         "schema_version",
         "soft_heap_limit",
+        "synchronous",
+        "temp_store",
         "temp_store_directory",
+        "threads",
         "trusted_schema",
+        "user_version",
+        "wal_autocheckpoint",
         "writable_schema",
     }
 )
@@ -454,6 +465,9 @@ def client_authorizer(denied: list[str], *, allow_ddl: bool = False) -> Authoriz
         # outright, as before.
         if pragma in SHARED_PRAGMAS and (p2 is not None or pragma == "writable_schema"):
             return deny(f"PRAGMA {p1}")
+        # A passive checkpoint waits for nobody; the others block every writer.
+        if pragma == "wal_checkpoint" and p2 is not None and p2.lower() != "passive":
+            return deny(f"PRAGMA wal_checkpoint({p2})")
         if action == apsw.SQLITE_FUNCTION and (p2 or "").lower() == "load_extension":
             return deny("load_extension")
         return int(apsw.SQLITE_OK)

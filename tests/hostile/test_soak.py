@@ -10,13 +10,17 @@ HELIOSDB_SOAK_SECONDS sets the length of the run (default 6).
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
+import apsw
 import pytest
 
 import heliosdb_wasm as h
@@ -167,4 +171,77 @@ def test_soak_ledger_under_concurrent_faults(
             f"observed {sum(observed.values())} {dict(observed)}; "
             f"busy retries {busy_retries[0]}; invariant checks {checks} passed; RSS {rss['end'] / 1e6:.0f} MB "
             f"(+{growth / 1e6:.1f} MB after warm-up)"
+        )
+
+
+def test_soak_processes_threads_and_a_lock_thief(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two processes, each with two threads sharing one Database and one
+    with its own, transfer money while a third connection keeps taking the
+    write lock for 20-100 ms at a time (busy errors injected on purpose).
+    Every acknowledged transfer must be stored, nothing unacknowledged may
+    be, and the books must balance."""
+    seconds = float(os.environ.get("HELIOSDB_SOAK_SECONDS", "6"))
+    path = tmp_path / "ledger.db"
+    _setup(path)
+    stop = threading.Event()
+    thefts = [0]
+
+    def thief() -> None:
+        rng = random.Random(7)
+        conn = apsw.Connection(str(path))
+        conn.set_busy_timeout(1000)
+        while not stop.is_set():
+            conn.execute("BEGIN EXCLUSIVE")
+            thefts[0] += 1
+            time.sleep(rng.uniform(0.02, 0.1))
+            conn.execute("COMMIT")
+            time.sleep(rng.uniform(0.05, 0.2))
+        conn.close()
+
+    worker = Path(__file__).with_name("soak_worker.py")
+    outs = [tmp_path / f"worker{i}.json" for i in range(2)]
+    thread = threading.Thread(target=thief)
+    thread.start()
+    try:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(worker), str(path), str(seconds), str(i + 1), str(out)]
+            )
+            for i, out in enumerate(outs)
+        ]
+        codes = [p.wait(timeout=seconds + 120) for p in procs]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert codes == [0, 0]
+    acknowledged: Counter[tuple[int, int, int]] = Counter()
+    outcomes: Counter[str] = Counter()
+    unexpected: list[str] = []
+    for out in outs:
+        report = json.loads(out.read_text())
+        acknowledged.update(tuple(t) for t in report["acknowledged"])
+        outcomes.update(report["outcomes"])
+        unexpected += report["unexpected"]
+    with h.Database.open(path) as db:
+        stored = Counter(
+            (int(s), int(d), int(a))  # type: ignore[call-overload]
+            for s, d, a in db.execute("SELECT src, dst, amount FROM transfers").rows
+        )
+        total = db.execute("SELECT sum(balance) FROM accounts").scalar()
+        integrity = db.execute("PRAGMA integrity_check").scalar()
+    lost = acknowledged - stored
+    phantom = stored - acknowledged
+    assert unexpected == [], unexpected[:5]
+    assert integrity == "ok"
+    assert not lost, f"{sum(lost.values())} acknowledged transfers are missing"
+    assert not phantom, f"{sum(phantom.values())} transfers stored that were reported failed"
+    assert total == ACCOUNTS * OPENING_BALANCE
+    assert outcomes["busy"] > 0 and outcomes["ok"] > 0, outcomes
+    with capsys.disabled():
+        print(
+            f"\nsoak (2 processes x 3 threads, {seconds:g} s): {sum(outcomes.values())} calls,"
+            f" {outcomes['ok']} acknowledged, {outcomes['busy']} busy, {outcomes['trap']} traps;"
+            f" lock taken {thefts[0]} times; lost 0, phantom 0"
         )

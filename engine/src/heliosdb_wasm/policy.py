@@ -36,8 +36,10 @@ class Limits:
         Wasm fuel per call: roughly one unit per instruction executed. Makes
         runaway loops fail deterministically, well before the wall clock does.
     timeout_seconds
-        Wall-clock deadline per call, enforced by epoch interruption, so host
-        time (queries, fetches) counts too.
+        Wall-clock deadline per call, enforced by epoch interruption in the
+        guest and by an SQLite progress handler in the procedure's statements
+        (a nested procedure's by the earlier of its and its caller's), so
+        host time (queries, fetches) counts too.
     pool_size
         Idle instances kept per procedure version for reuse.
     max_call_depth
@@ -49,11 +51,19 @@ class Limits:
         Text and blob bytes passed in, and bytes handed back (text, blob,
         JSON, every cell of a table result).
     max_query_rows
-        Rows one host query may return to the guest.
+        Rows one host query may return to the guest. Its text and blob bytes,
+        plus 8 per cell, count against ``max_result_bytes`` as well.
     max_log_bytes
         Bytes the procedure may log in one call (stdout and stderr included).
     max_fetch_bytes
         Bytes of one HTTP response body (``network:`` capability).
+    max_value_bytes
+        Largest string or blob SQLite may build while one of the procedure's
+        statements runs (SQLite's length limit: ``randomblob``, ``zeroblob``,
+        ``group_concat``, ``printf``, a value read from a table, a row
+        written), so such a statement cannot cost the host more memory than
+        this per value. A nested procedure's statements get the smaller of
+        its own and its caller's.
     """
 
     memory_bytes: int = 16 * MIB
@@ -70,6 +80,7 @@ class Limits:
     max_query_rows: int = 100_000
     max_log_bytes: int = 1 * MIB
     max_fetch_bytes: int = 4 * MIB
+    max_value_bytes: int = 16 * MIB
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -9,6 +9,11 @@ another process (``heliosdb-wasm procedure metrics``, ``heliosdb-wasm logs``)
 sees them. Flushing happens between statements, never inside the caller's
 own transaction, at most once a second (or when much is pending) and when
 the database is closed.
+
+The log is bounded in bytes wherever it is held: each line's message is cut
+to ``LOG_MESSAGE_BYTES`` (with a marker saying so), the in-memory log keeps
+the newest ``LOG_MEMORY_BYTES``, and the persisted one the newest
+``LOG_RETENTION_BYTES`` of messages, pruned in the flush's own transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +51,27 @@ CREATE TABLE IF NOT EXISTS _heliosdb_log(
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS _heliosdb_log_by_procedure ON _heliosdb_log(procedure, time);
+CREATE TABLE IF NOT EXISTS _heliosdb_log_size(
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    bytes INTEGER NOT NULL
+);
 """
 
-# The persisted log keeps this many lines; older ones are deleted on flush.
+MIB = 1024 * 1024
+# The persisted log keeps this many lines, and this many bytes of messages
+# (_heliosdb_log_size keeps the sum); older lines are deleted on flush.
 LOG_RETENTION = 100_000
+LOG_RETENTION_BYTES = 8 * MIB
+# The in-memory log (Database.logs) keeps the newest lines up to both bounds;
+# each line costs its message's bytes plus LOG_LINE_BYTES.
+LOG_MEMORY_LINES = 10_000
+LOG_MEMORY_BYTES = 8 * MIB
+LOG_LINE_BYTES = 128
+# A line's message keeps this many bytes; a longer one is cut there and ends
+# in TRUNCATED_MARKER, which gives its full length (clip_message, applied
+# once where a line is logged: hostapi.CallContext.log).
+LOG_MESSAGE_BYTES = 64 * 1024
+TRUNCATED_MARKER = " ... [truncated: {} bytes in all]"
 FLUSH_INTERVAL_SECONDS = 1.0
 FLUSH_PENDING_CALLS = 10_000
 
@@ -79,6 +102,55 @@ class LogRecord:
     version: int
     level: str
     message: str
+
+
+def utf8_bytes(text: str) -> int:
+    """UTF-8 bytes of ``text``, without encoding it when it is ASCII."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def clip_message(text: str, size: int | None = None) -> str:
+    """``text`` cut to LOG_MESSAGE_BYTES (``size``: its UTF-8 bytes, if known),
+    marked as truncated with its full length."""
+    if size is None:
+        size = utf8_bytes(text)
+    if size <= LOG_MESSAGE_BYTES:
+        return text
+    head = text.encode("utf-8", "surrogatepass")[:LOG_MESSAGE_BYTES]
+    # Cut on a character boundary (a partial one at the end is dropped).
+    return head.decode("utf-8", "ignore") + TRUNCATED_MARKER.format(size)
+
+
+class LogBuffer:
+    """Log lines in order, the oldest dropped first once there are more than
+    ``max_lines`` or their messages and LOG_LINE_BYTES each come to more
+    than ``max_bytes`` (the newest line always stays)."""
+
+    def __init__(
+        self, max_bytes: int = LOG_MEMORY_BYTES, max_lines: int = LOG_MEMORY_LINES
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_lines = max_lines
+        self.bytes = 0
+        self._lines: deque[tuple[LogRecord, int]] = deque()
+
+    def append(self, record: LogRecord) -> None:
+        size = utf8_bytes(record.message) + LOG_LINE_BYTES
+        self._lines.append((record, size))
+        self.bytes += size
+        lines = self._lines
+        while len(lines) > 1 and (self.bytes > self.max_bytes or len(lines) > self.max_lines):
+            self.bytes -= lines.popleft()[1]
+
+    def clear(self) -> None:
+        self._lines.clear()
+        self.bytes = 0
+
+    def __iter__(self) -> Iterator[LogRecord]:
+        return (record for record, _ in self._lines)
+
+    def __len__(self) -> int:
+        return len(self._lines)
 
 
 @dataclass(frozen=True)
@@ -192,7 +264,8 @@ class Telemetry:
         # the collectors below still hold.
         self.pending: dict[tuple[str, int], Metrics] = {}
         self.pending_calls = 0
-        self.pending_logs: list[LogRecord] = []
+        # Lines the persisted log would prune at once are not kept either.
+        self.pending_logs = LogBuffer(LOG_RETENTION_BYTES, LOG_RETENTION)
         self.listeners: list[Callable[[CallStats], None]] = []
         # Calls counted elsewhere (the C fast path's tallies, fastcall.py):
         # each collector folds its counts into ``metrics()`` and
@@ -238,7 +311,7 @@ class Telemetry:
         if not self.pending_calls and not self.pending_logs:
             return
         pending = {k: m for k, m in self.pending.items() if m.calls}
-        logs = self.pending_logs
+        logs = list(self.pending_logs)
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -262,24 +335,71 @@ class Telemetry:
                         time.time(),
                     ),
                 )
-            cur.executemany(
-                "INSERT INTO _heliosdb_log(time, procedure, version, level, message)"
-                " VALUES (?,?,?,?,?)",
-                [(r.time, r.procedure, r.version, r.level, r.message) for r in logs],
-            )
             if logs:
-                cur.execute(
-                    "DELETE FROM _heliosdb_log WHERE id <= (SELECT max(id) FROM _heliosdb_log) - ?",
-                    (LOG_RETENTION,),
-                )
+                _append_logs(conn, logs)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         for m in pending.values():
             m.clear()
-        self.pending_logs, self.pending_calls = [], 0
+        self.pending_logs.clear()
+        self.pending_calls = 0
         self.last_flush = time.monotonic()
+
+
+def _append_logs(conn: apsw.Connection, logs: list[LogRecord]) -> None:
+    """Insert ``logs`` (in the caller's transaction) and prune the oldest
+    lines beyond LOG_RETENTION lines and LOG_RETENTION_BYTES bytes of
+    messages, keeping their sum in _heliosdb_log_size so that a flush costs
+    what it inserts and deletes, not what the table holds. The pending
+    buffer holds no more than either bound, so only older lines go."""
+    before = _int(conn, "SELECT max(id) FROM _heliosdb_log") or 0
+    total = _int(conn, "SELECT bytes FROM _heliosdb_log_size WHERE id = 1")
+    if total is None:  # a database from before the sum was kept: count once
+        total = _int(conn, "SELECT sum(octet_length(message)) FROM _heliosdb_log") or 0
+    conn.cursor().executemany(
+        "INSERT INTO _heliosdb_log(time, procedure, version, level, message) VALUES (?,?,?,?,?)",
+        [(r.time, r.procedure, r.version, r.level, r.message) for r in logs],
+    )
+    # What was inserted, measured as what is deleted will be: by SQLite.
+    sql = "SELECT sum(octet_length(message)) FROM _heliosdb_log WHERE id > ?"
+    added = _int(conn, sql, (before,)) or 0
+    total += added
+    newest = _int(conn, "SELECT max(id) FROM _heliosdb_log") or 0
+    total -= _delete_through(conn, newest - LOG_RETENTION)
+    for _ in range(2):
+        if total <= LOG_RETENTION_BYTES:
+            break
+        excess, seen = total - LOG_RETENTION_BYTES, 0
+        older = "SELECT id, octet_length(message) FROM _heliosdb_log WHERE id <= ? ORDER BY id"
+        for row_id, size in conn.cursor().execute(older, (before,)):
+            seen += size
+            if seen >= excess:
+                total -= _delete_through(conn, row_id)
+                break
+        else:
+            # The older lines hold less than the sum says (some were deleted
+            # behind the engine's back): now it is known, prune by it.
+            total = seen + added
+    conn.cursor().execute(
+        "INSERT OR REPLACE INTO _heliosdb_log_size(id, bytes) VALUES (1, ?)", (total,)
+    )
+
+
+def _delete_through(conn: apsw.Connection, last_id: int) -> int:
+    """Delete the log lines up to id ``last_id``: the message bytes deleted."""
+    sql = "SELECT sum(octet_length(message)) FROM _heliosdb_log WHERE id <= ?"
+    size = _int(conn, sql, (last_id,)) or 0
+    conn.cursor().execute("DELETE FROM _heliosdb_log WHERE id <= ?", (last_id,))
+    return size
+
+
+def _int(conn: apsw.Connection, sql: str, params: tuple[int, ...] = ()) -> int | None:
+    """The integer ``sql`` selects (None for no row or NULL)."""
+    for (value,) in conn.cursor().execute(sql, params):
+        return None if value is None else int(value)
+    return None
 
 
 def read_metrics(conn: apsw.Connection, name: str, version: int) -> Metrics | None:

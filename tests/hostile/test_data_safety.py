@@ -4,7 +4,11 @@ busy files, threads sharing one Database, statements that fail midway.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -225,3 +229,50 @@ def test_another_threads_open_transaction_is_waited_for_then_refused(tmp_path: P
     assert outcome[1] is None
     assert db.execute("SELECT x FROM t").rows == [(2,)]
     db.close()
+
+
+def test_a_closed_database_says_so(tmp_path: Path) -> None:
+    db = h.Database.open(tmp_path / "c.db", limits=TEST_LIMITS)
+    _sql_procedure(db, "p")
+    db.close()
+    db.close()  # harmless
+    for use in (lambda: db.execute("SELECT 1"), lambda: db.call("p", "SELECT 1")):
+        with pytest.raises(h.InvalidArgument, match="closed"):
+            use()
+
+
+_KILLED_WRITER = """
+import sys, heliosdb_wasm as h
+db = h.Database.open(sys.argv[1])
+n = 0
+while True:
+    db.execute("SELECT writer('INSERT INTO pub(v) VALUES (''x'')')")
+    n += 1
+    print(n, flush=True)
+"""
+
+
+def test_sigkill_in_the_middle_of_writes_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    with h.Database.open(path, limits=TEST_LIMITS) as db:
+        db.execute("CREATE TABLE pub(id INTEGER PRIMARY KEY, v TEXT)")
+        _sql_procedure(db, "writer", "write:pub")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    acknowledged = 0
+    start = time.monotonic()
+    for line in child.stdout:
+        acknowledged = int(line)
+        if time.monotonic() - start > 1.5 and acknowledged > 20:
+            break
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    for line in child.stdout:  # what it printed before it died
+        acknowledged = int(line)
+    with h.Database.open(path) as db:
+        assert db.execute("PRAGMA integrity_check").scalar() == "ok"
+        stored = db.execute("SELECT count(*) FROM pub").scalar()
+    # Every acknowledged write is there; at most the one in flight besides.
+    assert acknowledged <= stored <= acknowledged + 1  # type: ignore[operator]

@@ -157,6 +157,7 @@ class Database:
         # Scalars SQLite calls directly (fastcall.bind_sqlite), by name.
         self._scalars: dict[str, Callable[..., Any]] = {}
         self.busy_timeout = busy_timeout
+        self._closed = False
         self._lock = threading.RLock()
         # The thread whose transaction (BEGIN ...) is open, if any: others
         # wait for it on _turn_over.
@@ -215,18 +216,25 @@ class Database:
         except apsw.Error as exc:
             raise SqlError(f"cannot open database {path}: {exc}") from None
 
-    @_serialized
     def close(self) -> None:
-        self._flush_telemetry(force=True)
-        self._runners.clear()
-        for key in list(self._scalars):
-            self._retire(key)
-        self.conn.close()
+        """Closes the file (a transaction left open is rolled back); closing
+        twice is harmless, any other use afterwards an InvalidArgument."""
+        with self._lock:
+            if self._closed:
+                return
+            self._flush_telemetry(force=True)
+            self._runners.clear()
+            for key in list(self._scalars):
+                self._retire(key)
+            self.conn.close()
+            self._closed = True
 
     @contextmanager
     def _turn(self) -> Iterator[None]:
         me = threading.get_ident()
         with self._turn_over:
+            if self._closed:
+                raise InvalidArgument("the database is closed")
             if not self._turn_over.wait_for(
                 lambda: self._tx_thread in (None, me), self.busy_timeout
             ):

@@ -13,7 +13,8 @@
  * Values are converted exactly as ctypes converts them when RawCall assigns a
  * union field: integers through PyLong_AsUnsignedLongLongMask (wrapping,
  * __index__ honoured, floats refused), floats through PyFloat_AsDouble (ints
- * and __float__ accepted), f32 by a C cast of the double.
+ * and __float__ accepted), f32 by a C cast of the double. A batch's values
+ * are SQL values and do not wrap (to_raw_sql).
  *
  * The GIL is released around the wasm call, as ctypes does: the engine's
  * epoch ticker is a Python thread, and a guest that loops must still time
@@ -144,6 +145,49 @@ to_raw(PyObject *value, int kind, val_raw_t *slot)
     return -1;
 }
 
+/* One SQL value into one slot, for batch(): a batch holds the values of SQL
+ * parameters, so nothing wraps. An integer outside the parameter's range is
+ * an OverflowError, anything but an int for an integer or boolean parameter
+ * a TypeError (Runner.call_batch then goes row by row, which names the
+ * argument), and a boolean is the value's truth, as the row path converts
+ * it. Floats convert as in to_raw. */
+static inline int
+to_raw_sql(PyObject *value, int kind, val_raw_t *slot)
+{
+    switch (kind) {
+    case K_I64:
+    case K_I32: {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (x == -1 && PyErr_Occurred())
+            return -1;
+        if (overflow || (kind == K_I32 && (x < INT32_MIN || x > INT32_MAX))) {
+            PyErr_Format(PyExc_OverflowError, "a value out of range for a %d-bit parameter",
+                         kind == K_I64 ? 64 : 32);
+            return -1;
+        }
+        if (kind == K_I64)
+            slot->i64 = (int64_t)x;
+        else
+            put_i32(slot, (int32_t)x);
+        return 0;
+    }
+    case K_BOOL: {
+        if (!PyLong_Check(value)) {
+            PyErr_Format(PyExc_TypeError, "a boolean parameter takes bool or int, not %.100s",
+                         Py_TYPE(value)->tp_name);
+            return -1;
+        }
+        int truth = PyObject_IsTrue(value);
+        if (truth < 0)
+            return -1;
+        put_i32(slot, truth);
+        return 0;
+    }
+    }
+    return to_raw(value, kind, slot);
+}
+
 /* The result slot as a Python value (a new reference). */
 static inline PyObject *
 from_raw(int kind, const val_raw_t *slot)
@@ -247,7 +291,8 @@ Caller_call_seq(CallerObject *self, PyObject *values)
 }
 
 /* batch(columns, rows=None): one call per row, columns[i][row] the i-th
- * argument. All arguments are converted first, then every row is called with
+ * argument. All arguments are converted first (to_raw_sql: an OverflowError
+ * or TypeError means no row ran), then every row is called with
  * the GIL released once. Returns the list of results; on the first failing
  * row raises Fault with attributes `row` (its index) and `results` (the
  * results of the rows before it). */
@@ -316,7 +361,7 @@ Caller_batch(CallerObject *self, PyObject *args, PyObject *kwargs)
         PyObject **items = PySequence_Fast_ITEMS(fast[c]);
         int kind = self->kinds[c];
         for (Py_ssize_t r = 0; r < rows; r++) {
-            if (to_raw(items[r], kind, &buf[(size_t)r * self->len + c]) < 0)
+            if (to_raw_sql(items[r], kind, &buf[(size_t)r * self->len + c]) < 0)
                 goto done;
         }
     }

@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .ddl import LIMIT_NAMES, limit_problem, read_file
 from .errors import ProcedureError
 
 FORMAT = 1
@@ -44,9 +45,12 @@ MAX_TOTAL_BYTES = 256 * 1024 * 1024  # all members, uncompressed
 MAX_MEMBERS = 256
 MAX_NAME_LENGTH = 200
 
-NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-VERSION = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
-_MEMBER_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+# Matched with fullmatch: "$" alone would let a trailing newline through.
+NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+VERSION = re.compile(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?")
+_MEMBER_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+# Members that are text: read as UTF-8 when installed or shown.
+_TEXT_SUFFIXES = (".sql", ".wit")
 
 _TOP_FIELDS = {"format", "name", "version", "description", "license", "procedures", "files"}
 _PROCEDURE_FIELDS = {
@@ -150,7 +154,7 @@ class Archive:
 
     @property
     def install_sql(self) -> str:
-        return self.members[INSTALL].decode("utf-8")
+        return _text(self.members[INSTALL], INSTALL)
 
     def module(self, path: str) -> bytes:
         return self.members[path]
@@ -182,7 +186,7 @@ def _check_member_name(name: str) -> str:
     for part in parts:
         if part in ("", ".", ".."):
             raise ArchiveError(f"member {name!r}: '.', '..' and empty path parts are refused")
-        if not _MEMBER_PART.match(part):
+        if not _MEMBER_PART.fullmatch(part):
             raise ArchiveError(f"member {name!r}: path part {part!r} has unsafe characters")
     return "/".join(parts)
 
@@ -234,10 +238,7 @@ def read_archive(source: Path | bytes) -> Archive:
 def _load(source: Path | bytes) -> bytes:
     if isinstance(source, Path):
         try:
-            size = source.stat().st_size
-            if size > MAX_ARCHIVE_BYTES:
-                raise ArchiveError(f"{source}: {size} bytes is over {MAX_ARCHIVE_BYTES}")
-            data = source.read_bytes()
+            data = read_file(source, MAX_ARCHIVE_BYTES)
         except OSError as exc:
             raise ArchiveError(f"cannot read archive {source}: {exc.strerror}") from None
     else:
@@ -254,6 +255,9 @@ def _ours(members: dict[str, bytes]) -> Archive:
         raise ArchiveError(f"{SIGNATURE} must hold a 64-byte Ed25519 signature")
     manifest = parse_manifest(manifest_bytes)
     _check_files(manifest, members)
+    for path, data in members.items():
+        if path.lower().endswith(_TEXT_SUFFIXES):
+            _text(data, path)
     return Archive(manifest, manifest_bytes, members, signature)
 
 
@@ -293,7 +297,9 @@ def _read_members(data: bytes) -> dict[str, bytes]:
                 members[name] = content
     except ArchiveError:
         raise
-    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+    except (tarfile.TarError, OSError, EOFError, ValueError, TypeError) as exc:
+        # TypeError: tarfile's gzip header reader calls ord() on the bytes
+        # of a truncated header.
         raise ArchiveError(f"not a readable tar archive: {exc}") from None
     return members
 
@@ -304,21 +310,38 @@ def _str(value: object, where: str) -> str:
     return value
 
 
-def parse_manifest(data: bytes) -> Manifest:
+def _text(data: bytes, what: object) -> str:
     try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ArchiveError(f"{MANIFEST} is not valid TOML: {exc}") from None
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArchiveError(f"{what} is not UTF-8 text (byte {exc.start})") from None
+
+
+def _toml(data: bytes, what: object) -> dict[str, Any]:
+    """TOML as tomllib reads it, every failure an ArchiveError: tomllib
+    recurses once per level of nesting and converts integers of any length."""
+    try:
+        return tomllib.loads(_text(data, what))
+    except RecursionError:
+        raise ArchiveError(f"{what} is not valid TOML: nested too deeply") from None
+    except ValueError as exc:  # TOMLDecodeError, or an integer of over 4300 digits
+        raise ArchiveError(f"{what} is not valid TOML: {exc}") from None
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    raw = _toml(data, MANIFEST)
     unknown = set(raw) - _TOP_FIELDS
     if unknown:
         raise ArchiveError(f"{MANIFEST}: unknown field(s) {', '.join(sorted(unknown))}")
-    if raw.get("format") != FORMAT:
-        raise ArchiveError(f"{MANIFEST}: format must be {FORMAT}, not {raw.get('format')!r}")
+    fmt = raw.get("format")
+    if type(fmt) is not int or fmt != FORMAT:  # not True, not 1.0
+        shown = repr(fmt) if type(fmt) is int else f"a {type(fmt).__name__}"
+        raise ArchiveError(f"{MANIFEST}: format must be {FORMAT}, not {shown}")
     name = _str(raw.get("name"), "name")
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ArchiveError(f"{MANIFEST}: name {name!r} must match {NAME.pattern}")
     version = _str(raw.get("version"), "version")
-    if not VERSION.match(version):
+    if not VERSION.fullmatch(version):
         raise ArchiveError(f"{MANIFEST}: version {version!r} is not MAJOR.MINOR.PATCH")
     procs_raw = raw.get("procedures")
     if not isinstance(procs_raw, list) or not procs_raw:
@@ -365,10 +388,14 @@ def _procedure(raw: object, index: int) -> ProcedureSpec:
     if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
         raise ArchiveError(f"{MANIFEST}: {where}.capabilities must be a list of strings")
     limits = raw.get("limits", {})
-    if not isinstance(limits, dict) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in limits.values()
-    ):
+    if not isinstance(limits, dict):
         raise ArchiveError(f"{MANIFEST}: {where}.limits must map limit names to numbers")
+    for key, value in limits.items():
+        if key not in LIMIT_NAMES:
+            raise ArchiveError(f"{MANIFEST}: {where}.limits: unknown limit {key!r}")
+        problem = limit_problem(key, value)
+        if problem is not None:
+            raise ArchiveError(f"{MANIFEST}: {where}.limits: {problem}")
     return ProcedureSpec(
         name=name,
         file=_check_member_name(_str(raw.get("file"), f"{where}.file")),
@@ -503,11 +530,12 @@ def load_public_key(text_or_path: str) -> bytes:
     text = text_or_path.strip()
     if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
         try:
-            text = Path(text_or_path).read_text().strip()
-        except OSError as exc:
+            text = read_file(Path(text_or_path), 4096).decode("utf-8", "replace").strip()
+        except (OSError, ValueError) as exc:  # ValueError: a NUL or a lone surrogate
+            reason = exc.strerror if isinstance(exc, OSError) else "not a file name"
             raise ArchiveError(
                 f"{text_or_path!r} is neither a public key (64 hex digits) nor a "
-                f"readable key file ({exc.strerror})"
+                f"readable key file ({reason})"
             ) from None
     if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
         raise ArchiveError(f"{text_or_path}: a public key is 64 hex digits")
@@ -538,11 +566,9 @@ def pack_project(
 
     toml_path = source / SOURCE_FILE if source.is_dir() else source
     try:
-        raw = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        raw = _toml(toml_path.read_bytes(), toml_path)
     except OSError as exc:
         raise ArchiveError(f"cannot read {toml_path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ArchiveError(f"{toml_path} is not valid TOML: {exc}") from None
     unknown = set(raw) - _SOURCE_FIELDS
     if unknown:
         raise ArchiveError(f"{toml_path}: unknown field(s) {', '.join(sorted(unknown))}")

@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
+import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
-import apsw
-
 from .errors import DdlError, InvalidArgument
-from .policy import MIB
+from .policy import MAX_MODULE_BYTES, MIB, Limits
 from .values import Column, Signature, SqlType, parse_type
 
 WASM_MAGIC = b"\0asm"
@@ -41,23 +42,39 @@ WASM_MAGIC = b"\0asm"
 
 # --- tokens -------------------------------------------------------------------
 
+# What SQL text can never hold: SQLite ends a statement at NUL, and a lone
+# surrogate has no UTF-8 form.
+_UNSAYABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _check_text(sql: str) -> None:
+    bad = _UNSAYABLE.search(sql)
+    if bad is not None:
+        what = "a NUL character" if bad.group() == "\x00" else f"a lone surrogate {bad.group()!r}"
+        raise DdlError(f"SQL text may not contain {what} (offset {bad.start()})")
+
+
 _TOKEN = re.compile(
     r"""
-    (?P<ws>\s+|--[^\n]*|/\*.*?\*/)
+    (?P<ws>\s+|--[^\n]*|/\*.*?(?:\*/|\Z))
   | (?P<dollar>\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$)
-  | (?P<string>'(?:[^']|'')*')
-  | (?P<qident>"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\])
+  | (?P<string>'[^']*(?:''[^']*)*')
+  | (?P<qident>"[^"]*(?:""[^"]*)*"|`[^`]*`|\[[^\]]*\])
   | (?P<number>\d+(?:\.\d+)?)
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<punct>[(),;=.*:])
-  | (?P<opendollar>\$[A-Za-z_]*\$)
+  | (?P<open>\$[A-Za-z_]*\$|['"`\[])
   | (?P<other>.)
     """,
     re.VERBOSE | re.DOTALL,
 )
+# Quotes and comments are matched by runs of one character class, never by
+# a repeated alternative: the regex engine then keeps no backtracking state
+# per character, and an unterminated one fails once, not at every later
+# quote character. An unterminated comment runs to the end, as in SQLite.
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Token:
     kind: str
     text: str
@@ -68,52 +85,125 @@ class Token:
         return self.text.upper()
 
 
-def tokenize(sql: str) -> list[Token]:
-    tokens = []
+def iter_tokens(sql: str) -> Iterator[Token]:
+    """The tokens of ``sql`` (white space and comments skipped) as they are
+    scanned; an unterminated quote, identifier or ``$tag$`` body is a DdlError
+    when the scan reaches it."""
+    _check_text(sql)
     pos = 0
     while pos < len(sql):
         m = _TOKEN.match(sql, pos)
-        if m is None:  # unterminated quote or dollar quote
-            raise DdlError(f"unterminated quoted text at offset {pos}: {sql[pos : pos + 30]!r}")
+        assert m is not None  # <other> matches any character
         kind = m.lastgroup or "other"
         if kind == "tag":
             kind = "dollar"
-        elif kind == "opendollar":  # a $tag$ whose closing $tag$ never comes
-            raise DdlError(f"unterminated {m.group()} body at offset {pos}")
+        elif kind == "open":
+            what = f"{m.group()} body" if m.group()[0] == "$" else f"quoted text {m.group()}"
+            raise DdlError(f"unterminated {what} at offset {pos}: {sql[pos : pos + 30]!r}")
         if kind != "ws":
-            tokens.append(Token(kind, m.group(), pos))
+            yield Token(kind, m.group(), pos)
         pos = m.end()
-    return tokens
+
+
+def tokenize(sql: str) -> list[Token]:
+    """Every token of ``sql`` (see iter_tokens)."""
+    return list(iter_tokens(sql))
+
+
+# split_statements ends a statement where sqlite3_complete() would: it runs
+# SQLite's own state machine (complete.c), so CREATE TRIGGER ... BEGIN ...;
+# END stays one statement, over one scan of the text. Token classes:
+_SEMI, _WS, _OTHER, _EXPLAIN, _CREATE, _TEMP, _TRIGGER, _END = range(8)
+_KEYWORDS = {
+    "EXPLAIN": _EXPLAIN,
+    "CREATE": _CREATE,
+    "TEMP": _TEMP,
+    "TEMPORARY": _TEMP,
+    "TRIGGER": _TRIGGER,
+    "END": _END,
+}
+# state -> token class -> state; the statement is complete in state 1.
+_TRANSITIONS = (
+    (1, 0, 2, 3, 4, 2, 2, 2),  # 0 nothing yet
+    (1, 1, 2, 3, 4, 2, 2, 2),  # 1 complete
+    (1, 2, 2, 2, 2, 2, 2, 2),  # 2 a statement
+    (1, 3, 3, 2, 4, 2, 2, 2),  # 3 EXPLAIN
+    (1, 4, 2, 2, 2, 4, 5, 2),  # 4 CREATE [TEMP]
+    (6, 5, 5, 5, 5, 5, 5, 5),  # 5 in a trigger
+    (6, 6, 5, 5, 5, 5, 5, 7),  # 6 a trigger's ;
+    (1, 7, 5, 5, 5, 5, 5, 5),  # 7 a trigger's END
+)
+_SCAN = re.compile(
+    r"""
+    (?P<semi>;)
+  | (?P<blank>[ \t\n\r\f]++|--[^\n]*+|/\*.*?\*/)
+  | (?P<quoted>'[^']*+'|"[^"]*+"|`[^`]*+`|\[[^\]]*+\]|\$(?P<tag>[A-Za-z_]*+)\$.*?\$(?P=tag)\$)
+  | (?P<open>/\*|['"`\[]|\$[A-Za-z_]*+\$)
+  | (?P<word>(?:[0-9A-Za-z_\x80-\U0010ffff]|\$(?![A-Za-z_]*+\$))++)
+  | (?P<other>[^;'"`\[$/\-\s0-9A-Za-z_\x80-\U0010ffff]++|.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+# In states 2 and 5 nothing but ; changes the state: skip to what may start
+# a ;, a quote, a comment or a dollar quote.
+_SKIP = re.compile(r"[^;'\"`\[$/-]++")
+# White space to the tokenizer (a statement starts after it) that
+# sqlite3_complete counts as part of a word or as punctuation.
+_NOT_SPACE = re.compile(r"\S")
 
 
 def split_statements(sql: str) -> list[str]:
     """Split a script at top-level semicolons.
 
-    Quotes, comments and ``$tag$`` bodies are skipped by the tokenizer;
-    SQLite's own completeness check keeps ``CREATE TRIGGER ... BEGIN ...; END``
-    together.
+    Quotes, comments and ``$tag$`` bodies are skipped (an unterminated quote
+    or comment runs to the end of the script, an unterminated ``$tag$`` body
+    is a DdlError); a semicolon ends a statement where SQLite's
+    sqlite3_complete would, with ``$tag$`` bodies taken as strings, so
+    ``CREATE TRIGGER ... BEGIN ...; END`` stays together. Comments before a
+    statement are dropped. One pass, no copy of the text but the statements.
     """
+    _check_text(sql)
     statements = []
-    start = 0
+    state = 0
     first: int | None = None  # where the statement's first token is: comments before it go
-    for tok in tokenize(sql):
-        if tok.text != ";":
+    pos, end = 0, len(sql)
+    while pos < end:
+        if first is not None and (state == 2 or state == 5):
+            skip = _SKIP.match(sql, pos)
+            if skip is not None:
+                pos = skip.end()
+                if pos == end:
+                    break
+        m = _SCAN.match(sql, pos)
+        assert m is not None  # <other> matches any character
+        kind = m.lastgroup
+        if kind == "semi":
+            state = _TRANSITIONS[state][_SEMI]
+            if state == 1:
+                if first is not None:
+                    statements.append(sql[first:pos].strip())
+                state, first = 0, None
+        elif kind == "blank":
+            state = _TRANSITIONS[state][_WS]
+        elif kind == "open":
+            if m.group()[0] == "$":
+                raise DdlError(f"unterminated {m.group()} body at offset {pos}")
             if first is None:
-                first = tok.pos
-            continue
-        candidate = sql[start : tok.pos + 1]
-        if apsw.complete(_mask_dollar(candidate)):
-            if first is not None:
-                statements.append(sql[first : tok.pos].strip())
-            start = tok.pos + 1
-            first = None
+                first = pos
+            break  # sqlite3_complete finds no end after it
+        else:
+            token = _OTHER
+            if kind == "word" and m.end() - pos <= 9:  # no copy of a long word
+                token = _KEYWORDS.get(m.group().upper(), _OTHER)
+            state = _TRANSITIONS[state][token]
+            if first is None:
+                visible = _NOT_SPACE.search(sql, pos, m.end())
+                if visible is not None:
+                    first = visible.start()
+        pos = m.end()
     if first is not None:
         statements.append(sql[first:].strip())
     return statements
-
-
-def _mask_dollar(sql: str) -> str:
-    return re.sub(r"\$([A-Za-z_]*)\$.*?\$\1\$", "''", sql, flags=re.DOTALL)
 
 
 # --- statements -------------------------------------------------------------
@@ -275,16 +365,62 @@ def parse(
     ``loader`` replaces the default reading of module bodies: an extension's
     install script may only name files inside its own archive.
     """
+    _check_text(sql)
     if not _LEADS.match(sql):
         return None
     return _Parser(sql, base_dir or Path.cwd(), loader).statement()
+
+
+# The largest integer DDL takes anywhere (versions, priorities, limits,
+# lengths): SQLite stores signed 64-bit integers, and wasmtime counts fuel
+# and memory in 64 bits.
+MAX_INTEGER = 2**63 - 1
+# The largest version number: far enough below 2**63 that the registry's
+# next version (the largest + 1) always fits.
+MAX_VERSION = 2**62
+# The largest float limit (timeout_seconds): a year, far from the 64-bit
+# epoch deadline it becomes.
+MAX_SECONDS = 365 * 24 * 3600.0
+# The kind of number each limit takes, as Limits declares it.
+_LIMIT_KINDS = {f.name: type(f.default) for f in fields(Limits)}
+LIMIT_NAMES = frozenset(_LIMIT_KINDS)
+
+
+def limit_problem(name: str, value: object) -> str | None:
+    """What is wrong with ``value`` as limit ``name`` (None: nothing this
+    knows of; Limits refuses unknown names and values that are not positive).
+    Shared by ``WITH (...)`` and extension manifests."""
+    kind = _LIMIT_KINDS.get(name)
+    if kind is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"limit {name} needs a number"
+    if kind is int and not isinstance(value, int):
+        return f"limit {name} needs a whole number"
+    if kind is int and value > MAX_INTEGER:
+        return f"limit {name} is at most {MAX_INTEGER}"
+    if kind is float and not value <= MAX_SECONDS:  # also infinity and NaN
+        return f"limit {name} is at most {MAX_SECONDS:.0f} (a year)"
+    return None
+
+
+def _number(text: str) -> int | float:
+    """A number token's value. An integer of more than 19 digits is past
+    every maximum: it is taken as MAX_INTEGER + 1 rather than converted."""
+    if "." in text:
+        return float(text)
+    digits = text.lstrip("0")
+    return int(digits or "0") if len(digits) <= 19 else MAX_INTEGER + 1
 
 
 class _Parser:
     def __init__(self, sql: str, base_dir: Path, loader: BodyLoader | None = None) -> None:
         self.loader = loader
         self.sql = sql
-        self.tokens = [t for t in tokenize(sql) if t.text != ";"]
+        # Tokens are read as far as the grammar looks: CALL's arguments, for
+        # one, are never tokenized here.
+        self._rest = (t for t in iter_tokens(sql) if t.text != ";")
+        self.tokens: list[Token] = []
         self.i = 0
         self.base_dir = base_dir
 
@@ -292,7 +428,12 @@ class _Parser:
 
     def peek(self, offset: int = 0) -> Token | None:
         j = self.i + offset
-        return self.tokens[j] if j < len(self.tokens) else None
+        while len(self.tokens) <= j:
+            tok = next(self._rest, None)
+            if tok is None:
+                return None
+            self.tokens.append(tok)
+        return self.tokens[j]
 
     def at(self, *words: str) -> bool:
         return all((t := self.peek(k)) is not None and t.upper == w for k, w in enumerate(words))
@@ -328,12 +469,16 @@ class _Parser:
         self.i -= 1
         self.fail(f"expected {what}")
 
-    def integer(self, what: str) -> int:
+    def integer(self, what: str, maximum: int = MAX_INTEGER) -> int:
         tok = self.next(what)
         if tok.kind != "number" or "." in tok.text:
             self.i -= 1
             self.fail(f"expected {what} (a whole number)")
-        return int(tok.text)
+        value = int(_number(tok.text))
+        if value > maximum:
+            self.i -= 1
+            self.fail(f"{what} is too large (at most {maximum})")
+        return value
 
     def string(self, what: str) -> str:
         tok = self.next(what)
@@ -419,11 +564,11 @@ class _Parser:
         if self.accept("ALTER", "PROCEDURE"):
             name = self.ident("a procedure name")
             if self.accept("USE", "VERSION"):
-                version = self.integer("a version number")
+                version = self.integer("a version number", MAX_VERSION)
                 self.end()
                 return UseVersion(name, version)
             self.expect("VERSION")
-            version = self.integer("a version number")
+            version = self.integer("a version number", MAX_VERSION)
             if version < 1:
                 self.fail("versions are numbered from 1")
             self.expect("AS")
@@ -483,6 +628,9 @@ class _Parser:
                 if unit not in scale:
                     self.i -= 1
                     self.fail("expected MB, KB or GB")
+                if amount * scale[unit] > MAX_INTEGER:
+                    self.i -= 2
+                    self.fail(f"a memory size is at most {MAX_INTEGER} bytes")
                 limits["memory_bytes"] = amount * scale[unit]
             elif self.accept("WITH"):
                 limits.update(self.options())
@@ -620,7 +768,7 @@ class _Parser:
             return self.loader(f"file://{path}")
         target = Path(path) if Path(path).is_absolute() else self.base_dir / path
         try:
-            return target.read_bytes()
+            return read_file(target, MAX_MODULE_BYTES)
         except OSError as exc:
             raise DdlError(f"cannot read {what} from {target}: {exc.strerror}") from None
 
@@ -711,7 +859,12 @@ class _Parser:
             if tok.kind != "number":
                 self.i -= 1
                 self.fail(f"limit {key} needs a number")
-            out[key] = float(tok.text) if "." in tok.text else int(tok.text)
+            value = _number(tok.text)
+            problem = limit_problem(key, value)
+            if problem is not None:
+                self.i -= 1
+                self.fail(problem)
+            out[key] = value
         return out
 
     def body(self) -> bytes:
@@ -735,7 +888,7 @@ def load_body(text: str, base_dir: Path) -> bytes:
         if not path.is_absolute():
             path = base_dir / path
         try:
-            data = path.read_bytes()
+            data = read_file(path, MAX_MODULE_BYTES)
         except OSError as exc:
             raise DdlError(f"cannot read module file {path}: {exc.strerror}") from None
     else:
@@ -745,4 +898,18 @@ def load_body(text: str, base_dir: Path) -> bytes:
             raise DdlError("the module body is neither file://path nor valid base64") from None
     if data[:4] != WASM_MAGIC:
         raise DdlError("the module body is not WebAssembly (no \\0asm header)")
+    return data
+
+
+def read_file(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file ``path``: anything else, or more than
+    ``limit`` bytes, is an OSError, like a missing file (a FIFO would block
+    the reader, a device such as /dev/zero never ends)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    with open(os.open(path, flags), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes")
     return data

@@ -90,6 +90,7 @@ class RawCall:
         # The buffer's slots as ctypes views, made once: indexing the array
         # would build a new view per argument per call.
         self._slots = [(self._buf[i], _FIELD[t]) for i, t in enumerate(params)]
+        self._params = list(params)
         self._out = self._buf[0]
         self._len = len(self._buf)
         self._trap = ctypes.POINTER(ffi.wasm_trap_t)()
@@ -121,12 +122,15 @@ class RawCall:
     def batch(self, columns: Sequence[Sequence[Any]], rows: int | None = None) -> list[Any]:
         """One call per row, ``columns[i][row]`` the i-th argument.
 
-        A failure raises the wasmtime exception with ``row`` (its index) and
+        The values are SQL values and, unlike a single call's, do not wrap:
+        they are checked before any row runs (see ``_sql_column``). A
+        failure raises the wasmtime exception with ``row`` (its index) and
         ``results`` (the rows before it) set on it.
         """
         if len(columns) != len(self._slots):
             raise ValueError(f"expected {len(self._slots)} column(s), got {len(columns)}")
         count = _row_count(columns, rows)
+        columns = [_sql_column(c, t) for c, t in zip(columns, self._params, strict=True)]
         results: list[Any] = []
         for row, values in enumerate(zip(*columns, strict=True) if columns else [()] * count):
             try:
@@ -136,6 +140,27 @@ class RawCall:
                 exc.results = results
                 raise
         return results
+
+
+_INT_RANGE = {SqlType.BIGINT: (-(2**63), 2**63 - 1), SqlType.INTEGER: (-(2**31), 2**31 - 1)}
+
+
+def _sql_column(column: Sequence[Any], sql_type: SqlType) -> Sequence[Any]:
+    """A batch column as _native's batch converts it (to_raw_sql): an integer
+    outside the parameter's range is an OverflowError, anything but an int
+    for an integer or boolean parameter a TypeError, a boolean the value's
+    truth; floats convert as on a single call."""
+    if sql_type in (SqlType.DOUBLE, SqlType.REAL):
+        return column
+    for value in column:
+        if not isinstance(value, int):
+            raise TypeError(f"a {sql_type.value} parameter takes int, not {type(value).__name__}")
+    if sql_type is SqlType.BOOLEAN:
+        return [bool(value) for value in column]
+    low, high = _INT_RANGE[sql_type]
+    if column and (min(column) < low or max(column) > high):
+        raise OverflowError(f"a value out of range for a {sql_type.value} parameter")
+    return column
 
 
 def _row_count(columns: Sequence[Sequence[Any]], rows: int | None) -> int:

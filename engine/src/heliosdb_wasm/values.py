@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import apsw
 
 from .errors import AbiError, InvalidArgument
 
@@ -208,13 +211,17 @@ def coerce(value: SqlValue, sql_type: SqlType, what: str) -> SqlValue:
             raise InvalidArgument(f"{what}: expected {t.value}, got {_kind(value)}")
         lo, hi = _I32 if t is SqlType.INTEGER else _I64
         if not lo <= value <= hi:
-            raise InvalidArgument(f"{what}: {value} is out of range for {t.value}")
+            raise InvalidArgument(f"{what}: {_int(value)} is out of range for {t.value}")
         return value
     if t in (SqlType.DOUBLE, SqlType.REAL):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float):
             return float(value)
-        if isinstance(value, bool):
-            return float(value)
+        if isinstance(value, int):  # and bool
+            try:
+                return float(value)
+            except OverflowError:  # past 1.8e308
+                message = f"{what}: {_int(value)} is out of range for {t.value}"
+                raise InvalidArgument(message) from None
         raise InvalidArgument(f"{what}: expected {t.value}, got {_kind(value)}")
     if t is SqlType.BOOLEAN:
         if isinstance(value, (bool, int)):
@@ -241,11 +248,37 @@ def check_json(text: str, what: str) -> None:
         raise InvalidArgument(f"{what}: JSON nested too deeply") from None
 
 
-def to_sqlite(value: SqlValue) -> int | float | str | bytes | None:
-    """A value as SQLite stores it (booleans become 0/1)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def to_sqlite(value: SqlValue, what: str = "SQL parameter") -> int | float | str | bytes | None:
+    """A value as SQLite stores it (booleans become 0/1).
+
+    Anything SQLite cannot hold is an InvalidArgument naming ``what``: an
+    integer outside 64 bits, text with a lone surrogate (no UTF-8 form), a
+    value of another type.
+    """
     if isinstance(value, bool):
         return int(value)
-    return value
+    if isinstance(value, int):
+        if not _I64[0] <= value <= _I64[1]:
+            raise InvalidArgument(f"{what}: {_int(value)} is out of range for a 64-bit integer")
+        return value
+    if isinstance(value, str):
+        if not value.isascii() and (bad := _SURROGATE.search(value)) is not None:
+            raise InvalidArgument(
+                f"{what}: a lone surrogate {bad.group()!r} (at {bad.start()}) has no UTF-8 form"
+            )
+        return value
+    if value is None or isinstance(value, (float, bytes, bytearray, memoryview, apsw.zeroblob)):
+        return value
+    raise InvalidArgument(f"{what}: SQLite cannot store a value of type {type(value).__name__}")
+
+
+def _int(value: int) -> str:
+    """An integer for a message: its digits, or its size when there are
+    too many to print (str() refuses over 4300 digits)."""
+    return str(value) if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
 
 
 def _kind(value: object) -> str:

@@ -30,7 +30,7 @@ from click.testing import CliRunner
 import heliosdb_wasm as h
 from conftest import b64, registry_snapshot, wasm_of
 from heliosdb_wasm import archive as ar
-from heliosdb_wasm import ddl
+from heliosdb_wasm import ddl, policy
 from heliosdb_wasm.cli import main
 
 ADD = "(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm"
@@ -89,7 +89,7 @@ def test_bad_ddl_numbers_and_text_are_syntax_errors(
 def test_every_limit_at_its_maximum_is_usable(db: h.Database) -> None:
     """The maxima the parser allows are ones the engine can apply."""
     for i, limit in enumerate(fields(h.Limits)):
-        top = ddl.MAX_INTEGER if limit.type in (int, "int") else int(ddl.MAX_SECONDS)
+        top = policy.MAX_INTEGER if limit.type in (int, "int") else int(policy.MAX_SECONDS)
         db.execute(f"CREATE PROCEDURE p{i}{ADD} WITH ({limit.name} = {top}) {ADD_BODY}")
         assert db.execute(f"SELECT p{i}(40, 2)").scalar() == 42, limit.name
     db.execute(f"CREATE PROCEDURE grown{ADD} GROW TO 8589934591 GB {ADD_BODY}")
@@ -458,3 +458,53 @@ def test_parsing_a_call_does_not_tokenize_its_arguments() -> None:
     stmt: list[Any] = []
     assert _peak(lambda: stmt.append(ddl.parse(sql))) < 3 * len(sql)
     assert isinstance(stmt[0], ddl.Call) and stmt[0].args_sql.endswith(",1")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"fuel": 1.5}, {"fuel": 2**64}, {"timeout_seconds": float("nan")}, {"pool_size": True}],
+)
+def test_the_python_api_refuses_ill_typed_limits(overrides: dict[str, object]) -> None:
+    with pytest.raises(h.InvalidArgument, match="limit"):
+        h.Limits(**overrides)  # type: ignore[arg-type]
+    with pytest.raises(h.InvalidArgument, match="limit"):
+        h.Limits().with_overrides(**overrides)
+
+
+def test_a_bad_sql_parameter_is_named(tmp_path: Path) -> None:
+    with h.Database.open(":memory:") as db, pytest.raises(h.InvalidArgument, match="parameter 2"):
+        db.execute("SELECT ?, ?", [1, 2**63])
+
+
+def test_a_lone_surrogate_argument_is_refused_before_the_guest_runs(tmp_path: Path) -> None:
+    with h.Database.open(":memory:") as db:
+        db.execute(
+            "CREATE PROCEDURE echo(s TEXT) RETURNS TEXT LANGUAGE wasm USING EXPORT 'echo_text'"
+            f" AS $wasm${b64(wasm_of('text'))}$wasm$"
+        )
+        with pytest.raises(h.InvalidArgument, match="surrogate"):
+            db.call("echo", "a\ud800")
+        assert db.call("echo", "ok") == "ok"
+
+
+def test_hostile_plugin_config_and_placeholders_are_typed() -> None:
+    from heliosdb_wasm import plugins, sqlast
+
+    stmt = ddl.parse(
+        "CREATE PLUGIN pl CONFIG '" + "[" * 100_000 + f"' AS $wasm${b64(wasm_of('numeric'))}$wasm$"
+    )
+    assert isinstance(stmt, ddl.CreatePlugin)
+    with pytest.raises(h.InvalidArgument, match="CONFIG"):
+        plugins.spec_from_ddl(stmt)
+    with pytest.raises(h.InvalidArgument, match="32766"):
+        sqlast._named_placeholders("SELECT ?" + "9" * 5000)
+
+
+def test_a_huge_numeric_parameter_decodes_in_bounded_time() -> None:
+    import time as _time
+
+    from heliosdb_wasm import pgwire
+
+    start = _time.perf_counter()
+    assert pgwire._decode_param(b"1e1000000", pgwire.OID_NUMERIC, False, 0) == float("inf")
+    assert _time.perf_counter() - start < 1.0

@@ -30,8 +30,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .ddl import LIMIT_NAMES, limit_problem, read_file
+from .ddl import read_file
 from .errors import ProcedureError
+from .policy import LIMIT_NAMES, limit_problem
 
 FORMAT = 1
 MANIFEST = "manifest.toml"

@@ -332,7 +332,7 @@ class Database:
         )
         who = "clients" if self._client else "the SQL of Database.execute"
         try:
-            bindings = tuple(to_sqlite(p) for p in params)
+            bindings = tuple(to_sqlite(p, f"parameter {i}") for i, p in enumerate(params, 1))
             # SQLite makes a plain statement atomic itself; one that may call
             # a writing procedure is made so by its own savepoint.
             atomic = self._writers and _atomic_statement(sql)

@@ -29,12 +29,12 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from .errors import DdlError, InvalidArgument
-from .policy import MAX_MODULE_BYTES, MIB, Limits
+from .policy import MAX_INTEGER, MAX_MODULE_BYTES, MIB, limit_problem
 from .values import Column, Signature, SqlType, parse_type
 
 WASM_MAGIC = b"\0asm"
@@ -371,37 +371,9 @@ def parse(
     return _Parser(sql, base_dir or Path.cwd(), loader).statement()
 
 
-# The largest integer DDL takes anywhere (versions, priorities, limits,
-# lengths): SQLite stores signed 64-bit integers, and wasmtime counts fuel
-# and memory in 64 bits.
-MAX_INTEGER = 2**63 - 1
 # The largest version number: far enough below 2**63 that the registry's
 # next version (the largest + 1) always fits.
 MAX_VERSION = 2**62
-# The largest float limit (timeout_seconds): a year, far from the 64-bit
-# epoch deadline it becomes.
-MAX_SECONDS = 365 * 24 * 3600.0
-# The kind of number each limit takes, as Limits declares it.
-_LIMIT_KINDS = {f.name: type(f.default) for f in fields(Limits)}
-LIMIT_NAMES = frozenset(_LIMIT_KINDS)
-
-
-def limit_problem(name: str, value: object) -> str | None:
-    """What is wrong with ``value`` as limit ``name`` (None: nothing this
-    knows of; Limits refuses unknown names and values that are not positive).
-    Shared by ``WITH (...)`` and extension manifests."""
-    kind = _LIMIT_KINDS.get(name)
-    if kind is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"limit {name} needs a number"
-    if kind is int and not isinstance(value, int):
-        return f"limit {name} needs a whole number"
-    if kind is int and value > MAX_INTEGER:
-        return f"limit {name} is at most {MAX_INTEGER}"
-    if kind is float and not value <= MAX_SECONDS:  # also infinity and NaN
-        return f"limit {name} is at most {MAX_SECONDS:.0f} (a year)"
-    return None
 
 
 def _number(text: str) -> int | float:

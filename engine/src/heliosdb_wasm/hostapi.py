@@ -372,7 +372,10 @@ class CallContext:
                 cursor = conn.cursor()
                 cursor.exec_trace = trace
                 # Never reuse a cached statement: it was authorized for someone else.
-                cursor.execute(sql, tuple(to_sqlite(p) for p in params), can_cache=False)
+                bindings = tuple(
+                    to_sqlite(p, f"query parameter {i}") for i, p in enumerate(params, 1)
+                )
+                cursor.execute(sql, bindings, can_cache=False)
                 # Counted as they come, so the host never holds more of them
                 # than the guest may receive.
                 rows: list[tuple[SqlValue, ...]] = []

@@ -1063,7 +1063,9 @@ def _decode_numeric_text(text: str) -> SqlValue:
 
 
 def _from_decimal(d: decimal.Decimal) -> SqlValue:
-    if d.is_finite() and d == d.to_integral_value():
+    # adjusted(): the exponent of the leading digit; past 18 the value is
+    # beyond 64 bits, and int() of 1e1000000 would take seconds.
+    if d.is_finite() and d.adjusted() < 19 and d == d.to_integral_value():
         n = int(d)
         if _INT64_MIN <= n <= _INT64_MAX:
             return n

@@ -146,8 +146,10 @@ def read_manifest(path: Path) -> tuple[PipelineSettings, list[PluginSpec]]:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise InvalidArgument(f"{path}: {exc}") from None
+    except RecursionError:
+        raise InvalidArgument(f"{path}: nested too deeply") from None
     unknown = set(doc) - {"plugin", "pipeline"}
     if unknown:
         raise InvalidArgument(f"{path}: unknown table(s) {sorted(unknown)}")
@@ -196,7 +198,7 @@ def manifest_files(path: Path) -> list[str]:
     nothing for a manifest that does not parse."""
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):  # TOMLDecodeError too
         return []
     files = []
     plugins = doc.get("plugin", [])
@@ -292,11 +294,19 @@ def _build(
     )
 
 
+def _guest_json(answer: str) -> Any:
+    """A Basic-ABI plugin's JSON answer: anything else is the plugin's fault."""
+    try:
+        return json.loads(answer)
+    except (ValueError, RecursionError) as exc:
+        raise PluginError(f"the plugin answered with something other than JSON: {exc}") from None
+
+
 def spec_from_ddl(stmt: CreatePlugin) -> PluginSpec:
     """The spec of a CREATE PLUGIN statement."""
     try:
         config = json.loads(stmt.config)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, too deep, too long
         raise InvalidArgument(f"plugin {stmt.name}: CONFIG is not JSON: {exc}") from None
     raw: dict[str, Any] = {
         "name": stmt.name,
@@ -560,7 +570,7 @@ class PluginVersion:
                     else:
                         request = json.dumps({"ctx": ctx, **args}, separators=(",", ":"))
                         answer = instance.call(cctx, export, _REQUEST, [request])
-                        verdict = verdict_from_json(json.loads(answer))
+                        verdict = verdict_from_json(_guest_json(answer))
                     cctx.finish()
                 finally:
                     if not instance.poisoned:

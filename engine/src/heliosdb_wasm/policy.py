@@ -22,6 +22,12 @@ MIB = 1024 * 1024
 # The largest binary CREATE PROCEDURE accepts (a componentize-py component,
 # CPython included, is about 18 MiB).
 MAX_MODULE_BYTES = 128 * MIB
+# The largest integer a limit (or any number DDL takes) may be: SQLite stores
+# signed 64-bit integers, and wasmtime counts fuel and memory in 64 bits.
+MAX_INTEGER = 2**63 - 1
+# The largest float limit (timeout_seconds): a year, far from the 64-bit
+# epoch deadline it becomes.
+MAX_SECONDS = 365 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,9 @@ class Limits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            problem = limit_problem(f.name, value)
+            if problem is not None:
+                raise InvalidArgument(problem)
             if value <= 0:
                 raise InvalidArgument(f"limit {f.name} must be positive, got {value}")
 
@@ -102,6 +111,29 @@ class Limits:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Limits:
         return cls().with_overrides(**data)
+
+
+# The kind of number each limit takes, as Limits declares it.
+_LIMIT_KINDS = {f.name: type(f.default) for f in fields(Limits)}
+LIMIT_NAMES = frozenset(_LIMIT_KINDS)
+
+
+def limit_problem(name: str, value: object) -> str | None:
+    """What is wrong with ``value`` as limit ``name`` (None: nothing this
+    knows of; Limits refuses unknown names and values that are not positive).
+    Shared by Limits itself, ``WITH (...)`` and extension manifests."""
+    kind = _LIMIT_KINDS.get(name)
+    if kind is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"limit {name} needs a number"
+    if kind is int and not isinstance(value, int):
+        return f"limit {name} needs a whole number"
+    if kind is int and value > MAX_INTEGER:
+        return f"limit {name} is at most {MAX_INTEGER}"
+    if kind is float and not value <= MAX_SECONDS:  # also infinity and NaN
+        return f"limit {name} is at most {MAX_SECONDS:.0f} (a year)"
+    return None
 
 
 # --- capabilities -----------------------------------------------------------

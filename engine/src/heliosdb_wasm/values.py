@@ -234,6 +234,8 @@ def coerce(value: SqlValue, sql_type: SqlType, what: str) -> SqlValue:
     # TEXT and JSON
     if not isinstance(value, str):
         raise InvalidArgument(f"{what}: expected {t.value}, got {_kind(value)}")
+    if not value.isascii() and (bad := _SURROGATE.search(value)) is not None:
+        raise InvalidArgument(f"{what}: a lone surrogate {bad.group()!r} has no UTF-8 form")
     if t is SqlType.JSON:
         check_json(value, what)
     return value

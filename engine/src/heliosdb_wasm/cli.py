@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -862,6 +863,66 @@ def extensions(db_path: str, as_json: bool) -> None:
 
 # --- the PostgreSQL wire protocol ----------------------------------------------------
 
+# serve's flags, one per pgwire.WireLimits field: (type, metavar, help). The
+# defaults shown are read from WireLimits, so they cannot drift from it.
+_WIRE_LIMIT_FLAGS: dict[str, tuple[click.ParamType[Any], str | None, str]] = {
+    "max_connections": (click.IntRange(1), None, "Clients served at once; one more gets 53300."),
+    "authentication_timeout": (
+        click.FloatRange(0, min_open=True),
+        "SECONDS",
+        "Time a client has to complete its startup.",
+    ),
+    "idle_session_timeout": (
+        click.FloatRange(0),
+        "SECONDS",
+        "Disconnect a client idle outside a transaction (0: never).",
+    ),
+    "idle_in_transaction_session_timeout": (
+        click.FloatRange(0),
+        "SECONDS",
+        "Disconnect a client idle inside a transaction (0: never).",
+    ),
+    "statement_timeout": (
+        click.FloatRange(0),
+        "SECONDS",
+        "Cancel a statement running longer (0: never).",
+    ),
+    "max_message_bytes": (
+        click.IntRange(10_000),
+        "BYTES",
+        "Longest protocol message (query text, Bind parameters).",
+    ),
+    "max_value_bytes": (
+        click.IntRange(1),
+        "BYTES",
+        "Longest string or blob a client's SQL may build or read.",
+    ),
+    "max_buffer_bytes": (
+        click.IntRange(1),
+        "BYTES",
+        "Rows, statements and portals a connection may hold.",
+    ),
+}
+
+
+def _wire_limit_options(command: Callable[..., None]) -> Callable[..., None]:
+    from .pgwire import WireLimits
+
+    defaults = WireLimits()
+    assert set(_WIRE_LIMIT_FLAGS) == {f.name for f in dataclasses.fields(WireLimits)}
+    for name, (kind, metavar, text) in reversed(_WIRE_LIMIT_FLAGS.items()):
+        default = getattr(defaults, name)
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        command = click.option(
+            "--" + name.replace("_", "-"),
+            name,
+            type=kind,
+            metavar=metavar,
+            help=f"{text}  [default: {shown}]",
+        )(command)
+    return command
+
+
 
 @main.command()
 @_db_option
@@ -883,53 +944,7 @@ def extensions(db_path: str, as_json: bool) -> None:
     is_flag=True,
     help="Let clients create and drop procedures, extensions and plugins.",
 )
-@click.option(
-    "--max-connections",
-    type=click.IntRange(1),
-    help="Clients served at once; one more gets 53300.  [default: 64]",
-)
-@click.option(
-    "--authentication-timeout",
-    type=click.FloatRange(0, min_open=True),
-    metavar="SECONDS",
-    help="Time a client has to complete its startup.  [default: 60]",
-)
-@click.option(
-    "--idle-session-timeout",
-    type=click.FloatRange(0),
-    metavar="SECONDS",
-    help="Disconnect a client idle outside a transaction (0: never).  [default: 600]",
-)
-@click.option(
-    "--idle-in-transaction-session-timeout",
-    type=click.FloatRange(0),
-    metavar="SECONDS",
-    help="Disconnect a client idle inside a transaction (0: never).  [default: 300]",
-)
-@click.option(
-    "--statement-timeout",
-    type=click.FloatRange(0),
-    metavar="SECONDS",
-    help="Cancel a statement running longer (0: never).  [default: 300]",
-)
-@click.option(
-    "--max-message-bytes",
-    type=click.IntRange(10_000),
-    metavar="BYTES",
-    help="Longest protocol message (query text, Bind parameters).  [default: 16777216]",
-)
-@click.option(
-    "--max-value-bytes",
-    type=click.IntRange(1),
-    metavar="BYTES",
-    help="Longest string or blob a client's SQL may build or read.  [default: 134217728]",
-)
-@click.option(
-    "--max-buffer-bytes",
-    type=click.IntRange(1),
-    metavar="BYTES",
-    help="Rows, statements and portals a connection may hold.  [default: 268435456]",
-)
+@_wire_limit_options
 def serve(
     db_path: str,
     host: str,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +31,17 @@ def wasm_of(name: str) -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def tar_of(members: dict[str, bytes]) -> bytes:
+    """A tar (PAX) of ``{path: data}``, for building archives by hand."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, data in members.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -72,7 +85,12 @@ def register(db: h.Database) -> Register:
 def registry_snapshot(db: h.Database) -> list[tuple[object, ...]]:
     """Everything the registry holds, to prove a failed statement changed nothing."""
     rows: list[tuple[object, ...]] = []
-    tables = ("_heliosdb_procedures", "_heliosdb_versions", "_heliosdb_modules", "_heliosdb_extensions")
+    tables = (
+        "_heliosdb_procedures",
+        "_heliosdb_versions",
+        "_heliosdb_modules",
+        "_heliosdb_extensions",
+    )
     for table in tables:
         rows += [(table, *r) for r in db.execute(f"SELECT * FROM {table} ORDER BY 1, 2")]
     return rows

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import re
-import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -30,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import heliosdb_wasm as h
-from conftest import TEST_LIMITS, b64, wasm_of
+from conftest import TEST_LIMITS, b64, tar_of, wasm_of
 from heliosdb_wasm import archive as ar
 from heliosdb_wasm import ddl, pgwire
 from heliosdb_wasm.database import Result
@@ -51,24 +49,109 @@ NUMERIC = b64(wasm_of("numeric"))
 # --- the grammar's pieces -----------------------------------------------------------
 
 KEYWORDS = [
-    "CREATE", "OR", "REPLACE", "PROCEDURE", "FUNCTION", "AGGREGATE", "PLUGIN", "EXTENSION",
-    "ALTER", "DROP", "IF", "EXISTS", "CALL", "SHOW", "PLUGINS", "EXTENSIONS", "RETURNS", "TABLE",
-    "VOID", "LANGUAGE", "wasm", "CALLED", "ON", "NULL", "INPUT", "STRICT", "CAPABILITIES", "GROW",
-    "TO", "MB", "KB", "GB", "WITH", "USING", "EXPORT", "AS", "VERSION", "USE", "FROM", "LOCAL",
-    "INFILE", "BASE64", "KEY", "WASM", "ABI", "BASIC", "CANONICAL", "WIT", "STATE", "HANDLE",
-    "INITIALIZE", "ITERATE", "MERGE", "TERMINATE", "SERIALIZE", "DEFINER", "PRIORITY", "ENABLE",
-    "DISABLE", "ENABLED", "DISABLED", "HOOKS", "CONFIG", "LIMITS", "NOT", "BIGINT", "INTEGER",
-    "DOUBLE", "PRECISION", "TEXT", "BLOB", "JSON", "BOOLEAN", "VARCHAR", "BEGIN", "END", "TRIGGER",
-    "SELECT", "EXPLAIN", "TEMP",
+    "CREATE",
+    "OR",
+    "REPLACE",
+    "PROCEDURE",
+    "FUNCTION",
+    "AGGREGATE",
+    "PLUGIN",
+    "EXTENSION",
+    "ALTER",
+    "DROP",
+    "IF",
+    "EXISTS",
+    "CALL",
+    "SHOW",
+    "PLUGINS",
+    "EXTENSIONS",
+    "RETURNS",
+    "TABLE",
+    "VOID",
+    "LANGUAGE",
+    "wasm",
+    "CALLED",
+    "ON",
+    "NULL",
+    "INPUT",
+    "STRICT",
+    "CAPABILITIES",
+    "GROW",
+    "TO",
+    "MB",
+    "KB",
+    "GB",
+    "WITH",
+    "USING",
+    "EXPORT",
+    "AS",
+    "VERSION",
+    "USE",
+    "FROM",
+    "LOCAL",
+    "INFILE",
+    "BASE64",
+    "KEY",
+    "WASM",
+    "ABI",
+    "BASIC",
+    "CANONICAL",
+    "WIT",
+    "STATE",
+    "HANDLE",
+    "INITIALIZE",
+    "ITERATE",
+    "MERGE",
+    "TERMINATE",
+    "SERIALIZE",
+    "DEFINER",
+    "PRIORITY",
+    "ENABLE",
+    "DISABLE",
+    "ENABLED",
+    "DISABLED",
+    "HOOKS",
+    "CONFIG",
+    "LIMITS",
+    "NOT",
+    "BIGINT",
+    "INTEGER",
+    "DOUBLE",
+    "PRECISION",
+    "TEXT",
+    "BLOB",
+    "JSON",
+    "BOOLEAN",
+    "VARCHAR",
+    "BEGIN",
+    "END",
+    "TRIGGER",
+    "SELECT",
+    "EXPLAIN",
+    "TEMP",
 ]
 LIMIT_NAMES = [f.name for f in fields(h.Limits)]
 
 numbers = st.one_of(
     st.integers(0, 2**70).map(str),
     st.sampled_from(
-        ["0", "1", "1.5", "2.0", "0.000001", "9" * 20, "9" * 400, "9" * 5000, "0" * 30 + "1",
-         "9" * 400 + ".5", "9223372036854775807", "9223372036854775808", "4611686018427387904",
-         "31536000", "31536001"]
+        [
+            "0",
+            "1",
+            "1.5",
+            "2.0",
+            "0.000001",
+            "9" * 20,
+            "9" * 400,
+            "9" * 5000,
+            "0" * 30 + "1",
+            "9" * 400 + ".5",
+            "9223372036854775807",
+            "9223372036854775808",
+            "4611686018427387904",
+            "31536000",
+            "31536001",
+        ]
     ),
 )
 # Text a string literal may hold: the odd characters come often.
@@ -82,33 +165,89 @@ text = st.lists(
 strings = st.one_of(
     text.map(lambda s: "'" + s.replace("'", "''") + "'"),
     st.sampled_from(
-        ["'m.wasm'", "'x.wit'", "'bin.wit'", "'missing'", "''", "'.'", "'a.tar'", "'unterminated",
-         "'" + "a/" * 300 + "'", f"'{NUMERIC}'", "'read:items'", "'pre-parse'", "'{}'",
-         "'" + "[" * 3000 + "'"]
+        [
+            "'m.wasm'",
+            "'x.wit'",
+            "'bin.wit'",
+            "'missing'",
+            "''",
+            "'.'",
+            "'a.tar'",
+            "'unterminated",
+            "'" + "a/" * 300 + "'",
+            f"'{NUMERIC}'",
+            "'read:items'",
+            "'pre-parse'",
+            "'{}'",
+            "'" + "[" * 3000 + "'",
+        ]
     ),
 )
 identifiers = st.one_of(
     st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
-    st.sampled_from(["p", "q", "add_i64", '""', '"a b"', "[x y]", "`q`", '"p"', "x" * 300,
-                     '"' + "y" * 300 + '"', "sqlite_x", "_heliosdb_x", "abs"]),
+    st.sampled_from(
+        [
+            "p",
+            "q",
+            "add_i64",
+            '""',
+            '"a b"',
+            "[x y]",
+            "`q`",
+            '"p"',
+            "x" * 300,
+            '"' + "y" * 300 + '"',
+            "sqlite_x",
+            "_heliosdb_x",
+            "abs",
+        ]
+    ),
     text.map(lambda s: '"' + s.replace('"', '""') + '"'),
 )
 types = st.sampled_from(
-    ["BIGINT", "INTEGER", "DOUBLE", "DOUBLE PRECISION", "REAL", "BOOLEAN", "TEXT", "BLOB", "JSON",
-     "VARCHAR(255)", "VARCHAR(" + "9" * 30 + ")", "NOPE"]
+    [
+        "BIGINT",
+        "INTEGER",
+        "DOUBLE",
+        "DOUBLE PRECISION",
+        "REAL",
+        "BOOLEAN",
+        "TEXT",
+        "BLOB",
+        "JSON",
+        "VARCHAR(255)",
+        "VARCHAR(" + "9" * 30 + ")",
+        "NOPE",
+    ]
 )
 bodies = st.sampled_from(
-    [f"$wasm${NUMERIC}$wasm$", "$wasm$file://m.wasm$wasm$", "$wasm$file://missing$wasm$",
-     f"'{NUMERIC}'", "$wasm$!!$wasm$", "$wasm$aGVsbG8=$wasm$", "$wasm$unterminated", "$$ $$",
-     "$wasm$file://\x00$wasm$"]
+    [
+        f"$wasm${NUMERIC}$wasm$",
+        "$wasm$file://m.wasm$wasm$",
+        "$wasm$file://missing$wasm$",
+        f"'{NUMERIC}'",
+        "$wasm$!!$wasm$",
+        "$wasm$aGVsbG8=$wasm$",
+        "$wasm$unterminated",
+        "$$ $$",
+        "$wasm$file://\x00$wasm$",
+    ]
 )
 nesting = st.sampled_from(["(", "[", "'", '"', "`", "/*", "$a$"]).flatmap(
     lambda opener: st.integers(1, 3000).map(lambda n: opener * n)
 )
 CLAUSES = [
-    "", "STRICT", "CALLED ON NULL INPUT", "RETURNS NULL ON NULL INPUT", "CAPABILITIES ({s})",
-    "CAPABILITIES ({s}, {s})", "GROW TO {n} {unit}", "WITH ({limit} = {n})",
-    "WITH ({limit} = {n}, {limit} = {n})", "USING EXPORT {s}", "LANGUAGE {i}",
+    "",
+    "STRICT",
+    "CALLED ON NULL INPUT",
+    "RETURNS NULL ON NULL INPUT",
+    "CAPABILITIES ({s})",
+    "CAPABILITIES ({s}, {s})",
+    "GROW TO {n} {unit}",
+    "WITH ({limit} = {n})",
+    "WITH ({limit} = {n}, {limit} = {n})",
+    "USING EXPORT {s}",
+    "LANGUAGE {i}",
 ]
 TEMPLATES = [
     "CREATE {or} PROCEDURE {i}(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm {clause}"
@@ -159,7 +298,13 @@ FILLERS: dict[str, st.SearchStrategy[str]] = {
 }
 PLACEHOLDER = re.compile("|".join(re.escape(k) for k in FILLERS))
 soup_token = st.one_of(
-    st.sampled_from(KEYWORDS), numbers, strings, identifiers, types, bodies, nesting,
+    st.sampled_from(KEYWORDS),
+    numbers,
+    strings,
+    identifiers,
+    types,
+    bodies,
+    nesting,
     st.sampled_from([*list("(),;=.*:$"), "--", "\n", "\x0b", "\u3000"]),
 )
 
@@ -235,10 +380,45 @@ def test_executing_ddl_succeeds_or_fails_typed(fuzz_db: h.Database, script: list
 # --- the splitter against SQLite's own completeness check --------------------------
 
 closed_pieces = st.sampled_from(
-    ["SELECT 1", "x", ";", " ", "\n", "\t", "\x0b", "\u3000", "é", "'a;b'", "'it''s'", '"q;"',
-     "[br;]", "`bq;`", "/* c; */", "-- c;\n", "(", ")", "CREATE", "create", "TRIGGER", "trigger",
-     "TEMP", "TEMPORARY", "END", "end", "EXPLAIN", "BEGIN", "1end", "end1", "end_", "$wasm$a;b$wasm$",
-     "$$;$$", "CREATE TRIGGER t BEGIN", "END;", "CREATE TEMP TRIGGER", "EXPLAIN CREATE TRIGGER"]
+    [
+        "SELECT 1",
+        "x",
+        ";",
+        " ",
+        "\n",
+        "\t",
+        "\x0b",
+        "\u3000",
+        "é",
+        "'a;b'",
+        "'it''s'",
+        '"q;"',
+        "[br;]",
+        "`bq;`",
+        "/* c; */",
+        "-- c;\n",
+        "(",
+        ")",
+        "CREATE",
+        "create",
+        "TRIGGER",
+        "trigger",
+        "TEMP",
+        "TEMPORARY",
+        "END",
+        "end",
+        "EXPLAIN",
+        "BEGIN",
+        "1end",
+        "end1",
+        "end_",
+        "$wasm$a;b$wasm$",
+        "$$;$$",
+        "CREATE TRIGGER t BEGIN",
+        "END;",
+        "CREATE TEMP TRIGGER",
+        "EXPLAIN CREATE TRIGGER",
+    ]
 )
 
 
@@ -272,24 +452,20 @@ def test_statements_end_where_sqlite_says_they_are_complete(pieces: list[str]) -
 # --- archives -------------------------------------------------------------------------
 
 SPEC = ar.ProcedureSpec(
-    name="add_one", file="wasm/numeric.wasm", abi="basic", export="add_i64",
-    signature="(a BIGINT, b BIGINT) RETURNS BIGINT", limits={"fuel": 1000000},
+    name="add_one",
+    file="wasm/numeric.wasm",
+    abi="basic",
+    export="add_i64",
+    signature="(a BIGINT, b BIGINT) RETURNS BIGINT",
+    limits={"fuel": 1000000},
 )
-
-
-def tar_of(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path, data in members.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def archive_of(install: bytes | None = None, manifest: bytes | None = None) -> bytes:
     files = {"wasm/numeric.wasm": wasm_of("numeric"), "wit/numeric.wit": b"// none\n"}
-    files[ar.INSTALL] = install or ar.install_statements(ar.Manifest("m", "1.0.0", (SPEC,), {})).encode()
+    files[ar.INSTALL] = (
+        install or ar.install_statements(ar.Manifest("m", "1.0.0", (SPEC,), {})).encode()
+    )
     digests = {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
     text = ar.Manifest("m", "1.0.0", (SPEC,), digests, "fuzzed").to_toml().encode()
     return tar_of({ar.MANIFEST: text if manifest is None else manifest, **files})
@@ -337,27 +513,63 @@ def test_a_damaged_archive_is_read_or_refused(packed: bytes, data: st.DataObject
 
 
 toml_values = st.one_of(
-    numbers, strings.map(lambda s: s.replace("\x00", "")),
+    numbers,
+    strings.map(lambda s: s.replace("\x00", "")),
     st.sampled_from(
-        ["true", "false", "inf", "nan", "-0", "1979-05-27", "1979-05-27T07:32:00Z", "07:32:00",
-         "[]", "[1, 'a']", "{}", "{ fuel = 1.5 }", "{ fuel = true }", "{ timeout_seconds = inf }",
-         "{ a = { b = { c = 1 } } }", "[" * 2000 + "]" * 2000, '"\\u0000"', '"a\\nb"', "0x7f",
-         "1_000", "'''multi\nline'''"]
+        [
+            "true",
+            "false",
+            "inf",
+            "nan",
+            "-0",
+            "1979-05-27",
+            "1979-05-27T07:32:00Z",
+            "07:32:00",
+            "[]",
+            "[1, 'a']",
+            "{}",
+            "{ fuel = 1.5 }",
+            "{ fuel = true }",
+            "{ timeout_seconds = inf }",
+            "{ a = { b = { c = 1 } } }",
+            "[" * 2000 + "]" * 2000,
+            '"\\u0000"',
+            '"a\\nb"',
+            "0x7f",
+            "1_000",
+            "'''multi\nline'''",
+        ]
     ),
 )
 toml_keys = st.sampled_from(
-    ["format", "name", "version", "description", "license", "procedures", "files", "file", "abi",
-     "export", "signature", "capabilities", "limits", "limits.fuel", "limits.timeout_seconds",
-     "format.a.b", '"install.sql"', '"wasm/numeric.wasm"', "extra"]
+    [
+        "format",
+        "name",
+        "version",
+        "description",
+        "license",
+        "procedures",
+        "files",
+        "file",
+        "abi",
+        "export",
+        "signature",
+        "capabilities",
+        "limits",
+        "limits.fuel",
+        "limits.timeout_seconds",
+        "format.a.b",
+        '"install.sql"',
+        '"wasm/numeric.wasm"',
+        "extra",
+    ]
 )
 
 
 @fuzz(250)
 @given(data=st.data())
 def test_a_mutated_manifest_is_parsed_or_refused(data: st.DataObject) -> None:
-    lines = (
-        ar.Manifest("m", "1.0.0", (SPEC,), {"install.sql": "0" * 64}).to_toml().splitlines()
-    )
+    lines = ar.Manifest("m", "1.0.0", (SPEC,), {"install.sql": "0" * 64}).to_toml().splitlines()
     for _ in range(data.draw(st.integers(1, 4))):
         at = data.draw(st.integers(0, len(lines)))
         line = f"{data.draw(toml_keys)} = {data.draw(toml_values)}"
@@ -377,7 +589,9 @@ def test_an_install_script_is_installed_or_refused(
     """Install scripts hold any DDL: every statement is parsed and checked
     against the manifest, and what does not fit is refused whole."""
     valid = ar.install_statements(ar.Manifest("m", "1.0.0", (SPEC,), {}))
-    script = ";\n".join([valid.rstrip().rstrip(";"), *install] if data.draw(st.booleans()) else install)
+    script = ";\n".join(
+        [valid.rstrip().rstrip(";"), *install] if data.draw(st.booleans()) else install
+    )
     encoded = script.encode("utf-8", "surrogatepass")
     with contextlib.suppress(h.ProcedureError):
         fuzz_db.install_extension(archive_of(install=encoded or b";"))
@@ -389,23 +603,56 @@ def test_an_install_script_is_installed_or_refused(
 
 WIRE_ERRORS = (pgwire.WireError, pgwire._ProtocolViolation, h.ProcedureError)
 OIDS = [
-    pgwire.OID_BOOL, pgwire.OID_BYTEA, pgwire.OID_INT2, pgwire.OID_INT4, pgwire.OID_INT8,
-    pgwire.OID_OID, pgwire.OID_TEXT, pgwire.OID_VARCHAR, pgwire.OID_FLOAT4, pgwire.OID_FLOAT8,
-    pgwire.OID_NUMERIC, pgwire.OID_UUID, pgwire.OID_JSON, pgwire.OID_JSONB, pgwire.OID_UNKNOWN,
+    pgwire.OID_BOOL,
+    pgwire.OID_BYTEA,
+    pgwire.OID_INT2,
+    pgwire.OID_INT4,
+    pgwire.OID_INT8,
+    pgwire.OID_OID,
+    pgwire.OID_TEXT,
+    pgwire.OID_VARCHAR,
+    pgwire.OID_FLOAT4,
+    pgwire.OID_FLOAT8,
+    pgwire.OID_NUMERIC,
+    pgwire.OID_UUID,
+    pgwire.OID_JSON,
+    pgwire.OID_JSONB,
+    pgwire.OID_UNKNOWN,
 ]
 param_bytes = st.one_of(
     st.binary(max_size=40),
-    st.from_regex(r"\s*-?[0-9]{1,30}(\.[0-9]{0,12})?([eE][-+]?[0-9]{1,3})?\s*", fullmatch=True).map(str.encode),
+    st.from_regex(r"\s*-?[0-9]{1,30}(\.[0-9]{0,12})?([eE][-+]?[0-9]{1,3})?\s*", fullmatch=True).map(
+        str.encode
+    ),
     st.sampled_from(
-        [b"NaN", b"Infinity", b"-inf", b"t", b"off", b"\\x0g", b"\\x00ff", b"\\\\\\123\\9", b"\xff",
-         b"9" * 5000, b"1e", b"\x00" * 8, b"\x7f\xff\x7f\xff\x00\x00\x00\x00", b"\x01{}", b"\x02"]
+        [
+            b"NaN",
+            b"Infinity",
+            b"-inf",
+            b"t",
+            b"off",
+            b"\\x0g",
+            b"\\x00ff",
+            b"\\\\\\123\\9",
+            b"\xff",
+            b"9" * 5000,
+            b"1e",
+            b"\x00" * 8,
+            b"\x7f\xff\x7f\xff\x00\x00\x00\x00",
+            b"\x01{}",
+            b"\x02",
+        ]
     ),
 )
 
 
 @fuzz(1000)
-@given(data=param_bytes, oid=st.one_of(st.sampled_from(OIDS), st.integers(0, 2**32 - 1)),
-       binary=st.booleans(), index=st.integers(0, 2**15))
+@given(
+    data=param_bytes,
+    oid=st.one_of(st.sampled_from(OIDS), st.integers(0, 2**32 - 1)),
+    binary=st.booleans(),
+    index=st.integers(0, 2**15),
+)
 def test_wire_parameters_decode_or_fail_with_a_sqlstate(
     data: bytes, oid: int, binary: bool, index: int
 ) -> None:
@@ -416,9 +663,38 @@ def test_wire_parameters_decode_or_fail_with_a_sqlstate(
 wire_sql = st.lists(
     st.one_of(
         st.sampled_from(
-            ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "SET", "SHOW", "BEGIN", "COMMIT", "$1",
-             "$2", "$" + "9" * 30, "$" + "9" * 5000, "$", "$$", "$a$", "?", "?1", "'", "'$1'", '"',
-             "--", "\n", "/*", "*/", ";", "(", ")", "x", "VALUES"]
+            [
+                "SELECT",
+                "INSERT",
+                "UPDATE",
+                "DELETE",
+                "WITH",
+                "SET",
+                "SHOW",
+                "BEGIN",
+                "COMMIT",
+                "$1",
+                "$2",
+                "$" + "9" * 30,
+                "$" + "9" * 5000,
+                "$",
+                "$$",
+                "$a$",
+                "?",
+                "?1",
+                "'",
+                "'$1'",
+                '"',
+                "--",
+                "\n",
+                "/*",
+                "*/",
+                ";",
+                "(",
+                ")",
+                "x",
+                "VALUES",
+            ]
         ),
         text,
     ),

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
-import tarfile
 import threading
 import time
 import tracemalloc
@@ -28,7 +26,7 @@ import wasmtime
 from click.testing import CliRunner
 
 import heliosdb_wasm as h
-from conftest import b64, registry_snapshot, wasm_of
+from conftest import b64, registry_snapshot, tar_of, wasm_of
 from heliosdb_wasm import archive as ar
 from heliosdb_wasm import ddl, policy
 from heliosdb_wasm.cli import main
@@ -49,7 +47,10 @@ HUGE = "9" * 400
         (f"CREATE PROCEDURE p{ADD} WITH (fuel = 1.5) {ADD_BODY}", "fuel needs a whole number"),
         (f"CREATE PROCEDURE p{ADD} WITH (pool_size = 2.0) {ADD_BODY}", "whole number"),
         (f"CREATE PROCEDURE p{ADD} WITH (fuel = 99999999999999999999) {ADD_BODY}", "at most"),
-        (f"CREATE PROCEDURE p{ADD} WITH (memory_bytes = 9223372036854775808) {ADD_BODY}", "at most"),
+        (
+            f"CREATE PROCEDURE p{ADD} WITH (memory_bytes = 9223372036854775808) {ADD_BODY}",
+            "at most",
+        ),
         (f"CREATE PROCEDURE p{ADD} WITH (timeout_seconds = {HUGE}) {ADD_BODY}", "at most"),
         (f"CREATE PROCEDURE p{ADD} WITH (timeout_seconds = {HUGE}.5) {ADD_BODY}", "at most"),
         (f"CREATE PROCEDURE p{ADD} WITH (timeout_seconds = 31536001) {ADD_BODY}", "at most"),
@@ -59,7 +60,10 @@ HUGE = "9" * 400
         ("ALTER PROCEDURE p USE VERSION 99999999999999999999", "too large"),
         ("ALTER PROCEDURE p USE VERSION 9223372036854775807", "too large"),
         (f"ALTER PROCEDURE p VERSION {HUGE} {BODY}", "too large"),
-        (f"CREATE PROCEDURE p(a VARCHAR({'9' * 5000})) RETURNS BIGINT LANGUAGE wasm {BODY}", "too large"),
+        (
+            f"CREATE PROCEDURE p(a VARCHAR({'9' * 5000})) RETURNS BIGINT LANGUAGE wasm {BODY}",
+            "too large",
+        ),
         (f"CREATE PLUGIN pl PRIORITY {HUGE} {BODY}", "too large"),
         (f"ALTER PLUGIN pl PRIORITY {HUGE}", "too large"),
         # Text SQLite cannot take: NUL anywhere, lone surrogates.
@@ -110,6 +114,29 @@ def _unblock(fifo: Path) -> None:
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
 
 
+def _refused_without_blocking(fifo: Path, action: Callable[[], object]) -> h.ProcedureError:
+    """``action`` (which opens ``fifo``) must fail with a typed error at
+    once, not block waiting for a writer."""
+    errors: list[h.ProcedureError] = []
+
+    def run() -> None:
+        try:
+            action()
+        except h.ProcedureError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(5)
+    try:
+        assert not thread.is_alive(), "the reader blocked on the FIFO"
+    finally:
+        _unblock(fifo)
+        thread.join(5)
+    assert len(errors) == 1
+    return errors[0]
+
+
 @pytest.mark.parametrize(
     "statement",
     [
@@ -123,45 +150,15 @@ def test_a_fifo_named_in_ddl_is_refused_not_waited_for(
 ) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    errors: list[h.ProcedureError] = []
-
-    def run() -> None:
-        try:
-            db.execute(statement.format(path=fifo))
-        except h.ProcedureError as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(5)
-    try:
-        assert not thread.is_alive(), "the reader blocked on the FIFO"
-    finally:
-        _unblock(fifo)
-        thread.join(5)
-    assert len(errors) == 1 and "not a regular file" in errors[0].message
+    error = _refused_without_blocking(fifo, lambda: db.execute(statement.format(path=fifo)))
+    assert "not a regular file" in error.message
 
 
 def test_a_key_file_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
     fifo = tmp_path / "key.pub"
     os.mkfifo(fifo)
-    errors: list[h.ProcedureError] = []
-
-    def run() -> None:
-        try:
-            ar.load_public_key(str(fifo))
-        except ar.ArchiveError as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(5)
-    try:
-        assert not thread.is_alive(), "the reader blocked on the FIFO"
-    finally:
-        _unblock(fifo)
-        thread.join(5)
-    assert len(errors) == 1 and "not a regular file" in errors[0].message
+    error = _refused_without_blocking(fifo, lambda: ar.load_public_key(str(fifo)))
+    assert isinstance(error, ar.ArchiveError) and "not a regular file" in error.message
     with pytest.raises(ar.ArchiveError, match="not a file name"):
         ar.load_public_key("key\x00.pub")
 
@@ -180,23 +177,14 @@ def test_read_file_takes_regular_files_up_to_its_limit(tmp_path: Path) -> None:
 # --- archives -----------------------------------------------------------------------
 
 SPEC = ar.ProcedureSpec(
-    name="add_i64", file="wasm/numeric.wasm", abi="basic", signature="(a BIGINT, b BIGINT) RETURNS BIGINT"
+    name="add_i64",
+    file="wasm/numeric.wasm",
+    abi="basic",
+    signature="(a BIGINT, b BIGINT) RETURNS BIGINT",
 )
 
 
-def tar_of(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path, data in members.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def archive_of(
-    members: dict[str, bytes] | None = None, manifest: bytes | None = None
-) -> bytes:
+def archive_of(members: dict[str, bytes] | None = None, manifest: bytes | None = None) -> bytes:
     """A HeliosDB archive of ``members`` (default: the numeric module and
     its install.sql) whose manifest lists them with their true digests."""
     files = {"wasm/numeric.wasm": wasm_of("numeric")}
@@ -345,7 +333,11 @@ def numeric(db: h.Database) -> h.Database:
 @pytest.mark.parametrize(
     ("name", "columns", "fragment"),
     [
-        ("add_i64", [[1, 2**63], [0, 0]], "argument a: 9223372036854775808 is out of range for BIGINT"),
+        (
+            "add_i64",
+            [[1, 2**63], [0, 0]],
+            "argument a: 9223372036854775808 is out of range for BIGINT",
+        ),
         ("add_i64", [[0], [-(2**63) - 1]], "argument b: -9223372036854775809 is out of range"),
         ("add_i64", [[2**64], [0]], "out of range for BIGINT"),
         ("add_i64", [[10**5000], [0]], "an integer of 16610 bits is out of range for BIGINT"),

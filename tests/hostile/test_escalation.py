@@ -345,3 +345,20 @@ def test_names_sql_already_has_or_cannot_hold_are_refused_before_writing(
             db.execute("INSERT INTO guarded VALUES ('too long')")
     with h.Database.open(path, limits=TEST_LIMITS) as db:  # still opens
         assert db.damaged() == {}
+
+
+def test_the_engines_cached_statements_are_no_way_around_the_authorizer(
+    path: Path,
+) -> None:
+    # The engine runs its own registry statements on every connection, a
+    # client's too; apsw caches prepared statements by their text.
+    with h.Database.open(path, limits=TEST_LIMITS) as client:
+        client.serve_clients()
+        client.call("reader", "SELECT 'n=' || count(*) FROM pub")  # loads it: engine SQL ran
+        engine_sql = (
+            "SELECT name, active_version FROM _heliosdb_procedures WHERE name = ?",
+            "DELETE FROM _heliosdb_log WHERE id <= ?",
+        )
+        for sql in engine_sql:
+            with pytest.raises(h.CapabilityDenied):
+                client.execute(sql, ["reader"] if "name" in sql else [10**9])

@@ -67,6 +67,7 @@ _TRANSACTION_CONTROL = frozenset(
     }
 )
 
+_ENGINE_TABLE = re.compile(re.escape(policy.REGISTRY_PREFIX), re.IGNORECASE)
 _LEAD_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*([A-Za-z]+)", re.DOTALL)
 
 _P = ParamSpec("_P")
@@ -205,9 +206,7 @@ class Database:
             # for a moment: wait for it rather than fail at once.
             conn.set_busy_timeout(int(busy_timeout * 1000))
             if wal and str(path) != ":memory:" and str(path):
-                mode = conn.execute("PRAGMA journal_mode").fetchall()[0][0]
-                if str(mode).lower() == "delete":
-                    conn.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(conn, path)
             return cls(
                 conn, limits=limits, runtime=runtime, seal_key=seal_key, busy_timeout=busy_timeout
             )
@@ -339,7 +338,11 @@ class Database:
             with self._atomic() if atomic else _nothing():
                 cursor = self.conn.cursor()
                 cursor.exec_trace = trace
-                cursor.execute(sql, bindings)
+                # apsw's statement cache would hand back a statement the
+                # engine prepared under no policy, unchecked: text that names
+                # the engine's tables is always prepared (and authorized) anew.
+                cached = _ENGINE_TABLE.search(sql) is None
+                cursor.execute(sql, bindings, can_cache=cached)
                 rows = [tuple(r) for r in cursor]
         except apsw.AuthError as exc:
             if denied:
@@ -1153,6 +1156,18 @@ class Database:
         self.conn.cursor().execute(
             "CREATE TEMP TABLE IF NOT EXISTS _heliosdb_expire(x); DROP TABLE _heliosdb_expire"
         )
+
+
+def _switch_to_wal(conn: apsw.Connection, path: str | Path) -> None:
+    """WAL for a file still in rollback-journal mode, when it can be had:
+    a read-only file, one another process holds locked, or a file system
+    without shared memory keeps its mode (the next opener switches it)."""
+    try:
+        mode = conn.execute("PRAGMA journal_mode").fetchall()[0][0]
+        if str(mode).lower() == "delete":
+            conn.execute("PRAGMA journal_mode = WAL")
+    except apsw.Error as exc:
+        _log.info("%s stays in its journal mode: %s", path, exc)
 
 
 def _may_write(version: ProcedureVersion) -> bool:

@@ -20,6 +20,8 @@ BUILD = ROOT / "build"
 EXAMPLES = ROOT / "examples"
 CONFORMANCE = ROOT / "tests" / "conformance"
 JS_SDK = ROOT / "sdks" / "js"
+CORE = ROOT / "engine" / "core"
+CORE_TARGET = Path.home() / ".cache" / "heliosdb-wasm" / "cargo-core"
 
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["lint", "tests", "conformance", "demo"]
@@ -152,6 +154,8 @@ def tests(session: nox.Session) -> None:
         *session.posargs,
         env={"HELIOSDB_BUILD_DIR": str(BUILD)},
     )
+    # The runtime core's own tests (engine/core: limits, pool, traps).
+    _cargo(session, "test", "-q")
     # The SDKs' own unit tests (encoders, decoders, AST helpers) on the host.
     with session.chdir(ROOT / "sdks" / "go"):
         session.run("go", "test", "./...", external=True, env={"GOTOOLCHAIN": "local"})
@@ -281,12 +285,22 @@ def _singlestore_demo(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy --strict over the engine and this file."""
+    """ruff and mypy --strict over the engine and this file; clippy and rustfmt
+    over the runtime core."""
     _install(session)
     session.run(
         "ruff", "check", "--config", "engine/pyproject.toml", "engine", "tests", "noxfile.py"
     )
     session.run("mypy", "--config-file", "engine/pyproject.toml", "engine/src/heliosdb_wasm")
+    _cargo(session, "fmt", "--check")
+    _cargo(session, "clippy", "-q", "--all-targets", "--", "-D", "warnings")
+
+
+def _cargo(session: nox.Session, *args: str) -> None:
+    """cargo in engine/core, building into a target folder under the home
+    directory that outlives clones: wasmtime is compiled once per machine."""
+    with session.chdir(CORE):
+        session.run("cargo", *args, external=True, env={"CARGO_TARGET_DIR": str(CORE_TARGET)})
 
 
 @nox.session

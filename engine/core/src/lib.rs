@@ -1,0 +1,28 @@
+//! Native runtime core of `HeliosDB` WASM procedures.
+//!
+//! This crate will become the `heliosdb_wasm._core` extension module. It owns
+//! the wasmtime side of a procedure call and nothing above it:
+//!
+//! - [`limits`]: the per-call resource limits, mirroring Python's `policy.Limits`;
+//! - [`engine`]: one [`Runtime`] per process, the wasmtime `Engine` and the epoch ticker;
+//! - [`limiter`]: a `ResourceLimiter` that remembers which limit refused a growth;
+//! - [`error`]: the typed error of a call, with the guest's backtrace;
+//! - [`pool`]: pre-linked instances of one module version, reused between calls;
+//! - [`mod@call`]: calling a numeric export through a pool.
+
+pub mod call;
+pub mod engine;
+pub mod error;
+pub mod limiter;
+pub mod limits;
+pub mod pool;
+
+pub use call::call;
+pub use engine::{Runtime, RuntimeConfig};
+pub use error::{CallError, Frame, Limit};
+pub use limiter::{Limiter, Refusal};
+pub use limits::Limits;
+pub use pool::{InstancePool, PooledInstance, StoreData};
+
+#[cfg(test)]
+mod testutil;

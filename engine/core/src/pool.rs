@@ -1,0 +1,326 @@
+//! Pre-linked instances of one module version, reused between calls.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use wasmtime::{Engine, Func, Instance, InstancePre, Store};
+
+use crate::engine::Runtime;
+use crate::error::CallError;
+use crate::limiter::Limiter;
+use crate::limits::Limits;
+
+/// Identifies pools, so an instance is never released into the wrong one.
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(0);
+
+/// The data of every store a pool creates: the host's state and the limiter.
+pub struct StoreData<T> {
+    /// What host functions see (`caller.data().host`).
+    pub host: T,
+    limiter: Limiter,
+}
+
+impl<T> StoreData<T> {
+    /// The store's limiter, with the growth it refused during the current call.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+}
+
+/// An instance with its own store, taken from an [`InstancePool`] for calls on
+/// one thread and handed back with [`InstancePool::release`].
+///
+/// Dropping it instead of releasing it is safe: the pool makes a new one.
+pub struct PooledInstance<T: 'static> {
+    store: Store<StoreData<T>>,
+    instance: Instance,
+    pool_id: u64,
+    fuel: u64,
+    deadline_ticks: u64,
+    poisoned: bool,
+}
+
+impl<T> PooledInstance<T> {
+    /// The export `name`, if it is a function.
+    pub fn get_func(&mut self, name: &str) -> Option<Func> {
+        self.instance.get_func(&mut self.store, name)
+    }
+
+    /// The store, to inspect functions and memory between calls.
+    pub fn store_mut(&mut self) -> &mut Store<StoreData<T>> {
+        &mut self.store
+    }
+
+    /// Runs one call into the guest with a full budget.
+    ///
+    /// Fuel is refilled, the deadline restarted and the limiter's last refusal
+    /// forgotten before `f` runs. If `f` fails, the error is classified (see
+    /// [`CallError`]) and the instance is poisoned: its state after a trap or
+    /// an interrupted call is unknown, so it is never reused.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::LimitExceeded`] or [`CallError::Trap`] for what `f` returned.
+    pub fn run<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<StoreData<T>>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        arm(&mut self.store, self.fuel, self.deadline_ticks);
+        f(&mut self.store).map_err(|err| {
+            self.poisoned = true;
+            CallError::from_wasmtime(&err, self.store.data_mut().limiter.take_refusal())
+        })
+    }
+
+    /// Marks the instance as not to be reused.
+    pub fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    /// Whether [`InstancePool::release`] will drop this instance.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+}
+
+/// Instances of one module version, instantiated from an [`InstancePre`] and
+/// kept idle between calls, at most [`Limits::pool_size`] of them.
+///
+/// The pool is shared between threads; each instance is used by one thread
+/// at a time, between [`acquire`](Self::acquire) and [`release`](Self::release).
+pub struct InstancePool<T: 'static> {
+    // Keeps the epoch ticker running for as long as this pool's deadlines.
+    _runtime: Runtime,
+    pre: InstancePre<StoreData<T>>,
+    new_host: Box<dyn Fn() -> T + Send + Sync>,
+    limits: Limits,
+    deadline_ticks: u64,
+    id: u64,
+    idle: Mutex<Vec<PooledInstance<T>>>,
+    instantiated: AtomicUsize,
+}
+
+impl<T: Send + 'static> InstancePool<T> {
+    /// A pool of `pre`'s module under `limits`; `new_host` makes the host
+    /// state of each new store.
+    ///
+    /// # Panics
+    ///
+    /// If `pre` was not linked with `runtime`'s engine.
+    pub fn new(
+        runtime: &Runtime,
+        pre: InstancePre<StoreData<T>>,
+        limits: Limits,
+        new_host: impl Fn() -> T + Send + Sync + 'static,
+    ) -> Self {
+        assert!(
+            Engine::same(pre.module().engine(), runtime.engine()),
+            "the InstancePre belongs to another engine"
+        );
+        Self {
+            _runtime: runtime.clone(),
+            pre,
+            new_host: Box::new(new_host),
+            deadline_ticks: runtime.deadline_ticks(limits.timeout),
+            limits,
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            idle: Mutex::new(Vec::new()),
+            instantiated: AtomicUsize::new(0),
+        }
+    }
+
+    /// An idle instance, or a new one in a fresh store.
+    ///
+    /// # Errors
+    ///
+    /// A new instance runs its start function under the pool's limits, so
+    /// instantiation fails with the same errors as a call: a limit exceeded
+    /// (memory, table elements, counts, fuel, timeout) or a trap.
+    pub fn acquire(&self) -> Result<PooledInstance<T>, CallError> {
+        if let Some(instance) = self.lock_idle().pop() {
+            return Ok(instance);
+        }
+        self.instantiate()
+    }
+
+    /// Hands `instance` back: kept for reuse unless it is poisoned, belongs to
+    /// another pool or [`Limits::pool_size`] instances are idle already.
+    pub fn release(&self, instance: PooledInstance<T>) {
+        if instance.poisoned || instance.pool_id != self.id {
+            return;
+        }
+        let surplus = {
+            let mut idle = self.lock_idle();
+            if idle.len() < self.limits.pool_size {
+                idle.push(instance);
+                None
+            } else {
+                Some(instance)
+            }
+        };
+        // Dropping a store frees its memory: not while holding the lock.
+        drop(surplus);
+    }
+
+    /// Instances waiting for reuse.
+    pub fn idle_count(&self) -> usize {
+        self.lock_idle().len()
+    }
+
+    /// Instances created since the pool was built.
+    pub fn instantiated_count(&self) -> usize {
+        self.instantiated.load(Ordering::Relaxed)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn instantiate(&self) -> Result<PooledInstance<T>, CallError> {
+        let data = StoreData {
+            host: (self.new_host)(),
+            limiter: Limiter::new(&self.limits),
+        };
+        let mut store = Store::new(self.pre.module().engine(), data);
+        store.limiter(|data| &mut data.limiter);
+        arm(&mut store, self.limits.fuel, self.deadline_ticks);
+        let instance = self.pre.instantiate(&mut store).map_err(|err| {
+            CallError::from_wasmtime(&err, store.data_mut().limiter.take_refusal())
+        })?;
+        self.instantiated.fetch_add(1, Ordering::Relaxed);
+        Ok(PooledInstance {
+            store,
+            instance,
+            pool_id: self.id,
+            fuel: self.limits.fuel,
+            deadline_ticks: self.deadline_ticks,
+            poisoned: false,
+        })
+    }
+
+    fn lock_idle(&self) -> MutexGuard<'_, Vec<PooledInstance<T>>> {
+        // A panic while holding the lock cannot leave the list half-changed.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn arm<T>(store: &mut Store<StoreData<T>>, fuel: u64, deadline_ticks: u64) {
+    store
+        .set_fuel(fuel)
+        .expect("the runtime's engine consumes fuel");
+    store.set_epoch_deadline(deadline_ticks);
+    store.data_mut().limiter.take_refusal();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{pool, runtime};
+
+    const COUNTER: &str = r#"(module
+        (global $n (mut i32) (i32.const 0))
+        (func (export "next") (result i32)
+            (global.set $n (i32.add (global.get $n) (i32.const 1)))
+            (global.get $n))
+        (func (export "boom") unreachable))"#;
+
+    fn next(instance: &mut PooledInstance<()>) -> i32 {
+        let next = instance.get_func("next").unwrap();
+        let next = next.typed::<(), i32>(instance.store_mut()).unwrap();
+        instance.run(|store| next.call(store, ())).unwrap()
+    }
+
+    #[test]
+    fn released_instance_is_reused() {
+        let runtime = runtime();
+        let pool = pool(&runtime, COUNTER, Limits::default());
+        let mut instance = pool.acquire().unwrap();
+        assert_eq!(next(&mut instance), 1);
+        pool.release(instance);
+        let mut instance = pool.acquire().unwrap();
+        assert_eq!(next(&mut instance), 2);
+        assert_eq!(pool.instantiated_count(), 1);
+    }
+
+    #[test]
+    fn poisoned_instance_is_not_reused() {
+        let runtime = runtime();
+        let pool = pool(&runtime, COUNTER, Limits::default());
+        let mut instance = pool.acquire().unwrap();
+        assert_eq!(next(&mut instance), 1);
+        let boom = instance.get_func("boom").unwrap();
+        let err = instance
+            .run(|store| boom.call(store, &[], &mut []))
+            .unwrap_err();
+        assert_eq!(err.code(), "trap");
+        assert!(instance.is_poisoned());
+        pool.release(instance);
+        assert_eq!(pool.idle_count(), 0);
+        let mut instance = pool.acquire().unwrap();
+        assert_eq!(next(&mut instance), 1, "a fresh instance");
+        assert_eq!(pool.instantiated_count(), 2);
+    }
+
+    #[test]
+    fn pool_keeps_at_most_pool_size_idle() {
+        let runtime = runtime();
+        let limits = Limits {
+            pool_size: 2,
+            ..Limits::default()
+        };
+        let pool = pool(&runtime, COUNTER, limits);
+        let taken: Vec<_> = (0..5).map(|_| pool.acquire().unwrap()).collect();
+        assert_eq!(pool.instantiated_count(), 5);
+        for instance in taken {
+            pool.release(instance);
+            assert!(pool.idle_count() <= 2);
+        }
+        assert_eq!(pool.idle_count(), 2);
+    }
+
+    #[test]
+    fn instance_of_another_pool_is_not_kept() {
+        let runtime = runtime();
+        let first = pool(&runtime, COUNTER, Limits::default());
+        let second = pool(&runtime, COUNTER, Limits::default());
+        second.release(first.acquire().unwrap());
+        assert_eq!(second.idle_count(), 0);
+    }
+
+    #[test]
+    fn instantiation_past_a_count_limit_is_that_limit() {
+        let runtime = runtime();
+        let limits = Limits {
+            max_memories: 1,
+            ..Limits::default()
+        };
+        let pool = pool(&runtime, "(module (memory 1) (memory 1))", limits);
+        let err = pool.acquire().err().unwrap();
+        let CallError::LimitExceeded { limit, message } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*limit, crate::Limit::Memories);
+        assert!(message.contains("memory count too high"), "{message}");
+    }
+
+    #[test]
+    fn instantiation_past_the_memory_limit_is_the_memory_limit() {
+        let runtime = runtime();
+        let limits = Limits {
+            memory_bytes: 64 * 1024,
+            ..Limits::default()
+        };
+        let pool = pool(&runtime, "(module (memory 2))", limits);
+        let err = pool.acquire().err().unwrap();
+        assert!(
+            matches!(
+                err,
+                CallError::LimitExceeded {
+                    limit: crate::Limit::Memory,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+}

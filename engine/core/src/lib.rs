@@ -8,21 +8,27 @@
 //! - [`limiter`]: a `ResourceLimiter` that remembers which limit refused a growth;
 //! - [`error`]: the typed error of a call, with the guest's backtrace;
 //! - [`pool`]: pre-linked instances of one module version, reused between calls;
-//! - [`mod@call`]: calling a numeric export through a pool.
+//! - [`mod@call`]: calling a numeric export through a pool;
+//! - [`cache`]: compiled modules on disk, keyed by hash and engine settings;
+//! - [`typed`]: a numeric export resolved and type-checked once, then called cheaply.
 
+pub mod cache;
 pub mod call;
 pub mod engine;
 pub mod error;
 pub mod limiter;
 pub mod limits;
 pub mod pool;
+pub mod typed;
 
+pub use cache::{CacheError, ModuleCache, Stats};
 pub use call::call;
 pub use engine::{Runtime, RuntimeConfig};
 pub use error::{CallError, Frame, Limit};
 pub use limiter::{Limiter, Refusal};
 pub use limits::Limits;
 pub use pool::{InstancePool, PooledInstance, StoreData};
+pub use typed::{Export, NumType};
 
 #[cfg(test)]
 mod testutil;

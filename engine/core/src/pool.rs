@@ -46,6 +46,12 @@ impl<T> PooledInstance<T> {
         self.instance.get_func(&mut self.store, name)
     }
 
+    /// The instance, to look its exports up by index
+    /// ([`Instance::get_module_export`]) instead of by name.
+    pub fn instance(&self) -> Instance {
+        self.instance
+    }
+
     /// The store, to inspect functions and memory between calls.
     pub fn store_mut(&mut self) -> &mut Store<StoreData<T>> {
         &mut self.store

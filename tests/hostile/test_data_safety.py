@@ -276,3 +276,21 @@ def test_sigkill_in_the_middle_of_writes_loses_nothing_acknowledged(tmp_path: Pa
         stored = db.execute("SELECT count(*) FROM pub").scalar()
     # Every acknowledged write is there; at most the one in flight besides.
     assert acknowledged <= stored <= acknowledged + 1  # type: ignore[operator]
+
+
+def test_a_transaction_whose_thread_ended_is_rolled_back_not_waited_for(tmp_path: Path) -> None:
+    db = h.Database.open(tmp_path / "t.db", busy_timeout=5)
+    db.execute("CREATE TABLE t(x)")
+
+    def forgetful() -> None:
+        db.execute("BEGIN")
+        db.execute("INSERT INTO t VALUES (1)")  # and the thread ends: no COMMIT
+
+    t = threading.Thread(target=forgetful)
+    t.start()
+    t.join(5)
+    start = time.monotonic()
+    db.execute("INSERT INTO t VALUES (2)")
+    assert time.monotonic() - start < 1, "waited for a thread that is gone"
+    assert db.execute("SELECT x FROM t").rows == [(2,)]
+    db.close()

@@ -235,7 +235,7 @@ class Database:
             if self._closed:
                 raise InvalidArgument("the database is closed")
             if not self._turn_over.wait_for(
-                lambda: self._tx_thread in (None, me), self.busy_timeout
+                lambda: self._tx_thread in (None, me) or self._abandoned(), self.busy_timeout
             ):
                 raise DatabaseBusy(
                     "another thread has a transaction open on this Database; "
@@ -253,6 +253,19 @@ class Database:
                 elif self._tx_thread is not None:
                     self._tx_thread = None
                     self._turn_over.notify_all()
+
+    def _abandoned(self) -> bool:
+        """Whether the thread that owns the open transaction has ended
+        without finishing it: nobody can ever commit it, so it is rolled
+        back (with a warning) instead of blocking every other thread."""
+        owner = self._tx_thread
+        if owner is None or any(t.ident == owner for t in threading.enumerate()):
+            return False
+        _log.warning("a thread ended with a transaction open on %s: rolled back", self)
+        if not self.conn.getautocommit():
+            self.conn.cursor().execute("ROLLBACK")
+        self._tx_thread = None
+        return True
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:

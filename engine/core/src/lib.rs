@@ -23,7 +23,7 @@ pub mod typed;
 
 pub use cache::{CacheError, ModuleCache, Stats};
 pub use call::call;
-pub use engine::{Runtime, RuntimeConfig};
+pub use engine::{Allocation, PoolingConfig, Runtime, RuntimeConfig};
 pub use error::{CallError, Frame, Limit};
 pub use limiter::{Limiter, Refusal};
 pub use limits::Limits;

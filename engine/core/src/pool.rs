@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use wasmtime::{Engine, Func, Instance, InstancePre, Store};
+use wasmtime::{Engine, Func, Instance, InstancePre, Module, ModuleExport, Store};
 
 use crate::engine::Runtime;
 use crate::error::CallError;
@@ -34,6 +34,10 @@ impl<T> StoreData<T> {
 pub struct PooledInstance<T: 'static> {
     store: Store<StoreData<T>>,
     instance: Instance,
+    module: Module,
+    // Functions resolved by `typed::Export`, by the export's position in the
+    // module: a warm call skips `Instance::get_module_export`.
+    funcs: Vec<Option<Func>>,
     pool_id: u64,
     fuel: u64,
     deadline_ticks: u64,
@@ -50,6 +54,33 @@ impl<T> PooledInstance<T> {
     /// ([`Instance::get_module_export`]) instead of by name.
     pub fn instance(&self) -> Instance {
         self.instance
+    }
+
+    /// The function export at position `slot` of `module`'s exports, found by
+    /// `index` the first time and remembered for the life of the instance.
+    /// `None` if this is not an instance of `module` or that export is not a
+    /// function.
+    pub(crate) fn func_at(
+        &mut self,
+        module: &Module,
+        slot: usize,
+        index: &ModuleExport,
+    ) -> Option<Func> {
+        if !Module::same(&self.module, module) {
+            return None;
+        }
+        if let Some(Some(func)) = self.funcs.get(slot) {
+            return Some(*func);
+        }
+        let func = self
+            .instance
+            .get_module_export(&mut self.store, index)?
+            .into_func()?;
+        if self.funcs.len() <= slot {
+            self.funcs.resize(slot + 1, None);
+        }
+        self.funcs[slot] = Some(func);
+        Some(func)
     }
 
     /// The store, to inspect functions and memory between calls.
@@ -112,18 +143,48 @@ impl<T: Send + 'static> InstancePool<T> {
     ///
     /// # Panics
     ///
-    /// If `pre` was not linked with `runtime`'s engine.
+    /// If `pre` was not linked with `runtime`'s engine, or `limits` do not fit
+    /// the runtime's pooled slots (see [`try_new`](Self::try_new)).
     pub fn new(
         runtime: &Runtime,
         pre: InstancePre<StoreData<T>>,
         limits: Limits,
         new_host: impl Fn() -> T + Send + Sync + 'static,
     ) -> Self {
+        Self::try_new(runtime, pre, limits, new_host).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// [`new`](Self::new), refusing `limits` larger than the runtime's pooled
+    /// slots instead of panicking.
+    ///
+    /// A pooling runtime's slots cap every memory and table of its instances;
+    /// a procedure allowed more than they hold would be cut short without a
+    /// `LimitExceeded`, so such a pool is not created.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::LimitExceeded`] for the first limit (`memory`,
+    /// `max_memories`, `max_tables`, `max_table_elements`) that exceeds
+    /// [`PoolingConfig`](crate::engine::PoolingConfig), with both sizes in the
+    /// message.
+    ///
+    /// # Panics
+    ///
+    /// If `pre` was not linked with `runtime`'s engine.
+    pub fn try_new(
+        runtime: &Runtime,
+        pre: InstancePre<StoreData<T>>,
+        limits: Limits,
+        new_host: impl Fn() -> T + Send + Sync + 'static,
+    ) -> Result<Self, CallError> {
         assert!(
             Engine::same(pre.module().engine(), runtime.engine()),
             "the InstancePre belongs to another engine"
         );
-        Self {
+        if let Some((limit, message)) = runtime.pooling().and_then(|p| p.refusal(&limits)) {
+            return Err(CallError::LimitExceeded { limit, message });
+        }
+        Ok(Self {
             _runtime: runtime.clone(),
             pre,
             new_host: Box::new(new_host),
@@ -132,7 +193,7 @@ impl<T: Send + 'static> InstancePool<T> {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             idle: Mutex::new(Vec::new()),
             instantiated: AtomicUsize::new(0),
-        }
+        })
     }
 
     /// An idle instance, or a new one in a fresh store.
@@ -197,6 +258,8 @@ impl<T: Send + 'static> InstancePool<T> {
         Ok(PooledInstance {
             store,
             instance,
+            module: self.pre.module().clone(),
+            funcs: Vec::new(),
             pool_id: self.id,
             fuel: self.limits.fuel,
             deadline_ticks: self.deadline_ticks,
@@ -221,7 +284,24 @@ fn arm<T>(store: &mut Store<StoreData<T>>, fuel: u64, deadline_ticks: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{Allocation, PoolingConfig, RuntimeConfig};
     use crate::testutil::{pool, runtime};
+    use std::time::{Duration, Instant};
+
+    /// A runtime with a pooling allocator of a few slots sized for the
+    /// default limits: small enough for tests running side by side.
+    fn pooling_runtime() -> Runtime {
+        let config = RuntimeConfig {
+            allocation: Allocation::Pooling(PoolingConfig::for_limits(&Limits::default(), 16)),
+            ..RuntimeConfig::default()
+        };
+        Runtime::new(&config).unwrap()
+    }
+
+    /// Both runtimes, for tests that must hold for each allocation strategy.
+    fn runtimes() -> [Runtime; 2] {
+        [runtime(), pooling_runtime()]
+    }
 
     const COUNTER: &str = r#"(module
         (global $n (mut i32) (i32.const 0))
@@ -295,38 +375,207 @@ mod tests {
 
     #[test]
     fn instantiation_past_a_count_limit_is_that_limit() {
-        let runtime = runtime();
-        let limits = Limits {
-            max_memories: 1,
-            ..Limits::default()
-        };
-        let pool = pool(&runtime, "(module (memory 1) (memory 1))", limits);
-        let err = pool.acquire().err().unwrap();
-        let CallError::LimitExceeded { limit, message } = &err else {
-            panic!("{err:?}");
-        };
-        assert_eq!(*limit, crate::Limit::Memories);
-        assert!(message.contains("memory count too high"), "{message}");
+        for runtime in runtimes() {
+            let limits = Limits {
+                max_memories: 1,
+                ..Limits::default()
+            };
+            let memories = pool(&runtime, "(module (memory 1) (memory 1))", limits);
+            let err = memories.acquire().err().unwrap();
+            let CallError::LimitExceeded { limit, message } = &err else {
+                panic!("{err:?}");
+            };
+            assert_eq!(*limit, crate::Limit::Memories);
+            assert!(message.contains("memory count too high"), "{message}");
+
+            let limits = Limits {
+                max_tables: 1,
+                ..Limits::default()
+            };
+            let tables = pool(
+                &runtime,
+                "(module (table 1 funcref) (table 1 funcref))",
+                limits,
+            );
+            let err = tables.acquire().err().unwrap();
+            assert!(
+                matches!(
+                    err,
+                    CallError::LimitExceeded {
+                        limit: crate::Limit::Tables,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]
     fn instantiation_past_the_memory_limit_is_the_memory_limit() {
-        let runtime = runtime();
-        let limits = Limits {
-            memory_bytes: 64 * 1024,
-            ..Limits::default()
-        };
-        let pool = pool(&runtime, "(module (memory 2))", limits);
-        let err = pool.acquire().err().unwrap();
-        assert!(
-            matches!(
-                err,
-                CallError::LimitExceeded {
-                    limit: crate::Limit::Memory,
-                    ..
-                }
+        for runtime in runtimes() {
+            let limits = Limits {
+                memory_bytes: 64 * 1024,
+                ..Limits::default()
+            };
+            let pool = pool(&runtime, "(module (memory 2))", limits);
+            let err = pool.acquire().err().unwrap();
+            assert!(
+                matches!(
+                    err,
+                    CallError::LimitExceeded {
+                        limit: crate::Limit::Memory,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+    }
+
+    const GROW: &str = r#"(module
+        (memory 1)
+        (table 1 funcref)
+        (func $checked (param i32) (result i32)
+            (if (i32.eq (local.get 0) (i32.const -1)) (then unreachable))
+            (local.get 0))
+        (func (export "grow") (param i32) (result i32)
+            (call $checked (memory.grow (local.get 0))))
+        (func (export "grow_table") (param i32) (result i32)
+            (call $checked (table.grow (ref.null func) (local.get 0)))))"#;
+
+    /// Calls `name(arg)` and returns its result or the limit that stopped it.
+    fn grow(instance: &mut PooledInstance<()>, name: &str, arg: i32) -> Result<i32, crate::Limit> {
+        let func = instance.get_func(name).unwrap();
+        let func = func.typed::<i32, i32>(instance.store_mut()).unwrap();
+        match instance.run(|store| func.call(store, arg)) {
+            Ok(result) => Ok(result),
+            Err(CallError::LimitExceeded { limit, .. }) => Err(limit),
+            Err(err) => panic!("{err:?}"),
+        }
+    }
+
+    #[test]
+    fn growth_stops_exactly_at_the_limits() {
+        for runtime in runtimes() {
+            let limits = Limits {
+                memory_bytes: 4 * 64 * 1024,
+                max_table_elements: 10,
+                ..Limits::default()
+            };
+            let pool = pool(&runtime, GROW, limits);
+            let mut instance = pool.acquire().unwrap();
+            assert_eq!(grow(&mut instance, "grow", 3), Ok(1), "up to the limit");
+            assert_eq!(grow(&mut instance, "grow", 1), Err(crate::Limit::Memory));
+
+            let mut instance = pool.acquire().unwrap();
+            assert_eq!(grow(&mut instance, "grow_table", 9), Ok(1));
+            assert_eq!(
+                grow(&mut instance, "grow_table", 1),
+                Err(crate::Limit::TableElements)
+            );
+        }
+    }
+
+    #[test]
+    fn limits_larger_than_the_pooled_slots_are_refused() {
+        let runtime = pooling_runtime();
+        let module = wasmtime::Module::new(runtime.engine(), GROW).unwrap();
+        let linker = wasmtime::Linker::<StoreData<()>>::new(runtime.engine());
+        let slots = Limits::default();
+        for (limits, expected) in [
+            (
+                Limits {
+                    memory_bytes: slots.memory_bytes + 64 * 1024,
+                    ..Limits::default()
+                },
+                crate::Limit::Memory,
             ),
-            "{err:?}"
-        );
+            (
+                Limits {
+                    max_memories: slots.max_memories + 1,
+                    ..Limits::default()
+                },
+                crate::Limit::Memories,
+            ),
+            (
+                Limits {
+                    max_tables: slots.max_tables + 1,
+                    ..Limits::default()
+                },
+                crate::Limit::Tables,
+            ),
+            (
+                Limits {
+                    max_table_elements: slots.max_table_elements + 1,
+                    ..Limits::default()
+                },
+                crate::Limit::TableElements,
+            ),
+        ] {
+            let pre = linker.instantiate_pre(&module).unwrap();
+            let err = InstancePool::try_new(&runtime, pre, limits, || ())
+                .err()
+                .unwrap();
+            let CallError::LimitExceeded { limit, message } = &err else {
+                panic!("{err:?}");
+            };
+            assert_eq!(*limit, expected);
+            assert!(message.starts_with(expected.as_str()), "{message}");
+        }
+        let pre = linker.instantiate_pre(&module).unwrap();
+        assert!(InstancePool::try_new(&runtime, pre, slots, || ()).is_ok());
+    }
+
+    #[test]
+    fn a_pooling_runtime_reuses_its_slots() {
+        let runtime = pooling_runtime();
+        let pool = pool(&runtime, COUNTER, Limits::default());
+        for _ in 0..40 {
+            let mut instance = pool.acquire().unwrap();
+            assert_eq!(next(&mut instance), 1, "a fresh instance each time");
+        }
+        assert_eq!(pool.instantiated_count(), 40, "more than the 16 slots");
+    }
+
+    /// Cost of a new instance (acquire on an empty pool, then drop), on demand
+    /// and pooled: `cargo test --release -- --ignored --nocapture new_instance`.
+    #[test]
+    #[ignore = "benchmark"]
+    fn new_instance_us() {
+        const ROUNDS: u32 = 2_000;
+        // A small guest's shape: 17 pages (Rust's 1 MiB stack and data), a
+        // data segment and a table of functions.
+        const GUEST: &str = r#"(module
+            (memory 17)
+            (data (i32.const 1048576) "hello, procedures")
+            (table 4 funcref)
+            (elem (i32.const 0) $a $a $a $a)
+            (func $a (export "a") (result i32) (i32.load (i32.const 1048576))))"#;
+        let config = RuntimeConfig {
+            allocation: Allocation::Pooling(PoolingConfig::for_limits(&Limits::default(), 1000)),
+            ..RuntimeConfig::default()
+        };
+        for (name, runtime) in [
+            ("on demand", runtime()),
+            ("pooling", Runtime::new(&config).unwrap()),
+        ] {
+            let pool = pool(&runtime, GUEST, Limits::default());
+            drop(pool.acquire().unwrap());
+            let (mut acquire, mut dropped) = (Duration::ZERO, Duration::ZERO);
+            for _ in 0..ROUNDS {
+                let started = Instant::now();
+                let instance = std::hint::black_box(pool.acquire().unwrap());
+                let acquired = Instant::now();
+                drop(instance);
+                dropped += acquired.elapsed();
+                acquire += acquired - started;
+            }
+            println!(
+                "new instance, {name}: {:.2} us acquire, {:.2} us drop",
+                acquire.as_secs_f64() * 1e6 / f64::from(ROUNDS),
+                dropped.as_secs_f64() * 1e6 / f64::from(ROUNDS),
+            );
+        }
     }
 }

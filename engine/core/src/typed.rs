@@ -65,11 +65,16 @@ impl fmt::Display for NumType {
 /// expects, ready to be called on any instance of that module.
 ///
 /// Build it once per export (per module version) and share it between
-/// threads; a call looks the function up by index and passes its values in a
-/// stack buffer.
+/// threads; the first call on an instance looks the function up by index and
+/// the instance remembers it, so later calls find it in a `Vec`; values are
+/// passed in a stack buffer.
 #[derive(Clone)]
 pub struct Export {
     name: Box<str>,
+    module: Module,
+    // The export's position in `module.exports()`: where a `PooledInstance`
+    // caches the resolved function.
+    slot: usize,
     index: ModuleExport,
     params: Box<[NumType]>,
     results: Box<[NumType]>,
@@ -115,8 +120,14 @@ impl Export {
         let index = module
             .get_export_index(name)
             .expect("the module has the export it just typed");
+        let slot = module
+            .exports()
+            .position(|export| export.name() == name)
+            .expect("the module has the export it just typed");
         Ok(Self {
             name: name.into(),
+            module: module.clone(),
+            slot,
             index,
             params: params.into(),
             results: results.into(),
@@ -171,9 +182,7 @@ impl Export {
     ) -> Result<(), CallError> {
         self.check(args, results)?;
         let func = instance
-            .instance()
-            .get_module_export(instance.store_mut(), &self.index)
-            .and_then(wasmtime::Extern::into_func)
+            .func_at(&self.module, self.slot, &self.index)
             .ok_or_else(|| {
                 CallError::abi(format!(
                     "the instance is not of the module `{}` was prepared for",
@@ -194,7 +203,7 @@ impl Export {
         }
         instance.run(|store| {
             // SAFETY: `func` is the export of `self.index` in this instance's
-            // module (`get_module_export` checked the module) and `Export::new`
+            // module (`func_at` checked the module) and `Export::new`
             // checked that export's type is `params -> results`, all numeric;
             // `check` made `raw` hold one value of each parameter type, and it
             // has room for every result. The engine is synchronous.

@@ -58,7 +58,7 @@ pub enum Allocation {
 ///
 /// The sizes are engine-wide ceilings; every procedure's [`Limits`] must fit
 /// under them, and a pool whose limits do not is refused when it is created
-/// ([`InstancePool::try_new`](crate::InstancePool::try_new)), never silently
+/// ([`InstancePool::new`](crate::InstancePool::new)), never silently
 /// capped. Build it with [`PoolingConfig::for_limits`] from the largest limits
 /// any procedure may have.
 ///

@@ -141,22 +141,6 @@ impl<T: Send + 'static> InstancePool<T> {
     /// A pool of `pre`'s module under `limits`; `new_host` makes the host
     /// state of each new store.
     ///
-    /// # Panics
-    ///
-    /// If `pre` was not linked with `runtime`'s engine, or `limits` do not fit
-    /// the runtime's pooled slots (see [`try_new`](Self::try_new)).
-    pub fn new(
-        runtime: &Runtime,
-        pre: InstancePre<StoreData<T>>,
-        limits: Limits,
-        new_host: impl Fn() -> T + Send + Sync + 'static,
-    ) -> Self {
-        Self::try_new(runtime, pre, limits, new_host).unwrap_or_else(|err| panic!("{err}"))
-    }
-
-    /// [`new`](Self::new), refusing `limits` larger than the runtime's pooled
-    /// slots instead of panicking.
-    ///
     /// A pooling runtime's slots cap every memory and table of its instances;
     /// a procedure allowed more than they hold would be cut short without a
     /// `LimitExceeded`, so such a pool is not created.
@@ -171,7 +155,7 @@ impl<T: Send + 'static> InstancePool<T> {
     /// # Panics
     ///
     /// If `pre` was not linked with `runtime`'s engine.
-    pub fn try_new(
+    pub fn new(
         runtime: &Runtime,
         pre: InstancePre<StoreData<T>>,
         limits: Limits,
@@ -514,7 +498,7 @@ mod tests {
             ),
         ] {
             let pre = linker.instantiate_pre(&module).unwrap();
-            let err = InstancePool::try_new(&runtime, pre, limits, || ())
+            let err = InstancePool::new(&runtime, pre, limits, || ())
                 .err()
                 .unwrap();
             let CallError::LimitExceeded { limit, message } = &err else {
@@ -524,7 +508,7 @@ mod tests {
             assert!(message.starts_with(expected.as_str()), "{message}");
         }
         let pre = linker.instantiate_pre(&module).unwrap();
-        assert!(InstancePool::try_new(&runtime, pre, slots, || ()).is_ok());
+        assert!(InstancePool::new(&runtime, pre, slots, || ()).is_ok());
     }
 
     #[test]

@@ -34,5 +34,5 @@ pub fn pool(runtime: &Runtime, wat: &str, limits: Limits) -> InstancePool<()> {
     let module = Module::new(runtime.engine(), wat).unwrap();
     let linker = Linker::<StoreData<()>>::new(runtime.engine());
     let pre = linker.instantiate_pre(&module).unwrap();
-    InstancePool::new(runtime, pre, limits, || ())
+    InstancePool::new(runtime, pre, limits, || ()).expect("limits fit the runtime")
 }

@@ -101,29 +101,9 @@ mod tests {
     use crate::error::Limit;
     use crate::limits::Limits;
     use crate::pool::StoreData;
-    use crate::testutil::{pool, runtime};
+    use crate::testutil::{pool, runtime, GUEST};
     use std::time::{Duration, Instant};
     use wasmtime::{Linker, Module};
-
-    const GUEST: &str = r#"(module $guest
-        (memory 1)
-        (func (export "add") (param i64 i64) (result i64)
-            (i64.add (local.get 0) (local.get 1)))
-        (func (export "mix") (param i32 f32 f64) (result f64 i32)
-            (f64.add (f64.promote_f32 (local.get 1)) (local.get 2))
-            (local.get 0))
-        (func (export "spin") (loop $l (br $l)))
-        (func $recurse (export "recurse") (param i32) (result i32)
-            (i32.add (call $recurse (local.get 0)) (i32.const 1)))
-        (func (export "alloc") (param i32)
-            ;; A guest allocator: abort when memory cannot grow.
-            (if (i32.eq (memory.grow (local.get 0)) (i32.const -1))
-                (then unreachable)))
-        (func $check (param i32)
-            (if (i32.eqz (local.get 0)) (then unreachable)))
-        (func $validate (export "validate") (param i32)
-            (call $check (local.get 0)))
-        (func (export "simd") (param v128)))"#;
 
     fn limit_of(result: Result<Vec<Val>, CallError>) -> Limit {
         match result {
@@ -145,11 +125,14 @@ mod tests {
                 Val::I32(7),
                 Val::F32(1.5f32.to_bits()),
                 Val::F64(0.25f64.to_bits()),
+                Val::I64(9),
             ],
         )
         .unwrap();
         assert_eq!(mixed[0].unwrap_f64(), 1.75);
         assert_eq!(mixed[1].unwrap_i32(), 7);
+        assert_eq!(mixed[2].unwrap_i64(), 9);
+        assert_eq!(mixed[3].unwrap_f32(), 1.5);
         assert_eq!(pool.instantiated_count(), 1);
     }
 

@@ -291,43 +291,10 @@ mod tests {
     use crate::error::Limit;
     use crate::limits::Limits;
     use crate::pool::StoreData;
-    use crate::testutil::runtime;
+    use crate::testutil::{runtime, GUEST};
     use crate::Runtime;
     use std::time::{Duration, Instant};
     use wasmtime::Linker;
-
-    const GUEST: &str = r#"(module $guest
-        (memory 1)
-        (func (export "add32") (param i32 i32) (result i32)
-            (i32.add (local.get 0) (local.get 1)))
-        (func (export "add") (param i64 i64) (result i64)
-            (i64.add (local.get 0) (local.get 1)))
-        (func (export "mulf32") (param f32 f32) (result f32)
-            (f32.mul (local.get 0) (local.get 1)))
-        (func (export "divf64") (param f64 f64) (result f64)
-            (f64.div (local.get 0) (local.get 1)))
-        (func (export "mix") (param i32 f32 f64 i64) (result f64 i32 i64 f32)
-            (f64.add (f64.promote_f32 (local.get 1)) (local.get 2))
-            (local.get 0)
-            (local.get 3)
-            (local.get 1))
-        (func (export "wide") (param i32 i32 i32 i32 i32 i32 i32 i32 i32
-                                     i32 i32 i32 i32 i32 i32 i32 i32 i32)
-                              (result i32)
-            (i32.add (local.get 0) (local.get 17)))
-        (func (export "nothing"))
-        (func (export "spin") (loop $l (br $l)))
-        (func $recurse (export "recurse") (param i32) (result i32)
-            (i32.add (call $recurse (local.get 0)) (i32.const 1)))
-        (func (export "alloc") (param i32)
-            (if (i32.eq (memory.grow (local.get 0)) (i32.const -1))
-                (then unreachable)))
-        (func $check (param i32)
-            (if (i32.eqz (local.get 0)) (then unreachable)))
-        (func $validate (export "validate") (param i32)
-            (call $check (local.get 0)))
-        (func (export "simd") (param v128))
-        (export "mem" (memory 0)))"#;
 
     fn setup(runtime: &Runtime, wat: &str, limits: Limits) -> (Module, InstancePool<()>) {
         let module = Module::new(runtime.engine(), wat).unwrap();

@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -27,7 +27,6 @@ from . import archive, ddl, fastcall, plugins, policy, telemetry
 from .errors import (
     AbiError,
     CapabilityDenied,
-    ConstraintViolation,
     DatabaseBusy,
     InvalidArgument,
     ProcedureError,
@@ -35,7 +34,7 @@ from .errors import (
     ResourceLimitExceeded,
     SqlError,
 )
-from .hostapi import Session
+from .hostapi import Session, sql_error
 from .invoke import Instance, LoadedModule, Runner, load, load_singlestore, load_stored
 from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
@@ -50,25 +49,8 @@ BUSY_TIMEOUT_MS = 5000
 # no longer than PostgreSQL's NAMEDATALEN - 1.
 MAX_NAME_LENGTH = 63
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# Statements SQLite refuses inside a transaction or that end one: they run
-# as they are, not inside the statement's savepoint.
-_TRANSACTION_CONTROL = frozenset(
-    {
-        "BEGIN",
-        "COMMIT",
-        "END",
-        "ROLLBACK",
-        "SAVEPOINT",
-        "RELEASE",
-        "VACUUM",
-        "PRAGMA",
-        "ATTACH",
-        "DETACH",
-    }
-)
 
 _ENGINE_TABLE = re.compile(re.escape(policy.REGISTRY_PREFIX), re.IGNORECASE)
-_LEAD_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*([A-Za-z]+)", re.DOTALL)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -85,18 +67,6 @@ def _serialized(
             return method(self, *args, **kwargs)
 
     return wrapper
-
-
-def sql_error(exc: apsw.Error) -> ProcedureError:
-    """The typed error for what SQLite raised running the owner's or a
-    client's statement."""
-    if isinstance(exc, apsw.BusyError | apsw.LockedError):
-        return DatabaseBusy(
-            f"the database is locked by another connection ({exc}); nothing was committed: retry"
-        )
-    if isinstance(exc, apsw.ConstraintError):
-        return ConstraintViolation(str(exc))
-    return SqlError(str(exc))
 
 
 @dataclass
@@ -348,7 +318,7 @@ class Database:
             # SQLite makes a plain statement atomic itself; one that may call
             # a writing procedure is made so by its own savepoint.
             atomic = self._writers and _atomic_statement(sql)
-            with self._atomic() if atomic else _nothing():
+            with self._atomic() if atomic else nullcontext():
                 cursor = self.conn.cursor()
                 cursor.exec_trace = trace
                 # apsw's statement cache would hand back a statement the
@@ -406,7 +376,7 @@ class Database:
         """Call a procedure directly; table procedures return a list of tuples."""
         try:
             runner = self._callable(name)
-            with self._atomic() if _may_write(runner.version) else _nothing():
+            with self._atomic() if _may_write(runner.version) else nullcontext():
                 return runner.call(args)
         finally:
             self._flush_telemetry()
@@ -419,7 +389,7 @@ class Database:
         (see Runner.call_batch)."""
         try:
             runner = self._callable(name)
-            with self._atomic() if _may_write(runner.version) else _nothing():
+            with self._atomic() if _may_write(runner.version) else nullcontext():
                 return runner.call_batch(columns)
         finally:
             self._flush_telemetry()
@@ -1190,21 +1160,14 @@ def _may_write(version: ProcedureVersion) -> bool:
     return caps.can_write() or bool(caps.targets("call"))
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
 def _ends_transaction(sql: str) -> bool:
-    lead = _LEAD_WORD.match(sql)
-    return lead is not None and lead.group(1).upper() in ("COMMIT", "END", "RELEASE")
+    return ddl.keywords(sql, 1) in (["COMMIT"], ["END"], ["RELEASE"])
 
 
 def _atomic_statement(sql: str) -> bool:
     """Whether a statement runs inside its own savepoint (_atomic): all
     but those that control transactions themselves."""
-    lead = _LEAD_WORD.match(sql)
-    return lead is None or lead.group(1).upper() not in _TRANSACTION_CONTROL
+    return not set(ddl.keywords(sql, 1)) & ddl.TRANSACTION_CONTROL
 
 
 @dataclass(frozen=True)

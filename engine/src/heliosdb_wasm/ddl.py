@@ -110,6 +110,46 @@ def tokenize(sql: str) -> list[Token]:
     return list(iter_tokens(sql))
 
 
+# White space and comments; possessive, so a long run keeps no backtracking state.
+_SPACE = re.compile(r"(?:\s+|--[^\n]*|/\*(?:.*?\*/|.*))*+", re.DOTALL)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Statements that begin, end or need to be outside a transaction (SQLite
+# refuses them inside one, or they end it): never wrapped in one.
+TRANSACTION_CONTROL = frozenset(
+    {
+        "BEGIN",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "VACUUM",
+        "PRAGMA",
+        "ATTACH",
+        "DETACH",
+    }
+)
+# Highest ?NNN / $n: SQLite's default SQLITE_LIMIT_VARIABLE_NUMBER (a Bind
+# message cannot carry more than 32767 values anyway).
+MAX_PLACEHOLDER = 32766
+
+
+def keywords(sql: str, n: int) -> list[str]:
+    """The first ``n`` words of a statement, upper case (comments skipped),
+    in one linear pass."""
+    m = _SPACE.match(sql, 0)
+    pos = m.end() if m else 0
+    words: list[str] = []
+    while len(words) < n:
+        w = _WORD.match(sql, pos)
+        if w is None:
+            break
+        words.append(w.group().upper())
+        m = _SPACE.match(sql, w.end())
+        pos = m.end() if m else w.end()
+    return words
+
+
 # split_statements ends a statement where sqlite3_complete() would: it runs
 # SQLite's own state machine (complete.c), so CREATE TRIGGER ... BEGIN ...;
 # END stays one statement, over one scan of the text. Token classes:

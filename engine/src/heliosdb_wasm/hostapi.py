@@ -121,6 +121,18 @@ class Session:
         self.conn.cursor().execute(sql)
 
 
+def sql_error(exc: apsw.Error) -> ProcedureError:
+    """The typed error for what SQLite raised on a statement: the owner's, a
+    client's, or (for a busy file) a procedure's."""
+    if isinstance(exc, apsw.BusyError | apsw.LockedError):
+        return DatabaseBusy(
+            f"the database is locked by another connection ({exc}); nothing was committed: retry"
+        )
+    if isinstance(exc, apsw.ConstraintError):
+        return ConstraintViolation(str(exc))
+    return SqlError(str(exc))
+
+
 QueryResult = tuple[list[str], list[tuple[SqlValue, ...]]]
 
 
@@ -261,7 +273,7 @@ class CallContext:
         return int(self.session.conn.changes())
 
     def log(self, level: str, message: str) -> None:
-        size = len(message.encode("utf-8", "surrogatepass"))
+        size = utf8_bytes(message)
         self.logged_bytes += size
         if self.logged_bytes > self.limits.max_log_bytes:
             raise ResourceLimitExceeded(
@@ -421,7 +433,7 @@ class CallContext:
         except apsw.BindingsError as exc:
             raise InvalidArgument(f"parameters: {exc}") from None
         except (apsw.BusyError, apsw.LockedError) as exc:
-            raise DatabaseBusy(f"the database is locked by another connection ({exc})") from None
+            raise sql_error(exc) from None
         except apsw.Error as exc:
             if denied:  # SQLite reports some denials (functions) as plain errors
                 raise CapabilityDenied(f"missing capability {denied[0]}") from None

@@ -610,35 +610,12 @@ _PLACEHOLDER_SCAN = re.compile(
 _WORD_SCAN = re.compile(
     _OPAQUE + r"| (?P<word>[A-Za-z_][A-Za-z0-9_]*) | (?P<paren>[()])", re.VERBOSE | re.DOTALL
 )
-# White space and comments; possessive, so a long run keeps no backtracking state.
-_SPACE = re.compile(r"(?:\s+|--[^\n]*|/\*(?:.*?\*/|.*))*+", re.DOTALL)
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TRANSACTION_VERBS = {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"}
 # Statements a multi-statement simple query is not wrapped in a transaction
 # around: they manage transactions themselves or cannot run inside one.
-_NO_IMPLICIT = _TRANSACTION_VERBS | {"SAVEPOINT", "RELEASE", "VACUUM", "ATTACH", "DETACH", "PRAGMA"}
+_NO_IMPLICIT = _TRANSACTION_VERBS | ddl.TRANSACTION_CONTROL
 _CREATE_MODIFIERS = {"OR", "REPLACE", "TEMP", "TEMPORARY", "UNIQUE", "VIRTUAL", "IF", "NOT"}
-# Highest $n: SQLite's default SQLITE_LIMIT_VARIABLE_NUMBER (a Bind message
-# cannot carry more than 32767 values anyway).
-_MAX_PLACEHOLDER = 32766
-
-
-def _skip_space(sql: str, pos: int) -> int:
-    m = _SPACE.match(sql, pos)
-    return m.end() if m else pos
-
-
-def _keywords(sql: str, n: int) -> list[str]:
-    """The first ``n`` words of a statement, upper case (comments skipped)."""
-    pos = _skip_space(sql, 0)
-    words: list[str] = []
-    while len(words) < n:
-        m = _WORD.match(sql, pos)
-        if m is None:
-            break
-        words.append(m.group().upper())
-        pos = _skip_space(sql, m.end())
-    return words
+_keywords = ddl.keywords
 
 
 def _all_words(sql: str, n: int) -> list[str] | None:
@@ -712,7 +689,7 @@ def translate_placeholders(sql: str) -> tuple[str, int]:
             continue  # quoted, a comment, or $1.5
         digits = m.group("n")
         number = int(digits) if len(digits) <= 6 else 0
-        if not 1 <= number <= _MAX_PLACEHOLDER:
+        if not 1 <= number <= ddl.MAX_PLACEHOLDER:
             raise WireError("42P02", f"there is no parameter ${digits[:12].decode()}")
         highest = max(highest, number)
         data[m.start()] = 0x3F  # "?"

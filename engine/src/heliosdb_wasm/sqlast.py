@@ -188,9 +188,11 @@ def _named_placeholders(sql: str) -> str:
         )
         if numbered:
             assert after is not None
-            # SQLite's ?NNN stops at 32766 (and int() of 5000 digits refuses).
-            if len(after.text) > 5 or int(after.text) > 32766:
-                raise AstError(f"placeholder {tok.text}{after.text[:20]} is past 32766")
+            # SQLite's ?NNN stops there (and int() of 5000 digits refuses).
+            if len(after.text) > 5 or int(after.text) > ddl.MAX_PLACEHOLDER:
+                raise AstError(
+                    f"placeholder {tok.text}{after.text[:20]} is past {ddl.MAX_PLACEHOLDER}"
+                )
             number, end = int(after.text), after.pos + len(after.text)
         elif tok.text == "?":
             number, end = largest + 1, tok.pos + 1

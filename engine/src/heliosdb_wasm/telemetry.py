@@ -28,6 +28,8 @@ from typing import Any
 
 import apsw
 
+from .policy import MIB
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS _heliosdb_metrics(
     name TEXT NOT NULL COLLATE NOCASE,
@@ -57,7 +59,6 @@ CREATE TABLE IF NOT EXISTS _heliosdb_log_size(
 );
 """
 
-MIB = 1024 * 1024
 # The persisted log keeps this many lines, and this many bytes of messages
 # (_heliosdb_log_size keeps the sum); older lines are deleted on flush.
 LOG_RETENTION = 100_000

@@ -31,12 +31,12 @@ LANGUAGE_DIRS = ("rust", "go", "python", "assemblyscript", "js")
 
 
 def _install(session: nox.Session) -> None:
-    # The C accelerator binds procedures straight into SQLite when it builds
-    # with sqlite3ext.h (engine/setup.py); without it the build still works,
-    # just through apsw.
-    if not Path("/usr/include/sqlite3ext.h").exists():
-        _apt(session, "libsqlite3-dev")
-    session.install(*ENGINE)
+    # maturin builds the runtime core (engine/core) into the target folder
+    # every session and clone shares: wasmtime is compiled once per machine
+    # (a first build takes minutes; after that a session's install relinks).
+    if not shutil.which("cargo"):
+        session.error("Rust (cargo) is needed to build the engine's core: https://rustup.rs")
+    session.install(*ENGINE, env={"CARGO_TARGET_DIR": str(CORE_TARGET)})
 
 
 def _projects(parent: Path) -> list[Path]:
@@ -293,7 +293,9 @@ def lint(session: nox.Session) -> None:
     )
     session.run("mypy", "--config-file", "engine/pyproject.toml", "engine/src/heliosdb_wasm")
     _cargo(session, "fmt", "--check")
+    # With and without the Python binding: `cargo test` builds the latter.
     _cargo(session, "clippy", "-q", "--all-targets", "--", "-D", "warnings")
+    _cargo(session, "clippy", "-q", "--all-targets", "--features", "python", "--", "-D", "warnings")
 
 
 def _cargo(session: nox.Session, *args: str) -> None:

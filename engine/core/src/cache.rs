@@ -180,15 +180,31 @@ impl ModuleCache {
         sha256_hex: &str,
         wasm: &[u8],
     ) -> Result<Module, CacheError> {
+        match self.lookup(engine, sha256_hex)? {
+            Some(module) => Ok(module),
+            None => self.compile_and_store(engine, sha256_hex, wasm),
+        }
+    }
+
+    /// The cached module for `sha256_hex`, if the cache holds a sound entry
+    /// for `engine`'s settings: the first half of
+    /// [`load_or_compile`](Self::load_or_compile), for callers that only
+    /// fetch the module's bytes on a miss (the registry's blob of a large
+    /// module costs milliseconds to read). A damaged entry is deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError::InvalidKey`] if `sha256_hex` is not 64 hex digits.
+    pub fn lookup(&self, engine: &Engine, sha256_hex: &str) -> Result<Option<Module>, CacheError> {
         let key = check_key(sha256_hex)?;
         let Some(dir) = &self.dir else {
-            return compile(engine, wasm);
+            return Ok(None);
         };
         let path = dir.join(format!("module-{key}-{}{SUFFIX}", fingerprint(engine)));
         match load(engine, &path) {
             Load::Hit(module) => {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(module);
+                return Ok(Some(module));
             }
             Load::Missing => {}
             Load::Rejected => {
@@ -198,8 +214,28 @@ impl ModuleCache {
                 let _ = fs::remove_file(&path);
             }
         }
+        Ok(None)
+    }
+
+    /// Compiles `wasm` and stores it under `sha256_hex` (a miss): the second
+    /// half of [`load_or_compile`](Self::load_or_compile).
+    ///
+    /// # Errors
+    ///
+    /// As [`load_or_compile`](Self::load_or_compile).
+    pub fn compile_and_store(
+        &self,
+        engine: &Engine,
+        sha256_hex: &str,
+        wasm: &[u8],
+    ) -> Result<Module, CacheError> {
+        let key = check_key(sha256_hex)?;
+        let Some(dir) = &self.dir else {
+            return compile(engine, wasm); // a disabled cache counts nothing
+        };
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         let module = compile(engine, wasm)?;
+        let path = dir.join(format!("module-{key}-{}{SUFFIX}", fingerprint(engine)));
         if let Ok(payload) = module.serialize() {
             if write_entry(dir, &path, &payload).is_ok() {
                 self.trim(dir, &path);

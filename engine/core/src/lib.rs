@@ -32,3 +32,6 @@ pub use typed::{Export, NumType};
 
 #[cfg(test)]
 mod testutil;
+
+#[cfg(feature = "python")]
+mod python;

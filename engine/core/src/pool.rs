@@ -10,6 +10,9 @@ use crate::error::CallError;
 use crate::limiter::Limiter;
 use crate::limits::Limits;
 
+/// The export a reactor module runs once after instantiation.
+const REACTOR_INITIALIZER: &str = "_initialize";
+
 /// Identifies pools, so an instance is never released into the wrong one.
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -235,9 +238,21 @@ impl<T: Send + 'static> InstancePool<T> {
         let mut store = Store::new(self.pre.module().engine(), data);
         store.limiter(|data| &mut data.limiter);
         arm(&mut store, self.limits.fuel, self.deadline_ticks);
-        let instance = self.pre.instantiate(&mut store).map_err(|err| {
+        let fail = |store: &mut Store<StoreData<T>>, err: wasmtime::Error| {
             CallError::from_wasmtime(&err, store.data_mut().limiter.take_refusal())
-        })?;
+        };
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|err| fail(&mut store, err))?;
+        // A WASI reactor (Go's c-shared build, wit-bindgen's older output)
+        // runs its initializer once, before any export, under the same
+        // budget as the start function.
+        if let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut store, REACTOR_INITIALIZER) {
+            initialize
+                .call(&mut store, ())
+                .map_err(|err| fail(&mut store, err))?;
+        }
         self.instantiated.fetch_add(1, Ordering::Relaxed);
         Ok(PooledInstance {
             store,

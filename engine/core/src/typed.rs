@@ -181,15 +181,7 @@ impl Export {
         results: &mut [Val],
     ) -> Result<(), CallError> {
         self.check(args, results)?;
-        let func = instance
-            .func_at(&self.module, self.slot, &self.index)
-            .ok_or_else(|| {
-                CallError::abi(format!(
-                    "the instance is not of the module `{}` was prepared for",
-                    self.name
-                ))
-            })?;
-        let len = self.params.len().max(self.results.len());
+        let len = self.slots();
         let mut inline = [ValRaw::i32(0); INLINE_VALUES];
         let mut spilled = Vec::new();
         let raw: &mut [ValRaw] = if len <= INLINE_VALUES {
@@ -201,18 +193,63 @@ impl Export {
         for (slot, arg) in raw.iter_mut().zip(args) {
             *slot = to_raw(arg);
         }
-        instance.run(|store| {
-            // SAFETY: `func` is the export of `self.index` in this instance's
-            // module (`func_at` checked the module) and `Export::new`
-            // checked that export's type is `params -> results`, all numeric;
-            // `check` made `raw` hold one value of each parameter type, and it
-            // has room for every result. The engine is synchronous.
-            unsafe { func.call_unchecked(store, std::ptr::from_mut(raw)) }
-        })?;
+        self.call_raw(instance, raw)?;
         for ((out, ty), raw) in results.iter_mut().zip(&self.results).zip(&*raw) {
             *out = from_raw(*ty, raw);
         }
         Ok(())
+    }
+
+    /// Slots a raw buffer for [`call_raw`](Self::call_raw) needs: one per
+    /// parameter, and at least one per result.
+    pub fn slots(&self) -> usize {
+        self.params.len().max(self.results.len())
+    }
+
+    /// Calls the export with its arguments already in `raw`, one slot per
+    /// parameter in order, and leaves its results there: the binding fills
+    /// the slots straight from SQLite or Python values, with no [`Val`] in
+    /// between. Budget and poisoning as in [`call_on`](Self::call_on).
+    ///
+    /// Every type is numeric, so any bits in a slot are a valid value of
+    /// its type: a slot filled as `i64` for an `i32` parameter is read as
+    /// its low half, never as something unsafe.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Abi`], before the guest runs and without poisoning, if
+    /// `raw` is shorter than [`slots`](Self::slots) or `instance` is not of
+    /// this export's module; otherwise what [`PooledInstance::run`] returns.
+    pub fn call_raw<T>(
+        &self,
+        instance: &mut PooledInstance<T>,
+        raw: &mut [ValRaw],
+    ) -> Result<(), CallError> {
+        if raw.len() < self.slots() {
+            return Err(CallError::abi(format!(
+                "`{}` needs {} value slots, got {}",
+                self.name,
+                self.slots(),
+                raw.len()
+            )));
+        }
+        let func = instance
+            .func_at(&self.module, self.slot, &self.index)
+            .ok_or_else(|| {
+                CallError::abi(format!(
+                    "the instance is not of the module `{}` was prepared for",
+                    self.name
+                ))
+            })?;
+        instance.run(|store| {
+            // SAFETY: `func` is the export of `self.index` in this instance's
+            // module (`func_at` checked the module) and `Export::new`
+            // checked that export's type is `params -> results`, all numeric,
+            // so every bit pattern in a slot is a valid argument; `raw` has
+            // a slot per parameter and room for every result. The engine is
+            // synchronous.
+            unsafe { func.call_unchecked(store, std::ptr::from_mut(raw)) }
+        })
     }
 
     fn check(&self, args: &[Val], results: &[Val]) -> Result<(), CallError> {

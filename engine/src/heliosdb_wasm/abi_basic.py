@@ -22,6 +22,7 @@ from wasmtime import _bindings as ffi
 from wasmtime import _func as wasmtime_func
 from wasmtime._func import maybe_raise_last_exn
 
+from . import _core
 from . import values as v
 from .errors import (
     AbiError,
@@ -219,7 +220,10 @@ class BasicModule:
 
     def __init__(self, runtime: Runtime, sha256: str, wasm: Source) -> None:
         self.runtime = runtime
+        self.sha256 = sha256
         self.module = runtime.module(sha256, wasm)
+        self._source: Source | None = wasm
+        self._core: _core.Module | None = None
         self.imports: list[str] = []
         self.uses_wasi = False
         self._pre: dict[bool, tuple[wasmtime.Linker, wasmtime.InstancePre]] = {}
@@ -265,11 +269,29 @@ class BasicModule:
         # No imports at all: the guest cannot reach the database or WASI,
         # which lets numeric exports take the fast call path (fastcall.py).
         self.pure = not self.imports and not self.uses_wasi
+        if not self.pure:
+            self._source = None  # only the core's numeric path reads it again
         if self.imports and not self.is_heliosdb:
             raise AbiError(
                 "the module imports heliosdb host functions but does not export "
                 "heliosdb_abi_version"
             )
+
+    def core_export(self, export: str) -> tuple[_core.Module, str]:
+        """The module compiled by the Rust core (its own compiled-code cache,
+        so the registry's bytes are read only on a miss), for the numeric
+        path of a ``pure`` module."""
+        return self._core_module(), export
+
+    def _core_module(self) -> _core.Module:
+        if self._core is None:
+            if self._source is None:
+                raise AbiError("a module that imports host functions has no numeric path")
+            try:
+                self._core = _core.Module(self.runtime.core, self.sha256, self._source)
+            except _core.CoreError as exc:
+                raise AbiError(f"the runtime core refused the module: {exc.args[1]}") from None
+        return self._core
 
     def verify(self, limits: Limits, caps: Capabilities) -> BasicInstance:
         """Instantiate once under ``limits`` and check the declared ABI version.
@@ -279,6 +301,10 @@ class BasicModule:
         limit) before it is stored.
         """
         instance = BasicInstance(self, limits, caps)
+        if self.pure:
+            # Compiled by the core now, at registration, so that its cache
+            # serves the first call of a later process as well.
+            self._core_module()
         if not self.is_heliosdb:
             return instance
         ty = self.exports["heliosdb_abi_version"]
@@ -529,16 +555,6 @@ class BasicInstance:
             raise
         finally:
             self._span_cache = None  # the guest may have grown memory
-
-    def raw_call(self, export: str, sig: Signature) -> FastCall:
-        """The fast path's caller for ``export`` (see fastcall.py), made once."""
-        raw = self._raw.get(export)
-        if raw is None:
-            func = self.exports[export]
-            assert isinstance(func, wasmtime.Func)
-            raw = self._fast_caller(func, [c.type for c in sig.params], sig.returns)
-            self._raw[export] = raw
-        return raw
 
     def _fast_caller(
         self, func: wasmtime.Func, params: list[SqlType], returns: SqlType | None

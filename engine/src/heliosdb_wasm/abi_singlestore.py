@@ -70,6 +70,7 @@ import wasmtime
 from wasmtime import _bindings as ffi
 from wasmtime._func import maybe_raise_last_exn
 
+from . import _core
 from .abi_basic import BasicInstance, BasicModule
 from .errors import (
     AbiError,
@@ -78,7 +79,6 @@ from .errors import (
     ResourceLimitExceeded,
     UserError,
 )
-from .fastcall import FastCall
 from .hostapi import CallContext
 from .policy import Capabilities, Limits
 from .runtime import Runtime, Source, arm
@@ -1340,7 +1340,14 @@ class SingleStoreModule:
         # Numbers in and out of a module that imports nothing: the Basic ABI's
         # fast path calls such exports exactly as this ABI would.
         self.pure = self.basic.pure and all(_fast_safe(f) for f in self.functions.values())
+
         self._signatures: dict[str, Signature] = {}
+
+    def core_export(self, export: str) -> tuple[_core.Module, str]:
+        """The Basic ABI's numeric path (invoke.NumericModule) for a function
+        whose types it passes exactly as this ABI does (``_fast_safe``)."""
+        core, _ = self.basic.core_export(export)
+        return core, self.function(export).name
 
     def _require(self, exports: dict[str, Any]) -> None:
         """The memory and allocator exports the functions' types need, each
@@ -1547,8 +1554,6 @@ class SingleStoreInstance:
 
     # -- the Basic ABI's fast path, for `pure` modules ---------------------------
 
-    def raw_call(self, export: str, sig: Signature) -> FastCall:
-        return self.core.raw_call(self.module.function(export).name, sig)
 
     def memory_size(self) -> int | None:
         return self.core.memory_size()

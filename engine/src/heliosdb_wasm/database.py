@@ -23,7 +23,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import apsw
 import apsw.ext
 
-from . import archive, ddl, fastcall, plugins, policy, telemetry
+from . import _core, archive, ddl, native, plugins, policy, telemetry
 from .errors import (
     AbiError,
     CapabilityDenied,
@@ -125,8 +125,8 @@ class Database:
         # serve_clients(): a remote client's connection (pgwire).
         self._client = False
         self._allow_ddl = False
-        # Scalars SQLite calls directly (fastcall.bind_sqlite), by name.
-        self._scalars: dict[str, Callable[..., Any]] = {}
+        # Scalars SQLite calls in the core directly (native.py), by name.
+        self._scalars: dict[str, _core.Scalar] = {}
         self.busy_timeout = busy_timeout
         self._closed = False
         self._lock = threading.RLock()
@@ -996,7 +996,7 @@ class Database:
                         self.runtime,
                         sha,
                         version.abi,
-                        lambda: self.registry.module_bytes(sha),
+                        lambda: self._module_bytes(sha),
                         version.wit,
                     )
                     limits = version.limits(self.limits)
@@ -1008,6 +1008,13 @@ class Database:
                     self._retire(key)
                     self._runners[key] = runner
         return runner
+
+    def _module_bytes(self, sha256: str) -> bytes:
+        """A module's bytes from the registry, read as the engine: also when
+        a compiled-code cache miss asks for them later, under a client's or a
+        procedure's statement (the Rust core loads a module on first call)."""
+        with self.session.internal():
+            return self.registry.module_bytes(sha256)
 
     def _rebind(self, name: str) -> None:
         self._unbind(name)
@@ -1067,55 +1074,47 @@ class Database:
             def scalar(*args: Any) -> Any:
                 return to_sqlite(self._runner(name).call(args))
 
-            # A numeric procedure: SQLite calls C directly (fastcall.make_scalar),
-            # which falls back on `scalar` for anything unusual.
-            native = self._native_scalar(version, scalar)
-            if native is not None and fastcall.sqlite_direct():
-                fastcall.bind_sqlite(self.conn, name, len(sig.params), native)
-                self._scalars[name.lower()] = native
+            # A numeric procedure: SQLite calls the Rust core directly
+            # (native.make_scalar), which falls back on `scalar` for
+            # anything unusual.
+            core_scalar = self._native_scalar(version, scalar)
+            if core_scalar is not None and native.sqlite_direct():
+                core_scalar.bind(self.conn.sqlite3_pointer(), name)
+                self._scalars[name.lower()] = core_scalar
             else:
-                function = native or scalar
-                self.conn.create_scalar_function(
-                    name, function, len(sig.params), deterministic=False
-                )
+                self.conn.create_scalar_function(name, scalar, len(sig.params), deterministic=False)
             self._bound[name.lower()] = ("scalar", len(sig.params))
 
     def _native_scalar(
         self, version: ProcedureVersion, slow: Callable[..., Any]
-    ) -> Callable[..., Any] | None:
-        """The C-implemented SQL function of ``version``, if it can have one.
+    ) -> _core.Scalar | None:
+        """The SQL function of ``version`` that SQLite calls in the core, if
+        it can have one (a numeric Basic-ABI procedure).
 
-        It holds one instance of the version's Runner from its first call
-        until it is unbound (or a call fails), and uses it only while that
-        Runner is the one in ``_runners``. Bound to this version: called
-        after a newer version was bound, it acquires nothing and every call
-        goes through ``slow`` (the current version).
+        It finds the version's ``Numeric`` through its Runner on the first
+        row and keeps it until it is released (``_retire``: the Runner
+        changed). Bound to this version: called after a newer version was
+        bound, it finds nothing and every row goes through ``slow`` (the
+        current version).
         """
+        if version.abi != "basic":
+            return None
 
-        def acquire() -> fastcall.Acquired | None:
+        def acquire() -> _core.Numeric | None:
             runner = self._runner(version.name)
             if runner.version != version:
                 return None
-            return runner.native_acquire()
+            return runner.numeric_target()
 
-        return fastcall.make_scalar(
-            version.name,
-            version.version,
-            version.abi,
-            version.signature,
-            acquire,
-            slow,
-            self.session.telemetry,
-            self._runners,
-        )
+        return native.make_scalar(version.signature, acquire, slow)
 
     def _retire(self, key: str) -> None:
-        """Lets a Scalar bound straight to SQLite drop the instance it holds:
-        its Runner is being replaced or removed. (The apsw-bound Scalar checks
-        ``_runners`` itself on every call; SQLite's calls run without the GIL.)"""
+        """Lets a Scalar bound straight to SQLite drop the Numeric it holds:
+        its Runner is being replaced or removed (SQLite's calls run without
+        the GIL, so the Scalar does not look at ``_runners`` itself)."""
         scalar = self._scalars.get(key)
         if scalar is not None:
-            scalar.release()  # type: ignore[attr-defined]
+            scalar.release()
 
     def _unbind(self, name: str) -> None:
         key = name.lower()

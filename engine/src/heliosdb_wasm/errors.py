@@ -103,9 +103,17 @@ class UserError(ProcedureError):
 
 
 class ProcedureTrap(ProcedureError):
-    """The guest trapped (unreachable, out-of-bounds access, ...)."""
+    """The guest trapped (unreachable, out-of-bounds access, ...).
+
+    ``backtrace``: the guest's frames, innermost first, as
+    ``module!function @ offset (file:line)`` where the module's name section
+    or DWARF says so (empty when the runtime has none)."""
 
     code = "trap"
+
+    def __init__(self, message: str, *, backtrace: tuple[str, ...] = (), **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.backtrace = backtrace
 
 
 class AbiError(ProcedureError):

@@ -13,15 +13,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from . import fastcall
+from . import _core, native
 from .abi_basic import BasicModule
 from .abi_component import ComponentModule
 from .errors import AbiError, InvalidArgument, ProcedureError, ResourceLimitExceeded
 from .hostapi import CallContext, Session
 from .policy import Capabilities, Limits
 from .registry import ProcedureVersion
-from .runtime import Runtime, translate_trap
-from .telemetry import CallStats
+from .runtime import Runtime, core_error
+from .telemetry import CallStats, Metrics, Telemetry
 from .values import Signature, SqlType, SqlValue, coerce
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
@@ -49,6 +49,17 @@ class LoadedModule(Protocol):
     def check(self, export: str, signature: Signature | None) -> Signature: ...
 
     def instantiate(self, limits: Limits, caps: Capabilities) -> Instance: ...
+
+
+class NumericModule(Protocol):
+    """A module whose numeric exports the Rust core can call (``pure``: it
+    imports nothing)."""
+
+    pure: bool
+
+    def core_export(self, export: str) -> tuple[_core.Module, str]:
+        """The module compiled by the core, and the wasm name of ``export``."""
+        ...
 
 
 def load(runtime: Runtime, sha256: str, wasm: bytes) -> LoadedModule:
@@ -108,12 +119,14 @@ class Runner:
         self._lock = threading.Lock()
         sig = self.signature
         # Numbers in, a number out, and a module that imports nothing: the
-        # fast path (fastcall.py) needs no call context, savepoint or buffers.
+        # Rust core calls it (native.py), with no call context, savepoint or
+        # buffers.
         self._fast = (
             getattr(module, "pure", False)
             and sig.table is None
-            and fastcall.eligible([c.type for c in sig.params], sig.returns)
+            and native.eligible([c.type for c in sig.params], sig.returns)
         )
+        self._numeric: _core.Numeric | None = None
         self._metrics = session.telemetry.metrics(version.name, version.version)
         self._batchable: bool | None = None
 
@@ -133,9 +146,9 @@ class Runner:
         """One call per row, ``columns[i][row]`` the i-th argument; the results.
 
         Numeric procedures of import-free modules run the whole batch in the
-        native caller (no Python per row or value) when every value is an
-        exact int or float and none is NULL; anything else goes row by row
-        through ``call``, with the same results and errors.
+        Rust core (no Python per row, the GIL released) when every value is
+        an int or float its parameter takes and none is NULL; anything else
+        goes row by row through ``call``, with the same results and errors.
         """
         v = self.version
         params = self.signature.params
@@ -147,13 +160,13 @@ class Runner:
         counts = {len(c) for c in columns}
         if len(counts) > 1:
             raise InvalidArgument("the columns differ in length").located(v.name, v.version)
-        if self._fast and columns and self._exact_columns(columns):
+        if self._fast and columns:
             try:
                 return self._batch_native(columns)
             except (TypeError, ValueError, OverflowError):
-                # The native caller converts every value before running any
-                # row: a value it cannot take (NULL, text, out of range)
-                # means nothing ran, and the row-by-row path says why.
+                # The core converts every value before running any row: a
+                # value it cannot take (NULL, text, out of range) means
+                # nothing ran, and the row-by-row path says why.
                 pass
         if columns and self._guest_batch() and self._exact_python_columns(columns):
             return self._batch_guest(columns)
@@ -163,7 +176,7 @@ class Runner:
         """Whether the export has a batch entry point (docs/abi.md §9)."""
         if self._batchable is None:
             sig = self.signature
-            numeric = sig.table is None and fastcall.eligible(
+            numeric = sig.table is None and native.eligible(
                 [c.type for c in sig.params], sig.returns
             )
             self._batchable = False
@@ -204,23 +217,6 @@ class Runner:
             results.extend(part)
         return results
 
-    def _exact_columns(self, columns: Sequence[Sequence[SqlValue]]) -> bool:
-        """Whether the batch may go to the fast caller. The C caller checks
-        every value's type and 64-bit range itself, before any row runs; it
-        does not range-check INTEGER (it wraps like ctypes), so that and, for
-        the pure-Python caller, the types are checked here."""
-        if fastcall.native_available():
-            for column, param in zip(columns, self.signature.params, strict=True):
-                if param.type is SqlType.INTEGER and column:
-                    try:
-                        low, high = min(column), max(column)  # type: ignore[type-var]
-                    except TypeError:  # NULLs or text among the numbers
-                        return False
-                    if low < -(2**31) or high > 2**31 - 1:  # type: ignore[operator]
-                        return False
-            return True
-        return self._exact_python_columns(columns)
-
     def _exact_python_columns(self, columns: Sequence[Sequence[SqlValue]]) -> bool:
         wanted = {
             SqlType.BIGINT: int,
@@ -243,27 +239,8 @@ class Runner:
         return True
 
     def _batch_native(self, columns: Sequence[Sequence[SqlValue]]) -> list[Any]:
-        v = self.version
-        started = time.perf_counter()
-        instance, _ = self._acquire()
-        caller = instance.raw_call(v.export, self.signature)  # type: ignore[attr-defined]
-        try:
-            results: list[Any] = caller.batch(columns)
-        except (TypeError, ValueError, OverflowError):
-            self._release(instance)  # a value it could not convert: nothing ran
-            raise
-        except Exception as exc:  # noqa: BLE001 - traps become typed errors
-            instance.poisoned = True
-            done = getattr(exc, "row", 0)
-            error = translate_trap(exc, self.limits, instance.memory_size())  # type: ignore[attr-defined]
-            self._metrics.count_many(done, time.perf_counter() - started)
-            self._metrics.count(0.0, error.code)
-            self.session.telemetry.pending_calls += done + 1
-            error.row = done  # type: ignore[attr-defined]
-            raise error.located(v.name, v.version) from None
-        self._release(instance)
-        self._metrics.count_many(len(results), time.perf_counter() - started)
-        self.session.telemetry.pending_calls += len(results)
+        numeric = self.numeric()
+        results: list[Any] = numeric.batch(columns)  # fault() counted a failure
         return results
 
     def _fast_arguments(self, args: Sequence[SqlValue]) -> list[SqlValue] | None:
@@ -288,73 +265,66 @@ class Runner:
         return values
 
     def _call_fast(self, args: Sequence[SqlValue]) -> Any:
-        # Every statement here runs once per SQL row: keep it lean.
-        started = time.perf_counter()
-        telemetry = self.session.telemetry
+        # Every statement here runs once per row of Database.call: keep it lean.
         try:
             values = self._fast_arguments(args)
-            if values is None:
-                return None
-            # list.pop and append are atomic under the GIL, so the pool needs
-            # no lock here; a race can at worst create one spare instance.
-            try:
-                instance = self._idle.pop()
-            except IndexError:
-                instance, _ = self._acquire()
-            raw = instance.raw_call(self.version.export, self.signature)  # type: ignore[attr-defined]
-            try:
-                result = raw(values)
-            except Exception as exc:  # noqa: BLE001 - traps become typed errors
-                instance.poisoned = True
-                memory = instance.memory_size()  # type: ignore[attr-defined]
-                raise translate_trap(exc, self.limits, memory) from None
-            if len(self._idle) < self.limits.pool_size:
-                self._idle.append(instance)
-            self._metrics.count(time.perf_counter() - started, None)
-            telemetry.pending_calls += 1
-            return result
+            numeric = self._numeric or self.numeric()
         except ProcedureError as exc:
-            self._metrics.count(time.perf_counter() - started, exc.code)
-            telemetry.pending_calls += 1
-            raise exc.located(self.version.name, self.version.version) from None
-
-    # -- the hooks of fastcall.make_scalar's C callable ----------------------------
-    # It does _call_fast's work in C for the common case: these are the parts
-    # that stay in Python, with _call_fast's accounting.
-
-    def native_acquire(self) -> fastcall.Acquired | None:
-        """(this Runner, an instance for the SQL function to hold, its
-        ``_native.Caller``, the fault hook); ``None`` if this version has no
-        fast path (every call then goes through ``call``)."""
-        if not self._fast:
-            return None
-        started = time.perf_counter()
-        try:
-            try:
-                instance = self._idle.pop()
-            except IndexError:
-                instance, _ = self._acquire()
-            raw = instance.raw_call(self.version.export, self.signature)  # type: ignore[attr-defined]
-        except ProcedureError as exc:
-            self._metrics.count(time.perf_counter() - started, exc.code)
+            self._metrics.count(0.0, exc.code)
             self.session.telemetry.pending_calls += 1
             raise exc.located(self.version.name, self.version.version) from None
-        if not isinstance(raw, fastcall.NativeCall):  # native disabled meanwhile
-            self._release(instance)
+        if values is None:
             return None
-        return self, instance, raw.caller, self.native_fault
+        # The core counts a success in its tally; fault() counts a failure.
+        return numeric.call(values)
 
-    def native_fault(self, instance: Instance, error: int, trap: int, seconds: float) -> None:
-        """The held instance's call failed after ``seconds``: drop it (the C
-        side already let go), count the error and raise it as ``_call_fast``."""
-        started = time.perf_counter()
-        instance.poisoned = True
-        exc = fastcall.fault_exception(error, trap)
-        memory = instance.memory_size()  # type: ignore[attr-defined]
-        typed = translate_trap(exc, self.limits, memory)
-        self._metrics.count(seconds + time.perf_counter() - started, typed.code)
-        self.session.telemetry.pending_calls += 1
-        raise typed.located(self.version.name, self.version.version) from None
+    def numeric(self) -> _core.Numeric:
+        """This version's numeric export in the Rust core, made on first use.
+
+        Its failures come back through ``fault``, which closes over what it
+        needs and not over the Runner: the core holds it for the Numeric's
+        life, and a cycle through Rust is one Python's collector cannot see.
+        """
+        numeric = self._numeric
+        if numeric is not None:
+            return numeric
+        with self._lock:
+            if self._numeric is None:
+                v = self.version
+                module: NumericModule = self.module  # type: ignore[assignment]
+                params, result = native.kinds(self.signature)
+                tally = native.new_tally()
+                try:
+                    core_module, export = module.core_export(v.export)
+                    self._numeric = _core.Numeric(
+                        core_module,
+                        export,
+                        params,
+                        result,
+                        self.limits.to_json(),
+                        tally,
+                        _fault_hook(self.session.telemetry, self._metrics, self.limits, v),
+                    )
+                except _core.CoreError as exc:
+                    code, message = exc.args
+                    raise core_error(code, message, None, [], self.limits) from None
+                self.session.telemetry.collectors.append(
+                    native.collector(tally, self.session.telemetry, v.name, v.version)
+                )
+            return self._numeric
+
+    def numeric_target(self) -> _core.Numeric | None:
+        """What a ``Scalar`` bound into SQLite calls: this version's
+        ``Numeric``, or None if it has no numeric path (every row then goes
+        through ``call``)."""
+        if not self._fast:
+            return None
+        try:
+            return self.numeric()
+        except ProcedureError as exc:
+            self._metrics.count(0.0, exc.code)
+            self.session.telemetry.pending_calls += 1
+            raise exc.located(self.version.name, self.version.version) from None
 
     def _arguments(self, args: Sequence[SqlValue]) -> list[SqlValue] | None:
         sig = self.signature
@@ -363,17 +333,20 @@ class Runner:
                 f"{self.version.name} takes {len(sig.params)} argument(s) "
                 f"{sig.render()}, got {len(args)}"
             )
-        values = [
-            coerce(a, c.type, f"argument {c.name}") for a, c in zip(args, sig.params, strict=True)
-        ]
+        values: list[SqlValue] = []
+        for a, c in zip(args, sig.params, strict=True):
+            if a is None and not sig.called_on_null_input:
+                # RETURNS NULL ON NULL INPUT: the guest never runs. Checked in
+                # order, as SQLite's direct path (native.py) does: a bad
+                # argument before the NULL is still an error.
+                return None
+            values.append(coerce(a, c.type, f"argument {c.name}"))
         size = _payload_bytes(values)
         if size > self.limits.max_arg_bytes:
             raise ResourceLimitExceeded(
                 f"the arguments are {size} bytes, over max_arg_bytes ({self.limits.max_arg_bytes})",
                 limit="max_arg_bytes",
             )
-        if not sig.called_on_null_input and any(a is None for a in values):
-            return None  # RETURNS NULL ON NULL INPUT: the guest never runs
         for i, (a, c) in enumerate(zip(values, sig.params, strict=True)):
             if a is None and sig.nullable_params and i not in sig.nullable_params:
                 raise InvalidArgument(f"argument {c.name} may not be NULL")
@@ -467,6 +440,32 @@ class Runner:
 
     def idle_instances(self) -> int:
         return len(self._idle)
+
+
+def _fault_hook(
+    telemetry: Telemetry, metrics: Metrics, limits: Limits, version: ProcedureVersion
+) -> _core.Fault:
+    """The hook a ``Numeric`` calls when a call fails: the typed error,
+    located and counted in the version's metrics (``row``: the rows of a
+    batch done before it)."""
+    name, number = version.name, version.version
+
+    def fault(
+        code: str,
+        message: str,
+        limit: str | None,
+        frames: list[str],
+        seconds: float,
+        row: int | None,
+    ) -> BaseException:
+        error = core_error(code, message, limit, frames, limits)
+        metrics.count(seconds, error.code)
+        telemetry.pending_calls += 1
+        if row is not None:
+            error.row = row  # type: ignore[attr-defined]
+        return error.located(name, number)
+
+    return fault
 
 
 class Aggregate:

@@ -25,6 +25,7 @@ from typing import TypeVar
 import wasmtime
 import wasmtime.component as wc
 
+from . import _core
 from .errors import AbiError, ProcedureError, ProcedureTrap, ResourceLimitExceeded
 from .policy import Limits
 
@@ -62,6 +63,10 @@ class Runtime:
         config.max_wasm_stack = max_wasm_stack
         self.max_wasm_stack = max_wasm_stack
         self.engine = wasmtime.Engine(config)
+        # The Rust core's engine (heliosdb_wasm._core): numeric procedures of
+        # import-free modules run there; everything else still runs on
+        # wasmtime-py's engine above until the core owns every call.
+        self.core = _core.Runtime(max_wasm_stack)
         self.disk_cache = DiskCache.default(self._fingerprint(max_wasm_stack))
         self._modules: dict[str, wasmtime.Module] = {}
         self._components: dict[str, wc.Component] = {}
@@ -303,32 +308,55 @@ def translate_trap(
         # Component calls report traps as a WasmtimeError without a code.
         code = _TRAP_TEXT.get(message)
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
-        return ResourceLimitExceeded(f"fuel exhausted (limit {limits.fuel} units)", limit="fuel")
+        return limit_error("fuel", message, limits)
     if code == wasmtime.TrapCode.INTERRUPT:
-        return ResourceLimitExceeded(
-            f"wall-clock limit of {limits.timeout_seconds:g} s exceeded",
-            limit="timeout",
-        )
+        return limit_error("timeout", message, limits)
     if code == wasmtime.TrapCode.STACK_OVERFLOW:
-        return ResourceLimitExceeded("wasm stack exhausted", limit="stack")
-    for marker, limit, value in (
-        ("table limits", "max_table_elements", limits.max_table_elements),
-        ("instance count too high", "max_instances", limits.max_instances),
-        ("table count too high", "max_tables", limits.max_tables),
-        ("memory count too high", "max_memories", limits.max_memories),
+        return limit_error("stack", message, limits)
+    for marker, limit in (
+        ("table limits", "max_table_elements"),
+        ("instance count too high", "max_instances"),
+        ("table count too high", "max_tables"),
+        ("memory count too high", "max_memories"),
     ):
         if marker in message:
-            return ResourceLimitExceeded(f"{limit} ({value}) exceeded: {message}", limit=limit)
+            return limit_error(limit, message, limits)
     # Allocators grow memory in steps (a MiB or more), so "near" is a
     # sixteenth of the limit, at least a page.
     margin = max(WASM_PAGE, limits.memory_bytes // 16)
     at_limit = memory_bytes is not None and memory_bytes + margin > limits.memory_bytes
     if at_limit or guest_out_of_memory or "exceeds memory limits" in message:
-        return ResourceLimitExceeded(
-            f"memory limit of {limits.memory_bytes // 1024 // 1024} MiB reached ({message})",
-            limit="memory",
-        )
+        return limit_error("memory", message, limits)
     return ProcedureTrap(message)
+
+
+def limit_error(limit: str, detail: str, limits: Limits) -> ResourceLimitExceeded:
+    """The error for a runtime limit, worded the same whichever engine saw it."""
+    if limit == "fuel":
+        message = f"fuel exhausted (limit {limits.fuel} units)"
+    elif limit == "timeout":
+        message = f"wall-clock limit of {limits.timeout_seconds:g} s exceeded"
+    elif limit == "stack":
+        message = "wasm stack exhausted"
+    elif limit == "memory":
+        message = f"memory limit of {limits.memory_bytes // 1024 // 1024} MiB reached ({detail})"
+    else:
+        message = f"{limit} ({getattr(limits, limit, '?')}) exceeded: {detail}"
+    return ResourceLimitExceeded(message, limit=limit)
+
+
+def core_error(
+    code: str, message: str, limit: str | None, frames: list[str], limits: Limits
+) -> ProcedureError:
+    """The typed error for a failure the Rust core reports (its CallError:
+    the limit is exact, from wasmtime's ResourceLimiter, never inferred)."""
+    if code == "limit-exceeded" and limit is not None:
+        return limit_error(limit, message, limits)
+    if code == "trap":
+        return ProcedureTrap(message, backtrace=tuple(frames))
+    if code == "abi-error":
+        return AbiError(message)
+    return ProcedureError(message, code=code)
 
 
 def _first_line(exc: BaseException) -> str:

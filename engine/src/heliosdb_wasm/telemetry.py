@@ -268,7 +268,7 @@ class Telemetry:
         # Lines the persisted log would prune at once are not kept either.
         self.pending_logs = LogBuffer(LOG_RETENTION_BYTES, LOG_RETENTION)
         self.listeners: list[Callable[[CallStats], None]] = []
-        # Calls counted elsewhere (the C fast path's tallies, fastcall.py):
+        # Calls counted elsewhere (the Rust core's tallies, native.py):
         # each collector folds its counts into ``metrics()`` and
         # ``pending_calls``, and returns False once it will count no more.
         self.collectors: list[Callable[[], bool]] = []

@@ -1,10 +1,9 @@
-"""The fast call path (fastcall.py) gives exactly the answers and errors of
-the general path; every check runs on both, and on each way SQL reaches it:
-the C function SQLite calls with no apsw in between (``direct``:
-fastcall.bind_sqlite), the same C function called by apsw (``native``:
-fastcall.make_scalar, HELIOSDB_WASM_SQLITE_DIRECT=0), the Python closure over
-the C caller (``closure``), the ctypes caller (``raw``: HELIOSDB_WASM_NATIVE=0)
-and the general path (``general``)."""
+"""The numeric path through the Rust core (native.py) gives exactly the
+answers and errors of the general path; every check runs on each way SQL
+reaches a procedure: the core's function SQLite calls with no apsw in
+between (``direct``: Scalar.bind), apsw's Python function over the core's
+Numeric (``apsw``: HELIOSDB_WASM_SQLITE_DIRECT=0) and the general path
+(``general``: no Numeric at all)."""
 
 from __future__ import annotations
 
@@ -17,7 +16,8 @@ import pytest
 
 import heliosdb_wasm as h
 from conftest import TEST_LIMITS, b64, wasm_of
-from heliosdb_wasm import fastcall
+from heliosdb_wasm import _core
+from heliosdb_wasm.database import Database
 from heliosdb_wasm.invoke import Runner
 
 PROCEDURES = {
@@ -28,11 +28,11 @@ PROCEDURES = {
     "is_positive": "(a BIGINT) RETURNS BOOLEAN",
     "identity_f64": "(a DOUBLE) RETURNS DOUBLE",
 }
-MODES = ["direct", "native", "closure", "raw", "general"]
+MODES = ["direct", "apsw", "general"]
 NUMERIC = b64(wasm_of("numeric"))
 LIMITS = b64(wasm_of("limits"))
 
-# name -> the C functions fastcall.make_scalar made for it, oldest first.
+# name -> the core Scalars Database made for it, oldest first.
 Scalars = dict[str, list[Any]]
 
 
@@ -44,11 +44,6 @@ def scalars() -> Scalars:
 @pytest.fixture(params=MODES)
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, scalars: Scalars) -> str:
     mode: str = request.param
-    if mode in ("direct", "native") and fastcall._native is None:
-        pytest.skip("heliosdb_wasm._native is not built")
-    if mode == "direct" and not fastcall.sqlite_direct():
-        pytest.skip("heliosdb_wasm._native was built without sqlite3ext.h")
-    monkeypatch.setenv("HELIOSDB_WASM_NATIVE", "0" if mode == "raw" else "1")
     monkeypatch.setenv("HELIOSDB_WASM_SQLITE_DIRECT", "1" if mode == "direct" else "0")
     if mode == "general":
         original = Runner.__init__
@@ -58,16 +53,20 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, scalar
             self._fast = False
 
         monkeypatch.setattr(Runner, "__init__", general_only)
-    make = fastcall.make_scalar
+    make = Database._native_scalar
 
-    def spy(name: str, *args: Any) -> Callable[..., Any] | None:
-        made = None if mode == "closure" else make(name, *args)
+    def spy(self: Database, version: Any, slow: Callable[..., Any]) -> _core.Scalar | None:
+        made = make(self, version, slow)
         if made is not None:
-            scalars.setdefault(name.lower(), []).append(made)
+            scalars.setdefault(version.name.lower(), []).append(made)
         return made
 
-    monkeypatch.setattr(fastcall, "make_scalar", spy)
+    monkeypatch.setattr(Database, "_native_scalar", spy)
     return mode
+
+
+def numeric(db: h.Database, name: str) -> _core.Numeric | None:
+    return db._runner(name)._numeric
 
 
 @pytest.fixture
@@ -94,7 +93,7 @@ def db(mode: str, scalars: Scalars) -> Iterator[h.Database]:
             f" CALLED ON NULL INPUT USING EXPORT 'identity_f64' AS $wasm${NUMERIC}$wasm$"
         )
         assert database._runner("add_i64")._fast is (mode != "general")
-        assert bool(scalars) is (mode in ("direct", "native", "general"))
+        assert set(scalars) >= set(PROCEDURES)  # made in every mode; bound only when direct
         yield database
 
 
@@ -167,30 +166,32 @@ def test_a_trap_mid_statement_then_a_fresh_instance(
 ) -> None:
     db.execute("CREATE TABLE t(n INTEGER, o INTEGER)")
     db.execute("INSERT INTO t VALUES (1, 1), (50, 2), (0, 3), (4, 4)")
-    held: list[Any] = []
+    made: list[int] = []
     for _ in range(2):
         with pytest.raises(h.ProcedureTrap, match="divide by zero") as err:
             db.execute("SELECT div_zero(n) FROM t ORDER BY o")
         assert (err.value.procedure, err.value.version) == ("div_zero", 1)
         assert not isinstance(err.value.__cause__, Exception)
-        if mode in ("direct", "native"):
-            (scalar,) = scalars["div_zero"]
-            assert scalar.instance is None  # the trapped instance was let go
+        core = numeric(db, "div_zero")
+        if mode == "general":
+            assert core is None
+        else:
+            # The trapped instance was dropped, never pooled again.
+            assert core is not None and core.idle_instances == 0
+            made.append(core.instantiated)
         assert db.execute("SELECT sum(div_zero(n)) FROM t WHERE n > 0").scalar() == 127
-        if mode in ("direct", "native"):
-            assert scalar.instance is not None and scalar.instance not in held
-            held.append(scalar.instance)
-        elif mode == "general":
-            assert all(s.python_only for s in scalars["div_zero"])
-    for instance in held[:-1]:
-        assert instance.poisoned
+        if core is not None:
+            assert core.idle_instances == 1
+    if mode != "general":
+        assert made[1] == made[0] + 1  # a fresh instance after each trap
     m = db.metrics("div_zero")[1]
     assert (m.calls, m.errors, m.error_codes) == (12, 2, {"trap": 2})
     assert sum(m.histogram.values()) == 12
 
 
 def test_an_endless_loop_times_out_in_sql(mode: str) -> None:
-    """The C function releases the GIL around the guest: the epoch ticker runs."""
+    """The epoch ticker is a Rust thread: a guest that loops times out
+    whether or not the GIL is held around it."""
     limits = h.Limits(timeout_seconds=0.2, fuel=2**62)
     with h.Database.open(":memory:", limits=limits) as db:
         db.execute(f"CREATE PROCEDURE spin() RETURNS BIGINT LANGUAGE wasm AS $wasm${LIMITS}$wasm$")
@@ -235,15 +236,9 @@ def test_replace_alter_and_drop_while_bound(db: h.Database, mode: str, scalars: 
     assert db.call("add_i64", 6, 7) == 42
     metrics = db.metrics("add_i64")
     assert (metrics[1].calls, metrics[2].calls) == (2, 3 + 1)
-    made = scalars.get("add_i64", [])
-    if mode in ("direct", "native", "general"):
-        assert len(made) == 4  # one per binding
-        gc.collect()
-        # An unbound one calls nothing stale: it takes the current version's
-        # Python path (SQLite re-prepares statements, so this is belt and braces).
-        old = made[0]
-        assert old(6, 7) == 42 and old.instance is None
-        assert made[-1].instance is not None or mode == "general"
+    assert len(scalars["add_i64"]) == 4  # one per binding
+    core = numeric(db, "add_i64")
+    assert (core is None) is (mode == "general")
     db.execute("DROP PROCEDURE add_i64")
     with pytest.raises(h.SqlError, match="no such function"):
         db.execute("SELECT add_i64(6, 7)")

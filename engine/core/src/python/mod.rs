@@ -1,0 +1,38 @@
+//! The extension module `heliosdb_wasm._core`: the runtime as Python sees it.
+//!
+//! Python keeps everything above the runtime (DDL, registry, policy,
+//! telemetry's aggregation); it hands the core module bytes, limits as
+//! data, and a few hooks, and calls procedures through it:
+//!
+//! - [`runtime`]: `Runtime` (the process's engine and compiled-module
+//!   cache) and `Module` (one compiled module version, its imports and
+//!   exports);
+//! - [`numeric`]: `Numeric`, one numeric export of an import-free module
+//!   with its instance pool and limits, called from Python one row or a
+//!   batch at a time; `Tally`, its successful calls for telemetry;
+//! - [`sqlite`]: `Scalar`, a `Numeric` registered straight into SQLite on
+//!   apsw's connection, so a row costs no Python at all.
+//!
+//! Failures cross as Python exceptions built by a hook Python gives each
+//! `Numeric` (`fault`), so the typed errors stay defined in one place,
+//! `heliosdb_wasm.errors`.
+
+mod numeric;
+mod runtime;
+mod sqlite;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<runtime::PyRuntime>()?;
+    m.add_class::<runtime::PyModule_>()?;
+    m.add_class::<numeric::Numeric>()?;
+    m.add_class::<numeric::Tally>()?;
+    m.add_class::<sqlite::Scalar>()?;
+    m.add_function(wrap_pyfunction!(sqlite::extension_entry_point, m)?)?;
+    m.add_function(wrap_pyfunction!(sqlite::sqlite_ready, m)?)?;
+    m.add("CoreError", m.py().get_type::<runtime::CoreError>())?;
+    m.add("WASMTIME_VERSION", runtime::WASMTIME_VERSION)?;
+    Ok(())
+}

@@ -1,0 +1,543 @@
+//! `Numeric`: one numeric export of an import-free module, with its pool.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PySequence, PyTuple};
+use wasmtime::{Linker, ValRaw};
+
+use super::runtime::{core_error, PyModule_};
+use crate::error::CallError;
+use crate::limits::Limits;
+use crate::pool::{InstancePool, StoreData};
+use crate::typed::{Export, NumType};
+
+/// An SQL number type as it crosses into wasm (docs/abi.md §3): BIGINT i64,
+/// INTEGER i32, DOUBLE f64, REAL f32, BOOLEAN an i32 that is 0 or 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    I64,
+    I32,
+    F64,
+    F32,
+    Bool,
+}
+
+impl Kind {
+    pub fn parse(name: &str) -> PyResult<Self> {
+        Ok(match name {
+            "i64" => Self::I64,
+            "i32" => Self::I32,
+            "f64" => Self::F64,
+            "f32" => Self::F32,
+            "bool" => Self::Bool,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown value kind {other:?}"
+                )))
+            }
+        })
+    }
+
+    fn wasm(self) -> NumType {
+        match self {
+            Self::I64 => NumType::I64,
+            Self::I32 | Self::Bool => NumType::I32,
+            Self::F64 => NumType::F64,
+            Self::F32 => NumType::F32,
+        }
+    }
+}
+
+/// A Python number into a slot, as the SQL value it stands for: integers
+/// must fit their type (OverflowError), a boolean parameter takes an int or
+/// bool (its truth), a float parameter a float or an int (TypeError for
+/// anything else, so the caller can fall back on the general path, which
+/// names the argument).
+fn to_slot(value: &Bound<'_, PyAny>, kind: Kind) -> PyResult<ValRaw> {
+    match kind {
+        Kind::I64 | Kind::I32 => {
+            if !value.is_instance_of::<PyInt>() {
+                return Err(PyTypeError::new_err(format!(
+                    "an integer parameter takes int, not {}",
+                    value.get_type().name()?
+                )));
+            }
+            let x: i64 = value.extract().map_err(|_| {
+                PyOverflowError::new_err("a value out of range for a 64-bit parameter")
+            })?;
+            if kind == Kind::I64 {
+                Ok(ValRaw::i64(x))
+            } else {
+                let x = i32::try_from(x).map_err(|_| {
+                    PyOverflowError::new_err("a value out of range for a 32-bit parameter")
+                })?;
+                Ok(ValRaw::i32(x))
+            }
+        }
+        Kind::Bool => {
+            if !value.is_instance_of::<PyInt>() {
+                return Err(PyTypeError::new_err(format!(
+                    "a boolean parameter takes bool or int, not {}",
+                    value.get_type().name()?
+                )));
+            }
+            Ok(ValRaw::i32(i32::from(value.is_truthy()?)))
+        }
+        Kind::F64 | Kind::F32 => {
+            let d: f64 = if let Ok(f) = value.cast::<PyFloat>() {
+                f.value()
+            } else if value.is_instance_of::<PyInt>() {
+                value.extract::<f64>()?
+            } else {
+                return Err(PyTypeError::new_err(format!(
+                    "a float parameter takes float or int, not {}",
+                    value.get_type().name()?
+                )));
+            };
+            Ok(float_slot(kind, d))
+        }
+    }
+}
+
+/// A double into an f64 slot or (rounded) an f32 one.
+pub fn float_slot(kind: Kind, d: f64) -> ValRaw {
+    if kind == Kind::F64 {
+        ValRaw::f64(d.to_bits())
+    } else {
+        #[allow(clippy::cast_possible_truncation)] // REAL is f32: rounding is the point
+        ValRaw::f32((d as f32).to_bits())
+    }
+}
+
+/// The result slot as a Python value.
+fn from_slot(py: Python<'_>, kind: Option<Kind>, slot: ValRaw) -> Py<PyAny> {
+    match kind {
+        None => py.None(),
+        Some(Kind::I64) => slot
+            .get_i64()
+            .into_pyobject(py)
+            .unwrap()
+            .into_any()
+            .unbind(),
+        Some(Kind::I32) => slot
+            .get_i32()
+            .into_pyobject(py)
+            .unwrap()
+            .into_any()
+            .unbind(),
+        Some(Kind::Bool) => PyBool::new(py, slot.get_i32() != 0)
+            .to_owned()
+            .into_any()
+            .unbind(),
+        Some(Kind::F64) => f64::from_bits(slot.get_f64())
+            .into_pyobject(py)
+            .unwrap()
+            .into_any()
+            .unbind(),
+        Some(Kind::F32) => f64::from(f32::from_bits(slot.get_f32()))
+            .into_pyobject(py)
+            .unwrap()
+            .into_any()
+            .unbind(),
+    }
+}
+
+/// Successful calls counted for telemetry without Python per call, in the
+/// shape of `telemetry.Metrics`' latency histogram.
+pub struct TallyState {
+    calls: u64,
+    seconds: f64,
+    histogram: Vec<u64>,
+}
+
+pub struct TallyShape {
+    base_seconds: f64,
+    per_octave: f64,
+}
+
+pub struct TallyInner {
+    shape: TallyShape,
+    state: Mutex<TallyState>,
+}
+
+impl TallyInner {
+    pub fn count(&self, elapsed: Duration) {
+        self.count_many(1, elapsed.as_secs_f64());
+    }
+
+    /// `calls` successful calls that took `elapsed` in all, each put in the
+    /// bucket of their mean (as `telemetry.Metrics.count_many`).
+    pub fn count_many(&self, calls: u64, seconds: f64) {
+        if calls == 0 {
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)] // a mean for a histogram bucket
+        let mean = seconds / calls as f64;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = state.histogram.len() - 1;
+        let bucket = if mean <= self.shape.base_seconds {
+            0
+        } else {
+            // telemetry.bucket_of: int(log2(s / base) * per_octave) + 1, capped.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let index = ((mean / self.shape.base_seconds).log2() * self.shape.per_octave) as usize;
+            (index + 1).min(last)
+        };
+        state.calls += calls;
+        state.seconds += seconds;
+        state.histogram[bucket] += calls;
+    }
+}
+
+/// The successful calls of one `Numeric` since the last `drain()`, folded
+/// into the version's metrics by `Telemetry.collect`.
+#[pyclass(module = "heliosdb_wasm._core", frozen)]
+pub struct Tally {
+    pub inner: Arc<TallyInner>,
+}
+
+#[pymethods]
+impl Tally {
+    #[new]
+    fn new(base_seconds: f64, per_octave: f64, buckets: usize) -> PyResult<Self> {
+        if !(base_seconds > 0.0 && per_octave > 0.0 && (1..=1 << 20).contains(&buckets)) {
+            return Err(PyValueError::new_err("bad histogram shape"));
+        }
+        Ok(Self {
+            inner: Arc::new(TallyInner {
+                shape: TallyShape {
+                    base_seconds,
+                    per_octave,
+                },
+                state: Mutex::new(TallyState {
+                    calls: 0,
+                    seconds: 0.0,
+                    histogram: vec![0; buckets],
+                }),
+            }),
+        })
+    }
+
+    /// Counts one successful call of `seconds` (what the core does per call).
+    fn count(&self, seconds: f64) -> PyResult<()> {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(PyValueError::new_err(
+                "seconds must be a finite, non-negative number",
+            ));
+        }
+        self.inner.count_many(1, seconds);
+        Ok(())
+    }
+
+    /// `(calls, seconds, {bucket: calls})` counted since the last drain.
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<(u64, f64, Bound<'py, PyDict>)> {
+        let mut state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let histogram = PyDict::new(py);
+        for (bucket, n) in state.histogram.iter_mut().enumerate() {
+            if *n > 0 {
+                histogram.set_item(bucket, *n)?;
+                *n = 0;
+            }
+        }
+        let out = (state.calls, state.seconds, histogram);
+        state.calls = 0;
+        state.seconds = 0.0;
+        Ok(out)
+    }
+
+    /// Whether a `Numeric` still counts into this tally.
+    #[getter]
+    fn attached(&self) -> bool {
+        Arc::strong_count(&self.inner) > 1
+    }
+}
+
+/// What a `Numeric` shares with the `Scalar`s bound to it.
+pub struct NumericInner {
+    pool: InstancePool<()>,
+    export: Export,
+    pub params: Box<[Kind]>,
+    pub result: Option<Kind>,
+    tally: Arc<TallyInner>,
+    // fault(code, message, limit, frames, seconds, row) -> the exception to raise
+    fault: Py<PyAny>,
+}
+
+/// The outcome of one row.
+pub struct Failure {
+    error: CallError,
+    elapsed: Duration,
+}
+
+impl NumericInner {
+    /// One call with the arguments in `slots`; the result in `slots[0]`.
+    /// Runs without touching Python: call it with the GIL released.
+    pub fn call_slots(&self, slots: &mut [ValRaw]) -> Result<(), Failure> {
+        let started = Instant::now();
+        let outcome = self.pool.acquire().and_then(|mut instance| {
+            let outcome = self.export.call_raw(&mut instance, slots);
+            self.pool.release(instance);
+            outcome
+        });
+        let elapsed = started.elapsed();
+        match outcome {
+            Ok(()) => {
+                self.tally.count(elapsed);
+                Ok(())
+            }
+            Err(error) => Err(Failure { error, elapsed }),
+        }
+    }
+
+    /// The Python exception for `failure`, from the `fault` hook (which
+    /// also counts the failed call in the version's metrics).
+    pub fn exception(&self, py: Python<'_>, failure: &Failure, row: Option<usize>) -> PyErr {
+        let error = &failure.error;
+        let (limit, frames) = match error {
+            CallError::LimitExceeded { limit, .. } => (Some(limit.as_str()), Vec::new()),
+            CallError::Trap { backtrace, .. } => {
+                (None, backtrace.iter().map(ToString::to_string).collect())
+            }
+            CallError::Abi { .. } => (None, Vec::new()),
+        };
+        let message = match error {
+            CallError::LimitExceeded { message, .. }
+            | CallError::Trap { message, .. }
+            | CallError::Abi { message } => message.clone(),
+        };
+        let args = (
+            error.code(),
+            message,
+            limit,
+            frames,
+            failure.elapsed.as_secs_f64(),
+            row,
+        );
+        match self.fault.call1(py, args) {
+            Ok(exc) => PyErr::from_value(exc.into_bound(py)),
+            Err(err) => err,
+        }
+    }
+
+    pub fn slots(&self) -> usize {
+        self.export.slots().max(1)
+    }
+}
+
+fn limits_from(dict: &Bound<'_, PyDict>) -> PyResult<Limits> {
+    fn get<'py, T: FromPyObjectOwned<'py>>(dict: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
+        dict.get_item(key)?
+            .ok_or_else(|| PyValueError::new_err(format!("limits: {key} is missing")))?
+            .extract()
+            .map_err(|_| PyValueError::new_err(format!("limits: {key} is out of range")))
+    }
+    let timeout: f64 = get(dict, "timeout_seconds")?;
+    Ok(Limits {
+        memory_bytes: get(dict, "memory_bytes")?,
+        fuel: get(dict, "fuel")?,
+        timeout: Duration::try_from_secs_f64(timeout)
+            .map_err(|_| PyValueError::new_err("limits: timeout_seconds is out of range"))?,
+        pool_size: get(dict, "pool_size")?,
+        max_table_elements: get(dict, "max_table_elements")?,
+        max_tables: get(dict, "max_tables")?,
+        max_instances: get(dict, "max_instances")?,
+        max_memories: get(dict, "max_memories")?,
+    })
+}
+
+/// One numeric export of an import-free module under a procedure version's
+/// limits: its instance pool, its prepared export and its tally.
+///
+/// `params` and `result` are kinds (`"i64"`, `"i32"`, `"f64"`, `"f32"`,
+/// `"bool"`); `limits` is `policy.Limits.to_json()`; `fault(code, message,
+/// limit, frames, seconds, row)` returns the exception a failed call raises.
+#[pyclass(module = "heliosdb_wasm._core", frozen)]
+pub struct Numeric {
+    pub inner: Arc<NumericInner>,
+}
+
+#[pymethods]
+impl Numeric {
+    #[new]
+    #[pyo3(signature = (module, export, params, result, limits, tally, fault))]
+    fn new(
+        module: &PyModule_,
+        export: &str,
+        params: Vec<String>,
+        result: Option<String>,
+        limits: &Bound<'_, PyDict>,
+        tally: &Tally,
+        fault: Py<PyAny>,
+    ) -> PyResult<Self> {
+        let params = params
+            .iter()
+            .map(|p| Kind::parse(p))
+            .collect::<PyResult<Box<[Kind]>>>()?;
+        let result = result.as_deref().map(Kind::parse).transpose()?;
+        let limits = limits_from(limits)?;
+        let abi = |e: CallError| core_error(e.code(), e.to_string());
+        if module.module.imports().len() > 0 {
+            return Err(core_error(
+                "abi-error",
+                "a module with imports has no numeric fast path",
+            ));
+        }
+        let wasm_params: Vec<NumType> = params.iter().map(|k| k.wasm()).collect();
+        let wasm_results: Vec<NumType> = result.iter().map(|k| k.wasm()).collect();
+        let export =
+            Export::new(&module.module, export, &wasm_params, &wasm_results).map_err(abi)?;
+        let linker: Linker<StoreData<()>> = Linker::new(module.runtime.engine());
+        let pre = linker
+            .instantiate_pre(&module.module)
+            .map_err(|e| core_error("abi-error", format!("{e:#}")))?;
+        let pool = InstancePool::new(&module.runtime, pre, limits, || ()).map_err(abi)?;
+        Ok(Self {
+            inner: Arc::new(NumericInner {
+                pool,
+                export,
+                params,
+                result,
+                tally: tally.inner.clone(),
+                fault,
+            }),
+        })
+    }
+
+    /// One call: `args` are exact numbers for the parameters (the caller
+    /// has coerced them); TypeError/OverflowError if one is not, before the
+    /// guest runs. The guest runs without the GIL.
+    fn call(&self, py: Python<'_>, args: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let inner = &*self.inner;
+        let args = args.cast::<PySequence>()?;
+        let n = args.len()?;
+        if n != inner.params.len() {
+            return Err(PyValueError::new_err(format!(
+                "expected {} argument(s), got {n}",
+                inner.params.len()
+            )));
+        }
+        let mut slots = vec![ValRaw::i64(0); inner.slots()];
+        for (i, (slot, kind)) in slots.iter_mut().zip(inner.params.iter()).enumerate() {
+            *slot = to_slot(&args.get_item(i)?, *kind)?;
+        }
+        match py.detach(|| inner.call_slots(&mut slots)) {
+            Ok(()) => Ok(from_slot(py, inner.result, slots[0])),
+            Err(failure) => Err(inner.exception(py, &failure, None)),
+        }
+    }
+
+    /// Every row of `columns` (`columns[i][row]` the i-th argument), on one
+    /// instance at a time and without the GIL. Every value is converted
+    /// before any row runs (TypeError/OverflowError: nothing ran). A failed
+    /// row raises what `fault` returns for it, with `row` the rows done.
+    fn batch<'py>(
+        &self,
+        py: Python<'py>,
+        columns: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let inner = &*self.inner;
+        let columns = columns.cast::<PySequence>()?;
+        if columns.len()? != inner.params.len() {
+            return Err(PyValueError::new_err(format!(
+                "expected {} column(s), got {}",
+                inner.params.len(),
+                columns.len()?
+            )));
+        }
+        let width = inner.slots();
+        let mut rows: Option<usize> = None;
+        let mut buffer: Vec<ValRaw> = Vec::new();
+        for (c, kind) in inner.params.iter().enumerate() {
+            let column = columns.get_item(c)?;
+            let column = column.cast::<PySequence>()?;
+            let n = column.len()?;
+            let rows = *rows.get_or_insert_with(|| {
+                buffer = vec![ValRaw::i64(0); n.saturating_mul(width).max(1)];
+                n
+            });
+            if n != rows {
+                return Err(PyValueError::new_err(format!(
+                    "column {c} has {n} value(s), expected {rows}"
+                )));
+            }
+            if let Ok(list) = column.cast::<PyList>() {
+                for (r, value) in list.iter().enumerate() {
+                    buffer[r * width + c] = to_slot(&value, *kind)?;
+                }
+            } else if let Ok(tuple) = column.cast::<PyTuple>() {
+                for (r, value) in tuple.iter().enumerate() {
+                    buffer[r * width + c] = to_slot(&value, *kind)?;
+                }
+            } else {
+                for r in 0..n {
+                    buffer[r * width + c] = to_slot(&column.get_item(r)?, *kind)?;
+                }
+            }
+        }
+        let Some(rows) = rows else {
+            return Err(PyValueError::new_err("a batch needs at least one column"));
+        };
+        let (done, failure) = py.detach(|| inner.run_rows(&mut buffer, width, rows));
+        if let Some(failure) = failure {
+            return Err(inner.exception(py, &failure, Some(done)));
+        }
+        let out = PyList::empty(py);
+        for r in 0..rows {
+            out.append(from_slot(py, inner.result, buffer[r * width]))?;
+        }
+        Ok(out)
+    }
+
+    /// Instances waiting for reuse in the pool.
+    #[getter]
+    fn idle_instances(&self) -> usize {
+        self.inner.pool.idle_count()
+    }
+
+    /// Instances created since the pool was built.
+    #[getter]
+    fn instantiated(&self) -> usize {
+        self.inner.pool.instantiated_count()
+    }
+}
+
+impl NumericInner {
+    /// Rows of `buffer` (`width` slots each) on one instance, re-armed per
+    /// row; the rows done and the failure that stopped them, if any.
+    fn run_rows(
+        &self,
+        buffer: &mut [ValRaw],
+        width: usize,
+        rows: usize,
+    ) -> (usize, Option<Failure>) {
+        let started = Instant::now();
+        let mut instance = match self.pool.acquire() {
+            Ok(instance) => instance,
+            Err(error) => {
+                let elapsed = started.elapsed();
+                return (0, Some(Failure { error, elapsed }));
+            }
+        };
+        for r in 0..rows {
+            let row = &mut buffer[r * width..(r + 1) * width];
+            if let Err(error) = self.export.call_raw(&mut instance, row) {
+                // The rows done are counted here; the failed one by `fault`.
+                self.tally
+                    .count_many(r as u64, started.elapsed().as_secs_f64());
+                let elapsed = Duration::ZERO;
+                return (r, Some(Failure { error, elapsed }));
+            }
+        }
+        self.tally
+            .count_many(rows as u64, started.elapsed().as_secs_f64());
+        self.pool.release(instance);
+        (rows, None)
+    }
+}

@@ -1,0 +1,161 @@
+//! `Runtime` and `Module`: the engine, the compiled-module cache, and one
+//! compiled module as Python sees it.
+
+use std::sync::Arc;
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use wasmtime::{ExternType, ValType};
+
+use crate::cache::{CacheError, ModuleCache};
+use crate::engine::{Runtime, RuntimeConfig};
+
+/// The wasmtime the core is built with (Cargo.toml pins it exactly).
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+create_exception!(
+    _core,
+    CoreError,
+    PyException,
+    "The core refused something before any guest ran: a module wasmtime \
+     cannot compile, a bad key, an engine it cannot build. args: (code, message)."
+);
+
+/// A `CoreError` with the code of the matching `heliosdb_wasm.errors` class.
+pub fn core_error(code: &str, message: impl Into<String>) -> PyErr {
+    CoreError::new_err((code.to_owned(), message.into()))
+}
+
+/// The process's wasmtime engine, its epoch ticker and its compiled-module
+/// cache (`$HELIOSDB_WASM_CACHE`, as Python's cache).
+#[pyclass(name = "Runtime", module = "heliosdb_wasm._core", frozen)]
+pub struct PyRuntime {
+    pub runtime: Runtime,
+    cache: Arc<ModuleCache>,
+}
+
+#[pymethods]
+impl PyRuntime {
+    #[new]
+    #[pyo3(signature = (max_wasm_stack))]
+    fn new(max_wasm_stack: usize) -> PyResult<Self> {
+        let config = RuntimeConfig {
+            max_wasm_stack,
+            ..RuntimeConfig::default()
+        };
+        let runtime = Runtime::new(&config)
+            .map_err(|err| core_error("invalid-argument", format!("the wasm engine: {err:#}")))?;
+        Ok(Self {
+            runtime,
+            cache: Arc::new(ModuleCache::from_env()),
+        })
+    }
+
+    /// The compiled-module cache's counters: (hits, misses, evictions, rejected).
+    fn cache_stats(&self) -> (u64, u64, u64, u64) {
+        let s = self.cache.stats();
+        (s.hits, s.misses, s.evictions, s.rejected)
+    }
+
+    /// The cache's folder, or None when it is off.
+    #[getter]
+    fn cache_dir(&self) -> Option<String> {
+        self.cache.dir().map(|d| d.display().to_string())
+    }
+}
+
+/// One compiled core module, from the cache or compiled now.
+#[pyclass(name = "Module", module = "heliosdb_wasm._core", frozen)]
+pub struct PyModule_ {
+    pub module: wasmtime::Module,
+    pub runtime: Runtime,
+}
+
+#[pymethods]
+impl PyModule_ {
+    /// The module whose SHA-256 is `sha256`: `source` is its bytes, or a
+    /// callable returning them (called only when the cache has nothing).
+    /// Compiling runs without the GIL.
+    #[new]
+    fn new(
+        py: Python<'_>,
+        runtime: &PyRuntime,
+        sha256: &str,
+        source: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let engine = runtime.runtime.engine();
+        let cache = &runtime.cache;
+        let refused = |err: CacheError| match err {
+            CacheError::InvalidKey(_) => PyValueError::new_err(err.to_string()),
+            other => core_error("abi-error", format!("{other}")),
+        };
+        // The bytes are only read (`source()`) when the cache has nothing.
+        let module = match py
+            .detach(|| cache.lookup(engine, sha256))
+            .map_err(refused)?
+        {
+            Some(module) => module,
+            None => {
+                let data = if source.is_callable() {
+                    source.call0()?
+                } else {
+                    source.clone()
+                };
+                // bytes as they are; bytearray, memoryview (a registry blob) copied once.
+                let bytes: Bound<'_, PyBytes> = match data.cast_into::<PyBytes>() {
+                    Ok(bytes) => bytes,
+                    Err(other) => py
+                        .get_type::<PyBytes>()
+                        .call1((other.into_inner(),))?
+                        .cast_into::<PyBytes>()?,
+                };
+                let wasm = bytes.as_bytes();
+                py.detach(|| cache.compile_and_store(engine, sha256, wasm))
+                    .map_err(refused)?
+            }
+        };
+        Ok(Self {
+            module,
+            runtime: runtime.runtime.clone(),
+        })
+    }
+
+    /// `(module, name)` of every import.
+    #[getter]
+    fn imports(&self) -> Vec<(String, String)> {
+        self.module
+            .imports()
+            .map(|i| (i.module().to_owned(), i.name().to_owned()))
+            .collect()
+    }
+
+    /// `name -> (params, results)` of every exported function, as wasm type
+    /// names (`i32`, `i64`, `f32`, `f64`, `v128`, `funcref`, ...).
+    #[getter]
+    fn functions(&self) -> Vec<(String, Vec<String>, Vec<String>)> {
+        self.module
+            .exports()
+            .filter_map(|e| match e.ty() {
+                ExternType::Func(ty) => Some((
+                    e.name().to_owned(),
+                    ty.params().map(|t| type_name(&t)).collect(),
+                    ty.results().map(|t| type_name(&t)).collect(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn type_name(ty: &ValType) -> String {
+    match ty {
+        ValType::I32 => "i32".into(),
+        ValType::I64 => "i64".into(),
+        ValType::F32 => "f32".into(),
+        ValType::F64 => "f64".into(),
+        ValType::V128 => "v128".into(),
+        ValType::Ref(r) => r.to_string(),
+    }
+}

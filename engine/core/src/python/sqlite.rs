@@ -1,0 +1,483 @@
+//! `Scalar`: a numeric procedure registered straight into SQLite.
+//!
+//! apsw calls a Python function per row with every value boxed; for a
+//! numeric procedure that is most of the cost. The core is loaded once as an
+//! SQLite extension of apsw's own SQLite (on a private connection, so no
+//! user connection ever has extension loading on): the entry point only
+//! keeps SQLite's routine table. `Scalar.bind` then registers the function
+//! with `sqlite3_create_function_v2` on apsw's connection, and a row runs
+//! here: SQLite values straight into the call's slots, the guest call from
+//! the pool, the result straight back.
+//!
+//! Python is only entered for what needs it: finding the procedure's
+//! `Numeric` on the first call (`acquire`), a failure (the typed error is
+//! raised in Python and left pending, which apsw reports when the
+//! statement fails, as it does for its own functions), and values the
+//! numeric path does not take (text, out of range: they go to `slow`, the
+//! general path, which converts or refuses them with the argument's name).
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use libsqlite3_sys as ffi;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyFloat, PyInt, PyString, PyTuple};
+use wasmtime::ValRaw;
+
+use super::numeric::{float_slot, Kind, Numeric, NumericInner};
+
+/// The name of the extension's entry point, for `Connection.load_extension`.
+const ENTRY_POINT: &str = "sqlite3_heliosdbcore_init";
+
+/// Whether SQLite's routine table has been handed to the entry point.
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// The entry point SQLite calls when the core is loaded as an extension.
+///
+/// # Safety
+///
+/// Called by SQLite's `sqlite3_load_extension` with its routine table.
+#[no_mangle]
+pub unsafe extern "C" fn sqlite3_heliosdbcore_init(
+    _db: *mut ffi::sqlite3,
+    _err: *mut *mut c_char,
+    api: *mut ffi::sqlite3_api_routines,
+) -> c_int {
+    if api.is_null() {
+        return ffi::SQLITE_ERROR;
+    }
+    // SAFETY: SQLite hands a valid routine table that outlives the process's
+    // use of it (it is part of the SQLite library apsw keeps loaded).
+    match unsafe { ffi::rusqlite_extension_init2(api) } {
+        Ok(()) => {
+            READY.store(true, Ordering::Release);
+            ffi::SQLITE_OK
+        }
+        Err(_) => ffi::SQLITE_ERROR,
+    }
+}
+
+/// The entry point's name: `conn.load_extension(_core.__file__, name)`.
+#[pyfunction]
+pub fn extension_entry_point() -> &'static str {
+    ENTRY_POINT
+}
+
+/// Whether the core has SQLite's routine table (the extension was loaded).
+#[pyfunction]
+pub fn sqlite_ready() -> bool {
+    READY.load(Ordering::Acquire)
+}
+
+/// Runs `f` holding the GIL, taken with `PyGILState_Ensure` whatever PyO3
+/// believes. SQLite calls a `Scalar` from inside apsw, which releases the
+/// GIL around its statements without PyO3 knowing: in a nested call (a
+/// procedure's query calling a procedure) PyO3's own count says this thread
+/// is attached while it is not, and `Python::attach` would run Python
+/// without a thread state.
+fn with_gil<R>(f: impl FnOnce(Python<'_>) -> R) -> R {
+    struct Release(pyo3::ffi::PyGILState_STATE);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            // SAFETY: pairs the PyGILState_Ensure below, on the same thread.
+            unsafe { pyo3::ffi::PyGILState_Release(self.0) }
+        }
+    }
+    // SAFETY: the interpreter is running (it loaded this module and apsw);
+    // Ensure is reentrant.
+    let _release = Release(unsafe { pyo3::ffi::PyGILState_Ensure() });
+    // SAFETY: the GIL is held until `_release` drops, after `f`.
+    f(unsafe { Python::assume_attached() })
+}
+
+struct ScalarInner {
+    params: Box<[Kind]>,
+    result: Option<Kind>,
+    // CALLED ON NULL INPUT: NULL arguments reach the guest as zeros.
+    null_call: bool,
+    target: RwLock<Option<Arc<NumericInner>>>,
+    // `acquire` said this version has no numeric path: every row is `slow`'s.
+    python_only: AtomicBool,
+    acquire: Py<PyAny>,
+    slow: Py<PyAny>,
+}
+
+/// A procedure as SQLite calls it. `acquire()` returns the `Numeric` to
+/// call (looked up on the first row, and again after `release()`), or None
+/// to send every row to `slow(*args)`, the general path.
+#[pyclass(module = "heliosdb_wasm._core", frozen)]
+pub struct Scalar {
+    inner: Arc<ScalarInner>,
+}
+
+#[pymethods]
+impl Scalar {
+    #[new]
+    fn new(
+        params: Vec<String>,
+        result: Option<String>,
+        null_call: bool,
+        acquire: Py<PyAny>,
+        slow: Py<PyAny>,
+    ) -> PyResult<Self> {
+        let params = params
+            .iter()
+            .map(|p| Kind::parse(p))
+            .collect::<PyResult<Box<[Kind]>>>()?;
+        let result = result.as_deref().map(Kind::parse).transpose()?;
+        Ok(Self {
+            inner: Arc::new(ScalarInner {
+                params,
+                result,
+                null_call,
+                target: RwLock::new(None),
+                python_only: AtomicBool::new(false),
+                acquire,
+                slow,
+            }),
+        })
+    }
+
+    /// Registers this as the SQL function `name` on the `sqlite3*` at
+    /// `db` (apsw's `Connection.sqlite3_pointer()`), with one argument per
+    /// parameter. apsw's `create_scalar_function(name, None, n)` removes it.
+    fn bind(&self, db: usize, name: &str) -> PyResult<()> {
+        if !sqlite_ready() {
+            return Err(PyRuntimeError::new_err(
+                "the core is not loaded as an SQLite extension",
+            ));
+        }
+        let name = CString::new(name).map_err(|_| PyValueError::new_err("a NUL in the name"))?;
+        let nargs = c_int::try_from(self.inner.params.len())
+            .map_err(|_| PyValueError::new_err("too many parameters"))?;
+        let data = Arc::into_raw(self.inner.clone())
+            .cast_mut()
+            .cast::<c_void>();
+        // SAFETY: `db` is apsw's open connection, which the caller holds;
+        // SQLite keeps `data` until it calls `destroy` (also on failure).
+        let rc = unsafe {
+            ffi::sqlite3_create_function_v2(
+                db as *mut ffi::sqlite3,
+                name.as_ptr(),
+                nargs,
+                ffi::SQLITE_UTF8,
+                data,
+                Some(xfunc),
+                None,
+                None,
+                Some(destroy),
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(PyRuntimeError::new_err(format!(
+                "sqlite3_create_function_v2 failed: code {rc}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Forgets the `Numeric`: the next row asks `acquire` again (the
+    /// procedure's Runner was replaced or removed).
+    fn release(&self) {
+        *self
+            .inner
+            .target
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.inner.python_only.store(false, Ordering::Release);
+    }
+}
+
+unsafe extern "C" fn destroy(data: *mut c_void) {
+    // SAFETY: `data` is the `Arc` that `bind` leaked for SQLite.
+    drop(unsafe { Arc::from_raw(data.cast::<ScalarInner>().cast_const()) });
+}
+
+unsafe extern "C" fn xfunc(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // A panic must not unwind into SQLite.
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: SQLite passes the data `bind` registered and `argc` values.
+        let scalar = unsafe { &*ffi::sqlite3_user_data(ctx).cast::<ScalarInner>() };
+        let args = if argc <= 0 || argv.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: as above.
+            unsafe { std::slice::from_raw_parts(argv, argc as usize) }
+        };
+        // SAFETY: `ctx` and `args` are this call's.
+        unsafe { row(scalar, ctx, args) }
+    }));
+    if outcome.is_err() {
+        // SAFETY: `ctx` is this call's context.
+        unsafe {
+            ffi::sqlite3_result_error(ctx, c"internal error in the procedure core".as_ptr(), -1)
+        };
+    }
+}
+
+/// The slots of one row, or why it cannot take the numeric path.
+enum Lowered {
+    Slots,
+    Null,
+    Slow,
+}
+
+unsafe fn lower(
+    scalar: &ScalarInner,
+    args: &[*mut ffi::sqlite3_value],
+    slots: &mut [ValRaw],
+) -> Lowered {
+    if args.len() != scalar.params.len() {
+        return Lowered::Slow;
+    }
+    for ((value, kind), slot) in args.iter().zip(scalar.params.iter()).zip(slots.iter_mut()) {
+        let value = *value;
+        // SAFETY: `value` is one of this call's arguments.
+        let ty = unsafe { ffi::sqlite3_value_type(value) };
+        if ty == ffi::SQLITE_NULL {
+            if !scalar.null_call {
+                return Lowered::Null; // RETURNS NULL ON NULL INPUT: no call
+            }
+            *slot = ValRaw::i64(0);
+            continue;
+        }
+        *slot = match (kind, ty) {
+            // SAFETY (all arms): reading the value as the type it has.
+            (Kind::I64, ffi::SQLITE_INTEGER) => {
+                ValRaw::i64(unsafe { ffi::sqlite3_value_int64(value) })
+            }
+            (Kind::I32, ffi::SQLITE_INTEGER) => {
+                match i32::try_from(unsafe { ffi::sqlite3_value_int64(value) }) {
+                    Ok(x) => ValRaw::i32(x),
+                    Err(_) => return Lowered::Slow, // out of range: the general path says so
+                }
+            }
+            (Kind::Bool, ffi::SQLITE_INTEGER) => {
+                ValRaw::i32(i32::from(unsafe { ffi::sqlite3_value_int64(value) } != 0))
+            }
+            (Kind::F64 | Kind::F32, ffi::SQLITE_FLOAT) => {
+                float_slot(*kind, unsafe { ffi::sqlite3_value_double(value) })
+            }
+            #[allow(clippy::cast_precision_loss)] // float(int): round to nearest, as Python
+            (Kind::F64 | Kind::F32, ffi::SQLITE_INTEGER) => {
+                float_slot(*kind, unsafe { ffi::sqlite3_value_int64(value) } as f64)
+            }
+            _ => return Lowered::Slow,
+        };
+    }
+    Lowered::Slots
+}
+
+/// The procedure to call, asking Python the first time.
+fn target(scalar: &ScalarInner) -> Result<Option<Arc<NumericInner>>, PyErr> {
+    if let Some(found) = &*scalar.target.read().unwrap_or_else(PoisonError::into_inner) {
+        return Ok(Some(found.clone()));
+    }
+    if scalar.python_only.load(Ordering::Acquire) {
+        return Ok(None);
+    }
+    with_gil(|py| {
+        let got = scalar.acquire.call0(py)?;
+        if got.is_none(py) {
+            scalar.python_only.store(true, Ordering::Release);
+            return Ok(None);
+        }
+        let numeric = got.cast_bound::<Numeric>(py)?.get();
+        let inner = numeric.inner.clone();
+        if *inner.params != *scalar.params || inner.result != scalar.result {
+            return Err(PyTypeError::new_err(
+                "the Numeric's signature differs from the Scalar's",
+            ));
+        }
+        *scalar
+            .target
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(inner.clone());
+        Ok(Some(inner))
+    })
+}
+
+unsafe fn row(
+    scalar: &ScalarInner,
+    ctx: *mut ffi::sqlite3_context,
+    args: &[*mut ffi::sqlite3_value],
+) {
+    let mut slots = [ValRaw::i64(0); 16];
+    if args.len() > slots.len() {
+        // SAFETY: this call's context and arguments.
+        return unsafe { slow(scalar, ctx, args) };
+    }
+    // SAFETY: this call's arguments.
+    match unsafe { lower(scalar, args, &mut slots) } {
+        Lowered::Null => return unsafe { ffi::sqlite3_result_null(ctx) },
+        Lowered::Slow => return unsafe { slow(scalar, ctx, args) },
+        Lowered::Slots => {}
+    }
+    let numeric = match target(scalar) {
+        Ok(Some(numeric)) => numeric,
+        Ok(None) => return unsafe { slow(scalar, ctx, args) },
+        Err(err) => return with_gil(|py| unsafe { pending(py, ctx, err) }),
+    };
+    let slots = &mut slots[..numeric.slots()];
+    // SAFETY: PyGILState_Check only reads the thread state.
+    let outcome = if unsafe { pyo3::ffi::PyGILState_Check() } == 1 {
+        // apsw kept the GIL for this statement: let other threads run while
+        // the guest does.
+        with_gil(|py| py.detach(|| numeric.call_slots(slots)))
+    } else {
+        numeric.call_slots(slots)
+    };
+    match outcome {
+        // SAFETY: this call's context.
+        Ok(()) => unsafe { set_result(ctx, numeric.result, slots[0]) },
+        Err(failure) => with_gil(|py| {
+            let err = numeric.exception(py, &failure, None);
+            // SAFETY: this call's context.
+            unsafe { pending(py, ctx, err) }
+        }),
+    }
+}
+
+unsafe fn set_result(ctx: *mut ffi::sqlite3_context, kind: Option<Kind>, slot: ValRaw) {
+    // SAFETY (all arms): `ctx` is this call's context.
+    unsafe {
+        match kind {
+            Some(Kind::I64) => ffi::sqlite3_result_int64(ctx, slot.get_i64()),
+            Some(Kind::I32) => ffi::sqlite3_result_int64(ctx, i64::from(slot.get_i32())),
+            // values.to_sqlite: a boolean is 0 or 1
+            Some(Kind::Bool) => ffi::sqlite3_result_int64(ctx, i64::from(slot.get_i32() != 0)),
+            Some(Kind::F64) => ffi::sqlite3_result_double(ctx, f64::from_bits(slot.get_f64())),
+            Some(Kind::F32) => {
+                ffi::sqlite3_result_double(ctx, f64::from(f32::from_bits(slot.get_f32())));
+            }
+            None => ffi::sqlite3_result_null(ctx),
+        }
+    }
+}
+
+/// `err` as the statement's error, left pending for apsw to raise (it
+/// prefers a pending exception to SQLite's message).
+unsafe fn pending(py: Python<'_>, ctx: *mut ffi::sqlite3_context, err: PyErr) {
+    let text = err
+        .value(py)
+        .str()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let text = CString::new(text.replace('\0', " ")).unwrap_or_default();
+    // SAFETY: this call's context; SQLite copies the message.
+    unsafe { ffi::sqlite3_result_error(ctx, text.as_ptr(), -1) };
+    err.restore(py);
+}
+
+/// The whole row through `slow(*args)`, under the GIL.
+unsafe fn slow(
+    scalar: &ScalarInner,
+    ctx: *mut ffi::sqlite3_context,
+    args: &[*mut ffi::sqlite3_value],
+) {
+    with_gil(|py| {
+        let outcome = (|| -> PyResult<()> {
+            let values = args
+                .iter()
+                // SAFETY: this call's arguments.
+                .map(|v| unsafe { to_python(py, *v) })
+                .collect::<PyResult<Vec<_>>>()?;
+            let out = scalar.slow.call1(py, PyTuple::new(py, values)?)?;
+            // SAFETY: this call's context.
+            unsafe { result_from_python(ctx, out.bind(py)) }
+        })();
+        if let Err(err) = outcome {
+            // SAFETY: this call's context.
+            unsafe { pending(py, ctx, err) };
+        }
+    });
+}
+
+unsafe fn to_python(py: Python<'_>, value: *mut ffi::sqlite3_value) -> PyResult<Py<PyAny>> {
+    // SAFETY (all arms): reading the value as the type it has; SQLite's
+    // text and blob pointers stay valid until the value changes, and are
+    // copied here.
+    unsafe {
+        Ok(match ffi::sqlite3_value_type(value) {
+            ffi::SQLITE_INTEGER => ffi::sqlite3_value_int64(value)
+                .into_pyobject(py)?
+                .into_any()
+                .unbind(),
+            ffi::SQLITE_FLOAT => PyFloat::new(py, ffi::sqlite3_value_double(value))
+                .into_any()
+                .unbind(),
+            ffi::SQLITE_TEXT => {
+                let p = ffi::sqlite3_value_text(value);
+                let n = usize::try_from(ffi::sqlite3_value_bytes(value)).unwrap_or(0);
+                let bytes = if p.is_null() {
+                    &[][..]
+                } else {
+                    std::slice::from_raw_parts(p, n)
+                };
+                PyString::from_bytes(py, bytes)?.into_any().unbind()
+            }
+            ffi::SQLITE_BLOB => {
+                let p = ffi::sqlite3_value_blob(value).cast::<u8>();
+                let n = usize::try_from(ffi::sqlite3_value_bytes(value)).unwrap_or(0);
+                let bytes = if p.is_null() {
+                    &[][..]
+                } else {
+                    std::slice::from_raw_parts(p, n)
+                };
+                PyBytes::new(py, bytes).into_any().unbind()
+            }
+            _ => py.None(),
+        })
+    }
+}
+
+/// A value of the types `values.to_sqlite` gives as the SQL result.
+unsafe fn result_from_python(
+    ctx: *mut ffi::sqlite3_context,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    // SAFETY (all arms): `ctx` is this call's context; SQLite copies text
+    // and blobs (SQLITE_TRANSIENT).
+    unsafe {
+        if value.is_none() {
+            ffi::sqlite3_result_null(ctx);
+        } else if value.is_instance_of::<PyInt>() {
+            let x: i64 = value.extract().map_err(|_| {
+                pyo3::exceptions::PyOverflowError::new_err("the result does not fit in 64 bits")
+            })?;
+            ffi::sqlite3_result_int64(ctx, x);
+        } else if let Ok(f) = value.cast::<PyFloat>() {
+            ffi::sqlite3_result_double(ctx, f.value());
+        } else if let Ok(s) = value.cast::<PyString>() {
+            let text = s.to_str()?;
+            ffi::sqlite3_result_text64(
+                ctx,
+                text.as_ptr().cast(),
+                text.len() as u64,
+                ffi::SQLITE_TRANSIENT(),
+                ffi::SQLITE_UTF8 as u8,
+            );
+        } else if let Ok(b) = value.cast::<PyBytes>() {
+            let bytes = b.as_bytes();
+            ffi::sqlite3_result_blob64(
+                ctx,
+                bytes.as_ptr().cast(),
+                bytes.len() as u64,
+                ffi::SQLITE_TRANSIENT(),
+            );
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "a procedure result cannot be a {}",
+                value.get_type().name()?
+            )));
+        }
+    }
+    Ok(())
+}

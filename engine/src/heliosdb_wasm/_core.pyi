@@ -1,0 +1,69 @@
+# The Rust extension module (engine/core/src/python): its Python surface,
+# for mypy and for readers. Kept beside the crate's #[pymethods]; a test
+# (tests/test_core_binding.py) checks every name here exists in the module.
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+Kind = Literal["i64", "i32", "f64", "f32", "bool"]
+WASMTIME_VERSION: str
+
+class CoreError(Exception):
+    """args: (code, message)."""
+
+class Runtime:
+    def __init__(self, max_wasm_stack: int) -> None: ...
+    def cache_stats(self) -> tuple[int, int, int, int]: ...
+    @property
+    def cache_dir(self) -> str | None: ...
+
+class Module:
+    def __init__(
+        self, runtime: Runtime, sha256: str, source: bytes | Callable[[], bytes]
+    ) -> None: ...
+    @property
+    def imports(self) -> list[tuple[str, str]]: ...
+    @property
+    def functions(self) -> list[tuple[str, list[str], list[str]]]: ...
+
+class Tally:
+    def __init__(self, base_seconds: float, per_octave: float, buckets: int) -> None: ...
+    def count(self, seconds: float) -> None: ...
+    def drain(self) -> tuple[int, float, dict[int, int]]: ...
+    @property
+    def attached(self) -> bool: ...
+
+# fault(code, message, limit, frames, seconds, row) -> the exception to raise
+Fault = Callable[[str, str, str | None, list[str], float, int | None], BaseException]
+
+class Numeric:
+    def __init__(
+        self,
+        module: Module,
+        export: str,
+        params: Sequence[Kind],
+        result: Kind | None,
+        limits: dict[str, Any],
+        tally: Tally,
+        fault: Fault,
+    ) -> None: ...
+    def call(self, args: Sequence[Any]) -> Any: ...
+    def batch(self, columns: Sequence[Sequence[Any]]) -> list[Any]: ...
+    @property
+    def idle_instances(self) -> int: ...
+    @property
+    def instantiated(self) -> int: ...
+
+class Scalar:
+    def __init__(
+        self,
+        params: Sequence[Kind],
+        result: Kind | None,
+        null_call: bool,
+        acquire: Callable[[], Numeric | None],
+        slow: Callable[..., Any],
+    ) -> None: ...
+    def bind(self, db: int, name: str) -> None: ...
+    def release(self) -> None: ...
+
+def extension_entry_point() -> str: ...
+def sqlite_ready() -> bool: ...

@@ -1,0 +1,117 @@
+"""The numeric call path in the Rust core (``heliosdb_wasm._core``).
+
+A procedure whose SQL signature is all numbers, in a module that imports
+nothing, needs no call context, savepoint or guest buffers: the core calls
+its export from a pool of instances under the version's limits, with the
+values in wasm's raw slots. ``Runner`` (invoke.py) owns one ``Numeric`` per
+version; ``Database`` registers a ``Scalar`` for it straight into SQLite,
+so an SQL row costs no apsw dispatch, no GIL and no Python object.
+
+Failures come back through the ``fault`` hook the Runner gives its
+``Numeric`` (``runtime.core_error`` makes the typed error); successful
+calls are counted in a ``Tally`` that ``Telemetry.collect`` folds into the
+version's metrics (``collector``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import apsw
+
+from . import _core
+from . import telemetry as _telemetry
+from .values import Signature, SqlType
+
+# SQL type -> how the core passes it (docs/abi.md §3).
+KIND: dict[SqlType, _core.Kind] = {
+    SqlType.BIGINT: "i64",
+    SqlType.INTEGER: "i32",
+    SqlType.BOOLEAN: "bool",
+    SqlType.DOUBLE: "f64",
+    SqlType.REAL: "f32",
+}
+
+
+def eligible(params: Sequence[SqlType], returns: SqlType | None) -> bool:
+    """Whether values of these types can take the numeric path."""
+    return all(t in KIND for t in params) and (returns is None or returns in KIND)
+
+
+def kinds(signature: Signature) -> tuple[list[_core.Kind], _core.Kind | None]:
+    returns = signature.returns
+    return [KIND[c.type] for c in signature.params], KIND[returns] if returns else None
+
+
+def new_tally() -> _core.Tally:
+    return _core.Tally(
+        _telemetry._BASE_SECONDS, _telemetry._BUCKETS_PER_OCTAVE, _telemetry._NUM_BUCKETS
+    )
+
+
+def collector(
+    tally: _core.Tally, telemetry: _telemetry.Telemetry, name: str, version: int
+) -> Callable[[], bool]:
+    """Folds ``tally`` into the version's metrics; False once it is done."""
+
+    def collect() -> bool:
+        # attached first: a Numeric freed after this read counted nothing
+        # since the drain below, so nothing is lost.
+        attached = tally.attached
+        calls, seconds, histogram = tally.drain()
+        if calls:
+            m = telemetry.metrics(name, version)
+            m.calls += calls
+            m.total_seconds += seconds
+            for b, n in histogram.items():
+                m.histogram[b] = m.histogram.get(b, 0) + n
+            telemetry.pending_calls += calls
+        return attached
+
+    return collect
+
+
+_sqlite_loaded: bool | None = None
+
+
+def sqlite_direct() -> bool:
+    """Whether SQLite can call the core itself (``Scalar.bind``): the core,
+    loaded once as an extension of apsw's SQLite on a private connection
+    (so no user connection ever has extension loading on), holds SQLite's
+    routine table. ``HELIOSDB_WASM_SQLITE_DIRECT=0`` keeps apsw's route."""
+    global _sqlite_loaded
+    if os.environ.get("HELIOSDB_WASM_SQLITE_DIRECT", "1") == "0":
+        return False
+    if _sqlite_loaded is None:
+        _sqlite_loaded = False
+        if _core.__file__:
+            try:
+                conn = apsw.Connection(":memory:")
+                try:
+                    conn.enable_load_extension(True)
+                    conn.load_extension(_core.__file__, _core.extension_entry_point())
+                finally:
+                    conn.close()
+            except apsw.Error:
+                pass  # an SQLite built without extension loading: apsw's route
+            _sqlite_loaded = _core.sqlite_ready()
+    return _sqlite_loaded
+
+
+def make_scalar(
+    signature: Signature,
+    acquire: Callable[[], _core.Numeric | None],
+    slow: Callable[..., Any],
+) -> _core.Scalar | None:
+    """The SQL function SQLite calls for a numeric procedure, or None when
+    the signature is not numeric. ``acquire()`` gives the ``Numeric`` of the
+    current version (None: every row goes to ``slow(*args)``, the general
+    path)."""
+    if signature.table is not None or not eligible(
+        [c.type for c in signature.params], signature.returns
+    ):
+        return None
+    params, result = kinds(signature)
+    return _core.Scalar(params, result, signature.called_on_null_input, acquire, slow)

@@ -1,0 +1,255 @@
+"""The Rust core's Python surface (heliosdb_wasm._core) on its own: what the
+engine relies on when it hands the core a module, limits and hooks."""
+
+from __future__ import annotations
+
+import ast
+import gc
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import heliosdb_wasm as h
+from conftest import TEST_LIMITS, b64, wasm_of
+from heliosdb_wasm import _core, native, telemetry
+from heliosdb_wasm.runtime import Runtime
+from heliosdb_wasm.registry import sha256_hex
+
+Faults = list[tuple[Any, ...]]
+
+
+def test_the_stub_names_what_the_module_has() -> None:
+    """_core.pyi is what mypy checks the engine against: every class,
+    function and method it names exists in the built module."""
+    tree = ast.parse(Path(h.__file__).with_name("_core.pyi").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            cls = getattr(_core, node.name)
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name != "__init__":
+                    assert hasattr(cls, item.name), f"{node.name}.{item.name}"
+        elif isinstance(node, ast.FunctionDef):
+            assert callable(getattr(_core, node.name)), node.name
+    assert _core.WASMTIME_VERSION.startswith("48.")
+
+
+def test_the_tally_buckets_as_telemetry_does() -> None:
+    tally = native.new_tally()
+    expected = telemetry.Metrics()
+    samples = [0.0, 1e-9, 1e-6, 1.0000001e-6, 2e-6, 2.3784e-6, 1e-3, 0.5, 3.0, 1e4, 1e9]
+    samples += [1e-6 * 2 ** (i / 4) * 1.0001 for i in range(125)]
+    for s in samples:
+        tally.count(s)
+        expected.count(s, None)
+    calls, seconds, histogram = tally.drain()
+    assert (calls, histogram) == (expected.calls, expected.histogram)
+    assert seconds == pytest.approx(expected.total_seconds)
+    assert tally.drain() == (0, 0.0, {})
+    assert tally.attached is False  # no Numeric counts into it
+    with pytest.raises(ValueError, match="histogram"):
+        _core.Tally(0.0, 4, 120)
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Runtime:
+    return Runtime()
+
+
+def module_of(runtime: Runtime, name: str) -> _core.Module:
+    wasm = wasm_of(name)
+    return _core.Module(runtime.core, sha256_hex(wasm), wasm)
+
+
+def make(
+    runtime: Runtime,
+    export: str,
+    params: list[_core.Kind],
+    result: _core.Kind | None,
+    faults: Faults,
+    fixture: str = "limits",
+    **limits: Any,
+) -> tuple[_core.Numeric, _core.Tally]:
+    tally = native.new_tally()
+
+    def fault(*args: Any) -> BaseException:
+        faults.append(args)
+        return RuntimeError(args[1])
+
+    numeric = _core.Numeric(
+        module_of(runtime, fixture),
+        export,
+        params,
+        result,
+        TEST_LIMITS.with_overrides(**limits).to_json(),
+        tally,
+        fault,
+    )
+    return numeric, tally
+
+
+def test_a_module_lists_its_imports_and_functions(runtime: Runtime) -> None:
+    limits = module_of(runtime, "limits")
+    assert limits.imports == []
+    assert ("div_zero", ["i64"], ["i64"]) in limits.functions
+    host = module_of(runtime, "host")
+    assert ("heliosdb", "heliosdb_query") in host.imports
+    with pytest.raises(_core.CoreError) as err:
+        _core.Module(runtime.core, "00" * 32, b"\0asm\x01\0\0\0garbage")
+    assert err.value.args[0] == "abi-error"
+    with pytest.raises(ValueError, match="not a SHA-256"):
+        _core.Module(runtime.core, "nothex", wasm_of("limits"))
+    with pytest.raises(_core.CoreError, match="imports"):
+        _core.Numeric(host, "run", [], "i64", TEST_LIMITS.to_json(), native.new_tally(), print)
+
+
+def test_calls_check_values_before_the_guest_runs(runtime: Runtime) -> None:
+    faults: Faults = []
+    div, tally = make(runtime, "div_zero", ["i64"], "i64", faults)
+    assert div.call([4]) == 25 and div.call((-50,)) == -2
+    with pytest.raises(TypeError, match="int, not str"):
+        div.call(["4"])
+    with pytest.raises(OverflowError, match="64-bit"):
+        div.call([2**63])
+    with pytest.raises(ValueError, match="1 argument"):
+        div.call([1, 2])
+    with pytest.raises(TypeError, match="float"):
+        div.batch([[1, 2, 1.5]])
+    assert faults == [] and tally.drain()[0] == 2  # none of the refused ones ran
+    assert tally.attached
+
+
+def test_a_trap_reaches_the_fault_hook_with_its_backtrace(runtime: Runtime) -> None:
+    faults: Faults = []
+    div, tally = make(runtime, "div_zero", ["i64"], "i64", faults)
+    with pytest.raises(RuntimeError, match="divide by zero"):
+        div.call([0])
+    ((code, message, limit, frames, seconds, row),) = faults
+    assert (code, limit, row) == ("trap", None, None)
+    assert "divide by zero" in message and 0 <= seconds < 1
+    assert frames and "<wasm function" in frames[0] or "div_zero" in frames[0]
+    assert div.call([5]) == 20  # a fresh instance
+    assert div.instantiated == 2 and div.idle_instances == 1
+    # A batch stops at the failing row and says how many were done.
+    with pytest.raises(RuntimeError):
+        div.batch([[1, 2, 0, 4]])
+    assert faults[-1][0] == "trap" and faults[-1][5] == 2
+    assert tally.drain()[0] == 1 + 2
+
+
+def test_limits_are_reported_exactly(runtime: Runtime) -> None:
+    faults: Faults = []
+    spin, _ = make(runtime, "spin", [], "i64", faults, fuel=10_000)
+    with pytest.raises(RuntimeError):
+        spin.call([])
+    assert faults[-1][:3] == ("limit-exceeded", "fuel exhausted", "fuel")
+    slow, _ = make(runtime, "spin", [], "i64", faults, fuel=2**62, timeout_seconds=0.05)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError):
+        slow.call([])
+    assert faults[-1][2] == "timeout" and time.monotonic() - started < 1
+    # A refused memory.grow followed by the guest's trap is the memory
+    # limit, from wasmtime's ResourceLimiter: nothing inferred.
+    grow, _ = make(runtime, "grow_and_use", ["i32"], "i64", faults, memory_bytes=1 << 20)
+    assert grow.call([3]) == 4
+    with pytest.raises(RuntimeError):
+        grow.call([100])
+    code, message, limit = faults[-1][:3]
+    assert (code, limit) == ("limit-exceeded", "memory") and "refused to grow" in message
+    deep, _ = make(runtime, "recurse", ["i64"], "i64", faults)
+    with pytest.raises(RuntimeError):
+        deep.call([0])
+    assert faults[-1][2] == "stack"
+
+
+def test_the_guest_runs_without_the_gil(runtime: Runtime) -> None:
+    """Another Python thread makes progress while a guest loops."""
+    faults: Faults = []
+    spin, _ = make(runtime, "spin", [], "i64", faults, fuel=2**62, timeout_seconds=0.5)
+    ticks = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=count)
+    thread.start()
+    time.sleep(0.02)
+    before = ticks
+    with pytest.raises(RuntimeError):
+        spin.call([])
+    during = ticks - before
+    stop.set()
+    thread.join()
+    assert faults[-1][2] == "timeout"
+    assert during > 50  # ~500 while the guest held the thread for 0.5 s
+
+
+def test_a_numeric_keeps_its_tally_attached_until_it_is_freed(runtime: Runtime) -> None:
+    faults: Faults = []
+    div, tally = make(runtime, "div_zero", ["i64"], "i64", faults)
+    assert div.call([1]) == 100
+    assert tally.attached
+    del div
+    gc.collect()
+    assert not tally.attached
+    assert tally.drain()[0] == 1  # what it counted before it went is still there
+
+
+def test_sql_errors_of_the_hooks_are_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """acquire() giving something that is not the procedure's Numeric is the
+    statement's error, not a crash."""
+    with h.Database.open(":memory:", limits=TEST_LIMITS) as db:
+        db.execute(
+            "CREATE PROCEDURE div_zero(n BIGINT) RETURNS BIGINT LANGUAGE wasm"
+            f" AS $wasm${b64(wasm_of('limits'))}$wasm$"
+        )
+        if not native.sqlite_direct():
+            pytest.skip("apsw's SQLite cannot load extensions here")
+        other = db._runner("div_zero")
+        wrong = _core.Numeric(
+            module_of(other.module.runtime, "numeric"),  # type: ignore[attr-defined]
+            "mul_f64",
+            ["f64", "f64"],
+            "f64",
+            TEST_LIMITS.to_json(),
+            native.new_tally(),
+            print,
+        )
+        scalar = _core.Scalar(["i64"], "i64", False, lambda: wrong, lambda *a: None)
+        scalar.bind(db.conn.sqlite3_pointer(), "div_zero")
+        with pytest.raises(TypeError, match="signature"):
+            db.execute("SELECT div_zero(5)")
+        scalar = _core.Scalar(["i64"], "i64", False, lambda: None, lambda *a: ("slow", *a))
+        scalar.bind(db.conn.sqlite3_pointer(), "div_zero")
+        with pytest.raises(TypeError, match="cannot be a tuple"):
+            db.execute("SELECT div_zero(5)")
+        scalar = _core.Scalar(["i64"], "i64", False, lambda: None, lambda *a: a[0] * 2)
+        scalar.bind(db.conn.sqlite3_pointer(), "div_zero")
+        assert db.execute("SELECT div_zero(21), div_zero('x'), div_zero(NULL)").rows == [
+            (42, "xx", None)
+        ]
+
+
+def test_a_trap_in_sql_carries_the_guest_backtrace() -> None:
+    with h.Database.open(":memory:", limits=TEST_LIMITS) as db:
+        db.execute(
+            "CREATE PROCEDURE deep(n BIGINT) RETURNS BIGINT LANGUAGE wasm"
+            f" USING EXPORT 'recurse' AS $wasm${b64(wasm_of('limits'))}$wasm$"
+        )
+        db.execute(
+            "CREATE PROCEDURE boom() RETURNS BIGINT LANGUAGE wasm"
+            f" USING EXPORT 'trap' AS $wasm${b64(wasm_of('limits'))}$wasm$"
+        )
+        with pytest.raises(h.ResourceLimitExceeded) as limit:
+            db.execute("SELECT deep(0)")
+        assert limit.value.limit == "stack"
+        with pytest.raises(h.ProcedureTrap) as err:
+            db.execute("SELECT boom()")
+        assert "unreachable" in err.value.message
+        assert err.value.backtrace and err.value.backtrace[0].startswith("<module>!")

@@ -1,6 +1,7 @@
 //! Pre-linked instances of one module version, reused between calls.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use wasmtime::{Engine, Func, Instance, InstancePre, Module, ModuleExport, Store};
@@ -35,6 +36,12 @@ impl<T> StoreData<T> {
 ///
 /// Dropping it instead of releasing it is safe: the pool makes a new one.
 pub struct PooledInstance<T: 'static> {
+    // Boxed, so that the pool's hot slot can hold an idle instance as one
+    // pointer and hand it over with an atomic swap instead of a lock.
+    s: Box<Slot<T>>,
+}
+
+struct Slot<T: 'static> {
     store: Store<StoreData<T>>,
     instance: Instance,
     module: Module,
@@ -50,13 +57,13 @@ pub struct PooledInstance<T: 'static> {
 impl<T> PooledInstance<T> {
     /// The export `name`, if it is a function.
     pub fn get_func(&mut self, name: &str) -> Option<Func> {
-        self.instance.get_func(&mut self.store, name)
+        self.s.instance.get_func(&mut self.s.store, name)
     }
 
     /// The instance, to look its exports up by index
     /// ([`Instance::get_module_export`]) instead of by name.
     pub fn instance(&self) -> Instance {
-        self.instance
+        self.s.instance
     }
 
     /// The function export at position `slot` of `module`'s exports, found by
@@ -69,26 +76,27 @@ impl<T> PooledInstance<T> {
         slot: usize,
         index: &ModuleExport,
     ) -> Option<Func> {
-        if !Module::same(&self.module, module) {
+        if !Module::same(&self.s.module, module) {
             return None;
         }
-        if let Some(Some(func)) = self.funcs.get(slot) {
+        if let Some(Some(func)) = self.s.funcs.get(slot) {
             return Some(*func);
         }
-        let func = self
+        let slot_state = &mut *self.s;
+        let func = slot_state
             .instance
-            .get_module_export(&mut self.store, index)?
+            .get_module_export(&mut slot_state.store, index)?
             .into_func()?;
-        if self.funcs.len() <= slot {
-            self.funcs.resize(slot + 1, None);
+        if self.s.funcs.len() <= slot {
+            self.s.funcs.resize(slot + 1, None);
         }
-        self.funcs[slot] = Some(func);
+        self.s.funcs[slot] = Some(func);
         Some(func)
     }
 
     /// The store, to inspect functions and memory between calls.
     pub fn store_mut(&mut self) -> &mut Store<StoreData<T>> {
-        &mut self.store
+        &mut self.s.store
     }
 
     /// Runs one call into the guest with a full budget.
@@ -105,21 +113,21 @@ impl<T> PooledInstance<T> {
         &mut self,
         f: impl FnOnce(&mut Store<StoreData<T>>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        arm(&mut self.store, self.fuel, self.deadline_ticks);
-        f(&mut self.store).map_err(|err| {
-            self.poisoned = true;
-            CallError::from_wasmtime(&err, self.store.data_mut().limiter.take_refusal())
+        arm(&mut self.s.store, self.s.fuel, self.s.deadline_ticks);
+        f(&mut self.s.store).map_err(|err| {
+            self.s.poisoned = true;
+            CallError::from_wasmtime(&err, self.s.store.data_mut().limiter.take_refusal())
         })
     }
 
     /// Marks the instance as not to be reused.
     pub fn poison(&mut self) {
-        self.poisoned = true;
+        self.s.poisoned = true;
     }
 
     /// Whether [`InstancePool::release`] will drop this instance.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+        self.s.poisoned
     }
 }
 
@@ -136,6 +144,11 @@ pub struct InstancePool<T: 'static> {
     limits: Limits,
     deadline_ticks: u64,
     id: u64,
+    // The instance released last, taken first: a call that finds it needs
+    // no lock (an SQL scan calls one procedure row after row). Owns the
+    // `Slot` it points to, or is null.
+    hot: AtomicPtr<Slot<T>>,
+    // The other idle instances, at most `pool_size - 1`.
     idle: Mutex<Vec<PooledInstance<T>>>,
     instantiated: AtomicUsize,
 }
@@ -178,6 +191,7 @@ impl<T: Send + 'static> InstancePool<T> {
             deadline_ticks: runtime.deadline_ticks(limits.timeout),
             limits,
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            hot: AtomicPtr::new(ptr::null_mut()),
             idle: Mutex::new(Vec::new()),
             instantiated: AtomicUsize::new(0),
         })
@@ -191,6 +205,14 @@ impl<T: Send + 'static> InstancePool<T> {
     /// instantiation fails with the same errors as a call: a limit exceeded
     /// (memory, table elements, counts, fuel, timeout) or a trap.
     pub fn acquire(&self) -> Result<PooledInstance<T>, CallError> {
+        let hot = self.hot.swap(ptr::null_mut(), Ordering::Acquire);
+        if !hot.is_null() {
+            // SAFETY: a non-null `hot` owns a `Slot` that `release` leaked
+            // there; the swap made this call its only owner.
+            return Ok(PooledInstance {
+                s: unsafe { Box::from_raw(hot) },
+            });
+        }
         if let Some(instance) = self.lock_idle().pop() {
             return Ok(instance);
         }
@@ -200,12 +222,26 @@ impl<T: Send + 'static> InstancePool<T> {
     /// Hands `instance` back: kept for reuse unless it is poisoned, belongs to
     /// another pool or [`Limits::pool_size`] instances are idle already.
     pub fn release(&self, instance: PooledInstance<T>) {
-        if instance.poisoned || instance.pool_id != self.id {
+        if instance.s.poisoned || instance.s.pool_id != self.id {
             return;
         }
+        let raw = Box::into_raw(instance.s);
+        let instance = match self.hot.compare_exchange(
+            ptr::null_mut(),
+            raw,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return,
+            // SAFETY: the exchange failed, so `raw` was not published: it
+            // is still this call's own box.
+            Err(_) => PooledInstance {
+                s: unsafe { Box::from_raw(raw) },
+            },
+        };
         let surplus = {
             let mut idle = self.lock_idle();
-            if idle.len() < self.limits.pool_size {
+            if idle.len() + 1 < self.limits.pool_size {
                 idle.push(instance);
                 None
             } else {
@@ -218,7 +254,8 @@ impl<T: Send + 'static> InstancePool<T> {
 
     /// Instances waiting for reuse.
     pub fn idle_count(&self) -> usize {
-        self.lock_idle().len()
+        let hot = usize::from(!self.hot.load(Ordering::Acquire).is_null());
+        self.lock_idle().len() + hot
     }
 
     /// Instances created since the pool was built.
@@ -255,20 +292,33 @@ impl<T: Send + 'static> InstancePool<T> {
         }
         self.instantiated.fetch_add(1, Ordering::Relaxed);
         Ok(PooledInstance {
-            store,
-            instance,
-            module: self.pre.module().clone(),
-            funcs: Vec::new(),
-            pool_id: self.id,
-            fuel: self.limits.fuel,
-            deadline_ticks: self.deadline_ticks,
-            poisoned: false,
+            s: Box::new(Slot {
+                store,
+                instance,
+                module: self.pre.module().clone(),
+                funcs: Vec::new(),
+                pool_id: self.id,
+                fuel: self.limits.fuel,
+                deadline_ticks: self.deadline_ticks,
+                poisoned: false,
+            }),
         })
     }
 
     fn lock_idle(&self) -> MutexGuard<'_, Vec<PooledInstance<T>>> {
         // A panic while holding the lock cannot leave the list half-changed.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<T: 'static> Drop for InstancePool<T> {
+    fn drop(&mut self) {
+        let hot = *self.hot.get_mut();
+        if !hot.is_null() {
+            // SAFETY: a non-null `hot` owns the `Slot` it points to, and
+            // `&mut self` means no call can take it concurrently.
+            drop(unsafe { Box::from_raw(hot) });
+        }
     }
 }
 
@@ -344,6 +394,36 @@ mod tests {
         let mut instance = pool.acquire().unwrap();
         assert_eq!(next(&mut instance), 1, "a fresh instance");
         assert_eq!(pool.instantiated_count(), 2);
+    }
+
+    #[test]
+    fn threads_share_a_pool_without_sharing_an_instance() {
+        // The hot slot and the idle list together: no instance is ever in
+        // two threads' hands at once, every call works, and the pool never
+        // holds more than pool_size idle.
+        let runtime = runtime();
+        let limits = Limits {
+            pool_size: 3,
+            ..Limits::default()
+        };
+        let pool = pool(&runtime, COUNTER, limits);
+        let in_use = std::sync::Mutex::new(std::collections::HashSet::new());
+        std::thread::scope(|scope| {
+            for _ in 0..6 {
+                scope.spawn(|| {
+                    for _ in 0..2000 {
+                        let mut instance = pool.acquire().unwrap();
+                        let id = std::ptr::from_ref(&*instance.s) as usize;
+                        assert!(in_use.lock().unwrap().insert(id), "handed out twice");
+                        assert!(next(&mut instance) >= 1);
+                        in_use.lock().unwrap().remove(&id);
+                        pool.release(instance);
+                    }
+                });
+            }
+        });
+        assert!(pool.idle_count() <= 3);
+        assert!(in_use.into_inner().unwrap().is_empty());
     }
 
     #[test]

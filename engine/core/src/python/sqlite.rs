@@ -181,13 +181,17 @@ impl Scalar {
 
     /// Forgets the `Numeric`: the next row asks `acquire` again (the
     /// procedure's Runner was replaced or removed).
-    fn release(&self) {
-        *self
-            .inner
-            .target
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+    fn release(&self, py: Python<'_>) {
+        // Without the GIL: a call in progress holds the lock and may need it.
+        let old = py.detach(|| {
+            self.inner
+                .target
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        });
         self.inner.python_only.store(false, Ordering::Release);
+        drop(old);
     }
 }
 
@@ -275,14 +279,11 @@ unsafe fn lower(
     Lowered::Slots
 }
 
-/// The procedure to call, asking Python the first time.
-fn target(scalar: &ScalarInner) -> Result<Option<Arc<NumericInner>>, PyErr> {
-    if let Some(found) = &*scalar.target.read().unwrap_or_else(PoisonError::into_inner) {
-        return Ok(Some(found.clone()));
-    }
-    if scalar.python_only.load(Ordering::Acquire) {
-        return Ok(None);
-    }
+/// The procedure's `Numeric` from `acquire()`, asked under the GIL; `None`:
+/// every row goes to `slow`. The caller stores it after the GIL is let go,
+/// so no thread ever waits for the lock while holding the GIL that a call
+/// in progress (a failing one) needs.
+fn acquire(scalar: &ScalarInner) -> PyResult<Option<Arc<NumericInner>>> {
     with_gil(|py| {
         let got = scalar.acquire.call0(py)?;
         if got.is_none(py) {
@@ -296,10 +297,6 @@ fn target(scalar: &ScalarInner) -> Result<Option<Arc<NumericInner>>, PyErr> {
                 "the Numeric's signature differs from the Scalar's",
             ));
         }
-        *scalar
-            .target
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(inner.clone());
         Ok(Some(inner))
     })
 }
@@ -320,10 +317,31 @@ unsafe fn row(
         Lowered::Slow => return unsafe { slow(scalar, ctx, args) },
         Lowered::Slots => {}
     }
-    let numeric = match target(scalar) {
-        Ok(Some(numeric)) => numeric,
-        Ok(None) => return unsafe { slow(scalar, ctx, args) },
-        Err(err) => return with_gil(|py| unsafe { pending(py, ctx, err) }),
+    // Held across the guest's call (which cannot call back: the module
+    // imports nothing). Writers never wait for it holding the GIL: see
+    // `Scalar::release` and `acquire`.
+    let read = || scalar.target.read().unwrap_or_else(PoisonError::into_inner);
+    let mut target = read();
+    if target.is_none() {
+        drop(target);
+        if scalar.python_only.load(Ordering::Acquire) {
+            return unsafe { slow(scalar, ctx, args) };
+        }
+        match acquire(scalar) {
+            Ok(None) => return unsafe { slow(scalar, ctx, args) },
+            Ok(Some(found)) => {
+                *scalar
+                    .target
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(found);
+            }
+            Err(err) => return with_gil(|py| unsafe { pending(py, ctx, err) }),
+        }
+        target = read();
+    }
+    let Some(numeric) = target.as_deref() else {
+        drop(target);
+        return unsafe { slow(scalar, ctx, args) };
     };
     let slots = &mut slots[..numeric.slots()];
     // SAFETY: PyGILState_Check only reads the thread state.

@@ -727,9 +727,9 @@ def targets(report: Report, rows: int) -> None:
     pl = value("per row", "PostgreSQL PL/pgSQL")
     if wasm_row is not None:
         add(
-            "per row in SQL ≤ 0.5× PL/pgSQL per row",
+            "per row in SQL ≤ 0.5x PL/pgSQL per row",
             f"{show(wasm_row, 's')} vs {show(pl, 's')}"
-            + (f" ({wasm_row / pl:.2f}×)" if pl else ""),
+            + (f" ({wasm_row / pl:.2f}x)" if pl else ""),
             pl is not None and wasm_row <= 0.5 * pl,
         )
     discount_pl = value("calculate_discount", "PostgreSQL PL/pgSQL")
@@ -737,8 +737,8 @@ def targets(report: Report, rows: int) -> None:
         got = value("calculate_discount", name)
         if got is not None and discount_pl:
             add(
-                f"calculate_discount {name} ≤ {limit:g}× PL/pgSQL",
-                f"{show(got, 's')} vs {show(discount_pl, 's')} ({got / discount_pl:.1f}×)",
+                f"calculate_discount {name} ≤ {limit:g}x PL/pgSQL",
+                f"{show(got, 's')} vs {show(discount_pl, 's')} ({got / discount_pl:.1f}x)",
                 got <= limit * discount_pl,
             )
     for lang, limit in (("rust basic", 1e-3), ("python component", 15e-3)):

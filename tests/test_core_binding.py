@@ -253,3 +253,48 @@ def test_a_trap_in_sql_carries_the_guest_backtrace() -> None:
             db.execute("SELECT boom()")
         assert "unreachable" in err.value.message
         assert err.value.backtrace and err.value.backtrace[0].startswith("<module>!")
+
+
+def test_a_trap_shows_its_backtrace_in_the_log_the_cli_and_on_both_engines(
+    tmp_path: Path,
+) -> None:
+    """The core's numeric path and wasmtime-py's general path give the
+    same frames; the procedure log keeps them; the CLI prints them."""
+    from click.testing import CliRunner
+
+    from heliosdb_wasm.cli import main
+
+    named = wasm_of("limits")
+    path = tmp_path / "t.db"
+    with h.Database.open(path, limits=TEST_LIMITS) as db:
+        db.execute(
+            "CREATE PROCEDURE boom() RETURNS BIGINT LANGUAGE wasm"
+            f" USING EXPORT 'trap' AS $wasm${b64(named)}$wasm$"
+        )
+        with pytest.raises(h.ProcedureTrap) as core:
+            db.execute("SELECT boom()")
+        db._runner("boom")._fast = False  # the same call on wasmtime-py's general path
+        with pytest.raises(h.ProcedureTrap) as general:
+            db.call("boom")
+        strip = [f.split(" @ ")[0] for f in core.value.backtrace]
+        assert strip == [f.split(" @ ")[0] for f in general.value.backtrace]
+        logged = [r for r in db.logs("boom") if r.level == "error"]
+        assert len(logged) == 2 and "  at <module>!" in logged[0].message
+    result = CliRunner().invoke(main, ["sql", "--db", str(path), "SELECT boom()"])
+    assert result.exit_code == 1
+    assert "  at <module>!<wasm function" in result.output
+
+
+def test_the_wire_sends_the_backtrace_as_detail() -> None:
+    from heliosdb_wasm.pgwire import _error_fields
+
+    trap = h.ProcedureTrap(
+        "wasm `unreachable` instruction executed",
+        backtrace=("proc!inner @ 0x2a", "proc!outer @ 0x31"),
+    ).located("boom", 1)
+    state, message, detail, _ = _error_fields(trap)
+    assert message == "wasm `unreachable` instruction executed"
+    assert detail is not None and detail.endswith(
+        "wasm backtrace:\n  at proc!inner @ 0x2a\n  at proc!outer @ 0x31"
+    )
+    assert "procedure boom version 1" in detail

@@ -29,7 +29,7 @@ from typing import Any
 import wasmtime
 
 import heliosdb_wasm as h
-from heliosdb_wasm import native
+from heliosdb_wasm import _core, native
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -251,6 +251,115 @@ def per_row(report: Report, rows: int, component: bytes | None, pg: Postgres | N
                 report.add(Row(g, f"{name} vs PL/pgSQL", row.value, "s/row", "PostgreSQL PL/pgSQL"))
     else:
         report.add(Row(g, "PostgreSQL PL/pgSQL", None, "s/row", note="no PostgreSQL server here"))
+
+
+# --- one host query per row --------------------------------------------------------------
+
+
+def host_query(report: Report, rows: int) -> None:
+    """A procedure that runs one query per call, over a table in SQL, against
+    a plain Python UDF on the same connection running the same query."""
+    g = f"one host query per row: SELECT sum(rate(id)) over {rows:,} rows"
+    wasm = wasmtime.wat2wasm((ROOT / "tests" / "bench" / "rate_lookup.wat").read_text())
+    with h.Database.open(":memory:") as db:
+        db.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
+        db.execute("CREATE TABLE ids(id INTEGER)")
+        db.execute(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?)"
+            " INSERT INTO cust SELECT x, x * 0.5 FROM c",
+            [rows],
+        )
+        db.execute("INSERT INTO ids SELECT id FROM cust")
+        db.execute(
+            "CREATE PROCEDURE rate(id BIGINT) RETURNS DOUBLE LANGUAGE wasm"
+            f" CAPABILITIES ('read:cust') AS $wasm${b64(wasm)}$wasm$"
+        )
+        conn = db.conn
+
+        def py_rate(id_: int) -> float:
+            row = conn.execute("SELECT rate FROM cust WHERE id = ?", (id_,)).fetchone()
+            return float(row[0]) if row else 0.0
+
+        conn.create_scalar_function("py_rate", py_rate, 1)
+
+        def scan(fn: str) -> float:
+            sql = f"SELECT sum({fn}(id)) FROM ids"
+            expected = db.execute(sql).scalar()
+            per = best_of(lambda: db.execute(sql), 1, repeat=3) / rows
+            assert db.execute(sql).scalar() == expected
+            return per
+
+        join = best_of(
+            lambda: db.execute("SELECT sum(c.rate) FROM ids JOIN cust c USING (id)"), 1, 3
+        )
+        report.add(Row(g, "SQL join (no function)", join / rows, "s/row"))
+        report.add(
+            Row(g, "plain Python sqlite3 UDF", scan("py_rate"), "s/row", "SQL join (no function)")
+        )
+        report.add(
+            Row(
+                g,
+                "wasm Basic ABI",
+                scan("rate"),
+                "s/row",
+                "plain Python sqlite3 UDF",
+                "hand-written module",
+            )
+        )
+
+
+def instances(report: Report) -> None:
+    """A new pooled instance, and what procedures cost in memory."""
+    g = "instances and memory (numeric Basic-ABI module)"
+    wasm = wat("numeric")
+    with h.Database.open(":memory:") as db:
+        db.execute(
+            "CREATE PROCEDURE add_i64(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm"
+            f" AS $wasm${b64(wasm)}$wasm$"
+        )
+        runner = db._runner("add_i64")
+        warm = runner.numeric()
+        warm.call([1, 2])
+        core_module, export = runner.module.core_export("add_i64")  # type: ignore[attr-defined]
+        params, result = native.kinds(runner.signature)
+        limits = runner.limits.to_json()
+
+        def fresh() -> None:
+            _core.Numeric(
+                core_module, export, params, result, limits, native.new_tally(), print
+            ).call([1, 2])
+
+        per_new = best_of(fresh, 200)
+        per_warm = best_of(lambda: warm.call([1, 2]), 20_000)
+        report.add(
+            Row(g, "new pool + first call", per_new, "s/call", note="InstancePre, store, instance")
+        )
+        report.add(Row(g, "warm call", per_warm, "s/call"))
+        report.add(Row(g, "a new pooled instance", per_new - per_warm, "s", note="the difference"))
+    out = subprocess.run(
+        [sys.executable, "-c", MANY.format(wasm=b64(wasm))],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    report.add(Row(g, "RSS of a process with 100 procedures", float(out[0]), "bytes"))
+    report.add(Row(g, "RSS per registered, called procedure", float(out[1]), "bytes"))
+
+
+MANY = """
+import os, heliosdb_wasm as h
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+db = h.Database.open(":memory:")
+base = rss()
+for i in range(100):
+    db.execute(
+        f"CREATE PROCEDURE p{{i}}(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm"
+        f" USING EXPORT 'add_i64' AS $wasm${wasm}$wasm$"
+    )
+    assert db.execute(f"SELECT p{{i}}(1, 2)").scalar() == 3
+print(rss(), (rss() - base) / 100)
+"""
 
 
 # --- the seed's calculate_discount ----------------------------------------------------------
@@ -749,6 +858,24 @@ def targets(report: Report, rows: int) -> None:
                 f"{show(first, 's')} first call from a fresh process",
                 first <= limit,
             )
+    host = value("one host query", "wasm Basic ABI")
+    udf = value("one host query", "plain Python sqlite3 UDF")
+    if host is not None and udf:
+        add(
+            "one host query per row ≤ 0.5x a plain Python sqlite3 UDF",
+            f"{show(host, 's')} vs {show(udf, 's')} ({host / udf:.1f}x)",
+            host <= 0.5 * udf,
+        )
+    component = value("per row", "wasm component (Canonical ABI)")
+    if component is not None and wasm_row:
+        add(
+            "trivial component call ≤ 1.5x a trivial Basic-ABI call",
+            f"{show(component, 's')} vs {show(wasm_row, 's')} ({component / wasm_row:.0f}x)",
+            component <= 1.5 * wasm_row,
+        )
+    new = value("instances", "a new pooled instance")
+    if new is not None:
+        add("a new pooled instance ≤ 10 µs", show(new, "s"), new <= 10e-6)
     values = value("batch", "argument values per second")
     calls_s = value("batch", "calls per second")
     if values is not None and calls_s is not None:
@@ -807,6 +934,8 @@ def main() -> int:
     try:
         per_call(report, calls)
         per_row(report, rows, math_component(), pg)
+        host_query(report, 5_000 if args.quick else 20_000)
+        instances(report)
         discount(report, 2_000, pg)
         cold_start(report)
         memory(report)

@@ -15,7 +15,7 @@ import click
 
 from . import archive, ddl, scaffold
 from .database import Database, Result
-from .errors import InvalidArgument, ProcedureError
+from .errors import InvalidArgument, ProcedureError, ProcedureTrap
 from .registry import ProcedureVersion
 from .values import SqlValue
 
@@ -107,12 +107,20 @@ def _print(result: Result, as_json: bool) -> None:
 
 
 def _fail(exc: ProcedureError, as_json: bool) -> NoReturn:
+    stack = exc.stack() if isinstance(exc, ProcedureTrap) else ""
     if as_json:
-        click.echo(
-            json.dumps({"error": exc.code, "procedure": exc.procedure, "message": exc.message})
-        )
+        record: dict[str, Any] = {
+            "error": exc.code,
+            "procedure": exc.procedure,
+            "message": exc.message,
+        }
+        if isinstance(exc, ProcedureTrap) and exc.backtrace:
+            record["backtrace"] = list(exc.backtrace)
+        click.echo(json.dumps(record))
     else:
         click.secho(f"error: {exc}", fg="red", err=True)
+        if stack:
+            click.secho(stack, fg="red", err=True)
     sys.exit(1)
 
 

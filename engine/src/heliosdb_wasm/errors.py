@@ -115,6 +115,10 @@ class ProcedureTrap(ProcedureError):
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.backtrace = backtrace
 
+    def stack(self) -> str:
+        """The backtrace as lines (``  at module!function @ offset``), or ""."""
+        return "\n".join(f"  at {frame}" for frame in self.backtrace)
+
 
 class AbiError(ProcedureError):
     """A module or component breaks the ABI contract (docs/abi.md)."""

@@ -16,12 +16,18 @@ from typing import Any, Protocol
 from . import _core, native
 from .abi_basic import BasicModule
 from .abi_component import ComponentModule
-from .errors import AbiError, InvalidArgument, ProcedureError, ResourceLimitExceeded
+from .errors import (
+    AbiError,
+    InvalidArgument,
+    ProcedureError,
+    ProcedureTrap,
+    ResourceLimitExceeded,
+)
 from .hostapi import CallContext, Session
 from .policy import Capabilities, Limits
 from .registry import ProcedureVersion
 from .runtime import Runtime, core_error
-from .telemetry import CallStats, Metrics, Telemetry
+from .telemetry import CallStats, LogRecord, Metrics, clip_message
 from .values import Signature, SqlType, SqlValue, coerce
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
@@ -303,7 +309,7 @@ class Runner:
                         result,
                         self.limits.to_json(),
                         tally,
-                        _fault_hook(self.session.telemetry, self._metrics, self.limits, v),
+                        _fault_hook(self.session, self._metrics, self.limits, v),
                     )
                 except _core.CoreError as exc:
                     code, message = exc.args
@@ -382,6 +388,8 @@ class Runner:
                         self._release(instance)
         except ProcedureError as exc:
             error = exc.code
+            if exc.procedure is None:  # this procedure's own (a nested one logged its own)
+                log_trap(self.session, exc.located(v.name, v.version))
             raise
         finally:
             self.session.telemetry.record(
@@ -442,8 +450,23 @@ class Runner:
         return len(self._idle)
 
 
+def log_trap(session: Session, error: ProcedureError) -> None:
+    """A trap with a backtrace goes into the procedure's log too, where
+    `heliosdb-wasm logs` shows it after the fact."""
+    if isinstance(error, ProcedureTrap) and error.backtrace and error.procedure is not None:
+        record = LogRecord(
+            time.time(),
+            error.procedure,
+            error.version or 0,
+            "error",
+            clip_message(f"trap: {error.message}\n{error.stack()}"),
+        )
+        session.logs.append(record)
+        session.telemetry.log(record)
+
+
 def _fault_hook(
-    telemetry: Telemetry, metrics: Metrics, limits: Limits, version: ProcedureVersion
+    session: Session, metrics: Metrics, limits: Limits, version: ProcedureVersion
 ) -> _core.Fault:
     """The hook a ``Numeric`` calls when a call fails: the typed error,
     located and counted in the version's metrics (``row``: the rows of a
@@ -458,12 +481,13 @@ def _fault_hook(
         seconds: float,
         row: int | None,
     ) -> BaseException:
-        error = core_error(code, message, limit, frames, limits)
+        error = core_error(code, message, limit, frames, limits).located(name, number)
         metrics.count(seconds, error.code)
-        telemetry.pending_calls += 1
+        session.telemetry.pending_calls += 1
         if row is not None:
             error.row = row  # type: ignore[attr-defined]
-        return error.located(name, number)
+        log_trap(session, error)
+        return error
 
     return fault
 

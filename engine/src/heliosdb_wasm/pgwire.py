@@ -915,6 +915,10 @@ def _error_fields(exc: BaseException) -> tuple[str, str, str | None, str | None]
             parts.append(f"user code {exc.user_code}")
         if isinstance(exc, ResourceLimitExceeded):
             parts.append(f"limit {exc.limit}")
+        if isinstance(exc, ProcedureTrap) and exc.backtrace:
+            # SingleStore's documentation promises "a stack into the Wasm
+            # function" for a crash; psql shows DETAIL line by line.
+            parts.append("wasm backtrace:\n" + exc.stack())
         detail = detail or "; ".join(parts) or None
         if isinstance(exc, CapabilityDenied) and hint is None and exc.procedure is not None:
             hint = "Grant the capability with CAPABILITIES (...) in CREATE PROCEDURE."

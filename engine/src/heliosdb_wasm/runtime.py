@@ -327,7 +327,19 @@ def translate_trap(
     at_limit = memory_bytes is not None and memory_bytes + margin > limits.memory_bytes
     if at_limit or guest_out_of_memory or "exceeds memory limits" in message:
         return limit_error("memory", message, limits)
-    return ProcedureTrap(message)
+    return ProcedureTrap(message, backtrace=trap_frames(exc))
+
+
+def trap_frames(exc: BaseException) -> tuple[str, ...]:
+    """A wasmtime-py trap's frames, innermost first, as the core writes them
+    (``module!function @ offset``)."""
+    if not isinstance(exc, wasmtime.Trap):
+        return ()
+    out = []
+    for frame in exc.frames:
+        name = frame.func_name or f"<wasm function {frame.func_index}>"
+        out.append(f"{frame.module_name or '<module>'}!{name} @ {frame.module_offset:#x}")
+    return tuple(out)
 
 
 def limit_error(limit: str, detail: str, limits: Limits) -> ResourceLimitExceeded:

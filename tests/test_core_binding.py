@@ -293,6 +293,7 @@ def test_the_wire_sends_the_backtrace_as_detail() -> None:
         backtrace=("proc!inner @ 0x2a", "proc!outer @ 0x31"),
     ).located("boom", 1)
     state, message, detail, _ = _error_fields(trap)
+    assert state == "38000"  # external routine exception
     assert message == "wasm `unreachable` instruction executed"
     assert detail is not None and detail.endswith(
         "wasm backtrace:\n  at proc!inner @ 0x2a\n  at proc!outer @ 0x31"

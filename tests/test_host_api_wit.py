@@ -2,8 +2,9 @@
 
 wit/ is the host API; docs/abi.md §4 flattens it for core modules. This
 derives each import's wasm type from the WIT (resolved by wasm-tools) by that
-rule and compares it with what the engine links (abi_basic.HOST_IMPORTS) and
-with the table in docs/abi.md, so a function added to, changed in or removed
+rule and compares it with what the engine links (the core's table,
+engine/core/src/abi.rs, as abi_basic.HOST_IMPORTS) and with the table in
+docs/abi.md, so a function added to, changed in or removed
 from one of the three without the others fails here.
 
 The lowering (docs/abi.md §4-§5):

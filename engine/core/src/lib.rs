@@ -3,6 +3,7 @@
 //! This crate will become the `heliosdb_wasm._core` extension module. It owns
 //! the wasmtime side of a procedure call and nothing above it:
 //!
+//! - [`abi`]: the Basic ABI's host import table, the one the engine links;
 //! - [`limits`]: the per-call resource limits, mirroring Python's `policy.Limits`;
 //! - [`engine`]: one [`Runtime`] per process, the wasmtime `Engine` and the epoch ticker;
 //! - [`limiter`]: a `ResourceLimiter` that remembers which limit refused a growth;
@@ -12,6 +13,7 @@
 //! - [`cache`]: compiled modules on disk, keyed by hash and engine settings;
 //! - [`typed`]: a numeric export resolved and type-checked once, then called cheaply.
 
+pub mod abi;
 pub mod cache;
 pub mod call;
 pub mod engine;

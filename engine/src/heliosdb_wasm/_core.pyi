@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 Kind = Literal["i64", "i32", "f64", "f32", "bool"]
 WASMTIME_VERSION: str
+BASIC_HOST_MODULE: str
+# name -> (param types, result types), as wasm type names (engine/core/src/abi.rs)
+BASIC_HOST_IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
 
 class CoreError(Exception):
     """args: (code, message)."""

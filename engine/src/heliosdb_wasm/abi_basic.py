@@ -49,7 +49,7 @@ from .wasi import (
 )
 
 ABI_VERSION = 1
-HOST_MODULE = "heliosdb"
+HOST_MODULE = _core.BASIC_HOST_MODULE
 
 _I32, _I64 = "i32", "i64"
 # name -> (params, results): the only imports a module may have (docs/abi.md §4).
@@ -162,24 +162,10 @@ def _no_finalize(_env: int) -> None:
 
 _memory_data = ffi._wasmtime_memory_data
 _memory_size = ffi._wasmtime_memory_data_size
-HOST_IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "heliosdb_query": ((_I32,) * 5, (_I32,)),
-    "heliosdb_execute": ((_I32,) * 5, (_I32,)),
-    "heliosdb_get_param": ((_I32, _I32), (_I32,)),
-    "heliosdb_return": ((_I32, _I32, _I32), ()),
-    "heliosdb_log": ((_I32, _I32, _I32), ()),
-    "heliosdb_begin_tx": ((), (_I32,)),
-    "heliosdb_commit_tx": ((), (_I32,)),
-    "heliosdb_rollback_tx": ((), (_I32,)),
-    "heliosdb_now": ((), (_I64,)),
-    "heliosdb_error": ((_I32,) * 4, ()),
-    "heliosdb_last_error": ((_I32,), (_I32,)),
-    "heliosdb_http_fetch": ((_I32,) * 3, (_I32,)),
-    "heliosdb_digest": ((_I32,) * 5, (_I32,)),
-    "heliosdb_hmac": ((_I32,) * 7, (_I32,)),
-    # plugin-host.count-in-window (docs/plugins.md §3), for query-hook plugins
-    "count_in_window": ((_I32, _I32, _I64), (_I64,)),
-}
+# The host functions a core module may import, with their wasm types: the
+# core's table (engine/core/src/abi.rs), defined once and checked against
+# wit/ by tests/test_host_api_wit.py.
+HOST_IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = _core.BASIC_HOST_IMPORTS
 _STATUS = {
     case: i + 1
     for i, case in enumerate(

@@ -34,5 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sqlite::sqlite_ready, m)?)?;
     m.add("CoreError", m.py().get_type::<runtime::CoreError>())?;
     m.add("WASMTIME_VERSION", runtime::WASMTIME_VERSION)?;
+    m.add("BASIC_HOST_MODULE", crate::abi::HOST_MODULE)?;
+    m.add("BASIC_HOST_IMPORTS", runtime::basic_host_imports(m.py())?)?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 use wasmtime::{ExternType, ValType};
 
 use crate::cache::{CacheError, ModuleCache};
@@ -147,6 +147,21 @@ impl PyModule_ {
             })
             .collect()
     }
+}
+
+/// `crate::abi::HOST_IMPORTS` as `{name: (params, results)}` of wasm type
+/// names: what `abi_basic` links and checks modules against.
+pub fn basic_host_imports(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let table = PyDict::new(py);
+    for import in crate::abi::HOST_IMPORTS {
+        let names = |types: &[crate::typed::NumType]| -> Vec<String> {
+            types.iter().map(ToString::to_string).collect()
+        };
+        let params = PyTuple::new(py, names(import.params))?;
+        let results = PyTuple::new(py, names(import.results))?;
+        table.set_item(import.name, (params, results))?;
+    }
+    Ok(table)
 }
 
 fn type_name(ty: &ValType) -> String {

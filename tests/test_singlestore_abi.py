@@ -1,4 +1,4 @@
-"""SingleStore's Canonical ABI (abi_singlestore.py): core modules made by
+"""SingleStore's Canonical ABI (the singlestore package): core modules made by
 wit-bindgen 0.2 plus their old-dialect WIT, hand-written in
 tests/fixtures/singlestore/ with allocators that count live allocations."""
 
@@ -15,22 +15,21 @@ import wasmtime
 
 import heliosdb_wasm as h
 from conftest import FIXTURES, TEST_LIMITS
-from heliosdb_wasm.abi_singlestore import (
-    ExpectedType,
-    FlagsType,
-    Prim,
-    SingleStoreInstance,
-    SingleStoreModule,
-    TupleType,
-    VariantType,
-    WitSyntaxError,
-    parse_wit,
-)
 from heliosdb_wasm.hostapi import CallContext, Session
 from heliosdb_wasm.invoke import Runner
 from heliosdb_wasm.policy import Capabilities, Limits
 from heliosdb_wasm.registry import ProcedureVersion, sha256_hex
 from heliosdb_wasm.runtime import Runtime
+from heliosdb_wasm.singlestore import SingleStoreInstance, SingleStoreModule
+from heliosdb_wasm.singlestore.wit import (
+    ExpectedType,
+    FlagsType,
+    Prim,
+    TupleType,
+    VariantType,
+    WitSyntaxError,
+    parse_wit,
+)
 from heliosdb_wasm.values import Column, Signature, SqlType, coerce
 
 SS = FIXTURES / "singlestore"

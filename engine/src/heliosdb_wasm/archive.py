@@ -24,7 +24,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -33,6 +33,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .ddl import read_file
 from .errors import ProcedureError
 from .policy import LIMIT_NAMES, limit_problem
+
+if TYPE_CHECKING:
+    from .singlestore.archive import SingleStoreArchive
 
 FORMAT = 1
 MANIFEST = "manifest.toml"
@@ -192,20 +195,6 @@ def _check_member_name(name: str) -> str:
     return "/".join(parts)
 
 
-@dataclass(frozen=True)
-class SingleStoreArchive:
-    """SingleStore's extension archive as SingleStore writes it: a plain tar
-    (GNU or POSIX headers) with ``<extension>.sql`` at its root, holding
-    CREATE FUNCTION statements that name the archive's other members with
-    ``LOCAL INFILE`` (docs/singlestore.md). The same member checks as for
-    our own archives apply; there is no manifest and no signature."""
-
-    name: str
-    script: str
-    members: dict[str, bytes]
-    sha256: str
-
-
 def read_any(source: Path | bytes) -> Archive | SingleStoreArchive:
     """Our archive if it has a manifest.toml, else SingleStore's."""
     data = _load(source)
@@ -214,18 +203,9 @@ def read_any(source: Path | bytes) -> Archive | SingleStoreArchive:
         return _ours(members)
     if INSTALL in members:  # one of ours with its manifest missing
         raise ArchiveError(f"the archive has no {MANIFEST}")
-    scripts = [m for m in members if "/" not in m and m.lower().endswith(".sql")]
-    if len(scripts) != 1:
-        raise ArchiveError(
-            f"neither a HeliosDB archive (no {MANIFEST}) nor a SingleStore one (exactly one "
-            f"<extension>.sql at the root; found {sorted(scripts) or 'none'})"
-        )
-    (script,) = scripts
-    try:
-        text = members.pop(script).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ArchiveError(f"{script} is not UTF-8 text") from None
-    return SingleStoreArchive(script[:-4], text, members, hashlib.sha256(data).hexdigest())
+    from .singlestore.archive import singlestore_archive  # it needs ArchiveError from here
+
+    return singlestore_archive(members, hashlib.sha256(data).hexdigest())
 
 
 def read_archive(source: Path | bytes) -> Archive:

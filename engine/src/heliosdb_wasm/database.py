@@ -39,6 +39,7 @@ from .invoke import Instance, LoadedModule, Runner, load, load_singlestore, load
 from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
 from .runtime import Runtime, default_runtime
+from .singlestore.archive import SingleStoreArchive
 from .telemetry import LogRecord
 from .values import Column, Signature, SqlType, SqlValue, to_sqlite
 
@@ -722,7 +723,7 @@ class Database:
         extension; it gets a new version, and the old one stays selectable.
         """
         arc = source if isinstance(source, archive.Archive) else archive.read_any(source)
-        if isinstance(arc, archive.SingleStoreArchive):
+        if isinstance(arc, SingleStoreArchive):
             if key is not None:
                 raise archive.ArchiveError("SingleStore archives carry no signature to check")
             return self._install_singlestore(arc, name)
@@ -747,7 +748,7 @@ class Database:
             )
         return self.registry.extension_versions(manifest.name, manifest.version)[0]
 
-    def _install_singlestore(self, arc: archive.SingleStoreArchive, name: str | None) -> Extension:
+    def _install_singlestore(self, arc: SingleStoreArchive, name: str | None) -> Extension:
         """A SingleStore archive: its script's CREATE FUNCTION statements, all
         or none. Its version is the archive's hash (SingleStore archives have
         none), so installing the same archive twice is refused."""

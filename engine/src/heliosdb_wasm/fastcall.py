@@ -9,7 +9,7 @@ before every call exactly as on ``Func.__call__``'s path.
 
 This is what is left of the wasmtime-py call routes while the Basic ABI's
 host functions move into the Rust core (issue 13): abi_basic.py and
-abi_singlestore.py call the exports of modules that import host functions
+singlestore/abi.py call the exports of modules that import host functions
 or WASI through it. Numeric procedures of import-free modules no longer come
 here: they run in the core (native.py), with no ctypes and no Python per
 row.

@@ -98,7 +98,7 @@ def load_singlestore(
     runtime: Runtime, sha256: str, wasm: bytes | Callable[[], bytes], wit: str | None
 ) -> LoadedModule:
     """A SingleStore canonical-ABI core module (wit-bindgen 0.2) with its WIT."""
-    from .abi_singlestore import SingleStoreModule
+    from .singlestore import SingleStoreModule
 
     if wit is None:
         raise AbiError("a SingleStore canonical-ABI function needs its WIT")

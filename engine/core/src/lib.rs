@@ -4,6 +4,7 @@
 //! the wasmtime side of a procedure call and nothing above it:
 //!
 //! - [`abi`]: the Basic ABI's host import table, the one the engine links;
+//! - [`encoding`]: the Basic ABI's parameter and row encodings;
 //! - [`limits`]: the per-call resource limits, mirroring Python's `policy.Limits`;
 //! - [`engine`]: one [`Runtime`] per process, the wasmtime `Engine` and the epoch ticker;
 //! - [`limiter`]: a `ResourceLimiter` that remembers which limit refused a growth;
@@ -16,6 +17,7 @@
 pub mod abi;
 pub mod cache;
 pub mod call;
+pub mod encoding;
 pub mod engine;
 pub mod error;
 pub mod limiter;

@@ -16,6 +16,7 @@ from typing import Any
 
 import apsw
 
+from . import _core
 from .errors import AbiError, InvalidArgument
 
 SqlValue = None | int | float | str | bytes | bool
@@ -328,16 +329,13 @@ def encode_value(out: bytearray, value: SqlValue) -> None:
 
 
 def encode_rows(columns: Sequence[str], rows: Sequence[Sequence[SqlValue]]) -> bytes:
-    out = bytearray(_U32.pack(len(columns)))
-    for name in columns:
-        data = name.encode("utf-8")
-        out += _U32.pack(len(data))
-        out += data
-    out += _U32.pack(len(rows))
-    for row in rows:
-        for value in row:
-            encode_value(out, value)
-    return bytes(out)
+    """Query results in the rows encoding (section 6), written by the core
+    (engine/core/src/encoding.rs); tests/test_core_encoding.py holds it to
+    ``encode_value``, byte for byte."""
+    try:
+        return _core.encode_rows(list(columns), rows)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 class _Reader:
@@ -399,6 +397,17 @@ class _Reader:
 
 
 def decode_params(data: bytes) -> list[SqlValue]:
+    """A guest's parameter list (section 5), decoded by the core
+    (engine/core/src/encoding.rs)."""
+    try:
+        return _core.decode_params(data)
+    except _core.CoreError as exc:
+        raise AbiError(exc.args[1]) from None
+
+
+def python_decode_params(data: bytes) -> list[SqlValue]:
+    """The same in Python: the reference tests/test_core_encoding.py holds
+    the core's decoder to."""
     if not data:
         return []
     r = _Reader(data, "parameter list")

@@ -10,6 +10,7 @@
 //! - [`numeric`]: `Numeric`, one numeric export of an import-free module
 //!   with its instance pool and limits, called from Python one row or a
 //!   batch at a time; `Tally`, its successful calls for telemetry;
+//! - [`encoding`]: the Basic ABI's parameter and row encodings;
 //! - [`sqlite`]: `Scalar`, a `Numeric` registered straight into SQLite on
 //!   apsw's connection, so a row costs no Python at all.
 //!
@@ -17,6 +18,7 @@
 //! `Numeric` (`fault`), so the typed errors stay defined in one place,
 //! `heliosdb_wasm.errors`.
 
+mod encoding;
 mod numeric;
 mod runtime;
 mod sqlite;
@@ -32,6 +34,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sqlite::Scalar>()?;
     m.add_function(wrap_pyfunction!(sqlite::extension_entry_point, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite::sqlite_ready, m)?)?;
+    m.add_function(wrap_pyfunction!(encoding::decode_params, m)?)?;
+    m.add_function(wrap_pyfunction!(encoding::encode_rows, m)?)?;
     m.add("CoreError", m.py().get_type::<runtime::CoreError>())?;
     m.add("WASMTIME_VERSION", runtime::WASMTIME_VERSION)?;
     m.add("BASIC_HOST_MODULE", crate::abi::HOST_MODULE)?;

@@ -9,6 +9,7 @@
 //! - [`engine`]: one [`Runtime`] per process, the wasmtime `Engine` and the epoch ticker;
 //! - [`limiter`]: a `ResourceLimiter` that remembers which limit refused a growth;
 //! - [`error`]: the typed error of a call, with the guest's backtrace;
+//! - [`policy`]: the capability authorizer of a procedure's statements;
 //! - [`pool`]: pre-linked instances of one module version, reused between calls;
 //! - [`mod@call`]: calling a numeric export through a pool;
 //! - [`cache`]: compiled modules on disk, keyed by hash and engine settings;
@@ -22,6 +23,7 @@ pub mod engine;
 pub mod error;
 pub mod limiter;
 pub mod limits;
+pub mod policy;
 pub mod pool;
 pub mod typed;
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import apsw
 
-from . import fetch
+from . import _core, fetch
 from .errors import (
     CapabilityDenied,
     ConstraintViolation,
@@ -34,7 +34,7 @@ from .errors import (
     ResourceLimitExceeded,
     SqlError,
 )
-from .policy import Authorizer, Capabilities, Limits, in_body_registry_access, make_authorizer
+from .policy import Authorizer, Capabilities, Limits, in_body_registry_access
 from .telemetry import LogBuffer, LogRecord, Telemetry, clip_message, utf8_bytes
 from .values import SqlValue, to_sqlite
 from .wasi import says_out_of_memory
@@ -356,7 +356,6 @@ class CallContext:
 
     def _statement(self, sql: str, params: Sequence[SqlValue]) -> QueryResult:
         conn = self.session.conn
-        denied: list[str] = []
         columns: list[str] = []
         statements = 0
 
@@ -372,12 +371,13 @@ class CallContext:
         bounds = _Bounds(session, self.deadline, self.limits.max_value_bytes)
         if bounds.expired():
             raise _timeout(self, bounds)
-        session.policy = make_authorizer(
-            self.capabilities,
-            read_only=self.read_only,
-            is_procedure=session.is_procedure,
-            denied=denied,
+        # The core's capability authorizer (engine/core/src/policy.rs), one
+        # per statement: a DDL action it allows opens its table for the rest
+        # of that statement only.
+        policy = _core.Authorizer(
+            self.capabilities.core_grants, self.read_only, session.is_procedure
         )
+        session.policy = policy
         max_rows, max_bytes = self.limits.max_query_rows, self.limits.max_result_bytes
         try:
             with bounds:
@@ -426,6 +426,7 @@ class CallContext:
         except apsw.ExecTraceAbort:
             raise InvalidArgument("one statement per query/execute call; got several") from None
         except apsw.AuthError as exc:
+            denied = policy.denied
             missing = denied[0] if denied else str(exc)
             raise CapabilityDenied(f"missing capability {missing}") from None
         except apsw.ConstraintError as exc:
@@ -435,6 +436,7 @@ class CallContext:
         except (apsw.BusyError, apsw.LockedError) as exc:
             raise sql_error(exc) from None
         except apsw.Error as exc:
+            denied = policy.denied
             if denied:  # SQLite reports some denials (functions) as plain errors
                 raise CapabilityDenied(f"missing capability {denied[0]}") from None
             raise SqlError(str(exc)) from None

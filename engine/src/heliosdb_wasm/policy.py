@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
 from typing import Any
 
 import apsw
 
+from . import _core
 from .errors import InvalidArgument
 
 MIB = 1024 * 1024
@@ -231,6 +233,11 @@ class Capabilities:
     def sorted(self) -> list[str]:
         return sorted(self.grants)
 
+    @cached_property
+    def core_grants(self) -> _core.Grants:
+        """The grants as the core's authorizer takes them (made once)."""
+        return _core.Grants(sorted(self.grants))
+
 
 def _parse_one(raw: str) -> str:
     item = raw.strip()
@@ -304,80 +311,6 @@ def _denier(denied: list[str]) -> Callable[[str], int]:
     return deny
 
 
-def make_authorizer(
-    caps: Capabilities,
-    *,
-    read_only: bool,
-    is_procedure: Callable[[str], bool],
-    denied: list[str],
-) -> Authorizer:
-    """An SQLite authorizer that allows exactly what ``caps`` grants.
-
-    The first missing capability is appended to ``denied`` so the host can
-    report which grant was missing (SQLite itself only says "not authorized").
-    One authorizer serves one statement: a DDL action it allowed lets the rest
-    of that statement read and rewrite the table it names and the schema
-    (an index reads its table, ALTER rewrites sqlite_schema), nothing more.
-    """
-
-    deny = _denier(denied)
-    ddl_tables: set[str] = set()
-
-    def authorize(
-        action: int,
-        p1: str | None,
-        p2: str | None,
-        _db: str | None,
-        _trigger: str | None,
-    ) -> int:
-        if action == apsw.SQLITE_READ:
-            table = (p1 or "").lower()
-            if table in ddl_tables or (ddl_tables and table in _SCHEMA_TABLES):
-                return int(apsw.SQLITE_OK)
-            if p1 and not caps.allows("read", p1):
-                return deny(f"read:{p1}")
-        elif action in _WRITE_ACTIONS:
-            table = (p1 or "").lower()
-            # SQLite writes its schema table only for a DDL action this
-            # authorizer allows (writable_schema is a PRAGMA, always denied).
-            if table in _SCHEMA_TABLES:
-                return int(apsw.SQLITE_OK)
-            if read_only:
-                return deny(
-                    f"write:{p1} (the calling statement is itself writing, so "
-                    "this call is read-only; call the procedure from SELECT or CALL)"
-                )
-            if table not in ddl_tables and p1 and not caps.allows("write", p1):
-                return deny(f"write:{p1}")
-        elif action in _TRIGGER_ACTIONS and action in _CREATE_ACTIONS:
-            # A trigger runs with the rights of whoever writes its table
-            # later: a procedure may not plant code that outlives its call.
-            return deny("CREATE TRIGGER (procedures may not create triggers)")
-        elif action == apsw.SQLITE_REINDEX and ddl_tables:
-            pass  # CREATE INDEX fills the index it created (p1 names the index)
-        elif action in _DDL_ACTIONS:
-            target = ddl_table(action, p1, p2)
-            if read_only or not target or not caps.allows("ddl", target):
-                return deny(f"ddl:{target}")
-            ddl_tables.add(target.lower())
-        elif action in _ALWAYS_DENIED:
-            return deny(_ALWAYS_DENIED[action])
-        elif action == apsw.SQLITE_FUNCTION:
-            name = (p2 or "").lower()
-            if name == "load_extension":
-                return deny("load_extension")
-            if is_procedure(name) and not caps.allows("call", name):
-                return deny(f"call:{name}")
-        return int(apsw.SQLITE_OK)
-
-    return authorize
-
-
-_SCHEMA_TABLES = frozenset(
-    {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
-)
-
-
 def ddl_table(action: int, p1: str | None, p2: str | None) -> str | None:
     """The table a DDL action concerns. SQLite passes the object's own name
     in p1, except for indexes and triggers (their table in p2) and ALTER
@@ -398,17 +331,6 @@ _INDEX_LIKE = {
 }
 
 
-_TRIGGER_ACTIONS = {
-    apsw.SQLITE_CREATE_TRIGGER,
-    apsw.SQLITE_CREATE_TEMP_TRIGGER,
-    apsw.SQLITE_DROP_TRIGGER,
-    apsw.SQLITE_DROP_TEMP_TRIGGER,
-}
-_CREATE_ACTIONS = {
-    getattr(apsw, name)
-    for name in dir(apsw)
-    if name.startswith("SQLITE_CREATE_") and isinstance(getattr(apsw, name), int)
-}
 # PRAGMAs whose setting changes the file, its durability or its header for
 # every other connection, or costs the whole process memory or threads: a
 # wire client may read them but not set them.

@@ -11,6 +11,8 @@
 //!   with its instance pool and limits, called from Python one row or a
 //!   batch at a time; `Tally`, its successful calls for telemetry;
 //! - [`encoding`]: the Basic ABI's parameter and row encodings;
+//! - [`policy`]: `Grants` and `Authorizer`, the capability authorizer of a
+//!   procedure's statements;
 //! - [`sqlite`]: `Scalar`, a `Numeric` registered straight into SQLite on
 //!   apsw's connection, so a row costs no Python at all.
 //!
@@ -20,6 +22,7 @@
 
 mod encoding;
 mod numeric;
+mod policy;
 mod runtime;
 mod sqlite;
 
@@ -32,6 +35,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<numeric::Numeric>()?;
     m.add_class::<numeric::Tally>()?;
     m.add_class::<sqlite::Scalar>()?;
+    m.add_class::<policy::Grants>()?;
+    m.add_class::<policy::Authorizer>()?;
     m.add_function(wrap_pyfunction!(sqlite::extension_entry_point, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite::sqlite_ready, m)?)?;
     m.add_function(wrap_pyfunction!(encoding::decode_params, m)?)?;

@@ -13,6 +13,7 @@
 //! - [`pool`]: pre-linked instances of one module version, reused between calls;
 //! - [`mod@call`]: calling a numeric export through a pool;
 //! - [`cache`]: compiled modules on disk, keyed by hash and engine settings;
+//! - `statement` (feature `sqlite`): a procedure's SQL statement on the caller's connection;
 //! - [`typed`]: a numeric export resolved and type-checked once, then called cheaply.
 
 pub mod abi;
@@ -25,6 +26,8 @@ pub mod limiter;
 pub mod limits;
 pub mod policy;
 pub mod pool;
+#[cfg(feature = "sqlite")]
+pub mod statement;
 pub mod typed;
 
 pub use cache::{CacheError, ModuleCache, Stats};

@@ -83,6 +83,13 @@ class Authorizer:
     @property
     def denied(self) -> list[str]: ...
 
+class SqlFailure(Exception):
+    """args: (kind, message)."""
+
+def run_statement(
+    db: int, sql: str, params: list[Any], max_rows: int, max_bytes: int
+) -> tuple[list[str], list[tuple[Any, ...]], int]: ...
+
 def extension_entry_point() -> str: ...
 def sqlite_ready() -> bool: ...
 

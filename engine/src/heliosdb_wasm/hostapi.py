@@ -24,7 +24,7 @@ from typing import Any
 
 import apsw
 
-from . import _core, fetch
+from . import _core, fetch, native
 from .errors import (
     CapabilityDenied,
     ConstraintViolation,
@@ -77,6 +77,14 @@ class Session:
 
     def __init__(self, conn: apsw.Connection, is_procedure: Callable[[str], bool]) -> None:
         self.conn = conn
+        # The connection's sqlite3*, for the core (it runs procedures'
+        # statements on it through SQLite's routine table).
+        if not native.load_sqlite_api():
+            raise SqlError(
+                "this SQLite cannot load extensions, which the engine's core needs to run "
+                "procedures' statements (apsw from PyPI can)"
+            )
+        self.db = conn.sqlite3_pointer()
         self.is_procedure = is_procedure
         self.logs = LogBuffer()  # telemetry.LOG_MEMORY_BYTES, LOG_MEMORY_LINES
         self.telemetry = Telemetry()
@@ -121,13 +129,17 @@ class Session:
         self.conn.cursor().execute(sql)
 
 
+def busy_error(message: str) -> DatabaseBusy:
+    return DatabaseBusy(
+        f"the database is locked by another connection ({message}); nothing was committed: retry"
+    )
+
+
 def sql_error(exc: apsw.Error) -> ProcedureError:
     """The typed error for what SQLite raised on a statement: the owner's, a
     client's, or (for a busy file) a procedure's."""
     if isinstance(exc, apsw.BusyError | apsw.LockedError):
-        return DatabaseBusy(
-            f"the database is locked by another connection ({exc}); nothing was committed: retry"
-        )
+        return busy_error(str(exc))
     if isinstance(exc, apsw.ConstraintError):
         return ConstraintViolation(str(exc))
     return SqlError(str(exc))
@@ -266,11 +278,10 @@ class CallContext:
     # -- the host API --------------------------------------------------------
 
     def query(self, sql: str, params: Sequence[SqlValue]) -> QueryResult:
-        return self._statement(sql, params)
+        return self._statement(sql, params)[0]
 
     def execute(self, sql: str, params: Sequence[SqlValue]) -> int:
-        self._statement(sql, params)
-        return int(self.session.conn.changes())
+        return self._statement(sql, params)[1]
 
     def log(self, level: str, message: str) -> None:
         size = utf8_bytes(message)
@@ -354,19 +365,10 @@ class CallContext:
 
     # -- guest statements under the authorizer -------------------------------
 
-    def _statement(self, sql: str, params: Sequence[SqlValue]) -> QueryResult:
-        conn = self.session.conn
-        columns: list[str] = []
-        statements = 0
-
-        def trace(cursor: apsw.Cursor, _sql: str, _bindings: object) -> bool:
-            nonlocal statements
-            statements += 1
-            if statements > 1:
-                return False
-            columns.extend(d[0] for d in cursor.get_description())
-            return True
-
+    def _statement(self, sql: str, params: Sequence[SqlValue]) -> tuple[QueryResult, int]:
+        """The rows of the one statement ``sql`` and the rows it changed,
+        run by the core (engine/core/src/statement.rs) under this call's
+        authorizer, deadline and length limit."""
         session = self.session
         bounds = _Bounds(session, self.deadline, self.limits.max_value_bytes)
         if bounds.expired():
@@ -377,71 +379,54 @@ class CallContext:
         policy = _core.Authorizer(
             self.capabilities.core_grants, self.read_only, session.is_procedure
         )
+        bindings = [to_sqlite(p, f"query parameter {i}") for i, p in enumerate(params, 1)]
         session.policy = policy
-        max_rows, max_bytes = self.limits.max_query_rows, self.limits.max_result_bytes
         try:
             with bounds:
-                cursor = conn.cursor()
-                cursor.exec_trace = trace
-                # Never reuse a cached statement: it was authorized for someone else.
-                bindings = tuple(
-                    to_sqlite(p, f"query parameter {i}") for i, p in enumerate(params, 1)
+                columns, rows, changes = _core.run_statement(
+                    session.db,
+                    sql,
+                    bindings,
+                    self.limits.max_query_rows,
+                    self.limits.max_result_bytes,
                 )
-                cursor.execute(sql, bindings, can_cache=False)
-                # Counted as they come, so the host never holds more of them
-                # than the guest may receive.
-                rows: list[tuple[SqlValue, ...]] = []
-                size = 0
-                for row in cursor:
-                    if len(rows) == max_rows:
-                        raise ResourceLimitExceeded(
-                            f"the query returned more than max_query_rows ({max_rows}) rows",
-                            limit="max_query_rows",
-                        )
-                    size += CELL_BYTES * len(row)
-                    for value in row:
-                        kind = type(value)
-                        if kind is str:
-                            size += utf8_bytes(value)
-                        elif kind is bytes:
-                            size += len(value)
-                    if size > max_bytes:
-                        raise ResourceLimitExceeded(
-                            f"the query returned more than max_result_bytes ({max_bytes}) "
-                            f"bytes (text and blob bytes, {CELL_BYTES} per cell)",
-                            limit="max_result_bytes",
-                        )
-                    rows.append(tuple(row))
-            return columns, rows
-        except apsw.InterruptError as exc:
-            if bounds.expired():
-                raise _timeout(self, bounds) from None
-            raise SqlError(str(exc)) from None  # someone else's sqlite3_interrupt
-        except apsw.TooBigError:
-            raise ResourceLimitExceeded(
+            return (columns, rows), changes
+        except _core.SqlFailure as exc:
+            raise self._failure(exc.args[0], exc.args[1], policy, bounds) from None
+        except UnicodeDecodeError as exc:  # text SQLite holds as invalid UTF-8
+            raise SqlError(f"a text value is not UTF-8: {exc.reason}") from None
+        finally:
+            session.policy = None
+
+    def _failure(
+        self, kind: str, message: str, policy: _core.Authorizer, bounds: _Bounds
+    ) -> ProcedureError:
+        """The typed error for a statement the core reports failed."""
+        denied = policy.denied
+        if kind == "interrupt":
+            # The deadline, or someone else's sqlite3_interrupt.
+            return _timeout(self, bounds) if bounds.expired() else SqlError(message)
+        if kind == "toobig":
+            return ResourceLimitExceeded(
                 f"a string or blob of the statement is over max_value_bytes "
                 f"({bounds.max_value_bytes})",
                 limit="max_value_bytes",
-            ) from None
-        except apsw.ExecTraceAbort:
-            raise InvalidArgument("one statement per query/execute call; got several") from None
-        except apsw.AuthError as exc:
-            denied = policy.denied
-            missing = denied[0] if denied else str(exc)
-            raise CapabilityDenied(f"missing capability {missing}") from None
-        except apsw.ConstraintError as exc:
-            raise ConstraintViolation(str(exc)) from None
-        except apsw.BindingsError as exc:
-            raise InvalidArgument(f"parameters: {exc}") from None
-        except (apsw.BusyError, apsw.LockedError) as exc:
-            raise sql_error(exc) from None
-        except apsw.Error as exc:
-            denied = policy.denied
-            if denied:  # SQLite reports some denials (functions) as plain errors
-                raise CapabilityDenied(f"missing capability {denied[0]}") from None
-            raise SqlError(str(exc)) from None
-        finally:
-            session.policy = None
+            )
+        if kind in ("max_query_rows", "max_result_bytes"):
+            return ResourceLimitExceeded(message, limit=kind)
+        if kind == "several":
+            return InvalidArgument(message)
+        if kind == "auth":
+            return CapabilityDenied(f"missing capability {denied[0] if denied else message}")
+        if kind == "constraint":
+            return ConstraintViolation(message)
+        if kind == "bindings":
+            return InvalidArgument(f"parameters: {message}")
+        if kind == "busy":
+            return busy_error(message)
+        if denied:  # SQLite reports some denials (functions) as plain errors
+            return CapabilityDenied(f"missing capability {denied[0]}")
+        return SqlError(message)
 
 
 # -- bounds of guest statements ----------------------------------------------
@@ -453,9 +438,6 @@ class CallContext:
 # max_value_bytes are slower (instr or LIKE on 16 MB, about 1 ms each): a
 # statement made of those can overrun its deadline by about a second.
 PROGRESS_STEPS = 1000
-# A query result cell's cost against max_result_bytes besides its text or
-# blob bytes (its tag and length, or its number).
-CELL_BYTES = 8
 
 
 class _Bounds:

@@ -76,14 +76,13 @@ def collector(
 _sqlite_loaded: bool | None = None
 
 
-def sqlite_direct() -> bool:
-    """Whether SQLite can call the core itself (``Scalar.bind``): the core,
-    loaded once as an extension of apsw's SQLite on a private connection
-    (so no user connection ever has extension loading on), holds SQLite's
-    routine table. ``HELIOSDB_WASM_SQLITE_DIRECT=0`` keeps apsw's route."""
+def load_sqlite_api() -> bool:
+    """Loads the core once as an extension of apsw's SQLite, on a private
+    connection (so no user connection ever has extension loading on): the
+    entry point keeps SQLite's routine table, through which the core runs
+    procedures' statements and binds SQL functions. False where apsw's
+    SQLite cannot load extensions."""
     global _sqlite_loaded
-    if os.environ.get("HELIOSDB_WASM_SQLITE_DIRECT", "1") == "0":
-        return False
     if _sqlite_loaded is None:
         _sqlite_loaded = False
         if _core.__file__:
@@ -95,9 +94,17 @@ def sqlite_direct() -> bool:
                 finally:
                     conn.close()
             except apsw.Error:
-                pass  # an SQLite built without extension loading: apsw's route
+                pass
             _sqlite_loaded = _core.sqlite_ready()
     return _sqlite_loaded
+
+
+def sqlite_direct() -> bool:
+    """Whether SQLite can call the core itself (``Scalar.bind``).
+    ``HELIOSDB_WASM_SQLITE_DIRECT=0`` keeps apsw's route for SQL functions."""
+    if os.environ.get("HELIOSDB_WASM_SQLITE_DIRECT", "1") == "0":
+        return False
+    return load_sqlite_api()
 
 
 def make_scalar(

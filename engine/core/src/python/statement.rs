@@ -1,0 +1,162 @@
+//! `run_statement`: a procedure's SQL statement on apsw's connection
+//! (`crate::statement`), for `hostapi.CallContext`. The statement runs
+//! without the GIL; apsw's authorizer and progress handler, which Python
+//! set on the connection for this statement, take it themselves.
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
+};
+
+use crate::statement::{run, Bind, RowLimits, RowSink};
+
+create_exception!(
+    _core,
+    SqlFailure,
+    PyException,
+    "A procedure's statement failed. args: (kind, message); kind is one of \
+     auth, constraint, busy, interrupt, toobig, bindings, several, \
+     max_query_rows, max_result_bytes, sql."
+);
+
+enum Cell {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+#[derive(Default)]
+struct Collect {
+    columns: Vec<String>,
+    cells: Vec<Cell>,
+}
+
+impl RowSink for Collect {
+    fn columns(&mut self, names: &[&[u8]]) {
+        self.columns = names
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+    }
+    fn null(&mut self) {
+        self.cells.push(Cell::Null);
+    }
+    fn integer(&mut self, x: i64) {
+        self.cells.push(Cell::Integer(x));
+    }
+    fn real(&mut self, x: f64) {
+        self.cells.push(Cell::Real(x));
+    }
+    fn text(&mut self, utf8: &[u8]) {
+        self.cells.push(Cell::Text(utf8.to_vec()));
+    }
+    fn blob(&mut self, bytes: &[u8]) {
+        self.cells.push(Cell::Blob(bytes.to_vec()));
+    }
+    fn end_row(&mut self) {}
+}
+
+/// A bound value from Python (already `values.to_sqlite`-checked).
+enum Owned {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+fn owned(value: &Bound<'_, PyAny>) -> PyResult<Owned> {
+    Ok(if value.is_none() {
+        Owned::Null
+    } else if let Ok(b) = value.cast::<PyBool>() {
+        Owned::Integer(i64::from(b.is_true()))
+    } else if value.is_instance_of::<PyInt>() {
+        Owned::Integer(value.extract()?)
+    } else if let Ok(f) = value.cast::<PyFloat>() {
+        Owned::Real(f.value())
+    } else if let Ok(s) = value.cast::<PyString>() {
+        Owned::Text(s.to_str()?.as_bytes().to_vec())
+    } else if let Ok(b) = value.cast::<PyBytes>() {
+        Owned::Blob(b.as_bytes().to_vec())
+    } else if let Ok(b) = value.cast::<PyByteArray>() {
+        Owned::Blob(b.to_vec())
+    } else if value.is_instance_of::<PyMemoryView>() {
+        let bytes = value.py().get_type::<PyBytes>().call1((value,))?;
+        Owned::Blob(bytes.cast::<PyBytes>()?.as_bytes().to_vec())
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "SQLite cannot bind a value of type {}",
+            value.get_type().name()?
+        )));
+    })
+}
+
+/// Runs the one statement `sql` with `params` on the `sqlite3*` at `db`:
+/// `(columns, rows, changes)`, or `SqlFailure(kind, message)`.
+#[pyfunction]
+#[pyo3(signature = (db, sql, params, max_rows, max_bytes))]
+pub fn run_statement<'py>(
+    py: Python<'py>,
+    db: usize,
+    sql: &str,
+    params: Vec<Bound<'py, PyAny>>,
+    max_rows: usize,
+    max_bytes: usize,
+) -> PyResult<(Vec<String>, Bound<'py, PyList>, i64)> {
+    if !super::sqlite::sqlite_ready() {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "the core is not loaded as an SQLite extension (native.load_sqlite_api)",
+        ));
+    }
+    let owned = params.iter().map(owned).collect::<PyResult<Vec<_>>>()?;
+    let binds: Vec<Bind<'_>> = owned
+        .iter()
+        .map(|o| match o {
+            Owned::Null => Bind::Null,
+            Owned::Integer(x) => Bind::Integer(*x),
+            Owned::Real(x) => Bind::Real(*x),
+            Owned::Text(t) => Bind::Text(t),
+            Owned::Blob(b) => Bind::Blob(b),
+        })
+        .collect();
+    let mut sink = Collect::default();
+    let limits = RowLimits {
+        max_rows,
+        max_bytes,
+    };
+    // SAFETY: `db` is apsw's open connection, which the caller holds for
+    // this call (it runs inside one of its statements or its own call).
+    let outcome = py.detach(|| unsafe { run(db as *mut _, sql, &binds, limits, &mut sink) });
+    // An exception a Python callback of the connection raised meanwhile
+    // (the authorizer, the progress handler) is the statement's error.
+    if let Some(err) = PyErr::take(py) {
+        return Err(err);
+    }
+    let changes = match outcome {
+        Ok(changes) => changes,
+        Err(failure) => return Err(SqlFailure::new_err((failure.kind(), failure.message()))),
+    };
+    let width = sink.columns.len();
+    let rows = PyList::empty(py);
+    if width > 0 {
+        for chunk in sink.cells.chunks(width) {
+            let mut values: Vec<Bound<'py, PyAny>> = Vec::with_capacity(width);
+            for cell in chunk {
+                values.push(match cell {
+                    Cell::Null => py.None().into_bound(py),
+                    Cell::Integer(x) => x.into_pyobject(py)?.into_any(),
+                    Cell::Real(x) => PyFloat::new(py, *x).into_any(),
+                    // As apsw gives text: invalid UTF-8 is an error there too.
+                    Cell::Text(t) => PyString::from_bytes(py, t)?.into_any(),
+                    Cell::Blob(b) => PyBytes::new(py, b).into_any(),
+                });
+            }
+            rows.append(PyTuple::new(py, values)?)?;
+        }
+    }
+    Ok((sink.columns, rows, changes))
+}

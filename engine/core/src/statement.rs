@@ -1,0 +1,330 @@
+//! A procedure's SQL statement run on the caller's SQLite connection: one
+//! statement, its parameters bound, its rows handed to a [`RowSink`] as
+//! they come and counted against the procedure's row and byte limits.
+//!
+//! The connection's authorizer, progress handler and length limit are set
+//! by whoever calls this (today `hostapi.CallContext`); this owns the
+//! statement itself. SQLite's API comes from the routine table the core got
+//! as an extension of apsw's SQLite (`python::sqlite`).
+
+use std::ffi::{c_int, CStr};
+use std::ptr;
+
+use libsqlite3_sys as ffi;
+
+/// What a result cell costs against `max_result_bytes` besides its text or
+/// blob bytes (its tag and length, or its number): `hostapi.CELL_BYTES`.
+pub const CELL_BYTES: usize = 8;
+
+/// A value to bind.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bind<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(&'a [u8]),
+    Blob(&'a [u8]),
+}
+
+/// Where a statement's rows go, cell by cell.
+pub trait RowSink {
+    fn columns(&mut self, names: &[&[u8]]);
+    fn null(&mut self);
+    fn integer(&mut self, x: i64);
+    fn real(&mut self, x: f64);
+    fn text(&mut self, utf8: &[u8]);
+    fn blob(&mut self, bytes: &[u8]);
+    fn end_row(&mut self);
+}
+
+/// Why a statement failed, classified as the host's typed errors are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The authorizer denied something (the denied grant is the
+    /// authorizer's to name).
+    Auth(String),
+    Constraint(String),
+    /// Another connection holds a lock past the busy timeout.
+    Busy(String),
+    /// The progress handler stopped it (the deadline), or someone called
+    /// sqlite3_interrupt.
+    Interrupt(String),
+    /// A string or blob over SQLite's length limit (`max_value_bytes`).
+    TooBig(String),
+    /// The parameters do not fit the statement.
+    Bindings(String),
+    /// The text holds more than one statement.
+    Several,
+    TooManyRows(usize),
+    TooManyBytes(usize),
+    Sql(String),
+}
+
+impl Failure {
+    /// The name Python maps to a typed error (`hostapi._statement`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Auth(_) => "auth",
+            Self::Constraint(_) => "constraint",
+            Self::Busy(_) => "busy",
+            Self::Interrupt(_) => "interrupt",
+            Self::TooBig(_) => "toobig",
+            Self::Bindings(_) => "bindings",
+            Self::Several => "several",
+            Self::TooManyRows(_) => "max_query_rows",
+            Self::TooManyBytes(_) => "max_result_bytes",
+            Self::Sql(_) => "sql",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Self::Auth(m)
+            | Self::Constraint(m)
+            | Self::Busy(m)
+            | Self::Interrupt(m)
+            | Self::TooBig(m)
+            | Self::Bindings(m)
+            | Self::Sql(m) => m.clone(),
+            Self::Several => "one statement per query/execute call; got several".into(),
+            Self::TooManyRows(max) => {
+                format!("the query returned more than max_query_rows ({max}) rows")
+            }
+            Self::TooManyBytes(max) => format!(
+                "the query returned more than max_result_bytes ({max}) bytes \
+                 (text and blob bytes, {CELL_BYTES} per cell)"
+            ),
+        }
+    }
+}
+
+/// The limits on what one statement may return.
+#[derive(Debug, Clone, Copy)]
+pub struct RowLimits {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+}
+
+/// Finalizes the statement whatever happens.
+struct Stmt(*mut ffi::sqlite3_stmt);
+
+impl Drop for Stmt {
+    fn drop(&mut self) {
+        // SAFETY: a statement this module prepared and nobody else holds.
+        unsafe { ffi::sqlite3_finalize(self.0) };
+    }
+}
+
+/// The connection's current error as a [`Failure`].
+///
+/// # Safety
+///
+/// `db` is an open connection.
+unsafe fn failure(db: *mut ffi::sqlite3, rc: c_int) -> Failure {
+    // SAFETY: `db` is open; SQLite's message stays valid until the next call.
+    let message = unsafe {
+        let p = ffi::sqlite3_errmsg(db);
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    };
+    match rc & 0xff {
+        ffi::SQLITE_AUTH => Failure::Auth(message),
+        ffi::SQLITE_CONSTRAINT => Failure::Constraint(message),
+        ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED => Failure::Busy(message),
+        ffi::SQLITE_INTERRUPT => Failure::Interrupt(message),
+        ffi::SQLITE_TOOBIG => Failure::TooBig(message),
+        ffi::SQLITE_RANGE => Failure::Bindings(message),
+        _ => Failure::Sql(message),
+    }
+}
+
+/// Prepares the first statement of `sql[offset..]`; `None` when only
+/// whitespace and comments are left. Returns the offset after it.
+unsafe fn prepare(
+    db: *mut ffi::sqlite3,
+    sql: &[u8],
+    offset: usize,
+) -> Result<(Option<Stmt>, usize), Failure> {
+    let rest = &sql[offset..];
+    let len = c_int::try_from(rest.len())
+        .map_err(|_| Failure::TooBig("the SQL text is too long".into()))?;
+    let mut stmt = ptr::null_mut();
+    let mut tail = ptr::null();
+    // SAFETY: `rest` is `len` valid bytes (SQLite reads no further); `db`
+    // is open.
+    let rc = unsafe {
+        ffi::sqlite3_prepare_v2(db, rest.as_ptr().cast(), len, &raw mut stmt, &raw mut tail)
+    };
+    if rc != ffi::SQLITE_OK {
+        // SAFETY: `db` is open.
+        return Err(unsafe { failure(db, rc) });
+    }
+    let used = if tail.is_null() {
+        rest.len()
+    } else {
+        // SAFETY: SQLite's tail points into `rest`.
+        usize::try_from(unsafe { tail.cast::<u8>().offset_from(rest.as_ptr()) })
+            .unwrap_or(rest.len())
+    };
+    Ok(((!stmt.is_null()).then_some(Stmt(stmt)), offset + used))
+}
+
+/// Runs the one statement in `sql` with `params`, its rows into `sink`;
+/// the number of rows changed (`sqlite3_changes`).
+///
+/// # Errors
+///
+/// Every [`Failure`]; rows already handed to `sink` are the caller's to drop.
+///
+/// # Safety
+///
+/// `db` is an open connection that no other thread uses meanwhile (SQLite
+/// serializes it; the caller holds it as part of a call on it).
+pub unsafe fn run(
+    db: *mut ffi::sqlite3,
+    sql: &str,
+    params: &[Bind<'_>],
+    limits: RowLimits,
+    sink: &mut impl RowSink,
+) -> Result<i64, Failure> {
+    let text = sql.as_bytes();
+    // SAFETY: `db` is open (the caller's contract).
+    let (stmt, after) = unsafe { prepare(db, text, 0)? };
+    let Some(stmt) = stmt else {
+        sink.columns(&[]);
+        return Ok(0); // only comments: nothing to run, as apsw
+    };
+    // SAFETY: `stmt` is prepared on `db`, alive until the end of this function.
+    unsafe { bind(db, stmt.0, params)? };
+    // SAFETY: as above.
+    let ncols = unsafe { ffi::sqlite3_column_count(stmt.0) };
+    let names: Vec<&[u8]> = (0..ncols)
+        .map(|i| {
+            // SAFETY: a column index of this statement; the name lives as long as it.
+            let p = unsafe { ffi::sqlite3_column_name(stmt.0, i) };
+            if p.is_null() {
+                &[][..]
+            } else {
+                // SAFETY: a NUL-terminated name SQLite keeps until the statement ends.
+                unsafe { CStr::from_ptr(p).to_bytes() }
+            }
+        })
+        .collect();
+    sink.columns(&names);
+    let width = usize::try_from(ncols).unwrap_or(0);
+    let (mut rows, mut size) = (0usize, 0usize);
+    loop {
+        // SAFETY: as above.
+        let rc = unsafe { ffi::sqlite3_step(stmt.0) };
+        if rc == ffi::SQLITE_DONE {
+            break;
+        }
+        if rc != ffi::SQLITE_ROW {
+            // SAFETY: `db` is open.
+            return Err(unsafe { failure(db, rc) });
+        }
+        if rows == limits.max_rows {
+            return Err(Failure::TooManyRows(limits.max_rows));
+        }
+        size += CELL_BYTES * width;
+        for i in 0..ncols {
+            // SAFETY: a column of the current row; pointers read before the
+            // next call on the statement.
+            unsafe {
+                match ffi::sqlite3_column_type(stmt.0, i) {
+                    ffi::SQLITE_INTEGER => sink.integer(ffi::sqlite3_column_int64(stmt.0, i)),
+                    ffi::SQLITE_FLOAT => sink.real(ffi::sqlite3_column_double(stmt.0, i)),
+                    ffi::SQLITE_TEXT => {
+                        let p = ffi::sqlite3_column_text(stmt.0, i);
+                        let n = usize::try_from(ffi::sqlite3_column_bytes(stmt.0, i)).unwrap_or(0);
+                        let bytes = if p.is_null() {
+                            &[][..]
+                        } else {
+                            std::slice::from_raw_parts(p, n)
+                        };
+                        size += bytes.len();
+                        sink.text(bytes);
+                    }
+                    ffi::SQLITE_BLOB => {
+                        let p = ffi::sqlite3_column_blob(stmt.0, i).cast::<u8>();
+                        let n = usize::try_from(ffi::sqlite3_column_bytes(stmt.0, i)).unwrap_or(0);
+                        let bytes = if p.is_null() {
+                            &[][..]
+                        } else {
+                            std::slice::from_raw_parts(p, n)
+                        };
+                        size += bytes.len();
+                        sink.blob(bytes);
+                    }
+                    _ => sink.null(),
+                }
+            }
+        }
+        // Counted as they come, so the host never holds more of them than
+        // the guest may receive.
+        if size > limits.max_bytes {
+            return Err(Failure::TooManyBytes(limits.max_bytes));
+        }
+        sink.end_row();
+        rows += 1;
+    }
+    // SAFETY: `db` is open.
+    let changes = i64::from(unsafe { ffi::sqlite3_changes(db) });
+    drop(stmt);
+    // A second statement in the text is refused before it runs.
+    // SAFETY: `db` is open.
+    if let (Some(_next), _) = unsafe { prepare(db, text, after)? } {
+        return Err(Failure::Several);
+    }
+    Ok(changes)
+}
+
+unsafe fn bind(
+    db: *mut ffi::sqlite3,
+    stmt: *mut ffi::sqlite3_stmt,
+    params: &[Bind<'_>],
+) -> Result<(), Failure> {
+    // SAFETY: a prepared statement.
+    let wanted = usize::try_from(unsafe { ffi::sqlite3_bind_parameter_count(stmt) }).unwrap_or(0);
+    if wanted != params.len() {
+        return Err(Failure::Bindings(format!(
+            "the statement takes {wanted} parameter(s), {} were given",
+            params.len()
+        )));
+    }
+    for (i, param) in params.iter().enumerate() {
+        let index = c_int::try_from(i + 1).unwrap_or(c_int::MAX);
+        // SAFETY: `index` is a parameter of `stmt`; text and blobs are
+        // copied by SQLite (SQLITE_TRANSIENT).
+        let rc = unsafe {
+            match *param {
+                Bind::Null => ffi::sqlite3_bind_null(stmt, index),
+                Bind::Integer(x) => ffi::sqlite3_bind_int64(stmt, index, x),
+                Bind::Real(x) => ffi::sqlite3_bind_double(stmt, index, x),
+                Bind::Text(t) => ffi::sqlite3_bind_text64(
+                    stmt,
+                    index,
+                    t.as_ptr().cast(),
+                    t.len() as u64,
+                    ffi::SQLITE_TRANSIENT(),
+                    ffi::SQLITE_UTF8 as u8,
+                ),
+                Bind::Blob(b) => ffi::sqlite3_bind_blob64(
+                    stmt,
+                    index,
+                    b.as_ptr().cast(),
+                    b.len() as u64,
+                    ffi::SQLITE_TRANSIENT(),
+                ),
+            }
+        };
+        if rc != ffi::SQLITE_OK {
+            // SAFETY: `db` is open.
+            return Err(unsafe { failure(db, rc) });
+        }
+    }
+    Ok(())
+}

@@ -266,6 +266,31 @@ impl RowsWriter {
     }
 }
 
+#[cfg(feature = "sqlite")]
+impl crate::statement::RowSink for RowsWriter {
+    fn columns(&mut self, names: &[&[u8]]) {
+        *self = Self::new(names.iter().copied());
+    }
+    fn null(&mut self) {
+        Self::null(self);
+    }
+    fn integer(&mut self, x: i64) {
+        Self::integer(self, x);
+    }
+    fn real(&mut self, x: f64) {
+        Self::real(self, x);
+    }
+    fn text(&mut self, utf8: &[u8]) {
+        Self::text(self, utf8);
+    }
+    fn blob(&mut self, bytes: &[u8]) {
+        Self::blob(self, bytes);
+    }
+    fn end_row(&mut self) {
+        Self::end_row(self);
+    }
+}
+
 /// A length as the encodings carry it. Every buffer the host writes into
 /// guest memory is far below 4 GiB (the guest's limits, SQLite's length
 /// limit); a longer one is a bug, not an input.

@@ -767,11 +767,12 @@ class BasicInstance:
     def _heliosdb_query(self, sql_ptr: int, sql_len: int, p_ptr: int, p_len: int, out: int) -> int:
         ctx = self._context()
         sql = self._text(sql_ptr, sql_len, "query SQL")
-        params = self._params(p_ptr, p_len)
+        # Decoded, run and encoded in the core (a malformed list is an
+        # AbiError, which ends the call as before).
+        params = self._read(p_ptr, p_len, "query parameters") if p_len else b""
 
         def op() -> None:
-            columns, rows = ctx.query(sql, params)
-            ptr, length = self._give(v.encode_rows(columns, rows))
+            ptr, length = self._give(ctx.query_encoded(sql, params))
             self._write(out, _OUT.pack(ptr, length), "query out area")
 
         return self._status(op)

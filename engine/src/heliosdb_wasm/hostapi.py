@@ -20,12 +20,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import apsw
 
 from . import _core, fetch, native
 from .errors import (
+    AbiError,
     CapabilityDenied,
     ConstraintViolation,
     DatabaseBusy,
@@ -40,6 +41,7 @@ from .values import SqlValue, to_sqlite
 from .wasi import says_out_of_memory
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
+T = TypeVar("T")
 
 # digest / hmac algorithms: fixed-length hashlib digests under WIT-style names.
 _ALGORITHMS = {
@@ -278,10 +280,10 @@ class CallContext:
     # -- the host API --------------------------------------------------------
 
     def query(self, sql: str, params: Sequence[SqlValue]) -> QueryResult:
-        return self._statement(sql, params)[0]
+        return self._run(sql, params)[0]
 
     def execute(self, sql: str, params: Sequence[SqlValue]) -> int:
-        return self._statement(sql, params)[1]
+        return self._run(sql, params)[1]
 
     def log(self, level: str, message: str) -> None:
         size = utf8_bytes(message)
@@ -365,10 +367,45 @@ class CallContext:
 
     # -- guest statements under the authorizer -------------------------------
 
-    def _statement(self, sql: str, params: Sequence[SqlValue]) -> tuple[QueryResult, int]:
-        """The rows of the one statement ``sql`` and the rows it changed,
-        run by the core (engine/core/src/statement.rs) under this call's
-        authorizer, deadline and length limit."""
+    def query_encoded(self, sql: str, params: bytes) -> bytes:
+        """``query`` for the Basic ABI: the parameters as the guest encoded
+        them and the rows encoded for it (docs/abi.md §5-§6), with no Python
+        value in between. A malformed parameter list is an AbiError."""
+
+        def run(policy: _core.Authorizer) -> bytes:
+            rows, _ = _core.run_statement_encoded(
+                self.session.db,
+                sql,
+                params,
+                self.limits.max_query_rows,
+                self.limits.max_result_bytes,
+            )
+            return rows
+
+        try:
+            return self._statement(run)
+        except _core.CoreError as exc:
+            raise AbiError(exc.args[1]) from None
+
+    def _run(self, sql: str, params: Sequence[SqlValue]) -> tuple[QueryResult, int]:
+        bindings = [to_sqlite(p, f"query parameter {i}") for i, p in enumerate(params, 1)]
+
+        def run(policy: _core.Authorizer) -> tuple[QueryResult, int]:
+            columns, rows, changes = _core.run_statement(
+                self.session.db,
+                sql,
+                bindings,
+                self.limits.max_query_rows,
+                self.limits.max_result_bytes,
+            )
+            return (columns, rows), changes
+
+        return self._statement(run)
+
+    def _statement(self, run: Callable[[_core.Authorizer], T]) -> T:
+        """One statement of the procedure, run by the core
+        (engine/core/src/statement.rs) under this call's authorizer,
+        deadline and length limit."""
         session = self.session
         bounds = _Bounds(session, self.deadline, self.limits.max_value_bytes)
         if bounds.expired():
@@ -379,18 +416,10 @@ class CallContext:
         policy = _core.Authorizer(
             self.capabilities.core_grants, self.read_only, session.is_procedure
         )
-        bindings = [to_sqlite(p, f"query parameter {i}") for i, p in enumerate(params, 1)]
         session.policy = policy
         try:
             with bounds:
-                columns, rows, changes = _core.run_statement(
-                    session.db,
-                    sql,
-                    bindings,
-                    self.limits.max_query_rows,
-                    self.limits.max_result_bytes,
-                )
-            return (columns, rows), changes
+                return run(policy)
         except _core.SqlFailure as exc:
             raise self._failure(exc.args[0], exc.args[1], policy, bounds) from None
         except UnicodeDecodeError as exc:  # text SQLite holds as invalid UTF-8

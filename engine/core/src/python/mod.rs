@@ -43,6 +43,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sqlite::extension_entry_point, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite::sqlite_ready, m)?)?;
     m.add_function(wrap_pyfunction!(statement::run_statement, m)?)?;
+    m.add_function(wrap_pyfunction!(statement::run_statement_encoded, m)?)?;
     m.add("SqlFailure", m.py().get_type::<statement::SqlFailure>())?;
     m.add_function(wrap_pyfunction!(encoding::decode_params, m)?)?;
     m.add_function(wrap_pyfunction!(encoding::encode_rows, m)?)?;

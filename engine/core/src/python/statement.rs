@@ -10,6 +10,8 @@ use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
 };
 
+use super::runtime::core_error;
+use crate::encoding::{decode_params, Param, RowsWriter};
 use crate::statement::{run, Bind, RowLimits, RowSink};
 
 create_exception!(
@@ -159,4 +161,51 @@ pub fn run_statement<'py>(
         }
     }
     Ok((sink.columns, rows, changes))
+}
+
+/// [`run_statement`] for the Basic ABI: the parameters as the guest encoded
+/// them (docs/abi.md §5) and the rows encoded for it (§6), with no Python
+/// value in between: `(rows, changes)`. A malformed parameter list is
+/// `CoreError("abi-error", ...)`, raised before the statement is prepared.
+#[pyfunction]
+#[pyo3(signature = (db, sql, params, max_rows, max_bytes))]
+pub fn run_statement_encoded<'py>(
+    py: Python<'py>,
+    db: usize,
+    sql: &str,
+    params: &[u8],
+    max_rows: usize,
+    max_bytes: usize,
+) -> PyResult<(Bound<'py, PyBytes>, i64)> {
+    if !super::sqlite::sqlite_ready() {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "the core is not loaded as an SQLite extension (native.load_sqlite_api)",
+        ));
+    }
+    let decoded = decode_params(params).map_err(|e| core_error("abi-error", e.to_string()))?;
+    let binds: Vec<Bind<'_>> = decoded
+        .iter()
+        .map(|p| match *p {
+            Param::Null => Bind::Null,
+            Param::Integer(x) => Bind::Integer(x),
+            Param::Real(x) => Bind::Real(x),
+            Param::Text(t) => Bind::Text(t.as_bytes()),
+            Param::Blob(b) => Bind::Blob(b),
+            Param::Boolean(b) => Bind::Integer(i64::from(b)),
+        })
+        .collect();
+    let mut rows = RowsWriter::new(std::iter::empty());
+    let limits = RowLimits {
+        max_rows,
+        max_bytes,
+    };
+    // SAFETY: as in `run_statement`.
+    let outcome = py.detach(|| unsafe { run(db as *mut _, sql, &binds, limits, &mut rows) });
+    if let Some(err) = PyErr::take(py) {
+        return Err(err);
+    }
+    match outcome {
+        Ok(changes) => Ok((PyBytes::new(py, &rows.finish()), changes)),
+        Err(failure) => Err(SqlFailure::new_err((failure.kind(), failure.message()))),
+    }
 }

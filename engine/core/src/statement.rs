@@ -238,24 +238,13 @@ pub unsafe fn run(
                     ffi::SQLITE_INTEGER => sink.integer(ffi::sqlite3_column_int64(stmt.0, i)),
                     ffi::SQLITE_FLOAT => sink.real(ffi::sqlite3_column_double(stmt.0, i)),
                     ffi::SQLITE_TEXT => {
-                        let p = ffi::sqlite3_column_text(stmt.0, i);
-                        let n = usize::try_from(ffi::sqlite3_column_bytes(stmt.0, i)).unwrap_or(0);
-                        let bytes = if p.is_null() {
-                            &[][..]
-                        } else {
-                            std::slice::from_raw_parts(p, n)
-                        };
+                        let bytes = column_bytes(stmt.0, i, ffi::sqlite3_column_text(stmt.0, i));
                         size += bytes.len();
                         sink.text(bytes);
                     }
                     ffi::SQLITE_BLOB => {
                         let p = ffi::sqlite3_column_blob(stmt.0, i).cast::<u8>();
-                        let n = usize::try_from(ffi::sqlite3_column_bytes(stmt.0, i)).unwrap_or(0);
-                        let bytes = if p.is_null() {
-                            &[][..]
-                        } else {
-                            std::slice::from_raw_parts(p, n)
-                        };
+                        let bytes = column_bytes(stmt.0, i, p);
                         size += bytes.len();
                         sink.blob(bytes);
                     }
@@ -280,6 +269,24 @@ pub unsafe fn run(
         return Err(Failure::Several);
     }
     Ok(changes)
+}
+
+/// The bytes of column `i` of the current row, whose text or blob pointer
+/// SQLite returned as `p` (NULL for an empty value).
+///
+/// # Safety
+///
+/// `p` is what sqlite3_column_text/blob just returned for that column; the
+/// slice is read before the next call on the statement.
+unsafe fn column_bytes<'s>(stmt: *mut ffi::sqlite3_stmt, i: c_int, p: *const u8) -> &'s [u8] {
+    if p.is_null() {
+        return &[];
+    }
+    // SAFETY: SQLite's value of `sqlite3_column_bytes` bytes at `p`.
+    unsafe {
+        let n = usize::try_from(ffi::sqlite3_column_bytes(stmt, i)).unwrap_or(0);
+        std::slice::from_raw_parts(p, n)
+    }
 }
 
 unsafe fn bind(

@@ -28,7 +28,19 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn parse(name: &str) -> PyResult<Self> {
+    /// The kinds of a signature: each parameter's, and the result's if any.
+    pub fn signature(
+        params: &[String],
+        result: Option<&str>,
+    ) -> PyResult<(Box<[Self]>, Option<Self>)> {
+        let params = params
+            .iter()
+            .map(|p| Self::parse(p))
+            .collect::<PyResult<Box<[Self]>>>()?;
+        Ok((params, result.map(Self::parse).transpose()?))
+    }
+
+    fn parse(name: &str) -> PyResult<Self> {
         Ok(match name {
             "i64" => Self::I64,
             "i32" => Self::I32,
@@ -416,11 +428,7 @@ impl Numeric {
         tally: &Tally,
         fault: Py<PyAny>,
     ) -> PyResult<Self> {
-        let params = params
-            .iter()
-            .map(|p| Kind::parse(p))
-            .collect::<PyResult<Box<[Kind]>>>()?;
-        let result = result.as_deref().map(Kind::parse).transpose()?;
+        let (params, result) = Kind::signature(&params, result.as_deref())?;
         let limits = limits_from(limits)?;
         let abi = |e: CallError| core_error(e.code(), e.to_string());
         if module.module.imports().len() > 0 {

@@ -123,11 +123,7 @@ impl Scalar {
         acquire: Py<PyAny>,
         slow: Py<PyAny>,
     ) -> PyResult<Self> {
-        let params = params
-            .iter()
-            .map(|p| Kind::parse(p))
-            .collect::<PyResult<Box<[Kind]>>>()?;
-        let result = result.as_deref().map(Kind::parse).transpose()?;
+        let (params, result) = Kind::signature(&params, result.as_deref())?;
         Ok(Self {
             inner: Arc::new(ScalarInner {
                 params,

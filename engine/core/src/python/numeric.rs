@@ -116,6 +116,30 @@ fn to_slot(value: &Bound<'_, PyAny>, kind: Kind) -> PyResult<ValRaw> {
     }
 }
 
+/// A slot of `kind` in 8 bytes (a batch holds its values so: half a
+/// `ValRaw`, so a million-row batch touches half the pages).
+fn pack(kind: Kind, slot: ValRaw) -> u64 {
+    match kind {
+        #[allow(clippy::cast_sign_loss)] // bits, not a number
+        Kind::I64 => slot.get_i64() as u64,
+        #[allow(clippy::cast_sign_loss)]
+        Kind::I32 | Kind::Bool => u64::from(slot.get_i32() as u32),
+        Kind::F64 => slot.get_f64(),
+        Kind::F32 => u64::from(slot.get_f32()),
+    }
+}
+
+/// The slot `pack` made `bits` of.
+fn unpack(kind: Kind, bits: u64) -> ValRaw {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // bits
+    match kind {
+        Kind::I64 => ValRaw::i64(bits as i64),
+        Kind::I32 | Kind::Bool => ValRaw::i32(bits as u32 as i32),
+        Kind::F64 => ValRaw::f64(bits),
+        Kind::F32 => ValRaw::f32(bits as u32),
+    }
+}
+
 /// A double into an f64 slot or (rounded) an f32 one.
 pub fn float_slot(kind: Kind, d: f64) -> ValRaw {
     if kind == Kind::F64 {
@@ -502,7 +526,7 @@ impl Numeric {
         // Column by column into one buffer per column (sequential writes);
         // every value is converted before any row runs.
         let mut rows: Option<usize> = None;
-        let mut converted: Vec<Vec<ValRaw>> = Vec::with_capacity(inner.params.len());
+        let mut converted: Vec<Vec<u64>> = Vec::with_capacity(inner.params.len());
         for (c, kind) in inner.params.iter().enumerate() {
             let column = columns.get_item(c)?;
             let column = column.cast::<PySequence>()?;
@@ -516,15 +540,15 @@ impl Numeric {
             let mut values = Vec::with_capacity(n);
             if let Ok(list) = column.cast::<PyList>() {
                 for value in list.iter() {
-                    values.push(to_slot(&value, *kind)?);
+                    values.push(pack(*kind, to_slot(&value, *kind)?));
                 }
             } else if let Ok(tuple) = column.cast::<PyTuple>() {
                 for value in tuple.iter() {
-                    values.push(to_slot(&value, *kind)?);
+                    values.push(pack(*kind, to_slot(&value, *kind)?));
                 }
             } else {
                 for r in 0..n {
-                    values.push(to_slot(&column.get_item(r)?, *kind)?);
+                    values.push(pack(*kind, to_slot(&column.get_item(r)?, *kind)?));
                 }
             }
             converted.push(values);
@@ -532,16 +556,16 @@ impl Numeric {
         let Some(rows) = rows else {
             return Err(PyValueError::new_err("a batch needs at least one column"));
         };
-        let mut results = vec![ValRaw::i64(0); rows];
+        let mut results = vec![0u64; rows];
         let (done, failure) = py.detach(|| inner.run_rows(&converted, &mut results));
         if let Some(failure) = failure {
             return Err(inner.exception(py, &failure, Some(done)));
         }
+        let kind = inner.result;
+        let slot = |bits: u64| kind.map_or(ValRaw::i64(0), |k| unpack(k, bits));
         PyList::new(
             py,
-            results
-                .iter()
-                .map(|slot| from_slot(py, inner.result, *slot)),
+            results.iter().map(|bits| from_slot(py, kind, slot(*bits))),
         )
     }
 
@@ -562,11 +586,7 @@ impl NumericInner {
     /// Every row of `columns` on one instance, re-armed per row, each
     /// row's result into `results`; the rows done and the failure that
     /// stopped them, if any.
-    fn run_rows(
-        &self,
-        columns: &[Vec<ValRaw>],
-        results: &mut [ValRaw],
-    ) -> (usize, Option<Failure>) {
+    fn run_rows(&self, columns: &[Vec<u64>], results: &mut [u64]) -> (usize, Option<Failure>) {
         let width = self.slots();
         let mut row = vec![ValRaw::i64(0); width];
         let rows = results.len();
@@ -579,8 +599,8 @@ impl NumericInner {
             }
         };
         for (r, result) in results.iter_mut().enumerate() {
-            for (slot, column) in row.iter_mut().zip(columns) {
-                *slot = column[r];
+            for ((slot, column), kind) in row.iter_mut().zip(columns).zip(self.params.iter()) {
+                *slot = unpack(*kind, column[r]);
             }
             if let Err(error) = self.export.call_raw(&mut instance, &mut row) {
                 // The rows done are counted here; the failed one by `fault`.
@@ -589,7 +609,9 @@ impl NumericInner {
                 let elapsed = Duration::ZERO;
                 return (r, Some(Failure { error, elapsed }));
             }
-            *result = row[0];
+            if let Some(kind) = self.result {
+                *result = pack(kind, row[0]);
+            }
         }
         self.tally
             .count_many(rows as u64, started.elapsed().as_secs_f64());

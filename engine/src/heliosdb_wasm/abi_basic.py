@@ -759,11 +759,6 @@ class BasicInstance:
             return _STATUS.get(exc.code, _STATUS["sql-error"])
         return 0
 
-    def _params(self, ptr: int, length: int) -> list[SqlValue]:
-        if length == 0:
-            return []
-        return v.decode_params(self._read(ptr, length, "query parameters"))
-
     def _heliosdb_query(self, sql_ptr: int, sql_len: int, p_ptr: int, p_len: int, out: int) -> int:
         ctx = self._context()
         sql = self._text(sql_ptr, sql_len, "query SQL")
@@ -782,10 +777,10 @@ class BasicInstance:
     ) -> int:
         ctx = self._context()
         sql = self._text(sql_ptr, sql_len, "execute SQL")
-        params = self._params(p_ptr, p_len)
+        params = self._read(p_ptr, p_len, "execute parameters") if p_len else b""
 
         def op() -> None:
-            changed = ctx.execute(sql, params)
+            changed = ctx.execute_encoded(sql, params)
             self._write(out, _I64_BYTES.pack(changed), "execute out area")
 
         return self._status(op)

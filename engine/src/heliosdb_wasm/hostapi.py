@@ -371,16 +371,21 @@ class CallContext:
         """``query`` for the Basic ABI: the parameters as the guest encoded
         them and the rows encoded for it (docs/abi.md §5-§6), with no Python
         value in between. A malformed parameter list is an AbiError."""
+        return self._run_encoded(sql, params)[0]
 
-        def run(policy: _core.Authorizer) -> bytes:
-            rows, _ = _core.run_statement_encoded(
+    def execute_encoded(self, sql: str, params: bytes) -> int:
+        """``execute`` for the Basic ABI, its parameters as the guest encoded them."""
+        return self._run_encoded(sql, params)[1]
+
+    def _run_encoded(self, sql: str, params: bytes) -> tuple[bytes, int]:
+        def run(policy: _core.Authorizer) -> tuple[bytes, int]:
+            return _core.run_statement_encoded(
                 self.session.db,
                 sql,
                 params,
                 self.limits.max_query_rows,
                 self.limits.max_result_bytes,
             )
-            return rows
 
         try:
             return self._statement(run)

@@ -75,6 +75,8 @@ LOG_MESSAGE_BYTES = 64 * 1024
 TRUNCATED_MARKER = " ... [truncated: {} bytes in all]"
 FLUSH_INTERVAL_SECONDS = 1.0
 FLUSH_PENDING_CALLS = 10_000
+# Telemetry.due() reads the core's tallies every this many times it is asked.
+COLLECT_EVERY = 64
 
 # Latency buckets: four per power of two from 1 µs (about ±9 % resolution).
 _BUCKETS_PER_OCTAVE = 4
@@ -273,6 +275,7 @@ class Telemetry:
         # ``pending_calls``, and returns False once it will count no more.
         self.collectors: list[Callable[[], bool]] = []
         self.last_flush = time.monotonic()
+        self._due_checks = 0
 
     def collect(self) -> None:
         if self.collectors:
@@ -298,13 +301,19 @@ class Telemetry:
         self.pending_logs.append(record)
 
     def due(self) -> bool:
-        self.collect()
-        if not self.pending_calls and not self.pending_logs:
-            return False
-        return (
-            self.pending_calls + len(self.pending_logs) >= FLUSH_PENDING_CALLS
-            or time.monotonic() - self.last_flush >= FLUSH_INTERVAL_SECONDS
-        )
+        """Whether to flush now: something is pending and the interval has
+        passed, or FLUSH_PENDING_CALLS calls and lines are pending. Asked
+        after every operation, so within the interval the core's tallies
+        are read only every COLLECT_EVERY times (draining one costs more
+        than the numeric call it counts)."""
+        if time.monotonic() - self.last_flush >= FLUSH_INTERVAL_SECONDS:
+            self.collect()
+            return bool(self.pending_calls or self.pending_logs)
+        self._due_checks += 1
+        if self._due_checks >= COLLECT_EVERY:
+            self._due_checks = 0
+            self.collect()
+        return self.pending_calls + len(self.pending_logs) >= FLUSH_PENDING_CALLS
 
     def flush(self, conn: apsw.Connection) -> None:
         """Write what is pending in one transaction (the caller checked autocommit)."""

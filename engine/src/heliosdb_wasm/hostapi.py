@@ -378,7 +378,7 @@ class CallContext:
         return self._run_encoded(sql, params)[1]
 
     def _run_encoded(self, sql: str, params: bytes) -> tuple[bytes, int]:
-        def run(policy: _core.Authorizer) -> tuple[bytes, int]:
+        def run() -> tuple[bytes, int]:
             return _core.run_statement_encoded(
                 self.session.db,
                 sql,
@@ -395,7 +395,7 @@ class CallContext:
     def _run(self, sql: str, params: Sequence[SqlValue]) -> tuple[QueryResult, int]:
         bindings = [to_sqlite(p, f"query parameter {i}") for i, p in enumerate(params, 1)]
 
-        def run(policy: _core.Authorizer) -> tuple[QueryResult, int]:
+        def run() -> tuple[QueryResult, int]:
             columns, rows, changes = _core.run_statement(
                 self.session.db,
                 sql,
@@ -407,7 +407,7 @@ class CallContext:
 
         return self._statement(run)
 
-    def _statement(self, run: Callable[[_core.Authorizer], T]) -> T:
+    def _statement(self, run: Callable[[], T]) -> T:
         """One statement of the procedure, run by the core
         (engine/core/src/statement.rs) under this call's authorizer,
         deadline and length limit."""
@@ -424,7 +424,7 @@ class CallContext:
         session.policy = policy
         try:
             with bounds:
-                return run(policy)
+                return run()
         except _core.SqlFailure as exc:
             raise self._failure(exc.args[0], exc.args[1], policy, bounds) from None
         except UnicodeDecodeError as exc:  # text SQLite holds as invalid UTF-8

@@ -201,19 +201,23 @@ pub unsafe fn run(
     unsafe { bind(db, stmt.0, params)? };
     // SAFETY: as above.
     let ncols = unsafe { ffi::sqlite3_column_count(stmt.0) };
-    let names: Vec<&[u8]> = (0..ncols)
-        .map(|i| {
-            // SAFETY: a column index of this statement; the name lives as long as it.
-            let p = unsafe { ffi::sqlite3_column_name(stmt.0, i) };
-            if p.is_null() {
-                &[][..]
-            } else {
-                // SAFETY: a NUL-terminated name SQLite keeps until the statement ends.
-                unsafe { CStr::from_ptr(p).to_bytes() }
-            }
-        })
-        .collect();
-    sink.columns(&names);
+    {
+        // Borrowed from the statement, and only until the sink has copied them.
+        let names: Vec<&[u8]> = (0..ncols)
+            .map(|i| {
+                // SAFETY: a column index of this statement.
+                let p = unsafe { ffi::sqlite3_column_name(stmt.0, i) };
+                if p.is_null() {
+                    &[][..]
+                } else {
+                    // SAFETY: a NUL-terminated name SQLite keeps while the
+                    // statement lives, which outlasts this block.
+                    unsafe { CStr::from_ptr(p).to_bytes() }
+                }
+            })
+            .collect();
+        sink.columns(&names);
+    }
     let width = usize::try_from(ncols).unwrap_or(0);
     let (mut rows, mut size) = (0usize, 0usize);
     loop {

@@ -344,6 +344,9 @@ def instances(report: Report) -> None:
     ).stdout.split()
     report.add(Row(g, "RSS of a process with 100 procedures", float(out[0]), "bytes"))
     report.add(Row(g, "RSS per registered, called procedure", float(out[1]), "bytes"))
+    report.add(
+        Row(g, "RSS per pooled instance (the core's)", float(out[2]), "bytes", note="500 pools, one instance each")
+    )
 
 
 MANY = """
@@ -358,7 +361,20 @@ for i in range(100):
         f" USING EXPORT 'add_i64' AS $wasm${wasm}$wasm$"
     )
     assert db.execute(f"SELECT p{{i}}(1, 2)").scalar() == 3
-print(rss(), (rss() - base) / 100)
+total, per = rss(), (rss() - base) / 100
+# Pooled instances of the core: 500 pools of one numeric export, one instance each.
+runner = db._runner("p0")
+module, export = runner.module.core_export("add_i64")
+from heliosdb_wasm import _core, native
+params, result = native.kinds(runner.signature)
+before = rss()
+pools = [
+    _core.Numeric(module, export, params, result, runner.limits.to_json(), native.new_tally(), print)
+    for _ in range(500)
+]
+for n in pools:
+    n.call([1, 2])
+print(total, per, (rss() - before) / 500)
 """
 
 
@@ -799,6 +815,8 @@ def show(value: float | None, unit: str) -> str:
             return f"{value * 1e6:.3f} µs"
         return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
     if unit == "bytes":
+        if abs(value) < 1024 * 1024:
+            return f"{value / 1024:.1f} KiB"
         return f"{value / 1024 / 1024:.2f} MiB"
     return f"{value:,.0f} {unit}"
 

@@ -28,6 +28,17 @@ sql_values = st.one_of(
 )
 
 
+def reference_params(data: bytes) -> list[Any]:
+    """Section 5 read by Python's bounds-checked reader (values._Reader, which
+    the engine still uses for row and HTTP buffers)."""
+    if not data:
+        return []
+    r = values._Reader(data, "parameter list")
+    decoded = [r.value() for _ in range(r.count(1))]
+    r.done()
+    return decoded
+
+
 def reference_rows(columns: list[str], rows: list[tuple[Any, ...]]) -> bytes:
     out = bytearray(struct.pack("<I", len(columns)))
     for name in columns:
@@ -69,7 +80,7 @@ def test_parameter_lists_decode_to_what_was_encoded(params: list[Any]) -> None:
 def test_malformed_lists_fail_alike(data: bytes) -> None:
     """Any bytes at all: the same values, or an abi-error with the same words."""
     try:
-        expected: Any = values.python_decode_params(data)
+        expected: Any = reference_params(data)
     except AbiError as exc:
         expected = exc.message
     try:

@@ -42,10 +42,6 @@ _FIELD = {
 }
 
 
-def eligible(params: Sequence[SqlType], returns: SqlType | None) -> bool:
-    return all(t in _FIELD for t in params) and (returns is None or returns in _FIELD)
-
-
 class RawCall:
     """One export of one instance, callable with Python numbers."""
 

@@ -405,17 +405,6 @@ def decode_params(data: bytes) -> list[SqlValue]:
         raise AbiError(exc.args[1]) from None
 
 
-def python_decode_params(data: bytes) -> list[SqlValue]:
-    """The same in Python: the reference tests/test_core_encoding.py holds
-    the core's decoder to."""
-    if not data:
-        return []
-    r = _Reader(data, "parameter list")
-    values = [r.value() for _ in range(r.count(1))]
-    r.done()
-    return values
-
-
 def decode_rows(data: bytes) -> tuple[list[str], list[tuple[SqlValue, ...]]]:
     r = _Reader(data, "rows buffer")
     columns = [r.text() for _ in range(r.count(4))]

@@ -495,11 +495,19 @@ impl Numeric {
                 inner.params.len()
             )));
         }
-        let mut slots = vec![ValRaw::i64(0); inner.slots()];
+        // On the stack for the usual signature: this is a per-call path.
+        let mut inline = [ValRaw::i64(0); 16];
+        let mut spilled = Vec::new();
+        let slots: &mut [ValRaw] = if inner.slots() <= inline.len() {
+            &mut inline[..inner.slots()]
+        } else {
+            spilled.resize(inner.slots(), ValRaw::i64(0));
+            &mut spilled
+        };
         for (i, (slot, kind)) in slots.iter_mut().zip(inner.params.iter()).enumerate() {
             *slot = to_slot(&args.get_item(i)?, *kind)?;
         }
-        match py.detach(|| inner.call_slots(&mut slots)) {
+        match py.detach(|| inner.call_slots(slots)) {
             Ok(()) => Ok(from_slot(py, inner.result, slots[0])),
             Err(failure) => Err(inner.exception(py, &failure, None)),
         }

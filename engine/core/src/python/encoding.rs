@@ -4,11 +4,10 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyMemoryView, PySequence, PyString,
-};
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyList, PySequence, PyString};
 
 use super::runtime::core_error;
+use super::values::{sql_value, SqlValue};
 use crate::encoding::{decode_params as decode, Param, RowsWriter};
 
 /// A guest's parameter list as Python values (None, int, float, str,
@@ -59,16 +58,12 @@ pub fn encode_rows<'py>(
 }
 
 fn cell(w: &mut RowsWriter, value: &Bound<'_, PyAny>) -> PyResult<()> {
-    if value.is_none() {
-        w.null();
-    } else if let Ok(b) = value.cast::<PyBool>() {
-        w.boolean(b.is_true());
-    } else if value.is_instance_of::<PyInt>() {
-        w.integer(value.extract()?);
-    } else if let Ok(f) = value.cast::<PyFloat>() {
-        w.real(f.value());
-    } else if let Ok(s) = value.cast::<PyString>() {
-        match s.to_str() {
+    match sql_value(value)? {
+        Some(SqlValue::Null) => w.null(),
+        Some(SqlValue::Boolean(b)) => w.boolean(b),
+        Some(SqlValue::Integer(x)) => w.integer(x),
+        Some(SqlValue::Real(x)) => w.real(x),
+        Some(SqlValue::Text(s)) => match s.to_str() {
             Ok(text) => w.text(text.as_bytes()),
             // A lone surrogate (text SQLite held as invalid UTF-8): its
             // bytes as Python's "surrogatepass" writes them.
@@ -76,19 +71,15 @@ fn cell(w: &mut RowsWriter, value: &Bound<'_, PyAny>) -> PyResult<()> {
                 let raw = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
                 w.text(raw.cast::<PyBytes>()?.as_bytes());
             }
+        },
+        Some(SqlValue::Blob(b)) => w.blob(b),
+        Some(SqlValue::Buffer(b)) => w.blob(&b),
+        None => {
+            return Err(PyTypeError::new_err(format!(
+                "cannot encode a {} value",
+                value.get_type().name()?
+            )))
         }
-    } else if let Ok(b) = value.cast::<PyBytes>() {
-        w.blob(b.as_bytes());
-    } else if let Ok(b) = value.cast::<PyByteArray>() {
-        w.blob(&b.to_vec());
-    } else if value.is_instance_of::<PyMemoryView>() {
-        let bytes = value.py().get_type::<PyBytes>().call1((value,))?;
-        w.blob(bytes.cast::<PyBytes>()?.as_bytes());
-    } else {
-        return Err(PyTypeError::new_err(format!(
-            "cannot encode a {} value",
-            value.get_type().name()?
-        )));
     }
     Ok(())
 }

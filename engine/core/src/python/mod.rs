@@ -28,6 +28,7 @@ mod policy;
 mod runtime;
 mod sqlite;
 mod statement;
+mod values;
 
 use pyo3::prelude::*;
 

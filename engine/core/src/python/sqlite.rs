@@ -22,12 +22,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use libsqlite3_sys as ffi;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyFloat, PyInt, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyFloat, PyString, PyTuple};
 use wasmtime::ValRaw;
 
 use super::numeric::{float_slot, Kind, Numeric, NumericInner};
+use super::values::{sql_value, SqlValue};
 
 /// The name of the extension's entry point, for `Connection.load_extension`.
 const ENTRY_POINT: &str = "sqlite3_heliosdbcore_init";
@@ -457,40 +458,45 @@ unsafe fn result_from_python(
     ctx: *mut ffi::sqlite3_context,
     value: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
+    let py = value.py();
+    let found = sql_value(value).map_err(|err| {
+        if err.is_instance_of::<PyOverflowError>(py) {
+            PyOverflowError::new_err("the result does not fit in 64 bits")
+        } else {
+            err
+        }
+    })?;
     // SAFETY (all arms): `ctx` is this call's context; SQLite copies text
     // and blobs (SQLITE_TRANSIENT).
     unsafe {
-        if value.is_none() {
-            ffi::sqlite3_result_null(ctx);
-        } else if value.is_instance_of::<PyInt>() {
-            let x: i64 = value.extract().map_err(|_| {
-                pyo3::exceptions::PyOverflowError::new_err("the result does not fit in 64 bits")
-            })?;
-            ffi::sqlite3_result_int64(ctx, x);
-        } else if let Ok(f) = value.cast::<PyFloat>() {
-            ffi::sqlite3_result_double(ctx, f.value());
-        } else if let Ok(s) = value.cast::<PyString>() {
-            let text = s.to_str()?;
-            ffi::sqlite3_result_text64(
-                ctx,
-                text.as_ptr().cast(),
-                text.len() as u64,
-                ffi::SQLITE_TRANSIENT(),
-                ffi::SQLITE_UTF8 as u8,
-            );
-        } else if let Ok(b) = value.cast::<PyBytes>() {
-            let bytes = b.as_bytes();
-            ffi::sqlite3_result_blob64(
+        match found {
+            Some(SqlValue::Null) => ffi::sqlite3_result_null(ctx),
+            Some(SqlValue::Boolean(b)) => ffi::sqlite3_result_int64(ctx, i64::from(b)),
+            Some(SqlValue::Integer(x)) => ffi::sqlite3_result_int64(ctx, x),
+            Some(SqlValue::Real(x)) => ffi::sqlite3_result_double(ctx, x),
+            Some(SqlValue::Text(s)) => {
+                let text = s.to_str()?;
+                ffi::sqlite3_result_text64(
+                    ctx,
+                    text.as_ptr().cast(),
+                    text.len() as u64,
+                    ffi::SQLITE_TRANSIENT(),
+                    ffi::SQLITE_UTF8 as u8,
+                );
+            }
+            Some(SqlValue::Blob(bytes)) => ffi::sqlite3_result_blob64(
                 ctx,
                 bytes.as_ptr().cast(),
                 bytes.len() as u64,
                 ffi::SQLITE_TRANSIENT(),
-            );
-        } else {
-            return Err(PyTypeError::new_err(format!(
-                "a procedure result cannot be a {}",
-                value.get_type().name()?
-            )));
+            ),
+            // values.to_sqlite gives a result as bytes, never a buffer.
+            Some(SqlValue::Buffer(_)) | None => {
+                return Err(PyTypeError::new_err(format!(
+                    "a procedure result cannot be a {}",
+                    value.get_type().name()?
+                )));
+            }
         }
     }
     Ok(())

@@ -6,11 +6,10 @@
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
-};
+use pyo3::types::{PyBytes, PyFloat, PyList, PyString, PyTuple};
 
 use super::runtime::core_error;
+use super::values::{sql_value, SqlValue};
 use crate::encoding::{decode_params, Param, RowsWriter};
 use crate::statement::{run, Bind, RowLimits, RowSink};
 
@@ -72,28 +71,20 @@ enum Owned {
 }
 
 fn owned(value: &Bound<'_, PyAny>) -> PyResult<Owned> {
-    Ok(if value.is_none() {
-        Owned::Null
-    } else if let Ok(b) = value.cast::<PyBool>() {
-        Owned::Integer(i64::from(b.is_true()))
-    } else if value.is_instance_of::<PyInt>() {
-        Owned::Integer(value.extract()?)
-    } else if let Ok(f) = value.cast::<PyFloat>() {
-        Owned::Real(f.value())
-    } else if let Ok(s) = value.cast::<PyString>() {
-        Owned::Text(s.to_str()?.as_bytes().to_vec())
-    } else if let Ok(b) = value.cast::<PyBytes>() {
-        Owned::Blob(b.as_bytes().to_vec())
-    } else if let Ok(b) = value.cast::<PyByteArray>() {
-        Owned::Blob(b.to_vec())
-    } else if value.is_instance_of::<PyMemoryView>() {
-        let bytes = value.py().get_type::<PyBytes>().call1((value,))?;
-        Owned::Blob(bytes.cast::<PyBytes>()?.as_bytes().to_vec())
-    } else {
-        return Err(PyTypeError::new_err(format!(
-            "SQLite cannot bind a value of type {}",
-            value.get_type().name()?
-        )));
+    Ok(match sql_value(value)? {
+        Some(SqlValue::Null) => Owned::Null,
+        Some(SqlValue::Boolean(b)) => Owned::Integer(i64::from(b)),
+        Some(SqlValue::Integer(x)) => Owned::Integer(x),
+        Some(SqlValue::Real(x)) => Owned::Real(x),
+        Some(SqlValue::Text(s)) => Owned::Text(s.to_str()?.as_bytes().to_vec()),
+        Some(SqlValue::Blob(b)) => Owned::Blob(b.to_vec()),
+        Some(SqlValue::Buffer(b)) => Owned::Blob(b),
+        None => {
+            return Err(PyTypeError::new_err(format!(
+                "SQLite cannot bind a value of type {}",
+                value.get_type().name()?
+            )))
+        }
     })
 }
 

@@ -126,6 +126,29 @@ def test_a_commit_that_finds_the_file_busy_is_a_typed_error_and_leaves_no_transa
     assert rows == [("direct",), ("sql",), ("call",)]
 
 
+def test_a_procedures_own_statement_that_finds_the_file_busy_is_a_typed_error(
+    tmp_path: Path,
+) -> None:
+    """The core runs the procedure's INSERT (statement.rs): another
+    connection's write lock makes it DatabaseBusy, the call ends, nothing of
+    it stays, and the retry commits."""
+    path = tmp_path / "busy.db"
+    with h.Database.open(path, limits=TEST_LIMITS, busy_timeout=0.2) as db:
+        db.execute("CREATE TABLE pub(id INTEGER PRIMARY KEY, v TEXT)")
+        _sql_procedure(db, "writer", "write:pub")
+        other = apsw.Connection(str(path))
+        other.execute("BEGIN IMMEDIATE")  # holds the write lock
+        with pytest.raises(h.DatabaseBusy) as err:
+            db.call("writer", "INSERT INTO pub(v) VALUES ('call')")
+        assert err.value.procedure == "writer" and err.value.retryable
+        assert db.conn.getautocommit(), "left inside a transaction"
+        other.execute("ROLLBACK")
+        other.close()
+        assert db.execute("SELECT count(*) FROM pub").scalar() == 0
+        db.call("writer", "INSERT INTO pub(v) VALUES ('call')")
+        assert db.execute("SELECT v FROM pub").rows == [("call",)]
+
+
 def test_opening_a_locked_file_is_a_typed_error(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
     h.Database.open(path, wal=False).close()

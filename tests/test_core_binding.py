@@ -299,3 +299,55 @@ def test_the_wire_sends_the_backtrace_as_detail() -> None:
         "wasm backtrace:\n  at proc!inner @ 0x2a\n  at proc!outer @ 0x31"
     )
     assert "procedure boom version 1" in detail
+
+
+def test_a_module_without_wasi_runs_its_host_functions_in_the_core() -> None:
+    """Instances of a module that imports host functions but no WASI are
+    the core's (abi_basic.CoreInstance); a WASI guest's stay on wasmtime-py."""
+    from heliosdb_wasm.abi_basic import BasicInstance, CoreInstance
+
+    with h.Database.open(":memory:") as db:
+        db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY)")
+        db.execute(
+            "CREATE PROCEDURE count_rows() RETURNS BIGINT LANGUAGE wasm"
+            f" CAPABILITIES ('read:items') AS $wasm${b64(wasm_of('host'))}$wasm$"
+        )
+        db.execute(
+            "CREATE PROCEDURE initialized() RETURNS BIGINT LANGUAGE wasm"
+            f" AS $wasm${b64(wasm_of('wasi_guest'))}$wasm$"
+        )
+        db.execute("INSERT INTO items VALUES (1), (2)")
+        assert db.call("count_rows") == 2
+        instance, _ = db._runner("count_rows")._acquire()
+        assert isinstance(instance, CoreInstance)
+        wasm_seconds, host_seconds, fuel_used, memory_bytes = instance.core.stats
+        assert 0 < host_seconds <= wasm_seconds and fuel_used > 0 and memory_bytes == 65536
+        wasi, _ = db._runner("initialized")._acquire()
+        assert isinstance(wasi, BasicInstance)
+
+
+def test_the_core_instance_refuses_what_it_cannot_call(runtime: Runtime) -> None:
+    from heliosdb_wasm.abi_basic import host_status
+
+    module = module_of(runtime, "host")
+    pool = _core.BasicPool(module, TEST_LIMITS.to_json(), host_status)
+    instance = pool.instance()
+    with pytest.raises(_core.GuestFault) as err:
+        instance.call(None, "no_such_export", b"", [])
+    assert err.value.args[0] == "abi-error"
+    assert instance.poisoned is False  # nothing ran
+    with pytest.raises(ValueError, match="expected 1 argument"):
+        instance.call(None, "insert_item", b"q", [])
+    with pytest.raises(ValueError, match="unknown lowering"):
+        instance.call(None, "insert_item", b"x", [1])
+    with pytest.raises(TypeError, match="cannot be of type object"):
+        instance.call(None, "insert_item", b"q", [object()])
+    # Without a call context a host function ends the call as an ABI error.
+    with pytest.raises(_core.GuestFault) as err:
+        instance.call(None, "count_rows", b"", [])
+    code, message, limit, frames = err.value.args
+    assert (code, limit, frames) == ("abi-error", None, [])
+    assert "host functions cannot be called" in message
+    assert instance.poisoned is True
+    with pytest.raises(RuntimeError, match="in use or released"):
+        instance.call(None, "count_rows", b"", [])

@@ -113,7 +113,7 @@ impl<'a> Reader<'a> {
 
 /// Why `raw` is not UTF-8, in the words of Python's decoder (its
 /// `UnicodeDecodeError.reason`), so both engines say the same.
-fn utf8_reason(raw: &[u8], err: &std::str::Utf8Error) -> &'static str {
+pub(crate) fn utf8_reason(raw: &[u8], err: &std::str::Utf8Error) -> &'static str {
     match err.error_len() {
         None => "unexpected end of data",
         Some(_) => match raw[err.valid_up_to()] {

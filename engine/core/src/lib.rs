@@ -4,6 +4,7 @@
 //! the wasmtime side of a procedure call and nothing above it:
 //!
 //! - [`abi`]: the Basic ABI's host import table, the one the engine links;
+//! - [`basic`]: a Basic-ABI call, its per-call state and the host functions;
 //! - [`encoding`]: the Basic ABI's parameter and row encodings;
 //! - [`limits`]: the per-call resource limits, mirroring Python's `policy.Limits`;
 //! - [`engine`]: one [`Runtime`] per process, the wasmtime `Engine` and the epoch ticker;
@@ -17,6 +18,7 @@
 //! - [`typed`]: a numeric export resolved and type-checked once, then called cheaply.
 
 pub mod abi;
+pub mod basic;
 pub mod cache;
 pub mod call;
 pub mod encoding;

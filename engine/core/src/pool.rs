@@ -120,6 +120,11 @@ impl<T> PooledInstance<T> {
         })
     }
 
+    /// The fuel each call starts with.
+    pub fn fuel(&self) -> u64 {
+        self.s.fuel
+    }
+
     /// Marks the instance as not to be reused.
     pub fn poison(&mut self) {
         self.s.poisoned = true;

@@ -56,6 +56,35 @@ class Numeric:
     @property
     def instantiated(self) -> int: ...
 
+class GuestFault(Exception):
+    """args: (code, message, limit, frames), as runtime.core_error takes them."""
+
+# status(exc) -> the status code a host error gives the guest, or None: it ends the call
+HostStatus = Callable[[BaseException], int | None]
+
+class BasicPool:
+    def __init__(self, module: Module, limits: dict[str, Any], status: HostStatus) -> None: ...
+    def instance(self) -> BasicInstance: ...
+
+class BasicInstance:
+    # ctx: hostapi.CallContext (None: no host function may run); lowering:
+    # one letter per parameter, q i64, i i32, d f64, f f32, s a buffer.
+    # -> (wasm result, heliosdb_return's (tag, payload), heliosdb_error's (code, message))
+    def call(
+        self, ctx: Any, export: str, lowering: bytes, args: Sequence[Any]
+    ) -> tuple[Any, tuple[int, bytes] | None, tuple[str, str] | None]: ...
+    def call_batch(
+        self, ctx: Any, name: str, count: int, data: bytes, out_size: int
+    ) -> tuple[bytes, tuple[str, str] | None]: ...
+    # (wasm_seconds, host_seconds, fuel_used, memory_bytes) of the last call
+    @property
+    def stats(self) -> tuple[float, float, int, int | None]: ...
+    @property
+    def raised(self) -> tuple[str, str] | None: ...
+    @property
+    def poisoned(self) -> bool: ...
+    def release(self) -> None: ...
+
 class Scalar:
     def __init__(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import ctypes
+import json
 import random
 import struct
 import time
@@ -35,7 +36,15 @@ from .errors import (
 from .fastcall import FastCall, make_call
 from .hostapi import LOG_LEVELS, CallContext, is_fatal, timed_host_function
 from .policy import Capabilities, Limits
-from .runtime import Runtime, Source, arm, deadline_ticks, translate_trap
+from .runtime import (
+    Runtime,
+    Source,
+    arm,
+    core_error,
+    deadline_ticks,
+    limit_error,
+    translate_trap,
+)
 from .values import Signature, SqlType, SqlValue
 from .wasi import (
     SEEDED_RANDOM,
@@ -253,10 +262,14 @@ class BasicModule:
         self.export_names = {name for name, _ in exported}
         self.is_heliosdb = "heliosdb_abi_version" in self.exports
         # No imports at all: the guest cannot reach the database or WASI,
-        # which lets numeric exports take the fast call path (fastcall.py).
+        # which lets numeric exports take the core's numeric path (native.py).
         self.pure = not self.imports and not self.uses_wasi
-        if not self.pure:
-            self._source = None  # only the core's numeric path reads it again
+        # Without WASI the whole call runs in the core, host functions
+        # included (CoreInstance); WASI guests (Go) still run on wasmtime-py.
+        self.in_core = not self.uses_wasi
+        self._pools: dict[str, _core.BasicPool] = {}
+        if not self.in_core:
+            self._source = None  # only the core reads it again
         if self.imports and not self.is_heliosdb:
             raise AbiError(
                 "the module imports heliosdb host functions but does not export "
@@ -267,41 +280,44 @@ class BasicModule:
         """The module compiled by the Rust core (its own compiled-code cache,
         so the registry's bytes are read only on a miss), for the numeric
         path of a ``pure`` module."""
+        if not self.pure:
+            raise AbiError("a module that imports host functions has no numeric path")
         return self._core_module(), export
 
     def _core_module(self) -> _core.Module:
         if self._core is None:
             if self._source is None:
-                raise AbiError("a module that imports host functions has no numeric path")
+                raise AbiError("a module that imports WASI does not run in the core")
             try:
                 self._core = _core.Module(self.runtime.core, self.sha256, self._source)
             except _core.CoreError as exc:
                 raise AbiError(f"the runtime core refused the module: {exc.args[1]}") from None
         return self._core
 
-    def verify(self, limits: Limits, caps: Capabilities) -> BasicInstance:
+    def verify(self, limits: Limits, caps: Capabilities) -> CoreInstance | BasicInstance:
         """Instantiate once under ``limits`` and check the declared ABI version.
 
         Instantiating at registration refuses a module that could never run
         (a start function that loops or traps, an initial memory above the
         limit) before it is stored.
         """
-        instance = BasicInstance(self, limits, caps)
-        if self.pure:
-            # Compiled by the core now, at registration, so that its cache
-            # serves the first call of a later process as well.
-            self._core_module()
+        # A core module is compiled by the core now, at registration, so
+        # that its cache serves the first call of a later process as well.
+        instance = self.instantiate(limits, caps)
         if not self.is_heliosdb:
             return instance
         ty = self.exports["heliosdb_abi_version"]
         if _types(ty.params) or _types(ty.results) != (_I32,):
             raise AbiError("heliosdb_abi_version must have type () -> (i32)")
-        func = instance.exports["heliosdb_abi_version"]
-        assert isinstance(func, wasmtime.Func)
-        try:
-            version = func(instance.store)
-        except Exception as exc:  # noqa: BLE001 - any guest failure is typed below
-            raise translate_trap(exc, limits, None) from None
+        if isinstance(instance, CoreInstance):
+            version = instance.abi_version()
+        else:
+            func = instance.exports["heliosdb_abi_version"]
+            assert isinstance(func, wasmtime.Func)
+            try:
+                version = func(instance.store)
+            except Exception as exc:  # noqa: BLE001 - any guest failure is typed below
+                raise translate_trap(exc, limits, None) from None
         if version != ABI_VERSION:
             raise AbiError(
                 f"module declares Basic ABI version {version}; this engine "
@@ -353,8 +369,30 @@ class BasicModule:
         if missing:
             raise AbiError(f"the module must export {', '.join(missing)}")
 
-    def instantiate(self, limits: Limits, caps: Capabilities) -> BasicInstance:
+    def instantiate(self, limits: Limits, caps: Capabilities) -> CoreInstance | BasicInstance:
+        """A new instance: in the core unless the module imports WASI."""
+        if self.in_core:
+            return CoreInstance(self, limits)
         return BasicInstance(self, limits, caps)
+
+    def wasmtime_instance(self, limits: Limits, caps: Capabilities) -> BasicInstance:
+        """An instance on wasmtime-py, for SingleStore's canonical ABI,
+        whose raw calls have not moved into the core yet."""
+        return BasicInstance(self, limits, caps)
+
+    def core_pool(self, limits: Limits) -> _core.BasicPool:
+        """The core's pool of this module under ``limits`` (host functions
+        linked once), made on first use."""
+        key = json.dumps(limits.to_json(), sort_keys=True)
+        pool = self._pools.get(key)
+        if pool is None:
+            try:
+                pool = _core.BasicPool(self._core_module(), limits.to_json(), host_status)
+            except _core.CoreError as exc:
+                code, message = exc.args
+                raise core_error(code, message, None, [], limits) from None
+            pool = self._pools.setdefault(key, pool)
+        return pool
 
     def prelinked(self, seeded_random: bool) -> wasmtime.InstancePre:
         """The module with its imports resolved, made once (per random policy)."""
@@ -389,6 +427,177 @@ class BasicModule:
                 raise
             found = self._pre[seeded_random] = (linker, pre)
         return found[1]
+
+
+# The lowering of a parameter for the core (python/basic.rs): its wasm
+# number type, or "s" for a text/blob buffer.
+_LOWER = {
+    SqlType.BIGINT: "q",
+    SqlType.INTEGER: "i",
+    SqlType.BOOLEAN: "i",
+    SqlType.DOUBLE: "d",
+    SqlType.REAL: "f",
+}
+
+
+def host_status(exc: BaseException) -> int | None:
+    """The status code a host function's error gives the guest, or None
+    when it ends the call: an ABI error, a limit of this call or a busy
+    file (hostapi.is_fatal), or anything that is not an engine error."""
+    if isinstance(exc, AbiError) or not isinstance(exc, ProcedureError) or is_fatal(exc):
+        return None
+    return _STATUS.get(exc.code, _STATUS["sql-error"])
+
+
+def _guest_fault(exc: Exception, limits: Limits) -> ProcedureError:
+    """The typed error of a ``_core.GuestFault``."""
+    code, message, limit, frames = exc.args
+    return core_error(code, message, limit, frames, limits)
+
+
+def raised_error(code: str, message: str) -> ProcedureError:
+    """The error a guest raised with heliosdb_error. WIT error case names
+    are reserved codes (docs/abi.md §4): they pass a host error on unchanged
+    instead of wrapping it in a user error."""
+    if code in _STATUS and code != "user-error":
+        return from_wit_case(code, message)
+    return UserError(code, message)
+
+
+def returned_value(
+    sig: Signature, result: Any, returned: bool, value: Any
+) -> Any:
+    """The procedure's result: what it gave heliosdb_return (``returned``,
+    ``value`` decoded), else the export's own number."""
+    if returned:
+        pass
+    elif sig.returns is None and not sig.is_table:
+        return None
+    elif sig.returns is not None and sig.returns in _RESULT_WASM:
+        value = bool(result) if sig.returns is SqlType.BOOLEAN else result
+    else:
+        raise AbiError(
+            f"procedure returned without calling heliosdb_return "
+            f"(it must return {sig.render().split(' RETURNS ')[1]})"
+        )
+    return v.convert_result(sig, value)
+
+
+def decode_returned(tag: int, payload: bytes) -> Any:
+    """A heliosdb_return payload as a Python value (rows or a scalar)."""
+    if tag == v.TAG_ROWS:
+        return v.decode_rows(payload)
+    return v.decode_scalar(tag, payload)
+
+
+class CoreInstance:
+    """One instance of a module that imports no WASI, run by the Rust core
+    (engine/core/src/basic.rs): the guest call, guest memory, the buffers it
+    is given and the host functions' ABI all happen there; the call's
+    ``CallContext`` does what they ask of the database."""
+
+    def __init__(self, module: BasicModule, limits: Limits) -> None:
+        self.module = module
+        self.limits = limits
+        self.poisoned = False
+        self._lowerings: dict[str, bytes] = {}
+        try:
+            self.core = module.core_pool(limits).instance()
+        except _core.GuestFault as exc:
+            raise _guest_fault(exc, limits) from None
+
+    def abi_version(self) -> int:
+        try:
+            result, _, _ = self.core.call(None, "heliosdb_abi_version", b"", [])
+        except _core.GuestFault as exc:
+            self.poisoned = True
+            raise _guest_fault(exc, self.limits) from None
+        return int(result)
+
+    def call(self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]) -> Any:
+        lowering = self._lowerings.get(export)
+        if lowering is None:
+            lowering = "".join(_LOWER.get(c.type, "s") for c in sig.params).encode()
+            self._lowerings[export] = lowering
+        try:
+            result, returned, raised = self.core.call(ctx, export, lowering, args)
+        except Exception as exc:  # noqa: BLE001 - every failure is typed here
+            raise self._failure(ctx, exc) from None
+        finally:
+            ctx.wasm_seconds, ctx.host_seconds, ctx.fuel_used, ctx.memory_bytes = self.core.stats
+        if raised is not None:
+            raise raised_error(*raised)
+        try:
+            if returned is None:
+                return returned_value(sig, result, False, None)
+            return returned_value(sig, result, True, decode_returned(*returned))
+        except ProcedureError:
+            self.poisoned = True
+            raise
+
+    def _failure(self, ctx: CallContext, exc: Exception) -> ProcedureError:
+        """The typed error of a failed call; the instance is not used again."""
+        self.poisoned = True
+        if isinstance(exc, _core.GuestFault):
+            error = _guest_fault(exc, self.limits)
+        elif isinstance(exc, ProcedureError):
+            return exc  # the context's own error, which ends the call
+        else:
+            error = translate_trap(exc, self.limits, None)  # a host function's bug
+        if isinstance(error, ProcedureTrap):
+            if ctx.out_of_memory:  # the guest said so just before trapping
+                return limit_error("memory", error.message, self.limits)
+            raised = self.core.raised
+            if raised is not None:
+                # Recording an error and then trapping is how a language
+                # without exceptions (AssemblyScript) throws.
+                return raised_error(*raised)
+        return error
+
+    def batch_export(self, export: str) -> str | None:
+        """The batch entry point of ``export`` (docs/abi.md §9), if it has one."""
+        name = export + BATCH_SUFFIX
+        ty = self.module.exports.get(name)
+        names = self.module.export_names
+        if ty is None or "heliosdb_alloc" not in self.module.exports or "memory" not in names:
+            return None
+        if _types(ty.params) != (_I32, _I32, _I32) or _types(ty.results) != (_I32,):
+            raise AbiError(f"{name} must have type (i32, i32, i32) -> (i32)")
+        return name
+
+    def call_batch(
+        self, ctx: CallContext, export: str, sig: Signature, columns: Sequence[Sequence[Any]]
+    ) -> list[Any]:
+        """Rows ``columns`` through ``<export>__batch``: one guest call for all
+        of them, the columns laid out in guest memory (docs/abi.md §9)."""
+        name = export + BATCH_SUFFIX
+        count = len(columns[0])
+        data = b"".join(
+            array.array(_BATCH_CODE[c.type], col).tobytes()
+            for c, col in zip(sig.params, columns, strict=True)
+        )
+        assert sig.returns is not None
+        code = _BATCH_CODE[sig.returns]
+        out_size = count * array.array(code).itemsize
+        try:
+            out, raised = self.core.call_batch(ctx, name, count, data, out_size)
+        except Exception as exc:  # noqa: BLE001 - every failure is typed here
+            raise self._failure(ctx, exc) from None
+        finally:
+            ctx.wasm_seconds, ctx.host_seconds, ctx.fuel_used, ctx.memory_bytes = self.core.stats
+        if raised is not None:  # a row failed with heliosdb_error
+            self.poisoned = True
+            raise raised_error(*raised)
+        results = array.array(code)
+        results.frombytes(out)
+        values = results.tolist()
+        return [bool(x) for x in values] if sig.returns is SqlType.BOOLEAN else values
+
+    def memory_size(self) -> int | None:
+        return self.core.stats[3]
+
+    def release(self) -> None:
+        self.core.release()
 
 
 class BasicInstance:
@@ -636,18 +845,7 @@ class BasicInstance:
         return self._give(data)
 
     def _lift(self, ctx: CallContext, sig: Signature, result: Any) -> Any:
-        if ctx.returned:
-            value = ctx.return_value
-        elif sig.returns is None and not sig.is_table:
-            return None
-        elif sig.returns is not None and sig.returns in _RESULT_WASM:
-            value = bool(result) if sig.returns is SqlType.BOOLEAN else result
-        else:
-            raise AbiError(
-                f"procedure returned without calling heliosdb_return "
-                f"(it must return {sig.render().split(' RETURNS ')[1]})"
-            )
-        return v.convert_result(sig, value)
+        return returned_value(sig, result, ctx.returned, ctx.return_value)
 
     # -- guest memory ----------------------------------------------------------
 
@@ -787,11 +985,10 @@ class BasicInstance:
 
     def _heliosdb_http_fetch(self, req_ptr: int, req_len: int, out: int) -> int:
         ctx = self._context()
-        method, url, headers, body = v.decode_http_request(self._read(req_ptr, req_len, "request"))
+        request = self._read(req_ptr, req_len, "request")
 
         def op() -> None:
-            response = ctx.http_fetch(method, url, headers, body)
-            encoded = v.encode_http_response(response.status, response.headers, response.body)
+            encoded = ctx.http_fetch_encoded(request)
             self._write(out, _OUT.pack(*self._give(encoded)), "http_fetch out area")
 
         return self._status(op)
@@ -845,10 +1042,7 @@ class BasicInstance:
     def _heliosdb_return(self, tag: int, ptr: int, length: int) -> None:
         ctx = self._context()
         payload = self._read(ptr, length, "heliosdb_return") if tag != v.TAG_NULL else b""
-        if tag == v.TAG_ROWS:
-            ctx.return_value = v.decode_rows(payload)
-        else:
-            ctx.return_value = v.decode_scalar(tag, payload)
+        ctx.return_value = decode_returned(tag, payload)
         ctx.returned = True
 
     def _heliosdb_log(self, level: int, ptr: int, length: int) -> None:
@@ -880,13 +1074,7 @@ class BasicInstance:
         ctx = self._context()
         code = self._text(c_ptr, c_len, "error code")
         message = self._text(m_ptr, m_len, "error message")
-        # WIT error case names are reserved codes (docs/abi.md §4): they pass
-        # a host error on unchanged instead of wrapping it in a user error.
-        ctx.raised = (
-            from_wit_case(code, message)
-            if code in _STATUS and code != "user-error"
-            else UserError(code, message)
-        )
+        ctx.raised = raised_error(code, message)
 
     def _heliosdb_last_error(self, out: int) -> int:
         err = self._context().last_error

@@ -7,12 +7,12 @@ calls ``wasmtime_func_call_unchecked`` with one preallocated
 ``wasmtime_val_raw_t`` buffer; fuel and the epoch deadline are re-armed
 before every call exactly as on ``Func.__call__``'s path.
 
-This is what is left of the wasmtime-py call routes while the Basic ABI's
-host functions move into the Rust core (issue 13): abi_basic.py and
-singlestore/abi.py call the exports of modules that import host functions
-or WASI through it. Numeric procedures of import-free modules no longer come
-here: they run in the core (native.py), with no ctypes and no Python per
-row.
+This is what is left of the wasmtime-py call routes while the runtime
+moves into the Rust core (issue 13): abi_basic.BasicInstance calls the
+exports of modules that import WASI (Go) through it, and singlestore/abi.py
+those of SingleStore's canonical ABI. Every other Basic-ABI module runs in
+the core (abi_basic.CoreInstance, engine/core/src/basic.rs), host functions
+included.
 """
 
 from __future__ import annotations

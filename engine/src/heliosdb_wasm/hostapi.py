@@ -37,7 +37,7 @@ from .errors import (
 )
 from .policy import Authorizer, Capabilities, Limits, in_body_registry_access
 from .telemetry import LogBuffer, LogRecord, Telemetry, clip_message, utf8_bytes
-from .values import SqlValue, to_sqlite
+from .values import SqlValue, decode_http_request, encode_http_response, to_sqlite
 from .wasi import says_out_of_memory
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
@@ -347,6 +347,13 @@ class CallContext:
             timeout=self.deadline - time.monotonic(),
             max_bytes=self.limits.max_fetch_bytes,
         )
+
+    def http_fetch_encoded(self, request: bytes) -> bytes:
+        """``http_fetch`` for the Basic ABI: the request and the response as
+        docs/abi.md §7 encodes them (a malformed request is an AbiError)."""
+        method, url, headers, body = decode_http_request(request)
+        response = self.http_fetch(method, url, headers, body)
+        return encode_http_response(response.status, response.headers, response.body)
 
     def digest(self, algorithm: str, data: bytes) -> bytes:
         return hashlib.new(_algorithm(self.capabilities, algorithm), data).digest()

@@ -10,6 +10,9 @@
 //! - [`numeric`]: `Numeric`, one numeric export of an import-free module
 //!   with its instance pool and limits, called from Python one row or a
 //!   batch at a time; `Tally`, its successful calls for telemetry;
+//! - [`basic`]: `BasicPool` and `BasicInstance`, Basic-ABI modules with
+//!   host imports, their host functions in the core and the call's
+//!   `CallContext` behind them;
 //! - [`encoding`]: the Basic ABI's parameter and row encodings;
 //! - [`policy`]: `Grants` and `Authorizer`, the capability authorizer of a
 //!   procedure's statements;
@@ -22,6 +25,7 @@
 //! `Numeric` (`fault`), so the typed errors stay defined in one place,
 //! `heliosdb_wasm.errors`.
 
+mod basic;
 mod encoding;
 mod numeric;
 mod policy;
@@ -32,11 +36,35 @@ mod values;
 
 use pyo3::prelude::*;
 
+/// Runs `f` holding the GIL, taken with `PyGILState_Ensure` whatever PyO3
+/// believes. SQLite calls into the core from inside apsw, which releases
+/// the GIL around its statements without PyO3 knowing: in a nested call (a
+/// procedure's query calling a procedure) PyO3's own count says this thread
+/// is attached while it is not, and `Python::attach` would run Python
+/// without a thread state.
+pub(crate) fn with_gil<R>(f: impl FnOnce(Python<'_>) -> R) -> R {
+    struct Release(pyo3::ffi::PyGILState_STATE);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            // SAFETY: pairs the PyGILState_Ensure below, on the same thread.
+            unsafe { pyo3::ffi::PyGILState_Release(self.0) }
+        }
+    }
+    // SAFETY: the interpreter is running (it loaded this module and apsw);
+    // Ensure is reentrant.
+    let _release = Release(unsafe { pyo3::ffi::PyGILState_Ensure() });
+    // SAFETY: the GIL is held until `_release` drops, after `f`.
+    f(unsafe { Python::assume_attached() })
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runtime::PyRuntime>()?;
     m.add_class::<runtime::PyModule_>()?;
     m.add_class::<numeric::Numeric>()?;
+    m.add_class::<basic::BasicPool>()?;
+    m.add_class::<basic::BasicInstance>()?;
+    m.add("GuestFault", m.py().get_type::<basic::GuestFault>())?;
     m.add_class::<numeric::Tally>()?;
     m.add_class::<sqlite::Scalar>()?;
     m.add_class::<policy::Grants>()?;

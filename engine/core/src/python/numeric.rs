@@ -407,7 +407,7 @@ impl NumericInner {
     }
 }
 
-fn limits_from(dict: &Bound<'_, PyDict>) -> PyResult<Limits> {
+pub fn limits_from(dict: &Bound<'_, PyDict>) -> PyResult<Limits> {
     fn get<'py, T: FromPyObjectOwned<'py>>(dict: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
         dict.get_item(key)?
             .ok_or_else(|| PyValueError::new_err(format!("limits: {key} is missing")))?

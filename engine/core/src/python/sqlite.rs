@@ -29,6 +29,7 @@ use wasmtime::ValRaw;
 
 use super::numeric::{float_slot, Kind, Numeric, NumericInner};
 use super::values::{sql_value, SqlValue};
+use super::with_gil;
 
 /// The name of the extension's entry point, for `Connection.load_extension`.
 const ENTRY_POINT: &str = "sqlite3_heliosdbcore_init";
@@ -71,27 +72,6 @@ pub fn extension_entry_point() -> &'static str {
 #[pyfunction]
 pub fn sqlite_ready() -> bool {
     READY.load(Ordering::Acquire)
-}
-
-/// Runs `f` holding the GIL, taken with `PyGILState_Ensure` whatever PyO3
-/// believes. SQLite calls a `Scalar` from inside apsw, which releases the
-/// GIL around its statements without PyO3 knowing: in a nested call (a
-/// procedure's query calling a procedure) PyO3's own count says this thread
-/// is attached while it is not, and `Python::attach` would run Python
-/// without a thread state.
-fn with_gil<R>(f: impl FnOnce(Python<'_>) -> R) -> R {
-    struct Release(pyo3::ffi::PyGILState_STATE);
-    impl Drop for Release {
-        fn drop(&mut self) {
-            // SAFETY: pairs the PyGILState_Ensure below, on the same thread.
-            unsafe { pyo3::ffi::PyGILState_Release(self.0) }
-        }
-    }
-    // SAFETY: the interpreter is running (it loaded this module and apsw);
-    // Ensure is reentrant.
-    let _release = Release(unsafe { pyo3::ffi::PyGILState_Ensure() });
-    // SAFETY: the GIL is held until `_release` drops, after `f`.
-    f(unsafe { Python::assume_attached() })
 }
 
 struct ScalarInner {

@@ -338,7 +338,7 @@ class SingleStoreInstance:
         self.module = module
         self.limits = limits
         self.poisoned = False
-        self.core: BasicInstance = module.basic.instantiate(limits, caps)
+        self.core: BasicInstance = module.basic.wasmtime_instance(limits, caps)
         store = self.core.store
         self._store = store
         self._ctx_ptr = store._context()

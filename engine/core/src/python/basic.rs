@@ -1,0 +1,453 @@
+//! `BasicPool` and `BasicInstance`: Basic-ABI modules with host imports,
+//! called in the core (`crate::basic`), their host functions served by the
+//! call's `hostapi.CallContext`.
+//!
+//! The guest runs without the GIL; a host function takes it only for what
+//! the context does in Python (a statement, a log line, a savepoint).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyFloat, PySequence};
+use wasmtime::Val;
+
+use super::numeric::limits_from;
+use super::runtime::{core_error, PyModule_};
+use super::values::{sql_value, SqlValue};
+use super::with_gil;
+use crate::basic::{
+    self, Arg, BasicState, CallFailure, Called, Failure, Fault, Host, Lower, Outcome, Tx,
+};
+use crate::error::CallError;
+use crate::pool::{InstancePool, PooledInstance};
+
+create_exception!(
+    _core,
+    GuestFault,
+    PyException,
+    "A Basic-ABI call failed in the guest or broke the ABI. args: (code, \
+     message, limit, frames), as `runtime.core_error` takes them."
+);
+
+/// The host functions' view of one call: the Python `CallContext`, and
+/// `status(exc) -> int | None`, the status code a host error gives the
+/// guest (None: the error ends the call).
+struct PyHost {
+    ctx: Py<PyAny>,
+    status: Py<PyAny>,
+}
+
+impl PyHost {
+    fn failure(&self, py: Python<'_>, err: PyErr) -> Failure<PyErr> {
+        let value = err.value(py);
+        let status = self
+            .status
+            .call1(py, (value,))
+            .and_then(|s| s.extract::<Option<i32>>(py));
+        match status {
+            Ok(Some(status)) => {
+                let message = value
+                    .getattr(intern!(py, "message"))
+                    .and_then(|m| m.extract::<String>())
+                    .unwrap_or_else(|_| value.to_string());
+                Failure::Status { status, message }
+            }
+            Ok(None) => Failure::Fatal(err),
+            Err(other) => Failure::Fatal(other),
+        }
+    }
+
+    /// `ctx.<method>(*args)`, converted.
+    fn invoke<'py, A, T>(
+        &self,
+        py: Python<'py>,
+        method: &Bound<'py, pyo3::types::PyString>,
+        args: A,
+        convert: impl FnOnce(&Bound<'py, PyAny>) -> PyResult<T>,
+    ) -> PyResult<T>
+    where
+        A: pyo3::call::PyCallArgs<'py>,
+    {
+        self.ctx
+            .bind(py)
+            .call_method1(method, args)
+            .and_then(|r| convert(&r))
+    }
+
+    /// [`Self::invoke`] for a fallible host function: its error classified.
+    fn call<'py, A, T>(
+        &self,
+        py: Python<'py>,
+        method: &Bound<'py, pyo3::types::PyString>,
+        args: A,
+        convert: impl FnOnce(&Bound<'py, PyAny>) -> PyResult<T>,
+    ) -> Result<T, Failure<PyErr>>
+    where
+        A: pyo3::call::PyCallArgs<'py>,
+    {
+        self.invoke(py, method, args, convert)
+            .map_err(|err| self.failure(py, err))
+    }
+}
+
+fn bytes_of(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    Ok(value.cast::<PyBytes>()?.as_bytes().to_vec())
+}
+
+impl Host for PyHost {
+    type Error = PyErr;
+
+    fn query(&mut self, sql: &str, params: &[u8]) -> Result<Vec<u8>, Failure<PyErr>> {
+        with_gil(|py| {
+            let args = (sql, PyBytes::new(py, params));
+            self.call(py, intern!(py, "query_encoded"), args, bytes_of)
+        })
+    }
+
+    fn execute(&mut self, sql: &str, params: &[u8]) -> Result<i64, Failure<PyErr>> {
+        with_gil(|py| {
+            let args = (sql, PyBytes::new(py, params));
+            self.call(py, intern!(py, "execute_encoded"), args, |r| r.extract())
+        })
+    }
+
+    fn transaction(&mut self, op: Tx) -> Result<(), Failure<PyErr>> {
+        with_gil(|py| {
+            let method = match op {
+                Tx::Begin => intern!(py, "begin_tx"),
+                Tx::Commit => intern!(py, "commit_tx"),
+                Tx::Rollback => intern!(py, "rollback_tx"),
+            };
+            self.call(py, method, (), |_| Ok(()))
+        })
+    }
+
+    fn http_fetch(&mut self, request: &[u8]) -> Result<Vec<u8>, Failure<PyErr>> {
+        with_gil(|py| {
+            let args = (PyBytes::new(py, request),);
+            self.call(py, intern!(py, "http_fetch_encoded"), args, bytes_of)
+        })
+    }
+
+    fn digest(&mut self, algorithm: &str, data: &[u8]) -> Result<Vec<u8>, Failure<PyErr>> {
+        with_gil(|py| {
+            let args = (algorithm, PyBytes::new(py, data));
+            self.call(py, intern!(py, "digest"), args, bytes_of)
+        })
+    }
+
+    fn hmac(
+        &mut self,
+        algorithm: &str,
+        key: &[u8],
+        data: &[u8],
+    ) -> Result<Vec<u8>, Failure<PyErr>> {
+        with_gil(|py| {
+            let args = (algorithm, PyBytes::new(py, key), PyBytes::new(py, data));
+            self.call(py, intern!(py, "hmac"), args, bytes_of)
+        })
+    }
+
+    fn log(&mut self, level: &'static str, message: &str) -> Result<(), PyErr> {
+        with_gil(|py| self.invoke(py, intern!(py, "log"), (level, message), |_| Ok(())))
+    }
+
+    fn count_in_window(&mut self, key: &str, window_ms: i64) -> Result<i64, PyErr> {
+        with_gil(|py| {
+            self.invoke(py, intern!(py, "count_in_window"), (key, window_ms), |r| {
+                r.extract()
+            })
+        })
+    }
+}
+
+type Pool = InstancePool<BasicState<PyHost>>;
+
+/// The instances of one module version under one set of limits, with the
+/// host functions linked once (an `InstancePre`).
+#[pyclass(module = "heliosdb_wasm._core", frozen)]
+pub struct BasicPool {
+    pool: Arc<Pool>,
+    status: Py<PyAny>,
+}
+
+fn guest_fault(error: &CallError) -> PyErr {
+    let (limit, frames): (Option<&str>, Vec<String>) = match error {
+        CallError::LimitExceeded { limit, .. } => (Some(limit.as_str()), Vec::new()),
+        CallError::Trap { backtrace, .. } => {
+            (None, backtrace.iter().map(ToString::to_string).collect())
+        }
+        CallError::Abi { .. } => (None, Vec::new()),
+    };
+    let message = match error {
+        CallError::LimitExceeded { message, .. }
+        | CallError::Trap { message, .. }
+        | CallError::Abi { message } => message.clone(),
+    };
+    GuestFault::new_err((error.code(), message, limit, frames))
+}
+
+fn failure_error(failure: CallFailure<PyErr>) -> PyErr {
+    match failure {
+        CallFailure::Call(error) => guest_fault(&error),
+        CallFailure::Fault(Fault::Abi(message)) => {
+            GuestFault::new_err(("abi-error", message, None::<&str>, Vec::<String>::new()))
+        }
+        CallFailure::Fault(Fault::Memory(message)) => GuestFault::new_err((
+            "limit-exceeded",
+            message,
+            Some("memory"),
+            Vec::<String>::new(),
+        )),
+        CallFailure::Fault(Fault::Host(err)) => err,
+    }
+}
+
+#[pymethods]
+impl BasicPool {
+    /// `module`'s instances under `limits` (`policy.Limits.to_json()`);
+    /// `status(exc)` as for the host functions (see `PyHost`).
+    #[new]
+    fn new(module: &PyModule_, limits: &Bound<'_, PyDict>, status: Py<PyAny>) -> PyResult<Self> {
+        let limits = limits_from(limits)?;
+        let linker = basic::linker::<PyHost>(module.runtime.engine())
+            .map_err(|e| core_error("abi-error", format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&module.module)
+            .map_err(|e| core_error("abi-error", format!("{e:#}")))?;
+        let pool = InstancePool::new(&module.runtime, pre, limits, BasicState::default)
+            .map_err(|e| core_error(e.code(), e.to_string()))?;
+        Ok(Self {
+            pool: Arc::new(pool),
+            status,
+        })
+    }
+
+    /// A new instance (its start function and `_initialize` run under the
+    /// limits): `GuestFault` if they fail. Python's Runner keeps the idle
+    /// ones, so this pool only makes them.
+    fn instance(&self, py: Python<'_>) -> PyResult<BasicInstance> {
+        let pool = self.pool.clone();
+        let instance = py.detach(|| pool.acquire()).map_err(|e| guest_fault(&e))?;
+        Ok(BasicInstance {
+            slot: Mutex::new(Some(instance)),
+            status: self.status.clone_ref(py),
+            last: Mutex::new(Outcome::default()),
+        })
+    }
+}
+
+/// One instance with its own store.
+#[pyclass(module = "heliosdb_wasm._core", frozen)]
+pub struct BasicInstance {
+    slot: Mutex<Option<PooledInstance<BasicState<PyHost>>>>,
+    status: Py<PyAny>,
+    // What the last call left: raised error, times, fuel, memory.
+    last: Mutex<Outcome>,
+}
+
+fn lowering(code: &[u8]) -> PyResult<Vec<Lower>> {
+    code.iter()
+        .map(|c| {
+            Ok(match c {
+                b'q' => Lower::I64,
+                b'i' => Lower::I32,
+                b'd' => Lower::F64,
+                b'f' => Lower::F32,
+                b's' => Lower::Buffer,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "unknown lowering {:?}",
+                        char::from(*other)
+                    )))
+                }
+            })
+        })
+        .collect()
+}
+
+fn arg(value: &Bound<'_, PyAny>) -> PyResult<Arg> {
+    Ok(match sql_value(value)? {
+        Some(SqlValue::Null) => Arg::Null,
+        Some(SqlValue::Boolean(b)) => Arg::Boolean(b),
+        Some(SqlValue::Integer(x)) => Arg::Integer(x),
+        Some(SqlValue::Real(x)) => Arg::Real(x),
+        Some(SqlValue::Text(s)) => Arg::Text(s.to_str()?.as_bytes().to_vec()),
+        Some(SqlValue::Blob(b)) => Arg::Blob(b.to_vec()),
+        Some(SqlValue::Buffer(b)) => Arg::Blob(b),
+        None => {
+            return Err(PyTypeError::new_err(format!(
+                "a procedure argument cannot be of type {}",
+                value.get_type().name()?
+            )))
+        }
+    })
+}
+
+fn py_val(py: Python<'_>, val: &Val) -> Py<PyAny> {
+    match *val {
+        Val::I32(x) => x
+            .into_pyobject(py)
+            .map_or_else(|_| py.None(), |o| o.into_any().unbind()),
+        Val::I64(x) => x
+            .into_pyobject(py)
+            .map_or_else(|_| py.None(), |o| o.into_any().unbind()),
+        Val::F32(bits) => PyFloat::new(py, f64::from(f32::from_bits(bits)))
+            .into_any()
+            .unbind(),
+        Val::F64(bits) => PyFloat::new(py, f64::from_bits(bits)).into_any().unbind(),
+        _ => py.None(),
+    }
+}
+
+type Returned = Option<(u8, Py<PyBytes>)>;
+/// `heliosdb_error`'s `(code, message)`.
+type Raised = Option<(String, String)>;
+
+impl BasicInstance {
+    fn with_slot<R>(
+        &self,
+        py: Python<'_>,
+        ctx: Option<Py<PyAny>>,
+        f: impl FnOnce(&mut PooledInstance<BasicState<PyHost>>, Option<PyHost>) -> Called<R, PyHost>
+            + Send,
+    ) -> PyResult<R>
+    where
+        R: Send,
+    {
+        let host = ctx.map(|ctx| PyHost {
+            ctx,
+            status: self.status.clone_ref(py),
+        });
+        // Taken out for the call: a second call on the same instance (it
+        // is never shared, but a bug could) finds it gone instead of waiting.
+        let mut instance = self
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("the instance is in use or released"))?;
+        let (result, outcome, host) = py.detach(|| f(&mut instance, host));
+        drop(host);
+        let poisoned = instance.is_poisoned();
+        if !poisoned {
+            *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(instance);
+        }
+        // Kept for `stats` and `raised`, also when the call failed: a
+        // language without exceptions throws by raising and then trapping.
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = outcome;
+        result.map_err(failure_error)
+    }
+}
+
+#[pymethods]
+impl BasicInstance {
+    /// One call of `export`: `lowering` has one letter per parameter
+    /// (`q` i64, `i` i32, `d` f64, `f` f32, `s` a text/blob buffer), `args`
+    /// the coerced values. `(result, returned, raised)`: the wasm result
+    /// (or None), `heliosdb_return`'s `(tag, payload)` and
+    /// `heliosdb_error`'s `(code, message)`, if the guest called them.
+    /// Raises `GuestFault`, or the context's own error that ended the call.
+    /// `ctx` None: no host function may be called.
+    #[pyo3(signature = (ctx, export, lowering, args))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        ctx: Option<Py<PyAny>>,
+        export: &str,
+        lowering: &[u8],
+        args: &Bound<'_, PySequence>,
+    ) -> PyResult<(Py<PyAny>, Returned, Raised)> {
+        let lowering = self::lowering(lowering)?;
+        let n = args.len()?;
+        if n != lowering.len() {
+            return Err(PyValueError::new_err(format!(
+                "expected {} argument(s), got {n}",
+                lowering.len()
+            )));
+        }
+        let args = (0..n)
+            .map(|i| arg(&args.get_item(i)?))
+            .collect::<PyResult<Vec<_>>>()?;
+        let values = self.with_slot(py, ctx, |instance, host| {
+            basic::call(instance, host, export, &lowering, args)
+        })?;
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let returned = last
+            .returned
+            .take()
+            .map(|(tag, payload)| (tag, PyBytes::new(py, &payload).unbind()));
+        let result = values.first().map_or_else(|| py.None(), |v| py_val(py, v));
+        Ok((result, returned, last.raised.take()))
+    }
+
+    /// A batch entry point (docs/abi.md §9): `name(count, args, out)` over
+    /// the argument columns `data`; the `out_size` result bytes, and what
+    /// a row raised with `heliosdb_error` (then the bytes are empty).
+    fn call_batch<'py>(
+        &self,
+        py: Python<'py>,
+        ctx: Py<PyAny>,
+        name: &str,
+        count: u32,
+        data: &[u8],
+        out_size: usize,
+    ) -> PyResult<(Bound<'py, PyBytes>, Raised)> {
+        let bytes = self.with_slot(py, Some(ctx), |instance, host| {
+            basic::call_batch(instance, host, name, count, data, out_size)
+        })?;
+        let raised = self
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .raised
+            .take();
+        Ok((PyBytes::new(py, &bytes), raised))
+    }
+
+    /// What the last call gave `heliosdb_error`, `(code, message)`, if it
+    /// failed after raising (the call's outcome is then the raised error).
+    #[getter]
+    fn raised(&self) -> Raised {
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .raised
+            .clone()
+    }
+
+    /// The last call's `(wasm_seconds, host_seconds, fuel_used,
+    /// memory_bytes)`: time in the guest, the part of it in host functions.
+    #[getter]
+    fn stats(&self) -> (f64, f64, u64, Option<usize>) {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        (
+            last.wasm.as_secs_f64(),
+            last.host.as_secs_f64(),
+            last.fuel_used,
+            last.memory_bytes,
+        )
+    }
+
+    /// Whether a call failed on this instance (it is then dropped).
+    #[getter]
+    fn poisoned(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
+    /// Drops the store now.
+    fn release(&self) {
+        let instance = self
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(instance);
+    }
+}

@@ -14,6 +14,7 @@
 //! - [`pool`]: pre-linked instances of one module version, reused between calls;
 //! - [`mod@call`]: calling a numeric export through a pool;
 //! - [`cache`]: compiled modules on disk, keyed by hash and engine settings;
+//! - `gate` (feature `sqlite`): one connection's authorizer and the bounds of guest statements;
 //! - `statement` (feature `sqlite`): a procedure's SQL statement on the caller's connection;
 //! - [`typed`]: a numeric export resolved and type-checked once, then called cheaply.
 
@@ -24,6 +25,8 @@ pub mod call;
 pub mod encoding;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "sqlite")]
+pub mod gate;
 pub mod limiter;
 pub mod limits;
 pub mod policy;

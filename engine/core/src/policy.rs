@@ -148,6 +148,23 @@ pub fn ddl_table<'a>(act: i32, p1: Option<&'a str>, p2: Option<&'a str>) -> Opti
     }
 }
 
+/// The engine table an action reads, writes or changes, if any (Python's
+/// `policy._registry_access`): what no trigger or view body may touch,
+/// whoever runs the statement.
+pub fn registry_access<'a>(act: i32, p1: Option<&'a str>, p2: Option<&'a str>) -> Option<&'a str> {
+    let table = if act == action::READ || is_write(act) {
+        p1
+    } else if is_ddl(act) {
+        ddl_table(act, p1, p2)
+    } else {
+        None
+    }?;
+    table
+        .to_ascii_lowercase()
+        .starts_with(REGISTRY_PREFIX)
+        .then_some(table)
+}
+
 fn always_denied(act: i32) -> Option<&'static str> {
     Some(match act {
         action::ATTACH => "ATTACH",
@@ -278,6 +295,26 @@ mod tests {
         let mut a = StatementAuthorizer::new(grants, read_only);
         let code = a.authorize(act, Some(p1), Some(p2), |name| name == "proc");
         (code, a.denied().to_vec())
+    }
+
+    #[test]
+    fn registry_access_names_the_engine_table() {
+        let r = |act, p1, p2| registry_access(act, Some(p1), Some(p2));
+        assert_eq!(
+            r(action::READ, "_HeliosDB_versions", "x"),
+            Some("_HeliosDB_versions")
+        );
+        assert_eq!(
+            r(action::UPDATE, "_heliosdb_modules", "x"),
+            Some("_heliosdb_modules")
+        );
+        assert_eq!(
+            r(action::CREATE_INDEX, "i", "_heliosdb_versions"),
+            Some("_heliosdb_versions")
+        );
+        assert_eq!(r(action::READ, "items", "x"), None);
+        assert_eq!(r(action::FUNCTION, "", "_heliosdb_x"), None);
+        assert_eq!(registry_access(action::READ, None, None), None);
     }
 
     #[test]

@@ -113,15 +113,40 @@ class Authorizer:
     def denied(self) -> list[str]: ...
 
 class SqlFailure(Exception):
-    """args: (kind, message)."""
+    """args: (kind, message, own_deadline)."""
 
-def run_statement(
-    db: int, sql: str, params: list[Any], max_rows: int, max_bytes: int
-) -> tuple[list[str], list[tuple[Any, ...]], int]: ...
+class PolicyToken: ...
 
-def run_statement_encoded(
-    db: int, sql: str, params: bytes, max_rows: int, max_bytes: int
-) -> tuple[bytes, int]: ...
+class Gate:
+    def __init__(self, db: int) -> None: ...
+    @property
+    def policy(self) -> PolicyToken | None: ...
+    @policy.setter
+    def policy(self, policy: PolicyToken | Authorizer | Callable[..., int] | None) -> None: ...
+    def run(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        authorizer: Authorizer,
+        timeout: float,
+        max_value_bytes: int,
+        max_rows: int,
+        max_bytes: int,
+    ) -> tuple[list[str], list[tuple[Any, ...]], int]: ...
+    def run_encoded(
+        self,
+        sql: str,
+        params: bytes,
+        authorizer: Authorizer,
+        timeout: float,
+        max_value_bytes: int,
+        max_rows: int,
+        max_bytes: int,
+    ) -> tuple[bytes, int]: ...
+    @property
+    def host_length(self) -> int | None: ...
+    @property
+    def depth(self) -> int: ...
 
 def extension_entry_point() -> str: ...
 def sqlite_ready() -> bool: ...

@@ -35,12 +35,14 @@ from .errors import (
     ResourceLimitExceeded,
     SqlError,
 )
-from .policy import Authorizer, Capabilities, Limits, in_body_registry_access
+from .policy import Authorizer, Capabilities, Limits
 from .telemetry import LogBuffer, LogRecord, Telemetry, clip_message, utf8_bytes
 from .values import SqlValue, decode_http_request, encode_http_response, to_sqlite
 from .wasi import says_out_of_memory
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
+# What the connection's gate answers with (Session.policy).
+Policy = Authorizer | _core.Authorizer | _core.PolicyToken | None
 T = TypeVar("T")
 
 # digest / hmac algorithms: fixed-length hashlib digests under WIT-style names.
@@ -91,27 +93,23 @@ class Session:
         self.logs = LogBuffer()  # telemetry.LOG_MEMORY_BYTES, LOG_MEMORY_LINES
         self.telemetry = Telemetry()
         self.depth = 0
-        # The bounds of the guest statements running on the connection,
-        # innermost last (CallContext._statement).
-        self.bounds: list[_Bounds] = []
         self._names = itertools.count(1)
-        # The policy of the guest statement being prepared, or None for the
-        # host's own statements and the user's SQL. Installed once, because
-        # sqlite3_set_authorizer expires every prepared statement.
-        self.policy: Authorizer | None = None
-        conn.authorizer = self._authorize
+        # The connection's authorizer and the bounds of the guest statements
+        # running on it (engine/core/src/gate.rs), installed once: setting
+        # an authorizer expires every prepared statement.
+        self.gate = _core.Gate(self.db)
 
-    def _authorize(
-        self, action: int, p1: str | None, p2: str | None, db: str | None, trigger: str | None
-    ) -> int:
-        if self.policy is not None:
-            return self.policy(action, p1, p2, db, trigger)
-        # The engine's own statements (and the raw connection): whoever
-        # planted a trigger or view, its body never reaches the registry, as
-        # under every policy.
-        if in_body_registry_access(action, p1, p2, trigger) is not None:
-            return int(apsw.SQLITE_DENY)
-        return int(apsw.SQLITE_OK)
+    @property
+    def policy(self) -> Policy:
+        """The policy of the statement being prepared: a guest statement's
+        authorizer, the owner's or a client's rules; None for the host's own
+        statements, where the core's rule keeps trigger and view bodies out
+        of the registry (as every policy does)."""
+        return self.gate.policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        self.gate.policy = policy
 
     @contextmanager
     def internal(self) -> Iterator[None]:
@@ -198,7 +196,7 @@ class CallContext:
         self.limits = limits
         self.args = args
         self.read_only = False
-        self._outer_policy: Authorizer | None = None
+        self._outer_policy: Policy = None
         self._call_savepoint: str | None = None
         self._tx: list[str] = []
         # Basic-ABI state: the value given to heliosdb_return, the user error
@@ -385,72 +383,96 @@ class CallContext:
         return self._run_encoded(sql, params)[1]
 
     def _run_encoded(self, sql: str, params: bytes) -> tuple[bytes, int]:
-        def run() -> tuple[bytes, int]:
-            return _core.run_statement_encoded(
-                self.session.db,
+        def run(policy: _core.Authorizer, timeout: float) -> tuple[bytes, int]:
+            limits = self.limits
+            return self.session.gate.run_encoded(
                 sql,
                 params,
-                self.limits.max_query_rows,
-                self.limits.max_result_bytes,
+                policy,
+                timeout,
+                limits.max_value_bytes,
+                limits.max_query_rows,
+                limits.max_result_bytes,
             )
 
-        try:
-            return self._statement(run)
-        except _core.CoreError as exc:
-            raise AbiError(exc.args[1]) from None
+        return self._statement(run)
 
     def _run(self, sql: str, params: Sequence[SqlValue]) -> tuple[QueryResult, int]:
         bindings = [to_sqlite(p, f"query parameter {i}") for i, p in enumerate(params, 1)]
 
-        def run() -> tuple[QueryResult, int]:
-            columns, rows, changes = _core.run_statement(
-                self.session.db,
+        def run(policy: _core.Authorizer, timeout: float) -> tuple[QueryResult, int]:
+            limits = self.limits
+            columns, rows, changes = self.session.gate.run(
                 sql,
                 bindings,
-                self.limits.max_query_rows,
-                self.limits.max_result_bytes,
+                policy,
+                timeout,
+                limits.max_value_bytes,
+                limits.max_query_rows,
+                limits.max_result_bytes,
             )
             return (columns, rows), changes
 
         return self._statement(run)
 
-    def _statement(self, run: Callable[[], T]) -> T:
+    def _statement(self, run: Callable[[_core.Authorizer, float], T]) -> T:
         """One statement of the procedure, run by the core
         (engine/core/src/statement.rs) under this call's authorizer,
-        deadline and length limit."""
-        session = self.session
-        bounds = _Bounds(session, self.deadline, self.limits.max_value_bytes)
-        if bounds.expired():
-            raise _timeout(self, bounds)
+        deadline and length limit (the connection's gate, gate.rs, puts
+        them in place and takes them back)."""
         # The core's capability authorizer (engine/core/src/policy.rs), one
         # per statement: a DDL action it allows opens its table for the rest
         # of that statement only.
         policy = _core.Authorizer(
-            self.capabilities.core_grants, self.read_only, session.is_procedure
+            self.capabilities.core_grants, self.read_only, self.session.is_procedure
         )
-        session.policy = policy
         try:
-            with bounds:
-                return run()
+            return run(policy, self.deadline - time.monotonic())
         except _core.SqlFailure as exc:
-            raise self._failure(exc.args[0], exc.args[1], policy, bounds) from None
+            kind, message, own_deadline = exc.args
+            raise self.statement_error(kind, message, policy.denied, own_deadline) from None
         except UnicodeDecodeError as exc:  # text SQLite holds as invalid UTF-8
             raise SqlError(f"a text value is not UTF-8: {exc.reason}") from None
-        finally:
-            session.policy = None
 
-    def _failure(
-        self, kind: str, message: str, policy: _core.Authorizer, bounds: _Bounds
+    def statement_scope(
+        self,
+    ) -> tuple[_core.Gate, _core.Grants, bool, Callable[[str], bool], float, int, int, int]:
+        """What the core needs to run this call's statements itself (the
+        Basic ABI's query and execute host functions, engine/core/src/
+        python/basic.rs): the gate, the grants, whether the call is
+        read-only, the procedure test, the seconds to the deadline and the
+        value, row and byte limits."""
+        limits = self.limits
+        return (
+            self.session.gate,
+            self.capabilities.core_grants,
+            self.read_only,
+            self.session.is_procedure,
+            self.deadline - time.monotonic(),
+            limits.max_value_bytes,
+            limits.max_query_rows,
+            limits.max_result_bytes,
+        )
+
+    def statement_error(
+        self, kind: str, message: str, denied: Sequence[str], own_deadline: bool
     ) -> ProcedureError:
-        """The typed error for a statement the core reports failed."""
-        denied = policy.denied
-        if kind == "interrupt":
-            # The deadline, or someone else's sqlite3_interrupt.
-            return _timeout(self, bounds) if bounds.expired() else SqlError(message)
+        """The typed error for a statement the core reports failed
+        (``_core.SqlFailure``'s kinds; ``denied``: what the authorizer refused)."""
+        if kind == "timeout":
+            if own_deadline:
+                text = f"wall-clock limit of {self.limits.timeout_seconds:g} s exceeded in a query"
+            else:
+                text = "the calling procedure's wall-clock limit was reached in a query"
+            return ResourceLimitExceeded(text, limit="timeout")
+        if kind == "abi-error":
+            return AbiError(message)
+        if kind == "interrupt":  # someone else's sqlite3_interrupt
+            return SqlError(message)
         if kind == "toobig":
             return ResourceLimitExceeded(
                 f"a string or blob of the statement is over max_value_bytes "
-                f"({bounds.max_value_bytes})",
+                f"({self.limits.max_value_bytes})",
                 limit="max_value_bytes",
             )
         if kind in ("max_query_rows", "max_result_bytes"):
@@ -470,68 +492,6 @@ class CallContext:
         return SqlError(message)
 
 
-# -- bounds of guest statements ----------------------------------------------
-
-# SQLite calls a guest statement's progress handler every this many virtual
-# machine steps. Measured on a loop of the cheapest opcodes: +2.4 % (+0.6 %
-# at 10 000), with calls about 0.1 ms apart, so a deadline is noticed within
-# a millisecond of SQLite work. Opcodes that work on values near
-# max_value_bytes are slower (instr or LIKE on 16 MB, about 1 ms each): a
-# statement made of those can overrun its deadline by about a second.
-PROGRESS_STEPS = 1000
-
-
-class _Bounds:
-    """What one guest statement may spend of its connection: SQLite work
-    until ``deadline`` (a time.monotonic() value) and strings and blobs up to
-    ``max_value_bytes``, no more than the guest statement it runs inside (a
-    nested procedure's, called from its caller's query) may. ``own_deadline``:
-    the deadline is the procedure's own, not its caller's.
-
-    While entered, a progress handler interrupts the statement (prepare,
-    steps, row fetching) at the deadline, and SQLite's length limit refuses
-    larger values (SQLITE_TOOBIG) before it allocates them; the enclosing
-    statement's handler and limit come back on exit."""
-
-    __slots__ = ("deadline", "max_value_bytes", "own_deadline", "previous_length", "session")
-    deadline: float
-    max_value_bytes: int
-
-    def __init__(self, session: Session, deadline: float, max_value_bytes: int) -> None:
-        self.session = session
-        self.own_deadline = True
-        if session.bounds:
-            enclosing = session.bounds[-1]
-            self.own_deadline = deadline <= enclosing.deadline
-            deadline = min(deadline, enclosing.deadline)
-            max_value_bytes = min(max_value_bytes, enclosing.max_value_bytes)
-        self.deadline = deadline
-        self.max_value_bytes = max_value_bytes
-        self.previous_length = 0
-
-    def expired(self) -> bool:
-        """The progress handler: True interrupts the statement."""
-        return time.monotonic() >= self.deadline
-
-    def __enter__(self) -> None:
-        session = self.session
-        conn = session.conn
-        conn.set_progress_handler(self.expired, PROGRESS_STEPS)
-        self.previous_length = conn.limit(apsw.SQLITE_LIMIT_LENGTH, self.max_value_bytes)
-        session.bounds.append(self)
-
-    def __exit__(self, *exc: object) -> None:
-        session = self.session
-        conn = session.conn
-        conn.limit(apsw.SQLITE_LIMIT_LENGTH, self.previous_length)
-        stack = session.bounds
-        stack.pop()
-        if stack:
-            conn.set_progress_handler(stack[-1].expired, PROGRESS_STEPS)
-        else:
-            conn.set_progress_handler(None)
-
-
 @contextmanager
 def engine_statements(session: Session) -> Iterator[None]:
     """The engine's own statements in the middle of a guest statement (what
@@ -539,21 +499,13 @@ def engine_statements(session: Session) -> Iterator[None]:
     may be larger than the guest's values may be) run under the host's
     length limit, not the guest's. The deadline stays: that work is done
     for the guest."""
-    stack = session.bounds
-    if not stack:
+    host = session.gate.host_length
+    if host is None:
         yield
         return
     conn = session.conn
-    guest = conn.limit(apsw.SQLITE_LIMIT_LENGTH, stack[0].previous_length)
+    guest = conn.limit(apsw.SQLITE_LIMIT_LENGTH, host)
     try:
         yield
     finally:
         conn.limit(apsw.SQLITE_LIMIT_LENGTH, guest)
-
-
-def _timeout(ctx: CallContext, bounds: _Bounds) -> ResourceLimitExceeded:
-    if bounds.own_deadline:
-        message = f"wall-clock limit of {ctx.limits.timeout_seconds:g} s exceeded in a query"
-    else:
-        message = "the calling procedure's wall-clock limit was reached in a query"
-    return ResourceLimitExceeded(message, limit="timeout")

@@ -6,6 +6,7 @@
 //! the context does in Python (a statement, a log line, a savepoint).
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyTypeError, PyValueError};
@@ -14,15 +15,21 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PySequence};
 use wasmtime::Val;
 
+use super::gate::Gate;
 use super::numeric::limits_from;
+use super::policy::{Grants, GuestPolicy};
 use super::runtime::{core_error, PyModule_};
+use super::statement::{bounded_encoded, Scope};
 use super::values::{sql_value, SqlValue};
 use super::with_gil;
 use crate::basic::{
     self, Arg, BasicState, CallFailure, Called, Failure, Fault, Host, Lower, Outcome, Tx,
 };
 use crate::error::CallError;
+use crate::gate::Gate as CoreGate;
+use crate::policy::Grants as CoreGrants;
 use crate::pool::{InstancePool, PooledInstance};
+use crate::statement::RowLimits;
 
 create_exception!(
     _core,
@@ -38,9 +45,104 @@ create_exception!(
 struct PyHost {
     ctx: Py<PyAny>,
     status: Py<PyAny>,
+    // What the call's statements run under, read from the context at the
+    // first one (`CallContext.statement_scope`).
+    scope: Option<StatementScope>,
 }
 
+struct StatementScope {
+    gate: Arc<CoreGate>,
+    grants: Arc<CoreGrants>,
+    read_only: bool,
+    is_procedure: Arc<Py<PyAny>>,
+    deadline: Instant,
+    max_value_bytes: usize,
+    rows: RowLimits,
+}
+
+type ScopeTuple<'py> = (
+    Bound<'py, Gate>,
+    Bound<'py, Grants>,
+    bool,
+    Py<PyAny>,
+    f64,
+    usize,
+    usize,
+    usize,
+);
+
 impl PyHost {
+    fn statement_scope(&mut self) -> Result<&StatementScope, Failure<PyErr>> {
+        if self.scope.is_none() {
+            let scope = with_gil(|py| {
+                let t: ScopeTuple<'_> = self
+                    .ctx
+                    .bind(py)
+                    .call_method0(intern!(py, "statement_scope"))?
+                    .extract()?;
+                let timeout = Duration::try_from_secs_f64(t.4.max(0.0)).unwrap_or(Duration::MAX);
+                let now = Instant::now();
+                PyResult::Ok(StatementScope {
+                    gate: t.0.get().inner.clone(),
+                    grants: t.1.get().inner.clone(),
+                    read_only: t.2,
+                    is_procedure: Arc::new(t.3),
+                    deadline: now
+                        .checked_add(timeout)
+                        .unwrap_or(now + Duration::from_secs(86_400 * 365)),
+                    max_value_bytes: t.5,
+                    rows: RowLimits {
+                        max_rows: t.6,
+                        max_bytes: t.7,
+                    },
+                })
+            })
+            .map_err(Failure::Fatal)?;
+            self.scope = Some(scope);
+        }
+        Ok(self.scope.as_ref().expect("set above"))
+    }
+
+    /// One statement of the guest's, run here under the call's scope: no
+    /// Python unless it fails (the typed error is the context's to make).
+    fn statement(&mut self, sql: &str, params: &[u8]) -> Result<(Vec<u8>, i64), Failure<PyErr>> {
+        let s = self.statement_scope()?;
+        let policy = Arc::new(GuestPolicy::new(
+            s.grants.clone(),
+            s.read_only,
+            s.is_procedure.clone(),
+        ));
+        let scope = Scope {
+            timeout: s.deadline.saturating_duration_since(Instant::now()),
+            max_value_bytes: s.max_value_bytes,
+            rows: s.rows,
+        };
+        let gate = s.gate.clone();
+        let outcome = bounded_encoded(&gate, policy.clone(), scope, sql, params);
+        outcome.or_else(|refused| {
+            with_gil(|py| {
+                // A nested procedure's error, left by apsw, is the statement's.
+                if let Some(err) = PyErr::take(py) {
+                    return Err(self.failure(py, err));
+                }
+                let args = (
+                    refused.kind,
+                    refused.message,
+                    policy.denied(),
+                    refused.own_deadline,
+                );
+                match self
+                    .ctx
+                    .bind(py)
+                    .call_method1(intern!(py, "statement_error"), args)
+                {
+                    Ok(error) => Err(self.failure(py, PyErr::from_value(error))),
+                    Err(err) => Err(Failure::Fatal(err)),
+                }
+            })
+        })
+    }
+
     fn failure(&self, py: Python<'_>, err: PyErr) -> Failure<PyErr> {
         let value = err.value(py);
         let status = self
@@ -101,17 +203,11 @@ impl Host for PyHost {
     type Error = PyErr;
 
     fn query(&mut self, sql: &str, params: &[u8]) -> Result<Vec<u8>, Failure<PyErr>> {
-        with_gil(|py| {
-            let args = (sql, PyBytes::new(py, params));
-            self.call(py, intern!(py, "query_encoded"), args, bytes_of)
-        })
+        self.statement(sql, params).map(|(rows, _)| rows)
     }
 
     fn execute(&mut self, sql: &str, params: &[u8]) -> Result<i64, Failure<PyErr>> {
-        with_gil(|py| {
-            let args = (sql, PyBytes::new(py, params));
-            self.call(py, intern!(py, "execute_encoded"), args, |r| r.extract())
-        })
+        self.statement(sql, params).map(|(_, changes)| changes)
     }
 
     fn transaction(&mut self, op: Tx) -> Result<(), Failure<PyErr>> {
@@ -321,6 +417,7 @@ impl BasicInstance {
         let host = ctx.map(|ctx| PyHost {
             ctx,
             status: self.status.clone_ref(py),
+            scope: None,
         });
         // Taken out for the call: a second call on the same instance (it
         // is never shared, but a bug could) finds it gone instead of waiting.

@@ -16,8 +16,8 @@
 //! - [`encoding`]: the Basic ABI's parameter and row encodings;
 //! - [`policy`]: `Grants` and `Authorizer`, the capability authorizer of a
 //!   procedure's statements;
-//! - [`statement`]: `run_statement`, a procedure's SQL statement on apsw's
-//!   connection;
+//! - [`gate`]: `Gate`, the connection's authorizer and the bounds of a
+//!   procedure's statements, which [`statement`] runs on apsw's connection;
 //! - [`sqlite`]: `Scalar`, a `Numeric` registered straight into SQLite on
 //!   apsw's connection, so a row costs no Python at all.
 //!
@@ -27,6 +27,7 @@
 
 mod basic;
 mod encoding;
+mod gate;
 mod numeric;
 mod policy;
 mod runtime;
@@ -71,8 +72,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<policy::Authorizer>()?;
     m.add_function(wrap_pyfunction!(sqlite::extension_entry_point, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite::sqlite_ready, m)?)?;
-    m.add_function(wrap_pyfunction!(statement::run_statement, m)?)?;
-    m.add_function(wrap_pyfunction!(statement::run_statement_encoded, m)?)?;
+    m.add_class::<gate::Gate>()?;
+    m.add_class::<gate::PolicyToken>()?;
     m.add("SqlFailure", m.py().get_type::<statement::SqlFailure>())?;
     m.add_function(wrap_pyfunction!(encoding::decode_params, m)?)?;
     m.add_function(wrap_pyfunction!(encoding::encode_rows, m)?)?;

@@ -1,17 +1,19 @@
 //! `Grants` and `Authorizer`: the capability authorizer of a procedure's
-//! statements (`crate::policy`) as the SQLite authorizer callback Python's
-//! `Session` hands apsw while a guest statement is prepared.
+//! statements (`crate::policy`), as the policy the connection's gate
+//! (`crate::gate`) answers with while a guest statement is prepared.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::prelude::*;
 
+use super::with_gil;
+use crate::gate::Policy;
 use crate::policy::{Grants as CoreGrants, StatementAuthorizer};
 
 /// A procedure's normalized grants, made once per `Capabilities`.
 #[pyclass(module = "heliosdb_wasm._core", frozen)]
 pub struct Grants {
-    inner: Arc<CoreGrants>,
+    pub inner: Arc<CoreGrants>,
 }
 
 #[pymethods]
@@ -24,13 +26,59 @@ impl Grants {
     }
 }
 
+/// One guest statement's authorizer: the grants, and `is_procedure(name)`
+/// asked (in Python) only for function calls.
+pub struct GuestPolicy {
+    state: Mutex<StatementAuthorizer>,
+    // Shared: a policy is made per statement, where the GIL may not be held.
+    is_procedure: Arc<Py<PyAny>>,
+}
+
+impl GuestPolicy {
+    pub fn new(grants: Arc<CoreGrants>, read_only: bool, is_procedure: Arc<Py<PyAny>>) -> Self {
+        Self {
+            state: Mutex::new(StatementAuthorizer::new(grants, read_only)),
+            is_procedure,
+        }
+    }
+
+    /// What was denied, first first.
+    pub fn denied(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .denied()
+            .to_vec()
+    }
+}
+
+impl Policy for GuestPolicy {
+    fn authorize(
+        &self,
+        action: i32,
+        p1: Option<&str>,
+        p2: Option<&str>,
+        _db: Option<&str>,
+        _trigger: Option<&str>,
+    ) -> i32 {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.authorize(action, p1, p2, |name| {
+            // A failing callback denies: the function is not known to be safe.
+            with_gil(|py| {
+                self.is_procedure
+                    .call1(py, (name,))
+                    .and_then(|r| r.is_truthy(py))
+                    .unwrap_or(true)
+            })
+        })
+    }
+}
+
 /// The authorizer of one statement: `authorizer(action, p1, p2, db,
 /// trigger) -> SQLITE_OK | SQLITE_DENY`; `denied` names what it refused.
-/// `is_procedure(name)` is asked only for function calls.
 #[pyclass(module = "heliosdb_wasm._core", frozen)]
 pub struct Authorizer {
-    state: Mutex<StatementAuthorizer>,
-    is_procedure: Py<PyAny>,
+    pub inner: Arc<GuestPolicy>,
 }
 
 #[pymethods]
@@ -38,39 +86,29 @@ impl Authorizer {
     #[new]
     fn new(grants: &Grants, read_only: bool, is_procedure: Py<PyAny>) -> Self {
         Self {
-            state: Mutex::new(StatementAuthorizer::new(grants.inner.clone(), read_only)),
-            is_procedure,
+            inner: Arc::new(GuestPolicy::new(
+                grants.inner.clone(),
+                read_only,
+                Arc::new(is_procedure),
+            )),
         }
     }
 
     #[pyo3(signature = (action, p1, p2, db, trigger))]
     fn __call__(
         &self,
-        py: Python<'_>,
         action: i32,
         p1: Option<&str>,
         p2: Option<&str>,
         db: Option<&str>,
         trigger: Option<&str>,
     ) -> i32 {
-        let _ = (db, trigger);
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.authorize(action, p1, p2, |name| {
-            // A failing callback denies: the function is not known to be safe.
-            self.is_procedure
-                .call1(py, (name,))
-                .and_then(|r| r.is_truthy(py))
-                .unwrap_or(true)
-        })
+        self.inner.authorize(action, p1, p2, db, trigger)
     }
 
     /// What was denied, first first.
     #[getter]
     fn denied(&self) -> Vec<String> {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .denied()
-            .to_vec()
+        self.inner.denied()
     }
 }

@@ -1,25 +1,32 @@
-//! `run_statement`: a procedure's SQL statement on apsw's connection
-//! (`crate::statement`), for `hostapi.CallContext`. The statement runs
-//! without the GIL; apsw's authorizer and progress handler, which Python
-//! set on the connection for this statement, take it themselves.
+//! A procedure's SQL statement on apsw's connection (`crate::statement`)
+//! under the connection's gate (`crate::gate`): its policy, deadline and
+//! length limit. Used by `Gate.run`/`Gate.run_encoded` (components, through
+//! `hostapi.CallContext`) and by the Basic ABI's query and execute host
+//! functions, which run it with no Python at all. The statement runs
+//! without the GIL.
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat, PyList, PyString, PyTuple};
 
-use super::runtime::core_error;
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::values::{sql_value, SqlValue};
 use crate::encoding::{decode_params, Param, RowsWriter};
-use crate::statement::{run, Bind, RowLimits, RowSink};
+use crate::gate::{Gate, Policy};
+use crate::statement::{run, Bind, Failure, RowLimits, RowSink};
 
 create_exception!(
     _core,
     SqlFailure,
     PyException,
-    "A procedure's statement failed. args: (kind, message); kind is one of \
+    "A procedure's statement failed. args: (kind, message, own_deadline); \
+     kind is one of timeout (the deadline passed: own_deadline says whose), \
      auth, constraint, busy, interrupt, toobig, bindings, several, \
-     max_query_rows, max_result_bytes, sql."
+     max_query_rows, max_result_bytes, sql, abi-error (a malformed encoded \
+     parameter list)."
 );
 
 enum Cell {
@@ -88,23 +95,106 @@ fn owned(value: &Bound<'_, PyAny>) -> PyResult<Owned> {
     })
 }
 
-/// Runs the one statement `sql` with `params` on the `sqlite3*` at `db`:
-/// `(columns, rows, changes)`, or `SqlFailure(kind, message)`.
-#[pyfunction]
-#[pyo3(signature = (db, sql, params, max_rows, max_bytes))]
-pub fn run_statement<'py>(
-    py: Python<'py>,
-    db: usize,
-    sql: &str,
-    params: Vec<Bound<'py, PyAny>>,
-    max_rows: usize,
-    max_bytes: usize,
-) -> PyResult<(Vec<String>, Bound<'py, PyList>, i64)> {
-    if !super::sqlite::sqlite_ready() {
-        return Err(pyo3::exceptions::PyRuntimeError::new_err(
-            "the core is not loaded as an SQLite extension (native.load_sqlite_api)",
-        ));
+/// What bounds one guest statement.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope {
+    /// Until the calling procedure's deadline.
+    pub timeout: Duration,
+    pub max_value_bytes: usize,
+    pub rows: RowLimits,
+}
+
+/// Why a statement did not complete: `SqlFailure`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub kind: &'static str,
+    pub message: String,
+    pub own_deadline: bool,
+}
+
+impl Refused {
+    pub fn into_py(self) -> PyErr {
+        SqlFailure::new_err((self.kind, self.message, self.own_deadline))
     }
+}
+
+/// Runs the one statement `sql` under `policy` and `scope` on the gate's
+/// connection, its rows into `sink`: the rows changed.
+///
+/// # Errors
+///
+/// What refused it; an interrupt after the deadline is `timeout`.
+pub fn bounded(
+    gate: &Gate,
+    policy: Arc<dyn Policy>,
+    scope: Scope,
+    sql: &str,
+    binds: &[Bind<'_>],
+    sink: &mut impl RowSink,
+) -> Result<i64, Refused> {
+    let db = gate.db();
+    let (outcome, deadline) = gate.bounded(policy, scope.timeout, scope.max_value_bytes, || {
+        // SAFETY: `db` is the gate's open connection; the caller runs this
+        // inside a call on it.
+        unsafe { run(db, sql, binds, scope.rows, sink) }
+    });
+    let refused = |kind, message| Refused {
+        kind,
+        message,
+        own_deadline: deadline.own,
+    };
+    match outcome {
+        None => Err(refused("timeout", String::new())),
+        Some(Ok(changes)) => Ok(changes),
+        Some(Err(Failure::Interrupt(m))) if deadline.expired => Err(refused("timeout", m)),
+        Some(Err(failure)) => Err(refused(failure.kind(), failure.message())),
+    }
+}
+
+/// [`bounded`] for the Basic ABI: the parameters as the guest encoded them
+/// (docs/abi.md §5) and the rows encoded for it (§6).
+///
+/// # Errors
+///
+/// As [`bounded`]; a malformed parameter list is `abi-error`, found before
+/// the statement is prepared.
+pub fn bounded_encoded(
+    gate: &Gate,
+    policy: Arc<dyn Policy>,
+    scope: Scope,
+    sql: &str,
+    params: &[u8],
+) -> Result<(Vec<u8>, i64), Refused> {
+    let decoded = decode_params(params).map_err(|e| Refused {
+        kind: "abi-error",
+        message: e.to_string(),
+        own_deadline: true,
+    })?;
+    let binds: Vec<Bind<'_>> = decoded
+        .iter()
+        .map(|p| match *p {
+            Param::Null => Bind::Null,
+            Param::Integer(x) => Bind::Integer(x),
+            Param::Real(x) => Bind::Real(x),
+            Param::Text(t) => Bind::Text(t.as_bytes()),
+            Param::Blob(b) => Bind::Blob(b),
+            Param::Boolean(b) => Bind::Integer(i64::from(b)),
+        })
+        .collect();
+    let mut rows = RowsWriter::new(std::iter::empty());
+    let changes = bounded(gate, policy, scope, sql, &binds, &mut rows)?;
+    Ok((rows.finish(), changes))
+}
+
+/// [`bounded`] with Python values: `(columns, rows, changes)`.
+pub fn bounded_py<'py>(
+    py: Python<'py>,
+    gate: &Gate,
+    policy: Arc<dyn Policy>,
+    scope: Scope,
+    sql: &str,
+    params: &[Bound<'py, PyAny>],
+) -> PyResult<(Vec<String>, Bound<'py, PyList>, i64)> {
     let owned = params.iter().map(owned).collect::<PyResult<Vec<_>>>()?;
     let binds: Vec<Bind<'_>> = owned
         .iter()
@@ -117,22 +207,13 @@ pub fn run_statement<'py>(
         })
         .collect();
     let mut sink = Collect::default();
-    let limits = RowLimits {
-        max_rows,
-        max_bytes,
-    };
-    // SAFETY: `db` is apsw's open connection, which the caller holds for
-    // this call (it runs inside one of its statements or its own call).
-    let outcome = py.detach(|| unsafe { run(db as *mut _, sql, &binds, limits, &mut sink) });
-    // An exception a Python callback of the connection raised meanwhile
-    // (the authorizer, the progress handler) is the statement's error.
+    let outcome = py.detach(|| bounded(gate, policy, scope, sql, &binds, &mut sink));
+    // An exception a Python callback raised meanwhile (a nested
+    // procedure, through apsw) is the statement's error.
     if let Some(err) = PyErr::take(py) {
         return Err(err);
     }
-    let changes = match outcome {
-        Ok(changes) => changes,
-        Err(failure) => return Err(SqlFailure::new_err((failure.kind(), failure.message()))),
-    };
+    let changes = outcome.map_err(Refused::into_py)?;
     let width = sink.columns.len();
     let rows = PyList::empty(py);
     if width > 0 {
@@ -152,51 +233,4 @@ pub fn run_statement<'py>(
         }
     }
     Ok((sink.columns, rows, changes))
-}
-
-/// [`run_statement`] for the Basic ABI: the parameters as the guest encoded
-/// them (docs/abi.md §5) and the rows encoded for it (§6), with no Python
-/// value in between: `(rows, changes)`. A malformed parameter list is
-/// `CoreError("abi-error", ...)`, raised before the statement is prepared.
-#[pyfunction]
-#[pyo3(signature = (db, sql, params, max_rows, max_bytes))]
-pub fn run_statement_encoded<'py>(
-    py: Python<'py>,
-    db: usize,
-    sql: &str,
-    params: &[u8],
-    max_rows: usize,
-    max_bytes: usize,
-) -> PyResult<(Bound<'py, PyBytes>, i64)> {
-    if !super::sqlite::sqlite_ready() {
-        return Err(pyo3::exceptions::PyRuntimeError::new_err(
-            "the core is not loaded as an SQLite extension (native.load_sqlite_api)",
-        ));
-    }
-    let decoded = decode_params(params).map_err(|e| core_error("abi-error", e.to_string()))?;
-    let binds: Vec<Bind<'_>> = decoded
-        .iter()
-        .map(|p| match *p {
-            Param::Null => Bind::Null,
-            Param::Integer(x) => Bind::Integer(x),
-            Param::Real(x) => Bind::Real(x),
-            Param::Text(t) => Bind::Text(t.as_bytes()),
-            Param::Blob(b) => Bind::Blob(b),
-            Param::Boolean(b) => Bind::Integer(i64::from(b)),
-        })
-        .collect();
-    let mut rows = RowsWriter::new(std::iter::empty());
-    let limits = RowLimits {
-        max_rows,
-        max_bytes,
-    };
-    // SAFETY: as in `run_statement`.
-    let outcome = py.detach(|| unsafe { run(db as *mut _, sql, &binds, limits, &mut rows) });
-    if let Some(err) = PyErr::take(py) {
-        return Err(err);
-    }
-    match outcome {
-        Ok(changes) => Ok((PyBytes::new(py, &rows.finish()), changes)),
-        Err(failure) => Err(SqlFailure::new_err((failure.kind(), failure.message()))),
-    }
 }

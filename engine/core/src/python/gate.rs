@@ -1,0 +1,175 @@
+//! `Gate`: the connection's gate (`crate::gate`) as `hostapi.Session`
+//! holds it — the policy behind the connection's authorizer, and a
+//! procedure's statements run under their bounds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use super::policy::Authorizer;
+use super::statement::{bounded_encoded, bounded_py, Scope};
+use super::with_gil;
+use crate::gate::{Gate as CoreGate, Policy};
+use crate::statement::RowLimits;
+
+/// A Python callable as a policy: `policy(action, p1, p2, db, trigger)`.
+/// One that raises, or answers something that is not an int, denies.
+struct PyPolicy(Py<PyAny>);
+
+impl Policy for PyPolicy {
+    fn authorize(
+        &self,
+        action: i32,
+        p1: Option<&str>,
+        p2: Option<&str>,
+        db: Option<&str>,
+        trigger: Option<&str>,
+    ) -> i32 {
+        with_gil(|py| {
+            match self
+                .0
+                .call1(py, (action, p1, p2, db, trigger))
+                .and_then(|r| r.extract::<i32>(py))
+            {
+                Ok(answer) => answer,
+                Err(err) => {
+                    err.write_unraisable(py, Some(self.0.bind(py)));
+                    crate::policy::DENY
+                }
+            }
+        })
+    }
+}
+
+/// The policy behind the authorizer, as Python reads it to put it back
+/// later (a nested call saves its caller's and clears it).
+#[pyclass(module = "heliosdb_wasm._core", frozen)]
+pub struct PolicyToken {
+    inner: Arc<dyn Policy>,
+}
+
+/// The gate of one apsw connection (`db`: its `sqlite3*`), installed on
+/// first use and alive as long as the connection.
+#[pyclass(module = "heliosdb_wasm._core", frozen)]
+pub struct Gate {
+    pub inner: Arc<CoreGate>,
+}
+
+fn scope(timeout: f64, max_value_bytes: usize, max_rows: usize, max_bytes: usize) -> Scope {
+    Scope {
+        // A passed deadline is zero: the statement is refused unrun.
+        timeout: Duration::try_from_secs_f64(timeout.max(0.0))
+            .unwrap_or(Duration::from_secs(86_400 * 365)),
+        max_value_bytes,
+        rows: RowLimits {
+            max_rows,
+            max_bytes,
+        },
+    }
+}
+
+#[pymethods]
+impl Gate {
+    #[new]
+    fn new(db: usize) -> PyResult<Self> {
+        if !super::sqlite::sqlite_ready() {
+            return Err(PyRuntimeError::new_err(
+                "the core is not loaded as an SQLite extension (native.load_sqlite_api)",
+            ));
+        }
+        if db == 0 {
+            return Err(PyValueError::new_err("no connection"));
+        }
+        // SAFETY: `db` is apsw's open connection (Session hands its
+        // sqlite3_pointer()); the routine table is loaded.
+        let inner = unsafe { CoreGate::install(db as *mut _) }.map_err(PyRuntimeError::new_err)?;
+        Ok(Self { inner })
+    }
+
+    /// The policy behind the authorizer: None (the engine's own rule), a
+    /// `PolicyToken` read back earlier, an `Authorizer`, or a callable.
+    #[getter]
+    fn get_policy(&self) -> Option<PolicyToken> {
+        self.inner.policy().map(|inner| PolicyToken { inner })
+    }
+
+    #[setter]
+    fn set_policy(&self, policy: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let policy: Option<Arc<dyn Policy>> = match policy {
+            None => None,
+            Some(p) => Some(if let Ok(token) = p.cast::<PolicyToken>() {
+                token.get().inner.clone()
+            } else if let Ok(authorizer) = p.cast::<Authorizer>() {
+                authorizer.get().inner.clone()
+            } else if p.is_callable() {
+                Arc::new(PyPolicy(p.clone().unbind()))
+            } else {
+                return Err(PyValueError::new_err("a policy must be callable"));
+            }),
+        };
+        self.inner.set_policy(policy);
+        Ok(())
+    }
+
+    /// One guest statement under `authorizer`, a deadline `timeout` seconds
+    /// away and `max_value_bytes`: `(columns, rows, changes)`, or
+    /// `SqlFailure(kind, message, own_deadline)`.
+    #[allow(clippy::too_many_arguments)] // the statement and its bounds
+    #[pyo3(signature = (sql, params, authorizer, timeout, max_value_bytes, max_rows, max_bytes))]
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Vec<Bound<'py, PyAny>>,
+        authorizer: &Authorizer,
+        timeout: f64,
+        max_value_bytes: usize,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> PyResult<(Vec<String>, Bound<'py, PyList>, i64)> {
+        let scope = scope(timeout, max_value_bytes, max_rows, max_bytes);
+        let policy = authorizer.inner.clone();
+        bounded_py(py, &self.inner, policy, scope, sql, &params)
+    }
+
+    /// [`Self::run`] for the Basic ABI: parameters and rows encoded
+    /// (docs/abi.md §5-§6): `(rows, changes)`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (sql, params, authorizer, timeout, max_value_bytes, max_rows, max_bytes))]
+    fn run_encoded<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: &[u8],
+        authorizer: &Authorizer,
+        timeout: f64,
+        max_value_bytes: usize,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> PyResult<(Bound<'py, PyBytes>, i64)> {
+        let scope = scope(timeout, max_value_bytes, max_rows, max_bytes);
+        let policy = authorizer.inner.clone();
+        let outcome = py.detach(|| bounded_encoded(&self.inner, policy, scope, sql, params));
+        if let Some(err) = PyErr::take(py) {
+            return Err(err);
+        }
+        let (rows, changes) = outcome.map_err(super::statement::Refused::into_py)?;
+        Ok((PyBytes::new(py, &rows), changes))
+    }
+
+    /// The owner's length limit under the guest statements in progress,
+    /// or None when none is.
+    #[getter]
+    fn host_length(&self) -> Option<i32> {
+        self.inner.host_length()
+    }
+
+    /// Guest statements in progress on the connection.
+    #[getter]
+    fn depth(&self) -> usize {
+        self.inner.depth()
+    }
+}

@@ -44,10 +44,11 @@ def test_the_tally_buckets_as_telemetry_does() -> None:
     for s in samples:
         tally.count(s)
         expected.count(s, None)
-    calls, seconds, histogram = tally.drain()
+    calls, seconds, histogram, fuel, max_memory = tally.drain()
+    assert (fuel, max_memory) == (0, None)  # counted only by calls that report them
     assert (calls, histogram) == (expected.calls, expected.histogram)
     assert seconds == pytest.approx(expected.total_seconds)
-    assert tally.drain() == (0, 0.0, {})
+    assert tally.drain() == (0, 0.0, {}, 0, None)
     assert tally.attached is False  # no Numeric counts into it
     with pytest.raises(ValueError, match="histogram"):
         _core.Tally(0.0, 4, 120)
@@ -317,11 +318,22 @@ def test_a_module_without_wasi_runs_its_host_functions_in_the_core() -> None:
             f" AS $wasm${b64(wasm_of('wasi_guest'))}$wasm$"
         )
         db.execute("INSERT INTO items VALUES (1), (2)")
+        runner = db._runner("count_rows")
+        # Numbers in and out, and no writes: the core runs the call whole.
+        assert runner._hosted and db.call("count_rows") == 2
+        db.session.telemetry.collect()
+        (m,) = db.metrics("count_rows").values()
+        assert m.calls == 1 and m.fuel > 0 and m.max_memory == 65536
+        # Profiling takes the general path, where each call is broken down:
+        # still the core's instance and host functions.
+        seen: list[telemetry.CallStats] = []
+        db.session.telemetry.listeners.append(seen.append)
         assert db.call("count_rows") == 2
-        instance, _ = db._runner("count_rows")._acquire()
+        (stats,) = seen
+        assert 0 < stats.host <= stats.host + stats.guest and stats.fuel_used
+        assert stats.memory_bytes == 65536
+        instance, _ = runner._acquire()
         assert isinstance(instance, CoreInstance)
-        wasm_seconds, host_seconds, fuel_used, memory_bytes = instance.core.stats
-        assert 0 < host_seconds <= wasm_seconds and fuel_used > 0 and memory_bytes == 65536
         wasi, _ = db._runner("initialized")._acquire()
         assert isinstance(wasi, BasicInstance)
 

@@ -144,6 +144,9 @@ pub struct BasicState<H: Host> {
     last_error: Option<(i32, String)>,
     fault: Option<Fault<H::Error>>,
     host_time: Duration,
+    // Exports called before, with zeroed result slots of their types: a
+    // call then skips the name lookup and the type's construction.
+    exports: Vec<(Box<str>, Func, Vec<Val>)>,
 }
 
 impl<H: Host> Default for BasicState<H> {
@@ -157,6 +160,7 @@ impl<H: Host> Default for BasicState<H> {
             last_error: None,
             fault: None,
             host_time: Duration::ZERO,
+            exports: Vec::new(),
         }
     }
 }
@@ -625,7 +629,7 @@ pub fn call<H: Host>(
     args: Vec<Arg>,
 ) -> Called<Vec<Val>, H> {
     let handle = instance.instance();
-    let func = handle.get_func(instance.store_mut(), export);
+    let func = export_of(instance, handle, export);
     begin(instance, handle, host, args);
     let (result, wasm) = match func {
         None => (
@@ -793,16 +797,33 @@ fn failure<H: Host>(
     }
 }
 
-fn run<H: Host>(
+/// The function export `name` and zeroed slots for its results, looked up
+/// once per instance.
+fn export_of<H: Host>(
     instance: &mut PooledInstance<BasicState<H>>,
-    func: Func,
-    lowering: &[Lower],
-) -> (Result<Vec<Val>, CallFailure<H::Error>>, Duration) {
-    let ty = func.ty(instance.store_mut());
-    let mut results: Vec<Val> = ty
+    handle: Instance,
+    name: &str,
+) -> Option<(Func, Vec<Val>)> {
+    let store = instance.store_mut();
+    if let Some((_, func, results)) = store.data().host.exports.iter().find(|e| &*e.0 == name) {
+        return Some((*func, results.clone()));
+    }
+    let func = handle.get_func(&mut *store, name)?;
+    let results: Vec<Val> = func
+        .ty(&*store)
         .results()
         .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
         .collect();
+    let exports = &mut store.data_mut().host.exports;
+    exports.push((name.into(), func, results.clone()));
+    Some((func, results))
+}
+
+fn run<H: Host>(
+    instance: &mut PooledInstance<BasicState<H>>,
+    (func, mut results): (Func, Vec<Val>),
+    lowering: &[Lower],
+) -> (Result<Vec<Val>, CallFailure<H::Error>>, Duration) {
     let args = std::mem::take(&mut instance.store_mut().data_mut().host.args);
     let started = Instant::now();
     let outcome = instance.run(|store| {

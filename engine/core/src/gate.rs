@@ -11,6 +11,7 @@
 //! the callbacks never see a freed gate whoever closes the connection when.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,9 @@ pub struct Gate {
     db: *mut ffi::sqlite3,
     policy: Mutex<Option<Arc<dyn Policy>>>,
     bounds: Mutex<Vec<Bound>>,
+    // Procedure calls in progress on the connection, nested in each other
+    // (whichever path runs them: Python's CallContext or the core's).
+    calls: AtomicUsize,
 }
 
 // SAFETY: `db` is only handed to SQLite's API, which serializes a
@@ -166,6 +170,7 @@ impl Gate {
             db,
             policy: Mutex::new(None),
             bounds: Mutex::new(Vec::new()),
+            calls: AtomicUsize::new(0),
         });
         let data = Arc::into_raw(gate.clone()).cast_mut().cast::<c_void>();
         // SAFETY: `db` is open; SQLite keeps `data` until it closes and
@@ -261,6 +266,28 @@ impl Gate {
     /// middle of one run under it), or `None` when none is in progress.
     pub fn host_length(&self) -> Option<c_int> {
         lock(&self.bounds).first().map(|b| b.previous_length)
+    }
+
+    /// Starts a procedure call: false (and nothing counted) if `max`
+    /// calls are in progress already.
+    pub fn enter_call(&self, max: usize) -> bool {
+        self.calls
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Ends a call [`enter_call`](Self::enter_call) started.
+    pub fn exit_call(&self) {
+        let _ = self
+            .calls
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Procedure calls in progress on the connection.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::Acquire)
     }
 
     /// Guest statements in progress on the connection.

@@ -8,7 +8,6 @@
 //! names and the schema (an index reads its table, ALTER rewrites
 //! sqlite_schema), nothing more.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// SQLite's authorizer action codes (sqlite3.h; stable across releases).
@@ -63,32 +62,46 @@ const SCHEMA_TABLES: [&str; 4] = [
 /// and procedures lower-cased, `kind:target` or a bare kind).
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
-    set: HashSet<Box<str>>,
+    // (kind, target): a handful per procedure, scanned in place, since the
+    // authorizer asks on every action of every statement and a scan of a
+    // few short strings allocates nothing (a formatted key would).
+    pairs: Vec<(Box<str>, Box<str>)>,
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 impl Grants {
     pub fn new<'a>(grants: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
-            set: grants.into_iter().map(Box::from).collect(),
+            pairs: grants
+                .into_iter()
+                .filter_map(|g| g.split_once(':'))
+                .map(|(kind, target)| (Box::from(kind), Box::from(target)))
+                .collect(),
         }
     }
 
+    /// `target` compared as lower case (the grants are).
     fn has(&self, kind: &str, target: &str) -> bool {
-        // Grants are short; one small formatted key beats a second map.
-        self.set.contains(format!("{kind}:{target}").as_str())
+        self.pairs
+            .iter()
+            .any(|(k, t)| &**k == kind && t.as_bytes().eq_ignore_ascii_case(target.as_bytes()))
     }
 
     /// `Capabilities.allows` for the kinds the authorizer asks about.
     pub fn allows(&self, kind: &str, target: &str) -> bool {
-        let target = target.to_ascii_lowercase();
-        if target.starts_with(REGISTRY_PREFIX) {
+        if starts_with_ignore_case(target, REGISTRY_PREFIX) {
             return false;
         }
         // The wildcard covers user tables, not SQLite's own (sqlite_master).
         let wildcard = matches!(kind, "read" | "write")
             && self.has(kind, "*")
-            && !target.starts_with("sqlite_");
-        wildcard || self.has(kind, &target)
+            && !starts_with_ignore_case(target, "sqlite_");
+        wildcard || self.has(kind, target)
     }
 }
 

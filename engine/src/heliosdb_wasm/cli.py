@@ -515,6 +515,8 @@ def procedure_profile(
             db.execute("ROLLBACK")
             _fail(exc, as_json)
         db.execute("ROLLBACK")
+    if not seen:
+        _fail(ProcedureError(f"no call of {name} was recorded"), as_json)
     parts = ["total", "instantiate", "marshal", "guest", "host"]
     summary: dict[str, dict[str, float]] = {}
     for part in parts:

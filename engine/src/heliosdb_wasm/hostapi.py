@@ -92,12 +92,18 @@ class Session:
         self.is_procedure = is_procedure
         self.logs = LogBuffer()  # telemetry.LOG_MEMORY_BYTES, LOG_MEMORY_LINES
         self.telemetry = Telemetry()
-        self.depth = 0
         self._names = itertools.count(1)
         # The connection's authorizer and the bounds of the guest statements
         # running on it (engine/core/src/gate.rs), installed once: setting
         # an authorizer expires every prepared statement.
         self.gate = _core.Gate(self.db)
+
+    @property
+    def depth(self) -> int:
+        """Procedure calls in progress on the connection, nested (counted
+        by the gate: the core runs some calls whole, engine/core/src/python/
+        hosted.rs)."""
+        return self.gate.calls
 
     @property
     def policy(self) -> Policy:
@@ -222,7 +228,7 @@ class CallContext:
 
     def __enter__(self) -> CallContext:
         s = self.session
-        if s.depth >= self.limits.max_call_depth:
+        if not s.gate.enter_call(self.limits.max_call_depth):
             raise ResourceLimitExceeded(
                 f"procedure calls nested more than {self.limits.max_call_depth} deep",
                 limit="call-depth",
@@ -230,20 +236,24 @@ class CallContext:
         # A nested call starts while its caller's statement is running under
         # the caller's policy; the callee's own bookkeeping is the host's.
         self._outer_policy, s.policy = s.policy, None
-        if self.capabilities.can_write():
-            name = s.savepoint_name("call")
-            try:
-                s.run(f"SAVEPOINT {name}")
-                self._call_savepoint = name
-            except apsw.BusyError:
-                self.read_only = True
-        # else: a procedure that may not write needs no savepoint to undo
-        # its writes (a nested procedure that may write opens its own).
-        s.depth += 1
+        try:
+            if self.capabilities.can_write():
+                name = s.savepoint_name("call")
+                try:
+                    s.run(f"SAVEPOINT {name}")
+                    self._call_savepoint = name
+                except apsw.BusyError:
+                    self.read_only = True
+            # else: a procedure that may not write needs no savepoint to undo
+            # its writes (a nested procedure that may write opens its own).
+        except BaseException:
+            s.policy = self._outer_policy
+            s.gate.exit_call()
+            raise
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.session.depth -= 1
+        self.session.gate.exit_call()
         try:
             self._close(commit=exc is None)
         finally:

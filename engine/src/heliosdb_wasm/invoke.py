@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from . import _core, native
-from .abi_basic import BasicModule
+from .abi_basic import BasicModule, decode_returned, raised_error, returned_value
 from .abi_component import ComponentModule
 from .errors import (
     AbiError,
@@ -26,7 +26,7 @@ from .errors import (
 from .hostapi import CallContext, Session
 from .policy import Capabilities, Limits
 from .registry import ProcedureVersion
-from .runtime import Runtime, core_error
+from .runtime import Runtime, core_error, translate_trap
 from .telemetry import CallStats, LogRecord, Metrics, clip_message
 from .values import Signature, SqlType, SqlValue, coerce
 
@@ -124,20 +124,42 @@ class Runner:
         self._idle: list[Instance] = []
         self._lock = threading.Lock()
         sig = self.signature
-        # Numbers in, a number out, and a module that imports nothing: the
-        # Rust core calls it (native.py), with no call context, savepoint or
-        # buffers.
-        self._fast = (
-            getattr(module, "pure", False)
-            and sig.table is None
-            and native.eligible([c.type for c in sig.params], sig.returns)
-        )
+        # Numbers in, a number out, and a module that imports nothing, or one
+        # whose host functions the core serves and a procedure that may not
+        # write (no savepoint, no transaction): the core runs the whole call
+        # (native.py), with no Python per call.
+        numeric = sig.table is None and native.eligible([c.type for c in sig.params], sig.returns)
+        self._hosted = numeric and self._can_host(module)
+        self._fast = numeric and (getattr(module, "pure", False) or self._hosted)
         self._numeric: _core.Numeric | None = None
         self._metrics = session.telemetry.metrics(version.name, version.version)
         self._batchable: bool | None = None
 
+    def _can_host(self, module: LoadedModule) -> bool:
+        """Whether the core can run a call of this version whole, host
+        functions and all (engine/core/src/python/hosted.rs)."""
+        limits = self.limits
+        return (
+            isinstance(module, BasicModule)
+            and module.in_core
+            and not module.pure
+            and not self.version.capabilities.can_write()
+            # Numbers count 8 bytes against these: a tighter limit is the
+            # general path's to report.
+            and limits.max_arg_bytes >= 8 * len(self.signature.params)
+            and limits.max_result_bytes >= 8
+        )
+
     def call(self, args: Sequence[SqlValue]) -> Any:
-        if self._fast:
+        # A NULL argument of a procedure with host functions goes the
+        # general way: the guest may ask heliosdb_get_param about it. So
+        # does every call while someone profiles (`procedure profile`
+        # listens for each call's breakdown, which only that way records).
+        if (
+            self._fast
+            and not (self._hosted and None in args)
+            and not self.session.telemetry.listeners
+        ):
             return self._call_fast(args)
         v = self.version
         try:
@@ -166,7 +188,9 @@ class Runner:
         counts = {len(c) for c in columns}
         if len(counts) > 1:
             raise InvalidArgument("the columns differ in length").located(v.name, v.version)
-        if self._fast and columns:
+        # A guest's own batch entry point beats calling it row by row.
+        guest_batch = self._hosted and self._guest_batch() and self._exact_python_columns(columns)
+        if self._fast and columns and not guest_batch:
             try:
                 return self._batch_native(columns)
             except (TypeError, ValueError, OverflowError):
@@ -297,20 +321,37 @@ class Runner:
         with self._lock:
             if self._numeric is None:
                 v = self.version
-                module: NumericModule = self.module  # type: ignore[assignment]
                 params, result = native.kinds(self.signature)
                 tally = native.new_tally()
+                fault = _fault_hook(self.session, self._metrics, self.limits, v)
                 try:
-                    core_module, export = module.core_export(v.export)
-                    self._numeric = _core.Numeric(
-                        core_module,
-                        export,
-                        params,
-                        result,
-                        self.limits.to_json(),
-                        tally,
-                        _fault_hook(self.session, self._metrics, self.limits, v),
-                    )
+                    if self._hosted:
+                        assert isinstance(self.module, BasicModule)
+                        self._numeric = _core.Numeric.hosted(
+                            self.module.core_pool(self.limits),
+                            v.export,
+                            params,
+                            result,
+                            self.limits.to_json(),
+                            tally,
+                            fault,
+                            HostedHooks(self.session, self._metrics, self.limits, v),
+                            self.session.gate,
+                            v.capabilities.core_grants,
+                            self.session.is_procedure,
+                        )
+                    else:
+                        module: NumericModule = self.module  # type: ignore[assignment]
+                        core_module, export = module.core_export(v.export)
+                        self._numeric = _core.Numeric(
+                            core_module,
+                            export,
+                            params,
+                            result,
+                            self.limits.to_json(),
+                            tally,
+                            fault,
+                        )
                 except _core.CoreError as exc:
                     code, message = exc.args
                     raise core_error(code, message, None, [], self.limits) from None
@@ -490,6 +531,59 @@ def _fault_hook(
         return error
 
     return fault
+
+
+class HostedHooks:
+    """What a ``Numeric.hosted`` (a call the core runs whole, host functions
+    included: engine/core/src/python/hosted.rs) asks of Python, only when it
+    needs it: a ``CallContext`` for the host functions that live in Python
+    (log, fetch, digest...), the value the guest gave heliosdb_return, and
+    every failure as the typed error — located, counted in the version's
+    metrics and logged as the general path does (``Runner._invoke``).
+
+    It holds what it needs and not the Runner: the core holds it for the
+    Numeric's life, and a cycle through Rust is one Python's collector
+    cannot see."""
+
+    def __init__(
+        self, session: Session, metrics: Metrics, limits: Limits, version: ProcedureVersion
+    ) -> None:
+        self._session = session
+        self._metrics = metrics
+        self._limits = limits
+        self._version = version
+
+    def context(self) -> CallContext:
+        v = self._version
+        return CallContext(self._session, v.name, v.version, v.capabilities, self._limits, [])
+
+    def lift(self, tag: int, payload: bytes) -> Any:
+        return returned_value(self._version.signature, None, True, decode_returned(tag, payload))
+
+    def raised(self, code: str, message: str, seconds: float) -> ProcedureError:
+        return self._counted(raised_error(code, message), seconds)
+
+    def host_fault(self, exc: BaseException, seconds: float) -> ProcedureError:
+        if not isinstance(exc, ProcedureError):  # a bug in a host function: a trap, as before
+            exc = translate_trap(exc, self._limits, None)
+        return self._counted(exc, seconds)
+
+    def too_deep(self) -> ProcedureError:
+        depth = self._limits.max_call_depth
+        error = ResourceLimitExceeded(
+            f"procedure calls nested more than {depth} deep", limit="call-depth"
+        )
+        return self._counted(error, 0.0)
+
+    def _counted(self, error: ProcedureError, seconds: float) -> ProcedureError:
+        v = self._version
+        own = error.procedure is None  # a nested procedure logged its own
+        error = error.located(v.name, v.version)
+        self._metrics.count(seconds, error.code)
+        self._session.telemetry.pending_calls += 1
+        if own:
+            log_trap(self._session, error)
+        return error
 
 
 class Aggregate:

@@ -60,13 +60,16 @@ def collector(
         # attached first: a Numeric freed after this read counted nothing
         # since the drain below, so nothing is lost.
         attached = tally.attached
-        calls, seconds, histogram = tally.drain()
+        calls, seconds, histogram, fuel, max_memory = tally.drain()
         if calls:
             m = telemetry.metrics(name, version)
             m.calls += calls
             m.total_seconds += seconds
             for b, n in histogram.items():
                 m.histogram[b] = m.histogram.get(b, 0) + n
+            m.fuel += fuel
+            if max_memory is not None:
+                m.max_memory = max(m.max_memory or 0, max_memory)
             telemetry.pending_calls += calls
         return attached
 

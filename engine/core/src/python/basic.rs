@@ -42,22 +42,26 @@ create_exception!(
 /// The host functions' view of one call: the Python `CallContext`, and
 /// `status(exc) -> int | None`, the status code a host error gives the
 /// guest (None: the error ends the call).
-struct PyHost {
-    ctx: Py<PyAny>,
-    status: Py<PyAny>,
-    // What the call's statements run under, read from the context at the
-    // first one (`CallContext.statement_scope`).
+pub struct PyHost {
+    // The call's context; made on first use by `hooks.context()` when the
+    // core runs the whole call (`hosted`) and only some host functions
+    // need Python.
+    ctx: Option<Py<PyAny>>,
+    hooks: Option<Arc<Py<PyAny>>>,
+    status: Arc<Py<PyAny>>,
+    // What the call's statements run under: given by `hosted`, or read
+    // from the context at the first one (`CallContext.statement_scope`).
     scope: Option<StatementScope>,
 }
 
-struct StatementScope {
-    gate: Arc<CoreGate>,
-    grants: Arc<CoreGrants>,
-    read_only: bool,
-    is_procedure: Arc<Py<PyAny>>,
-    deadline: Instant,
-    max_value_bytes: usize,
-    rows: RowLimits,
+pub struct StatementScope {
+    pub gate: Arc<CoreGate>,
+    pub grants: Arc<CoreGrants>,
+    pub read_only: bool,
+    pub is_procedure: Arc<Py<PyAny>>,
+    pub deadline: Instant,
+    pub max_value_bytes: usize,
+    pub rows: RowLimits,
 }
 
 type ScopeTuple<'py> = (
@@ -72,12 +76,51 @@ type ScopeTuple<'py> = (
 );
 
 impl PyHost {
+    /// The host of a call the core runs whole: no context until a host
+    /// function needs one.
+    pub fn hosted(status: Arc<Py<PyAny>>, hooks: Arc<Py<PyAny>>, scope: StatementScope) -> Self {
+        Self {
+            ctx: None,
+            hooks: Some(hooks),
+            status,
+            scope: Some(scope),
+        }
+    }
+
+    /// Whether a context was made for the call (dropping it takes the GIL).
+    pub fn made_context(&self) -> bool {
+        self.ctx.is_some()
+    }
+
+    /// Whether the context's guest logged that it ran out of memory.
+    pub fn said_out_of_memory(&self, py: Python<'_>) -> bool {
+        self.ctx.as_ref().is_some_and(|ctx| {
+            ctx.bind(py)
+                .getattr(intern!(py, "out_of_memory"))
+                .and_then(|v| v.is_truthy())
+                .unwrap_or(false)
+        })
+    }
+
+    /// The call's `CallContext`.
+    fn context<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(ctx) = &self.ctx {
+            return Ok(ctx.bind(py).clone());
+        }
+        let hooks = self
+            .hooks
+            .as_ref()
+            .ok_or_else(|| PyRuntimeError::new_err("a call without a context"))?;
+        let ctx = hooks.bind(py).call_method0(intern!(py, "context"))?;
+        self.ctx = Some(ctx.clone().unbind());
+        Ok(ctx)
+    }
+
     fn statement_scope(&mut self) -> Result<&StatementScope, Failure<PyErr>> {
         if self.scope.is_none() {
             let scope = with_gil(|py| {
                 let t: ScopeTuple<'_> = self
-                    .ctx
-                    .bind(py)
+                    .context(py)?
                     .call_method0(intern!(py, "statement_scope"))?
                     .extract()?;
                 let timeout = Duration::try_from_secs_f64(t.4.max(0.0)).unwrap_or(Duration::MAX);
@@ -131,11 +174,10 @@ impl PyHost {
                     policy.denied(),
                     refused.own_deadline,
                 );
-                match self
-                    .ctx
-                    .bind(py)
-                    .call_method1(intern!(py, "statement_error"), args)
-                {
+                let error = self
+                    .context(py)
+                    .and_then(|ctx| ctx.call_method1(intern!(py, "statement_error"), args));
+                match error {
                     Ok(error) => Err(self.failure(py, PyErr::from_value(error))),
                     Err(err) => Err(Failure::Fatal(err)),
                 }
@@ -164,7 +206,7 @@ impl PyHost {
 
     /// `ctx.<method>(*args)`, converted.
     fn invoke<'py, A, T>(
-        &self,
+        &mut self,
         py: Python<'py>,
         method: &Bound<'py, pyo3::types::PyString>,
         args: A,
@@ -173,15 +215,14 @@ impl PyHost {
     where
         A: pyo3::call::PyCallArgs<'py>,
     {
-        self.ctx
-            .bind(py)
+        self.context(py)?
             .call_method1(method, args)
             .and_then(|r| convert(&r))
     }
 
     /// [`Self::invoke`] for a fallible host function: its error classified.
     fn call<'py, A, T>(
-        &self,
+        &mut self,
         py: Python<'py>,
         method: &Bound<'py, pyo3::types::PyString>,
         args: A,
@@ -260,17 +301,17 @@ impl Host for PyHost {
     }
 }
 
-type Pool = InstancePool<BasicState<PyHost>>;
+pub type Pool = InstancePool<BasicState<PyHost>>;
 
 /// The instances of one module version under one set of limits, with the
 /// host functions linked once (an `InstancePre`).
 #[pyclass(module = "heliosdb_wasm._core", frozen)]
 pub struct BasicPool {
-    pool: Arc<Pool>,
-    status: Py<PyAny>,
+    pub pool: Arc<Pool>,
+    pub status: Arc<Py<PyAny>>,
 }
 
-fn guest_fault(error: &CallError) -> PyErr {
+pub fn guest_fault(error: &CallError) -> PyErr {
     let (limit, frames): (Option<&str>, Vec<String>) = match error {
         CallError::LimitExceeded { limit, .. } => (Some(limit.as_str()), Vec::new()),
         CallError::Trap { backtrace, .. } => {
@@ -318,7 +359,7 @@ impl BasicPool {
             .map_err(|e| core_error(e.code(), e.to_string()))?;
         Ok(Self {
             pool: Arc::new(pool),
-            status,
+            status: Arc::new(status),
         })
     }
 
@@ -330,7 +371,7 @@ impl BasicPool {
         let instance = py.detach(|| pool.acquire()).map_err(|e| guest_fault(&e))?;
         Ok(BasicInstance {
             slot: Mutex::new(Some(instance)),
-            status: self.status.clone_ref(py),
+            status: self.status.clone(),
             last: Mutex::new(Outcome::default()),
         })
     }
@@ -340,7 +381,7 @@ impl BasicPool {
 #[pyclass(module = "heliosdb_wasm._core", frozen)]
 pub struct BasicInstance {
     slot: Mutex<Option<PooledInstance<BasicState<PyHost>>>>,
-    status: Py<PyAny>,
+    status: Arc<Py<PyAny>>,
     // What the last call left: raised error, times, fuel, memory.
     last: Mutex<Outcome>,
 }
@@ -415,8 +456,9 @@ impl BasicInstance {
         R: Send,
     {
         let host = ctx.map(|ctx| PyHost {
-            ctx,
-            status: self.status.clone_ref(py),
+            ctx: Some(ctx),
+            hooks: None,
+            status: self.status.clone(),
             scope: None,
         });
         // Taken out for the call: a second call on the same instance (it

@@ -172,4 +172,19 @@ impl Gate {
     fn depth(&self) -> usize {
         self.inner.depth()
     }
+
+    /// Starts a procedure call; False if `max_depth` are in progress.
+    fn enter_call(&self, max_depth: usize) -> bool {
+        self.inner.enter_call(max_depth)
+    }
+
+    fn exit_call(&self) {
+        self.inner.exit_call();
+    }
+
+    /// Procedure calls in progress on the connection, nested.
+    #[getter]
+    fn calls(&self) -> usize {
+        self.inner.calls()
+    }
 }

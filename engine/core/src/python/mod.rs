@@ -13,6 +13,8 @@
 //! - [`basic`]: `BasicPool` and `BasicInstance`, Basic-ABI modules with
 //!   host imports, their host functions in the core and the call's
 //!   `CallContext` behind them;
+//! - [`hosted`]: `Numeric.hosted`, a numeric procedure with host imports
+//!   run whole in the core;
 //! - [`encoding`]: the Basic ABI's parameter and row encodings;
 //! - [`policy`]: `Grants` and `Authorizer`, the capability authorizer of a
 //!   procedure's statements;
@@ -28,6 +30,7 @@
 mod basic;
 mod encoding;
 mod gate;
+mod hosted;
 mod numeric;
 mod policy;
 mod runtime;

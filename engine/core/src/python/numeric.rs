@@ -70,7 +70,7 @@ impl Kind {
 /// bool (its truth), a float parameter a float or an int (TypeError for
 /// anything else, so the caller can fall back on the general path, which
 /// names the argument).
-fn to_slot(value: &Bound<'_, PyAny>, kind: Kind) -> PyResult<ValRaw> {
+pub fn to_slot(value: &Bound<'_, PyAny>, kind: Kind) -> PyResult<ValRaw> {
     match kind {
         Kind::I64 | Kind::I32 => {
             if !value.is_instance_of::<PyInt>() {
@@ -201,6 +201,9 @@ pub struct TallyInner {
     // The last timed call: its nanoseconds (UNTIMED before the first) and bucket.
     last_nanos: AtomicU64,
     last_bucket: AtomicUsize,
+    // Fuel used and the largest memory seen (0: none), by calls that report them.
+    fuel: AtomicU64,
+    max_memory: AtomicU64,
 }
 
 /// One single call in this many is timed (per thread).
@@ -265,6 +268,15 @@ impl TallyInner {
         self.add(calls, (seconds * 1e9).round() as u64, bucket);
     }
 
+    /// What a call used: its fuel, and its memory at the end.
+    pub fn count_resources(&self, fuel: u64, memory_bytes: Option<usize>) {
+        self.fuel.fetch_add(fuel, Ordering::Relaxed);
+        if let Some(bytes) = memory_bytes {
+            self.max_memory
+                .fetch_max(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+    }
+
     fn add(&self, calls: u64, nanos: u64, bucket: usize) {
         self.nanos.fetch_add(nanos, Ordering::Relaxed);
         self.histogram[bucket].fetch_add(calls, Ordering::Relaxed);
@@ -293,6 +305,8 @@ impl Tally {
                 histogram: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
                 last_nanos: AtomicU64::new(UNTIMED),
                 last_bucket: AtomicUsize::new(0),
+                fuel: AtomicU64::new(0),
+                max_memory: AtomicU64::new(0),
             }),
         })
     }
@@ -308,8 +322,13 @@ impl Tally {
         Ok(())
     }
 
-    /// `(calls, seconds, {bucket: calls})` counted since the last drain.
-    fn drain<'py>(&self, py: Python<'py>) -> PyResult<(u64, f64, Bound<'py, PyDict>)> {
+    /// `(calls, seconds, {bucket: calls}, fuel, max_memory)` counted since
+    /// the last drain (`max_memory` None when no call reported one).
+    #[allow(clippy::type_complexity)]
+    fn drain<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(u64, f64, Bound<'py, PyDict>, u64, Option<u64>)> {
         let inner = &*self.inner;
         let histogram = PyDict::new(py);
         let mut calls = 0;
@@ -322,7 +341,15 @@ impl Tally {
         }
         #[allow(clippy::cast_precision_loss)] // nanoseconds to seconds
         let seconds = inner.nanos.swap(0, Ordering::Relaxed) as f64 / 1e9;
-        Ok((calls, seconds, histogram))
+        let fuel = inner.fuel.swap(0, Ordering::Relaxed);
+        let memory = inner.max_memory.swap(0, Ordering::Relaxed);
+        Ok((
+            calls,
+            seconds,
+            histogram,
+            fuel,
+            (memory > 0).then_some(memory),
+        ))
     }
 
     /// Whether a `Numeric` still counts into this tally.
@@ -332,27 +359,131 @@ impl Tally {
     }
 }
 
-/// What a `Numeric` shares with the `Scalar`s bound to it.
-pub struct NumericInner {
+/// What a `Numeric` calls, and the `Scalar`s bound to it: an import-free
+/// export ([`Pure`]) or one of a module with host imports
+/// (`super::hosted::Hosted`).
+pub trait Target: Send + Sync {
+    fn params(&self) -> &[Kind];
+    fn result(&self) -> Option<Kind>;
+    /// Slots a call needs (arguments in, the result in the first).
+    fn slots(&self) -> usize;
+    /// Whether a NULL argument may reach the guest as a zero (CALLED ON
+    /// NULL INPUT). A guest that can ask `heliosdb_get_param` must see it
+    /// NULL instead, so such rows take the general path.
+    fn zeros_for_nulls(&self) -> bool;
+    /// One call with the arguments in `slots`; the result in `slots[0]`,
+    /// or SQL NULL (`Ok(false)`: a guest that returned NULL through
+    /// `heliosdb_return`). Called without the GIL.
+    ///
+    /// # Errors
+    ///
+    /// Why the call failed.
+    fn call_slots(&self, slots: &mut [ValRaw]) -> Result<bool, Failure>;
+    /// Every row of `columns` (packed values), each row's result into
+    /// `results` (the rows whose result is NULL into `nulls`); the rows
+    /// done and the failure that stopped them.
+    fn run_rows(
+        &self,
+        columns: &[Vec<u64>],
+        results: &mut [u64],
+        nulls: &mut Vec<usize>,
+    ) -> (usize, Option<Failure>) {
+        let mut row = vec![ValRaw::i64(0); self.slots()];
+        for (r, result) in results.iter_mut().enumerate() {
+            for ((slot, column), kind) in row.iter_mut().zip(columns).zip(self.params()) {
+                *slot = unpack(*kind, column[r]);
+            }
+            match self.call_slots(&mut row) {
+                Err(failure) => return (r, Some(failure)),
+                Ok(false) => nulls.push(r),
+                Ok(true) => {}
+            }
+            if let Some(kind) = self.result() {
+                *result = pack(kind, row[0]);
+            }
+        }
+        (results.len(), None)
+    }
+    /// The Python exception for `failure` (`row`: the rows of a batch
+    /// done before it).
+    fn exception(&self, py: Python<'_>, failure: Failure, row: Option<usize>) -> PyErr;
+    /// Instances idle in the pool, and made since it was built.
+    fn idle_count(&self) -> usize;
+    fn instantiated_count(&self) -> usize;
+}
+
+/// Why a call failed.
+pub enum Failure {
+    /// The guest failed: the `fault` hook makes the typed error.
+    Call { error: CallError, elapsed: Duration },
+    /// The typed error already (a host function's, located and counted).
+    Raised(PyErr),
+}
+
+/// What a `Numeric` of an import-free module shares with its `Scalar`s.
+pub struct Pure {
     pool: InstancePool<()>,
     export: Export,
-    pub params: Box<[Kind]>,
-    pub result: Option<Kind>,
+    params: Box<[Kind]>,
+    result: Option<Kind>,
     tally: Arc<TallyInner>,
     // fault(code, message, limit, frames, seconds, row) -> the exception to raise
     fault: Py<PyAny>,
 }
 
-/// The outcome of one row.
-pub struct Failure {
-    error: CallError,
+/// The exception the `fault` hook makes of a guest failure (and counts in
+/// the version's metrics).
+pub fn fault_exception(
+    py: Python<'_>,
+    fault: &Py<PyAny>,
+    error: &CallError,
     elapsed: Duration,
+    row: Option<usize>,
+) -> PyErr {
+    let (limit, frames) = match error {
+        CallError::LimitExceeded { limit, .. } => (Some(limit.as_str()), Vec::new()),
+        CallError::Trap { backtrace, .. } => {
+            (None, backtrace.iter().map(ToString::to_string).collect())
+        }
+        CallError::Abi { .. } => (None, Vec::new()),
+    };
+    let message = match error {
+        CallError::LimitExceeded { message, .. }
+        | CallError::Trap { message, .. }
+        | CallError::Abi { message } => message.clone(),
+    };
+    let args = (
+        error.code(),
+        message,
+        limit,
+        frames,
+        elapsed.as_secs_f64(),
+        row,
+    );
+    match fault.call1(py, args) {
+        Ok(exc) => PyErr::from_value(exc.into_bound(py)),
+        Err(err) => err,
+    }
 }
 
-impl NumericInner {
-    /// One call with the arguments in `slots`; the result in `slots[0]`.
-    /// Runs without touching Python: call it with the GIL released.
-    pub fn call_slots(&self, slots: &mut [ValRaw]) -> Result<(), Failure> {
+impl Target for Pure {
+    fn params(&self) -> &[Kind] {
+        &self.params
+    }
+
+    fn result(&self) -> Option<Kind> {
+        self.result
+    }
+
+    fn slots(&self) -> usize {
+        self.export.slots().max(1)
+    }
+
+    fn zeros_for_nulls(&self) -> bool {
+        true
+    }
+
+    fn call_slots(&self, slots: &mut [ValRaw]) -> Result<bool, Failure> {
         let started = self.tally.time_next().then(Instant::now);
         let outcome = self.pool.acquire().and_then(|mut instance| {
             let outcome = self.export.call_raw(&mut instance, slots);
@@ -363,47 +494,69 @@ impl NumericInner {
         match outcome {
             Ok(()) => {
                 self.tally.count_call(elapsed);
-                Ok(())
+                Ok(true)
             }
-            Err(error) => Err(Failure {
+            Err(error) => Err(Failure::Call {
                 error,
                 elapsed: elapsed.unwrap_or_default(),
             }),
         }
     }
 
-    /// The Python exception for `failure`, from the `fault` hook (which
-    /// also counts the failed call in the version's metrics).
-    pub fn exception(&self, py: Python<'_>, failure: &Failure, row: Option<usize>) -> PyErr {
-        let error = &failure.error;
-        let (limit, frames) = match error {
-            CallError::LimitExceeded { limit, .. } => (Some(limit.as_str()), Vec::new()),
-            CallError::Trap { backtrace, .. } => {
-                (None, backtrace.iter().map(ToString::to_string).collect())
+    /// Every row on one instance, re-armed per row (never NULL).
+    fn run_rows(
+        &self,
+        columns: &[Vec<u64>],
+        results: &mut [u64],
+        _nulls: &mut Vec<usize>,
+    ) -> (usize, Option<Failure>) {
+        let width = self.slots();
+        let mut row = vec![ValRaw::i64(0); width];
+        let rows = results.len();
+        let started = Instant::now();
+        let mut instance = match self.pool.acquire() {
+            Ok(instance) => instance,
+            Err(error) => {
+                let elapsed = started.elapsed();
+                return (0, Some(Failure::Call { error, elapsed }));
             }
-            CallError::Abi { .. } => (None, Vec::new()),
         };
-        let message = match error {
-            CallError::LimitExceeded { message, .. }
-            | CallError::Trap { message, .. }
-            | CallError::Abi { message } => message.clone(),
-        };
-        let args = (
-            error.code(),
-            message,
-            limit,
-            frames,
-            failure.elapsed.as_secs_f64(),
-            row,
-        );
-        match self.fault.call1(py, args) {
-            Ok(exc) => PyErr::from_value(exc.into_bound(py)),
-            Err(err) => err,
+        for (r, result) in results.iter_mut().enumerate() {
+            for ((slot, column), kind) in row.iter_mut().zip(columns).zip(self.params.iter()) {
+                *slot = unpack(*kind, column[r]);
+            }
+            if let Err(error) = self.export.call_raw(&mut instance, &mut row) {
+                // The rows done are counted here; the failed one by `fault`.
+                self.tally
+                    .count_many(r as u64, started.elapsed().as_secs_f64());
+                let elapsed = Duration::ZERO;
+                return (r, Some(Failure::Call { error, elapsed }));
+            }
+            if let Some(kind) = self.result {
+                *result = pack(kind, row[0]);
+            }
+        }
+        self.tally
+            .count_many(rows as u64, started.elapsed().as_secs_f64());
+        self.pool.release(instance);
+        (rows, None)
+    }
+
+    fn exception(&self, py: Python<'_>, failure: Failure, row: Option<usize>) -> PyErr {
+        match failure {
+            Failure::Call { error, elapsed } => {
+                fault_exception(py, &self.fault, &error, elapsed, row)
+            }
+            Failure::Raised(err) => err,
         }
     }
 
-    pub fn slots(&self) -> usize {
-        self.export.slots().max(1)
+    fn idle_count(&self) -> usize {
+        self.pool.idle_count()
+    }
+
+    fn instantiated_count(&self) -> usize {
+        self.pool.instantiated_count()
     }
 }
 
@@ -436,7 +589,7 @@ pub fn limits_from(dict: &Bound<'_, PyDict>) -> PyResult<Limits> {
 /// limit, frames, seconds, row)` returns the exception a failed call raises.
 #[pyclass(module = "heliosdb_wasm._core", frozen)]
 pub struct Numeric {
-    pub inner: Arc<NumericInner>,
+    pub inner: Arc<dyn Target>,
 }
 
 #[pymethods]
@@ -471,7 +624,7 @@ impl Numeric {
             .map_err(|e| core_error("abi-error", format!("{e:#}")))?;
         let pool = InstancePool::new(&module.runtime, pre, limits, || ()).map_err(abi)?;
         Ok(Self {
-            inner: Arc::new(NumericInner {
+            inner: Arc::new(Pure {
                 pool,
                 export,
                 params,
@@ -482,6 +635,45 @@ impl Numeric {
         })
     }
 
+    /// A numeric export of a module with host imports, run whole in the
+    /// core (`hosted.rs`): `pool` is the version's `BasicPool`, `hooks` its
+    /// `invoke.HostedHooks`, the rest the version's limits and grants and
+    /// the connection's gate. Only for a procedure that may not write.
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)] // one procedure version's whole setup
+    #[pyo3(signature = (pool, export, params, result, limits, tally, fault, hooks, gate, grants, is_procedure))]
+    fn hosted(
+        pool: &super::basic::BasicPool,
+        export: &str,
+        params: Vec<String>,
+        result: Option<String>,
+        limits: &Bound<'_, PyDict>,
+        tally: &Tally,
+        fault: Py<PyAny>,
+        hooks: Py<PyAny>,
+        gate: &super::gate::Gate,
+        grants: &super::policy::Grants,
+        is_procedure: Py<PyAny>,
+    ) -> PyResult<Self> {
+        let (params, result) = Kind::signature(&params, result.as_deref())?;
+        let target = super::hosted::hosted(super::hosted::HostedArgs {
+            pool,
+            export,
+            params,
+            result,
+            limits,
+            tally: tally.inner.clone(),
+            fault,
+            hooks,
+            gate,
+            grants,
+            is_procedure,
+        })?;
+        Ok(Self {
+            inner: Arc::new(target),
+        })
+    }
+
     /// One call: `args` are exact numbers for the parameters (the caller
     /// has coerced them); TypeError/OverflowError if one is not, before the
     /// guest runs. The guest runs without the GIL.
@@ -489,10 +681,10 @@ impl Numeric {
         let inner = &*self.inner;
         let args = args.cast::<PySequence>()?;
         let n = args.len()?;
-        if n != inner.params.len() {
+        if n != inner.params().len() {
             return Err(PyValueError::new_err(format!(
                 "expected {} argument(s), got {n}",
-                inner.params.len()
+                inner.params().len()
             )));
         }
         // On the stack for the usual signature: this is a per-call path.
@@ -504,12 +696,13 @@ impl Numeric {
             spilled.resize(inner.slots(), ValRaw::i64(0));
             &mut spilled
         };
-        for (i, (slot, kind)) in slots.iter_mut().zip(inner.params.iter()).enumerate() {
+        for (i, (slot, kind)) in slots.iter_mut().zip(inner.params().iter()).enumerate() {
             *slot = to_slot(&args.get_item(i)?, *kind)?;
         }
         match py.detach(|| inner.call_slots(slots)) {
-            Ok(()) => Ok(from_slot(py, inner.result, slots[0])),
-            Err(failure) => Err(inner.exception(py, &failure, None)),
+            Ok(true) => Ok(from_slot(py, inner.result(), slots[0])),
+            Ok(false) => Ok(py.None()),
+            Err(failure) => Err(inner.exception(py, failure, None)),
         }
     }
 
@@ -524,18 +717,18 @@ impl Numeric {
     ) -> PyResult<Bound<'py, PyList>> {
         let inner = &*self.inner;
         let columns = columns.cast::<PySequence>()?;
-        if columns.len()? != inner.params.len() {
+        if columns.len()? != inner.params().len() {
             return Err(PyValueError::new_err(format!(
                 "expected {} column(s), got {}",
-                inner.params.len(),
+                inner.params().len(),
                 columns.len()?
             )));
         }
         // Column by column into one buffer per column (sequential writes);
         // every value is converted before any row runs.
         let mut rows: Option<usize> = None;
-        let mut converted: Vec<Vec<u64>> = Vec::with_capacity(inner.params.len());
-        for (c, kind) in inner.params.iter().enumerate() {
+        let mut converted: Vec<Vec<u64>> = Vec::with_capacity(inner.params().len());
+        for (c, kind) in inner.params().iter().enumerate() {
             let column = columns.get_item(c)?;
             let column = column.cast::<PySequence>()?;
             let n = column.len()?;
@@ -565,65 +758,32 @@ impl Numeric {
             return Err(PyValueError::new_err("a batch needs at least one column"));
         };
         let mut results = vec![0u64; rows];
-        let (done, failure) = py.detach(|| inner.run_rows(&converted, &mut results));
+        let mut nulls = Vec::new();
+        let (done, failure) = py.detach(|| inner.run_rows(&converted, &mut results, &mut nulls));
         if let Some(failure) = failure {
-            return Err(inner.exception(py, &failure, Some(done)));
+            return Err(inner.exception(py, failure, Some(done)));
         }
-        let kind = inner.result;
+        let kind = inner.result();
         let slot = |bits: u64| kind.map_or(ValRaw::i64(0), |k| unpack(k, bits));
-        PyList::new(
+        let list = PyList::new(
             py,
             results.iter().map(|bits| from_slot(py, kind, slot(*bits))),
-        )
+        )?;
+        for row in nulls {
+            list.set_item(row, py.None())?;
+        }
+        Ok(list)
     }
 
     /// Instances waiting for reuse in the pool.
     #[getter]
     fn idle_instances(&self) -> usize {
-        self.inner.pool.idle_count()
+        self.inner.idle_count()
     }
 
     /// Instances created since the pool was built.
     #[getter]
     fn instantiated(&self) -> usize {
-        self.inner.pool.instantiated_count()
-    }
-}
-
-impl NumericInner {
-    /// Every row of `columns` on one instance, re-armed per row, each
-    /// row's result into `results`; the rows done and the failure that
-    /// stopped them, if any.
-    fn run_rows(&self, columns: &[Vec<u64>], results: &mut [u64]) -> (usize, Option<Failure>) {
-        let width = self.slots();
-        let mut row = vec![ValRaw::i64(0); width];
-        let rows = results.len();
-        let started = Instant::now();
-        let mut instance = match self.pool.acquire() {
-            Ok(instance) => instance,
-            Err(error) => {
-                let elapsed = started.elapsed();
-                return (0, Some(Failure { error, elapsed }));
-            }
-        };
-        for (r, result) in results.iter_mut().enumerate() {
-            for ((slot, column), kind) in row.iter_mut().zip(columns).zip(self.params.iter()) {
-                *slot = unpack(*kind, column[r]);
-            }
-            if let Err(error) = self.export.call_raw(&mut instance, &mut row) {
-                // The rows done are counted here; the failed one by `fault`.
-                self.tally
-                    .count_many(r as u64, started.elapsed().as_secs_f64());
-                let elapsed = Duration::ZERO;
-                return (r, Some(Failure { error, elapsed }));
-            }
-            if let Some(kind) = self.result {
-                *result = pack(kind, row[0]);
-            }
-        }
-        self.tally
-            .count_many(rows as u64, started.elapsed().as_secs_f64());
-        self.pool.release(instance);
-        (rows, None)
+        self.inner.instantiated_count()
     }
 }

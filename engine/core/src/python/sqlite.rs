@@ -27,7 +27,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat, PyString, PyTuple};
 use wasmtime::ValRaw;
 
-use super::numeric::{float_slot, Kind, Numeric, NumericInner};
+use super::numeric::{float_slot, Kind, Numeric, Target};
 use super::values::{sql_value, SqlValue};
 use super::with_gil;
 
@@ -79,7 +79,7 @@ struct ScalarInner {
     result: Option<Kind>,
     // CALLED ON NULL INPUT: NULL arguments reach the guest as zeros.
     null_call: bool,
-    target: RwLock<Option<Arc<NumericInner>>>,
+    target: RwLock<Option<Arc<dyn Target>>>,
     // `acquire` said this version has no numeric path: every row is `slow`'s.
     python_only: AtomicBool,
     acquire: Py<PyAny>,
@@ -205,7 +205,10 @@ unsafe extern "C" fn xfunc(
 
 /// The slots of one row, or why it cannot take the numeric path.
 enum Lowered {
-    Slots,
+    /// `zeroed_null`: a NULL argument (CALLED ON NULL INPUT) is a zero.
+    Slots {
+        zeroed_null: bool,
+    },
     Null,
     Slow,
 }
@@ -215,6 +218,7 @@ unsafe fn lower(
     args: &[*mut ffi::sqlite3_value],
     slots: &mut [ValRaw],
 ) -> Lowered {
+    let mut zeroed_null = false;
     if args.len() != scalar.params.len() {
         return Lowered::Slow;
     }
@@ -226,6 +230,7 @@ unsafe fn lower(
             if !scalar.null_call {
                 return Lowered::Null; // RETURNS NULL ON NULL INPUT: no call
             }
+            zeroed_null = true;
             *slot = ValRaw::i64(0);
             continue;
         }
@@ -253,14 +258,14 @@ unsafe fn lower(
             _ => return Lowered::Slow,
         };
     }
-    Lowered::Slots
+    Lowered::Slots { zeroed_null }
 }
 
 /// The procedure's `Numeric` from `acquire()`, asked under the GIL; `None`:
 /// every row goes to `slow`. The caller stores it after the GIL is let go,
 /// so no thread ever waits for the lock while holding the GIL that a call
 /// in progress (a failing one) needs.
-fn acquire(scalar: &ScalarInner) -> PyResult<Option<Arc<NumericInner>>> {
+fn acquire(scalar: &ScalarInner) -> PyResult<Option<Arc<dyn Target>>> {
     with_gil(|py| {
         let got = scalar.acquire.call0(py)?;
         if got.is_none(py) {
@@ -269,7 +274,7 @@ fn acquire(scalar: &ScalarInner) -> PyResult<Option<Arc<NumericInner>>> {
         }
         let numeric = got.cast_bound::<Numeric>(py)?.get();
         let inner = numeric.inner.clone();
-        if *inner.params != *scalar.params || inner.result != scalar.result {
+        if *inner.params() != *scalar.params || inner.result() != scalar.result {
             return Err(PyTypeError::new_err(
                 "the Numeric's signature differs from the Scalar's",
             ));
@@ -288,52 +293,59 @@ unsafe fn row(
         // SAFETY: this call's context and arguments.
         return unsafe { slow(scalar, ctx, args) };
     }
+    // Checked in order before anything else, as the general path does: a
+    // bad argument before a NULL is still an error.
     // SAFETY: this call's arguments.
-    match unsafe { lower(scalar, args, &mut slots) } {
+    let zeroed_null = match unsafe { lower(scalar, args, &mut slots) } {
         Lowered::Null => return unsafe { ffi::sqlite3_result_null(ctx) },
         Lowered::Slow => return unsafe { slow(scalar, ctx, args) },
-        Lowered::Slots => {}
-    }
-    // Held across the guest's call (which cannot call back: the module
-    // imports nothing). Writers never wait for it holding the GIL: see
-    // `Scalar::release` and `acquire`.
-    let read = || scalar.target.read().unwrap_or_else(PoisonError::into_inner);
-    let mut target = read();
-    if target.is_none() {
-        drop(target);
-        if scalar.python_only.load(Ordering::Acquire) {
+        Lowered::Slots { zeroed_null } => zeroed_null,
+    };
+    // Taken out of the lock for the call: a guest with host imports may
+    // call this very function again from its query, and writers
+    // (`Scalar::release`) must never wait on a call in progress.
+    let found = scalar
+        .target
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let target = match found {
+        Some(target) => target,
+        None if scalar.python_only.load(Ordering::Acquire) => {
+            // SAFETY: this call's context and arguments.
             return unsafe { slow(scalar, ctx, args) };
         }
-        match acquire(scalar) {
+        None => match acquire(scalar) {
             Ok(None) => return unsafe { slow(scalar, ctx, args) },
             Ok(Some(found)) => {
                 *scalar
                     .target
                     .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(found);
+                    .unwrap_or_else(PoisonError::into_inner) = Some(found.clone());
+                found
             }
             Err(err) => return with_gil(|py| unsafe { pending(py, ctx, err) }),
-        }
-        target = read();
-    }
-    let Some(numeric) = target.as_deref() else {
-        drop(target);
-        return unsafe { slow(scalar, ctx, args) };
+        },
     };
-    let slots = &mut slots[..numeric.slots()];
+    if zeroed_null && !target.zeros_for_nulls() {
+        // The guest may ask heliosdb_get_param whether it is NULL.
+        return unsafe { slow(scalar, ctx, args) };
+    }
+    let slots = &mut slots[..target.slots()];
     // SAFETY: PyGILState_Check only reads the thread state.
     let outcome = if unsafe { pyo3::ffi::PyGILState_Check() } == 1 {
         // apsw kept the GIL for this statement: let other threads run while
         // the guest does.
-        with_gil(|py| py.detach(|| numeric.call_slots(slots)))
+        with_gil(|py| py.detach(|| target.call_slots(slots)))
     } else {
-        numeric.call_slots(slots)
+        target.call_slots(slots)
     };
     match outcome {
-        // SAFETY: this call's context.
-        Ok(()) => unsafe { set_result(ctx, numeric.result, slots[0]) },
+        // SAFETY (both): this call's context.
+        Ok(true) => unsafe { set_result(ctx, target.result(), slots[0]) },
+        Ok(false) => unsafe { ffi::sqlite3_result_null(ctx) },
         Err(failure) => with_gil(|py| {
-            let err = numeric.exception(py, &failure, None);
+            let err = target.exception(py, failure, None);
             // SAFETY: this call's context.
             unsafe { pending(py, ctx, err) }
         }),

@@ -1,0 +1,322 @@
+//! `Numeric.hosted`: a numeric procedure whose module imports host
+//! functions, run whole in the core — from SQLite (a `Scalar`),
+//! `Database.call` or a batch — with no Python per row.
+//!
+//! It does what `invoke.Runner` and `hostapi.CallContext` do around a call
+//! of a procedure that may not write (no savepoint, no transaction): the
+//! connection's call depth, the caller's statement policy set aside, an
+//! instance from the pool, the deadline. Its statements run in the core
+//! (`PyHost::statement`); a host function that needs Python (a log line, a
+//! fetch, a digest) gets a `CallContext` made for the call on first use.
+//! Failures become the typed errors in Python, through `hooks`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use wasmtime::{Val, ValRaw};
+
+use super::basic::{BasicPool, Pool, PyHost, StatementScope};
+use super::gate::Gate;
+use super::numeric::{fault_exception, limits_from, to_slot, Failure, Kind, TallyInner, Target};
+use super::policy::Grants;
+use super::with_gil;
+use crate::basic::{self, Arg, CallFailure, Fault, Lower};
+use crate::error::{CallError, Limit};
+use crate::gate::Gate as CoreGate;
+use crate::policy::Grants as CoreGrants;
+use crate::statement::RowLimits;
+
+pub struct Hosted {
+    pool: Arc<Pool>,
+    status: Arc<Py<PyAny>>,
+    export: String,
+    lowering: Vec<Lower>,
+    params: Box<[Kind]>,
+    result: Option<Kind>,
+    gate: Arc<CoreGate>,
+    grants: Arc<CoreGrants>,
+    is_procedure: Arc<Py<PyAny>>,
+    timeout: Duration,
+    max_value_bytes: usize,
+    rows: RowLimits,
+    max_depth: usize,
+    tally: Arc<TallyInner>,
+    // fault(code, message, limit, frames, seconds, row), as a pure Numeric's
+    fault: Py<PyAny>,
+    // context(), lift(tag, payload), raised(code, message, seconds),
+    // host_fault(exc, seconds), too_deep(): see invoke.HostedHooks
+    hooks: Arc<Py<PyAny>>,
+}
+
+fn lower(kind: Kind) -> Lower {
+    match kind {
+        Kind::I64 => Lower::I64,
+        Kind::I32 | Kind::Bool => Lower::I32,
+        Kind::F64 => Lower::F64,
+        Kind::F32 => Lower::F32,
+    }
+}
+
+fn arg(kind: Kind, slot: ValRaw) -> Arg {
+    match kind {
+        Kind::I64 => Arg::Integer(slot.get_i64()),
+        Kind::I32 => Arg::Integer(i64::from(slot.get_i32())),
+        Kind::Bool => Arg::Boolean(slot.get_i32() != 0),
+        Kind::F64 => Arg::Real(f64::from_bits(slot.get_f64())),
+        Kind::F32 => Arg::Real(f64::from(f32::from_bits(slot.get_f32()))),
+    }
+}
+
+fn slot_of(val: &Val) -> ValRaw {
+    match *val {
+        Val::I32(x) => ValRaw::i32(x),
+        Val::I64(x) => ValRaw::i64(x),
+        Val::F32(bits) => ValRaw::f32(bits),
+        Val::F64(bits) => ValRaw::f64(bits),
+        _ => ValRaw::i64(0),
+    }
+}
+
+impl Hosted {
+    /// A hook's answer: the typed error it returns (or the error calling it raised).
+    fn hook_error<A>(&self, name: &str, args: A) -> Failure
+    where
+        A: for<'py> pyo3::call::PyCallArgs<'py>,
+    {
+        Failure::Raised(with_gil(|py| {
+            match self.hooks.bind(py).call_method1(name, args) {
+                Ok(exc) => PyErr::from_value(exc),
+                Err(err) => err,
+            }
+        }))
+    }
+
+    /// One call inside the depth and policy bracket.
+    fn run(&self, slots: &mut [ValRaw], started: Instant) -> Result<bool, Failure> {
+        let elapsed = || started.elapsed();
+        let mut instance = self.pool.acquire().map_err(|error| Failure::Call {
+            error,
+            elapsed: elapsed(),
+        })?;
+        let args = self
+            .params
+            .iter()
+            .zip(slots.iter())
+            .map(|(kind, slot)| arg(*kind, *slot))
+            .collect();
+        let now = Instant::now();
+        let scope = StatementScope {
+            gate: self.gate.clone(),
+            grants: self.grants.clone(),
+            read_only: false,
+            is_procedure: self.is_procedure.clone(),
+            deadline: now.checked_add(self.timeout).unwrap_or(now),
+            max_value_bytes: self.max_value_bytes,
+            rows: self.rows,
+        };
+        let host = PyHost::hosted(self.status.clone(), self.hooks.clone(), scope);
+        let (result, outcome, host) = basic::call(
+            &mut instance,
+            Some(host),
+            &self.export,
+            &self.lowering,
+            args,
+        );
+        // The context a host function made: whether the guest said it ran
+        // out of memory just before it trapped (hostapi.CallContext.log).
+        let out_of_memory = host.filter(PyHost::made_context).is_some_and(|host| {
+            with_gil(|py| {
+                let said = host.said_out_of_memory(py);
+                drop(host); // under the GIL
+                said
+            })
+        });
+        if !instance.is_poisoned() {
+            self.pool.release(instance);
+        }
+        let seconds = elapsed().as_secs_f64();
+        if result.is_ok() {
+            self.tally
+                .count_resources(outcome.fuel_used, outcome.memory_bytes);
+        }
+        let values = match result {
+            Ok(values) => values,
+            Err(CallFailure::Call(CallError::Trap { .. })) if outcome.raised.is_some() => {
+                // Raising and then trapping is how a language without
+                // exceptions throws: the raised error is the outcome.
+                let (code, message) = outcome.raised.unwrap_or_default();
+                return Err(self.hook_error("raised", (code, message, seconds)));
+            }
+            Err(CallFailure::Call(CallError::Trap { message, .. })) if out_of_memory => {
+                return Err(Failure::Call {
+                    error: CallError::LimitExceeded {
+                        limit: Limit::Memory,
+                        message,
+                    },
+                    elapsed: elapsed(),
+                })
+            }
+            Err(CallFailure::Call(error)) => {
+                return Err(Failure::Call {
+                    error,
+                    elapsed: elapsed(),
+                })
+            }
+            Err(CallFailure::Fault(Fault::Abi(message))) => {
+                return Err(Failure::Call {
+                    error: CallError::Abi { message },
+                    elapsed: elapsed(),
+                })
+            }
+            Err(CallFailure::Fault(Fault::Memory(message))) => {
+                return Err(Failure::Call {
+                    error: CallError::LimitExceeded {
+                        limit: Limit::Memory,
+                        message,
+                    },
+                    elapsed: elapsed(),
+                })
+            }
+            Err(CallFailure::Fault(Fault::Host(err))) => {
+                return Err(with_gil(|py| {
+                    self.hook_error("host_fault", (err.into_value(py), seconds))
+                }))
+            }
+        };
+        if let Some((code, message)) = outcome.raised {
+            return Err(self.hook_error("raised", (code, message, seconds)));
+        }
+        if let Some((tag, payload)) = outcome.returned {
+            // heliosdb_return: decoded and converted as the general path does.
+            let kind = self.result;
+            let lifted = with_gil(|py| -> PyResult<Option<ValRaw>> {
+                let value = self
+                    .hooks
+                    .bind(py)
+                    .call_method1(intern!(py, "lift"), (tag, PyBytes::new(py, &payload)))?;
+                match kind {
+                    _ if value.is_none() => Ok(None),
+                    Some(kind) => to_slot(&value, kind).map(Some),
+                    None => Ok(None),
+                }
+            });
+            let lifted = lifted.map_err(|err| {
+                with_gil(|py| self.hook_error("host_fault", (err.into_value(py), seconds)))
+            })?;
+            return Ok(lifted.map(|slot| slots[0] = slot).is_some());
+        }
+        if let Some(first) = values.first() {
+            slots[0] = slot_of(first);
+        }
+        Ok(true)
+    }
+}
+
+impl Target for Hosted {
+    fn params(&self) -> &[Kind] {
+        &self.params
+    }
+
+    fn result(&self) -> Option<Kind> {
+        self.result
+    }
+
+    fn slots(&self) -> usize {
+        self.params.len().max(1)
+    }
+
+    fn zeros_for_nulls(&self) -> bool {
+        false
+    }
+
+    fn call_slots(&self, slots: &mut [ValRaw]) -> Result<bool, Failure> {
+        let started = Instant::now();
+        if !self.gate.enter_call(self.max_depth) {
+            return Err(self.hook_error("too_deep", ()));
+        }
+        // The caller's statement policy (a procedure calling this one from
+        // its query) is not this call's; it comes back after.
+        let outer = self.gate.set_policy(None);
+        let outcome = self.run(slots, started);
+        self.gate.set_policy(outer);
+        self.gate.exit_call();
+        if outcome.is_ok() {
+            self.tally.count_call(Some(started.elapsed()));
+        }
+        outcome
+    }
+
+    fn exception(&self, py: Python<'_>, failure: Failure, row: Option<usize>) -> PyErr {
+        match failure {
+            Failure::Call { error, elapsed } => {
+                fault_exception(py, &self.fault, &error, elapsed, row)
+            }
+            Failure::Raised(err) => {
+                if let Some(row) = row {
+                    let _ = err.value(py).setattr("row", row);
+                }
+                err
+            }
+        }
+    }
+
+    fn idle_count(&self) -> usize {
+        self.pool.idle_count()
+    }
+
+    fn instantiated_count(&self) -> usize {
+        self.pool.instantiated_count()
+    }
+}
+
+/// The arguments of `Numeric.hosted`.
+pub struct HostedArgs<'a, 'py> {
+    pub pool: &'a BasicPool,
+    pub export: &'a str,
+    pub params: Box<[Kind]>,
+    pub result: Option<Kind>,
+    pub limits: &'a Bound<'py, PyDict>,
+    pub tally: Arc<TallyInner>,
+    pub fault: Py<PyAny>,
+    pub hooks: Py<PyAny>,
+    pub gate: &'a Gate,
+    pub grants: &'a Grants,
+    pub is_procedure: Py<PyAny>,
+}
+
+pub fn hosted(args: HostedArgs<'_, '_>) -> PyResult<Hosted> {
+    let limits = args.limits;
+    let get = |key: &str| -> PyResult<usize> {
+        limits
+            .get_item(key)?
+            .ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!("limits: {key} is missing"))
+            })?
+            .extract()
+    };
+    let core_limits = limits_from(limits)?;
+    Ok(Hosted {
+        pool: args.pool.pool.clone(),
+        status: args.pool.status.clone(),
+        export: args.export.to_owned(),
+        lowering: args.params.iter().map(|k| lower(*k)).collect(),
+        params: args.params,
+        result: args.result,
+        gate: args.gate.inner.clone(),
+        grants: args.grants.inner.clone(),
+        is_procedure: Arc::new(args.is_procedure),
+        timeout: core_limits.timeout,
+        max_value_bytes: get("max_value_bytes")?,
+        rows: RowLimits {
+            max_rows: get("max_query_rows")?,
+            max_bytes: get("max_result_bytes")?,
+        },
+        max_depth: get("max_call_depth")?,
+        tally: args.tally,
+        fault: args.fault,
+        hooks: Arc::new(args.hooks),
+    })
+}

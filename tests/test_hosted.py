@@ -1,0 +1,124 @@
+"""Numbers-in, number-out procedures whose host functions the core serves
+run whole in the core (engine/core/src/python/hosted.rs): from SQL, from
+Database.call and in batches, with the general path's results, errors,
+nesting limits and telemetry."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import heliosdb_wasm as h
+from conftest import TEST_LIMITS, b64, wasm_of
+
+HOSTED = b64(wasm_of("hosted"))
+DEPTH = 5
+
+
+@pytest.fixture
+def db() -> Iterator[h.Database]:
+    limits = TEST_LIMITS.with_overrides(max_call_depth=DEPTH)
+    with h.Database.open(":memory:", limits=limits) as database:
+        database.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
+        database.execute("INSERT INTO cust VALUES (1, 0.5), (2, 0.25), (3, 2.0)")
+
+        def register(name: str, signature: str, extra: str = "") -> None:
+            database.execute(
+                f"CREATE PROCEDURE {name}{signature} LANGUAGE wasm {extra}"
+                f" AS $wasm${HOSTED}$wasm$"
+            )
+
+        register("lookup", "(id BIGINT) RETURNS DOUBLE", "CAPABILITIES ('read:cust')")
+        register("strict_lookup", "(id BIGINT) RETURNS DOUBLE", "CAPABILITIES ('read:cust')")
+        register("blind_lookup", "(id BIGINT) RETURNS DOUBLE", "USING EXPORT 'lookup'")
+        register("self_call", "(n BIGINT) RETURNS BIGINT", "CAPABILITIES ('call:self_call')")
+        register("null_tag", "(x BIGINT) RETURNS BIGINT", "CALLED ON NULL INPUT")
+        register("logs", "(x BIGINT) RETURNS BIGINT")
+        register("null_result", "(x BIGINT) RETURNS BIGINT")
+        yield database
+
+
+def test_they_take_the_core_path(db: h.Database) -> None:
+    for name in ("lookup", "self_call", "null_tag", "logs"):
+        assert db._runner(name)._hosted, name
+
+
+def test_a_query_per_row_gives_what_the_join_gives(db: h.Database) -> None:
+    joined = db.execute("SELECT sum(rate) FROM cust").scalar()
+    assert db.execute("SELECT sum(lookup(id)) FROM cust").scalar() == joined
+    assert db.execute("SELECT lookup(99)").scalar() == 0.0
+    assert db.call("lookup", 3) == 2.0
+    assert db.call_batch("lookup", [[1, 2, 99]]) == [0.5, 0.25, 0.0]
+    db.session.telemetry.collect()
+    (m,) = db.metrics("lookup").values()
+    assert m.calls == 3 + 1 + 1 + 3 and m.errors == 0 and m.fuel > 0 and m.max_memory
+
+
+def test_a_denied_query_is_a_status_the_guest_sees(db: h.Database) -> None:
+    # 1 = access-denied (docs/abi.md §4): the guest returned -status.
+    assert db.execute("SELECT blind_lookup(1)").scalar() == -1.0
+
+
+def test_a_raised_error_is_typed_and_located(db: h.Database) -> None:
+    with pytest.raises(h.UserError) as err:
+        db.execute("SELECT strict_lookup(99)")
+    assert (err.value.code, err.value.procedure) == ("user-error", "strict_lookup")
+    assert "customer not found" in err.value.message
+    assert db.execute("SELECT strict_lookup(2)").scalar() == 0.25
+    db.session.telemetry.collect()
+    (m,) = db.metrics("strict_lookup").values()
+    assert (m.calls, m.errors) == (2, 1)
+
+
+def test_nesting_stops_at_the_depth_limit(db: h.Database) -> None:
+    # Levels 1..DEPTH run; the next is refused with call-depth, which its
+    # caller's query reports as status 4 (limit-exceeded); each level
+    # above adds one.
+    assert db.execute("SELECT self_call(0)").scalar() == 4 + DEPTH - 1
+    assert db.call("self_call", 0) == 4 + DEPTH - 1
+    assert db.session.depth == 0 and db.session.gate.depth == 0
+    # The connection is usable, and its policy is the host's again.
+    assert db.execute("SELECT count(*) FROM cust").scalar() == 3
+
+
+def test_a_null_argument_is_null_to_the_guest(db: h.Database) -> None:
+    assert db.execute("SELECT null_tag(NULL), null_tag(5)").rows == [(0, 1)]
+    assert db.call("null_tag", None) == 0
+    assert db.call_batch("null_tag", [[None, 5]]) == [0, 1]
+
+
+def test_a_null_result_through_heliosdb_return(db: h.Database) -> None:
+    assert db.execute("SELECT null_result(1)").scalar() is None
+    assert db.call("null_result", 1) is None
+    assert db.call_batch("null_result", [[1, 2]]) == [None, None]
+
+
+def test_host_functions_that_live_in_python_get_a_context(db: h.Database) -> None:
+    assert db.execute("SELECT logs(7)").scalar() == 7
+    (line,) = [r for r in db.session.logs if r.procedure == "logs"]
+    assert (line.level, line.message, line.version) == ("info", "hello from the core", 1)
+
+
+def test_threads_share_the_connection_safely(db: h.Database) -> None:
+    """The depth counts every call in progress on the connection, whichever
+    thread's (as the general path's did): threads can only make each
+    other's limit tighter, never looser."""
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(200):
+                assert db.execute("SELECT sum(lookup(id)) FROM cust").scalar() == 2.75
+                assert 4 <= db.call("self_call", 0) <= 4 + DEPTH - 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert db.session.depth == 0

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
+import apsw
 import pytest
 
 import heliosdb_wasm as h
@@ -122,3 +124,51 @@ def test_threads_share_the_connection_safely(db: h.Database) -> None:
         t.join()
     assert errors == []
     assert db.session.depth == 0
+
+
+def test_statements_are_prepared_once_per_policy(db: h.Database) -> None:
+    """The core keeps procedures' read-only statements prepared (gate.rs),
+    keyed by the grants they were authorized under: the same text from a
+    procedure without the grant is authorized anew, and denied."""
+    gate = db.session.gate
+    assert db.execute("SELECT sum(lookup(id)) FROM cust").scalar() == 2.75
+    assert gate.cached_statements == 1
+    assert db.execute("SELECT blind_lookup(1)").scalar() == -1.0  # access-denied
+    assert gate.cached_statements == 1  # a denied statement is not kept
+    assert db.execute("SELECT sum(lookup(id)) FROM cust").scalar() == 2.75
+    # The schema changes under a cached statement: SQLite prepares it again,
+    # and the authorizer sees it again (under the procedure's policy).
+    db.execute("ALTER TABLE cust RENAME COLUMN rate TO old_rate")
+    assert db.execute("SELECT lookup(1)").scalar() == -2.0  # sql-error: no such column
+    db.execute("ALTER TABLE cust ADD COLUMN rate REAL DEFAULT 9")
+    assert db.execute("SELECT lookup(1)").scalar() == 9.0
+    # The set of procedures changing (calling one needs call:) empties it.
+    db.execute(
+        "CREATE PROCEDURE another(x BIGINT) RETURNS BIGINT LANGUAGE wasm"
+        f" USING EXPORT 'logs' AS $wasm${HOSTED}$wasm$"
+    )
+    assert gate.cached_statements == 0
+
+
+def test_a_connection_with_cached_statements_still_closes(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    for close in ("database", "raw"):
+        db = h.Database.open(path)
+        if close == "database":
+            db.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
+            db.execute(
+                "CREATE PROCEDURE lookup(id BIGINT) RETURNS DOUBLE LANGUAGE wasm"
+                f" CAPABILITIES ('read:cust') AS $wasm${HOSTED}$wasm$"
+            )
+        assert db.execute("SELECT lookup(1)").scalar() == 0.0
+        assert db.session.gate.cached_statements == 1
+        if close == "database":
+            db.close()
+        else:
+            db.conn.close()  # SQLite would refuse with statements open
+    # A connection the engine did not open keeps none (it could not
+    # finalize them before someone closes it).
+    db = h.Database(apsw.Connection(str(path)))
+    assert db.execute("SELECT lookup(1)").scalar() == 0.0
+    assert db.session.gate.cached_statements == 0
+    db.conn.close()

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use libsqlite3_sys as ffi;
 
 use crate::policy::{registry_access, DENY, OK};
+use crate::statement::StatementCache;
 
 /// SQLite calls a guest statement's progress handler every this many
 /// virtual-machine steps. Measured on a loop of the cheapest opcodes:
@@ -74,6 +75,8 @@ pub struct Gate {
     // Procedure calls in progress on the connection, nested in each other
     // (whichever path runs them: Python's CallContext or the core's).
     calls: AtomicUsize,
+    /// Procedures' read-only statements, prepared once.
+    pub statements: StatementCache,
 }
 
 // SAFETY: `db` is only handed to SQLite's API, which serializes a
@@ -171,6 +174,7 @@ impl Gate {
             policy: Mutex::new(None),
             bounds: Mutex::new(Vec::new()),
             calls: AtomicUsize::new(0),
+            statements: StatementCache::default(),
         });
         let data = Arc::into_raw(gate.clone()).cast_mut().cast::<c_void>();
         // SAFETY: `db` is open; SQLite keeps `data` until it closes and

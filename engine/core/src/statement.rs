@@ -190,6 +190,51 @@ pub unsafe fn run(
     limits: RowLimits,
     sink: &mut impl RowSink,
 ) -> Result<i64, Failure> {
+    // SAFETY: the caller's contract.
+    unsafe { run_with(db, sql, params, limits, sink, None) }
+}
+
+/// [`run`], reusing a statement prepared before from `cache` under the
+/// same `key` (the policy it was authorized under, which `owner` keeps
+/// alive) and leaving a read-only one there for the next time.
+///
+/// # Errors
+///
+/// As [`run`].
+///
+/// # Safety
+///
+/// As [`run`]; `cache` holds statements of `db` only.
+pub unsafe fn run_cached(
+    db: *mut ffi::sqlite3,
+    sql: &str,
+    params: &[Bind<'_>],
+    limits: RowLimits,
+    sink: &mut impl RowSink,
+    cache: &StatementCache,
+    key: CacheKey,
+) -> Result<i64, Failure> {
+    // SAFETY: the caller's contract.
+    unsafe { run_with(db, sql, params, limits, sink, Some((cache, key))) }
+}
+
+unsafe fn run_with(
+    db: *mut ffi::sqlite3,
+    sql: &str,
+    params: &[Bind<'_>],
+    limits: RowLimits,
+    sink: &mut impl RowSink,
+    cache: Option<(&StatementCache, CacheKey)>,
+) -> Result<i64, Failure> {
+    if let Some((cache, key)) = &cache {
+        if let Some(entry) = cache.take(sql, key) {
+            // Known to be one statement, authorized under this key.
+            // SAFETY: a statement of `db` (the cache's contract).
+            let outcome = unsafe { execute(db, entry.stmt.0, params, limits, sink) };
+            cache.put(entry);
+            return outcome;
+        }
+    }
     let text = sql.as_bytes();
     // SAFETY: `db` is open (the caller's contract).
     let (stmt, after) = unsafe { prepare(db, text, 0)? };
@@ -198,15 +243,57 @@ pub unsafe fn run(
         return Ok(0); // only comments: nothing to run, as apsw
     };
     // SAFETY: `stmt` is prepared on `db`, alive until the end of this function.
-    unsafe { bind(db, stmt.0, params)? };
+    let changes = unsafe { execute(db, stmt.0, params, limits, sink)? };
+    // A second statement in the text is refused before it runs.
+    // SAFETY: `db` is open.
+    if let (Some(_next), _) = unsafe { prepare(db, text, after)? } {
+        return Err(Failure::Several);
+    }
+    match cache {
+        // SAFETY: `stmt` is a live statement of `db`.
+        Some((cache, key)) if unsafe { ffi::sqlite3_stmt_readonly(stmt.0) } != 0 => {
+            cache.insert(sql, key, stmt);
+        }
+        _ => drop(stmt),
+    }
+    Ok(changes)
+}
+
+/// Binds `params`, steps `stmt` to the end with its rows into `sink`, and
+/// resets it (bindings cleared) for another run.
+///
+/// # Safety
+///
+/// `stmt` is a statement of the open connection `db`, not running.
+unsafe fn execute(
+    db: *mut ffi::sqlite3,
+    stmt: *mut ffi::sqlite3_stmt,
+    params: &[Bind<'_>],
+    limits: RowLimits,
+    sink: &mut impl RowSink,
+) -> Result<i64, Failure> {
+    struct Reset(*mut ffi::sqlite3_stmt);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            // SAFETY: the statement `execute` ran; resetting a statement
+            // that failed is how it is made reusable.
+            unsafe {
+                ffi::sqlite3_reset(self.0);
+                ffi::sqlite3_clear_bindings(self.0);
+            }
+        }
+    }
+    let _reset = Reset(stmt);
+    // SAFETY: `stmt` is prepared on `db` (the caller's contract).
+    unsafe { bind(db, stmt, params)? };
     // SAFETY: as above.
-    let ncols = unsafe { ffi::sqlite3_column_count(stmt.0) };
+    let ncols = unsafe { ffi::sqlite3_column_count(stmt) };
     {
         // Borrowed from the statement, and only until the sink has copied them.
         let names: Vec<&[u8]> = (0..ncols)
             .map(|i| {
                 // SAFETY: a column index of this statement.
-                let p = unsafe { ffi::sqlite3_column_name(stmt.0, i) };
+                let p = unsafe { ffi::sqlite3_column_name(stmt, i) };
                 if p.is_null() {
                     &[][..]
                 } else {
@@ -222,7 +309,7 @@ pub unsafe fn run(
     let (mut rows, mut size) = (0usize, 0usize);
     loop {
         // SAFETY: as above.
-        let rc = unsafe { ffi::sqlite3_step(stmt.0) };
+        let rc = unsafe { ffi::sqlite3_step(stmt) };
         if rc == ffi::SQLITE_DONE {
             break;
         }
@@ -238,17 +325,17 @@ pub unsafe fn run(
             // SAFETY: a column of the current row; pointers read before the
             // next call on the statement.
             unsafe {
-                match ffi::sqlite3_column_type(stmt.0, i) {
-                    ffi::SQLITE_INTEGER => sink.integer(ffi::sqlite3_column_int64(stmt.0, i)),
-                    ffi::SQLITE_FLOAT => sink.real(ffi::sqlite3_column_double(stmt.0, i)),
+                match ffi::sqlite3_column_type(stmt, i) {
+                    ffi::SQLITE_INTEGER => sink.integer(ffi::sqlite3_column_int64(stmt, i)),
+                    ffi::SQLITE_FLOAT => sink.real(ffi::sqlite3_column_double(stmt, i)),
                     ffi::SQLITE_TEXT => {
-                        let bytes = column_bytes(stmt.0, i, ffi::sqlite3_column_text(stmt.0, i));
+                        let bytes = column_bytes(stmt, i, ffi::sqlite3_column_text(stmt, i));
                         size += bytes.len();
                         sink.text(bytes);
                     }
                     ffi::SQLITE_BLOB => {
-                        let p = ffi::sqlite3_column_blob(stmt.0, i).cast::<u8>();
-                        let bytes = column_bytes(stmt.0, i, p);
+                        let p = ffi::sqlite3_column_blob(stmt, i).cast::<u8>();
+                        let bytes = column_bytes(stmt, i, p);
                         size += bytes.len();
                         sink.blob(bytes);
                     }
@@ -265,14 +352,121 @@ pub unsafe fn run(
         rows += 1;
     }
     // SAFETY: `db` is open.
-    let changes = i64::from(unsafe { ffi::sqlite3_changes(db) });
-    drop(stmt);
-    // A second statement in the text is refused before it runs.
-    // SAFETY: `db` is open.
-    if let (Some(_next), _) = unsafe { prepare(db, text, after)? } {
-        return Err(Failure::Several);
+    Ok(i64::from(unsafe { ffi::sqlite3_changes(db) }))
+}
+
+/// What a cached statement was authorized under: an identity of the
+/// policy's inputs (its grants, whether the call was read-only), and the
+/// value whose life keeps that identity from being reused.
+#[derive(Clone)]
+pub struct CacheKey {
+    pub id: (usize, bool),
+    pub owner: std::sync::Arc<dyn std::any::Any + Send + Sync>,
+}
+
+struct Entry {
+    sql: Box<str>,
+    id: (usize, bool),
+    _owner: std::sync::Arc<dyn std::any::Any + Send + Sync>,
+    stmt: Stmt,
+    generation: u64,
+}
+
+/// Read-only statements of one connection, prepared (and authorized) once
+/// and run again by the procedures' queries: SQLite re-prepares one itself
+/// when the schema changes, under the authorizer then in place (the same
+/// policy: statements only run inside their procedure's bounds).
+///
+/// A statement is taken out while it runs (a procedure's query may call a
+/// procedure that runs the same text) and put back after. `clear` drops
+/// every one: the set of procedures changed (the authorizer's answers for
+/// a function call may differ), or the connection is about to close
+/// (SQLite does not close a connection with statements outstanding).
+pub struct StatementCache {
+    inner: std::sync::Mutex<(Vec<Entry>, u64)>,
+    enabled: std::sync::atomic::AtomicBool,
+}
+
+/// Statements kept per connection.
+const CACHED: usize = 32;
+
+// SAFETY: a statement is only used by whoever took it out of the cache,
+// one at a time; SQLite serializes the connection it belongs to.
+unsafe impl Send for Entry {}
+
+impl Default for StatementCache {
+    fn default() -> Self {
+        Self {
+            inner: std::sync::Mutex::new((Vec::new(), 0)),
+            enabled: std::sync::atomic::AtomicBool::new(false),
+        }
     }
-    Ok(changes)
+}
+
+impl StatementCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<Entry>, u64)> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(&self, sql: &str, key: &CacheKey) -> Option<Entry> {
+        let mut inner = self.lock();
+        let at = inner
+            .0
+            .iter()
+            .position(|e| e.id == key.id && &*e.sql == sql)?;
+        Some(inner.0.remove(at))
+    }
+
+    fn put(&self, entry: Entry) {
+        let mut inner = self.lock();
+        // Cleared while it ran: it goes.
+        if entry.generation == inner.1 {
+            inner.0.insert(0, entry);
+            inner.0.truncate(CACHED);
+        }
+    }
+
+    /// Turns caching on or off (off: nothing is kept; off by default).
+    pub fn enable(&self, on: bool) {
+        self.enabled.store(on, std::sync::atomic::Ordering::Release);
+        if !on {
+            self.clear();
+        }
+    }
+
+    fn insert(&self, sql: &str, key: CacheKey, stmt: Stmt) {
+        if !self.enabled.load(std::sync::atomic::Ordering::Acquire) {
+            return; // dropped: finalized
+        }
+        let generation = self.lock().1;
+        self.put(Entry {
+            sql: sql.into(),
+            id: key.id,
+            _owner: key.owner,
+            stmt,
+            generation,
+        });
+    }
+
+    /// Finalizes every statement (those running are dropped when they end).
+    pub fn clear(&self) {
+        let dropped = {
+            let mut inner = self.lock();
+            inner.1 += 1;
+            std::mem::take(&mut inner.0)
+        };
+        drop(dropped);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The bytes of column `i` of the current row, whose text or blob pointer

@@ -34,7 +34,7 @@ from .errors import (
     ResourceLimitExceeded,
     SqlError,
 )
-from .hostapi import Session, sql_error
+from .hostapi import Connection, Session, sql_error
 from .invoke import Instance, LoadedModule, Runner, load, load_singlestore, load_stored
 from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
@@ -172,7 +172,7 @@ class Database:
         failing with DatabaseBusy.
         """
         try:
-            conn = apsw.Connection(str(path))
+            conn = Connection(str(path))
             # Other connections (processes, threads) may hold the write lock
             # for a moment: wait for it rather than fail at once.
             conn.set_busy_timeout(int(busy_timeout * 1000))
@@ -196,6 +196,8 @@ class Database:
             self._runners.clear()
             for key in list(self._scalars):
                 self._retire(key)
+            # SQLite does not close a connection whose statements are open.
+            self.session.gate.clear_statements()
             self.conn.close()
             self._closed = True
 
@@ -1022,6 +1024,9 @@ class Database:
         self._bind(self.registry.get(name))
 
     def _bind(self, version: ProcedureVersion) -> None:
+        # Procedures' cached statements were authorized against the set of
+        # procedures then (calling one needs call:): it changes here.
+        self.session.gate.clear_statements()
         name = version.name
         sig = version.signature
         if _may_write(version):
@@ -1118,6 +1123,7 @@ class Database:
             scalar.release()
 
     def _unbind(self, name: str) -> None:
+        self.session.gate.clear_statements()  # as in _bind
         key = name.lower()
         self._retire(key)
         self._scalars.pop(key, None)

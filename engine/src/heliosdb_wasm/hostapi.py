@@ -75,6 +75,24 @@ _PY_LEVELS = {
 _logger = logging.getLogger("heliosdb_wasm.procedure")
 
 
+class Connection(apsw.Connection):
+    """apsw's connection as the engine opens it: it finalizes the core's
+    cached statements (gate.rs) before it closes, since SQLite refuses to
+    close a connection whose statements are open, whoever calls close().
+    A connection of another class gets no statement cache."""
+
+    gate: _core.Gate | None = None
+
+    def close(self, force: bool = False) -> None:
+        if self.gate is not None:
+            self.gate.clear_statements()
+        super().close(force)
+
+    def __del__(self) -> None:
+        if self.gate is not None:
+            self.gate.clear_statements()
+
+
 class Session:
     """Per-database state the host API needs: the connection, the procedure
     log, and the stack of procedure calls in progress on this connection."""
@@ -96,7 +114,9 @@ class Session:
         # The connection's authorizer and the bounds of the guest statements
         # running on it (engine/core/src/gate.rs), installed once: setting
         # an authorizer expires every prepared statement.
-        self.gate = _core.Gate(self.db)
+        self.gate = _core.Gate(self.db, isinstance(conn, Connection))
+        if isinstance(conn, Connection):
+            conn.gate = self.gate
 
     @property
     def depth(self) -> int:

@@ -73,8 +73,12 @@ fn scope(timeout: f64, max_value_bytes: usize, max_rows: usize, max_bytes: usize
 
 #[pymethods]
 impl Gate {
+    /// `cache_statements`: keep procedures' read-only statements prepared
+    /// (only for a connection that finalizes them before it closes:
+    /// `hostapi.Connection`).
     #[new]
-    fn new(db: usize) -> PyResult<Self> {
+    #[pyo3(signature = (db, cache_statements))]
+    fn new(db: usize, cache_statements: bool) -> PyResult<Self> {
         if !super::sqlite::sqlite_ready() {
             return Err(PyRuntimeError::new_err(
                 "the core is not loaded as an SQLite extension (native.load_sqlite_api)",
@@ -86,6 +90,7 @@ impl Gate {
         // SAFETY: `db` is apsw's open connection (Session hands its
         // sqlite3_pointer()); the routine table is loaded.
         let inner = unsafe { CoreGate::install(db as *mut _) }.map_err(PyRuntimeError::new_err)?;
+        inner.statements.enable(cache_statements);
         Ok(Self { inner })
     }
 
@@ -180,6 +185,19 @@ impl Gate {
 
     fn exit_call(&self) {
         self.inner.exit_call();
+    }
+
+    /// Finalizes the cached statements of procedures: before the
+    /// connection closes (SQLite keeps a connection with statements open),
+    /// and when the set of procedures changes.
+    fn clear_statements(&self) {
+        self.inner.statements.clear();
+    }
+
+    /// Statements cached.
+    #[getter]
+    fn cached_statements(&self) -> usize {
+        self.inner.statements.len()
     }
 
     /// Procedure calls in progress on the connection, nested.

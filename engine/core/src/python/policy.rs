@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use super::with_gil;
 use crate::gate::Policy;
 use crate::policy::{Grants as CoreGrants, StatementAuthorizer};
+use crate::statement::CacheKey;
 
 /// A procedure's normalized grants, made once per `Capabilities`.
 #[pyclass(module = "heliosdb_wasm._core", frozen)]
@@ -30,6 +31,8 @@ impl Grants {
 /// asked (in Python) only for function calls.
 pub struct GuestPolicy {
     state: Mutex<StatementAuthorizer>,
+    grants: Arc<CoreGrants>,
+    read_only: bool,
     // Shared: a policy is made per statement, where the GIL may not be held.
     is_procedure: Arc<Py<PyAny>>,
 }
@@ -37,8 +40,20 @@ pub struct GuestPolicy {
 impl GuestPolicy {
     pub fn new(grants: Arc<CoreGrants>, read_only: bool, is_procedure: Arc<Py<PyAny>>) -> Self {
         Self {
-            state: Mutex::new(StatementAuthorizer::new(grants, read_only)),
+            state: Mutex::new(StatementAuthorizer::new(grants.clone(), read_only)),
+            grants,
+            read_only,
             is_procedure,
+        }
+    }
+
+    /// What a statement authorized by this policy may be cached under:
+    /// the same grants (by identity, kept alive by the entry) and mode
+    /// authorize it the same way.
+    pub fn cache_key(&self) -> CacheKey {
+        CacheKey {
+            id: (Arc::as_ptr(&self.grants) as usize, self.read_only),
+            owner: self.grants.clone(),
         }
     }
 

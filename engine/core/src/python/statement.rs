@@ -13,10 +13,11 @@ use pyo3::types::{PyBytes, PyFloat, PyList, PyString, PyTuple};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::policy::GuestPolicy;
 use super::values::{sql_value, SqlValue};
 use crate::encoding::{decode_params, Param, RowsWriter};
-use crate::gate::{Gate, Policy};
-use crate::statement::{run, Bind, Failure, RowLimits, RowSink};
+use crate::gate::Gate;
+use crate::statement::{run_cached, Bind, Failure, RowLimits, RowSink};
 
 create_exception!(
     _core,
@@ -126,17 +127,18 @@ impl Refused {
 /// What refused it; an interrupt after the deadline is `timeout`.
 pub fn bounded(
     gate: &Gate,
-    policy: Arc<dyn Policy>,
+    policy: Arc<GuestPolicy>,
     scope: Scope,
     sql: &str,
     binds: &[Bind<'_>],
     sink: &mut impl RowSink,
 ) -> Result<i64, Refused> {
     let db = gate.db();
+    let key = policy.cache_key();
     let (outcome, deadline) = gate.bounded(policy, scope.timeout, scope.max_value_bytes, || {
         // SAFETY: `db` is the gate's open connection; the caller runs this
-        // inside a call on it.
-        unsafe { run(db, sql, binds, scope.rows, sink) }
+        // inside a call on it. The cache is the gate's, of `db`.
+        unsafe { run_cached(db, sql, binds, scope.rows, sink, &gate.statements, key) }
     });
     let refused = |kind, message| Refused {
         kind,
@@ -160,7 +162,7 @@ pub fn bounded(
 /// the statement is prepared.
 pub fn bounded_encoded(
     gate: &Gate,
-    policy: Arc<dyn Policy>,
+    policy: Arc<GuestPolicy>,
     scope: Scope,
     sql: &str,
     params: &[u8],
@@ -190,7 +192,7 @@ pub fn bounded_encoded(
 pub fn bounded_py<'py>(
     py: Python<'py>,
     gate: &Gate,
-    policy: Arc<dyn Policy>,
+    policy: Arc<GuestPolicy>,
     scope: Scope,
     sql: &str,
     params: &[Bound<'py, PyAny>],

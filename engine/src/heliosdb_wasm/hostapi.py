@@ -155,6 +155,38 @@ class Session:
         self.conn.cursor().execute(sql)
 
 
+def log_line(
+    session: Session,
+    procedure: str,
+    version: int,
+    limits: Limits,
+    level: str,
+    message: str,
+    logged: int,
+) -> tuple[int, bool]:
+    """A guest's log line, after ``logged`` bytes in the same call: into the
+    procedure log, telemetry and Python's logging. The bytes logged now,
+    and whether the line says the guest ran out of memory (an SDK's
+    allocator, just before the guest aborts). Over ``max_log_bytes`` the
+    call ends (ResourceLimitExceeded)."""
+    size = utf8_bytes(message)
+    logged += size
+    if logged > limits.max_log_bytes:
+        raise ResourceLimitExceeded(
+            f"logged more than max_log_bytes ({limits.max_log_bytes}) in one call",
+            limit="max_log_bytes",
+        )
+    oom = level in ("warn", "error") and says_out_of_memory(message)
+    # Every copy of the line (in memory, persisted, Python's logging) is cut
+    # to telemetry.LOG_MESSAGE_BYTES.
+    message = clip_message(message, size)
+    record = LogRecord(time.time(), procedure, version, level, message)
+    session.logs.append(record)
+    session.telemetry.log(record)
+    _logger.log(_PY_LEVELS.get(level, logging.INFO), "%s v%d: %s", procedure, version, message)
+    return logged, oom
+
+
 def busy_error(message: str) -> DatabaseBusy:
     return DatabaseBusy(
         f"the database is locked by another connection ({message}); nothing was committed: retry"
@@ -314,30 +346,19 @@ class CallContext:
         return self._run(sql, params)[1]
 
     def log(self, level: str, message: str) -> None:
-        size = utf8_bytes(message)
-        self.logged_bytes += size
-        if self.logged_bytes > self.limits.max_log_bytes:
-            raise ResourceLimitExceeded(
-                f"logged more than max_log_bytes ({self.limits.max_log_bytes}) in one call",
-                limit="max_log_bytes",
-            )
-        if level in ("warn", "error") and says_out_of_memory(message):
+        self.logged_bytes, oom = log_line(
+            self.session,
+            self.procedure,
+            self.version,
+            self.limits,
+            level,
+            message,
+            self.logged_bytes,
+        )
+        if oom:
             # An SDK's allocator reporting failure just before the guest
             # aborts: the trap that follows is the memory limit (runtime.py).
             self.out_of_memory = True
-        # Every copy of the line (in memory, persisted, Python's logging)
-        # is cut to telemetry.LOG_MESSAGE_BYTES.
-        message = clip_message(message, size)
-        record = LogRecord(time.time(), self.procedure, self.version, level, message)
-        self.session.logs.append(record)
-        self.session.telemetry.log(record)
-        _logger.log(
-            _PY_LEVELS.get(level, logging.INFO),
-            "%s v%d: %s",
-            self.procedure,
-            self.version,
-            message,
-        )
 
     def begin_tx(self) -> None:
         if not self.capabilities.allows("transaction"):

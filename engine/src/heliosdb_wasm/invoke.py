@@ -23,7 +23,7 @@ from .errors import (
     ProcedureTrap,
     ResourceLimitExceeded,
 )
-from .hostapi import CallContext, Session
+from .hostapi import CallContext, Session, log_line
 from .policy import Capabilities, Limits
 from .registry import ProcedureVersion
 from .runtime import Runtime, core_error, translate_trap
@@ -133,6 +133,10 @@ class Runner:
         self._fast = numeric and (getattr(module, "pure", False) or self._hosted)
         self._numeric: _core.Numeric | None = None
         self._metrics = session.telemetry.metrics(version.name, version.version)
+        # A call may change the database: it writes, or it may call another
+        # procedure, which may (Database.call runs it in a savepoint).
+        caps = version.capabilities
+        self.may_write = caps.can_write() or bool(caps.targets("call"))
         self._batchable: bool | None = None
 
     def _can_host(self, module: LoadedModule) -> bool:
@@ -556,6 +560,11 @@ class HostedHooks:
     def context(self) -> CallContext:
         v = self._version
         return CallContext(self._session, v.name, v.version, v.capabilities, self._limits, [])
+
+    def log(self, level: str, message: str, logged: int) -> tuple[int, bool]:
+        """A log line with no CallContext made for it (hostapi.log_line)."""
+        v = self._version
+        return log_line(self._session, v.name, v.version, self._limits, level, message, logged)
 
     def lift(self, tag: int, payload: bytes) -> Any:
         return returned_value(self._version.signature, None, True, decode_returned(tag, payload))

@@ -52,6 +52,10 @@ pub struct PyHost {
     // What the call's statements run under: given by `hosted`, or read
     // from the context at the first one (`CallContext.statement_scope`).
     scope: Option<StatementScope>,
+    // Log bytes of the call so far, and whether a line said the guest ran
+    // out of memory: kept here when the lines go to `hooks.log`.
+    logged: usize,
+    out_of_memory: bool,
 }
 
 pub struct StatementScope {
@@ -84,22 +88,26 @@ impl PyHost {
             hooks: Some(hooks),
             status,
             scope: Some(scope),
+            logged: 0,
+            out_of_memory: false,
         }
     }
 
-    /// Whether a context was made for the call (dropping it takes the GIL).
-    pub fn made_context(&self) -> bool {
-        self.ctx.is_some()
+    /// Whether a context was made for the call (dropping it takes the
+    /// GIL) or a log line said the guest ran out of memory.
+    pub fn needs_gil(&self) -> bool {
+        self.ctx.is_some() || self.out_of_memory
     }
 
-    /// Whether the context's guest logged that it ran out of memory.
+    /// Whether the guest logged that it ran out of memory.
     pub fn said_out_of_memory(&self, py: Python<'_>) -> bool {
-        self.ctx.as_ref().is_some_and(|ctx| {
-            ctx.bind(py)
-                .getattr(intern!(py, "out_of_memory"))
-                .and_then(|v| v.is_truthy())
-                .unwrap_or(false)
-        })
+        self.out_of_memory
+            || self.ctx.as_ref().is_some_and(|ctx| {
+                ctx.bind(py)
+                    .getattr(intern!(py, "out_of_memory"))
+                    .and_then(|v| v.is_truthy())
+                    .unwrap_or(false)
+            })
     }
 
     /// The call's `CallContext`.
@@ -289,7 +297,19 @@ impl Host for PyHost {
     }
 
     fn log(&mut self, level: &'static str, message: &str) -> Result<(), PyErr> {
-        with_gil(|py| self.invoke(py, intern!(py, "log"), (level, message), |_| Ok(())))
+        with_gil(|py| match (&self.ctx, &self.hooks) {
+            // A call the core runs whole: no context made for a log line.
+            (None, Some(hooks)) => {
+                let (logged, oom): (usize, bool) = hooks
+                    .bind(py)
+                    .call_method1(intern!(py, "log"), (level, message, self.logged))?
+                    .extract()?;
+                self.logged = logged;
+                self.out_of_memory |= oom;
+                Ok(())
+            }
+            _ => self.invoke(py, intern!(py, "log"), (level, message), |_| Ok(())),
+        })
     }
 
     fn count_in_window(&mut self, key: &str, window_ms: i64) -> Result<i64, PyErr> {
@@ -460,6 +480,8 @@ impl BasicInstance {
             hooks: None,
             status: self.status.clone(),
             scope: None,
+            logged: 0,
+            out_of_memory: false,
         });
         // Taken out for the call: a second call on the same instance (it
         // is never shared, but a bug could) finds it gone instead of waiting.

@@ -127,7 +127,7 @@ impl Hosted {
         );
         // The context a host function made: whether the guest said it ran
         // out of memory just before it trapped (hostapi.CallContext.log).
-        let out_of_memory = host.filter(PyHost::made_context).is_some_and(|host| {
+        let out_of_memory = host.filter(PyHost::needs_gil).is_some_and(|host| {
             with_gil(|py| {
                 let said = host.said_out_of_memory(py);
                 drop(host); // under the GIL

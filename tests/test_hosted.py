@@ -172,3 +172,42 @@ def test_a_connection_with_cached_statements_still_closes(tmp_path: Path) -> Non
     assert db.execute("SELECT lookup(1)").scalar() == 0.0
     assert db.session.gate.cached_statements == 0
     db.conn.close()
+
+
+@pytest.fixture
+def limited() -> Iterator[h.Database]:
+    limits = TEST_LIMITS.with_overrides(timeout_seconds=0.3, max_query_rows=50, fuel=10**12)
+    with h.Database.open(":memory:", limits=limits) as database:
+        for name in ("endless", "spin", "lookup"):
+            database.execute(
+                f"CREATE PROCEDURE {name}(x BIGINT) RETURNS DOUBLE LANGUAGE wasm"
+                f" AS $wasm${HOSTED}$wasm$"
+                if name == "lookup"
+                else f"CREATE PROCEDURE {name}(x BIGINT) RETURNS BIGINT LANGUAGE wasm"
+                f" AS $wasm${HOSTED}$wasm$"
+            )
+        yield database
+
+
+def test_limits_end_a_hosted_call_and_the_next_one_runs(limited: h.Database) -> None:
+    db = limited
+    assert db._runner("endless")._hosted and db._runner("spin")._hosted
+    # Rows past max_query_rows: the call ends (the guest cannot catch it).
+    with pytest.raises(h.ResourceLimitExceeded) as err:
+        db.execute("SELECT endless(0)")
+    assert (err.value.limit, err.value.procedure) == ("max_query_rows", "endless")
+    # A query that never produces a row: the deadline, through the
+    # connection's progress handler.
+    with pytest.raises(h.ResourceLimitExceeded) as err:
+        db.execute("SELECT endless(9223372036854775806)")
+    assert err.value.limit == "timeout" and "in a query" in err.value.message
+    # The guest itself never returning: the epoch deadline.
+    with pytest.raises(h.ResourceLimitExceeded) as err:
+        db.call("spin", 1)
+    assert (err.value.limit, err.value.procedure) == ("timeout", "spin")
+    # Nothing is left behind: depth, bounds, policy.
+    assert db.session.depth == 0 and db.session.gate.depth == 0
+    assert db.session.policy is None
+    db.session.telemetry.collect()
+    assert db.metrics("spin")[1].errors == 1
+    assert db.execute("SELECT lookup(1)").scalar() == -2.0  # sql-error: no table cust

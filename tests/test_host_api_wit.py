@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from heliosdb_wasm import _core
 from heliosdb_wasm.abi_basic import HOST_IMPORTS
 
 ROOT = Path(__file__).parent.parent
@@ -145,3 +146,15 @@ def test_docs_abi_lists_exactly_the_linked_imports() -> None:
         assert pending == 0, f"{name}: a parameter without a type in docs/abi.md"
         documented[name] = (tuple(types), (result,) if result else ())
     assert documented == HOST_IMPORTS
+
+
+def test_the_status_codes_are_the_wit_error_cases_in_order(resolved: dict[str, Any]) -> None:
+    """heliosdb_* statuses are the index + 1 of the WIT error variant's
+    cases (docs/abi.md §4): the core's list is that variant."""
+    variants = [
+        [case["name"] for case in ty["kind"]["variant"]["cases"]]
+        for ty in resolved["types"]
+        if ty.get("name") == "error" and "variant" in ty.get("kind", {})
+    ]
+    assert variants, "wit/ declares the error variant"
+    assert variants[0] == _core.BASIC_STATUS_CASES

@@ -115,6 +115,31 @@ impl CallError {
         }
     }
 
+    /// The message, without the kind `Display` puts in front.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::LimitExceeded { message, .. }
+            | Self::Trap { message, .. }
+            | Self::Abi { message } => message,
+        }
+    }
+
+    /// The name of the limit exceeded (`Limit::as_str`), if that is what happened.
+    pub fn limit_name(&self) -> Option<&'static str> {
+        match self {
+            Self::LimitExceeded { limit, .. } => Some(limit.as_str()),
+            _ => None,
+        }
+    }
+
+    /// A trap's frames, innermost first, as text; empty otherwise.
+    pub fn frame_lines(&self) -> Vec<String> {
+        match self {
+            Self::Trap { backtrace, .. } => backtrace.iter().map(ToString::to_string).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     pub(crate) fn abi(message: impl Into<String>) -> Self {
         Self::Abi {
             message: message.into(),

@@ -9,6 +9,8 @@ WASMTIME_VERSION: str
 BASIC_HOST_MODULE: str
 # name -> (param types, result types), as wasm type names (engine/core/src/abi.rs)
 BASIC_HOST_IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+# the WIT error cases by status code - 1 (engine/core/src/basic.rs)
+BASIC_STATUS_CASES: list[str]
 
 class CoreError(Exception):
     """args: (code, message)."""

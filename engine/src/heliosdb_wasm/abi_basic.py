@@ -16,7 +16,7 @@ import struct
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import wasmtime
 from wasmtime import _bindings as ffi
@@ -26,6 +26,7 @@ from wasmtime._func import maybe_raise_last_exn
 from . import _core
 from . import values as v
 from .errors import (
+    WIT_ERROR_CASES,
     AbiError,
     ProcedureError,
     ProcedureTrap,
@@ -58,6 +59,7 @@ from .wasi import (
 )
 
 ABI_VERSION = 1
+T = TypeVar("T")
 HOST_MODULE = _core.BASIC_HOST_MODULE
 
 _I32, _I64 = "i32", "i64"
@@ -175,19 +177,7 @@ _memory_size = ffi._wasmtime_memory_data_size
 # core's table (engine/core/src/abi.rs), defined once and checked against
 # wit/ by tests/test_host_api_wit.py.
 HOST_IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = _core.BASIC_HOST_IMPORTS
-_STATUS = {
-    case: i + 1
-    for i, case in enumerate(
-        (
-            "access-denied",
-            "sql-error",
-            "constraint",
-            "limit-exceeded",
-            "invalid-argument",
-            "user-error",
-        )
-    )
-}
+_STATUS = {case: i + 1 for i, case in enumerate(WIT_ERROR_CASES)}
 _RESULT_WASM = {
     SqlType.BIGINT: "i64",
     SqlType.INTEGER: "i32",
@@ -519,12 +509,9 @@ class CoreInstance:
         if lowering is None:
             lowering = "".join(_LOWER.get(c.type, "s") for c in sig.params).encode()
             self._lowerings[export] = lowering
-        try:
-            result, returned, raised = self.core.call(ctx, export, lowering, args)
-        except Exception as exc:  # noqa: BLE001 - every failure is typed here
-            raise self._failure(ctx, exc) from None
-        finally:
-            ctx.wasm_seconds, ctx.host_seconds, ctx.fuel_used, ctx.memory_bytes = self.core.stats
+        result, returned, raised = self._guarded(
+            ctx, lambda: self.core.call(ctx, export, lowering, args)
+        )
         if raised is not None:
             raise raised_error(*raised)
         try:
@@ -534,6 +521,17 @@ class CoreInstance:
         except ProcedureError:
             self.poisoned = True
             raise
+
+    def _guarded(self, ctx: CallContext, run: Callable[[], T]) -> T:
+        """``run`` (a call into the core), its failure typed and its
+        measurements (time in wasm and in host functions, fuel, memory)
+        on the call context either way."""
+        try:
+            return run()
+        except Exception as exc:  # noqa: BLE001 - every failure is typed here
+            raise self._failure(ctx, exc) from None
+        finally:
+            ctx.wasm_seconds, ctx.host_seconds, ctx.fuel_used, ctx.memory_bytes = self.core.stats
 
     def _failure(self, ctx: CallContext, exc: Exception) -> ProcedureError:
         """The typed error of a failed call; the instance is not used again."""
@@ -579,12 +577,9 @@ class CoreInstance:
         assert sig.returns is not None
         code = _BATCH_CODE[sig.returns]
         out_size = count * array.array(code).itemsize
-        try:
-            out, raised = self.core.call_batch(ctx, name, count, data, out_size)
-        except Exception as exc:  # noqa: BLE001 - every failure is typed here
-            raise self._failure(ctx, exc) from None
-        finally:
-            ctx.wasm_seconds, ctx.host_seconds, ctx.fuel_used, ctx.memory_bytes = self.core.stats
+        out, raised = self._guarded(
+            ctx, lambda: self.core.call_batch(ctx, name, count, data, out_size)
+        )
         if raised is not None:  # a row failed with heliosdb_error
             self.poisoned = True
             raise raised_error(*raised)

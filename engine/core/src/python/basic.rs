@@ -332,19 +332,12 @@ pub struct BasicPool {
 }
 
 pub fn guest_fault(error: &CallError) -> PyErr {
-    let (limit, frames): (Option<&str>, Vec<String>) = match error {
-        CallError::LimitExceeded { limit, .. } => (Some(limit.as_str()), Vec::new()),
-        CallError::Trap { backtrace, .. } => {
-            (None, backtrace.iter().map(ToString::to_string).collect())
-        }
-        CallError::Abi { .. } => (None, Vec::new()),
-    };
-    let message = match error {
-        CallError::LimitExceeded { message, .. }
-        | CallError::Trap { message, .. }
-        | CallError::Abi { message } => message.clone(),
-    };
-    GuestFault::new_err((error.code(), message, limit, frames))
+    GuestFault::new_err((
+        error.code(),
+        error.message().to_owned(),
+        error.limit_name(),
+        error.frame_lines(),
+    ))
 }
 
 fn failure_error(failure: CallFailure<PyErr>) -> PyErr {

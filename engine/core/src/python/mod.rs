@@ -84,5 +84,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WASMTIME_VERSION", runtime::WASMTIME_VERSION)?;
     m.add("BASIC_HOST_MODULE", crate::abi::HOST_MODULE)?;
     m.add("BASIC_HOST_IMPORTS", runtime::basic_host_imports(m.py())?)?;
+    m.add("BASIC_STATUS_CASES", crate::basic::STATUS_CASES.to_vec())?;
     Ok(())
 }

@@ -440,23 +440,11 @@ pub fn fault_exception(
     elapsed: Duration,
     row: Option<usize>,
 ) -> PyErr {
-    let (limit, frames) = match error {
-        CallError::LimitExceeded { limit, .. } => (Some(limit.as_str()), Vec::new()),
-        CallError::Trap { backtrace, .. } => {
-            (None, backtrace.iter().map(ToString::to_string).collect())
-        }
-        CallError::Abi { .. } => (None, Vec::new()),
-    };
-    let message = match error {
-        CallError::LimitExceeded { message, .. }
-        | CallError::Trap { message, .. }
-        | CallError::Abi { message } => message.clone(),
-    };
     let args = (
         error.code(),
-        message,
-        limit,
-        frames,
+        error.message(),
+        error.limit_name(),
+        error.frame_lines(),
         elapsed.as_secs_f64(),
         row,
     );

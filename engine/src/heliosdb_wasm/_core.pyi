@@ -129,6 +129,8 @@ class Authorizer:
     @property
     def denied(self) -> list[str]: ...
 
+def registry_access(action: int, p1: str | None, p2: str | None) -> str | None: ...
+
 class SqlFailure(Exception):
     """args: (kind, message, own_deadline)."""
 

@@ -283,12 +283,6 @@ def _folder(raw: str, target: str) -> str:
     return "/" + "/".join(parts) + ":" + mode
 
 
-_WRITE_ACTIONS = {apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE}
-_DDL_ACTIONS = {
-    getattr(apsw, name)
-    for name in dir(apsw)
-    if name.startswith(("SQLITE_CREATE_", "SQLITE_DROP_")) and isinstance(getattr(apsw, name), int)
-} | {apsw.SQLITE_ALTER_TABLE, apsw.SQLITE_REINDEX, apsw.SQLITE_ANALYZE}
 _ALWAYS_DENIED = {
     apsw.SQLITE_ATTACH: "ATTACH",
     apsw.SQLITE_DETACH: "DETACH",
@@ -309,26 +303,6 @@ def _denier(denied: list[str]) -> Callable[[str], int]:
         return int(apsw.SQLITE_DENY)
 
     return deny
-
-
-def ddl_table(action: int, p1: str | None, p2: str | None) -> str | None:
-    """The table a DDL action concerns. SQLite passes the object's own name
-    in p1, except for indexes and triggers (their table in p2) and ALTER
-    TABLE (the schema in p1, the table in p2)."""
-    return p2 if action in _INDEX_LIKE or action == apsw.SQLITE_ALTER_TABLE else p1
-
-
-# For these DDL actions SQLite passes the object name in p1 and its table in p2.
-_INDEX_LIKE = {
-    apsw.SQLITE_CREATE_INDEX,
-    apsw.SQLITE_DROP_INDEX,
-    apsw.SQLITE_CREATE_TRIGGER,
-    apsw.SQLITE_DROP_TRIGGER,
-    apsw.SQLITE_CREATE_TEMP_INDEX,
-    apsw.SQLITE_DROP_TEMP_INDEX,
-    apsw.SQLITE_CREATE_TEMP_TRIGGER,
-    apsw.SQLITE_DROP_TEMP_TRIGGER,
-}
 
 
 # PRAGMAs whose setting changes the file, its durability or its header for
@@ -364,14 +338,10 @@ SHARED_PRAGMAS = frozenset(
 
 
 def _registry_access(action: int, p1: str | None, p2: str | None) -> str | None:
-    """The engine table an action reads, writes or changes, if any."""
-    if action == apsw.SQLITE_READ or action in _WRITE_ACTIONS:
-        table = p1
-    elif action in _DDL_ACTIONS:
-        table = ddl_table(action, p1, p2)
-    else:
-        return None
-    return table if (table or "").lower().startswith(REGISTRY_PREFIX) else None
+    """The engine table an action reads, writes or changes, if any: the
+    core's rule (engine/core/src/policy.rs), which its own authorizer of
+    procedures' statements and the connection's gate apply too."""
+    return _core.registry_access(action, p1, p2)
 
 
 def owner_authorizer(denied: list[str]) -> Authorizer:
@@ -438,11 +408,3 @@ def client_authorizer(denied: list[str], *, allow_ddl: bool = False) -> Authoriz
         return int(apsw.SQLITE_OK)
 
     return authorize
-
-
-def in_body_registry_access(
-    action: int, p1: str | None, p2: str | None, body: str | None
-) -> str | None:
-    """The engine table a trigger or view body would touch: never allowed,
-    whoever runs the statement (the engine's own statements fire none)."""
-    return _registry_access(action, p1, p2) if body is not None else None

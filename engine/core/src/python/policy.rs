@@ -127,3 +127,11 @@ impl Authorizer {
         self.inner.denied()
     }
 }
+
+/// The engine table an authorizer action reads, writes or changes, if any
+/// (`crate::policy::registry_access`), for the owner's and clients' rules.
+#[pyfunction]
+#[pyo3(signature = (action, p1, p2))]
+pub fn registry_access(action: i32, p1: Option<&str>, p2: Option<&str>) -> Option<String> {
+    crate::policy::registry_access(action, p1, p2).map(str::to_owned)
+}

@@ -211,3 +211,35 @@ def test_limits_end_a_hosted_call_and_the_next_one_runs(limited: h.Database) -> 
     db.session.telemetry.collect()
     assert db.metrics("spin")[1].errors == 1
     assert db.execute("SELECT lookup(1)").scalar() == -2.0  # sql-error: no table cust
+
+
+def test_writers_run_whole_in_the_core_in_their_own_savepoint() -> None:
+    """Writers take the core path too: each call in a savepoint of its own,
+    the guest's transactions as savepoints inside it (their semantics are
+    tests/test_basic_abi.py's: rollback on a trap or an error, read-only
+    inside a writing statement, transactions left open)."""
+    host = b64(wasm_of("host"))
+    with h.Database.open(":memory:", limits=TEST_LIMITS) as db:
+        db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, label TEXT)")
+        for name, caps in (
+            ("insert_item", "'write:items'"),
+            ("insert_then_trap", "'write:items'"),
+            ("tx_rollback", "'write:items', 'transaction'"),
+            ("tx_left_open", "'write:items', 'transaction'"),
+        ):
+            db.execute(
+                f"CREATE PROCEDURE {name}(id BIGINT) RETURNS BIGINT LANGUAGE wasm"
+                f" CAPABILITIES ({caps}) AS $wasm${host}$wasm$"
+            )
+            assert db._runner(name)._hosted, name
+        assert db.call("insert_item", 1) == 1
+        with pytest.raises(h.ProcedureTrap):
+            db.call("insert_then_trap", 2)
+        assert db.execute("SELECT tx_rollback(3)").scalar() == 0
+        with pytest.raises(h.InvalidArgument, match="1 transaction"):
+            db.execute("SELECT tx_left_open(4)")
+        assert db.execute("SELECT id FROM items").rows == [(1,)]
+        # No savepoint of the core's is left open, nor a transaction.
+        assert db.conn.getautocommit() and db.session.depth == 0
+        assert db.call_batch("insert_item", [[5, 6]]) == [1, 1]
+        assert db.execute("SELECT count(*) FROM items").scalar() == 3

@@ -77,6 +77,24 @@ pub struct Gate {
     calls: AtomicUsize,
     /// Procedures' read-only statements, prepared once.
     pub statements: StatementCache,
+    // Numbers the savepoints the core opens (its own prefix: Python's
+    // `Session.savepoint_name` numbers the others).
+    savepoints: std::sync::atomic::AtomicU64,
+}
+
+/// A host statement that failed: SQLite's primary code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecError {
+    pub code: c_int,
+    pub message: String,
+}
+
+impl ExecError {
+    /// Another connection holds the lock (or this one is mid-statement in
+    /// a way that forbids the operation, which SQLite reports the same way).
+    pub fn is_busy(&self) -> bool {
+        matches!(self.code & 0xff, ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED)
+    }
 }
 
 // SAFETY: `db` is only handed to SQLite's API, which serializes a
@@ -175,6 +193,7 @@ impl Gate {
             bounds: Mutex::new(Vec::new()),
             calls: AtomicUsize::new(0),
             statements: StatementCache::default(),
+            savepoints: std::sync::atomic::AtomicU64::new(0),
         });
         let data = Arc::into_raw(gate.clone()).cast_mut().cast::<c_void>();
         // SAFETY: `db` is open; SQLite keeps `data` until it closes and
@@ -301,5 +320,49 @@ impl Gate {
 
     pub fn db(&self) -> *mut ffi::sqlite3 {
         self.db
+    }
+
+    /// A new savepoint name of `kind` ("call", "tx"), unique on the connection.
+    pub fn savepoint_name(&self, kind: &str) -> String {
+        let n = self.savepoints.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("heliosdb_core_{kind}_{n}")
+    }
+
+    /// Runs the host's own statement `sql` (a savepoint's SAVEPOINT,
+    /// RELEASE or ROLLBACK TO) under the host rule: call it with no guest
+    /// policy in place.
+    ///
+    /// # Errors
+    ///
+    /// What SQLite refused.
+    pub fn exec(&self, sql: &str) -> Result<(), ExecError> {
+        let text = std::ffi::CString::new(sql).map_err(|_| ExecError {
+            code: ffi::SQLITE_MISUSE,
+            message: "a NUL in a host statement".into(),
+        })?;
+        // SAFETY: `db` is open while its gate is used; no callback, no
+        // error buffer (the message comes from sqlite3_errmsg).
+        let rc = unsafe {
+            ffi::sqlite3_exec(
+                self.db,
+                text.as_ptr(),
+                None,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        if rc == ffi::SQLITE_OK {
+            return Ok(());
+        }
+        // SAFETY: `db` is open; the message is copied at once.
+        let message = unsafe {
+            let p = ffi::sqlite3_errmsg(self.db);
+            if p.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        Err(ExecError { code: rc, message })
     }
 }

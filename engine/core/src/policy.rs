@@ -66,6 +66,8 @@ pub struct Grants {
     // authorizer asks on every action of every statement and a scan of a
     // few short strings allocates nothing (a formatted key would).
     pairs: Vec<(Box<str>, Box<str>)>,
+    // Bare kinds (`transaction`, `random`, ...).
+    kinds: Vec<Box<str>>,
 }
 
 fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
@@ -76,13 +78,19 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
 
 impl Grants {
     pub fn new<'a>(grants: impl IntoIterator<Item = &'a str>) -> Self {
-        Self {
-            pairs: grants
-                .into_iter()
-                .filter_map(|g| g.split_once(':'))
-                .map(|(kind, target)| (Box::from(kind), Box::from(target)))
-                .collect(),
+        let mut out = Self::default();
+        for grant in grants {
+            match grant.split_once(':') {
+                Some((kind, target)) => out.pairs.push((kind.into(), target.into())),
+                None => out.kinds.push(grant.into()),
+            }
         }
+        out
+    }
+
+    /// Whether the bare grant `kind` (`transaction`) is given.
+    pub fn has_kind(&self, kind: &str) -> bool {
+        self.kinds.iter().any(|k| &**k == kind)
     }
 
     /// `target` compared as lower case (the grants are).

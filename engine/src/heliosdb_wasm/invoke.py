@@ -22,8 +22,9 @@ from .errors import (
     ProcedureError,
     ProcedureTrap,
     ResourceLimitExceeded,
+    SqlError,
 )
-from .hostapi import CallContext, Session, log_line
+from .hostapi import CallContext, Session, busy_error, log_line
 from .policy import Capabilities, Limits
 from .registry import ProcedureVersion
 from .runtime import Runtime, core_error, translate_trap
@@ -124,10 +125,10 @@ class Runner:
         self._idle: list[Instance] = []
         self._lock = threading.Lock()
         sig = self.signature
-        # Numbers in, a number out, and a module that imports nothing, or one
-        # whose host functions the core serves and a procedure that may not
-        # write (no savepoint, no transaction): the core runs the whole call
-        # (native.py), with no Python per call.
+        # Numbers in, a number out, and a module that imports nothing or one
+        # whose host functions the core serves (no WASI): the core runs the
+        # whole call (native.py, hosted.rs), savepoints included, with no
+        # Python per call.
         numeric = sig.table is None and native.eligible([c.type for c in sig.params], sig.returns)
         self._hosted = numeric and self._can_host(module)
         self._fast = numeric and (getattr(module, "pure", False) or self._hosted)
@@ -147,7 +148,6 @@ class Runner:
             isinstance(module, BasicModule)
             and module.in_core
             and not module.pure
-            and not self.version.capabilities.can_write()
             # Numbers count 8 bytes against these: a tighter limit is the
             # general path's to report.
             and limits.max_arg_bytes >= 8 * len(self.signature.params)
@@ -343,6 +343,7 @@ class Runner:
                             self.session.gate,
                             v.capabilities.core_grants,
                             self.session.is_procedure,
+                            v.capabilities.can_write(),
                         )
                     else:
                         module: NumericModule = self.module  # type: ignore[assignment]
@@ -576,6 +577,14 @@ class HostedHooks:
         if not isinstance(exc, ProcedureError):  # a bug in a host function: a trap, as before
             exc = translate_trap(exc, self._limits, None)
         return self._counted(exc, seconds)
+
+    def invalid(self, message: str, seconds: float) -> ProcedureError:
+        return self._counted(InvalidArgument(message), seconds)
+
+    @staticmethod
+    def host_error(busy: bool, message: str) -> ProcedureError:
+        """A savepoint of the call or of its transaction SQLite refused."""
+        return busy_error(message) if busy else SqlError(message)
 
     def too_deep(self) -> ProcedureError:
         depth = self._limits.max_call_depth

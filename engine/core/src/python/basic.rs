@@ -23,7 +23,7 @@ use super::statement::{bounded_encoded, Scope};
 use super::values::{sql_value, SqlValue};
 use super::with_gil;
 use crate::basic::{
-    self, Arg, BasicState, CallFailure, Called, Failure, Fault, Host, Lower, Outcome, Tx,
+    self, status_of, Arg, BasicState, CallFailure, Called, Failure, Fault, Host, Lower, Outcome, Tx,
 };
 use crate::error::CallError;
 use crate::gate::Gate as CoreGate;
@@ -56,6 +56,9 @@ pub struct PyHost {
     // out of memory: kept here when the lines go to `hooks.log`.
     logged: usize,
     out_of_memory: bool,
+    // The savepoints of the guest's open transactions, innermost last,
+    // when the core runs the call whole (else the context keeps them).
+    pub tx: Vec<String>,
 }
 
 pub struct StatementScope {
@@ -90,6 +93,7 @@ impl PyHost {
             scope: Some(scope),
             logged: 0,
             out_of_memory: false,
+            tx: Vec::new(),
         }
     }
 
@@ -97,6 +101,66 @@ impl PyHost {
     /// GIL) or a log line said the guest ran out of memory.
     pub fn needs_gil(&self) -> bool {
         self.ctx.is_some() || self.out_of_memory
+    }
+
+    /// A transaction host function of a call the core runs whole: a
+    /// savepoint of the guest's own, as `CallContext.begin_tx` and the rest.
+    fn own_transaction(&mut self, op: Tx) -> Result<(), Failure<PyErr>> {
+        let Some(scope) = &self.scope else {
+            return Err(Failure::Fatal(PyRuntimeError::new_err(
+                "a call without a scope",
+            )));
+        };
+        let gate = scope.gate.clone();
+        let refuse = |case: &str, message: &str| Failure::Status {
+            status: status_of(case),
+            message: message.to_owned(),
+        };
+        let result = match op {
+            Tx::Begin => {
+                if !scope.grants.has_kind("transaction") {
+                    return Err(refuse("access-denied", "missing capability transaction"));
+                }
+                if scope.read_only {
+                    return Err(refuse(
+                        "invalid-argument",
+                        "cannot begin a transaction: the calling statement is itself writing, \
+                         so this call is read-only",
+                    ));
+                }
+                let name = gate.savepoint_name("tx");
+                let opened = gate.exec(&format!("SAVEPOINT {name}"));
+                if opened.is_ok() {
+                    self.tx.push(name);
+                }
+                opened
+            }
+            Tx::Commit => {
+                let Some(name) = self.tx.pop() else {
+                    return Err(refuse("invalid-argument", "commit-tx without begin-tx"));
+                };
+                gate.exec(&format!("RELEASE {name}"))
+            }
+            Tx::Rollback => {
+                let Some(name) = self.tx.pop() else {
+                    return Err(refuse("invalid-argument", "rollback-tx without begin-tx"));
+                };
+                gate.exec(&format!("ROLLBACK TO {name}"))
+                    .and_then(|()| gate.exec(&format!("RELEASE {name}")))
+            }
+        };
+        result.map_err(|err| {
+            with_gil(|py| {
+                let hooks = self.hooks.as_ref().expect("checked by the caller");
+                match hooks
+                    .bind(py)
+                    .call_method1(intern!(py, "host_error"), (err.is_busy(), err.message))
+                {
+                    Ok(error) => self.failure(py, PyErr::from_value(error)),
+                    Err(err) => Failure::Fatal(err),
+                }
+            })
+        })
     }
 
     /// Whether the guest logged that it ran out of memory.
@@ -260,6 +324,9 @@ impl Host for PyHost {
     }
 
     fn transaction(&mut self, op: Tx) -> Result<(), Failure<PyErr>> {
+        if self.ctx.is_none() && self.hooks.is_some() {
+            return self.own_transaction(op);
+        }
         with_gil(|py| {
             let method = match op {
                 Tx::Begin => intern!(py, "begin_tx"),
@@ -475,6 +542,7 @@ impl BasicInstance {
             scope: None,
             logged: 0,
             out_of_memory: false,
+            tx: Vec::new(),
         });
         // Taken out for the call: a second call on the same instance (it
         // is never shared, but a bug could) finds it gone instead of waiting.

@@ -2,9 +2,9 @@
 //! functions, run whole in the core — from SQLite (a `Scalar`),
 //! `Database.call` or a batch — with no Python per row.
 //!
-//! It does what `invoke.Runner` and `hostapi.CallContext` do around a call
-//! of a procedure that may not write (no savepoint, no transaction): the
-//! connection's call depth, the caller's statement policy set aside, an
+//! It does what `invoke.Runner` and `hostapi.CallContext` do around a call:
+//! the connection's call depth, the caller's statement policy set aside, a
+//! writer's savepoint (and the guest's own transactions as savepoints), an
 //! instance from the pool, the deadline. Its statements run in the core
 //! (`PyHost::statement`); a host function that needs Python (a log line, a
 //! fetch, a digest) gets a `CallContext` made for the call on first use.
@@ -25,7 +25,7 @@ use super::policy::Grants;
 use super::with_gil;
 use crate::basic::{self, Arg, CallFailure, Fault, Lower};
 use crate::error::{CallError, Limit};
-use crate::gate::Gate as CoreGate;
+use crate::gate::{ExecError, Gate as CoreGate};
 use crate::policy::Grants as CoreGrants;
 use crate::statement::RowLimits;
 
@@ -43,11 +43,14 @@ pub struct Hosted {
     max_value_bytes: usize,
     rows: RowLimits,
     max_depth: usize,
+    // May write (`write:`, `ddl:`, `transaction`): each call in a savepoint.
+    writes: bool,
     tally: Arc<TallyInner>,
     // fault(code, message, limit, frames, seconds, row), as a pure Numeric's
     fault: Py<PyAny>,
-    // context(), lift(tag, payload), raised(code, message, seconds),
-    // host_fault(exc, seconds), too_deep(): see invoke.HostedHooks
+    // context(), log(...), lift(tag, payload), raised(code, message,
+    // seconds), host_fault(exc, seconds), host_error(busy, message),
+    // invalid(message, seconds), too_deep(): see invoke.HostedHooks
     hooks: Arc<Py<PyAny>>,
 }
 
@@ -94,8 +97,17 @@ impl Hosted {
         }))
     }
 
-    /// One call inside the depth and policy bracket.
-    fn run(&self, slots: &mut [ValRaw], started: Instant) -> Result<bool, Failure> {
+    /// One call inside the depth and policy bracket (and the call's
+    /// savepoint, for a writer: `read_only` when it could not be opened);
+    /// the savepoints of the transactions the guest left open go into
+    /// `open_tx`.
+    fn run(
+        &self,
+        slots: &mut [ValRaw],
+        started: Instant,
+        read_only: bool,
+        open_tx: &mut Vec<String>,
+    ) -> Result<bool, Failure> {
         let elapsed = || started.elapsed();
         let mut instance = self.pool.acquire().map_err(|error| Failure::Call {
             error,
@@ -111,20 +123,23 @@ impl Hosted {
         let scope = StatementScope {
             gate: self.gate.clone(),
             grants: self.grants.clone(),
-            read_only: false,
+            read_only,
             is_procedure: self.is_procedure.clone(),
             deadline: now.checked_add(self.timeout).unwrap_or(now),
             max_value_bytes: self.max_value_bytes,
             rows: self.rows,
         };
         let host = PyHost::hosted(self.status.clone(), self.hooks.clone(), scope);
-        let (result, outcome, host) = basic::call(
+        let (result, outcome, mut host) = basic::call(
             &mut instance,
             Some(host),
             &self.export,
             &self.lowering,
             args,
         );
+        if let Some(host) = host.as_mut() {
+            *open_tx = std::mem::take(&mut host.tx);
+        }
         // The context a host function made: whether the guest said it ran
         // out of memory just before it trapped (hostapi.CallContext.log).
         let out_of_memory = host.filter(PyHost::needs_gil).is_some_and(|host| {
@@ -215,6 +230,79 @@ impl Hosted {
     }
 }
 
+impl Hosted {
+    /// A writer's call in its own savepoint, so a failed call undoes
+    /// exactly what it wrote (hostapi.CallContext: when the calling
+    /// statement is itself writing, SQLite refuses the savepoint and the
+    /// call runs read-only, covered by that statement's own rollback).
+    fn bracketed(&self, slots: &mut [ValRaw], started: Instant) -> Result<bool, Failure> {
+        let gate = &self.gate;
+        let mut savepoint = None;
+        let mut read_only = false;
+        if self.writes {
+            let name = gate.savepoint_name("call");
+            match gate.exec(&format!("SAVEPOINT {name}")) {
+                Ok(()) => savepoint = Some(name),
+                Err(err) if err.is_busy() => read_only = true,
+                Err(err) => return Err(self.host_error(&err, started)),
+            }
+        }
+        let mut open_tx = Vec::new();
+        let mut outcome = self.run(slots, started, read_only, &mut open_tx);
+        // Transactions the guest left open are rolled back; returning with
+        // one open is an error of its own.
+        let left_open = open_tx.len();
+        while let Some(name) = open_tx.pop() {
+            let undone = gate
+                .exec(&format!("ROLLBACK TO {name}"))
+                .and_then(|()| gate.exec(&format!("RELEASE {name}")));
+            if let Err(err) = undone {
+                outcome = Err(self.host_error(&err, started));
+            }
+        }
+        if left_open > 0 && outcome.is_ok() {
+            let message = format!(
+                "procedure returned with {left_open} transaction(s) still open; \
+                 they were rolled back"
+            );
+            let seconds = started.elapsed().as_secs_f64();
+            outcome = Err(self.hook_error("invalid", (message, seconds)));
+        }
+        if let Some(name) = savepoint {
+            let closed = if outcome.is_ok() {
+                gate.exec(&format!("RELEASE {name}"))
+            } else {
+                gate.exec(&format!("ROLLBACK TO {name}"))
+                    .and_then(|()| gate.exec(&format!("RELEASE {name}")))
+            };
+            if let Err(err) = closed {
+                if outcome.is_ok() {
+                    outcome = Err(self.host_error(&err, started));
+                }
+            }
+        }
+        outcome
+    }
+
+    /// A host statement's failure (a savepoint refused) as the call's error.
+    fn host_error(&self, err: &ExecError, started: Instant) -> Failure {
+        let seconds = started.elapsed().as_secs_f64();
+        Failure::Raised(with_gil(|py| {
+            let hooks = self.hooks.bind(py);
+            let error = hooks
+                .call_method1(
+                    intern!(py, "host_error"),
+                    (err.is_busy(), err.message.as_str()),
+                )
+                .and_then(|exc| hooks.call_method1(intern!(py, "host_fault"), (exc, seconds)));
+            match error {
+                Ok(exc) => PyErr::from_value(exc),
+                Err(err) => err,
+            }
+        }))
+    }
+}
+
 impl Target for Hosted {
     fn params(&self) -> &[Kind] {
         &self.params
@@ -240,7 +328,7 @@ impl Target for Hosted {
         // The caller's statement policy (a procedure calling this one from
         // its query) is not this call's; it comes back after.
         let outer = self.gate.set_policy(None);
-        let outcome = self.run(slots, started);
+        let outcome = self.bracketed(slots, started);
         self.gate.set_policy(outer);
         self.gate.exit_call();
         if outcome.is_ok() {
@@ -285,6 +373,7 @@ pub struct HostedArgs<'a, 'py> {
     pub gate: &'a Gate,
     pub grants: &'a Grants,
     pub is_procedure: Py<PyAny>,
+    pub writes: bool,
 }
 
 pub fn hosted(args: HostedArgs<'_, '_>) -> PyResult<Hosted> {
@@ -315,6 +404,7 @@ pub fn hosted(args: HostedArgs<'_, '_>) -> PyResult<Hosted> {
             max_bytes: get("max_result_bytes")?,
         },
         max_depth: get("max_call_depth")?,
+        writes: args.writes,
         tally: args.tally,
         fault: args.fault,
         hooks: Arc::new(args.hooks),

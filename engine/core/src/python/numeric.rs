@@ -626,10 +626,10 @@ impl Numeric {
     /// A numeric export of a module with host imports, run whole in the
     /// core (`hosted.rs`): `pool` is the version's `BasicPool`, `hooks` its
     /// `invoke.HostedHooks`, the rest the version's limits and grants and
-    /// the connection's gate. Only for a procedure that may not write.
+    /// the connection's gate; `writes`: each call runs in its own savepoint.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)] // one procedure version's whole setup
-    #[pyo3(signature = (pool, export, params, result, limits, tally, fault, hooks, gate, grants, is_procedure))]
+    #[pyo3(signature = (pool, export, params, result, limits, tally, fault, hooks, gate, grants, is_procedure, writes))]
     fn hosted(
         pool: &super::basic::BasicPool,
         export: &str,
@@ -642,6 +642,7 @@ impl Numeric {
         gate: &super::gate::Gate,
         grants: &super::policy::Grants,
         is_procedure: Py<PyAny>,
+        writes: bool,
     ) -> PyResult<Self> {
         let (params, result) = Kind::signature(&params, result.as_deref())?;
         let target = super::hosted::hosted(super::hosted::HostedArgs {
@@ -656,6 +657,7 @@ impl Numeric {
             gate,
             grants,
             is_procedure,
+            writes,
         })?;
         Ok(Self {
             inner: Arc::new(target),

@@ -6,11 +6,13 @@ nesting limits and telemetry."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import apsw
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import heliosdb_wasm as h
 from conftest import TEST_LIMITS, b64, wasm_of
@@ -28,8 +30,7 @@ def db() -> Iterator[h.Database]:
 
         def register(name: str, signature: str, extra: str = "") -> None:
             database.execute(
-                f"CREATE PROCEDURE {name}{signature} LANGUAGE wasm {extra}"
-                f" AS $wasm${HOSTED}$wasm$"
+                f"CREATE PROCEDURE {name}{signature} LANGUAGE wasm {extra} AS $wasm${HOSTED}$wasm$"
             )
 
         register("lookup", "(id BIGINT) RETURNS DOUBLE", "CAPABILITIES ('read:cust')")
@@ -243,3 +244,38 @@ def test_writers_run_whole_in_the_core_in_their_own_savepoint() -> None:
         assert db.conn.getautocommit() and db.session.depth == 0
         assert db.call_batch("insert_item", [[5, 6]]) == [1, 1]
         assert db.execute("SELECT count(*) FROM items").scalar() == 3
+
+
+def _outcome(run: Callable[[], object]) -> object:
+    try:
+        return ("ok", run())
+    except h.ProcedureError as exc:
+        return ("error", type(exc).__name__, exc.code, exc.procedure, exc.message)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.sampled_from(["lookup", "strict_lookup", "blind_lookup", "null_tag", "self_call"]),
+    value=st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.sampled_from([1, 2, 3, 99])),
+)
+def test_the_core_path_answers_as_the_general_path(
+    db: h.Database, name: str, value: int | None
+) -> None:
+    """The same call three ways — SQL and Database.call on the core's path,
+    Database.call on the general path (a profiling listener forces it) —
+    gives the same value or the same typed error."""
+    sql = _outcome(lambda: db.execute(f"SELECT {name}(?)", [value]).scalar())
+    core = _outcome(lambda: db.call(name, value))
+    seen: list[object] = []
+    db.session.telemetry.listeners.append(seen.append)
+    try:
+        general = _outcome(lambda: db.call(name, value))
+    finally:
+        db.session.telemetry.listeners.remove(seen.append)
+    assert sql == core == general
+    # The general path did run (a NULL to a RETURNS NULL ON NULL INPUT
+    # procedure runs nothing on any path).
+    assert seen or (value is None and name != "null_tag")
+    assert db.session.depth == 0 and db.conn.getautocommit()

@@ -279,3 +279,43 @@ def test_the_core_path_answers_as_the_general_path(
     # procedure runs nothing on any path).
     assert seen or (value is None and name != "null_tag")
     assert db.session.depth == 0 and db.conn.getautocommit()
+
+
+def test_results_that_are_not_numbers_come_back_through_the_core(db: h.Database) -> None:
+    """Numbers in, text, blob or JSON out: the core runs the call, Python
+    only converts and checks the value the guest gave heliosdb_return."""
+    for name, export, returns in (
+        ("greet", "text_result", "TEXT"),
+        ("greet_blob", "blob_result", "BLOB"),
+        ("greet_json", "json_result", "JSON"),
+        ("not_json", "text_result", "JSON"),
+        ("forgets", "no_return", "TEXT"),
+    ):
+        db.execute(
+            f"CREATE PROCEDURE {name}(x BIGINT) RETURNS {returns} LANGUAGE wasm"
+            f" USING EXPORT '{export}' AS $wasm${HOSTED}$wasm$"
+        )
+        assert db._runner(name)._hosted, name
+    assert db.execute("SELECT greet(1), greet_blob(1), greet_json(1)").rows == [
+        ("hello from the core", b"hello", '{"k": "v"}')
+    ]
+    assert db.call("greet", 2) == "hello from the core"
+    assert db.call_batch("greet_blob", [[1, 2]]) == [b"hello", b"hello"]
+    with pytest.raises(h.AbiError, match="not valid JSON") as err:
+        db.execute("SELECT not_json(1)")
+    assert err.value.procedure == "not_json"
+    with pytest.raises(h.AbiError, match="without calling heliosdb_return"):
+        db.call("forgets", 1)
+
+
+def test_a_result_over_max_result_bytes_is_refused_on_the_core_path() -> None:
+    limits = TEST_LIMITS.with_overrides(max_result_bytes=10)
+    with h.Database.open(":memory:", limits=limits) as db:
+        db.execute(
+            "CREATE PROCEDURE greet(x BIGINT) RETURNS TEXT LANGUAGE wasm"
+            f" USING EXPORT 'text_result' AS $wasm${HOSTED}$wasm$"
+        )
+        assert db._runner("greet")._hosted
+        with pytest.raises(h.ResourceLimitExceeded, match="over max_result_bytes") as err:
+            db.execute("SELECT greet(1)")
+        assert (err.value.limit, err.value.procedure) == ("max_result_bytes", "greet")

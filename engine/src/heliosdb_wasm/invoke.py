@@ -130,8 +130,8 @@ class Runner:
         # whole call (native.py, hosted.rs), savepoints included, with no
         # Python per call.
         numeric = sig.table is None and native.eligible([c.type for c in sig.params], sig.returns)
-        self._hosted = numeric and self._can_host(module)
-        self._fast = numeric and (getattr(module, "pure", False) or self._hosted)
+        self._hosted = native.hostable(sig) and self._can_host(module)
+        self._fast = (numeric and getattr(module, "pure", False)) or self._hosted
         self._numeric: _core.Numeric | None = None
         self._metrics = session.telemetry.metrics(version.name, version.version)
         # A call may change the database: it writes, or it may call another
@@ -344,6 +344,8 @@ class Runner:
                             v.capabilities.core_grants,
                             self.session.is_procedure,
                             v.capabilities.can_write(),
+                            # A text, blob or JSON result: HostedHooks.lift.
+                            result is None and self.signature.returns is not None,
                         )
                     else:
                         module: NumericModule = self.module  # type: ignore[assignment]
@@ -567,8 +569,22 @@ class HostedHooks:
         v = self._version
         return log_line(self._session, v.name, v.version, self._limits, level, message, logged)
 
-    def lift(self, tag: int, payload: bytes) -> Any:
-        return returned_value(self._version.signature, None, True, decode_returned(tag, payload))
+    def lift(self, tag: int | None, payload: bytes) -> Any:
+        """What the guest gave heliosdb_return (``tag`` None: it gave nothing,
+        an AbiError for a result that is not a number), converted to the
+        declared type and held to max_result_bytes, as Runner._invoke does."""
+        sig = self._version.signature
+        if tag is None:
+            return returned_value(sig, None, False, None)
+        value = returned_value(sig, None, True, decode_returned(tag, payload))
+        size = _payload_bytes(value)
+        if size > self._limits.max_result_bytes:
+            raise ResourceLimitExceeded(
+                f"the result is {size} bytes, over max_result_bytes "
+                f"({self._limits.max_result_bytes})",
+                limit="max_result_bytes",
+            )
+        return value
 
     def raised(self, code: str, message: str, seconds: float) -> ProcedureError:
         return self._counted(raised_error(code, message), seconds)

@@ -40,9 +40,19 @@ def eligible(params: Sequence[SqlType], returns: SqlType | None) -> bool:
     return all(t in KIND for t in params) and (returns is None or returns in KIND)
 
 
+def hostable(signature: Signature) -> bool:
+    """Whether the core can run calls of this signature whole when the
+    module's host functions are the core's: numbers in, and a number or a
+    scalar value out (text, blob and JSON results come back through
+    ``HostedHooks.lift``)."""
+    return signature.table is None and all(c.type in KIND for c in signature.params)
+
+
 def kinds(signature: Signature) -> tuple[list[_core.Kind], _core.Kind | None]:
+    """The parameters' kinds and the result's (None: no result, or one that
+    is not a number)."""
     returns = signature.returns
-    return [KIND[c.type] for c in signature.params], KIND[returns] if returns else None
+    return [KIND[c.type] for c in signature.params], KIND.get(returns) if returns else None
 
 
 def new_tally() -> _core.Tally:
@@ -115,13 +125,11 @@ def make_scalar(
     acquire: Callable[[], _core.Numeric | None],
     slow: Callable[..., Any],
 ) -> _core.Scalar | None:
-    """The SQL function SQLite calls for a numeric procedure, or None when
-    the signature is not numeric. ``acquire()`` gives the ``Numeric`` of the
-    current version (None: every row goes to ``slow(*args)``, the general
-    path)."""
-    if signature.table is not None or not eligible(
-        [c.type for c in signature.params], signature.returns
-    ):
+    """The SQL function SQLite calls for a procedure that takes numbers, or
+    None when its signature cannot have one. ``acquire()`` gives the
+    ``Numeric`` of the current version (None: every row goes to
+    ``slow(*args)``, the general path)."""
+    if not hostable(signature):
         return None
     params, result = kinds(signature)
     return _core.Scalar(params, result, signature.called_on_null_input, acquire, slow)

@@ -20,7 +20,9 @@ use wasmtime::{Val, ValRaw};
 
 use super::basic::{BasicPool, Pool, PyHost, StatementScope};
 use super::gate::Gate;
-use super::numeric::{fault_exception, limits_from, to_slot, Failure, Kind, TallyInner, Target};
+use super::numeric::{
+    fault_exception, limits_from, to_slot, Answer, Failure, Kind, TallyInner, Target,
+};
 use super::policy::Grants;
 use super::with_gil;
 use crate::basic::{self, Arg, CallFailure, Fault, Lower};
@@ -45,6 +47,8 @@ pub struct Hosted {
     max_depth: usize,
     // May write (`write:`, `ddl:`, `transaction`): each call in a savepoint.
     writes: bool,
+    // The result is not a number (text, blob, JSON): `hooks.lift` makes it.
+    lifts: bool,
     tally: Arc<TallyInner>,
     // fault(code, message, limit, frames, seconds, row), as a pure Numeric's
     fault: Py<PyAny>,
@@ -107,7 +111,7 @@ impl Hosted {
         started: Instant,
         read_only: bool,
         open_tx: &mut Vec<String>,
-    ) -> Result<bool, Failure> {
+    ) -> Result<Answer, Failure> {
         let elapsed = || started.elapsed();
         let mut instance = self.pool.acquire().map_err(|error| Failure::Call {
             error,
@@ -204,29 +208,40 @@ impl Hosted {
         if let Some((code, message)) = outcome.raised {
             return Err(self.hook_error("raised", (code, message, seconds)));
         }
-        if let Some((tag, payload)) = outcome.returned {
-            // heliosdb_return: decoded and converted as the general path does.
+        // heliosdb_return's value (or, for a result that is not a number,
+        // its absence): decoded, converted and checked as the general path
+        // does, by `hooks.lift`.
+        let returned = match outcome.returned {
+            Some((tag, payload)) => Some((Some(tag), payload)),
+            None if self.lifts => Some((None, Vec::new())),
+            None => None,
+        };
+        if let Some((tag, payload)) = returned {
             let kind = self.result;
-            let lifted = with_gil(|py| -> PyResult<Option<ValRaw>> {
+            let lifted = with_gil(|py| -> PyResult<Answer> {
                 let value = self
                     .hooks
                     .bind(py)
                     .call_method1(intern!(py, "lift"), (tag, PyBytes::new(py, &payload)))?;
+                if value.is_none() {
+                    return Ok(Answer::Null);
+                }
                 match kind {
-                    _ if value.is_none() => Ok(None),
-                    Some(kind) => to_slot(&value, kind).map(Some),
-                    None => Ok(None),
+                    Some(kind) => to_slot(&value, kind).map(|slot| {
+                        slots[0] = slot;
+                        Answer::Slot
+                    }),
+                    None => Ok(Answer::Value(value.unbind())),
                 }
             });
-            let lifted = lifted.map_err(|err| {
+            return lifted.map_err(|err| {
                 with_gil(|py| self.hook_error("host_fault", (err.into_value(py), seconds)))
-            })?;
-            return Ok(lifted.map(|slot| slots[0] = slot).is_some());
+            });
         }
         if let Some(first) = values.first() {
             slots[0] = slot_of(first);
         }
-        Ok(true)
+        Ok(Answer::Slot)
     }
 }
 
@@ -235,7 +250,7 @@ impl Hosted {
     /// exactly what it wrote (hostapi.CallContext: when the calling
     /// statement is itself writing, SQLite refuses the savepoint and the
     /// call runs read-only, covered by that statement's own rollback).
-    fn bracketed(&self, slots: &mut [ValRaw], started: Instant) -> Result<bool, Failure> {
+    fn bracketed(&self, slots: &mut [ValRaw], started: Instant) -> Result<Answer, Failure> {
         let gate = &self.gate;
         let mut savepoint = None;
         let mut read_only = false;
@@ -320,7 +335,7 @@ impl Target for Hosted {
         false
     }
 
-    fn call_slots(&self, slots: &mut [ValRaw]) -> Result<bool, Failure> {
+    fn call_slots(&self, slots: &mut [ValRaw]) -> Result<Answer, Failure> {
         let started = Instant::now();
         if !self.gate.enter_call(self.max_depth) {
             return Err(self.hook_error("too_deep", ()));
@@ -374,6 +389,7 @@ pub struct HostedArgs<'a, 'py> {
     pub grants: &'a Grants,
     pub is_procedure: Py<PyAny>,
     pub writes: bool,
+    pub lifts: bool,
 }
 
 pub fn hosted(args: HostedArgs<'_, '_>) -> PyResult<Hosted> {
@@ -405,6 +421,7 @@ pub fn hosted(args: HostedArgs<'_, '_>) -> PyResult<Hosted> {
         },
         max_depth: get("max_call_depth")?,
         writes: args.writes,
+        lifts: args.lifts,
         tally: args.tally,
         fault: args.fault,
         hooks: Arc::new(args.hooks),

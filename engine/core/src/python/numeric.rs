@@ -371,22 +371,23 @@ pub trait Target: Send + Sync {
     /// NULL INPUT). A guest that can ask `heliosdb_get_param` must see it
     /// NULL instead, so such rows take the general path.
     fn zeros_for_nulls(&self) -> bool;
-    /// One call with the arguments in `slots`; the result in `slots[0]`,
-    /// or SQL NULL (`Ok(false)`: a guest that returned NULL through
-    /// `heliosdb_return`). Called without the GIL.
+    /// One call with the arguments in `slots`; the result in `slots[0]`
+    /// (`Answer::Slot`), or SQL NULL, or a value Python made (a text, blob
+    /// or JSON result the guest gave `heliosdb_return`). Called without the
+    /// GIL.
     ///
     /// # Errors
     ///
     /// Why the call failed.
-    fn call_slots(&self, slots: &mut [ValRaw]) -> Result<bool, Failure>;
+    fn call_slots(&self, slots: &mut [ValRaw]) -> Result<Answer, Failure>;
     /// Every row of `columns` (packed values), each row's result into
-    /// `results` (the rows whose result is NULL into `nulls`); the rows
-    /// done and the failure that stopped them.
+    /// `results` (the rows whose result is not a number into `others`,
+    /// None for NULL); the rows done and the failure that stopped them.
     fn run_rows(
         &self,
         columns: &[Vec<u64>],
         results: &mut [u64],
-        nulls: &mut Vec<usize>,
+        others: &mut Vec<(usize, Option<Py<PyAny>>)>,
     ) -> (usize, Option<Failure>) {
         let mut row = vec![ValRaw::i64(0); self.slots()];
         for (r, result) in results.iter_mut().enumerate() {
@@ -395,8 +396,9 @@ pub trait Target: Send + Sync {
             }
             match self.call_slots(&mut row) {
                 Err(failure) => return (r, Some(failure)),
-                Ok(false) => nulls.push(r),
-                Ok(true) => {}
+                Ok(Answer::Null) => others.push((r, None)),
+                Ok(Answer::Value(value)) => others.push((r, Some(value))),
+                Ok(Answer::Slot) => {}
             }
             if let Some(kind) = self.result() {
                 *result = pack(kind, row[0]);
@@ -410,6 +412,15 @@ pub trait Target: Send + Sync {
     /// Instances idle in the pool, and made since it was built.
     fn idle_count(&self) -> usize;
     fn instantiated_count(&self) -> usize;
+}
+
+/// What a call gave.
+pub enum Answer {
+    /// The number in `slots[0]`.
+    Slot,
+    Null,
+    /// A value other than a number, as Python made it.
+    Value(Py<PyAny>),
 }
 
 /// Why a call failed.
@@ -471,7 +482,7 @@ impl Target for Pure {
         true
     }
 
-    fn call_slots(&self, slots: &mut [ValRaw]) -> Result<bool, Failure> {
+    fn call_slots(&self, slots: &mut [ValRaw]) -> Result<Answer, Failure> {
         let started = self.tally.time_next().then(Instant::now);
         let outcome = self.pool.acquire().and_then(|mut instance| {
             let outcome = self.export.call_raw(&mut instance, slots);
@@ -482,7 +493,7 @@ impl Target for Pure {
         match outcome {
             Ok(()) => {
                 self.tally.count_call(elapsed);
-                Ok(true)
+                Ok(Answer::Slot)
             }
             Err(error) => Err(Failure::Call {
                 error,
@@ -496,7 +507,7 @@ impl Target for Pure {
         &self,
         columns: &[Vec<u64>],
         results: &mut [u64],
-        _nulls: &mut Vec<usize>,
+        _others: &mut Vec<(usize, Option<Py<PyAny>>)>,
     ) -> (usize, Option<Failure>) {
         let width = self.slots();
         let mut row = vec![ValRaw::i64(0); width];
@@ -626,10 +637,12 @@ impl Numeric {
     /// A numeric export of a module with host imports, run whole in the
     /// core (`hosted.rs`): `pool` is the version's `BasicPool`, `hooks` its
     /// `invoke.HostedHooks`, the rest the version's limits and grants and
-    /// the connection's gate; `writes`: each call runs in its own savepoint.
+    /// the connection's gate; `writes`: each call runs in its own savepoint;
+    /// `lifts`: the result is not a number (`result` is None) and
+    /// `hooks.lift` makes it of what the guest gave `heliosdb_return`.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)] // one procedure version's whole setup
-    #[pyo3(signature = (pool, export, params, result, limits, tally, fault, hooks, gate, grants, is_procedure, writes))]
+    #[pyo3(signature = (pool, export, params, result, limits, tally, fault, hooks, gate, grants, is_procedure, writes, lifts))]
     fn hosted(
         pool: &super::basic::BasicPool,
         export: &str,
@@ -643,6 +656,7 @@ impl Numeric {
         grants: &super::policy::Grants,
         is_procedure: Py<PyAny>,
         writes: bool,
+        lifts: bool,
     ) -> PyResult<Self> {
         let (params, result) = Kind::signature(&params, result.as_deref())?;
         let target = super::hosted::hosted(super::hosted::HostedArgs {
@@ -658,6 +672,7 @@ impl Numeric {
             grants,
             is_procedure,
             writes,
+            lifts,
         })?;
         Ok(Self {
             inner: Arc::new(target),
@@ -690,8 +705,9 @@ impl Numeric {
             *slot = to_slot(&args.get_item(i)?, *kind)?;
         }
         match py.detach(|| inner.call_slots(slots)) {
-            Ok(true) => Ok(from_slot(py, inner.result(), slots[0])),
-            Ok(false) => Ok(py.None()),
+            Ok(Answer::Slot) => Ok(from_slot(py, inner.result(), slots[0])),
+            Ok(Answer::Null) => Ok(py.None()),
+            Ok(Answer::Value(value)) => Ok(value),
             Err(failure) => Err(inner.exception(py, failure, None)),
         }
     }
@@ -748,8 +764,8 @@ impl Numeric {
             return Err(PyValueError::new_err("a batch needs at least one column"));
         };
         let mut results = vec![0u64; rows];
-        let mut nulls = Vec::new();
-        let (done, failure) = py.detach(|| inner.run_rows(&converted, &mut results, &mut nulls));
+        let mut others = Vec::new();
+        let (done, failure) = py.detach(|| inner.run_rows(&converted, &mut results, &mut others));
         if let Some(failure) = failure {
             return Err(inner.exception(py, failure, Some(done)));
         }
@@ -759,8 +775,8 @@ impl Numeric {
             py,
             results.iter().map(|bits| from_slot(py, kind, slot(*bits))),
         )?;
-        for row in nulls {
-            list.set_item(row, py.None())?;
+        for (row, value) in others {
+            list.set_item(row, value.unwrap_or_else(|| py.None()))?;
         }
         Ok(list)
     }

@@ -27,7 +27,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat, PyString, PyTuple};
 use wasmtime::ValRaw;
 
-use super::numeric::{float_slot, Kind, Numeric, Target};
+use super::numeric::{float_slot, Answer, Kind, Numeric, Target};
 use super::values::{sql_value, SqlValue};
 use super::with_gil;
 
@@ -342,8 +342,14 @@ unsafe fn row(
     };
     match outcome {
         // SAFETY (both): this call's context.
-        Ok(true) => unsafe { set_result(ctx, target.result(), slots[0]) },
-        Ok(false) => unsafe { ffi::sqlite3_result_null(ctx) },
+        Ok(Answer::Slot) => unsafe { set_result(ctx, target.result(), slots[0]) },
+        Ok(Answer::Null) => unsafe { ffi::sqlite3_result_null(ctx) },
+        Ok(Answer::Value(value)) => with_gil(|py| {
+            // SAFETY: this call's context.
+            if let Err(err) = unsafe { result_from_python(ctx, value.bind(py)) } {
+                unsafe { pending(py, ctx, err) };
+            }
+        }),
         Err(failure) => with_gil(|py| {
             let err = target.exception(py, failure, None);
             // SAFETY: this call's context.

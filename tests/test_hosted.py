@@ -319,3 +319,43 @@ def test_a_result_over_max_result_bytes_is_refused_on_the_core_path() -> None:
         with pytest.raises(h.ResourceLimitExceeded, match="over max_result_bytes") as err:
             db.execute("SELECT greet(1)")
         assert (err.value.limit, err.value.procedure) == ("max_result_bytes", "greet")
+
+
+def test_text_and_blob_arguments_take_the_core_path_too() -> None:
+    """Text and blobs go into the guest's own buffers from SQLite (or from
+    Database.call) with no Python; what the core does not take (a NULL, text
+    that is not UTF-8, a value of another type) goes the general way, which
+    answers as before."""
+    limits = TEST_LIMITS.with_overrides(max_arg_bytes=64)
+    with h.Database.open(":memory:", limits=limits) as db:
+        db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, label TEXT)")
+        db.execute("INSERT INTO items VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+        db.execute(
+            "CREATE PROCEDURE labelled(label TEXT) RETURNS BIGINT LANGUAGE wasm"
+            " CAPABILITIES ('read:items') USING EXPORT 'query_param_text'"
+            f" AS $wasm${b64(wasm_of('host'))}$wasm$"
+        )
+        db.execute(
+            "CREATE PROCEDURE run_sql(sql TEXT) RETURNS TEXT LANGUAGE wasm"
+            " CAPABILITIES ('read:items') USING EXPORT 'run_sql'"
+            f" AS $wasm${b64(wasm_of('host_sql'))}$wasm$"
+        )
+        for name in ("labelled", "run_sql"):
+            assert db._runner(name)._hosted, name
+        assert db.execute("SELECT labelled('a'), labelled('b'), labelled('z')").rows == [(2, 1, 0)]
+        assert db.execute("SELECT labelled(label) FROM items ORDER BY id").rows == [
+            (2,),
+            (2,),
+            (1,),
+        ]
+        assert db.call("labelled", "a") == 2
+        assert db.call_batch("labelled", [["a", "b"]]) == [2, 1]  # row by row
+        assert db.call("run_sql", "SELECT label FROM items WHERE id = 3") == "b"
+        assert db.execute("SELECT labelled(NULL)").scalar() is None
+        with pytest.raises(h.InvalidArgument, match="expected TEXT, got INTEGER"):
+            db.execute("SELECT labelled(5)")
+        with pytest.raises(h.ResourceLimitExceeded, match="over max_arg_bytes") as err:
+            db.execute("SELECT labelled(?)", ["x" * 65])
+        assert (err.value.limit, err.value.procedure) == ("max_arg_bytes", "labelled")
+        with pytest.raises(h.ResourceLimitExceeded, match="over max_arg_bytes"):
+            db.call("labelled", "x" * 65)

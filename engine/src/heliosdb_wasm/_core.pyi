@@ -5,6 +5,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 Kind = Literal["i64", "i32", "f64", "f32", "bool"]
+# a parameter as Scalar and Numeric.hosted take it: a number, or a buffer
+Param = Literal["i64", "i32", "f64", "f32", "bool", "text", "blob"]
 WASMTIME_VERSION: str
 BASIC_HOST_MODULE: str
 # name -> (param types, result types), as wasm type names (engine/core/src/abi.rs)
@@ -56,7 +58,7 @@ class Numeric:
     def hosted(
         pool: BasicPool,
         export: str,
-        params: Sequence[Kind],
+        params: Sequence[Param],
         result: Kind | None,
         limits: dict[str, Any],
         tally: Tally,
@@ -107,7 +109,7 @@ class BasicInstance:
 class Scalar:
     def __init__(
         self,
-        params: Sequence[Kind],
+        params: Sequence[Param],
         result: Kind | None,
         null_call: bool,
         acquire: Callable[[], Numeric | None],

@@ -334,7 +334,7 @@ class Runner:
                         self._numeric = _core.Numeric.hosted(
                             self.module.core_pool(self.limits),
                             v.export,
-                            params,
+                            native.params_of(self.signature),
                             result,
                             self.limits.to_json(),
                             tally,
@@ -601,6 +601,14 @@ class HostedHooks:
     def host_error(busy: bool, message: str) -> ProcedureError:
         """A savepoint of the call or of its transaction SQLite refused."""
         return busy_error(message) if busy else SqlError(message)
+
+    def too_many_arg_bytes(self, size: int) -> ProcedureError:
+        """As Runner._arguments refuses them (before any call: not counted)."""
+        v = self._version
+        return ResourceLimitExceeded(
+            f"the arguments are {size} bytes, over max_arg_bytes ({self._limits.max_arg_bytes})",
+            limit="max_arg_bytes",
+        ).located(v.name, v.version)
 
     def too_deep(self) -> ProcedureError:
         depth = self._limits.max_call_depth

@@ -40,19 +40,32 @@ def eligible(params: Sequence[SqlType], returns: SqlType | None) -> bool:
     return all(t in KIND for t in params) and (returns is None or returns in KIND)
 
 
+# Parameters the core hands the guest as buffers, when it serves the
+# module's host functions (JSON is checked by Python: the general path).
+BUFFER: dict[SqlType, _core.Param] = {SqlType.TEXT: "text", SqlType.BLOB: "blob"}
+
+
 def hostable(signature: Signature) -> bool:
     """Whether the core can run calls of this signature whole when the
-    module's host functions are the core's: numbers in, and a number or a
-    scalar value out (text, blob and JSON results come back through
-    ``HostedHooks.lift``)."""
-    return signature.table is None and all(c.type in KIND for c in signature.params)
+    module's host functions are the core's: numbers, text or blobs in, and
+    a number or a scalar value out (text, blob and JSON results come back
+    through ``HostedHooks.lift``)."""
+    return signature.table is None and all(
+        c.type in KIND or c.type in BUFFER for c in signature.params
+    )
+
+
+def params_of(signature: Signature) -> list[_core.Param]:
+    """The parameters as the core takes them: number kinds and buffers."""
+    return [KIND.get(c.type) or BUFFER[c.type] for c in signature.params]
 
 
 def kinds(signature: Signature) -> tuple[list[_core.Kind], _core.Kind | None]:
     """The parameters' kinds and the result's (None: no result, or one that
     is not a number)."""
     returns = signature.returns
-    return [KIND[c.type] for c in signature.params], KIND.get(returns) if returns else None
+    params = [KIND[c.type] for c in signature.params if c.type in KIND]
+    return params, KIND.get(returns) if returns else None
 
 
 def new_tally() -> _core.Tally:
@@ -131,5 +144,7 @@ def make_scalar(
     ``slow(*args)``, the general path)."""
     if not hostable(signature):
         return None
-    params, result = kinds(signature)
-    return _core.Scalar(params, result, signature.called_on_null_input, acquire, slow)
+    _, result = kinds(signature)
+    return _core.Scalar(
+        params_of(signature), result, signature.called_on_null_input, acquire, slow
+    )

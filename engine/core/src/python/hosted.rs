@@ -21,7 +21,8 @@ use wasmtime::{Val, ValRaw};
 use super::basic::{BasicPool, Pool, PyHost, StatementScope};
 use super::gate::Gate;
 use super::numeric::{
-    fault_exception, limits_from, to_slot, Answer, Failure, Kind, TallyInner, Target,
+    fault_exception, limits_from, slot_arg, to_slot, Answer, Failure, Kind, Param, TallyInner,
+    Target,
 };
 use super::policy::Grants;
 use super::with_gil;
@@ -36,7 +37,10 @@ pub struct Hosted {
     status: Arc<Py<PyAny>>,
     export: String,
     lowering: Vec<Lower>,
+    specs: Box<[Param]>,
+    // The number kinds of the parameters; empty when some are buffers.
     params: Box<[Kind]>,
+    max_arg_bytes: usize,
     result: Option<Kind>,
     gate: Arc<CoreGate>,
     grants: Arc<CoreGrants>,
@@ -58,22 +62,13 @@ pub struct Hosted {
     hooks: Arc<Py<PyAny>>,
 }
 
-fn lower(kind: Kind) -> Lower {
-    match kind {
-        Kind::I64 => Lower::I64,
-        Kind::I32 | Kind::Bool => Lower::I32,
-        Kind::F64 => Lower::F64,
-        Kind::F32 => Lower::F32,
-    }
-}
-
-fn arg(kind: Kind, slot: ValRaw) -> Arg {
-    match kind {
-        Kind::I64 => Arg::Integer(slot.get_i64()),
-        Kind::I32 => Arg::Integer(i64::from(slot.get_i32())),
-        Kind::Bool => Arg::Boolean(slot.get_i32() != 0),
-        Kind::F64 => Arg::Real(f64::from_bits(slot.get_f64())),
-        Kind::F32 => Arg::Real(f64::from(f32::from_bits(slot.get_f32()))),
+fn lower(param: Param) -> Lower {
+    match param {
+        Param::Num(Kind::I64) => Lower::I64,
+        Param::Num(Kind::I32 | Kind::Bool) => Lower::I32,
+        Param::Num(Kind::F64) => Lower::F64,
+        Param::Num(Kind::F32) => Lower::F32,
+        Param::Text | Param::Blob => Lower::Buffer,
     }
 }
 
@@ -107,6 +102,7 @@ impl Hosted {
     /// `open_tx`.
     fn run(
         &self,
+        args: Vec<Arg>,
         slots: &mut [ValRaw],
         started: Instant,
         read_only: bool,
@@ -117,12 +113,6 @@ impl Hosted {
             error,
             elapsed: elapsed(),
         })?;
-        let args = self
-            .params
-            .iter()
-            .zip(slots.iter())
-            .map(|(kind, slot)| arg(*kind, *slot))
-            .collect();
         let now = Instant::now();
         let scope = StatementScope {
             gate: self.gate.clone(),
@@ -250,7 +240,12 @@ impl Hosted {
     /// exactly what it wrote (hostapi.CallContext: when the calling
     /// statement is itself writing, SQLite refuses the savepoint and the
     /// call runs read-only, covered by that statement's own rollback).
-    fn bracketed(&self, slots: &mut [ValRaw], started: Instant) -> Result<Answer, Failure> {
+    fn bracketed(
+        &self,
+        args: Vec<Arg>,
+        slots: &mut [ValRaw],
+        started: Instant,
+    ) -> Result<Answer, Failure> {
         let gate = &self.gate;
         let mut savepoint = None;
         let mut read_only = false;
@@ -263,7 +258,7 @@ impl Hosted {
             }
         }
         let mut open_tx = Vec::new();
-        let mut outcome = self.run(slots, started, read_only, &mut open_tx);
+        let mut outcome = self.run(args, slots, started, read_only, &mut open_tx);
         // Transactions the guest left open are rolled back; returning with
         // one open is an error of its own.
         let left_open = open_tx.len();
@@ -328,7 +323,7 @@ impl Target for Hosted {
     }
 
     fn slots(&self) -> usize {
-        self.params.len().max(1)
+        self.specs.len().max(1)
     }
 
     fn zeros_for_nulls(&self) -> bool {
@@ -336,14 +331,40 @@ impl Target for Hosted {
     }
 
     fn call_slots(&self, slots: &mut [ValRaw]) -> Result<Answer, Failure> {
+        let args = self
+            .params
+            .iter()
+            .zip(slots.iter())
+            .map(|(kind, slot)| slot_arg(*kind, *slot))
+            .collect();
+        self.call_args(args, slots)
+    }
+
+    fn specs(&self) -> Box<[Param]> {
+        self.specs.clone()
+    }
+
+    fn call_args(&self, args: Vec<Arg>, out: &mut [ValRaw]) -> Result<Answer, Failure> {
         let started = Instant::now();
+        // As Runner._arguments counts them: 8 bytes a number.
+        let size: usize = args
+            .iter()
+            .map(|a| match a {
+                Arg::Text(b) | Arg::Blob(b) => b.len(),
+                Arg::Null => 0,
+                _ => 8,
+            })
+            .sum();
+        if size > self.max_arg_bytes {
+            return Err(self.hook_error("too_many_arg_bytes", (size,)));
+        }
         if !self.gate.enter_call(self.max_depth) {
             return Err(self.hook_error("too_deep", ()));
         }
         // The caller's statement policy (a procedure calling this one from
         // its query) is not this call's; it comes back after.
         let outer = self.gate.set_policy(None);
-        let outcome = self.bracketed(slots, started);
+        let outcome = self.bracketed(args, out, started);
         self.gate.set_policy(outer);
         self.gate.exit_call();
         if outcome.is_ok() {
@@ -379,7 +400,7 @@ impl Target for Hosted {
 pub struct HostedArgs<'a, 'py> {
     pub pool: &'a BasicPool,
     pub export: &'a str,
-    pub params: Box<[Kind]>,
+    pub params: Box<[Param]>,
     pub result: Option<Kind>,
     pub limits: &'a Bound<'py, PyDict>,
     pub tally: Arc<TallyInner>,
@@ -407,8 +428,10 @@ pub fn hosted(args: HostedArgs<'_, '_>) -> PyResult<Hosted> {
         pool: args.pool.pool.clone(),
         status: args.pool.status.clone(),
         export: args.export.to_owned(),
-        lowering: args.params.iter().map(|k| lower(*k)).collect(),
-        params: args.params,
+        lowering: args.params.iter().map(|p| lower(*p)).collect(),
+        params: Param::kinds(&args.params).unwrap_or_default(),
+        specs: args.params,
+        max_arg_bytes: get("max_arg_bytes")?,
         result: args.result,
         gate: args.gate.inner.clone(),
         grants: args.grants.inner.clone(),

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PySequence, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PySequence, PyString, PyTuple};
 use wasmtime::{Linker, ValRaw};
 
 use super::runtime::{core_error, PyModule_};
+use crate::basic::Arg;
 use crate::error::CallError;
 use crate::limits::Limits;
 use crate::pool::{InstancePool, StoreData};
@@ -40,7 +41,7 @@ impl Kind {
         Ok((params, result.map(Self::parse).transpose()?))
     }
 
-    fn parse(name: &str) -> PyResult<Self> {
+    pub fn parse(name: &str) -> PyResult<Self> {
         Ok(match name {
             "i64" => Self::I64,
             "i32" => Self::I32,
@@ -62,6 +63,72 @@ impl Kind {
             Self::F64 => NumType::F64,
             Self::F32 => NumType::F32,
         }
+    }
+}
+
+/// A parameter as the core takes it: a number of a kind, or a text or blob
+/// buffer (only procedures whose host functions the core serves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    Num(Kind),
+    Text,
+    Blob,
+}
+
+impl Param {
+    /// `"text"`, `"blob"`, or a number kind.
+    pub fn parse_all(names: &[String]) -> PyResult<Box<[Self]>> {
+        names
+            .iter()
+            .map(|name| match name.as_str() {
+                "text" => Ok(Self::Text),
+                "blob" => Ok(Self::Blob),
+                other => Kind::parse(other).map(Self::Num),
+            })
+            .collect()
+    }
+
+    /// The number kinds of `params`, if every one is a number.
+    pub fn kinds(params: &[Self]) -> Option<Box<[Kind]>> {
+        params
+            .iter()
+            .map(|p| match p {
+                Self::Num(kind) => Some(*kind),
+                Self::Text | Self::Blob => None,
+            })
+            .collect()
+    }
+}
+
+/// A Python value for a buffer parameter: str for text, bytes-like for a
+/// blob (TypeError for anything else: the general path names the argument).
+pub fn to_buffer(value: &Bound<'_, PyAny>, param: Param) -> PyResult<Arg> {
+    match param {
+        Param::Text => Ok(Arg::Text(
+            value.cast::<PyString>()?.to_str()?.as_bytes().to_vec(),
+        )),
+        Param::Blob => {
+            if let Ok(b) = value.cast::<PyBytes>() {
+                Ok(Arg::Blob(b.as_bytes().to_vec()))
+            } else {
+                Err(PyTypeError::new_err(format!(
+                    "a blob parameter takes bytes, not {}",
+                    value.get_type().name()?
+                )))
+            }
+        }
+        Param::Num(kind) => Ok(slot_arg(kind, to_slot(value, kind)?)),
+    }
+}
+
+/// A slot of `kind` as the argument it stands for.
+pub fn slot_arg(kind: Kind, slot: ValRaw) -> Arg {
+    match kind {
+        Kind::I64 => Arg::Integer(slot.get_i64()),
+        Kind::I32 => Arg::Integer(i64::from(slot.get_i32())),
+        Kind::Bool => Arg::Boolean(slot.get_i32() != 0),
+        Kind::F64 => Arg::Real(f64::from_bits(slot.get_f64())),
+        Kind::F32 => Arg::Real(f64::from(f32::from_bits(slot.get_f32()))),
     }
 }
 
@@ -409,6 +476,22 @@ pub trait Target: Send + Sync {
     /// The Python exception for `failure` (`row`: the rows of a batch
     /// done before it).
     fn exception(&self, py: Python<'_>, failure: Failure, row: Option<usize>) -> PyErr;
+    /// Every parameter, buffers included (`params` has the number kinds
+    /// only when there is no buffer).
+    fn specs(&self) -> Box<[Param]> {
+        self.params().iter().map(|k| Param::Num(*k)).collect()
+    }
+    /// One call with `args` (some of them buffers); a number result in
+    /// `out[0]`. Called without the GIL.
+    ///
+    /// # Errors
+    ///
+    /// Why the call failed.
+    fn call_args(&self, _args: Vec<Arg>, _out: &mut [ValRaw]) -> Result<Answer, Failure> {
+        Err(Failure::Raised(PyTypeError::new_err(
+            "this procedure takes numbers only",
+        )))
+    }
     /// Instances idle in the pool, and made since it was built.
     fn idle_count(&self) -> usize;
     fn instantiated_count(&self) -> usize;
@@ -658,7 +741,8 @@ impl Numeric {
         writes: bool,
         lifts: bool,
     ) -> PyResult<Self> {
-        let (params, result) = Kind::signature(&params, result.as_deref())?;
+        let params = Param::parse_all(&params)?;
+        let result = result.as_deref().map(Kind::parse).transpose()?;
         let target = super::hosted::hosted(super::hosted::HostedArgs {
             pool,
             export,
@@ -686,6 +770,26 @@ impl Numeric {
         let inner = &*self.inner;
         let args = args.cast::<PySequence>()?;
         let n = args.len()?;
+        let specs = inner.specs();
+        if specs.len() != inner.params().len() {
+            // Some parameters are buffers: the call goes by arguments.
+            if n != specs.len() {
+                return Err(PyValueError::new_err(format!(
+                    "expected {} argument(s), got {n}",
+                    specs.len()
+                )));
+            }
+            let values = (0..n)
+                .map(|i| to_buffer(&args.get_item(i)?, specs[i]))
+                .collect::<PyResult<Vec<_>>>()?;
+            let mut out = [ValRaw::i64(0)];
+            return match py.detach(|| inner.call_args(values, &mut out)) {
+                Ok(Answer::Slot) => Ok(from_slot(py, inner.result(), out[0])),
+                Ok(Answer::Null) => Ok(py.None()),
+                Ok(Answer::Value(value)) => Ok(value),
+                Err(failure) => Err(inner.exception(py, failure, None)),
+            };
+        }
         if n != inner.params().len() {
             return Err(PyValueError::new_err(format!(
                 "expected {} argument(s), got {n}",
@@ -722,6 +826,12 @@ impl Numeric {
         columns: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let inner = &*self.inner;
+        if inner.specs().len() != inner.params().len() {
+            // The caller goes row by row (Runner.call_batch).
+            return Err(PyTypeError::new_err(
+                "a batch of buffer parameters goes row by row",
+            ));
+        }
         let columns = columns.cast::<PySequence>()?;
         if columns.len()? != inner.params().len() {
             return Err(PyValueError::new_err(format!(

@@ -27,9 +27,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat, PyString, PyTuple};
 use wasmtime::ValRaw;
 
-use super::numeric::{float_slot, Answer, Kind, Numeric, Target};
+use super::numeric::{float_slot, slot_arg, Answer, Kind, Numeric, Param, Target};
 use super::values::{sql_value, SqlValue};
 use super::with_gil;
+use crate::basic::Arg;
 
 /// The name of the extension's entry point, for `Connection.load_extension`.
 const ENTRY_POINT: &str = "sqlite3_heliosdbcore_init";
@@ -75,6 +76,10 @@ pub fn sqlite_ready() -> bool {
 }
 
 struct ScalarInner {
+    // Every parameter; `params` has their number kinds when no parameter
+    // is a buffer (`buffers` false), and is empty otherwise.
+    specs: Box<[Param]>,
+    buffers: bool,
     params: Box<[Kind]>,
     result: Option<Kind>,
     // CALLED ON NULL INPUT: NULL arguments reach the guest as zeros.
@@ -104,10 +109,14 @@ impl Scalar {
         acquire: Py<PyAny>,
         slow: Py<PyAny>,
     ) -> PyResult<Self> {
-        let (params, result) = Kind::signature(&params, result.as_deref())?;
+        let specs = Param::parse_all(&params)?;
+        let result = result.as_deref().map(Kind::parse).transpose()?;
+        let kinds = Param::kinds(&specs);
         Ok(Self {
             inner: Arc::new(ScalarInner {
-                params,
+                buffers: kinds.is_none(),
+                params: kinds.unwrap_or_default(),
+                specs,
                 result,
                 null_call,
                 target: RwLock::new(None),
@@ -128,7 +137,7 @@ impl Scalar {
             ));
         }
         let name = CString::new(name).map_err(|_| PyValueError::new_err("a NUL in the name"))?;
-        let nargs = c_int::try_from(self.inner.params.len())
+        let nargs = c_int::try_from(self.inner.specs.len())
             .map_err(|_| PyValueError::new_err("too many parameters"))?;
         let data = Arc::into_raw(self.inner.clone())
             .cast_mut()
@@ -203,14 +212,104 @@ unsafe extern "C" fn xfunc(
     }
 }
 
-/// The slots of one row, or why it cannot take the numeric path.
+/// The slots (or, with buffers, the arguments) of one row, or why it
+/// cannot take the core's path.
 enum Lowered {
     /// `zeroed_null`: a NULL argument (CALLED ON NULL INPUT) is a zero.
     Slots {
         zeroed_null: bool,
     },
+    Args(Vec<Arg>),
     Null,
     Slow,
+}
+
+/// `value` (of SQLite type `ty`, not NULL) as a number of `kind`, if it is
+/// one exactly; None sends the row to the general path, which converts or
+/// refuses it with the argument's name.
+///
+/// # Safety
+///
+/// `value` is one of the current call's arguments.
+unsafe fn number_slot(kind: Kind, value: *mut ffi::sqlite3_value, ty: c_int) -> Option<ValRaw> {
+    // SAFETY (all arms): reading the value as the type it has.
+    Some(match (kind, ty) {
+        (Kind::I64, ffi::SQLITE_INTEGER) => ValRaw::i64(unsafe { ffi::sqlite3_value_int64(value) }),
+        // Out of range: the general path says so.
+        (Kind::I32, ffi::SQLITE_INTEGER) => {
+            ValRaw::i32(i32::try_from(unsafe { ffi::sqlite3_value_int64(value) }).ok()?)
+        }
+        (Kind::Bool, ffi::SQLITE_INTEGER) => {
+            ValRaw::i32(i32::from(unsafe { ffi::sqlite3_value_int64(value) } != 0))
+        }
+        (Kind::F64 | Kind::F32, ffi::SQLITE_FLOAT) => {
+            float_slot(kind, unsafe { ffi::sqlite3_value_double(value) })
+        }
+        #[allow(clippy::cast_precision_loss)] // float(int): round to nearest, as Python
+        (Kind::F64 | Kind::F32, ffi::SQLITE_INTEGER) => {
+            float_slot(kind, unsafe { ffi::sqlite3_value_int64(value) } as f64)
+        }
+        _ => return None,
+    })
+}
+
+/// The arguments of a row whose parameters include buffers: numbers as
+/// `lower` takes them, text that is valid UTF-8, blobs; in order, so a bad
+/// argument before a NULL is still the general path's error. A NULL goes
+/// the general way (the guest may ask `heliosdb_get_param` about it).
+unsafe fn lower_args(scalar: &ScalarInner, args: &[*mut ffi::sqlite3_value]) -> Lowered {
+    if args.len() != scalar.specs.len() {
+        return Lowered::Slow;
+    }
+    let mut out = Vec::with_capacity(args.len());
+    for (value, spec) in args.iter().zip(scalar.specs.iter()) {
+        let value = *value;
+        // SAFETY (all): `value` is one of this call's arguments, read as the
+        // type it has; text and blob bytes are copied at once.
+        let ty = unsafe { ffi::sqlite3_value_type(value) };
+        if ty == ffi::SQLITE_NULL {
+            return if scalar.null_call {
+                Lowered::Slow
+            } else {
+                Lowered::Null
+            };
+        }
+        out.push(match (spec, ty) {
+            (Param::Text, ffi::SQLITE_TEXT) => {
+                let bytes = unsafe { value_bytes(value, ffi::sqlite3_value_text(value)) };
+                if std::str::from_utf8(bytes).is_err() {
+                    return Lowered::Slow; // the general path says why
+                }
+                Arg::Text(bytes.to_vec())
+            }
+            (Param::Blob, ffi::SQLITE_BLOB) => {
+                let p = unsafe { ffi::sqlite3_value_blob(value) }.cast::<u8>();
+                Arg::Blob(unsafe { value_bytes(value, p) }.to_vec())
+            }
+            (Param::Num(kind), _) => match unsafe { number_slot(*kind, value, ty) } {
+                Some(slot) => slot_arg(*kind, slot),
+                None => return Lowered::Slow,
+            },
+            _ => return Lowered::Slow,
+        });
+    }
+    Lowered::Args(out)
+}
+
+/// The bytes SQLite holds for `value`, whose text or blob pointer is `p`.
+///
+/// # Safety
+///
+/// `p` is what sqlite3_value_text/blob just returned for `value`.
+unsafe fn value_bytes<'v>(value: *mut ffi::sqlite3_value, p: *const u8) -> &'v [u8] {
+    if p.is_null() {
+        return &[];
+    }
+    // SAFETY: SQLite's `sqlite3_value_bytes` bytes at `p`.
+    unsafe {
+        let n = usize::try_from(ffi::sqlite3_value_bytes(value)).unwrap_or(0);
+        std::slice::from_raw_parts(p, n)
+    }
 }
 
 unsafe fn lower(
@@ -234,29 +333,11 @@ unsafe fn lower(
             *slot = ValRaw::i64(0);
             continue;
         }
-        *slot = match (kind, ty) {
-            // SAFETY (all arms): reading the value as the type it has.
-            (Kind::I64, ffi::SQLITE_INTEGER) => {
-                ValRaw::i64(unsafe { ffi::sqlite3_value_int64(value) })
-            }
-            (Kind::I32, ffi::SQLITE_INTEGER) => {
-                match i32::try_from(unsafe { ffi::sqlite3_value_int64(value) }) {
-                    Ok(x) => ValRaw::i32(x),
-                    Err(_) => return Lowered::Slow, // out of range: the general path says so
-                }
-            }
-            (Kind::Bool, ffi::SQLITE_INTEGER) => {
-                ValRaw::i32(i32::from(unsafe { ffi::sqlite3_value_int64(value) } != 0))
-            }
-            (Kind::F64 | Kind::F32, ffi::SQLITE_FLOAT) => {
-                float_slot(*kind, unsafe { ffi::sqlite3_value_double(value) })
-            }
-            #[allow(clippy::cast_precision_loss)] // float(int): round to nearest, as Python
-            (Kind::F64 | Kind::F32, ffi::SQLITE_INTEGER) => {
-                float_slot(*kind, unsafe { ffi::sqlite3_value_int64(value) } as f64)
-            }
-            _ => return Lowered::Slow,
-        };
+        // SAFETY: one of this call's arguments, of type `ty`.
+        match unsafe { number_slot(*kind, value, ty) } {
+            Some(number) => *slot = number,
+            None => return Lowered::Slow,
+        }
     }
     Lowered::Slots { zeroed_null }
 }
@@ -274,7 +355,7 @@ fn acquire(scalar: &ScalarInner) -> PyResult<Option<Arc<dyn Target>>> {
         }
         let numeric = got.cast_bound::<Numeric>(py)?.get();
         let inner = numeric.inner.clone();
-        if *inner.params() != *scalar.params || inner.result() != scalar.result {
+        if inner.specs() != scalar.specs || inner.result() != scalar.result {
             return Err(PyTypeError::new_err(
                 "the Numeric's signature differs from the Scalar's",
             ));
@@ -296,10 +377,18 @@ unsafe fn row(
     // Checked in order before anything else, as the general path does: a
     // bad argument before a NULL is still an error.
     // SAFETY: this call's arguments.
-    let zeroed_null = match unsafe { lower(scalar, args, &mut slots) } {
+    let lowered = unsafe {
+        if scalar.buffers {
+            lower_args(scalar, args)
+        } else {
+            lower(scalar, args, &mut slots)
+        }
+    };
+    let (zeroed_null, buffers) = match lowered {
         Lowered::Null => return unsafe { ffi::sqlite3_result_null(ctx) },
         Lowered::Slow => return unsafe { slow(scalar, ctx, args) },
-        Lowered::Slots { zeroed_null } => zeroed_null,
+        Lowered::Slots { zeroed_null } => (zeroed_null, None),
+        Lowered::Args(values) => (false, Some(values)),
     };
     // Taken out of the lock for the call: a guest with host imports may
     // call this very function again from its query, and writers
@@ -332,13 +421,17 @@ unsafe fn row(
         return unsafe { slow(scalar, ctx, args) };
     }
     let slots = &mut slots[..target.slots()];
+    let call = || match buffers {
+        Some(values) => target.call_args(values, slots),
+        None => target.call_slots(slots),
+    };
     // SAFETY: PyGILState_Check only reads the thread state.
     let outcome = if unsafe { pyo3::ffi::PyGILState_Check() } == 1 {
         // apsw kept the GIL for this statement: let other threads run while
         // the guest does.
-        with_gil(|py| py.detach(|| target.call_slots(slots)))
+        with_gil(|py| py.detach(call))
     } else {
-        target.call_slots(slots)
+        call()
     };
     match outcome {
         // SAFETY (both): this call's context.

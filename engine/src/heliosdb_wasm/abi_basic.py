@@ -206,23 +206,51 @@ class BasicModule:
     def __init__(self, runtime: Runtime, sha256: str, wasm: Source) -> None:
         self.runtime = runtime
         self.sha256 = sha256
-        self.module = runtime.module(sha256, wasm)
         self._source: Source | None = wasm
         self._core: _core.Module | None = None
+        self._wasmtime: wasmtime.Module | None = None
         self.imports: list[str] = []
         self.uses_wasi = False
         self._pre: dict[bool, tuple[wasmtime.Linker, wasmtime.InstancePre]] = {}
-        for imp in self.module.imports:
-            ty = imp.type
-            name = imp.name or ""
-            if imp.module == WASIP1_MODULE and name in WASIP1_FUNCTIONS:
+        # The core compiles (or maps from its cache) every module and reads
+        # its imports and exports: wasmtime-py loads one only for what still
+        # runs there (WASI guests, SingleStore), which keeps it off a core
+        # procedure's cold start. A module the core cannot compile is
+        # wasmtime-py's to judge (and to run, if it imports WASI).
+        refused = ""
+        try:
+            core = self._core = _core.Module(runtime.core, sha256, wasm)
+            imports = core.import_types
+            exported = core.functions
+            names = set(core.export_names)
+        except _core.CoreError as exc:
+            refused = exc.args[1]
+            module = self.module  # AbiError if wasmtime-py cannot compile it either
+            imports = [
+                (
+                    i.module,
+                    i.name or "",
+                    list(_types(i.type.params)) if isinstance(i.type, wasmtime.FuncType) else None,
+                    list(_types(i.type.results)) if isinstance(i.type, wasmtime.FuncType) else None,
+                )
+                for i in module.imports
+            ]
+            pairs = [(e.name, e.type) for e in module.exports]
+            exported = [
+                (name, list(_types(ty.params)), list(_types(ty.results)))
+                for name, ty in pairs
+                if isinstance(ty, wasmtime.FuncType)
+            ]
+            names = {name for name, _ in pairs}
+        for module_name, name, params, results in imports:
+            if module_name == WASIP1_MODULE and name in WASIP1_FUNCTIONS:
                 # Linked to deny-by-default WASI (see wasi.py); wasmtime checks
                 # the function types when it instantiates.
                 self.uses_wasi = True
                 continue
-            if imp.module != HOST_MODULE:
+            if module_name != HOST_MODULE:
                 raise AbiError(
-                    f"import {imp.module}.{imp.name} is not allowed: a core module "
+                    f"import {module_name}.{name} is not allowed: a core module "
                     f"may only import the {HOST_MODULE!r} host functions and "
                     f"{WASIP1_MODULE} (WASI preview 1)"
                 )
@@ -230,41 +258,47 @@ class BasicModule:
             if expected is None:
                 known = ", ".join(HOST_IMPORTS)
                 raise AbiError(f"unknown host import {HOST_MODULE}.{name} (known: {known})")
-            if (
-                not isinstance(ty, wasmtime.FuncType)
-                or (_types(ty.params), _types(ty.results)) != expected
-            ):
-                actual = (
-                    _render(_types(ty.params), _types(ty.results))
-                    if isinstance(ty, wasmtime.FuncType)
-                    else type(ty).__name__
-                )
+            if params is None or results is None:
                 raise AbiError(
-                    f"host import {name} has type {actual}, expected {_render(*expected)}"
+                    f"host import {name} has type of a non-function import, "
+                    f"expected {_render(*expected)}"
+                )
+            if (tuple(params), tuple(results)) != expected:
+                raise AbiError(
+                    f"host import {name} has type {_render(params, results)}, "
+                    f"expected {_render(*expected)}"
                 )
             self.imports.append(name)
-        # Each access to wasmtime-py's exports or an export's type asks the C
-        # API again: read once (this is on the cold-start path).
-        exported = [(e.name, e.type) for e in self.module.exports]
-        self.exports: dict[str, wasmtime.FuncType] = {
-            name: ty for name, ty in exported if isinstance(ty, wasmtime.FuncType)
+        self.exports: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+            name: (tuple(params), tuple(results)) for name, params, results in exported
         }
-        self.export_names = {name for name, _ in exported}
+        self.export_names = names
         self.is_heliosdb = "heliosdb_abi_version" in self.exports
         # No imports at all: the guest cannot reach the database or WASI,
         # which lets numeric exports take the core's numeric path (native.py).
         self.pure = not self.imports and not self.uses_wasi
         # Without WASI the whole call runs in the core, host functions
         # included (CoreInstance); WASI guests (Go) still run on wasmtime-py.
-        self.in_core = not self.uses_wasi
+        self.in_core = not self.uses_wasi and self._core is not None
         self._pools: dict[str, _core.BasicPool] = {}
-        if not self.in_core:
-            self._source = None  # only the core reads it again
+        if self._core is None and not self.uses_wasi:
+            # It could only run in the core.
+            raise AbiError(f"the runtime core refused the module: {refused}")
         if self.imports and not self.is_heliosdb:
             raise AbiError(
                 "the module imports heliosdb host functions but does not export "
                 "heliosdb_abi_version"
             )
+
+    @property
+    def module(self) -> wasmtime.Module:
+        """The module on wasmtime-py (WASI guests, SingleStore's raw calls),
+        loaded on first use."""
+        if self._wasmtime is None:
+            if self._source is None:
+                raise AbiError("the module's bytes are gone")
+            self._wasmtime = self.runtime.module(self.sha256, self._source)
+        return self._wasmtime
 
     def core_export(self, export: str) -> tuple[_core.Module, str]:
         """The module compiled by the Rust core (its own compiled-code cache,
@@ -296,8 +330,8 @@ class BasicModule:
         instance = self.instantiate(limits, caps)
         if not self.is_heliosdb:
             return instance
-        ty = self.exports["heliosdb_abi_version"]
-        if _types(ty.params) or _types(ty.results) != (_I32,):
+        params, results = self.exports["heliosdb_abi_version"]
+        if params or results != (_I32,):
             raise AbiError("heliosdb_abi_version must have type () -> (i32)")
         if isinstance(instance, CoreInstance):
             version = instance.abi_version()
@@ -330,7 +364,7 @@ class BasicModule:
         want_results: tuple[str, ...] = ()
         if signature.returns is not None and signature.returns in _RESULT_WASM:
             want_results = (_RESULT_WASM[signature.returns],)
-        actual = (_types(ty.params), _types(ty.results))
+        actual = ty
         if actual != (want_params, want_results):
             raise AbiError(
                 f"export {export} has type {_render(*actual)}, but the SQL signature "
@@ -559,7 +593,7 @@ class CoreInstance:
         names = self.module.export_names
         if ty is None or "heliosdb_alloc" not in self.module.exports or "memory" not in names:
             return None
-        if _types(ty.params) != (_I32, _I32, _I32) or _types(ty.results) != (_I32,):
+        if ty != ((_I32, _I32, _I32), (_I32,)):
             raise AbiError(f"{name} must have type (i32, i32, i32) -> (i32)")
         return name
 

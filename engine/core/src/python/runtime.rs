@@ -28,6 +28,9 @@ pub fn core_error(code: &str, message: impl Into<String>) -> PyErr {
     CoreError::new_err((code.to_owned(), message.into()))
 }
 
+/// An import: module, name, and a function's parameter and result types.
+type ImportType = (String, String, Option<Vec<String>>, Option<Vec<String>>);
+
 /// The process's wasmtime engine, its epoch ticker and its compiled-module
 /// cache (`$HELIOSDB_WASM_CACHE`, as Python's cache).
 #[pyclass(name = "Runtime", module = "heliosdb_wasm._core", frozen)]
@@ -129,6 +132,31 @@ impl PyModule_ {
             .imports()
             .map(|i| (i.module().to_owned(), i.name().to_owned()))
             .collect()
+    }
+
+    /// `(module, name, params, results)` of every import: a function's
+    /// wasm types, or None and None for another kind of import.
+    #[getter]
+    fn import_types(&self) -> Vec<ImportType> {
+        self.module
+            .imports()
+            .map(|i| {
+                let (params, results) = match i.ty() {
+                    ExternType::Func(ty) => (
+                        Some(ty.params().map(|t| type_name(&t)).collect()),
+                        Some(ty.results().map(|t| type_name(&t)).collect()),
+                    ),
+                    _ => (None, None),
+                };
+                (i.module().to_owned(), i.name().to_owned(), params, results)
+            })
+            .collect()
+    }
+
+    /// The names of every export (functions, memories, tables, globals).
+    #[getter]
+    fn export_names(&self) -> Vec<String> {
+        self.module.exports().map(|e| e.name().to_owned()).collect()
     }
 
     /// `name -> (params, results)` of every exported function, as wasm type

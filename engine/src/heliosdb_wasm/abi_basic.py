@@ -388,6 +388,17 @@ class BasicModule:
             )
         return signature
 
+    def batch_entry(self, export: str) -> str | None:
+        """The batch entry point of ``export`` (docs/abi.md §9), if the
+        module has one and the allocator and memory it needs."""
+        name = export + BATCH_SUFFIX
+        ty = self.exports.get(name)
+        if ty is None or "heliosdb_alloc" not in self.exports or "memory" not in self.export_names:
+            return None
+        if ty != ((_I32, _I32, _I32), (_I32,)):
+            raise AbiError(f"{name} must have type (i32, i32, i32) -> (i32)")
+        return name
+
     def _require(self, *names: str) -> None:
         missing = [n for n in names if n not in self.export_names]
         if missing:
@@ -462,6 +473,18 @@ _LOWER = {
     SqlType.DOUBLE: "d",
     SqlType.REAL: "f",
 }
+
+
+def batch_buffers(sig: Signature, columns: Sequence[Sequence[Any]]) -> tuple[bytes, str, int]:
+    """A batch's argument columns laid out as docs/abi.md §9 says, the
+    result's array code and the result buffer's size."""
+    data = b"".join(
+        array.array(_BATCH_CODE[c.type], col).tobytes()
+        for c, col in zip(sig.params, columns, strict=True)
+    )
+    assert sig.returns is not None
+    code = _BATCH_CODE[sig.returns]
+    return data, code, len(columns[0]) * array.array(code).itemsize
 
 
 def host_status(exc: BaseException) -> int | None:
@@ -588,14 +611,7 @@ class CoreInstance:
 
     def batch_export(self, export: str) -> str | None:
         """The batch entry point of ``export`` (docs/abi.md §9), if it has one."""
-        name = export + BATCH_SUFFIX
-        ty = self.module.exports.get(name)
-        names = self.module.export_names
-        if ty is None or "heliosdb_alloc" not in self.module.exports or "memory" not in names:
-            return None
-        if ty != ((_I32, _I32, _I32), (_I32,)):
-            raise AbiError(f"{name} must have type (i32, i32, i32) -> (i32)")
-        return name
+        return self.module.batch_entry(export)
 
     def call_batch(
         self, ctx: CallContext, export: str, sig: Signature, columns: Sequence[Sequence[Any]]
@@ -604,13 +620,7 @@ class CoreInstance:
         of them, the columns laid out in guest memory (docs/abi.md §9)."""
         name = export + BATCH_SUFFIX
         count = len(columns[0])
-        data = b"".join(
-            array.array(_BATCH_CODE[c.type], col).tobytes()
-            for c, col in zip(sig.params, columns, strict=True)
-        )
-        assert sig.returns is not None
-        code = _BATCH_CODE[sig.returns]
-        out_size = count * array.array(code).itemsize
+        data, code, out_size = batch_buffers(sig, columns)
         out, raised = self._guarded(
             ctx, lambda: self.core.call_batch(ctx, name, count, data, out_size)
         )
@@ -689,14 +699,7 @@ class BasicInstance:
 
     def batch_export(self, export: str) -> str | None:
         """The batch entry point of ``export`` (docs/abi.md §9), if it has one."""
-        name = export + BATCH_SUFFIX
-        func = self.exports.get(name)
-        if not isinstance(func, wasmtime.Func) or self.alloc is None or self.memory is None:
-            return None
-        ty = func.type(self.store)
-        if _types(ty.params) != (_I32, _I32, _I32) or _types(ty.results) != (_I32,):
-            raise AbiError(f"{name} must have type (i32, i32, i32) -> (i32)")
-        return name
+        return self.module.batch_entry(export)
 
     def call_batch(
         self, ctx: CallContext, export: str, sig: Signature, columns: Sequence[Sequence[Any]]
@@ -707,13 +710,7 @@ class BasicInstance:
         func = self.exports[name]
         assert isinstance(func, wasmtime.Func)
         count = len(columns[0])
-        data = b"".join(
-            array.array(_BATCH_CODE[c.type], col).tobytes()
-            for c, col in zip(sig.params, columns, strict=True)
-        )
-        assert sig.returns is not None
-        code = _BATCH_CODE[sig.returns]
-        out_size = count * array.array(code).itemsize
+        data, code, out_size = batch_buffers(sig, columns)
         self.ctx = ctx
         if self.output is not None:
             self.output.begin(ctx)

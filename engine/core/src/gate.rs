@@ -67,6 +67,14 @@ pub struct Deadline {
     pub own: bool,
 }
 
+/// `timeout` after `now`; a timeout past what an `Instant` holds is a year
+/// (as good as never, and no overflow).
+pub fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365)))
+        .unwrap_or(now)
+}
+
 /// One connection's authorizer and bounds.
 pub struct Gate {
     db: *mut ffi::sqlite3,
@@ -227,9 +235,7 @@ impl Gate {
         f: impl FnOnce() -> R,
     ) -> (Option<R>, Deadline) {
         let now = Instant::now();
-        let deadline = now
-            .checked_add(timeout)
-            .unwrap_or(now + Duration::from_secs(86_400 * 365));
+        let deadline = deadline_after(now, timeout);
         let max_value_bytes = c_int::try_from(max_value_bytes).unwrap_or(c_int::MAX);
         let mut bound = Bound {
             deadline,

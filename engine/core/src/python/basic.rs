@@ -26,7 +26,7 @@ use crate::basic::{
     self, status_of, Arg, BasicState, CallFailure, Called, Failure, Fault, Host, Lower, Outcome, Tx,
 };
 use crate::error::CallError;
-use crate::gate::Gate as CoreGate;
+use crate::gate::{deadline_after, Gate as CoreGate};
 use crate::policy::Grants as CoreGrants;
 use crate::pool::{InstancePool, PooledInstance};
 use crate::statement::RowLimits;
@@ -202,9 +202,7 @@ impl PyHost {
                     grants: t.1.get().inner.clone(),
                     read_only: t.2,
                     is_procedure: Arc::new(t.3),
-                    deadline: now
-                        .checked_add(timeout)
-                        .unwrap_or(now + Duration::from_secs(86_400 * 365)),
+                    deadline: deadline_after(now, timeout),
                     max_value_bytes: t.5,
                     rows: RowLimits {
                         max_rows: t.6,

@@ -28,7 +28,7 @@ use super::policy::Grants;
 use super::with_gil;
 use crate::basic::{self, Arg, CallFailure, Fault, Lower};
 use crate::error::{CallError, Limit};
-use crate::gate::{ExecError, Gate as CoreGate};
+use crate::gate::{deadline_after, ExecError, Gate as CoreGate};
 use crate::policy::Grants as CoreGrants;
 use crate::statement::RowLimits;
 
@@ -119,7 +119,7 @@ impl Hosted {
             grants: self.grants.clone(),
             read_only,
             is_procedure: self.is_procedure.clone(),
-            deadline: now.checked_add(self.timeout).unwrap_or(now),
+            deadline: deadline_after(now, self.timeout),
             max_value_bytes: self.max_value_bytes,
             rows: self.rows,
         };

@@ -44,6 +44,7 @@ from .runtime import (
     core_error,
     deadline_ticks,
     limit_error,
+    source_bytes,
     translate_trap,
 )
 from .values import Signature, SqlType, SqlValue
@@ -212,19 +213,33 @@ class BasicModule:
         self.imports: list[str] = []
         self.uses_wasi = False
         self._pre: dict[bool, tuple[wasmtime.Linker, wasmtime.InstancePre]] = {}
-        # The core compiles (or maps from its cache) every module and reads
-        # its imports and exports: wasmtime-py loads one only for what still
-        # runs there (WASI guests, SingleStore), which keeps it off a core
-        # procedure's cold start. A module the core cannot compile is
-        # wasmtime-py's to judge (and to run, if it imports WASI).
+        # Each module is compiled by the one engine that runs it, and read
+        # (imports, exports) from whichever has it compiled already: the
+        # core for what runs there (so wasmtime-py stays off a core
+        # procedure's cold start), wasmtime-py for WASI guests. Only a module
+        # neither has is read from its bytes, whose import section says
+        # which engine compiles it. A module the core cannot compile is
+        # wasmtime-py's to judge.
         refused = ""
-        try:
-            core = self._core = _core.Module(runtime.core, sha256, wasm)
+        core = _core.Module.cached(runtime.core, sha256)
+        if core is None and runtime.cached_module(sha256) is None:
+            wasm = source_bytes(wasm)  # read once, for whichever engine compiles it
+            self._source = wasm
+            try:
+                wasi = WASIP1_MODULE in _core.import_modules(wasm)
+            except _core.CoreError:
+                wasi = True  # unreadable: wasmtime-py says what is wrong
+            if not wasi:
+                try:
+                    core = _core.Module(runtime.core, sha256, wasm)
+                except _core.CoreError as exc:
+                    refused = exc.args[1]
+        if core is not None:
+            self._core = core
             imports = core.import_types
             exported = core.functions
             names = set(core.export_names)
-        except _core.CoreError as exc:
-            refused = exc.args[1]
+        else:
             module = self.module  # AbiError if wasmtime-py cannot compile it either
             imports = [
                 (
@@ -279,11 +294,14 @@ class BasicModule:
         self.pure = not self.imports and not self.uses_wasi
         # Without WASI the whole call runs in the core, host functions
         # included (CoreInstance); WASI guests (Go) still run on wasmtime-py.
-        self.in_core = not self.uses_wasi and self._core is not None
         self._pools: dict[str, _core.BasicPool] = {}
-        if self._core is None and not self.uses_wasi:
-            # It could only run in the core.
-            raise AbiError(f"the runtime core refused the module: {refused}")
+        if not self.uses_wasi and self._core is None:
+            # Read from wasmtime-py's cache, or refused by the core: it can
+            # only run in the core, which compiles it now (or says why not).
+            if refused:
+                raise AbiError(f"the runtime core refused the module: {refused}")
+            self._core_module()
+        self.in_core = not self.uses_wasi
         if self.imports and not self.is_heliosdb:
             raise AbiError(
                 "the module imports heliosdb host functions but does not export "

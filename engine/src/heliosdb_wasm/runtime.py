@@ -44,7 +44,8 @@ T = TypeVar("T")
 Source = bytes | Callable[[], bytes]
 
 
-def _bytes(source: Source) -> bytes:
+def source_bytes(source: Source) -> bytes:
+    """A module's bytes, read now if ``source`` is the function reading them."""
     return source() if callable(source) else source
 
 
@@ -97,16 +98,34 @@ class Runtime:
             self._modules,
             sha256,
             "module",
-            lambda: wasmtime.Module(self.engine, _bytes(wasm)),
+            lambda: wasmtime.Module(self.engine, source_bytes(wasm)),
             lambda path: wasmtime.Module.deserialize_file(self.engine, str(path)),
         )
+
+    def cached_module(self, sha256: str) -> wasmtime.Module | None:
+        """The module from memory or the disk cache, or None: nothing is
+        compiled and no bytes are read."""
+        with self._lock:
+            hit = self._modules.get(sha256)
+        if hit is not None or self.disk_cache is None:
+            return hit
+        path = self.disk_cache.get("module", sha256)
+        if path is None:
+            return None
+        try:
+            loaded = wasmtime.Module.deserialize_file(self.engine, str(path))
+        except wasmtime.WasmtimeError:
+            self.disk_cache.discard("module", sha256)
+            return None
+        with self._lock:
+            return self._modules.setdefault(sha256, loaded)
 
     def component(self, sha256: str, wasm: Source) -> wc.Component:
         return self._compile(
             self._components,
             sha256,
             "component",
-            lambda: wc.Component(self.engine, _bytes(wasm)),
+            lambda: wc.Component(self.engine, source_bytes(wasm)),
             lambda path: wc.Component.deserialize_file(self.engine, str(path)),
         )
 

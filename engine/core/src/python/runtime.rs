@@ -125,6 +125,23 @@ impl PyModule_ {
         })
     }
 
+    /// The module whose SHA-256 is `sha256` from the compiled-module cache,
+    /// or None when it has none (nothing is compiled).
+    #[staticmethod]
+    fn cached(py: Python<'_>, runtime: &PyRuntime, sha256: &str) -> PyResult<Option<Self>> {
+        let engine = runtime.runtime.engine();
+        let found =
+            py.detach(|| runtime.cache.lookup(engine, sha256))
+                .map_err(|err| match err {
+                    CacheError::InvalidKey(_) => PyValueError::new_err(err.to_string()),
+                    other => core_error("abi-error", format!("{other}")),
+                })?;
+        Ok(found.map(|module| Self {
+            module,
+            runtime: runtime.runtime.clone(),
+        }))
+    }
+
     /// `(module, name)` of every import.
     #[getter]
     fn imports(&self) -> Vec<(String, String)> {
@@ -201,4 +218,24 @@ fn type_name(ty: &ValType) -> String {
         ValType::V128 => "v128".into(),
         ValType::Ref(r) => r.to_string(),
     }
+}
+
+/// The modules a core module's imports name, in order, read from its
+/// import section without compiling it (so a module is compiled only by
+/// the engine that runs it). `CoreError("abi-error")` if it does not parse.
+#[pyfunction]
+pub fn import_modules(wasm: &[u8]) -> PyResult<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    let bad = |e: wasmparser::BinaryReaderError| core_error("abi-error", e.to_string());
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        if let wasmparser::Payload::ImportSection(section) = payload.map_err(bad)? {
+            for import in section.into_imports() {
+                let import = import.map_err(bad)?;
+                if !names.iter().any(|n| n == import.module) {
+                    names.push(import.module.to_owned());
+                }
+            }
+        }
+    }
+    Ok(names)
 }

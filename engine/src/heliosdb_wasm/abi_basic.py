@@ -992,13 +992,12 @@ class BasicInstance:
         ctx = self._context()
         try:
             op()
-        except AbiError:
-            raise
         except ProcedureError as exc:
-            if is_fatal(exc):
+            status = host_status(exc)  # the core's host functions decide the same way
+            if status is None:
                 raise
             ctx.last_error = exc
-            return _STATUS.get(exc.code, _STATUS["sql-error"])
+            return status
         return 0
 
     def _heliosdb_query(self, sql_ptr: int, sql_len: int, p_ptr: int, p_len: int, out: int) -> int:

@@ -363,3 +363,33 @@ def test_the_core_instance_refuses_what_it_cannot_call(runtime: Runtime) -> None
     assert instance.poisoned is True
     with pytest.raises(RuntimeError, match="in use or released"):
         instance.call(None, "count_rows", b"", [])
+
+
+def test_each_module_is_compiled_by_the_engine_that_runs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module the core runs is never compiled by wasmtime-py (it stays off
+    the cold start), and a WASI guest is never compiled by the core."""
+    monkeypatch.setenv("HELIOSDB_WASM_CACHE", str(tmp_path))
+    runtime = Runtime()
+    core_wasm, wasi_wasm = bytes(wasm_of("host")), bytes(wasm_of("wasi_guest"))
+    with h.Database.open(":memory:", runtime=runtime) as db:
+        db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY)")
+        db.execute(
+            "CREATE PROCEDURE count_rows() RETURNS BIGINT LANGUAGE wasm"
+            f" CAPABILITIES ('read:items') AS $wasm${b64(core_wasm)}$wasm$"
+        )
+        db.execute(
+            "CREATE PROCEDURE initialized() RETURNS BIGINT LANGUAGE wasm"
+            f" AS $wasm${b64(wasi_wasm)}$wasm$"
+        )
+        assert db.call("count_rows") == 0 and db.call("initialized") == 1
+    core_sha, wasi_sha = sha256_hex(core_wasm), sha256_hex(wasi_wasm)
+    assert _core.Module.cached(runtime.core, core_sha) is not None
+    assert runtime.cached_module(core_sha) is None
+    assert _core.Module.cached(runtime.core, wasi_sha) is None
+    assert runtime.cached_module(wasi_sha) is not None
+    assert _core.import_modules(wasi_wasm) == ["wasi_snapshot_preview1"]
+    assert _core.import_modules(core_wasm) == ["heliosdb"]
+    with pytest.raises(_core.CoreError):
+        _core.import_modules(b"\0asm\x01\0\0\0\x02\x05garbage")

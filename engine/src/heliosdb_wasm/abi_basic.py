@@ -223,7 +223,9 @@ class BasicModule:
         refused = ""
         core = _core.Module.cached(runtime.core, sha256)
         if core is None and runtime.cached_module(sha256) is None:
-            wasm = source_bytes(wasm)  # read once, for whichever engine compiles it
+            # Read once, for whichever engine compiles it (a registry blob
+            # may come as a memoryview: bytes for the import scan).
+            wasm = bytes(source_bytes(wasm))
             self._source = wasm
             try:
                 wasi = WASIP1_MODULE in _core.import_modules(wasm)

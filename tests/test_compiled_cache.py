@@ -1,4 +1,6 @@
-"""The on-disk compiled-code cache: reused across runtimes, damage detected and rebuilt."""
+"""The on-disk compiled-code cache of components (wasmtime-py's engine; core
+modules are the Rust core's, tested in engine/core/src/cache.rs): reused
+across runtimes, damage detected and rebuilt."""
 
 from __future__ import annotations
 
@@ -9,11 +11,16 @@ from pathlib import Path
 import pytest
 
 import heliosdb_wasm as h
-from conftest import b64, wasm_of
+from conftest import b64, make_component, wasm_of
 from heliosdb_wasm.registry import Registry, sha256_hex
 from heliosdb_wasm.runtime import DiskCache, Runtime
 
 ADD = "(a BIGINT, b BIGINT) RETURNS BIGINT"
+
+
+@pytest.fixture(scope="module")
+def component(wasm_tools: str, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return make_component(wasm_tools, "component_math", "math", tmp_path_factory.mktemp("c"))
 
 
 @pytest.fixture
@@ -36,22 +43,24 @@ class Source:
 
 
 def _entry(cache: Path) -> tuple[Path, Path]:
-    (cwasm,) = cache.glob("module-*.cwasm")
+    (cwasm,) = cache.glob("component-*.cwasm")
     return cwasm, cwasm.with_suffix(".sum")
 
 
-def test_second_runtime_maps_the_cached_code_without_reading_the_module(cache: Path) -> None:
-    wasm = wasm_of("numeric")
+def test_second_runtime_maps_the_cached_code_without_reading_the_component(
+    cache: Path, component: bytes
+) -> None:
+    wasm = component
     digest = sha256_hex(wasm)
     first = Source(wasm)
-    Runtime().module(digest, first)
+    Runtime().component(digest, first)
     cwasm, summary = _entry(cache)
     size, crc = (int(x) for x in summary.read_text().split())
     assert (size, crc) == (cwasm.stat().st_size, zlib.crc32(cwasm.read_bytes()))
     again = Source(wasm)
-    module = Runtime().module(digest, again)
+    loaded = Runtime().component(digest, again)
     assert (first.reads, again.reads) == (1, 0)
-    assert "add_i64" in {e.name for e in module.exports}
+    assert "add" in loaded.type.exports(Runtime().engine)
 
 
 @pytest.mark.parametrize(
@@ -68,43 +77,47 @@ def test_second_runtime_maps_the_cached_code_without_reading_the_module(cache: P
         pytest.param(lambda p: p.with_suffix(".sum").unlink(), id="missing-summary"),
     ],
 )
-def test_damaged_entries_are_detected_and_rebuilt(cache: Path, damage: object) -> None:
-    wasm = wasm_of("numeric")
+def test_damaged_entries_are_detected_and_rebuilt(
+    cache: Path, component: bytes, damage: object
+) -> None:
+    wasm = component
     digest = sha256_hex(wasm)
-    Runtime().module(digest, wasm)
+    Runtime().component(digest, wasm)
     cwasm, summary = _entry(cache)
     pristine = cwasm.read_bytes()
     damage(cwasm)  # type: ignore[operator]
     source = Source(wasm)
-    module = Runtime().module(digest, source)
-    assert source.reads == 1  # recompiled from the module's bytes
-    assert "add_i64" in {e.name for e in module.exports}
+    loaded = Runtime().component(digest, source)
+    assert source.reads == 1  # recompiled from the component's bytes
+    assert "add" in loaded.type.exports(Runtime().engine)
     assert cwasm.read_bytes() == pristine
     assert summary.read_text().split() == [str(len(pristine)), str(zlib.crc32(pristine))]
 
 
-def test_an_entry_wasmtime_refuses_is_discarded_and_rebuilt(cache: Path) -> None:
+def test_an_entry_wasmtime_refuses_is_discarded_and_rebuilt(cache: Path, component: bytes) -> None:
     # Intact as far as the checksum goes, but not code this engine made: the
     # way a cache written by another wasmtime build or configuration looks.
-    wasm = wasm_of("numeric")
+    wasm = component
     digest = sha256_hex(wasm)
-    Runtime().module(digest, wasm)
+    Runtime().component(digest, wasm)
     cwasm, summary = _entry(cache)
     foreign = b"\x7fELF" + b"\0" * 4096
     cwasm.write_bytes(foreign)
     summary.write_text(f"{len(foreign)} {zlib.crc32(foreign)}\n")
     source = Source(wasm)
-    Runtime().module(digest, source)
+    Runtime().component(digest, source)
     assert source.reads == 1
     assert cwasm.read_bytes() != foreign
 
 
-def test_cache_off_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_off_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, component: bytes
+) -> None:
     monkeypatch.setenv("HELIOSDB_WASM_CACHE", "off")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     runtime = Runtime()
     assert runtime.disk_cache is None
-    runtime.module(sha256_hex(wasm_of("numeric")), wasm_of("numeric"))
+    runtime.component(sha256_hex(component), component)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -3,6 +3,7 @@ works; environment, arguments and files do not exist."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,37 @@ def test_without_the_stdout_capability_output_is_dropped(
     register("print", "() RETURNS BIGINT", "wasi_guest")
     assert db.execute("SELECT print()").scalar() == 0
     assert db.logs("print") == []
+
+
+def test_output_and_log_calls_keep_their_order(db: h.Database, register: Register) -> None:
+    register("interleaved", "() RETURNS BIGINT", "wasi_guest", caps=("stdout",))
+    db.execute("SELECT interleaved()")
+    assert [r.message for r in db.logs("interleaved")] == ["first", "second", "third"]
+
+
+def test_a_sleep_returns_its_clock_event(db: h.Database, register: Register) -> None:
+    register("sleep_ms", "(ms BIGINT) RETURNS BIGINT", "wasi_guest")
+    started = time.monotonic()
+    assert db.execute("SELECT sleep_ms(20)").scalar() == 71
+    assert time.monotonic() - started >= 0.02
+
+
+def test_a_sleep_cannot_outlast_the_timeout(db: h.Database, register: Register) -> None:
+    """wasmtime would sleep on the calling thread, where no epoch reaches:
+    the engine's poll_oneoff cuts the wait at the call's deadline."""
+    register(
+        "sleep_ms",
+        "(ms BIGINT) RETURNS BIGINT",
+        "wasi_guest",
+        extra="WITH (timeout_seconds = 0.3)",
+    )
+    started = time.monotonic()
+    with pytest.raises(h.ResourceLimitExceeded) as err:
+        db.execute("SELECT sleep_ms(60000)")
+    assert err.value.limit == "timeout"
+    assert time.monotonic() - started < 5
+    # A fresh instance sleeps as short as it asks.
+    assert db.execute("SELECT sleep_ms(1)").scalar() == 71
 
 
 def test_output_counts_against_the_log_limit(db: h.Database, register: Register) -> None:

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use wasmtime::{AsContextMut, Caller, Engine, Func, Instance, Linker, Memory, Val};
+use wasmtime::{AsContextMut, Caller, Engine, Func, Instance, Linker, Memory, Val, ValType};
 
 use crate::abi::HOST_MODULE;
 use crate::encoding::{
@@ -18,6 +18,7 @@ use crate::encoding::{
 };
 use crate::error::CallError;
 use crate::pool::{PooledInstance, StoreData};
+use crate::wasi::{self, Wasi};
 
 /// The error cases a fallible host function reports, by status code
 /// (docs/abi.md §4: 0 is success, then these in order).
@@ -144,6 +145,8 @@ pub struct BasicState<H: Host> {
     last_error: Option<(i32, String)>,
     fault: Option<Fault<H::Error>>,
     host_time: Duration,
+    // WASI preview 1, for a module that imports it (wasi.rs).
+    wasi: Option<Wasi>,
     // Exports called before, with zeroed result slots of their types: a
     // call then skips the name lookup and the type's construction.
     exports: Vec<(Box<str>, Func, Vec<Val>)>,
@@ -160,7 +163,19 @@ impl<H: Host> Default for BasicState<H> {
             last_error: None,
             fault: None,
             host_time: Duration::ZERO,
+            wasi: None,
             exports: Vec::new(),
+        }
+    }
+}
+
+impl<H: Host> BasicState<H> {
+    /// The state of a store whose module imports WASI preview 1.
+    #[must_use]
+    pub fn with_wasi(wasi: Wasi) -> Self {
+        Self {
+            wasi: Some(wasi),
+            ..Self::default()
         }
     }
 }
@@ -178,6 +193,9 @@ pub struct Outcome {
     pub fuel_used: u64,
     /// The guest's memory after the call, if it exports one.
     pub memory_bytes: Option<usize>,
+    /// The guest's runtime wrote that an allocation failed (on stderr):
+    /// the trap that followed is the memory limit.
+    pub out_of_memory: bool,
 }
 
 /// A call's results, or why it failed; what it left (returned, raised,
@@ -213,12 +231,25 @@ fn state<'a, H: Host>(caller: &'a mut Ctx<'_, H>) -> &'a mut BasicState<H> {
 }
 
 /// The call's host, or the fault of a host call made while instantiating
-/// (a start function: there is no call yet).
+/// (a start function: there is no call yet). What the guest wrote on
+/// stdout and stderr since the last host call is logged first, so its
+/// lines and its `heliosdb_log` calls stay in order.
 fn host<'a, H: Host>(caller: &'a mut Ctx<'_, H>) -> Step<&'a mut H, H::Error> {
-    match state(caller).host.as_mut() {
-        Some(host) => Ok(host),
-        None => abi("host functions cannot be called while instantiating"),
+    let BasicState { host, wasi, .. } = state(caller);
+    let Some(host) = host.as_mut() else {
+        return abi("host functions cannot be called while instantiating");
+    };
+    if let Some(wasi) = wasi {
+        log_output(host, wasi).map_err(|e| Stop::Fault(Fault::Host(e)))?;
     }
+    Ok(host)
+}
+
+fn log_output<H: Host>(host: &mut H, wasi: &Wasi) -> Result<(), H::Error> {
+    for (level, line) in wasi.output.take() {
+        host.log(level, &line)?;
+    }
+    Ok(())
 }
 
 fn guest<H: Host>(caller: &mut Ctx<'_, H>) -> Step<Guest, H::Error> {
@@ -411,11 +442,22 @@ macro_rules! define {
 #[allow(clippy::too_many_lines)] // one definition per host function
 pub fn linker<H: Host + Send + 'static>(
     engine: &Engine,
+    with_wasi: bool,
 ) -> wasmtime::Result<Linker<StoreData<BasicState<H>>>>
 where
     H::Error: Send,
 {
     let mut linker = Linker::new(engine);
+    if with_wasi {
+        // Every store of a module that imports WASI has a context
+        // (`BasicState::with_wasi`): the embedder links WASI only then.
+        wasi::add_to_linker(&mut linker, |data: &mut StoreData<BasicState<H>>| {
+            data.host
+                .wasi
+                .as_mut()
+                .expect("a store linked with WASI has a WASI context")
+        })?;
+    }
     define!(linker, "heliosdb_query", |caller,
                                        sql_ptr: i32,
                                        sql_len: i32,
@@ -640,6 +682,7 @@ pub fn call<H: Host>(
         ),
         Some(func) => run(instance, func, lowering),
     };
+    let result = settle_output(instance, result);
     let (mut outcome, host) = end(instance);
     outcome.wasm = wasm;
     (result, outcome, host)
@@ -668,9 +711,89 @@ pub fn call_batch<H: Host>(
         Some(func) => batch(instance, func, free, name, count, data, out_size),
     };
     let wasm = started.elapsed();
+    let result = settle_output(instance, result);
     let (mut outcome, host) = end(instance);
     outcome.wasm = wasm;
     (result, outcome, host)
+}
+
+/// A raw argument of [`raw`]: an integer (its low bits fill an `i32` or
+/// `i64` parameter, so it may be given unsigned) or a float.
+#[derive(Clone, Copy, Debug)]
+pub enum RawArg {
+    Int(i64),
+    Float(f64),
+}
+
+/// Opens a run of raw calls on `instance` (SingleStore's Canonical ABI:
+/// allocations, the export, frees), `host` serving the guest's output:
+/// fuel and the deadline are armed once, for all of them, until [`close`].
+pub fn open<H: Host>(instance: &mut PooledInstance<BasicState<H>>, host: H) {
+    let handle = instance.instance();
+    begin(instance, handle, Some(host), Vec::new());
+    instance.arm();
+}
+
+/// One call of the export `name` with core values, within an open run:
+/// its results, or why it failed (the instance is then poisoned).
+///
+/// # Errors
+///
+/// An export that is missing or takes other arguments is an ABI fault; a
+/// trap or a limit is the pool's classification.
+pub fn raw<H: Host>(
+    instance: &mut PooledInstance<BasicState<H>>,
+    name: &str,
+    args: &[RawArg],
+) -> Result<Vec<Val>, CallFailure<H::Error>> {
+    let handle = instance.instance();
+    let Some((func, mut results)) = export_of(instance, handle, name) else {
+        return Err(CallFailure::Call(CallError::abi(format!(
+            "the module exports no function {name:?}"
+        ))));
+    };
+    let ty = func.ty(instance.store_mut());
+    let params: Option<Vec<Val>> = (ty.params().len() == args.len())
+        .then(|| {
+            ty.params()
+                .zip(args)
+                .map(|(ty, arg)| {
+                    #[allow(clippy::cast_possible_truncation)] // the low bits, as documented
+                    Some(match (ty, *arg) {
+                        (ValType::I32, RawArg::Int(x)) => Val::I32(x as i32),
+                        (ValType::I64, RawArg::Int(x)) => Val::I64(x),
+                        (ValType::F32, RawArg::Float(x)) => Val::F32((x as f32).to_bits()),
+                        (ValType::F64, RawArg::Float(x)) => Val::F64(x.to_bits()),
+                        _ => return None,
+                    })
+                })
+                .collect()
+        })
+        .flatten();
+    let Some(params) = params else {
+        return Err(CallFailure::Call(CallError::abi(format!(
+            "{name} does not take {args:?}"
+        ))));
+    };
+    instance
+        .run_armed(|store| func.call(store, &params, &mut results))
+        .map(|()| results)
+        .map_err(|err| failure(instance, err))
+}
+
+/// Closes a run that [`open`] began: the guest's output is logged (which
+/// may fail the run: the log limit, unless a call of it failed already)
+/// and what the run left is its `Outcome`.
+pub fn close<H: Host>(instance: &mut PooledInstance<BasicState<H>>) -> Called<(), H> {
+    let failed = instance.is_poisoned();
+    let result = settle_output(instance, Ok(()));
+    let (outcome, host) = end(instance);
+    (if failed { Ok(()) } else { result }, outcome, host)
+}
+
+/// The guest's memory export, once a call or run has begun.
+pub fn memory_of<H: Host>(instance: &PooledInstance<BasicState<H>>) -> Option<Memory> {
+    instance.store().data().host.guest.and_then(|g| g.memory)
 }
 
 /// A row failed with `heliosdb_error`: the caller raises it.
@@ -749,7 +872,13 @@ fn begin<H: Host>(
         let alloc = handle.get_func(&mut *store, "heliosdb_alloc");
         store.data_mut().host.guest = Some(Guest { memory, alloc });
     }
-    let state = &mut store.data_mut().host;
+    let timeout = instance.timeout();
+    let state = &mut instance.store_mut().data_mut().host;
+    if let (Some(wasi), Some(_)) = (&mut state.wasi, &host) {
+        // Without a host (the ABI-version check) output stays held.
+        wasi.output.begin();
+        wasi.deadline = Instant::now() + timeout;
+    }
     state.host = host;
     state.args = args;
     state.returned = None;
@@ -772,6 +901,10 @@ fn end<H: Host>(instance: &mut PooledInstance<BasicState<H>>) -> (Outcome, Optio
     let state = &mut instance.store_mut().data_mut().host;
     let host = state.host.take();
     state.args = Vec::new();
+    let out_of_memory = state
+        .wasi
+        .as_ref()
+        .is_some_and(|w| w.output.out_of_memory());
     let outcome = Outcome {
         returned: state.returned.take(),
         raised: state.raised.take(),
@@ -779,8 +912,34 @@ fn end<H: Host>(instance: &mut PooledInstance<BasicState<H>>) -> (Outcome, Optio
         host: state.host_time,
         fuel_used: fuel.saturating_sub(fuel_left),
         memory_bytes,
+        out_of_memory,
     };
     (outcome, host)
+}
+
+/// The end of a call for its output: what the guest left unterminated
+/// becomes its last lines, and the lines not logged yet are. Logging them
+/// may fail the call (the log limit), which then poisons the instance; a
+/// call that failed already keeps its own error.
+fn settle_output<H: Host, T>(
+    instance: &mut PooledInstance<BasicState<H>>,
+    result: Result<T, CallFailure<H::Error>>,
+) -> Result<T, CallFailure<H::Error>> {
+    let logged = {
+        let BasicState { host, wasi, .. } = &mut instance.store_mut().data_mut().host;
+        let (Some(wasi), Some(host)) = (wasi.as_ref(), host.as_mut()) else {
+            return result;
+        };
+        wasi.output.end();
+        log_output(host, wasi)
+    };
+    match (result, logged) {
+        (Ok(_), Err(err)) => {
+            instance.poison();
+            Err(CallFailure::Fault(Fault::Host(err)))
+        }
+        (result, _) => result,
+    }
 }
 
 /// The error of a failed guest call: the host function's fault if one
@@ -1006,11 +1165,60 @@ mod tests {
     fn pool(wat: &str) -> InstancePool<BasicState<Mock>> {
         let runtime = runtime();
         let module = Module::new(runtime.engine(), wat).unwrap();
-        let pre = linker::<Mock>(runtime.engine())
+        let pre = linker::<Mock>(runtime.engine(), false)
             .unwrap()
             .instantiate_pre(&module)
             .unwrap();
-        InstancePool::new(&runtime, pre, Limits::default(), BasicState::default).unwrap()
+        InstancePool::new(&runtime, pre, Limits::default(), || {
+            Ok(BasicState::default())
+        })
+        .unwrap()
+    }
+
+    const WASI_GUEST: &str = r#"(module
+        (import "wasi_snapshot_preview1" "fd_write"
+            (func $fd_write (param i32 i32 i32 i32) (result i32)))
+        (import "heliosdb" "heliosdb_log" (func $log (param i32 i32 i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 64) "out\nmid\ntail")
+        (func $write (param $ptr i32) (param $len i32)
+            (i32.store (i32.const 0) (local.get $ptr))
+            (i32.store (i32.const 4) (local.get $len))
+            (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16))))
+        (func (export "_initialize") (call $write (i32.const 64) (i32.const 4)))
+        (func (export "f")
+            (call $log (i32.const 2) (i32.const 68) (i32.const 3))
+            (call $write (i32.const 72) (i32.const 4)))
+    )"#;
+
+    #[test]
+    fn wasi_output_reaches_the_log_in_order_after_held_lines() {
+        let runtime = runtime();
+        let module = Module::new(runtime.engine(), WASI_GUEST).unwrap();
+        let pre = linker::<Mock>(runtime.engine(), true)
+            .unwrap()
+            .instantiate_pre(&module)
+            .unwrap();
+        let spec = crate::wasi::WasiSpec {
+            stdout: true,
+            max_log_bytes: 1 << 20,
+            ..crate::wasi::WasiSpec::default()
+        };
+        let limits = Limits::default();
+        let timeout = limits.timeout;
+        let pool = InstancePool::new(&runtime, pre, limits, move || {
+            spec.build(timeout)
+                .map(BasicState::with_wasi)
+                .map_err(CallError::abi)
+        })
+        .unwrap();
+        let mut instance = pool.acquire().unwrap();
+        let (result, _, host) = call(&mut instance, Some(Mock::default()), "f", &[], vec![]);
+        assert!(result.is_ok());
+        // _initialize's line was held for the first call; the unterminated
+        // tail is flushed when the call ends.
+        let logs: Vec<_> = host.unwrap().logs.into_iter().map(|(_, m)| m).collect();
+        assert_eq!(logs, ["out", "mid", "tail"]);
     }
 
     fn run(export: &str, lowering: &[Lower], args: Vec<Arg>) -> (Called<Vec<Val>, Mock>, bool) {

@@ -263,8 +263,8 @@ mod tests {
             (func $run (export "run") (call $fail)))"#;
         let module = Module::new(runtime.engine(), wat).unwrap();
         let pre = linker.instantiate_pre(&module).unwrap();
-        let pool =
-            InstancePool::new(&runtime, pre, Limits::default(), || ()).expect("default limits fit");
+        let pool = InstancePool::new(&runtime, pre, Limits::default(), || Ok(()))
+            .expect("default limits fit");
         let err = call(&pool, "run", &[]).unwrap_err();
         let CallError::Trap { message, backtrace } = &err else {
             panic!("{err:?}");

@@ -16,7 +16,8 @@
 //! - [`cache`]: compiled modules on disk, keyed by hash and engine settings;
 //! - `gate` (feature `sqlite`): one connection's authorizer and the bounds of guest statements;
 //! - `statement` (feature `sqlite`): a procedure's SQL statement on the caller's connection;
-//! - [`typed`]: a numeric export resolved and type-checked once, then called cheaply.
+//! - [`typed`]: a numeric export resolved and type-checked once, then called cheaply;
+//! - [`wasi`]: deny-by-default WASI preview 1 and the guest's stdout/stderr as log lines.
 
 pub mod abi;
 pub mod basic;
@@ -34,6 +35,7 @@ pub mod pool;
 #[cfg(feature = "sqlite")]
 pub mod statement;
 pub mod typed;
+pub mod wasi;
 
 pub use cache::{CacheError, ModuleCache, Stats};
 pub use call::call;

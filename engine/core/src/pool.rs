@@ -3,6 +3,7 @@
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use wasmtime::{Engine, Func, Instance, InstancePre, Module, ModuleExport, Store};
 
@@ -51,6 +52,7 @@ struct Slot<T: 'static> {
     pool_id: u64,
     fuel: u64,
     deadline_ticks: u64,
+    timeout: Duration,
     poisoned: bool,
 }
 
@@ -95,6 +97,10 @@ impl<T> PooledInstance<T> {
     }
 
     /// The store, to inspect functions and memory between calls.
+    pub fn store(&self) -> &Store<StoreData<T>> {
+        &self.s.store
+    }
+
     pub fn store_mut(&mut self) -> &mut Store<StoreData<T>> {
         &mut self.s.store
     }
@@ -113,11 +119,36 @@ impl<T> PooledInstance<T> {
         &mut self,
         f: impl FnOnce(&mut Store<StoreData<T>>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
+        self.arm();
+        self.run_armed(f)
+    }
+
+    /// Refills fuel, restarts the deadline and forgets the limiter's last
+    /// refusal: the budget of one call, which may be several guest calls
+    /// ([`run_armed`](Self::run_armed)).
+    pub fn arm(&mut self) {
         arm(&mut self.s.store, self.s.fuel, self.s.deadline_ticks);
+    }
+
+    /// As [`run`](Self::run), on what is left of the budget of the last
+    /// [`arm`](Self::arm).
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub fn run_armed<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<StoreData<T>>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         f(&mut self.s.store).map_err(|err| {
             self.s.poisoned = true;
             CallError::from_wasmtime(&err, self.s.store.data_mut().limiter.take_refusal())
         })
+    }
+
+    /// The time each call may take (the pool's `Limits::timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.s.timeout
     }
 
     /// The fuel each call starts with.
@@ -145,7 +176,7 @@ pub struct InstancePool<T: 'static> {
     // Keeps the epoch ticker running for as long as this pool's deadlines.
     _runtime: Runtime,
     pre: InstancePre<StoreData<T>>,
-    new_host: Box<dyn Fn() -> T + Send + Sync>,
+    new_host: Box<dyn Fn() -> Result<T, CallError> + Send + Sync>,
     limits: Limits,
     deadline_ticks: u64,
     id: u64,
@@ -160,7 +191,7 @@ pub struct InstancePool<T: 'static> {
 
 impl<T: Send + 'static> InstancePool<T> {
     /// A pool of `pre`'s module under `limits`; `new_host` makes the host
-    /// state of each new store.
+    /// state of each new store (its error is that instantiation's).
     ///
     /// A pooling runtime's slots cap every memory and table of its instances;
     /// a procedure allowed more than they hold would be cut short without a
@@ -180,7 +211,7 @@ impl<T: Send + 'static> InstancePool<T> {
         runtime: &Runtime,
         pre: InstancePre<StoreData<T>>,
         limits: Limits,
-        new_host: impl Fn() -> T + Send + Sync + 'static,
+        new_host: impl Fn() -> Result<T, CallError> + Send + Sync + 'static,
     ) -> Result<Self, CallError> {
         assert!(
             Engine::same(pre.module().engine(), runtime.engine()),
@@ -274,7 +305,7 @@ impl<T: Send + 'static> InstancePool<T> {
 
     fn instantiate(&self) -> Result<PooledInstance<T>, CallError> {
         let data = StoreData {
-            host: (self.new_host)(),
+            host: (self.new_host)()?,
             limiter: Limiter::new(&self.limits),
         };
         let mut store = Store::new(self.pre.module().engine(), data);
@@ -305,6 +336,7 @@ impl<T: Send + 'static> InstancePool<T> {
                 pool_id: self.id,
                 fuel: self.limits.fuel,
                 deadline_ticks: self.deadline_ticks,
+                timeout: self.limits.timeout,
                 poisoned: false,
             }),
         })
@@ -598,7 +630,7 @@ mod tests {
             ),
         ] {
             let pre = linker.instantiate_pre(&module).unwrap();
-            let err = InstancePool::new(&runtime, pre, limits, || ())
+            let err = InstancePool::new(&runtime, pre, limits, || Ok(()))
                 .err()
                 .unwrap();
             let CallError::LimitExceeded { limit, message } = &err else {
@@ -608,7 +640,7 @@ mod tests {
             assert!(message.starts_with(expected.as_str()), "{message}");
         }
         let pre = linker.instantiate_pre(&module).unwrap();
-        assert!(InstancePool::new(&runtime, pre, slots, || ()).is_ok());
+        assert!(InstancePool::new(&runtime, pre, slots, || Ok(())).is_ok());
     }
 
     #[test]

@@ -70,5 +70,5 @@ pub fn pool(runtime: &Runtime, wat: &str, limits: Limits) -> InstancePool<()> {
     let module = Module::new(runtime.engine(), wat).unwrap();
     let linker = Linker::<StoreData<()>>::new(runtime.engine());
     let pre = linker.instantiate_pre(&module).unwrap();
-    InstancePool::new(runtime, pre, limits, || ()).expect("limits fit the runtime")
+    InstancePool::new(runtime, pre, limits, || Ok(())).expect("limits fit the runtime")
 }

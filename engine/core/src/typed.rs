@@ -337,7 +337,8 @@ mod tests {
         let module = Module::new(runtime.engine(), wat).unwrap();
         let linker = Linker::<StoreData<()>>::new(runtime.engine());
         let pre = linker.instantiate_pre(&module).unwrap();
-        let pool = InstancePool::new(runtime, pre, limits, || ()).expect("limits fit the runtime");
+        let pool =
+            InstancePool::new(runtime, pre, limits, || Ok(())).expect("limits fit the runtime");
         (module, pool)
     }
 

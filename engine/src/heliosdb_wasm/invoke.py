@@ -126,7 +126,7 @@ class Runner:
         self._lock = threading.Lock()
         sig = self.signature
         # Numbers in, a number out, and a module that imports nothing or one
-        # whose host functions the core serves (no WASI): the core runs the
+        # whose host functions (and WASI) the core serves: the core runs the
         # whole call (native.py, hosted.rs), savepoints included, with no
         # Python per call.
         numeric = sig.table is None and native.eligible([c.type for c in sig.params], sig.returns)
@@ -146,7 +146,6 @@ class Runner:
         limits = self.limits
         return (
             isinstance(module, BasicModule)
-            and module.in_core
             and not module.pure
             # Numbers count 8 bytes against these: a tighter limit is the
             # general path's to report.
@@ -332,7 +331,7 @@ class Runner:
                     if self._hosted:
                         assert isinstance(self.module, BasicModule)
                         self._numeric = _core.Numeric.hosted(
-                            self.module.core_pool(self.limits),
+                            self.module.core_pool(self.limits, v.capabilities),
                             v.export,
                             native.params_of(self.signature),
                             result,

@@ -64,12 +64,11 @@ class Runtime:
         config.max_wasm_stack = max_wasm_stack
         self.max_wasm_stack = max_wasm_stack
         self.engine = wasmtime.Engine(config)
-        # The Rust core's engine (heliosdb_wasm._core): numeric procedures of
-        # import-free modules run there; everything else still runs on
-        # wasmtime-py's engine above until the core owns every call.
+        # The Rust core's engine (heliosdb_wasm._core): every core module
+        # runs there; components still run on wasmtime-py's engine above
+        # until the core owns them too.
         self.core = _core.Runtime(max_wasm_stack)
         self.disk_cache = DiskCache.default(self._fingerprint(max_wasm_stack))
-        self._modules: dict[str, wasmtime.Module] = {}
         self._components: dict[str, wc.Component] = {}
         self._lock = threading.Lock()
         self._ticker = threading.Thread(target=self._tick, name="heliosdb-wasm-epoch", daemon=True)
@@ -92,33 +91,6 @@ class Runtime:
             max_wasm_stack,
         )
         return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
-
-    def module(self, sha256: str, wasm: Source) -> wasmtime.Module:
-        return self._compile(
-            self._modules,
-            sha256,
-            "module",
-            lambda: wasmtime.Module(self.engine, source_bytes(wasm)),
-            lambda path: wasmtime.Module.deserialize_file(self.engine, str(path)),
-        )
-
-    def cached_module(self, sha256: str) -> wasmtime.Module | None:
-        """The module from memory or the disk cache, or None: nothing is
-        compiled and no bytes are read."""
-        with self._lock:
-            hit = self._modules.get(sha256)
-        if hit is not None or self.disk_cache is None:
-            return hit
-        path = self.disk_cache.get("module", sha256)
-        if path is None:
-            return None
-        try:
-            loaded = wasmtime.Module.deserialize_file(self.engine, str(path))
-        except wasmtime.WasmtimeError:
-            self.disk_cache.discard("module", sha256)
-            return None
-        with self._lock:
-            return self._modules.setdefault(sha256, loaded)
 
     def component(self, sha256: str, wasm: Source) -> wc.Component:
         return self._compile(

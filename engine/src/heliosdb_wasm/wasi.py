@@ -20,11 +20,11 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import wasmtime
 
-from .policy import Capabilities
+from .policy import Capabilities, Limits
 
 WASIP1_MODULE = "wasi_snapshot_preview1"
 # errno of WASI preview 1 for a bad address.
@@ -205,6 +205,19 @@ def wasi_config(output: GuestOutput, caps: Capabilities) -> wasmtime.WasiConfig:
     for folder in caps.folders():
         config.preopen_dir(folder.path, folder.path, fs_mutable=folder.writable)
     return config
+
+
+def wasi_grants(caps: Capabilities, limits: Limits) -> dict[str, Any]:
+    """What ``caps`` grant of WASI, as the core's BasicPool takes it
+    (engine/core/src/wasi.rs): the ``env:`` variables set now with their
+    values, the ``filesystem:`` folders, ``stdout`` and ``random``."""
+    return {
+        "env": [(name, os.environ[name]) for name in caps.targets("env") if name in os.environ],
+        "folders": [(folder.path, folder.writable) for folder in caps.folders()],
+        "stdout": caps.allows("stdout"),
+        "random": caps.allows("random"),
+        "max_log_bytes": limits.max_log_bytes,
+    }
 
 
 def guest_output(caps: Capabilities) -> GuestOutput:

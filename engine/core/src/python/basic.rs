@@ -5,6 +5,7 @@
 //! The guest runs without the GIL; a host function takes it only for what
 //! the context does in Python (a statement, a log line, a savepoint).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use pyo3::types::{PyBytes, PyDict, PyFloat, PySequence};
 use wasmtime::Val;
 
 use super::gate::Gate;
-use super::numeric::limits_from;
+use super::numeric::{field, limits_from};
 use super::policy::{Grants, GuestPolicy};
 use super::runtime::{core_error, PyModule_};
 use super::statement::{bounded_encoded, Scope};
@@ -30,6 +31,7 @@ use crate::gate::{deadline_after, Gate as CoreGate};
 use crate::policy::Grants as CoreGrants;
 use crate::pool::{InstancePool, PooledInstance};
 use crate::statement::RowLimits;
+use crate::wasi::{self, Folder, WasiSpec};
 
 create_exception!(
     _core,
@@ -424,16 +426,50 @@ fn failure_error(failure: CallFailure<PyErr>) -> PyErr {
 #[pymethods]
 impl BasicPool {
     /// `module`'s instances under `limits` (`policy.Limits.to_json()`);
-    /// `status(exc)` as for the host functions (see `PyHost`).
+    /// `status(exc)` as for the host functions (see `PyHost`). A module
+    /// that imports WASI preview 1 gets it as `wasi` grants (a dict with
+    /// `env` `[(name, value)]`, `folders` `[(path, writable)]`, `stdout`,
+    /// `random` and `max_log_bytes`; none: nothing granted).
     #[new]
-    fn new(module: &PyModule_, limits: &Bound<'_, PyDict>, status: Py<PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (module, limits, status, wasi=None))]
+    fn new(
+        module: &PyModule_,
+        limits: &Bound<'_, PyDict>,
+        status: Py<PyAny>,
+        wasi: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
         let limits = limits_from(limits)?;
-        let linker = basic::linker::<PyHost>(module.runtime.engine())
+        let with_wasi = module
+            .module
+            .imports()
+            .any(|i| i.module() == wasi::WASIP1_MODULE);
+        let spec = match wasi {
+            Some(dict) => wasi_spec(dict)?,
+            None => WasiSpec::default(),
+        };
+        let linker = basic::linker::<PyHost>(module.runtime.engine(), with_wasi)
             .map_err(|e| core_error("abi-error", format!("{e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&module.module)
-            .map_err(|e| core_error("abi-error", format!("{e:#}")))?;
-        let pool = InstancePool::new(&module.runtime, pre, limits, BasicState::default)
+        let pre = linker.instantiate_pre(&module.module).map_err(|e| {
+            let message = format!("{e:#}");
+            if message.contains("incompatible import type") {
+                core_error(
+                    "abi-error",
+                    format!("WASI import with the wrong type: {message}"),
+                )
+            } else {
+                core_error("abi-error", message)
+            }
+        })?;
+        let timeout = limits.timeout;
+        let new_state = move || {
+            if !with_wasi {
+                return Ok(BasicState::default());
+            }
+            spec.build(timeout)
+                .map(BasicState::with_wasi)
+                .map_err(CallError::abi)
+        };
+        let pool = InstancePool::new(&module.runtime, pre, limits, new_state)
             .map_err(|e| core_error(e.code(), e.to_string()))?;
         Ok(Self {
             pool: Arc::new(pool),
@@ -462,6 +498,24 @@ pub struct BasicInstance {
     status: Arc<Py<PyAny>>,
     // What the last call left: raised error, times, fuel, memory.
     last: Mutex<Outcome>,
+}
+
+/// `BasicPool`'s `wasi` grants as a `WasiSpec`.
+fn wasi_spec(dict: &Bound<'_, PyDict>) -> PyResult<WasiSpec> {
+    fn get<'py, T: FromPyObjectOwned<'py>>(dict: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
+        field(dict, "wasi", key, "has the wrong type")
+    }
+    let folders: Vec<(PathBuf, bool)> = get(dict, "folders")?;
+    Ok(WasiSpec {
+        env: get(dict, "env")?,
+        folders: folders
+            .into_iter()
+            .map(|(path, writable)| Folder { path, writable })
+            .collect(),
+        stdout: get(dict, "stdout")?,
+        random: get(dict, "random")?,
+        max_log_bytes: get(dict, "max_log_bytes")?,
+    })
 }
 
 fn lowering(code: &[u8]) -> PyResult<Vec<Lower>> {
@@ -533,15 +587,7 @@ impl BasicInstance {
     where
         R: Send,
     {
-        let host = ctx.map(|ctx| PyHost {
-            ctx: Some(ctx),
-            hooks: None,
-            status: self.status.clone(),
-            scope: None,
-            logged: 0,
-            out_of_memory: false,
-            tx: Vec::new(),
-        });
+        let host = ctx.map(|ctx| self.host_of(ctx));
         // Taken out for the call: a second call on the same instance (it
         // is never shared, but a bug could) finds it gone instead of waiting.
         let mut instance = self
@@ -563,8 +609,139 @@ impl BasicInstance {
     }
 }
 
+impl BasicInstance {
+    /// `f` on the instance, left in its slot: the steps of an open run.
+    fn in_slot<R>(
+        &self,
+        f: impl FnOnce(&mut PooledInstance<BasicState<PyHost>>) -> PyResult<R>,
+    ) -> PyResult<R> {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let instance = slot
+            .as_mut()
+            .ok_or_else(|| PyRuntimeError::new_err("the instance is in use or released"))?;
+        f(instance)
+    }
+
+    fn host_of(&self, ctx: Py<PyAny>) -> PyHost {
+        PyHost {
+            ctx: Some(ctx),
+            hooks: None,
+            status: self.status.clone(),
+            scope: None,
+            logged: 0,
+            out_of_memory: false,
+            tx: Vec::new(),
+        }
+    }
+}
+
+/// A guest memory range, or a `ValueError` naming it: the callers check
+/// bounds themselves first, with the ABI's messages.
+fn range(ptr: u32, len: usize, size: usize) -> PyResult<std::ops::Range<usize>> {
+    let start = ptr as usize;
+    start
+        .checked_add(len)
+        .filter(|&end| end <= size)
+        .map(|end| start..end)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{len} bytes at {ptr:#x} are outside linear memory ({size} bytes)"
+            ))
+        })
+}
+
 #[pymethods]
 impl BasicInstance {
+    /// Opens a run of raw calls (SingleStore's Canonical ABI): `ctx`
+    /// (a `hostapi.CallContext`) logs the guest's output; fuel and the
+    /// deadline are armed once for every `raw` call until `close`.
+    fn open(&self, ctx: Py<PyAny>) -> PyResult<()> {
+        let host = self.host_of(ctx);
+        self.in_slot(|instance| {
+            basic::open(instance, host);
+            Ok(())
+        })
+    }
+
+    /// The export `name` called with core values (ints, given signed or
+    /// unsigned, and floats) within an open run: its results. Raises
+    /// `GuestFault`; the instance is then poisoned.
+    fn raw(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        args: &Bound<'_, PySequence>,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        let args = (0..args.len()?)
+            .map(|i| {
+                let item = args.get_item(i)?;
+                if item.is_instance_of::<PyFloat>() {
+                    return Ok(basic::RawArg::Float(item.extract()?));
+                }
+                item.extract::<i64>()
+                    .or_else(|_| item.extract::<u64>().map(u64::cast_signed))
+                    .map(basic::RawArg::Int)
+                    .map_err(|_| {
+                        PyValueError::new_err(format!("{name}: {item} is not a core value"))
+                    })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let values = self.in_slot(|instance| {
+            py.detach(|| basic::raw(instance, name, &args))
+                .map_err(failure_error)
+        })?;
+        Ok(values.iter().map(|v| py_val(py, v)).collect())
+    }
+
+    /// `len` bytes of guest memory at `ptr`, within an open run.
+    fn read<'py>(&self, py: Python<'py>, ptr: u32, len: usize) -> PyResult<Bound<'py, PyBytes>> {
+        self.in_slot(|instance| {
+            let memory = basic::memory_of(instance)
+                .ok_or_else(|| PyValueError::new_err("the module exports no memory"))?;
+            let data = memory.data(instance.store());
+            Ok(PyBytes::new(py, &data[range(ptr, len, data.len())?]))
+        })
+    }
+
+    /// Writes `data` into guest memory at `ptr`, within an open run.
+    fn write(&self, ptr: u32, data: &[u8]) -> PyResult<()> {
+        self.in_slot(|instance| {
+            let memory = basic::memory_of(instance)
+                .ok_or_else(|| PyValueError::new_err("the module exports no memory"))?;
+            let mem = memory.data_mut(instance.store_mut());
+            let span = range(ptr, data.len(), mem.len())?;
+            mem[span].copy_from_slice(data);
+            Ok(())
+        })
+    }
+
+    /// The size of guest memory now (0 without a memory export), within an
+    /// open run.
+    fn memory_size(&self) -> PyResult<usize> {
+        self.in_slot(|instance| {
+            Ok(basic::memory_of(instance).map_or(0, |m| m.data_size(instance.store())))
+        })
+    }
+
+    /// Closes the open run: its output is logged (the context's error, the
+    /// log limit, is raised unless a call of the run failed), its outcome
+    /// kept for `stats`, `raised` and `out_of_memory`; a poisoned instance
+    /// is dropped.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let instance = slot
+            .as_mut()
+            .ok_or_else(|| PyRuntimeError::new_err("the instance is in use or released"))?;
+        let (result, outcome, host) = py.detach(|| basic::close(instance));
+        drop(host);
+        if instance.is_poisoned() {
+            *slot = None;
+        }
+        drop(slot);
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = outcome;
+        result.map_err(failure_error)
+    }
+
     /// One call of `export`: `lowering` has one letter per parameter
     /// (`q` i64, `i` i32, `d` f64, `f` f32, `s` a text/blob buffer), `args`
     /// the coerced values. `(result, returned, raised)`: the wasm result
@@ -637,6 +814,16 @@ impl BasicInstance {
             .unwrap_or_else(PoisonError::into_inner)
             .raised
             .clone()
+    }
+
+    /// Whether the guest wrote on stderr, during the last call, that an
+    /// allocation failed (a WASI guest's runtime).
+    #[getter]
+    fn out_of_memory(&self) -> bool {
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .out_of_memory
     }
 
     /// The last call's `(wasm_seconds, host_seconds, fuel_used,

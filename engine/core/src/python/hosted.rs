@@ -134,15 +134,17 @@ impl Hosted {
         if let Some(host) = host.as_mut() {
             *open_tx = std::mem::take(&mut host.tx);
         }
-        // The context a host function made: whether the guest said it ran
-        // out of memory just before it trapped (hostapi.CallContext.log).
-        let out_of_memory = host.filter(PyHost::needs_gil).is_some_and(|host| {
+        // Whether the guest said it ran out of memory just before it
+        // trapped: on stderr, or in a log line (hostapi.CallContext.log)
+        // of the context a host function made.
+        let logged_it = host.filter(PyHost::needs_gil).is_some_and(|host| {
             with_gil(|py| {
                 let said = host.said_out_of_memory(py);
                 drop(host); // under the GIL
                 said
             })
         });
+        let out_of_memory = outcome.out_of_memory || logged_it;
         if !instance.is_poisoned() {
             self.pool.release(instance);
         }

@@ -74,7 +74,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<policy::Grants>()?;
     m.add_class::<policy::Authorizer>()?;
     m.add_function(wrap_pyfunction!(policy::registry_access, m)?)?;
-    m.add_function(wrap_pyfunction!(runtime::import_modules, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite::extension_entry_point, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite::sqlite_ready, m)?)?;
     m.add_class::<gate::Gate>()?;

@@ -642,12 +642,23 @@ impl Target for Pure {
     }
 }
 
+/// `dict[key]` of a dict the engine passes (`what` names it), or an error
+/// saying it is missing or, as `wrong` says, cannot be taken.
+pub fn field<'py, T: FromPyObjectOwned<'py>>(
+    dict: &Bound<'py, PyDict>,
+    what: &str,
+    key: &str,
+    wrong: &str,
+) -> PyResult<T> {
+    dict.get_item(key)?
+        .ok_or_else(|| PyValueError::new_err(format!("{what}: {key} is missing")))?
+        .extract()
+        .map_err(|_| PyValueError::new_err(format!("{what}: {key} {wrong}")))
+}
+
 pub fn limits_from(dict: &Bound<'_, PyDict>) -> PyResult<Limits> {
     fn get<'py, T: FromPyObjectOwned<'py>>(dict: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
-        dict.get_item(key)?
-            .ok_or_else(|| PyValueError::new_err(format!("limits: {key} is missing")))?
-            .extract()
-            .map_err(|_| PyValueError::new_err(format!("limits: {key} is out of range")))
+        field(dict, "limits", key, "is out of range")
     }
     let timeout: f64 = get(dict, "timeout_seconds")?;
     Ok(Limits {
@@ -704,7 +715,7 @@ impl Numeric {
         let pre = linker
             .instantiate_pre(&module.module)
             .map_err(|e| core_error("abi-error", format!("{e:#}")))?;
-        let pool = InstancePool::new(&module.runtime, pre, limits, || ()).map_err(abi)?;
+        let pool = InstancePool::new(&module.runtime, pre, limits, || Ok(())).map_err(abi)?;
         Ok(Self {
             inner: Arc::new(Pure {
                 pool,

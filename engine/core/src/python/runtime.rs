@@ -176,6 +176,26 @@ impl PyModule_ {
         self.module.exports().map(|e| e.name().to_owned()).collect()
     }
 
+    /// `(name, kind)` of every export: `func`, `memory` (32-bit),
+    /// `memory64`, `table`, `global` or `tag`.
+    #[getter]
+    fn export_kinds(&self) -> Vec<(String, &'static str)> {
+        self.module
+            .exports()
+            .map(|e| {
+                let kind = match e.ty() {
+                    ExternType::Func(_) => "func",
+                    ExternType::Memory(m) if m.is_64() => "memory64",
+                    ExternType::Memory(_) => "memory",
+                    ExternType::Table(_) => "table",
+                    ExternType::Global(_) => "global",
+                    ExternType::Tag(_) => "tag",
+                };
+                (e.name().to_owned(), kind)
+            })
+            .collect()
+    }
+
     /// `name -> (params, results)` of every exported function, as wasm type
     /// names (`i32`, `i64`, `f32`, `f64`, `v128`, `funcref`, ...).
     #[getter]
@@ -218,24 +238,4 @@ fn type_name(ty: &ValType) -> String {
         ValType::V128 => "v128".into(),
         ValType::Ref(r) => r.to_string(),
     }
-}
-
-/// The modules a core module's imports name, in order, read from its
-/// import section without compiling it (so a module is compiled only by
-/// the engine that runs it). `CoreError("abi-error")` if it does not parse.
-#[pyfunction]
-pub fn import_modules(wasm: &[u8]) -> PyResult<Vec<String>> {
-    let mut names: Vec<String> = Vec::new();
-    let bad = |e: wasmparser::BinaryReaderError| core_error("abi-error", e.to_string());
-    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
-        if let wasmparser::Payload::ImportSection(section) = payload.map_err(bad)? {
-            for import in section.into_imports() {
-                let import = import.map_err(bad)?;
-                if !names.iter().any(|n| n == import.module) {
-                    names.push(import.module.to_owned());
-                }
-            }
-        }
-    }
-    Ok(names)
 }

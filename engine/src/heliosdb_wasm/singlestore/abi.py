@@ -3,18 +3,13 @@ flattening, the return area, canonical_abi_realloc/free, strict lifting."""
 
 from __future__ import annotations
 
-import ctypes
 import struct
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import wasmtime
-from wasmtime import _bindings as ffi
-from wasmtime._func import maybe_raise_last_exn
-
 from .. import _core
-from ..abi_basic import BasicInstance, BasicModule
+from ..abi_basic import BasicModule, CoreInstance, core_module
 from ..errors import (
     AbiError,
     InvalidArgument,
@@ -23,9 +18,9 @@ from ..errors import (
 )
 from ..hostapi import CallContext
 from ..policy import Capabilities, Limits
-from ..runtime import Runtime, Source, arm
+from ..runtime import Runtime, Source
 from ..values import Column, Signature, SqlType, SqlValue, convert_result, fits
-from ..wasi import WASIP1_FUNCTIONS, WASIP1_MODULE, track
+from ..wasi import WASIP1_FUNCTIONS, WASIP1_MODULE
 from .values import (
     _ambiguous_option,
     _compatible,
@@ -63,7 +58,7 @@ from .wit import (
     sql_name,
 )
 
-# Types the Basic ABI's fast caller (fastcall.py) passes exactly as this ABI
+# Types the Basic ABI's numeric path (native.py) passes exactly as this ABI
 # does: same core type, same range checks, no conversion.
 _FAST_PARAMS = frozenset({"s32", "s64", "float32", "float64", "bool"})
 _FAST_RESULTS = frozenset({"s32", "s64", "float32", "float64", "unit"})
@@ -82,10 +77,6 @@ def _fast_safe(fn: WitFunction) -> bool:
 # =============================================================================
 
 
-def _types(items: Sequence[Any]) -> tuple[str, ...]:
-    return tuple(str(t) for t in items)
-
-
 def _render(params: Sequence[str], results: Sequence[str]) -> str:
     return f"({', '.join(params)}) -> ({', '.join(results)})"
 
@@ -98,7 +89,7 @@ class SingleStoreModule:
     """A core module from wit-bindgen 0.2 with its WIT file, validated once.
 
     The WASI preview 1 linking, the store and ``_initialize`` are the Basic
-    ABI's (``BasicModule``/``BasicInstance``): this class adds the WIT, the
+    ABI's (``BasicModule``/``CoreInstance``): this class adds the WIT, the
     export checks and the Canonical ABI calling convention.
     """
 
@@ -112,26 +103,27 @@ class SingleStoreModule:
             )
         self.runtime = runtime
         self.wit = parse_wit(wit)
-        compiled = runtime.module(sha256, wasm)
-        for imp in compiled.imports:
-            if imp.module != WASIP1_MODULE or (imp.name or "") not in WASIP1_FUNCTIONS:
+        compiled = core_module(runtime, sha256, wasm)
+        for module, name in compiled.imports:
+            if module != WASIP1_MODULE or name not in WASIP1_FUNCTIONS:
                 raise AbiError(
-                    f"import {imp.module}.{imp.name} is not allowed: a SingleStore module "
+                    f"import {module}.{name} is not allowed: a SingleStore module "
                     f"may only import {WASIP1_MODULE} (WASI preview 1) functions"
                 )
-        # Compiled once: this is a cache hit. It links WASI and instantiates.
+        # The same compiled module: it links WASI and instantiates in the core.
         self.basic = BasicModule(runtime, sha256, wasm)
-        exports = {e.name: e.type for e in compiled.exports}
+        kinds = dict(compiled.export_kinds)
+        funcs = {name: (tuple(p), tuple(r)) for name, p, r in compiled.functions}
         self.functions: dict[str, WitFunction] = {}
         self.missing: list[str] = []
         for fn in self.wit.functions.values():
-            ty = exports.get(fn.name)
-            if ty is None:
+            kind = kinds.get(fn.name)
+            if kind is None:
                 self.missing.append(fn.name)
                 continue
-            if not isinstance(ty, wasmtime.FuncType):
-                raise AbiError(f"export {fn.name} is a {type(ty).__name__}, not a function")
-            actual = (_types(ty.params), _types(ty.results))
+            if kind != "func":
+                raise AbiError(f"export {fn.name} is a {kind}, not a function")
+            actual = funcs[fn.name]
             if actual != (fn.core_params, fn.core_results):
                 raise AbiError(
                     f"export {fn.name} has type {_render(*actual)}, but the WIT "
@@ -141,7 +133,7 @@ class SingleStoreModule:
         if not self.functions:
             declared = ", ".join(self.wit.functions) or "none"
             raise AbiError(f"the module exports none of the WIT's functions (declared: {declared})")
-        self._require(exports)
+        self._require(kinds, funcs)
         # Numbers in and out of a module that imports nothing: the Basic ABI's
         # fast path calls such exports exactly as this ABI would.
         self.pure = self.basic.pure and all(_fast_safe(f) for f in self.functions.values())
@@ -154,23 +146,20 @@ class SingleStoreModule:
         core, _ = self.basic.core_export(export)
         return core, self.function(export).name
 
-    def _require(self, exports: dict[str, Any]) -> None:
+    def _require(
+        self, kinds: dict[str, str], funcs: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+    ) -> None:
         """The memory and allocator exports the functions' types need, each
         with the type wit-bindgen gave it (checked whenever present)."""
         for name, signature in ((REALLOC, _REALLOC_TYPE), (FREE, _FREE_TYPE)):
-            ty = exports.get(name)
-            if ty is None:
+            kind = kinds.get(name)
+            if kind is None:
                 continue
-            actual = (
-                (_types(ty.params), _types(ty.results))
-                if isinstance(ty, wasmtime.FuncType)
-                else None
-            )
+            actual = funcs.get(name)
             if actual != signature:
-                shown = _render(*actual) if actual else type(ty).__name__
+                shown = _render(*actual) if actual else f"a {kind}"
                 raise AbiError(f"export {name} has type {shown}, expected {_render(*signature)}")
-        memory = exports.get("memory")
-        if memory is not None and (not isinstance(memory, wasmtime.MemoryType) or memory.is_64):
+        if kinds.get("memory", "memory") != "memory":
             raise AbiError("export memory must be a 32-bit linear memory")
         for fn in self.functions.values():
             params = fn.indirect_params or any(_has_buffers(t) for _, t in fn.params)
@@ -180,7 +169,7 @@ class SingleStoreModule:
                 (REALLOC, params),
                 (FREE, results),
             ):
-                if needed and name not in exports:
+                if needed and name not in kinds:
                     raise AbiError(
                         f"the module must export {name}: `{fn.render()}` passes values "
                         "through linear memory"
@@ -271,91 +260,21 @@ def _derive(fn: WitFunction) -> Signature:
     )
 
 
-_call_unchecked = ffi._wasmtime_func_call_unchecked
-_memory_size = ffi._wasmtime_memory_data_size
-# wasmtime_memory_data returning the address as an int: the bindings' version
-# returns a pointer object that costs a cast per call.
-_memory_data = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(
-    ("wasmtime_memory_data", ffi.dll)
-)
-
-
-def _to_i32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value >= 1 << 31 else value
-
-
-class _Raw:
-    """Calls one export with raw core values, without re-arming fuel or the
-    deadline (a procedure call is armed once, then its allocations, the
-    export and the frees share that budget) and without ``Func.__call__``'s
-    per-call type lookups and conversions (the types were checked at load).
-    Integers may be given unsigned: the i32/i64 slots keep the low bits."""
-
-    def __init__(
-        self, store: Any, func: Any, params: Sequence[str], results: Sequence[str]
-    ) -> None:
-        self._store = store  # keeps the context pointer valid
-        self._ctx = store._context()
-        self._func = ctypes.byref(func._func)
-        self._buf = (ffi.wasmtime_val_raw_t * max(1, len(params), len(results)))()
-        self._len = len(self._buf)
-        self._params = [(self._buf[i], kind) for i, kind in enumerate(params)]
-        self._out = self._buf[0]
-        self._result = results[0] if results else None
-        self._new_trap()
-
-    def _new_trap(self) -> None:
-        self._trap = ctypes.POINTER(ffi.wasm_trap_t)()
-        self._trap_ref = ctypes.byref(self._trap)
-
-    def __call__(self, *args: int | float) -> Any:
-        for (slot, kind), value in zip(self._params, args, strict=True):
-            setattr(slot, kind, value)
-        try:
-            error = _call_unchecked(self._ctx, self._func, self._buf, self._len, self._trap_ref)
-            if error:
-                raise wasmtime.WasmtimeError._from_ptr(error)
-            if self._trap:
-                trap = wasmtime.Trap._from_ptr(self._trap)
-                self._new_trap()  # the Trap object owns the old one now
-                raise trap
-        except (wasmtime.Trap, wasmtime.WasmtimeError):
-            # A Python host function (WASI's seeded random_get) stored its
-            # exception and trapped: raise that one.
-            maybe_raise_last_exn()
-            raise
-        if self._result is None:
-            return None
-        return getattr(self._out, self._result)
-
-
 class SingleStoreInstance:
-    """One instance: a BasicInstance (store, WASI, ``_initialize`` run once)
-    called through the Canonical ABI."""
+    """One instance: the Basic ABI's CoreInstance (store, WASI, ``_initialize``
+    run once) called through the Canonical ABI, as runs of raw calls."""
 
     def __init__(self, module: SingleStoreModule, limits: Limits, caps: Capabilities) -> None:
         self.module = module
         self.limits = limits
         self.poisoned = False
-        self.core: BasicInstance = module.basic.wasmtime_instance(limits, caps)
-        store = self.core.store
-        self._store = store
-        self._ctx_ptr = store._context()
-        exports = self.core.exports
-        realloc, free = exports.get(REALLOC), exports.get(FREE)
+        self.core: CoreInstance = module.basic.instantiate(limits, caps)
+        self._raw = self.core.core
+        names = module.basic.export_names
         # Both were type-checked at load when present (SingleStoreModule._require).
-        self._realloc_raw = (
-            _Raw(store, realloc, *_REALLOC_TYPE) if isinstance(realloc, wasmtime.Func) else None
-        )
-        self._free_raw = _Raw(store, free, *_FREE_TYPE) if isinstance(free, wasmtime.Func) else None
-        self._exports: dict[str, _Raw] = {}
-        memory = self.core.memory
-        self._memory_ref = ctypes.byref(memory._memory) if memory is not None else None
-        if module.basic.uses_wasi:
-            # The callers above hold the store too: release it at exit with
-            # the core instance's (see wasi.py).
-            track(self)
+        self._has_realloc = REALLOC in names
+        self._has_free = FREE in names
+        self._has_memory = "memory" in names
 
     # -- the Basic ABI's fast path, for `pure` modules ---------------------------
 
@@ -363,10 +282,7 @@ class SingleStoreInstance:
         return self.core.memory_size()
 
     def release(self) -> None:
-        """Drop the store now (see wasi.py: stores with WASI are released at exit)."""
-        self._exports.clear()
-        self._realloc_raw = self._free_raw = None
-        self.__dict__.pop("_store", None)
+        """Drop the store now."""
         self.core.release()
 
     # -- calling ---------------------------------------------------------------
@@ -392,48 +308,50 @@ class SingleStoreInstance:
         return convert_result(sig, value)
 
     def _invoke(self, ctx: CallContext, fn: WitFunction, values: list[Any]) -> Any:
-        core = self.core
-        output = core.output
-        if output is not None:
-            output.begin(ctx)
-        arm(self._store, self.limits)
+        """One procedure call: a run of raw calls in the core (allocations,
+        the export, frees) on one budget, the guest's output logged when
+        it closes."""
+        raw = self._raw
+        raw.open(ctx)
         started = time.perf_counter()
         try:
-            try:
-                raw = self._export(fn)(*self._lower_params(fn, values))
-                lifter = _Lifter(self, fn)
-                value = lifter.result(raw)
-                for ptr, size, align in lifter.owned:
-                    self._free(ptr, size, align)
-            finally:
-                ctx.wasm_seconds = time.perf_counter() - started
-                ctx.fuel_used = self.limits.fuel - self._store.get_fuel()
-                ctx.memory_bytes = core.memory_size()
+            result = self._call(fn.name, *self._lower_params(fn, values))
+            lifter = _Lifter(self, fn)
+            value = lifter.result(result)
+            for ptr, size, align in lifter.owned:
+                self._free(ptr, size, align)
+        except Exception as exc:  # every failure is typed below, after the run closes
+            self._close(ctx, started, failed=True)
+            self.poisoned = True
+            if isinstance(exc, ProcedureError):
+                raise
+            raise self._failure(ctx, exc) from None
+        self._close(ctx, started, failed=False)
+        return value
+
+    def _close(self, ctx: CallContext, started: float, failed: bool) -> None:
+        """Close the run: its measurements on the context, and the failure
+        of its output (the log limit), unless the call failed already."""
+        ctx.wasm_seconds = time.perf_counter() - started
+        try:
+            self._raw.close()
         except ProcedureError:
             self.poisoned = True
-            raise
-        except Exception as exc:  # noqa: BLE001 - traps become typed errors
-            raise self._failure(ctx, exc) from None
+            if not failed:
+                raise
         finally:
-            if output is not None:
-                output.end()
-        if output is not None and (failure := output.take_error()) is not None:
-            self.poisoned = True  # its output broke a limit (max_log_bytes)
-            raise failure
-        return value
+            _, _, ctx.fuel_used, ctx.memory_bytes = self._raw.stats
+
+    def _call(self, name: str, *args: int | float) -> Any:
+        """A raw call within the open run: its result, if any."""
+        results = self._raw.raw(name, args)
+        return results[0] if results else None
 
     def _failure(self, ctx: CallContext, exc: Exception) -> ProcedureError:
         # The core instance's own rules: output flushed, out-of-memory told
         # apart from other traps, a recorded error winning over its trap.
         self.poisoned = True
         return self.core._failure(ctx, exc)
-
-    def _export(self, fn: WitFunction) -> _Raw:
-        raw = self._exports.get(fn.name)
-        if raw is None:
-            func = self.core.exports.get(fn.name)
-            raw = self._exports[fn.name] = _Raw(self._store, func, fn.core_params, fn.core_results)
-        return raw
 
     def _result_to_sql(self, fn: WitFunction, value: Any) -> Any:
         ty = fn.result
@@ -459,50 +377,51 @@ class SingleStoreInstance:
 
     # -- guest memory ----------------------------------------------------------
 
-    def span(self) -> tuple[int, int]:
-        """Linear memory's address and size now (a guest call may move it)."""
-        if self._memory_ref is None:
+    def memory_bytes(self) -> int:
+        """Linear memory's size now (a guest call may grow it)."""
+        if not self._has_memory:
             raise AbiError("the module exports no memory")
-        ctx, memory = self._ctx_ptr, self._memory_ref
-        return _memory_data(ctx, memory) or 0, int(_memory_size(ctx, memory))
+        return self._raw.memory_size()
 
-    def _alloc(self, align: int, size: int, what: str) -> tuple[int, int]:
+    def read(self, ptr: int, length: int) -> bytes:
+        return self._raw.read(ptr, length)
+
+    def _alloc(self, align: int, size: int, what: str) -> int:
         """canonical_abi_realloc(0, 0, align, size), called for every buffer
-        (even an empty one, as wit-bindgen's hosts did); the guest pointer and
-        the address of linear memory right after the call."""
-        if self._realloc_raw is None:
+        (even an empty one, as wit-bindgen's hosts did): the guest pointer."""
+        if not self._has_realloc:
             raise AbiError(f"the module must export {REALLOC}")
-        ptr = int(self._realloc_raw(0, 0, align, size)) & 0xFFFFFFFF
+        ptr = int(self._call(REALLOC, 0, 0, align, size)) & 0xFFFFFFFF
         if size and ptr == 0:
             raise ResourceLimitExceeded(
                 f"{REALLOC} returned 0 for {what} ({size} bytes): the guest is out of memory",
                 limit="memory",
             )
-        address, memory = self.span()
+        memory = self.memory_bytes()
         if ptr + size > memory:
             raise AbiError(
                 f"{REALLOC} returned {ptr:#x} for {what} ({size} bytes), outside linear "
                 f"memory ({memory} bytes)"
             )
-        return ptr, address
+        return ptr
 
     def _write(self, ptr: int, data: bytes | bytearray, what: str) -> None:
         """Fill a buffer ``_alloc`` returned earlier (other allocations since
         may have moved memory). Checked again: with the variant quirk the
         data may run past the allocation, as the generated stores did."""
         if data:
-            address, size = self.span()
+            size = self.memory_bytes()
             if ptr + len(data) > size:
                 raise AbiError(
                     f"{what}: {len(data)} bytes at {ptr:#x} are outside linear memory "
                     f"({size} bytes)"
                 )
-            ctypes.memmove(address + ptr, bytes(data), len(data))
+            self._raw.write(ptr, bytes(data))
 
     def _free(self, ptr: int, size: int, align: int) -> None:
-        if self._free_raw is None:
+        if not self._has_free:
             raise AbiError(f"the module must export {FREE}")
-        self._free_raw(ptr, size, align)
+        self._call(FREE, ptr, size, align)
 
     # -- lowering (host -> guest) --------------------------------------------------
 
@@ -511,7 +430,7 @@ class SingleStoreInstance:
             # More than 16 flat values: one tuple in guest memory, allocated
             # first and handed to the guest, which frees it.
             layout = fn.params_tuple
-            ptr, _ = self._alloc(layout.align, layout.size, f"the parameters of {fn.name}")
+            ptr = self._alloc(layout.align, layout.size, f"the parameters of {fn.name}")
             buf = bytearray(layout.extent)
             for (_, ty), value, offset in zip(fn.params, values, layout.offsets, strict=True):
                 self._store_value(ty, value, buf, offset)
@@ -524,9 +443,8 @@ class SingleStoreInstance:
         return flat
 
     def _lower_bytes(self, data: bytes, align: int, what: str) -> tuple[int, int]:
-        ptr, address = self._alloc(align, len(data), what)
-        if data:
-            ctypes.memmove(address + ptr, data, len(data))
+        ptr = self._alloc(align, len(data), what)
+        self._write(ptr, data, what)
         return ptr, len(data)
 
     def _lower_list(self, ty: ListType, value: Any) -> tuple[int, int]:
@@ -535,7 +453,7 @@ class SingleStoreInstance:
             return self._lower_bytes(bytes(value), 1, "a list<u8>")
         count = len(value)
         # The element array first, then what its elements point to (in order).
-        ptr, _ = self._alloc(elem.align, count * elem.size, f"a {ty.render()}")
+        ptr = self._alloc(elem.align, count * elem.size, f"a {ty.render()}")
         buf = bytearray(_span_of(elem, count))
         for i, item in enumerate(value):
             self._store_value(elem, item, buf, i * elem.size)
@@ -669,6 +587,11 @@ def _widen(value: int | float, actual: str, joined: str) -> int | float:
     return int(value)  # i32 to i64
 
 
+def _to_i32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
 def _narrow(value: int | float, joined: str, actual: str) -> int | float:
     """A joined slot's value as the case's own flat type (lifting)."""
     if actual == joined:
@@ -694,7 +617,8 @@ class _Lifter:
 
     def __init__(self, instance: SingleStoreInstance, fn: WitFunction) -> None:
         self.fn = fn
-        self.address, self.size = instance.span() if instance.core.memory else (0, 0)
+        self.instance = instance
+        self.size = instance.memory_bytes() if instance._has_memory else 0
         self.budget = instance.limits.max_result_bytes
         self.owned: list[tuple[int, int, int]] = []
 
@@ -727,7 +651,7 @@ class _Lifter:
                 f"{what} at {ptr:#x} of {length} bytes is outside linear memory ({self.size} bytes)"
             )
         self.charge(length)
-        return ctypes.string_at(self.address + ptr, length)
+        return self.instance.read(ptr, length)
 
     def string(self, ptr: int, length: int) -> str:
         data = self.read(ptr, length, "a returned string")

@@ -11,7 +11,6 @@ import wasmtime
 
 import heliosdb_wasm as h
 from conftest import Register, b64, wasm_of
-from heliosdb_wasm.wasi import GuestOutput
 
 
 def test_reactor_initializer_runs_before_calls(db: h.Database, register: Register) -> None:
@@ -173,27 +172,3 @@ def test_mistyped_wasi_imports_are_refused_at_registration(db: h.Database) -> No
         db.execute(f"CREATE PROCEDURE f() RETURNS BIGINT LANGUAGE wasm AS $wasm${b64(wasm)}$wasm$")
     assert "fd_write" in str(err.value)
     assert db.procedures() == []
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
-
-    def log(self, level: str, message: str) -> None:
-        self.lines.append((level, message))
-
-
-def test_guest_output_buffers_lines_and_caps_their_length() -> None:
-    out = GuestOutput()
-    out.writer("info")(b"before the call\n")  # e.g. from _initialize
-    sink = Sink()
-    out.begin(sink)
-    write = out.writer("info")
-    write(b"par")
-    write(b"tial\r\nnext")
-    write(b"x" * 20000)
-    out.end()
-    assert sink.lines[0] == ("info", "before the call")
-    assert sink.lines[1] == ("info", "partial")
-    assert all(len(m) <= 8192 for _, m in sink.lines)
-    assert "".join(m for _, m in sink.lines[2:]) == "next" + "x" * 20000

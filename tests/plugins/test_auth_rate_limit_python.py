@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.metadata
 import hmac
 import importlib.util
 import json
@@ -31,8 +32,6 @@ import wasmtime.component as wc
 
 from conftest import BUILD, ROOT
 from heliosdb_wasm import sqlast, toolchains
-from heliosdb_wasm.policy import Limits
-from heliosdb_wasm.runtime import arm, default_runtime
 from heliosdb_wasm.toolchains import python as py
 from heliosdb_wasm.toolchains.common import BuildError, Repo
 from heliosdb_wasm.wasi import is_wasip2_interface
@@ -1023,25 +1022,43 @@ def test_every_hook_is_exported_when_defined(wasm_tools: str, hooks_component: P
     }
 
 
+def compiled(engine: wasmtime.Engine, component: Path) -> wc.Component:
+    """The component compiled by wasmtime-py, cached beside the build (a
+    CPython component takes seconds to compile)."""
+    wasm = component.read_bytes()
+    version = importlib.metadata.version("wasmtime")
+    key = hashlib.sha256(wasm + version.encode()).hexdigest()
+    cached = BUILD / "test-components" / f"{key}.cwasm"
+    if cached.exists():
+        try:
+            return wc.Component.deserialize_file(engine, str(cached))
+        except wasmtime.WasmtimeError:
+            cached.unlink()
+    built = wc.Component(engine, wasm)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(".tmp")
+    partial.write_bytes(built.serialize())
+    partial.replace(cached)
+    return built
+
+
 class Plugin:
     """A plugin component instantiated with the host imports stubbed: the
     clock and count-in-window from a FakeHost, hmac and digest computed,
-    everything else refused."""
-
-    LIMITS = Limits(timeout_seconds=30.0)
+    everything else refused. It runs on wasmtime-py, outside the engine,
+    because the engine's clock is the host's own and these tests need the
+    FakeHost's."""
 
     def __init__(self, component: Path, stderr: Path) -> None:
-        runtime = default_runtime()
+        engine = wasmtime.Engine()
         self.host = FakeHost()
         self.stderr = stderr
-        self.component = runtime.component(
-            hashlib.sha256(component.read_bytes()).hexdigest(), component.read_bytes()
-        )
-        self.store = runtime.store(self.LIMITS)
+        self.component = compiled(engine, component)
+        self.store = wasmtime.Store(engine)
         wasi = wasmtime.WasiConfig()
         wasi.stderr_file = str(stderr)  # a trap's Python traceback, for failures
         self.store.set_wasi(wasi)
-        linker = wc.Linker(runtime.engine)
+        linker = wc.Linker(engine)
         linker.add_wasip2()
         denied = wc.Variant("access-denied", "not in this test")
         with linker.root() as root:
@@ -1080,7 +1097,6 @@ class Plugin:
         index = self.instance.get_export_index(self.store, hook, iface)
         func = self.instance.get_func(self.store, index)
         assert func is not None, hook
-        arm(self.store, self.LIMITS)
         try:
             result = func(self.store, wit_context(ctx), *args)
         except wasmtime.WasmtimeError as exc:
@@ -1089,7 +1105,8 @@ class Plugin:
         return lift(result)
 
     def release(self) -> None:
-        # A store with WASI must go while Python still runs (see heliosdb_wasm/wasi.py).
+        # wasmtime-py drops a store's WASI context on a runtime thread: the
+        # store must go while Python still runs.
         del self.instance, self.store
 
 

@@ -1064,52 +1064,7 @@ mod tests {
     use crate::testutil::runtime;
     use wasmtime::Module;
 
-    /// A host that answers every query with `rows`, fails the SQL "bad"
-    /// with a status and "fatal" with an error that ends the call.
-    #[derive(Default)]
-    struct Mock {
-        queries: Vec<(String, Vec<u8>)>,
-        logs: Vec<(&'static str, String)>,
-    }
-
-    const ROWS: &[u8] = b"rows-encoded";
-
-    impl Host for Mock {
-        type Error = String;
-        fn query(&mut self, sql: &str, params: &[u8]) -> Result<Vec<u8>, Failure<String>> {
-            self.queries.push((sql.to_owned(), params.to_vec()));
-            match sql {
-                "bad" => Err(Failure::Status {
-                    status: status_of("constraint"),
-                    message: "UNIQUE failed".into(),
-                }),
-                "fatal" => Err(Failure::Fatal("busy".into())),
-                _ => Ok(ROWS.to_vec()),
-            }
-        }
-        fn execute(&mut self, _: &str, _: &[u8]) -> Result<i64, Failure<String>> {
-            Ok(7)
-        }
-        fn transaction(&mut self, _: Tx) -> Result<(), Failure<String>> {
-            Ok(())
-        }
-        fn http_fetch(&mut self, _: &[u8]) -> Result<Vec<u8>, Failure<String>> {
-            Err(Failure::Fatal("no network".into()))
-        }
-        fn digest(&mut self, _: &str, _: &[u8]) -> Result<Vec<u8>, Failure<String>> {
-            Ok(vec![1, 2, 3])
-        }
-        fn hmac(&mut self, _: &str, _: &[u8], _: &[u8]) -> Result<Vec<u8>, Failure<String>> {
-            Ok(vec![4])
-        }
-        fn log(&mut self, level: &'static str, message: &str) -> Result<(), String> {
-            self.logs.push((level, message.to_owned()));
-            Ok(())
-        }
-        fn count_in_window(&mut self, _: &str, _: i64) -> Result<i64, String> {
-            Ok(1)
-        }
-    }
+    use crate::testutil::{Mock, ROWS};
 
     const GUEST: &str = r#"(module
         (import "heliosdb" "heliosdb_query" (func $query (param i32 i32 i32 i32 i32) (result i32)))

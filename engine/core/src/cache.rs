@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 /// Set to a folder to move the cache, or to `off` to disable it.
@@ -174,12 +175,12 @@ impl ModuleCache {
     /// [`CacheError::InvalidKey`] if `sha256_hex` is not 64 hex digits (even
     /// with the cache disabled, so a bad key is found in every setup), and
     /// [`CacheError::Compile`] if wasmtime refuses `wasm`.
-    pub fn load_or_compile(
+    pub fn load_or_compile<A: Artifact>(
         &self,
         engine: &Engine,
         sha256_hex: &str,
         wasm: &[u8],
-    ) -> Result<Module, CacheError> {
+    ) -> Result<A, CacheError> {
         match self.lookup(engine, sha256_hex)? {
             Some(module) => Ok(module),
             None => self.compile_and_store(engine, sha256_hex, wasm),
@@ -195,12 +196,16 @@ impl ModuleCache {
     /// # Errors
     ///
     /// [`CacheError::InvalidKey`] if `sha256_hex` is not 64 hex digits.
-    pub fn lookup(&self, engine: &Engine, sha256_hex: &str) -> Result<Option<Module>, CacheError> {
+    pub fn lookup<A: Artifact>(
+        &self,
+        engine: &Engine,
+        sha256_hex: &str,
+    ) -> Result<Option<A>, CacheError> {
         let key = check_key(sha256_hex)?;
         let Some(dir) = &self.dir else {
             return Ok(None);
         };
-        let path = dir.join(format!("module-{key}-{}{SUFFIX}", fingerprint(engine)));
+        let path = entry_path::<A>(dir, &key, engine);
         match load(engine, &path) {
             Load::Hit(module) => {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
@@ -223,19 +228,19 @@ impl ModuleCache {
     /// # Errors
     ///
     /// As [`load_or_compile`](Self::load_or_compile).
-    pub fn compile_and_store(
+    pub fn compile_and_store<A: Artifact>(
         &self,
         engine: &Engine,
         sha256_hex: &str,
         wasm: &[u8],
-    ) -> Result<Module, CacheError> {
+    ) -> Result<A, CacheError> {
         let key = check_key(sha256_hex)?;
         let Some(dir) = &self.dir else {
-            return compile(engine, wasm); // a disabled cache counts nothing
+            return A::compile(engine, wasm).map_err(CacheError::Compile); // a disabled cache counts nothing
         };
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        let module = compile(engine, wasm)?;
-        let path = dir.join(format!("module-{key}-{}{SUFFIX}", fingerprint(engine)));
+        let module = A::compile(engine, wasm).map_err(CacheError::Compile)?;
+        let path = entry_path::<A>(dir, &key, engine);
         if let Ok(payload) = module.serialize() {
             if write_entry(dir, &path, &payload).is_ok() {
                 self.trim(dir, &path);
@@ -323,17 +328,84 @@ fn check_key(key: &str) -> Result<String, CacheError> {
     }
 }
 
-fn compile(engine: &Engine, wasm: &[u8]) -> Result<Module, CacheError> {
-    Module::from_binary(engine, wasm).map_err(CacheError::Compile)
+/// What the cache holds: compiled core modules and components, each kind
+/// under its own file-name prefix.
+pub trait Artifact: Sized {
+    /// The file-name prefix of its entries.
+    const KIND: &'static str;
+
+    /// Compiles `wasm`.
+    ///
+    /// # Errors
+    ///
+    /// What wasmtime says is wrong with it.
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self>;
+
+    /// The bytes of an entry.
+    ///
+    /// # Errors
+    ///
+    /// If wasmtime cannot serialize it.
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+
+    /// Maps a verified entry.
+    ///
+    /// # Safety
+    ///
+    /// `file` (opened from `path`) must hold what [`serialize`](Self::serialize)
+    /// wrote with this wasmtime and engine settings.
+    unsafe fn open(engine: &Engine, file: File, path: &Path) -> wasmtime::Result<Self>;
 }
 
-enum Load {
-    Hit(Module),
+impl Artifact for Module {
+    const KIND: &'static str = "module";
+
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self> {
+        Module::from_binary(engine, wasm)
+    }
+
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
+    }
+
+    unsafe fn open(engine: &Engine, file: File, _path: &Path) -> wasmtime::Result<Self> {
+        // SAFETY: the caller's contract.
+        unsafe { Module::deserialize_open_file(engine, file) }
+    }
+}
+
+impl Artifact for Component {
+    const KIND: &'static str = "component";
+
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self> {
+        Component::from_binary(engine, wasm)
+    }
+
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+
+    unsafe fn open(engine: &Engine, file: File, path: &Path) -> wasmtime::Result<Self> {
+        // wasmtime maps a component from its path only: a rename between
+        // the check and the mapping can only put another sound entry of
+        // the same key in place (entries are written whole and renamed).
+        drop(file);
+        // SAFETY: the caller's contract, for whatever entry is at `path`.
+        unsafe { Component::deserialize_file(engine, path) }
+    }
+}
+
+fn entry_path<A: Artifact>(dir: &Path, key: &str, engine: &Engine) -> PathBuf {
+    dir.join(format!("{}-{key}-{}{SUFFIX}", A::KIND, fingerprint(engine)))
+}
+
+enum Load<A> {
+    Hit(A),
     Missing,
     Rejected,
 }
 
-fn load(engine: &Engine, path: &Path) -> Load {
+fn load<A: Artifact>(engine: &Engine, path: &Path) -> Load<A> {
     // A file that cannot be opened is a miss; the write that follows
     // replaces it if it can.
     let Ok(mut file) = File::open(path) else {
@@ -352,7 +424,7 @@ fn load(engine: &Engine, path: &Path) -> Load {
     // of this wasmtime (the fingerprint is in the name, and wasmtime checks
     // its own version and settings section again) into a folder that is the
     // user's own; see the module documentation for that trust.
-    match unsafe { Module::deserialize_open_file(engine, file) } {
+    match unsafe { A::open(engine, file, path) } {
         Ok(module) => Load::Hit(module),
         Err(_) => Load::Rejected,
     }
@@ -533,16 +605,22 @@ mod tests {
         let cache = cache(&dir);
         let engine = Engine::default();
         let key = key(ADD);
-        assert_adds(&engine, &cache.load_or_compile(&engine, &key, ADD).unwrap());
+        assert_adds(
+            &engine,
+            &cache.load_or_compile::<Module>(&engine, &key, ADD).unwrap(),
+        );
         assert_eq!(cache.stats(), stats(0, 1, 0, 0));
-        let module = cache.load_or_compile(&engine, &key, ADD).unwrap();
+        let module = cache.load_or_compile::<Module>(&engine, &key, ADD).unwrap();
         assert_eq!(cache.stats(), stats(1, 1, 0, 0));
         assert_adds(&engine, &module);
         assert_eq!(files(&dir).len(), 1, "{:?}", files(&dir));
 
         // Another process (a new cache) hits without the wasm being valid.
         let other = ModuleCache::open(Some(dir.0.clone()), DEFAULT_MAX_BYTES);
-        assert_adds(&engine, &other.load_or_compile(&engine, &key, b"").unwrap());
+        assert_adds(
+            &engine,
+            &other.load_or_compile::<Module>(&engine, &key, b"").unwrap(),
+        );
         assert_eq!(other.stats().hits, 1);
     }
 
@@ -552,17 +630,17 @@ mod tests {
         let cache = cache(&dir);
         let engine = Engine::default();
         let key = key(ADD);
-        cache.load_or_compile(&engine, &key, ADD).unwrap();
+        cache.load_or_compile::<Module>(&engine, &key, ADD).unwrap();
         let path = entry(&dir, &engine, &key);
         let sound = fs::read(&path).unwrap();
         damage(&path);
         assert_ne!(fs::read(&path).unwrap(), sound);
 
-        let module = cache.load_or_compile(&engine, &key, ADD).unwrap();
+        let module = cache.load_or_compile::<Module>(&engine, &key, ADD).unwrap();
         assert_eq!(cache.stats(), stats(0, 2, 0, 1));
         assert_adds(&engine, &module);
         assert_eq!(fs::read(&path).unwrap(), sound, "rewritten sound");
-        cache.load_or_compile(&engine, &key, ADD).unwrap();
+        cache.load_or_compile::<Module>(&engine, &key, ADD).unwrap();
         assert_eq!(cache.stats().hits, 1);
     }
 
@@ -626,14 +704,20 @@ mod tests {
         let again = engine_with(|c| {
             c.consume_fuel(true);
         });
-        assert_adds(&again, &cache.load_or_compile(&again, &key, ADD).unwrap());
+        assert_adds(
+            &again,
+            &cache.load_or_compile::<Module>(&again, &key, ADD).unwrap(),
+        );
         assert_eq!(cache.stats().hits, 1);
         // The wasm stack size is checked at run time, not compiled in
         // (Python's fingerprint includes it anyway): the entry is shared.
         let stack = engine_with(|c| {
             c.max_wasm_stack(256 * 1024);
         });
-        assert_adds(&stack, &cache.load_or_compile(&stack, &key, ADD).unwrap());
+        assert_adds(
+            &stack,
+            &cache.load_or_compile::<Module>(&stack, &key, ADD).unwrap(),
+        );
         assert_eq!(cache.stats().hits, 2);
     }
 
@@ -648,9 +732,12 @@ mod tests {
         let fuel = engine_with(|c| {
             c.consume_fuel(true);
         });
-        cache.load_or_compile(&plain, &key, ADD).unwrap();
+        cache.load_or_compile::<Module>(&plain, &key, ADD).unwrap();
         fs::rename(entry(&dir, &plain, &key), entry(&dir, &fuel, &key)).unwrap();
-        assert_adds(&fuel, &cache.load_or_compile(&fuel, &key, ADD).unwrap());
+        assert_adds(
+            &fuel,
+            &cache.load_or_compile::<Module>(&fuel, &key, ADD).unwrap(),
+        );
         assert_eq!(cache.stats(), stats(0, 2, 0, 1));
     }
 
@@ -659,11 +746,13 @@ mod tests {
         let dir = TempDir::new("lru");
         let engine = Engine::default();
         let [a, b, c] = ["a", "b", "c"].map(|c| c.repeat(64));
-        cache(&dir).load_or_compile(&engine, &a, ADD).unwrap();
+        cache(&dir)
+            .load_or_compile::<Module>(&engine, &a, ADD)
+            .unwrap();
         let size = fs::metadata(entry(&dir, &engine, &a)).unwrap().len();
         // Room for two entries, not three.
         let cache = ModuleCache::open(Some(dir.0.clone()), 2 * size + size / 2);
-        cache.load_or_compile(&engine, &b, ADD).unwrap();
+        cache.load_or_compile::<Module>(&engine, &b, ADD).unwrap();
         assert_eq!(cache.stats().evictions, 0);
         // a is older than b, then a is used: b becomes the least recent.
         let now = SystemTime::now();
@@ -671,9 +760,9 @@ mod tests {
             let file = File::open(entry(&dir, &engine, key)).unwrap();
             file.set_modified(now - Duration::from_secs(age)).unwrap();
         }
-        cache.load_or_compile(&engine, &a, ADD).unwrap();
+        cache.load_or_compile::<Module>(&engine, &a, ADD).unwrap();
         assert_eq!(cache.stats().hits, 1);
-        cache.load_or_compile(&engine, &c, ADD).unwrap();
+        cache.load_or_compile::<Module>(&engine, &c, ADD).unwrap();
         assert_eq!(cache.stats().evictions, 1);
         assert!(entry(&dir, &engine, &a).exists(), "recently used");
         assert!(!entry(&dir, &engine, &b).exists(), "least recently used");
@@ -686,8 +775,8 @@ mod tests {
         let cache = ModuleCache::open(Some(dir.0.clone()), 1);
         let engine = Engine::default();
         let key = key(ADD);
-        cache.load_or_compile(&engine, &key, ADD).unwrap();
-        cache.load_or_compile(&engine, &key, ADD).unwrap();
+        cache.load_or_compile::<Module>(&engine, &key, ADD).unwrap();
+        cache.load_or_compile::<Module>(&engine, &key, ADD).unwrap();
         assert_eq!(cache.stats(), stats(1, 1, 0, 0));
     }
 
@@ -702,7 +791,7 @@ mod tests {
             for _ in 0..2 {
                 s.spawn(|| {
                     barrier.wait();
-                    let module = cache.load_or_compile(&engine, &key, ADD).unwrap();
+                    let module = cache.load_or_compile::<Module>(&engine, &key, ADD).unwrap();
                     assert_adds(&engine, &module);
                 });
             }
@@ -718,7 +807,7 @@ mod tests {
         let after = cache.stats();
         assert_eq!(after.hits + after.misses, 2);
         assert_eq!(after.rejected, 0);
-        cache.load_or_compile(&engine, &key, ADD).unwrap();
+        cache.load_or_compile::<Module>(&engine, &key, ADD).unwrap();
         assert_eq!(cache.stats().hits, after.hits + 1);
     }
 
@@ -729,7 +818,10 @@ mod tests {
         let engine = Engine::default();
         let key = key(ADD);
         for _ in 0..2 {
-            assert_adds(&engine, &cache.load_or_compile(&engine, &key, ADD).unwrap());
+            assert_adds(
+                &engine,
+                &cache.load_or_compile::<Module>(&engine, &key, ADD).unwrap(),
+            );
         }
         assert_eq!(cache.stats(), Stats::default());
     }
@@ -765,12 +857,12 @@ mod tests {
         let engine = Engine::default();
         for key in ["../../etc/passwd", "abc", &"g".repeat(64)] {
             assert!(matches!(
-                cache.load_or_compile(&engine, key, ADD),
+                cache.load_or_compile::<Module>(&engine, key, ADD),
                 Err(CacheError::InvalidKey(_))
             ));
         }
         let err = cache
-            .load_or_compile(&engine, &key(b"nope"), b"nope")
+            .load_or_compile::<Module>(&engine, &key(b"nope"), b"nope")
             .unwrap_err();
         assert!(matches!(err, CacheError::Compile(_)));
         assert!(

@@ -80,22 +80,22 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(self.array()?) as usize)
     }
 
+    fn text(&mut self) -> Result<&'a str, EncodingError> {
+        let n = self.u32()?;
+        let raw = self.take(n)?;
+        match std::str::from_utf8(raw) {
+            Ok(text) => Ok(text),
+            Err(err) => self.fail(format!("invalid UTF-8 ({})", utf8_reason(raw, &err))),
+        }
+    }
+
     fn value(&mut self) -> Result<Param<'a>, EncodingError> {
         let tag = self.take(1)?[0];
         Ok(match tag {
             TAG_NULL => Param::Null,
             TAG_INTEGER => Param::Integer(i64::from_le_bytes(self.array()?)),
             TAG_REAL => Param::Real(f64::from_le_bytes(self.array()?)),
-            TAG_TEXT => {
-                let n = self.u32()?;
-                let raw = self.take(n)?;
-                match std::str::from_utf8(raw) {
-                    Ok(text) => Param::Text(text),
-                    Err(err) => {
-                        return self.fail(format!("invalid UTF-8 ({})", utf8_reason(raw, &err)))
-                    }
-                }
-            }
+            TAG_TEXT => Param::Text(self.text()?),
             TAG_BLOB => {
                 let n = self.u32()?;
                 Param::Blob(self.take(n)?)
@@ -153,6 +153,118 @@ pub fn decode_params(data: &[u8]) -> Result<Vec<Param<'_>>, EncodingError> {
         return r.fail(format!("{} trailing bytes", data.len() - r.pos));
     }
     Ok(values)
+}
+
+/// A parameter list as a guest encodes it (the inverse of
+/// [`decode_params`]): how a component's `list<value>` reaches the same
+/// statement path as a core module's.
+#[must_use]
+pub fn encode_params(values: &[Param<'_>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 9 * values.len());
+    out.extend_from_slice(&len32(values.len()).to_le_bytes());
+    for value in values {
+        write_value(&mut out, value);
+    }
+    out
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Param<'_>) {
+    match *value {
+        Param::Null => out.push(TAG_NULL),
+        Param::Integer(x) => {
+            out.push(TAG_INTEGER);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Param::Real(x) => {
+            out.push(TAG_REAL);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Param::Boolean(b) => out.extend_from_slice(&[TAG_BOOLEAN, u8::from(b)]),
+        Param::Text(text) => sized(out, TAG_TEXT, text.as_bytes()),
+        Param::Blob(bytes) => sized(out, TAG_BLOB, bytes),
+    }
+}
+
+fn sized(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(&len32(bytes.len()).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Rows as [`RowsWriter`] encodes them: the column names and each row's
+/// values, borrowing the buffer.
+///
+/// # Errors
+///
+/// A malformed buffer (the host wrote it, so only a bug).
+#[allow(clippy::type_complexity)] // columns and rows, as the encoding has them
+pub fn decode_rows(data: &[u8]) -> Result<(Vec<&str>, Vec<Vec<Param<'_>>>), EncodingError> {
+    let mut r = Reader {
+        data,
+        pos: 0,
+        what: "rows",
+    };
+    let ncols = r.u32()?;
+    let mut columns = Vec::with_capacity(ncols.min(data.len()));
+    for _ in 0..ncols {
+        columns.push(r.text()?);
+    }
+    let nrows = r.u32()?;
+    let mut rows = Vec::with_capacity(nrows.min(data.len()));
+    for _ in 0..nrows {
+        rows.push((0..ncols).map(|_| r.value()).collect::<Result<_, _>>()?);
+    }
+    Ok((columns, rows))
+}
+
+/// An HTTP request as docs/abi.md §4 encodes it for `heliosdb_http_fetch`.
+#[must_use]
+pub fn encode_http_request(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + url.len() + body.len());
+    let text = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(&len32(s.len()).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    text(&mut out, method);
+    text(&mut out, url);
+    out.extend_from_slice(&len32(headers.len()).to_le_bytes());
+    for (name, value) in headers {
+        text(&mut out, name);
+        text(&mut out, value);
+    }
+    out.extend_from_slice(&len32(body.len()).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A response to `heliosdb_http_fetch`: status, headers, body.
+pub type HttpResponse<'a> = (u32, Vec<(&'a str, &'a str)>, &'a [u8]);
+
+/// The response `heliosdb_http_fetch` hands the guest, decoded.
+///
+/// # Errors
+///
+/// A malformed buffer (the host wrote it, so only a bug).
+pub fn decode_http_response(data: &[u8]) -> Result<HttpResponse<'_>, EncodingError> {
+    let mut r = Reader {
+        data,
+        pos: 0,
+        what: "http response",
+    };
+    let status = u32::try_from(r.u32()?).unwrap_or(u32::MAX);
+    let n = r.u32()?;
+    let mut headers = Vec::with_capacity(n.min(data.len()));
+    for _ in 0..n {
+        headers.push((r.text()?, r.text()?));
+    }
+    let len = r.u32()?;
+    let body = r.take(len)?;
+    Ok((status, headers, body))
 }
 
 /// Rows as docs/abi.md §6 lays them out, written cell by cell: the column
@@ -377,6 +489,42 @@ mod tests {
         let mut huge = vec![1, 0, 0, 0, TAG_BLOB];
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(params(&huge).unwrap_err().contains("truncated at byte 9"));
+    }
+
+    #[test]
+    fn params_and_rows_round_trip_for_components() {
+        let values = [
+            Param::Null,
+            Param::Integer(-5),
+            Param::Real(1.5),
+            Param::Text("é"),
+            Param::Blob(&[0, 1]),
+            Param::Boolean(true),
+        ];
+        assert_eq!(decode_params(&encode_params(&values)).unwrap(), values);
+        let mut w = RowsWriter::new([&b"a"[..], &b"b"[..]].into_iter());
+        w.integer(1);
+        w.text(b"x");
+        w.end_row();
+        let rows = w.finish();
+        let (columns, decoded) = decode_rows(&rows).unwrap();
+        assert_eq!(columns, ["a", "b"]);
+        assert_eq!(decoded, [vec![Param::Integer(1), Param::Text("x")]]);
+        let headers = vec![("k".to_owned(), "v".to_owned())];
+        let request = encode_http_request("GET", "http://h/", &headers, b"body");
+        assert_eq!(&request[..4], &3u32.to_le_bytes());
+        let mut response = 200u32.to_le_bytes().to_vec();
+        response.extend_from_slice(&1u32.to_le_bytes());
+        for s in ["k", "v"] {
+            response.extend_from_slice(&1u32.to_le_bytes());
+            response.extend_from_slice(s.as_bytes());
+        }
+        response.extend_from_slice(&2u32.to_le_bytes());
+        response.extend_from_slice(b"ok");
+        assert_eq!(
+            decode_http_response(&response).unwrap(),
+            (200, vec![("k", "v")], &b"ok"[..])
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`policy`]: the capability authorizer of a procedure's statements;
 //! - [`pool`]: pre-linked instances of one module version, reused between calls;
 //! - [`mod@call`]: calling a numeric export through a pool;
+//! - [`component`]: components: the host interfaces from `wit/`, WASI 0.2, dynamic exports;
 //! - [`cache`]: compiled modules on disk, keyed by hash and engine settings;
 //! - `gate` (feature `sqlite`): one connection's authorizer and the bounds of guest statements;
 //! - `statement` (feature `sqlite`): a procedure's SQL statement on the caller's connection;
@@ -23,6 +24,7 @@ pub mod abi;
 pub mod basic;
 pub mod cache;
 pub mod call;
+pub mod component;
 pub mod encoding;
 pub mod engine;
 pub mod error;

@@ -26,9 +26,21 @@ pub struct StoreData<T> {
 }
 
 impl<T> StoreData<T> {
+    /// A store's data: `host` and a limiter enforcing `limits`.
+    pub fn new(host: T, limits: &Limits) -> Self {
+        Self {
+            host,
+            limiter: Limiter::new(limits),
+        }
+    }
+
     /// The store's limiter, with the growth it refused during the current call.
     pub fn limiter(&self) -> &Limiter {
         &self.limiter
+    }
+
+    pub(crate) fn limiter_mut(&mut self) -> &mut Limiter {
+        &mut self.limiter
     }
 }
 
@@ -359,7 +371,7 @@ impl<T: 'static> Drop for InstancePool<T> {
     }
 }
 
-fn arm<T>(store: &mut Store<StoreData<T>>, fuel: u64, deadline_ticks: u64) {
+pub(crate) fn arm<T>(store: &mut Store<StoreData<T>>, fuel: u64, deadline_ticks: u64) {
     store
         .set_fuel(fuel)
         .expect("the runtime's engine consumes fuel");

@@ -2,6 +2,7 @@
 
 use wasmtime::{Engine, Instance, Linker, Module, Store};
 
+use crate::basic::{status_of, Failure, Host, Tx};
 use crate::engine::{Runtime, RuntimeConfig};
 use crate::limiter::Limiter;
 use crate::limits::Limits;
@@ -71,4 +72,51 @@ pub fn pool(runtime: &Runtime, wat: &str, limits: Limits) -> InstancePool<()> {
     let linker = Linker::<StoreData<()>>::new(runtime.engine());
     let pre = linker.instantiate_pre(&module).unwrap();
     InstancePool::new(runtime, pre, limits, || Ok(())).expect("limits fit the runtime")
+}
+
+/// A host that answers every query with `rows`, fails the SQL "bad"
+/// with a status and "fatal" with an error that ends the call.
+#[derive(Default)]
+pub struct Mock {
+    pub queries: Vec<(String, Vec<u8>)>,
+    pub logs: Vec<(&'static str, String)>,
+}
+
+pub const ROWS: &[u8] = b"rows-encoded";
+
+impl Host for Mock {
+    type Error = String;
+    fn query(&mut self, sql: &str, params: &[u8]) -> Result<Vec<u8>, Failure<String>> {
+        self.queries.push((sql.to_owned(), params.to_vec()));
+        match sql {
+            "bad" => Err(Failure::Status {
+                status: status_of("constraint"),
+                message: "UNIQUE failed".into(),
+            }),
+            "fatal" => Err(Failure::Fatal("busy".into())),
+            _ => Ok(ROWS.to_vec()),
+        }
+    }
+    fn execute(&mut self, _: &str, _: &[u8]) -> Result<i64, Failure<String>> {
+        Ok(7)
+    }
+    fn transaction(&mut self, _: Tx) -> Result<(), Failure<String>> {
+        Ok(())
+    }
+    fn http_fetch(&mut self, _: &[u8]) -> Result<Vec<u8>, Failure<String>> {
+        Err(Failure::Fatal("no network".into()))
+    }
+    fn digest(&mut self, _: &str, _: &[u8]) -> Result<Vec<u8>, Failure<String>> {
+        Ok(vec![1, 2, 3])
+    }
+    fn hmac(&mut self, _: &str, _: &[u8], _: &[u8]) -> Result<Vec<u8>, Failure<String>> {
+        Ok(vec![4])
+    }
+    fn log(&mut self, level: &'static str, message: &str) -> Result<(), String> {
+        self.logs.push((level, message.to_owned()));
+        Ok(())
+    }
+    fn count_in_window(&mut self, _: &str, _: i64) -> Result<i64, String> {
+        Ok(1)
+    }
 }

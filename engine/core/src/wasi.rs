@@ -26,7 +26,7 @@ use wasmtime::{Caller, Extern, Linker, Trap};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
-use wasmtime_wasi::{FsPerms, HostMonotonicClock, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, HostMonotonicClock, WasiCtx, WasiCtxBuilder};
 
 /// The import module of WASI preview 1.
 pub const WASIP1_MODULE: &str = "wasi_snapshot_preview1";
@@ -83,10 +83,28 @@ impl WasiSpec {
     ///
     /// A granted folder that cannot be opened, naming it.
     pub fn build(&self, timeout: Duration) -> Result<Wasi, String> {
+        let start = Instant::now();
+        let (mut builder, output) = self.builder(start)?;
+        Ok(Wasi {
+            ctx: builder.build_p1(),
+            output,
+            clock_start: start,
+            deadline: Instant::now() + timeout,
+        })
+    }
+
+    /// A component store's WASI 0.2 context and its output.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_p2(&self) -> Result<(WasiCtx, Output), String> {
+        let (mut builder, output) = self.builder(Instant::now())?;
+        Ok((builder.build(), output))
+    }
+
+    fn builder(&self, clock_start: Instant) -> Result<(WasiCtxBuilder, Output), String> {
         let output = Output::new(self.stdout, self.max_log_bytes);
-        let clock = Monotonic {
-            start: Instant::now(),
-        };
         let mut builder = WasiCtxBuilder::new();
         builder
             .stdout(Stream {
@@ -98,7 +116,7 @@ impl WasiSpec {
                 index: 1,
             })
             .envs(&self.env)
-            .monotonic_clock(clock)
+            .monotonic_clock(Monotonic { start: clock_start })
             // Files are opened and read on the calling thread: stores here
             // never run async.
             .allow_blocking_current_thread(true);
@@ -119,12 +137,7 @@ impl WasiSpec {
                 .insecure_random(StdRng::seed_from_u64(SEEDED_RANDOM))
                 .insecure_random_seed(u128::from(SEEDED_RANDOM));
         }
-        Ok(Wasi {
-            ctx: builder.build_p1(),
-            output,
-            clock_start: clock.start,
-            deadline: Instant::now() + timeout,
-        })
+        Ok((builder, output))
     }
 }
 

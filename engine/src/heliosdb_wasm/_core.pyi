@@ -13,6 +13,8 @@ BASIC_HOST_MODULE: str
 BASIC_HOST_IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
 # the WIT error cases by status code - 1 (engine/core/src/basic.rs)
 BASIC_STATUS_CASES: list[str]
+WASIP2_PREFIXES: list[str]
+OUT_OF_MEMORY_MARKERS: list[str]
 
 class CoreError(Exception):
     """args: (code, message)."""
@@ -103,6 +105,47 @@ class BasicPool:
         wasi: dict[str, Any] | None = None,
     ) -> None: ...
     def instance(self) -> BasicInstance: ...
+
+# A component's WIT type as a descriptor: ("s64",), ("list", T), ("option", T),
+# ("result", T | None, E | None), ("record", ((name, T), ...)), ("tuple", (T, ...)),
+# ("variant", ((name, T | None), ...)), ("enum", names), ("flags", names).
+WitType = tuple[Any, ...]
+
+class Component:
+    def __init__(self, runtime: Runtime, sha256: str, source: Any) -> None: ...
+    @property
+    def imports(self) -> list[str]: ...
+    # (interface or None, name, [(param, type)], result type or None)
+    @property
+    def exports(
+        self,
+    ) -> list[tuple[str | None, str, list[tuple[str, WitType]], WitType | None]]: ...
+
+class ComponentPool:
+    def __init__(
+        self,
+        component: Component,
+        limits: dict[str, Any],
+        status: HostStatus,
+        wasi: dict[str, Any] | None = None,
+    ) -> None: ...
+    def instance(self) -> ComponentInstance: ...
+
+class ComponentInstance:
+    # Values as plain Python values (abi_component's docstring).
+    def call(self, ctx: Any, interface: str | None, name: str, args: Sequence[Any]) -> Any: ...
+    # (wasm_seconds, host_seconds, fuel_used) of the last call
+    @property
+    def stats(self) -> tuple[float, float, int]: ...
+    @property
+    def out_of_memory(self) -> bool: ...
+    @property
+    def poisoned(self) -> bool: ...
+    def release(self) -> None: ...
+
+def lower_and_lift(
+    component: Component, interface: str | None, name: str, args: Sequence[Any]
+) -> list[Any]: ...
 
 class BasicInstance:
     # ctx: hostapi.CallContext (None: no host function may run); lowering:

@@ -30,9 +30,9 @@ from .runtime import (
     Runtime,
     Source,
     core_error,
+    host_bug,
     limit_error,
     source_bytes,
-    translate_trap,
 )
 from .values import Signature, SqlType, SqlValue
 from .wasi import (
@@ -394,7 +394,7 @@ class CoreInstance:
         elif isinstance(exc, ProcedureError):
             return exc  # the context's own error, which ends the call
         else:
-            error = translate_trap(exc, self.limits, None)  # a host function's bug
+            error = host_bug(exc)
         if isinstance(error, ProcedureTrap):
             if ctx.out_of_memory or self.core.out_of_memory:
                 # The guest said so (in a log line, on stderr) just before trapping.

@@ -27,7 +27,7 @@ from .errors import (
 from .hostapi import CallContext, Session, busy_error, log_line
 from .policy import Capabilities, Limits
 from .registry import ProcedureVersion
-from .runtime import Runtime, core_error, translate_trap
+from .runtime import Runtime, core_error, host_bug
 from .telemetry import CallStats, LogRecord, Metrics, clip_message
 from .values import Signature, SqlType, SqlValue, coerce
 
@@ -590,7 +590,7 @@ class HostedHooks:
 
     def host_fault(self, exc: BaseException, seconds: float) -> ProcedureError:
         if not isinstance(exc, ProcedureError):  # a bug in a host function: a trap, as before
-            exc = translate_trap(exc, self._limits, None)
+            exc = host_bug(exc)
         return self._counted(exc, seconds)
 
     def invalid(self, message: str, seconds: float) -> ProcedureError:

@@ -28,11 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import wasmtime.component as wc
-
 from . import sqlast
 from .abi_basic import BasicModule
-from .abi_component import ComponentInstance, ComponentModule, guest_error
+from .abi_component import (
+    ComponentInstance,
+    ComponentModule,
+    guest_error,
+    split_result,
+    sql_of_value,
+    value_variant,
+)
 from .errors import (
     InvalidArgument,
     PluginError,
@@ -437,38 +442,14 @@ def _value_from_json(doc: Any) -> SqlValue:
     raise PluginError(f"not a SQL value: {json.dumps(doc)[:80]}")
 
 
-def _verdict_from_component(raw: Any) -> Verdict:
-    """A component hook's verdict record as a Verdict."""
-    action = getattr(raw, "action", None)
-    pairs = getattr(raw, "set-session", [])  # wasmtime-py keeps the WIT's field names
-    tag, payload = _variant(action)
+def _verdict_from_component(raw: dict[str, Any]) -> Verdict:
+    """A component hook's verdict record (a dict by WIT field name) as a Verdict."""
+    tag, payload = raw["action"]
     if tag == "reject":
-        payload = (str(getattr(payload, "sqlstate", "")), str(getattr(payload, "message", "")))
+        payload = (str(payload["sqlstate"]), str(payload["message"]))
     elif tag == "replace-rows":
-        payload = [tuple(_component_value(v) for v in row) for row in payload]
-    return Verdict(tag, payload, tuple((str(a), str(b)) for a, b in pairs))
-
-
-def _variant(action: Any) -> tuple[str, Any]:
-    # wasmtime-py lifts a variant whose cases have distinct Python types
-    # untagged; the action's cases do, so both forms are accepted.
-    if isinstance(action, wc.Variant):
-        return action.tag, action.payload
-    if action is None:
-        return "allow", None
-    if isinstance(action, str):
-        return "rewrite", action
-    if isinstance(action, list):
-        return "replace-rows", action
-    return "reject", action
-
-
-def _component_value(v: Any) -> SqlValue:
-    if isinstance(v, wc.Variant):
-        v = v.payload
-    if isinstance(v, list):  # list<u8>
-        return bytes(v)
-    return v  # type: ignore[no-any-return]
+        payload = [tuple(sql_of_value(v) for v in row) for row in payload]
+    return Verdict(tag, payload, tuple((str(a), str(b)) for a, b in raw["set-session"]))
 
 
 # --- one loaded version --------------------------------------------------------
@@ -600,22 +581,17 @@ class PluginVersion:
         args: dict[str, Any],
     ) -> Verdict:
         assert isinstance(instance, ComponentInstance)
-        record = wc.Record()
-        for key, value in ctx.items():
-            if key in ("connection", "session"):
-                value = [tuple(p) for p in value]
-            setattr(record, key, value)  # wasmtime-py names fields as the WIT does
-        lowered: list[Any] = [record]
+        # The context record: a dict by WIT field name (ctx's keys are those).
+        lowered: list[Any] = [ctx]
         for key, value in args.items():
             if key == "params":
-                value = [_value_from_json(v) for v in value]
+                value = [value_variant(_value_from_json(v)) for v in value]
             elif key == "rows":
-                value = [[_value_from_json(v) for v in row] for row in value]
+                value = [[value_variant(_value_from_json(v)) for v in row] for row in value]
             lowered.append(value)
         raw = instance.call_lowered(cctx, export, lowered)
-        split = instance.module.splitter(export)
-        if split is not None:
-            ok, raw = split(raw)
+        if instance.module.splitter(export) is not None:
+            ok, raw = split_result(raw)
             if not ok:
                 raise guest_error(raw)
         return _verdict_from_component(raw)

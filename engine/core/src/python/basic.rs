@@ -85,6 +85,19 @@ type ScopeTuple<'py> = (
 );
 
 impl PyHost {
+    /// The host of a call whose `CallContext` Python made.
+    pub fn of_context(ctx: Py<PyAny>, status: Arc<Py<PyAny>>) -> Self {
+        Self {
+            ctx: Some(ctx),
+            hooks: None,
+            status,
+            scope: None,
+            logged: 0,
+            out_of_memory: false,
+            tx: Vec::new(),
+        }
+    }
+
     /// The host of a call the core runs whole: no context until a host
     /// function needs one.
     pub fn hosted(status: Arc<Py<PyAny>>, hooks: Arc<Py<PyAny>>, scope: StatementScope) -> Self {
@@ -407,7 +420,7 @@ pub fn guest_fault(error: &CallError) -> PyErr {
     ))
 }
 
-fn failure_error(failure: CallFailure<PyErr>) -> PyErr {
+pub fn failure_error(failure: CallFailure<PyErr>) -> PyErr {
     match failure {
         CallFailure::Call(error) => guest_fault(&error),
         CallFailure::Fault(Fault::Abi(message)) => {
@@ -501,7 +514,7 @@ pub struct BasicInstance {
 }
 
 /// `BasicPool`'s `wasi` grants as a `WasiSpec`.
-fn wasi_spec(dict: &Bound<'_, PyDict>) -> PyResult<WasiSpec> {
+pub fn wasi_spec(dict: &Bound<'_, PyDict>) -> PyResult<WasiSpec> {
     fn get<'py, T: FromPyObjectOwned<'py>>(dict: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
         field(dict, "wasi", key, "has the wrong type")
     }
@@ -623,15 +636,7 @@ impl BasicInstance {
     }
 
     fn host_of(&self, ctx: Py<PyAny>) -> PyHost {
-        PyHost {
-            ctx: Some(ctx),
-            hooks: None,
-            status: self.status.clone(),
-            scope: None,
-            logged: 0,
-            out_of_memory: false,
-            tx: Vec::new(),
-        }
+        PyHost::of_context(ctx, self.status.clone())
     }
 }
 

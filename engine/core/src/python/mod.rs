@@ -13,6 +13,8 @@
 //! - [`basic`]: `BasicPool` and `BasicInstance`, Basic-ABI modules with
 //!   host imports, their host functions in the core and the call's
 //!   `CallContext` behind them;
+//! - [`component`]: `Component`, `ComponentPool` and `ComponentInstance`,
+//!   components with the host interfaces and WASI 0.2 in the core;
 //! - [`hosted`]: `Numeric.hosted`, a numeric procedure with host imports
 //!   run whole in the core;
 //! - [`encoding`]: the Basic ABI's parameter and row encodings;
@@ -28,6 +30,7 @@
 //! `heliosdb_wasm.errors`.
 
 mod basic;
+mod component;
 mod encoding;
 mod gate;
 mod hosted;
@@ -68,6 +71,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<numeric::Numeric>()?;
     m.add_class::<basic::BasicPool>()?;
     m.add_class::<basic::BasicInstance>()?;
+    m.add_class::<component::PyComponent>()?;
+    m.add_class::<component::ComponentPool>()?;
+    m.add_class::<component::ComponentInstance>()?;
+    m.add_function(wrap_pyfunction!(component::lower_and_lift, m)?)?;
     m.add("GuestFault", m.py().get_type::<basic::GuestFault>())?;
     m.add_class::<numeric::Tally>()?;
     m.add_class::<sqlite::Scalar>()?;
@@ -86,5 +93,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BASIC_HOST_MODULE", crate::abi::HOST_MODULE)?;
     m.add("BASIC_HOST_IMPORTS", runtime::basic_host_imports(m.py())?)?;
     m.add("BASIC_STATUS_CASES", crate::basic::STATUS_CASES.to_vec())?;
+    m.add(
+        "WASIP2_PREFIXES",
+        crate::component::WASIP2_PREFIXES.to_vec(),
+    )?;
+    m.add(
+        "OUT_OF_MEMORY_MARKERS",
+        crate::wasi::OUT_OF_MEMORY_MARKERS.to_vec(),
+    )?;
     Ok(())
 }

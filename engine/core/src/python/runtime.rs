@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use wasmtime::{ExternType, ValType};
 
-use crate::cache::{CacheError, ModuleCache};
+use crate::cache::{Artifact, CacheError, ModuleCache};
 use crate::engine::{Runtime, RuntimeConfig};
 
 /// The wasmtime the core is built with (Cargo.toml pins it exactly).
@@ -69,6 +69,52 @@ impl PyRuntime {
     }
 }
 
+impl PyRuntime {
+    /// The compiled module or component whose SHA-256 is `sha256`, from the
+    /// cache or compiled now without the GIL: `source` is its bytes, or a
+    /// callable returning them, read only when the cache has nothing.
+    pub fn compiled<A: Artifact + Send>(
+        &self,
+        py: Python<'_>,
+        sha256: &str,
+        source: &Bound<'_, PyAny>,
+    ) -> PyResult<A> {
+        if let Some(found) = self.lookup(py, sha256)? {
+            return Ok(found);
+        }
+        let data = if source.is_callable() {
+            source.call0()?
+        } else {
+            source.clone()
+        };
+        // bytes as they are; bytearray, memoryview (a registry blob) copied once.
+        let bytes: Bound<'_, PyBytes> = match data.cast_into::<PyBytes>() {
+            Ok(bytes) => bytes,
+            Err(other) => py
+                .get_type::<PyBytes>()
+                .call1((other.into_inner(),))?
+                .cast_into::<PyBytes>()?,
+        };
+        let wasm = bytes.as_bytes();
+        let (engine, cache) = (self.runtime.engine(), &self.cache);
+        py.detach(|| cache.compile_and_store(engine, sha256, wasm))
+            .map_err(refused)
+    }
+
+    /// The cached module or component whose SHA-256 is `sha256`, if any.
+    pub fn lookup<A: Artifact + Send>(&self, py: Python<'_>, sha256: &str) -> PyResult<Option<A>> {
+        let (engine, cache) = (self.runtime.engine(), &self.cache);
+        py.detach(|| cache.lookup(engine, sha256)).map_err(refused)
+    }
+}
+
+fn refused(err: CacheError) -> PyErr {
+    match err {
+        CacheError::InvalidKey(_) => PyValueError::new_err(err.to_string()),
+        other => core_error("abi-error", format!("{other}")),
+    }
+}
+
 /// One compiled core module, from the cache or compiled now.
 #[pyclass(name = "Module", module = "heliosdb_wasm._core", frozen)]
 pub struct PyModule_ {
@@ -88,39 +134,8 @@ impl PyModule_ {
         sha256: &str,
         source: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        let engine = runtime.runtime.engine();
-        let cache = &runtime.cache;
-        let refused = |err: CacheError| match err {
-            CacheError::InvalidKey(_) => PyValueError::new_err(err.to_string()),
-            other => core_error("abi-error", format!("{other}")),
-        };
-        // The bytes are only read (`source()`) when the cache has nothing.
-        let module = match py
-            .detach(|| cache.lookup(engine, sha256))
-            .map_err(refused)?
-        {
-            Some(module) => module,
-            None => {
-                let data = if source.is_callable() {
-                    source.call0()?
-                } else {
-                    source.clone()
-                };
-                // bytes as they are; bytearray, memoryview (a registry blob) copied once.
-                let bytes: Bound<'_, PyBytes> = match data.cast_into::<PyBytes>() {
-                    Ok(bytes) => bytes,
-                    Err(other) => py
-                        .get_type::<PyBytes>()
-                        .call1((other.into_inner(),))?
-                        .cast_into::<PyBytes>()?,
-                };
-                let wasm = bytes.as_bytes();
-                py.detach(|| cache.compile_and_store(engine, sha256, wasm))
-                    .map_err(refused)?
-            }
-        };
         Ok(Self {
-            module,
+            module: runtime.compiled(py, sha256, source)?,
             runtime: runtime.runtime.clone(),
         })
     }
@@ -129,13 +144,7 @@ impl PyModule_ {
     /// or None when it has none (nothing is compiled).
     #[staticmethod]
     fn cached(py: Python<'_>, runtime: &PyRuntime, sha256: &str) -> PyResult<Option<Self>> {
-        let engine = runtime.runtime.engine();
-        let found =
-            py.detach(|| runtime.cache.lookup(engine, sha256))
-                .map_err(|err| match err {
-                    CacheError::InvalidKey(_) => PyValueError::new_err(err.to_string()),
-                    other => core_error("abi-error", format!("{other}")),
-                })?;
+        let found = runtime.lookup(py, sha256)?;
         Ok(found.map(|module| Self {
             module,
             runtime: runtime.runtime.clone(),

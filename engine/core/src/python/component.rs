@@ -1,0 +1,610 @@
+//! `Component`, `ComponentPool` and `ComponentInstance`: components in the
+//! core (`crate::component`), their host functions served by the call's
+//! `hostapi.CallContext`, their values crossing as plain Python values.
+//!
+//! A component value as Python sees it: `bool`, `int` (every integer
+//! type), `float`, `str` (`string` and `char`), `bytes` (`list<u8>`),
+//! `list`, `tuple`, `dict` (a record, by WIT field name), `(case, payload)`
+//! (a variant; payload None without one), `str` (an enum case), None or the
+//! payload (an option), `("ok", v)` / `("err", e)` (a result), `list[str]`
+//! (flags). Types cross as descriptors (`describe`): `("s64",)`,
+//! `("list", T)`, `("option", T)`, `("result", T | None, E | None)`,
+//! `("record", ((name, T), ...))`, `("tuple", (T, ...))`,
+//! `("variant", ((name, T | None), ...))`, `("enum", names)`,
+//! `("flags", names)`, and `("resource",)` for what procedures cannot use.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PySequence, PyString, PyTuple};
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Component, Type, Val};
+
+use super::basic::{failure_error, guest_fault, wasi_spec, PyHost};
+use super::numeric::limits_from;
+use super::runtime::{core_error, PyRuntime};
+use crate::component::{ComponentInstance as CoreInstance, ComponentPre, Outcome};
+use crate::engine::Runtime;
+use crate::wasi::WasiSpec;
+
+/// One compiled component, from the cache or compiled now.
+#[pyclass(name = "Component", module = "heliosdb_wasm._core", frozen)]
+pub struct PyComponent {
+    component: Component,
+    runtime: Runtime,
+}
+
+/// An export: its interface (None at the top level), name, parameters
+/// `(name, type)` and result type.
+type Export<'py> = (
+    Option<String>,
+    String,
+    Vec<(String, Bound<'py, PyTuple>)>,
+    Option<Bound<'py, PyTuple>>,
+);
+
+#[pymethods]
+impl PyComponent {
+    /// The component whose SHA-256 is `sha256`: `source` is its bytes, or a
+    /// callable returning them (called only when the cache has nothing).
+    #[new]
+    fn new(
+        py: Python<'_>,
+        runtime: &PyRuntime,
+        sha256: &str,
+        source: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        Ok(Self {
+            component: runtime.compiled(py, sha256, source)?,
+            runtime: runtime.runtime.clone(),
+        })
+    }
+
+    /// The names of the component's imports (interfaces, as `ns:pkg/iface@v`).
+    #[getter]
+    fn imports(&self) -> Vec<String> {
+        let engine = self.runtime.engine();
+        let ty = self.component.component_type();
+        ty.imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+
+    /// The exported functions, at the top level and one interface deep.
+    #[getter]
+    fn exports<'py>(&self, py: Python<'py>) -> PyResult<Vec<Export<'py>>> {
+        let engine = self.runtime.engine();
+        let ty = self.component.component_type();
+        let mut out = Vec::new();
+        for (name, item) in ty.exports(engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(func) => out.push(export(py, None, name, &func)?),
+                ComponentItem::ComponentInstance(instance) => {
+                    for (fname, fitem) in instance.exports(engine) {
+                        if let ComponentItem::ComponentFunc(func) = fitem.ty {
+                            out.push(export(py, Some(name), fname, &func)?);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn export<'py>(
+    py: Python<'py>,
+    interface: Option<&str>,
+    name: &str,
+    func: &ComponentFunc,
+) -> PyResult<Export<'py>> {
+    let params = func
+        .params()
+        .map(|(n, t)| Ok((n.to_owned(), describe(py, &t)?)))
+        .collect::<PyResult<Vec<_>>>()?;
+    let result = func
+        .results()
+        .next()
+        .map(|t| describe(py, &t))
+        .transpose()?;
+    Ok((
+        interface.map(str::to_owned),
+        name.to_owned(),
+        params,
+        result,
+    ))
+}
+
+/// A type's descriptor (see the module documentation).
+fn describe<'py>(py: Python<'py>, ty: &Type) -> PyResult<Bound<'py, PyTuple>> {
+    let name = |n: &str| PyTuple::new(py, [n]);
+    let opt = |t: Option<Type>| -> PyResult<Py<PyAny>> {
+        Ok(match t {
+            Some(t) => describe(py, &t)?.into_any().unbind(),
+            None => py.None(),
+        })
+    };
+    match ty {
+        Type::Bool => name("bool"),
+        Type::S8 => name("s8"),
+        Type::U8 => name("u8"),
+        Type::S16 => name("s16"),
+        Type::U16 => name("u16"),
+        Type::S32 => name("s32"),
+        Type::U32 => name("u32"),
+        Type::S64 => name("s64"),
+        Type::U64 => name("u64"),
+        Type::Float32 => name("f32"),
+        Type::Float64 => name("f64"),
+        Type::Char => name("char"),
+        Type::String => name("string"),
+        Type::List(list) => ("list", describe(py, &list.ty())?).into_pyobject(py),
+        Type::Option(option) => ("option", describe(py, &option.ty())?).into_pyobject(py),
+        Type::Result(result) => ("result", opt(result.ok())?, opt(result.err())?).into_pyobject(py),
+        Type::Record(record) => {
+            let fields = record
+                .fields()
+                .map(|f| Ok((f.name.to_owned(), describe(py, &f.ty)?)))
+                .collect::<PyResult<Vec<_>>>()?;
+            ("record", PyTuple::new(py, fields)?).into_pyobject(py)
+        }
+        Type::Tuple(tuple) => {
+            let items = tuple
+                .types()
+                .map(|t| describe(py, &t))
+                .collect::<PyResult<Vec<_>>>()?;
+            ("tuple", PyTuple::new(py, items)?).into_pyobject(py)
+        }
+        Type::Variant(variant) => {
+            let cases = variant
+                .cases()
+                .map(|c| Ok((c.name.to_owned(), opt(c.ty)?)))
+                .collect::<PyResult<Vec<_>>>()?;
+            ("variant", PyTuple::new(py, cases)?).into_pyobject(py)
+        }
+        Type::Enum(e) => ("enum", PyTuple::new(py, e.names())?).into_pyobject(py),
+        Type::Flags(f) => ("flags", PyTuple::new(py, f.names())?).into_pyobject(py),
+        _ => name("resource"),
+    }
+}
+
+/// `value` as a component value of type `ty`; `what` names it in errors.
+fn lower(value: &Bound<'_, PyAny>, ty: &Type, what: &str) -> PyResult<Val> {
+    let wrong = |expected: &str| {
+        PyTypeError::new_err(format!(
+            "{what}: expected {expected}, got {}",
+            value
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
+        ))
+    };
+    let int = |min: i128, max: i128, kind: &str| -> PyResult<i128> {
+        if value.is_instance_of::<PyBool>() {
+            return Ok(i128::from(value.extract::<bool>()?));
+        }
+        let x: i128 = value.extract().map_err(|_| wrong("an integer"))?;
+        if x < min || x > max {
+            return Err(PyValueError::new_err(format!(
+                "{what}: {x} is out of range for {kind}"
+            )));
+        }
+        Ok(x)
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range-checked by `int`
+    Ok(match ty {
+        Type::Bool => Val::Bool(value.extract().map_err(|_| wrong("a bool"))?),
+        Type::S8 => Val::S8(int(i8::MIN.into(), i8::MAX.into(), "s8")? as i8),
+        Type::U8 => Val::U8(int(0, u8::MAX.into(), "u8")? as u8),
+        Type::S16 => Val::S16(int(i16::MIN.into(), i16::MAX.into(), "s16")? as i16),
+        Type::U16 => Val::U16(int(0, u16::MAX.into(), "u16")? as u16),
+        Type::S32 => Val::S32(int(i32::MIN.into(), i32::MAX.into(), "s32")? as i32),
+        Type::U32 => Val::U32(int(0, u32::MAX.into(), "u32")? as u32),
+        Type::S64 => Val::S64(int(i64::MIN.into(), i64::MAX.into(), "s64")? as i64),
+        Type::U64 => Val::U64(int(0, u64::MAX.into(), "u64")? as u64),
+        #[allow(clippy::cast_possible_truncation)] // f32 is the guest's choice
+        Type::Float32 => {
+            Val::Float32(value.extract::<f64>().map_err(|_| wrong("a number"))? as f32)
+        }
+        Type::Float64 => Val::Float64(value.extract().map_err(|_| wrong("a number"))?),
+        Type::Char => {
+            let s: String = value.extract().map_err(|_| wrong("a one-character str"))?;
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Val::Char(c),
+                _ => return Err(wrong("a one-character str")),
+            }
+        }
+        Type::String => Val::String(value.extract().map_err(|_| wrong("a str"))?),
+        Type::List(list) => {
+            let elem = list.ty();
+            if matches!(elem, Type::U8) && !value.is_instance_of::<PyList>() {
+                let bytes: Vec<u8> = value.extract().map_err(|_| wrong("bytes"))?;
+                return Ok(Val::List(bytes.into_iter().map(Val::U8).collect()));
+            }
+            let items = value.cast::<PySequence>().map_err(|_| wrong("a list"))?;
+            let n = items.len()?;
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                out.push(lower(&items.get_item(i)?, &elem, what)?);
+            }
+            Val::List(out)
+        }
+        Type::Option(option) => {
+            if value.is_none() {
+                Val::Option(None)
+            } else {
+                Val::Option(Some(Box::new(lower(value, &option.ty(), what)?)))
+            }
+        }
+        Type::Result(result) => {
+            let (case, payload): (String, Bound<'_, PyAny>) = value
+                .extract()
+                .map_err(|_| wrong("('ok' | 'err', payload)"))?;
+            let side = |t: Option<Type>| -> PyResult<Option<Box<Val>>> {
+                t.map(|t| lower(&payload, &t, what).map(Box::new))
+                    .transpose()
+            };
+            match case.as_str() {
+                "ok" => Val::Result(Ok(side(result.ok())?)),
+                "err" => Val::Result(Err(side(result.err())?)),
+                _ => return Err(wrong("('ok' | 'err', payload)")),
+            }
+        }
+        Type::Record(record) => {
+            let dict = value.cast::<PyDict>().map_err(|_| wrong("a dict"))?;
+            let mut fields = Vec::new();
+            for field in record.fields() {
+                let item = dict.get_item(field.name)?.ok_or_else(|| {
+                    PyValueError::new_err(format!("{what}: field {} is missing", field.name))
+                })?;
+                fields.push((field.name.to_owned(), lower(&item, &field.ty, what)?));
+            }
+            Val::Record(fields)
+        }
+        Type::Tuple(tuple) => {
+            let items = value.cast::<PySequence>().map_err(|_| wrong("a tuple"))?;
+            let types: Vec<Type> = tuple.types().collect();
+            if items.len()? != types.len() {
+                return Err(wrong(&format!("a tuple of {}", types.len())));
+            }
+            let mut out = Vec::with_capacity(types.len());
+            for (i, t) in types.iter().enumerate() {
+                out.push(lower(&items.get_item(i)?, t, what)?);
+            }
+            Val::Tuple(out)
+        }
+        Type::Variant(variant) => {
+            let (case, payload): (String, Bound<'_, PyAny>) = match value.extract::<String>() {
+                Ok(case) => (case, value.py().None().into_bound(value.py())),
+                Err(_) => value.extract().map_err(|_| wrong("(case, payload)"))?,
+            };
+            let Some(c) = variant.cases().find(|c| c.name == case) else {
+                return Err(PyValueError::new_err(format!(
+                    "{what}: {case:?} is not a case of the variant"
+                )));
+            };
+            let payload =
+                c.ty.map(|t| lower(&payload, &t, what).map(Box::new))
+                    .transpose()?;
+            Val::Variant(case, payload)
+        }
+        Type::Enum(e) => {
+            let case: String = value.extract().map_err(|_| wrong("a case name"))?;
+            if !e.names().any(|n| n == case) {
+                return Err(PyValueError::new_err(format!(
+                    "{what}: {case:?} is not a case of the enum"
+                )));
+            }
+            Val::Enum(case)
+        }
+        Type::Flags(f) => {
+            let names: Vec<String> = value.extract().map_err(|_| wrong("a list of flags"))?;
+            if let Some(bad) = names.iter().find(|n| !f.names().any(|m| m == n.as_str())) {
+                return Err(PyValueError::new_err(format!("{what}: no flag {bad:?}")));
+            }
+            Val::Flags(names)
+        }
+        _ => return Err(wrong("a value of a type procedures can pass")),
+    })
+}
+
+/// A component value of type `ty` as Python sees it.
+fn lift(py: Python<'_>, val: &Val, ty: &Type) -> PyResult<Py<PyAny>> {
+    let obj = |o: Bound<'_, PyAny>| o.unbind();
+    Ok(match val {
+        Val::Bool(b) => obj(PyBool::new(py, *b).to_owned().into_any()),
+        Val::S8(x) => obj(x.into_pyobject(py)?.into_any()),
+        Val::U8(x) => obj(x.into_pyobject(py)?.into_any()),
+        Val::S16(x) => obj(x.into_pyobject(py)?.into_any()),
+        Val::U16(x) => obj(x.into_pyobject(py)?.into_any()),
+        Val::S32(x) => obj(x.into_pyobject(py)?.into_any()),
+        Val::U32(x) => obj(x.into_pyobject(py)?.into_any()),
+        Val::S64(x) => obj(x.into_pyobject(py)?.into_any()),
+        Val::U64(x) => obj(x.into_pyobject(py)?.into_any()),
+        Val::Float32(x) => obj(f64::from(*x).into_pyobject(py)?.into_any()),
+        Val::Float64(x) => obj(x.into_pyobject(py)?.into_any()),
+        Val::Char(c) => obj(PyString::new(py, c.encode_utf8(&mut [0; 4])).into_any()),
+        Val::String(s) => obj(PyString::new(py, s).into_any()),
+        Val::List(items) => {
+            let Type::List(list) = ty else {
+                return Err(mismatch());
+            };
+            let elem = list.ty();
+            if matches!(elem, Type::U8) {
+                let bytes: Vec<u8> = items
+                    .iter()
+                    .map(|v| if let Val::U8(b) = v { *b } else { 0 })
+                    .collect();
+                obj(PyBytes::new(py, &bytes).into_any())
+            } else {
+                let out = items
+                    .iter()
+                    .map(|v| lift(py, v, &elem))
+                    .collect::<PyResult<Vec<_>>>()?;
+                obj(PyList::new(py, out)?.into_any())
+            }
+        }
+        Val::Record(fields) => {
+            let Type::Record(record) = ty else {
+                return Err(mismatch());
+            };
+            let dict = PyDict::new(py);
+            for ((name, v), field) in fields.iter().zip(record.fields()) {
+                dict.set_item(name, lift(py, v, &field.ty)?)?;
+            }
+            obj(dict.into_any())
+        }
+        Val::Tuple(items) => {
+            let Type::Tuple(tuple) = ty else {
+                return Err(mismatch());
+            };
+            let out = items
+                .iter()
+                .zip(tuple.types())
+                .map(|(v, t)| lift(py, v, &t))
+                .collect::<PyResult<Vec<_>>>()?;
+            obj(PyTuple::new(py, out)?.into_any())
+        }
+        Val::Variant(case, payload) => {
+            let Type::Variant(variant) = ty else {
+                return Err(mismatch());
+            };
+            let case_ty = variant
+                .cases()
+                .find(|c| c.name == case.as_str())
+                .and_then(|c| c.ty);
+            let payload = match (payload, case_ty) {
+                (Some(v), Some(t)) => lift(py, v, &t)?,
+                _ => py.None(),
+            };
+            obj((case.as_str(), payload).into_pyobject(py)?.into_any())
+        }
+        Val::Enum(case) => obj(PyString::new(py, case).into_any()),
+        Val::Option(inner) => match (inner, ty) {
+            (Some(v), Type::Option(option)) => lift(py, v, &option.ty())?,
+            (None, _) => py.None(),
+            _ => return Err(mismatch()),
+        },
+        Val::Result(result) => {
+            let Type::Result(rt) = ty else {
+                return Err(mismatch());
+            };
+            let (case, payload, t) = match result {
+                Ok(v) => ("ok", v, rt.ok()),
+                Err(e) => ("err", e, rt.err()),
+            };
+            let payload = match (payload, t) {
+                (Some(v), Some(t)) => lift(py, v, &t)?,
+                _ => py.None(),
+            };
+            obj((case, payload).into_pyobject(py)?.into_any())
+        }
+        Val::Flags(names) => obj(PyList::new(py, names)?.into_any()),
+        _ => return Err(mismatch()),
+    })
+}
+
+fn mismatch() -> PyErr {
+    PyRuntimeError::new_err("a component value does not match its type")
+}
+
+type Pre = ComponentPre<PyHost>;
+
+/// The instances of one component version under one set of limits and
+/// WASI grants, linked once.
+#[pyclass(module = "heliosdb_wasm._core", frozen)]
+pub struct ComponentPool {
+    pre: Arc<Pre>,
+    status: Arc<Py<PyAny>>,
+}
+
+#[pymethods]
+impl ComponentPool {
+    /// `component`'s instances under `limits` (`policy.Limits.to_json()`);
+    /// `status(exc)` as for the Basic ABI's host functions; `wasi` as
+    /// `BasicPool` takes it (None: nothing granted).
+    #[new]
+    #[pyo3(signature = (component, limits, status, wasi=None))]
+    fn new(
+        component: &PyComponent,
+        limits: &Bound<'_, PyDict>,
+        status: Py<PyAny>,
+        wasi: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let limits = limits_from(limits)?;
+        let spec = match wasi {
+            Some(dict) => wasi_spec(dict)?,
+            None => WasiSpec::default(),
+        };
+        let pre = Pre::new(&component.runtime, &component.component, limits, spec)
+            .map_err(|e| core_error(e.code(), e.message().to_owned()))?;
+        Ok(Self {
+            pre: Arc::new(pre),
+            status: Arc::new(status),
+        })
+    }
+
+    /// A new instance: `GuestFault` if instantiating fails.
+    fn instance(&self, py: Python<'_>) -> PyResult<ComponentInstance> {
+        let pre = self.pre.clone();
+        let instance = py
+            .detach(|| pre.instantiate())
+            .map_err(|e| guest_fault(&e))?;
+        Ok(ComponentInstance {
+            slot: Mutex::new(Some(instance)),
+            status: self.status.clone(),
+            last: Mutex::new(Outcome::default()),
+        })
+    }
+}
+
+/// One instance with its own store.
+#[pyclass(module = "heliosdb_wasm._core", frozen)]
+pub struct ComponentInstance {
+    slot: Mutex<Option<CoreInstance<PyHost>>>,
+    status: Arc<Py<PyAny>>,
+    last: Mutex<Outcome>,
+}
+
+#[pymethods]
+impl ComponentInstance {
+    /// One call of the export `name` (in `interface`, if given) with `args`
+    /// as plain Python values: its result (None without one). Raises
+    /// `GuestFault`, or the context's own error that ended the call; the
+    /// instance is then poisoned. `ctx` is the call's `CallContext`.
+    #[pyo3(signature = (ctx, interface, name, args))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        ctx: Py<PyAny>,
+        interface: Option<&str>,
+        name: &str,
+        args: &Bound<'_, PySequence>,
+    ) -> PyResult<Py<PyAny>> {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let instance = slot
+            .as_mut()
+            .ok_or_else(|| PyRuntimeError::new_err("the instance is poisoned or released"))?;
+        let Some(ty) = instance.func_type(interface, name) else {
+            return Err(core_error(
+                "abi-error",
+                format!("the component exports no function {name:?}"),
+            ));
+        };
+        let types: Vec<(String, Type)> = ty.params().map(|(n, t)| (n.to_owned(), t)).collect();
+        let n = args.len()?;
+        if n != types.len() {
+            return Err(PyValueError::new_err(format!(
+                "{name} takes {} argument(s), got {n}",
+                types.len()
+            )));
+        }
+        let params = types
+            .iter()
+            .enumerate()
+            .map(|(i, (pname, t))| lower(&args.get_item(i)?, t, &format!("{name}({pname})")))
+            .collect::<PyResult<Vec<_>>>()?;
+        let host = PyHost::of_context(ctx, self.status.clone());
+        let (result, outcome, host) = py.detach(|| instance.call(host, interface, name, &params));
+        drop(host);
+        let poisoned = instance.is_poisoned();
+        if poisoned {
+            *slot = None;
+        }
+        drop(slot);
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = outcome;
+        let values = result.map_err(failure_error)?;
+        let result_type = ty.results().next();
+        match (values.first(), result_type) {
+            (Some(v), Some(t)) => lift(py, v, &t),
+            _ => Ok(py.None()),
+        }
+    }
+
+    /// The last call's `(wasm_seconds, host_seconds, fuel_used)`.
+    #[getter]
+    fn stats(&self) -> (f64, f64, u64) {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        (
+            last.wasm.as_secs_f64(),
+            last.host.as_secs_f64(),
+            last.fuel_used,
+        )
+    }
+
+    /// Whether the guest wrote on stderr, during the last call, that an
+    /// allocation failed.
+    #[getter]
+    fn out_of_memory(&self) -> bool {
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .out_of_memory
+    }
+
+    /// Whether a call failed on this instance (it is then dropped).
+    #[getter]
+    fn poisoned(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
+    /// Drops the store now.
+    fn release(&self) {
+        let instance = self
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(instance);
+    }
+}
+
+/// Each of `args` lowered to the type of the matching parameter of the
+/// export `name` (in `interface`, if given) and lifted back, as a call
+/// would pass them: what the conversions do, without running the guest.
+#[pyfunction]
+#[pyo3(signature = (component, interface, name, args))]
+pub fn lower_and_lift(
+    py: Python<'_>,
+    component: &PyComponent,
+    interface: Option<&str>,
+    name: &str,
+    args: &Bound<'_, PySequence>,
+) -> PyResult<Vec<Py<PyAny>>> {
+    let engine = component.runtime.engine();
+    let ty = component.component.component_type();
+    let item = match interface {
+        Some(i) => match ty.get_export(engine, i).map(|e| e.ty) {
+            Some(ComponentItem::ComponentInstance(instance)) => {
+                instance.get_export(engine, name).map(|e| e.ty)
+            }
+            _ => None,
+        },
+        None => ty.get_export(engine, name).map(|e| e.ty),
+    };
+    let Some(ComponentItem::ComponentFunc(func)) = item else {
+        return Err(PyValueError::new_err(format!("no export {name:?}")));
+    };
+    let params: Vec<(String, Type)> = func.params().map(|(n, t)| (n.to_owned(), t)).collect();
+    let n = args.len()?;
+    if n != params.len() {
+        return Err(PyValueError::new_err(format!(
+            "{name} takes {} argument(s), got {n}",
+            params.len()
+        )));
+    }
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, (pname, t))| {
+            let val = lower(&args.get_item(i)?, t, &format!("{name}({pname})"))?;
+            lift(py, &val, t)
+        })
+        .collect()
+}

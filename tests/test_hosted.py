@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import heliosdb_wasm as h
-from conftest import TEST_LIMITS, b64, wasm_of
+from conftest import TEST_LIMITS, b64, make_component, wasm_of
 
 HOSTED = b64(wasm_of("hosted"))
 DEPTH = 5
@@ -359,3 +359,79 @@ def test_text_and_blob_arguments_take_the_core_path_too() -> None:
         assert (err.value.limit, err.value.procedure) == ("max_arg_bytes", "labelled")
         with pytest.raises(h.ResourceLimitExceeded, match="over max_arg_bytes"):
             db.call("labelled", "x" * 65)
+
+
+@pytest.fixture(scope="module")
+def math_component(wasm_tools: str, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return make_component(wasm_tools, "component_math", "math", tmp_path_factory.mktemp("c"))
+
+
+@pytest.fixture
+def components(math_component: bytes) -> Iterator[h.Database]:
+    with h.Database.open(":memory:", limits=TEST_LIMITS) as database:
+        wasm = b64(math_component)
+        # c_<export>: `add` is an SQL keyword.
+        for export, extra in (
+            ("add", ""),
+            ("maybe-double", ""),
+            ("safe-div", ""),
+            ("stamp", ""),
+            ("spin", " WITH (fuel = 100000)"),
+        ):
+            name = "c_" + export.replace("-", "_")
+            database.execute(
+                f"CREATE PROCEDURE {name} LANGUAGE wasm USING EXPORT '{export}'{extra}"
+                f" AS $wasm${wasm}$wasm$"
+            )
+        yield database
+
+
+def test_components_take_the_core_path(components: h.Database) -> None:
+    for name in ("c_add", "c_maybe_double", "c_safe_div", "c_stamp", "c_spin"):
+        assert components._runner(name)._hosted, name
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    call=st.one_of(
+        st.tuples(
+            st.sampled_from(["c_add", "c_safe_div"]),
+            st.tuples(st.integers(-(2**63), 2**63 - 1), st.sampled_from([0, 1, -1, 7])),
+        ),
+        st.tuples(
+            st.just("c_maybe_double"),
+            st.tuples(st.one_of(st.none(), st.floats(allow_nan=False, width=64))),
+        ),
+    )
+)
+def test_a_component_on_the_core_path_answers_as_on_the_general_path(
+    components: h.Database, call: tuple[str, tuple[object, ...]]
+) -> None:
+    """A component's call from SQL and Database.call (the core runs it
+    whole) and on the general path gives the same value or typed error:
+    an err result, an option's none."""
+    name, args = call
+    marks = ", ".join("?" * len(args))
+    sql = _outcome(lambda: components.execute(f"SELECT {name}({marks})", list(args)).scalar())
+    core = _outcome(lambda: components.call(name, *args))
+    seen: list[object] = []
+    components.session.telemetry.listeners.append(seen.append)
+    try:
+        general = _outcome(lambda: components.call(name, *args))
+    finally:
+        components.session.telemetry.listeners.remove(seen.append)
+    assert sql == core == general
+    assert components.session.depth == 0 and components.conn.getautocommit()
+
+
+def test_a_component_limit_ends_the_call_and_the_next_runs(components: h.Database) -> None:
+    with pytest.raises(h.ResourceLimitExceeded) as err:
+        components.execute("SELECT c_spin()")
+    assert err.value.limit == "fuel"
+    assert components.execute("SELECT c_add(40, 2)").scalar() == 42
+    assert components.execute("SELECT c_stamp()").scalar() > 0  # a host function
+    components.session.telemetry.collect()
+    (m,) = components.metrics("c_spin").values()
+    assert m.errors == 1

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.metadata
 import hmac
+import importlib.metadata
 import importlib.util
 import json
 import shutil

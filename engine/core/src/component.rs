@@ -9,6 +9,8 @@
 //! rows come back encoded and are decoded into `rows`), so both ABIs share
 //! one statement path, one authorizer and one set of limits.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::component::{Component, Func, HasSelf, Instance, InstancePre, Linker, Val};
@@ -421,6 +423,78 @@ where
             funcs: Vec::new(),
             poisoned: false,
         })
+    }
+}
+
+/// Idle instances of one [`ComponentPre`], reused between calls the core
+/// runs whole; at most the limits' `pool_size` are kept.
+pub struct ComponentPool<H: Host + Send + 'static> {
+    pre: ComponentPre<H>,
+    idle: Mutex<Vec<ComponentInstance<H>>>,
+    instantiated: AtomicUsize,
+}
+
+impl<H: Host + Send + 'static> ComponentPool<H>
+where
+    H::Error: Send,
+{
+    #[must_use]
+    pub fn new(pre: ComponentPre<H>) -> Self {
+        Self {
+            pre,
+            idle: Mutex::new(Vec::new()),
+            instantiated: AtomicUsize::new(0),
+        }
+    }
+
+    /// The linked component, to make instances kept elsewhere.
+    pub fn pre(&self) -> &ComponentPre<H> {
+        &self.pre
+    }
+
+    /// An idle instance, or a new one.
+    ///
+    /// # Errors
+    ///
+    /// As [`ComponentPre::instantiate`].
+    pub fn acquire(&self) -> Result<ComponentInstance<H>, CallError> {
+        if let Some(instance) = self.lock().pop() {
+            return Ok(instance);
+        }
+        let instance = self.pre.instantiate()?;
+        self.instantiated.fetch_add(1, Ordering::Relaxed);
+        Ok(instance)
+    }
+
+    /// Hands `instance` back, unless it is poisoned or enough are idle.
+    pub fn release(&self, instance: ComponentInstance<H>) {
+        if instance.is_poisoned() {
+            return;
+        }
+        let surplus = {
+            let mut idle = self.lock();
+            if idle.len() < self.pre.limits.pool_size {
+                idle.push(instance);
+                None
+            } else {
+                Some(instance)
+            }
+        };
+        // Dropping a store frees its memory: not while holding the lock.
+        drop(surplus);
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn instantiated_count(&self) -> usize {
+        self.instantiated.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ComponentInstance<H>>> {
+        // A panic while holding the lock cannot leave the list half-changed.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -81,6 +81,23 @@ class Numeric:
         writes: bool,
         lifts: bool,
     ) -> Numeric: ...
+    @staticmethod
+    def hosted_component(
+        pool: ComponentPool,
+        interface: str | None,
+        name: str,
+        params: Sequence[Param],
+        result: Kind | None,
+        limits: dict[str, Any],
+        tally: Tally,
+        fault: Fault,
+        hooks: Any,  # invoke.HostedHooks
+        gate: Gate,
+        grants: Grants,
+        is_procedure: Callable[[str], bool],
+        writes: bool,
+        lifts: bool,
+    ) -> Numeric: ...
     def call(self, args: Sequence[Any]) -> Any: ...
     def batch(self, columns: Sequence[Sequence[Any]]) -> list[Any]: ...
     @property

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from . import _core, native
 from .abi_basic import BasicModule, decode_returned, raised_error, returned_value
-from .abi_component import ComponentModule
+from .abi_component import ComponentModule, guest_error, sql_name
 from .errors import (
     AbiError,
     InvalidArgument,
@@ -29,7 +29,7 @@ from .policy import Capabilities, Limits
 from .registry import ProcedureVersion
 from .runtime import Runtime, core_error, host_bug
 from .telemetry import CallStats, LogRecord, Metrics, clip_message
-from .values import Signature, SqlType, SqlValue, coerce
+from .values import Signature, SqlType, SqlValue, coerce, convert_result
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 # Rows per guest call of a batch entry point.
@@ -145,8 +145,10 @@ class Runner:
         functions and all (engine/core/src/python/hosted.rs)."""
         limits = self.limits
         return (
-            isinstance(module, BasicModule)
-            and not module.pure
+            (
+                isinstance(module, ComponentModule)
+                or (isinstance(module, BasicModule) and not module.pure)
+            )
             # Numbers count 8 bytes against these: a tighter limit is the
             # general path's to report.
             and limits.max_arg_bytes >= 8 * len(self.signature.params)
@@ -329,10 +331,7 @@ class Runner:
                 fault = _fault_hook(self.session, self._metrics, self.limits, v)
                 try:
                     if self._hosted:
-                        assert isinstance(self.module, BasicModule)
-                        self._numeric = _core.Numeric.hosted(
-                            self.module.core_pool(self.limits, v.capabilities),
-                            v.export,
+                        setup = (
                             native.params_of(self.signature),
                             result,
                             self.limits.to_json(),
@@ -343,9 +342,24 @@ class Runner:
                             v.capabilities.core_grants,
                             self.session.is_procedure,
                             v.capabilities.can_write(),
-                            # A text, blob or JSON result: HostedHooks.lift.
+                            # A text, blob or JSON result: HostedHooks.lift / convert.
                             result is None and self.signature.returns is not None,
                         )
+                        if isinstance(self.module, ComponentModule):
+                            iface, wit_name, _ = self.module.functions[sql_name(v.export)]
+                            self._numeric = _core.Numeric.hosted_component(
+                                self.module.core_pool(self.limits, v.capabilities),
+                                iface,
+                                wit_name,
+                                *setup,
+                            )
+                        else:
+                            assert isinstance(self.module, BasicModule)
+                            self._numeric = _core.Numeric.hosted(
+                                self.module.core_pool(self.limits, v.capabilities),
+                                v.export,
+                                *setup,
+                            )
                     else:
                         module: NumericModule = self.module  # type: ignore[assignment]
                         core_module, export = module.core_export(v.export)
@@ -575,7 +589,9 @@ class HostedHooks:
         sig = self._version.signature
         if tag is None:
             return returned_value(sig, None, False, None)
-        value = returned_value(sig, None, True, decode_returned(tag, payload))
+        return self._held(returned_value(sig, None, True, decode_returned(tag, payload)))
+
+    def _held(self, value: Any) -> Any:
         size = _payload_bytes(value)
         if size > self._limits.max_result_bytes:
             raise ResourceLimitExceeded(
@@ -585,8 +601,17 @@ class HostedHooks:
             )
         return value
 
+    def convert(self, value: Any) -> Any:
+        """A component's result that is not a number, converted to the
+        declared type and held to max_result_bytes, as Runner._invoke does."""
+        return self._held(convert_result(self._version.signature, value))
+
     def raised(self, code: str, message: str, seconds: float) -> ProcedureError:
         return self._counted(raised_error(code, message), seconds)
+
+    def component_error(self, payload: Any, seconds: float) -> ProcedureError:
+        """The err payload of a component's result<T, E>."""
+        return self._counted(guest_error(payload), seconds)
 
     def host_fault(self, exc: BaseException, seconds: float) -> ProcedureError:
         if not isinstance(exc, ProcedureError):  # a bug in a host function: a trap, as before

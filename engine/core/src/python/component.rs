@@ -24,7 +24,10 @@ use wasmtime::component::{Component, Type, Val};
 use super::basic::{failure_error, guest_fault, wasi_spec, PyHost};
 use super::numeric::limits_from;
 use super::runtime::{core_error, PyRuntime};
-use crate::component::{ComponentInstance as CoreInstance, ComponentPre, Outcome};
+use crate::basic::Arg;
+use crate::component::{
+    ComponentInstance as CoreInstance, ComponentPool as CorePool, ComponentPre, Outcome,
+};
 use crate::engine::Runtime;
 use crate::wasi::WasiSpec;
 
@@ -312,7 +315,7 @@ fn lower(value: &Bound<'_, PyAny>, ty: &Type, what: &str) -> PyResult<Val> {
 }
 
 /// A component value of type `ty` as Python sees it.
-fn lift(py: Python<'_>, val: &Val, ty: &Type) -> PyResult<Py<PyAny>> {
+pub fn lift(py: Python<'_>, val: &Val, ty: &Type) -> PyResult<Py<PyAny>> {
     let obj = |o: Bound<'_, PyAny>| o.unbind();
     Ok(match val {
         Val::Bool(b) => obj(PyBool::new(py, *b).to_owned().into_any()),
@@ -417,8 +420,16 @@ type Pre = ComponentPre<PyHost>;
 /// WASI grants, linked once.
 #[pyclass(module = "heliosdb_wasm._core", frozen)]
 pub struct ComponentPool {
-    pre: Arc<Pre>,
-    status: Arc<Py<PyAny>>,
+    pub pool: Arc<CorePool<PyHost>>,
+    pub status: Arc<Py<PyAny>>,
+    component: Component,
+}
+
+impl ComponentPool {
+    /// The component, for the types of its exports.
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
 }
 
 #[pymethods]
@@ -442,16 +453,19 @@ impl ComponentPool {
         let pre = Pre::new(&component.runtime, &component.component, limits, spec)
             .map_err(|e| core_error(e.code(), e.message().to_owned()))?;
         Ok(Self {
-            pre: Arc::new(pre),
+            pool: Arc::new(CorePool::new(pre)),
             status: Arc::new(status),
+            component: component.component.clone(),
         })
     }
 
-    /// A new instance: `GuestFault` if instantiating fails.
+    /// A new instance: `GuestFault` if instantiating fails. Python's Runner
+    /// keeps the idle ones of the general path; calls the core runs whole
+    /// reuse the pool's own.
     fn instance(&self, py: Python<'_>) -> PyResult<ComponentInstance> {
-        let pre = self.pre.clone();
+        let pool = self.pool.clone();
         let instance = py
-            .detach(|| pre.instantiate())
+            .detach(|| pool.pre().instantiate())
             .map_err(|e| guest_fault(&e))?;
         Ok(ComponentInstance {
             slot: Mutex::new(Some(instance)),
@@ -577,18 +591,7 @@ pub fn lower_and_lift(
     name: &str,
     args: &Bound<'_, PySequence>,
 ) -> PyResult<Vec<Py<PyAny>>> {
-    let engine = component.runtime.engine();
-    let ty = component.component.component_type();
-    let item = match interface {
-        Some(i) => match ty.get_export(engine, i).map(|e| e.ty) {
-            Some(ComponentItem::ComponentInstance(instance)) => {
-                instance.get_export(engine, name).map(|e| e.ty)
-            }
-            _ => None,
-        },
-        None => ty.get_export(engine, name).map(|e| e.ty),
-    };
-    let Some(ComponentItem::ComponentFunc(func)) = item else {
+    let Some(func) = export_type(&component.component, interface, name) else {
         return Err(PyValueError::new_err(format!("no export {name:?}")));
     };
     let params: Vec<(String, Type)> = func.params().map(|(n, t)| (n.to_owned(), t)).collect();
@@ -607,4 +610,101 @@ pub fn lower_and_lift(
             lift(py, &val, t)
         })
         .collect()
+}
+
+/// A SQL argument as a component value of type `ty`, or why it cannot be
+/// one (the caller's `InvalidArgument`).
+pub fn arg_val(arg: &Arg, ty: &Type, what: &str) -> Result<Val, String> {
+    let wrong = || format!("{what}: cannot pass {arg:?} as {}", type_name(ty));
+    let int = |min: i128, max: i128, kind: &str| -> Result<i128, String> {
+        let x = match arg {
+            Arg::Integer(x) => i128::from(*x),
+            Arg::Boolean(b) => i128::from(*b),
+            _ => return Err(wrong()),
+        };
+        if x < min || x > max {
+            return Err(format!("{what}: {x} is out of range for {kind}"));
+        }
+        Ok(x)
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range-checked by `int`
+    Ok(match ty {
+        Type::Option(option) => match arg {
+            Arg::Null => Val::Option(None),
+            _ => Val::Option(Some(Box::new(arg_val(arg, &option.ty(), what)?))),
+        },
+        Type::Bool => match arg {
+            Arg::Boolean(b) => Val::Bool(*b),
+            Arg::Integer(x) => Val::Bool(*x != 0),
+            _ => return Err(wrong()),
+        },
+        Type::S8 => Val::S8(int(i8::MIN.into(), i8::MAX.into(), "s8")? as i8),
+        Type::U8 => Val::U8(int(0, u8::MAX.into(), "u8")? as u8),
+        Type::S16 => Val::S16(int(i16::MIN.into(), i16::MAX.into(), "s16")? as i16),
+        Type::U16 => Val::U16(int(0, u16::MAX.into(), "u16")? as u16),
+        Type::S32 => Val::S32(int(i32::MIN.into(), i32::MAX.into(), "s32")? as i32),
+        Type::U32 => Val::U32(int(0, u32::MAX.into(), "u32")? as u32),
+        Type::S64 => Val::S64(int(i64::MIN.into(), i64::MAX.into(), "s64")? as i64),
+        Type::U64 => Val::U64(int(0, u64::MAX.into(), "u64")? as u64),
+        Type::Float32 | Type::Float64 => {
+            #[allow(clippy::cast_precision_loss)] // as Python's float()
+            let x = match arg {
+                Arg::Real(x) => *x,
+                Arg::Integer(x) => *x as f64,
+                _ => return Err(wrong()),
+            };
+            if matches!(ty, Type::Float32) {
+                #[allow(clippy::cast_possible_truncation)] // f32 is the guest's choice
+                Val::Float32(x as f32)
+            } else {
+                Val::Float64(x)
+            }
+        }
+        Type::String => match arg {
+            Arg::Text(bytes) => Val::String(
+                String::from_utf8(bytes.clone()).map_err(|_| format!("{what}: invalid UTF-8"))?,
+            ),
+            _ => return Err(wrong()),
+        },
+        Type::List(list) if matches!(list.ty(), Type::U8) => match arg {
+            Arg::Blob(bytes) => Val::List(bytes.iter().copied().map(Val::U8).collect()),
+            _ => return Err(wrong()),
+        },
+        _ => return Err(wrong()),
+    })
+}
+
+fn type_name(ty: &Type) -> &'static str {
+    match ty {
+        Type::Bool => "bool",
+        Type::S8 | Type::S16 | Type::S32 | Type::S64 => "a signed integer",
+        Type::U8 | Type::U16 | Type::U32 | Type::U64 => "an unsigned integer",
+        Type::Float32 | Type::Float64 => "a float",
+        Type::String => "string",
+        Type::List(_) => "a list",
+        _ => "that WIT type",
+    }
+}
+
+/// A component's export found by interface and name, and its type.
+pub fn export_type(
+    component: &Component,
+    interface: Option<&str>,
+    name: &str,
+) -> Option<ComponentFunc> {
+    let engine = component.engine();
+    let ty = component.component_type();
+    let item = match interface {
+        Some(i) => match ty.get_export(engine, i).map(|e| e.ty) {
+            Some(ComponentItem::ComponentInstance(instance)) => {
+                instance.get_export(engine, name).map(|e| e.ty)
+            }
+            _ => None,
+        },
+        None => ty.get_export(engine, name).map(|e| e.ty),
+    };
+    match item {
+        Some(ComponentItem::ComponentFunc(func)) => Some(func),
+        _ => None,
+    }
 }

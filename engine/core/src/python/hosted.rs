@@ -16,27 +16,89 @@ use std::time::{Duration, Instant};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
+use wasmtime::component::{Type, Val as ComponentVal};
 use wasmtime::{Val, ValRaw};
 
 use super::basic::{BasicPool, Pool, PyHost, StatementScope};
+use super::component::{arg_val, export_type, lift, ComponentPool as PyComponentPool};
 use super::gate::Gate;
 use super::numeric::{
     fault_exception, limits_from, slot_arg, to_slot, Answer, Failure, Kind, Param, TallyInner,
     Target,
 };
 use super::policy::Grants;
+use super::runtime::core_error;
 use super::with_gil;
 use crate::basic::{self, Arg, CallFailure, Fault, Lower};
+use crate::component::ComponentPool;
 use crate::error::{CallError, Limit};
 use crate::gate::{deadline_after, ExecError, Gate as CoreGate};
 use crate::policy::Grants as CoreGrants;
 use crate::statement::RowLimits;
 
-pub struct Hosted {
+/// What a hosted call runs: a Basic-ABI module's export ([`BasicGuest`]) or
+/// a component's ([`ComponentGuest`]). Everything around the call — depth,
+/// policy, savepoints, the guest's transactions, typed failures — is
+/// [`Hosted`]'s, the same for both.
+pub trait Guest: Send + Sync + Sized + 'static {
+    /// A call's arguments as this guest takes them.
+    type Args: Send;
+    /// What a call that did not fail left.
+    type Done;
+    /// The arguments of a call, or why this guest cannot take them (the
+    /// call's `InvalidArgument`, before it runs).
+    fn prepare(&self, args: Vec<Arg>) -> Result<Self::Args, String>;
+    /// One call on an instance of the pool, `host` serving its host
+    /// functions.
+    ///
+    /// # Errors
+    ///
+    /// An instance could not be made (its start or `_initialize` failed).
+    fn call(&self, host: PyHost, args: Self::Args) -> Result<GuestCall<Self::Done>, CallError>;
+    /// A successful call's answer: the number in `slots[0]`, NULL, or a
+    /// value Python made.
+    fn answer(
+        &self,
+        hosted: &Hosted<Self>,
+        done: Self::Done,
+        slots: &mut [ValRaw],
+        seconds: f64,
+    ) -> Result<Answer, Failure>;
+    fn idle_count(&self) -> usize;
+    fn instantiated_count(&self) -> usize;
+}
+
+/// What one guest call left.
+pub struct GuestCall<D> {
+    result: Result<D, CallFailure<PyErr>>,
+    // heliosdb_error's (code, message): raising and then trapping is how a
+    // language without exceptions throws.
+    raised: Option<(String, String)>,
+    out_of_memory: bool,
+    fuel_used: u64,
+    memory_bytes: Option<usize>,
+    host: Option<PyHost>,
+}
+
+/// A Basic-ABI export.
+pub struct BasicGuest {
     pool: Arc<Pool>,
-    status: Arc<Py<PyAny>>,
     export: String,
     lowering: Vec<Lower>,
+}
+
+/// A component's export.
+pub struct ComponentGuest {
+    pool: Arc<ComponentPool<PyHost>>,
+    interface: Option<String>,
+    name: String,
+    params: Vec<(String, Type)>,
+    result: Option<Type>,
+}
+
+pub struct Hosted<G: Guest> {
+    guest: G,
+    status: Arc<Py<PyAny>>,
     specs: Box<[Param]>,
     // The number kinds of the parameters; empty when some are buffers.
     params: Box<[Kind]>,
@@ -82,7 +144,7 @@ fn slot_of(val: &Val) -> ValRaw {
     }
 }
 
-impl Hosted {
+impl<G: Guest> Hosted<G> {
     /// A hook's answer: the typed error it returns (or the error calling it raised).
     fn hook_error<A>(&self, name: &str, args: A) -> Failure
     where
@@ -102,17 +164,13 @@ impl Hosted {
     /// `open_tx`.
     fn run(
         &self,
-        args: Vec<Arg>,
+        args: G::Args,
         slots: &mut [ValRaw],
         started: Instant,
         read_only: bool,
         open_tx: &mut Vec<String>,
     ) -> Result<Answer, Failure> {
         let elapsed = || started.elapsed();
-        let mut instance = self.pool.acquire().map_err(|error| Failure::Call {
-            error,
-            elapsed: elapsed(),
-        })?;
         let now = Instant::now();
         let scope = StatementScope {
             gate: self.gate.clone(),
@@ -124,41 +182,39 @@ impl Hosted {
             rows: self.rows,
         };
         let host = PyHost::hosted(self.status.clone(), self.hooks.clone(), scope);
-        let (result, outcome, mut host) = basic::call(
-            &mut instance,
-            Some(host),
-            &self.export,
-            &self.lowering,
-            args,
-        );
-        if let Some(host) = host.as_mut() {
+        let mut call = self.guest.call(host, args).map_err(|error| Failure::Call {
+            error,
+            elapsed: elapsed(),
+        })?;
+        if let Some(host) = call.host.as_mut() {
             *open_tx = std::mem::take(&mut host.tx);
         }
         // Whether the guest said it ran out of memory just before it
         // trapped: on stderr, or in a log line (hostapi.CallContext.log)
         // of the context a host function made.
-        let logged_it = host.filter(PyHost::needs_gil).is_some_and(|host| {
-            with_gil(|py| {
-                let said = host.said_out_of_memory(py);
-                drop(host); // under the GIL
-                said
-            })
-        });
-        let out_of_memory = outcome.out_of_memory || logged_it;
-        if !instance.is_poisoned() {
-            self.pool.release(instance);
-        }
+        let logged_it = call
+            .host
+            .take()
+            .filter(PyHost::needs_gil)
+            .is_some_and(|host| {
+                with_gil(|py| {
+                    let said = host.said_out_of_memory(py);
+                    drop(host); // under the GIL
+                    said
+                })
+            });
+        let out_of_memory = call.out_of_memory || logged_it;
         let seconds = elapsed().as_secs_f64();
-        if result.is_ok() {
+        if call.result.is_ok() {
             self.tally
-                .count_resources(outcome.fuel_used, outcome.memory_bytes);
+                .count_resources(call.fuel_used, call.memory_bytes);
         }
-        let values = match result {
-            Ok(values) => values,
-            Err(CallFailure::Call(CallError::Trap { .. })) if outcome.raised.is_some() => {
+        let done = match call.result {
+            Ok(done) => done,
+            Err(CallFailure::Call(CallError::Trap { .. })) if call.raised.is_some() => {
                 // Raising and then trapping is how a language without
                 // exceptions throws: the raised error is the outcome.
-                let (code, message) = outcome.raised.unwrap_or_default();
+                let (code, message) = call.raised.unwrap_or_default();
                 return Err(self.hook_error("raised", (code, message, seconds)));
             }
             Err(CallFailure::Call(CallError::Trap { message, .. })) if out_of_memory => {
@@ -197,37 +253,92 @@ impl Hosted {
                 }))
             }
         };
-        if let Some((code, message)) = outcome.raised {
+        if let Some((code, message)) = call.raised {
             return Err(self.hook_error("raised", (code, message, seconds)));
         }
+        self.guest.answer(self, done, slots, seconds)
+    }
+
+    /// A value Python made of the result (`hooks.convert` for a
+    /// component's, `hooks.lift` for what a Basic-ABI guest gave
+    /// `heliosdb_return`) as the call's answer: into `slots[0]` when the
+    /// result is a number.
+    fn python_answer(
+        &self,
+        slots: &mut [ValRaw],
+        seconds: f64,
+        make: impl for<'py> FnOnce(Python<'py>, &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>>,
+    ) -> Result<Answer, Failure> {
+        let kind = self.result;
+        let lifted = with_gil(|py| -> PyResult<Answer> {
+            let value = make(py, self.hooks.bind(py))?;
+            if value.is_none() {
+                return Ok(Answer::Null);
+            }
+            match kind {
+                Some(kind) => to_slot(&value, kind).map(|slot| {
+                    slots[0] = slot;
+                    Answer::Slot
+                }),
+                None => Ok(Answer::Value(value.unbind())),
+            }
+        });
+        lifted.map_err(|err| {
+            with_gil(|py| self.hook_error("host_fault", (err.into_value(py), seconds)))
+        })
+    }
+}
+
+impl Guest for BasicGuest {
+    type Args = Vec<Arg>;
+    // The wasm results and what the guest gave heliosdb_return.
+    type Done = (Vec<Val>, Option<(u8, Vec<u8>)>);
+
+    fn prepare(&self, args: Vec<Arg>) -> Result<Vec<Arg>, String> {
+        Ok(args)
+    }
+
+    fn call(&self, host: PyHost, args: Vec<Arg>) -> Result<GuestCall<Self::Done>, CallError> {
+        let mut instance = self.pool.acquire()?;
+        let (result, outcome, host) = basic::call(
+            &mut instance,
+            Some(host),
+            &self.export,
+            &self.lowering,
+            args,
+        );
+        if !instance.is_poisoned() {
+            self.pool.release(instance);
+        }
+        let returned = outcome.returned;
+        Ok(GuestCall {
+            result: result.map(|values| (values, returned)),
+            raised: outcome.raised,
+            out_of_memory: outcome.out_of_memory,
+            fuel_used: outcome.fuel_used,
+            memory_bytes: outcome.memory_bytes,
+            host,
+        })
+    }
+
+    fn answer(
+        &self,
+        hosted: &Hosted<Self>,
+        (values, returned): Self::Done,
+        slots: &mut [ValRaw],
+        seconds: f64,
+    ) -> Result<Answer, Failure> {
         // heliosdb_return's value (or, for a result that is not a number,
         // its absence): decoded, converted and checked as the general path
         // does, by `hooks.lift`.
-        let returned = match outcome.returned {
+        let returned = match returned {
             Some((tag, payload)) => Some((Some(tag), payload)),
-            None if self.lifts => Some((None, Vec::new())),
+            None if hosted.lifts => Some((None, Vec::new())),
             None => None,
         };
         if let Some((tag, payload)) = returned {
-            let kind = self.result;
-            let lifted = with_gil(|py| -> PyResult<Answer> {
-                let value = self
-                    .hooks
-                    .bind(py)
-                    .call_method1(intern!(py, "lift"), (tag, PyBytes::new(py, &payload)))?;
-                if value.is_none() {
-                    return Ok(Answer::Null);
-                }
-                match kind {
-                    Some(kind) => to_slot(&value, kind).map(|slot| {
-                        slots[0] = slot;
-                        Answer::Slot
-                    }),
-                    None => Ok(Answer::Value(value.unbind())),
-                }
-            });
-            return lifted.map_err(|err| {
-                with_gil(|py| self.hook_error("host_fault", (err.into_value(py), seconds)))
+            return hosted.python_answer(slots, seconds, |py, hooks| {
+                hooks.call_method1(intern!(py, "lift"), (tag, PyBytes::new(py, &payload)))
             });
         }
         if let Some(first) = values.first() {
@@ -235,16 +346,157 @@ impl Hosted {
         }
         Ok(Answer::Slot)
     }
+
+    fn idle_count(&self) -> usize {
+        self.pool.idle_count()
+    }
+
+    fn instantiated_count(&self) -> usize {
+        self.pool.instantiated_count()
+    }
 }
 
-impl Hosted {
+impl Guest for ComponentGuest {
+    type Args = Vec<ComponentVal>;
+    type Done = Option<ComponentVal>;
+
+    fn prepare(&self, args: Vec<Arg>) -> Result<Vec<ComponentVal>, String> {
+        args.iter()
+            .zip(&self.params)
+            .map(|(arg, (pname, ty))| arg_val(arg, ty, &format!("{}({pname})", self.name)))
+            .collect()
+    }
+
+    fn call(
+        &self,
+        host: PyHost,
+        args: Vec<ComponentVal>,
+    ) -> Result<GuestCall<Self::Done>, CallError> {
+        let mut instance = self.pool.acquire()?;
+        let (result, outcome, host) =
+            instance.call(host, self.interface.as_deref(), &self.name, &args);
+        self.pool.release(instance);
+        Ok(GuestCall {
+            result: result.map(|values| values.into_iter().next()),
+            raised: None,
+            out_of_memory: outcome.out_of_memory,
+            fuel_used: outcome.fuel_used,
+            memory_bytes: None,
+            host,
+        })
+    }
+
+    fn answer(
+        &self,
+        hosted: &Hosted<Self>,
+        done: Self::Done,
+        slots: &mut [ValRaw],
+        seconds: f64,
+    ) -> Result<Answer, Failure> {
+        let (Some(mut value), Some(mut ty)) = (done, self.result.clone()) else {
+            return Ok(Answer::Null);
+        };
+        // result<T, E>: its err is the call's error, as the guest typed it.
+        if let (ComponentVal::Result(result), Type::Result(rt)) = (&value, &ty) {
+            match result {
+                Ok(ok) => {
+                    let (Some(ok), Some(ok_ty)) = (ok.clone(), rt.ok()) else {
+                        return Ok(Answer::Null);
+                    };
+                    (value, ty) = (*ok, ok_ty);
+                }
+                Err(err) => {
+                    let payload = with_gil(|py| match (err, rt.err()) {
+                        (Some(e), Some(t)) => lift(py, e, &t),
+                        _ => Ok(py.None()),
+                    });
+                    return Err(match payload {
+                        Ok(payload) => hosted.hook_error("component_error", (payload, seconds)),
+                        Err(err) => Failure::Raised(err),
+                    });
+                }
+            }
+        }
+        if let (ComponentVal::Option(inner), Type::Option(ot)) = (&value, &ty) {
+            let Some(inner) = inner.clone() else {
+                return Ok(Answer::Null);
+            };
+            (value, ty) = (*inner, ot.ty());
+        }
+        match (hosted.result, number(&value)) {
+            (Some(kind), Some(n)) if !hosted.lifts => match n.slot(kind) {
+                Some(slot) => {
+                    slots[0] = slot;
+                    Ok(Answer::Slot)
+                }
+                None => {
+                    let message = format!("{} result: {n:?} does not fit its SQL type", self.name);
+                    Err(hosted.hook_error("invalid", (message, seconds)))
+                }
+            },
+            _ => hosted.python_answer(slots, seconds, |py, hooks| {
+                let value = lift(py, &value, &ty)?;
+                hooks.call_method1(intern!(py, "convert"), (value,))
+            }),
+        }
+    }
+
+    fn idle_count(&self) -> usize {
+        self.pool.idle_count()
+    }
+
+    fn instantiated_count(&self) -> usize {
+        self.pool.instantiated_count()
+    }
+}
+
+/// A component's scalar result as a number.
+#[derive(Debug, Clone, Copy)]
+enum Number {
+    Int(i128),
+    Float(f64),
+}
+
+fn number(val: &ComponentVal) -> Option<Number> {
+    Some(match *val {
+        ComponentVal::Bool(b) => Number::Int(i128::from(b)),
+        ComponentVal::S8(x) => Number::Int(x.into()),
+        ComponentVal::U8(x) => Number::Int(x.into()),
+        ComponentVal::S16(x) => Number::Int(x.into()),
+        ComponentVal::U16(x) => Number::Int(x.into()),
+        ComponentVal::S32(x) => Number::Int(x.into()),
+        ComponentVal::U32(x) => Number::Int(x.into()),
+        ComponentVal::S64(x) => Number::Int(x.into()),
+        ComponentVal::U64(x) => Number::Int(x.into()),
+        ComponentVal::Float32(x) => Number::Float(x.into()),
+        ComponentVal::Float64(x) => Number::Float(x),
+        _ => return None,
+    })
+}
+
+impl Number {
+    /// The number in a slot of `kind`, if it fits.
+    fn slot(self, kind: Kind) -> Option<ValRaw> {
+        #[allow(clippy::cast_possible_truncation)] // an f32 result stays f32
+        Some(match (kind, self) {
+            (Kind::I64, Number::Int(x)) => ValRaw::i64(i64::try_from(x).ok()?),
+            (Kind::I32, Number::Int(x)) => ValRaw::i32(i32::try_from(x).ok()?),
+            (Kind::Bool, Number::Int(x)) => ValRaw::i32(i32::from(x != 0)),
+            (Kind::F64, Number::Float(x)) => ValRaw::f64(x.to_bits()),
+            (Kind::F32, Number::Float(x)) => ValRaw::f32((x as f32).to_bits()),
+            _ => return None,
+        })
+    }
+}
+
+impl<G: Guest> Hosted<G> {
     /// A writer's call in its own savepoint, so a failed call undoes
     /// exactly what it wrote (hostapi.CallContext: when the calling
     /// statement is itself writing, SQLite refuses the savepoint and the
     /// call runs read-only, covered by that statement's own rollback).
     fn bracketed(
         &self,
-        args: Vec<Arg>,
+        args: G::Args,
         slots: &mut [ValRaw],
         started: Instant,
     ) -> Result<Answer, Failure> {
@@ -315,7 +567,7 @@ impl Hosted {
     }
 }
 
-impl Target for Hosted {
+impl<G: Guest> Target for Hosted<G> {
     fn params(&self) -> &[Kind] {
         &self.params
     }
@@ -360,6 +612,13 @@ impl Target for Hosted {
         if size > self.max_arg_bytes {
             return Err(self.hook_error("too_many_arg_bytes", (size,)));
         }
+        let args = match self.guest.prepare(args) {
+            Ok(args) => args,
+            Err(message) => {
+                let seconds = started.elapsed().as_secs_f64();
+                return Err(self.hook_error("invalid", (message, seconds)));
+            }
+        };
         if !self.gate.enter_call(self.max_depth) {
             return Err(self.hook_error("too_deep", ()));
         }
@@ -390,18 +649,16 @@ impl Target for Hosted {
     }
 
     fn idle_count(&self) -> usize {
-        self.pool.idle_count()
+        self.guest.idle_count()
     }
 
     fn instantiated_count(&self) -> usize {
-        self.pool.instantiated_count()
+        self.guest.instantiated_count()
     }
 }
 
 /// The arguments of `Numeric.hosted`.
 pub struct HostedArgs<'a, 'py> {
-    pub pool: &'a BasicPool,
-    pub export: &'a str,
     pub params: Box<[Param]>,
     pub result: Option<Kind>,
     pub limits: &'a Bound<'py, PyDict>,
@@ -415,7 +672,58 @@ pub struct HostedArgs<'a, 'py> {
     pub lifts: bool,
 }
 
-pub fn hosted(args: HostedArgs<'_, '_>) -> PyResult<Hosted> {
+/// A Basic-ABI export of `pool` run whole in the core.
+pub fn basic(
+    pool: &BasicPool,
+    export: &str,
+    args: HostedArgs<'_, '_>,
+) -> PyResult<Hosted<BasicGuest>> {
+    let guest = BasicGuest {
+        pool: pool.pool.clone(),
+        export: export.to_owned(),
+        lowering: args.params.iter().map(|p| lower(*p)).collect(),
+    };
+    hosted(guest, pool.status.clone(), args)
+}
+
+/// A component's export run whole in the core.
+pub fn component(
+    pool: &PyComponentPool,
+    interface: Option<&str>,
+    name: &str,
+    args: HostedArgs<'_, '_>,
+) -> PyResult<Hosted<ComponentGuest>> {
+    let func = export_type(pool.component(), interface, name).ok_or_else(|| {
+        core_error(
+            "abi-error",
+            format!("the component exports no function {name:?}"),
+        )
+    })?;
+    let guest = ComponentGuest {
+        pool: pool.pool.clone(),
+        interface: interface.map(str::to_owned),
+        name: name.to_owned(),
+        params: func.params().map(|(n, t)| (n.to_owned(), t)).collect(),
+        result: func.results().next(),
+    };
+    if guest.params.len() != args.params.len() {
+        return Err(core_error(
+            "abi-error",
+            format!(
+                "{name} takes {} parameter(s), not {}",
+                guest.params.len(),
+                args.params.len()
+            ),
+        ));
+    }
+    hosted(guest, pool.status.clone(), args)
+}
+
+fn hosted<G: Guest>(
+    guest: G,
+    status: Arc<Py<PyAny>>,
+    args: HostedArgs<'_, '_>,
+) -> PyResult<Hosted<G>> {
     let limits = args.limits;
     let get = |key: &str| -> PyResult<usize> {
         limits
@@ -427,10 +735,8 @@ pub fn hosted(args: HostedArgs<'_, '_>) -> PyResult<Hosted> {
     };
     let core_limits = limits_from(limits)?;
     Ok(Hosted {
-        pool: args.pool.pool.clone(),
-        status: args.pool.status.clone(),
-        export: args.export.to_owned(),
-        lowering: args.params.iter().map(|p| lower(*p)).collect(),
+        guest,
+        status,
         params: Param::kinds(&args.params).unwrap_or_default(),
         specs: args.params,
         max_arg_bytes: get("max_arg_bytes")?,

@@ -754,9 +754,7 @@ impl Numeric {
     ) -> PyResult<Self> {
         let params = Param::parse_all(&params)?;
         let result = result.as_deref().map(Kind::parse).transpose()?;
-        let target = super::hosted::hosted(super::hosted::HostedArgs {
-            pool,
-            export,
+        let args = super::hosted::HostedArgs {
             params,
             result,
             limits,
@@ -768,9 +766,52 @@ impl Numeric {
             is_procedure,
             writes,
             lifts,
-        })?;
+        };
         Ok(Self {
-            inner: Arc::new(target),
+            inner: Arc::new(super::hosted::basic(pool, export, args)?),
+        })
+    }
+
+    /// As `hosted`, for the export `name` (in `interface`, if given) of a
+    /// component: `pool` is the version's `ComponentPool`; `hooks` also
+    /// makes the result of what is not a number (`hooks.convert`) and the
+    /// error of an `err` result (`hooks.component_error`).
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)] // one procedure version's whole setup
+    #[pyo3(signature = (pool, interface, name, params, result, limits, tally, fault, hooks, gate, grants, is_procedure, writes, lifts))]
+    fn hosted_component(
+        pool: &super::component::ComponentPool,
+        interface: Option<&str>,
+        name: &str,
+        params: Vec<String>,
+        result: Option<String>,
+        limits: &Bound<'_, PyDict>,
+        tally: &Tally,
+        fault: Py<PyAny>,
+        hooks: Py<PyAny>,
+        gate: &super::gate::Gate,
+        grants: &super::policy::Grants,
+        is_procedure: Py<PyAny>,
+        writes: bool,
+        lifts: bool,
+    ) -> PyResult<Self> {
+        let params = Param::parse_all(&params)?;
+        let result = result.as_deref().map(Kind::parse).transpose()?;
+        let args = super::hosted::HostedArgs {
+            params,
+            result,
+            limits,
+            tally: tally.inner.clone(),
+            fault,
+            hooks,
+            gate,
+            grants,
+            is_procedure,
+            writes,
+            lifts,
+        };
+        Ok(Self {
+            inner: Arc::new(super::hosted::component(pool, interface, name, args)?),
         })
     }
 

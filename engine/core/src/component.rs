@@ -322,14 +322,17 @@ pub struct ComponentPre<H: Host + Send + 'static> {
     wasi: WasiSpec,
 }
 
+/// An export resolved once: its interface, name, function and result count.
+type Resolved = (Option<Box<str>>, Box<str>, Func, usize);
+
 /// One instance with its own store.
 pub struct ComponentInstance<H: Host + Send + 'static> {
     store: Store<Data<H>>,
     instance: Instance,
     fuel: u64,
     deadline_ticks: u64,
-    // Exports called before: a call skips the name lookup.
-    funcs: Vec<(Box<str>, Func, usize)>,
+    // Exports called before: a call skips the lookup.
+    funcs: Vec<Resolved>,
     poisoned: bool,
 }
 
@@ -501,8 +504,11 @@ where
 impl<H: Host + Send + 'static> ComponentInstance<H> {
     /// The export `name` (in `interface`, if given) and its parameter count.
     fn func(&mut self, interface: Option<&str>, name: &str) -> Option<(Func, usize)> {
-        let key = interface.map_or_else(|| name.to_owned(), |i| format!("{i}#{name}"));
-        if let Some((_, func, n)) = self.funcs.iter().find(|f| *f.0 == *key) {
+        if let Some((_, _, func, n)) = self
+            .funcs
+            .iter()
+            .find(|f| *f.1 == *name && f.0.as_deref() == interface)
+        {
             return Some((*func, *n));
         }
         let parent = match interface {
@@ -514,7 +520,8 @@ impl<H: Host + Send + 'static> ComponentInstance<H> {
             .get_export_index(&mut self.store, parent.as_ref(), name)?;
         let func = self.instance.get_func(&mut self.store, index)?;
         let n = func.ty(&self.store).results().len();
-        self.funcs.push((key.into(), func, n));
+        self.funcs
+            .push((interface.map(Into::into), name.into(), func, n));
         Some((func, n))
     }
 

@@ -1113,7 +1113,8 @@ class Database:
         self, version: ProcedureVersion, slow: Callable[..., Any]
     ) -> _core.Scalar | None:
         """The SQL function of ``version`` that SQLite calls in the core, if
-        it can have one (a numeric Basic-ABI procedure).
+        it can have one (a Basic-ABI procedure or a component the core runs
+        whole: numbers, text or blobs in).
 
         It finds the version's ``Numeric`` through its Runner on the first
         row and keeps it until it is released (``_retire``: the Runner
@@ -1121,7 +1122,7 @@ class Database:
         bound, it finds nothing and every row goes through ``slow`` (the
         current version).
         """
-        if version.abi != "basic":
+        if version.abi not in ("basic", "component"):
             return None
 
         def acquire() -> _core.Numeric | None:

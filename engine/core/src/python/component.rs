@@ -614,8 +614,8 @@ pub fn lower_and_lift(
 
 /// A SQL argument as a component value of type `ty`, or why it cannot be
 /// one (the caller's `InvalidArgument`).
-pub fn arg_val(arg: &Arg, ty: &Type, what: &str) -> Result<Val, String> {
-    let wrong = || format!("{what}: cannot pass {arg:?} as {}", type_name(ty));
+pub fn arg_val(arg: &Arg, ty: &Type, what: &dyn Fn() -> String) -> Result<Val, String> {
+    let wrong = || format!("{}: cannot pass {arg:?} as {}", what(), type_name(ty));
     let int = |min: i128, max: i128, kind: &str| -> Result<i128, String> {
         let x = match arg {
             Arg::Integer(x) => i128::from(*x),
@@ -623,7 +623,7 @@ pub fn arg_val(arg: &Arg, ty: &Type, what: &str) -> Result<Val, String> {
             _ => return Err(wrong()),
         };
         if x < min || x > max {
-            return Err(format!("{what}: {x} is out of range for {kind}"));
+            return Err(format!("{}: {x} is out of range for {kind}", what()));
         }
         Ok(x)
     };
@@ -662,7 +662,8 @@ pub fn arg_val(arg: &Arg, ty: &Type, what: &str) -> Result<Val, String> {
         }
         Type::String => match arg {
             Arg::Text(bytes) => Val::String(
-                String::from_utf8(bytes.clone()).map_err(|_| format!("{what}: invalid UTF-8"))?,
+                String::from_utf8(bytes.clone())
+                    .map_err(|_| format!("{}: invalid UTF-8", what()))?,
             ),
             _ => return Err(wrong()),
         },

@@ -363,7 +363,7 @@ impl Guest for ComponentGuest {
     fn prepare(&self, args: Vec<Arg>) -> Result<Vec<ComponentVal>, String> {
         args.iter()
             .zip(&self.params)
-            .map(|(arg, (pname, ty))| arg_val(arg, ty, &format!("{}({pname})", self.name)))
+            .map(|(arg, (pname, ty))| arg_val(arg, ty, &|| format!("{}({pname})", self.name)))
             .collect()
     }
 

@@ -83,6 +83,21 @@ def _render(params: Sequence[str], results: Sequence[str]) -> str:
     return f"({', '.join(params)}) -> ({', '.join(results)})"
 
 
+def pooled(pools: dict[str, T], limits: Limits, grants: Any, make: Callable[[], T]) -> T:
+    """The core's pool for ``limits`` and WASI ``grants`` from ``pools``,
+    made by ``make`` on first use (a pool links the module once)."""
+    key = json.dumps([limits.to_json(), grants], sort_keys=True)
+    pool = pools.get(key)
+    if pool is None:
+        try:
+            pool = make()
+        except _core.CoreError as exc:
+            code, message = exc.args
+            raise core_error(code, message, None, [], limits) from None
+        pool = pools.setdefault(key, pool)
+    return pool
+
+
 def core_module(runtime: Runtime, sha256: str, wasm: Source) -> _core.Module:
     """The module compiled by the core: from its cache of compiled code
     (the bytes are read only on a miss), or now."""
@@ -250,16 +265,12 @@ class BasicModule:
         linked once) and, for a WASI guest, what ``caps`` grant of WASI;
         made on first use."""
         grants = wasi_grants(caps, limits) if self.uses_wasi else None
-        key = json.dumps([limits.to_json(), grants], sort_keys=True)
-        pool = self._pools.get(key)
-        if pool is None:
-            try:
-                pool = _core.BasicPool(self._core, limits.to_json(), host_status, grants)
-            except _core.CoreError as exc:
-                code, message = exc.args
-                raise core_error(code, message, None, [], limits) from None
-            pool = self._pools.setdefault(key, pool)
-        return pool
+        return pooled(
+            self._pools,
+            limits,
+            grants,
+            lambda: _core.BasicPool(self._core, limits.to_json(), host_status, grants),
+        )
 
 
 # The lowering of a parameter for the core (python/basic.rs): its wasm

@@ -15,12 +15,11 @@ descriptors: ``("s64",)``, ``("list", T)``, ``("option", T)``,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _core
-from .abi_basic import host_status
+from .abi_basic import host_status, pooled
 from .errors import (
     WIT_ERROR_CASES,
     AbiError,
@@ -229,16 +228,12 @@ class ComponentModule:
         """The core's pool of this component under ``limits`` and what
         ``caps`` grant of WASI (linked once), made on first use."""
         grants = wasi_grants(caps, limits) if self.uses_wasi else None
-        key = json.dumps([limits.to_json(), grants], sort_keys=True)
-        pool = self._pools.get(key)
-        if pool is None:
-            try:
-                pool = _core.ComponentPool(self.component, limits.to_json(), host_status, grants)
-            except _core.CoreError as exc:
-                code, message = exc.args
-                raise core_error(code, message, None, [], limits) from None
-            pool = self._pools.setdefault(key, pool)
-        return pool
+        return pooled(
+            self._pools,
+            limits,
+            grants,
+            lambda: _core.ComponentPool(self.component, limits.to_json(), host_status, grants),
+        )
 
 
 class ComponentInstance:

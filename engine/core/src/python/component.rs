@@ -184,29 +184,18 @@ fn lower(value: &Bound<'_, PyAny>, ty: &Type, what: &str) -> PyResult<Val> {
                 .map_or_else(|_| "?".into(), |n| n.to_string())
         ))
     };
-    let int = |min: i128, max: i128, kind: &str| -> PyResult<i128> {
-        if value.is_instance_of::<PyBool>() {
-            return Ok(i128::from(value.extract::<bool>()?));
-        }
-        let x: i128 = value.extract().map_err(|_| wrong("an integer"))?;
-        if x < min || x > max {
-            return Err(PyValueError::new_err(format!(
-                "{what}: {x} is out of range for {kind}"
-            )));
-        }
-        Ok(x)
-    };
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range-checked by `int`
+    if is_integer(ty) {
+        let x: i128 = if value.is_instance_of::<PyBool>() {
+            i128::from(value.extract::<bool>()?)
+        } else {
+            value.extract().map_err(|_| wrong("an integer"))?
+        };
+        return integer(ty, x).map_err(|kind| {
+            PyValueError::new_err(format!("{what}: {x} is out of range for {kind}"))
+        });
+    }
     Ok(match ty {
         Type::Bool => Val::Bool(value.extract().map_err(|_| wrong("a bool"))?),
-        Type::S8 => Val::S8(int(i8::MIN.into(), i8::MAX.into(), "s8")? as i8),
-        Type::U8 => Val::U8(int(0, u8::MAX.into(), "u8")? as u8),
-        Type::S16 => Val::S16(int(i16::MIN.into(), i16::MAX.into(), "s16")? as i16),
-        Type::U16 => Val::U16(int(0, u16::MAX.into(), "u16")? as u16),
-        Type::S32 => Val::S32(int(i32::MIN.into(), i32::MAX.into(), "s32")? as i32),
-        Type::U32 => Val::U32(int(0, u32::MAX.into(), "u32")? as u32),
-        Type::S64 => Val::S64(int(i64::MIN.into(), i64::MAX.into(), "s64")? as i64),
-        Type::U64 => Val::U64(int(0, u64::MAX.into(), "u64")? as u64),
         #[allow(clippy::cast_possible_truncation)] // f32 is the guest's choice
         Type::Float32 => {
             Val::Float32(value.extract::<f64>().map_err(|_| wrong("a number"))? as f32)
@@ -408,6 +397,30 @@ pub fn lift(py: Python<'_>, val: &Val, ty: &Type) -> PyResult<Py<PyAny>> {
         Val::Flags(names) => obj(PyList::new(py, names)?.into_any()),
         _ => return Err(mismatch()),
     })
+}
+
+fn is_integer(ty: &Type) -> bool {
+    matches!(
+        ty,
+        Type::S8 | Type::U8 | Type::S16 | Type::U16 | Type::S32 | Type::U32 | Type::S64 | Type::U64
+    )
+}
+
+/// `x` as a value of the integer type `ty`, or the type's name when it is
+/// out of its range.
+fn integer(ty: &Type, x: i128) -> Result<Val, &'static str> {
+    let (val, name) = match ty {
+        Type::S8 => (i8::try_from(x).ok().map(Val::S8), "s8"),
+        Type::U8 => (u8::try_from(x).ok().map(Val::U8), "u8"),
+        Type::S16 => (i16::try_from(x).ok().map(Val::S16), "s16"),
+        Type::U16 => (u16::try_from(x).ok().map(Val::U16), "u16"),
+        Type::S32 => (i32::try_from(x).ok().map(Val::S32), "s32"),
+        Type::U32 => (u32::try_from(x).ok().map(Val::U32), "u32"),
+        Type::S64 => (i64::try_from(x).ok().map(Val::S64), "s64"),
+        Type::U64 => (u64::try_from(x).ok().map(Val::U64), "u64"),
+        _ => (None, "an integer type"),
+    };
+    val.ok_or(name)
 }
 
 fn mismatch() -> PyErr {
@@ -616,18 +629,15 @@ pub fn lower_and_lift(
 /// one (the caller's `InvalidArgument`).
 pub fn arg_val(arg: &Arg, ty: &Type, what: &dyn Fn() -> String) -> Result<Val, String> {
     let wrong = || format!("{}: cannot pass {arg:?} as {}", what(), type_name(ty));
-    let int = |min: i128, max: i128, kind: &str| -> Result<i128, String> {
+    if is_integer(ty) {
         let x = match arg {
             Arg::Integer(x) => i128::from(*x),
             Arg::Boolean(b) => i128::from(*b),
             _ => return Err(wrong()),
         };
-        if x < min || x > max {
-            return Err(format!("{}: {x} is out of range for {kind}", what()));
-        }
-        Ok(x)
-    };
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range-checked by `int`
+        return integer(ty, x)
+            .map_err(|kind| format!("{}: {x} is out of range for {kind}", what()));
+    }
     Ok(match ty {
         Type::Option(option) => match arg {
             Arg::Null => Val::Option(None),
@@ -638,14 +648,6 @@ pub fn arg_val(arg: &Arg, ty: &Type, what: &dyn Fn() -> String) -> Result<Val, S
             Arg::Integer(x) => Val::Bool(*x != 0),
             _ => return Err(wrong()),
         },
-        Type::S8 => Val::S8(int(i8::MIN.into(), i8::MAX.into(), "s8")? as i8),
-        Type::U8 => Val::U8(int(0, u8::MAX.into(), "u8")? as u8),
-        Type::S16 => Val::S16(int(i16::MIN.into(), i16::MAX.into(), "s16")? as i16),
-        Type::U16 => Val::U16(int(0, u16::MAX.into(), "u16")? as u16),
-        Type::S32 => Val::S32(int(i32::MIN.into(), i32::MAX.into(), "s32")? as i32),
-        Type::U32 => Val::U32(int(0, u32::MAX.into(), "u32")? as u32),
-        Type::S64 => Val::S64(int(i64::MIN.into(), i64::MAX.into(), "s64")? as i64),
-        Type::U64 => Val::U64(int(0, u64::MAX.into(), "u64")? as u64),
         Type::Float32 | Type::Float64 => {
             #[allow(clippy::cast_precision_loss)] // as Python's float()
             let x = match arg {

@@ -752,13 +752,11 @@ impl Numeric {
         writes: bool,
         lifts: bool,
     ) -> PyResult<Self> {
-        let params = Param::parse_all(&params)?;
-        let result = result.as_deref().map(Kind::parse).transpose()?;
-        let args = super::hosted::HostedArgs {
-            params,
-            result,
+        let args = super::hosted::HostedArgs::parse(
+            &params,
+            result.as_deref(),
             limits,
-            tally: tally.inner.clone(),
+            tally,
             fault,
             hooks,
             gate,
@@ -766,7 +764,7 @@ impl Numeric {
             is_procedure,
             writes,
             lifts,
-        };
+        )?;
         Ok(Self {
             inner: Arc::new(super::hosted::basic(pool, export, args)?),
         })
@@ -795,13 +793,11 @@ impl Numeric {
         writes: bool,
         lifts: bool,
     ) -> PyResult<Self> {
-        let params = Param::parse_all(&params)?;
-        let result = result.as_deref().map(Kind::parse).transpose()?;
-        let args = super::hosted::HostedArgs {
-            params,
-            result,
+        let args = super::hosted::HostedArgs::parse(
+            &params,
+            result.as_deref(),
             limits,
-            tally: tally.inner.clone(),
+            tally,
             fault,
             hooks,
             gate,
@@ -809,7 +805,7 @@ impl Numeric {
             is_procedure,
             writes,
             lifts,
-        };
+        )?;
         Ok(Self {
             inner: Arc::new(super::hosted::component(pool, interface, name, args)?),
         })

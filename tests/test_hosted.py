@@ -435,3 +435,32 @@ def test_a_component_limit_ends_the_call_and_the_next_runs(components: h.Databas
     components.session.telemetry.collect()
     (m,) = components.metrics("c_spin").values()
     assert m.errors == 1
+
+
+def test_threads_share_component_instances_safely(components: h.Database) -> None:
+    """Threads calling components on one connection (SQL scans and
+    Database.call, values and err results) each get a whole instance of
+    the core's pool: every answer is its own call's."""
+    components.execute("CREATE TABLE t(x INTEGER)")
+    components.execute("INSERT INTO t VALUES (1), (2), (3), (4)")
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(300):
+                assert components.execute("SELECT sum(c_add(x, ?)) FROM t", [seed]).scalar() == (
+                    10 + 4 * seed
+                )
+                assert components.call("c_safe_div", seed * 7 + i, 7) == seed + i // 7
+                with pytest.raises(h.ProcedureError):
+                    components.call("c_safe_div", i, 0)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert components.session.depth == 0 and components.conn.getautocommit()

@@ -464,3 +464,22 @@ def test_threads_share_component_instances_safely(components: h.Database) -> Non
         t.join()
     assert errors == []
     assert components.session.depth == 0 and components.conn.getautocommit()
+
+
+def test_null_arguments_take_the_core_path(
+    db: h.Database, components: h.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NULL for CALLED ON NULL INPUT reaches the guest as NULL from the
+    core itself (heliosdb_get_param's tag, a component's option none), from
+    SQL and Database.call: the general path never runs."""
+    from heliosdb_wasm.invoke import Runner
+
+    def general(self: Runner, values: object) -> object:
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(Runner, "_invoke", general)
+    assert db.execute("SELECT null_tag(NULL)").scalar() == db.call("null_tag", None)
+    assert db.execute("SELECT null_tag(7)").scalar() == db.call("null_tag", 7)
+    assert components.execute("SELECT c_maybe_double(NULL)").scalar() is None
+    assert components.call("c_maybe_double", None) is None
+    assert components.execute("SELECT c_maybe_double(1.5)").scalar() == 3.0

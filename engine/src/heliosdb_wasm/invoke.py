@@ -156,15 +156,10 @@ class Runner:
         )
 
     def call(self, args: Sequence[SqlValue]) -> Any:
-        # A NULL argument of a procedure with host functions goes the
-        # general way: the guest may ask heliosdb_get_param about it. So
-        # does every call while someone profiles (`procedure profile`
-        # listens for each call's breakdown, which only that way records).
-        if (
-            self._fast
-            and not (self._hosted and None in args)
-            and not self.session.telemetry.listeners
-        ):
+        # Every call while someone profiles goes the general way
+        # (`procedure profile` listens for each call's breakdown, which only
+        # that way records).
+        if self._fast and not self.session.telemetry.listeners:
             return self._call_fast(args)
         v = self.version
         try:
@@ -294,7 +289,12 @@ class Runner:
             elif value is None:
                 if not self.signature.called_on_null_input:
                     return None  # RETURNS NULL ON NULL INPUT
-                values.append(0.0 if t in (SqlType.DOUBLE, SqlType.REAL) else 0)
+                if self._hosted:
+                    # The guest may ask heliosdb_get_param (or see its
+                    # option<T>): it is told the argument is NULL.
+                    values.append(None)
+                else:
+                    values.append(0.0 if t in (SqlType.DOUBLE, SqlType.REAL) else 0)
             else:
                 values.append(coerce(value, t, f"argument {col.name}"))
         return values

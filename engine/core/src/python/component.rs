@@ -188,14 +188,14 @@ fn lower(value: &Bound<'_, PyAny>, ty: &Type, what: &str) -> PyResult<Val> {
         let x: i128 = if value.is_instance_of::<PyBool>() {
             i128::from(value.extract::<bool>()?)
         } else {
-            value.extract().map_err(|_| wrong("an integer"))?
+            value.extract().map_err(|_| wrong(expected(ty)))?
         };
         return integer(ty, x).map_err(|kind| {
             PyValueError::new_err(format!("{what}: {x} is out of range for {kind}"))
         });
     }
     Ok(match ty {
-        Type::Bool => Val::Bool(value.extract().map_err(|_| wrong("a bool"))?),
+        Type::Bool => Val::Bool(value.extract().map_err(|_| wrong(expected(ty)))?),
         #[allow(clippy::cast_possible_truncation)] // f32 is the guest's choice
         Type::Float32 => {
             Val::Float32(value.extract::<f64>().map_err(|_| wrong("a number"))? as f32)
@@ -628,7 +628,18 @@ pub fn lower_and_lift(
 /// A SQL argument as a component value of type `ty`, or why it cannot be
 /// one (the caller's `InvalidArgument`).
 pub fn arg_val(arg: &Arg, ty: &Type, what: &dyn Fn() -> String) -> Result<Val, String> {
-    let wrong = || format!("{}: cannot pass {arg:?} as {}", what(), type_name(ty));
+    // Worded as `lower` words it for the same value from Python.
+    let wrong = || {
+        let got = match arg {
+            Arg::Null => "NoneType",
+            Arg::Integer(_) => "int",
+            Arg::Real(_) => "float",
+            Arg::Text(_) => "str",
+            Arg::Blob(_) => "bytes",
+            Arg::Boolean(_) => "bool",
+        };
+        format!("{}: expected {}, got {got}", what(), expected(ty))
+    };
     if is_integer(ty) {
         let x = match arg {
             Arg::Integer(x) => i128::from(*x),
@@ -677,15 +688,15 @@ pub fn arg_val(arg: &Arg, ty: &Type, what: &dyn Fn() -> String) -> Result<Val, S
     })
 }
 
-fn type_name(ty: &Type) -> &'static str {
+/// What a parameter of type `ty` takes, as `lower`'s errors say it.
+fn expected(ty: &Type) -> &'static str {
     match ty {
-        Type::Bool => "bool",
-        Type::S8 | Type::S16 | Type::S32 | Type::S64 => "a signed integer",
-        Type::U8 | Type::U16 | Type::U32 | Type::U64 => "an unsigned integer",
-        Type::Float32 | Type::Float64 => "a float",
-        Type::String => "string",
-        Type::List(_) => "a list",
-        _ => "that WIT type",
+        Type::Bool => "a bool",
+        Type::Float32 | Type::Float64 => "a number",
+        Type::String => "a str",
+        Type::List(_) => "bytes",
+        ty if is_integer(ty) => "an integer",
+        _ => "a value of a type procedures can pass",
     }
 }
 

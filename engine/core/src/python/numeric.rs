@@ -103,6 +103,10 @@ impl Param {
 /// A Python value for a buffer parameter: str for text, bytes-like for a
 /// blob (TypeError for anything else: the general path names the argument).
 pub fn to_buffer(value: &Bound<'_, PyAny>, param: Param) -> PyResult<Arg> {
+    if value.is_none() {
+        // CALLED ON NULL INPUT: the guest is told it is NULL.
+        return Ok(Arg::Null);
+    }
     match param {
         Param::Text => Ok(Arg::Text(
             value.cast::<PyString>()?.to_str()?.as_bytes().to_vec(),
@@ -819,8 +823,13 @@ impl Numeric {
         let args = args.cast::<PySequence>()?;
         let n = args.len()?;
         let specs = inner.specs();
-        if specs.len() != inner.params().len() {
-            // Some parameters are buffers: the call goes by arguments.
+        // A NULL for a guest that must see it as one (CALLED ON NULL
+        // INPUT, host functions): the call goes by arguments too.
+        let by_args = specs.len() != inner.params().len()
+            || (!inner.zeros_for_nulls()
+                && (0..n).any(|i| args.get_item(i).is_ok_and(|a| a.is_none())));
+        if by_args {
+            // Some parameters are buffers, or NULL: the call goes by arguments.
             if n != specs.len() {
                 return Err(PyValueError::new_err(format!(
                     "expected {} argument(s), got {n}",

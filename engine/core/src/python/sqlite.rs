@@ -255,8 +255,9 @@ unsafe fn number_slot(kind: Kind, value: *mut ffi::sqlite3_value, ty: c_int) -> 
 
 /// The arguments of a row whose parameters include buffers: numbers as
 /// `lower` takes them, text that is valid UTF-8, blobs; in order, so a bad
-/// argument before a NULL is still the general path's error. A NULL goes
-/// the general way (the guest may ask `heliosdb_get_param` about it).
+/// argument before a NULL is still the general path's error. A NULL is the
+/// call's NULL result (RETURNS NULL ON NULL INPUT) or an `Arg::Null` the
+/// guest can ask `heliosdb_get_param` about (CALLED ON NULL INPUT).
 unsafe fn lower_args(scalar: &ScalarInner, args: &[*mut ffi::sqlite3_value]) -> Lowered {
     if args.len() != scalar.specs.len() {
         return Lowered::Slow;
@@ -268,11 +269,12 @@ unsafe fn lower_args(scalar: &ScalarInner, args: &[*mut ffi::sqlite3_value]) -> 
         // type it has; text and blob bytes are copied at once.
         let ty = unsafe { ffi::sqlite3_value_type(value) };
         if ty == ffi::SQLITE_NULL {
-            return if scalar.null_call {
-                Lowered::Slow
-            } else {
-                Lowered::Null
-            };
+            if !scalar.null_call {
+                return Lowered::Null; // RETURNS NULL ON NULL INPUT: no call
+            }
+            // CALLED ON NULL INPUT: the guest is told it is NULL.
+            out.push(Arg::Null);
+            continue;
         }
         out.push(match (spec, ty) {
             (Param::Text, ffi::SQLITE_TEXT) => {
@@ -416,10 +418,26 @@ unsafe fn row(
             Err(err) => return with_gil(|py| unsafe { pending(py, ctx, err) }),
         },
     };
-    if zeroed_null && !target.zeros_for_nulls() {
-        // The guest may ask heliosdb_get_param whether it is NULL.
-        return unsafe { slow(scalar, ctx, args) };
-    }
+    let buffers = if zeroed_null && !target.zeros_for_nulls() {
+        // The guest may ask heliosdb_get_param whether it is NULL: it is
+        // told, the call goes by arguments.
+        Some(
+            args.iter()
+                .zip(scalar.params.iter())
+                .zip(slots.iter())
+                .map(|((value, kind), slot)| {
+                    // SAFETY: one of this call's arguments.
+                    if unsafe { ffi::sqlite3_value_type(*value) } == ffi::SQLITE_NULL {
+                        Arg::Null
+                    } else {
+                        slot_arg(*kind, *slot)
+                    }
+                })
+                .collect(),
+        )
+    } else {
+        buffers
+    };
     let slots = &mut slots[..target.slots()];
     let call = || match buffers {
         Some(values) => target.call_args(values, slots),

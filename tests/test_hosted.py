@@ -483,3 +483,37 @@ def test_null_arguments_take_the_core_path(
     assert components.execute("SELECT c_maybe_double(NULL)").scalar() is None
     assert components.call("c_maybe_double", None) is None
     assert components.execute("SELECT c_maybe_double(1.5)").scalar() == 3.0
+
+
+def test_json_arguments_take_the_core_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JSON argument reaches the guest as its text from the core itself;
+    a document the core's check refuses goes the general way, which says
+    what is wrong in Python's words."""
+    from heliosdb_wasm.invoke import Runner
+
+    with h.Database.open(":memory:", limits=TEST_LIMITS) as db:
+        db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, label TEXT)")
+        db.execute("""INSERT INTO items VALUES (1, '"a"'), (2, '[1, 2]'), (3, '"a"')""")
+        db.execute(
+            "CREATE PROCEDURE labelled(doc JSON) RETURNS BIGINT LANGUAGE wasm"
+            " CAPABILITIES ('read:items') USING EXPORT 'query_param_text'"
+            f" AS $wasm${b64(wasm_of('host'))}$wasm$"
+        )
+        assert db._runner("labelled")._hosted
+        invoke = Runner._invoke
+
+        def general(self: Runner, values: object) -> object:
+            raise AssertionError("the general path ran")
+
+        monkeypatch.setattr(Runner, "_invoke", general)
+        assert db.execute("""SELECT labelled('"a"'), labelled('[1, 2]')""").rows == [(2, 1)]
+        assert db.call("labelled", '"a"') == 2
+        monkeypatch.setattr(Runner, "_invoke", invoke)
+        for bad in ("nope", "[1,"):
+            with pytest.raises(h.InvalidArgument, match="not valid JSON"):
+                db.execute("SELECT labelled(?)", [bad])
+            with pytest.raises(h.InvalidArgument, match="not valid JSON"):
+                db.call("labelled", bad)
+        # NaN is JSON to Python's json module, not to the core's check: the
+        # general path takes it.
+        assert db.execute("SELECT labelled('NaN')").scalar() == 0

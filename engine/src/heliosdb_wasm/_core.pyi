@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 Kind = Literal["i64", "i32", "f64", "f32", "bool"]
 # a parameter as Scalar and Numeric.hosted take it: a number, or a buffer
-Param = Literal["i64", "i32", "f64", "f32", "bool", "text", "blob"]
+Param = Literal["i64", "i32", "f64", "f32", "bool", "text", "blob", "json"]
 WASMTIME_VERSION: str
 BASIC_HOST_MODULE: str
 # name -> (param types, result types), as wasm type names (engine/core/src/abi.rs)

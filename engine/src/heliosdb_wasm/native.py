@@ -41,13 +41,19 @@ def eligible(params: Sequence[SqlType], returns: SqlType | None) -> bool:
 
 
 # Parameters the core hands the guest as buffers, when it serves the
-# module's host functions (JSON is checked by Python: the general path).
-BUFFER: dict[SqlType, _core.Param] = {SqlType.TEXT: "text", SqlType.BLOB: "blob"}
+# module's host functions. JSON is text the core checks (serde_json) and
+# leaves to the general path when it is not sure, so an invalid document is
+# refused in Python's words (values.check_json).
+BUFFER: dict[SqlType, _core.Param] = {
+    SqlType.TEXT: "text",
+    SqlType.BLOB: "blob",
+    SqlType.JSON: "json",
+}
 
 
 def hostable(signature: Signature) -> bool:
     """Whether the core can run calls of this signature whole when the
-    module's host functions are the core's: numbers, text or blobs in, and
+    module's host functions are the core's: numbers, text, JSON or blobs in, and
     a number or a scalar value out (text, blob and JSON results come back
     through ``HostedHooks.lift``)."""
     return signature.table is None and all(

@@ -130,7 +130,7 @@ fn lower(param: Param) -> Lower {
         Param::Num(Kind::I32 | Kind::Bool) => Lower::I32,
         Param::Num(Kind::F64) => Lower::F64,
         Param::Num(Kind::F32) => Lower::F32,
-        Param::Text | Param::Blob => Lower::Buffer,
+        Param::Text | Param::Blob | Param::Json => Lower::Buffer,
     }
 }
 

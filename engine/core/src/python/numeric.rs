@@ -73,16 +73,19 @@ pub enum Param {
     Num(Kind),
     Text,
     Blob,
+    /// Text that must be valid JSON: the guest gets the text.
+    Json,
 }
 
 impl Param {
-    /// `"text"`, `"blob"`, or a number kind.
+    /// `"text"`, `"blob"`, `"json"`, or a number kind.
     pub fn parse_all(names: &[String]) -> PyResult<Box<[Self]>> {
         names
             .iter()
             .map(|name| match name.as_str() {
                 "text" => Ok(Self::Text),
                 "blob" => Ok(Self::Blob),
+                "json" => Ok(Self::Json),
                 other => Kind::parse(other).map(Self::Num),
             })
             .collect()
@@ -94,7 +97,7 @@ impl Param {
             .iter()
             .map(|p| match p {
                 Self::Num(kind) => Some(*kind),
-                Self::Text | Self::Blob => None,
+                Self::Text | Self::Blob | Self::Json => None,
             })
             .collect()
     }
@@ -108,7 +111,8 @@ pub fn to_buffer(value: &Bound<'_, PyAny>, param: Param) -> PyResult<Arg> {
         return Ok(Arg::Null);
     }
     match param {
-        Param::Text => Ok(Arg::Text(
+        // JSON was checked by the caller (values.coerce, with Python's words).
+        Param::Text | Param::Json => Ok(Arg::Text(
             value.cast::<PyString>()?.to_str()?.as_bytes().to_vec(),
         )),
         Param::Blob => {

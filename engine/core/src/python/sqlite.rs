@@ -277,10 +277,19 @@ unsafe fn lower_args(scalar: &ScalarInner, args: &[*mut ffi::sqlite3_value]) -> 
             continue;
         }
         out.push(match (spec, ty) {
-            (Param::Text, ffi::SQLITE_TEXT) => {
+            (Param::Text | Param::Json, ffi::SQLITE_TEXT) => {
                 let bytes = unsafe { value_bytes(value, ffi::sqlite3_value_text(value)) };
                 if std::str::from_utf8(bytes).is_err() {
                     return Lowered::Slow; // the general path says why
+                }
+                // What serde_json accepts Python's json.loads accepts too
+                // (it refuses NaN, lone surrogates, deep nesting, which
+                // Python takes): anything else is the general path's to
+                // accept or to refuse in Python's words.
+                if *spec == Param::Json
+                    && serde_json::from_slice::<serde_json::Value>(bytes).is_err()
+                {
+                    return Lowered::Slow;
                 }
                 Arg::Text(bytes.to_vec())
             }

@@ -1,6 +1,7 @@
-//! `Numeric.hosted`: a numeric procedure whose module imports host
-//! functions, run whole in the core — from SQLite (a `Scalar`),
-//! `Database.call` or a batch — with no Python per row.
+//! `Numeric.hosted` and `Numeric.hosted_component`: a procedure whose
+//! module imports host functions or WASI, or a component, run whole in the
+//! core — from SQLite (a `Scalar`), `Database.call` or a batch — with no
+//! Python per row.
 //!
 //! It does what `invoke.Runner` and `hostapi.CallContext` do around a call:
 //! the connection's call depth, the caller's statement policy set aside, a

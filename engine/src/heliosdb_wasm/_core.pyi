@@ -67,25 +67,10 @@ class Numeric:
     ) -> None: ...
     @staticmethod
     def hosted(
-        pool: BasicPool,
-        export: str,
-        params: Sequence[Param],
-        result: Kind | None,
-        limits: dict[str, Any],
-        tally: Tally,
-        fault: Fault,
-        hooks: Any,  # invoke.HostedHooks
-        gate: Gate,
-        grants: Grants,
-        is_procedure: Callable[[str], bool],
-        writes: bool,
-        lifts: bool,
-    ) -> Numeric: ...
-    @staticmethod
-    def hosted_component(
-        pool: ComponentPool,
-        interface: str | None,
-        name: str,
+        # a BasicPool and its export's name, or a ComponentPool and
+        # (interface or None, name)
+        pool: BasicPool | ComponentPool,
+        export: str | tuple[str | None, str],
         params: Sequence[Param],
         result: Kind | None,
         limits: dict[str, Any],

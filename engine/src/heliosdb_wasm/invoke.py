@@ -345,21 +345,14 @@ class Runner:
                             # A text, blob or JSON result: HostedHooks.lift / convert.
                             result is None and self.signature.returns is not None,
                         )
+                        export: str | tuple[str | None, str] = v.export
                         if isinstance(self.module, ComponentModule):
                             iface, wit_name, _ = self.module.functions[sql_name(v.export)]
-                            self._numeric = _core.Numeric.hosted_component(
-                                self.module.core_pool(self.limits, v.capabilities),
-                                iface,
-                                wit_name,
-                                *setup,
-                            )
-                        else:
-                            assert isinstance(self.module, BasicModule)
-                            self._numeric = _core.Numeric.hosted(
-                                self.module.core_pool(self.limits, v.capabilities),
-                                v.export,
-                                *setup,
-                            )
+                            export = (iface, wit_name)
+                        assert isinstance(self.module, BasicModule | ComponentModule)
+                        self._numeric = _core.Numeric.hosted(
+                            self.module.core_pool(self.limits, v.capabilities), export, *setup
+                        )
                     else:
                         module: NumericModule = self.module  # type: ignore[assignment]
                         core_module, export = module.core_export(v.export)

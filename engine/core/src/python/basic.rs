@@ -456,10 +456,7 @@ impl BasicPool {
             .module
             .imports()
             .any(|i| i.module() == wasi::WASIP1_MODULE);
-        let spec = match wasi {
-            Some(dict) => wasi_spec(dict)?,
-            None => WasiSpec::default(),
-        };
+        let spec = wasi_spec(wasi)?;
         let linker = basic::linker::<PyHost>(module.runtime.engine(), with_wasi)
             .map_err(|e| core_error("abi-error", format!("{e:#}")))?;
         let pre = linker.instantiate_pre(&module.module).map_err(|e| {
@@ -513,8 +510,11 @@ pub struct BasicInstance {
     last: Mutex<Outcome>,
 }
 
-/// `BasicPool`'s `wasi` grants as a `WasiSpec`.
-pub fn wasi_spec(dict: &Bound<'_, PyDict>) -> PyResult<WasiSpec> {
+/// `BasicPool`'s `wasi` grants as a `WasiSpec` (None: nothing granted).
+pub fn wasi_spec(wasi: Option<&Bound<'_, PyDict>>) -> PyResult<WasiSpec> {
+    let Some(dict) = wasi else {
+        return Ok(WasiSpec::default());
+    };
     fn get<'py, T: FromPyObjectOwned<'py>>(dict: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
         field(dict, "wasi", key, "has the wrong type")
     }

@@ -29,7 +29,6 @@ use crate::component::{
     ComponentInstance as CoreInstance, ComponentPool as CorePool, ComponentPre, Outcome,
 };
 use crate::engine::Runtime;
-use crate::wasi::WasiSpec;
 
 /// One compiled component, from the cache or compiled now.
 #[pyclass(name = "Component", module = "heliosdb_wasm._core", frozen)]
@@ -459,10 +458,7 @@ impl ComponentPool {
         wasi: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let limits = limits_from(limits)?;
-        let spec = match wasi {
-            Some(dict) => wasi_spec(dict)?,
-            None => WasiSpec::default(),
-        };
+        let spec = wasi_spec(wasi)?;
         let pre = Pre::new(&component.runtime, &component.component, limits, spec)
             .map_err(|e| core_error(e.code(), e.message().to_owned()))?;
         Ok(Self {

@@ -1,4 +1,4 @@
-//! `Numeric.hosted` and `Numeric.hosted_component`: a procedure whose
+//! `Numeric.hosted`: a procedure whose
 //! module imports host functions or WASI, or a component, run whole in the
 //! core — from SQLite (a `Scalar`), `Database.call` or a batch — with no
 //! Python per row.
@@ -24,8 +24,8 @@ use super::basic::{BasicPool, Pool, PyHost, StatementScope};
 use super::component::{arg_val, export_type, lift, ComponentPool as PyComponentPool};
 use super::gate::Gate;
 use super::numeric::{
-    fault_exception, limits_from, slot_arg, to_slot, Answer, Failure, Kind, Param, Tally,
-    TallyInner, Target,
+    fault_exception, limits_from, slot_arg, to_slot, Answer, Failure, Kind, Param, TallyInner,
+    Target,
 };
 use super::policy::Grants;
 use super::runtime::core_error;
@@ -671,39 +671,6 @@ pub struct HostedArgs<'a, 'py> {
     pub is_procedure: Py<PyAny>,
     pub writes: bool,
     pub lifts: bool,
-}
-
-impl<'a, 'py> HostedArgs<'a, 'py> {
-    /// The arguments as `Numeric.hosted` and `hosted_component` take them
-    /// from Python: parameter and result kinds by name.
-    #[allow(clippy::too_many_arguments)] // one procedure version's whole setup
-    pub fn parse(
-        params: &[String],
-        result: Option<&str>,
-        limits: &'a Bound<'py, PyDict>,
-        tally: &Tally,
-        fault: Py<PyAny>,
-        hooks: Py<PyAny>,
-        gate: &'a Gate,
-        grants: &'a Grants,
-        is_procedure: Py<PyAny>,
-        writes: bool,
-        lifts: bool,
-    ) -> PyResult<Self> {
-        Ok(Self {
-            params: Param::parse_all(params)?,
-            result: result.map(Kind::parse).transpose()?,
-            limits,
-            tally: tally.inner.clone(),
-            fault,
-            hooks,
-            gate,
-            grants,
-            is_procedure,
-            writes,
-            lifts,
-        })
-    }
 }
 
 /// A Basic-ABI export of `pool` run whole in the core.

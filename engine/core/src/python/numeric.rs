@@ -736,18 +736,21 @@ impl Numeric {
         })
     }
 
-    /// A numeric export of a module with host imports, run whole in the
-    /// core (`hosted.rs`): `pool` is the version's `BasicPool`, `hooks` its
-    /// `invoke.HostedHooks`, the rest the version's limits and grants and
-    /// the connection's gate; `writes`: each call runs in its own savepoint;
-    /// `lifts`: the result is not a number (`result` is None) and
-    /// `hooks.lift` makes it of what the guest gave `heliosdb_return`.
+    /// A procedure whose module imports host functions or WASI, or a
+    /// component, run whole in the core (`hosted.rs`): `pool` is the
+    /// version's `BasicPool` with `export` its export's name, or its
+    /// `ComponentPool` with `export` `(interface or None, name)`; `hooks`
+    /// its `invoke.HostedHooks`, the rest the version's limits and grants
+    /// and the connection's gate; `writes`: each call runs in its own
+    /// savepoint; `lifts`: the result is not a number (`result` is None) and
+    /// `hooks.lift` (what a Basic-ABI guest gave `heliosdb_return`) or
+    /// `hooks.convert` (a component's value) makes it.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)] // one procedure version's whole setup
     #[pyo3(signature = (pool, export, params, result, limits, tally, fault, hooks, gate, grants, is_procedure, writes, lifts))]
     fn hosted(
-        pool: &super::basic::BasicPool,
-        export: &str,
+        pool: &Bound<'_, PyAny>,
+        export: &Bound<'_, PyAny>,
         params: Vec<String>,
         result: Option<String>,
         limits: &Bound<'_, PyDict>,
@@ -760,11 +763,11 @@ impl Numeric {
         writes: bool,
         lifts: bool,
     ) -> PyResult<Self> {
-        let args = super::hosted::HostedArgs::parse(
-            &params,
-            result.as_deref(),
+        let args = super::hosted::HostedArgs {
+            params: Param::parse_all(&params)?,
+            result: result.as_deref().map(Kind::parse).transpose()?,
             limits,
-            tally,
+            tally: tally.inner.clone(),
             fault,
             hooks,
             gate,
@@ -772,51 +775,21 @@ impl Numeric {
             is_procedure,
             writes,
             lifts,
-        )?;
-        Ok(Self {
-            inner: Arc::new(super::hosted::basic(pool, export, args)?),
-        })
-    }
-
-    /// As `hosted`, for the export `name` (in `interface`, if given) of a
-    /// component: `pool` is the version's `ComponentPool`; `hooks` also
-    /// makes the result of what is not a number (`hooks.convert`) and the
-    /// error of an `err` result (`hooks.component_error`).
-    #[staticmethod]
-    #[allow(clippy::too_many_arguments)] // one procedure version's whole setup
-    #[pyo3(signature = (pool, interface, name, params, result, limits, tally, fault, hooks, gate, grants, is_procedure, writes, lifts))]
-    fn hosted_component(
-        pool: &super::component::ComponentPool,
-        interface: Option<&str>,
-        name: &str,
-        params: Vec<String>,
-        result: Option<String>,
-        limits: &Bound<'_, PyDict>,
-        tally: &Tally,
-        fault: Py<PyAny>,
-        hooks: Py<PyAny>,
-        gate: &super::gate::Gate,
-        grants: &super::policy::Grants,
-        is_procedure: Py<PyAny>,
-        writes: bool,
-        lifts: bool,
-    ) -> PyResult<Self> {
-        let args = super::hosted::HostedArgs::parse(
-            &params,
-            result.as_deref(),
-            limits,
-            tally,
-            fault,
-            hooks,
-            gate,
-            grants,
-            is_procedure,
-            writes,
-            lifts,
-        )?;
-        Ok(Self {
-            inner: Arc::new(super::hosted::component(pool, interface, name, args)?),
-        })
+        };
+        let inner: Arc<dyn Target> = if let Ok(pool) = pool.cast::<super::basic::BasicPool>() {
+            let export: String = export.extract()?;
+            Arc::new(super::hosted::basic(pool.get(), &export, args)?)
+        } else {
+            let pool = pool.cast::<super::component::ComponentPool>()?;
+            let (interface, name): (Option<String>, String) = export.extract()?;
+            Arc::new(super::hosted::component(
+                pool.get(),
+                interface.as_deref(),
+                &name,
+                args,
+            )?)
+        };
+        Ok(Self { inner })
     }
 
     /// One call: `args` are exact numbers for the parameters (the caller

@@ -259,7 +259,7 @@ def test_a_trap_in_sql_carries_the_guest_backtrace() -> None:
 def test_a_trap_shows_its_backtrace_in_the_log_the_cli_and_on_both_engines(
     tmp_path: Path,
 ) -> None:
-    """The core's numeric path and wasmtime-py's general path give the
+    """The core's numeric path and the general path give the
     same frames; the procedure log keeps them; the CLI prints them."""
     from click.testing import CliRunner
 
@@ -274,7 +274,7 @@ def test_a_trap_shows_its_backtrace_in_the_log_the_cli_and_on_both_engines(
         )
         with pytest.raises(h.ProcedureTrap) as core:
             db.execute("SELECT boom()")
-        db._runner("boom")._fast = False  # the same call on wasmtime-py's general path
+        db._runner("boom")._fast = False  # the same call on the general path
         with pytest.raises(h.ProcedureTrap) as general:
             db.call("boom")
         strip = [f.split(" @ ")[0] for f in core.value.backtrace]

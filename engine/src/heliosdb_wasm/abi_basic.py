@@ -345,7 +345,7 @@ def decode_returned(tag: int, payload: bytes) -> Any:
 
 
 class CoreInstance:
-    """One instance of a module that imports no WASI, run by the Rust core
+    """One instance of a core module, run by the Rust core
     (engine/core/src/basic.rs): the guest call, guest memory, the buffers it
     is given and the host functions' ABI all happen there; the call's
     ``CallContext`` does what they ask of the database."""

@@ -331,7 +331,14 @@ class Runner:
                 fault = _fault_hook(self.session, self._metrics, self.limits, v)
                 try:
                     if self._hosted:
-                        setup = (
+                        export: str | tuple[str | None, str] = v.export
+                        if isinstance(self.module, ComponentModule):
+                            iface, wit_name, _ = self.module.functions[sql_name(v.export)]
+                            export = (iface, wit_name)
+                        assert isinstance(self.module, BasicModule | ComponentModule)
+                        self._numeric = _core.Numeric.hosted(
+                            self.module.core_pool(self.limits, v.capabilities),
+                            export,
                             native.params_of(self.signature),
                             result,
                             self.limits.to_json(),
@@ -344,14 +351,6 @@ class Runner:
                             v.capabilities.can_write(),
                             # A text, blob or JSON result: HostedHooks.lift / convert.
                             result is None and self.signature.returns is not None,
-                        )
-                        export: str | tuple[str | None, str] = v.export
-                        if isinstance(self.module, ComponentModule):
-                            iface, wit_name, _ = self.module.functions[sql_name(v.export)]
-                            export = (iface, wit_name)
-                        assert isinstance(self.module, BasicModule | ComponentModule)
-                        self._numeric = _core.Numeric.hosted(
-                            self.module.core_pool(self.limits, v.capabilities), export, *setup
                         )
                     else:
                         module: NumericModule = self.module  # type: ignore[assignment]

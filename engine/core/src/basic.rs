@@ -8,9 +8,10 @@
 //! defines — pointers, bounds, encodings, status codes, the returned and
 //! raised values, the last error — is here, once.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use wasmtime::{AsContextMut, Caller, Engine, Func, Instance, Linker, Memory, Val, ValType};
+use wasmtime::{AsContextMut, Caller, Engine, Func, Instance, Linker, Memory, Val, ValRaw};
 
 use crate::abi::HOST_MODULE;
 use crate::encoding::{
@@ -18,6 +19,7 @@ use crate::encoding::{
 };
 use crate::error::CallError;
 use crate::pool::{PooledInstance, StoreData};
+use crate::typed::NumType;
 use crate::wasi::{self, Wasi};
 
 /// The error cases a fallible host function reports, by status code
@@ -105,6 +107,12 @@ pub trait Host {
     fn log(&mut self, level: &'static str, message: &str) -> Result<(), Self::Error>;
     /// `count_in_window` (query-hook plugins); infallible for the guest too.
     fn count_in_window(&mut self, key: &str, window_ms: i64) -> Result<i64, Self::Error>;
+    /// Whether the call's `Outcome` reports its time in the guest and in
+    /// host functions: two clock reads per host function, which a caller
+    /// that does not report them saves.
+    fn timed(&self) -> bool {
+        true
+    }
 }
 
 /// Why a host function ended the call.
@@ -133,6 +141,17 @@ pub enum CallFailure<E> {
 struct Guest {
     memory: Option<Memory>,
     alloc: Option<Func>,
+    // `heliosdb_alloc` is `(i32, i32) -> i32`, so it is called without
+    // wasmtime's per-call type check (a type-registry lookup).
+    alloc_typed: bool,
+}
+
+impl Guest {
+    const NONE: Self = Self {
+        memory: None,
+        alloc: None,
+        alloc_typed: false,
+    };
 }
 
 /// The state of a store's current call (`StoreData::host`).
@@ -147,9 +166,9 @@ pub struct BasicState<H: Host> {
     host_time: Duration,
     // WASI preview 1, for a module that imports it (wasi.rs).
     wasi: Option<Wasi>,
-    // Exports called before, with zeroed result slots of their types: a
-    // call then skips the name lookup and the type's construction.
-    exports: Vec<(Box<str>, Func, Vec<Val>)>,
+    // Exports called before: a call then skips the name lookup and the
+    // type's construction.
+    exports: Vec<Arc<Callee>>,
 }
 
 impl<H: Host> Default for BasicState<H> {
@@ -256,10 +275,7 @@ fn guest<H: Host>(caller: &mut Ctx<'_, H>) -> Step<Guest, H::Error> {
     if state(caller).host.is_none() {
         return abi("host functions cannot be called while instantiating");
     }
-    Ok(state(caller).guest.unwrap_or(Guest {
-        memory: None,
-        alloc: None,
-    }))
+    Ok(state(caller).guest.unwrap_or(Guest::NONE))
 }
 
 fn memory<E>(guest: Guest) -> Step<Memory, E> {
@@ -344,11 +360,22 @@ fn give<E>(mut ctx: impl AsContextMut, guest: Guest, bytes: &[u8]) -> Step<(u32,
             bytes.len()
         ))));
     };
-    let mut out = [Val::I32(0)];
-    alloc
-        .call(&mut ctx, &[Val::I32(len), Val::I32(1)], &mut out)
-        .map_err(Stop::Wasm)?;
-    let ptr = out[0].i32().unwrap_or(0) as u32;
+    let ptr = if guest.alloc_typed {
+        let mut raw = [ValRaw::i32(len), ValRaw::i32(1)];
+        // SAFETY: `alloc_typed` says its type is `(i32, i32) -> i32`; the
+        // slots hold both arguments and room for the result. The engine is
+        // synchronous.
+        unsafe { alloc.call_unchecked(&mut ctx, std::ptr::from_mut(&mut raw[..])) }
+            .map_err(Stop::Wasm)?;
+        raw[0].get_u32()
+    } else {
+        // wasmtime's check says what is wrong with its type.
+        let mut out = [Val::I32(0)];
+        alloc
+            .call(&mut ctx, &[Val::I32(len), Val::I32(1)], &mut out)
+            .map_err(Stop::Wasm)?;
+        out[0].i32().unwrap_or(0) as u32
+    };
     if ptr == 0 {
         return Err(Stop::Fault(Fault::Memory(format!(
             "heliosdb_alloc could not allocate {} bytes",
@@ -400,15 +427,26 @@ fn buffer_result<H: Host>(
     }
 }
 
+/// When a host function started, if the call is [`Host::timed`].
+fn host_timer<H: Host>(caller: &mut Ctx<'_, H>) -> Option<Instant> {
+    state(caller)
+        .host
+        .as_ref()
+        .is_some_and(H::timed)
+        .then(Instant::now)
+}
+
 /// The wasmtime result of a host function: a fault is kept in the state
 /// (the call's outcome) and unwinds the guest with a trap.
 fn finish<H: Host, T>(
     caller: &mut Ctx<'_, H>,
-    started: Instant,
+    started: Option<Instant>,
     step: Step<T, H::Error>,
 ) -> wasmtime::Result<T> {
     let s = state(caller);
-    s.host_time += started.elapsed();
+    if let Some(started) = started {
+        s.host_time += started.elapsed();
+    }
     match step {
         Ok(value) => Ok(value),
         Err(Stop::Wasm(err)) => Err(err),
@@ -425,7 +463,7 @@ macro_rules! define {
             HOST_MODULE,
             $name,
             |mut $caller: Ctx<'_, H>, $($arg: $ty),*| -> wasmtime::Result<$ret> {
-                let started = Instant::now();
+                let started = host_timer(&mut $caller);
                 let step = (|| -> Step<$ret, H::Error> { $body })();
                 finish(&mut $caller, started, step)
             },
@@ -565,7 +603,7 @@ where
             HOST_MODULE,
             name,
             move |mut caller: Ctx<'_, H>| -> wasmtime::Result<i32> {
-                let started = Instant::now();
+                let started = host_timer(&mut caller);
                 let step = (|| {
                     let outcome = host(&mut caller)?.transaction(op);
                     status(&mut caller, outcome)
@@ -680,7 +718,7 @@ pub fn call<H: Host>(
             )))),
             Duration::ZERO,
         ),
-        Some(func) => run(instance, func, lowering),
+        Some(callee) => run(instance, &callee, lowering),
     };
     let result = settle_output(instance, result);
     let (mut outcome, host) = end(instance);
@@ -747,36 +785,39 @@ pub fn raw<H: Host>(
     args: &[RawArg],
 ) -> Result<Vec<Val>, CallFailure<H::Error>> {
     let handle = instance.instance();
-    let Some((func, mut results)) = export_of(instance, handle, name) else {
+    let Some(callee) = export_of(instance, handle, name) else {
         return Err(CallFailure::Call(CallError::abi(format!(
             "the module exports no function {name:?}"
         ))));
     };
-    let ty = func.ty(instance.store_mut());
-    let params: Option<Vec<Val>> = (ty.params().len() == args.len())
-        .then(|| {
-            ty.params()
+    let params: Option<Vec<Val>> = callee
+        .numeric
+        .as_ref()
+        .filter(|(types, _)| types.len() == args.len())
+        .and_then(|(types, _)| {
+            types
+                .iter()
                 .zip(args)
                 .map(|(ty, arg)| {
                     #[allow(clippy::cast_possible_truncation)] // the low bits, as documented
                     Some(match (ty, *arg) {
-                        (ValType::I32, RawArg::Int(x)) => Val::I32(x as i32),
-                        (ValType::I64, RawArg::Int(x)) => Val::I64(x),
-                        (ValType::F32, RawArg::Float(x)) => Val::F32((x as f32).to_bits()),
-                        (ValType::F64, RawArg::Float(x)) => Val::F64(x.to_bits()),
+                        (NumType::I32, RawArg::Int(x)) => Val::I32(x as i32),
+                        (NumType::I64, RawArg::Int(x)) => Val::I64(x),
+                        (NumType::F32, RawArg::Float(x)) => Val::F32((x as f32).to_bits()),
+                        (NumType::F64, RawArg::Float(x)) => Val::F64(x.to_bits()),
                         _ => return None,
                     })
                 })
                 .collect()
-        })
-        .flatten();
+        });
     let Some(params) = params else {
         return Err(CallFailure::Call(CallError::abi(format!(
             "{name} does not take {args:?}"
         ))));
     };
+    let mut results = callee.results.clone();
     instance
-        .run_armed(|store| func.call(store, &params, &mut results))
+        .run_armed(|store| callee.call(store, &params, &mut results))
         .map(|()| results)
         .map_err(|err| failure(instance, err))
 }
@@ -870,7 +911,21 @@ fn begin<H: Host>(
     if store.data().host.guest.is_none() {
         let memory = handle.get_memory(&mut *store, "memory");
         let alloc = handle.get_func(&mut *store, "heliosdb_alloc");
-        store.data_mut().host.guest = Some(Guest { memory, alloc });
+        let alloc_typed = alloc.is_some_and(|f| {
+            let ty = f.ty(&*store);
+            ty.params()
+                .map(|t| NumType::of(&t))
+                .eq([Some(NumType::I32); 2])
+                && ty
+                    .results()
+                    .map(|t| NumType::of(&t))
+                    .eq([Some(NumType::I32)])
+        });
+        store.data_mut().host.guest = Some(Guest {
+            memory,
+            alloc,
+            alloc_typed,
+        });
     }
     let timeout = instance.timeout();
     let state = &mut instance.store_mut().data_mut().host;
@@ -956,35 +1011,111 @@ fn failure<H: Host>(
     }
 }
 
-/// The function export `name` and zeroed slots for its results, looked up
-/// once per instance.
+/// An export called before, resolved once per instance.
+struct Callee {
+    name: Box<str>,
+    func: Func,
+    // Zeroed slots of its result types.
+    results: Vec<Val>,
+    // Its parameter and result types, when every one is a number: a call
+    // whose arguments have these types needs no check of wasmtime's, which
+    // costs a type-registry lookup (and its lock) per call.
+    numeric: Option<Signature>,
+}
+
+/// Parameter and result types, all numbers.
+type Signature = (Box<[NumType]>, Box<[NumType]>);
+
+impl Callee {
+    /// Calls the export with `params`, its results into `results`.
+    fn call<T>(
+        &self,
+        store: &mut wasmtime::Store<T>,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> wasmtime::Result<()> {
+        let Some((types, result_types)) = &self.numeric else {
+            return self.func.call(store, params, results);
+        };
+        let typed = types.len() == params.len()
+            && results.len() == result_types.len()
+            && types
+                .iter()
+                .zip(params)
+                .all(|(t, v)| NumType::of_val(v) == Some(*t));
+        if !typed {
+            // wasmtime's own check says what is wrong.
+            return self.func.call(store, params, results);
+        }
+        let mut raw: Vec<ValRaw> = params.iter().map(raw_of).collect();
+        raw.resize(params.len().max(results.len()), ValRaw::i64(0));
+        // SAFETY: the function's type is `types -> result_types`, all
+        // numeric (checked when it was resolved); every argument has its
+        // parameter's type, and `raw` has a slot per parameter and room for
+        // every result. The engine is synchronous.
+        unsafe {
+            self.func
+                .call_unchecked(&mut *store, std::ptr::from_mut(raw.as_mut_slice()))
+        }?;
+        for ((slot, ty), out) in raw.iter().zip(result_types.iter()).zip(results.iter_mut()) {
+            *out = match ty {
+                NumType::I32 => Val::I32(slot.get_i32()),
+                NumType::I64 => Val::I64(slot.get_i64()),
+                NumType::F32 => Val::F32(slot.get_f32()),
+                NumType::F64 => Val::F64(slot.get_f64()),
+            };
+        }
+        Ok(())
+    }
+}
+
+fn raw_of(val: &Val) -> ValRaw {
+    match *val {
+        Val::I32(x) => ValRaw::i32(x),
+        Val::I64(x) => ValRaw::i64(x),
+        Val::F32(bits) => ValRaw::f32(bits),
+        Val::F64(bits) => ValRaw::f64(bits),
+        // Callee::call only passes numbers.
+        _ => ValRaw::i64(0),
+    }
+}
+
+/// The function export `name`, looked up once per instance.
 fn export_of<H: Host>(
     instance: &mut PooledInstance<BasicState<H>>,
     handle: Instance,
     name: &str,
-) -> Option<(Func, Vec<Val>)> {
+) -> Option<Arc<Callee>> {
     let store = instance.store_mut();
-    if let Some((_, func, results)) = store.data().host.exports.iter().find(|e| &*e.0 == name) {
-        return Some((*func, results.clone()));
+    if let Some(callee) = store.data().host.exports.iter().find(|e| &*e.name == name) {
+        return Some(callee.clone());
     }
     let func = handle.get_func(&mut *store, name)?;
-    let results: Vec<Val> = func
-        .ty(&*store)
+    let ty = func.ty(&*store);
+    let results: Vec<Val> = ty
         .results()
         .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
         .collect();
-    let exports = &mut store.data_mut().host.exports;
-    exports.push((name.into(), func, results.clone()));
-    Some((func, results))
+    let params: Option<Box<[NumType]>> = ty.params().map(|t| NumType::of(&t)).collect();
+    let result_types: Option<Box<[NumType]>> = ty.results().map(|t| NumType::of(&t)).collect();
+    let callee = Arc::new(Callee {
+        name: name.into(),
+        func,
+        results,
+        numeric: params.zip(result_types),
+    });
+    store.data_mut().host.exports.push(callee.clone());
+    Some(callee)
 }
 
 fn run<H: Host>(
     instance: &mut PooledInstance<BasicState<H>>,
-    (func, mut results): (Func, Vec<Val>),
+    callee: &Callee,
     lowering: &[Lower],
 ) -> (Result<Vec<Val>, CallFailure<H::Error>>, Duration) {
     let args = std::mem::take(&mut instance.store_mut().data_mut().host.args);
-    let started = Instant::now();
+    let mut results = callee.results.clone();
+    let started = timed(instance).then(Instant::now);
     let outcome = instance.run(|store| {
         let guest = guest_of(store);
         let mut params = Vec::with_capacity(lowering.len() + 2);
@@ -993,9 +1124,9 @@ fn run<H: Host>(
         }
         // heliosdb_get_param reads them during the call.
         store.data_mut().host.args = args;
-        func.call(&mut *store, &params, &mut results)
+        callee.call(&mut *store, &params, &mut results)
     });
-    let elapsed = started.elapsed();
+    let elapsed = started.map_or(Duration::ZERO, |s| s.elapsed());
     (
         outcome
             .map(|()| results)
@@ -1004,11 +1135,18 @@ fn run<H: Host>(
     )
 }
 
+fn timed<H: Host>(instance: &mut PooledInstance<BasicState<H>>) -> bool {
+    instance
+        .store()
+        .data()
+        .host
+        .host
+        .as_ref()
+        .is_some_and(H::timed)
+}
+
 fn guest_of<H: Host>(store: &wasmtime::Store<StoreData<BasicState<H>>>) -> Guest {
-    store.data().host.guest.unwrap_or(Guest {
-        memory: None,
-        alloc: None,
-    })
+    store.data().host.guest.unwrap_or(Guest::NONE)
 }
 
 /// The trap a fault unwinds the guest with; the fault itself is kept in
@@ -1182,6 +1320,51 @@ mod tests {
         let called = call(&mut instance, Some(Mock::default()), export, lowering, args);
         let poisoned = instance.is_poisoned();
         (called, poisoned)
+    }
+
+    #[test]
+    fn arguments_of_other_types_than_the_export_takes_are_refused() {
+        // `echo` takes (i32, i32): an i64 and one argument too few are
+        // wasmtime's type errors (the unchecked call is only for exact
+        // types), the instance poisoned and nothing run.
+        let ((result, _, _), poisoned) = run("echo", &[Lower::I64], vec![Arg::Integer(1)]);
+        let Err(CallFailure::Call(err)) = result else {
+            panic!("expected a type error")
+        };
+        assert!(
+            err.to_string().contains("type mismatch") || err.to_string().contains("expected"),
+            "{err}"
+        );
+        assert!(poisoned);
+        // Numbers of the right types run, and again on the same instance
+        // (the export resolved once).
+        let pool = pool(GUEST);
+        let mut instance = pool.acquire().unwrap();
+        for _ in 0..2 {
+            let (result, _, _) = call(&mut instance, Some(Mock::default()), "rows", &[], vec![]);
+            assert_eq!(result.unwrap()[0].i32(), Some(0));
+        }
+    }
+
+    #[test]
+    fn an_allocator_of_another_type_is_a_type_error_not_a_call() {
+        let wat = r#"(module
+            (import "heliosdb" "heliosdb_return" (func $return (param i32 i32 i32)))
+            (memory (export "memory") 1)
+            (func (export "heliosdb_alloc") (param i64 i32) (result i32) (i32.const 64))
+            (func (export "echo") (param $ptr i32) (param $len i32)
+                (call $return (i32.const 3) (local.get $ptr) (local.get $len))))"#;
+        let pool = pool(wat);
+        let mut instance = pool.acquire().unwrap();
+        let (result, _, _) = call(
+            &mut instance,
+            Some(Mock::default()),
+            "echo",
+            &[Lower::Buffer],
+            vec![Arg::Text(b"hi".to_vec())],
+        );
+        assert!(result.is_err());
+        assert!(instance.is_poisoned());
     }
 
     #[test]

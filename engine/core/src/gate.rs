@@ -58,13 +58,21 @@ struct Bound {
     own_deadline: bool,
 }
 
-/// How a bounded statement ended with respect to its deadline.
+/// The deadline a bounded statement ran under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline {
-    /// The deadline had passed when the statement ended (an interrupt is
-    /// then the deadline's, not someone's `sqlite3_interrupt`).
-    pub expired: bool,
+    at: Instant,
+    /// The deadline is the procedure's own, not a calling procedure's.
     pub own: bool,
+}
+
+impl Deadline {
+    /// Whether it has passed (after an interrupt: the interrupt is then the
+    /// deadline's, not someone's `sqlite3_interrupt`). Asked only when a
+    /// statement failed, so a statement that did not costs no clock read.
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.at
+    }
 }
 
 /// `timeout` after `now`; a timeout past what an `Instant` holds is a year
@@ -75,11 +83,19 @@ pub fn deadline_after(now: Instant, timeout: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// What the callbacks read: the policy behind the authorizer, and the
+/// bounds of the guest statements in progress.
+#[derive(Default)]
+struct State {
+    policy: Option<Arc<dyn Policy>>,
+    bounds: Vec<Bound>,
+}
+
 /// One connection's authorizer and bounds.
 pub struct Gate {
     db: *mut ffi::sqlite3,
-    policy: Mutex<Option<Arc<dyn Policy>>>,
-    bounds: Mutex<Vec<Bound>>,
+    // One lock for both: a guest statement changes them together.
+    state: Mutex<State>,
     // Procedure calls in progress on the connection, nested in each other
     // (whichever path runs them: Python's CallContext or the core's).
     calls: AtomicUsize,
@@ -136,7 +152,7 @@ unsafe extern "C" fn authorize(
     let gate = unsafe { &*data.cast::<Gate>() };
     // SAFETY: SQLite's strings, valid during the callback.
     let (p1, p2, db, trigger) = unsafe { (text(p1), text(p2), text(db), text(trigger)) };
-    let policy = lock(&gate.policy).clone();
+    let policy = lock(&gate.state).policy.clone();
     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match policy {
         Some(policy) => policy.authorize(action, p1, p2, db, trigger),
         None => host_rule(action, p1, p2, trigger),
@@ -158,8 +174,13 @@ fn host_rule(action: i32, p1: Option<&str>, p2: Option<&str>, trigger: Option<&s
 unsafe extern "C" fn progress(data: *mut c_void) -> c_int {
     // SAFETY: as in `authorize`.
     let gate = unsafe { &*data.cast::<Gate>() };
-    let bounds = lock(&gate.bounds);
-    c_int::from(bounds.last().is_some_and(|b| Instant::now() >= b.deadline))
+    let state = lock(&gate.state);
+    c_int::from(
+        state
+            .bounds
+            .last()
+            .is_some_and(|b| Instant::now() >= b.deadline),
+    )
 }
 
 unsafe extern "C" fn release(data: *mut c_void) {
@@ -197,8 +218,7 @@ impl Gate {
         }
         let gate = Arc::new(Self {
             db,
-            policy: Mutex::new(None),
-            bounds: Mutex::new(Vec::new()),
+            state: Mutex::default(),
             calls: AtomicUsize::new(0),
             statements: StatementCache::default(),
             savepoints: std::sync::atomic::AtomicU64::new(0),
@@ -215,27 +235,25 @@ impl Gate {
 
     /// Puts `policy` behind the authorizer; the one it replaces.
     pub fn set_policy(&self, policy: Option<Arc<dyn Policy>>) -> Option<Arc<dyn Policy>> {
-        std::mem::replace(&mut *lock(&self.policy), policy)
+        std::mem::replace(&mut lock(&self.state).policy, policy)
     }
 
     pub fn policy(&self) -> Option<Arc<dyn Policy>> {
-        lock(&self.policy).clone()
+        lock(&self.state).policy.clone()
     }
 
-    /// Runs `f` (one guest statement) under `policy`, a deadline `timeout`
-    /// from now and `max_value_bytes`, each no looser than the bound of the
-    /// guest statement it runs inside; the enclosing policy and bounds come
-    /// back after. `None` instead of running `f` when the deadline has
-    /// passed already.
+    /// Runs `f` (one guest statement) under `policy`, `deadline` and
+    /// `max_value_bytes`, each no looser than the bound of the guest
+    /// statement it runs inside; the enclosing policy and bounds come back
+    /// after. `None` instead of running `f` when the deadline has passed
+    /// already.
     pub fn bounded<R>(
         &self,
         policy: Arc<dyn Policy>,
-        timeout: Duration,
+        deadline: Instant,
         max_value_bytes: usize,
         f: impl FnOnce() -> R,
     ) -> (Option<R>, Deadline) {
-        let now = Instant::now();
-        let deadline = deadline_after(now, timeout);
         let max_value_bytes = c_int::try_from(max_value_bytes).unwrap_or(c_int::MAX);
         let mut bound = Bound {
             deadline,
@@ -243,58 +261,64 @@ impl Gate {
             previous_length: 0,
             own_deadline: true,
         };
-        if let Some(enclosing) = lock(&self.bounds).last() {
-            bound.own_deadline = deadline <= enclosing.deadline;
-            bound.deadline = deadline.min(enclosing.deadline);
-            bound.max_value_bytes = max_value_bytes.min(enclosing.max_value_bytes);
-        }
-        if now >= bound.deadline {
-            let own = bound.own_deadline;
-            return (None, Deadline { expired: true, own });
-        }
-        self.push(&mut bound);
-        let outer = self.set_policy(Some(policy));
-        let result = f();
-        self.set_policy(outer);
-        self.pop();
-        let expired = Instant::now() >= bound.deadline;
-        let own = bound.own_deadline;
-        (Some(result), Deadline { expired, own })
-    }
-
-    fn push(&self, bound: &mut Bound) {
         let data = std::ptr::from_ref(self).cast_mut().cast::<c_void>();
-        let mut bounds = lock(&self.bounds);
-        // SAFETY: `db` is open while its gate is used; `data` outlives it.
-        unsafe {
-            bound.previous_length =
-                ffi::sqlite3_limit(self.db, ffi::SQLITE_LIMIT_LENGTH, bound.max_value_bytes);
-            if bounds.is_empty() {
-                ffi::sqlite3_progress_handler(self.db, PROGRESS_STEPS, Some(progress), data);
+        let (outer, first) = {
+            let mut state = lock(&self.state);
+            if let Some(enclosing) = state.bounds.last() {
+                bound.own_deadline = deadline <= enclosing.deadline;
+                bound.deadline = deadline.min(enclosing.deadline);
+                bound.max_value_bytes = max_value_bytes.min(enclosing.max_value_bytes);
             }
-        }
-        bounds.push(*bound);
-    }
-
-    fn pop(&self) {
-        let mut bounds = lock(&self.bounds);
-        let Some(bound) = bounds.pop() else {
-            return;
+            let outcome = Deadline {
+                at: bound.deadline,
+                own: bound.own_deadline,
+            };
+            if outcome.expired() {
+                return (None, outcome);
+            }
+            // SAFETY: `db` is open while its gate is used (sqlite3_limit
+            // takes no lock of SQLite's, so it is called under ours).
+            bound.previous_length = unsafe {
+                ffi::sqlite3_limit(self.db, ffi::SQLITE_LIMIT_LENGTH, bound.max_value_bytes)
+            };
+            state.bounds.push(bound);
+            let first = state.bounds.len() == 1;
+            (state.policy.replace(policy), first)
         };
-        // SAFETY: `db` is open while its gate is used.
-        unsafe {
-            ffi::sqlite3_limit(self.db, ffi::SQLITE_LIMIT_LENGTH, bound.previous_length);
-            if bounds.is_empty() {
-                ffi::sqlite3_progress_handler(self.db, 0, None, std::ptr::null_mut());
-            }
+        if first {
+            // Outside our lock: SQLite takes the connection's mutex, which
+            // a statement running the progress callback holds.
+            // SAFETY: `db` is open; `data` (the gate) outlives it.
+            unsafe { ffi::sqlite3_progress_handler(self.db, PROGRESS_STEPS, Some(progress), data) };
         }
+        let result = f();
+        let last = {
+            let mut state = lock(&self.state);
+            state.policy = outer;
+            if let Some(bound) = state.bounds.pop() {
+                // SAFETY: as above.
+                unsafe {
+                    ffi::sqlite3_limit(self.db, ffi::SQLITE_LIMIT_LENGTH, bound.previous_length)
+                };
+            }
+            state.bounds.is_empty()
+        };
+        if last {
+            // SAFETY: `db` is open.
+            unsafe { ffi::sqlite3_progress_handler(self.db, 0, None, std::ptr::null_mut()) };
+        }
+        let outcome = Deadline {
+            at: bound.deadline,
+            own: bound.own_deadline,
+        };
+        (Some(result), outcome)
     }
 
     /// The length limit the connection's owner set, under every bound of
     /// the guest statements in progress (the engine's own statements in the
     /// middle of one run under it), or `None` when none is in progress.
     pub fn host_length(&self) -> Option<c_int> {
-        lock(&self.bounds).first().map(|b| b.previous_length)
+        lock(&self.state).bounds.first().map(|b| b.previous_length)
     }
 
     /// Starts a procedure call: false (and nothing counted) if `max`
@@ -321,7 +345,7 @@ impl Gate {
 
     /// Guest statements in progress on the connection.
     pub fn depth(&self) -> usize {
-        lock(&self.bounds).len()
+        lock(&self.state).bounds.len()
     }
 
     pub fn db(&self) -> *mut ffi::sqlite3 {

@@ -223,6 +223,13 @@ impl StatementAuthorizer {
         }
     }
 
+    /// Forgets what the last statement created and was denied: the
+    /// authorizer of the next statement of the same call.
+    pub fn reset(&mut self) {
+        self.ddl_tables.clear();
+        self.denied.clear();
+    }
+
     /// What was denied, first first: the grant the error should name
     /// (SQLite itself only says "not authorized").
     pub fn denied(&self) -> &[String] {

@@ -71,6 +71,9 @@ pub struct StatementScope {
     pub deadline: Instant,
     pub max_value_bytes: usize,
     pub rows: RowLimits,
+    // The authorizer of the call's statements, made at the first one and
+    // reset for each.
+    pub policy: Option<Arc<GuestPolicy>>,
 }
 
 type ScopeTuple<'py> = (
@@ -223,6 +226,7 @@ impl PyHost {
                         max_rows: t.6,
                         max_bytes: t.7,
                     },
+                    policy: None,
                 })
             })
             .map_err(Failure::Fatal)?;
@@ -234,14 +238,21 @@ impl PyHost {
     /// One statement of the guest's, run here under the call's scope: no
     /// Python unless it fails (the typed error is the context's to make).
     fn statement(&mut self, sql: &str, params: &[u8]) -> Result<(Vec<u8>, i64), Failure<PyErr>> {
-        let s = self.statement_scope()?;
-        let policy = Arc::new(GuestPolicy::new(
-            s.grants.clone(),
-            s.read_only,
-            s.is_procedure.clone(),
-        ));
+        self.statement_scope()?;
+        let s = self.scope.as_mut().expect("made above");
+        let policy = s
+            .policy
+            .get_or_insert_with(|| {
+                Arc::new(GuestPolicy::new(
+                    s.grants.clone(),
+                    s.read_only,
+                    s.is_procedure.clone(),
+                ))
+            })
+            .clone();
+        policy.reset();
         let scope = Scope {
-            timeout: s.deadline.saturating_duration_since(Instant::now()),
+            deadline: s.deadline,
             max_value_bytes: s.max_value_bytes,
             rows: s.rows,
         };
@@ -398,6 +409,11 @@ impl Host for PyHost {
                 r.extract()
             })
         })
+    }
+
+    // A call the core runs whole reports no split of its time.
+    fn timed(&self) -> bool {
+        self.hooks.is_none()
     }
 }
 

@@ -3,7 +3,7 @@
 //! procedure's statements run under their bounds.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyList};
 use super::policy::Authorizer;
 use super::statement::{bounded_encoded, bounded_py, Scope};
 use super::with_gil;
-use crate::gate::{Gate as CoreGate, Policy};
+use crate::gate::{deadline_after, Gate as CoreGate, Policy};
 use crate::statement::RowLimits;
 
 /// A Python callable as a policy: `policy(action, p1, p2, db, trigger)`.
@@ -59,10 +59,10 @@ pub struct Gate {
 }
 
 fn scope(timeout: f64, max_value_bytes: usize, max_rows: usize, max_bytes: usize) -> Scope {
+    // A passed deadline is zero: the statement is refused unrun.
+    let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
     Scope {
-        // A passed deadline is zero: the statement is refused unrun.
-        timeout: Duration::try_from_secs_f64(timeout.max(0.0))
-            .unwrap_or(Duration::from_secs(86_400 * 365)),
+        deadline: deadline_after(Instant::now(), timeout),
         max_value_bytes,
         rows: RowLimits {
             max_rows,

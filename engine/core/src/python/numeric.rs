@@ -347,8 +347,12 @@ impl TallyInner {
     pub fn count_resources(&self, fuel: u64, memory_bytes: Option<usize>) {
         self.fuel.fetch_add(fuel, Ordering::Relaxed);
         if let Some(bytes) = memory_bytes {
-            self.max_memory
-                .fetch_max(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
+            let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+            // A load first: memory rarely grows, and a locked
+            // read-modify-write on every call is the dearer operation.
+            if bytes > self.max_memory.load(Ordering::Relaxed) {
+                self.max_memory.fetch_max(bytes, Ordering::Relaxed);
+            }
         }
     }
 

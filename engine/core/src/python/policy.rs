@@ -57,6 +57,14 @@ impl GuestPolicy {
         }
     }
 
+    /// Made ready for another statement of the same call.
+    pub fn reset(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reset();
+    }
+
     /// What was denied, first first.
     pub fn denied(&self) -> Vec<String> {
         self.state

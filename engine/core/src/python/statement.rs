@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat, PyList, PyString, PyTuple};
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use super::policy::GuestPolicy;
 use super::values::{sql_value, SqlValue};
@@ -99,8 +99,8 @@ fn owned(value: &Bound<'_, PyAny>) -> PyResult<Owned> {
 /// What bounds one guest statement.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope {
-    /// Until the calling procedure's deadline.
-    pub timeout: Duration,
+    /// The calling procedure's deadline.
+    pub deadline: Instant,
     pub max_value_bytes: usize,
     pub rows: RowLimits,
 }
@@ -135,7 +135,7 @@ pub fn bounded(
 ) -> Result<i64, Refused> {
     let db = gate.db();
     let key = policy.cache_key();
-    let (outcome, deadline) = gate.bounded(policy, scope.timeout, scope.max_value_bytes, || {
+    let (outcome, deadline) = gate.bounded(policy, scope.deadline, scope.max_value_bytes, || {
         // SAFETY: `db` is the gate's open connection; the caller runs this
         // inside a call on it. The cache is the gate's, of `db`.
         unsafe { run_cached(db, sql, binds, scope.rows, sink, &gate.statements, key) }
@@ -148,7 +148,7 @@ pub fn bounded(
     match outcome {
         None => Err(refused("timeout", String::new())),
         Some(Ok(changes)) => Ok(changes),
-        Some(Err(Failure::Interrupt(m))) if deadline.expired => Err(refused("timeout", m)),
+        Some(Err(Failure::Interrupt(m))) if deadline.expired() => Err(refused("timeout", m)),
         Some(Err(failure)) => Err(refused(failure.kind(), failure.message())),
     }
 }

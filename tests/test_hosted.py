@@ -40,6 +40,11 @@ def db() -> Iterator[h.Database]:
         register("null_tag", "(x BIGINT) RETURNS BIGINT", "CALLED ON NULL INPUT")
         register("logs", "(x BIGINT) RETURNS BIGINT")
         register("null_result", "(x BIGINT) RETURNS BIGINT")
+        register(
+            "rates_from",
+            "(start BIGINT) RETURNS TABLE(id BIGINT, rate DOUBLE)",
+            "CAPABILITIES ('read:cust')",
+        )
         yield database
 
 
@@ -377,6 +382,7 @@ def components(math_component: bytes) -> Iterator[h.Database]:
             ("safe-div", ""),
             ("stamp", ""),
             ("spin", " WITH (fuel = 100000)"),
+            ("pairs", ""),
         ):
             name = "c_" + export.replace("-", "_")
             database.execute(
@@ -387,7 +393,7 @@ def components(math_component: bytes) -> Iterator[h.Database]:
 
 
 def test_components_take_the_core_path(components: h.Database) -> None:
-    for name in ("c_add", "c_maybe_double", "c_safe_div", "c_stamp", "c_spin"):
+    for name in ("c_add", "c_maybe_double", "c_safe_div", "c_stamp", "c_spin", "c_pairs"):
         assert components._runner(name)._hosted, name
 
 
@@ -517,3 +523,94 @@ def test_json_arguments_take_the_core_path(monkeypatch: pytest.MonkeyPatch) -> N
         # NaN is JSON to Python's json module, not to the core's check: the
         # general path takes it.
         assert db.execute("SELECT labelled('NaN')").scalar() == 0
+
+
+def test_table_procedures_take_the_core_path(
+    db: h.Database, components: h.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table procedure's call runs whole in the core, Basic ABI (rows
+    given to heliosdb_return) and component (an option<list<record>>), from
+    SQL and Database.call, and gives what the general path gives."""
+    from heliosdb_wasm.invoke import Runner
+
+    def general_answers() -> list[object]:
+        seen: list[object] = []
+        db.session.telemetry.listeners.append(seen.append)
+        components.session.telemetry.listeners.append(seen.append)
+        try:
+            return [
+                db.call("rates_from", 2),
+                components.call("c_pairs", 3),
+                components.call("c_pairs", -1),
+            ]
+        finally:
+            db.session.telemetry.listeners.remove(seen.append)
+            components.session.telemetry.listeners.remove(seen.append)
+
+    general = general_answers()
+    invoke = Runner._invoke
+
+    def refused(self: Runner, values: list[object]) -> object:
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(Runner, "_invoke", refused)
+    assert db._runner("rates_from")._hosted
+    assert db.execute("SELECT * FROM rates_from(2)").rows == [(2, 0.25), (3, 2.0)]
+    pairs = [(0, 0.0), (1, 0.5), (2, 1.0)]
+    assert components.execute("SELECT k, v FROM c_pairs(3)").rows == pairs
+    # none: no rows; a NULL argument (RETURNS NULL ON NULL INPUT): no call, no rows
+    assert components.execute("SELECT * FROM c_pairs(-1)").rows == []
+    assert db.execute("SELECT * FROM rates_from(NULL)").rows == []
+    assert db.call("rates_from", None) == []
+    core = [db.call("rates_from", 2), components.call("c_pairs", 3), components.call("c_pairs", -1)]
+    assert core == general == [[(2, 0.25), (3, 2.0)], pairs, []]
+    # Joined per outer row: one core call each.
+    assert db.execute(
+        "SELECT c.id, count(*) FROM cust c, rates_from(c.id) r GROUP BY c.id ORDER BY c.id"
+    ).rows == [(1, 3), (2, 2), (3, 1)]
+    monkeypatch.setattr(Runner, "_invoke", invoke)
+    assert db.session.depth == 0 and db.conn.getautocommit()
+
+
+def test_a_table_over_max_result_bytes_is_refused_on_the_core_path() -> None:
+    limits = TEST_LIMITS.with_overrides(max_result_bytes=40)
+    with h.Database.open(":memory:", limits=limits) as db:
+        db.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
+        db.execute("INSERT INTO cust VALUES (1, 0.5), (2, 0.25), (3, 2.0)")
+        db.execute(
+            "CREATE PROCEDURE rates_from(start BIGINT) RETURNS TABLE(id BIGINT, rate DOUBLE)"
+            f" LANGUAGE wasm CAPABILITIES ('read:cust') AS $wasm${HOSTED}$wasm$"
+        )
+        assert db._runner("rates_from")._hosted
+        assert db.call("rates_from", 3) == [(3, 2.0)]
+        with pytest.raises(h.ResourceLimitExceeded, match="max_result_bytes"):
+            db.execute("SELECT * FROM rates_from(1)")
+
+
+def test_a_parameter_named_as_a_column_is_refused(db: h.Database) -> None:
+    with pytest.raises(h.InvalidArgument, match="parameter ID is also a column"):
+        db.execute(
+            "CREATE PROCEDURE clash(ID BIGINT) RETURNS TABLE(id BIGINT, rate DOUBLE)"
+            f" LANGUAGE wasm CAPABILITIES ('read:cust') USING EXPORT 'rates_from'"
+            f" AS $wasm${HOSTED}$wasm$"
+        )
+    assert not db.registry.exists("clash")
+
+
+def test_a_table_procedure_plans_with_its_arguments(db: h.Database) -> None:
+    """Its parameters are hidden columns, every one needed: an argument by
+    position or by `WHERE param = value`, a join that supplies it per outer
+    row (never a scan without it), and a clear error when it is missing."""
+    assert db.execute("SELECT id FROM rates_from WHERE start = 3").rows == [(3,)]
+    assert db.execute(
+        "SELECT c.id, r.id FROM cust c JOIN rates_from(c.id) r ON r.id = c.id + 1 ORDER BY 1"
+    ).rows == [(1, 2), (2, 3)]
+    with pytest.raises(h.InvalidArgument, match=r"rates_from takes 1 argument.*start not given"):
+        db.execute("SELECT * FROM rates_from()")
+    with pytest.raises(h.InvalidArgument, match="start not given"):
+        db.execute("SELECT * FROM rates_from WHERE start > 1")
+    with pytest.raises(h.InvalidArgument, match="expected BIGINT, got TEXT"):
+        db.execute("SELECT * FROM rates_from('x')")
+    db.execute("DROP PROCEDURE rates_from")
+    with pytest.raises(h.SqlError, match="no such table"):
+        db.execute("SELECT * FROM rates_from(1)")

@@ -9,7 +9,6 @@ bound as SQL functions (scalar procedures) or eponymous virtual tables
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import logging
 import re
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import apsw
-import apsw.ext
 
 from . import _core, archive, ddl, native, plugins, policy, telemetry
 from .errors import (
@@ -40,6 +38,7 @@ from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
 from .runtime import Runtime, default_runtime
 from .singlestore.archive import SingleStoreArchive
+from .tables import TableModule
 from .telemetry import LogRecord
 from .values import Column, Signature, SqlType, SqlValue, to_sqlite
 
@@ -705,6 +704,7 @@ class Database:
         export = stmt.export or stmt.name
         module, digest, instance = self._load_new(stmt.wasm, limits, caps, stmt.abi, stmt.wit)
         signature = module.check(export, stmt.signature)
+        _check_table_names(signature)
         return _Prepared(stmt, module.abi, export, signature, caps, digest, module, instance)
 
     def _store(self, p: _Prepared) -> int:
@@ -1070,27 +1070,9 @@ class Database:
             self._bound[name.lower()] = ("scalar", len(sig.params))
             return
         if sig.table is not None:
-            columns = tuple(c.name for c in sig.table)
-
-            names = [c.name for c in sig.params]
-
-            def table(**kwargs: Any) -> list[tuple[SqlValue, ...]]:
-                # apsw.ext passes the table's arguments (hidden columns) by name.
-                if set(kwargs) != set(names):
-                    raise InvalidArgument(f"{name} takes {len(names)} argument(s) {sig.render()}")
-                rows = self._runner(name).call([kwargs[n] for n in names])
-                return [tuple(to_sqlite(c) for c in row) for row in rows]
-
-            # apsw.ext reads the parameters (hidden columns) from the signature.
-            table.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-                [
-                    inspect.Parameter(c.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
-                    for c in sig.params
-                ]
-            )
-            table.columns = columns  # type: ignore[attr-defined]
-            table.column_access = apsw.ext.VTColumnAccess.By_Index  # type: ignore[attr-defined]
-            apsw.ext.make_virtual_module(self.conn, name, table)
+            # The Runner is looked up per call: it is replaced when the
+            # version or its limits change.
+            TableModule(name, sig, lambda args: self._runner(name).call(args)).bind(self.conn)
             self._expire_statements()
             self._bound[name.lower()] = ("table", len(sig.params))
         else:
@@ -1183,6 +1165,20 @@ def _may_write(version: ProcedureVersion) -> bool:
     another procedure, which may."""
     caps = version.capabilities
     return caps.can_write() or bool(caps.targets("call"))
+
+
+def _check_table_names(sig: Signature) -> None:
+    """A table procedure is an SQL table whose parameters are hidden columns:
+    a parameter named as one of its columns is refused (PostgreSQL refuses
+    the same name used twice in RETURNS TABLE's columns and the parameters)."""
+    if sig.table is None:
+        return
+    columns = {c.name.lower() for c in sig.table}
+    both = [p.name for p in sig.params if p.name.lower() in columns]
+    if both:
+        raise InvalidArgument(
+            f"parameter {both[0]} is also a column of the table {sig.render()}: rename one"
+        )
 
 
 def _ends_transaction(sql: str) -> bool:

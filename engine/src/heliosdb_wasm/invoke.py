@@ -271,6 +271,8 @@ class Runner:
     def _batch_native(self, columns: Sequence[Sequence[SqlValue]]) -> list[Any]:
         numeric = self.numeric()
         results: list[Any] = numeric.batch(columns)  # fault() counted a failure
+        if self.signature.is_table:
+            return [[] if r is None else r for r in results]
         return results
 
     def _fast_arguments(self, args: Sequence[SqlValue]) -> list[SqlValue] | None:
@@ -309,9 +311,12 @@ class Runner:
             self.session.telemetry.pending_calls += 1
             raise exc.located(self.version.name, self.version.version) from None
         if values is None:
-            return None
+            return [] if self.signature.is_table else None
         # The core counts a success in its tally; fault() counts a failure.
-        return numeric.call(values)
+        result = numeric.call(values)
+        if result is None and self.signature.is_table:
+            return []  # a component's option<list<record>> none: no rows
+        return result
 
     def numeric(self) -> _core.Numeric:
         """This version's numeric export in the Rust core, made on first use.
@@ -349,8 +354,10 @@ class Runner:
                             v.capabilities.core_grants,
                             self.session.is_procedure,
                             v.capabilities.can_write(),
-                            # A text, blob or JSON result: HostedHooks.lift / convert.
-                            result is None and self.signature.returns is not None,
+                            # A text, blob or JSON result, or rows: HostedHooks.lift
+                            # / convert.
+                            result is None
+                            and (self.signature.returns is not None or self.signature.is_table),
                         )
                     else:
                         module: NumericModule = self.module  # type: ignore[assignment]
@@ -595,8 +602,13 @@ class HostedHooks:
 
     def convert(self, value: Any) -> Any:
         """A component's result that is not a number, converted to the
-        declared type and held to max_result_bytes, as Runner._invoke does."""
-        return self._held(convert_result(self._version.signature, value))
+        declared type and held to max_result_bytes, as Runner._invoke does.
+        A table procedure's list of records is its rows: the core lifts a
+        record as a dict in its fields' order, the table's columns."""
+        sig = self._version.signature
+        if sig.table is not None and isinstance(value, list):
+            value = ([c.name for c in sig.table], [tuple(rec.values()) for rec in value])
+        return self._held(convert_result(sig, value))
 
     def raised(self, code: str, message: str, seconds: float) -> ProcedureError:
         return self._counted(raised_error(code, message), seconds)

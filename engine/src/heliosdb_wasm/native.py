@@ -53,12 +53,10 @@ BUFFER: dict[SqlType, _core.Param] = {
 
 def hostable(signature: Signature) -> bool:
     """Whether the core can run calls of this signature whole when the
-    module's host functions are the core's: numbers, text, JSON or blobs in, and
-    a number or a scalar value out (text, blob and JSON results come back
-    through ``HostedHooks.lift``)."""
-    return signature.table is None and all(
-        c.type in KIND or c.type in BUFFER for c in signature.params
-    )
+    module's host functions are the core's: numbers, text, JSON or blobs in,
+    and a number, a scalar value or rows out (text, blob and JSON results and
+    a table procedure's rows come back through ``HostedHooks.lift``)."""
+    return all(c.type in KIND or c.type in BUFFER for c in signature.params)
 
 
 def params_of(signature: Signature) -> list[_core.Param]:
@@ -148,7 +146,7 @@ def make_scalar(
     None when its signature cannot have one. ``acquire()`` gives the
     ``Numeric`` of the current version (None: every row goes to
     ``slow(*args)``, the general path)."""
-    if not hostable(signature):
+    if signature.table is not None or not hostable(signature):
         return None
     _, result = kinds(signature)
     return _core.Scalar(

@@ -112,15 +112,26 @@ impl<H: Host> ComponentState<H> {
         Ok(host)
     }
 
+    /// When a host function started, if the call is [`Host::timed`].
+    fn timer(&self) -> Option<Instant> {
+        self.host.as_ref().is_some_and(H::timed).then(Instant::now)
+    }
+
+    fn add_host_time(&mut self, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.host_time += started.elapsed();
+        }
+    }
+
     /// A fallible host operation's WIT result, timed; a fatal failure ends
     /// the call.
     fn fallible<T>(
         &mut self,
         op: impl FnOnce(&mut H) -> Result<T, Failure<H::Error>>,
     ) -> wasmtime::Result<Result<T, types::Error>> {
-        let started = Instant::now();
+        let started = self.timer();
         let outcome = op(self.host()?);
-        self.host_time += started.elapsed();
+        self.add_host_time(started);
         match outcome {
             Ok(value) => Ok(Ok(value)),
             Err(Failure::Status { status, message }) => Ok(Err(wit_error(status, message))),
@@ -227,9 +238,9 @@ impl<H: Host> host::Host for ComponentState<H> {
             host::LogLevel::Warn => "warn",
             host::LogLevel::Error => "error",
         };
-        let started = Instant::now();
+        let started = self.timer();
         let logged = self.host()?.log(level, &message);
-        self.host_time += started.elapsed();
+        self.add_host_time(started);
         match logged {
             Ok(()) => Ok(()),
             Err(err) => fatal(self, Fault::Host(err)),
@@ -550,6 +561,7 @@ impl<H: Host + Send + 'static> ComponentInstance<H> {
             let error = CallError::abi(format!("the component exports no function {name:?}"));
             return (Err(Failed::Call(error)), Outcome::default(), Some(host));
         };
+        let timed = host.timed();
         {
             let state = &mut self.store.data_mut().host;
             state.host = Some(host);
@@ -559,9 +571,9 @@ impl<H: Host + Send + 'static> ComponentInstance<H> {
         }
         arm(&mut self.store, self.fuel, self.deadline_ticks);
         let mut results = vec![Val::Bool(false); n];
-        let started = Instant::now();
+        let started = timed.then(Instant::now);
         let called = func.call(&mut self.store, params, &mut results);
-        let wasm = started.elapsed();
+        let wasm = started.map_or(Duration::ZERO, |s| s.elapsed());
         let refusal = self.store.data_mut().limiter_mut().take_refusal();
         let fuel_left = self.store.get_fuel().unwrap_or(0);
         let state = &mut self.store.data_mut().host;

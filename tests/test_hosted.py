@@ -5,6 +5,7 @@ nesting limits and telemetry."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,10 +104,51 @@ def test_a_null_result_through_heliosdb_return(db: h.Database) -> None:
     assert db.call_batch("null_result", [[1, 2]]) == [None, None]
 
 
-def test_host_functions_that_live_in_python_get_a_context(db: h.Database) -> None:
-    assert db.execute("SELECT logs(7)").scalar() == 7
-    (line,) = [r for r in db.session.logs if r.procedure == "logs"]
-    assert (line.level, line.message, line.version) == ("info", "hello from the core", 1)
+def test_a_log_line_is_logged_in_the_core(
+    db: h.Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hosted call's log line goes into the database's log with no Python
+    (no context is made for it), reaches Python's logging at the end of the
+    statement, in order, and is persisted by the next flush."""
+    from heliosdb_wasm.invoke import HostedHooks
+
+    def refused(self: HostedHooks) -> object:
+        raise AssertionError("a context was made for a log line")
+
+    monkeypatch.setattr(HostedHooks, "context", refused)
+    with caplog.at_level(logging.INFO, logger="heliosdb_wasm.procedure"):
+        assert db.execute("SELECT logs(7) + logs(8)").scalar() == 15
+    lines = [r for r in db.session.logs if r.procedure == "logs"]
+    assert [(r.level, r.message, r.version) for r in lines] == [
+        ("info", "hello from the core", 1)
+    ] * 2
+    echoed = [r for r in caplog.records if r.name == "heliosdb_wasm.procedure"]
+    assert [r.getMessage() for r in echoed] == ["logs v1: hello from the core"] * 2
+    assert [r.procedure_time for r in echoed] == [r.time for r in lines]  # type: ignore[attr-defined]
+    # Echoed once: the next statement adds only its own line.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="heliosdb_wasm.procedure"):
+        db.call("logs", 1)
+    assert len([r for r in caplog.records if r.name == "heliosdb_wasm.procedure"]) == 1
+    assert [r.message for r in db.persisted_logs("logs")] == ["hello from the core"] * 3
+
+
+def test_a_log_bound_ends_a_hosted_call() -> None:
+    """Over max_log_bytes in one call, the call the core runs whole ends
+    with the typed limit, the line not logged, and the next call runs."""
+    limits = TEST_LIMITS.with_overrides(max_log_bytes=10)
+    with h.Database.open(":memory:", limits=limits) as db:
+        db.execute(
+            "CREATE PROCEDURE logs(x BIGINT) RETURNS BIGINT LANGUAGE wasm"
+            f" AS $wasm${HOSTED}$wasm$"
+        )
+        assert db._runner("logs")._hosted
+        for run in (lambda: db.call("logs", 1), lambda: db.execute("SELECT logs(2)")):
+            with pytest.raises(h.ResourceLimitExceeded, match=r"max_log_bytes \(10\)") as err:
+                run()
+            assert err.value.procedure == "logs"
+        assert [r for r in db.session.logs if r.procedure == "logs"] == []
+        assert db.session.depth == 0 and db.conn.getautocommit()
 
 
 def test_threads_share_the_connection_safely(db: h.Database) -> None:

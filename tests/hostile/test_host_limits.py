@@ -21,7 +21,7 @@ import pytest
 
 import heliosdb_wasm as h
 from conftest import TEST_LIMITS, b64, wasm_of
-from heliosdb_wasm import telemetry
+from heliosdb_wasm import _core, telemetry
 
 MIB = 1024 * 1024
 # A query that never ends, and one that would take hours: the CTE is named t
@@ -239,14 +239,26 @@ def test_the_persisted_log_keeps_its_newest_bytes(
 
 
 def test_the_in_memory_log_drops_its_oldest_lines_first() -> None:
-    log = telemetry.LogBuffer(max_bytes=1000, max_lines=3)
+    line = telemetry.LOG_LINE_BYTES
+    log = _core.LogSink(3, 1000, 3, 1000, telemetry.LOG_MESSAGE_BYTES, line, "")
     for i, n in enumerate((100, 200, 300, 400)):
-        log.append(telemetry.LogRecord(0.0, "p", 1, "info", str(i) * n))
-    assert [r.message[0] for r in log] == ["2", "3"]  # 2 and 3 with overhead fit in 1000
-    assert log.bytes == 700 + 2 * telemetry.LOG_LINE_BYTES
+        log.push(0.0, "p", 1, "info", str(i) * n)
+    assert [r[4][0] for r in log.memory()] == ["2", "3"]  # 2 and 3 with overhead fit in 1000
     for _ in range(5):
-        log.append(telemetry.LogRecord(0.0, "p", 1, "info", "z"))
-    assert len(log) == 3
-    log.append(telemetry.LogRecord(0.0, "p", 1, "info", "w" * 5000))
-    assert [r.message[0] for r in log] == ["w"]  # the newest line always stays
-    assert telemetry.clip_message("é" * 40_000).endswith(telemetry.TRUNCATED_MARKER.format(80_000))
+        log.push(0.0, "p", 1, "info", "z")
+    assert len(log.memory()) == 3
+    log.push(0.0, "p", 1, "info", "w" * 5000)
+    assert [r[4][0] for r in log.memory()] == ["w"]  # the newest line always stays
+    with pytest.raises(ValueError, match="unknown log level"):
+        log.push(0.0, "p", 1, "loud", "x")
+    sink = telemetry.new_log_sink()
+    sink.push(0.0, "p", 1, "info", "é" * 40_000)
+    (record,) = sink.memory()
+    assert record[4].endswith(telemetry.TRUNCATED_MARKER.format(80_000))
+    assert len(record[4].encode()) == telemetry.LOG_MESSAGE_BYTES + len(
+        telemetry.TRUNCATED_MARKER.format(80_000)
+    )
+    # A lone surrogate cannot be UTF-8: it is logged as U+FFFD (one per
+    # byte of its surrogatepass form), not refused.
+    sink.push(0.0, "p", 1, "info", "a\ud800b")
+    assert sink.memory()[-1][4] == "a" + "\ufffd" * 3 + "b"

@@ -7,6 +7,7 @@
 //! - [`basic`]: a Basic-ABI call, its per-call state and the host functions;
 //! - [`encoding`]: the Basic ABI's parameter and row encodings;
 //! - [`limits`]: the per-call resource limits, mirroring Python's `policy.Limits`;
+//! - [`logs`]: a database's procedure log, written without Python;
 //! - [`engine`]: one [`Runtime`] per process, the wasmtime `Engine` and the epoch ticker;
 //! - [`limiter`]: a `ResourceLimiter` that remembers which limit refused a growth;
 //! - [`error`]: the typed error of a call, with the guest's backtrace;
@@ -32,6 +33,7 @@ pub mod error;
 pub mod gate;
 pub mod limiter;
 pub mod limits;
+pub mod logs;
 pub mod policy;
 pub mod pool;
 #[cfg(feature = "sqlite")]

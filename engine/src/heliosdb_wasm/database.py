@@ -430,7 +430,10 @@ class Database:
     def _flush_telemetry(self, force: bool = False) -> None:
         """Persist pending metrics and log lines, outside any user transaction."""
         t = self.session.telemetry
-        if self.session.depth or not self.conn.getautocommit() or not (force or t.due()):
+        if self.session.depth:
+            return
+        self.session.echo_logs()
+        if not self.conn.getautocommit() or not (force or t.due()):
             return
         try:
             t.flush(self.conn)

@@ -36,7 +36,7 @@ from .errors import (
     SqlError,
 )
 from .policy import Authorizer, Capabilities, Limits
-from .telemetry import LogBuffer, LogRecord, Telemetry, clip_message, utf8_bytes
+from .telemetry import LogRecord, Telemetry, utf8_bytes
 from .values import SqlValue, decode_http_request, encode_http_response, to_sqlite
 from .wasi import says_out_of_memory
 
@@ -108,7 +108,6 @@ class Session:
             )
         self.db = conn.sqlite3_pointer()
         self.is_procedure = is_procedure
-        self.logs = LogBuffer()  # telemetry.LOG_MEMORY_BYTES, LOG_MEMORY_LINES
         self.telemetry = Telemetry()
         self._names = itertools.count(1)
         # The connection's authorizer and the bounds of the guest statements
@@ -117,6 +116,31 @@ class Session:
         self.gate = _core.Gate(self.db, isinstance(conn, Connection))
         if isinstance(conn, Connection):
             conn.gate = self.gate
+
+    @property
+    def logs(self) -> list[LogRecord]:
+        """The in-memory procedure log, oldest first (telemetry.LOG_MEMORY_LINES
+        and LOG_MEMORY_BYTES)."""
+        return [LogRecord(*r) for r in self.telemetry.logs.memory()]
+
+    def echo_logs(self) -> None:
+        """The lines logged since the last echo, into Python's logging at
+        their levels (at the end of an operation: a call the core runs whole
+        logs without Python). Lines at a level the logger would drop are not
+        even copied out of the core."""
+        levels = [n for n, lvl in _PY_LEVELS.items() if _logger.isEnabledFor(lvl)]
+        if not levels:
+            return
+        for t, procedure, version, level, message in self.telemetry.logs.take_echo(levels):
+            # The record is made now; when the line was logged is procedure_time.
+            _logger.log(
+                _PY_LEVELS[level],
+                "%s v%d: %s",
+                procedure,
+                version,
+                message,
+                extra={"procedure_time": t},
+            )
 
     @property
     def depth(self) -> int:
@@ -155,6 +179,13 @@ class Session:
         self.conn.cursor().execute(sql)
 
 
+def log_limit(limits: Limits) -> ResourceLimitExceeded:
+    return ResourceLimitExceeded(
+        f"logged more than max_log_bytes ({limits.max_log_bytes}) in one call",
+        limit="max_log_bytes",
+    )
+
+
 def log_line(
     session: Session,
     procedure: str,
@@ -169,21 +200,13 @@ def log_line(
     and whether the line says the guest ran out of memory (an SDK's
     allocator, just before the guest aborts). Over ``max_log_bytes`` the
     call ends (ResourceLimitExceeded)."""
-    size = utf8_bytes(message)
-    logged += size
+    logged += utf8_bytes(message)
     if logged > limits.max_log_bytes:
-        raise ResourceLimitExceeded(
-            f"logged more than max_log_bytes ({limits.max_log_bytes}) in one call",
-            limit="max_log_bytes",
-        )
+        raise log_limit(limits)
     oom = level in ("warn", "error") and says_out_of_memory(message)
-    # Every copy of the line (in memory, persisted, Python's logging) is cut
-    # to telemetry.LOG_MESSAGE_BYTES.
-    message = clip_message(message, size)
-    record = LogRecord(time.time(), procedure, version, level, message)
-    session.logs.append(record)
-    session.telemetry.log(record)
-    _logger.log(_PY_LEVELS.get(level, logging.INFO), "%s v%d: %s", procedure, version, message)
+    # Into the database's log, which cuts the message (and echoes it to
+    # Python's logging at the end of the operation: Session.echo_logs).
+    session.telemetry.logs.push(time.time(), procedure, version, level, message)
     return logged, oom
 
 

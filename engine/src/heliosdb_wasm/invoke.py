@@ -24,11 +24,11 @@ from .errors import (
     ResourceLimitExceeded,
     SqlError,
 )
-from .hostapi import CallContext, Session, busy_error, log_line
+from .hostapi import CallContext, Session, busy_error, log_limit
 from .policy import Capabilities, Limits
 from .registry import ProcedureVersion
 from .runtime import Runtime, core_error, host_bug
-from .telemetry import CallStats, LogRecord, Metrics, clip_message
+from .telemetry import CallStats, Metrics
 from .values import Signature, SqlType, SqlValue, coerce, convert_result
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
@@ -358,6 +358,7 @@ class Runner:
                             # / convert.
                             result is None
                             and (self.signature.returns is not None or self.signature.is_table),
+                            (self.session.telemetry.logs, v.name, v.version),
                         )
                     else:
                         module: NumericModule = self.module  # type: ignore[assignment]
@@ -514,15 +515,13 @@ def log_trap(session: Session, error: ProcedureError) -> None:
     """A trap with a backtrace goes into the procedure's log too, where
     `heliosdb-wasm logs` shows it after the fact."""
     if isinstance(error, ProcedureTrap) and error.backtrace and error.procedure is not None:
-        record = LogRecord(
+        session.telemetry.logs.push(
             time.time(),
             error.procedure,
             error.version or 0,
             "error",
-            clip_message(f"trap: {error.message}\n{error.stack()}"),
+            f"trap: {error.message}\n{error.stack()}",
         )
-        session.logs.append(record)
-        session.telemetry.log(record)
 
 
 def _fault_hook(
@@ -576,10 +575,10 @@ class HostedHooks:
         v = self._version
         return CallContext(self._session, v.name, v.version, v.capabilities, self._limits, [])
 
-    def log(self, level: str, message: str, logged: int) -> tuple[int, bool]:
-        """A log line with no CallContext made for it (hostapi.log_line)."""
-        v = self._version
-        return log_line(self._session, v.name, v.version, self._limits, level, message, logged)
+    def log_limit(self) -> ResourceLimitExceeded:
+        """A call the core runs whole logged more than max_log_bytes (its
+        lines go into the log in the core: engine/core/src/python/logs.rs)."""
+        return log_limit(self._limits)
 
     def lift(self, tag: int | None, payload: bytes) -> Any:
         """What the guest gave heliosdb_return (``tag`` None: it gave nothing,

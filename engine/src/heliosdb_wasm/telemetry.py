@@ -10,6 +10,10 @@ sees them. Flushing happens between statements, never inside the caller's
 own transaction, at most once a second (or when much is pending) and when
 the database is closed.
 
+The log lines live in the Rust core (``new_log_sink``), which a call it runs
+whole logs into without Python; they are echoed to Python's ``logging`` at
+the end of each operation (``hostapi.Session.echo_logs``).
+
 The log is bounded in bytes wherever it is held: each line's message is cut
 to ``LOG_MESSAGE_BYTES`` (with a marker saying so), the in-memory log keeps
 the newest ``LOG_MEMORY_BYTES``, and the persisted one the newest
@@ -21,13 +25,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import apsw
 
+from . import _core
 from .policy import MIB
 
 SCHEMA = """
@@ -69,8 +73,8 @@ LOG_MEMORY_LINES = 10_000
 LOG_MEMORY_BYTES = 8 * MIB
 LOG_LINE_BYTES = 128
 # A line's message keeps this many bytes; a longer one is cut there and ends
-# in TRUNCATED_MARKER, which gives its full length (clip_message, applied
-# once where a line is logged: hostapi.CallContext.log).
+# in TRUNCATED_MARKER, which gives its full length (cut once, where the line
+# enters the log: engine/core/src/logs.rs).
 LOG_MESSAGE_BYTES = 64 * 1024
 TRUNCATED_MARKER = " ... [truncated: {} bytes in all]"
 FLUSH_INTERVAL_SECONDS = 1.0
@@ -114,48 +118,22 @@ def utf8_bytes(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
-def clip_message(text: str, size: int | None = None) -> str:
-    """``text`` cut to LOG_MESSAGE_BYTES (``size``: its UTF-8 bytes, if known),
-    marked as truncated with its full length."""
-    if size is None:
-        size = utf8_bytes(text)
-    if size <= LOG_MESSAGE_BYTES:
-        return text
-    head = text.encode("utf-8", "surrogatepass")[:LOG_MESSAGE_BYTES]
-    # Cut on a character boundary (a partial one at the end is dropped).
-    return head.decode("utf-8", "ignore") + TRUNCATED_MARKER.format(size)
-
-
-class LogBuffer:
-    """Log lines in order, the oldest dropped first once there are more than
-    ``max_lines`` or their messages and LOG_LINE_BYTES each come to more
-    than ``max_bytes`` (the newest line always stays)."""
-
-    def __init__(
-        self, max_bytes: int = LOG_MEMORY_BYTES, max_lines: int = LOG_MEMORY_LINES
-    ) -> None:
-        self.max_bytes = max_bytes
-        self.max_lines = max_lines
-        self.bytes = 0
-        self._lines: deque[tuple[LogRecord, int]] = deque()
-
-    def append(self, record: LogRecord) -> None:
-        size = utf8_bytes(record.message) + LOG_LINE_BYTES
-        self._lines.append((record, size))
-        self.bytes += size
-        lines = self._lines
-        while len(lines) > 1 and (self.bytes > self.max_bytes or len(lines) > self.max_lines):
-            self.bytes -= lines.popleft()[1]
-
-    def clear(self) -> None:
-        self._lines.clear()
-        self.bytes = 0
-
-    def __iter__(self) -> Iterator[LogRecord]:
-        return (record for record, _ in self._lines)
-
-    def __len__(self) -> int:
-        return len(self._lines)
+def new_log_sink() -> _core.LogSink:
+    """A database's procedure log (engine/core/src/logs.rs): the in-memory
+    log keeps the newest LOG_MEMORY_LINES lines within LOG_MEMORY_BYTES, the
+    lines not persisted yet the newest LOG_RETENTION within
+    LOG_RETENTION_BYTES (each line costing its message's UTF-8 bytes plus
+    LOG_LINE_BYTES, the newest always kept); a message is cut to
+    LOG_MESSAGE_BYTES and ends in TRUNCATED_MARKER."""
+    return _core.LogSink(
+        LOG_MEMORY_LINES,
+        LOG_MEMORY_BYTES,
+        LOG_RETENTION,
+        LOG_RETENTION_BYTES,
+        LOG_MESSAGE_BYTES,
+        LOG_LINE_BYTES,
+        TRUNCATED_MARKER,
+    )
 
 
 @dataclass(frozen=True)
@@ -269,8 +247,9 @@ class Telemetry:
         # the collectors below still hold.
         self.pending: dict[tuple[str, int], Metrics] = {}
         self.pending_calls = 0
-        # Lines the persisted log would prune at once are not kept either.
-        self.pending_logs = LogBuffer(LOG_RETENTION_BYTES, LOG_RETENTION)
+        # Every log line, the ones not persisted yet among them: the core
+        # writes lines there itself (a call it runs whole).
+        self.logs = new_log_sink()
         self.listeners: list[Callable[[CallStats], None]] = []
         # Calls counted elsewhere (the Rust core's tallies, native.py):
         # each collector folds its counts into ``metrics()`` and
@@ -300,7 +279,7 @@ class Telemetry:
         return found
 
     def log(self, record: LogRecord) -> None:
-        self.pending_logs.append(record)
+        self.logs.push(*record)
 
     def due(self) -> bool:
         """Whether to flush now: something is pending and the interval has
@@ -310,20 +289,21 @@ class Telemetry:
         than the numeric call it counts)."""
         if time.monotonic() - self.last_flush >= FLUSH_INTERVAL_SECONDS:
             self.collect()
-            return bool(self.pending_calls or self.pending_logs)
+            return bool(self.pending_calls or self.logs.pending_count)
         self._due_checks += 1
         if self._due_checks >= COLLECT_EVERY:
             self._due_checks = 0
             self.collect()
-        return self.pending_calls + len(self.pending_logs) >= FLUSH_PENDING_CALLS
+        return self.pending_calls + self.logs.pending_count >= FLUSH_PENDING_CALLS
 
     def flush(self, conn: apsw.Connection) -> None:
         """Write what is pending in one transaction (the caller checked autocommit)."""
         self.collect()
-        if not self.pending_calls and not self.pending_logs:
+        if not self.pending_calls and not self.logs.pending_count:
             return
         pending = {k: m for k, m in self.pending.items() if m.calls}
-        logs = list(self.pending_logs)
+        # Marked persisted only once committed: a busy file keeps them.
+        logs, upto = self.logs.pending()
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -355,12 +335,12 @@ class Telemetry:
             raise
         for m in pending.values():
             m.clear()
-        self.pending_logs.clear()
+        self.logs.flushed(upto)
         self.pending_calls = 0
         self.last_flush = time.monotonic()
 
 
-def _append_logs(conn: apsw.Connection, logs: list[LogRecord]) -> None:
+def _append_logs(conn: apsw.Connection, logs: list[tuple[float, str, int, str, str]]) -> None:
     """Insert ``logs`` (in the caller's transaction) and prune the oldest
     lines beyond LOG_RETENTION lines and LOG_RETENTION_BYTES bytes of
     messages, keeping their sum in _heliosdb_log_size so that a flush costs
@@ -372,7 +352,7 @@ def _append_logs(conn: apsw.Connection, logs: list[LogRecord]) -> None:
         total = _int(conn, "SELECT sum(octet_length(message)) FROM _heliosdb_log") or 0
     conn.cursor().executemany(
         "INSERT INTO _heliosdb_log(time, procedure, version, level, message) VALUES (?,?,?,?,?)",
-        [(r.time, r.procedure, r.version, r.level, r.message) for r in logs],
+        logs,
     )
     # What was inserted, measured as what is deleted will be: by SQLite.
     sql = "SELECT sum(octet_length(message)) FROM _heliosdb_log WHERE id > ?"

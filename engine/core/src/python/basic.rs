@@ -17,6 +17,7 @@ use pyo3::types::{PyBytes, PyDict, PyFloat, PySequence};
 use wasmtime::Val;
 
 use super::gate::Gate;
+use super::logs::{LogTarget, Logged};
 use super::numeric::{field, limits_from};
 use super::policy::{Grants, GuestPolicy};
 use super::runtime::{core_error, PyModule_};
@@ -61,6 +62,8 @@ pub struct PyHost {
     // The savepoints of the guest's open transactions, innermost last,
     // when the core runs the call whole (else the context keeps them).
     pub tx: Vec<String>,
+    // Where a call the core runs whole logs.
+    log: Option<Arc<LogTarget>>,
 }
 
 pub struct StatementScope {
@@ -98,12 +101,18 @@ impl PyHost {
             logged: 0,
             out_of_memory: false,
             tx: Vec::new(),
+            log: None,
         }
     }
 
     /// The host of a call the core runs whole: no context until a host
     /// function needs one.
-    pub fn hosted(status: Arc<Py<PyAny>>, hooks: Arc<Py<PyAny>>, scope: StatementScope) -> Self {
+    pub fn hosted(
+        status: Arc<Py<PyAny>>,
+        hooks: Arc<Py<PyAny>>,
+        scope: StatementScope,
+        log: Arc<LogTarget>,
+    ) -> Self {
         Self {
             ctx: None,
             hooks: Some(hooks),
@@ -112,6 +121,7 @@ impl PyHost {
             logged: 0,
             out_of_memory: false,
             tx: Vec::new(),
+            log: Some(log),
         }
     }
 
@@ -388,19 +398,21 @@ impl Host for PyHost {
     }
 
     fn log(&mut self, level: &'static str, message: &str) -> Result<(), PyErr> {
-        with_gil(|py| match (&self.ctx, &self.hooks) {
-            // A call the core runs whole: no context made for a log line.
-            (None, Some(hooks)) => {
-                let (logged, oom): (usize, bool) = hooks
-                    .bind(py)
-                    .call_method1(intern!(py, "log"), (level, message, self.logged))?
-                    .extract()?;
-                self.logged = logged;
-                self.out_of_memory |= oom;
-                Ok(())
-            }
-            _ => self.invoke(py, intern!(py, "log"), (level, message), |_| Ok(())),
-        })
+        // A call the core runs whole: the line goes into the database's
+        // log here, with no Python (and no context made for it).
+        if let (None, Some(hooks), Some(target)) = (&self.ctx, &self.hooks, &self.log) {
+            return match target.log(&mut self.logged, level, message) {
+                Logged::Line { out_of_memory } => {
+                    self.out_of_memory |= out_of_memory;
+                    Ok(())
+                }
+                Logged::OverLimit => with_gil(|py| {
+                    let error = hooks.bind(py).call_method0(intern!(py, "log_limit"))?;
+                    Err(PyErr::from_value(error))
+                }),
+            };
+        }
+        with_gil(|py| self.invoke(py, intern!(py, "log"), (level, message), |_| Ok(())))
     }
 
     fn count_in_window(&mut self, key: &str, window_ms: i64) -> Result<i64, PyErr> {

@@ -23,6 +23,7 @@ use wasmtime::{Val, ValRaw};
 use super::basic::{BasicPool, Pool, PyHost, StatementScope};
 use super::component::{arg_val, export_type, lift, ComponentPool as PyComponentPool};
 use super::gate::Gate;
+use super::logs::LogTarget;
 use super::numeric::{
     fault_exception, limits_from, slot_arg, to_slot, Answer, Failure, Kind, Param, TallyInner,
     Target,
@@ -34,6 +35,7 @@ use crate::basic::{self, Arg, CallFailure, Fault, Lower};
 use crate::component::ComponentPool;
 use crate::error::{CallError, Limit};
 use crate::gate::{deadline_after, ExecError, Gate as CoreGate};
+use crate::logs::Sink;
 use crate::policy::Grants as CoreGrants;
 use crate::statement::RowLimits;
 
@@ -121,8 +123,9 @@ pub struct Hosted<G: Guest> {
     fault: Py<PyAny>,
     // context(), log(...), lift(tag, payload), raised(code, message,
     // seconds), host_fault(exc, seconds), host_error(busy, message),
-    // invalid(message, seconds), too_deep(): see invoke.HostedHooks
+    // invalid(message, seconds), too_deep(), log_limit(): see invoke.HostedHooks
     hooks: Arc<Py<PyAny>>,
+    log: Arc<LogTarget>,
 }
 
 fn lower(param: Param) -> Lower {
@@ -182,7 +185,12 @@ impl<G: Guest> Hosted<G> {
             rows: self.rows,
             policy: None,
         };
-        let host = PyHost::hosted(self.status.clone(), self.hooks.clone(), scope);
+        let host = PyHost::hosted(
+            self.status.clone(),
+            self.hooks.clone(),
+            scope,
+            self.log.clone(),
+        );
         let mut call = self.guest.call(host, args).map_err(|error| Failure::Call {
             error,
             elapsed: elapsed(),
@@ -678,6 +686,8 @@ pub struct HostedArgs<'a, 'py> {
     pub is_procedure: Py<PyAny>,
     pub writes: bool,
     pub lifts: bool,
+    /// The database's log, the procedure's name and version.
+    pub log: (Arc<Sink>, String, i64),
 }
 
 /// A Basic-ABI export of `pool` run whole in the core.
@@ -764,5 +774,11 @@ fn hosted<G: Guest>(
         tally: args.tally,
         fault: args.fault,
         hooks: Arc::new(args.hooks),
+        log: Arc::new(LogTarget {
+            sink: args.log.0,
+            procedure: args.log.1.into(),
+            version: args.log.2,
+            max_log_bytes: get("max_log_bytes")?,
+        }),
     })
 }

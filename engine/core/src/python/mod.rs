@@ -34,6 +34,7 @@ mod component;
 mod encoding;
 mod gate;
 mod hosted;
+mod logs;
 mod numeric;
 mod policy;
 mod runtime;
@@ -77,6 +78,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(component::lower_and_lift, m)?)?;
     m.add("GuestFault", m.py().get_type::<basic::GuestFault>())?;
     m.add_class::<numeric::Tally>()?;
+    m.add_class::<logs::LogSink>()?;
     m.add_class::<sqlite::Scalar>()?;
     m.add_class::<policy::Grants>()?;
     m.add_class::<policy::Authorizer>()?;

@@ -751,7 +751,7 @@ impl Numeric {
     /// `hooks.convert` (a component's value) makes it.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)] // one procedure version's whole setup
-    #[pyo3(signature = (pool, export, params, result, limits, tally, fault, hooks, gate, grants, is_procedure, writes, lifts))]
+    #[pyo3(signature = (pool, export, params, result, limits, tally, fault, hooks, gate, grants, is_procedure, writes, lifts, log))]
     fn hosted(
         pool: &Bound<'_, PyAny>,
         export: &Bound<'_, PyAny>,
@@ -766,6 +766,7 @@ impl Numeric {
         is_procedure: Py<PyAny>,
         writes: bool,
         lifts: bool,
+        log: (PyRef<'_, super::logs::LogSink>, String, i64),
     ) -> PyResult<Self> {
         let args = super::hosted::HostedArgs {
             params: Param::parse_all(&params)?,
@@ -779,6 +780,7 @@ impl Numeric {
             is_procedure,
             writes,
             lifts,
+            log: (log.0.inner.clone(), log.1, log.2),
         };
         let inner: Arc<dyn Target> = if let Ok(pool) = pool.cast::<super::basic::BasicPool>() {
             let export: String = export.extract()?;

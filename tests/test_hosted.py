@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import apsw
@@ -133,16 +134,24 @@ def test_a_log_line_is_logged_in_the_core(
     assert [r.message for r in db.persisted_logs("logs")] == ["hello from the core"] * 3
 
 
+@contextmanager
+def _alone(name: str, signature: str, extra: str = "", **limits: int) -> Iterator[h.Database]:
+    """A database with the customers and one procedure of hosted.wat under
+    ``limits``, on the core's path."""
+    with h.Database.open(":memory:", limits=TEST_LIMITS.with_overrides(**limits)) as db:
+        db.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
+        db.execute("INSERT INTO cust VALUES (1, 0.5), (2, 0.25), (3, 2.0)")
+        db.execute(
+            f"CREATE PROCEDURE {name}{signature} LANGUAGE wasm {extra} AS $wasm${HOSTED}$wasm$"
+        )
+        assert db._runner(name)._hosted
+        yield db
+
+
 def test_a_log_bound_ends_a_hosted_call() -> None:
     """Over max_log_bytes in one call, the call the core runs whole ends
     with the typed limit, the line not logged, and the next call runs."""
-    limits = TEST_LIMITS.with_overrides(max_log_bytes=10)
-    with h.Database.open(":memory:", limits=limits) as db:
-        db.execute(
-            "CREATE PROCEDURE logs(x BIGINT) RETURNS BIGINT LANGUAGE wasm"
-            f" AS $wasm${HOSTED}$wasm$"
-        )
-        assert db._runner("logs")._hosted
+    with _alone("logs", "(x BIGINT) RETURNS BIGINT", max_log_bytes=10) as db:
         for run in (lambda: db.call("logs", 1), lambda: db.execute("SELECT logs(2)")):
             with pytest.raises(h.ResourceLimitExceeded, match=r"max_log_bytes \(10\)") as err:
                 run()
@@ -615,15 +624,8 @@ def test_table_procedures_take_the_core_path(
 
 
 def test_a_table_over_max_result_bytes_is_refused_on_the_core_path() -> None:
-    limits = TEST_LIMITS.with_overrides(max_result_bytes=40)
-    with h.Database.open(":memory:", limits=limits) as db:
-        db.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
-        db.execute("INSERT INTO cust VALUES (1, 0.5), (2, 0.25), (3, 2.0)")
-        db.execute(
-            "CREATE PROCEDURE rates_from(start BIGINT) RETURNS TABLE(id BIGINT, rate DOUBLE)"
-            f" LANGUAGE wasm CAPABILITIES ('read:cust') AS $wasm${HOSTED}$wasm$"
-        )
-        assert db._runner("rates_from")._hosted
+    signature = "(start BIGINT) RETURNS TABLE(id BIGINT, rate DOUBLE)"
+    with _alone("rates_from", signature, "CAPABILITIES ('read:cust')", max_result_bytes=40) as db:
         assert db.call("rates_from", 3) == [(3, 2.0)]
         with pytest.raises(h.ResourceLimitExceeded, match="max_result_bytes"):
             db.execute("SELECT * FROM rates_from(1)")

@@ -1069,13 +1069,14 @@ impl Callee {
     }
 }
 
-fn raw_of(val: &Val) -> ValRaw {
+/// A number as a raw slot (anything else, which no caller passes, as 0).
+#[must_use]
+pub fn raw_of(val: &Val) -> ValRaw {
     match *val {
         Val::I32(x) => ValRaw::i32(x),
         Val::I64(x) => ValRaw::i64(x),
         Val::F32(bits) => ValRaw::f32(bits),
         Val::F64(bits) => ValRaw::f64(bits),
-        // Callee::call only passes numbers.
         _ => ValRaw::i64(0),
     }
 }

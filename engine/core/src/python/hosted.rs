@@ -138,16 +138,6 @@ fn lower(param: Param) -> Lower {
     }
 }
 
-fn slot_of(val: &Val) -> ValRaw {
-    match *val {
-        Val::I32(x) => ValRaw::i32(x),
-        Val::I64(x) => ValRaw::i64(x),
-        Val::F32(bits) => ValRaw::f32(bits),
-        Val::F64(bits) => ValRaw::f64(bits),
-        _ => ValRaw::i64(0),
-    }
-}
-
 impl<G: Guest> Hosted<G> {
     /// A hook's answer: the typed error it returns (or the error calling it raised).
     fn hook_error<A>(&self, name: &str, args: A) -> Failure
@@ -352,7 +342,7 @@ impl Guest for BasicGuest {
             });
         }
         if let Some(first) = values.first() {
-            slots[0] = slot_of(first);
+            slots[0] = basic::raw_of(first);
         }
         Ok(Answer::Slot)
     }

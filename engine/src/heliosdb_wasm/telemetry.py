@@ -278,9 +278,6 @@ class Telemetry:
             found = self.pending[key] = Metrics()
         return found
 
-    def log(self, record: LogRecord) -> None:
-        self.logs.push(*record)
-
     def due(self) -> bool:
         """Whether to flush now: something is pending and the interval has
         passed, or FLUSH_PENDING_CALLS calls and lines are pending. Asked

@@ -253,6 +253,119 @@ def per_row(report: Report, rows: int, component: bytes | None, pg: Postgres | N
         report.add(Row(g, "PostgreSQL PL/pgSQL", None, "s/row", note="no PostgreSQL server here"))
 
 
+# --- aggregates -----------------------------------------------------------------------------
+
+
+def aggregate(report: Report, rows: int, pg: Postgres | None) -> None:
+    """SingleStore's CREATE AGGREGATE (a sum of squares, the state a number
+    kept in the core; an average whose state is a HANDLE into guest memory)
+    over a table, against a Python aggregate UDF, SQLite's own sum(x * x)
+    and a PL/pgSQL aggregate."""
+    g = f"aggregate per row: SELECT sum_sq(x) over {rows:,} rows"
+    udaf = ROOT / "tests" / "fixtures" / "singlestore"
+    wasm = b64(wasmtime.wat2wasm((udaf / "udaf.wat").read_text()))
+    wit = b64((udaf / "udaf.wit").read_bytes())
+    sum_sq = (
+        "CREATE AGGREGATE {name}(BIGINT) RETURNS BIGINT WITH STATE BIGINT"
+        f" AS WASM FROM BASE64 '{wasm}' WITH WIT FROM BASE64 '{wit}'"
+        " INITIALIZE WITH sq_init ITERATE WITH sq_iter MERGE WITH sq_merge TERMINATE WITH sq_term"
+    )
+    with h.Database.open(":memory:") as db:
+        db.execute("CREATE TABLE t(x INTEGER)")
+        db.execute(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?)"
+            " INSERT INTO t SELECT x % 1000 FROM c",
+            [rows],
+        )
+        db.execute(sum_sq.format(name="sum_sq"))
+        db.execute(
+            "CREATE AGGREGATE avg_h(DOUBLE NOT NULL) RETURNS DOUBLE NOT NULL WITH STATE HANDLE"
+            f" AS WASM FROM BASE64 '{wasm}' WITH WIT FROM BASE64 '{wit}'"
+            " INITIALIZE WITH avg_init ITERATE WITH avg_iter MERGE WITH avg_merge"
+            " TERMINATE WITH avg_term DESTROY WITH avg_destroy"
+        )
+
+        class PySumSq:
+            def __init__(self) -> None:
+                self.total = 0
+
+            def step(self, x: int) -> None:
+                self.total += x * x
+
+            def final(self) -> int:
+                return self.total
+
+        db.conn.create_aggregate_function("py_sum_sq", PySumSq)
+
+        def scan(expr: str, limit: int = rows) -> float:
+            sql = f"SELECT {expr} FROM t WHERE rowid <= {limit}"
+            expected = db.execute(sql).scalar()
+            per = best_of(lambda: db.execute(sql), 1, repeat=3) / limit
+            assert db.execute(sql).scalar() == expected
+            return per
+
+        report.add(Row(g, "SQLite sum(x * x)", scan("sum(x * x)"), "s/row"))
+        report.add(
+            Row(g, "Python SQLite aggregate UDF", scan("py_sum_sq(x)"), "s/row", "SQLite sum(x * x)")
+        )
+        report.add(
+            Row(
+                g,
+                "wasm aggregate (the core)",
+                scan("sum_sq(x)"),
+                "s/row",
+                "Python SQLite aggregate UDF",
+                "SingleStore Canonical ABI, a BIGINT state",
+            )
+        )
+        report.add(
+            Row(
+                g,
+                "wasm aggregate, HANDLE state",
+                scan("avg_h(x)"),
+                "s/row",
+                "Python SQLite aggregate UDF",
+                "state in guest memory: avg_h(x)",
+            )
+        )
+        # The same aggregate as Python drives it, where SQLite cannot load
+        # the core as an extension (and as every aggregate ran before).
+        os.environ["HELIOSDB_WASM_SQLITE_DIRECT"] = "0"
+        try:
+            db.execute(sum_sq.format(name="sum_sq_apsw"))
+        finally:
+            del os.environ["HELIOSDB_WASM_SQLITE_DIRECT"]
+        report.add(
+            Row(
+                g,
+                "wasm aggregate (Python groups via apsw)",
+                scan("sum_sq_apsw(x)", min(rows, 20_000)),
+                "s/row",
+                "Python SQLite aggregate UDF",
+                "first 20 000 rows",
+            )
+        )
+    if pg is not None:
+        series = f"FROM (SELECT x % 1000 AS x FROM generate_series(1, {rows}) x) s"
+        base = pg.per_row(f"SELECT sum(x * x) {series}", rows)
+        plpgsql = pg.per_row(f"SELECT sum_sq_plpgsql(x) {series}", rows)
+        report.add(
+            Row(
+                g,
+                "PostgreSQL PL/pgSQL aggregate",
+                plpgsql - base,
+                "s/row",
+                None,
+                "minus PostgreSQL's own sum(x * x)",
+            )
+        )
+        row = report.find(g, "wasm aggregate (the core)")
+        if row is not None:
+            report.add(
+                Row(g, "wasm aggregate vs PL/pgSQL", row.value, "s/row", "PostgreSQL PL/pgSQL aggregate")
+            )
+
+
 # --- one host query per row --------------------------------------------------------------
 
 
@@ -682,6 +795,9 @@ class Postgres:
     FUNCTIONS = textwrap.dedent("""
         CREATE FUNCTION add_plpgsql(a bigint, b bigint) RETURNS bigint
             LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN a + b; END $$;
+        CREATE FUNCTION sq_step(s bigint, x bigint) RETURNS bigint
+            LANGUAGE plpgsql IMMUTABLE STRICT AS $$ BEGIN RETURN s + x * x; END $$;
+        CREATE AGGREGATE sum_sq_plpgsql(bigint) (SFUNC = sq_step, STYPE = bigint, INITCOND = 0);
         CREATE TABLE customers(id bigint PRIMARY KEY, name text, tier text);
         INSERT INTO customers VALUES (12345, 'Ada', 'gold'), (23456, 'Alan', 'silver');
         CREATE FUNCTION calculate_discount(customer_id bigint, order_total double precision)
@@ -952,6 +1068,7 @@ def main() -> int:
     try:
         per_call(report, calls)
         per_row(report, rows, math_component(), pg)
+        aggregate(report, rows, pg)
         host_query(report, 5_000 if args.quick else 20_000)
         instances(report)
         discount(report, 2_000, pg)

@@ -215,6 +215,33 @@ class Scalar:
     def bind(self, db: int, name: str) -> None: ...
     def release(self) -> None: ...
 
+class Aggregate:
+    """A numeric aggregate of an import-free module, run by the core."""
+    def __init__(
+        self,
+        module: Module,
+        roles: tuple[str, str, str, str | None],
+        params: Sequence[Kind],
+        result: Kind,
+        limits: dict[str, Any],
+        tally: Tally,
+        fault: Fault,
+        coerce: Callable[[Sequence[Any]], list[Any] | None],
+    ) -> None: ...
+    @property
+    def idle_instances(self) -> int: ...
+    @property
+    def instantiated(self) -> int: ...
+
+class AggregateFunction:
+    """An aggregate registered straight into SQLite; ``group()`` makes a
+    Python group (step(*args), final(), abandon(): invoke.Aggregate)."""
+    def __init__(
+        self, acquire: Callable[[], Aggregate | None], group: Callable[[], Any]
+    ) -> None: ...
+    def bind(self, db: int, name: str, nargs: int) -> None: ...
+    def release(self) -> None: ...
+
 class Grants:
     """A procedure's normalized grants (policy.Capabilities.grants)."""
     def __init__(self, grants: list[str]) -> None: ...

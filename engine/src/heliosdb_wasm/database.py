@@ -33,7 +33,15 @@ from .errors import (
     SqlError,
 )
 from .hostapi import Connection, Session, sql_error
-from .invoke import Instance, LoadedModule, Runner, load, load_singlestore, load_stored
+from .invoke import (
+    Aggregate,
+    Instance,
+    LoadedModule,
+    Runner,
+    load,
+    load_singlestore,
+    load_stored,
+)
 from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
 from .runtime import Runtime, default_runtime
@@ -130,8 +138,8 @@ class Database:
         # serve_clients(): a remote client's connection (pgwire).
         self._client = False
         self._allow_ddl = False
-        # Scalars SQLite calls in the core directly (native.py), by name.
-        self._scalars: dict[str, _core.Scalar] = {}
+        # Scalars and aggregates SQLite calls in the core directly, by name.
+        self._scalars: dict[str, _core.Scalar | _core.AggregateFunction] = {}
         self.busy_timeout = busy_timeout
         self._closed = False
         self._lock = threading.RLock()
@@ -1057,19 +1065,46 @@ class Database:
             # Derived once, at the first group: a new version is a new binding.
             roles: dict[str, tuple[str, Signature]] | None = None
 
-            def group() -> tuple[Any, Callable[..., None], Callable[..., Any]]:
+            def runner_roles() -> tuple[Runner, dict[str, tuple[str, Signature]]]:
                 nonlocal roles
                 runner = self._runner(name)
+                if runner.version != version:
+                    # SQLite expires statements when a function is
+                    # replaced: only a statement running across the change.
+                    raise InvalidArgument(
+                        f"{name} changed to version {runner.version.version} while "
+                        "this statement ran: run it again"
+                    )
                 if roles is None:
                     roles = _aggregate_roles(runner.module, aggregate, version.signature)
-                agg = runner.aggregate(roles)
-                return (
-                    None,
-                    lambda _ctx, *args: agg.step(*args),
-                    lambda _ctx: to_sqlite(agg.final()),
-                )
+                return runner, roles
 
-            self.conn.create_aggregate_function(name, group, len(sig.params))
+            if native.sqlite_direct():
+                # SQLite calls the core per row (engine/core/src/python/
+                # aggregate.rs); a group the core cannot run is a Python one.
+                def acquire() -> _core.Aggregate | None:
+                    runner, roles = runner_roles()
+                    return runner.aggregate_target(roles)
+
+                def python_group() -> Aggregate:
+                    runner, roles = runner_roles()
+                    return runner.aggregate(roles)
+
+                function = _core.AggregateFunction(acquire, python_group)
+                function.bind(self.conn.sqlite3_pointer(), name, len(sig.params))
+                self._scalars[name.lower()] = function
+            else:
+
+                def group() -> tuple[Any, Callable[..., None], Callable[..., Any]]:
+                    runner, roles = runner_roles()
+                    agg = runner.aggregate(roles)
+                    return (
+                        None,
+                        lambda _ctx, *args: agg.step(*args),
+                        lambda _ctx: to_sqlite(agg.final()),
+                    )
+
+                self.conn.create_aggregate_function(name, group, len(sig.params))
             self._bound[name.lower()] = ("scalar", len(sig.params))
             return
         if sig.table is not None:

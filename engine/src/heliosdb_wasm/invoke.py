@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from . import _core, native
 from .abi_basic import BasicModule, decode_returned, raised_error, returned_value
@@ -139,6 +139,9 @@ class Runner:
         caps = version.capabilities
         self.may_write = caps.can_write() or bool(caps.targets("call"))
         self._batchable: bool | None = None
+        # The core's run of this aggregate: None until asked, False if it
+        # has none.
+        self._aggregate: _core.Aggregate | Literal[False] | None = None
 
     def _can_host(self, module: LoadedModule) -> bool:
         """Whether the core can run a call of this version whole, host
@@ -470,8 +473,112 @@ class Runner:
             )
 
     def aggregate(self, roles: dict[str, tuple[str, Signature]]) -> Aggregate:
-        """One group of an aggregate (SingleStore's CREATE AGGREGATE)."""
-        return Aggregate(self, roles)
+        """One group of an aggregate (SingleStore's CREATE AGGREGATE) on the
+        general path."""
+        return Aggregate(self, roles, self.aggregate_row(roles))
+
+    def aggregate_row(
+        self, roles: dict[str, tuple[str, Signature]]
+    ) -> Callable[[Sequence[SqlValue]], list[SqlValue] | None]:
+        """A row of the aggregate's arguments as ITERATE takes them after
+        its state, or None to skip the row; a value it cannot take is the
+        typed error, located and counted as a failed call.
+
+        A Basic-ABI aggregate skips a row with a NULL argument (PostgreSQL
+        does so for a strict transition function; SQL's own aggregates
+        ignore NULLs); SingleStore's passes NULL where its WIT has an
+        option and refuses it elsewhere."""
+        from .singlestore import SingleStoreModule  # it imports this module's neighbours
+
+        v = self.version
+        module = self.module
+        if isinstance(module, SingleStoreModule):
+            convert = module.aggregate_row(roles["iterate"][0])
+        else:
+            params = self.signature.params
+
+            def convert(args: Sequence[SqlValue]) -> list[SqlValue] | None:
+                if len(args) != len(params):
+                    raise InvalidArgument(
+                        f"{v.name} takes {len(params)} argument(s), got {len(args)}"
+                    )
+                if any(a is None for a in args):
+                    return None
+                return [
+                    coerce(a, c.type, f"argument {c.name}")
+                    for a, c in zip(args, params, strict=True)
+                ]
+
+        metrics, telemetry = self._metrics, self.session.telemetry
+
+        def row(args: Sequence[SqlValue]) -> list[SqlValue] | None:
+            try:
+                return convert(args)
+            except ProcedureError as exc:
+                metrics.count(0.0, exc.code)
+                telemetry.pending_calls += 1
+                raise exc.located(v.name, v.version) from None
+
+        return row
+
+    def aggregate_target(self, roles: dict[str, tuple[str, Signature]]) -> _core.Aggregate | None:
+        """The aggregate as the core runs it (engine/core/src/python/
+        aggregate.rs: a group's rows with no Python), made on first use; or
+        None: the module imports something, or a role's types need the
+        general path's conversions, and every group goes through
+        ``aggregate``."""
+        from .singlestore import SingleStoreModule
+
+        with self._lock:
+            if self._aggregate is not None:
+                return self._aggregate or None
+            module = self.module
+            if isinstance(module, SingleStoreModule):
+                fits = module.core_aggregate({r: e for r, (e, _) in roles.items()})
+            else:
+                fits = (
+                    isinstance(module, BasicModule)
+                    and module.pure
+                    and all(
+                        native.eligible([c.type for c in sig.params], sig.returns)
+                        for _, sig in roles.values()
+                    )
+                )
+            terminate = roles["terminate"][1].returns
+            if not fits or terminate is None or terminate not in native.KIND:
+                self._aggregate = False
+                return None
+            assert isinstance(module, BasicModule | SingleStoreModule)
+            v = self.version
+            core_module, _ = module.core_export(roles["iterate"][0])
+            names = {role: module.core_export(e)[1] for role, (e, _) in roles.items()}
+            params, _ = native.kinds(Signature(roles["iterate"][1].params[1:], None))
+            tally = native.new_tally()
+            try:
+                self._aggregate = _core.Aggregate(
+                    core_module,
+                    (
+                        names["initialize"],
+                        names["iterate"],
+                        names["terminate"],
+                        names.get("destroy"),
+                    ),
+                    params,
+                    native.KIND[terminate],
+                    self.limits.to_json(),
+                    tally,
+                    _fault_hook(self.session, self._metrics, self.limits, v),
+                    self.aggregate_row(roles),
+                )
+            except _core.CoreError as exc:
+                code, message = exc.args
+                raise core_error(code, message, None, [], self.limits).located(
+                    v.name, v.version
+                ) from None
+            self.session.telemetry.collectors.append(
+                native.collector(tally, self.session.telemetry, v.name, v.version)
+            )
+            return self._aggregate
 
     def call_pinned(
         self, instance: Instance, export: str, sig: Signature, args: Sequence[SqlValue]
@@ -661,9 +768,15 @@ class Aggregate:
     the end, all on one instance, which a HANDLE state points into. SQLite
     never merges partial groups, so MERGE is only checked at registration."""
 
-    def __init__(self, runner: Runner, roles: dict[str, tuple[str, Signature]]) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        roles: dict[str, tuple[str, Signature]],
+        row: Callable[[Sequence[SqlValue]], list[SqlValue] | None],
+    ) -> None:
         self.runner = runner
         self.roles = roles
+        self.row = row
         self.instance: Instance | None = None
         self.state: SqlValue = None
 
@@ -683,8 +796,27 @@ class Aggregate:
             self.state = self._call("initialize", [])
 
     def step(self, *args: SqlValue) -> None:
+        values = self.row(args)
+        if values is None:
+            return  # Runner.aggregate_row: a row skipped
         self._start()
-        self.state = self._call("iterate", [self.state, *args])
+        self.state = self._call("iterate", [self.state, *values])
+
+    def abandon(self) -> None:
+        """After a failed row, or when SQLite cleans up a statement that
+        failed: DESTROY, if the group started, and its instance back; a
+        failure here is not reported (the statement's error is)."""
+        instance, self.instance = self.instance, None
+        if instance is None or instance.poisoned:
+            return
+        if "destroy" in self.roles:
+            export, sig = self.roles["destroy"]
+            try:
+                self.runner.call_pinned(instance, export, sig, [self.state])
+            except ProcedureError:
+                return
+        if not instance.poisoned:
+            self.runner._release(instance)
 
     def final(self) -> Any:
         try:

@@ -29,6 +29,7 @@
 //! `Numeric` (`fault`), so the typed errors stay defined in one place,
 //! `heliosdb_wasm.errors`.
 
+mod aggregate;
 mod basic;
 mod component;
 mod encoding;
@@ -80,6 +81,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<numeric::Tally>()?;
     m.add_class::<logs::LogSink>()?;
     m.add_class::<sqlite::Scalar>()?;
+    m.add_class::<aggregate::Aggregate>()?;
+    m.add_class::<aggregate::AggregateFunction>()?;
     m.add_class::<policy::Grants>()?;
     m.add_class::<policy::Authorizer>()?;
     m.add_function(wrap_pyfunction!(policy::registry_access, m)?)?;

@@ -56,7 +56,7 @@ impl Kind {
         })
     }
 
-    fn wasm(self) -> NumType {
+    pub(super) fn wasm(self) -> NumType {
         match self {
             Self::I64 => NumType::I64,
             Self::I32 | Self::Bool => NumType::I32,
@@ -692,6 +692,28 @@ pub fn limits_from(dict: &Bound<'_, PyDict>) -> PyResult<Limits> {
 /// `params` and `result` are kinds (`"i64"`, `"i32"`, `"f64"`, `"f32"`,
 /// `"bool"`); `limits` is `policy.Limits.to_json()`; `fault(code, message,
 /// limit, frames, seconds, row)` returns the exception a failed call raises.
+/// `module` if it imports nothing: only such a module's instances need no
+/// host state (checked before its exports, so that is the error given).
+pub fn import_free(module: &PyModule_) -> PyResult<&PyModule_> {
+    if module.module.imports().len() > 0 {
+        return Err(core_error(
+            "abi-error",
+            "a module with imports has no numeric fast path",
+        ));
+    }
+    Ok(module)
+}
+
+/// A pool of `module`, which imports nothing ([`import_free`]), under `limits`.
+pub fn pure_pool(module: &PyModule_, limits: Limits) -> PyResult<InstancePool<()>> {
+    let linker: Linker<StoreData<()>> = Linker::new(module.runtime.engine());
+    let pre = linker
+        .instantiate_pre(&module.module)
+        .map_err(|e| core_error("abi-error", format!("{e:#}")))?;
+    InstancePool::new(&module.runtime, pre, limits, || Ok(()))
+        .map_err(|e| core_error(e.code(), e.to_string()))
+}
+
 #[pyclass(module = "heliosdb_wasm._core", frozen)]
 pub struct Numeric {
     pub inner: Arc<dyn Target>,
@@ -713,21 +735,12 @@ impl Numeric {
         let (params, result) = Kind::signature(&params, result.as_deref())?;
         let limits = limits_from(limits)?;
         let abi = |e: CallError| core_error(e.code(), e.to_string());
-        if module.module.imports().len() > 0 {
-            return Err(core_error(
-                "abi-error",
-                "a module with imports has no numeric fast path",
-            ));
-        }
+        let module = import_free(module)?;
         let wasm_params: Vec<NumType> = params.iter().map(|k| k.wasm()).collect();
         let wasm_results: Vec<NumType> = result.iter().map(|k| k.wasm()).collect();
         let export =
             Export::new(&module.module, export, &wasm_params, &wasm_results).map_err(abi)?;
-        let linker: Linker<StoreData<()>> = Linker::new(module.runtime.engine());
-        let pre = linker
-            .instantiate_pre(&module.module)
-            .map_err(|e| core_error("abi-error", format!("{e:#}")))?;
-        let pool = InstancePool::new(&module.runtime, pre, limits, || Ok(())).map_err(abi)?;
+        let pool = pure_pool(module, limits)?;
         Ok(Self {
             inner: Arc::new(Pure {
                 pool,

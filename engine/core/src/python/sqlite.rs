@@ -231,7 +231,11 @@ enum Lowered {
 /// # Safety
 ///
 /// `value` is one of the current call's arguments.
-unsafe fn number_slot(kind: Kind, value: *mut ffi::sqlite3_value, ty: c_int) -> Option<ValRaw> {
+pub(super) unsafe fn number_slot(
+    kind: Kind,
+    value: *mut ffi::sqlite3_value,
+    ty: c_int,
+) -> Option<ValRaw> {
     // SAFETY (all arms): reading the value as the type it has.
     Some(match (kind, ty) {
         (Kind::I64, ffi::SQLITE_INTEGER) => ValRaw::i64(unsafe { ffi::sqlite3_value_int64(value) }),
@@ -478,7 +482,7 @@ unsafe fn row(
     }
 }
 
-unsafe fn set_result(ctx: *mut ffi::sqlite3_context, kind: Option<Kind>, slot: ValRaw) {
+pub(super) unsafe fn set_result(ctx: *mut ffi::sqlite3_context, kind: Option<Kind>, slot: ValRaw) {
     // SAFETY (all arms): `ctx` is this call's context.
     unsafe {
         match kind {
@@ -497,7 +501,7 @@ unsafe fn set_result(ctx: *mut ffi::sqlite3_context, kind: Option<Kind>, slot: V
 
 /// `err` as the statement's error, left pending for apsw to raise (it
 /// prefers a pending exception to SQLite's message).
-unsafe fn pending(py: Python<'_>, ctx: *mut ffi::sqlite3_context, err: PyErr) {
+pub(super) unsafe fn pending(py: Python<'_>, ctx: *mut ffi::sqlite3_context, err: PyErr) {
     let text = err
         .value(py)
         .str()
@@ -533,7 +537,10 @@ unsafe fn slow(
     });
 }
 
-unsafe fn to_python(py: Python<'_>, value: *mut ffi::sqlite3_value) -> PyResult<Py<PyAny>> {
+pub(super) unsafe fn to_python(
+    py: Python<'_>,
+    value: *mut ffi::sqlite3_value,
+) -> PyResult<Py<PyAny>> {
     // SAFETY (all arms): reading the value as the type it has; SQLite's
     // text and blob pointers stay valid until the value changes, and are
     // copied here.
@@ -572,7 +579,7 @@ unsafe fn to_python(py: Python<'_>, value: *mut ffi::sqlite3_value) -> PyResult<
 }
 
 /// A value of the types `values.to_sqlite` gives as the SQL result.
-unsafe fn result_from_python(
+pub(super) unsafe fn result_from_python(
     ctx: *mut ffi::sqlite3_context,
     value: &Bound<'_, PyAny>,
 ) -> PyResult<()> {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .. import _core
@@ -70,6 +70,16 @@ def _fast_safe(fn: WitFunction) -> bool:
         and isinstance(fn.result, Prim)
         and fn.result.kind in _FAST_RESULTS
     )
+
+
+# A state the core passes from role to role as the raw core value it is: no
+# range check or conversion of the general path could change or refuse it.
+_OPAQUE_STATES = frozenset({"s32", "s64", "u32", "u64", "float32", "float64"})
+_CORE_ROLES = ("initialize", "iterate", "terminate", "destroy")
+
+
+def _numbers(types: Sequence[WitType]) -> bool:
+    return all(isinstance(t, Prim) and t.kind in _FAST_PARAMS for t in types)
 
 
 # =============================================================================
@@ -145,6 +155,51 @@ class SingleStoreModule:
         whose types it passes exactly as this ABI does (``_fast_safe``)."""
         core, _ = self.basic.core_export(export)
         return core, self.function(export).name
+
+    def core_aggregate(self, roles: dict[str, str]) -> bool:
+        """Whether the core can run an aggregate of these roles (role ->
+        export) itself (engine/core/src/python/aggregate.rs): a module that
+        imports nothing, numbers in and out exactly as the Basic ABI's
+        numeric path passes them, and a state it can pass on untouched."""
+        if not self.basic.pure:
+            return False
+        for role, export in roles.items():
+            if role not in _CORE_ROLES:
+                continue  # MERGE: SQLite never merges groups
+            fn = self.function(export)
+            params = [t for _, t in fn.params]
+            if role == "initialize":
+                params, states = [], [fn.result]
+            else:
+                states, params = params[:1], params[1:]
+                if role == "iterate":
+                    states.append(fn.result)
+            if any(not isinstance(t, Prim) or t.kind not in _OPAQUE_STATES for t in states):
+                return False
+            if not _numbers(params):
+                return False
+            result = fn.result
+            if role == "terminate" and not (
+                isinstance(result, Prim) and result.kind in _FAST_RESULTS - {"unit"}
+            ):
+                return False
+        return True
+
+    def aggregate_row(self, iterate: str) -> Callable[[Sequence[SqlValue]], list[Any] | None]:
+        """One row of an aggregate's arguments as ITERATE (``iterate``)
+        takes them after its state: the WIT's values, or the typed error
+        naming the argument (a NULL only where the WIT has an option)."""
+        params = self.function(iterate).params[1:]
+
+        def row(args: Sequence[SqlValue]) -> list[Any] | None:
+            if len(args) != len(params):
+                raise InvalidArgument(f"{iterate} takes {len(params)} argument(s), got {len(args)}")
+            return [
+                _from_sql(ty, value, f"argument {sql_name(name)}")
+                for (name, ty), value in zip(params, args, strict=True)
+            ]
+
+        return row
 
     def _require(
         self, kinds: dict[str, str], funcs: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]

@@ -1,0 +1,727 @@
+//! Aggregates (SingleStore's `CREATE AGGREGATE`) registered straight into
+//! SQLite: `AggregateFunction` is the SQL function, `Aggregate` the core's
+//! own run of one, for an import-free module whose roles take and return
+//! numbers.
+//!
+//! SQLite keeps each group's state in its aggregate context. Here that is
+//! an instance pinned from the version's pool for the group's rows, and the
+//! state INITIALIZE returned, kept as the raw wasm value it is: a HANDLE
+//! into guest memory never leaves the core, and a value state is never
+//! converted either. Every role call has a call's budget (fuel, deadline),
+//! counts as one call in the version's tally and fails as any call does
+//! (`fault`, the typed error). A row whose values are not the exact numbers
+//! the guest takes goes to `coerce`, Python's rules and messages, which
+//! may also skip it (a Basic-ABI aggregate skips a row with a NULL, as
+//! PostgreSQL does for a strict transition function).
+//!
+//! An aggregate the core cannot run (host imports, a state or argument
+//! that needs Python's lifting) gets a Python group per group instead
+//! (`invoke.Aggregate`: `step(*args)`, `final()`, `abandon()`), driven from
+//! here as apsw would.
+//!
+//! SQLite calls `xFinal` for every group, also to clean up when the
+//! statement failed (an error in a row, an interrupt): a group whose row
+//! failed calls DESTROY and hands its instance back without TERMINATE, and
+//! no Python is called while the statement's error is pending.
+
+use std::ffi::{c_int, c_void, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use libsqlite3_sys as ffi;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use wasmtime::{ExternType, ValRaw};
+
+use super::numeric::{
+    fault_exception, import_free, limits_from, pure_pool, to_slot, Failure, Kind, Tally, TallyInner,
+};
+use super::runtime::{core_error, PyModule_};
+use super::sqlite::{
+    number_slot, pending, result_from_python, set_result, sqlite_ready, to_python,
+};
+use super::with_gil;
+use crate::pool::{InstancePool, PooledInstance};
+use crate::typed::{Export, NumType};
+
+/// Arguments up to this many are lowered on the stack (the state takes a
+/// slot too); a wider aggregate still works, allocating per row.
+const INLINE_SLOTS: usize = 16;
+
+/// One version's aggregate as the core runs it.
+pub struct AggregateInner {
+    pool: InstancePool<()>,
+    initialize: Export,
+    iterate: Export,
+    terminate: Export,
+    destroy: Option<Export>,
+    params: Box<[Kind]>,
+    result: Kind,
+    tally: Arc<TallyInner>,
+    // fault(code, message, limit, frames, seconds, row) -> the exception
+    fault: Py<PyAny>,
+    // coerce(args) -> the row's values as exact numbers, None to skip the
+    // row, or raises the typed error
+    coerce: Py<PyAny>,
+}
+
+/// A numeric aggregate of an import-free module: `roles` are the exports
+/// of INITIALIZE, ITERATE, TERMINATE and DESTROY (or None), `params` the
+/// kinds ITERATE takes after the state, `result` TERMINATE's. The state's
+/// type is whatever single number INITIALIZE returns; every role must
+/// agree with it.
+#[pyclass(module = "heliosdb_wasm._core", frozen)]
+pub struct Aggregate {
+    inner: Arc<AggregateInner>,
+}
+
+#[pymethods]
+impl Aggregate {
+    #[new]
+    #[allow(clippy::too_many_arguments)] // one version's roles, limits and hooks
+    #[pyo3(signature = (module, roles, params, result, limits, tally, fault, coerce))]
+    fn new(
+        module: &PyModule_,
+        roles: (String, String, String, Option<String>),
+        params: Vec<String>,
+        result: &str,
+        limits: &Bound<'_, PyDict>,
+        tally: &Tally,
+        fault: Py<PyAny>,
+        coerce: Py<PyAny>,
+    ) -> PyResult<Self> {
+        let module = import_free(module)?;
+        let (params, result) = Kind::signature(&params, Some(result))?;
+        let result = result.expect("a result kind was given");
+        let (initialize, iterate, terminate, destroy) = roles;
+        let abi = |role: &str, name: &str, message: String| {
+            core_error("abi-error", format!("{role} WITH {name}: {message}"))
+        };
+        let state = match module.module.get_export(&initialize) {
+            Some(ExternType::Func(ty)) => {
+                let results: Vec<_> = ty.results().collect();
+                match results.as_slice() {
+                    [one] => NumType::of(one),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+        .ok_or_else(|| {
+            abi(
+                "INITIALIZE",
+                &initialize,
+                "not an exported function returning one number".into(),
+            )
+        })?;
+        let export = |role: &str, name: &str, params: &[NumType], results: &[NumType]| {
+            Export::new(&module.module, name, params, results)
+                .map_err(|e| abi(role, name, e.to_string()))
+        };
+        let mut iterate_params = vec![state];
+        iterate_params.extend(params.iter().map(|k| k.wasm()));
+        let inner = AggregateInner {
+            initialize: export("INITIALIZE", &initialize, &[], &[state])?,
+            iterate: export("ITERATE", &iterate, &iterate_params, &[state])?,
+            terminate: export("TERMINATE", &terminate, &[state], &[result.wasm()])?,
+            destroy: destroy
+                .map(|name| export("DESTROY", &name, &[state], &[]))
+                .transpose()?,
+            pool: pure_pool(module, limits_from(limits)?)?,
+            params,
+            result,
+            tally: tally.inner.clone(),
+            fault,
+            coerce,
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Instances waiting for reuse in the pool.
+    #[getter]
+    fn idle_instances(&self) -> usize {
+        self.inner.pool.idle_count()
+    }
+
+    /// Instances created since the pool was built.
+    #[getter]
+    fn instantiated(&self) -> usize {
+        self.inner.pool.instantiated_count()
+    }
+}
+
+/// A group the core runs: its pinned instance once INITIALIZE ran, and the
+/// state.
+struct Group {
+    target: Arc<AggregateInner>,
+    instance: Option<PooledInstance<()>>,
+    state: ValRaw,
+}
+
+impl AggregateInner {
+    /// One role call on `instance`, counted in the tally when it succeeds.
+    fn run(
+        &self,
+        instance: &mut PooledInstance<()>,
+        export: &Export,
+        slots: &mut [ValRaw],
+    ) -> Result<(), Failure> {
+        let started = self.tally.time_next().then(Instant::now);
+        let outcome = export.call_raw(instance, slots);
+        let elapsed = started.map(|started| started.elapsed());
+        match outcome {
+            Ok(()) => {
+                self.tally.count_call(elapsed);
+                Ok(())
+            }
+            Err(error) => Err(Failure::Call {
+                error,
+                elapsed: elapsed.unwrap_or_default(),
+            }),
+        }
+    }
+
+    fn exception(&self, py: Python<'_>, failure: Failure) -> PyErr {
+        match failure {
+            Failure::Call { error, elapsed } => {
+                fault_exception(py, &self.fault, &error, elapsed, None)
+            }
+            Failure::Raised(err) => err,
+        }
+    }
+}
+
+impl Group {
+    fn new(target: Arc<AggregateInner>) -> Self {
+        Self {
+            target,
+            instance: None,
+            state: ValRaw::i64(0),
+        }
+    }
+
+    /// INITIALIZE on an instance from the pool, unless it ran.
+    fn start(&mut self) -> Result<(), Failure> {
+        if self.instance.is_none() {
+            let target = &*self.target;
+            let mut instance = target.pool.acquire().map_err(|error| Failure::Call {
+                error,
+                elapsed: Duration::ZERO,
+            })?;
+            let mut slots = [ValRaw::i64(0)];
+            // A failed INITIALIZE drops the instance: poisoned, or refused
+            // before the guest ran (as good as new, but rare).
+            target.run(&mut instance, &target.initialize, &mut slots)?;
+            self.state = slots[0];
+            self.instance = Some(instance);
+        }
+        Ok(())
+    }
+
+    /// ITERATE with the row's arguments in `slots[1..]` (`slots[0]` takes
+    /// the state).
+    fn step(&mut self, slots: &mut [ValRaw]) -> Result<(), Failure> {
+        self.start()?;
+        slots[0] = self.state;
+        let target = &*self.target;
+        let instance = self.instance.as_mut().expect("started");
+        let outcome = target.run(instance, &target.iterate, slots);
+        if outcome.is_err() && instance.is_poisoned() {
+            self.instance = None; // never handed back
+        }
+        outcome?;
+        self.state = slots[0];
+        Ok(())
+    }
+
+    /// TERMINATE, then DESTROY; the instance goes back to the pool (unless
+    /// a role failed it) and the group is done.
+    fn finish(&mut self) -> Result<ValRaw, Failure> {
+        self.start()?;
+        let mut instance = self.instance.take().expect("started");
+        let target = &*self.target;
+        let mut slots = [self.state];
+        let outcome = target
+            .run(&mut instance, &target.terminate, &mut slots)
+            .and_then(|()| self.destroy_on(&mut instance));
+        target.pool.release(instance);
+        outcome.map(|()| slots[0])
+    }
+
+    /// After a failed row, or when SQLite cleans up a statement that
+    /// failed: DESTROY (its own failure is not reported: the statement's
+    /// error is) and the instance back to the pool if it is still sound.
+    fn abandon(&mut self) {
+        if let Some(mut instance) = self.instance.take() {
+            if !instance.is_poisoned() && self.destroy_on(&mut instance).is_ok() {
+                self.target.pool.release(instance);
+            }
+        }
+    }
+
+    fn destroy_on(&self, instance: &mut PooledInstance<()>) -> Result<(), Failure> {
+        match &self.target.destroy {
+            Some(destroy) => {
+                let mut slots = [self.state];
+                self.target.run(instance, destroy, &mut slots)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// What a group is: the core's, or a Python group (`invoke.Aggregate`).
+enum GroupState {
+    Core(Group),
+    Python(Py<PyAny>),
+}
+
+/// What SQLite's aggregate context holds: the group, made by its first
+/// row, and whether a row of it failed.
+struct Context {
+    group: Option<GroupState>,
+    failed: bool,
+}
+
+struct FunctionInner {
+    target: RwLock<Option<Arc<AggregateInner>>>,
+    // `acquire` said the core cannot run this version: every group is a
+    // Python group.
+    python_only: AtomicBool,
+    acquire: Py<PyAny>,
+    group: Py<PyAny>,
+}
+
+/// An aggregate as SQLite calls it. `acquire()` returns the `Aggregate` to
+/// run each group with (asked at the first group, and again after
+/// `release()`), or None: every group is `group()`, a Python group.
+#[pyclass(module = "heliosdb_wasm._core", frozen)]
+pub struct AggregateFunction {
+    inner: Arc<FunctionInner>,
+}
+
+#[pymethods]
+impl AggregateFunction {
+    #[new]
+    fn new(acquire: Py<PyAny>, group: Py<PyAny>) -> Self {
+        Self {
+            inner: Arc::new(FunctionInner {
+                target: RwLock::new(None),
+                python_only: AtomicBool::new(false),
+                acquire,
+                group,
+            }),
+        }
+    }
+
+    /// Registers this as the aggregate `name` of `nargs` arguments on the
+    /// `sqlite3*` at `db` (apsw's `Connection.sqlite3_pointer()`).
+    fn bind(&self, db: usize, name: &str, nargs: usize) -> PyResult<()> {
+        if !sqlite_ready() {
+            return Err(PyRuntimeError::new_err(
+                "the core is not loaded as an SQLite extension",
+            ));
+        }
+        let name = CString::new(name).map_err(|_| PyValueError::new_err("a NUL in the name"))?;
+        let nargs =
+            c_int::try_from(nargs).map_err(|_| PyValueError::new_err("too many arguments"))?;
+        let data = Arc::into_raw(self.inner.clone())
+            .cast_mut()
+            .cast::<c_void>();
+        // SAFETY: `db` is apsw's open connection, which the caller holds;
+        // SQLite keeps `data` until it calls `destroy` (also on failure).
+        let rc = unsafe {
+            ffi::sqlite3_create_function_v2(
+                db as *mut ffi::sqlite3,
+                name.as_ptr(),
+                nargs,
+                ffi::SQLITE_UTF8,
+                data,
+                None,
+                Some(xstep),
+                Some(xfinal),
+                Some(destroy),
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(PyRuntimeError::new_err(format!(
+                "sqlite3_create_function_v2 failed: code {rc}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Forgets the `Aggregate`: the next group asks `acquire` again (the
+    /// version's Runner was replaced or removed). Groups running keep the
+    /// one they started with.
+    fn release(&self, py: Python<'_>) {
+        let old = py.detach(|| {
+            self.inner
+                .target
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        });
+        self.inner.python_only.store(false, Ordering::Release);
+        drop(old);
+    }
+}
+
+unsafe extern "C" fn destroy(data: *mut c_void) {
+    // SAFETY: `data` is the `Arc` that `bind` leaked for SQLite.
+    drop(unsafe { Arc::from_raw(data.cast::<FunctionInner>().cast_const()) });
+}
+
+/// The group's `Context` in SQLite's aggregate context, made on its first
+/// row (`allocate`), or null: no row reached this group, or (`allocate`
+/// false) SQLite is out of memory.
+///
+/// # Safety
+///
+/// `ctx` is the current call's context.
+unsafe fn context(ctx: *mut ffi::sqlite3_context, allocate: bool) -> *mut *mut Context {
+    let size = if allocate {
+        c_int::try_from(std::mem::size_of::<*mut Context>()).unwrap_or(c_int::MAX)
+    } else {
+        0
+    };
+    // SAFETY: this call's context; SQLite zeroes new memory, so the slot
+    // starts null.
+    unsafe { ffi::sqlite3_aggregate_context(ctx, size) }.cast::<*mut Context>()
+}
+
+/// The `Aggregate` for a new group, or None for a Python group.
+fn target(function: &FunctionInner) -> PyResult<Option<Arc<AggregateInner>>> {
+    let found = function
+        .target
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if found.is_some() || function.python_only.load(Ordering::Acquire) {
+        return Ok(found);
+    }
+    let got = with_gil(|py| -> PyResult<Option<Arc<AggregateInner>>> {
+        let got = function.acquire.call0(py)?;
+        if got.is_none(py) {
+            function.python_only.store(true, Ordering::Release);
+            return Ok(None);
+        }
+        Ok(Some(got.cast_bound::<Aggregate>(py)?.get().inner.clone()))
+    })?;
+    // Stored after the GIL is let go, as `Scalar` does.
+    if let Some(found) = &got {
+        *function
+            .target
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(found.clone());
+    }
+    Ok(got)
+}
+
+/// A new group: the core's, or a Python one.
+fn new_group(function: &FunctionInner) -> PyResult<GroupState> {
+    match target(function)? {
+        Some(target) => Ok(GroupState::Core(Group::new(target))),
+        None => with_gil(|py| Ok(GroupState::Python(function.group.call0(py)?))),
+    }
+}
+
+/// Runs `call` (a guest call) without holding the GIL: released if apsw
+/// kept it for this statement.
+fn detached<R: Send>(call: impl FnOnce() -> R + Send) -> R {
+    // SAFETY: PyGILState_Check only reads the thread state.
+    if unsafe { pyo3::ffi::PyGILState_Check() } == 1 {
+        with_gil(|py| py.detach(call))
+    } else {
+        call()
+    }
+}
+
+unsafe extern "C" fn xstep(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: SQLite passes the data `bind` registered and `argc` values.
+        let function = unsafe { &*ffi::sqlite3_user_data(ctx).cast::<FunctionInner>() };
+        let args = if argc <= 0 || argv.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: as above.
+            unsafe { std::slice::from_raw_parts(argv, argc as usize) }
+        };
+        // SAFETY: this call's context and arguments.
+        unsafe { step(function, ctx, args) }
+    }));
+    if outcome.is_err() {
+        // SAFETY: `ctx` is this call's context.
+        unsafe {
+            ffi::sqlite3_result_error(ctx, c"internal error in the procedure core".as_ptr(), -1);
+        }
+    }
+}
+
+unsafe fn step(
+    function: &FunctionInner,
+    ctx: *mut ffi::sqlite3_context,
+    args: &[*mut ffi::sqlite3_value],
+) {
+    // SAFETY: this call's context.
+    let slot = unsafe { context(ctx, true) };
+    if slot.is_null() {
+        // SAFETY: this call's context.
+        return unsafe { ffi::sqlite3_result_error_nomem(ctx) };
+    }
+    // SAFETY: `slot` points at this group's pointer, null until its first
+    // row made the `Context` below (and freed only by `xfinal`).
+    let context = unsafe {
+        if (*slot).is_null() {
+            *slot = Box::into_raw(Box::new(Context {
+                group: None,
+                failed: false,
+            }));
+        }
+        &mut **slot
+    };
+    if context.failed {
+        return; // SQLite stops at a failed row; nothing more to do
+    }
+    if context.group.is_none() {
+        match new_group(function) {
+            Ok(group) => context.group = Some(group),
+            Err(err) => {
+                context.failed = true;
+                // SAFETY: this call's context.
+                return with_gil(|py| unsafe { pending(py, ctx, err) });
+            }
+        }
+    }
+    let failed = match context.group.as_mut().expect("made above") {
+        // SAFETY: this call's context and arguments.
+        GroupState::Core(group) => unsafe { core_step(group, ctx, args) },
+        // SAFETY: as above.
+        GroupState::Python(group) => unsafe { python_step(group, ctx, args) },
+    };
+    if failed {
+        context.failed = true;
+        if let Some(GroupState::Core(group)) = &mut context.group {
+            group.abandon();
+        }
+    }
+}
+
+/// One row of a core group; true if it failed (its error set on `ctx`).
+unsafe fn core_step(
+    group: &mut Group,
+    ctx: *mut ffi::sqlite3_context,
+    args: &[*mut ffi::sqlite3_value],
+) -> bool {
+    let target = group.target.clone();
+    let width = target.params.len() + 1;
+    let mut inline = [ValRaw::i64(0); INLINE_SLOTS];
+    let mut spilled = Vec::new();
+    let slots: &mut [ValRaw] = if width <= INLINE_SLOTS {
+        &mut inline[..width]
+    } else {
+        spilled.resize(width, ValRaw::i64(0));
+        &mut spilled
+    };
+    let mut exact = args.len() == target.params.len();
+    if exact {
+        for ((value, kind), slot) in args.iter().zip(target.params.iter()).zip(&mut slots[1..]) {
+            // SAFETY: one of this call's arguments, read as the type it has.
+            let number = unsafe {
+                let ty = ffi::sqlite3_value_type(*value);
+                if ty == ffi::SQLITE_NULL {
+                    None
+                } else {
+                    number_slot(*kind, *value, ty)
+                }
+            };
+            match number {
+                Some(number) => *slot = number,
+                None => {
+                    exact = false;
+                    break;
+                }
+            }
+        }
+    }
+    if !exact {
+        // SAFETY: this call's arguments.
+        match unsafe { coerced(&target, args, &mut slots[1..]) } {
+            Ok(true) => {}
+            Ok(false) => return false, // the row is skipped
+            Err(err) => {
+                // SAFETY: this call's context.
+                with_gil(|py| unsafe { pending(py, ctx, err) });
+                return true;
+            }
+        }
+    }
+    match detached(|| group.step(slots)) {
+        Ok(()) => false,
+        Err(failure) => {
+            with_gil(|py| {
+                let err = target.exception(py, failure);
+                // SAFETY: this call's context.
+                unsafe { pending(py, ctx, err) }
+            });
+            true
+        }
+    }
+}
+
+/// A row through `coerce`: its values as exact numbers in `slots` (true),
+/// or the row skipped (false).
+unsafe fn coerced(
+    target: &AggregateInner,
+    args: &[*mut ffi::sqlite3_value],
+    slots: &mut [ValRaw],
+) -> PyResult<bool> {
+    with_gil(|py| {
+        let values = args
+            .iter()
+            // SAFETY: this call's arguments.
+            .map(|v| unsafe { to_python(py, *v) })
+            .collect::<PyResult<Vec<_>>>()?;
+        let row = target.coerce.call1(py, (PyTuple::new(py, values)?,))?;
+        if row.is_none(py) {
+            return Ok(false);
+        }
+        let row = row.bind(py);
+        if row.len()? != target.params.len() {
+            return Err(PyValueError::new_err(format!(
+                "coerce gave {} value(s) for {} parameter(s)",
+                row.len()?,
+                target.params.len()
+            )));
+        }
+        for (i, (slot, kind)) in slots.iter_mut().zip(target.params.iter()).enumerate() {
+            *slot = to_slot(&row.get_item(i)?, *kind)?;
+        }
+        Ok(true)
+    })
+}
+
+/// One row of a Python group; true if it failed.
+unsafe fn python_step(
+    group: &Py<PyAny>,
+    ctx: *mut ffi::sqlite3_context,
+    args: &[*mut ffi::sqlite3_value],
+) -> bool {
+    with_gil(|py| {
+        let outcome = (|| -> PyResult<()> {
+            let values = args
+                .iter()
+                // SAFETY: this call's arguments.
+                .map(|v| unsafe { to_python(py, *v) })
+                .collect::<PyResult<Vec<_>>>()?;
+            group.call_method1(py, "step", PyTuple::new(py, values)?)?;
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => false,
+            Err(err) => {
+                // SAFETY: this call's context.
+                unsafe { pending(py, ctx, err) };
+                true
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn xfinal(ctx: *mut ffi::sqlite3_context) {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: SQLite passes the data `bind` registered.
+        let function = unsafe { &*ffi::sqlite3_user_data(ctx).cast::<FunctionInner>() };
+        // SAFETY: this call's context.
+        unsafe { finish(function, ctx) }
+    }));
+    if outcome.is_err() {
+        // SAFETY: `ctx` is this call's context.
+        unsafe {
+            ffi::sqlite3_result_error(ctx, c"internal error in the procedure core".as_ptr(), -1);
+        }
+    }
+}
+
+unsafe fn finish(function: &FunctionInner, ctx: *mut ffi::sqlite3_context) {
+    // SAFETY: this call's context.
+    let slot = unsafe { context(ctx, false) };
+    // SAFETY: a non-null slot holds null or the `Context` `step` made, which
+    // is taken here, once: SQLite calls xFinal once per group.
+    let taken = if slot.is_null() {
+        None
+    } else {
+        let raw = unsafe { std::mem::replace(&mut *slot, ptr::null_mut()) };
+        (!raw.is_null()).then(|| unsafe { Box::from_raw(raw) })
+    };
+    let (group, failed) = match taken {
+        Some(context) => (context.group, context.failed),
+        // No row reached this group: INITIALIZE then TERMINATE, as
+        // SingleStore does; unless the statement failed already.
+        None if slot.is_null() => {
+            if with_gil(PyErr::occurred) {
+                return;
+            }
+            match new_group(function) {
+                Ok(group) => (Some(group), false),
+                // SAFETY: this call's context.
+                Err(err) => return with_gil(|py| unsafe { pending(py, ctx, err) }),
+            }
+        }
+        // The first row failed before its group was made.
+        None => (None, true),
+    };
+    match group {
+        None => {}
+        Some(GroupState::Core(mut group)) if failed => group.abandon(),
+        Some(GroupState::Core(mut group)) => {
+            let target = group.target.clone();
+            match detached(|| group.finish()) {
+                // SAFETY: this call's context.
+                Ok(state) => unsafe { set_result(ctx, Some(target.result), state) },
+                Err(failure) => with_gil(|py| {
+                    // Cleaning up after the statement failed: its error
+                    // stands, this one is dropped (and not counted).
+                    if PyErr::occurred(py) {
+                        return;
+                    }
+                    let err = target.exception(py, failure);
+                    // SAFETY: this call's context.
+                    unsafe { pending(py, ctx, err) }
+                }),
+            }
+        }
+        Some(GroupState::Python(group)) => with_gil(|py| {
+            // An error pending is the statement's: kept while the group
+            // lets its instance go.
+            let pending_error = PyErr::take(py);
+            if failed || pending_error.is_some() {
+                if let Err(err) = group.call_method0(py, "abandon") {
+                    err.write_unraisable(py, None);
+                }
+                if let Some(err) = pending_error {
+                    err.restore(py);
+                }
+                return;
+            }
+            let outcome = group
+                .call_method0(py, "final")
+                // SAFETY: this call's context.
+                .and_then(|value| unsafe { result_from_python(ctx, value.bind(py)) });
+            if let Err(err) = outcome {
+                // SAFETY: this call's context.
+                unsafe { pending(py, ctx, err) };
+            }
+        }),
+    }
+}

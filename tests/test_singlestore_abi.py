@@ -4,9 +4,11 @@ tests/fixtures/singlestore/ with allocators that count live allocations."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import apsw
@@ -15,6 +17,7 @@ import wasmtime
 
 import heliosdb_wasm as h
 from conftest import FIXTURES, TEST_LIMITS
+from heliosdb_wasm import _core
 from heliosdb_wasm.hostapi import CallContext, Session
 from heliosdb_wasm.invoke import Runner
 from heliosdb_wasm.policy import Capabilities, Limits
@@ -835,3 +838,42 @@ def test_an_initializer_that_traps_is_refused(runtime: Runtime) -> None:
     )
     with pytest.raises(h.ProcedureTrap):
         module.verify(TEST_LIMITS, Capabilities())
+
+
+# --- a WASI guest's numeric functions, run whole in the core --------------------------------
+
+
+def test_a_wasi_guests_numeric_functions_run_whole_in_the_core(tmp_path: Path) -> None:
+    """A module wit-bindgen built for wasm32-wasi imports WASI, so it has no
+    import-free fast path; its functions of numbers go through the Basic
+    ABI's hosted path in the core (WASI linked there) instead of Python's
+    general path, with the same results, NULL rule, errors and output."""
+    wasm = base64.b64encode(wasmtime.wat2wasm((FIXTURES / "singlestore" / "types.wat").read_text())).decode()
+    wit = base64.b64encode((FIXTURES / "singlestore" / "types.wit").read_bytes()).decode()
+    db = h.Database.open(str(tmp_path / "w.db"), limits=TEST_LIMITS)
+    for name in ("echo_s64", "echo_f32", "echo_s32", "hello", "echo_string"):
+        db.execute(
+            f"CREATE FUNCTION {name} AS WASM FROM BASE64 '{wasm}'"
+            f" WITH WIT FROM BASE64 '{wit}'"
+        )
+    db.execute("CREATE TABLE t(x)")
+    db.execute("INSERT INTO t VALUES (1), (-9223372036854775808), (NULL), (9223372036854775807)")
+    assert db.execute("SELECT echo_s64(x) FROM t").rows == [
+        (1,),
+        (-(2**63),),
+        (None,),  # RETURNS NULL ON NULL INPUT, as on the general path
+        (2**63 - 1,),
+    ]
+    assert db.execute("SELECT echo_f32(1.5), echo_s32(-7)").rows == [(1.5, -7)]
+    with pytest.raises(h.InvalidArgument, match="out of range for INTEGER"):
+        db.execute("SELECT echo_s32(4294967296)")
+    # SingleStore's DDL grants nothing: the guest's stdout is not captured.
+    assert db.execute("SELECT hello()").scalar() is None
+    assert db.logs("hello") == []
+    for name in ("echo_s64", "echo_f32", "echo_s32", "hello"):
+        runner = db._runner(name)
+        assert isinstance(runner._numeric, _core.Numeric), name  # the core's
+        assert name in db._scalars  # SQLite calls it in the core
+    # Text goes through the Canonical ABI's lowering, in Python still.
+    assert db.execute("SELECT echo_string('héllo')").scalar() == "héllo"
+    assert db._runner("echo_string")._numeric is None

@@ -1142,7 +1142,7 @@ class Database:
         bound, it finds nothing and every row goes through ``slow`` (the
         current version).
         """
-        if version.abi not in ("basic", "component"):
+        if version.abi not in ("basic", "component", "singlestore"):
             return None
 
         def acquire() -> _core.Numeric | None:

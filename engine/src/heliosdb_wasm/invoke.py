@@ -146,11 +146,20 @@ class Runner:
     def _can_host(self, module: LoadedModule) -> bool:
         """Whether the core can run a call of this version whole, host
         functions and all (engine/core/src/python/hosted.rs)."""
+        from .singlestore import SingleStoreModule
+
         limits = self.limits
         return (
             (
                 isinstance(module, ComponentModule)
                 or (isinstance(module, BasicModule) and not module.pure)
+                # A WASI guest's numbers pass as the Basic ABI passes them:
+                # the call runs on the Basic ABI's pool, which links WASI.
+                or (
+                    isinstance(module, SingleStoreModule)
+                    and not module.basic.pure
+                    and module.numeric_export(self.version.export)
+                )
             )
             # Numbers count 8 bytes against these: a tighter limit is the
             # general path's to report.
@@ -339,13 +348,19 @@ class Runner:
                 fault = _fault_hook(self.session, self._metrics, self.limits, v)
                 try:
                     if self._hosted:
+                        from .singlestore import SingleStoreModule
+
                         export: str | tuple[str | None, str] = v.export
-                        if isinstance(self.module, ComponentModule):
-                            iface, wit_name, _ = self.module.functions[sql_name(v.export)]
+                        hosting = self.module
+                        if isinstance(hosting, ComponentModule):
+                            iface, wit_name, _ = hosting.functions[sql_name(v.export)]
                             export = (iface, wit_name)
-                        assert isinstance(self.module, BasicModule | ComponentModule)
+                        elif isinstance(hosting, SingleStoreModule):
+                            export = hosting.function(v.export).name
+                            hosting = hosting.basic
+                        assert isinstance(hosting, BasicModule | ComponentModule)
                         self._numeric = _core.Numeric.hosted(
-                            self.module.core_pool(self.limits, v.capabilities),
+                            hosting.core_pool(self.limits, v.capabilities),
                             export,
                             native.params_of(self.signature),
                             result,

@@ -156,6 +156,12 @@ class SingleStoreModule:
         core, _ = self.basic.core_export(export)
         return core, self.function(export).name
 
+    def numeric_export(self, export: str) -> bool:
+        """Whether the function takes and returns numbers exactly as the
+        Basic ABI passes them, so the core may call it as it calls a
+        Basic-ABI export."""
+        return _fast_safe(self.function(export))
+
     def core_aggregate(self, roles: dict[str, str]) -> bool:
         """Whether the core can run an aggregate of these roles (role ->
         export) itself (engine/core/src/python/aggregate.rs): a module that

@@ -160,6 +160,16 @@ def test_a_log_bound_ends_a_hosted_call() -> None:
         assert db.session.depth == 0 and db.conn.getautocommit()
 
 
+def test_the_log_bound_is_per_call() -> None:
+    """The core keeps a call's host state for the next call: what one call
+    logged never counts against the next (each logs 19 of its 30 bytes)."""
+    with _alone("logs", "(x BIGINT) RETURNS BIGINT", max_log_bytes=30) as db:
+        assert db.execute("SELECT sum(logs(x)) FROM (SELECT 1 x UNION ALL SELECT 2)").scalar() == 3
+        for i in range(5):
+            assert db.call("logs", i) == i
+        assert len([r for r in db.session.logs if r.procedure == "logs"]) == 7
+
+
 def test_threads_share_the_connection_safely(db: h.Database) -> None:
     """The depth counts every call in progress on the connection, whichever
     thread's (as the general path's did): threads can only make each

@@ -125,6 +125,25 @@ impl PyHost {
         }
     }
 
+    /// A host `hosted` made, back from a call that needed no Python
+    /// (`needs_gil` false), made ready for the next call of the same
+    /// procedure: its deadline and mode, nothing logged, no transaction.
+    /// The statement authorizer is kept (it is reset per statement) when
+    /// the mode is the same. None if this host is not reusable.
+    pub fn rearm(mut self, deadline: Instant, read_only: bool) -> Option<Self> {
+        if self.needs_gil() || !self.tx.is_empty() {
+            return None;
+        }
+        let scope = self.scope.as_mut()?;
+        scope.deadline = deadline;
+        if scope.read_only != read_only {
+            scope.read_only = read_only;
+            scope.policy = None;
+        }
+        self.logged = 0;
+        Some(self)
+    }
+
     /// Whether a context was made for the call (dropping it takes the
     /// GIL) or a log line said the guest ran out of memory.
     pub fn needs_gil(&self) -> bool {

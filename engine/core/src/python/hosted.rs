@@ -11,7 +11,7 @@
 //! fetch, a digest) gets a `CallContext` made for the call on first use.
 //! Failures become the typed errors in Python, through `hooks`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pyo3::intern;
@@ -126,6 +126,31 @@ pub struct Hosted<G: Guest> {
     // invalid(message, seconds), too_deep(), log_limit(): see invoke.HostedHooks
     hooks: Arc<Py<PyAny>>,
     log: Arc<LogTarget>,
+    // The host state of the last call that needed no Python, for the next.
+    hosts: HostSlot,
+}
+
+/// One `PyHost` kept between calls: made and dropped per call it cost a
+/// dozen reference counts, an authorizer and their allocations. Taken by
+/// one call at a time (a nested call of the same procedure, or a call on
+/// another thread meanwhile, makes its own).
+#[derive(Default)]
+pub struct HostSlot(Mutex<Option<PyHost>>);
+
+impl HostSlot {
+    fn take(&self, deadline: Instant, read_only: bool) -> Option<PyHost> {
+        self.0.try_lock().ok()?.take()?.rearm(deadline, read_only)
+    }
+
+    fn put(&self, host: PyHost) {
+        if let Ok(mut slot) = self.0.try_lock() {
+            if slot.is_none() {
+                *slot = Some(host);
+                return;
+            }
+        }
+        drop(host);
+    }
 }
 
 fn lower(param: Param) -> Lower {
@@ -165,22 +190,25 @@ impl<G: Guest> Hosted<G> {
         open_tx: &mut Vec<String>,
     ) -> Result<Answer, Failure> {
         let elapsed = || started.elapsed();
-        let scope = StatementScope {
-            gate: self.gate.clone(),
-            grants: self.grants.clone(),
-            read_only,
-            is_procedure: self.is_procedure.clone(),
-            deadline: deadline_after(started, self.timeout),
-            max_value_bytes: self.max_value_bytes,
-            rows: self.rows,
-            policy: None,
-        };
-        let host = PyHost::hosted(
-            self.status.clone(),
-            self.hooks.clone(),
-            scope,
-            self.log.clone(),
-        );
+        let deadline = deadline_after(started, self.timeout);
+        let host = self.hosts.take(deadline, read_only).unwrap_or_else(|| {
+            let scope = StatementScope {
+                gate: self.gate.clone(),
+                grants: self.grants.clone(),
+                read_only,
+                is_procedure: self.is_procedure.clone(),
+                deadline,
+                max_value_bytes: self.max_value_bytes,
+                rows: self.rows,
+                policy: None,
+            };
+            PyHost::hosted(
+                self.status.clone(),
+                self.hooks.clone(),
+                scope,
+                self.log.clone(),
+            )
+        });
         let mut call = self.guest.call(host, args).map_err(|error| Failure::Call {
             error,
             elapsed: elapsed(),
@@ -191,17 +219,18 @@ impl<G: Guest> Hosted<G> {
         // Whether the guest said it ran out of memory just before it
         // trapped: on stderr, or in a log line (hostapi.CallContext.log)
         // of the context a host function made.
-        let logged_it = call
-            .host
-            .take()
-            .filter(PyHost::needs_gil)
-            .is_some_and(|host| {
-                with_gil(|py| {
-                    let said = host.said_out_of_memory(py);
-                    drop(host); // under the GIL
-                    said
-                })
-            });
+        let logged_it = match call.host.take() {
+            Some(host) if host.needs_gil() => with_gil(|py| {
+                let said = host.said_out_of_memory(py);
+                drop(host); // under the GIL
+                said
+            }),
+            Some(host) => {
+                self.hosts.put(host);
+                false
+            }
+            None => false,
+        };
         let out_of_memory = call.out_of_memory || logged_it;
         let seconds = || elapsed().as_secs_f64();
         if call.result.is_ok() {
@@ -770,5 +799,6 @@ fn hosted<G: Guest>(
             version: args.log.2,
             max_log_bytes: get("max_log_bytes")?,
         }),
+        hosts: HostSlot::default(),
     })
 }

@@ -577,12 +577,12 @@ impl<H: Host + Send + 'static> ComponentInstance<H> {
         let refusal = self.store.data_mut().limiter_mut().take_refusal();
         let fuel_left = self.store.get_fuel().unwrap_or(0);
         let state = &mut self.store.data_mut().host;
-        state.output.end();
+        let (lines, out_of_memory) = state.output.finish();
         let mut host = state.host.take();
         // What the guest printed and has not been logged yet.
         let mut logged = Ok(());
         if let Some(h) = host.as_mut() {
-            for (level, line) in state.output.take() {
+            for (level, line) in lines {
                 if let Err(err) = h.log(level, &line) {
                     logged = Err(err);
                     break;
@@ -593,7 +593,7 @@ impl<H: Host + Send + 'static> ComponentInstance<H> {
             wasm,
             host: state.host_time,
             fuel_used: self.fuel.saturating_sub(fuel_left),
-            out_of_memory: state.output.out_of_memory(),
+            out_of_memory,
         };
         let fault = state.fault.take();
         let result = match (called, logged) {

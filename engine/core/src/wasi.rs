@@ -214,14 +214,22 @@ impl Output {
 
     /// The call ends: unterminated output becomes its last lines.
     pub fn end(&self) {
+        self.lock().end();
+    }
+
+    /// [`end`](Self::end), [`take`](Self::take) and
+    /// [`out_of_memory`](Self::out_of_memory) at once, under one lock: what
+    /// a call that logs its output at the end needs.
+    pub fn finish(&self) -> (VecDeque<(&'static str, String)>, bool) {
         let mut lines = self.lock();
-        for index in 0..LEVELS.len() {
-            let rest = std::mem::take(&mut lines.partial[index]);
-            if !rest.is_empty() {
-                lines.emit(index, &rest);
-            }
-        }
-        lines.in_call = false;
+        lines.end();
+        let queued = if lines.queued.is_empty() {
+            VecDeque::new()
+        } else {
+            lines.queued_bytes = 0;
+            std::mem::take(&mut lines.queued)
+        };
+        (queued, lines.out_of_memory)
     }
 
     /// The complete lines written since the last take, oldest first.
@@ -254,6 +262,17 @@ impl Output {
 }
 
 impl Lines {
+    fn end(&mut self) {
+        for index in 0..LEVELS.len() {
+            // Only output left unterminated: an empty buffer keeps its memory.
+            if !self.partial[index].is_empty() {
+                let rest = std::mem::take(&mut self.partial[index]);
+                self.emit(index, &rest);
+            }
+        }
+        self.in_call = false;
+    }
+
     fn emit(&mut self, index: usize, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');

@@ -422,7 +422,17 @@ impl Guest for ComponentGuest {
         slots: &mut [ValRaw],
         started: Instant,
     ) -> Result<Answer, Failure> {
-        let (Some(mut value), Some(mut ty)) = (done, self.result.clone()) else {
+        let Some(mut value) = done else {
+            return Ok(Answer::Null);
+        };
+        // The usual result, a number of the SQL type's kind: no type copied.
+        if let (Some(kind), Some(n), false) = (hosted.result, number(&value), hosted.lifts) {
+            if let Some(slot) = n.slot(kind) {
+                slots[0] = slot;
+                return Ok(Answer::Slot);
+            }
+        }
+        let Some(mut ty) = self.result.clone() else {
             return Ok(Answer::Null);
         };
         // result<T, E>: its err is the call's error, as the guest typed it.

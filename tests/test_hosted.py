@@ -170,6 +170,37 @@ def test_the_log_bound_is_per_call() -> None:
         assert len([r for r in db.session.logs if r.procedure == "logs"]) == 7
 
 
+def test_threads_logging_at_once_lose_no_line(tmp_path: Path) -> None:
+    """The procedure log in the core is one sequence every call pushes to,
+    whichever thread's: lines of calls on four threads at once all reach
+    the in-memory log and the file, once each."""
+    db = h.Database.open(str(tmp_path / "logs.db"), limits=TEST_LIMITS)
+    db.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
+    db.execute(f"CREATE PROCEDURE logs(x BIGINT) RETURNS BIGINT LANGUAGE wasm AS $wasm${HOSTED}$wasm$")
+    errors: list[BaseException] = []
+
+    def work(base: int) -> None:
+        try:
+            for i in range(100):
+                x = base + i
+                assert db.execute("SELECT logs(?)", [x]).scalar() == x
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(1000 * t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(db.logs("logs")) == 400
+    assert len(db.persisted_logs("logs", limit=1000)) == 400
+    db.close()
+    # A new process's view of the file: every line, once.
+    with h.Database.open(str(tmp_path / "logs.db")) as again:
+        assert len(again.persisted_logs("logs", limit=1000)) == 400
+
+
 def test_threads_share_the_connection_safely(db: h.Database) -> None:
     """The depth counts every call in progress on the connection, whichever
     thread's (as the general path's did): threads can only make each

@@ -14,7 +14,6 @@ BASIC_HOST_IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
 # the WIT error cases by status code - 1 (engine/core/src/basic.rs)
 BASIC_STATUS_CASES: list[str]
 WASIP2_PREFIXES: list[str]
-OUT_OF_MEMORY_MARKERS: list[str]
 
 class CoreError(Exception):
     """args: (code, message)."""
@@ -60,6 +59,15 @@ class LogSink:
     def push(
         self, time: float, procedure: str, version: int, level_name: str, message: str
     ) -> None: ...
+    def log_line(
+        self,
+        procedure: str,
+        version: int,
+        max_log_bytes: int,
+        level_name: str,
+        message: str,
+        logged: int,
+    ) -> tuple[int, bool] | None: ...
     def memory(self) -> list[LogLine]: ...
     def pending(self) -> tuple[list[LogLine], int]: ...
     def flushed(self, upto: int) -> None: ...

@@ -36,9 +36,8 @@ from .errors import (
     SqlError,
 )
 from .policy import Authorizer, Capabilities, Limits
-from .telemetry import LogRecord, Telemetry, utf8_bytes
+from .telemetry import LogRecord, Telemetry
 from .values import SqlValue, decode_http_request, encode_http_response, to_sqlite
-from .wasi import says_out_of_memory
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 # What the connection's gate answers with (Session.policy).
@@ -200,14 +199,15 @@ def log_line(
     and whether the line says the guest ran out of memory (an SDK's
     allocator, just before the guest aborts). Over ``max_log_bytes`` the
     call ends (ResourceLimitExceeded)."""
-    logged += utf8_bytes(message)
-    if logged > limits.max_log_bytes:
+    # The core's rule, as for a call it runs whole; the database's log
+    # cuts the message and echoes it to Python's logging at the end of the
+    # operation (Session.echo_logs).
+    got = session.telemetry.logs.log_line(
+        procedure, version, limits.max_log_bytes, level, message, logged
+    )
+    if got is None:
         raise log_limit(limits)
-    oom = level in ("warn", "error") and says_out_of_memory(message)
-    # Into the database's log, which cuts the message (and echoes it to
-    # Python's logging at the end of the operation: Session.echo_logs).
-    session.telemetry.logs.push(time.time(), procedure, version, level, message)
-    return logged, oom
+    return got
 
 
 def busy_error(message: str) -> DatabaseBusy:

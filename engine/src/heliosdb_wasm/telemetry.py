@@ -113,11 +113,6 @@ class LogRecord(NamedTuple):
     message: str
 
 
-def utf8_bytes(text: str) -> int:
-    """UTF-8 bytes of ``text``, without encoding it when it is ASCII."""
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-
-
 def new_log_sink() -> _core.LogSink:
     """A database's procedure log (engine/core/src/logs.rs): the in-memory
     log keeps the newest LOG_MEMORY_LINES lines within LOG_MEMORY_BYTES, the

@@ -81,16 +81,6 @@ WASIP1_FUNCTIONS = frozenset(
 # preopens and wasmtime's default deny-all socket policy they reach nothing.
 WASIP2_INTERFACE_PREFIXES = tuple(_core.WASIP2_PREFIXES)
 
-# What language runtimes print on stderr when an allocation fails (Go's
-# runtime, CPython's MemoryError, Rust's std alloc error handler): the core's
-# list, which reads them from stderr; log lines are read for them too.
-OUT_OF_MEMORY_MARKERS = tuple(_core.OUT_OF_MEMORY_MARKERS)
-
-
-def says_out_of_memory(text: str) -> bool:
-    return any(marker in text for marker in OUT_OF_MEMORY_MARKERS)
-
-
 def is_wasip2_interface(name: str) -> bool:
     return name.startswith(WASIP2_INTERFACE_PREFIXES)
 

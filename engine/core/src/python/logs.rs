@@ -88,6 +88,38 @@ impl LogSink {
         Ok(())
     }
 
+    /// One line of a call on Python's general path (`hostapi.log_line`),
+    /// after `logged` bytes of the same call, by the rule a call the core
+    /// runs whole logs by ([`LogTarget::log`]): the bytes logged now and
+    /// whether the line said the guest ran out of memory; None if it is
+    /// over `max_log_bytes` (nothing logged).
+    #[allow(clippy::too_many_arguments)] // one line and where it belongs
+    fn log_line(
+        &self,
+        procedure: &str,
+        version: i64,
+        max_log_bytes: usize,
+        level_name: &str,
+        message: &Bound<'_, PyString>,
+        logged: usize,
+    ) -> PyResult<Option<(usize, bool)>> {
+        let level = level(level_name)
+            .ok_or_else(|| PyValueError::new_err(format!("unknown log level {level_name:?}")))?;
+        let target = LogTarget {
+            sink: self.inner.clone(),
+            procedure: procedure.into(),
+            version,
+            max_log_bytes,
+        };
+        let mut logged = logged;
+        Ok(
+            match target.log(&mut logged, level, &message.to_string_lossy()) {
+                Logged::OverLimit => None,
+                Logged::Line { out_of_memory } => Some((logged, out_of_memory)),
+            },
+        )
+    }
+
     /// The in-memory log: `(time, procedure, version, level, message)`
     /// tuples, oldest first.
     fn memory(&self) -> Vec<Record> {

@@ -102,9 +102,5 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "WASIP2_PREFIXES",
         crate::component::WASIP2_PREFIXES.to_vec(),
     )?;
-    m.add(
-        "OUT_OF_MEMORY_MARKERS",
-        crate::wasi::OUT_OF_MEMORY_MARKERS.to_vec(),
-    )?;
     Ok(())
 }

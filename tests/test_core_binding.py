@@ -389,3 +389,28 @@ def test_basic_modules_are_compiled_by_the_core_alone(
     core_sha, wasi_sha = sha256_hex(core_wasm), sha256_hex(wasi_wasm)
     assert _core.Module.cached(runtime.core, core_sha) is not None
     assert _core.Module.cached(runtime.core, wasi_sha) is not None
+
+
+def test_a_first_call_imports_no_singlestore_abi(tmp_path: Path) -> None:
+    """A cold start's budget is a millisecond; importing the SingleStore
+    ABI package takes ~13 ms: a process that opens a database and calls a
+    Basic-ABI procedure never imports it."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "cold.db"
+    with h.Database.open(str(db)) as setup:
+        setup.execute(
+            "CREATE PROCEDURE add_i64(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm"
+            f" AS $wasm${b64(wasm_of('numeric'))}$wasm$"
+        )
+    script = (
+        "import sys, heliosdb_wasm as h\n"
+        f"db = h.Database.open({str(db)!r})\n"
+        "assert db.execute('SELECT add_i64(40, 2)').scalar() == 42\n"
+        "print(sorted(m for m in sys.modules if m.startswith('heliosdb_wasm.singlestore.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    assert "heliosdb_wasm.singlestore.abi" not in out, out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import _core, native
 from .abi_basic import BasicModule, decode_returned, raised_error, returned_value
@@ -30,6 +30,9 @@ from .registry import ProcedureVersion
 from .runtime import Runtime, core_error, host_bug
 from .telemetry import CallStats, Metrics
 from .values import Signature, SqlType, SqlValue, coerce, convert_result
+
+if TYPE_CHECKING:
+    from .singlestore import SingleStoreModule
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 # Rows per guest call of a batch entry point.
@@ -146,9 +149,8 @@ class Runner:
     def _can_host(self, module: LoadedModule) -> bool:
         """Whether the core can run a call of this version whole, host
         functions and all (engine/core/src/python/hosted.rs)."""
-        from .singlestore import SingleStoreModule
-
         limits = self.limits
+        singlestore = _singlestore(module)
         return (
             (
                 isinstance(module, ComponentModule)
@@ -156,9 +158,9 @@ class Runner:
                 # A WASI guest's numbers pass as the Basic ABI passes them:
                 # the call runs on the Basic ABI's pool, which links WASI.
                 or (
-                    isinstance(module, SingleStoreModule)
-                    and not module.basic.pure
-                    and module.numeric_export(self.version.export)
+                    singlestore is not None
+                    and not singlestore.basic.pure
+                    and singlestore.numeric_export(self.version.export)
                 )
             )
             # Numbers count 8 bytes against these: a tighter limit is the
@@ -348,16 +350,15 @@ class Runner:
                 fault = _fault_hook(self.session, self._metrics, self.limits, v)
                 try:
                     if self._hosted:
-                        from .singlestore import SingleStoreModule
-
                         export: str | tuple[str | None, str] = v.export
                         hosting = self.module
+                        singlestore = _singlestore(hosting)
                         if isinstance(hosting, ComponentModule):
                             iface, wit_name, _ = hosting.functions[sql_name(v.export)]
                             export = (iface, wit_name)
-                        elif isinstance(hosting, SingleStoreModule):
-                            export = hosting.function(v.export).name
-                            hosting = hosting.basic
+                        elif singlestore is not None:
+                            export = singlestore.function(v.export).name
+                            hosting = singlestore.basic
                         assert isinstance(hosting, BasicModule | ComponentModule)
                         self._numeric = _core.Numeric.hosted(
                             hosting.core_pool(self.limits, v.capabilities),
@@ -503,12 +504,10 @@ class Runner:
         does so for a strict transition function; SQL's own aggregates
         ignore NULLs); SingleStore's passes NULL where its WIT has an
         option and refuses it elsewhere."""
-        from .singlestore import SingleStoreModule  # it imports this module's neighbours
-
         v = self.version
-        module = self.module
-        if isinstance(module, SingleStoreModule):
-            convert = module.aggregate_row(roles["iterate"][0])
+        singlestore = _singlestore(self.module)
+        if singlestore is not None:
+            convert = singlestore.aggregate_row(roles["iterate"][0])
         else:
             params = self.signature.params
 
@@ -542,14 +541,13 @@ class Runner:
         None: the module imports something, or a role's types need the
         general path's conversions, and every group goes through
         ``aggregate``."""
-        from .singlestore import SingleStoreModule
-
         with self._lock:
             if self._aggregate is not None:
                 return self._aggregate or None
             module = self.module
-            if isinstance(module, SingleStoreModule):
-                fits = module.core_aggregate({r: e for r, (e, _) in roles.items()})
+            singlestore = _singlestore(module)
+            if singlestore is not None:
+                fits = singlestore.core_aggregate({r: e for r, (e, _) in roles.items()})
             else:
                 fits = (
                     isinstance(module, BasicModule)
@@ -563,10 +561,15 @@ class Runner:
             if not fits or terminate is None or terminate not in native.KIND:
                 self._aggregate = False
                 return None
-            assert isinstance(module, BasicModule | SingleStoreModule)
+            exporter: BasicModule | SingleStoreModule
+            if singlestore is not None:
+                exporter = singlestore
+            else:
+                assert isinstance(module, BasicModule)
+                exporter = module
             v = self.version
-            core_module, _ = module.core_export(roles["iterate"][0])
-            names = {role: module.core_export(e)[1] for role, (e, _) in roles.items()}
+            core_module, _ = exporter.core_export(roles["iterate"][0])
+            names = {role: exporter.core_export(e)[1] for role, (e, _) in roles.items()}
             params, _ = native.kinds(Signature(roles["iterate"][1].params[1:], None))
             tally = native.new_tally()
             try:
@@ -631,6 +634,18 @@ class Runner:
 
     def idle_instances(self) -> int:
         return len(self._idle)
+
+
+def _singlestore(module: LoadedModule) -> SingleStoreModule | None:
+    """``module`` if it is a SingleStore Canonical-ABI module. Its package
+    is imported only then: importing it takes ~13 ms, more than a cold
+    start's whole budget."""
+    if getattr(module, "abi", None) != "singlestore":
+        return None
+    from .singlestore import SingleStoreModule
+
+    assert isinstance(module, SingleStoreModule)
+    return module
 
 
 def log_trap(session: Session, error: ProcedureError) -> None:

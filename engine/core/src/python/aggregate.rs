@@ -24,15 +24,14 @@
 //! failed calls DESTROY and hands its instance back without TERMINATE, and
 //! no Python is called while the statement's error is pending.
 
-use std::ffi::{c_int, c_void, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ffi::c_int;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use libsqlite3_sys as ffi;
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use wasmtime::{ExternType, ValRaw};
@@ -42,7 +41,7 @@ use super::numeric::{
 };
 use super::runtime::{core_error, PyModule_};
 use super::sqlite::{
-    number_slot, pending, result_from_python, set_result, sqlite_ready, to_python,
+    create_function, guarded, number_slot, pending, result_from_python, set_result, to_python,
 };
 use super::with_gil;
 use crate::pool::{InstancePool, PooledInstance};
@@ -323,38 +322,8 @@ impl AggregateFunction {
     /// Registers this as the aggregate `name` of `nargs` arguments on the
     /// `sqlite3*` at `db` (apsw's `Connection.sqlite3_pointer()`).
     fn bind(&self, db: usize, name: &str, nargs: usize) -> PyResult<()> {
-        if !sqlite_ready() {
-            return Err(PyRuntimeError::new_err(
-                "the core is not loaded as an SQLite extension",
-            ));
-        }
-        let name = CString::new(name).map_err(|_| PyValueError::new_err("a NUL in the name"))?;
-        let nargs =
-            c_int::try_from(nargs).map_err(|_| PyValueError::new_err("too many arguments"))?;
-        let data = Arc::into_raw(self.inner.clone())
-            .cast_mut()
-            .cast::<c_void>();
-        // SAFETY: `db` is apsw's open connection, which the caller holds;
-        // SQLite keeps `data` until it calls `destroy` (also on failure).
-        let rc = unsafe {
-            ffi::sqlite3_create_function_v2(
-                db as *mut ffi::sqlite3,
-                name.as_ptr(),
-                nargs,
-                ffi::SQLITE_UTF8,
-                data,
-                None,
-                Some(xstep),
-                Some(xfinal),
-                Some(destroy),
-            )
-        };
-        if rc != ffi::SQLITE_OK {
-            return Err(PyRuntimeError::new_err(format!(
-                "sqlite3_create_function_v2 failed: code {rc}"
-            )));
-        }
-        Ok(())
+        let data = self.inner.clone();
+        create_function(db, name, nargs, data, None, Some(xstep), Some(xfinal))
     }
 
     /// Forgets the `Aggregate`: the next group asks `acquire` again (the
@@ -371,11 +340,6 @@ impl AggregateFunction {
         self.inner.python_only.store(false, Ordering::Release);
         drop(old);
     }
-}
-
-unsafe extern "C" fn destroy(data: *mut c_void) {
-    // SAFETY: `data` is the `Arc` that `bind` leaked for SQLite.
-    drop(unsafe { Arc::from_raw(data.cast::<FunctionInner>().cast_const()) });
 }
 
 /// The group's `Context` in SQLite's aggregate context, made on its first
@@ -448,23 +412,12 @@ unsafe extern "C" fn xstep(
     argc: c_int,
     argv: *mut *mut ffi::sqlite3_value,
 ) {
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: SQLite passes the data `bind` registered and `argc` values.
-        let function = unsafe { &*ffi::sqlite3_user_data(ctx).cast::<FunctionInner>() };
-        let args = if argc <= 0 || argv.is_null() {
-            &[][..]
-        } else {
-            // SAFETY: as above.
-            unsafe { std::slice::from_raw_parts(argv, argc as usize) }
-        };
-        // SAFETY: this call's context and arguments.
-        unsafe { step(function, ctx, args) }
-    }));
-    if outcome.is_err() {
-        // SAFETY: `ctx` is this call's context.
-        unsafe {
-            ffi::sqlite3_result_error(ctx, c"internal error in the procedure core".as_ptr(), -1);
-        }
+    // SAFETY: SQLite's call of the function `bind` registered.
+    unsafe {
+        guarded(ctx, argc, argv, |function: &FunctionInner, args| {
+            // SAFETY: this call's context and arguments.
+            step(function, ctx, args);
+        });
     }
 }
 
@@ -639,17 +592,17 @@ unsafe fn python_step(
 }
 
 unsafe extern "C" fn xfinal(ctx: *mut ffi::sqlite3_context) {
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: SQLite passes the data `bind` registered.
-        let function = unsafe { &*ffi::sqlite3_user_data(ctx).cast::<FunctionInner>() };
-        // SAFETY: this call's context.
-        unsafe { finish(function, ctx) }
-    }));
-    if outcome.is_err() {
-        // SAFETY: `ctx` is this call's context.
-        unsafe {
-            ffi::sqlite3_result_error(ctx, c"internal error in the procedure core".as_ptr(), -1);
-        }
+    // SAFETY: SQLite's call of the function `bind` registered.
+    unsafe {
+        guarded(
+            ctx,
+            0,
+            std::ptr::null_mut(),
+            |function: &FunctionInner, _| {
+                // SAFETY: this call's context.
+                finish(function, ctx);
+            },
+        );
     }
 }
 

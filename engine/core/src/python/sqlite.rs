@@ -131,38 +131,8 @@ impl Scalar {
     /// `db` (apsw's `Connection.sqlite3_pointer()`), with one argument per
     /// parameter. apsw's `create_scalar_function(name, None, n)` removes it.
     fn bind(&self, db: usize, name: &str) -> PyResult<()> {
-        if !sqlite_ready() {
-            return Err(PyRuntimeError::new_err(
-                "the core is not loaded as an SQLite extension",
-            ));
-        }
-        let name = CString::new(name).map_err(|_| PyValueError::new_err("a NUL in the name"))?;
-        let nargs = c_int::try_from(self.inner.specs.len())
-            .map_err(|_| PyValueError::new_err("too many parameters"))?;
-        let data = Arc::into_raw(self.inner.clone())
-            .cast_mut()
-            .cast::<c_void>();
-        // SAFETY: `db` is apsw's open connection, which the caller holds;
-        // SQLite keeps `data` until it calls `destroy` (also on failure).
-        let rc = unsafe {
-            ffi::sqlite3_create_function_v2(
-                db as *mut ffi::sqlite3,
-                name.as_ptr(),
-                nargs,
-                ffi::SQLITE_UTF8,
-                data,
-                Some(xfunc),
-                None,
-                None,
-                Some(destroy),
-            )
-        };
-        if rc != ffi::SQLITE_OK {
-            return Err(PyRuntimeError::new_err(format!(
-                "sqlite3_create_function_v2 failed: code {rc}"
-            )));
-        }
-        Ok(())
+        let nargs = self.inner.specs.len();
+        create_function(db, name, nargs, self.inner.clone(), Some(xfunc), None, None)
     }
 
     /// Forgets the `Numeric`: the next row asks `acquire` again (the
@@ -181,9 +151,93 @@ impl Scalar {
     }
 }
 
-unsafe extern "C" fn destroy(data: *mut c_void) {
-    // SAFETY: `data` is the `Arc` that `bind` leaked for SQLite.
-    drop(unsafe { Arc::from_raw(data.cast::<ScalarInner>().cast_const()) });
+/// An SQL function's callback: a row (scalar) or a group's row (aggregate).
+pub(super) type RowCallback =
+    unsafe extern "C" fn(*mut ffi::sqlite3_context, c_int, *mut *mut ffi::sqlite3_value);
+/// An aggregate's end of a group.
+pub(super) type FinalCallback = unsafe extern "C" fn(*mut ffi::sqlite3_context);
+
+/// Registers the SQL function `name` of `nargs` arguments on the
+/// `sqlite3*` at `db` (apsw's `Connection.sqlite3_pointer()`): a scalar
+/// (`xfunc`) or an aggregate (`xstep`, `xfinal`), whose callbacks find
+/// `data` as their user data. SQLite owns `data` from here and drops it
+/// when the function is replaced or the connection closes.
+pub(super) fn create_function<T: Send + Sync>(
+    db: usize,
+    name: &str,
+    nargs: usize,
+    data: Arc<T>,
+    xfunc: Option<RowCallback>,
+    xstep: Option<RowCallback>,
+    xfinal: Option<FinalCallback>,
+) -> PyResult<()> {
+    if !sqlite_ready() {
+        return Err(PyRuntimeError::new_err(
+            "the core is not loaded as an SQLite extension",
+        ));
+    }
+    let name = CString::new(name).map_err(|_| PyValueError::new_err("a NUL in the name"))?;
+    let nargs = c_int::try_from(nargs).map_err(|_| PyValueError::new_err("too many parameters"))?;
+    let data = Arc::into_raw(data).cast_mut().cast::<c_void>();
+    // SAFETY: `db` is apsw's open connection, which the caller holds;
+    // SQLite keeps `data` until it calls `destroy` (also on failure).
+    let rc = unsafe {
+        ffi::sqlite3_create_function_v2(
+            db as *mut ffi::sqlite3,
+            name.as_ptr(),
+            nargs,
+            ffi::SQLITE_UTF8,
+            data,
+            xfunc,
+            xstep,
+            xfinal,
+            Some(destroy::<T>),
+        )
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(PyRuntimeError::new_err(format!(
+            "sqlite3_create_function_v2 failed: code {rc}"
+        )));
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn destroy<T>(data: *mut c_void) {
+    // SAFETY: `data` is the `Arc` that `create_function` leaked for SQLite.
+    drop(unsafe { Arc::from_raw(data.cast::<T>().cast_const()) });
+}
+
+/// Runs `f` with the function's user data (a `T` registered by
+/// `create_function`) and the call's arguments; a panic must not unwind
+/// into SQLite, so it becomes the statement's error.
+///
+/// # Safety
+///
+/// `ctx` and `argv` (`argc` values) are the current call's, and the
+/// function was registered with a `T`.
+pub(super) unsafe fn guarded<T>(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+    f: impl FnOnce(&T, &[*mut ffi::sqlite3_value]),
+) {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the caller's contract.
+        let data = unsafe { &*ffi::sqlite3_user_data(ctx).cast::<T>() };
+        let args = if argc <= 0 || argv.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: as above.
+            unsafe { std::slice::from_raw_parts(argv, argc as usize) }
+        };
+        f(data, args);
+    }));
+    if outcome.is_err() {
+        // SAFETY: `ctx` is this call's context.
+        unsafe {
+            ffi::sqlite3_result_error(ctx, c"internal error in the procedure core".as_ptr(), -1)
+        };
+    }
 }
 
 unsafe extern "C" fn xfunc(
@@ -191,24 +245,12 @@ unsafe extern "C" fn xfunc(
     argc: c_int,
     argv: *mut *mut ffi::sqlite3_value,
 ) {
-    // A panic must not unwind into SQLite.
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: SQLite passes the data `bind` registered and `argc` values.
-        let scalar = unsafe { &*ffi::sqlite3_user_data(ctx).cast::<ScalarInner>() };
-        let args = if argc <= 0 || argv.is_null() {
-            &[][..]
-        } else {
-            // SAFETY: as above.
-            unsafe { std::slice::from_raw_parts(argv, argc as usize) }
-        };
-        // SAFETY: `ctx` and `args` are this call's.
-        unsafe { row(scalar, ctx, args) }
-    }));
-    if outcome.is_err() {
-        // SAFETY: `ctx` is this call's context.
-        unsafe {
-            ffi::sqlite3_result_error(ctx, c"internal error in the procedure core".as_ptr(), -1)
-        };
+    // SAFETY: SQLite's call of the function `bind` registered with a ScalarInner.
+    unsafe {
+        guarded(ctx, argc, argv, |scalar: &ScalarInner, args| {
+            // SAFETY: `ctx` and `args` are this call's.
+            row(scalar, ctx, args);
+        });
     }
 }
 

@@ -210,3 +210,57 @@ def test_an_aggregate_the_core_cannot_run_gets_python_groups(tmp_path: Path) -> 
     db.execute("DELETE FROM t WHERE x = 300")
     assert db.execute("SELECT bytesum(x) FROM t").scalar() == 307
     assert db.execute("SELECT bytesum(x) FROM t WHERE 0").scalar() == 0
+
+
+WASI_AGGREGATE = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "memory allocation of 64 bytes failed\\n")
+  (global $inits (mut i32) (i32.const 0))
+  (func (export "canonical_abi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)
+  (func (export "canonical_abi_free") (param i32 i32 i32))
+  ;; What wit-bindgen's wasm32-wasi reactors run once per instance.
+  (func (export "_initialize") (global.set $inits (i32.add (global.get $inits) (i32.const 1))))
+  (func (export "w-init") (result i64) (i64.extend_i32_u (global.get $inits)))
+  (func (export "w-iter") (param $s i64) (param $x i64) (result i64)
+    (if (i64.eq (local.get $x) (i64.const 13))
+      (then
+        ;; As Rust's alloc error handler: a line on stderr, then abort.
+        (i32.store (i32.const 16) (i32.const 64))
+        (i32.store (i32.const 20) (i32.const 37))
+        (drop (call $fd_write (i32.const 2) (i32.const 16) (i32.const 1) (i32.const 24)))
+        unreachable))
+    (i64.add (local.get $s) (local.get $x)))
+  (func (export "w-merge") (param i64 i64) (result i64) (i64.add (local.get 0) (local.get 1)))
+  (func (export "w-term") (param $s i64) (result i64) (local.get $s)))"""
+WASI_WIT = (
+    b"w-init: func() -> s64\nw-iter: func(s: s64, x: s64) -> s64\n"
+    b"w-merge: func(a: s64, b: s64) -> s64\nw-term: func(s: s64) -> s64\n"
+)
+
+
+def test_a_wasi_guests_aggregate_runs_in_the_core(tmp_path: Path) -> None:
+    """What wit-bindgen builds for wasm32-wasi imports WASI: its aggregate
+    runs in the core too, on the WASI-linked pool (``_initialize`` once per
+    instance), and an allocation failure reported on stderr before the
+    trap is the memory limit, as for any WASI guest."""
+    db = h.Database.open(str(tmp_path / "w.db"), limits=TEST_LIMITS)
+    db.execute(
+        "CREATE AGGREGATE wsum(BIGINT) RETURNS BIGINT WITH STATE BIGINT"
+        f" AS WASM FROM BASE64 '{b64(wasmtime.wat2wasm(WASI_AGGREGATE))}'"
+        f" WITH WIT FROM BASE64 '{b64(WASI_WIT)}'"
+        " INITIALIZE WITH w_init ITERATE WITH w_iter MERGE WITH w_merge TERMINATE WITH w_term"
+    )
+    db.execute("CREATE TABLE t(g, x)")
+    db.execute("INSERT INTO t VALUES (1, 10), (1, 20), (2, 5)")
+    # The state starts at _initialize's count: 1, once per instance.
+    assert db.execute("SELECT g, wsum(x) FROM t GROUP BY g").rows == [(1, 31), (2, 6)]
+    made = _core_of(db, "wsum").instantiated  # the pool is the module's (registration's too)
+    db.execute("INSERT INTO t VALUES (2, 13)")
+    with pytest.raises(h.ResourceLimitExceeded) as err:
+        db.execute("SELECT g, wsum(x) FROM t GROUP BY g")
+    assert err.value.limit == "memory" and err.value.procedure == "wsum"
+    db.execute("DELETE FROM t WHERE x = 13")
+    assert db.execute("SELECT wsum(x) FROM t").scalar() == 36
+    # The instance that trapped was dropped; the new one ran _initialize.
+    assert _core_of(db, "wsum").instantiated == made + 1

@@ -17,7 +17,7 @@ use crate::abi::HOST_MODULE;
 use crate::encoding::{
     utf8_reason, TAG_BLOB, TAG_BOOLEAN, TAG_INTEGER, TAG_NULL, TAG_REAL, TAG_TEXT,
 };
-use crate::error::CallError;
+use crate::error::{CallError, Limit};
 use crate::pool::{PooledInstance, StoreData};
 use crate::typed::NumType;
 use crate::wasi::{self, Wasi};
@@ -941,6 +941,45 @@ fn begin<H: Host>(
     state.last_error = None;
     state.fault = None;
     state.host_time = Duration::ZERO;
+}
+
+/// Runs `call` on a WASI guest's instance as a call of its own outside
+/// the Basic ABI (a prepared export with no host behind it): WASI's
+/// deadline for sleeps set, its output read for an allocation failure, so
+/// a trap after one is the memory limit. The output itself is not logged:
+/// for a guest that was not granted `stdout`, nothing of it is kept.
+///
+/// # Errors
+///
+/// What `call` returns; a trap after the guest reported it ran out of
+/// memory is [`CallError::LimitExceeded`] for `memory`.
+pub fn run_wasi<H: Host>(
+    instance: &mut PooledInstance<BasicState<H>>,
+    call: impl FnOnce(&mut PooledInstance<BasicState<H>>) -> Result<(), CallError>,
+) -> Result<(), CallError> {
+    let timeout = instance.timeout();
+    if let Some(wasi) = &mut instance.store_mut().data_mut().host.wasi {
+        wasi.output.begin();
+        wasi.deadline = Instant::now() + timeout;
+    }
+    let outcome = call(instance);
+    let out_of_memory = instance
+        .store_mut()
+        .data_mut()
+        .host
+        .wasi
+        .as_ref()
+        .is_some_and(|wasi| {
+            let (_, out_of_memory) = wasi.output.finish();
+            out_of_memory
+        });
+    match outcome {
+        Err(CallError::Trap { message, .. }) if out_of_memory => Err(CallError::LimitExceeded {
+            limit: Limit::Memory,
+            message,
+        }),
+        other => other,
+    }
 }
 
 fn end<H: Host>(instance: &mut PooledInstance<BasicState<H>>) -> (Outcome, Option<H>) {

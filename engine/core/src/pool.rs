@@ -315,6 +315,12 @@ impl<T: Send + 'static> InstancePool<T> {
         &self.limits
     }
 
+    /// The module this pool instantiates, to prepare exports
+    /// ([`Export`](crate::typed::Export)) its instances can call.
+    pub fn module(&self) -> &Module {
+        self.pre.module()
+    }
+
     fn instantiate(&self) -> Result<PooledInstance<T>, CallError> {
         let data = StoreData {
             host: (self.new_host)()?,

@@ -224,10 +224,11 @@ class Scalar:
     def release(self) -> None: ...
 
 class Aggregate:
-    """A numeric aggregate of an import-free module, run by the core."""
+    """A numeric aggregate run by the core: of a module that imports nothing
+    (a Module), or WASI only (a BasicPool of it)."""
     def __init__(
         self,
-        module: Module,
+        module: Module | BasicPool,
         roles: tuple[str, str, str, str | None],
         params: Sequence[Kind],
         result: Kind,

@@ -538,43 +538,49 @@ class Runner:
     def aggregate_target(self, roles: dict[str, tuple[str, Signature]]) -> _core.Aggregate | None:
         """The aggregate as the core runs it (engine/core/src/python/
         aggregate.rs: a group's rows with no Python), made on first use; or
-        None: the module imports something, or a role's types need the
+        None: the module imports host functions, or WASI with ``stdout``
+        granted (its output would be log lines), or a role's types need the
         general path's conversions, and every group goes through
         ``aggregate``."""
         with self._lock:
             if self._aggregate is not None:
                 return self._aggregate or None
             module = self.module
+            v = self.version
             singlestore = _singlestore(module)
+            basic = singlestore.basic if singlestore is not None else module
+            fits = (
+                isinstance(basic, BasicModule)
+                and not basic.imports  # WASI at most
+                and not (basic.uses_wasi and v.capabilities.allows("stdout"))
+            )
             if singlestore is not None:
-                fits = singlestore.core_aggregate({r: e for r, (e, _) in roles.items()})
+                fits = fits and singlestore.core_aggregate({r: e for r, (e, _) in roles.items()})
             else:
-                fits = (
-                    isinstance(module, BasicModule)
-                    and module.pure
-                    and all(
-                        native.eligible([c.type for c in sig.params], sig.returns)
-                        for _, sig in roles.values()
-                    )
+                fits = fits and all(
+                    native.eligible([c.type for c in sig.params], sig.returns)
+                    for _, sig in roles.values()
                 )
             terminate = roles["terminate"][1].returns
             if not fits or terminate is None or terminate not in native.KIND:
                 self._aggregate = False
                 return None
-            exporter: BasicModule | SingleStoreModule
-            if singlestore is not None:
-                exporter = singlestore
-            else:
-                assert isinstance(module, BasicModule)
-                exporter = module
-            v = self.version
-            core_module, _ = exporter.core_export(roles["iterate"][0])
-            names = {role: exporter.core_export(e)[1] for role, (e, _) in roles.items()}
+            assert isinstance(basic, BasicModule)
+            # The exports' names in the core module (SingleStore's are its WIT's).
+            names = {
+                role: singlestore.function(e).name if singlestore is not None else e
+                for role, (e, _) in roles.items()
+            }
+            instances: _core.Module | _core.BasicPool = (
+                basic.core_pool(self.limits, v.capabilities)
+                if basic.uses_wasi
+                else basic.core_export(roles["iterate"][0])[0]
+            )
             params, _ = native.kinds(Signature(roles["iterate"][1].params[1:], None))
             tally = native.new_tally()
             try:
                 self._aggregate = _core.Aggregate(
-                    core_module,
+                    instances,
                     (
                         names["initialize"],
                         names["iterate"],

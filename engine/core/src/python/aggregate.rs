@@ -36,6 +36,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use wasmtime::{ExternType, ValRaw};
 
+use super::basic::{BasicPool, PyHost};
 use super::numeric::{
     fault_exception, import_free, limits_from, pure_pool, to_slot, Failure, Kind, Tally, TallyInner,
 };
@@ -44,6 +45,8 @@ use super::sqlite::{
     create_function, guarded, number_slot, pending, result_from_python, set_result, to_python,
 };
 use super::with_gil;
+use crate::basic::{self, BasicState};
+use crate::error::CallError;
 use crate::pool::{InstancePool, PooledInstance};
 use crate::typed::{Export, NumType};
 
@@ -51,9 +54,79 @@ use crate::typed::{Export, NumType};
 /// slot too); a wider aggregate still works, allocating per row.
 const INLINE_SLOTS: usize = 16;
 
+/// The instances a version's groups are pinned to: of a module that
+/// imports nothing, or of one that imports WASI only (a `BasicPool`'s,
+/// WASI linked there, with no host behind the calls).
+enum Pool {
+    Pure(InstancePool<()>),
+    Wasi(Arc<super::basic::Pool>),
+}
+
+/// An instance of a [`Pool`], held by one group.
+enum Pinned {
+    Pure(PooledInstance<()>),
+    Wasi(PooledInstance<BasicState<PyHost>>),
+}
+
+impl Pool {
+    fn acquire(&self) -> Result<Pinned, CallError> {
+        Ok(match self {
+            Self::Pure(pool) => Pinned::Pure(pool.acquire()?),
+            Self::Wasi(pool) => Pinned::Wasi(pool.acquire()?),
+        })
+    }
+
+    fn release(&self, instance: Pinned) {
+        match (self, instance) {
+            (Self::Pure(pool), Pinned::Pure(instance)) => pool.release(instance),
+            (Self::Wasi(pool), Pinned::Wasi(instance)) => pool.release(instance),
+            _ => {} // not this pool's: dropped
+        }
+    }
+
+    fn module(&self) -> &wasmtime::Module {
+        match self {
+            Self::Pure(pool) => pool.module(),
+            Self::Wasi(pool) => pool.module(),
+        }
+    }
+
+    fn idle_count(&self) -> usize {
+        match self {
+            Self::Pure(pool) => pool.idle_count(),
+            Self::Wasi(pool) => pool.idle_count(),
+        }
+    }
+
+    fn instantiated_count(&self) -> usize {
+        match self {
+            Self::Pure(pool) => pool.instantiated_count(),
+            Self::Wasi(pool) => pool.instantiated_count(),
+        }
+    }
+}
+
+impl Pinned {
+    fn call(&mut self, export: &Export, slots: &mut [ValRaw]) -> Result<(), CallError> {
+        match self {
+            Self::Pure(instance) => export.call_raw(instance, slots),
+            Self::Wasi(instance) => {
+                basic::run_wasi(instance, |instance| export.call_raw(instance, slots))
+            }
+        }
+    }
+
+    fn is_poisoned(&self) -> bool {
+        match self {
+            Self::Pure(instance) => instance.is_poisoned(),
+            Self::Wasi(instance) => instance.is_poisoned(),
+        }
+    }
+}
+
 /// One version's aggregate as the core runs it.
 pub struct AggregateInner {
-    pool: InstancePool<()>,
+    pool: Pool,
     initialize: Export,
     iterate: Export,
     terminate: Export,
@@ -68,7 +141,9 @@ pub struct AggregateInner {
     coerce: Py<PyAny>,
 }
 
-/// A numeric aggregate of an import-free module: `roles` are the exports
+/// A numeric aggregate of a module that imports nothing (`module`, a
+/// `Module`) or WASI only (a `BasicPool` of it, for a guest granted no
+/// `stdout`: its output is only read for allocation failures): `roles` are the exports
 /// of INITIALIZE, ITERATE, TERMINATE and DESTROY (or None), `params` the
 /// kinds ITERATE takes after the state, `result` TERMINATE's. The state's
 /// type is whatever single number INITIALIZE returns; every role must
@@ -84,7 +159,7 @@ impl Aggregate {
     #[allow(clippy::too_many_arguments)] // one version's roles, limits and hooks
     #[pyo3(signature = (module, roles, params, result, limits, tally, fault, coerce))]
     fn new(
-        module: &PyModule_,
+        module: &Bound<'_, PyAny>,
         roles: (String, String, String, Option<String>),
         params: Vec<String>,
         result: &str,
@@ -93,14 +168,20 @@ impl Aggregate {
         fault: Py<PyAny>,
         coerce: Py<PyAny>,
     ) -> PyResult<Self> {
-        let module = import_free(module)?;
+        let pool = if let Ok(basic) = module.cast::<BasicPool>() {
+            Pool::Wasi(basic.get().pool.clone())
+        } else {
+            let module = module.cast::<PyModule_>()?.get();
+            Pool::Pure(pure_pool(import_free(module)?, limits_from(limits)?)?)
+        };
+        let module = pool.module().clone();
         let (params, result) = Kind::signature(&params, Some(result))?;
         let result = result.expect("a result kind was given");
         let (initialize, iterate, terminate, destroy) = roles;
         let abi = |role: &str, name: &str, message: String| {
             core_error("abi-error", format!("{role} WITH {name}: {message}"))
         };
-        let state = match module.module.get_export(&initialize) {
+        let state = match module.get_export(&initialize) {
             Some(ExternType::Func(ty)) => {
                 let results: Vec<_> = ty.results().collect();
                 match results.as_slice() {
@@ -118,8 +199,7 @@ impl Aggregate {
             )
         })?;
         let export = |role: &str, name: &str, params: &[NumType], results: &[NumType]| {
-            Export::new(&module.module, name, params, results)
-                .map_err(|e| abi(role, name, e.to_string()))
+            Export::new(&module, name, params, results).map_err(|e| abi(role, name, e.to_string()))
         };
         let mut iterate_params = vec![state];
         iterate_params.extend(params.iter().map(|k| k.wasm()));
@@ -130,7 +210,7 @@ impl Aggregate {
             destroy: destroy
                 .map(|name| export("DESTROY", &name, &[state], &[]))
                 .transpose()?,
-            pool: pure_pool(module, limits_from(limits)?)?,
+            pool,
             params,
             result,
             tally: tally.inner.clone(),
@@ -159,7 +239,7 @@ impl Aggregate {
 /// state.
 struct Group {
     target: Arc<AggregateInner>,
-    instance: Option<PooledInstance<()>>,
+    instance: Option<Pinned>,
     state: ValRaw,
 }
 
@@ -167,12 +247,12 @@ impl AggregateInner {
     /// One role call on `instance`, counted in the tally when it succeeds.
     fn run(
         &self,
-        instance: &mut PooledInstance<()>,
+        instance: &mut Pinned,
         export: &Export,
         slots: &mut [ValRaw],
     ) -> Result<(), Failure> {
         let started = self.tally.time_next().then(Instant::now);
-        let outcome = export.call_raw(instance, slots);
+        let outcome = instance.call(export, slots);
         let elapsed = started.map(|started| started.elapsed());
         match outcome {
             Ok(()) => {
@@ -264,7 +344,7 @@ impl Group {
         }
     }
 
-    fn destroy_on(&self, instance: &mut PooledInstance<()>) -> Result<(), Failure> {
+    fn destroy_on(&self, instance: &mut Pinned) -> Result<(), Failure> {
         match &self.target.destroy {
             Some(destroy) => {
                 let mut slots = [self.state];

@@ -159,16 +159,17 @@ class SingleStoreModule:
     def numeric_export(self, export: str) -> bool:
         """Whether the function takes and returns numbers exactly as the
         Basic ABI passes them, so the core may call it as it calls a
-        Basic-ABI export."""
-        return _fast_safe(self.function(export))
+        Basic-ABI export (False for what is no function of the module: an
+        aggregate's roles are checked by ``core_aggregate``)."""
+        fn = self.functions.get(sql_name(export))
+        return fn is not None and _fast_safe(fn)
 
     def core_aggregate(self, roles: dict[str, str]) -> bool:
         """Whether the core can run an aggregate of these roles (role ->
-        export) itself (engine/core/src/python/aggregate.rs): a module that
-        imports nothing, numbers in and out exactly as the Basic ABI's
-        numeric path passes them, and a state it can pass on untouched."""
-        if not self.basic.pure:
-            return False
+        export) itself (engine/core/src/python/aggregate.rs): numbers in and
+        out exactly as the Basic ABI's numeric path passes them, and a state
+        it can pass on untouched. (The module imports WASI at most: load
+        refused anything else.)"""
         for role, export in roles.items():
             if role not in _CORE_ROLES:
                 continue  # MERGE: SQLite never merges groups

@@ -26,8 +26,7 @@
 
 use std::ffi::c_int;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libsqlite3_sys as ffi;
@@ -42,7 +41,8 @@ use super::numeric::{
 };
 use super::runtime::{core_error, PyModule_};
 use super::sqlite::{
-    create_function, guarded, number_slot, pending, result_from_python, set_result, to_python,
+    create_function, detached, guarded, number_slot, pending, result_from_python, set_result,
+    to_python, Found,
 };
 use super::with_gil;
 use crate::basic::{self, BasicState};
@@ -369,11 +369,8 @@ struct Context {
 }
 
 struct FunctionInner {
-    target: RwLock<Option<Arc<AggregateInner>>>,
-    // `acquire` said the core cannot run this version: every group is a
-    // Python group.
-    python_only: AtomicBool,
-    acquire: Py<PyAny>,
+    // None: the core cannot run this version, every group is a Python group.
+    target: Found<AggregateInner>,
     group: Py<PyAny>,
 }
 
@@ -391,9 +388,7 @@ impl AggregateFunction {
     fn new(acquire: Py<PyAny>, group: Py<PyAny>) -> Self {
         Self {
             inner: Arc::new(FunctionInner {
-                target: RwLock::new(None),
-                python_only: AtomicBool::new(false),
-                acquire,
+                target: Found::new(acquire),
                 group,
             }),
         }
@@ -410,15 +405,7 @@ impl AggregateFunction {
     /// version's Runner was replaced or removed). Groups running keep the
     /// one they started with.
     fn release(&self, py: Python<'_>) {
-        let old = py.detach(|| {
-            self.inner
-                .target
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-        });
-        self.inner.python_only.store(false, Ordering::Release);
-        drop(old);
+        self.inner.target.release(py);
     }
 }
 
@@ -440,50 +427,14 @@ unsafe fn context(ctx: *mut ffi::sqlite3_context, allocate: bool) -> *mut *mut C
     unsafe { ffi::sqlite3_aggregate_context(ctx, size) }.cast::<*mut Context>()
 }
 
-/// The `Aggregate` for a new group, or None for a Python group.
-fn target(function: &FunctionInner) -> PyResult<Option<Arc<AggregateInner>>> {
-    let found = function
-        .target
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    if found.is_some() || function.python_only.load(Ordering::Acquire) {
-        return Ok(found);
-    }
-    let got = with_gil(|py| -> PyResult<Option<Arc<AggregateInner>>> {
-        let got = function.acquire.call0(py)?;
-        if got.is_none(py) {
-            function.python_only.store(true, Ordering::Release);
-            return Ok(None);
-        }
-        Ok(Some(got.cast_bound::<Aggregate>(py)?.get().inner.clone()))
-    })?;
-    // Stored after the GIL is let go, as `Scalar` does.
-    if let Some(found) = &got {
-        *function
-            .target
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(found.clone());
-    }
-    Ok(got)
-}
-
 /// A new group: the core's, or a Python one.
 fn new_group(function: &FunctionInner) -> PyResult<GroupState> {
-    match target(function)? {
+    let target = function
+        .target
+        .get(|got| Ok(got.cast::<Aggregate>()?.get().inner.clone()))?;
+    match target {
         Some(target) => Ok(GroupState::Core(Group::new(target))),
         None => with_gil(|py| Ok(GroupState::Python(function.group.call0(py)?))),
-    }
-}
-
-/// Runs `call` (a guest call) without holding the GIL: released if apsw
-/// kept it for this statement.
-fn detached<R: Send>(call: impl FnOnce() -> R + Send) -> R {
-    // SAFETY: PyGILState_Check only reads the thread state.
-    if unsafe { pyo3::ffi::PyGILState_Check() } == 1 {
-        with_gil(|py| py.detach(call))
-    } else {
-        call()
     }
 }
 

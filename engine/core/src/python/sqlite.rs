@@ -84,10 +84,8 @@ struct ScalarInner {
     result: Option<Kind>,
     // CALLED ON NULL INPUT: NULL arguments reach the guest as zeros.
     null_call: bool,
-    target: RwLock<Option<Arc<dyn Target>>>,
-    // `acquire` said this version has no numeric path: every row is `slow`'s.
-    python_only: AtomicBool,
-    acquire: Py<PyAny>,
+    // None: this version has no numeric path, every row is `slow`'s.
+    target: Found<dyn Target>,
     slow: Py<PyAny>,
 }
 
@@ -119,9 +117,7 @@ impl Scalar {
                 specs,
                 result,
                 null_call,
-                target: RwLock::new(None),
-                python_only: AtomicBool::new(false),
-                acquire,
+                target: Found::new(acquire),
                 slow,
             }),
         })
@@ -138,16 +134,83 @@ impl Scalar {
     /// Forgets the `Numeric`: the next row asks `acquire` again (the
     /// procedure's Runner was replaced or removed).
     fn release(&self, py: Python<'_>) {
+        self.inner.target.release(py);
+    }
+}
+
+/// What an SQL function the core registered calls, found through Python's
+/// `acquire()` on first use and kept until `release`: a target, or None —
+/// Python serves every call (remembered too, until `release`).
+pub(super) struct Found<T: ?Sized> {
+    target: RwLock<Option<Arc<T>>>,
+    python_only: AtomicBool,
+    acquire: Py<PyAny>,
+}
+
+impl<T: ?Sized + Send + Sync> Found<T> {
+    pub(super) fn new(acquire: Py<PyAny>) -> Self {
+        Self {
+            target: RwLock::new(None),
+            python_only: AtomicBool::new(false),
+            acquire,
+        }
+    }
+
+    /// The target, asking `acquire()` (its answer made into a target by
+    /// `take`) under the GIL the first time. Taken out of the lock for the
+    /// call: a guest with host imports may call this very function again
+    /// from its query, and `release` must never wait on a call in
+    /// progress; and stored after the GIL is let go, so no thread waits for
+    /// the lock while holding the GIL a call in progress may need.
+    pub(super) fn get(
+        &self,
+        take: impl FnOnce(&Bound<'_, PyAny>) -> PyResult<Arc<T>>,
+    ) -> PyResult<Option<Arc<T>>> {
+        let found = self
+            .target
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if found.is_some() || self.python_only.load(Ordering::Acquire) {
+            return Ok(found);
+        }
+        let got = with_gil(|py| -> PyResult<Option<Arc<T>>> {
+            let got = self.acquire.call0(py)?;
+            if got.is_none(py) {
+                self.python_only.store(true, Ordering::Release);
+                return Ok(None);
+            }
+            take(got.bind(py)).map(Some)
+        })?;
+        if let Some(found) = &got {
+            *self.target.write().unwrap_or_else(PoisonError::into_inner) = Some(found.clone());
+        }
+        Ok(got)
+    }
+
+    /// Forgets the target: the next call asks `acquire` again (the
+    /// version's Runner was replaced or removed). Calls running keep theirs.
+    pub(super) fn release(&self, py: Python<'_>) {
         // Without the GIL: a call in progress holds the lock and may need it.
         let old = py.detach(|| {
-            self.inner
-                .target
+            self.target
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take()
         });
-        self.inner.python_only.store(false, Ordering::Release);
+        self.python_only.store(false, Ordering::Release);
         drop(old);
+    }
+}
+
+/// Runs `call` (a guest call) without holding the GIL: released if apsw
+/// kept it for this statement, so other threads run while the guest does.
+pub(super) fn detached<R: Send>(call: impl FnOnce() -> R + Send) -> R {
+    // SAFETY: PyGILState_Check only reads the thread state.
+    if unsafe { pyo3::ffi::PyGILState_Check() } == 1 {
+        with_gil(|py| py.detach(call))
+    } else {
+        call()
     }
 }
 
@@ -399,26 +462,16 @@ unsafe fn lower(
     Lowered::Slots { zeroed_null }
 }
 
-/// The procedure's `Numeric` from `acquire()`, asked under the GIL; `None`:
-/// every row goes to `slow`. The caller stores it after the GIL is let go,
-/// so no thread ever waits for the lock while holding the GIL that a call
-/// in progress (a failing one) needs.
-fn acquire(scalar: &ScalarInner) -> PyResult<Option<Arc<dyn Target>>> {
-    with_gil(|py| {
-        let got = scalar.acquire.call0(py)?;
-        if got.is_none(py) {
-            scalar.python_only.store(true, Ordering::Release);
-            return Ok(None);
-        }
-        let numeric = got.cast_bound::<Numeric>(py)?.get();
-        let inner = numeric.inner.clone();
-        if inner.specs() != scalar.specs || inner.result() != scalar.result {
-            return Err(PyTypeError::new_err(
-                "the Numeric's signature differs from the Scalar's",
-            ));
-        }
-        Ok(Some(inner))
-    })
+/// The procedure's `Numeric` (`acquire()`'s answer) as the target of
+/// `scalar`, whose signature it must have.
+fn numeric_of(scalar: &ScalarInner, got: &Bound<'_, PyAny>) -> PyResult<Arc<dyn Target>> {
+    let inner = got.cast::<Numeric>()?.get().inner.clone();
+    if inner.specs() != scalar.specs || inner.result() != scalar.result {
+        return Err(PyTypeError::new_err(
+            "the Numeric's signature differs from the Scalar's",
+        ));
+    }
+    Ok(inner)
 }
 
 unsafe fn row(
@@ -447,31 +500,11 @@ unsafe fn row(
         Lowered::Slots { zeroed_null } => (zeroed_null, None),
         Lowered::Args(values) => (false, Some(values)),
     };
-    // Taken out of the lock for the call: a guest with host imports may
-    // call this very function again from its query, and writers
-    // (`Scalar::release`) must never wait on a call in progress.
-    let found = scalar
-        .target
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let target = match found {
-        Some(target) => target,
-        None if scalar.python_only.load(Ordering::Acquire) => {
-            // SAFETY: this call's context and arguments.
-            return unsafe { slow(scalar, ctx, args) };
-        }
-        None => match acquire(scalar) {
-            Ok(None) => return unsafe { slow(scalar, ctx, args) },
-            Ok(Some(found)) => {
-                *scalar
-                    .target
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(found.clone());
-                found
-            }
-            Err(err) => return with_gil(|py| unsafe { pending(py, ctx, err) }),
-        },
+    let target = match scalar.target.get(|got| numeric_of(scalar, got)) {
+        Ok(Some(target)) => target,
+        // SAFETY (both): this call's context and arguments.
+        Ok(None) => return unsafe { slow(scalar, ctx, args) },
+        Err(err) => return with_gil(|py| unsafe { pending(py, ctx, err) }),
     };
     let buffers = if zeroed_null && !target.zeros_for_nulls() {
         // The guest may ask heliosdb_get_param whether it is NULL: it is
@@ -498,14 +531,7 @@ unsafe fn row(
         Some(values) => target.call_args(values, slots),
         None => target.call_slots(slots),
     };
-    // SAFETY: PyGILState_Check only reads the thread state.
-    let outcome = if unsafe { pyo3::ffi::PyGILState_Check() } == 1 {
-        // apsw kept the GIL for this statement: let other threads run while
-        // the guest does.
-        with_gil(|py| py.detach(call))
-    } else {
-        call()
-    };
+    let outcome = detached(call);
     match outcome {
         // SAFETY (both): this call's context.
         Ok(Answer::Slot) => unsafe { set_result(ctx, target.result(), slots[0]) },

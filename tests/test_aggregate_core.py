@@ -264,3 +264,35 @@ def test_a_wasi_guests_aggregate_runs_in_the_core(tmp_path: Path) -> None:
     assert db.execute("SELECT wsum(x) FROM t").scalar() == 36
     # The instance that trapped was dropped; the new one ran _initialize.
     assert _core_of(db, "wsum").instantiated == made + 1
+
+
+def test_sql_uses_an_aggregate_as_it_uses_its_own(db: h.Database) -> None:
+    db.execute("INSERT INTO t VALUES (1, 1), (1, 2), (2, 3), (2, 3)")
+    assert db.execute("SELECT sum_sq(DISTINCT x) FROM t").scalar() == 14
+    assert db.execute("SELECT sum_sq(x) FILTER (WHERE x > 1) FROM t").scalar() == 22
+    assert db.execute(
+        "SELECT g, (SELECT sum_sq(x) FROM t u WHERE u.g <= t.g) FROM t GROUP BY g"
+    ).rows == [(1, 5), (2, 23)]
+    assert db.execute("SELECT g FROM t GROUP BY g HAVING avg_h(x) > 2").rows == [(2,)]
+    # No xValue/xInverse: SQLite refuses a window, typed, before any row runs.
+    with pytest.raises(h.SqlError, match="may not be used as a window function"):
+        db.execute("SELECT sum_sq(x) OVER (ORDER BY x) FROM t")
+
+
+def test_an_interrupted_statement_hands_the_groups_instance_back(db: h.Database) -> None:
+    """SQLite ends an interrupted aggregate with xFinal too: the group's
+    instance goes back to the pool and its HANDLE is destroyed."""
+    timer = threading.Timer(0.05, db.conn.interrupt)
+    timer.start()
+    try:
+        with pytest.raises(h.ProcedureError):
+            db.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n)"
+                " SELECT avg_h(i) FROM n"
+            )
+    finally:
+        timer.cancel()
+    db.execute("INSERT INTO t VALUES (1, 2.0), (1, 4.0)")
+    assert db.execute("SELECT avg_h(x) FROM t").scalar() == 3.0
+    target = _core_of(db, "avg_h")
+    assert target.instantiated == 1 and target.idle_instances == 1

@@ -179,7 +179,7 @@ class Runner:
         try:
             values = self._arguments(args)
             if values is None:
-                return [] if self.signature.is_table else None
+                return self._nothing()
             return self._invoke(values)
         except ProcedureError as exc:
             raise exc.located(v.name, v.version) from None
@@ -286,8 +286,14 @@ class Runner:
         numeric = self.numeric()
         results: list[Any] = numeric.batch(columns)  # fault() counted a failure
         if self.signature.is_table:
-            return [[] if r is None else r for r in results]
+            return [self._nothing() if r is None else r for r in results]
         return results
+
+    def _nothing(self) -> list[Any] | None:
+        """What a call that gave nothing returns (a NULL argument of RETURNS
+        NULL ON NULL INPUT, a component's option<list<record>> none): no
+        rows for a table procedure, NULL for a scalar one."""
+        return [] if self.signature.is_table else None
 
     def _fast_arguments(self, args: Sequence[SqlValue]) -> list[SqlValue] | None:
         """``_arguments`` for numbers only, with the common case inlined."""
@@ -325,12 +331,10 @@ class Runner:
             self.session.telemetry.pending_calls += 1
             raise exc.located(self.version.name, self.version.version) from None
         if values is None:
-            return [] if self.signature.is_table else None
+            return self._nothing()
         # The core counts a success in its tally; fault() counts a failure.
         result = numeric.call(values)
-        if result is None and self.signature.is_table:
-            return []  # a component's option<list<record>> none: no rows
-        return result
+        return self._nothing() if result is None else result
 
     def numeric(self) -> _core.Numeric:
         """This version's numeric export in the Rust core, made on first use.

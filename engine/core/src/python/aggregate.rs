@@ -1,7 +1,7 @@
 //! Aggregates (SingleStore's `CREATE AGGREGATE`) registered straight into
 //! SQLite: `AggregateFunction` is the SQL function, `Aggregate` the core's
-//! own run of one, for an import-free module whose roles take and return
-//! numbers.
+//! own run of one, for a module that imports nothing or WASI only, whose
+//! roles take and return numbers.
 //!
 //! SQLite keeps each group's state in its aggregate context. Here that is
 //! an instance pinned from the version's pool for the group's rows, and the
@@ -14,8 +14,9 @@
 //! may also skip it (a Basic-ABI aggregate skips a row with a NULL, as
 //! PostgreSQL does for a strict transition function).
 //!
-//! An aggregate the core cannot run (host imports, a state or argument
-//! that needs Python's lifting) gets a Python group per group instead
+//! An aggregate the core cannot run (host imports, WASI output granted as
+//! log lines, a state or argument that needs Python's lifting) gets a
+//! Python group per group instead
 //! (`invoke.Aggregate`: `step(*args)`, `final()`, `abandon()`), driven from
 //! here as apsw would.
 //!

@@ -302,6 +302,55 @@ def test_sigkill_in_the_middle_of_writes_loses_nothing_acknowledged(tmp_path: Pa
     assert acknowledged <= stored <= acknowledged + 1  # type: ignore[operator]
 
 
+_KILLED_LOGGER = """
+import sys, heliosdb_wasm as h
+db = h.Database.open(sys.argv[1])
+n = 0
+while True:
+    db.execute("INSERT INTO pub(v) SELECT logs(?)", [n])
+    n += 1
+    print(n, flush=True)
+"""
+
+
+def test_sigkill_while_procedures_log_leaves_whole_lines_and_every_write(
+    tmp_path: Path,
+) -> None:
+    """The procedure log is flushed in a transaction of its own after the
+    statements that logged committed (at most a second or 10 000 calls
+    later): a process killed meanwhile loses the lines not flushed yet —
+    never a write it acknowledged, never half a line, and the file is
+    sound."""
+    path = tmp_path / "logged.db"
+    with h.Database.open(path, limits=TEST_LIMITS) as db:
+        db.execute("CREATE TABLE pub(id INTEGER PRIMARY KEY, v INTEGER)")
+        db.execute(
+            "CREATE PROCEDURE logs(x BIGINT) RETURNS BIGINT LANGUAGE wasm"
+            f" AS $wasm${b64(wasm_of('hosted'))}$wasm$"
+        )
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_LOGGER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    acknowledged = 0
+    start = time.monotonic()
+    for line in child.stdout:
+        acknowledged = int(line)
+        if time.monotonic() - start > 2.5:  # past a flush or two
+            break
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    for line in child.stdout:
+        acknowledged = int(line)
+    with h.Database.open(path) as db:
+        assert db.execute("PRAGMA integrity_check").scalar() == "ok"
+        stored = db.execute("SELECT count(*) FROM pub").scalar()
+        lines = db.persisted_logs("logs", limit=1_000_000)
+    assert acknowledged <= stored <= acknowledged + 1  # type: ignore[operator]
+    assert 0 < len(lines) <= stored  # type: ignore[operator]
+    assert {(r.level, r.message, r.version) for r in lines} == {("info", "hello from the core", 1)}
+
+
 def test_a_transaction_whose_thread_ended_is_rolled_back_not_waited_for(tmp_path: Path) -> None:
     db = h.Database.open(tmp_path / "t.db", busy_timeout=5)
     db.execute("CREATE TABLE t(x)")

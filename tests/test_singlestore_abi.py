@@ -877,3 +877,36 @@ def test_a_wasi_guests_numeric_functions_run_whole_in_the_core(tmp_path: Path) -
     # Text goes through the Canonical ABI's lowering, in Python still.
     assert db.execute("SELECT echo_string('héllo')").scalar() == "héllo"
     assert db._runner("echo_string")._numeric is None
+
+
+def test_a_wasi_guests_numeric_function_fails_as_any_call(tmp_path: Path) -> None:
+    """On the core's hosted path a WASI guest's trap is typed with its
+    backtrace, a runaway loop ends at the fuel limit, and the next call
+    gets a fresh instance."""
+    wat = """(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "canonical_abi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)
+      (func (export "canonical_abi_free") (param i32 i32 i32))
+      (func $boom (export "boom") (param $x i64) (result i64)
+        (if (i64.eq (local.get $x) (i64.const 0)) (then unreachable))
+        (local.get $x))
+      (func (export "spin") (param $x i64) (result i64)
+        (loop $l (br $l))
+        (local.get $x)))"""
+    wit = b"boom: func(x: s64) -> s64\nspin: func(x: s64) -> s64\n"
+    db = h.Database.open(str(tmp_path / "f.db"), limits=TEST_LIMITS.with_overrides(fuel=1_000_000))
+    wasm = base64.b64encode(wasmtime.wat2wasm(wat)).decode()
+    for name in ("boom", "spin"):
+        db.execute(
+            f"CREATE FUNCTION {name} AS WASM FROM BASE64 '{wasm}'"
+            f" WITH WIT FROM BASE64 '{base64.b64encode(wit).decode()}'"
+        )
+    with pytest.raises(h.ProcedureTrap, match="unreachable") as err:
+        db.execute("SELECT boom(0)")
+    assert err.value.procedure == "boom" and "boom" in err.value.stack()
+    assert db.execute("SELECT boom(7)").scalar() == 7
+    with pytest.raises(h.ResourceLimitExceeded) as limit:
+        db.execute("SELECT spin(1)")
+    assert limit.value.limit == "fuel"
+    assert isinstance(db._runner("boom")._numeric, _core.Numeric)

@@ -845,16 +845,18 @@ def test_an_initializer_that_traps_is_refused(runtime: Runtime) -> None:
 
 def test_a_wasi_guests_numeric_functions_run_whole_in_the_core(tmp_path: Path) -> None:
     """A module wit-bindgen built for wasm32-wasi imports WASI, so it has no
-    import-free fast path; its functions of numbers go through the Basic
-    ABI's hosted path in the core (WASI linked there) instead of Python's
-    general path, with the same results, NULL rule, errors and output."""
-    wasm = base64.b64encode(wasmtime.wat2wasm((FIXTURES / "singlestore" / "types.wat").read_text())).decode()
+    import-free fast path; its functions of numbers and strings run whole in
+    the core (canonical.rs, on the module's WASI-linked pool) instead of
+    Python's general path, with the same results, NULL rule, errors and
+    output."""
+    wasm = base64.b64encode(
+        wasmtime.wat2wasm((FIXTURES / "singlestore" / "types.wat").read_text())
+    ).decode()
     wit = base64.b64encode((FIXTURES / "singlestore" / "types.wit").read_bytes()).decode()
     db = h.Database.open(str(tmp_path / "w.db"), limits=TEST_LIMITS)
     for name in ("echo_s64", "echo_f32", "echo_s32", "hello", "echo_string"):
         db.execute(
-            f"CREATE FUNCTION {name} AS WASM FROM BASE64 '{wasm}'"
-            f" WITH WIT FROM BASE64 '{wit}'"
+            f"CREATE FUNCTION {name} AS WASM FROM BASE64 '{wasm}' WITH WIT FROM BASE64 '{wit}'"
         )
     db.execute("CREATE TABLE t(x)")
     db.execute("INSERT INTO t VALUES (1), (-9223372036854775808), (NULL), (9223372036854775807)")
@@ -874,9 +876,16 @@ def test_a_wasi_guests_numeric_functions_run_whole_in_the_core(tmp_path: Path) -
         runner = db._runner(name)
         assert isinstance(runner._numeric, _core.Numeric), name  # the core's
         assert name in db._scalars  # SQLite calls it in the core
-    # Text goes through the Canonical ABI's lowering, in Python still.
+    # Strings in and out are the core's too (canonical.rs); a list of
+    # strings (JSON in SQL) goes through the Canonical ABI's lowering in
+    # Python still.
     assert db.execute("SELECT echo_string('héllo')").scalar() == "héllo"
-    assert db._runner("echo_string")._numeric is None
+    assert isinstance(db._runner("echo_string")._numeric, _core.Numeric)
+    db.execute(
+        f"CREATE FUNCTION echo_strings AS WASM FROM BASE64 '{wasm}' WITH WIT FROM BASE64 '{wit}'"
+    )
+    assert db.execute("""SELECT echo_strings('["a", "b"]')""").scalar() == '["a","b"]'
+    assert db._runner("echo_strings")._numeric is None
 
 
 def test_a_wasi_guests_numeric_function_fails_as_any_call(tmp_path: Path) -> None:
@@ -910,3 +919,98 @@ def test_a_wasi_guests_numeric_function_fails_as_any_call(tmp_path: Path) -> Non
         db.execute("SELECT spin(1)")
     assert limit.value.limit == "fuel"
     assert isinstance(db._runner("boom")._numeric, _core.Numeric)
+
+
+# --- the core's Canonical ABI (canonical.rs) against the general path --------------------
+
+
+def _core_db(tmp_path: Path, name: str, limits: Limits = TEST_LIMITS) -> h.Database:
+    """A database with every function of tests/fixtures/singlestore/<name>."""
+    folder = FIXTURES / "singlestore"
+    wasm = wasmtime.wat2wasm((folder / f"{name}.wat").read_text())
+    wit = (folder / f"{name}.wit").read_text()
+    db = h.Database.open(str(tmp_path / f"{name}.db"), limits=limits)
+    for fn in SingleStoreModule(db.runtime, sha256_hex(wasm), wasm, wit).functions.values():
+        db.execute(
+            f"CREATE FUNCTION {fn.sql_name} AS WASM FROM BASE64 '{base64.b64encode(wasm).decode()}'"
+            f" WITH WIT FROM BASE64 '{base64.b64encode(wit.encode()).decode()}'"
+        )
+    return db
+
+
+@pytest.mark.parametrize(
+    "export", ["oob-pointer", "oob-length", "oob-return-area", "bad-utf8", "trap", "ok-string"]
+)
+def test_the_core_fails_as_the_general_path_does(
+    hostile: SingleStoreModule, tmp_path: Path, export: str
+) -> None:
+    """The same hostile function, through Python's lowering and lifting
+    (Guest) and whole in the core (SQL): the same result, or the same
+    typed error with the same message."""
+    db = _core_db(tmp_path, "hostile")
+    name = export.replace("-", "_")
+    assert db._runner(name)._canonical is not None
+    try:
+        expected: Any = Guest(hostile)(export)
+    except h.ProcedureError as exc:
+        expected = exc
+    if isinstance(expected, h.ProcedureError):
+        with pytest.raises(h.ProcedureError) as err:
+            db.execute(f"SELECT {name}()")
+        assert type(err.value) is type(expected)
+        assert err.value.message == expected.message
+        assert err.value.procedure == name
+    else:
+        assert db.execute(f"SELECT {name}()").scalar() == expected
+    assert db.execute("SELECT ok_string()").scalar() == "ok"  # a fresh instance if poisoned
+
+
+def test_the_core_holds_results_to_max_result_bytes(
+    types: SingleStoreModule, tmp_path: Path
+) -> None:
+    limits = TEST_LIMITS.with_overrides(max_result_bytes=100)
+    db = _core_db(tmp_path, "types", limits)
+    with pytest.raises(h.ResourceLimitExceeded) as general:
+        Guest(types, limits=limits)("echo-string", "x" * 200)
+    with pytest.raises(h.ResourceLimitExceeded) as core:
+        db.execute("SELECT echo_string(?)", ["x" * 200])
+    assert core.value.limit == general.value.limit == "max_result_bytes"
+    assert core.value.message == general.value.message
+    assert db.execute("SELECT echo_string(?)", ["x" * 80]).scalar() == "x" * 80
+    assert db.execute("SELECT echo_bytes(?)", [b"\x00\xff"]).scalar() == b"\x00\xff"
+    assert db.execute("SELECT echo_string('')").scalar() == ""
+
+
+_ALLOCATOR = """(module
+  (memory (export "memory") 1)
+  (func (export "canonical_abi_realloc") (param i32 i32 i32 i32) (result i32) {realloc})
+  (func (export "canonical_abi_free") (param i32 i32 i32))
+  (func (export "take") (param i32 i32) (result i32) (local.get 1)))"""
+
+
+@pytest.mark.parametrize(
+    ("realloc", "error", "fragment"),
+    [
+        ("(i32.const 0)", h.ResourceLimitExceeded, "returned 0 for a string (3 bytes)"),
+        ("(i32.const -16)", h.AbiError, "returned 0xfffffff0 for a string (3 bytes), outside"),
+        ("unreachable", h.ProcedureTrap, "unreachable"),
+    ],
+)
+def test_the_core_survives_a_misbehaving_allocator(
+    tmp_path: Path, realloc: str, error: type[h.ProcedureError], fragment: str
+) -> None:
+    wat = _ALLOCATOR.format(realloc=realloc)
+    wit = "take: func(s: string) -> s32\n"
+    db = h.Database.open(str(tmp_path / "a.db"), limits=TEST_LIMITS)
+    db.execute(
+        f"CREATE FUNCTION take AS WASM FROM BASE64 '{base64.b64encode(wasmtime.wat2wasm(wat)).decode()}'"
+        f" WITH WIT FROM BASE64 '{base64.b64encode(wit.encode()).decode()}'"
+    )
+    assert db._runner("take")._canonical is not None
+    wasm = wasmtime.wat2wasm(wat)
+    with pytest.raises(error) as general:
+        Guest(SingleStoreModule(db.runtime, sha256_hex(wasm), wasm, wit))("take", "abc")
+    with pytest.raises(error) as core:
+        db.execute("SELECT take('abc')")
+    assert fragment in core.value.message
+    assert core.value.message == general.value.message

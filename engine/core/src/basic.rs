@@ -943,41 +943,40 @@ fn begin<H: Host>(
     state.host_time = Duration::ZERO;
 }
 
-/// Runs `call` on a WASI guest's instance as a call of its own outside
-/// the Basic ABI (a prepared export with no host behind it): WASI's
-/// deadline for sleeps set, its output read for an allocation failure, so
-/// a trap after one is the memory limit. The output itself is not logged:
-/// for a guest that was not granted `stdout`, nothing of it is kept.
-///
-/// # Errors
-///
-/// What `call` returns; a trap after the guest reported it ran out of
-/// memory is [`CallError::LimitExceeded`] for `memory`.
-pub fn run_wasi<H: Host>(
-    instance: &mut PooledInstance<BasicState<H>>,
-    call: impl FnOnce(&mut PooledInstance<BasicState<H>>) -> Result<(), CallError>,
-) -> Result<(), CallError> {
+/// Opens a call of a WASI guest's instance outside the Basic ABI (prepared
+/// exports with no host behind them): WASI's deadline for sleeps set, its
+/// output read from here on for an allocation failure. The output itself is
+/// not logged: for a guest that was not granted `stdout`, nothing of it is
+/// kept.
+pub fn begin_wasi<H: Host>(instance: &mut PooledInstance<BasicState<H>>) {
     let timeout = instance.timeout();
     if let Some(wasi) = &mut instance.store_mut().data_mut().host.wasi {
         wasi.output.begin();
         wasi.deadline = Instant::now() + timeout;
     }
-    let outcome = call(instance);
-    let out_of_memory = instance
+}
+
+/// Closes what [`begin_wasi`] opened: whether the guest reported it ran
+/// out of memory meanwhile (a trap that follows is the memory limit).
+pub fn end_wasi<H: Host>(instance: &mut PooledInstance<BasicState<H>>) -> bool {
+    instance
         .store_mut()
         .data_mut()
         .host
         .wasi
         .as_ref()
-        .is_some_and(|wasi| {
-            let (_, out_of_memory) = wasi.output.finish();
-            out_of_memory
-        });
-    match outcome {
-        Err(CallError::Trap { message, .. }) if out_of_memory => Err(CallError::LimitExceeded {
+        .is_some_and(|wasi| wasi.output.finish().1)
+}
+
+/// `error` as the memory limit if it is a trap and the guest reported an
+/// allocation failure just before it.
+#[must_use]
+pub fn out_of_memory_trap(error: CallError, out_of_memory: bool) -> CallError {
+    match error {
+        CallError::Trap { message, .. } if out_of_memory => CallError::LimitExceeded {
             limit: Limit::Memory,
             message,
-        }),
+        },
         other => other,
     }
 }

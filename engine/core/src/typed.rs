@@ -225,6 +225,15 @@ impl Export {
         instance: &mut PooledInstance<T>,
         raw: &mut [ValRaw],
     ) -> Result<(), CallError> {
+        self.checked_call(instance, raw, true)
+    }
+
+    fn checked_call<T>(
+        &self,
+        instance: &mut PooledInstance<T>,
+        raw: &mut [ValRaw],
+        arm: bool,
+    ) -> Result<(), CallError> {
         if raw.len() < self.slots() {
             return Err(CallError::abi(format!(
                 "`{}` needs {} value slots, got {}",
@@ -241,7 +250,10 @@ impl Export {
                     self.name
                 ))
             })?;
-        instance.run(|store| {
+        if arm {
+            instance.arm();
+        }
+        instance.run_armed(|store| {
             // SAFETY: `func` is the export of `self.index` in this instance's
             // module (`func_at` checked the module) and `Export::new`
             // checked that export's type is `params -> results`, all numeric,
@@ -250,6 +262,21 @@ impl Export {
             // synchronous.
             unsafe { func.call_unchecked(store, std::ptr::from_mut(raw)) }
         })
+    }
+
+    /// [`call_raw`](Self::call_raw) on what is left of the instance's last
+    /// [`arm`](PooledInstance::arm): one budget for several calls (an
+    /// allocation, the export and the frees of one Canonical-ABI call).
+    ///
+    /// # Errors
+    ///
+    /// As [`call_raw`](Self::call_raw).
+    pub fn call_raw_armed<T>(
+        &self,
+        instance: &mut PooledInstance<T>,
+        raw: &mut [ValRaw],
+    ) -> Result<(), CallError> {
+        self.checked_call(instance, raw, false)
     }
 
     fn check(&self, args: &[Val], results: &[Val]) -> Result<(), CallError> {

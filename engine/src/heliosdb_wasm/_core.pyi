@@ -116,6 +116,18 @@ class Numeric:
         lifts: bool,
         log: tuple[LogSink, str, int],  # the database's log, the procedure's name and version
     ) -> Numeric: ...
+    @staticmethod
+    def canonical(
+        # a Module that imports nothing, or a BasicPool of one importing WASI only
+        module: Module | BasicPool,
+        name: str,
+        params: Sequence[str],
+        returns: str | None,
+        limits: dict[str, Any],
+        tally: Tally,
+        fault: Fault,
+        hooks: Any,  # invoke.HostedHooks
+    ) -> Numeric: ...
     def call(self, args: Sequence[Any]) -> Any: ...
     def batch(self, columns: Sequence[Sequence[Any]]) -> list[Any]: ...
     @property

@@ -134,7 +134,14 @@ class Runner:
         # Python per call.
         numeric = sig.table is None and native.eligible([c.type for c in sig.params], sig.returns)
         self._hosted = native.hostable(sig) and self._can_host(module)
-        self._fast = (numeric and getattr(module, "pure", False)) or self._hosted
+        # A SingleStore function of numbers, strings and byte lists: the
+        # core's Canonical ABI (canonical.rs), its signature exactly the WIT's.
+        self._canonical = self._core_function(module)
+        self._fast = (
+            (numeric and getattr(module, "pure", False))
+            or self._hosted
+            or self._canonical is not None
+        )
         self._numeric: _core.Numeric | None = None
         self._metrics = session.telemetry.metrics(version.name, version.version)
         # A call may change the database: it writes, or it may call another
@@ -150,24 +157,36 @@ class Runner:
         """Whether the core can run a call of this version whole, host
         functions and all (engine/core/src/python/hosted.rs)."""
         limits = self.limits
-        singlestore = _singlestore(module)
         return (
             (
                 isinstance(module, ComponentModule)
                 or (isinstance(module, BasicModule) and not module.pure)
-                # A WASI guest's numbers pass as the Basic ABI passes them:
-                # the call runs on the Basic ABI's pool, which links WASI.
-                or (
-                    singlestore is not None
-                    and not singlestore.basic.pure
-                    and singlestore.numeric_export(self.version.export)
-                )
             )
             # Numbers count 8 bytes against these: a tighter limit is the
             # general path's to report.
             and limits.max_arg_bytes >= 8 * len(self.signature.params)
             and limits.max_result_bytes >= 8
         )
+
+    def _core_function(self, module: LoadedModule) -> tuple[list[str], str | None] | None:
+        """What ``SingleStoreModule.core_function`` says of this version's
+        function, when its declared signature is the WIT's and a WASI guest
+        was not granted ``stdout`` (whose lines only the general path logs)."""
+        singlestore = _singlestore(module)
+        if singlestore is None or self.signature.table is not None:
+            return None
+        core = singlestore.core_function(self.version.export)
+        if core is None:
+            return None
+        derived = singlestore.signature(self.version.export)
+        sig = self.signature
+        if [c.type for c in sig.params] != [c.type for c in derived.params] or (
+            sig.returns is not derived.returns
+        ):
+            return None
+        if singlestore.basic.uses_wasi and self.version.capabilities.allows("stdout"):
+            return None
+        return core
 
     def call(self, args: Sequence[SqlValue]) -> Any:
         # Every call while someone profiles goes the general way
@@ -353,16 +372,14 @@ class Runner:
                 tally = native.new_tally()
                 fault = _fault_hook(self.session, self._metrics, self.limits, v)
                 try:
-                    if self._hosted:
+                    if self._canonical is not None:
+                        self._numeric = self._canonical_numeric(self._canonical, tally, fault)
+                    elif self._hosted:
                         export: str | tuple[str | None, str] = v.export
                         hosting = self.module
-                        singlestore = _singlestore(hosting)
                         if isinstance(hosting, ComponentModule):
                             iface, wit_name, _ = hosting.functions[sql_name(v.export)]
                             export = (iface, wit_name)
-                        elif singlestore is not None:
-                            export = singlestore.function(v.export).name
-                            hosting = singlestore.basic
                         assert isinstance(hosting, BasicModule | ComponentModule)
                         self._numeric = _core.Numeric.hosted(
                             hosting.core_pool(self.limits, v.capabilities),
@@ -402,6 +419,30 @@ class Runner:
                     native.collector(tally, self.session.telemetry, v.name, v.version)
                 )
             return self._numeric
+
+    def _canonical_numeric(
+        self, core: tuple[list[str], str | None], tally: _core.Tally, fault: _core.Fault
+    ) -> _core.Numeric:
+        singlestore = _singlestore(self.module)
+        assert singlestore is not None
+        v = self.version
+        basic = singlestore.basic
+        instances: _core.Module | _core.BasicPool = (
+            basic.core_pool(self.limits, v.capabilities)
+            if basic.uses_wasi
+            else basic.core_export(v.export)[0]
+        )
+        params, returns = core
+        return _core.Numeric.canonical(
+            instances,
+            singlestore.function(v.export).name,
+            params,
+            returns,
+            self.limits.to_json(),
+            tally,
+            fault,
+            HostedHooks(self.session, self._metrics, self.limits, v),
+        )
 
     def numeric_target(self) -> _core.Numeric | None:
         """What a ``Scalar`` bound into SQLite calls: this version's
@@ -770,6 +811,36 @@ class HostedHooks:
 
     def invalid(self, message: str, seconds: float) -> ProcedureError:
         return self._counted(InvalidArgument(message), seconds)
+
+    def canonical_error(self, kind: str, message: str, seconds: float) -> ProcedureError:
+        """A SingleStore call's own failure in the core (canonical.rs),
+        worded as singlestore/abi.py words it: ``memory`` (the guest's
+        allocator refused a buffer), ``result`` (``message`` is the
+        function's name: more than max_result_bytes returned), else an ABI
+        error."""
+        error: ProcedureError
+        if kind == "memory":
+            error = ResourceLimitExceeded(message, limit="memory")
+        elif kind == "result":
+            error = ResourceLimitExceeded(
+                f"{message} returned more than max_result_bytes of data",
+                limit="max_result_bytes",
+            )
+        else:
+            error = AbiError(message)
+        return self._counted(error, seconds)
+
+    def not_utf8(self, name: str, data: bytes, seconds: float) -> ProcedureError:
+        """A string a SingleStore function returned that is not UTF-8, with
+        the reason Python's decoder gives (as singlestore/abi.py's)."""
+        try:
+            data.decode("utf-8")
+            reason = "unknown"
+        except UnicodeDecodeError as exc:
+            reason = exc.reason
+        return self._counted(
+            AbiError(f"{name}: a returned string is not valid UTF-8 ({reason})"), seconds
+        )
 
     @staticmethod
     def host_error(busy: bool, message: str) -> ProcedureError:

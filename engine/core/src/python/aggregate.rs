@@ -36,94 +36,19 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use wasmtime::{ExternType, ValRaw};
 
-use super::basic::{BasicPool, PyHost};
-use super::numeric::{
-    fault_exception, import_free, limits_from, pure_pool, to_slot, Failure, Kind, Tally, TallyInner,
-};
-use super::runtime::{core_error, PyModule_};
+use super::numeric::{fault_exception, to_slot, Failure, Kind, Tally, TallyInner};
+use super::pinned::{Pinned, Pool};
+use super::runtime::core_error;
 use super::sqlite::{
     create_function, detached, guarded, number_slot, pending, result_from_python, set_result,
     to_python, Found,
 };
 use super::with_gil;
-use crate::basic::{self, BasicState};
-use crate::error::CallError;
-use crate::pool::{InstancePool, PooledInstance};
 use crate::typed::{Export, NumType};
 
 /// Arguments up to this many are lowered on the stack (the state takes a
 /// slot too); a wider aggregate still works, allocating per row.
 const INLINE_SLOTS: usize = 16;
-
-/// The instances a version's groups are pinned to: of a module that
-/// imports nothing, or of one that imports WASI only (a `BasicPool`'s,
-/// WASI linked there, with no host behind the calls).
-enum Pool {
-    Pure(InstancePool<()>),
-    Wasi(Arc<super::basic::Pool>),
-}
-
-/// An instance of a [`Pool`], held by one group.
-enum Pinned {
-    Pure(PooledInstance<()>),
-    Wasi(PooledInstance<BasicState<PyHost>>),
-}
-
-impl Pool {
-    fn acquire(&self) -> Result<Pinned, CallError> {
-        Ok(match self {
-            Self::Pure(pool) => Pinned::Pure(pool.acquire()?),
-            Self::Wasi(pool) => Pinned::Wasi(pool.acquire()?),
-        })
-    }
-
-    fn release(&self, instance: Pinned) {
-        match (self, instance) {
-            (Self::Pure(pool), Pinned::Pure(instance)) => pool.release(instance),
-            (Self::Wasi(pool), Pinned::Wasi(instance)) => pool.release(instance),
-            _ => {} // not this pool's: dropped
-        }
-    }
-
-    fn module(&self) -> &wasmtime::Module {
-        match self {
-            Self::Pure(pool) => pool.module(),
-            Self::Wasi(pool) => pool.module(),
-        }
-    }
-
-    fn idle_count(&self) -> usize {
-        match self {
-            Self::Pure(pool) => pool.idle_count(),
-            Self::Wasi(pool) => pool.idle_count(),
-        }
-    }
-
-    fn instantiated_count(&self) -> usize {
-        match self {
-            Self::Pure(pool) => pool.instantiated_count(),
-            Self::Wasi(pool) => pool.instantiated_count(),
-        }
-    }
-}
-
-impl Pinned {
-    fn call(&mut self, export: &Export, slots: &mut [ValRaw]) -> Result<(), CallError> {
-        match self {
-            Self::Pure(instance) => export.call_raw(instance, slots),
-            Self::Wasi(instance) => {
-                basic::run_wasi(instance, |instance| export.call_raw(instance, slots))
-            }
-        }
-    }
-
-    fn is_poisoned(&self) -> bool {
-        match self {
-            Self::Pure(instance) => instance.is_poisoned(),
-            Self::Wasi(instance) => instance.is_poisoned(),
-        }
-    }
-}
 
 /// One version's aggregate as the core runs it.
 pub struct AggregateInner {
@@ -169,12 +94,7 @@ impl Aggregate {
         fault: Py<PyAny>,
         coerce: Py<PyAny>,
     ) -> PyResult<Self> {
-        let pool = if let Ok(basic) = module.cast::<BasicPool>() {
-            Pool::Wasi(basic.get().pool.clone())
-        } else {
-            let module = module.cast::<PyModule_>()?.get();
-            Pool::Pure(pure_pool(import_free(module)?, limits_from(limits)?)?)
-        };
+        let pool = Pool::from_py(module, limits)?;
         let module = pool.module().clone();
         let (params, result) = Kind::signature(&params, Some(result))?;
         let result = result.expect("a result kind was given");

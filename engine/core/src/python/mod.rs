@@ -31,12 +31,14 @@
 
 mod aggregate;
 mod basic;
+mod canonical;
 mod component;
 mod encoding;
 mod gate;
 mod hosted;
 mod logs;
 mod numeric;
+mod pinned;
 mod policy;
 mod runtime;
 mod sqlite;

@@ -811,6 +811,51 @@ impl Numeric {
         Ok(Self { inner })
     }
 
+    /// A SingleStore Canonical-ABI function of numbers, strings and byte
+    /// lists run whole in the core (`canonical.rs`): `module` a `Module`
+    /// that imports nothing or a `BasicPool` of one that imports WASI only,
+    /// `name` its WIT name, `params` number kinds, `"text"` or `"blob"`,
+    /// `returns` a kind, `"text"`, `"blob"` or None (`unit`); `hooks` its
+    /// `invoke.HostedHooks`.
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)] // one function's whole setup
+    #[pyo3(signature = (module, name, params, returns, limits, tally, fault, hooks))]
+    fn canonical(
+        module: &Bound<'_, PyAny>,
+        name: &str,
+        params: Vec<String>,
+        returns: Option<String>,
+        limits: &Bound<'_, PyDict>,
+        tally: &Tally,
+        fault: Py<PyAny>,
+        hooks: Py<PyAny>,
+    ) -> PyResult<Self> {
+        use super::canonical::{Canonical, Returns};
+        let returns = match returns.as_deref() {
+            None => Returns::Num(None),
+            Some("text") => Returns::Text,
+            Some("blob") => Returns::Bytes,
+            Some(kind) => Returns::Num(Some(Kind::parse(kind)?)),
+        };
+        let get =
+            |key: &str| -> PyResult<usize> { field(limits, "limits", key, "is out of range") };
+        let canonical = Canonical::new(
+            super::pinned::Pool::from_py(module, limits)?,
+            name,
+            Param::parse_all(&params)?,
+            returns,
+            get("max_arg_bytes")?,
+            get("max_result_bytes")?,
+            tally.inner.clone(),
+            fault,
+            hooks,
+        )
+        .map_err(|e| core_error(e.code(), e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(canonical),
+        })
+    }
+
     /// One call: `args` are exact numbers for the parameters (the caller
     /// has coerced them); TypeError/OverflowError if one is not, before the
     /// guest runs. The guest runs without the GIL.

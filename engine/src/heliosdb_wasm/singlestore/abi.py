@@ -78,6 +78,20 @@ _OPAQUE_STATES = frozenset({"s32", "s64", "u32", "u64", "float32", "float64"})
 _CORE_ROLES = ("initialize", "iterate", "terminate", "destroy")
 
 
+# The core's names of the WIT types canonical.rs takes (native.KIND's).
+_CORE_KINDS = {"s32": "i32", "s64": "i64", "float32": "f32", "float64": "f64", "bool": "bool"}
+
+
+def _core_kind(ty: WitType, numbers: frozenset[str]) -> str | None:
+    if isinstance(ty, Prim) and ty.kind in numbers and ty.kind in _CORE_KINDS:
+        return _CORE_KINDS[ty.kind]
+    if isinstance(ty, Prim) and ty.kind == "string":
+        return "text"
+    if _is_bytes(ty):
+        return "blob"
+    return None
+
+
 def _numbers(types: Sequence[WitType]) -> bool:
     return all(isinstance(t, Prim) and t.kind in _FAST_PARAMS for t in types)
 
@@ -156,13 +170,31 @@ class SingleStoreModule:
         core, _ = self.basic.core_export(export)
         return core, self.function(export).name
 
-    def numeric_export(self, export: str) -> bool:
-        """Whether the function takes and returns numbers exactly as the
-        Basic ABI passes them, so the core may call it as it calls a
-        Basic-ABI export (False for what is no function of the module: an
-        aggregate's roles are checked by ``core_aggregate``)."""
+    def core_function(self, export: str) -> tuple[list[str], str | None] | None:
+        """How the core runs the function whole (engine/core/src/python/
+        canonical.rs), if it can: its parameters as the core takes them
+        (number kinds, ``text`` for a string, ``blob`` for a list<u8>) and
+        its result (a kind, ``text``, ``blob``, or None for unit). None for
+        any other type, which this module's lowering and lifting keep, and
+        for what is no function of the module (an aggregate's roles are
+        checked by ``core_aggregate``)."""
         fn = self.functions.get(sql_name(export))
-        return fn is not None and _fast_safe(fn)
+        if fn is None or fn.indirect_params:
+            return None
+        params: list[str] = []
+        for _, ty in fn.params:
+            kind = _core_kind(ty, _FAST_PARAMS)
+            if kind is None:
+                return None
+            params.append(kind)
+        result = fn.result
+        if isinstance(result, Prim) and result.kind == "unit":
+            return (params, None) if not fn.retptr else None
+        kind = _core_kind(result, _FAST_RESULTS)
+        # A number comes back flat; a string or list<u8> in the return area.
+        if kind is None or fn.retptr != (kind in ("text", "blob")):
+            return None
+        return params, kind
 
     def core_aggregate(self, roles: dict[str, str]) -> bool:
         """Whether the core can run an aggregate of these roles (role ->

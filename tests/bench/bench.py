@@ -366,6 +366,49 @@ def aggregate(report: Report, rows: int, pg: Postgres | None) -> None:
             )
 
 
+# --- SingleStore's Canonical ABI ---------------------------------------------------------
+
+
+def singlestore(report: Report, rows: int) -> None:
+    """A SingleStore function taking and returning a string (its buffers
+    through the guest's canonical_abi_realloc and canonical_abi_free), over a
+    table, against a Python SQLite UDF doing the same."""
+    g = f"SingleStore function per row: SELECT sum(length(echo_string(s))) over {rows:,} rows"
+    folder = ROOT / "tests" / "fixtures" / "singlestore"
+    wasm = b64(wasmtime.wat2wasm((folder / "types.wat").read_text()))
+    wit = b64((folder / "types.wit").read_bytes())
+    with h.Database.open(":memory:") as db:
+        db.execute("CREATE TABLE t(s TEXT)")
+        db.execute(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?)"
+            " INSERT INTO t SELECT 'customer-' || x FROM c",
+            [rows],
+        )
+        db.execute(
+            f"CREATE FUNCTION echo_string AS WASM FROM BASE64 '{wasm}' WITH WIT FROM BASE64 '{wit}'"
+        )
+        db.conn.create_scalar_function("py_echo", lambda s: s, 1, deterministic=True)
+
+        def scan(fn: str) -> float:
+            sql = f"SELECT sum(length({fn}(s))) FROM t"
+            expected = db.execute(sql).scalar()
+            per = best_of(lambda: db.execute(sql), 1, repeat=3) / rows
+            assert db.execute(sql).scalar() == expected
+            return per
+
+        report.add(Row(g, "Python SQLite UDF (s -> s)", scan("py_echo"), "s/row"))
+        report.add(
+            Row(
+                g,
+                "wasm SingleStore Canonical ABI (the core)",
+                scan("echo_string"),
+                "s/row",
+                "Python SQLite UDF (s -> s)",
+                "a string in and out through the guest's allocator",
+            )
+        )
+
+
 # --- one host query per row --------------------------------------------------------------
 
 
@@ -1069,6 +1112,7 @@ def main() -> int:
         per_call(report, calls)
         per_row(report, rows, math_component(), pg)
         aggregate(report, rows, pg)
+        singlestore(report, 20_000 if args.quick else 100_000)
         host_query(report, 5_000 if args.quick else 20_000)
         instances(report)
         discount(report, 2_000, pg)

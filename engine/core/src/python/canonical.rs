@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
-use wasmtime::ValRaw;
+use pyo3::types::PyBytes;
+use wasmtime::{Memory, ValRaw};
 
 use super::numeric::{fault_exception, slot_arg, Answer, Failure, Kind, Param, TallyInner, Target};
 use super::pinned::{Pinned, Pool};
@@ -153,11 +153,17 @@ impl Canonical {
         args: &[Arg],
         out: &mut [ValRaw],
     ) -> Result<Answer, Fail> {
+        // Looked up by name once a call, not at every access.
+        let memory = instance.memory();
         let mut flat: Vec<ValRaw> = Vec::with_capacity(args.len() * 2 + 1);
         for (arg, spec) in args.iter().zip(&*self.specs) {
             match (arg, spec) {
-                (Arg::Text(bytes), _) => self.lower(instance, bytes, "a string", &mut flat)?,
-                (Arg::Blob(bytes), _) => self.lower(instance, bytes, "a list<u8>", &mut flat)?,
+                (Arg::Text(bytes), _) => {
+                    self.lower(instance, memory, bytes, "a string", &mut flat)?;
+                }
+                (Arg::Blob(bytes), _) => {
+                    self.lower(instance, memory, bytes, "a list<u8>", &mut flat)?;
+                }
                 (_, Param::Num(kind)) => flat.push(number(*kind, arg).ok_or_else(|| {
                     Fail::Worded(
                         "abi",
@@ -180,7 +186,9 @@ impl Canonical {
                 out[0] = flat[0];
                 Ok(Answer::Slot)
             }
-            Returns::Text | Returns::Bytes => self.lift(instance, flat[0].get_u32() as usize),
+            Returns::Text | Returns::Bytes => {
+                self.lift(instance, memory, flat[0].get_u32() as usize)
+            }
         }
     }
 
@@ -190,6 +198,7 @@ impl Canonical {
     fn lower(
         &self,
         instance: &mut Pinned,
+        memory: Option<Memory>,
         data: &[u8],
         what: &str,
         flat: &mut Vec<ValRaw>,
@@ -214,59 +223,60 @@ impl Canonical {
                 ),
             ));
         }
-        let memory = self.memory_size(instance)?;
-        if ptr + len > memory {
+        let memory = no_memory(memory)?;
+        let now = instance.memory_size(memory);
+        if ptr + len > now {
             return Err(Fail::Worded(
                 "abi",
                 format!(
                     "{REALLOC} returned {ptr:#x} for {what} ({len} bytes), outside linear \
-                     memory ({memory} bytes)"
+                     memory ({now} bytes)"
                 ),
             ));
         }
-        if len > 0 && !instance.write(ptr, data) {
+        if len > 0 && !instance.write(memory, ptr, data) {
             return Err(Fail::Worded(
                 "abi",
-                format!(
-                    "{what}: {len} bytes at {ptr:#x} are outside linear memory ({memory} bytes)"
-                ),
+                format!("{what}: {len} bytes at {ptr:#x} are outside linear memory ({now} bytes)"),
             ));
         }
+        #[allow(clippy::cast_possible_truncation)] // inside a 32-bit memory
         flat.push(ValRaw::u32(ptr as u32));
         flat.push(ValRaw::u32(size));
         Ok(())
-    }
-
-    fn memory_size(&self, instance: &mut Pinned) -> Result<usize, Fail> {
-        instance
-            .memory_size()
-            .ok_or_else(|| Fail::Worded("abi", "the module exports no memory".into()))
     }
 
     /// The string or byte list the return area at `area` points to, then
     /// `canonical_abi_free` of its buffer. Every pointer and length is
     /// checked against the memory as it is after the call, and the bytes
     /// read count against `max_result_bytes`.
-    fn lift(&self, instance: &mut Pinned, area: usize) -> Result<Answer, Fail> {
+    fn lift(
+        &self,
+        instance: &mut Pinned,
+        memory: Option<Memory>,
+        area: usize,
+    ) -> Result<Answer, Fail> {
         let name = &self.name;
-        let size = self.memory_size(instance)?;
+        let memory = no_memory(memory)?;
+        let size = instance.memory_size(memory);
         let mut budget = self.max_result_bytes;
-        let mut read = |instance: &mut Pinned, ptr: usize, len: usize, what: &str| {
-            if ptr + len > size {
-                return Err(Fail::Worded(
+        let mut read = |instance: &Pinned, ptr: usize, len: usize, what: &str| {
+            let outside = || {
+                Fail::Worded(
                     "abi",
                     format!(
                         "{name}: {what} at {ptr:#x} of {len} bytes is outside linear memory \
                          ({size} bytes)"
                     ),
-                ));
+                )
+            };
+            if ptr + len > size {
+                return Err(outside());
             }
             budget = budget
                 .checked_sub(len)
                 .ok_or_else(|| Fail::Worded("result", String::new()))?;
-            instance
-                .read(ptr, len)
-                .ok_or_else(|| Fail::Worded("abi", "the module exports no memory".into()))
+            instance.read(memory, ptr, len).ok_or_else(outside)
         };
         let cell = read(instance, area, 8, "the return area")?;
         let word = |at: usize| u32::from_le_bytes(cell[at..at + 4].try_into().expect("4 bytes"));
@@ -278,10 +288,9 @@ impl Canonical {
         };
         let data = read(instance, ptr, len, what)?;
         let answer = if self.returns == Returns::Text {
-            let text = String::from_utf8(data).map_err(|e| Fail::NotUtf8(e.into_bytes()))?;
-            Answer::Value(with_gil(|py| PyString::new(py, &text).into_any().unbind()))
+            Answer::Text(String::from_utf8(data).map_err(|e| Fail::NotUtf8(e.into_bytes()))?)
         } else {
-            Answer::Value(with_gil(|py| PyBytes::new(py, &data).into_any().unbind()))
+            Answer::Bytes(data)
         };
         let free = self.free.as_ref().expect("checked at construction");
         #[allow(clippy::cast_possible_truncation)] // both came from u32 words
@@ -320,6 +329,10 @@ impl Canonical {
             }),
         }
     }
+}
+
+fn no_memory(memory: Option<Memory>) -> Result<Memory, Fail> {
+    memory.ok_or_else(|| Fail::Worded("abi", "the module exports no memory".into()))
 }
 
 /// A number argument in the slot of its parameter's kind (None: it is

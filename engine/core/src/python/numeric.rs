@@ -466,7 +466,7 @@ pub trait Target: Send + Sync {
         &self,
         columns: &[Vec<u64>],
         results: &mut [u64],
-        others: &mut Vec<(usize, Option<Py<PyAny>>)>,
+        others: &mut Vec<(usize, Answer)>,
     ) -> (usize, Option<Failure>) {
         let mut row = vec![ValRaw::i64(0); self.slots()];
         for (r, result) in results.iter_mut().enumerate() {
@@ -475,9 +475,8 @@ pub trait Target: Send + Sync {
             }
             match self.call_slots(&mut row) {
                 Err(failure) => return (r, Some(failure)),
-                Ok(Answer::Null) => others.push((r, None)),
-                Ok(Answer::Value(value)) => others.push((r, Some(value))),
                 Ok(Answer::Slot) => {}
+                Ok(other) => others.push((r, other)),
             }
             if let Some(kind) = self.result() {
                 *result = pack(kind, row[0]);
@@ -516,6 +515,23 @@ pub enum Answer {
     Null,
     /// A value other than a number, as Python made it.
     Value(Py<PyAny>),
+    /// Text or bytes the core made, for SQLite or Python to take as they
+    /// are (no Python needed for an SQL result).
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Answer {
+    /// The answer as a Python value (`kind`: the number's, for `Slot`).
+    pub fn into_py(self, py: Python<'_>, kind: Option<Kind>, slot: ValRaw) -> Py<PyAny> {
+        match self {
+            Self::Slot => from_slot(py, kind, slot),
+            Self::Null => py.None(),
+            Self::Value(value) => value,
+            Self::Text(text) => PyString::new(py, &text).into_any().unbind(),
+            Self::Bytes(bytes) => PyBytes::new(py, &bytes).into_any().unbind(),
+        }
+    }
 }
 
 /// Why a call failed.
@@ -602,7 +618,7 @@ impl Target for Pure {
         &self,
         columns: &[Vec<u64>],
         results: &mut [u64],
-        _others: &mut Vec<(usize, Option<Py<PyAny>>)>,
+        _others: &mut Vec<(usize, Answer)>,
     ) -> (usize, Option<Failure>) {
         let width = self.slots();
         let mut row = vec![ValRaw::i64(0); width];
@@ -882,9 +898,7 @@ impl Numeric {
                 .collect::<PyResult<Vec<_>>>()?;
             let mut out = [ValRaw::i64(0)];
             return match py.detach(|| inner.call_args(values, &mut out)) {
-                Ok(Answer::Slot) => Ok(from_slot(py, inner.result(), out[0])),
-                Ok(Answer::Null) => Ok(py.None()),
-                Ok(Answer::Value(value)) => Ok(value),
+                Ok(answer) => Ok(answer.into_py(py, inner.result(), out[0])),
                 Err(failure) => Err(inner.exception(py, failure, None)),
             };
         }
@@ -907,9 +921,7 @@ impl Numeric {
             *slot = to_slot(&args.get_item(i)?, *kind)?;
         }
         match py.detach(|| inner.call_slots(slots)) {
-            Ok(Answer::Slot) => Ok(from_slot(py, inner.result(), slots[0])),
-            Ok(Answer::Null) => Ok(py.None()),
-            Ok(Answer::Value(value)) => Ok(value),
+            Ok(answer) => Ok(answer.into_py(py, inner.result(), slots[0])),
             Err(failure) => Err(inner.exception(py, failure, None)),
         }
     }
@@ -983,8 +995,8 @@ impl Numeric {
             py,
             results.iter().map(|bits| from_slot(py, kind, slot(*bits))),
         )?;
-        for (row, value) in others {
-            list.set_item(row, value.unwrap_or_else(|| py.None()))?;
+        for (row, answer) in others {
+            list.set_item(row, answer.into_py(py, kind, ValRaw::i64(0)))?;
         }
         Ok(list)
     }

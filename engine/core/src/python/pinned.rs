@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use wasmtime::ValRaw;
+use wasmtime::{Memory, ValRaw};
 
 use super::basic::{BasicPool, Pool as BasicInstances, PyHost};
 use super::numeric::{import_free, limits_from, pure_pool};
@@ -129,42 +129,41 @@ impl Pinned {
         }
     }
 
-    /// The size of the exported memory, if there is one.
-    pub fn memory_size(&mut self) -> Option<usize> {
-        match self {
-            Self::Pure(instance) => memory_of(instance).map(|(m, s)| m.data_size(s)),
-            Self::Wasi(instance) => memory_of(instance).map(|(m, s)| m.data_size(s)),
-        }
-    }
-
-    /// `len` bytes at `ptr` of the exported memory (the caller checked the
-    /// bounds against [`memory_size`](Self::memory_size)).
-    pub fn read(&mut self, ptr: usize, len: usize) -> Option<Vec<u8>> {
-        fn read<T>(instance: &mut PooledInstance<T>, ptr: usize, len: usize) -> Option<Vec<u8>> {
-            let (memory, store) = memory_of(instance)?;
-            memory
-                .data(store)
-                .get(ptr..ptr.checked_add(len)?)
-                .map(<[u8]>::to_vec)
-        }
-        match self {
-            Self::Pure(instance) => read(instance, ptr, len),
-            Self::Wasi(instance) => read(instance, ptr, len),
-        }
-    }
-
-    /// Writes `data` at `ptr`; false if it does not fit.
-    pub fn write(&mut self, ptr: usize, data: &[u8]) -> bool {
-        fn write<T>(instance: &mut PooledInstance<T>, ptr: usize, data: &[u8]) -> bool {
+    /// The exported memory, if there is one (looked up by name: once per
+    /// call, not per access).
+    pub fn memory(&mut self) -> Option<Memory> {
+        fn memory<T>(instance: &mut PooledInstance<T>) -> Option<Memory> {
             let handle = instance.instance();
-            let Some(memory) = handle.get_memory(instance.store_mut(), "memory") else {
-                return false;
-            };
-            memory.write(instance.store_mut(), ptr, data).is_ok()
+            handle.get_memory(instance.store_mut(), "memory")
         }
         match self {
-            Self::Pure(instance) => write(instance, ptr, data),
-            Self::Wasi(instance) => write(instance, ptr, data),
+            Self::Pure(instance) => memory(instance),
+            Self::Wasi(instance) => memory(instance),
+        }
+    }
+
+    /// `memory`'s size now (a guest call may grow it).
+    pub fn memory_size(&self, memory: Memory) -> usize {
+        match self {
+            Self::Pure(instance) => memory.data_size(instance.store()),
+            Self::Wasi(instance) => memory.data_size(instance.store()),
+        }
+    }
+
+    /// `len` bytes at `ptr` of `memory`, if they are inside it.
+    pub fn read(&self, memory: Memory, ptr: usize, len: usize) -> Option<Vec<u8>> {
+        let data = match self {
+            Self::Pure(instance) => memory.data(instance.store()),
+            Self::Wasi(instance) => memory.data(instance.store()),
+        };
+        data.get(ptr..ptr.checked_add(len)?).map(<[u8]>::to_vec)
+    }
+
+    /// Writes `data` at `ptr` of `memory`; false if it does not fit.
+    pub fn write(&mut self, memory: Memory, ptr: usize, data: &[u8]) -> bool {
+        match self {
+            Self::Pure(instance) => memory.write(instance.store_mut(), ptr, data).is_ok(),
+            Self::Wasi(instance) => memory.write(instance.store_mut(), ptr, data).is_ok(),
         }
     }
 
@@ -182,15 +181,4 @@ impl Pinned {
             Self::Wasi(instance) => instance.is_poisoned(),
         }
     }
-}
-
-fn memory_of<T>(
-    instance: &mut PooledInstance<T>,
-) -> Option<(
-    wasmtime::Memory,
-    &wasmtime::Store<crate::pool::StoreData<T>>,
-)> {
-    let handle = instance.instance();
-    let memory = handle.get_memory(instance.store_mut(), "memory")?;
-    Some((memory, instance.store()))
 }

@@ -536,6 +536,24 @@ unsafe fn row(
         // SAFETY (both): this call's context.
         Ok(Answer::Slot) => unsafe { set_result(ctx, target.result(), slots[0]) },
         Ok(Answer::Null) => unsafe { ffi::sqlite3_result_null(ctx) },
+        // SAFETY (both): this call's context; SQLite copies the bytes.
+        Ok(Answer::Text(text)) => unsafe {
+            ffi::sqlite3_result_text64(
+                ctx,
+                text.as_ptr().cast(),
+                text.len() as u64,
+                ffi::SQLITE_TRANSIENT(),
+                ffi::SQLITE_UTF8 as u8,
+            );
+        },
+        Ok(Answer::Bytes(bytes)) => unsafe {
+            ffi::sqlite3_result_blob64(
+                ctx,
+                bytes.as_ptr().cast(),
+                bytes.len() as u64,
+                ffi::SQLITE_TRANSIENT(),
+            );
+        },
         Ok(Answer::Value(value)) => with_gil(|py| {
             // SAFETY: this call's context.
             if let Err(err) = unsafe { result_from_python(ctx, value.bind(py)) } {

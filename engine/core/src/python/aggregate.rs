@@ -36,7 +36,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use wasmtime::{ExternType, ValRaw};
 
-use super::numeric::{fault_exception, to_slot, Failure, Kind, Tally, TallyInner};
+use super::numeric::{failure_exception, to_slot, Failure, Kind, Tally, TallyInner};
 use super::pinned::{Pinned, Pool};
 use super::runtime::core_error;
 use super::sqlite::{
@@ -188,12 +188,7 @@ impl AggregateInner {
     }
 
     fn exception(&self, py: Python<'_>, failure: Failure) -> PyErr {
-        match failure {
-            Failure::Call { error, elapsed } => {
-                fault_exception(py, &self.fault, &error, elapsed, None)
-            }
-            Failure::Raised(err) => err,
-        }
+        failure_exception(py, &self.fault, failure, None)
     }
 }
 

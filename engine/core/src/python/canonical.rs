@@ -13,7 +13,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use wasmtime::{Memory, ValRaw};
 
-use super::numeric::{fault_exception, slot_arg, Answer, Failure, Kind, Param, TallyInner, Target};
+use super::numeric::{
+    arg_bytes, failure_exception, slot_args, Answer, Failure, Kind, Param, TallyInner, Target,
+};
 use super::pinned::{Pinned, Pool};
 use super::with_gil;
 use crate::basic::{self, Arg};
@@ -375,13 +377,7 @@ impl Target for Canonical {
     }
 
     fn call_slots(&self, slots: &mut [ValRaw]) -> Result<Answer, Failure> {
-        let args = self
-            .params
-            .iter()
-            .zip(slots.iter())
-            .map(|(kind, slot)| slot_arg(*kind, *slot))
-            .collect();
-        self.call_args(args, slots)
+        self.call_args(slot_args(&self.params, slots), slots)
     }
 
     fn specs(&self) -> Box<[Param]> {
@@ -390,15 +386,7 @@ impl Target for Canonical {
 
     fn call_args(&self, args: Vec<Arg>, out: &mut [ValRaw]) -> Result<Answer, Failure> {
         let started = Instant::now();
-        // As Runner._arguments counts them: 8 bytes a number.
-        let size: usize = args
-            .iter()
-            .map(|a| match a {
-                Arg::Text(b) | Arg::Blob(b) => b.len(),
-                Arg::Null => 0,
-                _ => 8,
-            })
-            .sum();
+        let size = arg_bytes(&args);
         if size > self.max_arg_bytes {
             return Err(self.hook("too_many_arg_bytes", (size,)));
         }
@@ -433,12 +421,7 @@ impl Target for Canonical {
     }
 
     fn exception(&self, py: Python<'_>, failure: Failure, row: Option<usize>) -> PyErr {
-        match failure {
-            Failure::Call { error, elapsed } => {
-                fault_exception(py, &self.fault, &error, elapsed, row)
-            }
-            Failure::Raised(err) => err,
-        }
+        failure_exception(py, &self.fault, failure, row)
     }
 
     fn idle_count(&self) -> usize {

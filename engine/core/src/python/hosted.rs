@@ -25,8 +25,8 @@ use super::component::{arg_val, export_type, lift, ComponentPool as PyComponentP
 use super::gate::Gate;
 use super::logs::LogTarget;
 use super::numeric::{
-    fault_exception, limits_from, slot_arg, to_slot, Answer, Failure, Kind, Param, TallyInner,
-    Target,
+    arg_bytes, fault_exception, limits_from, slot_args, to_slot, Answer, Failure, Kind, Param,
+    TallyInner, Target,
 };
 use super::policy::Grants;
 use super::runtime::core_error;
@@ -628,13 +628,7 @@ impl<G: Guest> Target for Hosted<G> {
     }
 
     fn call_slots(&self, slots: &mut [ValRaw]) -> Result<Answer, Failure> {
-        let args = self
-            .params
-            .iter()
-            .zip(slots.iter())
-            .map(|(kind, slot)| slot_arg(*kind, *slot))
-            .collect();
-        self.call_args(args, slots)
+        self.call_args(slot_args(&self.params, slots), slots)
     }
 
     fn specs(&self) -> Box<[Param]> {
@@ -643,15 +637,7 @@ impl<G: Guest> Target for Hosted<G> {
 
     fn call_args(&self, args: Vec<Arg>, out: &mut [ValRaw]) -> Result<Answer, Failure> {
         let started = Instant::now();
-        // As Runner._arguments counts them: 8 bytes a number.
-        let size: usize = args
-            .iter()
-            .map(|a| match a {
-                Arg::Text(b) | Arg::Blob(b) => b.len(),
-                Arg::Null => 0,
-                _ => 8,
-            })
-            .sum();
+        let size = arg_bytes(&args);
         if size > self.max_arg_bytes {
             return Err(self.hook_error("too_many_arg_bytes", (size,)));
         }

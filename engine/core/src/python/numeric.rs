@@ -576,6 +576,41 @@ pub fn fault_exception(
     }
 }
 
+/// The Python exception for `failure`: the typed error `fault` makes of a
+/// guest's, or the one a hook made already.
+pub fn failure_exception(
+    py: Python<'_>,
+    fault: &Py<PyAny>,
+    failure: Failure,
+    row: Option<usize>,
+) -> PyErr {
+    match failure {
+        Failure::Call { error, elapsed } => fault_exception(py, fault, &error, elapsed, row),
+        Failure::Raised(err) => err,
+    }
+}
+
+/// The arguments of a call whose parameters are all numbers, from its slots.
+pub fn slot_args(params: &[Kind], slots: &[ValRaw]) -> Vec<Arg> {
+    params
+        .iter()
+        .zip(slots)
+        .map(|(kind, slot)| slot_arg(*kind, *slot))
+        .collect()
+}
+
+/// The bytes `args` count against `max_arg_bytes`, as Runner._arguments
+/// counts them: a buffer's length, 8 a number.
+pub fn arg_bytes(args: &[Arg]) -> usize {
+    args.iter()
+        .map(|a| match a {
+            Arg::Text(b) | Arg::Blob(b) => b.len(),
+            Arg::Null => 0,
+            _ => 8,
+        })
+        .sum()
+}
+
 impl Target for Pure {
     fn params(&self) -> &[Kind] {
         &self.params
@@ -653,12 +688,7 @@ impl Target for Pure {
     }
 
     fn exception(&self, py: Python<'_>, failure: Failure, row: Option<usize>) -> PyErr {
-        match failure {
-            Failure::Call { error, elapsed } => {
-                fault_exception(py, &self.fault, &error, elapsed, row)
-            }
-            Failure::Raised(err) => err,
-        }
+        failure_exception(py, &self.fault, failure, row)
     }
 
     fn idle_count(&self) -> usize {

@@ -536,24 +536,9 @@ unsafe fn row(
         // SAFETY (both): this call's context.
         Ok(Answer::Slot) => unsafe { set_result(ctx, target.result(), slots[0]) },
         Ok(Answer::Null) => unsafe { ffi::sqlite3_result_null(ctx) },
-        // SAFETY (both): this call's context; SQLite copies the bytes.
-        Ok(Answer::Text(text)) => unsafe {
-            ffi::sqlite3_result_text64(
-                ctx,
-                text.as_ptr().cast(),
-                text.len() as u64,
-                ffi::SQLITE_TRANSIENT(),
-                ffi::SQLITE_UTF8 as u8,
-            );
-        },
-        Ok(Answer::Bytes(bytes)) => unsafe {
-            ffi::sqlite3_result_blob64(
-                ctx,
-                bytes.as_ptr().cast(),
-                bytes.len() as u64,
-                ffi::SQLITE_TRANSIENT(),
-            );
-        },
+        // SAFETY (both): this call's context.
+        Ok(Answer::Text(text)) => unsafe { result_text(ctx, &text) },
+        Ok(Answer::Bytes(bytes)) => unsafe { result_blob(ctx, &bytes) },
         Ok(Answer::Value(value)) => with_gil(|py| {
             // SAFETY: this call's context.
             if let Err(err) = unsafe { result_from_python(ctx, value.bind(py)) } {
@@ -582,6 +567,41 @@ pub(super) unsafe fn set_result(ctx: *mut ffi::sqlite3_context, kind: Option<Kin
             }
             None => ffi::sqlite3_result_null(ctx),
         }
+    }
+}
+
+/// `text` as the call's result (SQLite copies it).
+///
+/// # Safety
+///
+/// `ctx` is the current call's context.
+unsafe fn result_text(ctx: *mut ffi::sqlite3_context, text: &str) {
+    // SAFETY: the caller's context; SQLITE_TRANSIENT makes SQLite copy.
+    unsafe {
+        ffi::sqlite3_result_text64(
+            ctx,
+            text.as_ptr().cast(),
+            text.len() as u64,
+            ffi::SQLITE_TRANSIENT(),
+            ffi::SQLITE_UTF8 as u8,
+        );
+    }
+}
+
+/// `bytes` as the call's result (SQLite copies them).
+///
+/// # Safety
+///
+/// `ctx` is the current call's context.
+unsafe fn result_blob(ctx: *mut ffi::sqlite3_context, bytes: &[u8]) {
+    // SAFETY: as `result_text`.
+    unsafe {
+        ffi::sqlite3_result_blob64(
+            ctx,
+            bytes.as_ptr().cast(),
+            bytes.len() as u64,
+            ffi::SQLITE_TRANSIENT(),
+        );
     }
 }
 
@@ -685,22 +705,8 @@ pub(super) unsafe fn result_from_python(
             Some(SqlValue::Boolean(b)) => ffi::sqlite3_result_int64(ctx, i64::from(b)),
             Some(SqlValue::Integer(x)) => ffi::sqlite3_result_int64(ctx, x),
             Some(SqlValue::Real(x)) => ffi::sqlite3_result_double(ctx, x),
-            Some(SqlValue::Text(s)) => {
-                let text = s.to_str()?;
-                ffi::sqlite3_result_text64(
-                    ctx,
-                    text.as_ptr().cast(),
-                    text.len() as u64,
-                    ffi::SQLITE_TRANSIENT(),
-                    ffi::SQLITE_UTF8 as u8,
-                );
-            }
-            Some(SqlValue::Blob(bytes)) => ffi::sqlite3_result_blob64(
-                ctx,
-                bytes.as_ptr().cast(),
-                bytes.len() as u64,
-                ffi::SQLITE_TRANSIENT(),
-            ),
+            Some(SqlValue::Text(s)) => result_text(ctx, s.to_str()?),
+            Some(SqlValue::Blob(bytes)) => result_blob(ctx, bytes),
             // values.to_sqlite gives a result as bytes, never a buffer.
             Some(SqlValue::Buffer(_)) | None => {
                 return Err(PyTypeError::new_err(format!(

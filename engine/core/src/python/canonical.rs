@@ -14,7 +14,8 @@ use pyo3::types::PyBytes;
 use wasmtime::{Memory, ValRaw};
 
 use super::numeric::{
-    arg_bytes, failure_exception, slot_args, Answer, Failure, Kind, Param, TallyInner, Target,
+    arg_bytes, failure_exception, hook_error, slot_args, Answer, Failure, Kind, Param, TallyInner,
+    Target,
 };
 use super::pinned::{Pinned, Pool};
 use super::with_gil;
@@ -60,9 +61,11 @@ pub struct Canonical {
 /// Why a run failed before the guest's own failure is classified.
 enum Fail {
     Call(CallError),
-    /// As `singlestore/abi.py` raises it: `kind` "abi", "memory" or
-    /// "result" (over `max_result_bytes`), with the message.
+    /// As `singlestore/abi.py` raises it: `kind` "abi" or "memory", with
+    /// the message.
     Worded(&'static str, String),
+    /// More than `max_result_bytes` read back.
+    ResultLimit,
     /// A returned string that is not UTF-8 (Python's decoder says why).
     NotUtf8(Vec<u8>),
 }
@@ -133,18 +136,6 @@ impl Canonical {
             fault,
             hooks,
         })
-    }
-
-    fn hook<A>(&self, name: &str, args: A) -> Failure
-    where
-        A: for<'py> pyo3::call::PyCallArgs<'py>,
-    {
-        Failure::Raised(with_gil(|py| {
-            match self.hooks.bind(py).call_method1(name, args) {
-                Ok(exc) => PyErr::from_value(exc),
-                Err(err) => err,
-            }
-        }))
     }
 
     /// The whole call on `instance`: buffers in, the export, the result
@@ -275,9 +266,7 @@ impl Canonical {
             if ptr + len > size {
                 return Err(outside());
             }
-            budget = budget
-                .checked_sub(len)
-                .ok_or_else(|| Fail::Worded("result", String::new()))?;
+            budget = budget.checked_sub(len).ok_or(Fail::ResultLimit)?;
             instance.read(memory, ptr, len).ok_or_else(outside)
         };
         let cell = read(instance, area, 8, "the return area")?;
@@ -312,15 +301,16 @@ impl Canonical {
         match fail {
             Fail::Call(error) => Failure::Call { error, elapsed },
             Fail::Worded(kind, message) => {
-                let message = if kind == "result" {
-                    self.name.to_string()
-                } else {
-                    message
-                };
-                self.hook("canonical_error", (kind, message, seconds))
+                hook_error(&self.hooks, "canonical_error", (kind, message, seconds))
             }
+            Fail::ResultLimit => hook_error(
+                &self.hooks,
+                "canonical_error",
+                ("result", self.name.to_string(), seconds),
+            ),
             Fail::NotUtf8(data) => with_gil(|py| {
-                self.hook(
+                hook_error(
+                    &self.hooks,
                     "not_utf8",
                     (
                         self.name.to_string(),
@@ -388,7 +378,7 @@ impl Target for Canonical {
         let started = Instant::now();
         let size = arg_bytes(&args);
         if size > self.max_arg_bytes {
-            return Err(self.hook("too_many_arg_bytes", (size,)));
+            return Err(hook_error(&self.hooks, "too_many_arg_bytes", (size,)));
         }
         let mut instance = self.pool.acquire().map_err(|error| Failure::Call {
             error,

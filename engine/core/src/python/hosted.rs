@@ -25,8 +25,8 @@ use super::component::{arg_val, export_type, lift, ComponentPool as PyComponentP
 use super::gate::Gate;
 use super::logs::LogTarget;
 use super::numeric::{
-    arg_bytes, fault_exception, limits_from, slot_args, to_slot, Answer, Failure, Kind, Param,
-    TallyInner, Target,
+    arg_bytes, fault_exception, hook_error, limits_from, slot_args, to_slot, Answer, Failure, Kind,
+    Param, TallyInner, Target,
 };
 use super::policy::Grants;
 use super::runtime::core_error;
@@ -169,12 +169,7 @@ impl<G: Guest> Hosted<G> {
     where
         A: for<'py> pyo3::call::PyCallArgs<'py>,
     {
-        Failure::Raised(with_gil(|py| {
-            match self.hooks.bind(py).call_method1(name, args) {
-                Ok(exc) => PyErr::from_value(exc),
-                Err(err) => err,
-            }
-        }))
+        hook_error(&self.hooks, name, args)
     }
 
     /// One call inside the depth and policy bracket (and the call's

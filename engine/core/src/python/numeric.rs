@@ -11,6 +11,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PySequence, P
 use wasmtime::{Linker, ValRaw};
 
 use super::runtime::{core_error, PyModule_};
+use super::with_gil;
 use crate::basic::Arg;
 use crate::error::CallError;
 use crate::limits::Limits;
@@ -574,6 +575,20 @@ pub fn fault_exception(
         Ok(exc) => PyErr::from_value(exc.into_bound(py)),
         Err(err) => err,
     }
+}
+
+/// The typed error `hooks.<name>(*args)` returns (or the error calling it
+/// raised), as a call's failure.
+pub fn hook_error<A>(hooks: &Py<PyAny>, name: &str, args: A) -> Failure
+where
+    A: for<'py> pyo3::call::PyCallArgs<'py>,
+{
+    Failure::Raised(with_gil(|py| {
+        match hooks.bind(py).call_method1(name, args) {
+            Ok(exc) => PyErr::from_value(exc),
+            Err(err) => err,
+        }
+    }))
 }
 
 /// The Python exception for `failure`: the typed error `fault` makes of a

@@ -66,10 +66,16 @@ _FAST_RESULTS = frozenset({"s32", "s64", "float32", "float64", "unit"})
 
 def _fast_safe(fn: WitFunction) -> bool:
     return (
-        all(isinstance(t, Prim) and t.kind in _FAST_PARAMS for _, t in fn.params)
+        _numbers([t for _, t in fn.params])
         and isinstance(fn.result, Prim)
         and fn.result.kind in _FAST_RESULTS
     )
+
+
+def _numbers(types: Sequence[WitType]) -> bool:
+    """Whether every type is a number the Basic ABI's numeric path passes
+    exactly as this ABI does."""
+    return all(isinstance(t, Prim) and t.kind in _FAST_PARAMS for t in types)
 
 
 # A state the core passes from role to role as the raw core value it is: no
@@ -90,10 +96,6 @@ def _core_kind(ty: WitType, numbers: frozenset[str]) -> str | None:
     if _is_bytes(ty):
         return "blob"
     return None
-
-
-def _numbers(types: Sequence[WitType]) -> bool:
-    return all(isinstance(t, Prim) and t.kind in _FAST_PARAMS for t in types)
 
 
 # =============================================================================

@@ -927,13 +927,11 @@ fn begin<H: Host>(
             alloc_typed,
         });
     }
-    let timeout = instance.timeout();
-    let state = &mut instance.store_mut().data_mut().host;
-    if let (Some(wasi), Some(_)) = (&mut state.wasi, &host) {
+    if host.is_some() {
         // Without a host (the ABI-version check) output stays held.
-        wasi.output.begin();
-        wasi.deadline = Instant::now() + timeout;
+        begin_wasi(instance);
     }
+    let state = &mut instance.store_mut().data_mut().host;
     state.host = host;
     state.args = args;
     state.returned = None;

@@ -240,18 +240,9 @@ impl<G: Guest> Hosted<G> {
                 let (code, message) = call.raised.unwrap_or_default();
                 return Err(self.hook_error("raised", (code, message, seconds())));
             }
-            Err(CallFailure::Call(CallError::Trap { message, .. })) if out_of_memory => {
-                return Err(Failure::Call {
-                    error: CallError::LimitExceeded {
-                        limit: Limit::Memory,
-                        message,
-                    },
-                    elapsed: elapsed(),
-                })
-            }
             Err(CallFailure::Call(error)) => {
                 return Err(Failure::Call {
-                    error,
+                    error: basic::out_of_memory_trap(error, out_of_memory),
                     elapsed: elapsed(),
                 })
             }

@@ -981,6 +981,20 @@ def test_the_core_holds_results_to_max_result_bytes(
     assert db.execute("SELECT echo_string('')").scalar() == ""
 
 
+def test_the_core_refuses_oversized_arguments_before_the_guest_runs(tmp_path: Path) -> None:
+    limits = TEST_LIMITS.with_overrides(max_arg_bytes=100)
+    db = _core_db(tmp_path, "types", limits)
+    assert db.execute("SELECT echo_string(?)", ["x" * 90]).scalar() == "x" * 90
+    made = db._runner("echo_string").numeric().instantiated  # the module's pool
+    with pytest.raises(h.ResourceLimitExceeded) as err:
+        db.execute("SELECT echo_string(?)", ["x" * 200])
+    assert err.value.limit == "max_arg_bytes" and "200 bytes" in err.value.message
+    assert err.value.procedure == "echo_string"
+    # Refused before an instance was taken: the pooled one serves the next.
+    assert db.execute("SELECT echo_string(?)", ["x" * 90]).scalar() == "x" * 90
+    assert db._runner("echo_string").numeric().instantiated == made
+
+
 _ALLOCATOR = """(module
   (memory (export "memory") 1)
   (func (export "canonical_abi_realloc") (param i32 i32 i32 i32) (result i32) {realloc})

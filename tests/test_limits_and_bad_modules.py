@@ -47,6 +47,22 @@ def test_per_procedure_limits_from_ddl(db: h.Database) -> None:
     assert "5000" in str(err.value)
 
 
+@pytest.mark.parametrize("limit", ["max_arg_bytes", "max_result_bytes"])
+def test_payload_limits_hold_at_least_one_number(db: h.Database, limit: str) -> None:
+    # A number counts 8 bytes against both: a smaller limit would refuse
+    # every call, so it is refused where it is set, naming it.
+    with pytest.raises(h.InvalidArgument, match=f"limit {limit} is at least 8"):
+        h.Limits(**{limit: 7})
+    before = registry_snapshot(db)
+    with pytest.raises(h.DdlError, match=f"limit {limit} is at least 8.* near '4'"):
+        db.execute(
+            f"CREATE PROCEDURE spin() RETURNS BIGINT LANGUAGE wasm WITH ({limit} = 4)"
+            f" AS $wasm${b64(wasm_of('limits'))}$wasm$"
+        )
+    assert registry_snapshot(db) == before
+    assert h.Limits(**{limit: 8}).to_json()[limit] == 8
+
+
 def test_memory_cannot_grow_past_the_limit(db: h.Database, register: Register) -> None:
     register("grow_forever", "() RETURNS BIGINT", "limits")
     pages = db.execute("SELECT grow_forever()").scalar()

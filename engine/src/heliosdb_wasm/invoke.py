@@ -133,15 +133,14 @@ class Runner:
         # whole call (native.py, hosted.rs), savepoints included, with no
         # Python per call.
         numeric = sig.table is None and native.eligible([c.type for c in sig.params], sig.returns)
-        self._hosted = native.hostable(sig) and self._can_host(module)
+        pure = numeric and getattr(module, "pure", False)
+        self._hosted = (
+            not pure and native.hostable(sig) and isinstance(module, ComponentModule | BasicModule)
+        )
         # A SingleStore function of numbers, strings and byte lists: the
         # core's Canonical ABI (canonical.rs), its signature exactly the WIT's.
         self._canonical = self._core_function(module)
-        self._fast = (
-            (numeric and getattr(module, "pure", False))
-            or self._hosted
-            or self._canonical is not None
-        )
+        self._fast = pure or self._hosted or self._canonical is not None
         self._numeric: _core.Numeric | None = None
         self._metrics = session.telemetry.metrics(version.name, version.version)
         # A call may change the database: it writes, or it may call another
@@ -152,21 +151,6 @@ class Runner:
         # The core's run of this aggregate: None until asked, False if it
         # has none.
         self._aggregate: _core.Aggregate | Literal[False] | None = None
-
-    def _can_host(self, module: LoadedModule) -> bool:
-        """Whether the core can run a call of this version whole, host
-        functions and all (engine/core/src/python/hosted.rs)."""
-        limits = self.limits
-        return (
-            (
-                isinstance(module, ComponentModule)
-                or (isinstance(module, BasicModule) and not module.pure)
-            )
-            # Numbers count 8 bytes against these: a tighter limit is the
-            # general path's to report.
-            and limits.max_arg_bytes >= 8 * len(self.signature.params)
-            and limits.max_result_bytes >= 8
-        )
 
     def _core_function(self, module: LoadedModule) -> tuple[list[str], str | None] | None:
         """What ``SingleStoreModule.core_function`` says of this version's

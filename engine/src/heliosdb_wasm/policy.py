@@ -56,8 +56,9 @@ class Limits:
         What one instance may create: table slots, tables, (component) core
         instances and memories.
     max_arg_bytes, max_result_bytes
-        Text and blob bytes passed in, and bytes handed back (text, blob,
-        JSON, every cell of a table result).
+        Bytes passed in, and bytes handed back: a text, blob or JSON value
+        its length, a number 8 (so neither is below 8), every cell of a
+        table result.
     max_query_rows
         Rows one host query may return to the guest. Its text and blob bytes,
         plus 8 per cell, count against ``max_result_bytes`` as well.
@@ -120,6 +121,9 @@ _LIMIT_KINDS = {f.name: type(f.default) for f in fields(Limits)}
 LIMIT_NAMES = frozenset(_LIMIT_KINDS)
 
 
+_PAYLOAD_LIMITS = frozenset({"max_arg_bytes", "max_result_bytes"})
+
+
 def limit_problem(name: str, value: object) -> str | None:
     """What is wrong with ``value`` as limit ``name`` (None: nothing this
     knows of; Limits refuses unknown names and values that are not positive).
@@ -133,6 +137,10 @@ def limit_problem(name: str, value: object) -> str | None:
         return f"limit {name} needs a whole number"
     if kind is int and value > MAX_INTEGER:
         return f"limit {name} is at most {MAX_INTEGER}"
+    if name in _PAYLOAD_LIMITS and 0 < value < 8:
+        # A number counts 8 bytes: a smaller limit would refuse every call
+        # that passes or returns one.
+        return f"limit {name} is at least 8 (one number), got {value}"
     if kind is float and not value <= MAX_SECONDS:  # also infinity and NaN
         return f"limit {name} is at most {MAX_SECONDS:.0f} (a year)"
     return None

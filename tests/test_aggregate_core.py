@@ -296,3 +296,69 @@ def test_an_interrupted_statement_hands_the_groups_instance_back(db: h.Database)
     assert db.execute("SELECT avg_h(x) FROM t").scalar() == 3.0
     target = _core_of(db, "avg_h")
     assert target.instantiated == 1 and target.idle_instances == 1
+
+
+HOSTED_AGGREGATE = """(module
+  (import "heliosdb" "heliosdb_log" (func $log (param i32 i32 i32)))
+  (import "heliosdb" "heliosdb_error" (func $error (param i32 i32 i32 i32)))
+  (import "heliosdb" "heliosdb_query" (func $query (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "a group starts")
+  (data (i32.const 32) "negative")
+  (data (i32.const 64) "no negative values")
+  (data (i32.const 96) "SELECT 1 FROM secret")
+  (func (export "heliosdb_abi_version") (result i32) (i32.const 1))
+  (func (export "heliosdb_alloc") (param i32 i32) (result i32) (i32.const 8192))
+  (func (export "h-init") (result i64)
+    (call $log (i32.const 2) (i32.const 0) (i32.const 14))
+    (i64.const 0))
+  (func (export "h-iter") (param $s i64) (param $x i64) (result i64)
+    (if (i64.lt_s (local.get $x) (i64.const 0))
+      (then
+        (call $error (i32.const 32) (i32.const 8) (i32.const 64) (i32.const 18))
+        (return (local.get $s))))
+    ;; 999: the status of a query the aggregate has no capability for.
+    (if (i64.eq (local.get $x) (i64.const 999))
+      (then (return (i64.extend_i32_s
+        (call $query (i32.const 96) (i32.const 20) (i32.const 4000) (i32.const 4) (i32.const 4096))))))
+    ;; 1000: a trap.
+    (if (i64.eq (local.get $x) (i64.const 1000)) (then unreachable))
+    (i64.add (local.get $s) (local.get $x)))
+  (func (export "h-merge") (param i64 i64) (result i64) (i64.add (local.get 0) (local.get 1)))
+  (func (export "h-term") (param $s i64) (result i64) (local.get $s)))"""
+
+
+def test_an_aggregate_with_host_imports_runs_in_the_core(tmp_path: Path) -> None:
+    """A Basic-ABI module that imports host functions: each role call has a
+    hosted call's bracket in the core (its host functions served there, its
+    log lines in the procedure's log, heliosdb_error its typed error, the
+    capability authorizer on its queries), with no Python group."""
+    db = h.Database.open(str(tmp_path / "hosted.db"), limits=TEST_LIMITS)
+    db.execute(
+        "CREATE AGGREGATE hsum(BIGINT) RETURNS BIGINT WITH STATE BIGINT AS WASM ABI BASIC"
+        f" FROM BASE64 '{b64(wasmtime.wat2wasm(HOSTED_AGGREGATE))}'"
+        ' INITIALIZE WITH "h-init" ITERATE WITH "h-iter" MERGE WITH "h-merge"'
+        ' TERMINATE WITH "h-term"'
+    )
+    db.execute("CREATE TABLE t(g, x)")
+    db.execute("CREATE TABLE secret(v)")
+    db.execute("INSERT INTO t VALUES (1, 10), (1, 20), (2, 5), (3, NULL)")
+    assert db.execute("SELECT g, hsum(x) FROM t GROUP BY g").rows == [(1, 30), (2, 5), (3, 0)]
+    target = _core_of(db, "hsum")
+    assert [r.message for r in db.logs("hsum")] == ["a group starts"] * 3
+    # Reading a table it was not granted: the guest gets access-denied (1).
+    assert db.execute("SELECT hsum(x) FROM (SELECT 999 AS x)").scalar() == 1
+    # heliosdb_error is the row's typed error, located; the instance stays sound.
+    made = target.instantiated
+    with pytest.raises(h.UserError, match="no negative values") as err:
+        db.execute("SELECT hsum(x) FROM (SELECT -1 AS x)")
+    assert err.value.user_code == "negative" and err.value.procedure == "hsum"
+    with pytest.raises(h.ProcedureTrap) as trap:
+        db.execute("SELECT hsum(x) FROM (SELECT 1000 AS x)")
+    assert trap.value.procedure == "hsum"
+    assert db.execute("SELECT g, hsum(x) FROM t GROUP BY g").rows == [(1, 30), (2, 5), (3, 0)]
+    assert target.instantiated == made + 1  # only the trapped instance was replaced
+    (m,) = db.metrics("hsum").values()
+    # Per group INITIALIZE and TERMINATE, ITERATE per row that is no NULL;
+    # the failed ones counted as errors.
+    assert (m.calls, m.errors) == (9 + 3 + 2 + 2 + 9, 2)

@@ -237,7 +237,10 @@ class Scalar:
 
 class Aggregate:
     """A numeric aggregate run by the core: of a module that imports nothing
-    (a Module), or WASI only (a BasicPool of it)."""
+    (a Module), or a BasicPool of one with imports; ``host`` (a
+    Numeric.hosted of that pool) brackets each role call and serves its
+    host functions, when there are any besides WASI (or WASI's output is
+    granted)."""
     def __init__(
         self,
         module: Module | BasicPool,
@@ -248,6 +251,7 @@ class Aggregate:
         tally: Tally,
         fault: Fault,
         coerce: Callable[[Sequence[Any]], list[Any] | None],
+        host: Numeric | None = None,
     ) -> None: ...
     @property
     def idle_instances(self) -> int: ...

@@ -365,24 +365,12 @@ class Runner:
                             iface, wit_name, _ = hosting.functions[sql_name(v.export)]
                             export = (iface, wit_name)
                         assert isinstance(hosting, BasicModule | ComponentModule)
-                        self._numeric = _core.Numeric.hosted(
+                        self._numeric = self._hosted_numeric(
                             hosting.core_pool(self.limits, v.capabilities),
                             export,
-                            native.params_of(self.signature),
-                            result,
-                            self.limits.to_json(),
+                            self.signature,
                             tally,
                             fault,
-                            HostedHooks(self.session, self._metrics, self.limits, v),
-                            self.session.gate,
-                            v.capabilities.core_grants,
-                            self.session.is_procedure,
-                            v.capabilities.can_write(),
-                            # A text, blob or JSON result, or rows: HostedHooks.lift
-                            # / convert.
-                            result is None
-                            and (self.signature.returns is not None or self.signature.is_table),
-                            (self.session.telemetry.logs, v.name, v.version),
                         )
                     else:
                         module: NumericModule = self.module  # type: ignore[assignment]
@@ -403,6 +391,38 @@ class Runner:
                     native.collector(tally, self.session.telemetry, v.name, v.version)
                 )
             return self._numeric
+
+    def _hosted_numeric(
+        self,
+        pool: _core.BasicPool | _core.ComponentPool,
+        export: str | tuple[str | None, str],
+        sig: Signature,
+        tally: _core.Tally,
+        fault: _core.Fault,
+    ) -> _core.Numeric:
+        """``export`` of ``pool`` (a Basic-ABI module's by name, a
+        component's by interface and name) of signature ``sig`` as the
+        core runs it whole, host functions served (hosted.rs), under this
+        version's limits, grants and hooks."""
+        v = self.version
+        _, result = native.kinds(sig)
+        return _core.Numeric.hosted(
+            pool,
+            export,
+            native.params_of(sig),
+            result,
+            self.limits.to_json(),
+            tally,
+            fault,
+            HostedHooks(self.session, self._metrics, self.limits, v),
+            self.session.gate,
+            v.capabilities.core_grants,
+            self.session.is_procedure,
+            v.capabilities.can_write(),
+            # A text, blob or JSON result, or rows: HostedHooks.lift / convert.
+            result is None and (sig.returns is not None or sig.is_table),
+            (self.session.telemetry.logs, v.name, v.version),
+        )
 
     def _canonical_numeric(
         self, core: tuple[list[str], str | None], tally: _core.Tally, fault: _core.Fault
@@ -567,10 +587,10 @@ class Runner:
     def aggregate_target(self, roles: dict[str, tuple[str, Signature]]) -> _core.Aggregate | None:
         """The aggregate as the core runs it (engine/core/src/python/
         aggregate.rs: a group's rows with no Python), made on first use; or
-        None: the module imports host functions, or WASI with ``stdout``
-        granted (its output would be log lines), or a role's types need the
-        general path's conversions, and every group goes through
-        ``aggregate``."""
+        None: a role's types need the general path's conversions, and every
+        group goes through ``aggregate``. A module that imports host
+        functions, or WASI with ``stdout`` granted (its output is log
+        lines), has each role call in a hosted call's bracket."""
         with self._lock:
             if self._aggregate is not None:
                 return self._aggregate or None
@@ -578,11 +598,7 @@ class Runner:
             v = self.version
             singlestore = _singlestore(module)
             basic = singlestore.basic if singlestore is not None else module
-            fits = (
-                isinstance(basic, BasicModule)
-                and not basic.imports  # WASI at most
-                and not (basic.uses_wasi and v.capabilities.allows("stdout"))
-            )
+            fits = isinstance(basic, BasicModule)
             if singlestore is not None:
                 fits = fits and singlestore.core_aggregate({r: e for r, (e, _) in roles.items()})
             else:
@@ -600,14 +616,23 @@ class Runner:
                 role: singlestore.function(e).name if singlestore is not None else e
                 for role, (e, _) in roles.items()
             }
+            hosted = bool(basic.imports) or (
+                basic.uses_wasi and v.capabilities.allows("stdout")
+            )
             instances: _core.Module | _core.BasicPool = (
                 basic.core_pool(self.limits, v.capabilities)
-                if basic.uses_wasi
+                if basic.uses_wasi or hosted
                 else basic.core_export(roles["iterate"][0])[0]
             )
-            params, _ = native.kinds(Signature(roles["iterate"][1].params[1:], None))
+            row = Signature(roles["iterate"][1].params[1:], None)
+            params, _ = native.kinds(row)
             tally = native.new_tally()
+            fault = _fault_hook(self.session, self._metrics, self.limits, v)
             try:
+                host = None
+                if hosted:
+                    assert isinstance(instances, _core.BasicPool)
+                    host = self._hosted_numeric(instances, names["iterate"], row, tally, fault)
                 self._aggregate = _core.Aggregate(
                     instances,
                     (
@@ -620,8 +645,9 @@ class Runner:
                     native.KIND[terminate],
                     self.limits.to_json(),
                     tally,
-                    _fault_hook(self.session, self._metrics, self.limits, v),
+                    fault,
                     self.aggregate_row(roles),
+                    host,
                 )
             except _core.CoreError as exc:
                 code, message = exc.args

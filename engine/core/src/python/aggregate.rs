@@ -14,9 +14,12 @@
 //! may also skip it (a Basic-ABI aggregate skips a row with a NULL, as
 //! PostgreSQL does for a strict transition function).
 //!
-//! An aggregate the core cannot run (host imports, WASI output granted as
-//! log lines, a state or argument that needs Python's lifting) gets a
-//! Python group per group instead
+//! A module that imports host functions (or WASI, its output granted as
+//! log lines) has each role call in a hosted call's bracket (`host`, a
+//! `Numeric.hosted` of the module's pool: depth, policy, its host functions
+//! served, its log lines, typed failures). An aggregate the core cannot run
+//! (a state or argument that needs Python's lifting) gets a Python group
+//! per group instead
 //! (`invoke.Aggregate`: `step(*args)`, `final()`, `abandon()`), driven from
 //! here as apsw would.
 //!
@@ -36,7 +39,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use wasmtime::{ExternType, ValRaw};
 
-use super::numeric::{failure_exception, to_slot, Failure, Kind, Tally, TallyInner};
+use super::hosted::{BasicGuest, Hosted};
+use super::numeric::{
+    failure_exception, to_slot, Failure, Kind, Numeric, Tally, TallyInner, Target,
+};
 use super::pinned::{Pinned, Pool};
 use super::runtime::core_error;
 use super::sqlite::{
@@ -44,6 +50,7 @@ use super::sqlite::{
     to_python, Found,
 };
 use super::with_gil;
+use crate::basic::{Arg, Lower};
 use crate::typed::{Export, NumType};
 
 /// Arguments up to this many are lowered on the stack (the state takes a
@@ -65,11 +72,15 @@ pub struct AggregateInner {
     // coerce(args) -> the row's values as exact numbers, None to skip the
     // row, or raises the typed error
     coerce: Py<PyAny>,
+    // A module with host imports (or WASI output granted): each role call
+    // in a hosted call's bracket (`hosted.rs`), its host functions served.
+    host: Option<Arc<dyn Target>>,
 }
 
 /// A numeric aggregate of a module that imports nothing (`module`, a
-/// `Module`) or WASI only (a `BasicPool` of it, for a guest granted no
-/// `stdout`: its output is only read for allocation failures): `roles` are the exports
+/// `Module`) or a `BasicPool` of one with imports: WASI only, for a guest
+/// granted no `stdout` (its output is only read for allocation failures),
+/// else with `host` serving its calls: `roles` are the exports
 /// of INITIALIZE, ITERATE, TERMINATE and DESTROY (or None), `params` the
 /// kinds ITERATE takes after the state, `result` TERMINATE's. The state's
 /// type is whatever single number INITIALIZE returns; every role must
@@ -83,7 +94,7 @@ pub struct Aggregate {
 impl Aggregate {
     #[new]
     #[allow(clippy::too_many_arguments)] // one version's roles, limits and hooks
-    #[pyo3(signature = (module, roles, params, result, limits, tally, fault, coerce))]
+    #[pyo3(signature = (module, roles, params, result, limits, tally, fault, coerce, host=None))]
     fn new(
         module: &Bound<'_, PyAny>,
         roles: (String, String, String, Option<String>),
@@ -93,8 +104,15 @@ impl Aggregate {
         tally: &Tally,
         fault: Py<PyAny>,
         coerce: Py<PyAny>,
+        host: Option<PyRef<'_, Numeric>>,
     ) -> PyResult<Self> {
         let pool = Pool::from_py(module, limits)?;
+        let host = host.map(|numeric| numeric.inner.clone());
+        if host.as_ref().is_some_and(|h| h.basic_host().is_none()) {
+            return Err(PyValueError::new_err(
+                "an aggregate's host is a Numeric.hosted of a BasicPool",
+            ));
+        }
         let module = pool.module().clone();
         let (params, result) = Kind::signature(&params, Some(result))?;
         let result = result.expect("a result kind was given");
@@ -137,6 +155,7 @@ impl Aggregate {
             tally: tally.inner.clone(),
             fault,
             coerce,
+            host,
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -156,6 +175,34 @@ impl Aggregate {
     }
 }
 
+/// A role call through `host`'s bracket (it counts the call in the tally):
+/// the export by name, its arguments the numbers in `slots`.
+fn hosted_role(
+    host: &Hosted<BasicGuest>,
+    instance: &mut Pinned,
+    export: &Export,
+    slots: &mut [ValRaw],
+) -> Result<(), Failure> {
+    let Some(instance) = instance.basic_mut() else {
+        return Err(Failure::Raised(PyValueError::new_err(
+            "a hosted aggregate's instances come from a BasicPool",
+        )));
+    };
+    let mut lowering = Vec::with_capacity(export.params().len());
+    let mut args = Vec::with_capacity(export.params().len());
+    for (ty, slot) in export.params().iter().zip(slots.iter()) {
+        let (lower, arg) = match ty {
+            NumType::I32 => (Lower::I32, Arg::Integer(slot.get_i32().into())),
+            NumType::I64 => (Lower::I64, Arg::Integer(slot.get_i64())),
+            NumType::F32 => (Lower::F32, Arg::Real(f32::from_bits(slot.get_f32()).into())),
+            NumType::F64 => (Lower::F64, Arg::Real(f64::from_bits(slot.get_f64()))),
+        };
+        lowering.push(lower);
+        args.push(arg);
+    }
+    host.call_on(instance, export.name(), &lowering, args, slots)
+}
+
 /// A group the core runs: its pinned instance once INITIALIZE ran, and the
 /// state.
 struct Group {
@@ -172,6 +219,9 @@ impl AggregateInner {
         export: &Export,
         slots: &mut [ValRaw],
     ) -> Result<(), Failure> {
+        if let Some(host) = self.host.as_deref().and_then(Target::basic_host) {
+            return hosted_role(host, instance, export, slots);
+        }
         let started = self.tally.time_next().then(Instant::now);
         let outcome = instance.call(export, slots);
         let elapsed = started.map(|started| started.elapsed());

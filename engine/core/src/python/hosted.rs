@@ -31,12 +31,13 @@ use super::numeric::{
 use super::policy::Grants;
 use super::runtime::core_error;
 use super::with_gil;
-use crate::basic::{self, Arg, CallFailure, Fault, Lower};
+use crate::basic::{self, Arg, BasicState, CallFailure, Fault, Lower};
 use crate::component::ComponentPool;
 use crate::error::{CallError, Limit};
 use crate::gate::{deadline_after, ExecError, Gate as CoreGate};
 use crate::logs::Sink;
 use crate::policy::Grants as CoreGrants;
+use crate::pool::PooledInstance;
 use crate::statement::RowLimits;
 
 /// What a hosted call runs: a Basic-ABI module's export ([`BasicGuest`]) or
@@ -69,6 +70,10 @@ pub trait Guest: Send + Sync + Sized + 'static {
     ) -> Result<Answer, Failure>;
     fn idle_count(&self) -> usize;
     fn instantiated_count(&self) -> usize;
+    /// `hosted` as a Basic-ABI export's, if it is one.
+    fn basic(_hosted: &Hosted<Self>) -> Option<&Hosted<BasicGuest>> {
+        None
+    }
 }
 
 /// What one guest call left.
@@ -176,10 +181,10 @@ impl<G: Guest> Hosted<G> {
     /// savepoint, for a writer: `read_only` when it could not be opened);
     /// the savepoints of the transactions the guest left open go into
     /// `open_tx`.
-    fn run(
+    fn run<D>(
         &self,
-        args: G::Args,
-        slots: &mut [ValRaw],
+        call: impl FnOnce(PyHost) -> Result<GuestCall<D>, CallError>,
+        answer: impl FnOnce(D) -> Result<Answer, Failure>,
         started: Instant,
         read_only: bool,
         open_tx: &mut Vec<String>,
@@ -204,7 +209,7 @@ impl<G: Guest> Hosted<G> {
                 self.log.clone(),
             )
         });
-        let mut call = self.guest.call(host, args).map_err(|error| Failure::Call {
+        let mut call = call(host).map_err(|error| Failure::Call {
             error,
             elapsed: elapsed(),
         })?;
@@ -270,7 +275,7 @@ impl<G: Guest> Hosted<G> {
         if let Some((code, message)) = call.raised {
             return Err(self.hook_error("raised", (code, message, seconds())));
         }
-        self.guest.answer(self, done, slots, started)
+        answer(done)
     }
 
     /// A value Python made of the result (`hooks.convert` for a
@@ -315,7 +320,7 @@ impl Guest for BasicGuest {
 
     fn call(&self, host: PyHost, args: Vec<Arg>) -> Result<GuestCall<Self::Done>, CallError> {
         let mut instance = self.pool.acquire()?;
-        let (result, outcome, host) = basic::call(
+        let called = basic::call(
             &mut instance,
             Some(host),
             &self.export,
@@ -325,15 +330,11 @@ impl Guest for BasicGuest {
         if !instance.is_poisoned() {
             self.pool.release(instance);
         }
-        let returned = outcome.returned;
-        Ok(GuestCall {
-            result: result.map(|values| (values, returned)),
-            raised: outcome.raised,
-            out_of_memory: outcome.out_of_memory,
-            fuel_used: outcome.fuel_used,
-            memory_bytes: outcome.memory_bytes,
-            host,
-        })
+        Ok(basic_call(called))
+    }
+
+    fn basic(hosted: &Hosted<Self>) -> Option<&Hosted<BasicGuest>> {
+        Some(hosted)
     }
 
     fn answer(
@@ -368,6 +369,75 @@ impl Guest for BasicGuest {
 
     fn instantiated_count(&self) -> usize {
         self.pool.instantiated_count()
+    }
+}
+
+/// What [`basic::call`] left, as a hosted call's.
+fn basic_call(
+    (result, outcome, host): basic::Called<Vec<Val>, PyHost>,
+) -> GuestCall<<BasicGuest as Guest>::Done> {
+    let returned = outcome.returned;
+    GuestCall {
+        result: result.map(|values| (values, returned)),
+        raised: outcome.raised,
+        out_of_memory: outcome.out_of_memory,
+        fuel_used: outcome.fuel_used,
+        memory_bytes: outcome.memory_bytes,
+        host,
+    }
+}
+
+impl Hosted<BasicGuest> {
+    /// One call of `export` (its parameters lowered as `lowering` says) on
+    /// `instance`, which the caller holds for several calls — an aggregate
+    /// group's, where its state lives — with a call's whole bracket, as
+    /// [`Target::call_args`] has it; the export's number result into
+    /// `out[0]`. A failure poisons the instance when it may be corrupt.
+    /// Called without the GIL.
+    ///
+    /// # Errors
+    ///
+    /// Why the call failed, typed as any hosted call's failure is.
+    pub fn call_on(
+        &self,
+        instance: &mut PooledInstance<BasicState<PyHost>>,
+        export: &str,
+        lowering: &[Lower],
+        args: Vec<Arg>,
+        out: &mut [ValRaw],
+    ) -> Result<(), Failure> {
+        let started = Instant::now();
+        let answer = |(values, returned): <BasicGuest as Guest>::Done| {
+            if returned.is_some() {
+                // A role returns its state or result as the export's own
+                // number: nothing here takes heliosdb_return's value.
+                return Err(Failure::Call {
+                    error: CallError::abi(format!(
+                        "{export} gave heliosdb_return a value; an aggregate's \
+                         functions return numbers"
+                    )),
+                    elapsed: started.elapsed(),
+                });
+            }
+            if let (Some(first), Some(slot)) = (values.first(), out.first_mut()) {
+                *slot = basic::raw_of(first);
+            }
+            Ok(Answer::Slot)
+        };
+        self.enter(
+            |host| {
+                Ok(basic_call(basic::call(
+                    instance,
+                    Some(host),
+                    export,
+                    lowering,
+                    args,
+                )))
+            },
+            answer,
+            started,
+        )
+        .map(|_| ())
     }
 }
 
@@ -523,10 +593,10 @@ impl<G: Guest> Hosted<G> {
     /// exactly what it wrote (hostapi.CallContext: when the calling
     /// statement is itself writing, SQLite refuses the savepoint and the
     /// call runs read-only, covered by that statement's own rollback).
-    fn bracketed(
+    fn bracketed<D>(
         &self,
-        args: G::Args,
-        slots: &mut [ValRaw],
+        call: impl FnOnce(PyHost) -> Result<GuestCall<D>, CallError>,
+        answer: impl FnOnce(D) -> Result<Answer, Failure>,
         started: Instant,
     ) -> Result<Answer, Failure> {
         let gate = &self.gate;
@@ -541,7 +611,7 @@ impl<G: Guest> Hosted<G> {
             }
         }
         let mut open_tx = Vec::new();
-        let mut outcome = self.run(args, slots, started, read_only, &mut open_tx);
+        let mut outcome = self.run(call, answer, started, read_only, &mut open_tx);
         // Transactions the guest left open are rolled back; returning with
         // one open is an error of its own.
         let left_open = open_tx.len();
@@ -573,6 +643,33 @@ impl<G: Guest> Hosted<G> {
                     outcome = Err(self.host_error(&err, started));
                 }
             }
+        }
+        outcome
+    }
+
+    /// One call, `call` running the guest with `host` and `answer` making
+    /// the call's answer of what it left, inside the connection's call
+    /// depth, without the caller's statement policy, and bracketed
+    /// ([`bracketed`](Self::bracketed)); counted in the tally if it succeeds.
+    fn enter<D>(
+        &self,
+        call: impl FnOnce(PyHost) -> Result<GuestCall<D>, CallError>,
+        answer: impl FnOnce(D) -> Result<Answer, Failure>,
+        started: Instant,
+    ) -> Result<Answer, Failure> {
+        if !self.gate.enter_call(self.max_depth) {
+            return Err(self.hook_error("too_deep", ()));
+        }
+        // The caller's statement policy (a procedure calling this one from
+        // its query) is not this call's; it comes back after.
+        let outer = self.gate.set_policy(None);
+        let outcome = self.bracketed(call, answer, started);
+        self.gate.set_policy(outer);
+        self.gate.exit_call();
+        if outcome.is_ok() {
+            // Timed as a pure Numeric's calls are: every SAMPLE_EVERY-th.
+            let elapsed = self.tally.time_next().then(|| started.elapsed());
+            self.tally.count_call(elapsed);
         }
         outcome
     }
@@ -634,21 +731,11 @@ impl<G: Guest> Target for Hosted<G> {
                 return Err(self.hook_error("invalid", (message, seconds)));
             }
         };
-        if !self.gate.enter_call(self.max_depth) {
-            return Err(self.hook_error("too_deep", ()));
-        }
-        // The caller's statement policy (a procedure calling this one from
-        // its query) is not this call's; it comes back after.
-        let outer = self.gate.set_policy(None);
-        let outcome = self.bracketed(args, out, started);
-        self.gate.set_policy(outer);
-        self.gate.exit_call();
-        if outcome.is_ok() {
-            // Timed as a pure Numeric's calls are: every SAMPLE_EVERY-th.
-            let elapsed = self.tally.time_next().then(|| started.elapsed());
-            self.tally.count_call(elapsed);
-        }
-        outcome
+        self.enter(
+            |host| self.guest.call(host, args),
+            |done| self.guest.answer(self, done, out, started),
+            started,
+        )
     }
 
     fn exception(&self, py: Python<'_>, failure: Failure, row: Option<usize>) -> PyErr {
@@ -671,6 +758,10 @@ impl<G: Guest> Target for Hosted<G> {
 
     fn instantiated_count(&self) -> usize {
         self.guest.instantiated_count()
+    }
+
+    fn basic_host(&self) -> Option<&Hosted<BasicGuest>> {
+        G::basic(self)
     }
 }
 

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PySequence, PyString, PyTuple};
 use wasmtime::{Linker, ValRaw};
 
+use super::hosted::{BasicGuest, Hosted};
 use super::runtime::{core_error, PyModule_};
 use super::with_gil;
 use crate::basic::Arg;
@@ -507,6 +508,12 @@ pub trait Target: Send + Sync {
     /// Instances idle in the pool, and made since it was built.
     fn idle_count(&self) -> usize;
     fn instantiated_count(&self) -> usize;
+    /// This target as the bracket of calls on instances their caller holds
+    /// (an aggregate group's role calls, `aggregate.rs`): a Basic-ABI
+    /// module's hosted export.
+    fn basic_host(&self) -> Option<&Hosted<BasicGuest>> {
+        None
+    }
 }
 
 /// What a call gave.

@@ -167,6 +167,15 @@ impl Pinned {
         }
     }
 
+    /// The instance of a `BasicPool` (a module with imports), whose calls a
+    /// host may serve.
+    pub fn basic_mut(&mut self) -> Option<&mut PooledInstance<BasicState<PyHost>>> {
+        match self {
+            Self::Pure(_) => None,
+            Self::Wasi(instance) => Some(instance),
+        }
+    }
+
     /// Marks the instance as not to be reused.
     pub fn poison(&mut self) {
         match self {

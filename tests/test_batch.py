@@ -45,9 +45,16 @@ def _batch_of(name: str) -> str:
 TWICE = f"""
 (module
   (import "heliosdb" "heliosdb_log" (func $log (param i32 i32 i32)))
+  (import "heliosdb" "heliosdb_error" (func $error (param i32 i32 i32 i32)))
   {_RUNTIME}
+  (data (i32.const 0) "unlucky")
+  (data (i32.const 16) "seventeen is refused")
   (func $twice (export "twice") (param $x i64) (result i64)
     (if (i64.eq (local.get $x) (i64.const 13)) (then unreachable))
+    (if (i64.eq (local.get $x) (i64.const 17))
+      (then
+        (call $error (i32.const 0) (i32.const 7) (i32.const 16) (i32.const 20))
+        (return (i64.const 0))))
     (i64.mul (local.get $x) (i64.const 2)))
   {_batch_of("twice")}
   (func (export "bad__batch") (param i32) (result i32) i32.const 0)
@@ -85,6 +92,17 @@ def test_a_trap_in_a_batch_fails_it_and_the_next_batch_works(db: h.Database) -> 
         db.call_batch("twice", [list(range(20))])
     assert err.value.procedure == "twice"
     assert db.call_batch("twice", [[20, 21]]) == [40, 42]
+
+
+def test_a_row_that_raises_fails_its_batch_with_that_error(db: h.Database) -> None:
+    # The guest's loop carries on after heliosdb_error; the batch fails with
+    # the raised error all the same, counted once, and the next one is exact.
+    with pytest.raises(h.UserError, match="seventeen is refused") as err:
+        db.call_batch("twice", [[15, 16, 17, 18]])
+    assert err.value.user_code == "unlucky" and err.value.procedure == "twice"
+    assert db.call_batch("twice", [[15, 16]]) == [30, 32]
+    (metrics,) = db.metrics("twice").values()
+    assert (metrics.calls, metrics.errors) == (3, 1)
 
 
 def test_a_batch_entry_point_of_the_wrong_type_is_an_abi_error(db: h.Database) -> None:

@@ -417,29 +417,6 @@ class CoreInstance:
                 return raised_error(*raised)
         return error
 
-    def batch_export(self, export: str) -> str | None:
-        """The batch entry point of ``export`` (docs/abi.md §9), if it has one."""
-        return self.module.batch_entry(export)
-
-    def call_batch(
-        self, ctx: CallContext, export: str, sig: Signature, columns: Sequence[Sequence[Any]]
-    ) -> list[Any]:
-        """Rows ``columns`` through ``<export>__batch``: one guest call for all
-        of them, the columns laid out in guest memory (docs/abi.md §9)."""
-        name = export + BATCH_SUFFIX
-        count = len(columns[0])
-        data, code, out_size = batch_buffers(sig, columns)
-        out, raised = self._guarded(
-            ctx, lambda: self.core.call_batch(ctx, name, count, data, out_size)
-        )
-        if raised is not None:  # a row failed with heliosdb_error
-            self.poisoned = True
-            raise raised_error(*raised)
-        results = array.array(code)
-        results.frombytes(out)
-        values = results.tolist()
-        return [bool(x) for x in values] if sig.returns is SqlType.BOOLEAN else values
-
     def memory_size(self) -> int | None:
         return self.core.stats[3]
 

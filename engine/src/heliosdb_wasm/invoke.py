@@ -8,13 +8,21 @@ dropped.
 
 from __future__ import annotations
 
+import array
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import _core, native
-from .abi_basic import BasicModule, decode_returned, raised_error, returned_value
+from .abi_basic import (
+    BATCH_SUFFIX,
+    BasicModule,
+    batch_buffers,
+    decode_returned,
+    raised_error,
+    returned_value,
+)
 from .abi_component import ComponentModule, guest_error, sql_name
 from .errors import (
     AbiError,
@@ -206,7 +214,7 @@ class Runner:
         if len(counts) > 1:
             raise InvalidArgument("the columns differ in length").located(v.name, v.version)
         # A guest's own batch entry point beats calling it row by row.
-        guest_batch = self._hosted and self._guest_batch() and self._exact_python_columns(columns)
+        guest_batch = self._guest_batch() and self._exact_python_columns(columns)
         if self._fast and columns and not guest_batch:
             try:
                 return self._batch_native(columns)
@@ -215,7 +223,7 @@ class Runner:
                 # value it cannot take (NULL, text, out of range) means
                 # nothing ran, and the row-by-row path says why.
                 pass
-        if columns and self._guest_batch() and self._exact_python_columns(columns):
+        if columns and guest_batch:
             return self._batch_guest(columns)
         return [self.call(row) for row in zip(*columns, strict=True)]
 
@@ -223,45 +231,31 @@ class Runner:
         """Whether the export has a batch entry point (docs/abi.md §9)."""
         if self._batchable is None:
             sig = self.signature
-            numeric = sig.table is None and native.eligible(
-                [c.type for c in sig.params], sig.returns
+            module = self.module
+            self._batchable = (
+                self._hosted
+                and isinstance(module, BasicModule)
+                and sig.returns is not None
+                and native.eligible([c.type for c in sig.params], sig.returns)
+                and module.batch_entry(self.version.export) is not None
             )
-            self._batchable = False
-            if numeric and sig.returns is not None:
-                instance, _ = self._acquire()
-                finder = getattr(instance, "batch_export", None)
-                self._batchable = bool(finder and finder(self.version.export))
-                self._release(instance)
         return self._batchable
 
     def _batch_guest(self, columns: Sequence[Sequence[SqlValue]]) -> list[Any]:
-        """Chunks of rows, each one guest call in its own call context: the
-        procedure's limits (fuel, time) apply to each chunk as to one call."""
-        v = self.version
+        """Chunks of rows, each one guest call in the core with a call's
+        bracket (hosted.rs): the procedure's limits (fuel, time) apply to
+        each chunk as to one call, and its rows count as calls."""
+        numeric = self.numeric()
+        name = self.version.export + BATCH_SUFFIX
         results: list[Any] = []
-        rows = len(columns[0])
-        for start in range(0, rows, BATCH_CHUNK):
+        for start in range(0, len(columns[0]), BATCH_CHUNK):
             chunk = [col[start : start + BATCH_CHUNK] for col in columns]
-            started = time.perf_counter()
-            ctx = CallContext(self.session, v.name, v.version, v.capabilities, self.limits, [])
-            try:
-                with ctx:
-                    instance, _ = self._acquire()
-                    try:
-                        part = instance.call_batch(  # type: ignore[attr-defined]
-                            ctx, v.export, self.signature, chunk
-                        )
-                        ctx.finish()
-                    finally:
-                        if not instance.poisoned:
-                            self._release(instance)
-            except ProcedureError as exc:
-                self._metrics.count(time.perf_counter() - started, exc.code)
-                self.session.telemetry.pending_calls += 1
-                raise exc.located(v.name, v.version) from None
-            self._metrics.count_many(len(part), time.perf_counter() - started)
-            self.session.telemetry.pending_calls += len(part)
-            results.extend(part)
+            data, code, out_size = batch_buffers(self.signature, chunk)
+            out = array.array(code)
+            out.frombytes(numeric.call_guest_batch(name, len(chunk[0]), data, out_size))
+            results.extend(out.tolist())
+        if self.signature.returns is SqlType.BOOLEAN:
+            return [bool(x) for x in results]
         return results
 
     def _exact_python_columns(self, columns: Sequence[Sequence[SqlValue]]) -> bool:

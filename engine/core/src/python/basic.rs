@@ -833,30 +833,6 @@ impl BasicInstance {
         Ok((result, returned, last.raised.take()))
     }
 
-    /// A batch entry point (docs/abi.md §9): `name(count, args, out)` over
-    /// the argument columns `data`; the `out_size` result bytes, and what
-    /// a row raised with `heliosdb_error` (then the bytes are empty).
-    fn call_batch<'py>(
-        &self,
-        py: Python<'py>,
-        ctx: Py<PyAny>,
-        name: &str,
-        count: u32,
-        data: &[u8],
-        out_size: usize,
-    ) -> PyResult<(Bound<'py, PyBytes>, Raised)> {
-        let bytes = self.with_slot(py, Some(ctx), |instance, host| {
-            basic::call_batch(instance, host, name, count, data, out_size)
-        })?;
-        let raised = self
-            .last
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .raised
-            .take();
-        Ok((PyBytes::new(py, &bytes), raised))
-    }
-
     /// What the last call gave `heliosdb_error`, `(code, message)`, if it
     /// failed after raising (the call's outcome is then the raised error).
     #[getter]

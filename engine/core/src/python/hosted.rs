@@ -312,7 +312,7 @@ impl<G: Guest> Hosted<G> {
 impl Guest for BasicGuest {
     type Args = Vec<Arg>;
     // The wasm results and what the guest gave heliosdb_return.
-    type Done = (Vec<Val>, Option<(u8, Vec<u8>)>);
+    type Done = (Vec<Val>, Returned);
 
     fn prepare(&self, args: Vec<Arg>) -> Result<Vec<Arg>, String> {
         Ok(args)
@@ -372,10 +372,11 @@ impl Guest for BasicGuest {
     }
 }
 
-/// What [`basic::call`] left, as a hosted call's.
-fn basic_call(
-    (result, outcome, host): basic::Called<Vec<Val>, PyHost>,
-) -> GuestCall<<BasicGuest as Guest>::Done> {
+/// What a Basic-ABI guest gave `heliosdb_return`: the tag and the payload.
+type Returned = Option<(u8, Vec<u8>)>;
+
+/// What [`basic::call`] (or [`basic::call_batch`]) left, as a hosted call's.
+fn basic_call<T>((result, outcome, host): basic::Called<T, PyHost>) -> GuestCall<(T, Returned)> {
     let returned = outcome.returned;
     GuestCall {
         result: result.map(|values| (values, returned)),
@@ -436,8 +437,52 @@ impl Hosted<BasicGuest> {
             },
             answer,
             started,
+            None,
         )
         .map(|_| ())
+    }
+
+    /// `name(count, args_ptr, out_ptr)`, a batch entry point (docs/abi.md
+    /// §9), on an instance from the pool with a call's whole bracket: the
+    /// argument columns `data` in, `out_size` bytes of results back. The
+    /// `count` rows count as calls. Called without the GIL.
+    ///
+    /// # Errors
+    ///
+    /// Why the call failed; a row that raised `heliosdb_error` fails the
+    /// batch with that error (the instance is not reused: the rows after it
+    /// never ran).
+    pub fn call_batch(
+        &self,
+        name: &str,
+        count: u32,
+        data: &[u8],
+        out_size: usize,
+    ) -> Result<Vec<u8>, Failure> {
+        let started = Instant::now();
+        let pool = &self.guest.pool;
+        let mut out = Vec::new();
+        self.enter(
+            |host| {
+                let mut instance = pool.acquire()?;
+                let called =
+                    basic::call_batch(&mut instance, Some(host), name, count, data, out_size);
+                if called.1.raised.is_some() {
+                    instance.poison();
+                }
+                if !instance.is_poisoned() {
+                    pool.release(instance);
+                }
+                Ok(basic_call(called))
+            },
+            |(bytes, _)| {
+                out = bytes;
+                Ok(Answer::Slot)
+            },
+            started,
+            Some(count),
+        )?;
+        Ok(out)
     }
 }
 
@@ -656,6 +701,7 @@ impl<G: Guest> Hosted<G> {
         call: impl FnOnce(PyHost) -> Result<GuestCall<D>, CallError>,
         answer: impl FnOnce(D) -> Result<Answer, Failure>,
         started: Instant,
+        rows: Option<u32>,
     ) -> Result<Answer, Failure> {
         if !self.gate.enter_call(self.max_depth) {
             return Err(self.hook_error("too_deep", ()));
@@ -666,10 +712,17 @@ impl<G: Guest> Hosted<G> {
         let outcome = self.bracketed(call, answer, started);
         self.gate.set_policy(outer);
         self.gate.exit_call();
-        if outcome.is_ok() {
-            // Timed as a pure Numeric's calls are: every SAMPLE_EVERY-th.
-            let elapsed = self.tally.time_next().then(|| started.elapsed());
-            self.tally.count_call(elapsed);
+        match (&outcome, rows) {
+            (Err(_), _) => {}
+            // A batch: each row a call.
+            (Ok(_), Some(rows)) => self
+                .tally
+                .count_many(rows.into(), started.elapsed().as_secs_f64()),
+            (Ok(_), None) => {
+                // Timed as a pure Numeric's calls are: every SAMPLE_EVERY-th.
+                let elapsed = self.tally.time_next().then(|| started.elapsed());
+                self.tally.count_call(elapsed);
+            }
         }
         outcome
     }
@@ -735,6 +788,7 @@ impl<G: Guest> Target for Hosted<G> {
             |host| self.guest.call(host, args),
             |done| self.guest.answer(self, done, out, started),
             started,
+            None,
         )
     }
 

@@ -924,6 +924,28 @@ impl Numeric {
         })
     }
 
+    /// `rows` rows through the Basic-ABI batch entry point `name`
+    /// (docs/abi.md §9) of a hosted export: the argument columns `data` laid
+    /// out in guest memory, `out_size` bytes of results back. The guest runs
+    /// without the GIL.
+    fn call_guest_batch<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        rows: u32,
+        data: Vec<u8>,
+        out_size: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let inner = &*self.inner;
+        let host = inner
+            .basic_host()
+            .ok_or_else(|| PyTypeError::new_err("not a hosted Basic-ABI export"))?;
+        match py.detach(|| host.call_batch(name, rows, &data, out_size)) {
+            Ok(out) => Ok(PyBytes::new(py, &out)),
+            Err(failure) => Err(inner.exception(py, failure, None)),
+        }
+    }
+
     /// One call: `args` are exact numbers for the parameters (the caller
     /// has coerced them); TypeError/OverflowError if one is not, before the
     /// guest runs. The guest runs without the GIL.

@@ -54,6 +54,31 @@ def test_metrics_are_recorded_and_persisted_for_other_processes(tmp_path: Path) 
         assert db.metrics("count_rows")[1].calls == 21  # persisted + pending
 
 
+def test_a_listened_call_is_profiled_in_the_core_and_counted_once(tmp_path: Path) -> None:
+    """While someone listens (`procedure profile`), calls still run in the
+    core: it says where each call's time went, and the metrics count each
+    call once, the failed one as an error."""
+    path = tmp_path / "p.db"
+    _setup(path)
+    seen: list[telemetry.CallStats] = []
+    with h.Database.open(path) as db:
+        db.session.telemetry.listeners.append(seen.append)
+        for _ in range(5):
+            assert db.call("count_rows") == 2
+        with pytest.raises(h.ProcedureTrap):
+            db.call("trapper", 99)
+        assert db._runner("count_rows")._fast
+        ok, failed = seen[:5], seen[5]
+        assert all(s.procedure == "count_rows" and s.error is None for s in ok)
+        for s in ok:
+            assert s.host > 0 and s.guest > 0 and s.fuel_used and s.memory_bytes
+            assert s.total >= s.instantiate + s.guest + s.host
+        assert (failed.procedure, failed.error) == ("trapper", "trap")
+        assert db.metrics("count_rows")[1].calls == 5
+        bad = db.metrics("trapper")[1]
+        assert (bad.calls, bad.errors) == (1, 1)
+
+
 def test_telemetry_waits_for_the_callers_transaction(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
     _setup(path)

@@ -129,6 +129,11 @@ class Numeric:
         hooks: Any,  # invoke.HostedHooks
     ) -> Numeric: ...
     def call(self, args: Sequence[Any]) -> Any: ...
+    def profiled(
+        self, args: Sequence[Any]
+    ) -> tuple[Any, tuple[float, float, float, int | None, int | None] | None]:
+        """call, and (instantiate, wasm, host seconds, fuel, memory) if the
+        call recorded where its time went."""
     def batch(self, columns: Sequence[Sequence[Any]]) -> list[Any]: ...
     def call_guest_batch(self, name: str, rows: int, data: bytes, out_size: int) -> bytes:
         """Rows through a hosted Basic-ABI export's batch entry point

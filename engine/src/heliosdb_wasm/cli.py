@@ -550,8 +550,9 @@ def procedure_profile(
         click.echo(f"fuel per call: {sum(fuel) / len(fuel):.0f}")
     click.echo(
         "instantiate: only calls that needed a new instance (the pool keeps them);"
-        " marshal: host-side argument/result conversion; guest: time in wasm minus"
-        " host; host: time in host API calls (queries, logging, nested procedures)"
+        " marshal: the host's side of the call (argument/result conversion, the call's"
+        " savepoint and bookkeeping); guest: time in wasm minus host; host: time in"
+        " host API calls (queries, logging, nested procedures)"
     )
 
 

@@ -181,10 +181,7 @@ class Runner:
         return core
 
     def call(self, args: Sequence[SqlValue]) -> Any:
-        # Every call while someone profiles goes the general way
-        # (`procedure profile` listens for each call's breakdown, which only
-        # that way records).
-        if self._fast and not self.session.telemetry.listeners:
+        if self._fast:
             return self._call_fast(args)
         v = self.version
         try:
@@ -329,9 +326,48 @@ class Runner:
             raise exc.located(self.version.name, self.version.version) from None
         if values is None:
             return self._nothing()
-        # The core counts a success in its tally; fault() counts a failure.
-        result = numeric.call(values)
+        if self.session.telemetry.listeners:
+            result = self._call_listened(numeric, values)
+        else:
+            # The core counts a success in its tally; fault() counts a failure.
+            result = numeric.call(values)
         return self._nothing() if result is None else result
+
+    def _call_listened(self, numeric: _core.Numeric, values: list[SqlValue]) -> Any:
+        """A call someone listens to (`procedure profile`): the core says
+        where its time went, and each listener gets the call's CallStats."""
+        v = self.version
+        wall, started = time.time(), time.perf_counter()
+        try:
+            result, profile = numeric.profiled(values)
+        except ProcedureError as exc:
+            elapsed = time.perf_counter() - started
+            failed = CallStats(v.name, v.version, wall, elapsed, 0, 0, 0, 0, None, None, exc.code)
+            self._tell(failed)
+            raise
+        total = time.perf_counter() - started
+        # An import-free module records no profile: all its time is the guest's.
+        instantiate, wasm, host, fuel, memory = profile or (0.0, total, 0.0, None, None)
+        self._tell(
+            CallStats(
+                procedure=v.name,
+                version=v.version,
+                started=wall,
+                total=total,
+                instantiate=instantiate,
+                marshal=max(0.0, total - instantiate - wasm),
+                guest=max(0.0, wasm - host),
+                host=host,
+                fuel_used=fuel,
+                memory_bytes=memory,
+                error=None,
+            )
+        )
+        return result
+
+    def _tell(self, stats: CallStats) -> None:
+        for listener in self.session.telemetry.listeners:
+            listener(stats)
 
     def numeric(self) -> _core.Numeric:
         """This version's numeric export in the Rust core, made on first use.

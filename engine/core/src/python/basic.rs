@@ -442,9 +442,10 @@ impl Host for PyHost {
         })
     }
 
-    // A call the core runs whole reports no split of its time.
+    // A call the core runs whole reports no split of its time, unless it
+    // is being profiled.
     fn timed(&self) -> bool {
-        self.hooks.is_none()
+        self.hooks.is_none() || super::numeric::Profile::wanted()
     }
 }
 

@@ -26,7 +26,7 @@ use super::gate::Gate;
 use super::logs::LogTarget;
 use super::numeric::{
     arg_bytes, fault_exception, hook_error, limits_from, slot_args, to_slot, Answer, Failure, Kind,
-    Param, TallyInner, Target,
+    Param, Profile, TallyInner, Target,
 };
 use super::policy::Grants;
 use super::runtime::core_error;
@@ -85,6 +85,11 @@ pub struct GuestCall<D> {
     out_of_memory: bool,
     fuel_used: u64,
     memory_bytes: Option<usize>,
+    // Taking an instance from the pool (making one when none was idle),
+    // time in the guest, and the part of it in host functions: a profile's.
+    instantiate: Duration,
+    wasm: Duration,
+    in_host: Duration,
     host: Option<PyHost>,
 }
 
@@ -233,6 +238,14 @@ impl<G: Guest> Hosted<G> {
         };
         let out_of_memory = call.out_of_memory || logged_it;
         let seconds = || elapsed().as_secs_f64();
+        Profile {
+            instantiate: call.instantiate,
+            wasm: call.wasm,
+            host: call.in_host,
+            fuel_used: Some(call.fuel_used),
+            memory_bytes: call.memory_bytes,
+        }
+        .record();
         if call.result.is_ok() {
             self.tally
                 .count_resources(call.fuel_used, call.memory_bytes);
@@ -319,7 +332,9 @@ impl Guest for BasicGuest {
     }
 
     fn call(&self, host: PyHost, args: Vec<Arg>) -> Result<GuestCall<Self::Done>, CallError> {
+        let acquiring = Instant::now();
         let mut instance = self.pool.acquire()?;
+        let instantiate = acquiring.elapsed();
         let called = basic::call(
             &mut instance,
             Some(host),
@@ -330,7 +345,10 @@ impl Guest for BasicGuest {
         if !instance.is_poisoned() {
             self.pool.release(instance);
         }
-        Ok(basic_call(called))
+        Ok(GuestCall {
+            instantiate,
+            ..basic_call(called)
+        })
     }
 
     fn basic(hosted: &Hosted<Self>) -> Option<&Hosted<BasicGuest>> {
@@ -384,6 +402,9 @@ fn basic_call<T>((result, outcome, host): basic::Called<T, PyHost>) -> GuestCall
         out_of_memory: outcome.out_of_memory,
         fuel_used: outcome.fuel_used,
         memory_bytes: outcome.memory_bytes,
+        instantiate: Duration::ZERO,
+        wasm: outcome.wasm,
+        in_host: outcome.host,
         host,
     }
 }
@@ -464,7 +485,9 @@ impl Hosted<BasicGuest> {
         let mut out = Vec::new();
         self.enter(
             |host| {
+                let acquiring = Instant::now();
                 let mut instance = pool.acquire()?;
+                let instantiate = acquiring.elapsed();
                 let called =
                     basic::call_batch(&mut instance, Some(host), name, count, data, out_size);
                 if called.1.raised.is_some() {
@@ -473,7 +496,10 @@ impl Hosted<BasicGuest> {
                 if !instance.is_poisoned() {
                     pool.release(instance);
                 }
-                Ok(basic_call(called))
+                Ok(GuestCall {
+                    instantiate,
+                    ..basic_call(called)
+                })
             },
             |(bytes, _)| {
                 out = bytes;
@@ -502,7 +528,9 @@ impl Guest for ComponentGuest {
         host: PyHost,
         args: Vec<ComponentVal>,
     ) -> Result<GuestCall<Self::Done>, CallError> {
+        let acquiring = Instant::now();
         let mut instance = self.pool.acquire()?;
+        let instantiate = acquiring.elapsed();
         let (result, outcome, host) =
             instance.call(host, self.interface.as_deref(), &self.name, &args);
         self.pool.release(instance);
@@ -512,6 +540,9 @@ impl Guest for ComponentGuest {
             out_of_memory: outcome.out_of_memory,
             fuel_used: outcome.fuel_used,
             memory_bytes: None,
+            instantiate,
+            wasm: outcome.wasm,
+            in_host: outcome.host,
             host,
         })
     }

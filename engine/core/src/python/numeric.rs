@@ -516,6 +516,46 @@ pub trait Target: Send + Sync {
     }
 }
 
+/// Where one call's time went, for `procedure profile` (`Numeric.profiled`):
+/// kept per thread by the call that ran last on it, so recording it costs a
+/// call a few stores and no lock.
+#[derive(Clone, Copy, Default)]
+pub struct Profile {
+    pub instantiate: Duration,
+    pub wasm: Duration,
+    pub host: Duration,
+    pub fuel_used: Option<u64>,
+    pub memory_bytes: Option<usize>,
+}
+
+thread_local! {
+    static LAST_PROFILE: Cell<Option<Profile>> = const { Cell::new(None) };
+    static PROFILING: Cell<bool> = const { Cell::new(false) };
+}
+
+impl Profile {
+    /// Whether the calls on this thread are being profiled: their time in
+    /// host functions is measured then (two clock reads each, which calls
+    /// no one profiles save).
+    pub fn wanted() -> bool {
+        PROFILING.with(Cell::get)
+    }
+
+    /// This thread's last call's profile is `self`.
+    pub fn record(self) {
+        LAST_PROFILE.with(|last| last.set(Some(self)));
+    }
+
+    /// The profile the last call on this thread recorded, if any since the
+    /// last `take`.
+    pub fn take() -> Option<Self> {
+        LAST_PROFILE.with(Cell::take)
+    }
+}
+
+/// A `Profile` as Python gets it.
+type ProfileTuple = (f64, f64, f64, Option<u64>, Option<usize>);
+
 /// What a call gave.
 pub enum Answer {
     /// The number in `slots[0]`.
@@ -944,6 +984,33 @@ impl Numeric {
             Ok(out) => Ok(PyBytes::new(py, &out)),
             Err(failure) => Err(inner.exception(py, failure, None)),
         }
+    }
+
+    /// `call`, and where its time went: `(instantiate, wasm, host)` seconds
+    /// (`wasm` includes `host`, the time in host functions), fuel used and
+    /// the guest's memory (None where the core does not know). A call of an
+    /// import-free module records no profile: all of its time is the
+    /// guest's, and the caller measures that.
+    fn profiled(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyAny>,
+    ) -> PyResult<(Py<PyAny>, Option<ProfileTuple>)> {
+        Profile::take();
+        let outer = PROFILING.with(|p| p.replace(true));
+        let result = self.call(py, args);
+        PROFILING.with(|p| p.set(outer));
+        let result = result?;
+        let profile = Profile::take().map(|p| {
+            (
+                p.instantiate.as_secs_f64(),
+                p.wasm.as_secs_f64(),
+                p.host.as_secs_f64(),
+                p.fuel_used,
+                p.memory_bytes,
+            )
+        });
+        Ok((result, profile))
     }
 
     /// One call: `args` are exact numbers for the parameters (the caller

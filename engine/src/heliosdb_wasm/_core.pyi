@@ -129,6 +129,9 @@ class Numeric:
         hooks: Any,  # invoke.HostedHooks
     ) -> Numeric: ...
     def call(self, args: Sequence[Any]) -> Any: ...
+    def call_values(self, args: Sequence[Any]) -> Any:
+        """A component's hosted export called with plain Python values of
+        its own types (records as dicts, variants as (case, payload))."""
     def profiled(
         self, args: Sequence[Any]
     ) -> tuple[Any, tuple[float, float, float, int | None, int | None] | None]:

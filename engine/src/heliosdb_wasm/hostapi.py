@@ -115,6 +115,10 @@ class Session:
         self.gate = _core.Gate(self.db, isinstance(conn, Connection))
         if isinstance(conn, Connection):
             conn.gate = self.gate
+        # Calls the core runs whole on this connection for others than the
+        # registry's procedures (query-hook plugins), made on first use:
+        # they hold the connection's gate.
+        self.hosted: dict[tuple[str, int, str], _core.Numeric] = {}
 
     @property
     def logs(self) -> list[LogRecord]:

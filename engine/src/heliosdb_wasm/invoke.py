@@ -56,6 +56,10 @@ class Instance(Protocol):
         self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]
     ) -> Any: ...
 
+    def release(self) -> None:
+        """Drops the instance's store now."""
+        ...
+
 
 class LoadedModule(Protocol):
     abi: str

@@ -23,21 +23,14 @@ import threading
 import time
 import tomllib
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import sqlast
+from . import _core, native, sqlast
 from .abi_basic import BasicModule
-from .abi_component import (
-    ComponentInstance,
-    ComponentModule,
-    guest_error,
-    split_result,
-    sql_of_value,
-    value_variant,
-)
+from .abi_component import ComponentModule, sql_of_value, value_variant
 from .errors import (
     InvalidArgument,
     PluginError,
@@ -45,10 +38,11 @@ from .errors import (
     ProcedureError,
 )
 from .hostapi import CallContext, Session
-from .invoke import Instance, LoadedModule, load
+from .invoke import HostedHooks, LoadedModule, _fault_hook, load
 from .policy import Capabilities, Limits
-from .registry import sha256_hex
-from .runtime import Runtime, default_runtime
+from .registry import ProcedureVersion, sha256_hex
+from .runtime import Runtime, core_error, default_runtime
+from .telemetry import Metrics as CallMetrics
 from .values import Column, Signature, SqlType, SqlValue
 
 if TYPE_CHECKING:
@@ -512,11 +506,10 @@ class PluginVersion:
                 f"plugin {spec.name}: the module exports no hook ({', '.join(HOOKS)})"
             )
         self.hooks = frozenset(wanted)
-        self._idle: list[Instance] = []
-        self._lock = threading.Lock()
+        # That it instantiates and speaks the ABI; its calls take their own.
         instance = self.module.verify(self.limits, self.capabilities)
         if instance is not None:
-            self._release(instance)
+            instance.release()
         # probation bookkeeping (Pipeline._judge)
         self.calls = 0
         self.failures = 0
@@ -540,22 +533,13 @@ class PluginVersion:
     ) -> Verdict:
         """Runs one hook; any failure is a PluginError naming this version."""
         export = stage.replace("-", "_")
-        cctx = CallContext(session, self.name, self.version, self.capabilities, self.limits, [])
-        cctx.counter = lambda key, window: self._counters.count(self.name, key, window)
         try:
-            with cctx:
-                instance = self._acquire()
-                try:
-                    if isinstance(self.module, ComponentModule):
-                        verdict = self._call_component(instance, cctx, export, ctx, args)
-                    else:
-                        request = json.dumps({"ctx": ctx, **args}, separators=(",", ":"))
-                        answer = instance.call(cctx, export, _REQUEST, [request])
-                        verdict = verdict_from_json(_guest_json(answer))
-                    cctx.finish()
-                finally:
-                    if not instance.poisoned:
-                        self._release(instance)
+            hook = self._hook(session, export)
+            if isinstance(self.module, ComponentModule):
+                verdict = self._call_component(hook, ctx, args)
+            else:
+                request = json.dumps({"ctx": ctx, **args}, separators=(",", ":"))
+                verdict = verdict_from_json(_guest_json(hook.call([request])))
         except PluginError as exc:
             raise PluginError(exc.message, procedure=self.name, version=self.version) from None
         except ProcedureError as exc:
@@ -572,15 +556,65 @@ class PluginVersion:
             )
         return verdict
 
-    def _call_component(
+    def _hook(self, session: Session, export: str) -> _core.Numeric:
+        """The hook ``export`` as the core runs it whole on ``session``'s
+        connection (hosted.rs: the version's limits and grants, its host
+        functions in Rust, count-in-window and the rare ones in Python),
+        made on first use per connection."""
+        key = (self.name, self.version, export)
+        found = session.hosted.get(key)
+        if found is not None:
+            return found
+        module = self.module
+        assert isinstance(module, BasicModule | ComponentModule)
+        target: str | tuple[str | None, str] = export
+        if isinstance(module, ComponentModule):
+            iface, wit_name, _ = module.functions[export]
+            target = (iface, wit_name)
+        version = ProcedureVersion(
+            self.name, self.version, module.abi, export, _REQUEST, self.capabilities, {},
+            self.sha256, 0.0,
+        )
+        metrics = CallMetrics()  # the pipeline counts hook calls itself (Metrics)
+        try:
+            hook = self._hosted(session, module, target, version, metrics)
+        except _core.CoreError as exc:
+            code, message = exc.args
+            raise core_error(code, message, None, [], self.limits) from None
+        session.hosted[key] = hook
+        return hook
+
+    def _hosted(
         self,
-        instance: Instance,
-        cctx: CallContext,
-        export: str,
-        ctx: dict[str, Any],
-        args: dict[str, Any],
+        session: Session,
+        module: BasicModule | ComponentModule,
+        target: str | tuple[str | None, str],
+        version: ProcedureVersion,
+        metrics: CallMetrics,
+    ) -> _core.Numeric:
+        return _core.Numeric.hosted(
+            module.core_pool(self.limits, self.capabilities),
+            target,
+            native.params_of(_REQUEST) if isinstance(module, BasicModule) else [],
+            None,
+            self.limits.to_json(),
+            native.new_tally(),
+            _fault_hook(session, metrics, self.limits, version),
+            _PluginHooks(session, metrics, self.limits, version, self._counter),
+            session.gate,
+            self.capabilities.core_grants,
+            session.is_procedure,
+            self.capabilities.can_write(),
+            True,  # a JSON answer (Basic ABI) or a verdict record: the hooks make it
+            (session.telemetry.logs, self.name, self.version),
+        )
+
+    def _counter(self, key: str, window_ms: int) -> int:
+        return self._counters.count(self.name, key, window_ms)
+
+    def _call_component(
+        self, hook: _core.Numeric, ctx: dict[str, Any], args: dict[str, Any]
     ) -> Verdict:
-        assert isinstance(instance, ComponentInstance)
         # The context record: a dict by WIT field name (ctx's keys are those).
         lowered: list[Any] = [ctx]
         for key, value in args.items():
@@ -589,23 +623,37 @@ class PluginVersion:
             elif key == "rows":
                 value = [[value_variant(_value_from_json(v)) for v in row] for row in value]
             lowered.append(value)
-        raw = instance.call_lowered(cctx, export, lowered)
-        if instance.module.splitter(export) is not None:
-            ok, raw = split_result(raw)
-            if not ok:
-                raise guest_error(raw)
+        try:
+            raw = hook.call_values(lowered)
+        except (TypeError, ValueError) as exc:
+            # An argument the hook's types cannot take: the guest never ran.
+            raise InvalidArgument(str(exc)) from None
         return _verdict_from_component(raw)
 
-    def _acquire(self) -> Instance:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self.module.instantiate(self.limits, self.capabilities)
 
-    def _release(self, instance: Instance) -> None:
-        with self._lock:
-            if len(self._idle) < self.limits.pool_size:
-                self._idle.append(instance)
+class _PluginHooks(HostedHooks):
+    """A hook's ``HostedHooks``: its answer is the plugin's own (a verdict
+    record, or JSON text), and its calls may count in windows
+    (plugin-host.count-in-window, a host function living in Python)."""
+
+    def __init__(
+        self,
+        session: Session,
+        metrics: CallMetrics,
+        limits: Limits,
+        version: ProcedureVersion,
+        counter: Callable[[str, int], int],
+    ) -> None:
+        super().__init__(session, metrics, limits, version)
+        self._counter = counter
+
+    def context(self) -> CallContext:
+        ctx = super().context()
+        ctx.counter = self._counter
+        return ctx
+
+    def convert(self, value: Any) -> Any:
+        return value
 
 
 # --- metrics -------------------------------------------------------------------

@@ -173,7 +173,7 @@ fn describe<'py>(py: Python<'py>, ty: &Type) -> PyResult<Bound<'py, PyTuple>> {
 }
 
 /// `value` as a component value of type `ty`; `what` names it in errors.
-fn lower(value: &Bound<'_, PyAny>, ty: &Type, what: &str) -> PyResult<Val> {
+pub fn lower(value: &Bound<'_, PyAny>, ty: &Type, what: &str) -> PyResult<Val> {
     let wrong = |expected: &str| {
         PyTypeError::new_err(format!(
             "{what}: expected {expected}, got {}",

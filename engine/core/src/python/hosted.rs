@@ -74,6 +74,10 @@ pub trait Guest: Send + Sync + Sized + 'static {
     fn basic(_hosted: &Hosted<Self>) -> Option<&Hosted<BasicGuest>> {
         None
     }
+    /// `hosted` as a component's export, if it is one.
+    fn component(_hosted: &Hosted<Self>) -> Option<&Hosted<ComponentGuest>> {
+        None
+    }
 }
 
 /// What one guest call left.
@@ -623,6 +627,62 @@ impl Guest for ComponentGuest {
     fn instantiated_count(&self) -> usize {
         self.pool.instantiated_count()
     }
+
+    fn component(hosted: &Hosted<Self>) -> Option<&Hosted<ComponentGuest>> {
+        Some(hosted)
+    }
+}
+
+impl Hosted<ComponentGuest> {
+    /// One call with `args` as plain Python values (a record a dict by
+    /// field name, a variant `(case, payload)`, a list a list), lowered to
+    /// the export's parameter types — `TypeError`/`ValueError` naming the
+    /// parameter before the guest runs if one does not fit — for callers
+    /// with types of their own (the query-hook plugins). The answer is any
+    /// hosted component call's: `hooks.convert` makes a value that is not a
+    /// number, an `err` is `hooks.component_error`'s. The guest runs
+    /// without the GIL.
+    ///
+    /// # Errors
+    ///
+    /// An argument that does not fit, or why the call failed (typed).
+    pub fn call_values(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, pyo3::types::PySequence>,
+    ) -> PyResult<Py<PyAny>> {
+        let guest = &self.guest;
+        let n = args.len()?;
+        if n != guest.params.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "{} takes {} argument(s), got {n}",
+                guest.name,
+                guest.params.len()
+            )));
+        }
+        let values = guest
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, (pname, ty))| {
+                super::component::lower(&args.get_item(i)?, ty, &format!("{}({pname})", guest.name))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let mut out = [ValRaw::i64(0)];
+        let outcome = py.detach(|| {
+            let started = Instant::now();
+            self.enter(
+                |host| guest.call(host, values),
+                |done| guest.answer(self, done, &mut out, started),
+                started,
+                None,
+            )
+        });
+        match outcome {
+            Ok(answer) => Ok(answer.into_py(py, self.result, out[0])),
+            Err(failure) => Err(self.exception(py, failure, None)),
+        }
+    }
 }
 
 /// A component's scalar result as a number.
@@ -848,6 +908,10 @@ impl<G: Guest> Target for Hosted<G> {
     fn basic_host(&self) -> Option<&Hosted<BasicGuest>> {
         G::basic(self)
     }
+
+    fn component_host(&self) -> Option<&Hosted<ComponentGuest>> {
+        G::component(self)
+    }
 }
 
 /// The arguments of `Numeric.hosted`.
@@ -901,7 +965,9 @@ pub fn component(
         params: func.params().map(|(n, t)| (n.to_owned(), t)).collect(),
         result: func.results().next(),
     };
-    if guest.params.len() != args.params.len() {
+    // No parameters given: the export is called with its own types only
+    // (`call_values`, the plugins' hooks).
+    if !args.params.is_empty() && guest.params.len() != args.params.len() {
         return Err(core_error(
             "abi-error",
             format!(

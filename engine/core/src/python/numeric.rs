@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PySequence, PyString, PyTuple};
 use wasmtime::{Linker, ValRaw};
 
-use super::hosted::{BasicGuest, Hosted};
+use super::hosted::{BasicGuest, ComponentGuest, Hosted};
 use super::runtime::{core_error, PyModule_};
 use super::with_gil;
 use crate::basic::Arg;
@@ -514,6 +514,11 @@ pub trait Target: Send + Sync {
     fn basic_host(&self) -> Option<&Hosted<BasicGuest>> {
         None
     }
+    /// This target as a component's hosted export (its calls may take any
+    /// of the component's types: `Numeric.call_values`).
+    fn component_host(&self) -> Option<&Hosted<ComponentGuest>> {
+        None
+    }
 }
 
 /// Where one call's time went, for `procedure profile` (`Numeric.profiled`):
@@ -869,7 +874,9 @@ impl Numeric {
     /// and the connection's gate; `writes`: each call runs in its own
     /// savepoint; `lifts`: the result is not a number (`result` is None) and
     /// `hooks.lift` (what a Basic-ABI guest gave `heliosdb_return`) or
-    /// `hooks.convert` (a component's value) makes it.
+    /// `hooks.convert` (a component's value) makes it. A component's
+    /// `params` may be empty: its calls then take its own types
+    /// (`call_values`).
     #[staticmethod]
     #[allow(clippy::too_many_arguments)] // one procedure version's whole setup
     #[pyo3(signature = (pool, export, params, result, limits, tally, fault, hooks, gate, grants, is_procedure, writes, lifts, log))]
@@ -984,6 +991,17 @@ impl Numeric {
             Ok(out) => Ok(PyBytes::new(py, &out)),
             Err(failure) => Err(inner.exception(py, failure, None)),
         }
+    }
+
+    /// One call of a component's hosted export with `args` as plain Python
+    /// values of its own types (records as dicts, variants as `(case,
+    /// payload)`): `TypeError`/`ValueError` before the guest runs for one
+    /// that does not fit. The guest runs without the GIL.
+    fn call_values(&self, py: Python<'_>, args: &Bound<'_, PySequence>) -> PyResult<Py<PyAny>> {
+        self.inner
+            .component_host()
+            .ok_or_else(|| PyTypeError::new_err("not a component's hosted export"))?
+            .call_values(py, args)
     }
 
     /// `call`, and where its time went: `(instantiate, wasm, host)` seconds

@@ -1,9 +1,8 @@
-"""The numeric path through the Rust core (native.py) gives exactly the
-answers and errors of the general path; every check runs on each way SQL
-reaches a procedure: the core's function SQLite calls with no apsw in
-between (``direct``: Scalar.bind), apsw's Python function over the core's
-Numeric (``apsw``: HELIOSDB_WASM_SQLITE_DIRECT=0) and the general path
-(``general``: no Numeric at all)."""
+"""The numeric path through the Rust core (native.py): every check runs on
+each way SQL reaches a procedure, with the same answers and errors: the
+core's function SQLite calls with no apsw in between (``direct``:
+Scalar.bind) and apsw's Python function over the core's Numeric (``apsw``:
+HELIOSDB_WASM_SQLITE_DIRECT=0)."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ import heliosdb_wasm as h
 from conftest import TEST_LIMITS, b64, wasm_of
 from heliosdb_wasm import _core
 from heliosdb_wasm.database import Database
-from heliosdb_wasm.invoke import Runner
 
 PROCEDURES = {
     "add_i64": "(a BIGINT, b BIGINT) RETURNS BIGINT",
@@ -28,7 +26,7 @@ PROCEDURES = {
     "is_positive": "(a BIGINT) RETURNS BOOLEAN",
     "identity_f64": "(a DOUBLE) RETURNS DOUBLE",
 }
-MODES = ["direct", "apsw", "general"]
+MODES = ["direct", "apsw"]
 NUMERIC = b64(wasm_of("numeric"))
 LIMITS = b64(wasm_of("limits"))
 
@@ -45,14 +43,6 @@ def scalars() -> Scalars:
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, scalars: Scalars) -> str:
     mode: str = request.param
     monkeypatch.setenv("HELIOSDB_WASM_SQLITE_DIRECT", "1" if mode == "direct" else "0")
-    if mode == "general":
-        original = Runner.__init__
-
-        def general_only(self: Runner, *args: object) -> None:
-            original(self, *args)  # type: ignore[arg-type]
-            self._fast = False
-
-        monkeypatch.setattr(Runner, "__init__", general_only)
     make = Database._native_scalar
 
     def spy(self: Database, version: Any, slow: Callable[..., Any]) -> _core.Scalar | None:
@@ -92,7 +82,7 @@ def db(mode: str, scalars: Scalars) -> Iterator[h.Database]:
             "CREATE PROCEDURE nullable_f(a DOUBLE) RETURNS DOUBLE LANGUAGE wasm"
             f" CALLED ON NULL INPUT USING EXPORT 'identity_f64' AS $wasm${NUMERIC}$wasm$"
         )
-        assert database._runner("add_i64")._fast is (mode != "general")
+        assert database._runner("add_i64")._fast
         assert set(scalars) >= set(PROCEDURES)  # made in every mode; bound only when direct
         yield database
 
@@ -173,17 +163,12 @@ def test_a_trap_mid_statement_then_a_fresh_instance(
         assert (err.value.procedure, err.value.version) == ("div_zero", 1)
         assert not isinstance(err.value.__cause__, Exception)
         core = numeric(db, "div_zero")
-        if mode == "general":
-            assert core is None
-        else:
-            # The trapped instance was dropped, never pooled again.
-            assert core is not None and core.idle_instances == 0
-            made.append(core.instantiated)
+        # The trapped instance was dropped, never pooled again.
+        assert core is not None and core.idle_instances == 0
+        made.append(core.instantiated)
         assert db.execute("SELECT sum(div_zero(n)) FROM t WHERE n > 0").scalar() == 127
-        if core is not None:
-            assert core.idle_instances == 1
-    if mode != "general":
-        assert made[1] == made[0] + 1  # a fresh instance after each trap
+        assert core.idle_instances == 1
+    assert made[1] == made[0] + 1  # a fresh instance after each trap
     m = db.metrics("div_zero")[1]
     assert (m.calls, m.errors, m.error_codes) == (12, 2, {"trap": 2})
     assert sum(m.histogram.values()) == 12
@@ -238,7 +223,7 @@ def test_replace_alter_and_drop_while_bound(db: h.Database, mode: str, scalars: 
     assert (metrics[1].calls, metrics[2].calls) == (2, 3 + 1)
     assert len(scalars["add_i64"]) == 4  # one per binding
     core = numeric(db, "add_i64")
-    assert (core is None) is (mode == "general")
+    assert core is not None
     db.execute("DROP PROCEDURE add_i64")
     with pytest.raises(h.SqlError, match="no such function"):
         db.execute("SELECT add_i64(6, 7)")

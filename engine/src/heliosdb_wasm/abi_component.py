@@ -2,9 +2,9 @@
 
 Signatures come from the component's own export types (docs/abi.md section 8).
 The component runs in the Rust core (engine/core/src/component.rs): its host
-interface generated from wit/, WASI 0.2, the call and its values; the host
-functions do what they ask of the database through the call's CallContext,
-exactly as for core modules.
+interface generated from wit/, WASI 0.2, the call and its values, each call
+run whole on the hosted path (engine/core/src/python/hosted.rs), exactly as
+for core modules.
 
 Values cross as plain Python values (engine/core/src/python/component.rs):
 a record is a dict by WIT field name, a variant ``(case, payload)``, a result
@@ -15,7 +15,6 @@ descriptors: ``("s64",)``, ``("list", T)``, ``("option", T)``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _core
@@ -23,16 +22,13 @@ from .abi_basic import host_status, pooled
 from .errors import (
     WIT_ERROR_CASES,
     AbiError,
-    InvalidArgument,
     ProcedureError,
-    ProcedureTrap,
     UserError,
     from_wit_case,
 )
-from .hostapi import CallContext
 from .policy import Capabilities, Limits
-from .runtime import Runtime, Source, core_error, limit_error, source_bytes
-from .values import Column, Signature, SqlType, SqlValue, convert_result, fits
+from .runtime import Runtime, Source, source_bytes
+from .values import Column, Signature, SqlType, SqlValue, fits
 from .wasi import is_wasip2_interface, wasi_grants
 
 WIT_PACKAGE = "heliosdb:procedures"
@@ -103,26 +99,20 @@ class _Shape:
         params: list[Column] = []
         nullable: set[int] = set()
         wit_params, result = fty
-        # Each SQL argument's conversion to the component's form, chosen once.
-        self.param_converters: list[Callable[[SqlValue], Any]] = []
         for i, (pname, pty) in enumerate(wit_params):
-            self.param_converters.append(_param_converter(pty))
             inner = pty
             if pty[0] == "option":
                 nullable.add(i)
                 inner = pty[1]
             params.append(Column(sql_name(pname), _scalar(inner, f"{name}({pname})")))
-        self.fallible = result is not None and result[0] == "result"
         inner_result = result[1] if result is not None and result[0] == "result" else result
         returns: SqlType | None = None
         table: tuple[Column, ...] | None = None
-        self.record_fields: list[str] | None = None
         if inner_result is not None and inner_result[0] == "option":
             inner_result = inner_result[1]
         rows = inner_result[1] if inner_result is not None and inner_result[0] == "list" else None
         if rows is not None and rows[0] == "record":
             fields = rows[1]
-            self.record_fields = [f for f, _ in fields]
             table = tuple(
                 Column(sql_name(f), _scalar(_unwrap_option(t), f"{name} column {f}"))
                 for f, t in fields
@@ -195,11 +185,6 @@ class ComponentModule:
             self._shapes[key] = _Shape(found[1], found[2])
         return self._shapes[key]
 
-    def splitter(self, export: str) -> Callable[[Any], tuple[bool, Any]] | None:
-        """How to split an export's result<T, E> value into (is ok, payload)."""
-        result = self.functions[sql_name(export)][2][1]
-        return split_result if result is not None and result[0] == "result" else None
-
     def verify(self, limits: Limits, caps: Capabilities) -> None:
         """Components declare their ABI through their types; nothing to run."""
 
@@ -221,9 +206,6 @@ class ComponentModule:
             nullable_params=derived.nullable_params,
         )
 
-    def instantiate(self, limits: Limits, caps: Capabilities) -> ComponentInstance:
-        return ComponentInstance(self, limits, caps)
-
     def core_pool(self, limits: Limits, caps: Capabilities) -> _core.ComponentPool:
         """The core's pool of this component under ``limits`` and what
         ``caps`` grant of WASI (linked once), made on first use."""
@@ -234,75 +216,6 @@ class ComponentModule:
             grants,
             lambda: _core.ComponentPool(self.component, limits.to_json(), host_status, grants),
         )
-
-
-class ComponentInstance:
-    """One instance of a component, with its own store, in the core."""
-
-    def __init__(self, module: ComponentModule, limits: Limits, caps: Capabilities) -> None:
-        self.module = module
-        self.limits = limits
-        self.poisoned = False
-        try:
-            self.core = module.core_pool(limits, caps).instance()
-        except _core.GuestFault as exc:
-            code, message, limit, frames = exc.args
-            raise core_error(code, message, limit, frames, limits) from None
-
-    def release(self) -> None:
-        """Drop the store now."""
-        self.core.release()
-
-    def call(self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]) -> Any:
-        shape = self.module.shape(export)
-        lowered = [conv(a) for conv, a in zip(shape.param_converters, args, strict=True)]
-        return convert_result(sig, self._lift(shape, self.call_lowered(ctx, export, lowered)))
-
-    def call_lowered(self, ctx: CallContext, export: str, lowered: Sequence[Any]) -> Any:
-        """Calls an export with arguments already in the component's form
-        and returns its raw result: the ABI plumbing (limits, output, typed
-        failures) without the SQL signature, for callers with their own
-        types (the plugin pipeline)."""
-        iface, wit_name, _ = self.module.functions[sql_name(export)]
-        try:
-            return self.core.call(ctx, iface, wit_name, lowered)
-        except (TypeError, ValueError) as exc:
-            # An argument the export's types cannot take: the guest never ran.
-            raise InvalidArgument(str(exc)) from None
-        except ProcedureError:
-            self.poisoned = True  # the context's own error, which ended the call
-            raise
-        except _core.GuestFault as exc:
-            self.poisoned = True
-            code, message, limit, frames = exc.args
-            error = core_error(code, message, limit, frames, self.limits)
-            if isinstance(error, ProcedureTrap) and (ctx.out_of_memory or self.core.out_of_memory):
-                # The guest's runtime said so (in a log line, on stderr) just before trapping.
-                raise limit_error("memory", error.message, self.limits) from None
-            raise error from None
-        finally:
-            ctx.wasm_seconds, ctx.host_seconds, ctx.fuel_used = self.core.stats
-
-    def _lift(self, shape: _Shape, result: Any) -> Any:
-        if shape.fallible:
-            ok, payload = split_result(result)
-            if not ok:
-                raise guest_error(payload)
-            result = payload
-        if shape.record_fields is not None:
-            fields = shape.record_fields
-            rows = [tuple(rec[f] for f in fields) for rec in (result or [])]
-            return ([sql_name(f) for f in fields], rows)
-        return result
-
-    def memory_size(self) -> int | None:
-        return None
-
-
-def split_result(value: Any) -> tuple[bool, Any]:
-    """A result<T, E> value, ``("ok", v)`` or ``("err", e)``, as (is ok, payload)."""
-    case, payload = value
-    return case == "ok", payload
 
 
 def guest_error(payload: Any) -> ProcedureError:
@@ -316,15 +229,6 @@ def guest_error(payload: Any) -> ProcedureError:
             return from_wit_case(case, str(value))
         return ProcedureError(str(value), code=case)
     return UserError("error", str(payload))
-
-
-def _param_converter(ty: WitType) -> Callable[[SqlValue], Any]:
-    inner = _unwrap_option(ty)
-    if inner[0] in ("f32", "f64"):
-        return lambda v: None if v is None else float(v)
-    if inner[0] == "bool":
-        return lambda v: None if v is None else bool(v)
-    return lambda v: v
 
 
 # The WIT `value` variant of the host API, as the core passes it.

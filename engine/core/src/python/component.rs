@@ -13,7 +13,7 @@
 //! `("variant", ((name, T | None), ...))`, `("enum", names)`,
 //! `("flags", names)`, and `("resource",)` for what procedures cannot use.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -21,13 +21,11 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PySequence, PyString, PyTuple
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, Type, Val};
 
-use super::basic::{failure_error, guest_fault, wasi_spec, PyHost};
+use super::basic::{wasi_spec, PyHost};
 use super::numeric::limits_from;
 use super::runtime::{core_error, PyRuntime};
 use crate::basic::Arg;
-use crate::component::{
-    ComponentInstance as CoreInstance, ComponentPool as CorePool, ComponentPre, Outcome,
-};
+use crate::component::{ComponentPool as CorePool, ComponentPre};
 use crate::engine::Runtime;
 
 /// One compiled component, from the cache or compiled now.
@@ -466,125 +464,6 @@ impl ComponentPool {
             status: Arc::new(status),
             component: component.component.clone(),
         })
-    }
-
-    /// A new instance: `GuestFault` if instantiating fails. Python's Runner
-    /// keeps the idle ones of the general path; calls the core runs whole
-    /// reuse the pool's own.
-    fn instance(&self, py: Python<'_>) -> PyResult<ComponentInstance> {
-        let pool = self.pool.clone();
-        let instance = py
-            .detach(|| pool.pre().instantiate())
-            .map_err(|e| guest_fault(&e))?;
-        Ok(ComponentInstance {
-            slot: Mutex::new(Some(instance)),
-            status: self.status.clone(),
-            last: Mutex::new(Outcome::default()),
-        })
-    }
-}
-
-/// One instance with its own store.
-#[pyclass(module = "heliosdb_wasm._core", frozen)]
-pub struct ComponentInstance {
-    slot: Mutex<Option<CoreInstance<PyHost>>>,
-    status: Arc<Py<PyAny>>,
-    last: Mutex<Outcome>,
-}
-
-#[pymethods]
-impl ComponentInstance {
-    /// One call of the export `name` (in `interface`, if given) with `args`
-    /// as plain Python values: its result (None without one). Raises
-    /// `GuestFault`, or the context's own error that ended the call; the
-    /// instance is then poisoned. `ctx` is the call's `CallContext`.
-    #[pyo3(signature = (ctx, interface, name, args))]
-    fn call(
-        &self,
-        py: Python<'_>,
-        ctx: Py<PyAny>,
-        interface: Option<&str>,
-        name: &str,
-        args: &Bound<'_, PySequence>,
-    ) -> PyResult<Py<PyAny>> {
-        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        let instance = slot
-            .as_mut()
-            .ok_or_else(|| PyRuntimeError::new_err("the instance is poisoned or released"))?;
-        let Some(ty) = instance.func_type(interface, name) else {
-            return Err(core_error(
-                "abi-error",
-                format!("the component exports no function {name:?}"),
-            ));
-        };
-        let types: Vec<(String, Type)> = ty.params().map(|(n, t)| (n.to_owned(), t)).collect();
-        let n = args.len()?;
-        if n != types.len() {
-            return Err(PyValueError::new_err(format!(
-                "{name} takes {} argument(s), got {n}",
-                types.len()
-            )));
-        }
-        let params = types
-            .iter()
-            .enumerate()
-            .map(|(i, (pname, t))| lower(&args.get_item(i)?, t, &format!("{name}({pname})")))
-            .collect::<PyResult<Vec<_>>>()?;
-        let host = PyHost::of_context(ctx, self.status.clone());
-        let (result, outcome, host) = py.detach(|| instance.call(host, interface, name, &params));
-        drop(host);
-        let poisoned = instance.is_poisoned();
-        if poisoned {
-            *slot = None;
-        }
-        drop(slot);
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = outcome;
-        let values = result.map_err(failure_error)?;
-        let result_type = ty.results().next();
-        match (values.first(), result_type) {
-            (Some(v), Some(t)) => lift(py, v, &t),
-            _ => Ok(py.None()),
-        }
-    }
-
-    /// The last call's `(wasm_seconds, host_seconds, fuel_used)`.
-    #[getter]
-    fn stats(&self) -> (f64, f64, u64) {
-        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        (
-            last.wasm.as_secs_f64(),
-            last.host.as_secs_f64(),
-            last.fuel_used,
-        )
-    }
-
-    /// Whether the guest wrote on stderr, during the last call, that an
-    /// allocation failed.
-    #[getter]
-    fn out_of_memory(&self) -> bool {
-        self.last
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .out_of_memory
-    }
-
-    /// Whether a call failed on this instance (it is then dropped).
-    #[getter]
-    fn poisoned(&self) -> bool {
-        self.slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
-    }
-
-    /// Drops the store now.
-    fn release(&self) {
-        let instance = self
-            .slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop(instance);
     }
 }
 

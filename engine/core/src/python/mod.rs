@@ -13,8 +13,8 @@
 //! - [`basic`]: `BasicPool` and `BasicInstance`, Basic-ABI modules with
 //!   host imports, their host functions in the core and the call's
 //!   `CallContext` behind them;
-//! - [`component`]: `Component`, `ComponentPool` and `ComponentInstance`,
-//!   components with the host interfaces and WASI 0.2 in the core;
+//! - [`component`]: `Component` and `ComponentPool`, components with the
+//!   host interfaces and WASI 0.2 in the core, and their values;
 //! - [`hosted`]: `Numeric.hosted`, a numeric procedure with host imports
 //!   run whole in the core;
 //! - [`encoding`]: the Basic ABI's parameter and row encodings;
@@ -77,7 +77,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<basic::BasicInstance>()?;
     m.add_class::<component::PyComponent>()?;
     m.add_class::<component::ComponentPool>()?;
-    m.add_class::<component::ComponentInstance>()?;
     m.add_function(wrap_pyfunction!(component::lower_and_lift, m)?)?;
     m.add("GuestFault", m.py().get_type::<basic::GuestFault>())?;
     m.add_class::<numeric::Tally>()?;

@@ -259,7 +259,7 @@ def test_a_trap_in_sql_carries_the_guest_backtrace() -> None:
 def test_a_trap_shows_its_backtrace_in_the_log_the_cli_and_on_both_engines(
     tmp_path: Path,
 ) -> None:
-    """The core's numeric path and the general path give the
+    """SQL's call and Database.call (the core's two entries) give the
     same frames; the procedure log keeps them; the CLI prints them."""
     from click.testing import CliRunner
 
@@ -274,11 +274,10 @@ def test_a_trap_shows_its_backtrace_in_the_log_the_cli_and_on_both_engines(
         )
         with pytest.raises(h.ProcedureTrap) as core:
             db.execute("SELECT boom()")
-        db._runner("boom")._fast = False  # the same call on the general path
-        with pytest.raises(h.ProcedureTrap) as general:
+        with pytest.raises(h.ProcedureTrap) as called:
             db.call("boom")
         strip = [f.split(" @ ")[0] for f in core.value.backtrace]
-        assert strip == [f.split(" @ ")[0] for f in general.value.backtrace]
+        assert strip == [f.split(" @ ")[0] for f in called.value.backtrace]
         logged = [r for r in db.logs("boom") if r.level == "error"]
         assert len(logged) == 2 and "  at <module>!" in logged[0].message
     result = CliRunner().invoke(main, ["sql", "--db", str(path), "SELECT boom()"])
@@ -303,10 +302,8 @@ def test_the_wire_sends_the_backtrace_as_detail() -> None:
 
 
 def test_host_functions_and_wasi_run_in_the_core() -> None:
-    """Instances of a module that imports host functions, or WASI, are the
-    core's (abi_basic.CoreInstance), and so is the whole numeric call."""
-    from heliosdb_wasm.abi_basic import CoreInstance
-
+    """A module that imports host functions, or WASI: the core runs the
+    whole call, also while someone profiles it."""
     with h.Database.open(":memory:") as db:
         db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY)")
         db.execute(
@@ -324,20 +321,17 @@ def test_host_functions_and_wasi_run_in_the_core() -> None:
         db.session.telemetry.collect()
         (m,) = db.metrics("count_rows").values()
         assert m.calls == 1 and m.fuel > 0 and m.max_memory == 65536
-        # Profiling takes the general path, where each call is broken down:
-        # still the core's instance and host functions.
+        # Profiled, each call is broken down by the core.
         seen: list[telemetry.CallStats] = []
         db.session.telemetry.listeners.append(seen.append)
         assert db.call("count_rows") == 2
         (stats,) = seen
         assert 0 < stats.host <= stats.host + stats.guest and stats.fuel_used
         assert stats.memory_bytes == 65536
-        instance, _ = runner._acquire()
-        assert isinstance(instance, CoreInstance)
+        assert runner.numeric().instantiated == 1  # registration's instance
         wasi = db._runner("initialized")
         assert wasi._hosted and db.call("initialized") == 1
-        instance, _ = wasi._acquire()
-        assert isinstance(instance, CoreInstance)
+        assert wasi.numeric().instantiated == 1
 
 
 def test_the_core_instance_refuses_what_it_cannot_call(runtime: Runtime) -> None:

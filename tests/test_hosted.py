@@ -699,3 +699,19 @@ def test_a_table_procedure_plans_with_its_arguments(db: h.Database) -> None:
     db.execute("DROP PROCEDURE rates_from")
     with pytest.raises(h.SqlError, match="no such table"):
         db.execute("SELECT * FROM rates_from(1)")
+
+
+def test_the_instance_registration_verified_serves_the_first_call() -> None:
+    # CREATE PROCEDURE instantiates the module to check it; that instance
+    # goes into the core's pool, so the first call makes none.
+    with h.Database.open(":memory:", limits=TEST_LIMITS) as db:
+        db.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
+        db.execute("INSERT INTO cust VALUES (1, 0.5)")
+        db.execute(
+            "CREATE PROCEDURE lookup(id BIGINT) RETURNS DOUBLE LANGUAGE wasm"
+            f" CAPABILITIES ('read:cust') AS $wasm${HOSTED}$wasm$"
+        )
+        numeric = db._runner("lookup").numeric()
+        assert (numeric.instantiated, numeric.idle_instances) == (1, 1)
+        assert db.execute("SELECT lookup(1)").scalar() == 0.5
+        assert (numeric.instantiated, numeric.idle_instances) == (1, 1)

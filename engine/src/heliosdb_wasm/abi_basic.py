@@ -34,7 +34,7 @@ from .runtime import (
     limit_error,
     source_bytes,
 )
-from .values import Signature, SqlType, SqlValue
+from .values import Signature, SqlType
 from .wasi import (
     WASIP1_FUNCTIONS,
     WASIP1_MODULE,
@@ -273,17 +273,6 @@ class BasicModule:
         )
 
 
-# The lowering of a parameter for the core (python/basic.rs): its wasm
-# number type, or "s" for a text/blob buffer.
-_LOWER = {
-    SqlType.BIGINT: "q",
-    SqlType.INTEGER: "i",
-    SqlType.BOOLEAN: "i",
-    SqlType.DOUBLE: "d",
-    SqlType.REAL: "f",
-}
-
-
 def batch_buffers(sig: Signature, columns: Sequence[Sequence[Any]]) -> tuple[bytes, str, int]:
     """A batch's argument columns laid out as docs/abi.md §9 says, the
     result's array code and the result buffer's size."""
@@ -354,7 +343,6 @@ class CoreInstance:
         self.module = module
         self.limits = limits
         self.poisoned = False
-        self._lowerings: dict[str, bytes] = {}
         try:
             self.core = module.core_pool(limits, caps).instance()
         except _core.GuestFault as exc:
@@ -367,35 +355,6 @@ class CoreInstance:
             self.poisoned = True
             raise _guest_fault(exc, self.limits) from None
         return int(result)
-
-    def call(self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]) -> Any:
-        lowering = self._lowerings.get(export)
-        if lowering is None:
-            lowering = "".join(_LOWER.get(c.type, "s") for c in sig.params).encode()
-            self._lowerings[export] = lowering
-        result, returned, raised = self._guarded(
-            ctx, lambda: self.core.call(ctx, export, lowering, args)
-        )
-        if raised is not None:
-            raise raised_error(*raised)
-        try:
-            if returned is None:
-                return returned_value(sig, result, False, None)
-            return returned_value(sig, result, True, decode_returned(*returned))
-        except ProcedureError:
-            self.poisoned = True
-            raise
-
-    def _guarded(self, ctx: CallContext, run: Callable[[], T]) -> T:
-        """``run`` (a call into the core), its failure typed and its
-        measurements (time in wasm and in host functions, fuel, memory)
-        on the call context either way."""
-        try:
-            return run()
-        except Exception as exc:  # noqa: BLE001 - every failure is typed here
-            raise self._failure(ctx, exc) from None
-        finally:
-            ctx.wasm_seconds, ctx.host_seconds, ctx.fuel_used, ctx.memory_bytes = self.core.stats
 
     def _failure(self, ctx: CallContext, exc: Exception) -> ProcedureError:
         """The typed error of a failed call; the instance is not used again."""
@@ -422,3 +381,7 @@ class CoreInstance:
 
     def release(self) -> None:
         self.core.release()
+
+    def recycle(self) -> None:
+        """Back to the core's pool, for the calls it runs whole."""
+        self.core.recycle()

@@ -35,9 +35,9 @@ from .errors import (
 from .hostapi import Connection, Session, sql_error
 from .invoke import (
     Aggregate,
-    Instance,
     LoadedModule,
     Runner,
+    Verified,
     load,
     load_singlestore,
     load_stored,
@@ -926,7 +926,7 @@ class Database:
         self._rebind(stmt.name)
         self._seed(stmt.name, module, instance)
 
-    def _seed(self, name: str, module: LoadedModule, instance: Instance | None) -> None:
+    def _seed(self, name: str, module: LoadedModule, instance: Verified | None) -> None:
         """The runner of a version just registered, from the module already
         loaded and the instance registration verified: the first call neither
         re-reads and re-hashes the module nor instantiates it."""
@@ -935,7 +935,7 @@ class Database:
             return
         runner = Runner(version, module, version.limits(self.limits), self.session)
         if instance is not None:
-            runner._release(instance)
+            runner.adopt(instance)
         self._retire(name.lower())
         self._runners[name.lower()] = runner
 
@@ -946,7 +946,7 @@ class Database:
         caps: Capabilities,
         abi: str | None = None,
         wit: str | None = None,
-    ) -> tuple[LoadedModule, str, Instance | None]:
+    ) -> tuple[LoadedModule, str, Verified | None]:
         if len(wasm) > policy.MAX_MODULE_BYTES:
             raise ResourceLimitExceeded(
                 f"the module is {len(wasm)} bytes, over the {policy.MAX_MODULE_BYTES} a "
@@ -1240,7 +1240,7 @@ class _Prepared:
     capabilities: Capabilities
     digest: str
     module: LoadedModule
-    instance: Instance | None  # the one registration verified, if any
+    instance: Verified | None  # the one registration verified, if any
 
 
 def _aggregate_doc(version: ProcedureVersion) -> dict[str, Any] | None:
@@ -1309,7 +1309,7 @@ class _PreparedAggregate:
     signature: Signature
     digest: str
     module: LoadedModule
-    instance: Instance | None
+    instance: Verified | None
 
 
 def check_name(name: str, kind: str) -> None:

@@ -12,12 +12,13 @@ import array
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from . import _core, native
 from .abi_basic import (
     BATCH_SUFFIX,
     BasicModule,
+    CoreInstance,
     batch_buffers,
     decode_returned,
     raised_error,
@@ -47,7 +48,19 @@ _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 BATCH_CHUNK = 4096
 
 
-class Instance(Protocol):
+class Verified(Protocol):
+    """The instance registration made to check a module: the first call's
+    (``Runner.adopt``)."""
+
+    def release(self) -> None:
+        """Drops the instance's store now."""
+        ...
+
+
+class Instance(Verified, Protocol):
+    """An instance of SingleStore's general path (lowering and lifting in
+    Python around the core's raw calls)."""
+
     # Set when the guest was interrupted mid-call (trap, limit, host-side ABI
     # fault): its memory may be inconsistent, so it must not be reused.
     poisoned: bool
@@ -56,15 +69,11 @@ class Instance(Protocol):
         self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]
     ) -> Any: ...
 
-    def release(self) -> None:
-        """Drops the instance's store now."""
-        ...
-
 
 class LoadedModule(Protocol):
     abi: str
 
-    def verify(self, limits: Limits, caps: Capabilities) -> Instance | None:
+    def verify(self, limits: Limits, caps: Capabilities) -> Verified | None:
         """Checks the module can run; the instance it made, if any, is usable."""
         ...
 
@@ -710,6 +719,17 @@ class Runner:
         self._metrics.count(time.perf_counter() - started, None)
         self.session.telemetry.pending_calls += 1
         return result
+
+    def adopt(self, instance: Verified) -> None:
+        """An instance registration made and verified, for the first call:
+        the core's pool takes a Basic-ABI one; SingleStore's general path
+        keeps its own."""
+        if isinstance(instance, CoreInstance):
+            instance.recycle()
+        elif _singlestore(self.module) is not None:
+            self._release(cast(Instance, instance))
+        else:
+            instance.release()
 
     def _acquire(self) -> tuple[Instance, float]:
         """An idle instance, or a new one; and the seconds instantiating took."""

@@ -535,14 +535,15 @@ impl BasicPool {
         })
     }
 
-    /// A new instance (its start function and `_initialize` run under the
-    /// limits): `GuestFault` if they fail. Python's Runner keeps the idle
-    /// ones, so this pool only makes them.
+    /// An instance of the pool (its start function and `_initialize` run
+    /// under the limits when it is new): `GuestFault` if they fail. It goes
+    /// back with `recycle`.
     fn instance(&self, py: Python<'_>) -> PyResult<BasicInstance> {
         let pool = self.pool.clone();
         let instance = py.detach(|| pool.acquire()).map_err(|e| guest_fault(&e))?;
         Ok(BasicInstance {
             slot: Mutex::new(Some(instance)),
+            pool: self.pool.clone(),
             status: self.status.clone(),
             last: Mutex::new(Outcome::default()),
         })
@@ -553,6 +554,7 @@ impl BasicPool {
 #[pyclass(module = "heliosdb_wasm._core", frozen)]
 pub struct BasicInstance {
     slot: Mutex<Option<PooledInstance<BasicState<PyHost>>>>,
+    pool: Arc<Pool>,
     status: Arc<Py<PyAny>>,
     // What the last call left: raised error, times, fuel, memory.
     last: Mutex<Outcome>,
@@ -875,6 +877,19 @@ impl BasicInstance {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_none()
+    }
+
+    /// Hands the instance back to its pool, where the calls the core runs
+    /// whole take theirs (dropped instead if a call failed on it).
+    fn recycle(&self) {
+        let instance = self
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(instance) = instance {
+            self.pool.release(instance);
+        }
     }
 
     /// Drops the store now.

@@ -715,3 +715,45 @@ def test_the_instance_registration_verified_serves_the_first_call() -> None:
         assert (numeric.instantiated, numeric.idle_instances) == (1, 1)
         assert db.execute("SELECT lookup(1)").scalar() == 0.5
         assert (numeric.instantiated, numeric.idle_instances) == (1, 1)
+
+
+DIGEST_THEN_TX = """(module
+  (import "heliosdb" "heliosdb_digest" (func $digest (param i32 i32 i32 i32 i32) (result i32)))
+  (import "heliosdb" "heliosdb_begin_tx" (func $begin (result i32)))
+  (import "heliosdb" "heliosdb_execute" (func $execute (param i32 i32 i32 i32 i32) (result i32)))
+  (import "heliosdb" "heliosdb_log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "sha256")
+  (data (i32.const 16) "INSERT INTO items VALUES (7)")
+  (data (i32.const 96) "after the digest")
+  (func (export "heliosdb_abi_version") (result i32) (i32.const 1))
+  (func (export "heliosdb_alloc") (param i32 i32) (result i32) (i32.const 1024))
+  ;; A host function that lives in Python first (the digest: its status,
+  ;; denied or not, does not matter), then a log line, a transaction and a
+  ;; write left open.
+  (func (export "digest_then_tx") (result i64)
+    (drop (call $digest (i32.const 0) (i32.const 6) (i32.const 0) (i32.const 0) (i32.const 128)))
+    (call $log (i32.const 2) (i32.const 96) (i32.const 16))
+    (drop (call $begin))
+    (drop (call $execute (i32.const 16) (i32.const 28) (i32.const 64) (i32.const 4) (i32.const 136)))
+    (i64.const 0)))"""
+
+
+def test_a_host_function_in_python_leaves_the_calls_transactions_to_the_core() -> None:
+    """Once a call needed Python for one host function, its transactions and
+    log lines are still the core's: a transaction left open is rolled back
+    and fails the call, the line is in the procedure's log once."""
+    import wasmtime
+
+    with h.Database.open(":memory:", limits=TEST_LIMITS) as db:
+        db.execute("CREATE TABLE items(id INTEGER)")
+        db.execute(
+            "CREATE PROCEDURE digest_then_tx() RETURNS BIGINT LANGUAGE wasm"
+            " CAPABILITIES ('write:items', 'transaction')"
+            f" AS $wasm${b64(wasmtime.wat2wasm(DIGEST_THEN_TX))}$wasm$"
+        )
+        with pytest.raises(h.InvalidArgument, match=r"1 transaction.* still open"):
+            db.call("digest_then_tx")
+        assert db.execute("SELECT count(*) FROM items").scalar() == 0
+        assert [r.message for r in db.logs("digest_then_tx")] == ["after the digest"]
+        assert not db.conn.in_transaction  # nothing left open on the connection

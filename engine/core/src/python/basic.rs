@@ -377,7 +377,10 @@ impl Host for PyHost {
     }
 
     fn transaction(&mut self, op: Tx) -> Result<(), Failure<PyErr>> {
-        if self.ctx.is_none() && self.hooks.is_some() {
+        // A call the core runs whole keeps its own transactions, also after
+        // a host function living in Python made it a context: the context
+        // never sees them (`Hosted::bracketed` rolls back what is left open).
+        if self.hooks.is_some() {
             return self.own_transaction(op);
         }
         with_gil(|py| {
@@ -419,7 +422,7 @@ impl Host for PyHost {
     fn log(&mut self, level: &'static str, message: &str) -> Result<(), PyErr> {
         // A call the core runs whole: the line goes into the database's
         // log here, with no Python (and no context made for it).
-        if let (None, Some(hooks), Some(target)) = (&self.ctx, &self.hooks, &self.log) {
+        if let (Some(hooks), Some(target)) = (&self.hooks, &self.log) {
             return match target.log(&mut self.logged, level, message) {
                 Logged::Line { out_of_memory } => {
                     self.out_of_memory |= out_of_memory;

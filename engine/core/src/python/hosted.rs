@@ -242,14 +242,16 @@ impl<G: Guest> Hosted<G> {
         };
         let out_of_memory = call.out_of_memory || logged_it;
         let seconds = || elapsed().as_secs_f64();
-        Profile {
-            instantiate: call.instantiate,
-            wasm: call.wasm,
-            host: call.in_host,
-            fuel_used: Some(call.fuel_used),
-            memory_bytes: call.memory_bytes,
+        if Profile::wanted() {
+            Profile {
+                instantiate: call.instantiate,
+                wasm: call.wasm,
+                host: call.in_host,
+                fuel_used: Some(call.fuel_used),
+                memory_bytes: call.memory_bytes,
+            }
+            .record();
         }
-        .record();
         if call.result.is_ok() {
             self.tally
                 .count_resources(call.fuel_used, call.memory_bytes);
@@ -336,9 +338,9 @@ impl Guest for BasicGuest {
     }
 
     fn call(&self, host: PyHost, args: Vec<Arg>) -> Result<GuestCall<Self::Done>, CallError> {
-        let acquiring = Instant::now();
+        let acquiring = Profile::wanted().then(Instant::now);
         let mut instance = self.pool.acquire()?;
-        let instantiate = acquiring.elapsed();
+        let instantiate = acquiring.map(|t| t.elapsed()).unwrap_or_default();
         let called = basic::call(
             &mut instance,
             Some(host),
@@ -489,9 +491,9 @@ impl Hosted<BasicGuest> {
         let mut out = Vec::new();
         self.enter(
             |host| {
-                let acquiring = Instant::now();
+                let acquiring = Profile::wanted().then(Instant::now);
                 let mut instance = pool.acquire()?;
-                let instantiate = acquiring.elapsed();
+                let instantiate = acquiring.map(|t| t.elapsed()).unwrap_or_default();
                 let called =
                     basic::call_batch(&mut instance, Some(host), name, count, data, out_size);
                 if called.1.raised.is_some() {
@@ -532,9 +534,9 @@ impl Guest for ComponentGuest {
         host: PyHost,
         args: Vec<ComponentVal>,
     ) -> Result<GuestCall<Self::Done>, CallError> {
-        let acquiring = Instant::now();
+        let acquiring = Profile::wanted().then(Instant::now);
         let mut instance = self.pool.acquire()?;
-        let instantiate = acquiring.elapsed();
+        let instantiate = acquiring.map(|t| t.elapsed()).unwrap_or_default();
         let (result, outcome, host) =
             instance.call(host, self.interface.as_deref(), &self.name, &args);
         self.pool.release(instance);

@@ -546,7 +546,8 @@ impl Profile {
         PROFILING.with(Cell::get)
     }
 
-    /// This thread's last call's profile is `self`.
+    /// This thread's last call's profile is `self` (recorded only while
+    /// [`wanted`](Self::wanted)).
     pub fn record(self) {
         LAST_PROFILE.with(|last| last.set(Some(self)));
     }

@@ -76,11 +76,9 @@ class Guest:
         values = [
             coerce(a, c.type, f"argument {c.name}") for a, c in zip(args, sig.params, strict=True)
         ]
-        ctx = CallContext(self.session, export, 1, self.caps, self.limits, values)
+        ctx = CallContext(self.session, export, 1, self.caps, self.limits)
         with ctx:
-            result = self.instance.call(ctx, export, sig, values)
-            ctx.finish()
-        return result
+            return self.instance.call(ctx, export, sig, values)
 
     def live(self) -> int:
         return int(self("live-allocations"))
@@ -494,7 +492,7 @@ def test_json_nested_too_deep_is_an_argument_error(guest: Guest) -> None:
     # Declared TEXT, so only this ABI parses it (values.check_json would
     # meet the same text for a JSON parameter).
     sig = guest.module.check("echo-person", Signature((Column("p", SqlType.TEXT),), SqlType.TEXT))
-    ctx = CallContext(guest.session, "echo_person", 1, guest.caps, guest.limits, [])
+    ctx = CallContext(guest.session, "echo_person", 1, guest.caps, guest.limits)
     with pytest.raises(h.InvalidArgument, match="not valid JSON"):
         guest.instance.call(ctx, "echo-person", sig, ["[" * 100_000])
     assert not guest.instance.poisoned
@@ -653,12 +651,12 @@ def test_guest_memory_stays_flat_over_100k_calls(split: SingleStoreModule) -> No
     g = Guest(split)
     fn = split.function("split-str")
     sig = split.check("split-str", None)
-    ctx = CallContext(g.session, "split_str", 1, g.caps, g.limits, [])
+    ctx = CallContext(g.session, "split_str", 1, g.caps, g.limits)
     rows = [("a", 0), ("b", 2), ("c", 4)]
     assert g.instance.call(ctx, fn.name, sig, ["a,b,c", ","]) == rows
     size = g.instance.memory_size()
     for i in range(100_000):
-        ctx = CallContext(g.session, "split_str", 1, g.caps, g.limits, [])
+        ctx = CallContext(g.session, "split_str", 1, g.caps, g.limits)
         result = g.instance.call(ctx, fn.name, sig, ["a,b,c", ","])
         if i % 20_000 == 0:
             assert result == rows

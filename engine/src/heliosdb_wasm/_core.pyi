@@ -282,9 +282,6 @@ class Authorizer:
 # the modules a core module's imports name, read without compiling it
 def registry_access(action: int, p1: str | None, p2: str | None) -> str | None: ...
 
-class SqlFailure(Exception):
-    """args: (kind, message, own_deadline)."""
-
 class PolicyToken: ...
 
 class Gate:
@@ -293,26 +290,6 @@ class Gate:
     def policy(self) -> PolicyToken | None: ...
     @policy.setter
     def policy(self, policy: PolicyToken | Authorizer | Callable[..., int] | None) -> None: ...
-    def run(
-        self,
-        sql: str,
-        params: Sequence[Any],
-        authorizer: Authorizer,
-        timeout: float,
-        max_value_bytes: int,
-        max_rows: int,
-        max_bytes: int,
-    ) -> tuple[list[str], list[tuple[Any, ...]], int]: ...
-    def run_encoded(
-        self,
-        sql: str,
-        params: bytes,
-        authorizer: Authorizer,
-        timeout: float,
-        max_value_bytes: int,
-        max_rows: int,
-        max_bytes: int,
-    ) -> tuple[bytes, int]: ...
     @property
     def host_length(self) -> int | None: ...
     @property

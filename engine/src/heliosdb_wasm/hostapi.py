@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import apsw
 
@@ -37,7 +37,7 @@ from .errors import (
 )
 from .policy import Authorizer, Capabilities, Limits
 from .telemetry import LogRecord, Telemetry
-from .values import SqlValue, decode_http_request, encode_http_response, to_sqlite
+from .values import SqlValue, decode_http_request, encode_http_response
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 # What the connection's gate answers with (Session.policy).
@@ -243,27 +243,13 @@ def is_fatal(exc: ProcedureError) -> bool:
     return isinstance(exc, ResourceLimitExceeded | DatabaseBusy) and exc.procedure is None
 
 
-def timed_host_function(
-    impl: Callable[..., Any], current: Callable[[], CallContext | None]
-) -> Callable[..., Any]:
-    """``impl`` (a guest import) adding its duration to the current call's host
-    time, so a profile can tell guest time from host time. Both ABIs wrap
-    every import with this where they link it."""
-
-    def timed(*args: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return impl(*args)
-        finally:
-            ctx = current()
-            if ctx is not None:
-                ctx.host_seconds += time.perf_counter() - start
-
-    return timed
-
-
 class CallContext:
-    """One procedure invocation: its identity, grants, savepoints and results."""
+    """What a call asks of Python: the host functions that live here (a log
+    line of SingleStore's general path, fetch, digest, hmac, count-in-window)
+    and a failed statement's typed error, under the call's identity, grants
+    and limits. A call the core runs whole makes one only when it needs one
+    of them; SingleStore's general path brackets its call with one (depth
+    and policy)."""
 
     def __init__(
         self,
@@ -272,25 +258,16 @@ class CallContext:
         version: int,
         capabilities: Capabilities,
         limits: Limits,
-        args: Sequence[SqlValue],
     ) -> None:
         self.session = session
         self.procedure = procedure
         self.version = version
         self.capabilities = capabilities
         self.limits = limits
-        self.args = args
-        self.read_only = False
         self._outer_policy: Policy = None
-        self._call_savepoint: str | None = None
-        self._tx: list[str] = []
-        # Basic-ABI state: the value given to heliosdb_return, the user error
-        # given to heliosdb_error, and the last failed host call.
-        self.returned = False
+        # A log line said the guest ran out of memory (its trap is then the
+        # memory limit).
         self.out_of_memory = False
-        self.return_value: Any = None
-        self.raised: ProcedureError | None = None
-        self.last_error: ProcedureError | None = None
         # Measured for telemetry (telemetry.CallStats): seconds inside wasm,
         # seconds of that in host functions, fuel and memory after the call.
         self.wasm_seconds = 0.0
@@ -314,63 +291,16 @@ class CallContext:
             )
         # A nested call starts while its caller's statement is running under
         # the caller's policy; the callee's own bookkeeping is the host's.
+        # (Its guest runs no statements: a SingleStore module imports WASI
+        # at most, so there is nothing a savepoint would undo.)
         self._outer_policy, s.policy = s.policy, None
-        try:
-            if self.capabilities.can_write():
-                name = s.savepoint_name("call")
-                try:
-                    s.run(f"SAVEPOINT {name}")
-                    self._call_savepoint = name
-                except apsw.BusyError:
-                    self.read_only = True
-            # else: a procedure that may not write needs no savepoint to undo
-            # its writes (a nested procedure that may write opens its own).
-        except BaseException:
-            s.policy = self._outer_policy
-            s.gate.exit_call()
-            raise
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.session.gate.exit_call()
-        try:
-            self._close(commit=exc is None)
-        finally:
-            self.session.policy = self._outer_policy
-
-    def finish(self) -> None:
-        """Called after the guest returned normally: no savepoint may stay open."""
-        if self._tx:
-            open_count = len(self._tx)
-            self._rollback_tx_stack()
-            raise InvalidArgument(
-                f"procedure returned with {open_count} transaction(s) still open; "
-                "they were rolled back"
-            )
-
-    def _close(self, commit: bool) -> None:
-        self._rollback_tx_stack()
-        name = self._call_savepoint
-        if name is None:
-            return
-        self._call_savepoint = None
-        if not commit:
-            self.session.run(f"ROLLBACK TO {name}")
-        self.session.run(f"RELEASE {name}")
-
-    def _rollback_tx_stack(self) -> None:
-        while self._tx:
-            name = self._tx.pop()
-            self.session.run(f"ROLLBACK TO {name}")
-            self.session.run(f"RELEASE {name}")
+        self.session.policy = self._outer_policy
 
     # -- the host API --------------------------------------------------------
-
-    def query(self, sql: str, params: Sequence[SqlValue]) -> QueryResult:
-        return self._run(sql, params)[0]
-
-    def execute(self, sql: str, params: Sequence[SqlValue]) -> int:
-        return self._run(sql, params)[1]
 
     def log(self, level: str, message: str) -> None:
         self.logged_bytes, oom = log_line(
@@ -386,30 +316,6 @@ class CallContext:
             # An SDK's allocator reporting failure just before the guest
             # aborts: the trap that follows is the memory limit (runtime.py).
             self.out_of_memory = True
-
-    def begin_tx(self) -> None:
-        if not self.capabilities.allows("transaction"):
-            raise CapabilityDenied("missing capability transaction")
-        if self.read_only:
-            raise InvalidArgument(
-                "cannot begin a transaction: the calling statement is itself "
-                "writing, so this call is read-only"
-            )
-        name = self.session.savepoint_name("tx")
-        self.session.run(f"SAVEPOINT {name}")
-        self._tx.append(name)
-
-    def commit_tx(self) -> None:
-        if not self._tx:
-            raise InvalidArgument("commit-tx without begin-tx")
-        self.session.run(f"RELEASE {self._tx.pop()}")
-
-    def rollback_tx(self) -> None:
-        if not self._tx:
-            raise InvalidArgument("rollback-tx without begin-tx")
-        name = self._tx.pop()
-        self.session.run(f"ROLLBACK TO {name}")
-        self.session.run(f"RELEASE {name}")
 
     def http_fetch(
         self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes
@@ -448,95 +354,12 @@ class CallContext:
     def now() -> int:
         return time.time_ns() // 1000
 
-    # -- guest statements under the authorizer -------------------------------
-
-    def query_encoded(self, sql: str, params: bytes) -> bytes:
-        """``query`` for the Basic ABI: the parameters as the guest encoded
-        them and the rows encoded for it (docs/abi.md §5-§6), with no Python
-        value in between. A malformed parameter list is an AbiError."""
-        return self._run_encoded(sql, params)[0]
-
-    def execute_encoded(self, sql: str, params: bytes) -> int:
-        """``execute`` for the Basic ABI, its parameters as the guest encoded them."""
-        return self._run_encoded(sql, params)[1]
-
-    def _run_encoded(self, sql: str, params: bytes) -> tuple[bytes, int]:
-        def run(policy: _core.Authorizer, timeout: float) -> tuple[bytes, int]:
-            limits = self.limits
-            return self.session.gate.run_encoded(
-                sql,
-                params,
-                policy,
-                timeout,
-                limits.max_value_bytes,
-                limits.max_query_rows,
-                limits.max_result_bytes,
-            )
-
-        return self._statement(run)
-
-    def _run(self, sql: str, params: Sequence[SqlValue]) -> tuple[QueryResult, int]:
-        bindings = [to_sqlite(p, f"query parameter {i}") for i, p in enumerate(params, 1)]
-
-        def run(policy: _core.Authorizer, timeout: float) -> tuple[QueryResult, int]:
-            limits = self.limits
-            columns, rows, changes = self.session.gate.run(
-                sql,
-                bindings,
-                policy,
-                timeout,
-                limits.max_value_bytes,
-                limits.max_query_rows,
-                limits.max_result_bytes,
-            )
-            return (columns, rows), changes
-
-        return self._statement(run)
-
-    def _statement(self, run: Callable[[_core.Authorizer, float], T]) -> T:
-        """One statement of the procedure, run by the core
-        (engine/core/src/statement.rs) under this call's authorizer,
-        deadline and length limit (the connection's gate, gate.rs, puts
-        them in place and takes them back)."""
-        # The core's capability authorizer (engine/core/src/policy.rs), one
-        # per statement: a DDL action it allows opens its table for the rest
-        # of that statement only.
-        policy = _core.Authorizer(
-            self.capabilities.core_grants, self.read_only, self.session.is_procedure
-        )
-        try:
-            return run(policy, self.deadline - time.monotonic())
-        except _core.SqlFailure as exc:
-            kind, message, own_deadline = exc.args
-            raise self.statement_error(kind, message, policy.denied, own_deadline) from None
-        except UnicodeDecodeError as exc:  # text SQLite holds as invalid UTF-8
-            raise SqlError(f"a text value is not UTF-8: {exc.reason}") from None
-
-    def statement_scope(
-        self,
-    ) -> tuple[_core.Gate, _core.Grants, bool, Callable[[str], bool], float, int, int, int]:
-        """What the core needs to run this call's statements itself (the
-        Basic ABI's query and execute host functions, engine/core/src/
-        python/basic.rs): the gate, the grants, whether the call is
-        read-only, the procedure test, the seconds to the deadline and the
-        value, row and byte limits."""
-        limits = self.limits
-        return (
-            self.session.gate,
-            self.capabilities.core_grants,
-            self.read_only,
-            self.session.is_procedure,
-            self.deadline - time.monotonic(),
-            limits.max_value_bytes,
-            limits.max_query_rows,
-            limits.max_result_bytes,
-        )
-
     def statement_error(
         self, kind: str, message: str, denied: Sequence[str], own_deadline: bool
     ) -> ProcedureError:
         """The typed error for a statement the core reports failed
-        (``_core.SqlFailure``'s kinds; ``denied``: what the authorizer refused)."""
+        (python/statement.rs ``Refused``'s kinds; ``denied``: what the
+        authorizer refused)."""
         if kind == "timeout":
             if own_deadline:
                 text = f"wall-clock limit of {self.limits.timeout_seconds:g} s exceeded in a query"

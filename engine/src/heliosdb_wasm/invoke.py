@@ -530,7 +530,7 @@ class Runner:
 
     def _invoke(self, values: list[SqlValue]) -> Any:
         v = self.version
-        ctx = CallContext(self.session, v.name, v.version, v.capabilities, self.limits, values)
+        ctx = CallContext(self.session, v.name, v.version, v.capabilities, self.limits)
         wall, started = time.time(), time.perf_counter()
         instantiate = call = 0.0
         error: str | None = None
@@ -551,7 +551,6 @@ class Runner:
                             f"({self.limits.max_result_bytes})",
                             limit="max_result_bytes",
                         )
-                    ctx.finish()
                     return result
                 finally:
                     if not instance.poisoned:
@@ -706,12 +705,11 @@ class Runner:
         """One call on an instance the caller holds (an aggregate's state lives
         in it), with the version's limits and grants."""
         v = self.version
-        ctx = CallContext(self.session, v.name, v.version, v.capabilities, self.limits, list(args))
+        ctx = CallContext(self.session, v.name, v.version, v.capabilities, self.limits)
         started = time.perf_counter()
         try:
             with ctx:
                 result = instance.call(ctx, export, sig, args)
-                ctx.finish()
         except ProcedureError as exc:
             self._metrics.count(time.perf_counter() - started, exc.code)
             self.session.telemetry.pending_calls += 1
@@ -827,7 +825,7 @@ class HostedHooks:
 
     def context(self) -> CallContext:
         v = self._version
-        return CallContext(self._session, v.name, v.version, v.capabilities, self._limits, [])
+        return CallContext(self._session, v.name, v.version, v.capabilities, self._limits)
 
     def log_limit(self) -> ResourceLimitExceeded:
         """A call the core runs whole logged more than max_log_bytes (its

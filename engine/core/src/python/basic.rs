@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyTypeError, PyValueError};
@@ -16,10 +16,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PySequence};
 use wasmtime::Val;
 
-use super::gate::Gate;
 use super::logs::{LogTarget, Logged};
 use super::numeric::{field, limits_from};
-use super::policy::{Grants, GuestPolicy};
+use super::policy::GuestPolicy;
 use super::runtime::{core_error, PyModule_};
 use super::statement::{bounded_encoded, Scope};
 use super::values::{sql_value, SqlValue};
@@ -28,7 +27,7 @@ use crate::basic::{
     self, status_of, Arg, BasicState, CallFailure, Called, Failure, Fault, Host, Lower, Outcome, Tx,
 };
 use crate::error::CallError;
-use crate::gate::{deadline_after, Gate as CoreGate};
+use crate::gate::Gate as CoreGate;
 use crate::policy::Grants as CoreGrants;
 use crate::pool::{InstancePool, PooledInstance};
 use crate::statement::RowLimits;
@@ -52,8 +51,7 @@ pub struct PyHost {
     ctx: Option<Py<PyAny>>,
     hooks: Option<Arc<Py<PyAny>>>,
     status: Arc<Py<PyAny>>,
-    // What the call's statements run under: given by `hosted`, or read
-    // from the context at the first one (`CallContext.statement_scope`).
+    // What the call's statements run under: given by `hosted`.
     scope: Option<StatementScope>,
     // Log bytes of the call so far, and whether a line said the guest ran
     // out of memory: kept here when the lines go to `hooks.log`.
@@ -78,17 +76,6 @@ pub struct StatementScope {
     // reset for each.
     pub policy: Option<Arc<GuestPolicy>>,
 }
-
-type ScopeTuple<'py> = (
-    Bound<'py, Gate>,
-    Bound<'py, Grants>,
-    bool,
-    Py<PyAny>,
-    f64,
-    usize,
-    usize,
-    usize,
-);
 
 impl PyHost {
     /// The host of a call whose `CallContext` Python made.
@@ -235,33 +222,15 @@ impl PyHost {
         Ok(ctx)
     }
 
+    /// The scope of the call's statements: a call the core runs whole has
+    /// one; a host behind a `CallContext` (SingleStore's general path,
+    /// whose guests import WASI at most) runs no statements.
     fn statement_scope(&mut self) -> Result<&StatementScope, Failure<PyErr>> {
-        if self.scope.is_none() {
-            let scope = with_gil(|py| {
-                let t: ScopeTuple<'_> = self
-                    .context(py)?
-                    .call_method0(intern!(py, "statement_scope"))?
-                    .extract()?;
-                let timeout = Duration::try_from_secs_f64(t.4.max(0.0)).unwrap_or(Duration::MAX);
-                let now = Instant::now();
-                PyResult::Ok(StatementScope {
-                    gate: t.0.get().inner.clone(),
-                    grants: t.1.get().inner.clone(),
-                    read_only: t.2,
-                    is_procedure: Arc::new(t.3),
-                    deadline: deadline_after(now, timeout),
-                    max_value_bytes: t.5,
-                    rows: RowLimits {
-                        max_rows: t.6,
-                        max_bytes: t.7,
-                    },
-                    policy: None,
-                })
-            })
-            .map_err(Failure::Fatal)?;
-            self.scope = Some(scope);
-        }
-        Ok(self.scope.as_ref().expect("set above"))
+        self.scope.as_ref().ok_or_else(|| {
+            Failure::Fatal(pyo3::exceptions::PyRuntimeError::new_err(
+                "this call runs no statements (no statement scope)",
+            ))
+        })
     }
 
     /// One statement of the guest's, run here under the call's scope: no

@@ -3,17 +3,13 @@
 //! procedure's statements run under their bounds.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
 
 use super::policy::Authorizer;
-use super::statement::{bounded_encoded, bounded_py, Scope};
 use super::with_gil;
-use crate::gate::{deadline_after, Gate as CoreGate, Policy};
-use crate::statement::RowLimits;
+use crate::gate::{Gate as CoreGate, Policy};
 
 /// A Python callable as a policy: `policy(action, p1, p2, db, trigger)`.
 /// One that raises, or answers something that is not an int, denies.
@@ -56,19 +52,6 @@ pub struct PolicyToken {
 #[pyclass(module = "heliosdb_wasm._core", frozen)]
 pub struct Gate {
     pub inner: Arc<CoreGate>,
-}
-
-fn scope(timeout: f64, max_value_bytes: usize, max_rows: usize, max_bytes: usize) -> Scope {
-    // A passed deadline is zero: the statement is refused unrun.
-    let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
-    Scope {
-        deadline: deadline_after(Instant::now(), timeout),
-        max_value_bytes,
-        rows: RowLimits {
-            max_rows,
-            max_bytes,
-        },
-    }
 }
 
 #[pymethods]
@@ -117,52 +100,6 @@ impl Gate {
         };
         self.inner.set_policy(policy);
         Ok(())
-    }
-
-    /// One guest statement under `authorizer`, a deadline `timeout` seconds
-    /// away and `max_value_bytes`: `(columns, rows, changes)`, or
-    /// `SqlFailure(kind, message, own_deadline)`.
-    #[allow(clippy::too_many_arguments)] // the statement and its bounds
-    #[pyo3(signature = (sql, params, authorizer, timeout, max_value_bytes, max_rows, max_bytes))]
-    fn run<'py>(
-        &self,
-        py: Python<'py>,
-        sql: &str,
-        params: Vec<Bound<'py, PyAny>>,
-        authorizer: &Authorizer,
-        timeout: f64,
-        max_value_bytes: usize,
-        max_rows: usize,
-        max_bytes: usize,
-    ) -> PyResult<(Vec<String>, Bound<'py, PyList>, i64)> {
-        let scope = scope(timeout, max_value_bytes, max_rows, max_bytes);
-        let policy = authorizer.inner.clone();
-        bounded_py(py, &self.inner, policy, scope, sql, &params)
-    }
-
-    /// [`Self::run`] for the Basic ABI: parameters and rows encoded
-    /// (docs/abi.md §5-§6): `(rows, changes)`.
-    #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (sql, params, authorizer, timeout, max_value_bytes, max_rows, max_bytes))]
-    fn run_encoded<'py>(
-        &self,
-        py: Python<'py>,
-        sql: &str,
-        params: &[u8],
-        authorizer: &Authorizer,
-        timeout: f64,
-        max_value_bytes: usize,
-        max_rows: usize,
-        max_bytes: usize,
-    ) -> PyResult<(Bound<'py, PyBytes>, i64)> {
-        let scope = scope(timeout, max_value_bytes, max_rows, max_bytes);
-        let policy = authorizer.inner.clone();
-        let outcome = py.detach(|| bounded_encoded(&self.inner, policy, scope, sql, params));
-        if let Some(err) = PyErr::take(py) {
-            return Err(err);
-        }
-        let (rows, changes) = outcome.map_err(super::statement::Refused::into_py)?;
-        Ok((PyBytes::new(py, &rows), changes))
     }
 
     /// The owner's length limit under the guest statements in progress,

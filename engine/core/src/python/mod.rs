@@ -91,7 +91,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sqlite::sqlite_ready, m)?)?;
     m.add_class::<gate::Gate>()?;
     m.add_class::<gate::PolicyToken>()?;
-    m.add("SqlFailure", m.py().get_type::<statement::SqlFailure>())?;
     m.add_function(wrap_pyfunction!(encoding::decode_params, m)?)?;
     m.add_function(wrap_pyfunction!(encoding::encode_rows, m)?)?;
     m.add("CoreError", m.py().get_type::<runtime::CoreError>())?;

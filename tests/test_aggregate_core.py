@@ -362,3 +362,38 @@ def test_an_aggregate_with_host_imports_runs_in_the_core(tmp_path: Path) -> None
     # Per group INITIALIZE and TERMINATE, ITERATE per row that is no NULL;
     # the failed ones counted as errors.
     assert (m.calls, m.errors) == (9 + 3 + 2 + 2 + 9, 2)
+
+
+def test_threads_share_a_hosted_aggregate_and_its_log(tmp_path: Path) -> None:
+    """Threads on one Database run groups of an aggregate with host imports
+    at once: each its own instance and host state, every group's log line
+    recorded once, the answers exact."""
+    db = h.Database.open(str(tmp_path / "threads.db"), limits=TEST_LIMITS)
+    db.execute(
+        "CREATE AGGREGATE hsum(BIGINT) RETURNS BIGINT WITH STATE BIGINT AS WASM ABI BASIC"
+        f" FROM BASE64 '{b64(wasmtime.wat2wasm(HOSTED_AGGREGATE))}'"
+        ' INITIALIZE WITH "h-init" ITERATE WITH "h-iter" MERGE WITH "h-merge"'
+        ' TERMINATE WITH "h-term"'
+    )
+    db.execute("CREATE TABLE t(g, x)")
+    db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 999)"
+        " INSERT INTO t SELECT i % 5, i % 900 FROM n"  # 999 and 1000 are special
+    )
+    expected = db.execute("SELECT g, sum(x) FROM t GROUP BY g").rows
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(10):
+                assert db.execute("SELECT g, hsum(x) FROM t GROUP BY g").rows == expected
+        except BaseException as exc:  # noqa: BLE001 - reported in the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert [r.message for r in db.logs("hsum")] == ["a group starts"] * (4 * 10 * 5)

@@ -6,6 +6,7 @@ the core cannot run, driven from the same SQL function."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -160,20 +161,30 @@ def test_threads_on_one_database_each_get_their_own_groups(db: h.Database) -> No
         " INSERT INTO t SELECT i % 7, i FROM n"
     )
     expected = db.execute("SELECT g, avg(x), sum(x * x) FROM t GROUP BY g").rows
+
+    def once() -> None:
+        got = db.execute("SELECT g, avg_h(x), bsum_sq(x) FROM t GROUP BY g").rows
+        assert [(g, pytest.approx(a), s) for g, a, s in got] == expected
+
+    _in_threads(once, 20)
+
+
+def _in_threads(once: Callable[[], None], times: int, threads: int = 4) -> None:
+    """``once`` ``times`` over on each of ``threads`` threads at once; the
+    first failure of any is the test's."""
     failures: list[BaseException] = []
 
     def work() -> None:
         try:
-            for _ in range(20):
-                got = db.execute("SELECT g, avg_h(x), bsum_sq(x) FROM t GROUP BY g").rows
-                assert [(g, pytest.approx(a), s) for g, a, s in got] == expected
+            for _ in range(times):
+                once()
         except BaseException as exc:  # noqa: BLE001 - reported in the test's thread
             failures.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
+    running = [threading.Thread(target=work) for _ in range(threads)]
+    for t in running:
         t.start()
-    for t in threads:
+    for t in running:
         t.join()
     assert failures == []
 
@@ -328,18 +339,21 @@ HOSTED_AGGREGATE = """(module
   (func (export "h-term") (param $s i64) (result i64) (local.get $s)))"""
 
 
+HSUM = (
+    "CREATE AGGREGATE hsum(BIGINT) RETURNS BIGINT WITH STATE BIGINT AS WASM ABI BASIC"
+    f" FROM BASE64 '{b64(wasmtime.wat2wasm(HOSTED_AGGREGATE))}'"
+    ' INITIALIZE WITH "h-init" ITERATE WITH "h-iter" MERGE WITH "h-merge"'
+    ' TERMINATE WITH "h-term"'
+)
+
+
 def test_an_aggregate_with_host_imports_runs_in_the_core(tmp_path: Path) -> None:
     """A Basic-ABI module that imports host functions: each role call has a
     hosted call's bracket in the core (its host functions served there, its
     log lines in the procedure's log, heliosdb_error its typed error, the
     capability authorizer on its queries), with no Python group."""
     db = h.Database.open(str(tmp_path / "hosted.db"), limits=TEST_LIMITS)
-    db.execute(
-        "CREATE AGGREGATE hsum(BIGINT) RETURNS BIGINT WITH STATE BIGINT AS WASM ABI BASIC"
-        f" FROM BASE64 '{b64(wasmtime.wat2wasm(HOSTED_AGGREGATE))}'"
-        ' INITIALIZE WITH "h-init" ITERATE WITH "h-iter" MERGE WITH "h-merge"'
-        ' TERMINATE WITH "h-term"'
-    )
+    db.execute(HSUM)
     db.execute("CREATE TABLE t(g, x)")
     db.execute("CREATE TABLE secret(v)")
     db.execute("INSERT INTO t VALUES (1, 10), (1, 20), (2, 5), (3, NULL)")
@@ -369,31 +383,16 @@ def test_threads_share_a_hosted_aggregate_and_its_log(tmp_path: Path) -> None:
     at once: each its own instance and host state, every group's log line
     recorded once, the answers exact."""
     db = h.Database.open(str(tmp_path / "threads.db"), limits=TEST_LIMITS)
-    db.execute(
-        "CREATE AGGREGATE hsum(BIGINT) RETURNS BIGINT WITH STATE BIGINT AS WASM ABI BASIC"
-        f" FROM BASE64 '{b64(wasmtime.wat2wasm(HOSTED_AGGREGATE))}'"
-        ' INITIALIZE WITH "h-init" ITERATE WITH "h-iter" MERGE WITH "h-merge"'
-        ' TERMINATE WITH "h-term"'
-    )
+    db.execute(HSUM)
     db.execute("CREATE TABLE t(g, x)")
     db.execute(
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 999)"
         " INSERT INTO t SELECT i % 5, i % 900 FROM n"  # 999 and 1000 are special
     )
     expected = db.execute("SELECT g, sum(x) FROM t GROUP BY g").rows
-    failures: list[BaseException] = []
 
-    def work() -> None:
-        try:
-            for _ in range(10):
-                assert db.execute("SELECT g, hsum(x) FROM t GROUP BY g").rows == expected
-        except BaseException as exc:  # noqa: BLE001 - reported in the test's thread
-            failures.append(exc)
+    def once() -> None:
+        assert db.execute("SELECT g, hsum(x) FROM t GROUP BY g").rows == expected
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    _in_threads(once, 10)
     assert [r.message for r in db.logs("hsum")] == ["a group starts"] * (4 * 10 * 5)

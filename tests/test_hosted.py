@@ -757,3 +757,22 @@ def test_a_host_function_in_python_leaves_the_calls_transactions_to_the_core() -
         assert db.execute("SELECT count(*) FROM items").scalar() == 0
         assert [r.message for r in db.logs("digest_then_tx")] == ["after the digest"]
         assert not db.conn.in_transaction  # nothing left open on the connection
+
+
+def test_prewarm_fills_the_pool_up_to_its_size() -> None:
+    limits = TEST_LIMITS.with_overrides(pool_size=4)
+    with h.Database.open(":memory:", limits=limits) as db:
+        db.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
+        db.execute(
+            "CREATE PROCEDURE lookup(id BIGINT) RETURNS DOUBLE LANGUAGE wasm"
+            f" CAPABILITIES ('read:cust') AS $wasm${HOSTED}$wasm$"
+        )
+        numeric = db._runner("lookup").numeric()
+        numeric.prewarm(3)
+        assert (numeric.idle_instances, numeric.instantiated) == (3, 3)
+        numeric.prewarm(2)  # enough idle already: none made
+        assert (numeric.idle_instances, numeric.instantiated) == (3, 3)
+        numeric.prewarm(10)  # at most pool_size are kept
+        assert numeric.idle_instances == 4
+        assert db.execute("SELECT lookup(1)").scalar() == 0.0
+        assert numeric.instantiated == 10

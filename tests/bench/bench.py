@@ -684,12 +684,13 @@ MEMORY = """
 import os, heliosdb_wasm as h
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-db = h.Database.open(":memory:")
+db = h.Database.open(":memory:", limits=h.Limits(pool_size=32))
 db.execute({ddl!r})
-runner = db._runner("p")
-runner._release(runner._acquire()[0])  # compiled, one instance
+numeric = db._runner("p").numeric()
+numeric.prewarm(1)  # compiled, one instance
 before = rss()
-instances = [runner._acquire()[0] for _ in range(20)]
+numeric.prewarm(21)
+assert numeric.idle_instances == 21
 print((rss() - before) / 20)
 """
 

@@ -138,6 +138,8 @@ class Numeric:
         """call, and (instantiate, wasm, host seconds, fuel, memory) if the
         call recorded where its time went."""
     def batch(self, columns: Sequence[Sequence[Any]]) -> list[Any]: ...
+    def prewarm(self, n: int) -> None:
+        """Instances made until n are idle (at most the pool's size)."""
     def call_guest_batch(self, name: str, rows: int, data: bytes, out_size: int) -> bytes:
         """Rows through a hosted Basic-ABI export's batch entry point
         (docs/abi.md §9): the argument columns laid out, the result bytes."""

@@ -14,8 +14,8 @@ use pyo3::types::PyBytes;
 use wasmtime::{Memory, ValRaw};
 
 use super::numeric::{
-    arg_bytes, failure_exception, hook_error, slot_args, Answer, Failure, Kind, Param, TallyInner,
-    Target,
+    arg_bytes, failure_exception, fill, hook_error, slot_args, Answer, Failure, Kind, Param,
+    TallyInner, Target,
 };
 use super::pinned::{Pinned, Pool};
 use super::with_gil;
@@ -416,6 +416,11 @@ impl Target for Canonical {
 
     fn idle_count(&self) -> usize {
         self.pool.idle_count()
+    }
+
+    fn prewarm(&self, n: usize) -> Result<(), CallError> {
+        let pool = &self.pool;
+        fill(n, pool.idle_count(), || pool.acquire(), |i| pool.release(i))
     }
 
     fn instantiated_count(&self) -> usize {

@@ -25,8 +25,8 @@ use super::component::{arg_val, export_type, lift, ComponentPool as PyComponentP
 use super::gate::Gate;
 use super::logs::LogTarget;
 use super::numeric::{
-    arg_bytes, fault_exception, hook_error, limits_from, slot_args, to_slot, Answer, Failure, Kind,
-    Param, Profile, TallyInner, Target,
+    arg_bytes, fault_exception, fill, hook_error, limits_from, slot_args, to_slot, Answer, Failure,
+    Kind, Param, Profile, TallyInner, Target,
 };
 use super::policy::Grants;
 use super::runtime::core_error;
@@ -70,6 +70,12 @@ pub trait Guest: Send + Sync + Sized + 'static {
     ) -> Result<Answer, Failure>;
     fn idle_count(&self) -> usize;
     fn instantiated_count(&self) -> usize;
+    /// [`Target::prewarm`] of the guest's pool.
+    ///
+    /// # Errors
+    ///
+    /// An instance could not be made.
+    fn prewarm(&self, n: usize) -> Result<(), CallError>;
     /// `hosted` as a Basic-ABI export's, if it is one.
     fn basic(_hosted: &Hosted<Self>) -> Option<&Hosted<BasicGuest>> {
         None
@@ -394,6 +400,11 @@ impl Guest for BasicGuest {
     fn instantiated_count(&self) -> usize {
         self.pool.instantiated_count()
     }
+
+    fn prewarm(&self, n: usize) -> Result<(), CallError> {
+        let pool = &self.pool;
+        fill(n, pool.idle_count(), || pool.acquire(), |i| pool.release(i))
+    }
 }
 
 /// What a Basic-ABI guest gave `heliosdb_return`: the tag and the payload.
@@ -628,6 +639,11 @@ impl Guest for ComponentGuest {
 
     fn instantiated_count(&self) -> usize {
         self.pool.instantiated_count()
+    }
+
+    fn prewarm(&self, n: usize) -> Result<(), CallError> {
+        let pool = &self.pool;
+        fill(n, pool.idle_count(), || pool.acquire(), |i| pool.release(i))
     }
 
     fn component(hosted: &Hosted<Self>) -> Option<&Hosted<ComponentGuest>> {
@@ -905,6 +921,10 @@ impl<G: Guest> Target for Hosted<G> {
 
     fn instantiated_count(&self) -> usize {
         self.guest.instantiated_count()
+    }
+
+    fn prewarm(&self, n: usize) -> Result<(), CallError> {
+        self.guest.prewarm(n)
     }
 
     fn basic_host(&self) -> Option<&Hosted<BasicGuest>> {

@@ -508,6 +508,13 @@ pub trait Target: Send + Sync {
     /// Instances idle in the pool, and made since it was built.
     fn idle_count(&self) -> usize;
     fn instantiated_count(&self) -> usize;
+    /// Makes instances until `n` are idle (at most the pool's size), so
+    /// the calls that come need to make none.
+    ///
+    /// # Errors
+    ///
+    /// An instance could not be made (its start or `_initialize` failed).
+    fn prewarm(&self, n: usize) -> Result<(), CallError>;
     /// This target as the bracket of calls on instances their caller holds
     /// (an aggregate group's role calls, `aggregate.rs`): a Basic-ABI
     /// module's hosted export.
@@ -766,6 +773,42 @@ impl Target for Pure {
     fn instantiated_count(&self) -> usize {
         self.pool.instantiated_count()
     }
+
+    fn prewarm(&self, n: usize) -> Result<(), CallError> {
+        fill(
+            n,
+            self.idle_count(),
+            || self.pool.acquire(),
+            |i| self.pool.release(i),
+        )
+    }
+}
+
+/// Takes instances with `acquire` (new ones once none is idle) until `n`
+/// are held beyond the `idle` there were, then hands them all back.
+///
+/// # Errors
+///
+/// An instance could not be made: those taken go back.
+pub fn fill<I>(
+    n: usize,
+    idle: usize,
+    acquire: impl Fn() -> Result<I, CallError>,
+    release: impl Fn(I),
+) -> Result<(), CallError> {
+    let mut held = Vec::with_capacity(n);
+    let mut outcome = Ok(());
+    while held.len() < n.max(idle) {
+        match acquire() {
+            Ok(instance) => held.push(instance),
+            Err(error) => {
+                outcome = Err(error);
+                break;
+            }
+        }
+    }
+    held.into_iter().for_each(release);
+    outcome
 }
 
 /// `dict[key]` of a dict the engine passes (`what` names it), or an error
@@ -1003,6 +1046,14 @@ impl Numeric {
             .component_host()
             .ok_or_else(|| PyTypeError::new_err("not a component's hosted export"))?
             .call_values(py, args)
+    }
+
+    /// Makes instances until `n` are idle in the pool (at most its
+    /// `pool_size`): the calls that come make none. Without the GIL.
+    fn prewarm(&self, py: Python<'_>, n: usize) -> PyResult<()> {
+        let inner = &*self.inner;
+        py.detach(|| inner.prewarm(n))
+            .map_err(|e| core_error(e.code(), e.to_string()))
     }
 
     /// `call`, and where its time went: `(instantiate, wasm, host)` seconds

@@ -229,6 +229,18 @@ def test_a_reload_swaps_atomically_and_in_flight_statements_keep_their_version(
     assert pipeline.plugins()[0]["previous"] is not None
 
 
+def test_reloads_do_not_pile_up_hook_calls_on_a_connection(session: Session) -> None:
+    # Each version's hook is a call the core runs on this connection, with
+    # its pool: a reloaded plugin's old versions let theirs go.
+    pipeline = Pipeline()
+    for v in range(6):
+        pipeline.install(spec("gate", {"pre-parse": allow(v=str(v))}))
+        pipeline.run(session, "SELECT 1", [], run_sql)  # type: ignore[arg-type]
+        assert session.variables["v"] == str(v)
+    (versions,) = session.db.session.hosted.values()
+    assert sorted(versions) == [5, 6]  # the current and the one before
+
+
 def test_a_failing_new_version_is_rolled_back(session: Session) -> None:
     pipeline = Pipeline(settings=PipelineSettings(max_error_rate=0.2, min_calls=5))
     pipeline.install(spec("gate", {"pre-parse": allow(v="good")}))

@@ -118,7 +118,8 @@ class Session:
         # Calls the core runs whole on this connection for others than the
         # registry's procedures (query-hook plugins), made on first use:
         # they hold the connection's gate.
-        self.hosted: dict[tuple[str, int, str], _core.Numeric] = {}
+        # (plugin, hook) -> {version: its call}
+        self.hosted: dict[tuple[str, str], dict[int, _core.Numeric]] = {}
 
     @property
     def logs(self) -> list[LogRecord]:

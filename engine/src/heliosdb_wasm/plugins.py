@@ -561,8 +561,8 @@ class PluginVersion:
         connection (hosted.rs: the version's limits and grants, its host
         functions in Rust, count-in-window and the rare ones in Python),
         made on first use per connection."""
-        key = (self.name, self.version, export)
-        found = session.hosted.get(key)
+        versions = session.hosted.setdefault((self.name, export), {})
+        found = versions.get(self.version)
         if found is not None:
             return found
         module = self.module
@@ -581,7 +581,11 @@ class PluginVersion:
         except _core.CoreError as exc:
             code, message = exc.args
             raise core_error(code, message, None, [], self.limits) from None
-        session.hosted[key] = hook
+        versions[self.version] = hook
+        # A reloaded plugin's older versions go (and their instances with
+        # them); two stay, for a candidate on probation beside the current.
+        for old in sorted(versions)[:-2]:
+            del versions[old]
         return hook
 
     def _hosted(

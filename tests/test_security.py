@@ -114,6 +114,26 @@ def test_fetch_limits_end_the_call(db: h.Database, register: Register, server: s
     assert err.value.limit == "timeout" and time.monotonic() - started < 2.5
 
 
+def test_a_fetch_late_in_a_call_gets_only_the_time_left(
+    db: h.Database, register: Register, server: str
+) -> None:
+    # 0.7 s go in the call's own query, then a fetch of a page that takes
+    # 3 s: the call ends at its 1 s deadline, not 1 s after the fetch began.
+    db.conn.create_scalar_function("pause", lambda: time.sleep(0.7) or 0, 0)
+    register(
+        "pause_then_fetch",
+        "(url TEXT) RETURNS BIGINT",
+        "capabilities",
+        caps=("network:127.0.0.1",),
+        extra="WITH (timeout_seconds = 1)",
+    )
+    started = time.monotonic()
+    with pytest.raises(h.ResourceLimitExceeded) as err:
+        _fetch(db, "pause_then_fetch", f"{server}/slow")
+    assert err.value.limit == "timeout"
+    assert time.monotonic() - started < 1.5
+
+
 def test_crypto_digest_and_hmac(db: h.Database, register: Register) -> None:
     register(
         "sha",

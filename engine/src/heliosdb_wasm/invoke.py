@@ -823,9 +823,13 @@ class HostedHooks:
         self._limits = limits
         self._version = version
 
-    def context(self) -> CallContext:
+    def context(self, seconds_left: float) -> CallContext:
+        """The call's context, made when a host function living in Python
+        first runs, ``seconds_left`` before the call's deadline."""
         v = self._version
-        return CallContext(self._session, v.name, v.version, v.capabilities, self._limits)
+        ctx = CallContext(self._session, v.name, v.version, v.capabilities, self._limits)
+        ctx.deadline = time.monotonic() + seconds_left
+        return ctx
 
     def log_limit(self) -> ResourceLimitExceeded:
         """A call the core runs whole logged more than max_log_bytes (its

@@ -585,7 +585,7 @@ class PluginVersion:
         # A reloaded plugin's older versions go (and their instances with
         # them); two stay, for a candidate on probation beside the current.
         for old in sorted(versions)[:-2]:
-            del versions[old]
+            versions.pop(old, None)  # another thread on this connection may have
         return hook
 
     def _hosted(
@@ -651,8 +651,8 @@ class _PluginHooks(HostedHooks):
         super().__init__(session, metrics, limits, version)
         self._counter = counter
 
-    def context(self) -> CallContext:
-        ctx = super().context()
+    def context(self, seconds_left: float) -> CallContext:
+        ctx = super().context(seconds_left)
         ctx.counter = self._counter
         return ctx
 

@@ -45,7 +45,7 @@ create_exception!(
 /// `status(exc) -> int | None`, the status code a host error gives the
 /// guest (None: the error ends the call).
 pub struct PyHost {
-    // The call's context; made on first use by `hooks.context()` when the
+    // The call's context; made on first use by `hooks.context(seconds_left)` when the
     // core runs the whole call (`hosted`) and only some host functions
     // need Python.
     ctx: Option<Py<PyAny>>,
@@ -217,7 +217,16 @@ impl PyHost {
             .hooks
             .as_ref()
             .ok_or_else(|| PyRuntimeError::new_err("a call without a context"))?;
-        let ctx = hooks.bind(py).call_method0(intern!(py, "context"))?;
+        // What is left of the call's time is the context's (a fetch may take
+        // no more), not a timeout of its own from now.
+        let left = self.scope.as_ref().map_or(0.0, |s| {
+            s.deadline
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64()
+        });
+        let ctx = hooks
+            .bind(py)
+            .call_method1(intern!(py, "context"), (left,))?;
         self.ctx = Some(ctx.clone().unbind());
         Ok(ctx)
     }

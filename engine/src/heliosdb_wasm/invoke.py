@@ -543,15 +543,11 @@ class Runner:
                         result = instance.call(ctx, v.export, self.signature, values)
                     finally:
                         call = time.perf_counter() - call_started
-                    size = _payload_bytes(result)
-                    if size > self.limits.max_result_bytes:
+                    try:
+                        return held(result, self.limits)
+                    except ResourceLimitExceeded:
                         instance.poisoned = True
-                        raise ResourceLimitExceeded(
-                            f"the result is {size} bytes, over max_result_bytes "
-                            f"({self.limits.max_result_bytes})",
-                            limit="max_result_bytes",
-                        )
-                    return result
+                        raise
                 finally:
                     if not instance.poisoned:
                         self._release(instance)
@@ -578,8 +574,8 @@ class Runner:
             )
 
     def aggregate(self, roles: dict[str, tuple[str, Signature]]) -> Aggregate:
-        """One group of an aggregate (SingleStore's CREATE AGGREGATE) on the
-        general path."""
+        """One group of an aggregate (SingleStore's CREATE AGGREGATE) in
+        Python, each role call on SingleStore's general path."""
         return Aggregate(self, roles, self.aggregate_row(roles))
 
     def aggregate_row(
@@ -807,9 +803,10 @@ class HostedHooks:
     """What a ``Numeric.hosted`` (a call the core runs whole, host functions
     included: engine/core/src/python/hosted.rs) asks of Python, only when it
     needs it: a ``CallContext`` for the host functions that live in Python
-    (log, fetch, digest...), the value the guest gave heliosdb_return, and
+    (fetch, digest, hmac, count-in-window) and to type a failed statement,
+    the value the guest gave heliosdb_return or a component's value, and
     every failure as the typed error — located, counted in the version's
-    metrics and logged as the general path does (``Runner._invoke``).
+    metrics and logged as every failed call is.
 
     It holds what it needs and not the Runner: the core holds it for the
     Numeric's life, and a cycle through Rust is one Python's collector
@@ -839,31 +836,21 @@ class HostedHooks:
     def lift(self, tag: int | None, payload: bytes) -> Any:
         """What the guest gave heliosdb_return (``tag`` None: it gave nothing,
         an AbiError for a result that is not a number), converted to the
-        declared type and held to max_result_bytes, as Runner._invoke does."""
+        declared type and held to max_result_bytes (``held``)."""
         sig = self._version.signature
         if tag is None:
             return returned_value(sig, None, False, None)
-        return self._held(returned_value(sig, None, True, decode_returned(tag, payload)))
-
-    def _held(self, value: Any) -> Any:
-        size = _payload_bytes(value)
-        if size > self._limits.max_result_bytes:
-            raise ResourceLimitExceeded(
-                f"the result is {size} bytes, over max_result_bytes "
-                f"({self._limits.max_result_bytes})",
-                limit="max_result_bytes",
-            )
-        return value
+        return held(returned_value(sig, None, True, decode_returned(tag, payload)), self._limits)
 
     def convert(self, value: Any) -> Any:
         """A component's result that is not a number, converted to the
-        declared type and held to max_result_bytes, as Runner._invoke does.
+        declared type and held to max_result_bytes (``held``).
         A table procedure's list of records is its rows: the core lifts a
         record as a dict in its fields' order, the table's columns."""
         sig = self._version.signature
         if sig.table is not None and isinstance(value, list):
             value = ([c.name for c in sig.table], [tuple(rec.values()) for rec in value])
-        return self._held(convert_result(sig, value))
+        return held(convert_result(sig, value), self._limits)
 
     def raised(self, code: str, message: str, seconds: float) -> ProcedureError:
         return self._counted(raised_error(code, message), seconds)
@@ -1008,6 +995,17 @@ class Aggregate:
             if self.instance is not None and not self.instance.poisoned:
                 self.runner._release(self.instance)
             self.instance = None
+
+
+def held(value: Any, limits: Limits) -> Any:
+    """``value``, a call's result, if it is within max_result_bytes."""
+    size = _payload_bytes(value)
+    if size > limits.max_result_bytes:
+        raise ResourceLimitExceeded(
+            f"the result is {size} bytes, over max_result_bytes ({limits.max_result_bytes})",
+            limit="max_result_bytes",
+        )
+    return value
 
 
 def _payload_bytes(value: Any) -> int:

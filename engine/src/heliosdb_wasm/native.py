@@ -42,7 +42,7 @@ def eligible(params: Sequence[SqlType], returns: SqlType | None) -> bool:
 
 # Parameters the core hands the guest as buffers, when it serves the
 # module's host functions. JSON is text the core checks (serde_json) and
-# leaves to the general path when it is not sure, so an invalid document is
+# leaves to Python's coercion when it is not sure, so an invalid document is
 # refused in Python's words (values.check_json).
 BUFFER: dict[SqlType, _core.Param] = {
     SqlType.TEXT: "text",
@@ -145,7 +145,7 @@ def make_scalar(
     """The SQL function SQLite calls for a procedure that takes numbers, or
     None when its signature cannot have one. ``acquire()`` gives the
     ``Numeric`` of the current version (None: every row goes to
-    ``slow(*args)``, the general path)."""
+    ``slow(*args)``, ``Runner.call``)."""
     if signature.table is not None or not hostable(signature):
         return None
     _, result = kinds(signature)

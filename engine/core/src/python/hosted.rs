@@ -375,8 +375,8 @@ impl Guest for BasicGuest {
         started: Instant,
     ) -> Result<Answer, Failure> {
         // heliosdb_return's value (or, for a result that is not a number,
-        // its absence): decoded, converted and checked as the general path
-        // does, by `hooks.lift`.
+        // its absence): decoded, converted and checked in Python's words,
+        // by `hooks.lift`.
         let returned = match returned {
             Some((tag, payload)) => Some((Some(tag), payload)),
             None if hosted.lifts => Some((None, Vec::new())),

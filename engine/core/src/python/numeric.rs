@@ -106,7 +106,7 @@ impl Param {
 }
 
 /// A Python value for a buffer parameter: str for text, bytes-like for a
-/// blob (TypeError for anything else: the general path names the argument).
+/// blob (TypeError for anything else: `Runner.call` names the argument).
 pub fn to_buffer(value: &Bound<'_, PyAny>, param: Param) -> PyResult<Arg> {
     if value.is_none() {
         // CALLED ON NULL INPUT: the guest is told it is NULL.
@@ -145,7 +145,7 @@ pub fn slot_arg(kind: Kind, slot: ValRaw) -> Arg {
 /// A Python number into a slot, as the SQL value it stands for: integers
 /// must fit their type (OverflowError), a boolean parameter takes an int or
 /// bool (its truth), a float parameter a float or an int (TypeError for
-/// anything else, so the caller can fall back on the general path, which
+/// anything else, so the caller can fall back on `Runner.call`, which
 /// names the argument).
 pub fn to_slot(value: &Bound<'_, PyAny>, kind: Kind) -> PyResult<ValRaw> {
     match kind {
@@ -450,7 +450,7 @@ pub trait Target: Send + Sync {
     fn slots(&self) -> usize;
     /// Whether a NULL argument may reach the guest as a zero (CALLED ON
     /// NULL INPUT). A guest that can ask `heliosdb_get_param` must see it
-    /// NULL instead, so such rows take the general path.
+    /// NULL instead, so such rows go by arguments (`call_args`).
     fn zeros_for_nulls(&self) -> bool;
     /// One call with the arguments in `slots`; the result in `slots[0]`
     /// (`Answer::Slot`), or SQL NULL, or a value Python made (a text, blob

@@ -13,8 +13,8 @@
 //! `Numeric` on the first call (`acquire`), a failure (the typed error is
 //! raised in Python and left pending, which apsw reports when the
 //! statement fails, as it does for its own functions), and values the
-//! numeric path does not take (text, out of range: they go to `slow`, the
-//! general path, which converts or refuses them with the argument's name).
+//! numeric path does not take (text, out of range: they go to `slow`,
+//! `Runner.call`, which converts or refuses them with the argument's name).
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -91,7 +91,7 @@ struct ScalarInner {
 
 /// A procedure as SQLite calls it. `acquire()` returns the `Numeric` to
 /// call (looked up on the first row, and again after `release()`), or None
-/// to send every row to `slow(*args)`, the general path.
+/// to send every row to `slow(*args)` (`Runner.call`).
 #[pyclass(module = "heliosdb_wasm._core", frozen)]
 pub struct Scalar {
     inner: Arc<ScalarInner>,
@@ -330,8 +330,8 @@ enum Lowered {
 }
 
 /// `value` (of SQLite type `ty`, not NULL) as a number of `kind`, if it is
-/// one exactly; None sends the row to the general path, which converts or
-/// refuses it with the argument's name.
+/// one exactly; None sends the row to `slow` (`Runner.call`), which
+/// converts or refuses it with the argument's name.
 ///
 /// # Safety
 ///
@@ -344,7 +344,7 @@ pub(super) unsafe fn number_slot(
     // SAFETY (all arms): reading the value as the type it has.
     Some(match (kind, ty) {
         (Kind::I64, ffi::SQLITE_INTEGER) => ValRaw::i64(unsafe { ffi::sqlite3_value_int64(value) }),
-        // Out of range: the general path says so.
+        // Out of range: `Runner.call` says so.
         (Kind::I32, ffi::SQLITE_INTEGER) => {
             ValRaw::i32(i32::try_from(unsafe { ffi::sqlite3_value_int64(value) }).ok()?)
         }
@@ -364,7 +364,7 @@ pub(super) unsafe fn number_slot(
 
 /// The arguments of a row whose parameters include buffers: numbers as
 /// `lower` takes them, text that is valid UTF-8, blobs; in order, so a bad
-/// argument before a NULL is still the general path's error. A NULL is the
+/// argument before a NULL is still `Runner.call`'s error. A NULL is the
 /// call's NULL result (RETURNS NULL ON NULL INPUT) or an `Arg::Null` the
 /// guest can ask `heliosdb_get_param` about (CALLED ON NULL INPUT).
 unsafe fn lower_args(scalar: &ScalarInner, args: &[*mut ffi::sqlite3_value]) -> Lowered {
@@ -389,11 +389,11 @@ unsafe fn lower_args(scalar: &ScalarInner, args: &[*mut ffi::sqlite3_value]) -> 
             (Param::Text | Param::Json, ffi::SQLITE_TEXT) => {
                 let bytes = unsafe { value_bytes(value, ffi::sqlite3_value_text(value)) };
                 if std::str::from_utf8(bytes).is_err() {
-                    return Lowered::Slow; // the general path says why
+                    return Lowered::Slow; // `Runner.call` says why
                 }
                 // What serde_json accepts Python's json.loads accepts too
                 // (it refuses NaN, lone surrogates, deep nesting, which
-                // Python takes): anything else is the general path's to
+                // Python takes): anything else is `Runner.call`'s to
                 // accept or to refuse in Python's words.
                 if *spec == Param::Json
                     && serde_json::from_slice::<serde_json::Value>(bytes).is_err()
@@ -484,7 +484,7 @@ unsafe fn row(
         // SAFETY: this call's context and arguments.
         return unsafe { slow(scalar, ctx, args) };
     }
-    // Checked in order before anything else, as the general path does: a
+    // Checked in order before anything else, as `Runner.call` does: a
     // bad argument before a NULL is still an error.
     // SAFETY: this call's arguments.
     let lowered = unsafe {

@@ -399,7 +399,7 @@ class Runner:
                 v = self.version
                 params, result = native.kinds(self.signature)
                 tally = native.new_tally()
-                fault = _fault_hook(self.session, self._metrics, self.limits, v)
+                fault = fault_hook(self.session, self._metrics, self.limits, v)
                 try:
                     if self._canonical is not None:
                         self._numeric = self._canonical_numeric(self._canonical, tally, fault)
@@ -667,7 +667,7 @@ class Runner:
             row = Signature(roles["iterate"][1].params[1:], None)
             params, _ = native.kinds(row)
             tally = native.new_tally()
-            fault = _fault_hook(self.session, self._metrics, self.limits, v)
+            fault = fault_hook(self.session, self._metrics, self.limits, v)
             try:
                 host = None
                 if hosted:
@@ -748,7 +748,10 @@ class Runner:
                 self._idle.append(instance)
 
     def idle_instances(self) -> int:
-        return len(self._idle)
+        """Instances waiting for reuse: in the core's pool for a version the
+        core runs, else SingleStore's general path's own."""
+        numeric = self._numeric
+        return numeric.idle_instances if numeric is not None else len(self._idle)
 
 
 def _singlestore(module: LoadedModule) -> SingleStoreModule | None:
@@ -776,7 +779,7 @@ def log_trap(session: Session, error: ProcedureError) -> None:
         )
 
 
-def _fault_hook(
+def fault_hook(
     session: Session, metrics: Metrics, limits: Limits, version: ProcedureVersion
 ) -> _core.Fault:
     """The hook a ``Numeric`` calls when a call fails: the typed error,

@@ -38,7 +38,7 @@ from .errors import (
     ProcedureError,
 )
 from .hostapi import CallContext, Session
-from .invoke import HostedHooks, LoadedModule, _fault_hook, load
+from .invoke import HostedHooks, LoadedModule, fault_hook, load
 from .policy import Capabilities, Limits
 from .registry import ProcedureVersion, sha256_hex
 from .runtime import Runtime, core_error, default_runtime
@@ -571,9 +571,17 @@ class PluginVersion:
         if isinstance(module, ComponentModule):
             iface, wit_name, _ = module.functions[export]
             target = (iface, wit_name)
+        # What the hooks of a call (invoke.HostedHooks) read of a version.
         version = ProcedureVersion(
-            self.name, self.version, module.abi, export, _REQUEST, self.capabilities, {},
-            self.sha256, 0.0,
+            name=self.name,
+            version=self.version,
+            abi=module.abi,
+            export=export,
+            signature=_REQUEST,
+            capabilities=self.capabilities,
+            limit_overrides={},
+            module_sha256=self.sha256,
+            created_at=0.0,
         )
         metrics = CallMetrics()  # the pipeline counts hook calls itself (Metrics)
         try:
@@ -596,6 +604,7 @@ class PluginVersion:
         version: ProcedureVersion,
         metrics: CallMetrics,
     ) -> _core.Numeric:
+        """``target`` of ``module`` as a hosted call on ``session``'s connection."""
         return _core.Numeric.hosted(
             module.core_pool(self.limits, self.capabilities),
             target,
@@ -603,7 +612,7 @@ class PluginVersion:
             None,
             self.limits.to_json(),
             native.new_tally(),
-            _fault_hook(session, metrics, self.limits, version),
+            fault_hook(session, metrics, self.limits, version),
             _PluginHooks(session, metrics, self.limits, version, self._counter),
             session.gate,
             self.capabilities.core_grants,

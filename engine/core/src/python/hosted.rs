@@ -141,7 +141,7 @@ pub struct Hosted<G: Guest> {
     tally: Arc<TallyInner>,
     // fault(code, message, limit, frames, seconds, row), as a pure Numeric's
     fault: Py<PyAny>,
-    // context(seconds_left), log(...), lift(tag, payload), raised(code, message,
+    // context(seconds_left), lift(tag, payload), raised(code, message,
     // seconds), host_fault(exc, seconds), host_error(busy, message),
     // invalid(message, seconds), too_deep(), log_limit(): see invoke.HostedHooks
     hooks: Arc<Py<PyAny>>,

@@ -189,38 +189,62 @@ def _in_threads(once: Callable[[], None], times: int, threads: int = 4) -> None:
     assert failures == []
 
 
-def test_an_aggregate_the_core_cannot_run_gets_python_groups(tmp_path: Path) -> None:
-    # A u8 argument needs the Canonical ABI's range check: a Python group.
-    wat = """(module
+def _bytesum(tmp_path: Path, wit_arg: str, wasm_arg: str, sql_arg: str) -> h.Database:
+    """bytesum(x): the sum of x, an argument of WIT type ``wit_arg``."""
+    wat = f"""(module
       (memory (export "memory") 1)
       (func (export "canonical_abi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)
       (func (export "canonical_abi_free") (param i32 i32 i32))
       (func (export "c-init") (result i64) (i64.const 0))
-      (func (export "c-iter") (param i64 i32) (result i64)
-        (i64.add (local.get 0) (i64.extend_i32_u (local.get 1))))
+      (func (export "c-iter") (param i64 {wasm_arg}) (result i64)
+        (i64.add (local.get 0) {"(i64.extend_i32_u (local.get 1))" if wasm_arg == "i32" else "(local.get 1)"}))
       (func (export "c-merge") (param i64 i64) (result i64) (i64.add (local.get 0) (local.get 1)))
       (func (export "c-term") (param i64) (result i64) (local.get 0)))"""
     wit = (
-        b"c-init: func() -> s64\nc-iter: func(s: s64, x: u8) -> s64\n"
-        b"c-merge: func(a: s64, b: s64) -> s64\nc-term: func(s: s64) -> s64\n"
-    )
+        f"c-init: func() -> s64\nc-iter: func(s: s64, x: {wit_arg}) -> s64\n"
+        "c-merge: func(a: s64, b: s64) -> s64\nc-term: func(s: s64) -> s64\n"
+    ).encode()
     db = h.Database.open(str(tmp_path / "p.db"), limits=TEST_LIMITS)
     db.execute(
-        "CREATE AGGREGATE bytesum(TINYINT) RETURNS BIGINT WITH STATE BIGINT"
+        f"CREATE AGGREGATE bytesum({sql_arg}) RETURNS BIGINT WITH STATE BIGINT"
         f" AS WASM FROM BASE64 '{b64(wasmtime.wat2wasm(wat))}' WITH WIT FROM BASE64 '{b64(wit)}'"
         " INITIALIZE WITH c_init ITERATE WITH c_iter MERGE WITH c_merge TERMINATE WITH c_term"
     )
     db.execute("CREATE TABLE t(g, x)")
+    return db
+
+
+def test_a_small_integer_argument_is_range_checked_in_the_core(tmp_path: Path) -> None:
+    # A u8 argument: the core checks each row's range; a value outside is
+    # Python's to refuse, with the Canonical ABI's words.
+    db = _bytesum(tmp_path, "u8", "i32", "TINYINT")
     db.execute("INSERT INTO t VALUES (1, 200), (1, 100), (2, 7)")
     assert db.execute("SELECT g, bytesum(x) FROM t GROUP BY g").rows == [(1, 300), (2, 7)]
-    assert db._runner("bytesum")._aggregate is False
+    target = _core_of(db, "bytesum")
     db.execute("INSERT INTO t VALUES (2, 300)")
     with pytest.raises(h.InvalidArgument, match="300 is out of range for u8"):
         db.execute("SELECT g, bytesum(x) FROM t GROUP BY g")
-    # The failed group let its instance go: the next statement is exact.
-    db.execute("DELETE FROM t WHERE x = 300")
+    db.execute("UPDATE t SET x = -1 WHERE x = 300")
+    with pytest.raises(h.InvalidArgument, match="-1 is out of range for u8"):
+        db.execute("SELECT bytesum(x) FROM t")
+    # The failed groups let their instances go: the next statement is exact.
+    db.execute("DELETE FROM t WHERE x = -1")
     assert db.execute("SELECT bytesum(x) FROM t").scalar() == 307
     assert db.execute("SELECT bytesum(x) FROM t WHERE 0").scalar() == 0
+    assert target.idle_instances >= 1
+
+
+def test_an_aggregate_the_core_cannot_run_gets_python_groups(tmp_path: Path) -> None:
+    # A u64 argument needs the Canonical ABI's own conversion: Python groups.
+    db = _bytesum(tmp_path, "u64", "i64", "BIGINT")
+    db.execute("INSERT INTO t VALUES (1, 200), (1, 100), (2, 7)")
+    assert db.execute("SELECT g, bytesum(x) FROM t GROUP BY g").rows == [(1, 300), (2, 7)]
+    assert db._runner("bytesum")._aggregate is False
+    db.execute("INSERT INTO t VALUES (2, -5)")
+    with pytest.raises(h.InvalidArgument, match="-5 is out of range for u64"):
+        db.execute("SELECT g, bytesum(x) FROM t GROUP BY g")
+    db.execute("DELETE FROM t WHERE x = -5")
+    assert db.execute("SELECT bytesum(x) FROM t").scalar() == 307
 
 
 WASI_AGGREGATE = """(module

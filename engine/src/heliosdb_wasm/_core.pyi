@@ -251,7 +251,11 @@ class Aggregate:
         fault: Fault,
         coerce: Callable[[Sequence[Any]], list[Any] | None],
         host: Numeric | None = None,
-    ) -> None: ...
+        ranges: Sequence[tuple[int, int] | None] | None = None,
+    ) -> None:
+        """ranges: each argument's (lo, hi) the core checks per row (a
+        small integer's; None: any value of its kind); a row out of range
+        goes to coerce, whose error it is."""
     @property
     def idle_instances(self) -> int: ...
     @property

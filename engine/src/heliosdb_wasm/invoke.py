@@ -688,6 +688,9 @@ class Runner:
                     fault,
                     self.aggregate_row(roles),
                     host,
+                    singlestore.aggregate_ranges(roles["iterate"][0])
+                    if singlestore is not None
+                    else None,
                 )
             except _core.CoreError as exc:
                 code, message = exc.args

@@ -75,6 +75,9 @@ pub struct AggregateInner {
     // A module with host imports (or WASI output granted): each role call
     // in a hosted call's bracket (`hosted.rs`), its host functions served.
     host: Option<Arc<dyn Target>>,
+    // Per argument, the range a small integer (u8, s8, u16, s16) must be
+    // in to be exact; a value outside goes to `coerce`, whose error it is.
+    ranges: Box<[Option<(i64, i64)>]>,
 }
 
 /// A numeric aggregate of a module that imports nothing (`module`, a
@@ -94,7 +97,7 @@ pub struct Aggregate {
 impl Aggregate {
     #[new]
     #[allow(clippy::too_many_arguments)] // one version's roles, limits and hooks
-    #[pyo3(signature = (module, roles, params, result, limits, tally, fault, coerce, host=None))]
+    #[pyo3(signature = (module, roles, params, result, limits, tally, fault, coerce, host=None, ranges=None))]
     fn new(
         module: &Bound<'_, PyAny>,
         roles: (String, String, String, Option<String>),
@@ -105,6 +108,7 @@ impl Aggregate {
         fault: Py<PyAny>,
         coerce: Py<PyAny>,
         host: Option<PyRef<'_, Numeric>>,
+        ranges: Option<Vec<Option<(i64, i64)>>>,
     ) -> PyResult<Self> {
         let pool = Pool::from_py(module, limits)?;
         let host = host.map(|numeric| numeric.inner.clone());
@@ -116,6 +120,19 @@ impl Aggregate {
         let module = pool.module().clone();
         let (params, result) = Kind::signature(&params, Some(result))?;
         let result = result.expect("a result kind was given");
+        let ranges = ranges.unwrap_or_else(|| vec![None; params.len()]);
+        if ranges.len() != params.len()
+            || ranges
+                .iter()
+                .zip(params.iter())
+                .any(|(r, k)| r.is_some() && *k != Kind::I32)
+        {
+            return Err(PyValueError::new_err(format!(
+                "{} range(s) for {} parameter(s): one for each, an i32's only",
+                ranges.len(),
+                params.len()
+            )));
+        }
         let (initialize, iterate, terminate, destroy) = roles;
         let abi = |role: &str, name: &str, message: String| {
             core_error("abi-error", format!("{role} WITH {name}: {message}"))
@@ -156,6 +173,7 @@ impl Aggregate {
             fault,
             coerce,
             host,
+            ranges: ranges.into(),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -485,7 +503,8 @@ unsafe fn core_step(
     };
     let mut exact = args.len() == target.params.len();
     if exact {
-        for ((value, kind), slot) in args.iter().zip(target.params.iter()).zip(&mut slots[1..]) {
+        let params = target.params.iter().zip(target.ranges.iter());
+        for ((value, (kind, range)), slot) in args.iter().zip(params).zip(&mut slots[1..]) {
             // SAFETY: one of this call's arguments, read as the type it has.
             let number = unsafe {
                 let ty = ffi::sqlite3_value_type(*value);
@@ -495,9 +514,12 @@ unsafe fn core_step(
                     number_slot(*kind, *value, ty)
                 }
             };
+            let fits = |n: &ValRaw| {
+                range.is_none_or(|(lo, hi)| (lo..=hi).contains(&i64::from(n.get_i32())))
+            };
             match number {
-                Some(number) => *slot = number,
-                None => {
+                Some(number) if fits(&number) => *slot = number,
+                _ => {
                     exact = false;
                     break;
                 }

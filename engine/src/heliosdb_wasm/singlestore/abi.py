@@ -78,6 +78,15 @@ def _numbers(types: Sequence[WitType]) -> bool:
     return all(isinstance(t, Prim) and t.kind in _FAST_PARAMS for t in types)
 
 
+# Small integers an aggregate's ITERATE may take in the core too: each row's
+# value range-checked there, one out of range left to ``_from_sql``, whose
+# error it is (an i32 in wasm, as s32).
+_SMALL_INTS = frozenset({"u8", "s8", "u16", "s16"})
+
+
+def _small_int(ty: WitType) -> bool:
+    return isinstance(ty, Prim) and ty.kind in _SMALL_INTS
+
 # A state the core passes from role to role as the raw core value it is: no
 # range check or conversion of the general path could change or refuse it.
 _OPAQUE_STATES = frozenset({"s32", "s64", "u32", "u64", "float32", "float64"})
@@ -217,6 +226,9 @@ class SingleStoreModule:
                     states.append(fn.result)
             if any(not isinstance(t, Prim) or t.kind not in _OPAQUE_STATES for t in states):
                 return False
+            # Only ITERATE's arguments are range-checked per row.
+            if role == "iterate":
+                params = [t for t in params if not _small_int(t)]
             if not _numbers(params):
                 return False
             result = fn.result
@@ -225,6 +237,14 @@ class SingleStoreModule:
             ):
                 return False
         return True
+
+    def aggregate_ranges(self, iterate: str) -> list[tuple[int, int] | None]:
+        """The range of each of ITERATE's arguments after its state that the
+        core checks per row (a small integer's), or None."""
+        return [
+            _INT_RANGES[t.kind] if isinstance(t, Prim) and _small_int(t) else None
+            for _, t in self.function(iterate).params[1:]
+        ]
 
     def aggregate_row(self, iterate: str) -> Callable[[Sequence[SqlValue]], list[Any] | None]:
         """One row of an aggregate's arguments as ITERATE (``iterate``)

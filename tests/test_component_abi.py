@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import heliosdb_wasm as h
-from conftest import b64, make_component, registry_snapshot
+from conftest import ROOT, b64, example, make_component, registry_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +148,28 @@ def test_instances_discarded_after_traps_do_not_pile_up(math_component: bytes) -
         assert len(gc.get_objects()) - before < 50
         assert numeric.instantiated == made + 200
         assert numeric.idle_instances <= 1
+
+
+def test_a_profiled_component_call_is_broken_down_by_the_core() -> None:
+    # The Rust component of calculate_discount queries the customers table:
+    # a profile sees its time in the guest and in the host, and the fuel it
+    # burned; the call runs where every call runs, and counts once.
+    from heliosdb_wasm.telemetry import CallStats
+
+    path = example("calculate_discount", "component", "rust")
+    with h.Database.open(":memory:") as db:
+        db.execute((ROOT / "examples" / "seed.sql").read_text())
+        db.execute(
+            "CREATE PROCEDURE cd(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE"
+            " LANGUAGE wasm CAPABILITIES ('read:customers') USING EXPORT 'calculate-discount'"
+            f" AS $wasm$file://{path}$wasm$"
+        )
+        seen: list[CallStats] = []
+        db.session.telemetry.listeners.append(seen.append)
+        for _ in range(3):
+            assert db.call("cd", 12345, 100.0) == db.call("cd", 12345, 100.0)
+        assert len(seen) == 6
+        for s in seen:
+            assert s.error is None and s.fuel_used and s.host > 0 and s.guest > 0
+            assert s.total >= s.instantiate + s.guest + s.host
+        assert db.metrics("cd")[1].calls == 6

@@ -104,6 +104,20 @@ def example(name: str, abi: str, language: str = "rust") -> Path:
     return path
 
 
+def seeded_discount(abi: str, language: str, name: str = "cd") -> h.Database:
+    """A database with the seed's tables and calculate_discount of
+    ``language`` and ``abi`` registered as ``name``."""
+    export = "calculate-discount" if abi == "component" else "calculate_discount"
+    db = h.Database.open(":memory:")
+    db.execute((ROOT / "examples" / "seed.sql").read_text())
+    db.execute(
+        f"CREATE PROCEDURE {name}(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE"
+        f" LANGUAGE wasm CAPABILITIES ('read:customers') USING EXPORT '{export}'"
+        f" AS $wasm$file://{example('calculate_discount', abi, language)}$wasm$"
+    )
+    return db
+
+
 def example_variants(name: str) -> list[tuple[str, str]]:
     """(language, abi) of every implementation of examples/<name>/ in the tree."""
     from heliosdb_wasm.toolchains import abis_for, detect_language

@@ -8,7 +8,7 @@ import pytest
 import wasmtime
 
 import heliosdb_wasm as h
-from conftest import ROOT, TEST_LIMITS, b64, example
+from conftest import TEST_LIMITS, b64, seeded_discount
 
 # What every module here has: memory, a bump allocator, the ABI version.
 _RUNTIME = """
@@ -112,14 +112,7 @@ def test_a_batch_entry_point_of_the_wrong_type_is_an_abi_error(db: h.Database) -
 
 @pytest.mark.parametrize("language", ["assemblyscript", "go", "rust"])
 def test_sdk_procedures_get_a_batch_entry_point(language: str) -> None:
-    path = example("calculate_discount", "basic", language)
-    with h.Database.open(":memory:") as db:
-        db.execute((ROOT / "examples" / "seed.sql").read_text())
-        db.execute(
-            "CREATE PROCEDURE cd(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE"
-            " LANGUAGE wasm CAPABILITIES ('read:customers') USING EXPORT 'calculate_discount'"
-            f" AS $wasm$file://{path}$wasm$"
-        )
+    with seeded_discount("basic", language) as db:
         assert db._runner("cd")._guest_batch()
         ids = [12345, 23456, 34567] * 100
         totals = [float(i) for i in range(300)]

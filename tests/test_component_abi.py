@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import heliosdb_wasm as h
-from conftest import ROOT, b64, example, make_component, registry_snapshot
+from conftest import b64, make_component, registry_snapshot, seeded_discount
 
 
 @pytest.fixture(scope="module")
@@ -156,14 +156,7 @@ def test_a_profiled_component_call_is_broken_down_by_the_core() -> None:
     # burned; the call runs where every call runs, and counts once.
     from heliosdb_wasm.telemetry import CallStats
 
-    path = example("calculate_discount", "component", "rust")
-    with h.Database.open(":memory:") as db:
-        db.execute((ROOT / "examples" / "seed.sql").read_text())
-        db.execute(
-            "CREATE PROCEDURE cd(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE"
-            " LANGUAGE wasm CAPABILITIES ('read:customers') USING EXPORT 'calculate-discount'"
-            f" AS $wasm$file://{path}$wasm$"
-        )
+    with seeded_discount("component", "rust") as db:
         seen: list[CallStats] = []
         db.session.telemetry.listeners.append(seen.append)
         for _ in range(3):

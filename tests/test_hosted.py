@@ -776,3 +776,36 @@ def test_prewarm_fills_the_pool_up_to_its_size() -> None:
         assert numeric.idle_instances == 4
         assert db.execute("SELECT lookup(1)").scalar() == 0.0
         assert numeric.instantiated == 10
+
+
+def test_a_tables_exact_rows_reach_python_as_they_are() -> None:
+    """Rows whose every value is of its column's type go from the core to
+    the virtual table with no conversion in Python; rows that need one (an
+    integer for a DOUBLE column), or that are over max_result_bytes, get
+    Python's, with the same answers and errors."""
+    rows = b64(wasm_of("table_rows"))
+    with h.Database.open(":memory:", limits=TEST_LIMITS) as db:
+        for name, table in (
+            ("exact", "i BIGINT, half DOUBLE, label TEXT"),
+            ("converted", "i DOUBLE, half DOUBLE, label TEXT"),  # Python makes 0 -> 0.0
+        ):
+            db.execute(
+                f"CREATE PROCEDURE {name}(n BIGINT) RETURNS TABLE({table}) LANGUAGE wasm"
+                f" USING EXPORT 'numbers' AS $wasm${rows}$wasm$"
+            )
+        exact = db.execute("SELECT * FROM exact(1000)").rows
+        assert exact[:3] == [(0, 0.0, "x"), (1, 0.5, "x"), (2, 1.0, "x")] and len(exact) == 1000
+        assert db.call("exact", 3) == [(0, 0.0, "x"), (1, 0.5, "x"), (2, 1.0, "x")]
+        converted = db.execute("SELECT * FROM converted(1000)").rows
+        assert converted == [(float(i), h_, s) for i, h_, s in exact]
+        assert all(type(r[0]) is float for r in converted)
+    # 20 rows are 20 * (8 + 8 + 1) = 340 bytes: over a 300-byte limit,
+    # refused as Python refuses any result that size.
+    with h.Database.open(":memory:", limits=TEST_LIMITS.with_overrides(max_result_bytes=300)) as db:
+        db.execute(
+            "CREATE PROCEDURE exact(n BIGINT) RETURNS TABLE(i BIGINT, half DOUBLE, label TEXT)"
+            f" LANGUAGE wasm USING EXPORT 'numbers' AS $wasm${rows}$wasm$"
+        )
+        assert len(db.call("exact", 17)) == 17  # 289 bytes
+        with pytest.raises(h.ResourceLimitExceeded, match="the result is 340 bytes"):
+            db.call("exact", 20)

@@ -214,6 +214,9 @@ pub fn decode_rows(data: &[u8]) -> Result<(Vec<&str>, Vec<Vec<Param<'_>>>), Enco
     for _ in 0..nrows {
         rows.push((0..ncols).map(|_| r.value()).collect::<Result<_, _>>()?);
     }
+    if r.pos != data.len() {
+        return r.fail(format!("{} bytes after the last row", data.len() - r.pos));
+    }
     Ok((columns, rows))
 }
 

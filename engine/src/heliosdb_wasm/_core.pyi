@@ -115,6 +115,7 @@ class Numeric:
         writes: bool,
         lifts: bool,
         log: tuple[LogSink, str, int],  # the database's log, the procedure's name and version
+        table: Sequence[str | None] | None = None,  # native.table_columns
     ) -> Numeric: ...
     @staticmethod
     def canonical(

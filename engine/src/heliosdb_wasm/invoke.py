@@ -467,6 +467,7 @@ class Runner:
             # A text, blob or JSON result, or rows: HostedHooks.lift / convert.
             result is None and (sig.returns is not None or sig.is_table),
             (self.session.telemetry.logs, v.name, v.version),
+            native.table_columns(sig),
         )
 
     def _canonical_numeric(

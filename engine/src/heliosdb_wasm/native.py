@@ -59,6 +59,23 @@ def hostable(signature: Signature) -> bool:
     return all(c.type in KIND or c.type in BUFFER for c in signature.params)
 
 
+def table_columns(signature: Signature) -> list[str | None] | None:
+    """A table procedure's columns as the core hands their values to Python
+    unconverted when each is exactly of its column's type (hosted.rs
+    ``exact_rows``; None: a column whose values Python converts), or None
+    for a procedure that is not a table."""
+    if signature.table is None:
+        return None
+    exact: dict[SqlType, str] = {
+        SqlType.BIGINT: "i64",
+        SqlType.INTEGER: "i32",
+        SqlType.DOUBLE: "f64",
+        SqlType.TEXT: "text",
+        SqlType.BLOB: "blob",
+    }
+    return [exact.get(c.type) for c in signature.table]
+
+
 def params_of(signature: Signature) -> list[_core.Param]:
     """The parameters as the core takes them: number kinds and buffers."""
     return [KIND.get(c.type) or BUFFER[c.type] for c in signature.params]

@@ -138,6 +138,9 @@ pub struct Hosted<G: Guest> {
     writes: bool,
     // The result is not a number (text, blob, JSON): `hooks.lift` makes it.
     lifts: bool,
+    // A table procedure's columns the core hands to Python as they are
+    // (`exact_rows`); None: not a table, or its rows are Python's to make.
+    table: Option<Box<[Option<Column>]>>,
     tally: Arc<TallyInner>,
     // fault(code, message, limit, frames, seconds, row), as a pure Numeric's
     fault: Py<PyAny>,
@@ -377,6 +380,12 @@ impl Guest for BasicGuest {
         // heliosdb_return's value (or, for a result that is not a number,
         // its absence): decoded, converted and checked in Python's words,
         // by `hooks.lift`.
+        if let (Some((TAG_ROWS, payload)), Some(table)) = (&returned, &hosted.table) {
+            if let Some(rows) = with_gil(|py| exact_rows(py, table, payload, hosted.rows.max_bytes))
+            {
+                return Ok(Answer::Value(rows));
+            }
+        }
         let returned = match returned {
             Some((tag, payload)) => Some((Some(tag), payload)),
             None if hosted.lifts => Some((None, Vec::new())),
@@ -405,6 +414,87 @@ impl Guest for BasicGuest {
         let pool = &self.pool;
         fill(n, pool.idle_count(), || pool.acquire(), |i| pool.release(i))
     }
+}
+
+/// `heliosdb_return`'s tag for rows (docs/abi.md §6).
+const TAG_ROWS: u8 = 6;
+
+/// A table column whose values the core hands to Python as they are, when
+/// each is of the column's own SQL type: what `values.convert_result`
+/// would return unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    BigInt,
+    Integer,
+    Double,
+    Text,
+    Blob,
+}
+
+impl Column {
+    /// A column kind as Python names it (`i64`, `i32`, `f64`, `text`,
+    /// `blob`); None for any other, whose values Python converts.
+    pub fn parse(name: Option<&str>) -> Option<Self> {
+        Some(match name? {
+            "i64" => Self::BigInt,
+            "i32" => Self::Integer,
+            "f64" => Self::Double,
+            "text" => Self::Text,
+            "blob" => Self::Blob,
+            _ => return None,
+        })
+    }
+}
+
+/// The rows a guest gave `heliosdb_return` as Python's list of tuples, the
+/// table procedure's result, when every cell is NULL or exactly of its
+/// column's type and they fit `max_bytes` (text and blobs their length,
+/// numbers 8, as `invoke.held` counts); None: Python converts them, or
+/// refuses them in its own words (`hooks.lift`).
+fn exact_rows(
+    py: Python<'_>,
+    table: &[Option<Column>],
+    payload: &[u8],
+    max_bytes: usize,
+) -> Option<Py<PyAny>> {
+    use crate::encoding::{decode_rows, Param as Cell};
+    let (columns, rows) = decode_rows(payload).ok()?;
+    if columns.len() != table.len() {
+        return None;
+    }
+    let mut size = 0usize;
+    for row in &rows {
+        for (cell, column) in row.iter().zip(table) {
+            size += match (cell, column) {
+                (Cell::Null, _) => 0,
+                (Cell::Integer(_), Some(Column::BigInt))
+                | (Cell::Real(_), Some(Column::Double)) => 8,
+                (Cell::Integer(x), Some(Column::Integer)) if i32::try_from(*x).is_ok() => 8,
+                (Cell::Text(t), Some(Column::Text)) => t.len(),
+                (Cell::Blob(b), Some(Column::Blob)) => b.len(),
+                _ => return None,
+            };
+        }
+    }
+    if size > max_bytes {
+        return None;
+    }
+    let tuples = rows.iter().map(|row| {
+        let cells = row.iter().map(|cell| match cell {
+            Cell::Integer(x) => x
+                .into_pyobject(py)
+                .map_or_else(|e| match e {}, |o| o.into_any()),
+            Cell::Real(x) => pyo3::types::PyFloat::new(py, *x).into_any(),
+            Cell::Text(t) => pyo3::types::PyString::new(py, t).into_any(),
+            Cell::Blob(b) => PyBytes::new(py, b).into_any(),
+            _ => py.None().into_bound(py),
+        });
+        pyo3::types::PyTuple::new(py, cells)
+    });
+    let tuples = tuples.collect::<PyResult<Vec<_>>>().ok()?;
+    pyo3::types::PyList::new(py, tuples)
+        .ok()
+        .map(|list| list.into_any().unbind())
 }
 
 /// What a Basic-ABI guest gave `heliosdb_return`: the tag and the payload.
@@ -949,6 +1039,8 @@ pub struct HostedArgs<'a, 'py> {
     pub is_procedure: Py<PyAny>,
     pub writes: bool,
     pub lifts: bool,
+    /// A table procedure's columns the core may hand over as they are.
+    pub table: Option<Box<[Option<Column>]>>,
     /// The database's log, the procedure's name and version.
     pub log: (Arc<Sink>, String, i64),
 }
@@ -1036,6 +1128,7 @@ fn hosted<G: Guest>(
         max_depth: get("max_call_depth")?,
         writes: args.writes,
         lifts: args.lifts,
+        table: args.table,
         tally: args.tally,
         fault: args.fault,
         hooks: Arc::new(args.hooks),

@@ -918,12 +918,15 @@ impl Numeric {
     /// and the connection's gate; `writes`: each call runs in its own
     /// savepoint; `lifts`: the result is not a number (`result` is None) and
     /// `hooks.lift` (what a Basic-ABI guest gave `heliosdb_return`) or
-    /// `hooks.convert` (a component's value) makes it. A component's
+    /// `hooks.convert` (a component's value) makes it; `table`, a table
+    /// procedure's column kinds (`i64`, `i32`, `f64`, `text`, `blob`, None
+    /// for others): rows whose every value is exactly of its column's type
+    /// go to Python as they are, with no conversion there. A component's
     /// `params` may be empty: its calls then take its own types
     /// (`call_values`).
     #[staticmethod]
     #[allow(clippy::too_many_arguments)] // one procedure version's whole setup
-    #[pyo3(signature = (pool, export, params, result, limits, tally, fault, hooks, gate, grants, is_procedure, writes, lifts, log))]
+    #[pyo3(signature = (pool, export, params, result, limits, tally, fault, hooks, gate, grants, is_procedure, writes, lifts, log, table=None))]
     fn hosted(
         pool: &Bound<'_, PyAny>,
         export: &Bound<'_, PyAny>,
@@ -939,6 +942,7 @@ impl Numeric {
         writes: bool,
         lifts: bool,
         log: (PyRef<'_, super::logs::LogSink>, String, i64),
+        table: Option<Vec<Option<String>>>,
     ) -> PyResult<Self> {
         let args = super::hosted::HostedArgs {
             params: Param::parse_all(&params)?,
@@ -952,6 +956,12 @@ impl Numeric {
             is_procedure,
             writes,
             lifts,
+            table: table.map(|columns| {
+                columns
+                    .iter()
+                    .map(|c| super::hosted::Column::parse(c.as_deref()))
+                    .collect()
+            }),
             log: (log.0.inner.clone(), log.1, log.2),
         };
         let inner: Arc<dyn Target> = if let Ok(pool) = pool.cast::<super::basic::BasicPool>() {

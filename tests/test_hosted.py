@@ -622,10 +622,10 @@ def test_table_procedures_take_the_core_path(
 ) -> None:
     """A table procedure's call runs whole in the core, Basic ABI (rows
     given to heliosdb_return) and component (an option<list<record>>), from
-    SQL and Database.call, and gives what the general path gives."""
+    SQL and Database.call, and gives what a profiled call gives."""
     from heliosdb_wasm.invoke import Runner
 
-    def general_answers() -> list[object]:
+    def profiled_answers() -> list[object]:
         seen: list[object] = []
         db.session.telemetry.listeners.append(seen.append)
         components.session.telemetry.listeners.append(seen.append)
@@ -639,7 +639,7 @@ def test_table_procedures_take_the_core_path(
             db.session.telemetry.listeners.remove(seen.append)
             components.session.telemetry.listeners.remove(seen.append)
 
-    general = general_answers()
+    profiled = profiled_answers()
     invoke = Runner._invoke
 
     def refused(self: Runner, values: list[object]) -> object:
@@ -655,7 +655,7 @@ def test_table_procedures_take_the_core_path(
     assert db.execute("SELECT * FROM rates_from(NULL)").rows == []
     assert db.call("rates_from", None) == []
     core = [db.call("rates_from", 2), components.call("c_pairs", 3), components.call("c_pairs", -1)]
-    assert core == general == [[(2, 0.25), (3, 2.0)], pairs, []]
+    assert core == profiled == [[(2, 0.25), (3, 2.0)], pairs, []]
     # Joined per outer row: one core call each.
     assert db.execute(
         "SELECT c.id, count(*) FROM cust c, rates_from(c.id) r GROUP BY c.id ORDER BY c.id"
@@ -670,6 +670,17 @@ def test_a_table_over_max_result_bytes_is_refused_on_the_core_path() -> None:
         assert db.call("rates_from", 3) == [(3, 2.0)]
         with pytest.raises(h.ResourceLimitExceeded, match="max_result_bytes"):
             db.execute("SELECT * FROM rates_from(1)")
+
+
+def test_a_components_rows_over_max_result_bytes_are_refused(math_component: bytes) -> None:
+    # pairs(n): n records of (s64, f64), 16 bytes each: the core hands
+    # exact rows over only within the limit, and Python refuses the rest.
+    limits = TEST_LIMITS.with_overrides(max_result_bytes=100)
+    with h.Database.open(":memory:", limits=limits) as db:
+        db.execute(f"CREATE PROCEDURE pairs LANGUAGE wasm AS $wasm${b64(math_component)}$wasm$")
+        assert db.call("pairs", 6) == [(k, k / 2) for k in range(6)]  # 96 bytes
+        with pytest.raises(h.ResourceLimitExceeded, match="the result is 112 bytes"):
+            db.execute("SELECT * FROM pairs(7)")
 
 
 def test_a_parameter_named_as_a_column_is_refused(db: h.Database) -> None:

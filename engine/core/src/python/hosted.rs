@@ -463,34 +463,103 @@ fn exact_rows(
         return None;
     }
     let mut size = 0usize;
+    let mut exact = Vec::with_capacity(rows.len());
     for row in &rows {
+        let mut cells = Vec::with_capacity(row.len());
         for (cell, column) in row.iter().zip(table) {
-            size += match (cell, column) {
-                (Cell::Null, _) => 0,
-                (Cell::Integer(_), Some(Column::BigInt))
-                | (Cell::Real(_), Some(Column::Double)) => 8,
-                (Cell::Integer(x), Some(Column::Integer)) if i32::try_from(*x).is_ok() => 8,
-                (Cell::Text(t), Some(Column::Text)) => t.len(),
-                (Cell::Blob(b), Some(Column::Blob)) => b.len(),
+            let (bytes, cell) = match (cell, column) {
+                (Cell::Null, _) => (0, Exact::Null),
+                (Cell::Integer(x), Some(Column::BigInt)) => (8, Exact::Int(*x)),
+                (Cell::Real(x), Some(Column::Double)) => (8, Exact::Real(*x)),
+                (Cell::Integer(x), Some(Column::Integer)) if i32::try_from(*x).is_ok() => {
+                    (8, Exact::Int(*x))
+                }
+                (Cell::Text(t), Some(Column::Text)) => (t.len(), Exact::Text(t)),
+                (Cell::Blob(b), Some(Column::Blob)) => (b.len(), Exact::Blob(b)),
                 _ => return None,
             };
+            size += bytes;
+            cells.push(cell);
         }
+        exact.push(cells);
     }
-    if size > max_bytes {
+    (size <= max_bytes)
+        .then(|| rows_to_py(py, &exact))
+        .flatten()
+}
+
+/// A component table procedure's `list<record>` as Python's list of
+/// tuples, when every field is none or exactly of its column's type and
+/// they fit `max_bytes`, as [`exact_rows`] does for the Basic ABI; None:
+/// `hooks.convert` makes them.
+fn exact_records(
+    py: Python<'_>,
+    table: &[Option<Column>],
+    value: &ComponentVal,
+    max_bytes: usize,
+) -> Option<Py<PyAny>> {
+    fn cell<'v>(value: &'v ComponentVal, column: Option<Column>) -> Option<(usize, Exact<'v>)> {
+        Some(match (value, column?) {
+            (ComponentVal::Option(None), _) => (0, Exact::Null),
+            (ComponentVal::Option(Some(inner)), column) => cell(inner, Some(column))?,
+            (ComponentVal::S64(x), Column::BigInt) => (8, Exact::Int(*x)),
+            (ComponentVal::S32(x), Column::Integer) => (8, Exact::Int((*x).into())),
+            (ComponentVal::Float64(x), Column::Double) => (8, Exact::Real(*x)),
+            (ComponentVal::String(t), Column::Text) => (t.len(), Exact::Text(t)),
+            _ => return None,
+        })
+    }
+    let ComponentVal::List(records) = value else {
         return None;
+    };
+    let mut size = 0usize;
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        let ComponentVal::Record(fields) = record else {
+            return None;
+        };
+        if fields.len() != table.len() {
+            return None;
+        }
+        let mut row = Vec::with_capacity(fields.len());
+        for ((_, field), column) in fields.iter().zip(table) {
+            let (bytes, exact) = cell(field, *column)?;
+            size += bytes;
+            row.push(exact);
+        }
+        rows.push(row);
     }
-    let tuples = rows.iter().map(|row| {
-        let cells = row.iter().map(|cell| match cell {
-            Cell::Integer(x) => x
+    (size <= max_bytes).then(|| rows_to_py(py, &rows)).flatten()
+}
+
+/// A cell of a row handed to Python as it is.
+enum Exact<'v> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'v str),
+    Blob(&'v [u8]),
+}
+
+impl Exact<'_> {
+    fn to_py<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        match self {
+            Self::Null => py.None().into_bound(py),
+            Self::Int(x) => x
                 .into_pyobject(py)
                 .map_or_else(|e| match e {}, |o| o.into_any()),
-            Cell::Real(x) => pyo3::types::PyFloat::new(py, *x).into_any(),
-            Cell::Text(t) => pyo3::types::PyString::new(py, t).into_any(),
-            Cell::Blob(b) => PyBytes::new(py, b).into_any(),
-            _ => py.None().into_bound(py),
-        });
-        pyo3::types::PyTuple::new(py, cells)
-    });
+            Self::Real(x) => pyo3::types::PyFloat::new(py, *x).into_any(),
+            Self::Text(t) => pyo3::types::PyString::new(py, t).into_any(),
+            Self::Blob(b) => PyBytes::new(py, b).into_any(),
+        }
+    }
+}
+
+/// Rows as Python's list of tuples (None if Python could not make it).
+fn rows_to_py(py: Python<'_>, rows: &[Vec<Exact<'_>>]) -> Option<Py<PyAny>> {
+    let tuples = rows
+        .iter()
+        .map(|row| pyo3::types::PyTuple::new(py, row.iter().map(|cell| cell.to_py(py))));
     let tuples = tuples.collect::<PyResult<Vec<_>>>().ok()?;
     pyo3::types::PyList::new(py, tuples)
         .ok()
@@ -703,6 +772,12 @@ impl Guest for ComponentGuest {
                 return Ok(Answer::Null);
             };
             (value, ty) = (*inner, ot.ty());
+        }
+        if let Some(table) = &hosted.table {
+            let max = hosted.rows.max_bytes;
+            if let Some(rows) = with_gil(|py| exact_records(py, table, &value, max)) {
+                return Ok(Answer::Value(rows));
+            }
         }
         match (hosted.result, number(&value)) {
             (Some(kind), Some(n)) if !hosted.lifts => match n.slot(kind) {

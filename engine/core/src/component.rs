@@ -448,6 +448,25 @@ pub struct ComponentPool<H: Host + Send + 'static> {
     instantiated: AtomicUsize,
 }
 
+impl<H: Host + Send + 'static> crate::pool::Instances for ComponentPool<H>
+where
+    H::Error: Send,
+{
+    type Instance = ComponentInstance<H>;
+
+    fn acquire(&self) -> Result<ComponentInstance<H>, CallError> {
+        Self::acquire(self)
+    }
+
+    fn release(&self, instance: ComponentInstance<H>) {
+        Self::release(self, instance);
+    }
+
+    fn idle_count(&self) -> usize {
+        Self::idle_count(self)
+    }
+}
+
 impl<H: Host + Send + 'static> ComponentPool<H>
 where
     H::Error: Send,

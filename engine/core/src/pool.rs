@@ -179,6 +179,66 @@ impl<T> PooledInstance<T> {
     }
 }
 
+/// A pool's instances as its callers take and return them, whatever kind
+/// of instance it holds (core modules', components', a caller's pinned
+/// ones).
+pub trait Instances {
+    type Instance;
+    /// An idle instance, or a new one.
+    ///
+    /// # Errors
+    ///
+    /// A new instance could not be made (its start or `_initialize` failed).
+    fn acquire(&self) -> Result<Self::Instance, CallError>;
+    /// Back to the pool, if it is sound and the pool has room.
+    fn release(&self, instance: Self::Instance);
+    /// Instances waiting for reuse.
+    fn idle_count(&self) -> usize;
+
+    /// Makes instances until `n` are idle (at most the pool's size), so the
+    /// calls that come need to make none.
+    ///
+    /// # Errors
+    ///
+    /// An instance could not be made; those made until then stay.
+    fn prewarm(&self, n: usize) -> Result<(), CallError> {
+        if n <= self.idle_count() {
+            return Ok(());
+        }
+        let mut held = Vec::with_capacity(n);
+        let mut outcome = Ok(());
+        while held.len() < n {
+            match self.acquire() {
+                Ok(instance) => held.push(instance),
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+        }
+        for instance in held {
+            self.release(instance);
+        }
+        outcome
+    }
+}
+
+impl<T: Send + 'static> Instances for InstancePool<T> {
+    type Instance = PooledInstance<T>;
+
+    fn acquire(&self) -> Result<PooledInstance<T>, CallError> {
+        Self::acquire(self)
+    }
+
+    fn release(&self, instance: PooledInstance<T>) {
+        Self::release(self, instance);
+    }
+
+    fn idle_count(&self) -> usize {
+        Self::idle_count(self)
+    }
+}
+
 /// Instances of one module version, instantiated from an [`InstancePre`] and
 /// kept idle between calls, at most [`Limits::pool_size`] of them.
 ///

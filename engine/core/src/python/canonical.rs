@@ -14,13 +14,14 @@ use pyo3::types::PyBytes;
 use wasmtime::{Memory, ValRaw};
 
 use super::numeric::{
-    arg_bytes, failure_exception, fill, hook_error, slot_args, Answer, Failure, Kind, Param,
+    failure_exception, hook_error, slot_args, within_arg_bytes, Answer, Failure, Kind, Param,
     TallyInner, Target,
 };
 use super::pinned::{Pinned, Pool};
 use super::with_gil;
 use crate::basic::{self, Arg};
 use crate::error::CallError;
+use crate::pool::Instances;
 use crate::typed::{Export, NumType};
 
 const REALLOC: &str = "canonical_abi_realloc";
@@ -376,10 +377,7 @@ impl Target for Canonical {
 
     fn call_args(&self, args: Vec<Arg>, out: &mut [ValRaw]) -> Result<Answer, Failure> {
         let started = Instant::now();
-        let size = arg_bytes(&args);
-        if size > self.max_arg_bytes {
-            return Err(hook_error(&self.hooks, "too_many_arg_bytes", (size,)));
-        }
+        within_arg_bytes(&args, self.max_arg_bytes, &self.hooks)?;
         let mut instance = self.pool.acquire().map_err(|error| Failure::Call {
             error,
             elapsed: started.elapsed(),
@@ -419,8 +417,7 @@ impl Target for Canonical {
     }
 
     fn prewarm(&self, n: usize) -> Result<(), CallError> {
-        let pool = &self.pool;
-        fill(n, pool.idle_count(), || pool.acquire(), |i| pool.release(i))
+        self.pool.prewarm(n)
     }
 
     fn instantiated_count(&self) -> usize {

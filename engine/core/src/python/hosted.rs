@@ -25,8 +25,8 @@ use super::component::{arg_val, export_type, lift, ComponentPool as PyComponentP
 use super::gate::Gate;
 use super::logs::LogTarget;
 use super::numeric::{
-    arg_bytes, fault_exception, fill, hook_error, limits_from, slot_args, to_slot, Answer, Failure,
-    Kind, Param, Profile, TallyInner, Target,
+    fault_exception, hook_error, limits_from, slot_args, to_slot, within_arg_bytes, Answer,
+    Failure, Kind, Param, Profile, TallyInner, Target,
 };
 use super::policy::Grants;
 use super::runtime::core_error;
@@ -37,7 +37,7 @@ use crate::error::{CallError, Limit};
 use crate::gate::{deadline_after, ExecError, Gate as CoreGate};
 use crate::logs::Sink;
 use crate::policy::Grants as CoreGrants;
-use crate::pool::PooledInstance;
+use crate::pool::{Instances, PooledInstance};
 use crate::statement::RowLimits;
 
 /// What a hosted call runs: a Basic-ABI module's export ([`BasicGuest`]) or
@@ -411,8 +411,7 @@ impl Guest for BasicGuest {
     }
 
     fn prewarm(&self, n: usize) -> Result<(), CallError> {
-        let pool = &self.pool;
-        fill(n, pool.idle_count(), || pool.acquire(), |i| pool.release(i))
+        self.pool.prewarm(n)
     }
 }
 
@@ -462,30 +461,24 @@ fn exact_rows(
     if columns.len() != table.len() {
         return None;
     }
-    let mut size = 0usize;
     let mut exact = Vec::with_capacity(rows.len());
     for row in &rows {
-        let mut cells = Vec::with_capacity(row.len());
-        for (cell, column) in row.iter().zip(table) {
-            let (bytes, cell) = match (cell, column) {
-                (Cell::Null, _) => (0, Exact::Null),
-                (Cell::Integer(x), Some(Column::BigInt)) => (8, Exact::Int(*x)),
-                (Cell::Real(x), Some(Column::Double)) => (8, Exact::Real(*x)),
+        let cells = row.iter().zip(table).map(|(cell, column)| {
+            Some(match (cell, column) {
+                (Cell::Null, _) => Exact::Null,
+                (Cell::Integer(x), Some(Column::BigInt)) => Exact::Int(*x),
+                (Cell::Real(x), Some(Column::Double)) => Exact::Real(*x),
                 (Cell::Integer(x), Some(Column::Integer)) if i32::try_from(*x).is_ok() => {
-                    (8, Exact::Int(*x))
+                    Exact::Int(*x)
                 }
-                (Cell::Text(t), Some(Column::Text)) => (t.len(), Exact::Text(t)),
-                (Cell::Blob(b), Some(Column::Blob)) => (b.len(), Exact::Blob(b)),
+                (Cell::Text(t), Some(Column::Text)) => Exact::Text(t),
+                (Cell::Blob(b), Some(Column::Blob)) => Exact::Blob(b),
                 _ => return None,
-            };
-            size += bytes;
-            cells.push(cell);
-        }
-        exact.push(cells);
+            })
+        });
+        exact.push(cells.collect::<Option<Vec<_>>>()?);
     }
-    (size <= max_bytes)
-        .then(|| rows_to_py(py, &exact))
-        .flatten()
+    rows_to_py(py, &exact, max_bytes)
 }
 
 /// A component table procedure's `list<record>` as Python's list of
@@ -498,21 +491,20 @@ fn exact_records(
     value: &ComponentVal,
     max_bytes: usize,
 ) -> Option<Py<PyAny>> {
-    fn cell<'v>(value: &'v ComponentVal, column: Option<Column>) -> Option<(usize, Exact<'v>)> {
+    fn cell(value: &ComponentVal, column: Option<Column>) -> Option<Exact<'_>> {
         Some(match (value, column?) {
-            (ComponentVal::Option(None), _) => (0, Exact::Null),
+            (ComponentVal::Option(None), _) => Exact::Null,
             (ComponentVal::Option(Some(inner)), column) => cell(inner, Some(column))?,
-            (ComponentVal::S64(x), Column::BigInt) => (8, Exact::Int(*x)),
-            (ComponentVal::S32(x), Column::Integer) => (8, Exact::Int((*x).into())),
-            (ComponentVal::Float64(x), Column::Double) => (8, Exact::Real(*x)),
-            (ComponentVal::String(t), Column::Text) => (t.len(), Exact::Text(t)),
+            (ComponentVal::S64(x), Column::BigInt) => Exact::Int(*x),
+            (ComponentVal::S32(x), Column::Integer) => Exact::Int((*x).into()),
+            (ComponentVal::Float64(x), Column::Double) => Exact::Real(*x),
+            (ComponentVal::String(t), Column::Text) => Exact::Text(t),
             _ => return None,
         })
     }
     let ComponentVal::List(records) = value else {
         return None;
     };
-    let mut size = 0usize;
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
         let ComponentVal::Record(fields) = record else {
@@ -521,15 +513,13 @@ fn exact_records(
         if fields.len() != table.len() {
             return None;
         }
-        let mut row = Vec::with_capacity(fields.len());
-        for ((_, field), column) in fields.iter().zip(table) {
-            let (bytes, exact) = cell(field, *column)?;
-            size += bytes;
-            row.push(exact);
-        }
-        rows.push(row);
+        let cells = fields
+            .iter()
+            .zip(table)
+            .map(|((_, field), column)| cell(field, *column));
+        rows.push(cells.collect::<Option<Vec<_>>>()?);
     }
-    (size <= max_bytes).then(|| rows_to_py(py, &rows)).flatten()
+    rows_to_py(py, &rows, max_bytes)
 }
 
 /// A cell of a row handed to Python as it is.
@@ -542,6 +532,17 @@ enum Exact<'v> {
 }
 
 impl Exact<'_> {
+    /// What the cell counts against `max_result_bytes`, as `invoke.held`
+    /// counts it: text and blobs their length, a number 8, NULL nothing.
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Null => 0,
+            Self::Int(_) | Self::Real(_) => 8,
+            Self::Text(t) => t.len(),
+            Self::Blob(b) => b.len(),
+        }
+    }
+
     fn to_py<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
         match self {
             Self::Null => py.None().into_bound(py),
@@ -555,8 +556,13 @@ impl Exact<'_> {
     }
 }
 
-/// Rows as Python's list of tuples (None if Python could not make it).
-fn rows_to_py(py: Python<'_>, rows: &[Vec<Exact<'_>>]) -> Option<Py<PyAny>> {
+/// Rows as Python's list of tuples, if they fit `max_bytes` (None: over
+/// it, for Python to refuse in its words, or Python could not make them).
+fn rows_to_py(py: Python<'_>, rows: &[Vec<Exact<'_>>], max_bytes: usize) -> Option<Py<PyAny>> {
+    let size: usize = rows.iter().flatten().map(Exact::bytes).sum();
+    if size > max_bytes {
+        return None;
+    }
     let tuples = rows
         .iter()
         .map(|row| pyo3::types::PyTuple::new(py, row.iter().map(|cell| cell.to_py(py))));
@@ -807,8 +813,7 @@ impl Guest for ComponentGuest {
     }
 
     fn prewarm(&self, n: usize) -> Result<(), CallError> {
-        let pool = &self.pool;
-        fill(n, pool.idle_count(), || pool.acquire(), |i| pool.release(i))
+        self.pool.prewarm(n)
     }
 
     fn component(hosted: &Hosted<Self>) -> Option<&Hosted<ComponentGuest>> {
@@ -1047,10 +1052,7 @@ impl<G: Guest> Target for Hosted<G> {
 
     fn call_args(&self, args: Vec<Arg>, out: &mut [ValRaw]) -> Result<Answer, Failure> {
         let started = Instant::now();
-        let size = arg_bytes(&args);
-        if size > self.max_arg_bytes {
-            return Err(self.hook_error("too_many_arg_bytes", (size,)));
-        }
+        within_arg_bytes(&args, self.max_arg_bytes, &self.hooks)?;
         let args = match self.guest.prepare(args) {
             Ok(args) => args,
             Err(message) => {

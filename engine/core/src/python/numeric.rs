@@ -16,7 +16,7 @@ use super::with_gil;
 use crate::basic::Arg;
 use crate::error::CallError;
 use crate::limits::Limits;
-use crate::pool::{InstancePool, StoreData};
+use crate::pool::{InstancePool, Instances, StoreData};
 use crate::typed::{Export, NumType};
 
 /// An SQL number type as it crosses into wasm (docs/abi.md §3): BIGINT i64,
@@ -686,6 +686,16 @@ pub fn arg_bytes(args: &[Arg]) -> usize {
         .sum()
 }
 
+/// `args` within `max` bytes (`max_arg_bytes`), or the refusal
+/// `hooks.too_many_arg_bytes` makes, before any guest runs.
+pub fn within_arg_bytes(args: &[Arg], max: usize, hooks: &Py<PyAny>) -> Result<(), Failure> {
+    let size = arg_bytes(args);
+    if size > max {
+        return Err(hook_error(hooks, "too_many_arg_bytes", (size,)));
+    }
+    Ok(())
+}
+
 impl Target for Pure {
     fn params(&self) -> &[Kind] {
         &self.params
@@ -775,40 +785,8 @@ impl Target for Pure {
     }
 
     fn prewarm(&self, n: usize) -> Result<(), CallError> {
-        fill(
-            n,
-            self.idle_count(),
-            || self.pool.acquire(),
-            |i| self.pool.release(i),
-        )
+        self.pool.prewarm(n)
     }
-}
-
-/// Takes instances with `acquire` (new ones once none is idle) until `n`
-/// are held beyond the `idle` there were, then hands them all back.
-///
-/// # Errors
-///
-/// An instance could not be made: those taken go back.
-pub fn fill<I>(
-    n: usize,
-    idle: usize,
-    acquire: impl Fn() -> Result<I, CallError>,
-    release: impl Fn(I),
-) -> Result<(), CallError> {
-    let mut held = Vec::with_capacity(n);
-    let mut outcome = Ok(());
-    while held.len() < n.max(idle) {
-        match acquire() {
-            Ok(instance) => held.push(instance),
-            Err(error) => {
-                outcome = Err(error);
-                break;
-            }
-        }
-    }
-    held.into_iter().for_each(release);
-    outcome
 }
 
 /// `dict[key]` of a dict the engine passes (`what` names it), or an error

@@ -86,6 +86,22 @@ impl Pool {
     }
 }
 
+impl crate::pool::Instances for Pool {
+    type Instance = Pinned;
+
+    fn acquire(&self) -> Result<Pinned, CallError> {
+        Self::acquire(self)
+    }
+
+    fn release(&self, instance: Pinned) {
+        Self::release(self, instance);
+    }
+
+    fn idle_count(&self) -> usize {
+        Self::idle_count(self)
+    }
+}
+
 impl Pinned {
     /// One call of `export` with its own budget (fuel and deadline armed).
     pub fn call(&mut self, export: &Export, slots: &mut [ValRaw]) -> Result<(), CallError> {

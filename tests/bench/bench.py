@@ -21,7 +21,7 @@ import tempfile
 import textwrap
 import time
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,16 @@ def b64(data: bytes) -> str:
 def best_of(fn: Callable[[], Any], number: int, repeat: int = 5) -> float:
     """Seconds per call: the best of ``repeat`` runs of ``number`` calls."""
     return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
+
+
+def seconds_per_row(db: h.Database, sql: str, rows: int, params: Sequence[Any] = ()) -> float:
+    """``sql`` (a statement over ``rows`` rows) warmed up — instances pooled,
+    the statement prepared — then the best of three, per row; its answer
+    the same every time."""
+    expected = db.execute(sql, params).scalar()
+    per = best_of(lambda: db.execute(sql, params), 1, repeat=3) / rows
+    assert db.execute(sql, params).scalar() == expected
+    return per
 
 
 # --- per-call overhead ------------------------------------------------------------------
@@ -160,9 +170,7 @@ def per_row(report: Report, rows: int, component: bytes | None, pg: Postgres | N
         db.conn.create_scalar_function("py_add", lambda a, b: a + b, 2, deterministic=True)
 
         def scan(expr: str) -> float:
-            sql = f"SELECT sum({expr}) FROM t"
-            db.execute(sql)  # warm: instance pooled, statement prepared
-            return best_of(lambda: db.execute(sql), 1, repeat=3) / rows
+            return seconds_per_row(db, f"SELECT sum({expr}) FROM t", rows)
 
         builtin = scan("x + 1")
         report.add(Row(g, "SQLite expression x + 1", builtin, "s/row"))
@@ -298,11 +306,7 @@ def aggregate(report: Report, rows: int, pg: Postgres | None) -> None:
         db.conn.create_aggregate_function("py_sum_sq", PySumSq)
 
         def scan(expr: str, limit: int = rows) -> float:
-            sql = f"SELECT {expr} FROM t WHERE rowid <= {limit}"
-            expected = db.execute(sql).scalar()
-            per = best_of(lambda: db.execute(sql), 1, repeat=3) / limit
-            assert db.execute(sql).scalar() == expected
-            return per
+            return seconds_per_row(db, f"SELECT {expr} FROM t WHERE rowid <= {limit}", limit)
 
         report.add(Row(g, "SQLite sum(x * x)", scan("sum(x * x)"), "s/row"))
         report.add(
@@ -390,11 +394,7 @@ def singlestore(report: Report, rows: int) -> None:
         db.conn.create_scalar_function("py_echo", lambda s: s, 1, deterministic=True)
 
         def scan(fn: str) -> float:
-            sql = f"SELECT sum(length({fn}(s))) FROM t"
-            expected = db.execute(sql).scalar()
-            per = best_of(lambda: db.execute(sql), 1, repeat=3) / rows
-            assert db.execute(sql).scalar() == expected
-            return per
+            return seconds_per_row(db, f"SELECT sum(length({fn}(s))) FROM t", rows)
 
         report.add(Row(g, "Python SQLite UDF (s -> s)", scan("py_echo"), "s/row"))
         report.add(
@@ -439,11 +439,7 @@ def host_query(report: Report, rows: int) -> None:
         conn.create_scalar_function("py_rate", py_rate, 1)
 
         def scan(fn: str) -> float:
-            sql = f"SELECT sum({fn}(id)) FROM ids"
-            expected = db.execute(sql).scalar()
-            per = best_of(lambda: db.execute(sql), 1, repeat=3) / rows
-            assert db.execute(sql).scalar() == expected
-            return per
+            return seconds_per_row(db, f"SELECT sum({fn}(id)) FROM ids", rows)
 
         join = best_of(
             lambda: db.execute("SELECT sum(c.rate) FROM ids JOIN cust c USING (id)"), 1, 3
@@ -481,15 +477,13 @@ def table_rows(report: Report, rows: int) -> None:
             )
 
         def scan(sql: str) -> float:
-            db.execute(sql)
-            return best_of(lambda: db.execute(sql), 1, repeat=3) / rows
+            return seconds_per_row(db, sql, rows)
 
         cte = (
             "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < ?)"
             " SELECT sum(i) FROM (SELECT i, i / 2.0, 'x' FROM c)"
         )
-        db.execute(cte, [rows - 1])
-        base = best_of(lambda: db.execute(cte, [rows - 1]), 1, repeat=3) / rows
+        base = seconds_per_row(db, cte, rows, [rows - 1])
         report.add(Row(g, "SQLite recursive CTE (no procedure)", base, "s/row"))
         report.add(
             Row(

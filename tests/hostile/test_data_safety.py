@@ -276,25 +276,33 @@ while True:
 """
 
 
-def test_sigkill_in_the_middle_of_writes_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    path = tmp_path / "killed.db"
-    with h.Database.open(path, limits=TEST_LIMITS) as db:
-        db.execute("CREATE TABLE pub(id INTEGER PRIMARY KEY, v TEXT)")
-        _sql_procedure(db, "writer", "write:pub")
+def _acknowledged_until_killed(script: str, path: Path, seconds: float, at_least: int) -> int:
+    """Runs ``script`` on ``path`` in a child that prints the count of the
+    writes it has had acknowledged, SIGKILLs it once ``seconds`` passed and
+    ``at_least`` were acknowledged: the last count it printed."""
     child = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True
     )
     assert child.stdout is not None
     acknowledged = 0
     start = time.monotonic()
     for line in child.stdout:
         acknowledged = int(line)
-        if time.monotonic() - start > 1.5 and acknowledged > 20:
+        if time.monotonic() - start > seconds and acknowledged >= at_least:
             break
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     for line in child.stdout:  # what it printed before it died
         acknowledged = int(line)
+    return acknowledged
+
+
+def test_sigkill_in_the_middle_of_writes_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    with h.Database.open(path, limits=TEST_LIMITS) as db:
+        db.execute("CREATE TABLE pub(id INTEGER PRIMARY KEY, v TEXT)")
+        _sql_procedure(db, "writer", "write:pub")
+    acknowledged = _acknowledged_until_killed(_KILLED_WRITER, path, seconds=1.5, at_least=21)
     with h.Database.open(path) as db:
         assert db.execute("PRAGMA integrity_check").scalar() == "ok"
         stored = db.execute("SELECT count(*) FROM pub").scalar()
@@ -328,20 +336,8 @@ def test_sigkill_while_procedures_log_leaves_whole_lines_and_every_write(
             "CREATE PROCEDURE logs(x BIGINT) RETURNS BIGINT LANGUAGE wasm"
             f" AS $wasm${b64(wasm_of('hosted'))}$wasm$"
         )
-    child = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_LOGGER, str(path)], stdout=subprocess.PIPE, text=True
-    )
-    assert child.stdout is not None
-    acknowledged = 0
-    start = time.monotonic()
-    for line in child.stdout:
-        acknowledged = int(line)
-        if time.monotonic() - start > 2.5:  # past a flush or two
-            break
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    for line in child.stdout:
-        acknowledged = int(line)
+    # Past a flush or two.
+    acknowledged = _acknowledged_until_killed(_KILLED_LOGGER, path, seconds=2.5, at_least=0)
     with h.Database.open(path) as db:
         assert db.execute("PRAGMA integrity_check").scalar() == "ok"
         stored = db.execute("SELECT count(*) FROM pub").scalar()

@@ -1,6 +1,7 @@
-//! `Component`, `ComponentPool` and `ComponentInstance`: components in the
-//! core (`crate::component`), their host functions served by the call's
-//! `hostapi.CallContext`, their values crossing as plain Python values.
+//! `Component` and `ComponentPool`: components in the core
+//! (`crate::component`), called whole on the hosted path (`hosted.rs`),
+//! their values crossing as plain Python values where Python gives or
+//! takes them (a plugin hook's arguments, a result that is not a number).
 //!
 //! A component value as Python sees it: `bool`, `int` (every integer
 //! type), `float`, `str` (`string` and `char`), `bytes` (`list<u8>`),

@@ -147,10 +147,10 @@ class Runner:
         self._idle: list[Instance] = []
         self._lock = threading.Lock()
         sig = self.signature
-        # Numbers in, a number out, and a module that imports nothing or one
-        # whose host functions (and WASI) the core serves: the core runs the
-        # whole call (native.py, hosted.rs), savepoints included, with no
-        # Python per call.
+        # Every Basic-ABI module and component runs whole in the core: numbers
+        # in and out of a module that imports nothing with no bracket at all
+        # (a Pure Numeric), anything else hosted (hosted.rs: host functions,
+        # WASI, savepoints), with no Python per call.
         numeric = sig.table is None and native.eligible([c.type for c in sig.params], sig.returns)
         pure = numeric and getattr(module, "pure", False)
         self._hosted = (

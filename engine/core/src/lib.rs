@@ -16,6 +16,7 @@
 //! - [`mod@call`]: calling a numeric export through a pool;
 //! - [`component`]: components: the host interfaces from `wit/`, WASI 0.2, dynamic exports;
 //! - [`cache`]: compiled modules on disk, keyed by hash and engine settings;
+//! - [`canonical`]: SingleStore's Canonical-ABI types and their SQL and JSON values;
 //! - `gate` (feature `sqlite`): one connection's authorizer and the bounds of guest statements;
 //! - `statement` (feature `sqlite`): a procedure's SQL statement on the caller's connection;
 //! - [`typed`]: a numeric export resolved and type-checked once, then called cheaply;
@@ -25,6 +26,7 @@ pub mod abi;
 pub mod basic;
 pub mod cache;
 pub mod call;
+pub mod canonical;
 pub mod component;
 pub mod encoding;
 pub mod engine;

@@ -247,6 +247,76 @@ def test_an_aggregate_the_core_cannot_run_gets_python_groups(tmp_path: Path) -> 
     assert db.execute("SELECT bytesum(x) FROM t").scalar() == 307
 
 
+# A string argument and a tuple state: each role call goes through the
+# core's Canonical ABI on the instance the group holds. The allocator is a
+# bump pointer that counts live buffers (reset when none is left).
+STRING_AGGREGATE = """(module
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (global $live (export "live") (mut i32) (i32.const 0))
+  (func (export "canonical_abi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (i32.add (local.get 3) (i32.const 8))))
+    (global.set $live (i32.add (global.get $live) (i32.const 1)))
+    (local.get $p))
+  (func $free (param i32 i32 i32)
+    (global.set $live (i32.sub (global.get $live) (i32.const 1)))
+    (if (i32.eqz (global.get $live)) (then (global.set $heap (i32.const 1024)))))
+  (func (export "canonical_abi_free") (param i32 i32 i32)
+    (call $free (local.get 0) (local.get 1) (local.get 2)))
+  ;; state tuple<u32, s64>: (rows, bytes); flat, two values
+  (func (export "l-init") (result i32)
+    (i32.store (i32.const 16) (i32.const 0))
+    (i64.store (i32.const 24) (i64.const 0))
+    (i32.const 16))
+  (func (export "l-iter") (param $n i32) (param $bytes i64) (param $ptr i32) (param $len i32)
+        (result i32)
+    (call $free (local.get $ptr) (local.get $len) (i32.const 1))
+    (i32.store (i32.const 16) (i32.add (local.get $n) (i32.const 1)))
+    (i64.store (i32.const 24) (i64.add (local.get $bytes) (i64.extend_i32_u (local.get $len))))
+    (i32.const 16))
+  (func (export "l-merge") (param i32 i64 i32 i64) (result i32) (i32.const 16))
+  (func (export "l-term") (param $n i32) (param $bytes i64) (result i64)
+    (i64.add (i64.mul (i64.extend_i32_u (local.get $n)) (i64.const 1000)) (local.get $bytes))))"""
+STRING_WIT = b"""l-init: func() -> tuple<u32, s64>
+l-iter: func(s: tuple<u32, s64>, x: string) -> tuple<u32, s64>
+l-merge: func(a: tuple<u32, s64>, b: tuple<u32, s64>) -> tuple<u32, s64>
+l-term: func(s: tuple<u32, s64>) -> s64
+"""
+
+
+def test_an_aggregate_of_strings_and_a_tuple_state_holds_one_instance(tmp_path: Path) -> None:
+    """A string argument and a tuple state (JSON between the role calls):
+    each role call in the core's Canonical ABI, on the instance its group
+    holds; a NULL refused in the Canonical ABI's words."""
+    db = h.Database.open(str(tmp_path / "s.db"), limits=TEST_LIMITS)
+    db.execute(
+        "CREATE AGGREGATE lens(TEXT) RETURNS BIGINT WITH STATE JSON"
+        f" AS WASM FROM BASE64 '{b64(wasmtime.wat2wasm(STRING_AGGREGATE))}'"
+        f" WITH WIT FROM BASE64 '{b64(STRING_WIT)}'"
+        " INITIALIZE WITH l_init ITERATE WITH l_iter MERGE WITH l_merge TERMINATE WITH l_term"
+    )
+    db.execute("CREATE TABLE t(g, x)")
+    db.execute("INSERT INTO t VALUES (1, 'ab'), (1, 'héllo'), (2, ''), (3, 'xyz')")
+    assert db.execute("SELECT g, lens(x) FROM t GROUP BY g ORDER BY g").rows == [
+        (1, 2008),
+        (2, 1000),
+        (3, 1003),
+    ]
+    assert db._runner("lens")._aggregate is False  # Python drives the groups
+    assert db.execute("SELECT lens(x) FROM t WHERE 0").scalar() == 0
+    db.execute("INSERT INTO t VALUES (2, NULL)")
+    with pytest.raises(h.InvalidArgument, match="argument x may not be NULL") as err:
+        db.execute("SELECT g, lens(x) FROM t GROUP BY g")
+    assert err.value.procedure == "lens"
+    db.execute("DELETE FROM t WHERE x IS NULL")
+    # The groups gave their instance back: the one instance served them all.
+    assert db.execute("SELECT lens(x) FROM t").scalar() == 4011
+    roles = db._runner("lens")._roles
+    assert roles and all(n.instantiated == 1 for n in roles.values())
+
+
 WASI_AGGREGATE = """(module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)

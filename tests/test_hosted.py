@@ -1,7 +1,7 @@
 """Numbers-in, number-out procedures whose host functions the core serves
 run whole in the core (engine/core/src/python/hosted.rs): from SQL, from
-Database.call and in batches, with the general path's results, errors,
-nesting limits and telemetry."""
+Database.call and in batches, with the same results, errors, nesting
+limits and telemetry from each."""
 
 from __future__ import annotations
 
@@ -203,8 +203,8 @@ def test_threads_logging_at_once_lose_no_line(tmp_path: Path) -> None:
 
 def test_threads_share_the_connection_safely(db: h.Database) -> None:
     """The depth counts every call in progress on the connection, whichever
-    thread's (as the general path's did): threads can only make each
-    other's limit tighter, never looser."""
+    thread's: threads can only make each other's limit tighter, never
+    looser."""
     errors: list[BaseException] = []
 
     def work() -> None:
@@ -357,22 +357,22 @@ def _outcome(run: Callable[[], object]) -> object:
     name=st.sampled_from(["lookup", "strict_lookup", "blind_lookup", "null_tag", "self_call"]),
     value=st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.sampled_from([1, 2, 3, 99])),
 )
-def test_the_core_path_answers_as_the_general_path(
+def test_sql_a_call_and_a_profiled_call_answer_alike(
     db: h.Database, name: str, value: int | None
 ) -> None:
-    """The same call three ways — SQL and Database.call on the core's path,
-    Database.call on the general path (a profiling listener forces it) —
-    gives the same value or the same typed error."""
+    """The same call three ways — SQL, Database.call, and Database.call
+    that a profiling listener watches (Numeric.profiled) — gives the same
+    value or the same typed error."""
     sql = _outcome(lambda: db.execute(f"SELECT {name}(?)", [value]).scalar())
     core = _outcome(lambda: db.call(name, value))
     seen: list[object] = []
     db.session.telemetry.listeners.append(seen.append)
     try:
-        general = _outcome(lambda: db.call(name, value))
+        profiled = _outcome(lambda: db.call(name, value))
     finally:
         db.session.telemetry.listeners.remove(seen.append)
-    assert sql == core == general
-    # The general path did run (a NULL to a RETURNS NULL ON NULL INPUT
+    assert sql == core == profiled
+    # The profiled call did run (a NULL to a RETURNS NULL ON NULL INPUT
     # procedure runs nothing on any path).
     assert seen or (value is None and name != "null_tag")
     assert db.session.depth == 0 and db.conn.getautocommit()
@@ -420,9 +420,9 @@ def test_a_result_over_max_result_bytes_is_refused_on_the_core_path() -> None:
 
 def test_text_and_blob_arguments_take_the_core_path_too() -> None:
     """Text and blobs go into the guest's own buffers from SQLite (or from
-    Database.call) with no Python; what the core does not take (a NULL, text
-    that is not UTF-8, a value of another type) goes the general way, which
-    answers as before."""
+    Database.call) with no Python; what the core's binding does not take (a
+    NULL, text that is not UTF-8, a value of another type) is coerced in
+    Python first, which answers as before."""
     limits = TEST_LIMITS.with_overrides(max_arg_bytes=64)
     with h.Database.open(":memory:", limits=limits) as db:
         db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, label TEXT)")
@@ -504,12 +504,12 @@ def test_components_take_the_core_path(components: h.Database) -> None:
         ),
     )
 )
-def test_a_component_on_the_core_path_answers_as_on_the_general_path(
+def test_a_components_sql_call_and_profiled_call_answer_alike(
     components: h.Database, call: tuple[str, tuple[object, ...]]
 ) -> None:
-    """A component's call from SQL and Database.call (the core runs it
-    whole) and on the general path gives the same value or typed error:
-    an err result, an option's none."""
+    """A component's call from SQL, Database.call and a profiled
+    Database.call (the core runs each whole) gives the same value or typed
+    error: an err result, an option's none."""
     name, args = call
     marks = ", ".join("?" * len(args))
     sql = _outcome(lambda: components.execute(f"SELECT {name}({marks})", list(args)).scalar())
@@ -517,10 +517,10 @@ def test_a_component_on_the_core_path_answers_as_on_the_general_path(
     seen: list[object] = []
     components.session.telemetry.listeners.append(seen.append)
     try:
-        general = _outcome(lambda: components.call(name, *args))
+        profiled = _outcome(lambda: components.call(name, *args))
     finally:
         components.session.telemetry.listeners.remove(seen.append)
-    assert sql == core == general
+    assert sql == core == profiled
     assert components.session.depth == 0 and components.conn.getautocommit()
 
 
@@ -564,18 +564,10 @@ def test_threads_share_component_instances_safely(components: h.Database) -> Non
     assert components.session.depth == 0 and components.conn.getautocommit()
 
 
-def test_null_arguments_take_the_core_path(
-    db: h.Database, components: h.Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_null_arguments_take_the_core_path(db: h.Database, components: h.Database) -> None:
     """A NULL for CALLED ON NULL INPUT reaches the guest as NULL from the
     core itself (heliosdb_get_param's tag, a component's option none), from
-    SQL and Database.call: the general path never runs."""
-    from heliosdb_wasm.invoke import Runner
-
-    def general(self: Runner, values: object) -> object:
-        raise AssertionError("the general path ran")
-
-    monkeypatch.setattr(Runner, "_invoke", general)
+    SQL and Database.call alike."""
     assert db.execute("SELECT null_tag(NULL)").scalar() == db.call("null_tag", None)
     assert db.execute("SELECT null_tag(7)").scalar() == db.call("null_tag", 7)
     assert components.execute("SELECT c_maybe_double(NULL)").scalar() is None
@@ -583,12 +575,10 @@ def test_null_arguments_take_the_core_path(
     assert components.execute("SELECT c_maybe_double(1.5)").scalar() == 3.0
 
 
-def test_json_arguments_take_the_core_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_json_arguments_take_the_core_path() -> None:
     """A JSON argument reaches the guest as its text from the core itself;
-    a document the core's check refuses goes the general way, which says
-    what is wrong in Python's words."""
-    from heliosdb_wasm.invoke import Runner
-
+    a document the core's check refuses is checked again in Python, which
+    says what is wrong in Python's words (or takes it)."""
     with h.Database.open(":memory:", limits=TEST_LIMITS) as db:
         db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, label TEXT)")
         db.execute("""INSERT INTO items VALUES (1, '"a"'), (2, '[1, 2]'), (3, '"a"')""")
@@ -598,32 +588,22 @@ def test_json_arguments_take_the_core_path(monkeypatch: pytest.MonkeyPatch) -> N
             f" AS $wasm${b64(wasm_of('host'))}$wasm$"
         )
         assert db._runner("labelled")._hosted
-        invoke = Runner._invoke
-
-        def general(self: Runner, values: object) -> object:
-            raise AssertionError("the general path ran")
-
-        monkeypatch.setattr(Runner, "_invoke", general)
         assert db.execute("""SELECT labelled('"a"'), labelled('[1, 2]')""").rows == [(2, 1)]
         assert db.call("labelled", '"a"') == 2
-        monkeypatch.setattr(Runner, "_invoke", invoke)
         for bad in ("nope", "[1,"):
             with pytest.raises(h.InvalidArgument, match="not valid JSON"):
                 db.execute("SELECT labelled(?)", [bad])
             with pytest.raises(h.InvalidArgument, match="not valid JSON"):
                 db.call("labelled", bad)
-        # NaN is JSON to Python's json module, not to the core's check: the
-        # general path takes it.
+        # NaN is JSON to Python's json module, not to the core's check:
+        # Python's check takes it, and the core runs the call.
         assert db.execute("SELECT labelled('NaN')").scalar() == 0
 
 
-def test_table_procedures_take_the_core_path(
-    db: h.Database, components: h.Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_table_procedures_take_the_core_path(db: h.Database, components: h.Database) -> None:
     """A table procedure's call runs whole in the core, Basic ABI (rows
     given to heliosdb_return) and component (an option<list<record>>), from
     SQL and Database.call, and gives what a profiled call gives."""
-    from heliosdb_wasm.invoke import Runner
 
     def profiled_answers() -> list[object]:
         seen: list[object] = []
@@ -640,12 +620,6 @@ def test_table_procedures_take_the_core_path(
             components.session.telemetry.listeners.remove(seen.append)
 
     profiled = profiled_answers()
-    invoke = Runner._invoke
-
-    def refused(self: Runner, values: list[object]) -> object:
-        raise AssertionError("the general path ran")
-
-    monkeypatch.setattr(Runner, "_invoke", refused)
     assert db._runner("rates_from")._hosted
     assert db.execute("SELECT * FROM rates_from(2)").rows == [(2, 0.25), (3, 2.0)]
     pairs = [(0, 0.0), (1, 0.5), (2, 1.0)]
@@ -660,7 +634,6 @@ def test_table_procedures_take_the_core_path(
     assert db.execute(
         "SELECT c.id, count(*) FROM cust c, rates_from(c.id) r GROUP BY c.id ORDER BY c.id"
     ).rows == [(1, 3), (2, 2), (3, 1)]
-    monkeypatch.setattr(Runner, "_invoke", invoke)
     assert db.session.depth == 0 and db.conn.getautocommit()
 
 

@@ -5,6 +5,8 @@ tests/fixtures/singlestore/ with allocators that count live allocations."""
 from __future__ import annotations
 
 import base64
+import dataclasses
+import itertools
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -18,12 +20,12 @@ import wasmtime
 import heliosdb_wasm as h
 from conftest import FIXTURES, TEST_LIMITS
 from heliosdb_wasm import _core
-from heliosdb_wasm.hostapi import CallContext, Session
+from heliosdb_wasm.hostapi import Session
 from heliosdb_wasm.invoke import Runner
 from heliosdb_wasm.policy import Capabilities, Limits
 from heliosdb_wasm.registry import ProcedureVersion, sha256_hex
 from heliosdb_wasm.runtime import Runtime
-from heliosdb_wasm.singlestore import SingleStoreInstance, SingleStoreModule
+from heliosdb_wasm.singlestore import SingleStoreModule
 from heliosdb_wasm.singlestore.wit import (
     ExpectedType,
     FlagsType,
@@ -33,7 +35,7 @@ from heliosdb_wasm.singlestore.wit import (
     WitSyntaxError,
     parse_wit,
 )
-from heliosdb_wasm.values import Column, Signature, SqlType, coerce
+from heliosdb_wasm.values import Column, Signature, SqlType
 
 SS = FIXTURES / "singlestore"
 # SingleStore's documented examples live with the demo that uses them.
@@ -57,34 +59,64 @@ def load(
     return SingleStoreModule(runtime, sha256_hex(wasm), wasm, text)
 
 
+# Each Guest's own pool: the module keeps one per limits.
+_POOLS = itertools.count(1)
+
+
 class Guest:
-    """One instance, called the way invoke.Runner calls it (arguments coerced
-    to the signature, a CallContext per call), so a test can watch one
-    guest's allocator across calls."""
+    """A module's functions called as a database calls them (a Runner each,
+    arguments coerced to the signature), all on one instance of a pool of
+    the Guest's own, so a test can watch one guest's allocator across calls."""
 
     def __init__(
         self, module: SingleStoreModule, limits: Limits = TEST_LIMITS, caps: Sequence[str] = ()
     ) -> None:
         self.module = module
-        self.limits = limits
+        self.limits = dataclasses.replace(
+            limits, max_log_bytes=limits.max_log_bytes + next(_POOLS)
+        )
         self.caps = Capabilities.parse(caps)
         self.session = Session(apsw.Connection(":memory:"), lambda name: False)
-        self.instance: SingleStoreInstance = module.instantiate(limits, self.caps)
+        self._runners: dict[tuple[str, Signature | None], Runner] = {}
+        self._traced = False
+        self._last = self.runner(next(iter(module.functions.values())).name)
+
+    def runner(self, export: str, signature: Signature | None = None) -> Runner:
+        key = (export, signature)
+        run = self._runners.get(key)
+        if run is None:
+            run = self._runners[key] = runner(
+                self.module, export, signature, self.limits, self.caps, self.session
+            )
+        return run
 
     def __call__(self, export: str, *args: Any) -> Any:
-        sig = self.module.check(export, None)
-        values = [
-            coerce(a, c.type, f"argument {c.name}") for a, c in zip(args, sig.params, strict=True)
-        ]
-        ctx = CallContext(self.session, export, 1, self.caps, self.limits)
-        with ctx:
-            return self.instance.call(ctx, export, sig, values)
+        self._last = self.runner(export)
+        return self._last.call(list(args))
+
+    @property
+    def poisoned(self) -> bool:
+        """Whether a call dropped the instance: the pool made one and has
+        none idle (every function's runner shares the Guest's pool)."""
+        numeric = self._last.numeric()
+        return numeric.instantiated > 0 and numeric.idle_instances == 0
 
     def live(self) -> int:
         return int(self("live-allocations"))
 
-    def release(self) -> None:
-        self.instance.release()
+    def trace(self) -> list[tuple[str, int, int]]:
+        """What the host asked of the guest's allocator since the last trace
+        (after freeing the copy the last trace-take returned)."""
+        flat = json.loads(self("trace-take"))
+        calls = [
+            ("realloc" if op == 0 else "free", size, align)
+            for op, size, align in zip(flat[::3], flat[1::3], flat[2::3], strict=True)
+        ]
+        if self._traced:
+            assert calls[0][0::2] == ("free", 4), calls
+            calls = calls[1:]
+        self._traced = True
+        return calls
 
 
 def runner(
@@ -92,6 +124,8 @@ def runner(
     export: str,
     signature: Signature | None = None,
     limits: Limits = TEST_LIMITS,
+    caps: Capabilities | None = None,
+    session: Session | None = None,
 ) -> Runner:
     version = ProcedureVersion(
         name=export.replace("-", "_"),
@@ -99,12 +133,13 @@ def runner(
         abi="singlestore",
         export=export,
         signature=module.check(export, signature),
-        capabilities=Capabilities(),
+        capabilities=caps or Capabilities(),
         limit_overrides={},
         module_sha256="0" * 64,
         created_at=0.0,
     )
-    return Runner(version, module, limits, Session(apsw.Connection(":memory:"), lambda name: False))
+    session = session or Session(apsw.Connection(":memory:"), lambda name: False)
+    return Runner(version, module, limits, session)
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +163,8 @@ def guest(types: SingleStoreModule) -> Iterator[Guest]:
     yield g
     # Whatever a test did, the host must have freed every buffer it owned and
     # handed every argument over: the guest's allocator is back to zero.
-    if not g.instance.poisoned:
+    if not g.poisoned:
         assert g.live() == 0
-    g.release()
 
 
 # --- the WIT dialect ---------------------------------------------------------------
@@ -273,6 +307,7 @@ def test_signatures_come_from_the_wit(types: SingleStoreModule, split: SingleSto
     rendered = {name: types.check(name, None).render() for name in types.functions}
     assert rendered == {
         "live_allocations": "() RETURNS BIGINT",
+        "trace_take": "() RETURNS JSON",
         "init_count": "() RETURNS BIGINT",
         "echo_u8": "(x INTEGER) RETURNS INTEGER",
         "echo_u16": "(x INTEGER) RETURNS INTEGER",
@@ -406,7 +441,7 @@ def test_integers_out_of_range_are_refused_before_the_guest_runs(
 ) -> None:
     with pytest.raises(h.InvalidArgument, match="out of range"):
         guest(export, value)
-    assert not guest.instance.poisoned
+    assert not guest.poisoned
 
 
 def test_u64_beyond_bigint(guest: Guest, hostile: SingleStoreModule) -> None:
@@ -428,7 +463,7 @@ def test_u64_beyond_bigint(guest: Guest, hostile: SingleStoreModule) -> None:
         match="u64-max result: the u64 value 18446744073709551615 does not fit in BIGINT",
     ):
         bad("u64-max")
-    assert not bad.instance.poisoned  # the call itself was sound
+    assert not bad.poisoned  # the call itself was sound
 
 
 def test_bool_and_floats(guest: Guest) -> None:
@@ -485,17 +520,16 @@ def test_records_as_json(guest: Guest) -> None:
         with pytest.raises(h.InvalidArgument) as err:
             guest("echo-person", bad)
         assert fragment in err.value.message
-    assert not guest.instance.poisoned
+    assert not guest.poisoned
 
 
 def test_json_nested_too_deep_is_an_argument_error(guest: Guest) -> None:
     # Declared TEXT, so only this ABI parses it (values.check_json would
     # meet the same text for a JSON parameter).
     sig = guest.module.check("echo-person", Signature((Column("p", SqlType.TEXT),), SqlType.TEXT))
-    ctx = CallContext(guest.session, "echo_person", 1, guest.caps, guest.limits)
     with pytest.raises(h.InvalidArgument, match="not valid JSON"):
-        guest.instance.call(ctx, "echo-person", sig, ["[" * 100_000])
-    assert not guest.instance.poisoned
+        guest.runner("echo-person", sig).call(["[" * 100_000])
+    assert not guest.poisoned
 
 
 def test_options(guest: Guest) -> None:
@@ -512,7 +546,7 @@ def test_expected_ok_and_err(guest: Guest) -> None:
     with pytest.raises(h.UserError) as err:
         guest("safe-div", 1, 0)
     assert (err.value.user_code, err.value.message) == ("error", "division by zero")
-    assert not guest.instance.poisoned and guest.live() == 0  # the error text was freed
+    assert not guest.poisoned and guest.live() == 0  # the error text was freed
     assert guest("classify", 5) is None  # expected<_, E>: VOID
     with pytest.raises(h.UserError) as err:
         guest("classify", -2)
@@ -556,27 +590,12 @@ def test_more_than_16_flat_parameters_go_through_memory(guest: Guest) -> None:
     assert guest("many", *([-(2**31)] * 16), "") == f'[{-(2**31) * 16},""]'
 
 
-def test_buffers_are_allocated_and_freed_in_wit_bindgens_order(
-    guest: Guest, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    instance = guest.instance
-    calls: list[tuple[str, int, int]] = []
-    alloc, free = instance._alloc, instance._free
-
-    def record_alloc(align: int, size: int, what: str) -> tuple[int, int]:
-        calls.append(("realloc", size, align))
-        return alloc(align, size, what)
-
-    def record_free(ptr: int, size: int, align: int) -> None:
-        calls.append(("free", size, align))
-        free(ptr, size, align)
-
-    monkeypatch.setattr(instance, "_alloc", record_alloc)
-    monkeypatch.setattr(instance, "_free", record_free)
+def test_buffers_are_allocated_and_freed_in_wit_bindgens_order(guest: Guest) -> None:
+    guest.trace()
     guest("echo-strings", '["ab", "", "cde"]')
     # The element array first, then each string (even an empty one); back
     # from the guest, each string as it is read, then the array.
-    assert calls == [
+    assert guest.trace() == [
         ("realloc", 24, 4),
         ("realloc", 2, 1),
         ("realloc", 0, 1),
@@ -586,13 +605,11 @@ def test_buffers_are_allocated_and_freed_in_wit_bindgens_order(
         ("free", 3, 1),
         ("free", 24, 4),
     ]
-    calls.clear()
     guest("many", *range(16), "xy")
     # The parameter tuple, then what it points to; the guest frees the tuple.
-    assert calls == [("realloc", 72, 4), ("realloc", 2, 1), ("free", 2, 1)]
-    calls.clear()
+    assert guest.trace() == [("realloc", 72, 4), ("realloc", 2, 1), ("free", 2, 1)]
     guest("echo-person", '{"name": "n", "age": 1, "tags": ["t"], "nick_name": "k"}')
-    assert calls == [
+    assert guest.trace() == [
         ("realloc", 1, 1),  # name
         ("realloc", 8, 4),  # tags
         ("realloc", 1, 1),  # tags[0]
@@ -617,8 +634,6 @@ def test_initialize_runs_once_per_instance(types: SingleStoreModule) -> None:
     assert first("init-count") == 1
     second = Guest(types)
     assert second("init-count") == 1
-    first.release()
-    second.release()
 
 
 # --- SingleStore's documented examples ---------------------------------------------------
@@ -649,21 +664,16 @@ def test_split_str_is_a_table_function(split: SingleStoreModule) -> None:
 
 def test_guest_memory_stays_flat_over_100k_calls(split: SingleStoreModule) -> None:
     g = Guest(split)
-    fn = split.function("split-str")
-    sig = split.check("split-str", None)
-    ctx = CallContext(g.session, "split_str", 1, g.caps, g.limits)
     rows = [("a", 0), ("b", 2), ("c", 4)]
-    assert g.instance.call(ctx, fn.name, sig, ["a,b,c", ","]) == rows
-    size = g.instance.memory_size()
+    run = g.runner("split-str")
     for i in range(100_000):
-        ctx = CallContext(g.session, "split_str", 1, g.caps, g.limits)
-        result = g.instance.call(ctx, fn.name, sig, ["a,b,c", ","])
+        result = run.call(["a,b,c", ","])
         if i % 20_000 == 0:
             assert result == rows
             assert g.live() == 0
-            assert g.instance.memory_size() == size
-    assert g.live() == 0 and g.instance.memory_size() == size == 65536
-    assert g("init-count") == 1
+    # One instance served every call, its allocator back where it started.
+    assert g.live() == 0 and g("init-count") == 1
+    assert run.numeric().instantiated == 1
 
 
 def test_a_numeric_module_takes_the_fast_path(runtime: Runtime) -> None:
@@ -726,7 +736,7 @@ def test_lying_results_are_typed_abi_errors(
     with pytest.raises(h.AbiError) as err:
         g(export)
     assert fragment in err.value.message
-    assert g.instance.poisoned  # its buffers were not freed: never reused
+    assert g.poisoned  # its buffers were not freed: never reused
     assert Guest(hostile)("ok-string") == "ok"
 
 
@@ -766,14 +776,14 @@ def test_a_misbehaving_allocator(
     with pytest.raises(error) as err:
         g(export, *args)
     assert fragment in err.value.message
-    assert g.instance.poisoned
+    assert g.poisoned
 
 
 def test_traps_and_limits(hostile: SingleStoreModule) -> None:
     g = Guest(hostile)
     with pytest.raises(h.ProcedureTrap, match="unreachable"):
         g("trap")
-    assert g.instance.poisoned
+    assert g.poisoned
     with pytest.raises(h.ResourceLimitExceeded) as err:
         Guest(hostile, limits=Limits(fuel=100_000))("spin")
     assert err.value.limit == "fuel"
@@ -845,8 +855,7 @@ def test_a_wasi_guests_numeric_functions_run_whole_in_the_core(tmp_path: Path) -
     """A module wit-bindgen built for wasm32-wasi imports WASI, so it has no
     import-free fast path; its functions of numbers and strings run whole in
     the core (canonical.rs, on the module's WASI-linked pool) instead of
-    Python's general path, with the same results, NULL rule, errors and
-    output."""
+    Python, with the same results, NULL rule, errors and output."""
     wasm = base64.b64encode(
         wasmtime.wat2wasm((FIXTURES / "singlestore" / "types.wat").read_text())
     ).decode()
@@ -861,7 +870,7 @@ def test_a_wasi_guests_numeric_functions_run_whole_in_the_core(tmp_path: Path) -
     assert db.execute("SELECT echo_s64(x) FROM t").rows == [
         (1,),
         (-(2**63),),
-        (None,),  # RETURNS NULL ON NULL INPUT, as on the general path
+        (None,),  # RETURNS NULL ON NULL INPUT
         (2**63 - 1,),
     ]
     assert db.execute("SELECT echo_f32(1.5), echo_s32(-7)").rows == [(1.5, -7)]
@@ -874,16 +883,15 @@ def test_a_wasi_guests_numeric_functions_run_whole_in_the_core(tmp_path: Path) -
         runner = db._runner(name)
         assert isinstance(runner._numeric, _core.Numeric), name  # the core's
         assert name in db._scalars  # SQLite calls it in the core
-    # Strings in and out are the core's too (canonical.rs); a list of
-    # strings (JSON in SQL) goes through the Canonical ABI's lowering in
-    # Python still.
+    # Strings in and out are the core's too (canonical.rs), and so is a
+    # list of strings (JSON in SQL).
     assert db.execute("SELECT echo_string('héllo')").scalar() == "héllo"
     assert isinstance(db._runner("echo_string")._numeric, _core.Numeric)
     db.execute(
         f"CREATE FUNCTION echo_strings AS WASM FROM BASE64 '{wasm}' WITH WIT FROM BASE64 '{wit}'"
     )
     assert db.execute("""SELECT echo_strings('["a", "b"]')""").scalar() == '["a","b"]'
-    assert db._runner("echo_strings")._numeric is None
+    assert isinstance(db._runner("echo_strings")._numeric, _core.Numeric)
 
 
 def test_a_wasi_guests_numeric_function_fails_as_any_call(tmp_path: Path) -> None:
@@ -919,7 +927,7 @@ def test_a_wasi_guests_numeric_function_fails_as_any_call(tmp_path: Path) -> Non
     assert isinstance(db._runner("boom")._numeric, _core.Numeric)
 
 
-# --- the core's Canonical ABI (canonical.rs) against the general path --------------------
+# --- the core's Canonical ABI (canonical.rs): from SQL and from a Runner alike ----------
 
 
 def _core_db(tmp_path: Path, name: str, limits: Limits = TEST_LIMITS) -> h.Database:
@@ -939,15 +947,15 @@ def _core_db(tmp_path: Path, name: str, limits: Limits = TEST_LIMITS) -> h.Datab
 @pytest.mark.parametrize(
     "export", ["oob-pointer", "oob-length", "oob-return-area", "bad-utf8", "trap", "ok-string"]
 )
-def test_the_core_fails_as_the_general_path_does(
+def test_sql_and_a_runner_fail_alike(
     hostile: SingleStoreModule, tmp_path: Path, export: str
 ) -> None:
-    """The same hostile function, through Python's lowering and lifting
-    (Guest) and whole in the core (SQL): the same result, or the same
-    typed error with the same message."""
+    """The same hostile function called by a Runner (as Database.call does)
+    and by SQLite (the core's binding): the same result, or the same typed
+    error with the same message."""
     db = _core_db(tmp_path, "hostile")
     name = export.replace("-", "_")
-    assert db._runner(name)._canonical is not None
+    assert db._runner(name)._canonical
     try:
         expected: Any = Guest(hostile)(export)
     except h.ProcedureError as exc:
@@ -968,12 +976,12 @@ def test_the_core_holds_results_to_max_result_bytes(
 ) -> None:
     limits = TEST_LIMITS.with_overrides(max_result_bytes=100)
     db = _core_db(tmp_path, "types", limits)
-    with pytest.raises(h.ResourceLimitExceeded) as general:
+    with pytest.raises(h.ResourceLimitExceeded) as runner_error:
         Guest(types, limits=limits)("echo-string", "x" * 200)
     with pytest.raises(h.ResourceLimitExceeded) as core:
         db.execute("SELECT echo_string(?)", ["x" * 200])
-    assert core.value.limit == general.value.limit == "max_result_bytes"
-    assert core.value.message == general.value.message
+    assert core.value.limit == runner_error.value.limit == "max_result_bytes"
+    assert core.value.message == runner_error.value.message
     assert db.execute("SELECT echo_string(?)", ["x" * 80]).scalar() == "x" * 80
     assert db.execute("SELECT echo_bytes(?)", [b"\x00\xff"]).scalar() == b"\x00\xff"
     assert db.execute("SELECT echo_string('')").scalar() == ""
@@ -1018,11 +1026,11 @@ def test_the_core_survives_a_misbehaving_allocator(
         f"CREATE FUNCTION take AS WASM FROM BASE64 '{base64.b64encode(wasmtime.wat2wasm(wat)).decode()}'"
         f" WITH WIT FROM BASE64 '{base64.b64encode(wit.encode()).decode()}'"
     )
-    assert db._runner("take")._canonical is not None
+    assert db._runner("take")._canonical
     wasm = wasmtime.wat2wasm(wat)
-    with pytest.raises(error) as general:
+    with pytest.raises(error) as runner_error:
         Guest(SingleStoreModule(db.runtime, sha256_hex(wasm), wasm, wit))("take", "abc")
     with pytest.raises(error) as core:
         db.execute("SELECT take('abc')")
     assert fragment in core.value.message
-    assert core.value.message == general.value.message
+    assert core.value.message == runner_error.value.message

@@ -755,88 +755,6 @@ pub fn call_batch<H: Host>(
     (result, outcome, host)
 }
 
-/// A raw argument of [`raw`]: an integer (its low bits fill an `i32` or
-/// `i64` parameter, so it may be given unsigned) or a float.
-#[derive(Clone, Copy, Debug)]
-pub enum RawArg {
-    Int(i64),
-    Float(f64),
-}
-
-/// Opens a run of raw calls on `instance` (SingleStore's Canonical ABI:
-/// allocations, the export, frees), `host` serving the guest's output:
-/// fuel and the deadline are armed once, for all of them, until [`close`].
-pub fn open<H: Host>(instance: &mut PooledInstance<BasicState<H>>, host: H) {
-    let handle = instance.instance();
-    begin(instance, handle, Some(host), Vec::new());
-    instance.arm();
-}
-
-/// One call of the export `name` with core values, within an open run:
-/// its results, or why it failed (the instance is then poisoned).
-///
-/// # Errors
-///
-/// An export that is missing or takes other arguments is an ABI fault; a
-/// trap or a limit is the pool's classification.
-pub fn raw<H: Host>(
-    instance: &mut PooledInstance<BasicState<H>>,
-    name: &str,
-    args: &[RawArg],
-) -> Result<Vec<Val>, CallFailure<H::Error>> {
-    let handle = instance.instance();
-    let Some(callee) = export_of(instance, handle, name) else {
-        return Err(CallFailure::Call(CallError::abi(format!(
-            "the module exports no function {name:?}"
-        ))));
-    };
-    let params: Option<Vec<Val>> = callee
-        .numeric
-        .as_ref()
-        .filter(|(types, _)| types.len() == args.len())
-        .and_then(|(types, _)| {
-            types
-                .iter()
-                .zip(args)
-                .map(|(ty, arg)| {
-                    #[allow(clippy::cast_possible_truncation)] // the low bits, as documented
-                    Some(match (ty, *arg) {
-                        (NumType::I32, RawArg::Int(x)) => Val::I32(x as i32),
-                        (NumType::I64, RawArg::Int(x)) => Val::I64(x),
-                        (NumType::F32, RawArg::Float(x)) => Val::F32((x as f32).to_bits()),
-                        (NumType::F64, RawArg::Float(x)) => Val::F64(x.to_bits()),
-                        _ => return None,
-                    })
-                })
-                .collect()
-        });
-    let Some(params) = params else {
-        return Err(CallFailure::Call(CallError::abi(format!(
-            "{name} does not take {args:?}"
-        ))));
-    };
-    let mut results = callee.results.clone();
-    instance
-        .run_armed(|store| callee.call(store, &params, &mut results))
-        .map(|()| results)
-        .map_err(|err| failure(instance, err))
-}
-
-/// Closes a run that [`open`] began: the guest's output is logged (which
-/// may fail the run: the log limit, unless a call of it failed already)
-/// and what the run left is its `Outcome`.
-pub fn close<H: Host>(instance: &mut PooledInstance<BasicState<H>>) -> Called<(), H> {
-    let failed = instance.is_poisoned();
-    let result = settle_output(instance, Ok(()));
-    let (outcome, host) = end(instance);
-    (if failed { Ok(()) } else { result }, outcome, host)
-}
-
-/// The guest's memory export, once a call or run has begun.
-pub fn memory_of<H: Host>(instance: &PooledInstance<BasicState<H>>) -> Option<Memory> {
-    instance.store().data().host.guest.and_then(|g| g.memory)
-}
-
 /// A row failed with `heliosdb_error`: the caller raises it.
 const RAISED: i32 = -1;
 
@@ -957,13 +875,22 @@ pub fn begin_wasi<H: Host>(instance: &mut PooledInstance<BasicState<H>>) {
 /// Closes what [`begin_wasi`] opened: whether the guest reported it ran
 /// out of memory meanwhile (a trap that follows is the memory limit).
 pub fn end_wasi<H: Host>(instance: &mut PooledInstance<BasicState<H>>) -> bool {
+    finish_wasi(instance).1
+}
+
+/// [`end_wasi`], and the lines the guest wrote meanwhile (for a caller that
+/// logs them: only a guest granted `stdout` has any).
+pub fn finish_wasi<H: Host>(
+    instance: &mut PooledInstance<BasicState<H>>,
+) -> (std::collections::VecDeque<(&'static str, String)>, bool) {
     instance
         .store_mut()
         .data_mut()
         .host
         .wasi
         .as_ref()
-        .is_some_and(|wasi| wasi.output.finish().1)
+        .map(|wasi| wasi.output.finish())
+        .unwrap_or_default()
 }
 
 /// `error` as the memory limit if it is a trap and the guest reported an

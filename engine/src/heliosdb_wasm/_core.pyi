@@ -121,15 +121,23 @@ class Numeric:
     def canonical(
         # a Module that imports nothing, or a BasicPool of one importing WASI only
         module: Module | BasicPool,
-        name: str,
-        params: Sequence[str],
-        returns: str | None,
+        function: tuple[Any, ...],  # singlestore.wit.WitFunction.core
+        params: Sequence[Param],
+        result: Kind | None,
         limits: dict[str, Any],
         tally: Tally,
         fault: Fault,
         hooks: Any,  # invoke.HostedHooks
+        convert: bool = False,
+        # where a WASI guest granted stdout logs its lines (as hosted's log)
+        log: tuple[LogSink, str, int] | None = None,
     ) -> Numeric: ...
     def call(self, args: Sequence[Any]) -> Any: ...
+    # A SingleStore function's: an instance of its module held for several
+    # calls of the module's functions (an aggregate group's).
+    def hold(self) -> Held: ...
+    def call_held(self, held: Held, args: Sequence[Any]) -> Any: ...
+    def release_held(self, held: Held) -> None: ...
     def call_values(self, args: Sequence[Any]) -> Any:
         """A component's hosted export called with plain Python values of
         its own types (records as dicts, variants as (case, payload))."""
@@ -191,6 +199,15 @@ class ComponentPool:
         wasi: dict[str, Any] | None = None,
     ) -> None: ...
 
+class Held:
+    """An instance held by Numeric.hold (dropped once a call poisoned it)."""
+    @property
+    def poisoned(self) -> bool: ...
+
+def canonical_argument(ty: tuple[Any, ...], value: Any, what: str) -> Any:
+    """value as an argument of WIT type ty (WitType.core) takes it, back as
+    the SQL value it stands for; ValueError carries the message."""
+
 def lower_and_lift(
     component: Component, interface: str | None, name: str, args: Sequence[Any]
 ) -> list[Any]: ...
@@ -202,21 +219,6 @@ class BasicInstance:
     def call(
         self, ctx: Any, export: str, lowering: bytes, args: Sequence[Any]
     ) -> tuple[Any, tuple[int, bytes] | None, tuple[str, str] | None]: ...
-    # (wasm_seconds, host_seconds, fuel_used, memory_bytes) of the last call
-    @property
-    def stats(self) -> tuple[float, float, int, int | None]: ...
-    @property
-    def raised(self) -> tuple[str, str] | None: ...
-    @property
-    def out_of_memory(self) -> bool: ...
-    # A run of raw calls (SingleStore's Canonical ABI), fuel and deadline
-    # armed once by open; close logs the guest's output.
-    def open(self, ctx: Any) -> None: ...
-    def raw(self, name: str, args: Sequence[int | float]) -> list[int | float]: ...
-    def read(self, ptr: int, length: int) -> bytes: ...
-    def write(self, ptr: int, data: bytes) -> None: ...
-    def memory_size(self) -> int: ...
-    def close(self) -> None: ...
     @property
     def poisoned(self) -> bool: ...
     def recycle(self) -> None:

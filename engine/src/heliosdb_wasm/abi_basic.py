@@ -20,18 +20,15 @@ from .errors import (
     WIT_ERROR_CASES,
     AbiError,
     ProcedureError,
-    ProcedureTrap,
     UserError,
     from_wit_case,
 )
-from .hostapi import CallContext, is_fatal
+from .hostapi import is_fatal
 from .policy import Capabilities, Limits
 from .runtime import (
     Runtime,
     Source,
     core_error,
-    host_bug,
-    limit_error,
     source_bytes,
 )
 from .values import Signature, SqlType
@@ -355,29 +352,6 @@ class CoreInstance:
             self.poisoned = True
             raise _guest_fault(exc, self.limits) from None
         return int(result)
-
-    def _failure(self, ctx: CallContext, exc: Exception) -> ProcedureError:
-        """The typed error of a failed call; the instance is not used again."""
-        self.poisoned = True
-        if isinstance(exc, _core.GuestFault):
-            error = _guest_fault(exc, self.limits)
-        elif isinstance(exc, ProcedureError):
-            return exc  # the context's own error, which ends the call
-        else:
-            error = host_bug(exc)
-        if isinstance(error, ProcedureTrap):
-            if ctx.out_of_memory or self.core.out_of_memory:
-                # The guest said so (in a log line, on stderr) just before trapping.
-                return limit_error("memory", error.message, self.limits)
-            raised = self.core.raised
-            if raised is not None:
-                # Recording an error and then trapping is how a language
-                # without exceptions (AssemblyScript) throws.
-                return raised_error(*raised)
-        return error
-
-    def memory_size(self) -> int | None:
-        return self.core.stats[3]
 
     def release(self) -> None:
         self.core.release()

@@ -245,12 +245,11 @@ def is_fatal(exc: ProcedureError) -> bool:
 
 
 class CallContext:
-    """What a call asks of Python: the host functions that live here (a log
-    line of SingleStore's general path, fetch, digest, hmac, count-in-window)
-    and a failed statement's typed error, under the call's identity, grants
-    and limits. A call the core runs whole makes one only when it needs one
-    of them; SingleStore's general path brackets its call with one (depth
-    and policy)."""
+    """What a call asks of Python: the host functions that live here (fetch,
+    digest, hmac, count-in-window, a log line of a call with no log of its
+    own in the core) and a failed statement's typed error, under the call's
+    identity, grants and limits. A call the core runs makes one only when
+    it needs one of them."""
 
     def __init__(
         self,
@@ -265,41 +264,14 @@ class CallContext:
         self.version = version
         self.capabilities = capabilities
         self.limits = limits
-        self._outer_policy: Policy = None
         # A log line said the guest ran out of memory (its trap is then the
         # memory limit).
         self.out_of_memory = False
-        # Measured for telemetry (telemetry.CallStats): seconds inside wasm,
-        # seconds of that in host functions, fuel and memory after the call.
-        self.wasm_seconds = 0.0
-        self.host_seconds = 0.0
-        self.fuel_used: int | None = None
-        self.memory_bytes: int | None = None
         self.deadline = time.monotonic() + limits.timeout_seconds
         self.logged_bytes = 0
         # Set by the plugin pipeline for a hook call: the plugin's windowed
         # counters (plugin-host.count-in-window). Procedures have none.
         self.counter: Callable[[str, int], int] | None = None
-
-    # -- call lifecycle ------------------------------------------------------
-
-    def __enter__(self) -> CallContext:
-        s = self.session
-        if not s.gate.enter_call(self.limits.max_call_depth):
-            raise ResourceLimitExceeded(
-                f"procedure calls nested more than {self.limits.max_call_depth} deep",
-                limit="call-depth",
-            )
-        # A nested call starts while its caller's statement is running under
-        # the caller's policy; the callee's own bookkeeping is the host's.
-        # (Its guest runs no statements: a SingleStore module imports WASI
-        # at most, so there is nothing a savepoint would undo.)
-        self._outer_policy, s.policy = s.policy, None
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.session.gate.exit_call()
-        self.session.policy = self._outer_policy
 
     # -- the host API --------------------------------------------------------
 

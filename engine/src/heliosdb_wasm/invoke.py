@@ -12,7 +12,7 @@ import array
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import _core, native
 from .abi_basic import (
@@ -32,6 +32,7 @@ from .errors import (
     ProcedureTrap,
     ResourceLimitExceeded,
     SqlError,
+    UserError,
 )
 from .hostapi import CallContext, Session, busy_error, log_limit
 from .policy import Capabilities, Limits
@@ -55,19 +56,6 @@ class Verified(Protocol):
     def release(self) -> None:
         """Drops the instance's store now."""
         ...
-
-
-class Instance(Verified, Protocol):
-    """An instance of SingleStore's general path (lowering and lifting in
-    Python around the core's raw calls)."""
-
-    # Set when the guest was interrupted mid-call (trap, limit, host-side ABI
-    # fault): its memory may be inconsistent, so it must not be reused.
-    poisoned: bool
-
-    def call(
-        self, ctx: CallContext, export: str, sig: Signature, args: Sequence[SqlValue]
-    ) -> Any: ...
 
 
 class LoadedModule(Protocol):
@@ -144,7 +132,8 @@ class Runner:
         self.limits = limits
         self.session = session
         self.signature = version.signature
-        self._idle: list[Instance] = []
+        # A SingleStore aggregate's role functions (role_numeric), by export.
+        self._roles: dict[str, _core.Numeric] = {}
         self._lock = threading.Lock()
         sig = self.signature
         # Every Basic-ABI module and component runs whole in the core: numbers
@@ -156,10 +145,10 @@ class Runner:
         self._hosted = (
             not pure and native.hostable(sig) and isinstance(module, ComponentModule | BasicModule)
         )
-        # A SingleStore function of numbers, strings and byte lists: the
-        # core's Canonical ABI (canonical.rs), its signature exactly the WIT's.
-        self._canonical = self._core_function(module)
-        self._fast = pure or self._hosted or self._canonical is not None
+        # A SingleStore function the numeric path cannot take: the core's
+        # Canonical ABI (canonical.rs), of any WIT types.
+        self._canonical = not pure and _singlestore(module) is not None
+        self._fast = pure or self._hosted or self._canonical
         self._numeric: _core.Numeric | None = None
         self._metrics = session.telemetry.metrics(version.name, version.version)
         # A call may change the database: it writes, or it may call another
@@ -171,37 +160,8 @@ class Runner:
         # has none.
         self._aggregate: _core.Aggregate | Literal[False] | None = None
 
-    def _core_function(self, module: LoadedModule) -> tuple[list[str], str | None] | None:
-        """What ``SingleStoreModule.core_function`` says of this version's
-        function, when its declared signature is the WIT's and a WASI guest
-        was not granted ``stdout`` (whose lines only the general path logs)."""
-        singlestore = _singlestore(module)
-        if singlestore is None or self.signature.table is not None:
-            return None
-        core = singlestore.core_function(self.version.export)
-        if core is None:
-            return None
-        derived = singlestore.signature(self.version.export)
-        sig = self.signature
-        if [c.type for c in sig.params] != [c.type for c in derived.params] or (
-            sig.returns is not derived.returns
-        ):
-            return None
-        if singlestore.basic.uses_wasi and self.version.capabilities.allows("stdout"):
-            return None
-        return core
-
     def call(self, args: Sequence[SqlValue]) -> Any:
-        if self._fast:
-            return self._call_fast(args)
-        v = self.version
-        try:
-            values = self._arguments(args)
-            if values is None:
-                return self._nothing()
-            return self._invoke(values)
-        except ProcedureError as exc:
-            raise exc.located(v.name, v.version) from None
+        return self._call_fast(args)
 
     def call_batch(self, columns: Sequence[Sequence[SqlValue]]) -> list[Any]:
         """One call per row, ``columns[i][row]`` the i-th argument; the results.
@@ -308,7 +268,11 @@ class Runner:
         """``_arguments`` for numbers only, with the common case inlined."""
         params = self.signature.params
         if len(args) != len(params):
-            return self._arguments(args)  # raises the arity error
+            sig = self.signature
+            raise InvalidArgument(
+                f"{self.version.name} takes {len(params)} argument(s) "
+                f"{sig.render()}, got {len(args)}"
+            )
         values: list[SqlValue] = []
         for value, col in zip(args, params, strict=True):
             t = col.type
@@ -320,7 +284,7 @@ class Runner:
             elif value is None:
                 if not self.signature.called_on_null_input:
                     return None  # RETURNS NULL ON NULL INPUT
-                if self._hosted:
+                if self._hosted or self._canonical:
                     # The guest may ask heliosdb_get_param (or see its
                     # option<T>): it is told the argument is NULL.
                     values.append(None)
@@ -401,8 +365,8 @@ class Runner:
                 tally = native.new_tally()
                 fault = fault_hook(self.session, self._metrics, self.limits, v)
                 try:
-                    if self._canonical is not None:
-                        self._numeric = self._canonical_numeric(self._canonical, tally, fault)
+                    if self._canonical:
+                        self._numeric = self._canonical_numeric(tally, fault)
                     elif self._hosted:
                         export: str | tuple[str | None, str] = v.export
                         hosting = self.module
@@ -471,27 +435,35 @@ class Runner:
         )
 
     def _canonical_numeric(
-        self, core: tuple[list[str], str | None], tally: _core.Tally, fault: _core.Fault
+        self,
+        tally: _core.Tally,
+        fault: _core.Fault,
+        export: str | None = None,
+        sig: Signature | None = None,
     ) -> _core.Numeric:
+        """This version's SingleStore function (or ``export`` of signature
+        ``sig``, an aggregate's role) as the core runs it
+        (canonical.rs), on the module's pool under this version's limits
+        (one pool for every function of the module: its instances are
+        the module's); a WASI guest granted ``stdout`` logs its lines."""
         singlestore = _singlestore(self.module)
         assert singlestore is not None
         v = self.version
+        export = export or v.export
+        sig = sig or self.signature
         basic = singlestore.basic
-        instances: _core.Module | _core.BasicPool = (
-            basic.core_pool(self.limits, v.capabilities)
-            if basic.uses_wasi
-            else basic.core_export(v.export)[0]
-        )
-        params, returns = core
+        logs = basic.uses_wasi and v.capabilities.allows("stdout")
         return _core.Numeric.canonical(
-            instances,
-            singlestore.function(v.export).name,
-            params,
-            returns,
+            basic.core_pool(self.limits, v.capabilities),
+            singlestore.function(export).core,
+            native.params_of(sig),
+            native.kinds(sig)[1],
             self.limits.to_json(),
             tally,
             fault,
             HostedHooks(self.session, self._metrics, self.limits, v),
+            singlestore.converts(export, sig),
+            (self.session.telemetry.logs, v.name, v.version) if logs else None,
         )
 
     def numeric_target(self) -> _core.Numeric | None:
@@ -507,80 +479,10 @@ class Runner:
             self.session.telemetry.pending_calls += 1
             raise exc.located(self.version.name, self.version.version) from None
 
-    def _arguments(self, args: Sequence[SqlValue]) -> list[SqlValue] | None:
-        sig = self.signature
-        if len(args) != len(sig.params):
-            raise InvalidArgument(
-                f"{self.version.name} takes {len(sig.params)} argument(s) "
-                f"{sig.render()}, got {len(args)}"
-            )
-        values: list[SqlValue] = []
-        for a, c in zip(args, sig.params, strict=True):
-            if a is None and not sig.called_on_null_input:
-                # RETURNS NULL ON NULL INPUT: the guest never runs. Checked in
-                # order, as SQLite's direct path (native.py) does: a bad
-                # argument before the NULL is still an error.
-                return None
-            values.append(coerce(a, c.type, f"argument {c.name}"))
-        size = _payload_bytes(values)
-        if size > self.limits.max_arg_bytes:
-            raise ResourceLimitExceeded(
-                f"the arguments are {size} bytes, over max_arg_bytes ({self.limits.max_arg_bytes})",
-                limit="max_arg_bytes",
-            )
-        for i, (a, c) in enumerate(zip(values, sig.params, strict=True)):
-            if a is None and sig.nullable_params and i not in sig.nullable_params:
-                raise InvalidArgument(f"argument {c.name} may not be NULL")
-        return values
-
-    def _invoke(self, values: list[SqlValue]) -> Any:
-        v = self.version
-        ctx = CallContext(self.session, v.name, v.version, v.capabilities, self.limits)
-        wall, started = time.time(), time.perf_counter()
-        instantiate = call = 0.0
-        error: str | None = None
-        try:
-            with ctx:
-                instance, instantiate = self._acquire()
-                try:
-                    call_started = time.perf_counter()
-                    try:
-                        result = instance.call(ctx, v.export, self.signature, values)
-                    finally:
-                        call = time.perf_counter() - call_started
-                    try:
-                        return held(result, self.limits)
-                    except ResourceLimitExceeded:
-                        instance.poisoned = True
-                        raise
-                finally:
-                    if not instance.poisoned:
-                        self._release(instance)
-        except ProcedureError as exc:
-            error = exc.code
-            if exc.procedure is None:  # this procedure's own (a nested one logged its own)
-                log_trap(self.session, exc.located(v.name, v.version))
-            raise
-        finally:
-            self.session.telemetry.record(
-                CallStats(
-                    procedure=v.name,
-                    version=v.version,
-                    started=wall,
-                    total=time.perf_counter() - started,
-                    instantiate=instantiate,
-                    marshal=max(0.0, call - ctx.wasm_seconds),
-                    guest=max(0.0, ctx.wasm_seconds - ctx.host_seconds),
-                    host=ctx.host_seconds,
-                    fuel_used=ctx.fuel_used,
-                    memory_bytes=ctx.memory_bytes,
-                    error=error,
-                )
-            )
-
     def aggregate(self, roles: dict[str, tuple[str, Signature]]) -> Aggregate:
-        """One group of an aggregate (SingleStore's CREATE AGGREGATE) in
-        Python, each role call on SingleStore's general path."""
+        """One group of an aggregate (SingleStore's CREATE AGGREGATE) that
+        Python drives, each role call in the core (canonical.rs) on the
+        instance the group holds."""
         return Aggregate(self, roles, self.aggregate_row(roles))
 
     def aggregate_row(
@@ -628,8 +530,8 @@ class Runner:
     def aggregate_target(self, roles: dict[str, tuple[str, Signature]]) -> _core.Aggregate | None:
         """The aggregate as the core runs it (engine/core/src/python/
         aggregate.rs: a group's rows with no Python), made on first use; or
-        None: a role's types need the general path's conversions, and every
-        group goes through ``aggregate``. A module that imports host
+        None: a role's types are more than numbers it passes as they are,
+        and every group goes through ``aggregate``. A module that imports host
         functions, or WASI with ``stdout`` granted (its output is log
         lines), has each role call in a hosted call's bracket."""
         with self._lock:
@@ -657,9 +559,7 @@ class Runner:
                 role: singlestore.function(e).name if singlestore is not None else e
                 for role, (e, _) in roles.items()
             }
-            hosted = bool(basic.imports) or (
-                basic.uses_wasi and v.capabilities.allows("stdout")
-            )
+            hosted = bool(basic.imports) or (basic.uses_wasi and v.capabilities.allows("stdout"))
             instances: _core.Module | _core.BasicPool = (
                 basic.core_pool(self.limits, v.capabilities)
                 if basic.uses_wasi or hosted
@@ -703,59 +603,41 @@ class Runner:
             )
             return self._aggregate
 
-    def call_pinned(
-        self, instance: Instance, export: str, sig: Signature, args: Sequence[SqlValue]
-    ) -> Any:
-        """One call on an instance the caller holds (an aggregate's state lives
-        in it), with the version's limits and grants."""
-        v = self.version
-        ctx = CallContext(self.session, v.name, v.version, v.capabilities, self.limits)
-        started = time.perf_counter()
-        try:
-            with ctx:
-                result = instance.call(ctx, export, sig, args)
-        except ProcedureError as exc:
-            self._metrics.count(time.perf_counter() - started, exc.code)
-            self.session.telemetry.pending_calls += 1
-            raise exc.located(v.name, v.version) from None
-        self._metrics.count(time.perf_counter() - started, None)
-        self.session.telemetry.pending_calls += 1
-        return result
-
     def adopt(self, instance: Verified) -> None:
         """An instance registration made and verified, for the first call:
-        the core's pool takes a Basic-ABI one; SingleStore's general path
-        keeps its own."""
+        the core's pool takes a Basic-ABI (or SingleStore) one."""
         if isinstance(instance, CoreInstance):
             instance.recycle()
-        elif _singlestore(self.module) is not None:
-            self._release(cast(Instance, instance))
         else:
             instance.release()
 
-    def _acquire(self) -> tuple[Instance, float]:
-        """An idle instance, or a new one; and the seconds instantiating took."""
+    def role_numeric(self, export: str, sig: Signature) -> _core.Numeric:
+        """An aggregate role's function (SingleStore's ``export`` of
+        signature ``sig``) as the core runs it, made on first use; its calls
+        count as this version's."""
         with self._lock:
-            if self._idle:
-                return self._idle.pop(), 0.0
-        # Only SingleStore's lowering and lifting in Python needs an
-        # instance here: every other call runs in the core, on its pools.
-        singlestore = _singlestore(self.module)
-        assert singlestore is not None, "only SingleStore modules take the general path"
-        started = time.perf_counter()
-        instance = singlestore.instantiate(self.limits, self.version.capabilities)
-        return instance, time.perf_counter() - started
-
-    def _release(self, instance: Instance) -> None:
-        with self._lock:
-            if len(self._idle) < self.limits.pool_size:
-                self._idle.append(instance)
+            numeric = self._roles.get(export)
+            if numeric is None:
+                v = self.version
+                tally = native.new_tally()
+                fault = fault_hook(self.session, self._metrics, self.limits, v)
+                try:
+                    numeric = self._canonical_numeric(tally, fault, export, sig)
+                except _core.CoreError as exc:
+                    code, message = exc.args
+                    raise core_error(code, message, None, [], self.limits).located(
+                        v.name, v.version
+                    ) from None
+                self._roles[export] = numeric
+                self.session.telemetry.collectors.append(
+                    native.collector(tally, self.session.telemetry, v.name, v.version)
+                )
+            return numeric
 
     def idle_instances(self) -> int:
-        """Instances waiting for reuse: in the core's pool for a version the
-        core runs, else SingleStore's general path's own."""
+        """Instances waiting for reuse in the core's pool."""
         numeric = self._numeric
-        return numeric.idle_instances if numeric is not None else len(self._idle)
+        return numeric.idle_instances if numeric is not None else 0
 
 
 def _singlestore(module: LoadedModule) -> SingleStoreModule | None:
@@ -887,6 +769,14 @@ class HostedHooks:
         error: ProcedureError
         if kind == "memory":
             error = ResourceLimitExceeded(message, limit="memory")
+        elif kind == "held":
+            error = ResourceLimitExceeded(
+                f"the result is {message} bytes, over max_result_bytes "
+                f"({self._limits.max_result_bytes})",
+                limit="max_result_bytes",
+            )
+        elif kind == "log":
+            error = log_limit(self._limits)
         elif kind == "result":
             error = ResourceLimitExceeded(
                 f"{message} returned more than max_result_bytes of data",
@@ -895,6 +785,16 @@ class HostedHooks:
         else:
             error = AbiError(message)
         return self._counted(error, seconds)
+
+    def user_error(self, code: str, message: str, seconds: float) -> ProcedureError:
+        """A SingleStore function's ``err`` result (singlestore.values
+        names the case as the code)."""
+        return self._counted(UserError(code, message), seconds)
+
+    def canonical_result(self, value: Any) -> Any:
+        """A SingleStore function's SQL value (rows as ``(columns, rows)``)
+        converted to the declared types, which are not the WIT's."""
+        return held(convert_result(self._version.signature, value), self._limits)
 
     def not_utf8(self, name: str, data: bytes, seconds: float) -> ProcedureError:
         """A string a SingleStore function returned that is not UTF-8, with
@@ -940,10 +840,13 @@ class HostedHooks:
 
 
 class Aggregate:
-    """One aggregate group as SQLite drives it: INITIALIZE on the first row,
-    ITERATE per row, TERMINATE (then DESTROY, if the aggregate has one) at
-    the end, all on one instance, which a HANDLE state points into. SQLite
-    never merges partial groups, so MERGE is only checked at registration."""
+    """One aggregate group as SQLite drives it, for a SingleStore aggregate
+    whose types the core's own groups (aggregate.rs) do not take: INITIALIZE
+    on the first row, ITERATE per row, TERMINATE (then DESTROY, if the
+    aggregate has one) at the end, each a call in the core (canonical.rs)
+    on one instance the group holds, which a HANDLE state points into.
+    SQLite never merges partial groups, so MERGE is only checked at
+    registration."""
 
     def __init__(
         self,
@@ -954,22 +857,25 @@ class Aggregate:
         self.runner = runner
         self.roles = roles
         self.row = row
-        self.instance: Instance | None = None
+        self.held: _core.Held | None = None
         self.state: SqlValue = None
 
+    def _numeric(self, role: str) -> _core.Numeric:
+        return self.runner.role_numeric(*self.roles[role])
+
     def _call(self, role: str, args: Sequence[SqlValue]) -> Any:
-        if self.instance is None:
-            self.instance, _ = self.runner._acquire()
-        export, sig = self.roles[role]
+        numeric = self._numeric(role)
+        if self.held is None:
+            self.held = numeric.hold()
         try:
-            return self.runner.call_pinned(self.instance, export, sig, args)
+            return numeric.call_held(self.held, args)
         except ProcedureError:
-            if self.instance.poisoned:
-                self.instance = None  # never handed back: it may be corrupt
+            if self.held.poisoned:
+                self.held = None  # dropped: it may be corrupt
             raise
 
     def _start(self) -> None:
-        if self.instance is None:
+        if self.held is None:
             self.state = self._call("initialize", [])
 
     def step(self, *args: SqlValue) -> None:
@@ -979,21 +885,25 @@ class Aggregate:
         self._start()
         self.state = self._call("iterate", [self.state, *values])
 
+    def _release(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            self._numeric("initialize").release_held(held)
+
     def abandon(self) -> None:
         """After a failed row, or when SQLite cleans up a statement that
         failed: DESTROY, if the group started, and its instance back; a
         failure here is not reported (the statement's error is)."""
-        instance, self.instance = self.instance, None
-        if instance is None or instance.poisoned:
+        if self.held is None or self.held.poisoned:
+            self.held = None
             return
         if "destroy" in self.roles:
-            export, sig = self.roles["destroy"]
             try:
-                self.runner.call_pinned(instance, export, sig, [self.state])
+                self._call("destroy", [self.state])
             except ProcedureError:
+                self.held = None
                 return
-        if not instance.poisoned:
-            self.runner._release(instance)
+        self._release()
 
     def final(self) -> Any:
         try:
@@ -1003,9 +913,7 @@ class Aggregate:
                 self._call("destroy", [self.state])
             return result
         finally:
-            if self.instance is not None and not self.instance.poisoned:
-                self.runner._release(self.instance)
-            self.instance = None
+            self._release()
 
 
 def held(value: Any, limits: Limits) -> Any:

@@ -654,130 +654,13 @@ impl BasicInstance {
 }
 
 impl BasicInstance {
-    /// `f` on the instance, left in its slot: the steps of an open run.
-    fn in_slot<R>(
-        &self,
-        f: impl FnOnce(&mut PooledInstance<BasicState<PyHost>>) -> PyResult<R>,
-    ) -> PyResult<R> {
-        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        let instance = slot
-            .as_mut()
-            .ok_or_else(|| PyRuntimeError::new_err("the instance is in use or released"))?;
-        f(instance)
-    }
-
     fn host_of(&self, ctx: Py<PyAny>) -> PyHost {
         PyHost::of_context(ctx, self.status.clone())
     }
 }
 
-/// A guest memory range, or a `ValueError` naming it: the callers check
-/// bounds themselves first, with the ABI's messages.
-fn range(ptr: u32, len: usize, size: usize) -> PyResult<std::ops::Range<usize>> {
-    let start = ptr as usize;
-    start
-        .checked_add(len)
-        .filter(|&end| end <= size)
-        .map(|end| start..end)
-        .ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "{len} bytes at {ptr:#x} are outside linear memory ({size} bytes)"
-            ))
-        })
-}
-
 #[pymethods]
 impl BasicInstance {
-    /// Opens a run of raw calls (SingleStore's Canonical ABI): `ctx`
-    /// (a `hostapi.CallContext`) logs the guest's output; fuel and the
-    /// deadline are armed once for every `raw` call until `close`.
-    fn open(&self, ctx: Py<PyAny>) -> PyResult<()> {
-        let host = self.host_of(ctx);
-        self.in_slot(|instance| {
-            basic::open(instance, host);
-            Ok(())
-        })
-    }
-
-    /// The export `name` called with core values (ints, given signed or
-    /// unsigned, and floats) within an open run: its results. Raises
-    /// `GuestFault`; the instance is then poisoned.
-    fn raw(
-        &self,
-        py: Python<'_>,
-        name: &str,
-        args: &Bound<'_, PySequence>,
-    ) -> PyResult<Vec<Py<PyAny>>> {
-        let args = (0..args.len()?)
-            .map(|i| {
-                let item = args.get_item(i)?;
-                if item.is_instance_of::<PyFloat>() {
-                    return Ok(basic::RawArg::Float(item.extract()?));
-                }
-                item.extract::<i64>()
-                    .or_else(|_| item.extract::<u64>().map(u64::cast_signed))
-                    .map(basic::RawArg::Int)
-                    .map_err(|_| {
-                        PyValueError::new_err(format!("{name}: {item} is not a core value"))
-                    })
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        let values = self.in_slot(|instance| {
-            py.detach(|| basic::raw(instance, name, &args))
-                .map_err(failure_error)
-        })?;
-        Ok(values.iter().map(|v| py_val(py, v)).collect())
-    }
-
-    /// `len` bytes of guest memory at `ptr`, within an open run.
-    fn read<'py>(&self, py: Python<'py>, ptr: u32, len: usize) -> PyResult<Bound<'py, PyBytes>> {
-        self.in_slot(|instance| {
-            let memory = basic::memory_of(instance)
-                .ok_or_else(|| PyValueError::new_err("the module exports no memory"))?;
-            let data = memory.data(instance.store());
-            Ok(PyBytes::new(py, &data[range(ptr, len, data.len())?]))
-        })
-    }
-
-    /// Writes `data` into guest memory at `ptr`, within an open run.
-    fn write(&self, ptr: u32, data: &[u8]) -> PyResult<()> {
-        self.in_slot(|instance| {
-            let memory = basic::memory_of(instance)
-                .ok_or_else(|| PyValueError::new_err("the module exports no memory"))?;
-            let mem = memory.data_mut(instance.store_mut());
-            let span = range(ptr, data.len(), mem.len())?;
-            mem[span].copy_from_slice(data);
-            Ok(())
-        })
-    }
-
-    /// The size of guest memory now (0 without a memory export), within an
-    /// open run.
-    fn memory_size(&self) -> PyResult<usize> {
-        self.in_slot(|instance| {
-            Ok(basic::memory_of(instance).map_or(0, |m| m.data_size(instance.store())))
-        })
-    }
-
-    /// Closes the open run: its output is logged (the context's error, the
-    /// log limit, is raised unless a call of the run failed), its outcome
-    /// kept for `stats`, `raised` and `out_of_memory`; a poisoned instance
-    /// is dropped.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        let instance = slot
-            .as_mut()
-            .ok_or_else(|| PyRuntimeError::new_err("the instance is in use or released"))?;
-        let (result, outcome, host) = py.detach(|| basic::close(instance));
-        drop(host);
-        if instance.is_poisoned() {
-            *slot = None;
-        }
-        drop(slot);
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = outcome;
-        result.map_err(failure_error)
-    }
-
     /// One call of `export`: `lowering` has one letter per parameter
     /// (`q` i64, `i` i32, `d` f64, `f` f32, `s` a text/blob buffer), `args`
     /// the coerced values. `(result, returned, raised)`: the wasm result
@@ -815,40 +698,6 @@ impl BasicInstance {
             .map(|(tag, payload)| (tag, PyBytes::new(py, &payload).unbind()));
         let result = values.first().map_or_else(|| py.None(), |v| py_val(py, v));
         Ok((result, returned, last.raised.take()))
-    }
-
-    /// What the last call gave `heliosdb_error`, `(code, message)`, if it
-    /// failed after raising (the call's outcome is then the raised error).
-    #[getter]
-    fn raised(&self) -> Raised {
-        self.last
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .raised
-            .clone()
-    }
-
-    /// Whether the guest wrote on stderr, during the last call, that an
-    /// allocation failed (a WASI guest's runtime).
-    #[getter]
-    fn out_of_memory(&self) -> bool {
-        self.last
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .out_of_memory
-    }
-
-    /// The last call's `(wasm_seconds, host_seconds, fuel_used,
-    /// memory_bytes)`: time in the guest, the part of it in host functions.
-    #[getter]
-    fn stats(&self) -> (f64, f64, u64, Option<usize>) {
-        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        (
-            last.wasm.as_secs_f64(),
-            last.host.as_secs_f64(),
-            last.fuel_used,
-            last.memory_bytes,
-        )
     }
 
     /// Whether a call failed on this instance (it is then dropped).

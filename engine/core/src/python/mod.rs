@@ -73,6 +73,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runtime::PyRuntime>()?;
     m.add_class::<runtime::PyModule_>()?;
     m.add_class::<numeric::Numeric>()?;
+    m.add_class::<canonical::Held>()?;
+    m.add_function(wrap_pyfunction!(canonical::canonical_argument, m)?)?;
     m.add_class::<basic::BasicPool>()?;
     m.add_class::<basic::BasicInstance>()?;
     m.add_class::<component::PyComponent>()?;

@@ -526,6 +526,11 @@ pub trait Target: Send + Sync {
     fn component_host(&self) -> Option<&Hosted<ComponentGuest>> {
         None
     }
+    /// This target as a SingleStore function (`canonical.rs`), whose
+    /// instances a caller may hold (`Numeric.hold`).
+    fn canonical(&self) -> Option<&super::canonical::Canonical> {
+        None
+    }
 }
 
 /// Where one call's time went, for `procedure profile` (`Numeric.profiled`):
@@ -854,6 +859,14 @@ pub struct Numeric {
     pub inner: Arc<dyn Target>,
 }
 
+impl Numeric {
+    fn canonical_target(&self) -> PyResult<&super::canonical::Canonical> {
+        self.inner
+            .canonical()
+            .ok_or_else(|| PyTypeError::new_err("not a SingleStore function"))
+    }
+}
+
 #[pymethods]
 impl Numeric {
     #[new]
@@ -958,49 +971,131 @@ impl Numeric {
         Ok(Self { inner })
     }
 
-    /// A SingleStore Canonical-ABI function of numbers, strings and byte
-    /// lists run whole in the core (`canonical.rs`): `module` a `Module`
-    /// that imports nothing or a `BasicPool` of one that imports WASI only,
-    /// `name` its WIT name, `params` number kinds, `"text"` or `"blob"`,
-    /// `returns` a kind, `"text"`, `"blob"` or None (`unit`); `hooks` its
-    /// `invoke.HostedHooks`.
+    /// A function of a SingleStore Canonical-ABI module run whole in the
+    /// core (`canonical.rs`), of any WIT types: `module` a `Module` that
+    /// imports nothing or a `BasicPool` of one that imports WASI only,
+    /// `function` its `WitFunction.core`, `params` the declared parameters
+    /// as the core takes them from SQL (number kinds, `"text"`, `"blob"`,
+    /// `"json"`), `result` the declared result's kind if it is a number;
+    /// `convert`: the declared types are not the WIT's, and results go
+    /// through `hooks.canonical_result`; `hooks` its `invoke.HostedHooks`.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)] // one function's whole setup
-    #[pyo3(signature = (module, name, params, returns, limits, tally, fault, hooks))]
+    #[pyo3(signature = (module, function, params, result, limits, tally, fault, hooks, convert=false, log=None))]
     fn canonical(
         module: &Bound<'_, PyAny>,
-        name: &str,
+        function: &Bound<'_, PyAny>,
         params: Vec<String>,
-        returns: Option<String>,
+        result: Option<String>,
         limits: &Bound<'_, PyDict>,
         tally: &Tally,
         fault: Py<PyAny>,
         hooks: Py<PyAny>,
+        convert: bool,
+        log: Option<(Py<super::logs::LogSink>, String, i64)>,
     ) -> PyResult<Self> {
-        use super::canonical::{Canonical, Returns};
-        let returns = match returns.as_deref() {
-            None => Returns::Num(None),
-            Some("text") => Returns::Text,
-            Some("blob") => Returns::Bytes,
-            Some(kind) => Returns::Num(Some(Kind::parse(kind)?)),
-        };
+        use super::canonical::{Canonical, Function};
+        let result = result.as_deref().map(Kind::parse).transpose()?;
         let get =
             |key: &str| -> PyResult<usize> { field(limits, "limits", key, "is out of range") };
         let canonical = Canonical::new(
             super::pinned::Pool::from_py(module, limits)?,
-            name,
+            Function::from_py(function)?,
             Param::parse_all(&params)?,
-            returns,
+            result,
+            convert,
             get("max_arg_bytes")?,
             get("max_result_bytes")?,
             tally.inner.clone(),
             fault,
             hooks,
+            log.map(|(sink, procedure, version)| {
+                Arc::new(super::logs::LogTarget {
+                    sink: sink.get().inner.clone(),
+                    procedure: procedure.into(),
+                    version,
+                    max_log_bytes: get("max_log_bytes").unwrap_or(usize::MAX),
+                })
+            }),
         )
         .map_err(|e| core_error(e.code(), e.to_string()))?;
         Ok(Self {
             inner: Arc::new(canonical),
         })
+    }
+
+    /// An instance of a SingleStore function's module held for several
+    /// calls of its functions (an aggregate group's): `call_held` on it,
+    /// then `release_held`.
+    fn hold(&self, py: Python<'_>) -> PyResult<super::canonical::Held> {
+        let canonical = self.canonical_target()?;
+        match py.detach(|| canonical.hold()) {
+            Ok(instance) => Ok(super::canonical::Held {
+                instance: std::sync::Mutex::new(Some(instance)),
+            }),
+            Err(error) => Err(self.inner.exception(
+                py,
+                Failure::Call {
+                    error,
+                    elapsed: Duration::ZERO,
+                },
+                None,
+            )),
+        }
+    }
+
+    /// One call of this function on `held` with `args` (SQL values, as
+    /// `call` takes them). A call that poisons the instance drops it.
+    fn call_held(
+        &self,
+        py: Python<'_>,
+        held: &super::canonical::Held,
+        args: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let canonical = self.canonical_target()?;
+        let specs = self.inner.specs();
+        let args = args.cast::<PySequence>()?;
+        let n = args.len()?;
+        if n != specs.len() {
+            return Err(PyValueError::new_err(format!(
+                "expected {} argument(s), got {n}",
+                specs.len()
+            )));
+        }
+        let values = (0..n)
+            .map(|i| to_buffer(&args.get_item(i)?, specs[i]))
+            .collect::<PyResult<Vec<_>>>()?;
+        let mut slot = held
+            .instance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let instance = slot
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("the held instance is gone"))?;
+        let mut out = [ValRaw::i64(0)];
+        let outcome = py.detach(|| canonical.call_on(instance, values, &mut out, Instant::now()));
+        if instance.is_poisoned() {
+            *slot = None;
+        }
+        drop(slot);
+        match outcome {
+            Ok(answer) => Ok(answer.into_py(py, self.inner.result(), out[0])),
+            Err(failure) => Err(self.inner.exception(py, failure, None)),
+        }
+    }
+
+    /// `held`'s instance back to the pool (unless a call poisoned it).
+    fn release_held(&self, held: &super::canonical::Held) -> PyResult<()> {
+        let canonical = self.canonical_target()?;
+        let taken = held
+            .instance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(instance) = taken {
+            canonical.release(instance);
+        }
+        Ok(())
     }
 
     /// `rows` rows through the Basic-ABI batch entry point `name`

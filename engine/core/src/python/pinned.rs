@@ -4,6 +4,7 @@
 //! or WASI only (a `BasicPool`'s instances, WASI linked there, with no host
 //! behind the calls).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -125,6 +126,14 @@ impl Pinned {
         match self {
             Self::Pure(_) => false,
             Self::Wasi(instance) => basic::end_wasi(instance),
+        }
+    }
+
+    /// [`end`](Self::end), and the lines the guest wrote during the run.
+    pub fn finish(&mut self) -> (VecDeque<(&'static str, String)>, bool) {
+        match self {
+            Self::Pure(_) => (VecDeque::new(), false),
+            Self::Wasi(instance) => basic::finish_wasi(instance),
         }
     }
 

@@ -1,9 +1,11 @@
 """SingleStore compatibility: Code Engine's "Canonical ABI", core modules made by wit-bindgen 0.2.
 
 The package: ``wit`` (the WIT dialect of wit-bindgen 0.2: types, layout,
-parser), ``values`` (SQL <-> WIT values and JSON forms), ``abi`` (calling
-the module: SingleStoreModule, SingleStoreInstance) and ``archive``
-(SingleStore's plain tar extension archives).
+parser), ``values`` (each WIT type's SQL type), ``abi`` (the module:
+SingleStoreModule, its exports and signatures) and ``archive`` (SingleStore's
+plain tar extension archives). The calls themselves, lowering and lifting
+and the SQL and JSON values below, run in the core (engine/core/src/
+canonical/ and python/canonical.rs).
 
 
 Users migrating from SingleStore bring a *core module* (not a component)
@@ -65,11 +67,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .abi import SingleStoreInstance, SingleStoreModule
+    from .abi import SingleStoreModule
     from .wit import WitDocument, WitFunction, WitSyntaxError, parse_wit, sql_name
 
 __all__ = [
-    "SingleStoreInstance",
     "SingleStoreModule",
     "WitDocument",
     "WitFunction",
@@ -82,7 +83,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # Loaded on first use: a database that never meets a SingleStore module
     # (or only its archives, singlestore.archive) does not import the ABI.
-    if name in ("SingleStoreInstance", "SingleStoreModule"):
+    if name == "SingleStoreModule":
         from . import abi
 
         return getattr(abi, name)

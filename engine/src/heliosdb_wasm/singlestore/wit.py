@@ -21,6 +21,9 @@ MAX_FLAT_RESULTS = 1
 
 _I64_MAX = 2**63 - 1
 
+# A type as the core takes it (WitType.core).
+CoreType = tuple[Any, ...]
+
 
 def sql_name(wit_name: str) -> str:
     return wit_name.replace("-", "_")
@@ -57,6 +60,26 @@ class WitType:
     def __repr__(self) -> str:
         return self.render()
 
+    @cached_property
+    def core(self) -> CoreType:
+        """The type as the core takes it (engine/core/src/canonical/types.rs):
+        ``(kind, render, size, align, extent, flat, *details)``, with this
+        module's layout, so the core never computes one of its own."""
+        return (
+            self._kind,
+            self.render(),
+            self.size,
+            self.align,
+            self.extent,
+            self.flat,
+            *self._details(),
+        )
+
+    _kind = ""
+
+    def _details(self) -> tuple[Any, ...]:
+        return ()
+
 
 # name -> (size, align, flat, struct code for memory)
 _PRIMS: dict[str, tuple[int, int, tuple[str, ...], str]] = {
@@ -92,6 +115,7 @@ class Prim(WitType):
         self.kind = kind
         self.size, self.align, self.flat, self.code = _PRIMS[kind]
         self.extent = self.size
+        self._kind = kind
 
     def render(self) -> str:
         return self.kind
@@ -105,6 +129,11 @@ class ListType(WitType):
         self.element = element
         self.size, self.align, self.flat = 8, 4, ("i32", "i32")
         self.extent = 8
+
+    _kind = "list"
+
+    def _details(self) -> tuple[Any, ...]:
+        return (self.element.core,)
 
     def render(self) -> str:
         return f"list<{self.element.render()}>"
@@ -130,6 +159,11 @@ class TupleType(WitType):
         self.size, self.align, self.offsets, self.extent = _record_layout(self.items)
         self.flat = tuple(f for t in self.items for f in t.flat)
 
+    _kind = "tuple"
+
+    def _details(self) -> tuple[Any, ...]:
+        return (tuple((t.core, o) for t, o in zip(self.items, self.offsets, strict=True)),)
+
     def render(self) -> str:
         return f"tuple<{', '.join(t.render() for t in self.items)}>"
 
@@ -143,6 +177,12 @@ class RecordType(WitType):
         )
         self.flat = tuple(f for _, t in self.fields for f in t.flat)
         self.layout = tuple((t, o) for (_, t), o in zip(self.fields, self.offsets, strict=True))
+
+    _kind = "record"
+
+    def _details(self) -> tuple[Any, ...]:
+        fields = zip(self.fields, self.offsets, strict=True)
+        return (tuple((sql_name(f), t.core, o) for (f, t), o in fields),)
 
     def render(self) -> str:
         return self.name
@@ -160,6 +200,11 @@ class FlagsType(WitType):
         self.align = min(self.size, 4)
         self.extent = self.size
         self.flat = ("i32",) * self.words
+
+    _kind = "flags"
+
+    def _details(self) -> tuple[Any, ...]:
+        return (tuple(sql_name(f) for f in self.flags), self.words)
 
     def render(self) -> str:
         return self.name
@@ -219,8 +264,15 @@ class _Cases(WitType):
     def case_name(self, index: int) -> str:
         raise NotImplementedError
 
+    def _details(self) -> tuple[Any, ...]:
+        payloads = self.payloads or (UNIT,) * self.count
+        cases = tuple((self.case_name(i), t.core) for i, t in enumerate(payloads))
+        return (cases, self.tag_size, self.payload_offset, self.joined)
+
 
 class OptionType(_Cases):
+    _kind = "option"
+
     def __init__(self, payload: WitType) -> None:
         self.payload = payload
         self._layout([UNIT, payload], 1)
@@ -233,6 +285,8 @@ class OptionType(_Cases):
 
 
 class ExpectedType(_Cases):
+    _kind = "expected"
+
     def __init__(self, ok: WitType, err: WitType) -> None:
         self.ok, self.err = ok, err
         self._layout([ok, err], 1)
@@ -245,6 +299,8 @@ class ExpectedType(_Cases):
 
 
 class VariantType(_Cases):
+    _kind = "variant"
+
     def __init__(self, name: str, cases: Sequence[tuple[str, WitType]]) -> None:
         self.name = name
         self.cases = tuple(cases)
@@ -258,6 +314,8 @@ class VariantType(_Cases):
 
 
 class UnionType(_Cases):
+    _kind = "union"
+
     def __init__(self, name: str, cases: Sequence[WitType]) -> None:
         self.name = name
         self._layout(cases, _tag_size(len(cases)))
@@ -270,6 +328,8 @@ class UnionType(_Cases):
 
 
 class EnumType(_Cases):
+    _kind = "enum"
+
     def __init__(self, name: str, cases: Sequence[str]) -> None:
         self.name = name
         self.cases = tuple(cases)
@@ -327,6 +387,16 @@ class WitFunction:
     def params_tuple(self) -> TupleType:
         """The parameters as one tuple: the layout of the >16-value form."""
         return TupleType([t for _, t in self.params])
+
+    @cached_property
+    def core(self) -> tuple[str, tuple[tuple[str, CoreType], ...], CoreType, CoreType | None, bool]:
+        """The function as the core calls it (engine/core/src/python/
+        canonical.rs): its name, each parameter's SQL name and type, the
+        result's type, the parameters' tuple when they travel through
+        memory, and whether the result does."""
+        params = tuple((sql_name(n), t.core) for n, t in self.params)
+        indirect = self.params_tuple.core if self.indirect_params else None
+        return (self.name, params, self.result.core, indirect, self.retptr)
 
     def render(self) -> str:
         params = ", ".join(f"{n}: {t.render()}" for n, t in self.params)

@@ -16,6 +16,8 @@ from typing import Any
 import apsw
 import pytest
 import wasmtime
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import heliosdb_wasm as h
 from conftest import FIXTURES, TEST_LIMITS
@@ -554,6 +556,46 @@ def test_expected_ok_and_err(guest: Guest) -> None:
     assert guest("check-even", 4) is None
     with pytest.raises(h.UserError, match="returned an error"):
         guest("check-even", 3)
+
+
+@pytest.fixture(scope="module")
+def round_trips(types: SingleStoreModule) -> Guest:
+    return Guest(types)
+
+
+_PEOPLE = st.fixed_dictionaries(
+    {
+        "name": st.text(),
+        "age": st.integers(0, 255),
+        "tags": st.lists(st.text(), max_size=4),
+        "nick_name": st.one_of(st.none(), st.text()),
+    }
+)
+_SHAPES = st.one_of(
+    st.builds(lambda r: {"circle": r}, st.floats(allow_nan=False, allow_infinity=False)),
+    st.builds(
+        lambda w, h: {"rect": [w, h]},
+        st.floats(width=32, allow_nan=False, allow_infinity=False),
+        st.floats(width=32, allow_nan=False, allow_infinity=False),
+    ),
+    st.just({"point": None}),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(person=_PEOPLE, shape=_SHAPES, words=st.lists(st.text(), max_size=6))
+def test_any_value_round_trips_through_guest_memory(
+    round_trips: Guest, person: dict[str, Any], shape: dict[str, Any], words: list[str]
+) -> None:
+    """Records with nested buffers, variants with joined float slots and
+    lists of strings, lowered into the guest and lifted back by the core:
+    the value that comes back is the one that went in, and every buffer
+    is freed on both sides."""
+    g = round_trips
+    assert json.loads(g("echo-person", json.dumps(person))) == person
+    assert json.loads(g("echo-shape", json.dumps(shape))) == shape
+    assert json.loads(g("echo-strings", json.dumps(words))) == words
+    assert g.live() == 0
 
 
 def test_tuples_variants_enums_flags_unions(guest: Guest) -> None:

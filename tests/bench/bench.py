@@ -310,7 +310,9 @@ def aggregate(report: Report, rows: int, pg: Postgres | None) -> None:
 
         report.add(Row(g, "SQLite sum(x * x)", scan("sum(x * x)"), "s/row"))
         report.add(
-            Row(g, "Python SQLite aggregate UDF", scan("py_sum_sq(x)"), "s/row", "SQLite sum(x * x)")
+            Row(
+                g, "Python SQLite aggregate UDF", scan("py_sum_sq(x)"), "s/row", "SQLite sum(x * x)"
+            )
         )
         report.add(
             Row(
@@ -366,7 +368,13 @@ def aggregate(report: Report, rows: int, pg: Postgres | None) -> None:
         row = report.find(g, "wasm aggregate (the core)")
         if row is not None:
             report.add(
-                Row(g, "wasm aggregate vs PL/pgSQL", row.value, "s/row", "PostgreSQL PL/pgSQL aggregate")
+                Row(
+                    g,
+                    "wasm aggregate vs PL/pgSQL",
+                    row.value,
+                    "s/row",
+                    "PostgreSQL PL/pgSQL aggregate",
+                )
             )
 
 
@@ -405,6 +413,39 @@ def singlestore(report: Report, rows: int) -> None:
                 "s/row",
                 "Python SQLite UDF (s -> s)",
                 "a string in and out through the guest's allocator",
+            )
+        )
+        # A record (JSON in SQL): parsed, lowered field by field (a list of
+        # strings and an option too), lifted and written back as JSON.
+        g = f"SingleStore record per row: SELECT sum(length(echo_person(p))) over {rows:,} rows"
+        db.execute("ALTER TABLE t ADD COLUMN p TEXT")
+        db.execute(
+            "UPDATE t SET p = json_object('name', s, 'age', rowid % 100,"
+            " 'tags', json_array('a', s), 'nick_name', NULL)"
+        )
+        db.execute(
+            f"CREATE FUNCTION echo_person AS WASM FROM BASE64 '{wasm}' WITH WIT FROM BASE64 '{wit}'"
+        )
+
+        def py_person(p: str) -> str:
+            return json.dumps(json.loads(p), ensure_ascii=False, separators=(",", ":"))
+
+        db.conn.create_scalar_function("py_person", py_person, 1, deterministic=True)
+
+        def scan_person(fn: str) -> float:
+            return seconds_per_row(db, f"SELECT sum(length({fn}(p))) FROM t", rows)
+
+        report.add(
+            Row(g, "Python SQLite UDF (json.loads, json.dumps)", scan_person("py_person"), "s/row")
+        )
+        report.add(
+            Row(
+                g,
+                "wasm SingleStore record (the core)",
+                scan_person("echo_person"),
+                "s/row",
+                "Python SQLite UDF (json.loads, json.dumps)",
+                "record<string, u8, list<string>, option<string>> as JSON in and out",
             )
         )
 
@@ -544,7 +585,13 @@ def instances(report: Report) -> None:
     report.add(Row(g, "RSS of a process with 100 procedures", float(out[0]), "bytes"))
     report.add(Row(g, "RSS per registered, called procedure", float(out[1]), "bytes"))
     report.add(
-        Row(g, "RSS per pooled instance (the core's)", float(out[2]), "bytes", note="500 pools, one instance each")
+        Row(
+            g,
+            "RSS per pooled instance (the core's)",
+            float(out[2]),
+            "bytes",
+            note="500 pools, one instance each",
+        )
     )
 
 

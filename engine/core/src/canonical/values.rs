@@ -197,6 +197,23 @@ fn sql_value(ty: &Ty, value: &Arg, what: &Path<'_>) -> Result<Val, String> {
 
 /// `_prim_from` of an SQL argument: the Python value it was.
 fn prim_from_sql(prim: Prim, value: &Arg, what: &Path<'_>) -> Result<Val, String> {
+    // What every call of a function of these types meets, taken as
+    // `prim_from` would take it without making the Python value first.
+    match (prim, value) {
+        (Prim::String, Arg::Text(text)) => {
+            if let Ok(text) = std::str::from_utf8(text) {
+                return Ok(Val::String(text.to_owned()));
+            }
+        }
+        (Prim::Int(kind), Arg::Integer(n)) => {
+            let (lo, hi) = kind.range();
+            if (lo..=hi).contains(&i128::from(*n)) {
+                return Ok(Val::Int(i128::from(*n)));
+            }
+        }
+        (Prim::F64, Arg::Real(x)) => return Ok(Val::F64(*x)),
+        _ => {}
+    }
     let value = match value {
         Arg::Null => Json::Null, // refused by the caller
         Arg::Boolean(b) => Json::Bool(*b),

@@ -32,6 +32,12 @@ use crate::pool::Instances;
 use crate::typed::{Export, NumType};
 
 const REALLOC: &str = "canonical_abi_realloc";
+// The core slots of a call: wit-bindgen 0.2's MAX_FLAT_PARAMS.
+const MAX_SLOTS: usize = 16;
+
+/// A few values, kept on the stack: a call's arguments, flat values and
+/// owned buffers are almost always that.
+type Small<T> = smallvec::SmallVec<[T; 8]>;
 const FREE: &str = "canonical_abi_free";
 
 // =============================================================================
@@ -150,6 +156,11 @@ pub struct Function {
     name: Box<str>,
     /// Each parameter's SQL name and type.
     params: Box<[(Box<str>, Ty)]>,
+    // How messages name each argument (`argument x`), the result and each
+    // table column: made once, not at every call.
+    arguments: Box<[String]>,
+    result_what: String,
+    columns: Box<[String]>,
     result: Ty,
     /// The parameters as one tuple, when they travel through memory.
     indirect: Option<Ty>,
@@ -159,8 +170,11 @@ pub struct Function {
 
 impl Function {
     pub fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self {
+        let mut function = Self {
             name: obj.get_item(0)?.extract::<String>()?.into(),
+            arguments: Box::default(),
+            result_what: String::new(),
+            columns: Box::default(),
             params: obj
                 .get_item(1)?
                 .try_iter()?
@@ -182,7 +196,21 @@ impl Function {
                 }
             },
             retptr: obj.get_item(4)?.extract()?,
-        })
+        };
+        let name = &function.name;
+        function.arguments = function
+            .params
+            .iter()
+            .map(|(param, _)| format!("argument {param}"))
+            .collect();
+        function.result_what = format!("{name} result");
+        function.columns = function
+            .table()
+            .unwrap_or_default()
+            .iter()
+            .map(|f| format!("{name} column {}", f.name))
+            .collect();
+        Ok(function)
     }
 
     /// The export's core signature (wit-bindgen 0.2's flattening).
@@ -395,6 +423,29 @@ fn abi(message: String) -> Fail {
     Fail::Worded("abi", message)
 }
 
+/// What a buffer is, as messages name it: formatted only when one does.
+#[derive(Clone, Copy)]
+enum What<'a> {
+    Named(&'static str),
+    /// `a list<...>`.
+    List(&'a Ty),
+    /// `a returned list<...>`.
+    Returned(&'a Ty),
+    /// The parameters of a function, as one tuple.
+    Params(&'a str),
+}
+
+impl std::fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Named(text) => f.write_str(text),
+            Self::List(ty) => write!(f, "a {}", ty.render),
+            Self::Returned(ty) => write!(f, "a returned {}", ty.render),
+            Self::Params(name) => write!(f, "the parameters of {name}"),
+        }
+    }
+}
+
 /// One call's run on an instance: the allocations, the export, the frees.
 struct Run<'a> {
     canonical: &'a Canonical,
@@ -418,7 +469,7 @@ impl Run<'_> {
 
     /// `canonical_abi_realloc(0, 0, align, size)`, called for every buffer
     /// (even an empty one, as the hosts of the time did): the pointer.
-    fn alloc(&mut self, align: usize, size: usize, what: &str) -> Result<usize, Fail> {
+    fn alloc(&mut self, align: usize, size: usize, what: What<'_>) -> Result<usize, Fail> {
         let realloc = self
             .canonical
             .realloc
@@ -456,7 +507,7 @@ impl Run<'_> {
     /// Fills a buffer `alloc` returned earlier (other allocations since may
     /// have grown memory), checked again: with the variant quirk the data
     /// may run past the allocation, as the generated stores did.
-    fn write(&mut self, ptr: usize, data: &[u8], what: &str) -> Result<(), Fail> {
+    fn write(&mut self, ptr: usize, data: &[u8], what: What<'_>) -> Result<(), Fail> {
         if data.is_empty() {
             return Ok(());
         }
@@ -471,7 +522,12 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn lower_bytes(&mut self, data: &[u8], align: usize, what: &str) -> Result<[usize; 2], Fail> {
+    fn lower_bytes(
+        &mut self,
+        data: &[u8],
+        align: usize,
+        what: What<'_>,
+    ) -> Result<[usize; 2], Fail> {
         let ptr = self.alloc(align, data.len(), what)?;
         self.write(ptr, data, what)?;
         Ok([ptr, data.len()])
@@ -479,14 +535,14 @@ impl Run<'_> {
 
     fn lower_list(&mut self, ty: &Ty, element: &Ty, value: &Val) -> Result<[usize; 2], Fail> {
         let items = match value {
-            Val::Bytes(data) => return self.lower_bytes(data, 1, "a list<u8>"),
+            Val::Bytes(data) => return self.lower_bytes(data, 1, What::Named("a list<u8>")),
             Val::List(items) => items,
             _ => return Err(abi(format!("a value that is not a {}", ty.render))),
         };
         let count = items.len();
-        let what = format!("a {}", ty.render);
+        let what = What::List(ty);
         // The element array first, then what its elements point to.
-        let ptr = self.alloc(element.align, count * element.size, &what)?;
+        let ptr = self.alloc(element.align, count * element.size, what)?;
         let mut buf = vec![0u8; span_of(element, count)];
         for (i, item) in items.iter().enumerate() {
             self.store(element, item, &mut buf, i * element.size)?;
@@ -497,18 +553,18 @@ impl Run<'_> {
             // payload and nothing more.
             buf.truncate((count - 1) * element.size + used_extent(element, last));
         }
-        self.write(ptr, &buf, &what)?;
+        self.write(ptr, &buf, what)?;
         Ok([ptr, count])
     }
 
-    fn lower_params(&mut self, args: &[Val]) -> Result<Vec<FlatVal>, Fail> {
+    fn lower_params(&mut self, args: &[Val]) -> Result<Small<FlatVal>, Fail> {
         let function = &self.canonical.function;
-        let mut flat = Vec::new();
+        let mut flat = Small::new();
         if let Some(layout) = &function.indirect {
             // More than 16 flat values: one tuple in guest memory, which
             // the guest frees.
-            let what = format!("the parameters of {}", function.name);
-            let ptr = self.alloc(layout.align, layout.size, &what)?;
+            let what = What::Params(&function.name);
+            let ptr = self.alloc(layout.align, layout.size, what)?;
             let mut buf = vec![0u8; layout.extent];
             let Shape::Tuple(items) = &layout.shape else {
                 return Err(abi(format!("{what}: not a tuple")));
@@ -518,7 +574,7 @@ impl Run<'_> {
             }
             let values = Val::Tuple(args.to_vec());
             buf.truncate(used_extent(layout, &values));
-            self.write(ptr, &buf, &what)?;
+            self.write(ptr, &buf, what)?;
             flat.push(FlatVal::Int(ptr as i128));
             return Ok(flat);
         }
@@ -528,11 +584,11 @@ impl Run<'_> {
         Ok(flat)
     }
 
-    fn lower_flat(&mut self, ty: &Ty, value: &Val, out: &mut Vec<FlatVal>) -> Result<(), Fail> {
+    fn lower_flat(&mut self, ty: &Ty, value: &Val, out: &mut Small<FlatVal>) -> Result<(), Fail> {
         match (&ty.shape, value) {
             (Shape::Unit, _) => {}
             (Shape::String, Val::String(s)) => {
-                let [ptr, len] = self.lower_bytes(s.as_bytes(), 1, "a string")?;
+                let [ptr, len] = self.lower_bytes(s.as_bytes(), 1, What::Named("a string"))?;
                 out.extend([FlatVal::Int(ptr as i128), FlatVal::Int(len as i128)]);
             }
             (Shape::Char, Val::Char(c)) => out.push(FlatVal::Int(i128::from(u32::from(*c)))),
@@ -560,7 +616,7 @@ impl Run<'_> {
             (Shape::Cases { cases, joined, .. }, Val::Case(index, payload)) => {
                 out.push(FlatVal::Int(i128::from(*index)));
                 let case = &cases[*index as usize].ty;
-                let mut part = Vec::new();
+                let mut part = Small::new();
                 self.lower_flat(case, payload, &mut part)?;
                 // Each slot of the case in the joined type, then zeros for
                 // the slots this case does not use.
@@ -593,7 +649,7 @@ impl Run<'_> {
         match (&ty.shape, value) {
             (Shape::Unit, _) => {}
             (Shape::String, Val::String(s)) => {
-                let cell = self.lower_bytes(s.as_bytes(), 1, "a string")?;
+                let cell = self.lower_bytes(s.as_bytes(), 1, What::Named("a string"))?;
                 pair(buf, cell);
             }
             (Shape::Char, Val::Char(c)) => put(buf, off, &u32::from(*c).to_le_bytes()),
@@ -660,7 +716,7 @@ struct Lifter<'a> {
     memory: Option<Memory>,
     size: usize,
     budget: usize,
-    owned: Vec<[usize; 3]>,
+    owned: Small<[usize; 3]>,
 }
 
 impl Lifter<'_> {
@@ -673,7 +729,7 @@ impl Lifter<'_> {
         Ok(())
     }
 
-    fn read(&mut self, ptr: usize, len: usize, what: &str) -> Result<Vec<u8>, Fail> {
+    fn read(&mut self, ptr: usize, len: usize, what: What<'_>) -> Result<Vec<u8>, Fail> {
         // As copy_slice did: even an empty buffer may not start past the
         // end (Rust's empty buffers point at their alignment, well inside).
         let outside = |this: &Self| {
@@ -693,7 +749,7 @@ impl Lifter<'_> {
     }
 
     fn string(&mut self, ptr: usize, len: usize) -> Result<Val, Fail> {
-        let data = self.read(ptr, len, "a returned string")?;
+        let data = self.read(ptr, len, What::Named("a returned string"))?;
         self.owned.push([ptr, len, 1]);
         String::from_utf8(data)
             .map(Val::String)
@@ -706,11 +762,7 @@ impl Lifter<'_> {
             // is refused rather than looped over.
             self.charge(count)?;
         }
-        let data = self.read(
-            ptr,
-            span_of(element, count),
-            &format!("a returned {}", ty.render),
-        )?;
+        let data = self.read(ptr, span_of(element, count), What::Returned(ty))?;
         let value = if ty.is_bytes() {
             Val::Bytes(data)
         } else {
@@ -777,7 +829,7 @@ impl Lifter<'_> {
         let ty = &function.result;
         if function.retptr {
             let ptr = raw.map_or(0, |r| r.get_u32() as usize);
-            let data = self.read(ptr, ty.extent, "the return area")?;
+            let data = self.read(ptr, ty.extent, What::Named("the return area"))?;
             return self.load(ty, &data, 0);
         }
         let mut values = raw
@@ -967,6 +1019,8 @@ pub struct Canonical {
     // The flat types the export takes.
     core_params: Box<[Flat]>,
     has_result: bool,
+    // Whether a call touches guest memory (buffers, the return area).
+    uses_memory: bool,
     realloc: Option<Export>,
     free: Option<Export>,
     specs: Box<[Param]>,
@@ -1038,6 +1092,7 @@ impl Canonical {
             pool,
             core_params,
             has_result: !results.is_empty(),
+            uses_memory: buffers_in || buffers_out || function.retptr,
             function,
             export,
             realloc,
@@ -1070,7 +1125,7 @@ impl Canonical {
     /// The SQL arguments as the WIT's values, every one checked before the
     /// guest is touched (a bad one leaves the instance as it was): the
     /// `InvalidArgument` message of the first that is not.
-    fn arguments(&self, args: &[Arg]) -> Result<Vec<Val>, String> {
+    fn arguments(&self, args: Vec<Arg>) -> Result<Small<Val>, String> {
         let params = &self.function.params;
         if args.len() != params.len() {
             return Err(format!(
@@ -1083,11 +1138,21 @@ impl Canonical {
         params
             .iter()
             .zip(args)
-            .map(|((name, ty), arg)| {
-                if *arg == Arg::Null && !ty.is_option() {
-                    return Err(format!("argument {name} may not be NULL"));
+            .zip(self.function.arguments.iter())
+            .map(|(((_, ty), arg), what)| {
+                // A string or a byte list moves into the value, uncopied.
+                let arg = match (&ty.shape, arg) {
+                    (Shape::String, Arg::Text(bytes)) => match String::from_utf8(bytes) {
+                        Ok(text) => return Ok(Val::String(text)),
+                        Err(e) => Arg::Text(e.into_bytes()),
+                    },
+                    (_, Arg::Blob(bytes)) if ty.is_bytes() => return Ok(Val::Bytes(bytes)),
+                    (_, arg) => arg,
+                };
+                if arg == Arg::Null && !ty.is_option() {
+                    return Err(format!("{what} may not be NULL"));
                 }
-                values::from_sql(ty, arg, &format!("argument {name}"))
+                values::from_sql(ty, &arg, what)
             })
             .collect()
     }
@@ -1095,21 +1160,27 @@ impl Canonical {
     /// The whole run on `instance`: buffers in, the export, the result
     /// lifted and the buffers it owns freed.
     fn body(&self, instance: &mut Pinned, args: &[Val]) -> Result<Val, Fail> {
-        // Looked up by name once a call, not at every access.
-        let memory = instance.memory();
+        // Looked up by name once a call, not at every access; not at all for
+        // a function of numbers alone.
+        let memory = if self.uses_memory {
+            instance.memory()
+        } else {
+            None
+        };
         let flat = Run {
             canonical: self,
             instance: &mut *instance,
             memory,
         }
         .lower_params(args)?;
-        let mut slots: Vec<ValRaw> = flat
-            .iter()
-            .zip(self.core_params.iter())
-            .map(|(v, f)| v.raw(*f))
-            .collect();
-        slots.resize(self.export.slots().max(1), ValRaw::i64(0));
-        instance.call_armed(&self.export, &mut slots)?;
+        // At most 16 flat parameters (more travel as one pointer) and one
+        // flat result: the slots fit on the stack.
+        let mut slots = [ValRaw::i64(0); MAX_SLOTS];
+        for ((slot, v), f) in slots.iter_mut().zip(&flat).zip(self.core_params.iter()) {
+            *slot = v.raw(*f);
+        }
+        let slots = &mut slots[..self.export.slots().clamp(1, MAX_SLOTS)];
+        instance.call_armed(&self.export, slots)?;
         let raw = self.has_result.then(|| slots[0]);
         let mut lifter = Lifter {
             name: &self.function.name,
@@ -1117,7 +1188,7 @@ impl Canonical {
             memory,
             size: memory.map_or(0, |m| instance.memory_size(m)),
             budget: self.max_result_bytes,
-            owned: Vec::new(),
+            owned: Small::new(),
         };
         let value = lifter.result(&self.function, raw)?;
         let owned = std::mem::take(&mut lifter.owned);
@@ -1175,9 +1246,8 @@ impl Canonical {
                     fields
                         .iter()
                         .zip(cells)
-                        .map(|(f, cell)| {
-                            values::to_sql(&f.ty, cell, &format!("{name} column {}", f.name))
-                        })
+                        .zip(self.function.columns.iter())
+                        .map(|((f, cell), what)| values::to_sql(&f.ty, cell, what))
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(Refused::Abi)?,
                 );
@@ -1185,7 +1255,7 @@ impl Canonical {
             Sqlified::Rows(out)
         } else {
             Sqlified::Scalar(
-                values::to_sql(ty, value, &format!("{name} result")).map_err(Refused::Abi)?,
+                values::to_sql(ty, value, &self.function.result_what).map_err(Refused::Abi)?,
             )
         };
         let size = match &sqlified {
@@ -1308,7 +1378,7 @@ impl Canonical {
         started: Instant,
     ) -> Result<Answer, Failure> {
         within_arg_bytes(&args, self.max_arg_bytes, &self.hooks)?;
-        let values = self.arguments(&args).map_err(|message| {
+        let values = self.arguments(args).map_err(|message| {
             let seconds = started.elapsed().as_secs_f64();
             hook_error(&self.hooks, "invalid", (message, seconds))
         })?;

@@ -140,6 +140,22 @@ pub enum Shape {
     },
 }
 
+impl Shape {
+    /// A primitive type by its WIT name (`unit`, `bool`, `u8`..`s64`,
+    /// `float32`, `float64`, `char`, `string`).
+    pub fn primitive(name: &str) -> Option<Self> {
+        Some(match name {
+            "unit" => Self::Unit,
+            "bool" => Self::Bool,
+            "float32" => Self::F32,
+            "float64" => Self::F64,
+            "char" => Self::Char,
+            "string" => Self::String,
+            other => Self::Int(Int::parse(other)?),
+        })
+    }
+}
+
 /// A WIT type with its layout.
 #[derive(Debug, Clone)]
 pub struct Ty {

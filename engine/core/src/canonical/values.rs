@@ -866,16 +866,7 @@ mod tests {
     }
 
     fn prim(name: &str) -> Ty {
-        let shape = match name {
-            "unit" => Shape::Unit,
-            "bool" => Shape::Bool,
-            "float32" => Shape::F32,
-            "float64" => Shape::F64,
-            "char" => Shape::Char,
-            "string" => Shape::String,
-            _ => Shape::Int(Int::parse(name).expect("a primitive")),
-        };
-        ty(shape, name)
+        ty(Shape::primitive(name).expect("a primitive"), name)
     }
 
     fn cases(form: Form, render: &str, cases: Vec<(&str, Ty)>) -> Ty {

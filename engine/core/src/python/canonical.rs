@@ -70,12 +70,6 @@ fn ty_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Ty> {
     let item = |i: usize| obj.get_item(i);
     let kind: String = item(0)?.extract()?;
     let shape = match kind.as_str() {
-        "unit" => Shape::Unit,
-        "bool" => Shape::Bool,
-        "float32" => Shape::F32,
-        "float64" => Shape::F64,
-        "char" => Shape::Char,
-        "string" => Shape::String,
         "list" => Shape::List(Box::new(ty_from_py(&item(6)?)?)),
         "tuple" => Shape::Tuple(
             item(6)?
@@ -132,14 +126,9 @@ fn ty_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Ty> {
             payload_offset: item(8)?.extract()?,
             joined: flats(&item(9)?)?,
         },
-        other => match Int::parse(other) {
-            Some(int) => Shape::Int(int),
-            None => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "no WIT type {other:?}"
-                )))
-            }
-        },
+        other => Shape::primitive(other).ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!("no WIT type {other:?}"))
+        })?,
     };
     Ok(Ty {
         shape,

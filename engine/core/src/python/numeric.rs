@@ -131,6 +131,21 @@ pub fn to_buffer(value: &Bound<'_, PyAny>, param: Param) -> PyResult<Arg> {
     }
 }
 
+/// Python values as the arguments of parameters `specs` (`to_buffer`
+/// each); a `ValueError` for another count.
+fn buffer_args(specs: &[Param], args: &Bound<'_, PySequence>) -> PyResult<Vec<Arg>> {
+    let n = args.len()?;
+    if n != specs.len() {
+        return Err(PyValueError::new_err(format!(
+            "expected {} argument(s), got {n}",
+            specs.len()
+        )));
+    }
+    (0..n)
+        .map(|i| to_buffer(&args.get_item(i)?, specs[i]))
+        .collect()
+}
+
 /// A slot of `kind` as the argument it stands for.
 pub fn slot_arg(kind: Kind, slot: ValRaw) -> Arg {
     match kind {
@@ -1053,18 +1068,7 @@ impl Numeric {
         args: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
         let canonical = self.canonical_target()?;
-        let specs = self.inner.specs();
-        let args = args.cast::<PySequence>()?;
-        let n = args.len()?;
-        if n != specs.len() {
-            return Err(PyValueError::new_err(format!(
-                "expected {} argument(s), got {n}",
-                specs.len()
-            )));
-        }
-        let values = (0..n)
-            .map(|i| to_buffer(&args.get_item(i)?, specs[i]))
-            .collect::<PyResult<Vec<_>>>()?;
+        let values = buffer_args(&self.inner.specs(), args.cast::<PySequence>()?)?;
         let mut slot = held
             .instance
             .lock()
@@ -1181,15 +1185,7 @@ impl Numeric {
                 && (0..n).any(|i| args.get_item(i).is_ok_and(|a| a.is_none())));
         if by_args {
             // Some parameters are buffers, or NULL: the call goes by arguments.
-            if n != specs.len() {
-                return Err(PyValueError::new_err(format!(
-                    "expected {} argument(s), got {n}",
-                    specs.len()
-                )));
-            }
-            let values = (0..n)
-                .map(|i| to_buffer(&args.get_item(i)?, specs[i]))
-                .collect::<PyResult<Vec<_>>>()?;
+            let values = buffer_args(&specs, args)?;
             let mut out = [ValRaw::i64(0)];
             return match py.detach(|| inner.call_args(values, &mut out)) {
                 Ok(answer) => Ok(answer.into_py(py, inner.result(), out[0])),

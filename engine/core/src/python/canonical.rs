@@ -1285,10 +1285,13 @@ impl Canonical {
                 out[0] = ValRaw::i64(x);
                 Answer::Slot
             }
-            (Sql::Integer(x), Some(Kind::I32)) if i32::try_from(x).is_ok() => {
-                out[0] = ValRaw::i32(i32::try_from(x).unwrap_or_default());
-                Answer::Slot
-            }
+            (Sql::Integer(x), Some(Kind::I32)) => match i32::try_from(x) {
+                Ok(x) => {
+                    out[0] = ValRaw::i32(x);
+                    Answer::Slot
+                }
+                Err(_) => with_gil(|py| Answer::Value(sql_to_py(py, Sql::Integer(x)))),
+            },
             (Sql::Real(x), Some(Kind::F64)) => {
                 out[0] = ValRaw::f64(x.to_bits());
                 Answer::Slot

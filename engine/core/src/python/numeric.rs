@@ -1024,14 +1024,15 @@ impl Numeric {
             tally.inner.clone(),
             fault,
             hooks,
-            log.map(|(sink, procedure, version)| {
-                Arc::new(super::logs::LogTarget {
+            log.map(|(sink, procedure, version)| -> PyResult<_> {
+                Ok(Arc::new(super::logs::LogTarget {
                     sink: sink.get().inner.clone(),
                     procedure: procedure.into(),
                     version,
-                    max_log_bytes: get("max_log_bytes").unwrap_or(usize::MAX),
-                })
-            }),
+                    max_log_bytes: get("max_log_bytes")?,
+                }))
+            })
+            .transpose()?,
         )
         .map_err(|e| core_error(e.code(), e.to_string()))?;
         Ok(Self {

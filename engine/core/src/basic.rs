@@ -11,11 +11,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use smallvec::SmallVec;
 use wasmtime::{AsContextMut, Caller, Engine, Func, Instance, Linker, Memory, Val, ValRaw};
 
 use crate::abi::HOST_MODULE;
 use crate::encoding::{
-    utf8_reason, TAG_BLOB, TAG_BOOLEAN, TAG_INTEGER, TAG_NULL, TAG_REAL, TAG_TEXT,
+    decode_params_into, utf8_reason, Param, RowSink, RowsWriter, TAG_BLOB, TAG_BOOLEAN,
+    TAG_INTEGER, TAG_NULL, TAG_REAL, TAG_TEXT,
 };
 use crate::error::{CallError, Limit};
 use crate::pool::{PooledInstance, StoreData};
@@ -89,10 +91,16 @@ pub enum Tx {
 pub trait Host {
     /// The embedder's error, raised after the call when it ends one.
     type Error;
-    /// `heliosdb_query`: the rows encoded for the guest (docs/abi.md §6).
-    fn query(&mut self, sql: &str, params: &[u8]) -> Result<Vec<u8>, Failure<Self::Error>>;
+    /// `heliosdb_query` (and the WIT `query`): the statement's rows into
+    /// `rows`, whichever ABI encodes them for the guest.
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        rows: &mut dyn RowSink,
+    ) -> Result<(), Failure<Self::Error>>;
     /// `heliosdb_execute`: the rows changed.
-    fn execute(&mut self, sql: &str, params: &[u8]) -> Result<i64, Failure<Self::Error>>;
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<i64, Failure<Self::Error>>;
     fn transaction(&mut self, op: Tx) -> Result<(), Failure<Self::Error>>;
     /// `heliosdb_http_fetch`, the request and response as docs/abi.md §7 encodes them.
     fn http_fetch(&mut self, request: &[u8]) -> Result<Vec<u8>, Failure<Self::Error>>;
@@ -254,7 +262,13 @@ fn state<'a, H: Host>(caller: &'a mut Ctx<'_, H>) -> &'a mut BasicState<H> {
 /// stdout and stderr since the last host call is logged first, so its
 /// lines and its `heliosdb_log` calls stay in order.
 fn host<'a, H: Host>(caller: &'a mut Ctx<'_, H>) -> Step<&'a mut H, H::Error> {
-    let BasicState { host, wasi, .. } = state(caller);
+    host_in(state(caller))
+}
+
+/// [`host`] of a state borrowed beside guest memory
+/// ([`statement_text`]).
+fn host_in<H: Host>(state: &mut BasicState<H>) -> Step<&mut H, H::Error> {
+    let BasicState { host, wasi, .. } = state;
     let Some(host) = host.as_mut() else {
         return abi("host functions cannot be called while instantiating");
     };
@@ -318,6 +332,47 @@ fn text<H: Host>(
         let reason = utf8_reason(err.as_bytes(), &err.utf8_error());
         abi(format!("{what}: invalid UTF-8 ({reason})"))
     })
+}
+
+/// `len` bytes at `ptr` of `data` (guest memory), borrowed.
+fn slice<'m, E>(data: &'m [u8], ptr: i32, len: i32, what: &str) -> Step<&'m [u8], E> {
+    let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
+    if len == 0 {
+        return Ok(&[]);
+    }
+    match data.get(ptr..ptr + len) {
+        Some(bytes) => Ok(bytes),
+        None => abi(format!(
+            "{what}: buffer at {ptr:#x} of {len} bytes is outside linear memory ({} bytes)",
+            data.len()
+        )),
+    }
+}
+
+/// Runs `run` with a statement's SQL and encoded parameters borrowed from
+/// guest memory (no copy: the guest does not run while its host function
+/// does, and the statement cannot reach this store) and the call's host.
+fn with_statement<H: Host, T>(
+    caller: &mut Ctx<'_, H>,
+    (sql_ptr, sql_len, p_ptr, p_len): (i32, i32, i32, i32),
+    (sql_what, params_what): (&str, &str),
+    run: impl FnOnce(&mut H, &str, &[Param<'_>]) -> T,
+) -> Step<T, H::Error> {
+    let mem = memory(guest(caller)?)?;
+    let (data, store) = mem.data_and_store_mut(&mut *caller);
+    let sql = slice(data, sql_ptr, sql_len, sql_what)?;
+    let sql = std::str::from_utf8(sql).or_else(|err| {
+        let reason = utf8_reason(sql, &err);
+        abi(format!("{sql_what}: invalid UTF-8 ({reason})"))
+    })?;
+    let params = slice(data, p_ptr, p_len, params_what)?;
+    // A malformed list is refused before the statement is prepared.
+    let params: SmallVec<[Param<'_>; 4]> = match decode_params_into(params) {
+        Ok(params) => params,
+        Err(err) => return abi(err.to_string()),
+    };
+    let host = host_in(&mut store.host)?;
+    Ok(run(host, sql, &params))
 }
 
 fn write<E>(
@@ -503,9 +558,16 @@ where
                                        p_len: i32,
                                        out: i32|
      -> i32 {
-        let sql = text(&mut caller, sql_ptr, sql_len, "query SQL")?;
-        let params = read(&mut caller, p_ptr, p_len, "query parameters")?;
-        let result = host(&mut caller)?.query(&sql, &params);
+        let at = (sql_ptr, sql_len, p_ptr, p_len);
+        let result = with_statement(
+            &mut caller,
+            at,
+            ("query SQL", "query parameters"),
+            |h, sql, p| {
+                let mut rows = RowsWriter::new(std::iter::empty());
+                h.query(sql, p, &mut rows).map(|()| rows.finish())
+            },
+        )?;
         buffer_result(&mut caller, out, "query out area", result)
     });
     define!(linker, "heliosdb_execute", |caller,
@@ -515,9 +577,13 @@ where
                                          p_len: i32,
                                          out: i32|
      -> i32 {
-        let sql = text(&mut caller, sql_ptr, sql_len, "execute SQL")?;
-        let params = read(&mut caller, p_ptr, p_len, "execute parameters")?;
-        match host(&mut caller)?.execute(&sql, &params) {
+        let at = (sql_ptr, sql_len, p_ptr, p_len);
+        match with_statement(
+            &mut caller,
+            at,
+            ("execute SQL", "execute parameters"),
+            |h, sql, p| h.execute(sql, p),
+        )? {
             Ok(changed) => {
                 let guest = guest(&mut caller)?;
                 write(
@@ -1010,7 +1076,7 @@ impl Callee {
             // wasmtime's own check says what is wrong.
             return self.func.call(store, params, results);
         }
-        let mut raw: Vec<ValRaw> = params.iter().map(raw_of).collect();
+        let mut raw: SmallVec<[ValRaw; 8]> = params.iter().map(raw_of).collect();
         raw.resize(params.len().max(results.len()), ValRaw::i64(0));
         // SAFETY: the function's type is `types -> result_types`, all
         // numeric (checked when it was resolved); every argument has its
@@ -1082,7 +1148,7 @@ fn run<H: Host>(
     let started = timed(instance).then(Instant::now);
     let outcome = instance.run(|store| {
         let guest = guest_of(store);
-        let mut params = Vec::with_capacity(lowering.len() + 2);
+        let mut params: SmallVec<[Val; 8]> = SmallVec::with_capacity(lowering.len() + 2);
         for (arg, lower) in args.iter().zip(lowering) {
             lower_arg(&mut *store, guest, *lower, arg, &mut params)?;
         }
@@ -1133,7 +1199,7 @@ fn lower_arg<H: Host>(
     guest: Guest,
     lower: Lower,
     arg: &Arg,
-    out: &mut Vec<Val>,
+    out: &mut SmallVec<[Val; 8]>,
 ) -> wasmtime::Result<()> {
     #[allow(clippy::cast_possible_truncation)] // INTEGER and REAL were range-checked by the caller
     match (lower, arg) {
@@ -1166,7 +1232,7 @@ mod tests {
     use crate::testutil::runtime;
     use wasmtime::Module;
 
-    use crate::testutil::{Mock, ROWS};
+    use crate::testutil::{rows, Mock};
 
     const GUEST: &str = r#"(module
         (import "heliosdb" "heliosdb_query" (func $query (param i32 i32 i32 i32 i32) (result i32)))
@@ -1353,7 +1419,7 @@ mod tests {
     fn a_query_reaches_the_host_and_its_rows_the_guest() {
         let ((result, outcome, host), _) = run("rows", &[], vec![]);
         assert_eq!(result.unwrap()[0].i32(), Some(0));
-        assert_eq!(outcome.returned, Some((6, ROWS.to_vec())));
+        assert_eq!(outcome.returned, Some((6, rows())));
         let host = host.unwrap();
         assert_eq!(host.queries, [("SELECT 1".to_owned(), vec![0, 0, 0, 0])]);
     }

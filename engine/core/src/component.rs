@@ -13,14 +13,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use smallvec::SmallVec;
 use wasmtime::component::{Component, Func, HasSelf, Instance, InstancePre, Linker, Val};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use crate::basic::{Failure, Fault, Host, Tx, STATUS_CASES};
-use crate::encoding::{
-    decode_http_response, decode_rows, encode_http_request, encode_params, Param,
-};
+use crate::encoding::{decode_http_response, encode_http_request, Param, RowSink};
 use crate::engine::Runtime;
 use crate::error::CallError;
 use crate::limits::Limits;
@@ -160,8 +159,9 @@ fn wit_error(status: i32, message: String) -> types::Error {
     }
 }
 
-fn params(values: &[types::Value]) -> Vec<u8> {
-    let params: Vec<Param<'_>> = values
+/// A statement's WIT parameters as the host takes them (borrowed).
+fn params(values: &[types::Value]) -> SmallVec<[Param<'_>; 4]> {
+    values
         .iter()
         .map(|v| match v {
             types::Value::Null => Param::Null,
@@ -171,18 +171,63 @@ fn params(values: &[types::Value]) -> Vec<u8> {
             types::Value::Blob(b) => Param::Blob(b),
             types::Value::Boolean(b) => Param::Boolean(*b),
         })
-        .collect();
-    encode_params(&params)
+        .collect()
 }
 
-fn value(param: &Param<'_>) -> types::Value {
-    match *param {
-        Param::Null => types::Value::Null,
-        Param::Integer(x) => types::Value::Integer(x),
-        Param::Real(x) => types::Value::Real(x),
-        Param::Text(s) => types::Value::Text(s.to_owned()),
-        Param::Blob(b) => types::Value::Blob(b.to_vec()),
-        Param::Boolean(b) => types::Value::Boolean(b),
+/// A statement's rows made WIT `rows` as they come: no encoding between
+/// SQLite and the guest's values.
+struct WitRows {
+    rows: types::Rows,
+    row: Vec<types::Value>,
+}
+
+impl WitRows {
+    fn new() -> Self {
+        Self {
+            rows: types::Rows {
+                columns: Vec::new(),
+                values: Vec::new(),
+            },
+            row: Vec::new(),
+        }
+    }
+
+    fn cell(&mut self, value: types::Value) {
+        self.row.push(value);
+    }
+}
+
+impl RowSink for WitRows {
+    fn columns(&mut self, names: &mut dyn ExactSizeIterator<Item = &[u8]>) {
+        self.rows.columns = names
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        self.rows.values.clear();
+        self.row.clear();
+    }
+    fn null(&mut self) {
+        self.cell(types::Value::Null);
+    }
+    fn integer(&mut self, x: i64) {
+        self.cell(types::Value::Integer(x));
+    }
+    fn real(&mut self, x: f64) {
+        self.cell(types::Value::Real(x));
+    }
+    // A WIT string is UTF-8; text SQLite holds that is not (a blob cast to
+    // text) reaches the guest with U+FFFD where it breaks.
+    fn text(&mut self, utf8: &[u8]) {
+        self.cell(types::Value::Text(
+            String::from_utf8_lossy(utf8).into_owned(),
+        ));
+    }
+    fn blob(&mut self, bytes: &[u8]) {
+        self.cell(types::Value::Blob(bytes.to_vec()));
+    }
+    fn end_row(&mut self) {
+        let width = self.rows.columns.len();
+        let row = std::mem::replace(&mut self.row, Vec::with_capacity(width));
+        self.rows.values.push(row);
     }
 }
 
@@ -202,21 +247,11 @@ impl<H: Host> host::Host for ComponentState<H> {
         sql: String,
         values: Vec<types::Value>,
     ) -> wasmtime::Result<Result<types::Rows, types::Error>> {
-        let encoded = params(&values);
-        let rows = match self.fallible(|host| host.query(&sql, &encoded))? {
-            Ok(rows) => rows,
-            Err(err) => return Ok(Err(err)),
-        };
-        let Ok((columns, rows)) = decode_rows(&rows) else {
-            return host_bug(self, "rows");
-        };
-        Ok(Ok(types::Rows {
-            columns: columns.into_iter().map(str::to_owned).collect(),
-            values: rows
-                .iter()
-                .map(|row| row.iter().map(value).collect())
-                .collect(),
-        }))
+        let params = params(&values);
+        let mut rows = WitRows::new();
+        Ok(self
+            .fallible(|host| host.query(&sql, &params, &mut rows))?
+            .map(|()| rows.rows))
     }
 
     fn execute(
@@ -224,9 +259,9 @@ impl<H: Host> host::Host for ComponentState<H> {
         sql: String,
         values: Vec<types::Value>,
     ) -> wasmtime::Result<Result<u64, types::Error>> {
-        let encoded = params(&values);
+        let params = params(&values);
         Ok(self
-            .fallible(|host| host.execute(&sql, &encoded))?
+            .fallible(|host| host.execute(&sql, &params))?
             .map(|n| u64::try_from(n).unwrap_or(0)))
     }
 
@@ -705,5 +740,25 @@ mod tests {
             wit_error(99, "y".into()),
             types::Error::SqlError(_)
         ));
+    }
+
+    #[test]
+    fn rows_become_wit_values_as_they_come() {
+        let mut rows = WitRows::new();
+        rows.columns(&mut [&b"id"[..], &b"name"[..]].into_iter());
+        rows.integer(1);
+        rows.text(b"caf\xc3\xa9");
+        rows.end_row();
+        rows.null();
+        rows.text(b"\xff");
+        rows.end_row();
+        let got = rows.rows;
+        assert_eq!(got.columns, ["id", "name"]);
+        assert_eq!(got.values.len(), 2);
+        assert!(matches!(got.values[0][0], types::Value::Integer(1)));
+        assert!(matches!(&got.values[0][1], types::Value::Text(t) if t == "café"));
+        assert!(matches!(got.values[1][0], types::Value::Null));
+        // Not UTF-8 in SQLite: U+FFFD in the guest's string, not a fault.
+        assert!(matches!(&got.values[1][1], types::Value::Text(t) if t == "\u{fffd}"));
     }
 }

@@ -131,8 +131,21 @@ pub(crate) fn utf8_reason(raw: &[u8], err: &std::str::Utf8Error) -> &'static str
 /// A truncated buffer, a count the buffer cannot hold, an unknown tag,
 /// invalid UTF-8 or bytes after the last value.
 pub fn decode_params(data: &[u8]) -> Result<Vec<Param<'_>>, EncodingError> {
+    decode_params_into(data)
+}
+
+/// [`decode_params`] into any collection (a host statement's few
+/// parameters go on the stack).
+///
+/// # Errors
+///
+/// As [`decode_params`].
+pub fn decode_params_into<'a, C: Default + Extend<Param<'a>>>(
+    data: &'a [u8],
+) -> Result<C, EncodingError> {
+    let mut values = C::default();
     if data.is_empty() {
-        return Ok(Vec::new());
+        return Ok(values);
     }
     let mut r = Reader {
         data,
@@ -145,9 +158,8 @@ pub fn decode_params(data: &[u8]) -> Result<Vec<Param<'_>>, EncodingError> {
     if count > data.len() - r.pos {
         return r.fail(format!("count {count} exceeds the buffer"));
     }
-    let mut values = Vec::with_capacity(count);
     for _ in 0..count {
-        values.push(r.value()?);
+        values.extend(std::iter::once(r.value()?));
     }
     if r.pos != data.len() {
         return r.fail(format!("{} trailing bytes", data.len() - r.pos));
@@ -270,6 +282,17 @@ pub fn decode_http_response(data: &[u8]) -> Result<HttpResponse<'_>, EncodingErr
     Ok((status, headers, body))
 }
 
+/// Where a statement's rows go, cell by cell.
+pub trait RowSink {
+    fn columns(&mut self, names: &mut dyn ExactSizeIterator<Item = &[u8]>);
+    fn null(&mut self);
+    fn integer(&mut self, x: i64);
+    fn real(&mut self, x: f64);
+    fn text(&mut self, utf8: &[u8]);
+    fn blob(&mut self, bytes: &[u8]);
+    fn end_row(&mut self);
+}
+
 /// Rows as docs/abi.md §6 lays them out, written cell by cell: the column
 /// names first, then each row's values, each row closed by
 /// [`end_row`](Self::end_row); the row count is filled in by
@@ -285,7 +308,15 @@ pub struct RowsWriter {
 impl RowsWriter {
     /// A result with these column names (UTF-8).
     pub fn new<'a>(columns: impl ExactSizeIterator<Item = &'a [u8]>) -> Self {
-        let mut out = Vec::with_capacity(64);
+        Self::with_buffer(Vec::with_capacity(64), columns)
+    }
+
+    /// [`new`](Self::new), written into `out` (emptied).
+    pub fn with_buffer<'a>(
+        mut out: Vec<u8>,
+        columns: impl ExactSizeIterator<Item = &'a [u8]>,
+    ) -> Self {
+        out.clear();
         let n = columns.len();
         out.extend_from_slice(&len32(n).to_le_bytes());
         for name in columns {
@@ -381,10 +412,13 @@ impl RowsWriter {
     }
 }
 
-#[cfg(feature = "sqlite")]
-impl crate::statement::RowSink for RowsWriter {
-    fn columns(&mut self, names: &[&[u8]]) {
-        *self = Self::new(names.iter().copied());
+impl RowSink for RowsWriter {
+    fn columns(&mut self, names: &mut dyn ExactSizeIterator<Item = &[u8]>) {
+        // The buffer is reused: a statement's rows cost no allocation of
+        // their own when it is large enough.
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        *self = Self::with_buffer(out, names);
     }
     fn null(&mut self) {
         Self::null(self);

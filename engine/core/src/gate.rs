@@ -99,6 +99,9 @@ pub struct Gate {
     // Procedure calls in progress on the connection, nested in each other
     // (whichever path runs them: Python's CallContext or the core's).
     calls: AtomicUsize,
+    // Guest statements in progress (the length of `state.bounds`), read by
+    // the progress handler without the lock.
+    bounding: AtomicUsize,
     /// Procedures' read-only statements, prepared once.
     pub statements: StatementCache,
     // Numbers the savepoints the core opens (its own prefix: Python's
@@ -174,6 +177,11 @@ fn host_rule(action: i32, p1: Option<&str>, p2: Option<&str>, trigger: Option<&s
 unsafe extern "C" fn progress(data: *mut c_void) -> c_int {
     // SAFETY: as in `authorize`.
     let gate = unsafe { &*data.cast::<Gate>() };
+    // The handler stays installed between guest statements (removing it
+    // cost an SQLite call per statement): outside them it answers at once.
+    if gate.bounding.load(Ordering::Acquire) == 0 {
+        return 0;
+    }
     let state = lock(&gate.state);
     c_int::from(
         state
@@ -220,6 +228,7 @@ impl Gate {
             db,
             state: Mutex::default(),
             calls: AtomicUsize::new(0),
+            bounding: AtomicUsize::new(0),
             statements: StatementCache::default(),
             savepoints: std::sync::atomic::AtomicU64::new(0),
         });
@@ -282,6 +291,7 @@ impl Gate {
                 ffi::sqlite3_limit(self.db, ffi::SQLITE_LIMIT_LENGTH, bound.max_value_bytes)
             };
             state.bounds.push(bound);
+            self.bounding.store(state.bounds.len(), Ordering::Release);
             let first = state.bounds.len() == 1;
             (state.policy.replace(policy), first)
         };
@@ -292,7 +302,7 @@ impl Gate {
             unsafe { ffi::sqlite3_progress_handler(self.db, PROGRESS_STEPS, Some(progress), data) };
         }
         let result = f();
-        let last = {
+        {
             let mut state = lock(&self.state);
             state.policy = outer;
             if let Some(bound) = state.bounds.pop() {
@@ -301,11 +311,7 @@ impl Gate {
                     ffi::sqlite3_limit(self.db, ffi::SQLITE_LIMIT_LENGTH, bound.previous_length)
                 };
             }
-            state.bounds.is_empty()
-        };
-        if last {
-            // SAFETY: `db` is open.
-            unsafe { ffi::sqlite3_progress_handler(self.db, 0, None, std::ptr::null_mut()) };
+            self.bounding.store(state.bounds.len(), Ordering::Release);
         }
         let outcome = Deadline {
             at: bound.deadline,

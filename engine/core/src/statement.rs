@@ -26,16 +26,7 @@ pub enum Bind<'a> {
     Blob(&'a [u8]),
 }
 
-/// Where a statement's rows go, cell by cell.
-pub trait RowSink {
-    fn columns(&mut self, names: &[&[u8]]);
-    fn null(&mut self);
-    fn integer(&mut self, x: i64);
-    fn real(&mut self, x: f64);
-    fn text(&mut self, utf8: &[u8]);
-    fn blob(&mut self, bytes: &[u8]);
-    fn end_row(&mut self);
-}
+pub use crate::encoding::RowSink;
 
 /// Why a statement failed, classified as the host's typed errors are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +179,7 @@ pub unsafe fn run(
     sql: &str,
     params: &[Bind<'_>],
     limits: RowLimits,
-    sink: &mut impl RowSink,
+    sink: &mut (impl RowSink + ?Sized),
 ) -> Result<i64, Failure> {
     // SAFETY: the caller's contract.
     unsafe { run_with(db, sql, params, limits, sink, None) }
@@ -210,7 +201,7 @@ pub unsafe fn run_cached(
     sql: &str,
     params: &[Bind<'_>],
     limits: RowLimits,
-    sink: &mut impl RowSink,
+    sink: &mut (impl RowSink + ?Sized),
     cache: &StatementCache,
     key: CacheKey,
 ) -> Result<i64, Failure> {
@@ -223,7 +214,7 @@ unsafe fn run_with(
     sql: &str,
     params: &[Bind<'_>],
     limits: RowLimits,
-    sink: &mut impl RowSink,
+    sink: &mut (impl RowSink + ?Sized),
     cache: Option<(&StatementCache, CacheKey)>,
 ) -> Result<i64, Failure> {
     if let Some((cache, key)) = &cache {
@@ -239,7 +230,7 @@ unsafe fn run_with(
     // SAFETY: `db` is open (the caller's contract).
     let (stmt, after) = unsafe { prepare(db, text, 0)? };
     let Some(stmt) = stmt else {
-        sink.columns(&[]);
+        sink.columns(&mut std::iter::empty());
         return Ok(0); // only comments: nothing to run, as apsw
     };
     // SAFETY: `stmt` is prepared on `db`, alive until the end of this function.
@@ -270,7 +261,7 @@ unsafe fn execute(
     stmt: *mut ffi::sqlite3_stmt,
     params: &[Bind<'_>],
     limits: RowLimits,
-    sink: &mut impl RowSink,
+    sink: &mut (impl RowSink + ?Sized),
 ) -> Result<i64, Failure> {
     struct Reset(*mut ffi::sqlite3_stmt);
     impl Drop for Reset {
@@ -288,23 +279,18 @@ unsafe fn execute(
     unsafe { bind(db, stmt, params)? };
     // SAFETY: as above.
     let ncols = unsafe { ffi::sqlite3_column_count(stmt) };
-    {
-        // Borrowed from the statement, and only until the sink has copied them.
-        let names: Vec<&[u8]> = (0..ncols)
-            .map(|i| {
-                // SAFETY: a column index of this statement.
-                let p = unsafe { ffi::sqlite3_column_name(stmt, i) };
-                if p.is_null() {
-                    &[][..]
-                } else {
-                    // SAFETY: a NUL-terminated name SQLite keeps while the
-                    // statement lives, which outlasts this block.
-                    unsafe { CStr::from_ptr(p).to_bytes() }
-                }
-            })
-            .collect();
-        sink.columns(&names);
-    }
+    // Borrowed from the statement, and only until the sink has copied them.
+    sink.columns(&mut (0..ncols).map(|i| {
+        // SAFETY: a column index of this statement.
+        let p = unsafe { ffi::sqlite3_column_name(stmt, i) };
+        if p.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: a NUL-terminated name SQLite keeps while the
+            // statement lives, which outlasts this call.
+            unsafe { CStr::from_ptr(p).to_bytes() }
+        }
+    }));
     let width = usize::try_from(ncols).unwrap_or(0);
     let (mut rows, mut size) = (0usize, 0usize);
     loop {

@@ -3,6 +3,7 @@
 use wasmtime::{Engine, Instance, Linker, Module, Store};
 
 use crate::basic::{status_of, Failure, Host, Tx};
+use crate::encoding::{encode_params, Param, RowSink, RowsWriter};
 use crate::engine::{Runtime, RuntimeConfig};
 use crate::limiter::Limiter;
 use crate::limits::Limits;
@@ -82,22 +83,42 @@ pub struct Mock {
     pub logs: Vec<(&'static str, String)>,
 }
 
-pub const ROWS: &[u8] = b"rows-encoded";
+/// What the mock's queries return: one column `n`, one row holding 1.
+fn write_rows(rows: &mut dyn RowSink) {
+    rows.columns(&mut std::iter::once(&b"n"[..]));
+    rows.integer(1);
+    rows.end_row();
+}
+
+/// [`write_rows`] as the Basic ABI encodes it for the guest.
+pub fn rows() -> Vec<u8> {
+    let mut w = RowsWriter::new(std::iter::empty());
+    write_rows(&mut w);
+    w.finish()
+}
 
 impl Host for Mock {
     type Error = String;
-    fn query(&mut self, sql: &str, params: &[u8]) -> Result<Vec<u8>, Failure<String>> {
-        self.queries.push((sql.to_owned(), params.to_vec()));
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        rows: &mut dyn RowSink,
+    ) -> Result<(), Failure<String>> {
+        self.queries.push((sql.to_owned(), encode_params(params)));
         match sql {
             "bad" => Err(Failure::Status {
                 status: status_of("constraint"),
                 message: "UNIQUE failed".into(),
             }),
             "fatal" => Err(Failure::Fatal("busy".into())),
-            _ => Ok(ROWS.to_vec()),
+            _ => {
+                write_rows(rows);
+                Ok(())
+            }
         }
     }
-    fn execute(&mut self, _: &str, _: &[u8]) -> Result<i64, Failure<String>> {
+    fn execute(&mut self, _: &str, _: &[Param<'_>]) -> Result<i64, Failure<String>> {
         Ok(7)
     }
     fn transaction(&mut self, _: Tx) -> Result<(), Failure<String>> {

@@ -20,12 +20,13 @@ use super::logs::{LogTarget, Logged};
 use super::numeric::{field, limits_from};
 use super::policy::GuestPolicy;
 use super::runtime::{core_error, PyModule_};
-use super::statement::{bounded_encoded, Scope};
+use super::statement::{bounded_params, Ignored, Scope};
 use super::values::{sql_value, SqlValue};
 use super::with_gil;
 use crate::basic::{
     self, status_of, Arg, BasicState, CallFailure, Called, Failure, Fault, Host, Lower, Outcome, Tx,
 };
+use crate::encoding::{Param, RowSink};
 use crate::error::CallError;
 use crate::gate::Gate as CoreGate;
 use crate::policy::Grants as CoreGrants;
@@ -244,7 +245,12 @@ impl PyHost {
 
     /// One statement of the guest's, run here under the call's scope: no
     /// Python unless it fails (the typed error is the context's to make).
-    fn statement(&mut self, sql: &str, params: &[u8]) -> Result<(Vec<u8>, i64), Failure<PyErr>> {
+    fn statement(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        rows: &mut dyn RowSink,
+    ) -> Result<i64, Failure<PyErr>> {
         self.statement_scope()?;
         let s = self.scope.as_mut().expect("made above");
         let policy = s
@@ -264,7 +270,7 @@ impl PyHost {
             rows: s.rows,
         };
         let gate = s.gate.clone();
-        let outcome = bounded_encoded(&gate, policy.clone(), scope, sql, params);
+        let outcome = bounded_params(&gate, policy.clone(), scope, sql, params, rows);
         outcome.or_else(|refused| {
             with_gil(|py| {
                 // A nested procedure's error, left by apsw, is the statement's.
@@ -346,12 +352,17 @@ fn bytes_of(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 impl Host for PyHost {
     type Error = PyErr;
 
-    fn query(&mut self, sql: &str, params: &[u8]) -> Result<Vec<u8>, Failure<PyErr>> {
-        self.statement(sql, params).map(|(rows, _)| rows)
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        rows: &mut dyn RowSink,
+    ) -> Result<(), Failure<PyErr>> {
+        self.statement(sql, params, rows).map(|_| ())
     }
 
-    fn execute(&mut self, sql: &str, params: &[u8]) -> Result<i64, Failure<PyErr>> {
-        self.statement(sql, params).map(|(_, changes)| changes)
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<i64, Failure<PyErr>> {
+        self.statement(sql, params, &mut Ignored)
     }
 
     fn transaction(&mut self, op: Tx) -> Result<(), Failure<PyErr>> {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::policy::GuestPolicy;
-use crate::encoding::{decode_params, Param, RowsWriter};
+use smallvec::SmallVec;
+
+use crate::encoding::Param;
 use crate::gate::Gate;
 use crate::statement::{run_cached, Bind, Failure, RowLimits, RowSink};
 
@@ -42,7 +44,7 @@ pub fn bounded(
     scope: Scope,
     sql: &str,
     binds: &[Bind<'_>],
-    sink: &mut impl RowSink,
+    sink: &mut (impl RowSink + ?Sized),
 ) -> Result<i64, Refused> {
     let db = gate.db();
     let key = policy.cache_key();
@@ -64,26 +66,21 @@ pub fn bounded(
     }
 }
 
-/// [`bounded`] for the Basic ABI: the parameters as the guest encoded them
-/// (docs/abi.md §5) and the rows encoded for it (§6).
+/// [`bounded`] with the parameters as the host functions decoded them
+/// (either ABI's).
 ///
 /// # Errors
 ///
-/// As [`bounded`]; a malformed parameter list is `abi-error`, found before
-/// the statement is prepared.
-pub fn bounded_encoded(
+/// As [`bounded`].
+pub fn bounded_params(
     gate: &Gate,
     policy: Arc<GuestPolicy>,
     scope: Scope,
     sql: &str,
-    params: &[u8],
-) -> Result<(Vec<u8>, i64), Refused> {
-    let decoded = decode_params(params).map_err(|e| Refused {
-        kind: "abi-error",
-        message: e.to_string(),
-        own_deadline: true,
-    })?;
-    let binds: Vec<Bind<'_>> = decoded
+    params: &[Param<'_>],
+    sink: &mut (impl RowSink + ?Sized),
+) -> Result<i64, Refused> {
+    let binds: SmallVec<[Bind<'_>; 4]> = params
         .iter()
         .map(|p| match *p {
             Param::Null => Bind::Null,
@@ -94,7 +91,19 @@ pub fn bounded_encoded(
             Param::Boolean(b) => Bind::Integer(i64::from(b)),
         })
         .collect();
-    let mut rows = RowsWriter::new(std::iter::empty());
-    let changes = bounded(gate, policy, scope, sql, &binds, &mut rows)?;
-    Ok((rows.finish(), changes))
+    bounded(gate, policy, scope, sql, &binds, sink)
+}
+
+/// A sink for a statement whose rows nobody reads (`execute`): they are
+/// still counted against the limits as they come.
+pub struct Ignored;
+
+impl RowSink for Ignored {
+    fn columns(&mut self, _: &mut dyn ExactSizeIterator<Item = &[u8]>) {}
+    fn null(&mut self) {}
+    fn integer(&mut self, _: i64) {}
+    fn real(&mut self, _: f64) {}
+    fn text(&mut self, _: &[u8]) {}
+    fn blob(&mut self, _: &[u8]) {}
+    fn end_row(&mut self) {}
 }

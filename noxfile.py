@@ -234,6 +234,16 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def profile(session: nox.Session) -> None:
+    """Instructions per call, from valgrind's callgrind, for the bench's targets a
+    wall-clock ratio alone does not explain (tests/bench/callgrind.py)."""
+    _install(session)
+    if shutil.which("valgrind") is None:
+        _apt(session, "valgrind")
+    session.run("python", str(ROOT / "tests" / "bench" / "callgrind.py"), *session.posargs)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """Build the examples, register them with SQL in a fresh database, run the seed's
     queries; then serve a database over the PostgreSQL protocol behind the three

@@ -66,6 +66,28 @@ def test_a_query_per_row_gives_what_the_join_gives(db: h.Database) -> None:
     assert m.calls == 3 + 1 + 1 + 3 and m.errors == 0 and m.fuel > 0 and m.max_memory
 
 
+def test_the_connections_own_statements_run_unbounded_after_a_guest_query() -> None:
+    # The gate's progress handler stays installed once a guest statement
+    # ran; outside guest statements it must never stop one, even long
+    # after the procedure's deadline has passed.
+    limits = TEST_LIMITS.with_overrides(timeout_seconds=0.05)
+    with h.Database.open(":memory:", limits=limits) as database:
+        database.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
+        database.execute("INSERT INTO cust VALUES (1, 0.5)")
+        database.execute(
+            "CREATE PROCEDURE lookup(id BIGINT) RETURNS DOUBLE LANGUAGE wasm"
+            f" CAPABILITIES ('read:cust') AS $wasm${HOSTED}$wasm$"
+        )
+        assert database.execute("SELECT lookup(1)").scalar() == 0.5
+        long = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000)"
+            " SELECT count(*) FROM c"
+        )
+        assert database.execute(long).scalar() == 3_000_000
+        # And a guest statement still has its deadline after it.
+        assert database.execute("SELECT lookup(1)").scalar() == 0.5
+
+
 def test_a_denied_query_is_a_status_the_guest_sees(db: h.Database) -> None:
     # 1 = access-denied (docs/abi.md §4): the guest returned -status.
     assert db.execute("SELECT blind_lookup(1)").scalar() == -1.0

@@ -453,31 +453,39 @@ def singlestore(report: Report, rows: int) -> None:
 # --- one host query per row --------------------------------------------------------------
 
 
+def rate_lookup_tables(db: h.Database, rows: int) -> None:
+    """The host-query bench's tables `cust` and `ids` of `rows` rows, the
+    procedure `rate(id)` (rate_lookup.wat) and its plain Python twin
+    `py_rate(id)`, a sqlite3 UDF on the same connection (tests/bench/callgrind.py
+    profiles the same)."""
+    wasm = wasmtime.wat2wasm((ROOT / "tests" / "bench" / "rate_lookup.wat").read_text())
+    db.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
+    db.execute("CREATE TABLE ids(id INTEGER)")
+    db.execute(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?)"
+        " INSERT INTO cust SELECT x, x * 0.5 FROM c",
+        [rows],
+    )
+    db.execute("INSERT INTO ids SELECT id FROM cust")
+    db.execute(
+        "CREATE PROCEDURE rate(id BIGINT) RETURNS DOUBLE LANGUAGE wasm"
+        f" CAPABILITIES ('read:cust') AS $wasm${b64(wasm)}$wasm$"
+    )
+    conn = db.conn
+
+    def py_rate(id_: int) -> float:
+        row = conn.execute("SELECT rate FROM cust WHERE id = ?", (id_,)).fetchone()
+        return float(row[0]) if row else 0.0
+
+    conn.create_scalar_function("py_rate", py_rate, 1)
+
+
 def host_query(report: Report, rows: int) -> None:
     """A procedure that runs one query per call, over a table in SQL, against
     a plain Python UDF on the same connection running the same query."""
     g = f"one host query per row: SELECT sum(rate(id)) over {rows:,} rows"
-    wasm = wasmtime.wat2wasm((ROOT / "tests" / "bench" / "rate_lookup.wat").read_text())
     with h.Database.open(":memory:") as db:
-        db.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
-        db.execute("CREATE TABLE ids(id INTEGER)")
-        db.execute(
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?)"
-            " INSERT INTO cust SELECT x, x * 0.5 FROM c",
-            [rows],
-        )
-        db.execute("INSERT INTO ids SELECT id FROM cust")
-        db.execute(
-            "CREATE PROCEDURE rate(id BIGINT) RETURNS DOUBLE LANGUAGE wasm"
-            f" CAPABILITIES ('read:cust') AS $wasm${b64(wasm)}$wasm$"
-        )
-        conn = db.conn
-
-        def py_rate(id_: int) -> float:
-            row = conn.execute("SELECT rate FROM cust WHERE id = ?", (id_,)).fetchone()
-            return float(row[0]) if row else 0.0
-
-        conn.create_scalar_function("py_rate", py_rate, 1)
+        rate_lookup_tables(db, rows)
 
         def scan(fn: str) -> float:
             return seconds_per_row(db, f"SELECT sum({fn}(id)) FROM ids", rows)

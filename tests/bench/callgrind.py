@@ -150,6 +150,7 @@ SCENARIOS = {
 def run_scenario(name: str, rows: int, runs: int) -> None:
     """The inner process: a database set up for `name`, its SQL run `runs` times."""
     import wasmtime
+    from bench import rate_lookup_tables
 
     import heliosdb_wasm as h
 
@@ -186,19 +187,7 @@ def run_scenario(name: str, rows: int, runs: int) -> None:
                 db.execute(SCENARIOS[name].sql)
         return
     with h.Database.open(":memory:") as db:
-        db.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
-        db.execute("CREATE TABLE ids(id INTEGER)")
-        db.execute(
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?)"
-            " INSERT INTO cust SELECT x, x * 0.5 FROM c",
-            [rows],
-        )
-        db.execute("INSERT INTO ids SELECT id FROM cust")
-        rate = wasmtime.wat2wasm((BENCH / "rate_lookup.wat").read_text())
-        db.execute(
-            "CREATE PROCEDURE rate(id BIGINT) RETURNS DOUBLE LANGUAGE wasm"
-            f" CAPABILITIES ('read:cust') AS $wasm${b64(rate)}$wasm$"
-        )
+        rate_lookup_tables(db, rows)
         add = wasmtime.wat2wasm(
             '(module (func (export "add_i64") (param i64 i64) (result i64)'
             " (i64.add (local.get 0) (local.get 1))))"
@@ -220,13 +209,6 @@ def run_scenario(name: str, rows: int, runs: int) -> None:
                 "CREATE PROCEDURE c_add LANGUAGE wasm USING EXPORT 'add'"
                 f" AS $wasm${b64(component)}$wasm$"
             )
-        conn = db.conn
-
-        def py_rate(id_: int) -> float:
-            row = conn.execute("SELECT rate FROM cust WHERE id = ?", (id_,)).fetchone()
-            return float(row[0]) if row else 0.0
-
-        conn.create_scalar_function("py_rate", py_rate, 1)
         if SCENARIOS[name].setup == "batch":
             xs = list(range(rows))
             ones = [1] * rows

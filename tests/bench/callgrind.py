@@ -39,6 +39,8 @@ class Scenario:
     # examples/seed.sql and the built calculate_discount examples; "batch":
     # call_batch of the test module over `rows` rows (no SQL).
     setup: str = "rate"
+    # The calculate_discount example a "discount" scenario calls: (language, ABI).
+    example: tuple[str, str] | None = None
 
 
 # Frame labels are what the table prints; the patterns match callgrind's
@@ -81,48 +83,6 @@ SCENARIOS = {
             ("        the core wasm call", r"wasmtime::runtime::func::Func::call_unchecked_raw$"),
         ),
     ),
-    "discount-rust-basic": Scenario(
-        "calculate_discount, Rust Basic ABI (one indexed lookup, a log line)",
-        "SELECT sum(cd_rust_basic(12345, id * 1.0)) FROM ids",
-        (
-            ("the SQL function (entry)", r"heliosdb_core::python::sqlite::xfunc$"),
-            ("  the call's bracket and the guest", r"Target>::call_args$"),
-            ("    the wasm call", r"wasmtime::runtime::func::Func::call_unchecked_raw$"),
-            ("      host functions, all of them", r"HostFunc::array_call_trampoline$"),
-            ("      the guest's own code (SDK and procedure)", "=2-3"),
-            ("      heliosdb_query (reads, host)", r"heliosdb_core::basic::with_statement$"),
-            ("        the statement under the gate", r"heliosdb_core::gate::Gate::bounded$"),
-            (
-                "          sqlite3_step (the query itself)",
-                r"libsqlite3_sys::bindings::sqlite3_step$",
-            ),
-            ("      heliosdb_log (the log line)", r"heliosdb_core::python::logs::LogTarget::log$"),
-        ),
-        rows=2000,
-        setup="discount",
-    ),
-    "discount-rust-component": Scenario(
-        "calculate_discount, Rust component (one indexed lookup, a log line)",
-        "SELECT sum(cd_rust_component(12345, id * 1.0)) FROM ids",
-        (
-            ("the SQL function (entry)", r"heliosdb_core::python::sqlite::xfunc$"),
-            ("  the call's bracket and the guest", r"Target>::call_args$"),
-            ("    wasmtime's dynamic component call", r"component::func::Func::call$"),
-            ("      host functions, all of them", r"HostFn::cabi_entrypoint$"),
-            ("      the guest's own code and lowering", "=2-3"),
-            (
-                "      host query (WIT values <-> rows)",
-                r"procedures::host::Host>::query$",
-            ),
-            ("        the statement under the gate", r"heliosdb_core::gate::Gate::bounded$"),
-            (
-                "          sqlite3_step (the query itself)",
-                r"libsqlite3_sys::bindings::sqlite3_step$",
-            ),
-        ),
-        rows=2000,
-        setup="discount",
-    ),
     "batch": Scenario(
         "Database.call_batch(add_i64), Python lists in and out",
         "",
@@ -147,10 +107,49 @@ SCENARIOS = {
 }
 
 
+# calculate_discount's steps, by ABI.
+BASIC_DISCOUNT = (
+    ("the SQL function (entry)", r"heliosdb_core::python::sqlite::xfunc$"),
+    ("  the call's bracket and the guest", r"Target>::call_args$"),
+    ("    the wasm call", r"wasmtime::runtime::func::Func::call_unchecked_raw$"),
+    ("      host functions, all of them", r"HostFunc::array_call_trampoline$"),
+    ("      the guest's own code (SDK, runtime, procedure)", "=2-3"),
+    ("      heliosdb_query (reads, host)", r"heliosdb_core::basic::with_statement$"),
+    ("        the statement under the gate", r"heliosdb_core::gate::Gate::bounded$"),
+    ("          sqlite3_step (the query itself)", r"libsqlite3_sys::bindings::sqlite3_step$"),
+    ("      heliosdb_log (the log line)", r"heliosdb_core::python::logs::LogTarget::log$"),
+)
+COMPONENT_DISCOUNT = (
+    ("the SQL function (entry)", r"heliosdb_core::python::sqlite::xfunc$"),
+    ("  the call's bracket and the guest", r"Target>::call_args$"),
+    ("    wasmtime's dynamic component call", r"component::func::Func::call$"),
+    ("      host functions, all of them", r"HostFn::cabi_entrypoint$"),
+    ("      the guest's own code (SDK, runtime, procedure)", "=2-3"),
+    ("      host query (WIT values <-> rows)", r"procedures::host::Host>::query$"),
+    ("        the statement under the gate", r"heliosdb_core::gate::Gate::bounded$"),
+    ("          sqlite3_step (the query itself)", r"libsqlite3_sys::bindings::sqlite3_step$"),
+)
+for _lang, _abi in (
+    ("rust", "basic"),
+    ("go", "basic"),
+    ("rust", "component"),
+    ("js", "component"),
+    ("python", "component"),
+):
+    SCENARIOS[f"discount-{_lang}-{_abi}"] = Scenario(
+        f"calculate_discount, {_lang} {_abi} (one indexed lookup, a log line)",
+        "SELECT sum(cd(12345, id * 1.0)) FROM ids",
+        BASIC_DISCOUNT if _abi == "basic" else COMPONENT_DISCOUNT,
+        rows=2000 if _lang in ("rust", "go") else 300,
+        setup="discount",
+        example=(_lang, _abi),
+    )
+
+
 def run_scenario(name: str, rows: int, runs: int) -> None:
     """The inner process: a database set up for `name`, its SQL run `runs` times."""
     import wasmtime
-    from bench import rate_lookup_tables
+    from bench import discount_ddl, rate_lookup_tables
 
     import heliosdb_wasm as h
 
@@ -166,23 +165,11 @@ def run_scenario(name: str, rows: int, runs: int) -> None:
                 " INSERT INTO ids SELECT x FROM c",
                 [rows],
             )
-            built = ROOT / "build" / "examples" / "rust"
-            for proc, abi, sig, export in (
-                (
-                    "cd_rust_basic",
-                    "basic",
-                    "(customer_id BIGINT, order_total DOUBLE) RETURNS DOUBLE",
-                    "calculate_discount",
-                ),
-                ("cd_rust_component", "component", "", "calculate-discount"),
-            ):
-                path = built / f"calculate_discount.{abi}.wasm"
-                if not path.exists():
-                    raise SystemExit(f"{path} is not built (nox -s build)")
-                db.execute(
-                    f"CREATE PROCEDURE {proc}{sig} LANGUAGE wasm CAPABILITIES ('read:customers')"
-                    f" USING EXPORT '{export}' AS $wasm$file://{path}$wasm$"
-                )
+            lang, abi = SCENARIOS[name].example or ("rust", "basic")
+            ddl = discount_ddl("cd", lang, abi)
+            if ddl is None:
+                raise SystemExit(f"calculate_discount is not built for {lang} {abi} (nox -s build)")
+            db.execute(ddl)
             for _ in range(runs):
                 db.execute(SCENARIOS[name].sql)
         return
@@ -299,7 +286,7 @@ def main() -> int:
         print(f"{SCENARIOS[name].name}:")
         for label, per_call in profile(name, args.out):
             shown = "n/a" if per_call is None else f"{per_call:,.0f}"
-            print(f"  {label:<48} {shown:>8} instructions/call")
+            print(f"  {label:<54} {shown:>8} instructions/call")
         print()
     return 0
 

@@ -266,7 +266,7 @@ fn host<'a, H: Host>(caller: &'a mut Ctx<'_, H>) -> Step<&'a mut H, H::Error> {
 }
 
 /// [`host`] of a state borrowed beside guest memory
-/// ([`statement_text`]).
+/// ([`with_statement`]).
 fn host_in<H: Host>(state: &mut BasicState<H>) -> Step<&mut H, H::Error> {
     let BasicState { host, wasi, .. } = state;
     let Some(host) = host.as_mut() else {
@@ -306,19 +306,12 @@ fn read<H: Host>(
     len: i32,
     what: &str,
 ) -> Step<Vec<u8>, H::Error> {
-    let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
+    // Nothing to read needs no memory.
     if len == 0 {
         return Ok(Vec::new());
     }
     let mem = memory(guest(caller)?)?;
-    let data = mem.data(&*caller);
-    match data.get(ptr..ptr + len) {
-        Some(bytes) => Ok(bytes.to_vec()),
-        None => abi(format!(
-            "{what}: buffer at {ptr:#x} of {len} bytes is outside linear memory ({} bytes)",
-            data.len()
-        )),
-    }
+    slice(mem.data(&*caller), ptr, len, what).map(<[u8]>::to_vec)
 }
 
 fn text<H: Host>(

@@ -312,10 +312,7 @@ impl RowsWriter {
     }
 
     /// [`new`](Self::new), written into `out` (emptied).
-    pub fn with_buffer<'a>(
-        mut out: Vec<u8>,
-        columns: impl ExactSizeIterator<Item = &'a [u8]>,
-    ) -> Self {
+    fn with_buffer<'a>(mut out: Vec<u8>, columns: impl ExactSizeIterator<Item = &'a [u8]>) -> Self {
         out.clear();
         let n = columns.len();
         out.extend_from_slice(&len32(n).to_le_bytes());
@@ -416,9 +413,7 @@ impl RowSink for RowsWriter {
     fn columns(&mut self, names: &mut dyn ExactSizeIterator<Item = &[u8]>) {
         // The buffer is reused: a statement's rows cost no allocation of
         // their own when it is large enough.
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        *self = Self::with_buffer(out, names);
+        *self = Self::with_buffer(std::mem::take(&mut self.out), names);
     }
     fn null(&mut self) {
         Self::null(self);

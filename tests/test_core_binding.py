@@ -286,13 +286,13 @@ def test_a_trap_shows_its_backtrace_in_the_log_the_cli_and_on_both_engines(
 
 
 def test_the_wire_sends_the_backtrace_as_detail() -> None:
-    from heliosdb_wasm.pgwire import _error_fields
+    from heliosdb_wasm.pgwire.errors import error_fields
 
     trap = h.ProcedureTrap(
         "wasm `unreachable` instruction executed",
         backtrace=("proc!inner @ 0x2a", "proc!outer @ 0x31"),
     ).located("boom", 1)
-    state, message, detail, _ = _error_fields(trap)
+    state, message, detail, _ = error_fields(trap)
     assert state == "38000"  # external routine exception
     assert message == "wasm `unreachable` instruction executed"
     assert detail is not None and detail.endswith(

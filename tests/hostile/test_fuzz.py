@@ -32,6 +32,7 @@ from conftest import TEST_LIMITS, b64, tar_of, wasm_of
 from heliosdb_wasm import archive as ar
 from heliosdb_wasm import ddl, pgwire
 from heliosdb_wasm.database import Result
+from heliosdb_wasm.pgwire import codec, protocol
 
 
 def fuzz(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -601,23 +602,23 @@ def test_an_install_script_is_installed_or_refused(
 
 # --- PostgreSQL wire decoders ---------------------------------------------------------
 
-WIRE_ERRORS = (pgwire.WireError, pgwire._ProtocolViolation, h.ProcedureError)
+WIRE_ERRORS = (pgwire.WireError, protocol.ProtocolViolation, h.ProcedureError)
 OIDS = [
-    pgwire.OID_BOOL,
-    pgwire.OID_BYTEA,
-    pgwire.OID_INT2,
-    pgwire.OID_INT4,
-    pgwire.OID_INT8,
-    pgwire.OID_OID,
-    pgwire.OID_TEXT,
-    pgwire.OID_VARCHAR,
-    pgwire.OID_FLOAT4,
-    pgwire.OID_FLOAT8,
-    pgwire.OID_NUMERIC,
-    pgwire.OID_UUID,
-    pgwire.OID_JSON,
-    pgwire.OID_JSONB,
-    pgwire.OID_UNKNOWN,
+    codec.OID_BOOL,
+    codec.OID_BYTEA,
+    codec.OID_INT2,
+    codec.OID_INT4,
+    codec.OID_INT8,
+    codec.OID_OID,
+    codec.OID_TEXT,
+    codec.OID_VARCHAR,
+    codec.OID_FLOAT4,
+    codec.OID_FLOAT8,
+    codec.OID_NUMERIC,
+    codec.OID_UUID,
+    codec.OID_JSON,
+    codec.OID_JSONB,
+    codec.OID_UNKNOWN,
 ]
 param_bytes = st.one_of(
     st.binary(max_size=40),
@@ -657,7 +658,7 @@ def test_wire_parameters_decode_or_fail_with_a_sqlstate(
     data: bytes, oid: int, binary: bool, index: int
 ) -> None:
     with contextlib.suppress(WIRE_ERRORS):
-        pgwire._decode_param(data, oid, binary, index)
+        codec.decode_param(data, oid, binary, index)
 
 
 wire_sql = st.lists(
@@ -729,7 +730,7 @@ body_ops = st.lists(
 def test_wire_message_bodies_read_or_fail_as_protocol_violations(
     data: bytes, ops: list[tuple[str, int]]
 ) -> None:
-    body = pgwire._Body(data)
+    body = protocol.Body(data)
     for op, n in ops:
         reader: Any = getattr(body, op)
         with contextlib.suppress(WIRE_ERRORS):

@@ -24,16 +24,9 @@ import psycopg.errors
 import pytest
 
 from heliosdb_wasm import Result
-from heliosdb_wasm.pgwire import (
-    Server,
-    WireLimits,
-    _decode_bytea_text,
-    _keywords,
-    _main_verb_of_with,
-    _sqlite_transaction,
-    command_tag,
-    translate_placeholders,
-)
+from heliosdb_wasm.pgwire import Server, WireLimits, command_tag, translate_placeholders
+from heliosdb_wasm.pgwire.codec import _decode_bytea_text
+from heliosdb_wasm.pgwire.dialect import _main_verb_of_with, keywords, sqlite_transaction
 
 INFINITE = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
 INFINITE_ROWS = (
@@ -549,15 +542,15 @@ def test_the_endpoints_own_parsing_is_linear(sql: str, traced: bool) -> None:
         return n if traced else None
 
     bounded(lambda: translate_placeholders(sql), 2.0, peak(2 * len(sql) + MIB))
-    bounded(lambda: _keywords(sql, 6), 0.5, peak(MIB))
+    bounded(lambda: keywords(sql, 6), 0.5, peak(MIB))
     bounded(lambda: command_tag(sql, Result()), 2.0, peak(MIB))
     bounded(lambda: _main_verb_of_with(sql), 2.0, peak(MIB))
-    bounded(lambda: _sqlite_transaction(sql), 2.0, peak(MIB))
-    # Comment runs are where _keywords kept backtracking state (78 MB per MB).
+    bounded(lambda: sqlite_transaction(sql), 2.0, peak(MIB))
+    # Comment runs are where keywords kept backtracking state (78 MB per MB).
     if not traced and sql.endswith(("BEGIN", "WORK")):
         tracemalloc.start()
         try:
-            assert _keywords(sql, 6)
+            assert keywords(sql, 6)
             assert tracemalloc.get_traced_memory()[1] < MIB
         finally:
             tracemalloc.stop()

@@ -1,0 +1,49 @@
+"""A PostgreSQL wire-protocol (3.0) endpoint in front of the embedded database.
+
+Design: one listening socket and one thread per client connection (standard
+library only). Each connection opens its OWN ``Database`` on the file, in the
+thread that serves it, because apsw connections here are used by one thread
+only; SQLite's locking (WAL mode, which the server turns on) arbitrates between
+them. Every statement a client runs, through the simple or the extended
+protocol, goes one at a time through the server's ``executor`` hook with its
+final SQL text (``$n`` placeholders already turned into SQLite's ``?n``) and
+its bound values; ``execute_statement`` is the default executor. The extended
+protocol runs a portal when it is first described or executed and buffers its
+rows: SQLite columns are dynamically typed, so the type a RowDescription
+announces (the declared type where every value fits it, else one chosen from
+the values) is only known once the rows are.
+
+The modules follow the layers: ``protocol`` (framing), ``codec`` (values and
+their types), ``dialect`` (SQL text as PostgreSQL clients write it),
+``errors`` (SQLSTATEs), ``session`` (limits, variables, the default
+executor), ``connection`` (one client), ``watchdog`` (statement timeouts) and
+``server`` (accepting and refusing clients).
+
+Deliberate differences from PostgreSQL: no authentication, no TLS; statements
+of an extended-protocol pipeline without an explicit BEGIN commit one by one
+(SQLite autocommit) instead of as one implicit transaction; SET is not
+transactional and SET LOCAL is refused; COPY and the function-call message are
+not supported.
+
+Hostile clients: ``WireLimits`` bounds what one connection may cost (threads,
+time idle or in one statement, message, value and buffered-result sizes), each
+limit reported with PostgreSQL's SQLSTATE; docs/security.md explains them.
+"""
+
+from .dialect import command_tag, translate_placeholders
+from .errors import WireError, sqlstate_for
+from .server import Server
+from .session import SERVER_VERSION, Executor, WireLimits, WireSession, execute_statement
+
+__all__ = [
+    "SERVER_VERSION",
+    "Executor",
+    "Server",
+    "WireError",
+    "WireLimits",
+    "WireSession",
+    "command_tag",
+    "execute_statement",
+    "sqlstate_for",
+    "translate_placeholders",
+]

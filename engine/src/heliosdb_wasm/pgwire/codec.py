@@ -1,0 +1,290 @@
+"""Values on the wire: type OIDs, a result column's type, and the text and
+binary formats of results and bound parameters."""
+
+from __future__ import annotations
+
+import decimal
+import math
+import re
+import struct
+import uuid
+from collections.abc import Iterable, Sequence
+
+from ..values import SqlValue
+from .errors import WireError
+
+# Type OIDs (pg_type.oid).
+OID_BOOL = 16
+OID_BYTEA = 17
+OID_NAME = 19
+OID_INT8 = 20
+OID_INT2 = 21
+OID_INT4 = 23
+OID_TEXT = 25
+OID_OID = 26
+OID_JSON = 114
+OID_FLOAT4 = 700
+OID_FLOAT8 = 701
+OID_UNKNOWN = 705
+OID_BPCHAR = 1042
+OID_VARCHAR = 1043
+OID_NUMERIC = 1700
+OID_UUID = 2950
+OID_JSONB = 3802
+
+TYPLEN = {OID_BOOL: 1, OID_INT8: 8, OID_FLOAT8: 8}
+_INT_OIDS = {OID_INT2, OID_INT4, OID_INT8, OID_OID}
+_FLOAT_OIDS = {OID_FLOAT4, OID_FLOAT8}
+_STRING_OIDS = {0, OID_TEXT, OID_NAME, OID_UNKNOWN, OID_BPCHAR, OID_VARCHAR, OID_JSON}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+# --- values ---------------------------------------------------------------------------
+
+
+def column_oid(values: Sequence[SqlValue]) -> int:
+    """The type of a result column, from its values (all-NULL is text)."""
+    kinds: set[type] = set()
+    for v in values:
+        if v is not None:
+            kinds.add(type(v))
+    if not kinds:
+        return OID_TEXT
+    if kinds == {bool}:
+        return OID_BOOL
+    if kinds <= {int, bool}:
+        fits = all(
+            _INT64_MIN <= v <= _INT64_MAX for v in values if isinstance(v, int)
+        )  # Python ints from an executor may be wider than SQLite's
+        return OID_INT8 if fits else OID_TEXT
+    if kinds <= {int, bool, float}:
+        return OID_FLOAT8
+    if kinds == {bytes}:
+        return OID_BYTEA
+    return OID_TEXT
+
+
+def declared_oid(decltype: str | None) -> int | None:
+    """The type a column's declaration asks for (SQLite's affinity rules)."""
+    d = (decltype or "").upper()
+    if not d:
+        return None
+    if "BOOL" in d:
+        return OID_BOOL
+    if "INT" in d:
+        return OID_INT8
+    if "CHAR" in d or "CLOB" in d or "TEXT" in d:
+        return OID_TEXT
+    if "BLOB" in d or "BYTEA" in d:
+        return OID_BYTEA
+    if "REAL" in d or "FLOA" in d or "DOUB" in d:
+        return OID_FLOAT8
+    return None
+
+
+def fits(oid: int, values: Iterable[SqlValue]) -> bool:
+    """Whether every value of a column can be sent as ``oid``."""
+    for v in values:
+        if v is None:
+            continue
+        if oid == OID_BOOL:
+            if not (isinstance(v, bool) or (type(v) is int and v in (0, 1))):
+                return False
+        elif oid == OID_INT8:
+            if not isinstance(v, int) or not _INT64_MIN <= v <= _INT64_MAX:
+                return False
+        elif oid == OID_FLOAT8:
+            if not isinstance(v, int | float):
+                return False
+        elif oid == OID_TEXT:
+            if not isinstance(v, str):
+                return False
+        elif oid == OID_BYTEA and not isinstance(v, bytes):
+            return False
+    return True
+
+
+def _float_text(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"
+    text = repr(v)
+    # PostgreSQL prints integral floats without ".0".
+    return text[:-2] if text.endswith(".0") else text
+
+
+def encode_text(value: SqlValue, oid: int) -> bytes:
+    if isinstance(value, bool):
+        if oid in (OID_BOOL, OID_TEXT):
+            return b"t" if value else b"f"
+        return b"1" if value else b"0"
+    if oid == OID_BOOL and isinstance(value, int):
+        return b"t" if value else b"f"
+    if isinstance(value, float):
+        return _float_text(value).encode()
+    if isinstance(value, bytes):
+        return b"\\x" + value.hex().encode()
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return str(value).encode()
+
+
+def encode_binary(value: SqlValue, oid: int) -> bytes:
+    # The column's type was chosen to fit every value (column_oid, fits).
+    if oid == OID_INT8 and isinstance(value, int):
+        return struct.pack("!q", value)
+    if oid == OID_FLOAT8 and isinstance(value, int | float):
+        return struct.pack("!d", value)
+    if oid == OID_BOOL:
+        return b"\x01" if value else b"\x00"
+    if oid == OID_BYTEA and isinstance(value, bytes):
+        return value
+    return encode_text(value, oid)
+
+
+def _decode_numeric_text(text: str) -> SqlValue:
+    try:
+        d = decimal.Decimal(text.strip())
+    except decimal.InvalidOperation:
+        raise WireError("22P02", f"invalid input syntax for type numeric: {text!r}") from None
+    return _from_decimal(d)
+
+
+def _from_decimal(d: decimal.Decimal) -> SqlValue:
+    # adjusted(): the exponent of the leading digit; past 18 the value is
+    # beyond 64 bits, and int() of 1e1000000 would take seconds.
+    if d.is_finite() and d.adjusted() < 19 and d == d.to_integral_value():
+        n = int(d)
+        if _INT64_MIN <= n <= _INT64_MAX:
+            return n
+    # Like an over-long integer literal in SQLite: stored as REAL.
+    return float(d)
+
+
+def _decode_numeric_binary(data: bytes) -> SqlValue:
+    if len(data) < 8:
+        raise WireError("22P03", "invalid binary numeric")
+    ndigits, weight, sign, _dscale = struct.unpack_from("!hhHh", data)
+    if ndigits < 0 or len(data) != 8 + 2 * ndigits:
+        raise WireError("22P03", "invalid binary numeric")
+    if sign == 0xC000:
+        return None  # NaN: SQLite has no NaN, it binds NULL
+    if sign in (0xD000, 0xF000):
+        return math.inf if sign == 0xD000 else -math.inf
+    digits = struct.unpack_from(f"!{ndigits}h", data, 8)
+    value = decimal.Decimal(0)
+    with decimal.localcontext() as ctx:
+        ctx.prec = 4 * max(ndigits, 1) + 40
+        base = decimal.Decimal(10000)
+        for i, digit in enumerate(digits):
+            value += digit * base ** (weight - i)
+        if sign == 0x4000:
+            value = -value
+    return _from_decimal(value)
+
+
+_TRUE = {"t", "true", "y", "yes", "on", "1"}
+_FALSE = {"f", "false", "n", "no", "off", "0"}
+
+
+_BYTEA_ESCAPE = re.compile(r"\\(?:(\\)|([0-3][0-7][0-7]))?")
+
+
+def _decode_bytea_text(text: str) -> bytes:
+    if text.startswith("\\x"):
+        try:
+            return bytes.fromhex(text[2:])
+        except ValueError:
+            raise WireError("22P02", "invalid hexadecimal data in bytea") from None
+    # The escape format: \\ and \ooo (octal); everything else as it is.
+    out = bytearray()
+    last = 0
+    for m in _BYTEA_ESCAPE.finditer(text):
+        out += text[last : m.start()].encode("utf-8")
+        if m.group(1) is not None:
+            out.append(0x5C)
+        elif m.group(2) is not None:
+            out.append(int(m.group(2), 8))
+        else:
+            raise WireError("22P02", "invalid input syntax for type bytea")
+        last = m.end()
+    out += text[last:].encode("utf-8")
+    return bytes(out)
+
+
+def decode_param(data: bytes, oid: int, binary: bool, index: int) -> SqlValue:
+    """A bound parameter value (text or binary format) as SQLite takes it."""
+    if binary:
+        return _decode_binary(data, oid, index)
+    if oid == OID_BYTEA:
+        return _decode_bytea_text(_utf8(data, index))
+    text = _utf8(data, index)
+    try:
+        if oid in _INT_OIDS:
+            return int(text.strip())
+        if oid in _FLOAT_OIDS:
+            return float(text)
+    except ValueError:
+        raise WireError(
+            "22P02", f"invalid input syntax for parameter ${index + 1} (type oid {oid}): {text!r}"
+        ) from None
+    if oid == OID_NUMERIC:
+        return _decode_numeric_text(text)
+    if oid == OID_BOOL:
+        word = text.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise WireError("22P02", f"invalid input syntax for type boolean: {text!r}")
+    # Text, unknown and every other type (dates, uuids, json, ...) as text.
+    return text
+
+
+_BINARY_STRUCTS = {
+    OID_INT2: struct.Struct("!h"),
+    OID_INT4: struct.Struct("!i"),
+    OID_INT8: struct.Struct("!q"),
+    OID_OID: struct.Struct("!I"),
+    OID_FLOAT4: struct.Struct("!f"),
+    OID_FLOAT8: struct.Struct("!d"),
+}
+
+
+def _decode_binary(data: bytes, oid: int, index: int) -> SqlValue:
+    fixed = _BINARY_STRUCTS.get(oid)
+    if fixed is not None:
+        if len(data) != fixed.size:
+            raise WireError("22P03", f"incorrect binary data format in bind parameter {index + 1}")
+        value: int | float = fixed.unpack(data)[0]
+        return value
+    if oid == OID_BOOL:
+        if len(data) != 1:
+            raise WireError("22P03", f"incorrect binary data format in bind parameter {index + 1}")
+        return data != b"\x00"
+    if oid == OID_BYTEA:
+        return data
+    if oid in _STRING_OIDS:
+        return _utf8(data, index)
+    if oid == OID_JSONB:
+        if not data or data[0] != 1:
+            raise WireError("22P03", f"unsupported jsonb version in bind parameter {index + 1}")
+        return _utf8(data[1:], index)
+    if oid == OID_NUMERIC:
+        return _decode_numeric_binary(data)
+    if oid == OID_UUID and len(data) == 16:
+        return str(uuid.UUID(bytes=data))
+    raise WireError(
+        "0A000",
+        f"binary format for parameter ${index + 1} of type oid {oid} is not supported",
+        hint="Send this parameter in text format.",
+    )
+
+
+def _utf8(data: bytes, index: int) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError(
+            "22021", f"invalid byte sequence for encoding UTF8 in parameter ${index + 1}"
+        ) from None

@@ -1,0 +1,892 @@
+"""One client connection: startup, the simple and extended query
+protocols, and what one session may cost (WireLimits)."""
+
+from __future__ import annotations
+
+import binascii
+import contextlib
+import logging
+import secrets
+import socket
+import struct
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import apsw
+import apsw.ext
+
+from .. import ddl
+from ..database import Database, Result
+from ..errors import DdlError
+from ..policy import Limits
+from ..values import SqlValue
+from .codec import (
+    OID_TEXT,
+    TYPLEN,
+    column_oid,
+    declared_oid,
+    decode_param,
+    encode_binary,
+    encode_text,
+    fits,
+)
+from .dialect import (
+    command_tag,
+    is_deallocate,
+    keywords,
+    names,
+    outside_implicit,
+    translate_placeholders,
+)
+from .errors import WireError, error_fields, sqlstate_for
+from .protocol import (
+    CANCEL_REQUEST,
+    EXTENDED_KINDS,
+    FAREWELL_SECONDS,
+    FRONTEND_KINDS,
+    GSSENC_REQUEST,
+    MAX_STARTUP_BYTES,
+    PROTOCOL_3,
+    SSL_REQUEST,
+    Body,
+    Disconnected,
+    Input,
+    ProtocolViolation,
+    ReadTimeout,
+    Terminate,
+    cstr,
+    message,
+    notice_fields,
+)
+from .session import (
+    DURATIONS,
+    REPORTED,
+    Executor,
+    WireLimits,
+    WireSession,
+    effective_seconds,
+    initial_variables,
+    parse_duration,
+    seconds_text,
+)
+from .watchdog import Watchdog
+
+_log = logging.getLogger("heliosdb_wasm.pgwire")
+
+
+class ServerSide(Protocol):
+    """What a connection needs of the server that accepted it."""
+
+    db_path: str
+    executor: Executor
+    limits: Limits | None
+    allow_ddl: bool
+    wire_limits: WireLimits
+    _watchdog: Watchdog
+
+    def _forget(self, conn: Connection) -> None: ...
+
+    def _cancel(self, pid: int, secret: int) -> None: ...
+
+
+@dataclass
+class Statement:
+    sql: str  # with ?n placeholders
+    param_oids: list[int]
+    empty: bool
+    size: int = 0  # what it counts against max_buffer_bytes
+
+
+@dataclass
+class Portal:
+    statement: Statement
+    params: list[SqlValue]
+    result_formats: list[int]
+    result: Result | None = None
+    oids: list[int] = field(default_factory=list)
+    tag: str = ""
+    position: int = 0
+    size: int = 0  # what it counts against max_buffer_bytes, rows included
+
+
+# What a prepared statement or a portal is estimated to cost besides its text,
+# parameters and rows (the objects that hold them), and a buffered row besides
+# its values (the row's slot in the result list and its GC header).
+_ENTRY_BYTES = 512
+_ROW_BYTES = 24
+# Output is buffered up to this much between writes to the socket.
+_OUT_BYTES = 256 * 1024
+
+
+class Connection:
+    """One client connection, served by its own thread."""
+
+    def __init__(self, server: ServerSide, sock: socket.socket, process_id: int) -> None:
+        self.server = server
+        self.limits = server.wire_limits
+        self.sock = sock
+        self.process_id = process_id
+        self.secret = secrets.randbits(31)
+        self.input = Input(sock)
+        self.out = bytearray()
+        self.session: WireSession | None = None
+        self.db: Database | None = None
+        self.statements: dict[str, Statement] = {}
+        self.portals: dict[str, Portal] = {}
+        self.failed = False  # an error inside a transaction block: 'E' until it ends
+        self.ignore_till_sync = False
+        self.reported: dict[str, str] = {}
+        # Set while the startup packet may still come; then the idle limits apply.
+        self.startup_deadline: float | None = None
+        self.farewell = False  # sending a FATAL error: a short send timeout
+        # The time limits as this session has them, until a statement may
+        # have changed its transaction or variables (see _idle_limit).
+        self.idle: tuple[float, str, str] | None = None
+        self.statement_seconds: float | None = None
+        # max_buffer_bytes: what statements and portals hold between messages,
+        # and what the running statement's rows add (counted by _count_row).
+        self.held = 0
+        self.row_bytes = 0
+        self.row_budget = sys.maxsize  # bounded only while a statement runs
+
+    # -- I/O ---------------------------------------------------------------------------
+
+    def _send(self, kind: bytes, payload: bytes = b"") -> None:
+        self.out += message(kind, payload)
+        if len(self.out) >= _OUT_BYTES:
+            self._flush()
+
+    def _send_parts(self, kind: bytes, parts: list[bytes]) -> None:
+        """One message made of ``parts``; a big one is not copied again."""
+        size = sum(map(len, parts))
+        header = kind + struct.pack("!i", size + 4)
+        if size < _OUT_BYTES:
+            self.out += header
+            for part in parts:
+                self.out += part
+            if len(self.out) >= _OUT_BYTES:
+                self._flush()
+            return
+        self._flush()
+        for part in (header, *parts):
+            self._write(part)
+
+    def _flush(self) -> None:
+        if self.out:
+            try:
+                self._write(self.out)
+            finally:
+                self.out.clear()
+
+    def _write(self, data: bytes | bytearray) -> None:
+        try:
+            # A client that does not read what it asked for is as idle as
+            # one that does not write.
+            timeout = self._send_timeout()
+            if timeout != self.input.timeout:
+                self.input.set_timeout(timeout)
+            self.sock.sendall(data)
+        except (OSError, ValueError) as exc:
+            raise Disconnected(str(exc)) from None
+
+    def _send_timeout(self) -> float | None:
+        if self.farewell:
+            return FAREWELL_SECONDS
+        if self.startup_deadline is not None:
+            return max(self.startup_deadline - time.monotonic(), 0.001)
+        seconds = self._idle_limit()[0]
+        return seconds or None
+
+    def _send_error(self, exc: BaseException, severity: str = "ERROR") -> None:
+        state, message, detail, hint = error_fields(exc)
+        self._send(b"E", notice_fields(severity, state, message, detail, hint))
+
+    def _send_fatal(self, exc: BaseException) -> None:
+        """Tell a client why it is being disconnected, if it still listens."""
+        self.farewell = True
+        with contextlib.suppress(Disconnected):
+            self._send_error(exc, "FATAL")
+            self._flush()
+
+    def _send_notice(self, state: str, message: str) -> None:
+        self._send(b"N", notice_fields("WARNING", state, message, None, None))
+
+    def _in_transaction(self) -> bool:
+        assert self.db is not None
+        return self.failed or not self.db.conn.getautocommit()
+
+    def _status(self) -> bytes:
+        if self.failed:
+            return b"E"
+        assert self.db is not None
+        return b"I" if self.db.conn.getautocommit() else b"T"
+
+    def _ready(self) -> None:
+        self._send(b"Z", self._status())
+        self._flush()
+
+    # -- limits ------------------------------------------------------------------------
+
+    def _limit(self, name: str) -> float:
+        """A time limit of WireLimits as this session has it (0: none)."""
+        server: float = getattr(self.limits, name)
+        if self.session is None:
+            return server
+        return effective_seconds(server, self.session.variables.get(name))
+
+    def _idle_limit(self) -> tuple[float, str, str]:
+        """How long the client may keep the server waiting now, and the error
+        that ends the connection then (kept until a statement may have
+        changed the transaction or the session's variables)."""
+        if self.idle is None:
+            if self._in_transaction():
+                self.idle = (
+                    self._limit("idle_in_transaction_session_timeout"),
+                    "25P03",
+                    "terminating connection due to idle-in-transaction timeout",
+                )
+            else:
+                self.idle = (
+                    self._limit("idle_session_timeout"),
+                    "57P05",
+                    "terminating connection due to idle-session timeout",
+                )
+        return self.idle
+
+    def _count_row(self, _cursor: apsw.Cursor, row: tuple[SqlValue, ...]) -> tuple[SqlValue, ...]:
+        """The connection's row tracer: every row SQLite hands to Python on
+        this connection counts against max_buffer_bytes."""
+        self.row_bytes += _ROW_BYTES + sys.getsizeof(row) + sum(map(sys.getsizeof, row))
+        if self.row_bytes > self.row_budget:
+            raise self._buffer_full()
+        return row
+
+    def _buffer_full(self) -> WireError:
+        return WireError(
+            "54000",
+            f"this connection would buffer more than max_buffer_bytes "
+            f"({self.limits.max_buffer_bytes} bytes) of results, prepared statements and portals",
+            hint="Ask for fewer rows at a time (LIMIT/OFFSET or a keyset), close unused "
+            "prepared statements and portals, or raise the server's --max-buffer-bytes.",
+        )
+
+    def _hold(self, size: int, freed: int = 0) -> None:
+        """Account ``size`` more bytes kept between messages (``freed`` fewer)."""
+        if size > freed and self.held - freed + size > self.limits.max_buffer_bytes:
+            raise self._buffer_full()
+        self.held += size - freed
+
+    def _keep_statement(self, name: str, statement: Statement) -> None:
+        old = self.statements.get(name)
+        self._hold(statement.size, old.size if old is not None else 0)
+        self.statements[name] = statement
+
+    def _drop_statement(self, name: str) -> Statement | None:
+        statement = self.statements.pop(name, None)
+        if statement is not None:
+            self.held -= statement.size
+        return statement
+
+    def _keep_portal(self, name: str, portal: Portal) -> None:
+        old = self.portals.get(name)
+        self._hold(portal.size, old.size if old is not None else 0)
+        self.portals[name] = portal
+
+    def _drop_portal(self, name: str) -> None:
+        portal = self.portals.pop(name, None)
+        if portal is not None:
+            self.held -= portal.size
+
+    def _drop_portals(self) -> None:
+        for portal in self.portals.values():
+            self.held -= portal.size
+        self.portals.clear()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """The thread's body: startup, then messages until Terminate or EOF."""
+        try:
+            if self._startup():
+                self._loop()
+        except Disconnected:
+            pass
+        except Terminate as exc:
+            self._send_fatal(exc.error)
+        except ProtocolViolation as exc:
+            self._send_fatal(WireError("08P01", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a connection's bug must not kill the server
+            _log.exception("pgwire connection %d failed", self.process_id)
+            self._send_fatal(exc)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self.server._forget(self)
+        if self.db is not None:
+            db, self.db = self.db, None
+            try:
+                db.close()
+            except Exception:  # noqa: BLE001 - closing must finish whatever happened
+                _log.exception("closing the database of connection %d", self.process_id)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def interrupt(self) -> None:
+        """Cancel the running statement (called from another thread)."""
+        db = self.db
+        if db is not None:
+            with contextlib.suppress(Exception):
+                db.conn.interrupt()
+
+    def shutdown(self) -> None:
+        """Make the serving thread's blocking reads and writes end (other thread)."""
+        self.interrupt()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def _startup(self) -> bool:
+        # The whole startup must come within authentication_timeout, however
+        # slowly its bytes trickle in.
+        self.startup_deadline = time.monotonic() + self.limits.authentication_timeout
+        try:
+            return self._startup_packet()
+        except ReadTimeout:
+            raise Terminate("57014", "canceling authentication due to timeout") from None
+
+    def _startup_packet(self) -> bool:
+        deadline = self.startup_deadline
+        while True:
+            length = struct.unpack("!i", self.input.read(4, deadline))[0]
+            if not 8 <= length <= MAX_STARTUP_BYTES:
+                raise ProtocolViolation(f"invalid length of startup packet: {length}")
+            body = Body(self.input.read(length - 4, deadline))
+            code = body.int32()
+            if code in (SSL_REQUEST, GSSENC_REQUEST):
+                self.out += b"N"
+                self._flush()
+                continue
+            if code == CANCEL_REQUEST:
+                pid, secret = body.int32(), body.int32()
+                self.server._cancel(pid, secret)
+                return False
+            break
+        major, minor = code >> 16, code & 0xFFFF
+        if major != PROTOCOL_3:
+            raise ProtocolViolation(f"unsupported frontend protocol {major}.{minor}")
+        params: dict[str, str] = {}
+        while True:
+            key = body.cstring()
+            if not key:
+                break
+            params[key] = body.cstring()
+        body.end()
+        unknown = [k for k in params if k.startswith("_pq_.")]
+        if minor > 0 or unknown:
+            payload = struct.pack("!ii", PROTOCOL_3 << 16, len(unknown))
+            self._send(b"v", payload + b"".join(cstr(k) for k in unknown))
+        defaults = {name: seconds_text(getattr(self.limits, name)) for name in DURATIONS}
+        variables = initial_variables(params, defaults)
+        try:
+            for name in DURATIONS:
+                parse_duration(name, variables[name])
+            self.db = Database.open(self.server.db_path, limits=self.server.limits)
+            self.db.serve_clients(allow_ddl=self.server.allow_ddl)
+            conn = self.db.conn
+            conn.limit(apsw.SQLITE_LIMIT_LENGTH, self.limits.max_value_bytes)
+            conn.row_trace = self._count_row
+        except Exception as exc:  # noqa: BLE001 - reported to the client, which goes away
+            self._send_fatal(exc)
+            return False
+        self.session = WireSession(
+            params=params,
+            variables=variables,
+            db=self.db,
+            process_id=self.process_id,
+            protected=set(),
+            defaults=defaults,
+        )
+        self.startup_deadline = None
+        self._send(b"R", struct.pack("!i", 0))  # AuthenticationOk
+        self._report_parameters()
+        self._send(b"K", struct.pack("!ii", self.process_id, self.secret))
+        self._ready()
+        return True
+
+    def _report_parameters(self) -> None:
+        assert self.session is not None
+        for key, name in REPORTED.items():
+            value = self.session.variables.get(key, "")
+            if self.reported.get(key) != value:
+                self.reported[key] = value
+                self._send(b"S", cstr(name) + cstr(value))
+
+    def _loop(self) -> None:
+        handlers = {
+            b"Q": self._query,
+            b"P": self._parse,
+            b"B": self._bind,
+            b"D": self._describe,
+            b"E": self._execute,
+            b"C": self._close_message,
+            b"H": self._flush_message,
+        }
+        while True:
+            kind, body = self._next_message()
+            if body is None:
+                continue  # too long: answered and thrown away
+            if kind == b"X":
+                return
+            if kind == b"S":
+                body.end()
+                self._sync()
+                continue
+            if kind in (b"d", b"c", b"f"):
+                continue  # COPY data outside COPY: ignored, as PostgreSQL does
+            handler = handlers.get(kind)
+            if handler is None:  # b"F"
+                self._send_error(WireError("0A000", "the function call message is not supported"))
+                self._ready()
+                continue
+            if self.ignore_till_sync and kind != b"Q":
+                continue
+            try:
+                handler(body)
+            except (Disconnected, ProtocolViolation, Terminate):
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an ErrorResponse
+                if sqlstate_for(exc) == "XX000":  # a bug somewhere, not a bad statement
+                    _log.exception("pgwire connection %d: internal error", self.process_id)
+                self._send_error(exc)
+                self._after_extended_error(kind)
+
+    def _next_message(self) -> tuple[bytes, Body | None]:
+        """The next message; its body is None if it was too long (the client
+        was told, and the bytes are gone). A client idle past its limit, or
+        sending one message slower than that, is disconnected."""
+        seconds, state, message = self._idle_limit()
+        try:
+            header = self.input.read(5, seconds=seconds)
+            kind = header[:1]
+            length = struct.unpack("!i", header[1:])[0]
+            if kind not in FRONTEND_KINDS:
+                raise ProtocolViolation(f"invalid frontend message type {kind!r}")
+            if length < 4:
+                raise ProtocolViolation(f"invalid message length {length}")
+            if length <= self.limits.max_message_bytes:
+                return kind, Body(self.input.read(length - 4, seconds=seconds))
+            if kind in (b"S", b"H", b"X"):  # these have (almost) no body
+                raise ProtocolViolation(f"invalid message length {length}")
+            # Thrown away in chunks, so the stream stays in step and the
+            # session goes on (PostgreSQL closes the connection instead).
+            self.input.discard(length - 4, seconds)
+        except ReadTimeout:
+            raise Terminate(state, message) from None
+        if kind in (b"d", b"c", b"f") or (self.ignore_till_sync and kind != b"Q"):
+            return kind, None
+        self._send_error(
+            WireError(
+                "54000",
+                f"message of {length} bytes exceeds max_message_bytes "
+                f"({self.limits.max_message_bytes})",
+                hint="Send the data in smaller statements or parameters, or raise the "
+                "server's --max-message-bytes.",
+            )
+        )
+        if kind in EXTENDED_KINDS:
+            self.ignore_till_sync = True
+        else:
+            self.ignore_till_sync = False
+            self._ready()
+        return kind, None
+
+    def _after_extended_error(self, kind: bytes) -> None:
+        if kind != b"Q":
+            self.ignore_till_sync = True
+
+    # -- running statements ------------------------------------------------------------
+
+    def _run(
+        self, sql: str, params: Sequence[SqlValue], implicit: bool = False
+    ) -> tuple[Result, str]:
+        """One statement through the executor, with PostgreSQL's transaction rules."""
+        session, db = self.session, self.db
+        assert session is not None and db is not None
+        words = keywords(sql, 2)
+        verb = words[0] if words else ""
+        was_failed = self.failed
+        if self.failed:
+            if verb not in ("ROLLBACK", "ABORT", "COMMIT", "END"):
+                raise WireError(
+                    "25P02",
+                    "current transaction is aborted, commands ignored until end of "
+                    "transaction block",
+                )
+            if verb in ("COMMIT", "END"):
+                sql, verb = "ROLLBACK", "ROLLBACK"  # a failed transaction cannot commit
+        was_in_transaction = not db.conn.getautocommit()
+        try:
+            result = self._limited(session, sql, params)
+        except Exception as exc:
+            state = sqlstate_for(exc)
+            if verb in ("COMMIT", "END", "ROLLBACK", "ABORT") and state == "25P01":
+                # PostgreSQL only warns about ending a transaction that is not
+                # there; a failed one SQLite already rolled back ends silently.
+                if not was_failed:
+                    self._send_notice("25P01", "there is no transaction in progress")
+                self.failed = False
+                return Result(), command_tag(sql, Result())
+            if verb in ("BEGIN", "START") and state == "25001":
+                self._send_notice("25001", "there is already a transaction in progress")
+                return Result(), "BEGIN"
+            if not implicit and (was_in_transaction or not db.conn.getautocommit()):
+                self.failed = True
+            raise
+        finally:
+            self.idle = self.statement_seconds = None
+            self._report_parameters()
+        self.failed = False
+        self.idle = None
+        return result, command_tag(sql, result)
+
+    def _limited(self, session: WireSession, sql: str, params: Sequence[SqlValue]) -> Result:
+        """The executor, within statement_timeout and max_buffer_bytes."""
+        self.row_bytes = 0
+        self.row_budget = self.limits.max_buffer_bytes - self.held
+        if self.statement_seconds is None:
+            self.statement_seconds = self._limit("statement_timeout")
+        seconds = self.statement_seconds
+        watchdog = self.server._watchdog
+        token = watchdog.arm(self, seconds) if seconds else None
+        try:
+            return self.server.executor(session, sql, params)
+        except Exception as exc:
+            if token is not None and watchdog.disarm(token):
+                raise WireError("57014", "canceling statement due to statement timeout") from exc
+            if self.row_bytes > self.row_budget:
+                # Whoever read the rows (a procedure's query) may have wrapped it.
+                raise self._buffer_full() from exc
+            raise
+        finally:
+            self.row_budget = sys.maxsize
+            if token is not None:
+                watchdog.disarm(token)
+
+    def _result_oids(self, sql: str, result: Result) -> list[int]:
+        """Column types: the declared type where the values fit it, else the values'."""
+        columns = len(result.columns)
+        declared: list[int | None] = [None] * columns
+        if columns:
+            assert self.db is not None
+            try:
+                description = apsw.ext.query_info(self.db.conn, sql).description
+                if description is not None and len(description) == columns:
+                    declared = [declared_oid(d[1]) for d in description]
+            except Exception:  # noqa: BLE001 - not plain SQLite (CALL, SHOW, rewritten): use values
+                pass
+        oids = []
+        for i in range(columns):
+            column = [row[i] for row in result.rows]
+            oid = declared[i]
+            oids.append(oid if oid is not None and fits(oid, column) else column_oid(column))
+        return oids
+
+    def _row_description(self, result: Result, oids: list[int], formats: list[int]) -> None:
+        parts = [struct.pack("!h", len(result.columns))]
+        for name, oid, fmt in zip(result.columns, oids, formats, strict=True):
+            parts.append(cstr(name))
+            parts.append(struct.pack("!ihIhih", 0, 0, oid, TYPLEN.get(oid, -1), -1, fmt))
+        self._send(b"T", b"".join(parts))
+
+    def _data_rows(
+        self, rows: Sequence[tuple[SqlValue, ...]], oids: list[int], formats: list[int]
+    ) -> None:
+        count = struct.pack("!h", len(oids))
+        null = struct.pack("!i", -1)
+        pack = struct.Struct("!i").pack
+        for row in rows:
+            parts = [count]
+            for value, oid, fmt in zip(row, oids, formats, strict=True):
+                if value is None:
+                    parts.append(null)
+                elif isinstance(value, bytes) and not fmt:
+                    # bytea's hex text without the copies of encode_text
+                    # (a blob may be max_value_bytes long).
+                    parts += (pack(2 * len(value) + 2), b"\\x", binascii.hexlify(value))
+                else:
+                    data = encode_binary(value, oid) if fmt else encode_text(value, oid)
+                    parts.append(pack(len(data)))
+                    parts.append(data)
+            self._send_parts(b"D", parts)
+
+    # -- simple query ----------------------------------------------------------------
+
+    def _query(self, body: Body) -> None:
+        sql = body.cstring()
+        body.end()
+        self.ignore_till_sync = False
+        # Protocol-level state of the extended protocol ends with a simple query.
+        self._drop_portal("")
+        try:
+            statements = ddl.split_statements(sql)
+        except DdlError as exc:
+            self._send_error(WireError("42601", exc.message))
+            self._ready()
+            return
+        if not statements:
+            self._send(b"I")
+            self._ready()
+            return
+        assert self.db is not None
+        implicit = (
+            len(statements) > 1
+            and not self.failed
+            and self.db.conn.getautocommit()
+            and not any(outside_implicit(s) for s in statements)
+        )
+        if implicit:
+            # PostgreSQL runs a multi-statement query as one transaction.
+            self.db.conn.execute("BEGIN")
+        ok = True
+        for statement in statements:
+            try:
+                if is_deallocate(statement):
+                    self._deallocate(statement)
+                    self._send(b"C", cstr("DEALLOCATE"))
+                    continue
+                result, tag = self._run(statement, (), implicit)
+                if result.columns:
+                    oids = self._result_oids(statement, result)
+                    formats = [0] * len(oids)
+                    self._row_description(result, oids, formats)
+                    self._data_rows(result.rows, oids, formats)
+                self._send(b"C", cstr(tag))
+            except (Disconnected, ProtocolViolation):
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported; the query stops here
+                self._send_error(exc)
+                ok = False
+                break
+        if implicit and not self.db.conn.getautocommit():
+            try:
+                self.db.conn.execute("COMMIT" if ok else "ROLLBACK")
+            except apsw.Error as exc:
+                self._send_error(exc)
+                with contextlib.suppress(apsw.Error):
+                    self.db.conn.execute("ROLLBACK")
+        if self.db.conn.getautocommit():
+            self._drop_portals()  # they end with their transaction, as at Sync
+        self.idle = None
+        self._ready()
+
+    # -- extended query -----------------------------------------------------------------
+
+    def _parse(self, body: Body) -> None:
+        name = body.cstring()
+        query = body.cstring()
+        count = body.int16()
+        oids = [body.int32() & 0xFFFFFFFF for _ in range(max(count, 0))]
+        body.end()
+        if name and name in self.statements:
+            raise WireError("42P05", f'prepared statement "{name}" already exists')
+        try:
+            statements = ddl.split_statements(query)
+            if len(statements) > 1:
+                raise WireError(
+                    "42601", "cannot insert multiple commands into a prepared statement"
+                )
+            sql, highest = translate_placeholders(statements[0] if statements else "")
+        except DdlError as exc:
+            raise WireError("42601", exc.message) from None
+        oids += [0] * (highest - len(oids))
+        size = _ENTRY_BYTES + sys.getsizeof(sql) + 8 * len(oids)
+        self._keep_statement(name, Statement(sql, oids, not statements, size))
+        self._send(b"1")
+
+    def _bind(self, body: Body) -> None:
+        portal_name = body.cstring()
+        statement_name = body.cstring()
+        formats = [body.int16() for _ in range(max(body.int16(), 0))]
+        count = body.int16()
+        raw: list[bytes | None] = []
+        for _ in range(max(count, 0)):
+            length = body.int32()
+            raw.append(None if length == -1 else body.take(length))
+        result_formats = [body.int16() for _ in range(max(body.int16(), 0))]
+        body.end()
+        statement = self._prepared(statement_name)
+        if portal_name and portal_name in self.portals:
+            raise WireError("42P03", f'cursor "{portal_name}" already exists')
+        nparams = len(statement.param_oids)
+        if len(raw) != nparams:
+            raise WireError(
+                "08P01",
+                f'bind message supplies {len(raw)} parameters, but prepared statement "'
+                f'{statement_name}" requires {nparams}',
+            )
+        if len(formats) not in (0, 1, nparams):
+            raise WireError("08P01", f"bind message has {len(formats)} parameter formats")
+        if any(f not in (0, 1) for f in formats + result_formats):
+            raise WireError("08P01", "unsupported format code")
+        params: list[SqlValue] = []
+        for i, data in enumerate(raw):
+            fmt = formats[0] if len(formats) == 1 else formats[i] if formats else 0
+            params.append(
+                None if data is None else decode_param(data, statement.param_oids[i], fmt == 1, i)
+            )
+        size = _ENTRY_BYTES + sum(map(sys.getsizeof, params))
+        self._keep_portal(portal_name, Portal(statement, params, result_formats, size=size))
+        self._send(b"2")
+
+    def _materialize(self, portal: Portal) -> Result:
+        if portal.result is None:
+            result, tag = self._run(portal.statement.sql, portal.params)
+            portal.oids = self._result_oids(portal.statement.sql, result) if result.columns else []
+            portal.tag = tag
+            portal.result = result
+            # Kept until the portal is closed: counted against max_buffer_bytes.
+            portal.size += self.row_bytes
+            self.held += self.row_bytes
+        return portal.result
+
+    def _formats(self, portal: Portal) -> list[int]:
+        n = len(portal.oids)
+        wanted = portal.result_formats
+        if not wanted:
+            return [0] * n
+        if len(wanted) == 1:
+            return wanted * n
+        if len(wanted) != n:
+            raise WireError(
+                "08P01", f"bind message has {len(wanted)} result formats but query has {n} columns"
+            )
+        return list(wanted)
+
+    def _describe(self, body: Body) -> None:
+        what = body.byte()
+        name = body.cstring()
+        body.end()
+        if what == b"S":
+            statement = self._prepared(name)
+            oids = [o or OID_TEXT for o in statement.param_oids]
+            self._send(b"t", struct.pack(f"!h{len(oids)}I", len(oids), *oids))
+            columns = self._statement_columns(statement)
+            if columns is None:
+                self._send(b"n")
+            else:
+                names = [c[0] for c in columns]
+                self._row_description(Result(names), [c[1] for c in columns], [0] * len(names))
+        elif what == b"P":
+            portal = self._portal(name)
+            if portal.statement.empty:
+                self._send(b"n")
+                return
+            result = self._materialize(portal)
+            if result.columns:
+                self._row_description(result, portal.oids, self._formats(portal))
+            else:
+                self._send(b"n")
+        else:
+            raise ProtocolViolation(f"invalid DESCRIBE message subtype {what!r}")
+
+    def _prepared(self, name: str) -> Statement:
+        statement = self.statements.get(name)
+        if statement is None:
+            raise WireError("26000", f'prepared statement "{name}" does not exist')
+        return statement
+
+    def _portal(self, name: str) -> Portal:
+        portal = self.portals.get(name)
+        if portal is None:
+            raise WireError("34000", f'portal "{name}" does not exist')
+        return portal
+
+    def _statement_columns(self, statement: Statement) -> list[tuple[str, int]] | None:
+        """A statement's columns without running it (None: it returns no rows).
+
+        Only SQLite's own statements and SHOW can be described in advance; a
+        CALL or procedure DDL answers NoData here although a CALL returns a
+        row at execution. Column types come from declarations (text where
+        there is none); an executed portal may report a more exact type.
+        """
+        words = keywords(statement.sql, 2)
+        verb = words[0] if words else ""
+        if statement.empty or verb in ("SET", "RESET"):
+            return None
+        if verb == "SHOW":
+            name = words[1].lower() if len(words) > 1 else "setting"
+            return [(REPORTED.get(name, name), OID_TEXT)]
+        assert self.db is not None
+        try:
+            description = apsw.ext.query_info(self.db.conn, statement.sql).description
+        except Exception:  # noqa: BLE001 - not plain SQLite: it cannot be described
+            return None
+        if not description:
+            return None
+        return [(d[0], declared_oid(d[1]) or OID_TEXT) for d in description]
+
+    def _execute(self, body: Body) -> None:
+        name = body.cstring()
+        max_rows = body.int32()
+        body.end()
+        portal = self._portal(name)
+        if portal.statement.empty:
+            self._send(b"I")
+            return
+        result = self._materialize(portal)
+        if not result.columns:
+            self._send(b"C", cstr(portal.tag))
+            return
+        start = portal.position
+        end = len(result.rows) if max_rows <= 0 else min(len(result.rows), start + max_rows)
+        self._data_rows(result.rows[start:end], portal.oids, self._formats(portal))
+        portal.position = end
+        if end < len(result.rows):
+            self._send(b"s")  # PortalSuspended: the client may Execute again for more
+            return
+        tag = portal.tag
+        if tag.startswith("SELECT ") and start:
+            tag = f"SELECT {end - start}"
+        self._send(b"C", cstr(tag))
+
+    def _close_message(self, body: Body) -> None:
+        what = body.byte()
+        name = body.cstring()
+        body.end()
+        if what == b"S":
+            self._drop_statement(name)
+        elif what == b"P":
+            self._drop_portal(name)
+        else:
+            raise ProtocolViolation(f"invalid CLOSE message subtype {what!r}")
+        self._send(b"3")
+
+    def _flush_message(self, body: Body) -> None:
+        body.end()
+        self._flush()
+
+    def _sync(self) -> None:
+        self.ignore_till_sync = False
+        self.idle = None
+        assert self.db is not None
+        if self.db.conn.getautocommit():
+            # Portals live until their transaction ends.
+            self._drop_portals()
+        self._ready()
+
+    def _deallocate(self, sql: str) -> None:
+        """DEALLOCATE [PREPARE] name | ALL: protocol state, not a database statement."""
+        words = names(sql, 4)
+        rest = words[1:]
+        if rest and rest[0].upper() == "PREPARE":
+            rest = rest[1:]
+        if len(rest) != 1:
+            raise WireError("42601", "DEALLOCATE takes one statement name, or ALL")
+        if rest[0].upper() == "ALL":
+            for name in [k for k in self.statements if k]:
+                self._drop_statement(name)
+        elif self._drop_statement(rest[0]) is None:
+            raise WireError("26000", f'prepared statement "{rest[0]}" does not exist')

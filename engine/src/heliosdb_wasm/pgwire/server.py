@@ -1,0 +1,287 @@
+"""The listening side: accepting clients (and refusing those over
+max_connections), cancel requests, statement timeouts, shutdown."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import logging
+import selectors
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..database import Database
+from ..errors import InvalidArgument
+from ..policy import Limits
+from .connection import Connection
+from .protocol import (
+    CANCEL_REQUEST,
+    FAREWELL_SECONDS,
+    GSSENC_REQUEST,
+    MAX_STARTUP_BYTES,
+    SSL_REQUEST,
+    message,
+    notice_fields,
+)
+from .session import Executor, WireLimits, execute_statement
+from .watchdog import Watchdog
+
+_log = logging.getLogger("heliosdb_wasm.pgwire")
+
+# --- the server -----------------------------------------------------------------------
+
+
+# A client refused for max_connections may take this long to send its startup
+# packet (to be told why in its own protocol), and this many may wait at once;
+# more are closed with a best-effort error and nothing read.
+_REFUSAL_SECONDS = 5.0
+_MAX_REFUSALS = 32
+_TOO_MANY = message(
+    b"E",
+    notice_fields("FATAL", "53300", "sorry, too many clients already", None, None),
+)
+
+
+@dataclass
+class _Refusal:
+    """A connection over max_connections, handled on the accepting thread:
+    at most MAX_STARTUP_BYTES read, SSL refused, then FATAL 53300 (a cancel
+    request is still honoured)."""
+
+    sock: socket.socket
+    deadline: float
+    data: bytes = b""
+    negotiations: int = 0
+
+    def readable(self, server: Server) -> bool:
+        """Take what arrived; whether the refusal is over."""
+        try:
+            chunk = self.sock.recv(MAX_STARTUP_BYTES + 16 - len(self.data))
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        if not chunk:
+            return True
+        self.data += chunk
+        while True:
+            if len(self.data) < 8:
+                return False
+            length, code = struct.unpack_from("!ii", self.data)
+            if not 8 <= length <= MAX_STARTUP_BYTES:
+                break  # garbage: refused all the same
+            if len(self.data) < length:
+                return False
+            packet, self.data = self.data[:length], self.data[length:]
+            if code in (SSL_REQUEST, GSSENC_REQUEST) and self.negotiations < 2:
+                self.negotiations += 1
+                self.send(b"N")
+                continue
+            if code == CANCEL_REQUEST and length == 16:
+                server._cancel(*struct.unpack_from("!ii", packet, 8))
+                return True
+            break
+        self.send(_TOO_MANY)
+        return True
+
+    def send(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.send(data)  # a few bytes into an empty socket buffer
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class Server:
+    """A PostgreSQL wire-protocol server for one database file.
+
+    Binds at construction (``port=0`` picks a free port; see ``address``).
+    ``start()`` serves in a background thread, ``serve_forever()`` in the
+    calling one; ``stop()`` (or leaving the ``with`` block) stops accepting,
+    closes every client connection and joins the threads. The server turns
+    the file's journal into WAL so readers and a writer on different
+    connections do not block each other. ``wire_limits`` bounds what each
+    client may cost (WireLimits); ``limits`` are the procedures' own.
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        *,
+        executor: Executor = execute_statement,
+        host: str = "127.0.0.1",
+        port: int = 5433,
+        limits: Limits | None = None,
+        allow_ddl: bool = False,
+        wire_limits: WireLimits | None = None,
+    ) -> None:
+        if str(db_path) in ("", ":memory:"):
+            raise InvalidArgument(
+                "the server needs a database file: every client connection opens its own, "
+                "and in-memory databases are not shared"
+            )
+        self.db_path = str(db_path)
+        self.executor = executor
+        self.limits = limits
+        self.wire_limits = wire_limits or WireLimits()
+        # Clients may not create procedures or plugins unless told so: one
+        # that may create a procedure can read any table through it, whatever
+        # the query plugins check (Database.serve_clients).
+        self.allow_ddl = allow_ddl
+        # Fail here, not at the first client, if the file cannot be used;
+        # and create the engine's schema once instead of racing at connect.
+        with Database.open(self.db_path, limits=limits) as db:
+            db.conn.execute("PRAGMA journal_mode = WAL")
+        self._listener = socket.create_server((host, port), backlog=128)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._connections: dict[int, tuple[Connection, threading.Thread]] = {}
+        self._pids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._watchdog = Watchdog(f"pgwire-watchdog-{self.address[1]}")
+        self._closed = False
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port)."""
+        host, port = self._listener.getsockname()[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self.serve_forever, name=f"pgwire-accept-{self.address[1]}", daemon=True
+        )
+        self._thread.start()
+
+    def serve_forever(self) -> None:
+        """Accept clients until ``stop()``."""
+        self._watchdog.start()
+        refusals: dict[socket.socket, _Refusal] = {}
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            try:
+                while not self._stopping.is_set():
+                    timeout = None
+                    if refusals:
+                        soonest = min(r.deadline for r in refusals.values())
+                        timeout = max(soonest - time.monotonic(), 0)
+                    for key, _events in selector.select(timeout):
+                        if key.fileobj is self._wake_r or self._stopping.is_set():
+                            return
+                        if key.fileobj is self._listener:
+                            self._accept(selector, refusals)
+                        elif isinstance(key.data, _Refusal) and key.data.readable(self):
+                            self._end_refusal(selector, refusals, key.data)
+                    now = time.monotonic()
+                    for refusal in [r for r in refusals.values() if r.deadline <= now]:
+                        self._end_refusal(selector, refusals, refusal)
+            finally:
+                for refusal in list(refusals.values()):
+                    self._end_refusal(selector, refusals, refusal)
+
+    def _accept(
+        self, selector: selectors.BaseSelector, refusals: dict[socket.socket, _Refusal]
+    ) -> None:
+        try:
+            sock, _addr = self._listener.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                time.sleep(0.05)  # out of descriptors: let connections end first
+            return
+        with self._lock:
+            full = len(self._connections) >= self.wire_limits.max_connections
+        if not full:
+            self._spawn(sock)
+            return
+        sock.setblocking(False)
+        refusal = _Refusal(sock, time.monotonic() + _REFUSAL_SECONDS)
+        if len(refusals) >= _MAX_REFUSALS:
+            refusal.send(_TOO_MANY)
+            refusal.close()
+            return
+        refusals[sock] = refusal
+        selector.register(sock, selectors.EVENT_READ, refusal)
+
+    @staticmethod
+    def _end_refusal(
+        selector: selectors.BaseSelector,
+        refusals: dict[socket.socket, _Refusal],
+        refusal: _Refusal,
+    ) -> None:
+        refusals.pop(refusal.sock, None)
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(refusal.sock)
+        refusal.close()
+
+    def _spawn(self, sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pid = next(self._pids)
+        conn = Connection(self, sock, pid)
+        thread = threading.Thread(target=conn.serve, name=f"pgwire-{pid}", daemon=True)
+        with self._lock:
+            stopping = self._stopping.is_set()
+            if not stopping:
+                self._connections[pid] = (conn, thread)
+        if stopping:
+            conn._close()
+            return
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: refused like one too many
+            _log.warning("pgwire: cannot start a thread for connection %d", pid)
+            with contextlib.suppress(OSError):
+                sock.settimeout(FAREWELL_SECONDS)
+                sock.sendall(_TOO_MANY)
+            conn._close()
+
+    def _forget(self, conn: Connection) -> None:
+        with self._lock:
+            self._connections.pop(conn.process_id, None)
+
+    def _cancel(self, pid: int, secret: int) -> None:
+        with self._lock:
+            found = self._connections.get(pid)
+        if found is not None and found[0].secret == secret:
+            found[0].interrupt()
+
+    def stop(self) -> None:
+        """Stop accepting, close client connections, join the threads."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._lock:
+            connections = list(self._connections.values())
+        for conn, _thread in connections:
+            conn.shutdown()
+        for _conn, thread in connections:
+            if thread is not threading.current_thread() and thread.ident is not None:
+                thread.join(timeout=30)
+                if thread.is_alive():
+                    _log.warning("pgwire: %s did not stop within 30 s", thread.name)
+        self._watchdog.stop()
+        if not self._closed:
+            self._closed = True
+            for s in (self._listener, self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -3,6 +3,8 @@ binary formats of results and bound parameters."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import decimal
 import math
 import re
@@ -33,9 +35,9 @@ OID_UUID = 2950
 OID_JSONB = 3802
 
 TYPLEN = {OID_BOOL: 1, OID_INT8: 8, OID_FLOAT8: 8}
-_INT_OIDS = {OID_INT2, OID_INT4, OID_INT8, OID_OID}
-_FLOAT_OIDS = {OID_FLOAT4, OID_FLOAT8}
-_STRING_OIDS = {0, OID_TEXT, OID_NAME, OID_UNKNOWN, OID_BPCHAR, OID_VARCHAR, OID_JSON}
+INT_OIDS = {OID_INT2, OID_INT4, OID_INT8, OID_OID}
+FLOAT_OIDS = {OID_FLOAT4, OID_FLOAT8}
+STRING_OIDS = {0, OID_TEXT, OID_NAME, OID_UNKNOWN, OID_BPCHAR, OID_VARCHAR, OID_JSON}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # --- values ---------------------------------------------------------------------------
@@ -101,6 +103,59 @@ def fits(oid: int, values: Iterable[SqlValue]) -> bool:
         elif oid == OID_BYTEA and not isinstance(v, bytes):
             return False
     return True
+
+
+def coerce(value: SqlValue, oid: int, column: str) -> SqlValue:
+    """``value`` as the type a column was described with before it ran.
+
+    SQLite keeps any value in any column, so a column declared INTEGER may
+    hold text; what cannot be sent as the described type is refused (22P02)
+    rather than sent in a form the client would misread.
+    """
+    if value is None or oid not in _COERCED:
+        return value
+    if oid == OID_INT8:
+        if isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
+            return int(value)
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            return int(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return int(value.strip())
+    elif oid == OID_FLOAT8:
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return float(value)
+    elif oid == OID_BOOL:
+        if isinstance(value, bool) or (type(value) is int and value in (0, 1)):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+            return value.strip().lower() in TRUE_WORDS
+    elif oid == OID_BYTEA:
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogatepass")
+    elif oid == OID_TEXT:
+        return value  # every value has a text form (encode_text)
+    shown = repr(value if not isinstance(value, str | bytes) else value[:64])
+    raise WireError(
+        "22P02",
+        f'column "{column}" is {_TYPE_NAMES[oid]} but holds {shown} '
+        "(SQLite keeps any value in any column; cast it in the query)",
+    )
+
+
+_COERCED = {OID_INT8, OID_FLOAT8, OID_BOOL, OID_BYTEA, OID_TEXT}
+_TYPE_NAMES = {
+    OID_INT8: "bigint",
+    OID_FLOAT8: "double precision",
+    OID_BOOL: "boolean",
+    OID_BYTEA: "bytea",
+    OID_TEXT: "text",
+}
 
 
 def _float_text(v: float) -> str:
@@ -183,8 +238,8 @@ def _decode_numeric_binary(data: bytes) -> SqlValue:
     return _from_decimal(value)
 
 
-_TRUE = {"t", "true", "y", "yes", "on", "1"}
-_FALSE = {"f", "false", "n", "no", "off", "0"}
+TRUE_WORDS = {"t", "true", "y", "yes", "on", "1"}
+FALSE_WORDS = {"f", "false", "n", "no", "off", "0"}
 
 
 _BYTEA_ESCAPE = re.compile(r"\\(?:(\\)|([0-3][0-7][0-7]))?")
@@ -220,9 +275,9 @@ def decode_param(data: bytes, oid: int, binary: bool, index: int) -> SqlValue:
         return _decode_bytea_text(_utf8(data, index))
     text = _utf8(data, index)
     try:
-        if oid in _INT_OIDS:
+        if oid in INT_OIDS:
             return int(text.strip())
-        if oid in _FLOAT_OIDS:
+        if oid in FLOAT_OIDS:
             return float(text)
     except ValueError:
         raise WireError(
@@ -232,9 +287,9 @@ def decode_param(data: bytes, oid: int, binary: bool, index: int) -> SqlValue:
         return _decode_numeric_text(text)
     if oid == OID_BOOL:
         word = text.strip().lower()
-        if word in _TRUE:
+        if word in TRUE_WORDS:
             return True
-        if word in _FALSE:
+        if word in FALSE_WORDS:
             return False
         raise WireError("22P02", f"invalid input syntax for type boolean: {text!r}")
     # Text, unknown and every other type (dates, uuids, json, ...) as text.
@@ -264,7 +319,7 @@ def _decode_binary(data: bytes, oid: int, index: int) -> SqlValue:
         return data != b"\x00"
     if oid == OID_BYTEA:
         return data
-    if oid in _STRING_OIDS:
+    if oid in STRING_OIDS:
         return _utf8(data, index)
     if oid == OID_JSONB:
         if not data or data[0] != 1:
@@ -274,11 +329,70 @@ def _decode_binary(data: bytes, oid: int, index: int) -> SqlValue:
         return _decode_numeric_binary(data)
     if oid == OID_UUID and len(data) == 16:
         return str(uuid.UUID(bytes=data))
+    if oid in _DATETIME_OIDS:
+        return _decode_datetime(data, oid, index)
     raise WireError(
         "0A000",
         f"binary format for parameter ${index + 1} of type oid {oid} is not supported",
         hint="Send this parameter in text format.",
     )
+
+
+OID_DATE = 1082
+OID_TIME = 1083
+OID_TIMESTAMP = 1114
+OID_TIMESTAMPTZ = 1184
+OID_TIMETZ = 1266
+_DATETIME_OIDS = {OID_DATE: 4, OID_TIME: 8, OID_TIMESTAMP: 8, OID_TIMESTAMPTZ: 8, OID_TIMETZ: 12}
+# PostgreSQL counts days and microseconds from 2000-01-01 (UTC for timestamptz).
+_EPOCH = datetime.datetime(2000, 1, 1)
+_INFINITY = {
+    2**31 - 1: "infinity",
+    -(2**31): "-infinity",
+    2**63 - 1: "infinity",
+    -(2**63): "-infinity",
+}
+
+
+def _decode_datetime(data: bytes, oid: int, index: int) -> str:
+    """A binary date or time as the ISO text SQLite's date functions read."""
+    if len(data) != _DATETIME_OIDS[oid]:
+        raise WireError("22P03", f"incorrect binary data format in bind parameter {index + 1}")
+    if oid == OID_DATE:
+        days = struct.unpack("!i", data)[0]
+        if days in _INFINITY:
+            return _INFINITY[days]
+        return _shifted(datetime.timedelta(days=days), index).date().isoformat()
+    micros = struct.unpack("!q", data[:8])[0]
+    if oid in (OID_TIME, OID_TIMETZ):
+        if not 0 <= micros <= 86_400_000_000:
+            raise WireError("22008", f"time out of range in bind parameter {index + 1}")
+        text = (datetime.datetime.min + datetime.timedelta(microseconds=micros)).time().isoformat()
+        if micros == 86_400_000_000:
+            text = "24:00:00"
+        if oid == OID_TIMETZ:
+            west = struct.unpack("!i", data[8:])[0]  # seconds west of UTC
+            text += _offset(-west)
+        return text
+    if micros in _INFINITY:
+        return _INFINITY[micros]
+    stamp = _shifted(datetime.timedelta(microseconds=micros), index).isoformat(" ")
+    return stamp + "+00:00" if oid == OID_TIMESTAMPTZ else stamp
+
+
+def _shifted(delta: datetime.timedelta, index: int) -> datetime.datetime:
+    try:
+        return _EPOCH + delta
+    except OverflowError:
+        raise WireError(
+            "22008", f"date out of range in bind parameter {index + 1} (years 1-9999)"
+        ) from None
+
+
+def _offset(seconds: int) -> str:
+    sign = "+" if seconds >= 0 else "-"
+    hours, rest = divmod(abs(seconds), 3600)
+    return f"{sign}{hours:02d}:{rest // 60:02d}"
 
 
 def _utf8(data: bytes, index: int) -> str:

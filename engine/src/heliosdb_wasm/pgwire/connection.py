@@ -23,9 +23,11 @@ from ..database import Database, Result
 from ..errors import DdlError
 from ..policy import Limits
 from ..values import SqlValue
+from . import functions
 from .codec import (
     OID_TEXT,
     TYPLEN,
+    coerce,
     column_oid,
     declared_oid,
     decode_param,
@@ -33,6 +35,15 @@ from .codec import (
     encode_text,
     fits,
 )
+from .cursors import (
+    Cursor,
+    parse_close,
+    parse_declare,
+    parse_execute,
+    parse_fetch,
+    parse_prepare,
+)
+from .describe import Description, describe, family
 from .dialect import (
     command_tag,
     is_deallocate,
@@ -72,6 +83,7 @@ from .session import (
     parse_duration,
     seconds_text,
 )
+from .translate import to_sqlite
 from .watchdog import Watchdog
 
 _log = logging.getLogger("heliosdb_wasm.pgwire")
@@ -98,6 +110,8 @@ class Statement:
     param_oids: list[int]
     empty: bool
     size: int = 0  # what it counts against max_buffer_bytes
+    described: bool = False
+    description: Description | None = None  # once described (None: it cannot be)
 
 
 @dataclass
@@ -107,6 +121,7 @@ class Portal:
     result_formats: list[int]
     result: Result | None = None
     oids: list[int] = field(default_factory=list)
+    coerced: bool = False  # values are made the described types (codec.coerce)
     tag: str = ""
     position: int = 0
     size: int = 0  # what it counts against max_buffer_bytes, rows included
@@ -136,6 +151,7 @@ class Connection:
         self.db: Database | None = None
         self.statements: dict[str, Statement] = {}
         self.portals: dict[str, Portal] = {}
+        self.cursors: dict[str, Cursor] = {}
         self.failed = False  # an error inside a transaction block: 'E' until it ends
         self.ignore_till_sync = False
         self.reported: dict[str, str] = {}
@@ -301,9 +317,12 @@ class Connection:
             self.held -= portal.size
 
     def _drop_portals(self) -> None:
+        """At the end of a transaction: its portals, and its cursors without HOLD."""
         for portal in self.portals.values():
             self.held -= portal.size
         self.portals.clear()
+        for name in [n for n, c in self.cursors.items() if not c.hold]:
+            self.held -= self.cursors.pop(name).size
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -409,6 +428,7 @@ class Connection:
             protected=set(),
             defaults=defaults,
         )
+        functions.install(self.db.conn, self.session)
         self.startup_deadline = None
         self._send(b"R", struct.pack("!i", 0))  # AuthenticationOk
         self._report_parameters()
@@ -529,7 +549,7 @@ class Connection:
                 sql, verb = "ROLLBACK", "ROLLBACK"  # a failed transaction cannot commit
         was_in_transaction = not db.conn.getautocommit()
         try:
-            result = self._limited(session, sql, params)
+            result, tag = self._statement(session, verb, sql, params)
         except Exception as exc:
             state = sqlstate_for(exc)
             if verb in ("COMMIT", "END", "ROLLBACK", "ABORT") and state == "25P01":
@@ -550,7 +570,94 @@ class Connection:
             self._report_parameters()
         self.failed = False
         self.idle = None
+        return result, tag
+
+    def _statement(
+        self, session: WireSession, verb: str, sql: str, params: Sequence[SqlValue]
+    ) -> tuple[Result, str]:
+        """One statement: the connection's own (prepared statements and
+        cursors in SQL) or the executor's."""
+        if verb == "PREPARE":
+            self._prepare_sql(sql)
+            return Result(), "PREPARE"
+        if verb == "EXECUTE":
+            name, args = parse_execute(sql)
+            statement = self._prepared(name)
+            values = self._arguments(session, statement, args, params)
+            result = self._limited(session, statement.sql, values)
+            return result, command_tag(statement.sql, result)
+        if verb == "DECLARE":
+            return self._declare(session, sql, params), "DECLARE CURSOR"
+        if verb in ("FETCH", "MOVE"):
+            fetch = parse_fetch(sql)
+            cursor = self.cursors.get(fetch.name)
+            if cursor is None:
+                raise WireError("34000", f'cursor "{fetch.name}" does not exist')
+            tag, result = cursor.fetch(fetch)
+            return result, tag
+        if verb == "CLOSE":
+            closed = parse_close(sql)
+            if closed is None:
+                for cursor in self.cursors.values():
+                    self.held -= cursor.size
+                self.cursors.clear()
+                return Result(), "CLOSE CURSOR ALL"
+            if closed not in self.cursors:
+                raise WireError("34000", f'cursor "{closed}" does not exist')
+            self.held -= self.cursors.pop(closed).size
+            return Result(), "CLOSE CURSOR"
+        result = self._limited(session, sql, params)
         return result, command_tag(sql, result)
+
+    def _prepare_sql(self, sql: str) -> None:
+        """PREPARE name [(types)] AS statement: a prepared statement, as Parse makes."""
+        prepare = parse_prepare(sql)
+        if prepare.name in self.statements:
+            raise WireError("42P05", f'prepared statement "{prepare.name}" already exists')
+        body, highest = translate_placeholders(prepare.body)
+        oids = [declared_oid(t) or 0 for t in prepare.types]
+        oids += [0] * (highest - len(oids))
+        size = _ENTRY_BYTES + sys.getsizeof(body) + 8 * len(oids)
+        self._keep_statement(prepare.name, Statement(body, oids, False, size))
+
+    def _arguments(
+        self,
+        session: WireSession,
+        statement: Statement,
+        args: str | None,
+        params: Sequence[SqlValue],
+    ) -> list[SqlValue]:
+        """EXECUTE's arguments: expressions, evaluated as one SELECT."""
+        self._infer_params(statement)
+        values: list[SqlValue] = []
+        if args is not None:
+            evaluated = self._limited(session, f"SELECT {args}", params)
+            values = list(evaluated.rows[0]) if evaluated.rows else []
+        if len(values) != len(statement.param_oids):
+            raise WireError(
+                "42601",
+                f"wrong number of parameters for prepared statement: it takes "
+                f"{len(statement.param_oids)}, EXECUTE gives {len(values)}",
+            )
+        return [
+            coerce(v, family(oid) or OID_TEXT, f"${i}") if oid else v
+            for i, (v, oid) in enumerate(zip(values, statement.param_oids, strict=True), 1)
+        ]
+
+    def _declare(self, session: WireSession, sql: str, params: Sequence[SqlValue]) -> Result:
+        declare = parse_declare(sql)
+        assert self.db is not None
+        if not declare.hold and self.db.conn.getautocommit():
+            raise WireError("25P01", "DECLARE CURSOR can only be used in transaction blocks")
+        if declare.name in self.cursors:
+            raise WireError("42P03", f'cursor "{declare.name}" already exists')
+        query, _ = translate_placeholders(declare.query)
+        result = self._limited(session, query, params)
+        size = _ENTRY_BYTES + self.row_bytes
+        self.held += size
+        oids = self._result_oids(query, result)
+        self.cursors[declare.name] = Cursor(result, oids, declare.hold, size)
+        return Result()
 
     def _limited(self, session: WireSession, sql: str, params: Sequence[SqlValue]) -> Result:
         """The executor, within statement_timeout and max_buffer_bytes."""
@@ -576,13 +683,18 @@ class Connection:
                 watchdog.disarm(token)
 
     def _result_oids(self, sql: str, result: Result) -> list[int]:
-        """Column types: the declared type where the values fit it, else the values'."""
+        """Column types: the declared type where the values fit it, else the
+        values' (a cursor's: those of all its rows, as it was described)."""
+        if keywords(sql, 1) == ["FETCH"]:
+            cursor = self.cursors.get(parse_fetch(sql).name)
+            if cursor is not None:
+                return cursor.oids
         columns = len(result.columns)
         declared: list[int | None] = [None] * columns
         if columns:
             assert self.db is not None
             try:
-                description = apsw.ext.query_info(self.db.conn, sql).description
+                description = apsw.ext.query_info(self.db.conn, to_sqlite(sql)).description
                 if description is not None and len(description) == columns:
                     declared = [declared_oid(d[1]) for d in description]
             except Exception:  # noqa: BLE001 - not plain SQLite (CALL, SHOW, rewritten): use values
@@ -602,14 +714,22 @@ class Connection:
         self._send(b"T", b"".join(parts))
 
     def _data_rows(
-        self, rows: Sequence[tuple[SqlValue, ...]], oids: list[int], formats: list[int]
+        self,
+        rows: Sequence[tuple[SqlValue, ...]],
+        oids: list[int],
+        formats: list[int],
+        coerced: Sequence[str] | None = None,
     ) -> None:
+        """DataRow messages; ``coerced``: the column names, when values are
+        made their column's described type first."""
         count = struct.pack("!h", len(oids))
         null = struct.pack("!i", -1)
         pack = struct.Struct("!i").pack
         for row in rows:
             parts = [count]
-            for value, oid, fmt in zip(row, oids, formats, strict=True):
+            for i, (value, oid, fmt) in enumerate(zip(row, oids, formats, strict=True)):
+                if coerced is not None:
+                    value = coerce(value, oid, coerced[i])
                 if value is None:
                     parts.append(null)
                 elif isinstance(value, bytes) and not fmt:
@@ -718,6 +838,7 @@ class Connection:
         result_formats = [body.int16() for _ in range(max(body.int16(), 0))]
         body.end()
         statement = self._prepared(statement_name)
+        self._infer_params(statement)
         if portal_name and portal_name in self.portals:
             raise WireError("42P03", f'cursor "{portal_name}" already exists')
         nparams = len(statement.param_oids)
@@ -743,8 +864,15 @@ class Connection:
 
     def _materialize(self, portal: Portal) -> Result:
         if portal.result is None:
-            result, tag = self._run(portal.statement.sql, portal.params)
-            portal.oids = self._result_oids(portal.statement.sql, result) if result.columns else []
+            statement = portal.statement
+            result, tag = self._run(statement.sql, portal.params)
+            columns = self._statement_columns(statement)
+            if columns is not None and [c[0] for c in columns] == result.columns:
+                # What Describe said (or would have): the rows are sent so.
+                portal.oids = [c[1] for c in columns]
+                portal.coerced = True
+            elif result.columns:
+                portal.oids = self._result_oids(statement.sql, result)
             portal.tag = tag
             portal.result = result
             # Kept until the portal is closed: counted against max_buffer_bytes.
@@ -771,6 +899,7 @@ class Connection:
         body.end()
         if what == b"S":
             statement = self._prepared(name)
+            self._infer_params(statement)
             oids = [o or OID_TEXT for o in statement.param_oids]
             self._send(b"t", struct.pack(f"!h{len(oids)}I", len(oids), *oids))
             columns = self._statement_columns(statement)
@@ -779,6 +908,14 @@ class Connection:
             else:
                 names = [c[0] for c in columns]
                 self._row_description(Result(names), [c[1] for c in columns], [0] * len(names))
+        elif what == b"P" and name in self.cursors and name not in self.portals:
+            # A cursor DECLAREd in SQL is a portal too (psycopg's named cursors
+            # describe it so).
+            cursor = self.cursors[name]
+            if cursor.result.columns:
+                self._row_description(cursor.result, cursor.oids, [0] * len(cursor.oids))
+            else:
+                self._send(b"n")
         elif what == b"P":
             portal = self._portal(name)
             if portal.statement.empty:
@@ -804,29 +941,40 @@ class Connection:
             raise WireError("34000", f'portal "{name}" does not exist')
         return portal
 
+    def _description(self, statement: Statement) -> Description | None:
+        """What a statement's columns and parameters are (``describe``),
+        worked out once per prepared statement."""
+        if not statement.described:
+            statement.described = True
+            words = keywords(statement.sql, 1)
+            if not statement.empty and words and words[0] not in ("SET", "RESET", "SHOW"):
+                assert self.db is not None
+                statement.description = describe(self.db, statement.sql, statement.param_oids)
+        return statement.description
+
+    def _infer_params(self, statement: Statement) -> None:
+        """Parameters the client left untyped take the type their use gives them."""
+        if 0 in statement.param_oids:
+            description = self._description(statement)
+            if description is not None:
+                for number, oid in description.params.items():
+                    if number <= len(statement.param_oids) and not statement.param_oids[number - 1]:
+                        statement.param_oids[number - 1] = oid
+
     def _statement_columns(self, statement: Statement) -> list[tuple[str, int]] | None:
         """A statement's columns without running it (None: it returns no rows).
 
         Only SQLite's own statements and SHOW can be described in advance; a
         CALL or procedure DDL answers NoData here although a CALL returns a
-        row at execution. Column types come from declarations (text where
-        there is none); an executed portal may report a more exact type.
+        row at execution. Column types follow ``describe``'s rule, which the
+        portal then keeps.
         """
         words = keywords(statement.sql, 2)
-        verb = words[0] if words else ""
-        if statement.empty or verb in ("SET", "RESET"):
-            return None
-        if verb == "SHOW":
+        if words and words[0] == "SHOW":
             name = words[1].lower() if len(words) > 1 else "setting"
             return [(REPORTED.get(name, name), OID_TEXT)]
-        assert self.db is not None
-        try:
-            description = apsw.ext.query_info(self.db.conn, statement.sql).description
-        except Exception:  # noqa: BLE001 - not plain SQLite: it cannot be described
-            return None
-        if not description:
-            return None
-        return [(d[0], declared_oid(d[1]) or OID_TEXT) for d in description]
+        description = self._description(statement)
+        return description.columns if description is not None else None
 
     def _execute(self, body: Body) -> None:
         name = body.cstring()
@@ -842,7 +990,8 @@ class Connection:
             return
         start = portal.position
         end = len(result.rows) if max_rows <= 0 else min(len(result.rows), start + max_rows)
-        self._data_rows(result.rows[start:end], portal.oids, self._formats(portal))
+        names = result.columns if portal.coerced else None
+        self._data_rows(result.rows[start:end], portal.oids, self._formats(portal), names)
         portal.position = end
         if end < len(result.rows):
             self._send(b"s")  # PortalSuspended: the client may Execute again for more

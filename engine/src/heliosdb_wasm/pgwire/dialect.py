@@ -17,7 +17,7 @@ from .errors import WireError
 # back to it: quotes, comments and $tag$ bodies (none of them nest in SQLite).
 # The scans below are linear in the text and keep no object per character or
 # per token; the statement splitter (ddl) has its own.
-_OPAQUE = r"""
+OPAQUE = r"""
     '[^']*(?:''[^']*)*'?
   | "[^"]*(?:""[^"]*)*"?
   | `[^`]*`?
@@ -28,10 +28,10 @@ _OPAQUE = r"""
 """
 # Placeholders are found in the UTF-8 bytes: a ``$`` becomes ``?`` in place.
 _PLACEHOLDER_SCAN = re.compile(
-    (_OPAQUE + r"| \$(?P<n>[0-9]+)(?P<fraction>\.[0-9])?").encode(), re.VERBOSE | re.DOTALL
+    (OPAQUE + r"| \$(?P<n>[0-9]+)(?P<fraction>\.[0-9])?").encode(), re.VERBOSE | re.DOTALL
 )
 _WORD_SCAN = re.compile(
-    _OPAQUE + r"| (?P<word>[A-Za-z_][A-Za-z0-9_]*) | (?P<paren>[()])", re.VERBOSE | re.DOTALL
+    OPAQUE + r"| (?P<word>[A-Za-z_][A-Za-z0-9_]*) | (?P<paren>[()])", re.VERBOSE | re.DOTALL
 )
 TRANSACTION_VERBS = {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"}
 # Statements a multi-statement simple query is not wrapped in a transaction
@@ -165,8 +165,10 @@ def command_tag(sql: str, result: Result) -> str:
     if verb in ("CREATE", "DROP", "ALTER"):
         objects = [w for w in words[1:] if w not in _CREATE_MODIFIERS]
         return f"{verb} {objects[0]}" if objects else verb
-    if verb in ("SET", "RESET", "SHOW", "CALL", "SAVEPOINT", "RELEASE"):
+    if verb in ("SET", "RESET", "SHOW", "CALL", "SAVEPOINT", "RELEASE", "UNLISTEN"):
         return verb
+    if verb == "CLOSE":
+        return "CLOSE CURSOR ALL" if words[1:2] == ["ALL"] else "CLOSE CURSOR"
     if result.columns:
         return f"SELECT {len(result.rows)}"
     return verb or "OK"

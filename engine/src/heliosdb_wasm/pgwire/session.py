@@ -17,6 +17,7 @@ from ..values import SqlValue
 from .dialect import TRANSACTION_VERBS, keywords, sqlite_transaction
 from .errors import WireError
 from .protocol import INT32_MAX, MAX_STARTUP_BYTES
+from .translate import to_sqlite
 
 SERVER_VERSION = "15.0 (HeliosDB)"
 # --- the public interface ----------------------------------------------------------
@@ -117,15 +118,24 @@ def execute_statement(session: WireSession, sql: str, params: Sequence[SqlValue]
     ``session.variables`` and never reach SQLite; PostgreSQL's transaction
     spellings (``START TRANSACTION``, ``BEGIN ISOLATION LEVEL ...``,
     ``ABORT``, ``COMMIT WORK``) become SQLite's; everything else runs with
-    ``session.db.execute(sql, params)``.
+    ``session.db.execute(sql, params)``, in SQLite's dialect where it was
+    written in PostgreSQL's (``translate``).
     """
     words = keywords(sql, 2)
     verb = words[0] if words else ""
     if verb in ("SET", "RESET", "SHOW"):
         return variable_statement(session, verb, sql)
+    if verb == "UNLISTEN" and _nothing_to_release(sql):
+        return Result()
     if verb in TRANSACTION_VERBS:
         sql = sqlite_transaction(sql)
-    return session.db.execute(sql, params)
+    return session.db.execute(to_sqlite(sql), params)
+
+
+def _nothing_to_release(sql: str) -> bool:
+    """``UNLISTEN *``, which pools send when they take a connection back
+    (asyncpg): the endpoint has no LISTEN, so there is nothing to stop."""
+    return ddl.keywords(sql, 3) == ["UNLISTEN"] and sql.strip().rstrip(";").strip().endswith("*")
 
 
 # --- session variables ----------------------------------------------------------

@@ -1,0 +1,290 @@
+"""PostgreSQL's SQL dialect in SQLite's, for what clients send.
+
+Clients and their drivers write PostgreSQL: ``'x'::text``, ``version()``,
+``pg_catalog.current_schema()``, ``OPERATOR(pg_catalog.~)``, ``E'...'``,
+``json_build_object``. A statement is translated with sqlglot only when a
+scan that skips quotes and comments finds one of those marks, because
+SQLite's own SQL is PostgreSQL's for most statements and sqlglot costs
+milliseconds per statement where SQLite's prepare costs microseconds; a
+translation is cached by its text. What cannot be parsed as PostgreSQL is
+left as it was, so SQLite reports its own error about the text the client
+sent. The functions a translation may call that SQLite lacks (``version()``,
+``current_schema()``, ``regexp``, ...) are registered on every client
+connection by ``functions``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import re
+
+import sqlglot
+import sqlglot.errors
+from sqlglot import exp
+
+from .. import ddl
+from .dialect import OPAQUE
+
+# Statements that are SQL (not the engine's DDL, SET or a transaction
+# statement) and may be written in PostgreSQL's dialect.
+_TRANSLATED_VERBS = {"SELECT", "WITH", "VALUES", "INSERT", "UPDATE", "DELETE", "TABLE"}
+
+# Words that only PostgreSQL's SQL has (or that mean something else to
+# SQLite), upper case.
+_MARK_WORDS = {
+    "ANY",
+    "ARRAY",
+    "ARRAY_AGG",
+    "CURRENT_DATABASE",
+    "CURRENT_SCHEMA",
+    "CURRENT_SCHEMAS",
+    "CURRENT_SETTING",
+    "CURRENT_USER",
+    "GEN_RANDOM_UUID",
+    "ILIKE",
+    "INFORMATION_SCHEMA",
+    "JSONB_BUILD_OBJECT",
+    "JSON_BUILD_OBJECT",
+    "NOW",
+    "ONLY",
+    "OPERATOR",
+    "PG_CATALOG",
+    "PUBLIC",
+    "SESSION_USER",
+    "SIMILAR",
+    "STRING_AGG",
+    "VERSION",
+}
+_MARK_SCAN = re.compile(
+    OPAQUE
+    + r"""
+  | (?P<cast>::)
+  | (?P<regex>!?~)
+  | (?P<estring>\b[Ee]')
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<placeholder>\?[0-9]+)
+""",
+    re.VERBOSE | re.DOTALL,
+)
+_PLACEHOLDER = re.compile(r"\?([0-9]+)")
+
+
+def needs_translation(sql: str) -> bool:
+    """Whether ``sql`` is SQL that uses something only PostgreSQL's dialect has."""
+    words = ddl.keywords(sql, 1)
+    if not words or words[0] not in _TRANSLATED_VERBS:
+        return False
+    for m in _MARK_SCAN.finditer(sql):
+        kind = m.lastgroup
+        if kind in ("cast", "regex", "estring"):
+            return True
+        if kind == "word" and m.group().upper() in _MARK_WORDS:
+            return True
+    return False
+
+
+def to_sqlite(sql: str) -> str:
+    """``sql`` in SQLite's dialect (itself when it needs no translation)."""
+    return _translate(sql) if needs_translation(sql) else sql
+
+
+@functools.lru_cache(maxsize=1024)
+def _translate(sql: str) -> str:
+    # SQLite's ?n placeholders (what the wire's $n became) are PostgreSQL's
+    # $n to sqlglot, outside quotes and comments.
+    text = _MARK_SCAN.sub(_dollar_placeholder, sql)
+    try:
+        tree = sqlglot.parse_one(text, read="postgres")
+        if isinstance(tree, exp.Select):
+            tree.set("expressions", [_named(e) for e in tree.expressions])
+        return _rewrite(tree).sql(dialect="sqlite", unsupported_level=sqlglot.ErrorLevel.RAISE)
+    except (sqlglot.errors.SqlglotError, RecursionError, ValueError):
+        # Not PostgreSQL sqlglot knows: SQLite says what is wrong with it.
+        return sql
+
+
+def _named(projection: exp.Expr) -> exp.Expr:
+    """A result column under the name PostgreSQL gives it (SQLite would name
+    it by its translated text)."""
+    if isinstance(projection, exp.Alias | exp.Column | exp.Star):
+        return projection
+    return exp.alias_(projection, _pg_name(projection), quoted=True)
+
+
+_CAST_NAMES = {
+    exp.DataType.Type.INT: "int4",
+    exp.DataType.Type.BIGINT: "int8",
+    exp.DataType.Type.SMALLINT: "int2",
+    exp.DataType.Type.BOOLEAN: "bool",
+    exp.DataType.Type.DOUBLE: "float8",
+    exp.DataType.Type.FLOAT: "float4",
+    exp.DataType.Type.DECIMAL: "numeric",
+    exp.DataType.Type.CHAR: "bpchar",
+    exp.DataType.Type.VARBINARY: "bytea",
+}
+_FUNCTION_NAMES: dict[type[exp.Expr], str] = {
+    exp.CurrentVersion: "version",
+    exp.CurrentSchema: "current_schema",
+    exp.CurrentUser: "current_user",
+    exp.SessionUser: "session_user",
+    exp.CurrentTimestamp: "now",
+    exp.Uuid: "gen_random_uuid",
+}
+
+
+def _pg_name(node: exp.Expr) -> str:
+    """PostgreSQL's name for an unnamed result column (FigureColname)."""
+    if isinstance(node, exp.Paren):
+        return _pg_name(node.this)
+    if isinstance(node, exp.Dot):
+        return _pg_name(node.expression)
+    if isinstance(node, exp.Cast):
+        to = node.to
+        if isinstance(to, exp.ObjectIdentifier):
+            return to.name.lower()
+        if isinstance(to, exp.DataType):
+            kind = to.this
+            return _CAST_NAMES.get(
+                kind, kind.value.lower() if isinstance(kind, enum.Enum) else "?column?"
+            )
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower()
+    if isinstance(node, exp.Func):
+        return _FUNCTION_NAMES.get(type(node), node.key)
+    return "?column?"
+
+
+def _rewrite(tree: exp.Expr) -> exp.Expr:
+    """Every node through _sqlite_node, children before their parent (so a
+    node that replaces another is built of translated parts)."""
+    for node in reversed(list(tree.dfs())):
+        new = _sqlite_node(node)
+        if new is not node:
+            if node is tree:
+                tree = new
+            else:
+                node.replace(new)
+    return tree
+
+
+def _dollar_placeholder(m: re.Match[str]) -> str:
+    text = m.group()
+    return "$" + text[1:] if m.lastgroup == "placeholder" else text
+
+
+_COMPARISONS: dict[str, type[exp.Expr]] = {
+    "=": exp.EQ,
+    "<>": exp.NEQ,
+    "!=": exp.NEQ,
+    "<": exp.LT,
+    "<=": exp.LTE,
+    ">": exp.GT,
+    ">=": exp.GTE,
+    "||": exp.DPipe,
+}
+# Casts to PostgreSQL's object-identifier types, as the functions that
+# resolve a name to its oid in the catalog.
+_OID_CASTS = {"REGCLASS": "pg_regclass", "REGTYPE": "pg_regtype", "REGPROC": "pg_regproc"}
+_RENAMED_FUNCTIONS = {
+    "JSON_BUILD_OBJECT": "json_object",
+    "JSONB_BUILD_OBJECT": "json_object",
+    "CURRENT_DATABASE": "current_database",
+    "CURRENT_SCHEMAS": "current_schemas",
+    "CURRENT_SETTING": "current_setting",
+}
+
+
+_NAMED_FUNCTIONS = (exp.CurrentVersion, exp.CurrentSchema, exp.CurrentUser, exp.SessionUser)
+
+
+def _function(name: str, *args: exp.Expr) -> exp.Expr:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _sqlite_node(node: exp.Expr) -> exp.Expr:
+    """One node of a PostgreSQL tree as SQLite can run it."""
+    if isinstance(node, exp.Parameter) and isinstance(node.this, exp.Literal):
+        return exp.var(f"?{node.this.this}")
+    if isinstance(node, exp.Dot) and _is_pg_catalog(node.this):
+        # pg_catalog.version(): the functions are SQLite's own, unqualified.
+        function: exp.Expr = node.expression
+        return function
+    if isinstance(node, exp.Collate) and _default_collation(node.expression):
+        collated: exp.Expr = node.this
+        return collated
+    if isinstance(node, exp.Operator):
+        return _operator(node)
+    if isinstance(node, exp.Cast):
+        to = node.to
+        if isinstance(to, exp.ObjectIdentifier):
+            name = to.name.upper()
+            if name in _OID_CASTS:
+                return _function(_OID_CASTS[name], node.this)
+            return exp.cast(node.this, exp.DataType.build("BIGINT"))  # oid, regnamespace, ...
+        if to.is_type(exp.DataType.Type.BOOLEAN):
+            # SQLite would make 'true' 0: PostgreSQL's spellings of a boolean.
+            return _function("pg_bool", node.this)
+    if isinstance(node, exp.Table):
+        db = node.args.get("db")
+        if isinstance(db, exp.Identifier) and db.name.lower() == "public":
+            node.set("db", exp.to_identifier("main"))
+        return node
+    if isinstance(node, exp.ByteString):
+        # E'...': sqlglot has already read the escapes.
+        return exp.Literal.string(node.this)
+    if isinstance(node, exp.RegexpILike):
+        return _regexp(node.this, node.expression, insensitive=True)
+    if isinstance(node, _NAMED_FUNCTIONS):
+        name = {
+            exp.CurrentVersion: "version",
+            exp.CurrentSchema: "current_schema",
+            exp.CurrentUser: "current_user",
+            exp.SessionUser: "session_user",
+        }[type(node)]
+        return _function(name)
+    if isinstance(node, exp.Uuid):
+        return _function("gen_random_uuid")
+    if isinstance(node, exp.Anonymous) and isinstance(node.this, str):
+        renamed = _RENAMED_FUNCTIONS.get(node.this.upper())
+        if renamed is not None:
+            node.set("this", renamed)
+        return node
+    if isinstance(node, exp.ArrayAgg):
+        return exp.Anonymous(this="json_group_array", expressions=[node.this])
+    if isinstance(node, exp.EQ) and isinstance(node.expression, exp.Any):
+        values = node.expression.this
+        if isinstance(values, exp.Paren):
+            values = values.this
+        if isinstance(values, exp.Array):
+            return exp.In(this=node.this, expressions=list(values.expressions))
+    return node
+
+
+def _is_pg_catalog(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Identifier) and node.name.lower() == "pg_catalog"
+
+
+def _default_collation(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Column) and node.name.lower() in ("default", "c")
+
+
+def _operator(node: exp.Operator) -> exp.Expr:
+    """OPERATOR(pg_catalog.op): the operator itself."""
+    op = str(node.args.get("operator", "")).rsplit(".", 1)[-1].strip()
+    left, right = node.this, node.expression
+    if op in ("~", "~*"):
+        return _regexp(left, right, insensitive=op == "~*")
+    if op in ("!~", "!~*"):
+        return exp.not_(_regexp(left, right, insensitive=op == "!~*"))
+    comparison = _COMPARISONS.get(op)
+    if comparison is None:
+        raise sqlglot.errors.UnsupportedError(f"operator {op}")
+    return comparison(this=left, expression=right)
+
+
+def _regexp(value: exp.Expr, pattern: exp.Expr, *, insensitive: bool) -> exp.Expr:
+    if insensitive:
+        # The inline flag of Python's re, which the regexp function uses.
+        pattern = exp.Paren(this=exp.DPipe(this=exp.Literal.string("(?i)"), expression=pattern))
+    return exp.RegexpLike(this=value, expression=pattern)

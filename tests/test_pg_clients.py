@@ -1,0 +1,360 @@
+"""PostgreSQL clients as people use them, against the endpoint: the dialect
+they write (translated to SQLite's), the types they read and send (asyncpg
+reads and sends binary in the types a statement was described with),
+prepared statements and cursors in SQL, and what pools send."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psycopg
+import psycopg.errors
+import pytest
+
+import heliosdb_wasm as h
+from conftest import TEST_LIMITS, b64, wasm_of
+from heliosdb_wasm.database import Result
+from heliosdb_wasm.pgwire import Server
+from heliosdb_wasm.pgwire.cursors import Cursor, parse_fetch
+from heliosdb_wasm.pgwire.translate import needs_translation, to_sqlite
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    db = h.Database.open(tmp_path / "clients.db")
+    db.execute(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, total REAL,"
+        " vip BOOLEAN, born DATE, photo BLOB, loose)"
+    )
+    db.execute(
+        "INSERT INTO customers VALUES (1, 'ada', 2.5, 1, '1990-01-02', x'00ff', 7),"
+        " (2, 'bob', 10, 0, NULL, NULL, 'seven')"
+    )
+    db.execute(
+        "CREATE PROCEDURE add_i64(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm"
+        f" USING EXPORT 'add_i64' AS '{b64(wasm_of('numeric'))}'"
+    )
+    db.execute(
+        "CREATE PROCEDURE mul_f64(a DOUBLE, b DOUBLE) RETURNS DOUBLE LANGUAGE wasm"
+        f" USING EXPORT 'mul_f64' AS '{b64(wasm_of('numeric'))}'"
+    )
+    db.close()
+    with Server(tmp_path / "clients.db", port=0, limits=TEST_LIMITS) as srv:
+        yield srv
+
+
+def connect(server: Server, **kwargs: Any) -> psycopg.Connection[Any]:
+    host, port = server.address
+    return psycopg.connect(
+        host=host, port=port, user="tester", dbname="shop", connect_timeout=5, **kwargs
+    )
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coroutine, 30))
+
+
+async def asyncpg_connect(server: Server) -> asyncpg.Connection:
+    host, port = server.address
+    return await asyncpg.connect(host=host, port=port, user="tester", database="shop")
+
+
+# --- the dialect ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("postgres", "sqlite"),
+    [
+        ("SELECT 'x'::text", "SELECT CAST('x' AS TEXT) AS \"text\""),
+        ("SELECT pg_catalog.version()", 'SELECT VERSION() AS "version"'),
+        ("SELECT current_schema()", 'SELECT CURRENT_SCHEMA() AS "current_schema"'),
+        ("SELECT ?1::int", 'SELECT CAST(?1 AS INTEGER) AS "int4"'),
+        ("SELECT E'a\\nb' AS s", "SELECT 'a\nb' AS s"),
+        ("SELECT 't'::bool AS b", "SELECT PG_BOOL('t') AS b"),
+        ("SELECT 1 WHERE 'abc' ~ '^a'", "SELECT 1 AS \"?column?\" WHERE 'abc' REGEXP '^a'"),
+        (
+            "SELECT relname FROM t WHERE relname OPERATOR(pg_catalog.~) '^(x)$'"
+            " COLLATE pg_catalog.default",
+            "SELECT relname FROM t WHERE relname REGEXP '^(x)$'",
+        ),
+        ("SELECT 2 = ANY(ARRAY[1, 2]) AS hit", "SELECT 2 IN (1, 2) AS hit"),
+        ("SELECT * FROM public.customers", "SELECT * FROM main.customers"),
+        ("SELECT x::regclass AS r FROM t", "SELECT PG_REGCLASS(x) AS r FROM t"),
+        ("SELECT json_build_object('a', 1) AS j", "SELECT JSON_OBJECT('a', 1) AS j"),
+    ],
+)
+def test_postgres_spellings_become_sqlite(postgres: str, sqlite: str) -> None:
+    assert to_sqlite(postgres) == sqlite
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1",
+        "SELECT 'a::b ~ ILIKE' -- now() version() ::int",
+        "SELECT /* x::int */ name FROM customers WHERE id = ?1",
+        "CREATE PROCEDURE p() RETURNS BIGINT LANGUAGE wasm AS $$ x::int $$",
+        "SET search_path = public",
+    ],
+)
+def test_sqlite_statements_and_quoted_marks_are_left_alone(sql: str) -> None:
+    assert not needs_translation(sql)
+    assert to_sqlite(sql) is sql
+
+
+def test_what_sqlglot_cannot_read_is_left_for_sqlite_to_refuse() -> None:
+    broken = "SELECT (1::int"
+    assert needs_translation(broken)
+    assert to_sqlite(broken) == broken
+
+
+def test_psycopg_reads_postgres_functions_and_casts(server: Server) -> None:
+    with connect(server, autocommit=True) as conn:
+        version, database, schema, user = conn.execute(
+            "SELECT version(), current_database(), current_schema(), current_user"
+        ).fetchone()
+        assert version.startswith("PostgreSQL 15.0 (HeliosDB WASM")
+        assert (database, schema, user) == ("shop", "public", "tester")
+        row = conn.execute(
+            "SELECT 'x'::text, '42'::int, 't'::bool, 'off'::boolean, E'a\\tb',"
+            " current_setting('server_version_num')::int, 'Ada' ~* '^a', 'b' !~ 'a'"
+        ).fetchone()
+        assert row == ("x", 42, 1, 0, "a\tb", 150000, 1, 1)
+        assert conn.execute("SELECT name FROM public.customers WHERE id = 1").fetchone() == ("ada",)
+        now = conn.execute("SELECT now()").fetchone()[0]
+        assert datetime.datetime.fromisoformat(now).year >= 2026
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="boolean"):
+            conn.execute("SELECT 'maybe'::bool")
+        with pytest.raises(psycopg.errors.InvalidRegularExpression):
+            conn.execute("SELECT 'a' ~ '('")
+        with pytest.raises(psycopg.errors.UndefinedObject, match="no_such_setting"):
+            conn.execute("SELECT current_setting('no_such_setting')")
+
+
+# --- types: described, then sent so --------------------------------------------------
+
+
+def test_asyncpg_reads_every_result_in_its_described_type(server: Server) -> None:
+    async def check() -> None:
+        conn = await asyncpg_connect(server)
+        try:
+            row = await conn.fetchrow(
+                "SELECT 1 AS i, 1.5 AS f, 'x' AS t, count(*) AS n, 2 > 1 AS yes,"
+                " add_i64(40, 2) AS added, mul_f64(1.5, 2) AS product, NULL AS absent,"
+                " length('abc') AS len, 'x' || 1 AS joined, -(3) AS neg FROM customers"
+            )
+            assert dict(row) == {
+                "i": 1,
+                "f": 1.5,
+                "t": "x",
+                "n": 2,
+                "yes": True,
+                "added": 42,
+                "product": 3.0,
+                "absent": None,
+                "len": 3,
+                "joined": "x1",
+                "neg": -3,
+            }
+            rows = await conn.fetch("SELECT * FROM customers ORDER BY id")
+            assert [tuple(r) for r in rows] == [
+                (1, "ada", 2.5, True, "1990-01-02", b"\x00\xff", "7"),
+                (2, "bob", 10.0, False, None, None, "seven"),
+            ]
+            statement = await conn.prepare("SELECT id, total, vip, name, photo FROM customers")
+            assert [a.type.name for a in statement.get_attributes()] == [
+                "int8",
+                "float8",
+                "bool",
+                "text",
+                "bytea",
+            ]
+        finally:
+            await conn.close()
+
+    run(check())
+
+
+def test_a_value_that_is_not_its_columns_declared_type_is_refused(server: Server) -> None:
+    with connect(server, autocommit=True) as conn:
+        conn.execute("UPDATE customers SET total = 'lots' WHERE id = 2")
+
+    async def check() -> None:
+        conn = await asyncpg_connect(server)
+        try:
+            with pytest.raises(
+                asyncpg.exceptions.InvalidTextRepresentationError,
+                match="column \"total\" is double precision but holds 'lots'",
+            ):
+                await conn.fetch("SELECT total FROM customers")
+            # Cast in the query, and it is the cast's type.
+            rows = await conn.fetch("SELECT CAST(total AS TEXT) AS t FROM customers ORDER BY id")
+            assert [r["t"] for r in rows] == ["2.5", "lots"]
+        finally:
+            await conn.close()
+
+    run(check())
+
+
+def test_untyped_parameters_take_the_type_of_their_use(server: Server) -> None:
+    async def check() -> None:
+        conn = await asyncpg_connect(server)
+        try:
+            assert await conn.fetchval("SELECT name FROM customers WHERE id = $1", 2) == "bob"
+            assert await conn.fetchval("SELECT add_i64($1, $2)", 40, 2) == 42
+            assert await conn.fetchval("SELECT mul_f64($1, 2)", 1.25) == 2.5
+            assert await conn.fetchval("SELECT $1::int + 1", 41) == 42
+            assert await conn.fetchval("SELECT total * $1 FROM customers WHERE id = 1", 2.0) == 5
+            rows = await conn.fetch("SELECT id FROM customers ORDER BY id LIMIT $1 OFFSET $2", 1, 1)
+            assert [r["id"] for r in rows] == [2]
+            await conn.execute(
+                "INSERT INTO customers (id, name, total, vip) VALUES ($1, $2, $3, $4)",
+                3,
+                "cy",
+                1.0,
+                True,
+            )
+            await conn.execute("UPDATE customers SET total = $1 WHERE id = $2", 4.5, 3)
+            row = await conn.fetchrow("SELECT total, vip FROM customers WHERE id = 3")
+            assert tuple(row) == (4.5, True)
+            # What no use types is text, as PostgreSQL's unknown.
+            assert await conn.fetchval("SELECT $1", "free") == "free"
+            with pytest.raises(asyncpg.exceptions.DataError, match="expected str"):
+                await conn.fetchval("SELECT $1", 5)
+        finally:
+            await conn.close()
+
+    run(check())
+
+
+def test_an_asyncpg_pool_takes_its_connections_back(server: Server) -> None:
+    async def check() -> None:
+        host, port = server.address
+        pool = await asyncpg.create_pool(
+            host=host, port=port, user="tester", database="shop", min_size=1, max_size=1
+        )
+        try:
+            for i in range(3):
+                async with pool.acquire() as conn:
+                    assert await conn.fetchval("SELECT add_i64($1, 1)", i) == i + 1
+        finally:
+            await pool.close()
+
+    run(check())
+
+
+def test_psycopg_binds_dates_and_times_in_binary(server: Server) -> None:
+    when = datetime.datetime(2020, 1, 2, 3, 4, 5, 600)
+    with connect(server, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT %b, %b, %b, %b",
+            (
+                datetime.date(2020, 1, 2),
+                when,
+                when.replace(tzinfo=datetime.UTC),
+                datetime.time(23, 59, 1),
+            ),
+        ).fetchone()
+        assert row == (
+            "2020-01-02",
+            "2020-01-02 03:04:05.000600",
+            "2020-01-02 03:04:05.000600+00:00",
+            "23:59:01",
+        )
+        # SQLite's date functions read them.
+        assert conn.execute(
+            "SELECT date(%b, '+1 day')", (datetime.date(2020, 2, 28),)
+        ).fetchone() == ("2020-02-29",)
+        # psycopg sends dates and timestamps as its own binary types.
+        conn.execute(
+            "INSERT INTO customers (id, name, born) VALUES (9, 'di', %s)",
+            (datetime.date(1999, 12, 31),),
+        )
+        assert conn.execute("SELECT born FROM customers WHERE id = 9").fetchone() == ("1999-12-31",)
+
+
+# --- PREPARE / EXECUTE, DECLARE / FETCH / CLOSE ------------------------------------------
+
+
+def test_prepare_and_execute_in_sql(server: Server) -> None:
+    with connect(server, autocommit=True) as conn:
+        conn.execute("PREPARE by_id (int) AS SELECT name FROM customers WHERE id = $1")
+        assert conn.execute("EXECUTE by_id(2)").fetchone() == ("bob",)
+        assert conn.execute("EXECUTE by_id('1')").fetchone() == ("ada",)  # coerced to int
+        conn.execute("PREPARE two AS SELECT add_i64($1, $2)")
+        assert conn.execute("EXECUTE two (40, 2)").fetchone() == (42,)
+        with pytest.raises(psycopg.errors.DuplicatePreparedStatement):
+            conn.execute("PREPARE two AS SELECT 1")
+        with pytest.raises(psycopg.errors.SyntaxError, match="takes 2, EXECUTE gives 1"):
+            conn.execute("EXECUTE two (1)")
+        conn.execute("DEALLOCATE two")
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            conn.execute("EXECUTE two (1, 2)")
+
+
+def test_psycopg_named_cursors(server: Server) -> None:
+    with connect(server) as conn:
+        with conn.cursor("by_name") as cur:
+            cur.execute("SELECT id, name FROM customers ORDER BY id")
+            assert cur.fetchone() == (1, "ada")
+            assert cur.fetchmany(5) == [(2, "bob")]
+            assert cur.fetchall() == []
+        conn.commit()
+        with conn.cursor("kept", withhold=True) as cur:
+            cur.execute("SELECT name FROM customers ORDER BY id")
+            conn.commit()  # a cursor WITH HOLD outlives its transaction
+            assert cur.fetchall() == [("ada",), ("bob",)]
+
+
+def test_sql_cursors_move_both_ways_and_end_with_their_transaction(server: Server) -> None:
+    with connect(server, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.NoActiveSqlTransaction):
+            conn.execute("DECLARE c CURSOR FOR SELECT 1")
+        conn.execute("BEGIN")
+        conn.execute(
+            "DECLARE c SCROLL CURSOR FOR WITH RECURSIVE s(value) AS"
+            " (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 5) SELECT value FROM s"
+        )
+        assert conn.execute("FETCH 2 FROM c").fetchall() == [(1,), (2,)]
+        assert conn.execute("FETCH PRIOR FROM c").fetchall() == [(1,)]
+        assert conn.execute("FETCH LAST IN c").fetchall() == [(5,)]
+        assert conn.execute("FETCH BACKWARD 2 FROM c").fetchall() == [(4,), (3,)]
+        assert conn.execute("FETCH ABSOLUTE 1 FROM c").fetchall() == [(1,)]
+        cur = conn.execute("MOVE FORWARD ALL IN c")
+        assert cur.statusmessage == "MOVE 4"
+        assert conn.execute("FETCH NEXT FROM c").fetchall() == []
+        conn.execute("COMMIT")
+        with pytest.raises(psycopg.errors.InvalidCursorName):
+            conn.execute("FETCH c")
+        conn.execute("DECLARE h CURSOR WITH HOLD FOR SELECT 1")
+        assert conn.execute("CLOSE h").statusmessage == "CLOSE CURSOR"
+        with pytest.raises(psycopg.errors.InvalidCursorName):
+            conn.execute("CLOSE h")
+        assert conn.execute("CLOSE ALL").statusmessage == "CLOSE CURSOR ALL"
+
+
+def test_fetch_directions_follow_postgresql() -> None:
+    def cursor() -> Cursor:
+        return Cursor(Result(["v"], [(i,) for i in range(1, 6)]), [20], hold=False, size=0)
+
+    def fetch(c: Cursor, sql: str) -> list[int]:
+        return [int(r[0]) for r in c.fetch(parse_fetch(sql))[1].rows]  # type: ignore[arg-type]
+
+    c = cursor()
+    assert fetch(c, "FETCH RELATIVE 0 FROM c") == []
+    assert fetch(c, "FETCH FORWARD FROM c") == [1]
+    assert fetch(c, "FETCH RELATIVE 0 FROM c") == [1]
+    assert fetch(c, "FETCH RELATIVE 2 FROM c") == [3]
+    assert fetch(c, "FETCH ABSOLUTE -2 FROM c") == [4]
+    assert fetch(c, "FETCH -1 FROM c") == [3]
+    assert fetch(c, "FETCH ALL FROM c") == [4, 5]
+    assert fetch(c, "FETCH BACKWARD ALL FROM c") == [5, 4, 3, 2, 1]
+    assert fetch(c, "FETCH FIRST FROM c") == [1]
+    assert fetch(c, "FETCH ABSOLUTE 9 FROM c") == []
+    assert c.position == 6
+    assert fetch(c, 'FETCH NEXT FROM "c"') == []

@@ -934,7 +934,6 @@ def _wire_limit_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-
 @main.command()
 @_db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")

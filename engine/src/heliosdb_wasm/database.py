@@ -138,6 +138,7 @@ class Database:
         # serve_clients(): a remote client's connection (pgwire).
         self._client = False
         self._allow_ddl = False
+        self._reserved: frozenset[str] = frozenset()
         # Scalars and aggregates SQLite calls in the core directly, by name.
         self._scalars: dict[str, _core.Scalar | _core.AggregateFunction] = {}
         self.busy_timeout = busy_timeout
@@ -334,7 +335,7 @@ class Database:
         before = self.conn.total_changes()
         denied: list[str] = []
         self.session.policy = (
-            policy.client_authorizer(denied, allow_ddl=self._allow_ddl)
+            policy.client_authorizer(denied, allow_ddl=self._allow_ddl, reserved=self._reserved)
             if self._client
             else policy.owner_authorizer(denied)
         )
@@ -388,14 +389,20 @@ class Database:
 
         return load
 
-    def serve_clients(self, *, allow_ddl: bool = False) -> None:
+    def serve_clients(
+        self, *, allow_ddl: bool = False, reserved: frozenset[str] = frozenset()
+    ) -> None:
         """Marks this as a remote client's connection (the wire endpoint): its
         SQL may not touch the engine's tables, ATTACH files or load
         extensions, and procedure, extension and plugin DDL is refused unless
         ``allow_ddl`` (a client that may create a procedure may read any
-        table through it, whatever the query plugins check)."""
+        table through it, whatever the query plugins check). Tables and
+        views named in ``reserved`` (lower case) may not be created: the
+        endpoint's catalog relations, which a table of the same name would
+        hide."""
         self._client = True
         self._allow_ddl = allow_ddl
+        self._reserved = reserved
 
     @_serialized
     def call(self, name: str, *args: Any) -> Any:

@@ -166,6 +166,4 @@ def make_scalar(
     if signature.table is not None or not hostable(signature):
         return None
     _, result = kinds(signature)
-    return _core.Scalar(
-        params_of(signature), result, signature.called_on_null_input, acquire, slow
-    )
+    return _core.Scalar(params_of(signature), result, signature.called_on_null_input, acquire, slow)

@@ -378,7 +378,18 @@ def owner_authorizer(denied: list[str]) -> Authorizer:
     return authorize
 
 
-def client_authorizer(denied: list[str], *, allow_ddl: bool = False) -> Authorizer:
+_CREATES = {
+    apsw.SQLITE_CREATE_TABLE,
+    apsw.SQLITE_CREATE_VIEW,
+    apsw.SQLITE_CREATE_TEMP_TABLE,
+    apsw.SQLITE_CREATE_TEMP_VIEW,
+    apsw.SQLITE_CREATE_VTABLE,
+}
+
+
+def client_authorizer(
+    denied: list[str], *, allow_ddl: bool = False, reserved: frozenset[str] = frozenset()
+) -> Authorizer:
     """What a remote client's own SQL may not do (``Database.serve_clients``):
     touch the engine's registry tables (procedures, plugins, modules), ATTACH
     or DETACH files, set the PRAGMAs every connection shares (journal mode,
@@ -403,6 +414,8 @@ def client_authorizer(denied: list[str], *, allow_ddl: bool = False) -> Authoriz
             return deny(_ALWAYS_DENIED[action])
         if action == apsw.SQLITE_CREATE_TRIGGER and not allow_ddl:
             return deny("CREATE TRIGGER (start the server with --allow-ddl)")
+        if action in _CREATES and (p1 or "").lower() in reserved:
+            return deny(f"a table named {p1}, the name of a catalog relation")
         pragma = (p1 or "").lower() if action == apsw.SQLITE_PRAGMA else ""
         # Reading a shared setting is harmless; writable_schema is refused
         # outright, as before.

@@ -81,6 +81,7 @@ WASIP1_FUNCTIONS = frozenset(
 # preopens and wasmtime's default deny-all socket policy they reach nothing.
 WASIP2_INTERFACE_PREFIXES = tuple(_core.WASIP2_PREFIXES)
 
+
 def is_wasip2_interface(name: str) -> bool:
     return name.startswith(WASIP2_INTERFACE_PREFIXES)
 

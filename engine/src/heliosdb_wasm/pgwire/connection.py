@@ -23,7 +23,7 @@ from ..database import Database, Result
 from ..errors import DdlError
 from ..policy import Limits
 from ..values import SqlValue
-from . import functions
+from . import catalog, functions
 from .codec import (
     OID_TEXT,
     TYPLEN,
@@ -413,7 +413,7 @@ class Connection:
             for name in DURATIONS:
                 parse_duration(name, variables[name])
             self.db = Database.open(self.server.db_path, limits=self.server.limits)
-            self.db.serve_clients(allow_ddl=self.server.allow_ddl)
+            self.db.serve_clients(allow_ddl=self.server.allow_ddl, reserved=catalog.RELATIONS)
             conn = self.db.conn
             conn.limit(apsw.SQLITE_LIMIT_LENGTH, self.limits.max_value_bytes)
             conn.row_trace = self._count_row
@@ -429,6 +429,7 @@ class Connection:
             defaults=defaults,
         )
         functions.install(self.db.conn, self.session)
+        catalog.install(self.db, self.session)
         self.startup_deadline = None
         self._send(b"R", struct.pack("!i", 0))  # AuthenticationOk
         self._report_parameters()

@@ -156,8 +156,8 @@ def _parsed(sql: str) -> exp.Expr | None:
 def _tree(sql: str) -> exp.Expr | None:
     # Placeholders are ?n here, and sqlglot reads PostgreSQL's $n; a ? inside
     # a string literal only changes the literal, which no type depends on.
-    tree = _parsed(sql)
-    return None if tree is None else tree.copy()
+    # The cached tree is shared: _Types only reads it.
+    return _parsed(sql)
 
 
 class _Types:

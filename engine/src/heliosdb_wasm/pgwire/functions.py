@@ -11,12 +11,14 @@ of the functions here. Each answers from the session it was installed for.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import apsw
+import apsw.ext
 
 from .. import __version__
 from ..values import SqlValue
@@ -72,6 +74,119 @@ def pg_bool(value: SqlValue) -> int | None:
     raise WireError("22P02", f'invalid input syntax for type boolean: "{text[:64]}"')
 
 
+def elements(array: SqlValue) -> list[Any] | None:
+    """An array's elements: a JSON array (what ARRAY[...] is translated to)
+    or PostgreSQL's text form ``{a,"b c",NULL}`` (what drivers send)."""
+    if array is None:
+        return None
+    text = array.decode("utf-8", "replace") if isinstance(array, bytes) else str(array)
+    if text.startswith("["):
+        try:
+            loaded = json.loads(text)
+        except ValueError:
+            return [text]
+        return list(loaded) if isinstance(loaded, list) else [loaded]
+    if text.startswith("{") and text.endswith("}"):
+        return _pg_array_items(text[1:-1])
+    return [text]
+
+
+def _pg_array_items(inner: str) -> list[Any]:
+    items: list[Any] = []
+    i, n = 0, len(inner)
+    while i < n:
+        if inner[i] == '"':
+            j, chars = i + 1, []
+            while j < n and inner[j] != '"':
+                if inner[j] == "\\" and j + 1 < n:
+                    j += 1
+                chars.append(inner[j])
+                j += 1
+            items.append("".join(chars))
+            i = j + 1
+        else:
+            j = inner.find(",", i)
+            j = n if j < 0 else j
+            word = inner[i:j].strip()
+            items.append(None if word.upper() == "NULL" else word)
+            i = j
+        while i < n and inner[i] in ", ":
+            i += 1
+    return items
+
+
+def array_text(values: Sequence[SqlValue]) -> str:
+    """PostgreSQL's text form of an array: ``{1,"a b",NULL}``."""
+    return "{" + ",".join(_array_item(v) for v in values) + "}"
+
+
+def _array_item(value: SqlValue) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        value = "\\x" + value.hex()
+    text = str(value)
+    if text == "" or text.upper() == "NULL" or any(c in text for c in '{},"\\ '):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+class _ArrayAgg:
+    """array_agg(x): its values as PostgreSQL's text form of an array."""
+
+    def __init__(self) -> None:
+        self.values: list[SqlValue] = []
+
+    def step(self, *values: SqlValue) -> None:
+        self.values.append(values[0])
+
+    def final(self) -> str | None:
+        return array_text(self.values) if self.values else None
+
+
+def array_get(array: SqlValue, index: SqlValue) -> SqlValue:
+    """array[i], counted from 1; NULL past either end."""
+    values = elements(array)
+    if values is None or not isinstance(index, int) or not 1 <= index <= len(values):
+        return None
+    value: SqlValue = values[index - 1]
+    return value
+
+
+def array_upper(array: SqlValue, dimension: SqlValue) -> int | None:
+    values = elements(array)
+    return len(values) if values and dimension == 1 else None
+
+
+def generate_series(start: int, stop: int, step: int = 1) -> Iterator[tuple[int]]:
+    """PostgreSQL's generate_series over integers (apsw's table-valued function)."""
+    if step == 0:
+        raise WireError("22023", "step size cannot equal zero")
+    value = start
+    while (value <= stop) if step > 0 else (value >= stop):
+        yield (value,)
+        value += step
+
+
+generate_series.columns = ("value",)  # type: ignore[attr-defined]
+generate_series.column_access = apsw.ext.VTColumnAccess.By_Index  # type: ignore[attr-defined]
+
+
+def array_json(array: SqlValue) -> str | None:
+    values = elements(array)
+    return None if values is None else json.dumps(values)
+
+
+def array_to_string(array: SqlValue, separator: SqlValue, null: SqlValue = None) -> str | None:
+    values = elements(array)
+    if values is None:
+        return None
+    shown = [str(v) if v is not None else null for v in values]
+    return ("" if separator is None else str(separator)).join(
+        str(v) for v in shown if v is not None
+    )
+
+
 def install(conn: apsw.Connection, session: WireSession) -> None:
     """Register the functions on ``conn``, answering for ``session``."""
     user = session.params.get("user", "")
@@ -104,7 +219,15 @@ def install(conn: apsw.Connection, session: WireSession) -> None:
         "pg_encoding_to_char": (lambda _encoding: "UTF8", 1, True),
         "pg_bool": (pg_bool, 1, True),
         "regexp": (regexp, 2, True),
+        "pg_array_json": (array_json, 1, True),
+        "pg_array": (lambda *values: array_text(values), -1, True),
+        "pg_array_get": (array_get, 2, True),
+        "array_upper": (array_upper, 2, True),
+        "array_length": (array_upper, 2, True),
+        "pg_relation_is_publishable": (lambda _oid: 0, 1, True),
         "gen_random_uuid": (lambda: str(uuid.uuid4()), 0, False),
     }
     for name, (function, nargs, deterministic) in functions.items():
         conn.create_scalar_function(name, function, nargs, deterministic=deterministic)
+    conn.create_aggregate_function("pg_array_agg", _ArrayAgg, 1)
+    apsw.ext.make_virtual_module(conn, "generate_series", generate_series)

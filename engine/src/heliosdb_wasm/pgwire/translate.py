@@ -140,7 +140,7 @@ def _pg_name(node: exp.Expr) -> str:
     if isinstance(node, exp.Dot):
         return _pg_name(node.expression)
     if isinstance(node, exp.Cast):
-        to = node.to
+        to = _catalog_type(node.to)
         if isinstance(to, exp.ObjectIdentifier):
             return to.name.lower()
         if isinstance(to, exp.DataType):
@@ -151,7 +151,7 @@ def _pg_name(node: exp.Expr) -> str:
     if isinstance(node, exp.Anonymous):
         return node.name.lower()
     if isinstance(node, exp.Func):
-        return _FUNCTION_NAMES.get(type(node), node.key)
+        return _FUNCTION_NAMES.get(type(node)) or node.sql_name().lower()
     return "?column?"
 
 
@@ -216,7 +216,10 @@ def _sqlite_node(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Operator):
         return _operator(node)
     if isinstance(node, exp.Cast):
-        to = node.to
+        to = _catalog_type(node.to)
+        if to.is_type(exp.DataType.Type.ARRAY):
+            array: exp.Expr = node.this  # arrays are their text form
+            return array
         if isinstance(to, exp.ObjectIdentifier):
             name = to.name.upper()
             if name in _OID_CASTS:
@@ -225,9 +228,28 @@ def _sqlite_node(node: exp.Expr) -> exp.Expr:
         if to.is_type(exp.DataType.Type.BOOLEAN):
             # SQLite would make 'true' 0: PostgreSQL's spellings of a boolean.
             return _function("pg_bool", node.this)
+    if isinstance(node, exp.Table) and isinstance(node.this, exp.ExplodingGenerateSeries):
+        series = node.this
+        args = [series.args["start"], series.args["end"]]
+        if series.args.get("step") is not None:
+            args.append(series.args["step"])
+        return _set_returning(node.alias or "generate_series", None, "generate_series", args)
+    if isinstance(node, exp.Unnest) and len(node.expressions) == 1:
+        alias = node.args.get("alias")
+        name = alias.name if alias is not None and alias.name else "unnest"
+        columns = alias.columns if alias is not None else []
+        array = _function("pg_array_json", node.expressions[0])
+        return _set_returning(name, columns[0].name if columns else None, "json_each", [array])
+    if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
+        return _function("pg_array_get", node.this, node.expressions[0])
     if isinstance(node, exp.Table):
-        db = node.args.get("db")
-        if isinstance(db, exp.Identifier) and db.name.lower() == "public":
+        return _table(node)
+    if isinstance(node, exp.Column) and isinstance(node.args.get("db"), exp.Identifier):
+        # pg_catalog.pg_class.relname: the relation's own name (or alias) is enough.
+        schema = node.args["db"].name.lower()
+        if schema in ("pg_catalog", "information_schema"):
+            node.set("db", None)
+        elif schema == "public":
             node.set("db", exp.to_identifier("main"))
         return node
     if isinstance(node, exp.ByteString):
@@ -250,15 +272,74 @@ def _sqlite_node(node: exp.Expr) -> exp.Expr:
         if renamed is not None:
             node.set("this", renamed)
         return node
+    if isinstance(node, exp.Array):
+        return _array(node)
     if isinstance(node, exp.ArrayAgg):
-        return exp.Anonymous(this="json_group_array", expressions=[node.this])
+        return _function("pg_array_agg", node.this)
     if isinstance(node, exp.EQ) and isinstance(node.expression, exp.Any):
         values = node.expression.this
         if isinstance(values, exp.Paren):
             values = values.this
-        if isinstance(values, exp.Array):
+        if isinstance(values, exp.Anonymous) and values.name == "pg_array":
             return exp.In(this=node.this, expressions=list(values.expressions))
+        # = ANY(an array: a column, a parameter): its elements, as JSON.
+        elements = exp.select("value").from_(
+            exp.Anonymous(this="json_each", expressions=[_function("pg_array_json", values)])
+        )
+        return exp.In(this=node.this, query=exp.Subquery(this=elements))
     return node
+
+
+def _set_returning(alias: str, column: str | None, function: str, args: list[exp.Expr]) -> exp.Expr:
+    """A set-returning function in FROM, ``generate_series(1, 3) s``: its one
+    column is named after the alias, as in PostgreSQL, so ``s`` is a value."""
+    rows = exp.select(exp.alias_(exp.column("value"), column or alias, quoted=True)).from_(
+        exp.Anonymous(this=function, expressions=args)
+    )
+    return exp.alias_(exp.Subquery(this=rows), alias, table=True, quoted=True)
+
+
+def _table(node: exp.Table) -> exp.Table:
+    """public.t is SQLite's main.t; the catalog's relations are eponymous
+    virtual tables (catalog.py): pg_catalog.pg_class is pg_class, and
+    information_schema.tables is information_schema_tables."""
+    db = node.args.get("db")
+    schema = db.name.lower() if isinstance(db, exp.Identifier) else ""
+    if schema == "public":
+        node.set("db", exp.to_identifier("main"))
+    elif schema == "pg_catalog":
+        node.set("db", None)
+    elif schema == "information_schema":
+        name = node.name
+        node.set("this", exp.to_identifier(f"information_schema_{name.lower()}"))
+        node.set("db", None)
+        if not node.alias:
+            node.set("alias", exp.TableAlias(this=exp.to_identifier(name)))
+    return node
+
+
+def _catalog_type(to: exp.Expr) -> exp.Expr:
+    """pg_catalog.regtype, pg_catalog.text: the type itself."""
+    kind = to.args.get("kind") if isinstance(to, exp.DataType) else None
+    if isinstance(kind, exp.Dot) and _is_pg_catalog(kind.this):
+        name = kind.expression.name
+        if name.lower() in ("regclass", "regtype", "regproc", "oid", "regnamespace", "regrole"):
+            return exp.ObjectIdentifier(this=name.upper())
+        return exp.DataType.build(name, dialect="postgres")
+    return to
+
+
+def _array(node: exp.Array) -> exp.Expr:
+    """ARRAY[a, b] and ARRAY(SELECT x ...) in PostgreSQL's text form of an
+    array, which clients read (functions.pg_array, pg_array_agg)."""
+    items = list(node.expressions)
+    if len(items) == 1 and isinstance(items[0], exp.Select) and len(items[0].selects) == 1:
+        query = items[0]
+        only = query.selects[0].unalias()
+        query.set("expressions", [_function("pg_array_agg", only)])
+        # ARRAY() of no rows is the empty array; array_agg of none is NULL.
+        return _function("coalesce", exp.Subquery(this=query), exp.Literal.string("{}"))
+    return _function("pg_array", *items)
 
 
 def _is_pg_catalog(node: exp.Expr) -> bool:

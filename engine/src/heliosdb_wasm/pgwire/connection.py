@@ -4,6 +4,7 @@ protocols, and what one session may cost (WireLimits)."""
 from __future__ import annotations
 
 import binascii
+import collections
 import contextlib
 import logging
 import secrets
@@ -130,6 +131,8 @@ class Portal:
 # What a prepared statement or a portal is estimated to cost besides its text,
 # parameters and rows (the objects that hold them), and a buffered row besides
 # its values (the row's slot in the result list and its GC header).
+# Statement descriptions a connection remembers (_described); each is small.
+_DESCRIPTIONS = 256
 _ENTRY_BYTES = 512
 _ROW_BYTES = 24
 # Output is buffered up to this much between writes to the socket.
@@ -152,6 +155,9 @@ class Connection:
         self.statements: dict[str, Statement] = {}
         self.portals: dict[str, Portal] = {}
         self.cursors: dict[str, Cursor] = {}
+        self.descriptions: collections.OrderedDict[
+            tuple[str, tuple[int, ...]], tuple[tuple[object, ...], Description | None]
+        ] = collections.OrderedDict()
         self.failed = False  # an error inside a transaction block: 'E' until it ends
         self.ignore_till_sync = False
         self.reported: dict[str, str] = {}
@@ -950,8 +956,27 @@ class Connection:
             words = keywords(statement.sql, 1)
             if not statement.empty and words and words[0] not in ("SET", "RESET", "SHOW"):
                 assert self.db is not None
-                statement.description = describe(self.db, statement.sql, statement.param_oids)
+                statement.description = self._described(statement)
         return statement.description
+
+    def _described(self, statement: Statement) -> Description | None:
+        """``describe``, remembered per text and parameter types while the
+        schema, the data (procedures are rows) and this connection's own
+        changes stand still: drivers that Parse the same unnamed statement
+        for every execution pay for it once."""
+        assert self.db is not None
+        conn = self.db.conn
+        stamp = (conn.pragma("schema_version"), conn.pragma("data_version"), conn.total_changes())
+        key = (statement.sql, tuple(statement.param_oids))
+        found = self.descriptions.get(key)
+        if found is not None and found[0] == stamp:
+            self.descriptions.move_to_end(key)
+            return found[1]
+        description = describe(self.db, statement.sql, statement.param_oids)
+        self.descriptions[key] = (stamp, description)
+        if len(self.descriptions) > _DESCRIPTIONS:
+            self.descriptions.popitem(last=False)
+        return description
 
     def _infer_params(self, statement: Statement) -> None:
         """Parameters the client left untyped take the type their use gives them."""

@@ -10,11 +10,14 @@ import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 import wasmtime
 
 import heliosdb_wasm as h
+from heliosdb_wasm.pgwire import Server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
@@ -31,6 +34,22 @@ def wasm_of(name: str) -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def numeric_procedure(db: h.Database, name: str, signature: str) -> None:
+    """A procedure of tests/fixtures/numeric.wat, by its export's name."""
+    db.execute(
+        f"CREATE PROCEDURE {name}{signature} LANGUAGE wasm"
+        f" USING EXPORT '{name}' AS '{b64(wasm_of('numeric'))}'"
+    )
+
+
+def pg_connect(server: Server, dbname: str = "shop", **kwargs: Any) -> psycopg.Connection[Any]:
+    """psycopg to a test's wire endpoint, as user "tester"."""
+    host, port = server.address
+    return psycopg.connect(
+        host=host, port=port, user="tester", dbname=dbname, connect_timeout=5, **kwargs
+    )
 
 
 def tar_of(members: dict[str, bytes]) -> bytes:

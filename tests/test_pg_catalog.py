@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 import heliosdb_wasm as h
-from conftest import TEST_LIMITS, b64, wasm_of
+from conftest import TEST_LIMITS, numeric_procedure, pg_connect
 from heliosdb_wasm.pgwire import Server
 
 
@@ -31,20 +31,14 @@ def server(tmp_path: Path) -> Iterator[Server]:
         " customer_id INTEGER NOT NULL REFERENCES customers (id), code TEXT UNIQUE);"
         "CREATE VIEW big AS SELECT id FROM customers WHERE total > 100"
     )
-    db.execute(
-        "CREATE PROCEDURE add_i64(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm"
-        f" USING EXPORT 'add_i64' AS '{b64(wasm_of('numeric'))}'"
-    )
+    numeric_procedure(db, "add_i64", "(a BIGINT, b BIGINT) RETURNS BIGINT")
     db.close()
     with Server(tmp_path / "shop.db", port=0, limits=TEST_LIMITS) as srv:
         yield srv
 
 
 def connect(server: Server, **kwargs: Any) -> psycopg.Connection[Any]:
-    host, port = server.address
-    return psycopg.connect(
-        host=host, port=port, user="tester", dbname="shop", connect_timeout=5, **kwargs
-    )
+    return pg_connect(server, "shop", **kwargs)
 
 
 def psql(server: Server, *commands: str) -> str:

@@ -17,7 +17,7 @@ import psycopg.errors
 import pytest
 
 import heliosdb_wasm as h
-from conftest import TEST_LIMITS, b64, wasm_of
+from conftest import TEST_LIMITS, numeric_procedure, pg_connect
 from heliosdb_wasm.database import Result
 from heliosdb_wasm.pgwire import Server
 from heliosdb_wasm.pgwire.cursors import Cursor, parse_fetch
@@ -35,24 +35,15 @@ def server(tmp_path: Path) -> Iterator[Server]:
         "INSERT INTO customers VALUES (1, 'ada', 2.5, 1, '1990-01-02', x'00ff', 7),"
         " (2, 'bob', 10, 0, NULL, NULL, 'seven')"
     )
-    db.execute(
-        "CREATE PROCEDURE add_i64(a BIGINT, b BIGINT) RETURNS BIGINT LANGUAGE wasm"
-        f" USING EXPORT 'add_i64' AS '{b64(wasm_of('numeric'))}'"
-    )
-    db.execute(
-        "CREATE PROCEDURE mul_f64(a DOUBLE, b DOUBLE) RETURNS DOUBLE LANGUAGE wasm"
-        f" USING EXPORT 'mul_f64' AS '{b64(wasm_of('numeric'))}'"
-    )
+    numeric_procedure(db, "add_i64", "(a BIGINT, b BIGINT) RETURNS BIGINT")
+    numeric_procedure(db, "mul_f64", "(a DOUBLE, b DOUBLE) RETURNS DOUBLE")
     db.close()
     with Server(tmp_path / "clients.db", port=0, limits=TEST_LIMITS) as srv:
         yield srv
 
 
 def connect(server: Server, **kwargs: Any) -> psycopg.Connection[Any]:
-    host, port = server.address
-    return psycopg.connect(
-        host=host, port=port, user="tester", dbname="shop", connect_timeout=5, **kwargs
-    )
+    return pg_connect(server, "shop", **kwargs)
 
 
 def run(coroutine: Any) -> Any:

@@ -22,7 +22,7 @@ import pytest
 from psycopg.pq import TransactionStatus
 
 import heliosdb_wasm as h
-from conftest import TEST_LIMITS, b64, wasm_of
+from conftest import TEST_LIMITS, b64, pg_connect, wasm_of
 from heliosdb_wasm import Result
 from heliosdb_wasm.pgwire import (
     Server,
@@ -45,10 +45,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 def connect(server: Server, **kwargs: Any) -> psycopg.Connection[Any]:
-    host, port = server.address
-    return psycopg.connect(
-        host=host, port=port, user="tester", dbname="wire", connect_timeout=5, **kwargs
-    )
+    return pg_connect(server, "wire", **kwargs)
 
 
 # --- types and values ------------------------------------------------------------------

@@ -32,7 +32,7 @@ from ..database import Database
 from ..values import Signature, SqlType, SqlValue
 from .codec import OID_TEXT, declared_oid
 from .errors import WireError
-from .functions import array_to_string
+from .functions import array_text, array_to_string
 from .session import WireSession
 
 PG_CATALOG, PUBLIC, INFORMATION_SCHEMA = 11, 2200, 13000
@@ -340,11 +340,6 @@ Row = tuple[SqlValue, ...]
 Rows = Iterator[Row] | Sequence[Row]
 
 
-def _array(values: Sequence[object]) -> str:
-    """PostgreSQL's text form of an array of plain values."""
-    return "{" + ",".join(str(v) for v in values) + "}"
-
-
 def _vector(values: Sequence[int]) -> str:
     """int2vector and oidvector text: space-separated."""
     return " ".join(str(v) for v in values)
@@ -467,10 +462,10 @@ _INDEX_COLUMNS = (
 
 def _constraints(c: _Context) -> Iterator[Row]:
     for k in c.snapshot().constraints:
-        referenced = _array(k.referenced) if k.kind == "f" else None
+        referenced = array_text(k.referenced) if k.kind == "f" else None
         yield (
             k.oid, k.name, PUBLIC, k.kind, 0, 0, 1, k.table, 0, k.index, 0, k.references,
-            "a", "a", "s", 1, 0, 1, _array(k.columns), referenced, None, None, None, None,
+            "a", "a", "s", 1, 0, 1, array_text(k.columns), referenced, None, None, None, None,
             None, None,
         )  # fmt: skip
 
@@ -519,7 +514,7 @@ def _proc(c: _Context) -> Iterator[Row]:
     for p in c.snapshot().procedures:
         sig = p.signature
         args = [_PROCEDURE_TYPES[a.type] for a in sig.params]
-        names = _array([a.name for a in sig.params])
+        names = array_text([a.name for a in sig.params])
         yield (
             p.oid, p.name, PUBLIC, OWNER, WASM_LANGUAGE, 1.0, 1000.0 if sig.is_table else 0.0,
             0, None, "f", 0, 0, int(not sig.called_on_null_input), int(sig.is_table), "v", "u",

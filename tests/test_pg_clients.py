@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Iterator
+import io
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,10 @@ import pytest
 import heliosdb_wasm as h
 from conftest import TEST_LIMITS, numeric_procedure, pg_connect
 from heliosdb_wasm.database import Result
-from heliosdb_wasm.pgwire import Server
+from heliosdb_wasm.pgwire import Server, WireError, WireSession, execute_statement
 from heliosdb_wasm.pgwire.cursors import Cursor, parse_fetch
 from heliosdb_wasm.pgwire.translate import needs_translation, to_sqlite
+from heliosdb_wasm.values import SqlValue
 
 
 @pytest.fixture
@@ -349,3 +353,163 @@ def test_fetch_directions_follow_postgresql() -> None:
     assert fetch(c, "FETCH ABSOLUTE 9 FROM c") == []
     assert c.position == 6
     assert fetch(c, 'FETCH NEXT FROM "c"') == []
+
+
+# --- COPY ---------------------------------------------------------------------------------
+
+
+def test_psycopg_copies_in_and_out_in_text_and_csv(server: Server) -> None:
+    with connect(server, autocommit=True) as conn:
+        with conn.cursor().copy("COPY customers (id, name, total, vip) FROM STDIN") as copy:
+            copy.write_row((3, "tab\there", 1.5, True))
+            copy.write_row((4, "back\\slash\nnewline", None, False))
+        with conn.cursor().copy(
+            "COPY customers (id, name, loose) FROM STDIN WITH (FORMAT csv, HEADER)"
+        ) as copy:
+            copy.write('id,name,loose\n5,"comma, ""quoted""",\n6,six,""\n8,"two\nlines",x\n')
+        rows = conn.execute(
+            "SELECT id, name, total, vip, loose FROM customers WHERE id > 2 ORDER BY id"
+        )
+        assert rows.fetchall() == [
+            (3, "tab\there", 1.5, True, None),
+            (4, "back\\slash\nnewline", None, False, None),
+            (5, 'comma, "quoted"', None, None, None),  # unquoted empty: NULL
+            (6, "six", None, None, ""),  # quoted empty: ''
+            (8, "two\nlines", None, None, "x"),
+        ]
+        with conn.cursor().copy("COPY customers (id, name, vip) TO STDOUT") as copy:
+            text = b"".join(bytes(chunk) for chunk in copy)
+        assert text.splitlines()[2:4] == [b"3\ttab\\there\tt", b"4\tback\\\\slash\\nnewline\tf"]
+        with conn.cursor().copy(
+            "COPY (SELECT id, name, loose FROM customers WHERE id >= 5 ORDER BY id) TO STDOUT"
+            " WITH CSV HEADER"
+        ) as copy:
+            csv_text = b"".join(bytes(chunk) for chunk in copy).decode()
+        assert csv_text == 'id,name,loose\n5,"comma, ""quoted""",\n6,six,""\n8,"two\nlines",x\n'
+
+
+def test_a_bad_row_leaves_no_row_of_its_copy(server: Server) -> None:
+    with connect(server, autocommit=True) as conn:
+        with (
+            pytest.raises(
+                psycopg.errors.InvalidTextRepresentation,
+                match=r"COPY customers, line 2, column total: 'lots' is not a valid double",
+            ),
+            conn.cursor().copy("COPY customers (id, name, total) FROM STDIN") as copy,
+        ):
+            copy.write("10\tok\t1\n11\tbad\tlots\n")
+        with (
+            pytest.raises(psycopg.errors.BadCopyFileFormat, match="2 columns, expected 3"),
+            conn.cursor().copy("COPY customers (id, name, total) FROM STDIN") as copy,
+        ):
+            copy.write("12\tshort\n")
+        with (
+            pytest.raises(RuntimeError, match="gives up"),
+            conn.cursor().copy("COPY customers (id, name) FROM STDIN") as copy,
+        ):
+            copy.write("13\tx\n")
+            raise RuntimeError("the client gives up")  # psycopg sends CopyFail
+        assert conn.execute("SELECT count(*) FROM customers").fetchone() == (2,)
+        # Inside a transaction a failed COPY fails the transaction, as in PostgreSQL.
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO customers (id, name) VALUES (20, 'kept?')")
+        with (
+            pytest.raises(psycopg.errors.InvalidTextRepresentation),
+            conn.cursor().copy("COPY customers (id, total) FROM STDIN") as copy,
+        ):
+            copy.write("21\tnope\n")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.execute("ROLLBACK")
+        assert conn.execute("SELECT count(*) FROM customers").fetchone() == (2,)
+
+
+def test_copy_never_touches_server_files_and_names_what_it_refuses(server: Server) -> None:
+    with connect(server, autocommit=True) as conn:
+        for sql in ("COPY customers FROM '/etc/passwd'", "COPY customers TO PROGRAM 'id'"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="file or program"):
+                conn.execute(sql)
+        with pytest.raises(psycopg.errors.UndefinedTable, match='"nope"'):
+            conn.execute("COPY nope FROM STDIN")
+        with pytest.raises(psycopg.errors.UndefinedColumn, match='"nope" of relation'):
+            conn.execute("COPY customers (nope) FROM STDIN")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="extended query protocol"):
+            conn.execute("COPY customers TO STDOUT", prepare=True)
+        with pytest.raises(psycopg.errors.SyntaxError, match='option "bogus"'):
+            conn.execute("COPY customers TO STDOUT WITH (bogus)")
+
+
+def test_psql_copies_files_through_stdin_and_stdout(server: Server, tmp_path: Path) -> None:
+    binary = shutil.which("psql")
+    if binary is None:
+        pytest.skip("psql is not installed (apt-get install postgresql-client)")
+    source = tmp_path / "in.csv"
+    source.write_text("30,from a file\n31,another\n")
+    target = tmp_path / "out.txt"
+    host, port = server.address
+    run = subprocess.run(
+        [
+            *(binary, "-X", "-h", host, "-p", str(port), "-U", "tester", "-d", "shop"),
+            *("-v", "ON_ERROR_STOP=1"),
+            *("-c", f"\\copy customers (id, name) from '{source}' csv"),
+            *("-c", f"\\copy (select id, name from customers where id >= 30) to '{target}'"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (run.returncode, run.stdout, run.stderr) == (0, "COPY 2\nCOPY 2\n", "")
+    assert target.read_text() == "30\tfrom a file\n31\tanother\n"
+
+
+def test_asyncpg_copies_records_in_binary_and_tables_out(server: Server) -> None:
+    async def check() -> None:
+        conn = await asyncpg_connect(server)
+        try:
+            done = await conn.copy_records_to_table(
+                "customers",
+                records=[(40, "bin", 0.5, True, b"\x01\x02"), (41, "nul", None, None, None)],
+                columns=["id", "name", "total", "vip", "photo"],
+            )
+            assert done == "COPY 2"
+            row = await conn.fetchrow("SELECT name, total, vip, photo FROM customers WHERE id = 40")
+            assert tuple(row) == ("bin", 0.5, True, b"\x01\x02")
+            out = io.BytesIO()
+            assert (
+                await conn.copy_from_query(
+                    "SELECT id, total FROM customers WHERE id >= 40 ORDER BY id", output=out
+                )
+                == "COPY 2"
+            )
+            assert out.getvalue() == b"40\t0.5\n41\t\\N\n"
+        finally:
+            await conn.close()
+
+    run(check())
+
+
+def test_copy_runs_through_the_executor_plugins_wrap(tmp_path: Path) -> None:
+    """What COPY reads and writes are ordinary statements to the executor (the
+    plugin pipeline), so a rule on SELECT and INSERT holds for COPY too."""
+    seen: list[str] = []
+
+    def guarded(session: WireSession, sql: str, params: Sequence[SqlValue]) -> Result:
+        seen.append(sql)
+        if "secrets" in sql and not sql.startswith("INSERT"):
+            raise WireError("42501", "secrets are not for you")
+        return execute_statement(session, sql, params)
+
+    with h.Database.open(tmp_path / "guarded.db") as db:
+        db.execute("CREATE TABLE secrets (v TEXT)")
+    with (
+        Server(tmp_path / "guarded.db", port=0, executor=guarded) as server,
+        connect(server, autocommit=True) as conn,
+    ):
+        with conn.cursor().copy("COPY secrets FROM STDIN") as copy:
+            copy.write("a\nb\n")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not for you"):
+            conn.execute("COPY secrets TO STDOUT")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not for you"):
+            conn.execute("COPY (SELECT * FROM secrets) TO STDOUT")
+    assert seen[0] == 'INSERT INTO "secrets" ("v") VALUES (?), (?)'
+    assert seen[1:] == ['SELECT * FROM "secrets"', "SELECT * FROM secrets"]

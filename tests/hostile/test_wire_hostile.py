@@ -326,6 +326,25 @@ def test_a_message_over_max_message_bytes_gets_54000_and_the_session_goes_on(
             assert errors(raw.until_closed()) == [("FATAL", "08P01")]
 
 
+def test_copy_holds_at_most_one_row_and_a_row_past_the_limit_is_refused(tmp_path: Path) -> None:
+    with serving(tmp_path, max_message_bytes=1 * MIB) as srv, connect(srv) as conn:
+        conn.execute("CREATE TABLE c(x TEXT)")
+        # Many rows in small messages stream through in batches.
+        with conn.cursor().copy("COPY c FROM STDIN") as copy:
+            for _ in range(200):
+                copy.write("row\n" * 100)
+        assert conn.execute("SELECT count(*) FROM c").fetchone() == (20_000,)
+        # One row that never ends is refused when it passes the limit; the
+        # whole COPY is undone and the session goes on.
+        with (
+            pytest.raises(psycopg.errors.ProgramLimitExceeded, match="COPY row 1 is longer"),
+            conn.cursor().copy("COPY c FROM STDIN") as copy,
+        ):
+            for _ in range(40):
+                copy.write("y" * (64 * 1024))
+        assert conn.execute("SELECT count(*) FROM c").fetchone() == (20_000,)
+
+
 # --- 4. statement time -------------------------------------------------------------------------
 
 

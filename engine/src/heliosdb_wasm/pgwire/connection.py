@@ -26,6 +26,10 @@ from ..policy import Limits
 from ..values import SqlValue
 from . import catalog, functions
 from .codec import (
+    OID_BOOL,
+    OID_BYTEA,
+    OID_FLOAT8,
+    OID_INT8,
     OID_TEXT,
     TYPLEN,
     coerce,
@@ -36,6 +40,7 @@ from .codec import (
     encode_text,
     fits,
 )
+from .copy import BinaryDecoder, Copy, Decoder, Encoder, parse_copy
 from .cursors import (
     Cursor,
     parse_close,
@@ -131,6 +136,15 @@ class Portal:
 # What a prepared statement or a portal is estimated to cost besides its text,
 # parameters and rows (the objects that hold them), and a buffered row besides
 # its values (the row's slot in the result list and its GC header).
+# Rows one INSERT of COPY FROM carries (fewer if they would pass SQLite's
+# parameter limit).
+_COPY_BATCH_ROWS = 500
+_TYPE_WORDS = {
+    OID_INT8: "bigint",
+    OID_FLOAT8: "double precision",
+    OID_BOOL: "boolean",
+    OID_BYTEA: "bytea",
+}
 # Statement descriptions a connection remembers (_described); each is small.
 _DESCRIPTIONS = 256
 _ENTRY_BYTES = 512
@@ -584,6 +598,12 @@ class Connection:
     ) -> tuple[Result, str]:
         """One statement: the connection's own (prepared statements and
         cursors in SQL) or the executor's."""
+        if verb == "COPY":
+            raise WireError(
+                "0A000",
+                "COPY in the extended query protocol is not supported",
+                hint="Send COPY as a simple query (psql, psycopg's copy() and asyncpg do).",
+            )
         if verb == "PREPARE":
             self._prepare_sql(sql)
             return Result(), "PREPARE"
@@ -615,6 +635,173 @@ class Connection:
             return Result(), "CLOSE CURSOR"
         result = self._limited(session, sql, params)
         return result, command_tag(sql, result)
+
+    # -- COPY ------------------------------------------------------------------------
+
+    def _copy(self, sql: str, implicit: bool) -> str:
+        """COPY FROM STDIN / TO STDOUT; its command tag."""
+        if self.failed:
+            raise WireError(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )
+        copy = parse_copy(sql)
+        if copy.direction == "TO":
+            return self._copy_out(copy)
+        return self._copy_in(copy, implicit)
+
+    def _copy_out(self, copy: Copy) -> str:
+        assert copy.query is not None or copy.table is not None
+        if copy.query is not None:
+            sql, _ = translate_placeholders(copy.query)
+        else:
+            columns = ", ".join(_quoted(c) for c in copy.columns) if copy.columns else "*"
+            sql = f"SELECT {columns} FROM {_quoted(copy.table or '')}"
+        result, _tag = self._run(sql, ())
+        oids = self._result_oids(sql, result)
+        encoder = Encoder(copy, result.columns, oids)
+        n = len(result.columns)
+        self._send(b"H", struct.pack(f"!bh{n}h", 0, n, *([0] * n)))
+        header = encoder.header()
+        if header is not None:
+            self._send(b"d", header)
+        for row in result.rows:
+            self._send(b"d", encoder.row(row))
+        self._send(b"c")
+        return f"COPY {len(result.rows)}"
+
+    def _copy_columns(self, copy: Copy) -> tuple[list[str], list[int]]:
+        """The columns COPY FROM fills and their declared types (oids)."""
+        assert self.db is not None and copy.table is not None
+        declared = {
+            str(name).lower(): (str(name), str(decl or ""))
+            for name, decl, hidden in self.db.conn.execute(
+                "SELECT name, type, hidden FROM pragma_table_xinfo(?)", (copy.table,)
+            )
+            if not hidden
+        }
+        if not declared:
+            raise WireError("42P01", f'relation "{copy.table}" does not exist')
+        names = copy.columns or [name for name, _ in declared.values()]
+        missing = [c for c in names if c.lower() not in declared]
+        if missing:
+            raise WireError(
+                "42703", f'column "{missing[0]}" of relation "{copy.table}" does not exist'
+            )
+        return names, [declared_oid(declared[c.lower()][1]) or 0 for c in names]
+
+    def _copy_in(self, copy: Copy, implicit: bool) -> str:
+        """Rows from the client's CopyData into the table, all or none."""
+        session, db = self.session, self.db
+        assert session is not None and db is not None and copy.table is not None
+        names, oids = self._copy_columns(copy)
+        n = len(names)
+        binary = copy.format == "binary"
+        self._send(b"G", struct.pack(f"!bh{n}h", int(binary), n, *([int(binary)] * n)))
+        self._flush()
+        per_batch = max(1, min(_COPY_BATCH_ROWS, ddl.MAX_PLACEHOLDER // n))
+        into = f"INSERT INTO {_quoted(copy.table)} ({', '.join(_quoted(c) for c in names)}) VALUES "
+        longest = self.limits.max_message_bytes
+        decoder: Decoder | BinaryDecoder = (
+            BinaryDecoder(longest) if binary else Decoder(copy, longest)
+        )
+        batch: list[SqlValue] = []
+        count = 0
+
+        def row_values(fields: Sequence[str | bytes | None]) -> None:
+            if len(fields) != n:
+                raise WireError(
+                    "22P04",
+                    f"COPY {copy.table}, line {decoder.line}: {len(fields)} columns, expected {n}",
+                )
+            for i, (text, oid) in enumerate(zip(fields, oids, strict=True)):
+                try:
+                    batch.append(None if text is None else self._copy_value(text, oid, i))
+                except WireError as exc:
+                    raise WireError(
+                        exc.sqlstate,
+                        f"COPY {copy.table}, line {decoder.line}, column {names[i]}: "
+                        f"{str(text)[:64]!r} is not a valid {_TYPE_WORDS.get(oid, 'value')}",
+                    ) from None
+
+        def insert() -> None:
+            nonlocal count
+            rows = len(batch) // n
+            if rows:
+                holes = ", ".join(["(" + ", ".join(["?"] * n) + ")"] * rows)
+                self._limited(session, into + holes, batch)
+                count += rows
+                batch.clear()
+
+        outer = not db.conn.getautocommit()
+        db.conn.execute("SAVEPOINT heliosdb_copy" if outer else "BEGIN")
+        error: BaseException | None = None
+        try:
+            while True:
+                kind, body = self._next_message()
+                if kind == b"d":
+                    if body is None:
+                        error = error or WireError(
+                            "54000",
+                            f"a CopyData message exceeds max_message_bytes "
+                            f"({self.limits.max_message_bytes})",
+                        )
+                    elif error is None:
+                        try:
+                            for fields in decoder.feed(body.data):
+                                row_values(fields)
+                                if len(batch) >= per_batch * n:
+                                    insert()
+                        except Exception as exc:  # noqa: BLE001 - reported after CopyDone
+                            error = exc
+                    continue
+                if kind == b"c" and body is not None:
+                    if error is None:
+                        try:
+                            for fields in decoder.finish():
+                                row_values(fields)
+                            insert()
+                        except Exception as exc:  # noqa: BLE001 - reported below
+                            error = exc
+                    break
+                if kind == b"f":
+                    reason = body.cstring() if body is not None else ""
+                    error = WireError("57014", f"COPY from stdin failed: {reason}")
+                    break
+                if kind in (b"H", b"S"):
+                    continue  # ignored during COPY, as PostgreSQL does
+                if kind == b"X":
+                    raise Terminate("08006", "the client ended the session during COPY")
+                error = WireError(
+                    "08P01", f"unexpected message type {kind!r} during COPY from stdin"
+                )
+                break
+        except BaseException:
+            self._end_copy(outer, ok=False)
+            raise
+        self._end_copy(outer, ok=error is None)
+        if error is not None:
+            if outer and not implicit:
+                self.failed = True
+            raise error
+        return f"COPY {count}"
+
+    @staticmethod
+    def _copy_value(field: str | bytes, oid: int, index: int) -> SqlValue:
+        if isinstance(field, bytes):
+            return decode_param(field, oid or OID_TEXT, True, index)
+        return decode_param(field.encode("utf-8", "surrogatepass"), oid, False, index)
+
+    def _end_copy(self, outer: bool, ok: bool) -> None:
+        assert self.db is not None
+        conn = self.db.conn
+        with contextlib.suppress(apsw.Error):
+            if outer:
+                if not ok:
+                    conn.execute("ROLLBACK TO heliosdb_copy")
+                conn.execute("RELEASE heliosdb_copy")
+            elif not conn.getautocommit():
+                conn.execute("COMMIT" if ok else "ROLLBACK")
 
     def _prepare_sql(self, sql: str) -> None:
         """PREPARE name [(types)] AS statement: a prepared statement, as Parse makes."""
@@ -783,6 +970,9 @@ class Connection:
                 if is_deallocate(statement):
                     self._deallocate(statement)
                     self._send(b"C", cstr("DEALLOCATE"))
+                    continue
+                if keywords(statement, 1) == ["COPY"]:
+                    self._send(b"C", cstr(self._copy(statement, implicit)))
                     continue
                 result, tag = self._run(statement, (), implicit)
                 if result.columns:
@@ -1065,3 +1255,7 @@ class Connection:
                 self._drop_statement(name)
         elif self._drop_statement(rest[0]) is None:
             raise WireError("26000", f'prepared statement "{rest[0]}" does not exist')
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -44,6 +44,25 @@ def numeric_procedure(db: h.Database, name: str, signature: str) -> None:
     )
 
 
+def pg_tool(name: str) -> str:
+    """A PostgreSQL client program (psql, pgbench): skipped without it, except
+    under CI, where its absence is a failure (the nox session installs it)."""
+    found = shutil.which(name) or next(
+        (
+            str(p)
+            for v in (17, 16, 15)
+            if (p := Path(f"/usr/lib/postgresql/{v}/bin/{name}")).exists()
+        ),
+        None,
+    )
+    if found is None:
+        message = f"{name} is not installed (apt-get install postgresql-15)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
 def pg_connect(server: Server, dbname: str = "shop", **kwargs: Any) -> psycopg.Connection[Any]:
     """psycopg to a test's wire endpoint, as user "tester"."""
     host, port = server.address

@@ -4,7 +4,6 @@ commands, SQLAlchemy's inspector, and plain queries, against the endpoint."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 import heliosdb_wasm as h
-from conftest import TEST_LIMITS, numeric_procedure, pg_connect
+from conftest import TEST_LIMITS, numeric_procedure, pg_connect, pg_tool
 from heliosdb_wasm.pgwire import Server
 
 
@@ -42,9 +41,7 @@ def connect(server: Server, **kwargs: Any) -> psycopg.Connection[Any]:
 
 
 def psql(server: Server, *commands: str) -> str:
-    binary = shutil.which("psql")
-    if binary is None:
-        pytest.skip("psql is not installed (apt-get install postgresql-client)")
+    binary = pg_tool("psql")
     host, port = server.address
     args = [binary, "-h", host, "-p", str(port), "-U", "tester", "-d", "shop", "-X"]
     args += ["-v", "ON_ERROR_STOP=1"]

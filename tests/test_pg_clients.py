@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
-import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,11 +19,11 @@ import psycopg.errors
 import pytest
 
 import heliosdb_wasm as h
-from conftest import TEST_LIMITS, numeric_procedure, pg_connect
+from conftest import TEST_LIMITS, numeric_procedure, pg_connect, pg_tool
 from heliosdb_wasm.database import Result
 from heliosdb_wasm.pgwire import Server, WireError, WireSession, execute_statement
 from heliosdb_wasm.pgwire.cursors import Cursor, parse_fetch
-from heliosdb_wasm.pgwire.translate import needs_translation, to_sqlite
+from heliosdb_wasm.pgwire.translate import expand, needs_translation, to_sqlite
 from heliosdb_wasm.values import SqlValue
 
 
@@ -100,6 +99,37 @@ def test_postgres_spellings_become_sqlite(postgres: str, sqlite: str) -> None:
 def test_sqlite_statements_and_quoted_marks_are_left_alone(sql: str) -> None:
     assert not needs_translation(sql)
     assert to_sqlite(sql) is sql
+
+
+@pytest.mark.parametrize(
+    ("postgres", "sqlite"),
+    [
+        ("DROP TABLE IF EXISTS a, public.b", ["DROP TABLE IF EXISTS a", "DROP TABLE IF EXISTS b"]),
+        ("TRUNCATE TABLE a, b RESTART IDENTITY", ["DELETE FROM a", "DELETE FROM b"]),
+        ("create table t(x int) with (fillfactor=100)", ["create table t(x int)"]),
+        ("alter table t add primary key (x)", ['CREATE UNIQUE INDEX "t_pkey" ON t (x)']),
+        ("VACUUM ANALYZE t", ["ANALYZE t"]),
+        ("VACUUM", []),
+        ("DROP TABLE a", None),
+        ("CREATE TABLE t (x)", None),
+    ],
+)
+def test_ddl_sqlite_spells_differently(postgres: str, sqlite: list[str] | None) -> None:
+    assert expand(postgres) == sqlite
+
+
+def test_ddl_sqlite_cannot_do_is_refused_by_name() -> None:
+    with pytest.raises(WireError, match="ADD FOREIGN KEY is not supported"):
+        expand("ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (x) REFERENCES u (y)")
+
+
+def test_several_statements_for_one_are_all_or_none(server: Server) -> None:
+    with connect(server, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("TRUNCATE customers, _heliosdb_procedures")  # the second is refused
+        assert conn.execute("SELECT count(*) FROM customers").fetchone() == (2,)
+        assert conn.execute("TRUNCATE customers").statusmessage == "TRUNCATE TABLE"
+        assert conn.execute("SELECT count(*) FROM customers").fetchone() == (0,)
 
 
 def test_what_sqlglot_cannot_read_is_left_for_sqlite_to_refuse() -> None:
@@ -440,9 +470,7 @@ def test_copy_never_touches_server_files_and_names_what_it_refuses(server: Serve
 
 
 def test_psql_copies_files_through_stdin_and_stdout(server: Server, tmp_path: Path) -> None:
-    binary = shutil.which("psql")
-    if binary is None:
-        pytest.skip("psql is not installed (apt-get install postgresql-client)")
+    binary = pg_tool("psql")
     source = tmp_path / "in.csv"
     source.write_text("30,from a file\n31,another\n")
     target = tmp_path / "out.txt"
@@ -513,3 +541,49 @@ def test_copy_runs_through_the_executor_plugins_wrap(tmp_path: Path) -> None:
             conn.execute("COPY (SELECT * FROM secrets) TO STDOUT")
     assert seen[0] == 'INSERT INTO "secrets" ("v") VALUES (?), (?)'
     assert seen[1:] == ['SELECT * FROM "secrets"', "SELECT * FROM secrets"]
+
+
+# --- pgbench ------------------------------------------------------------------------------
+
+
+def test_pgbench_initializes_and_runs_in_every_protocol_mode(tmp_path: Path) -> None:
+    pgbench = pg_tool("pgbench")
+    with h.Database.open(tmp_path / "bench.db") as db:
+        numeric_procedure(db, "add_i64", "(a BIGINT, b BIGINT) RETURNS BIGINT")
+    script = tmp_path / "call.sql"
+    script.write_text("\\set a random(1, 1000)\nSELECT add_i64(:a, 1);\n")
+    with Server(tmp_path / "bench.db", port=0, limits=TEST_LIMITS) as server:
+        host, port = server.address
+        target = ["-h", host, "-p", str(port), "-U", "tester", "shop"]
+
+        def pgbench_run(*args: str) -> str:
+            run = subprocess.run(
+                [pgbench, *args, *target], capture_output=True, text=True, timeout=120
+            )
+            assert run.returncode == 0, run.stderr
+            return run.stdout + run.stderr
+
+        # -i: DROP TABLE a, b, ...; CREATE TABLE ... WITH (fillfactor); COPY;
+        # VACUUM ANALYZE; ALTER TABLE ... ADD PRIMARY KEY.
+        assert "done in" in pgbench_run("-i", "-s", "1", "-q")
+        for mode in ("simple", "extended", "prepared"):
+            for workload in ((), ("-S",), ("-f", str(script))):
+                out = pgbench_run("-n", "-M", mode, "-t", "25", "-c", "2", *workload)
+                assert "number of transactions actually processed: 50/50" in out, out
+                assert "number of failed transactions: 0 (0.000%)" in out, out
+        with pg_connect(server, autocommit=True) as conn:
+            accounts, history, tellers, branches = conn.execute(
+                "SELECT (SELECT count(*) FROM pgbench_accounts),"
+                " (SELECT count(*) FROM pgbench_history),"
+                " (SELECT count(*) FROM pgbench_tellers),"
+                " (SELECT count(*) FROM pgbench_branches)"
+            ).fetchone()
+            assert (accounts, history, tellers, branches) == (100_000, 150, 10, 1)
+            # TPC-B's invariant: every balance moved by exactly the deltas recorded.
+            moved = conn.execute(
+                "SELECT (SELECT sum(abalance) FROM pgbench_accounts),"
+                " (SELECT sum(tbalance) FROM pgbench_tellers),"
+                " (SELECT sum(bbalance) FROM pgbench_branches),"
+                " (SELECT sum(delta) FROM pgbench_history)"
+            ).fetchone()
+            assert len(set(moved)) == 1, moved

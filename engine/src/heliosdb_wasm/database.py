@@ -131,6 +131,7 @@ class Database:
         self.registry = Registry(conn, seal_key)
         self.session = Session(conn, self._is_procedure)
         self._bound: dict[str, tuple[str, int]] = {}  # lower name -> (kind, nargs)
+        self._signatures: dict[str, Signature] = {}  # lower name -> as bound
         # Bound procedures that may change the database (see _may_write):
         # while there are none, a statement needs no savepoint of its own.
         self._writers: set[str] = set()
@@ -1022,6 +1023,12 @@ class Database:
     def _is_procedure(self, name: str) -> bool:
         return name.lower() in self._bound
 
+    def signature(self, name: str) -> Signature | None:
+        """The SQL signature ``name`` is bound with on this connection (None:
+        no such procedure), without a statement: describing a client's
+        statement inside its transaction must not start a read snapshot."""
+        return self._signatures.get(name.lower())
+
     def _runner(self, name: str) -> Runner:
         key = name.lower()
         runner = self._runners.get(key)
@@ -1065,6 +1072,7 @@ class Database:
         self.session.gate.clear_statements()
         name = version.name
         sig = version.signature
+        self._signatures[name.lower()] = sig
         if _may_write(version):
             self._writers.add(name.lower())
         aggregate = _aggregate_doc(version)
@@ -1175,6 +1183,7 @@ class Database:
         self._scalars.pop(key, None)
         self._runners.pop(key, None)
         self._writers.discard(key)
+        self._signatures.pop(key, None)
         bound = self._bound.pop(key, None)
         if bound is None:
             return

@@ -1152,10 +1152,14 @@ class Connection:
     def _described(self, statement: Statement) -> Description | None:
         """``describe``, remembered per text and parameter types while the
         schema, the data (procedures are rows) and this connection's own
-        changes stand still: drivers that Parse the same unnamed statement
-        for every execution pay for it once."""
+        changes stand still, outside transactions: drivers that Parse the same
+        unnamed statement for every execution pay for it once."""
         assert self.db is not None
         conn = self.db.conn
+        if not conn.getautocommit():
+            # Inside a transaction no PRAGMA may be read (it would start the
+            # read snapshot before the first write: describe's own note).
+            return describe(self.db, statement.sql, statement.param_oids)
         stamp = (conn.pragma("schema_version"), conn.pragma("data_version"), conn.total_changes())
         key = (statement.sql, tuple(statement.param_oids))
         found = self.descriptions.get(key)

@@ -18,7 +18,6 @@ types here come from one rule that the execution then keeps
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ import sqlglot.errors
 from sqlglot import exp
 
 from ..database import Database
-from ..errors import ProcedureError
 from ..values import Signature, SqlType
 from .codec import (
     FLOAT_OIDS,
@@ -187,13 +185,15 @@ class _Types:
         return self._columns
 
     def _declared(self, table: str) -> dict[str, str] | None:
+        # Prepared, not run: a statement run inside the client's transaction
+        # would start its read snapshot before its first write, which could
+        # then no longer wait for another writer (SQLITE_BUSY_SNAPSHOT).
+        quoted = '"' + table.replace('"', '""') + '"'
         try:
-            rows = self.db.conn.execute(
-                "SELECT name, type FROM pragma_table_xinfo(?)", (table,)
-            ).fetchall()
+            description = apsw.ext.query_info(self.db.conn, f"SELECT * FROM {quoted}").description
         except apsw.Error:
             return None
-        return {str(name).lower(): str(decl or "") for name, decl in rows} or None
+        return {str(name).lower(): str(decl or "") for name, decl in description or ()} or None
 
     def _column(self, column: exp.Column) -> int | None:
         tables = self._table_columns()
@@ -305,10 +305,7 @@ class _Types:
         return None
 
     def _procedure(self, name: str) -> Signature | None:
-        with contextlib.suppress(ProcedureError, apsw.Error):
-            if self.db.registry.exists(name):
-                return self.db.registry.get(name).signature
-        return None
+        return self.db.signature(name)
 
     # -- parameters ----------------------------------------------------------------------
 

@@ -165,6 +165,8 @@ def command_tag(sql: str, result: Result) -> str:
     if verb in ("CREATE", "DROP", "ALTER"):
         objects = [w for w in words[1:] if w not in _CREATE_MODIFIERS]
         return f"{verb} {objects[0]}" if objects else verb
+    if verb == "TRUNCATE":
+        return "TRUNCATE TABLE"
     if verb in ("SET", "RESET", "SHOW", "CALL", "SAVEPOINT", "RELEASE", "UNLISTEN"):
         return verb
     if verb == "CLOSE":

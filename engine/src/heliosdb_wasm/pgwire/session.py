@@ -17,7 +17,7 @@ from ..values import SqlValue
 from .dialect import TRANSACTION_VERBS, keywords, sqlite_transaction
 from .errors import WireError
 from .protocol import INT32_MAX, MAX_STARTUP_BYTES
-from .translate import to_sqlite
+from .translate import expand, to_sqlite
 
 SERVER_VERSION = "15.0 (HeliosDB)"
 # --- the public interface ----------------------------------------------------------
@@ -129,7 +129,32 @@ def execute_statement(session: WireSession, sql: str, params: Sequence[SqlValue]
         return Result()
     if verb in TRANSACTION_VERBS:
         sql = sqlite_transaction(sql)
-    return session.db.execute(to_sqlite(sql), params)
+    statements = expand(sql) if verb in _EXPANDED_VERBS else None
+    if statements is None:
+        return session.db.execute(to_sqlite(sql), params)
+    return _all_or_none(session.db, statements)
+
+
+_EXPANDED_VERBS = {"DROP", "TRUNCATE", "CREATE", "ALTER", "VACUUM"}
+
+
+def _all_or_none(db: Database, statements: list[str]) -> Result:
+    """Several statements for one: all of them, or (on an error) none."""
+    if not statements:
+        return Result()
+    if len(statements) == 1:
+        return db.execute(statements[0])
+    changes = 0
+    db.conn.execute("SAVEPOINT heliosdb_statement")
+    try:
+        for statement in statements:
+            changes += db.execute(statement).changes
+    except BaseException:
+        db.conn.execute("ROLLBACK TO heliosdb_statement")
+        db.conn.execute("RELEASE heliosdb_statement")
+        raise
+    db.conn.execute("RELEASE heliosdb_statement")
+    return Result(changes=changes)
 
 
 def _nothing_to_release(sql: str) -> bool:

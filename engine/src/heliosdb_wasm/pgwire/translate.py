@@ -25,6 +25,7 @@ from sqlglot import exp
 
 from .. import ddl
 from .dialect import OPAQUE
+from .errors import WireError
 
 # Statements that are SQL (not the engine's DDL, SET or a transaction
 # statement) and may be written in PostgreSQL's dialect.
@@ -35,6 +36,8 @@ _TRANSLATED_VERBS = {"SELECT", "WITH", "VALUES", "INSERT", "UPDATE", "DELETE", "
 _MARK_WORDS = {
     "ANY",
     "ARRAY",
+    "GENERATE_SERIES",
+    "UNNEST",
     "ARRAY_AGG",
     "CURRENT_DATABASE",
     "CURRENT_SCHEMA",
@@ -82,6 +85,96 @@ def needs_translation(sql: str) -> bool:
         if kind == "word" and m.group().upper() in _MARK_WORDS:
             return True
     return False
+
+
+# --- statements SQLite spells as several, or not at all ---------------------------
+
+_NAME_LIST = (
+    r'(?P<names>(?:"(?:[^"]|"")+"|[A-Za-z_][\w$.]*)(?:\s*,\s*(?:"(?:[^"]|"")+"|[A-Za-z_][\w$.]*))*)'
+)
+_DROP = re.compile(
+    rf"\s*DROP\s+(?P<kind>TABLE|VIEW|INDEX)\s+(?P<if>IF\s+EXISTS\s+)?{_NAME_LIST}"
+    r"\s*(?:CASCADE|RESTRICT)?\s*;?\s*",
+    re.IGNORECASE | re.DOTALL,
+)
+_TRUNCATE = re.compile(
+    rf"\s*TRUNCATE\s+(?:TABLE\s+)?(?:ONLY\s+)?{_NAME_LIST}"
+    r"(?:\s+(?:RESTART|CONTINUE)\s+IDENTITY)?\s*(?:CASCADE|RESTRICT)?\s*;?\s*",
+    re.IGNORECASE | re.DOTALL,
+)
+_STORAGE = re.compile(r"\)\s*WITH\s*\([^()]*\)\s*(?:TABLESPACE\s+\w+\s*)?;?\s*$", re.IGNORECASE)
+_ADD_PRIMARY_KEY = re.compile(
+    r"\s*ALTER\s+TABLE\s+(?:ONLY\s+)?(?P<table>\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$.]*)\s+ADD\s+"
+    r"(?:CONSTRAINT\s+(?P<name>\"(?:[^\"]|\"\")+\"|\w+)\s+)?(?P<kind>PRIMARY\s+KEY|UNIQUE)"
+    r"\s*\((?P<columns>[^)]*)\)\s*;?\s*",
+    re.IGNORECASE | re.DOTALL,
+)
+_ADD_FOREIGN_KEY = re.compile(
+    r"\s*ALTER\s+TABLE\s+.*\bADD\s+(?:CONSTRAINT\s+\S+\s+)?FOREIGN\s+KEY\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_VACUUM = re.compile(
+    r"\s*VACUUM\b(?P<options>(?:\s*\([^)]*\))?(?:\s+(?:FULL|FREEZE|VERBOSE|ANALYZE))*)"
+    rf"\s*(?:{_NAME_LIST})?\s*;?\s*",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in re.findall(r'"(?:[^"]|"")+"|[^,\s]+', text)]
+
+
+def _bare(name: str) -> str:
+    """public.t as SQLite's table t (main is the only schema)."""
+    for schema in ("public.", "main."):
+        if name.lower().startswith(schema):
+            return name[len(schema) :]
+    return name
+
+
+def expand(sql: str) -> list[str] | None:
+    """PostgreSQL's DDL that SQLite spells as several statements or
+    differently: ``DROP TABLE a, b``, ``TRUNCATE a, b``, ``CREATE TABLE ...
+    WITH (fillfactor=...)``, ``ALTER TABLE t ADD PRIMARY KEY (c)`` (a unique
+    index: SQLite cannot add a key to a table), ``VACUUM [ANALYZE] t``
+    (``ANALYZE t``, or nothing: SQLite's VACUUM rebuilds the whole file).
+    None: ``sql`` is not one of them. Raises WireError for what SQLite
+    cannot do at all."""
+    words = ddl.keywords(sql, 3)
+    verb = words[0] if words else ""
+    if verb == "DROP" and (m := _DROP.fullmatch(sql)):
+        names = _names(m.group("names"))
+        if len(names) < 2:
+            return None
+        exists = "IF EXISTS " if m.group("if") else ""
+        return [f"DROP {m.group('kind').upper()} {exists}{_bare(n)}" for n in names]
+    if verb == "TRUNCATE":
+        m = _TRUNCATE.fullmatch(sql)
+        if m is None:
+            raise WireError(
+                "42601", "syntax error in TRUNCATE: expected TRUNCATE [TABLE] name, ..."
+            )
+        return [f"DELETE FROM {_bare(n)}" for n in _names(m.group("names"))]
+    if verb == "CREATE" and "TABLE" in words and _STORAGE.search(sql):
+        return [_STORAGE.sub(")", sql)]
+    if verb == "ALTER" and (m := _ADD_PRIMARY_KEY.fullmatch(sql)):
+        table = _bare(m.group("table"))
+        plain = table.strip('"')
+        kind = "pkey" if m.group("kind").upper().startswith("PRIMARY") else "key"
+        name = m.group("name") or f'"{plain}_{kind}"'
+        return [f"CREATE UNIQUE INDEX {name} ON {table} ({m.group('columns')})"]
+    if verb == "ALTER" and _ADD_FOREIGN_KEY.match(sql):
+        raise WireError(
+            "0A000",
+            "ALTER TABLE ... ADD FOREIGN KEY is not supported: SQLite declares foreign keys"
+            " in CREATE TABLE",
+        )
+    if verb == "VACUUM" and (m := _VACUUM.fullmatch(sql)):
+        if "ANALYZE" not in m.group("options").upper():
+            return []
+        names = _names(m.group("names") or "")
+        return [f"ANALYZE {_bare(n)}" for n in names] or ["ANALYZE"]
+    return None
 
 
 def to_sqlite(sql: str) -> str:

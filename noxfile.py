@@ -146,6 +146,7 @@ def tests(session: nox.Session) -> None:
     _build_examples(session)
     _build_plugins(session)
     _pg_clients(session)
+    _client_libraries(session)
     session.run(
         "pytest",
         "-q",
@@ -218,6 +219,28 @@ def _pg_clients(session: nox.Session) -> None:
         return
     if not _apt(session, "postgresql-15", "postgresql-client-15"):
         session.warn("no psql/pgbench: their client tests skip (CI fails them)")
+
+
+CLIENTS = ROOT / "tests" / "clients"
+
+
+def _client_libraries(session: nox.Session) -> None:
+    """node-postgres (npm) and the PostgreSQL JDBC driver (Maven Central), for the
+    client tests; installed here, never by the tests."""
+    node = CLIENTS / "node"
+    lock, installed = node / "package-lock.json", node / "node_modules/.package-lock.json"
+    if not installed.exists() or lock.stat().st_mtime > installed.stat().st_mtime:
+        session.run("npm", "ci", "--prefix", str(node), "--no-audit", "--no-fund", external=True)
+    jars = BUILD / "clients" / "java"
+    if not any(jars.glob("postgresql-*.jar")):
+        if not shutil.which("mvn"):
+            session.warn("no Maven: the JDBC client test skips (CI fails it)")
+            return
+        with session.chdir(CLIENTS / "java"):
+            session.run(
+                "mvn", "-q", "-B", "dependency:copy-dependencies",
+                f"-DoutputDirectory={jars}", external=True,
+            )  # fmt: skip
 
 
 def _postgres(session: nox.Session) -> None:

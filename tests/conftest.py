@@ -55,12 +55,18 @@ def pg_tool(name: str) -> str:
         ),
         None,
     )
-    if found is None:
-        message = f"{name} is not installed (apt-get install postgresql-15)"
+    return str(installed(found, f"{name} (apt-get install postgresql-15)"))
+
+
+def installed(found: str | Path | None, what: str) -> Path:
+    """A program or library the tests run: skipped without it, except under
+    CI, where its absence is a failure (the nox sessions install it)."""
+    if found is None or not Path(found).exists():
+        message = f"{what} is not installed"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    return found
+    return Path(found)
 
 
 def pg_connect(server: Server, dbname: str = "shop", **kwargs: Any) -> psycopg.Connection[Any]:

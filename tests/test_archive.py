@@ -62,7 +62,10 @@ def test_a_newer_version_adds_procedure_versions_and_keeps_the_old(
 ) -> None:
     db.install_extension(make(tmp_path, "1.0.0"))
     newer = ProcedureSpec(
-        name="add_i64", file="wasm/numeric.wasm", abi="basic", export="mul_i64",
+        name="add_i64",
+        file="wasm/numeric.wasm",
+        abi="basic",
+        export="mul_i64",
         signature="(a BIGINT, b BIGINT) RETURNS BIGINT",
     )
     db.install_extension(make(tmp_path, "1.1.0", procedures=(newer,)))
@@ -125,7 +128,10 @@ def test_a_signed_archive_with_a_changed_member_is_refused(tmp_path: Path) -> No
 def test_install_is_all_or_nothing(db: h.Database, tmp_path: Path) -> None:
     # The second procedure's declared signature does not fit its export.
     bad = ProcedureSpec(
-        name="half", file="wasm/numeric.wasm", abi="basic", export="half_f32",
+        name="half",
+        file="wasm/numeric.wasm",
+        abi="basic",
+        export="half_f32",
         signature="(a BIGINT) RETURNS BIGINT",
     )
     before = registry_snapshot(db)
@@ -264,9 +270,7 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, bytes]], bytes], str]] = {
         "not a file of the archive",
     ),
     "install.sql grants more than the manifest": (
-        lambda m: _tar(
-            _install_sql(m, m["install.sql"].replace(b"'read:items'", b"'read:*'"))
-        ),
+        lambda m: _tar(_install_sql(m, m["install.sql"].replace(b"'read:items'", b"'read:*'"))),
         "differs from the manifest",
     ),
 }

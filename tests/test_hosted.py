@@ -198,7 +198,9 @@ def test_threads_logging_at_once_lose_no_line(tmp_path: Path) -> None:
     the in-memory log and the file, once each."""
     db = h.Database.open(str(tmp_path / "logs.db"), limits=TEST_LIMITS)
     db.execute("CREATE TABLE cust(id INTEGER PRIMARY KEY, rate REAL)")
-    db.execute(f"CREATE PROCEDURE logs(x BIGINT) RETURNS BIGINT LANGUAGE wasm AS $wasm${HOSTED}$wasm$")
+    db.execute(
+        f"CREATE PROCEDURE logs(x BIGINT) RETURNS BIGINT LANGUAGE wasm AS $wasm${HOSTED}$wasm$"
+    )
     errors: list[BaseException] = []
 
     def work(base: int) -> None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
+import json
+import os
+import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,7 +22,7 @@ import psycopg.errors
 import pytest
 
 import heliosdb_wasm as h
-from conftest import TEST_LIMITS, numeric_procedure, pg_connect, pg_tool
+from conftest import TEST_LIMITS, installed, numeric_procedure, pg_connect, pg_tool
 from heliosdb_wasm.database import Result
 from heliosdb_wasm.pgwire import Server, WireError, WireSession, execute_statement
 from heliosdb_wasm.pgwire.cursors import Cursor, parse_fetch
@@ -587,3 +590,57 @@ def test_pgbench_initializes_and_runs_in_every_protocol_mode(tmp_path: Path) -> 
                 " (SELECT sum(delta) FROM pgbench_history)"
             ).fetchone()
             assert len(set(moved)) == 1, moved
+
+
+# --- node-postgres and JDBC ---------------------------------------------------------------
+
+CLIENTS = Path(__file__).parent / "clients"
+
+
+def test_node_postgres(server: Server) -> None:
+    installed(CLIENTS / "node" / "node_modules" / "pg", "node-postgres (nox -s tests: npm ci)")
+    host, port = server.address
+    run = subprocess.run(
+        ["node", str(CLIENTS / "node" / "client.mjs"), host, str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["version"].startswith("PostgreSQL 15.0")
+    # node-postgres reads int8 as a string (it cannot be a JS number exactly).
+    assert out["simple"] == [
+        {"id": "1", "name": "ada", "total": 2.5, "vip": True},
+        {"id": "2", "name": "bob", "total": 10, "vip": False},
+    ]
+    assert out["typed"] == {"sum": "42", "t": "x"}
+    assert out["named"] == ["ada", "bob"]
+    assert out["fields"] == [20, 701, 25]
+    assert (out["after_rollback"], out["error"], out["after_error"]) == (2, "42P01", "1")
+    assert out["pool"] == ["2", "3", "4", "5"]
+
+
+def test_jdbc(server: Server) -> None:
+    build = Path(os.environ.get("HELIOSDB_BUILD_DIR", CLIENTS.parent.parent / "build"))
+    jar = next((build / "clients" / "java").glob("postgresql-*.jar"), None)
+    installed(jar, "the PostgreSQL JDBC driver (nox -s tests: mvn, into build/clients/java)")
+    installed(shutil.which("java"), "java")
+    host, port = server.address
+    run = subprocess.run(
+        ["java", "-cp", str(jar), str(CLIENTS / "java" / "Client.java"), host, str(port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    out = dict(line.split("=", 1) for line in run.stdout.splitlines())
+    assert out == {
+        "product": "PostgreSQL 15",
+        "rows": "1|ada|2.5|true;2|bob|10.0|false",
+        "sums": "40,41,42",
+        "inserted": "1",
+        "after_rollback": "2",
+        "error": "42P01",
+        "tables": "customers",
+    }

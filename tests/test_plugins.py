@@ -318,9 +318,7 @@ def test_manifest_reload_follows_the_file_and_keeps_plugins_on_a_bad_edit(
         pipeline.close()
 
 
-def _two_plugin_manifest(
-    tmp_path: Path, first: str, second: str, settle_time: float = 0.1
-) -> Path:
+def _two_plugin_manifest(tmp_path: Path, first: str, second: str, settle_time: float = 0.1) -> Path:
     manifest = tmp_path / "plugins.toml"
     manifest.write_text(
         f"[pipeline]\nreload_interval = 60\nsettle_time = {settle_time}\n"

@@ -74,9 +74,7 @@ class Guest:
         self, module: SingleStoreModule, limits: Limits = TEST_LIMITS, caps: Sequence[str] = ()
     ) -> None:
         self.module = module
-        self.limits = dataclasses.replace(
-            limits, max_log_bytes=limits.max_log_bytes + next(_POOLS)
-        )
+        self.limits = dataclasses.replace(limits, max_log_bytes=limits.max_log_bytes + next(_POOLS))
         self.caps = Capabilities.parse(caps)
         self.session = Session(apsw.Connection(":memory:"), lambda name: False)
         self._runners: dict[tuple[str, Signature | None], Runner] = {}

@@ -34,7 +34,10 @@ def test_placeholders_keep_their_numbers() -> None:
     (tree,) = sqlast.parse("SELECT * FROM t WHERE a = $2 AND b = ? AND c = '?' -- ?")
     assert sqlast.render(tree) == "SELECT * FROM t WHERE a = ?2 AND b = ?3 AND c = '?' /* ? */"
     doc = json.loads(sqlast.dumps(tree))
-    assert doc["where"]["this"]["this"]["this"]["expression"] == {"node": "placeholder", "this": "p2"}
+    assert doc["where"]["this"]["this"]["this"]["expression"] == {
+        "node": "placeholder",
+        "this": "p2",
+    }
 
 
 def test_tables_leave_out_cte_names() -> None:

@@ -77,9 +77,7 @@ def main(path: str, seconds: float, seed: int, out: str) -> None:
     shared.close()
     own.close()
     with open(out, "w") as f:
-        json.dump(
-            {"acknowledged": acknowledged, "outcomes": outcomes, "unexpected": unexpected}, f
-        )
+        json.dump({"acknowledged": acknowledged, "outcomes": outcomes, "unexpected": unexpected}, f)
 
 
 if __name__ == "__main__":

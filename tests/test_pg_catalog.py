@@ -13,6 +13,7 @@ import psycopg
 import psycopg.errors
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import heliosdb_wasm as h
 from conftest import TEST_LIMITS, numeric_procedure, pg_connect, pg_tool
@@ -94,7 +95,7 @@ def test_psql_describes_a_table(server: Server) -> None:
         'Table "public.customers"',
         "Column | Type | Collation | Nullable | Default",
         "--------+------------------+-----------+----------+----------",
-        "id | bigint | | |",
+        "id | bigint | | not null |",
         "name | text | | not null | 'nobody'",
         "total | double precision | | |",
         "vip | boolean | | |",
@@ -156,7 +157,7 @@ def test_information_schema(server: Server) -> None:
             ("customers",),
         ).fetchall()
         assert columns == [
-            ("id", "bigint", "YES", None),
+            ("id", "bigint", "NO", None),
             ("name", "text", "NO", "'nobody'"),
             ("total", "double precision", "YES", None),
             ("vip", "boolean", "YES", None),
@@ -185,6 +186,67 @@ def test_catalog_oids_name_the_same_objects_from_query_to_query(server: Server) 
 
 
 # --- SQLAlchemy -----------------------------------------------------------------------
+
+
+def test_sqlalchemy_reflects_tables_keys_and_indexes(server: Server) -> None:
+    host, port = server.address
+    engine = sa.create_engine(f"postgresql+psycopg://tester@{host}:{port}/shop")
+    try:
+        orders = sa.Table("orders", sa.MetaData(), autoload_with=engine)
+        assert [(c.name, str(c.type), c.nullable, c.primary_key) for c in orders.columns] == [
+            ("id", "BIGINT", False, True),
+            ("customer_id", "BIGINT", False, False),
+            ("code", "TEXT", True, False),
+        ]
+        inspector = sa.inspect(engine)
+        assert inspector.get_pk_constraint("orders")["constrained_columns"] == ["id"]
+        (fk,) = inspector.get_foreign_keys("orders")
+        assert (fk["constrained_columns"], fk["referred_table"], fk["referred_columns"]) == (
+            ["customer_id"],
+            "customers",
+            ["id"],
+        )
+        assert [u["column_names"] for u in inspector.get_unique_constraints("orders")] == [["code"]]
+        assert [
+            (i["name"], i["column_names"], i["unique"]) for i in inspector.get_indexes("customers")
+        ] == [("customers_by_name", ["name"], False)]
+        customers = inspector.get_columns("customers")
+        assert [(c["name"], c["default"]) for c in customers][:2] == [
+            ("id", None),
+            ("name", "'nobody'"),
+        ]
+    finally:
+        engine.dispose()
+
+
+def test_sqlalchemy_orm_round_trip(server: Server) -> None:
+    class Base(DeclarativeBase):
+        pass
+
+    class Customer(Base):
+        __tablename__ = "customers"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+        total: Mapped[float | None]
+
+    host, port = server.address
+    engine = sa.create_engine(f"postgresql+psycopg://tester@{host}:{port}/shop")
+    try:
+        with Session(engine) as session:
+            session.add_all([Customer(id=1, name="ada", total=2.5), Customer(id=2, name="bob")])
+            session.commit()
+            ada = session.scalars(sa.select(Customer).where(Customer.name == "ada")).one()
+            assert (ada.id, ada.total) == (1, 2.5)
+            ada.total = 3.0
+            session.commit()
+            added = session.scalar(
+                sa.select(sa.func.add_i64(Customer.id, 40)).where(Customer.id == 2)
+            )
+            assert added == 42
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT total FROM customers WHERE id = 1")).scalar() == 3.0
+    finally:
+        engine.dispose()
 
 
 def test_sqlalchemy_connects_inspects_and_runs_core_statements(server: Server) -> None:

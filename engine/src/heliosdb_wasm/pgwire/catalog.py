@@ -30,9 +30,9 @@ import apsw
 
 from ..database import Database
 from ..values import Signature, SqlType, SqlValue
-from .codec import OID_TEXT, declared_oid
+from .codec import OID_TEXT, array_text, declared_oid
 from .errors import WireError
-from .functions import array_text, array_to_string
+from .functions import array_to_string
 from .session import WireSession
 
 PG_CATALOG, PUBLIC, INFORMATION_SCHEMA = 11, 2200, 13000
@@ -232,9 +232,14 @@ def _table(conn: apsw.Connection, name: str, kind: str, sql: str | None) -> _Rel
     ):
         if hidden == 1:  # a virtual table's hidden column
             continue
+        # An INTEGER PRIMARY KEY is the rowid, which is never NULL.
+        rowid = bool(pk) and str(declared or "").upper() == "INTEGER"
         relation.columns.append(
-            _Column(str(column), str(declared or ""), bool(notnull), default, int(pk), hidden > 1)
-        )
+            _Column(
+                str(column), str(declared or ""), bool(notnull) or rowid, default, int(pk),
+                hidden > 1,
+            )
+        )  # fmt: skip
     return relation
 
 
@@ -445,7 +450,7 @@ def _index(c: _Context) -> Iterator[Row]:
         n = len(i.columns)
         zeros = _vector([0] * n)
         yield (
-            i.oid, snapshot.by_name[i.table.lower()].oid, n, n, int(i.unique), int(i.primary),
+            i.oid, snapshot.by_name[i.table.lower()].oid, n, n, int(i.unique), 0, int(i.primary),
             0, 1, 0, 1, 0, 1, 1, 0, _vector(i.columns), zeros, zeros, zeros, None,
             "true" if i.partial else None,
         )  # fmt: skip
@@ -453,7 +458,8 @@ def _index(c: _Context) -> Iterator[Row]:
 
 _INDEX_COLUMNS = (
     "indexrelid INTEGER, indrelid INTEGER, indnatts INTEGER, indnkeyatts INTEGER,"
-    " indisunique BOOLEAN, indisprimary BOOLEAN, indisexclusion BOOLEAN, indimmediate BOOLEAN,"
+    " indisunique BOOLEAN, indnullsnotdistinct BOOLEAN, indisprimary BOOLEAN,"
+    " indisexclusion BOOLEAN, indimmediate BOOLEAN,"
     " indisclustered BOOLEAN, indisvalid BOOLEAN, indcheckxmin BOOLEAN, indisready BOOLEAN,"
     " indislive BOOLEAN, indisreplident BOOLEAN, indkey TEXT, indcollation TEXT,"
     " indclass TEXT, indoption TEXT, indexprs TEXT, indpred TEXT"
@@ -659,6 +665,10 @@ _RELATIONS: dict[str, tuple[str, Callable[[_Context], Rows]]] = {
         "oid INTEGER, prpubid INTEGER, prrelid INTEGER, prqual TEXT, prattrs TEXT"
     ),
     "pg_publication_namespace": _empty("oid INTEGER, pnpubid INTEGER, pnnspid INTEGER"),
+    "pg_opclass": _empty(
+        "oid INTEGER, opcmethod INTEGER, opcname TEXT, opcnamespace INTEGER, opcowner INTEGER,"
+        " opcfamily INTEGER, opcintype INTEGER, opcdefault BOOLEAN, opckeytype INTEGER"
+    ),
     "pg_enum": _empty("oid INTEGER, enumtypid INTEGER, enumsortorder REAL, enumlabel TEXT"),
     "pg_sequence": _empty(
         "seqrelid INTEGER, seqtypid INTEGER, seqstart INTEGER, seqincrement INTEGER,"
@@ -688,6 +698,21 @@ _RELATIONS: dict[str, tuple[str, Callable[[_Context], Rows]]] = {
         "catalog_name TEXT, schema_name TEXT, schema_owner TEXT",
         lambda c: [(c.database, n, c.user) for n in ("information_schema", "pg_catalog", "public")],
     ),
+}
+# PostgreSQL's own oids of the catalog relations clients name in casts
+# (pg_description.classoid = 'pg_catalog.pg_class'::regclass).
+_CATALOG_OIDS = {
+    "pg_type": 1247,
+    "pg_attribute": 1249,
+    "pg_proc": 1255,
+    "pg_class": 1259,
+    "pg_database": 1262,
+    "pg_authid": 1260,
+    "pg_namespace": 2615,
+    "pg_constraint": 2606,
+    "pg_description": 2609,
+    "pg_index": 2610,
+    "pg_trigger": 2620,
 }
 RELATIONS = frozenset(_RELATIONS)
 """The catalog's relations by the names SQLite knows them by."""
@@ -773,8 +798,11 @@ class _Functions:
         text = str(name).strip()
         if text.isdigit():
             return int(text)
+        catalog = text.lower().startswith("pg_catalog.")
         bare = text.removeprefix("public.").removeprefix("pg_catalog.")
         bare = bare[1:-1].replace('""', '"') if bare.startswith('"') else bare.lower()
+        if bare in _CATALOG_OIDS or (catalog and bare in _RELATIONS):
+            return _CATALOG_OIDS.get(bare) or _oid("catalog", bare)
         found = self._snapshot().by_name.get(bare.lower())
         if found is None:
             raise WireError("42P01", f'relation "{text[:64]}" does not exist')

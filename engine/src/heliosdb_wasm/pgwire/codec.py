@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
+import json
 import math
 import re
 import struct
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ..values import SqlValue
 from .errors import WireError
@@ -33,6 +35,8 @@ OID_VARCHAR = 1043
 OID_NUMERIC = 1700
 OID_UUID = 2950
 OID_JSONB = 3802
+OID_TEXT_ARRAY = 1009
+_VECTOR = re.compile(r"\s*-?[0-9]+(?:\s+-?[0-9]+)*\s*")
 
 TYPLEN = {OID_BOOL: 1, OID_INT8: 8, OID_FLOAT8: 8}
 INT_OIDS = {OID_INT2, OID_INT4, OID_INT8, OID_OID}
@@ -138,8 +142,8 @@ def coerce(value: SqlValue, oid: int, column: str) -> SqlValue:
             return value
         if isinstance(value, str):
             return value.encode("utf-8", "surrogatepass")
-    elif oid == OID_TEXT:
-        return value  # every value has a text form (encode_text)
+    elif oid == OID_TEXT or oid in ELEMENT_OF:
+        return value  # every value has a text form (encode_text); arrays are text
     shown = repr(value if not isinstance(value, str | bytes) else value[:64])
     raise WireError(
         "22P02",
@@ -148,7 +152,7 @@ def coerce(value: SqlValue, oid: int, column: str) -> SqlValue:
     )
 
 
-_COERCED = {OID_INT8, OID_FLOAT8, OID_BOOL, OID_BYTEA, OID_TEXT}
+_COERCED = {OID_INT8, OID_FLOAT8, OID_BOOL, OID_BYTEA, OID_TEXT, 1000, 1016, 1022, OID_TEXT_ARRAY}
 _TYPE_NAMES = {
     OID_INT8: "bigint",
     OID_FLOAT8: "double precision",
@@ -156,6 +160,110 @@ _TYPE_NAMES = {
     OID_BYTEA: "bytea",
     OID_TEXT: "text",
 }
+
+
+# --- arrays -------------------------------------------------------------------------------
+# An array is its text form (``{1,"a b",NULL}``) in SQLite; on the wire it is
+# text[] (the form every client reads).
+
+
+def elements(array: SqlValue) -> list[Any] | None:
+    """An array's elements: a JSON array (what ARRAY[...] is translated to)
+    or PostgreSQL's text form ``{a,"b c",NULL}`` (what drivers send)."""
+    if array is None:
+        return None
+    text = array.decode("utf-8", "replace") if isinstance(array, bytes) else str(array)
+    if text.startswith("["):
+        try:
+            loaded = json.loads(text)
+        except ValueError:
+            return [text]
+        return list(loaded) if isinstance(loaded, list) else [loaded]
+    if text.startswith("{") and text.endswith("}"):
+        return _pg_array_items(text[1:-1])
+    if _VECTOR.fullmatch(text):
+        # int2vector and oidvector (pg_index.indkey): "1 2 3", numbers.
+        return [int(n) for n in text.split()]
+    return [text]
+
+
+def _pg_array_items(inner: str) -> list[Any]:
+    items: list[Any] = []
+    i, n = 0, len(inner)
+    while i < n:
+        if inner[i] == '"':
+            j, chars = i + 1, []
+            while j < n and inner[j] != '"':
+                if inner[j] == "\\" and j + 1 < n:
+                    j += 1
+                chars.append(inner[j])
+                j += 1
+            items.append("".join(chars))
+            i = j + 1
+        else:
+            j = inner.find(",", i)
+            j = n if j < 0 else j
+            word = inner[i:j].strip()
+            items.append(None if word.upper() == "NULL" else word)
+            i = j
+        while i < n and inner[i] in ", ":
+            i += 1
+    return items
+
+
+def array_text(values: Sequence[SqlValue]) -> str:
+    """PostgreSQL's text form of an array: ``{1,"a b",NULL}``."""
+    return "{" + ",".join(_array_item(v) for v in values) + "}"
+
+
+def _array_item(value: SqlValue) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        value = "\\x" + value.hex()
+    text = str(value)
+    if text == "" or text.upper() == "NULL" or any(c in text for c in '{},"\\ '):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+# Array types by their element's type (describe picks one; text otherwise).
+ARRAY_OF = {OID_BOOL: 1000, OID_INT8: 1016, OID_FLOAT8: 1022, OID_TEXT: OID_TEXT_ARRAY}
+ELEMENT_OF = {array: element for element, array in ARRAY_OF.items()}
+
+
+def _array_elements(value: SqlValue, oid: int) -> list[SqlValue]:
+    element = ELEMENT_OF[oid]
+    items: list[SqlValue] = []
+    for item in elements(value) or []:
+        if item is not None and element != OID_TEXT:
+            item = coerce(item, element, "array element")
+        items.append(item)
+    return items
+
+
+def _encode_array_text(value: SqlValue, oid: int) -> bytes:
+    element = ELEMENT_OF[oid]
+    items = [
+        None if v is None else encode_text(v, element).decode("utf-8", "surrogatepass")
+        for v in _array_elements(value, oid)
+    ]
+    return array_text(items).encode("utf-8", "surrogatepass")
+
+
+def _encode_array_binary(value: SqlValue, oid: int) -> bytes:
+    """An array in binary: one dimension, lower bound 1."""
+    element = ELEMENT_OF[oid]
+    items = _array_elements(value, oid)
+    has_null = int(any(v is None for v in items))
+    parts = [struct.pack("!iiiii", 1, has_null, element, len(items), 1)]
+    for item in items:
+        if item is None:
+            parts.append(struct.pack("!i", -1))
+        else:
+            data = encode_binary(item, element)
+            parts.append(struct.pack("!i", len(data)) + data)
+    return b"".join(parts)
 
 
 def _float_text(v: float) -> str:
@@ -169,6 +277,8 @@ def _float_text(v: float) -> str:
 
 
 def encode_text(value: SqlValue, oid: int) -> bytes:
+    if oid in ELEMENT_OF and value is not None:
+        return _encode_array_text(value, oid)
     if isinstance(value, bool):
         if oid in (OID_BOOL, OID_TEXT):
             return b"t" if value else b"f"
@@ -194,6 +304,8 @@ def encode_binary(value: SqlValue, oid: int) -> bytes:
         return b"\x01" if value else b"\x00"
     if oid == OID_BYTEA and isinstance(value, bytes):
         return value
+    if oid in ELEMENT_OF:
+        return _encode_array_binary(value, oid)
     return encode_text(value, oid)
 
 

@@ -31,6 +31,7 @@ from sqlglot import exp
 from ..database import Database
 from ..values import Signature, SqlType
 from .codec import (
+    ARRAY_OF,
     FLOAT_OIDS,
     INT_OIDS,
     OID_BOOL,
@@ -39,6 +40,7 @@ from .codec import (
     OID_INT8,
     OID_NUMERIC,
     OID_TEXT,
+    OID_TEXT_ARRAY,
     STRING_OIDS,
     declared_oid,
 )
@@ -96,7 +98,8 @@ _INT_FUNCTIONS = {
     "total_changes",
     "unicode",
 }
-_BOOL_FUNCTIONS = {"pg_bool", "regexp"}
+_BOOL_FUNCTIONS = {"pg_bool", "regexp", "logical_and", "logical_or", "every"}
+_ARRAY_FUNCTIONS = {"array_agg", "pg_array", "pg_array_agg", "array"}
 _BOOLEAN_NODES = (
     exp.Predicate,
     exp.Connector,
@@ -167,6 +170,7 @@ class _Types:
         self.given = given
         self._columns: dict[str, dict[str, str]] | None = None
         self._inferring: set[int] = set()  # parameters being typed ($1 = $2)
+        self._derived: dict[str, dict[str, exp.Expr]] | None = None
 
     # -- columns of the statement's tables ---------------------------------------------
 
@@ -198,12 +202,36 @@ class _Types:
     def _column(self, column: exp.Column) -> int | None:
         tables = self._table_columns()
         name = column.name.lower()
+        derived = self._derived_columns()
+        if column.table and column.table.lower() in derived:
+            # A column of a subquery or CTE: the type of its expression there.
+            source = derived[column.table.lower()].get(name)
+            if source is None or id(source) in self._inferring:
+                return None
+            self._inferring.add(id(source))
+            try:
+                return self.of(source)
+            finally:
+                self._inferring.discard(id(source))
         if column.table:
             decl = tables.get(column.table.lower(), {}).get(name)
         else:
             found = [t[name] for t in tables.values() if name in t]
             decl = found[0] if found else None
         return declared_oid(decl) if decl is not None else None
+
+    def _derived_columns(self) -> dict[str, dict[str, exp.Expr]]:
+        """The select lists of the statement's subqueries and CTEs, by their alias."""
+        if self._derived is None:
+            self._derived = {}
+            assert self.tree is not None
+            for node in self.tree.find_all(exp.Subquery, exp.CTE):
+                query = node.this
+                if node.alias and isinstance(query, exp.Select):
+                    self._derived[node.alias.lower()] = {
+                        e.alias_or_name.lower(): e for e in query.selects
+                    }
+        return self._derived
 
     # -- result columns ------------------------------------------------------------------
 
@@ -299,10 +327,22 @@ class _Types:
             return OID_INT8
         if name in _BOOL_FUNCTIONS:
             return OID_BOOL
+        if name in _ARRAY_FUNCTIONS or isinstance(node, exp.Array | exp.ArrayAgg):
+            return self._array(node)
         signature = self._procedure(name)
         if signature is not None and signature.returns is not None:
             return _SQL_TYPES[signature.returns]
         return None
+
+    def _array(self, node: exp.Func) -> int:
+        """An array's type by its elements' (array_agg(x), ARRAY[a, b])."""
+        if isinstance(node, exp.ArrayAgg):
+            parts = [node.this.this if isinstance(node.this, exp.Order) else node.this]
+        else:
+            parts = list(node.expressions)
+        kinds = {self.of(p) for p in parts if p is not None}
+        element = kinds.pop() if len(kinds) == 1 else None
+        return ARRAY_OF.get(element, OID_TEXT_ARRAY) if element is not None else OID_TEXT_ARRAY
 
     def _procedure(self, name: str) -> Signature | None:
         return self.db.signature(name)
@@ -399,7 +439,8 @@ def family(oid: int) -> int | None:
 def cast_oid(to: exp.Expr) -> int | None:
     """The oid of a cast's target type (dates and other types SQLite keeps as text: text)."""
     if isinstance(to, exp.ObjectIdentifier):
-        return OID_INT8  # oid, regclass, ...
+        # ::oid is a number; ::regclass and the like read a name (or a number).
+        return OID_INT8 if to.name.upper() == "OID" else OID_TEXT
     if not isinstance(to, exp.DataType):
         return None
     if to.is_type(*exp.DataType.INTEGER_TYPES):

@@ -14,7 +14,7 @@ import functools
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import apsw
@@ -22,7 +22,7 @@ import apsw.ext
 
 from .. import __version__
 from ..values import SqlValue
-from .codec import FALSE_WORDS, TRUE_WORDS
+from .codec import FALSE_WORDS, TRUE_WORDS, array_text, elements
 from .errors import WireError
 from .session import SERVER_VERSION, WireSession
 
@@ -72,63 +72,6 @@ def pg_bool(value: SqlValue) -> int | None:
     if word in FALSE_WORDS:
         return 0
     raise WireError("22P02", f'invalid input syntax for type boolean: "{text[:64]}"')
-
-
-def elements(array: SqlValue) -> list[Any] | None:
-    """An array's elements: a JSON array (what ARRAY[...] is translated to)
-    or PostgreSQL's text form ``{a,"b c",NULL}`` (what drivers send)."""
-    if array is None:
-        return None
-    text = array.decode("utf-8", "replace") if isinstance(array, bytes) else str(array)
-    if text.startswith("["):
-        try:
-            loaded = json.loads(text)
-        except ValueError:
-            return [text]
-        return list(loaded) if isinstance(loaded, list) else [loaded]
-    if text.startswith("{") and text.endswith("}"):
-        return _pg_array_items(text[1:-1])
-    return [text]
-
-
-def _pg_array_items(inner: str) -> list[Any]:
-    items: list[Any] = []
-    i, n = 0, len(inner)
-    while i < n:
-        if inner[i] == '"':
-            j, chars = i + 1, []
-            while j < n and inner[j] != '"':
-                if inner[j] == "\\" and j + 1 < n:
-                    j += 1
-                chars.append(inner[j])
-                j += 1
-            items.append("".join(chars))
-            i = j + 1
-        else:
-            j = inner.find(",", i)
-            j = n if j < 0 else j
-            word = inner[i:j].strip()
-            items.append(None if word.upper() == "NULL" else word)
-            i = j
-        while i < n and inner[i] in ", ":
-            i += 1
-    return items
-
-
-def array_text(values: Sequence[SqlValue]) -> str:
-    """PostgreSQL's text form of an array: ``{1,"a b",NULL}``."""
-    return "{" + ",".join(_array_item(v) for v in values) + "}"
-
-
-def _array_item(value: SqlValue) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bytes):
-        value = "\\x" + value.hex()
-    text = str(value)
-    if text == "" or text.upper() == "NULL" or any(c in text for c in '{},"\\ '):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
 
 
 class _ArrayAgg:

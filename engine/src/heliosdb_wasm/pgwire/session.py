@@ -195,6 +195,9 @@ _DEFAULTS = {
     "server_version_num": "150000",
     "standard_conforming_strings": "on",
     "timezone": "UTC",
+    "search_path": '"$user", public',
+    "default_table_access_method": "heap",
+    "max_identifier_length": "63",
     # SQLite transactions are serializable.
     "transaction_isolation": "serializable",
     "default_transaction_isolation": "serializable",

@@ -223,6 +223,7 @@ _FUNCTION_NAMES: dict[type[exp.Expr], str] = {
     exp.SessionUser: "session_user",
     exp.CurrentTimestamp: "now",
     exp.Uuid: "gen_random_uuid",
+    exp.Explode: "unnest",
 }
 
 
@@ -333,6 +334,8 @@ def _sqlite_node(node: exp.Expr) -> exp.Expr:
         columns = alias.columns if alias is not None else []
         array = _function("pg_array_json", node.expressions[0])
         return _set_returning(name, columns[0].name if columns else None, "json_each", [array])
+    if isinstance(node, exp.Select):
+        return _lateral(node)
     if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
         return _function("pg_array_get", node.this, node.expressions[0])
     if isinstance(node, exp.Table):
@@ -390,6 +393,66 @@ def _set_returning(alias: str, column: str | None, function: str, args: list[exp
         exp.Anonymous(this=function, expressions=args)
     )
     return exp.alias_(exp.Subquery(this=rows), alias, table=True, quoted=True)
+
+
+def _srf_array(node: exp.Expr) -> exp.Expr | None:
+    """The array of a set-returning function in a select list (unnest(a),
+    generate_subscripts(a, 1)), or None if ``node`` is none."""
+    if isinstance(node, exp.Explode):
+        array: exp.Expr = node.this
+        return array
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "generate_subscripts":
+        return node.expressions[0] if node.expressions else None
+    return None
+
+
+def _lateral(select: exp.Select) -> exp.Select:
+    """unnest(a) and generate_subscripts(a, 1) in a select list: one row per
+    element of a, as a correlated json_each joined to the query's tables;
+    several arrays are zipped by position, as PostgreSQL does for arrays of
+    one length."""
+    found = [(i, e) for i, e in enumerate(select.expressions) if _srf_array(e.unalias())]
+    if not found:
+        return select
+    aliases: dict[str, str] = {}  # the array's SQL -> its json_each's alias
+    joins: list[exp.Expr] = []
+    for i, projection in found:
+        inner = projection.unalias()
+        array = _srf_array(inner)
+        assert array is not None
+        key = array.sql()
+        if key not in aliases:
+            alias = f"heliosdb_elements_{len(aliases) + 1}"
+            aliases[key] = alias
+            each = exp.Table(
+                this=exp.Anonymous(
+                    this="json_each", expressions=[_function("pg_array_json", array.copy())]
+                ),
+                alias=exp.TableAlias(this=exp.to_identifier(alias)),
+            )
+            if joins or select.args.get("from_") is not None:
+                first = next(iter(aliases.values()))
+                on = (
+                    None
+                    if alias == first
+                    else exp.column("key", alias).eq(exp.column("key", first))
+                )
+                joins.append(exp.Join(this=each, on=on))
+            else:
+                select.set("from_", exp.From(this=each))
+        alias = aliases[key]
+        if isinstance(inner, exp.Explode):
+            value: exp.Expr = exp.column("value", alias)
+        else:
+            value = exp.Add(this=exp.column("key", alias), expression=exp.Literal.number(1))
+        if isinstance(projection, exp.Alias):
+            projection.set("this", value)
+        else:
+            name = "unnest" if isinstance(inner, exp.Explode) else "generate_subscripts"
+            select.expressions[i] = exp.alias_(value, name, quoted=True)
+    for join in joins:
+        select.append("joins", join)
+    return select
 
 
 def _table(node: exp.Table) -> exp.Table:

@@ -9,21 +9,26 @@ protocol, goes one at a time through the server's ``executor`` hook with its
 final SQL text (``$n`` placeholders already turned into SQLite's ``?n``) and
 its bound values; ``execute_statement`` is the default executor. The extended
 protocol runs a portal when it is first described or executed and buffers its
-rows: SQLite columns are dynamically typed, so the type a RowDescription
-announces (the declared type where every value fits it, else one chosen from
-the values) is only known once the rows are.
+rows; its column types are those ``describe`` gives the statement before it
+runs, which the rows are then made to keep (``codec.coerce``). The simple
+protocol types a column by its declaration where every value fits it, else by
+the values.
 
 The modules follow the layers: ``protocol`` (framing), ``codec`` (values and
-their types), ``dialect`` (SQL text as PostgreSQL clients write it),
-``errors`` (SQLSTATEs), ``session`` (limits, variables, the default
-executor), ``connection`` (one client), ``watchdog`` (statement timeouts) and
-``server`` (accepting and refusing clients).
+their types), ``dialect`` (quote-aware scans of SQL text), ``translate``
+(PostgreSQL's SQL in SQLite's), ``functions`` and ``catalog`` (PostgreSQL's
+built-in functions and ``pg_catalog`` on a client's connection), ``describe``
+(types before a statement runs), ``cursors`` and ``copy`` (SQL cursors,
+prepared statements and COPY), ``errors`` (SQLSTATEs), ``session`` (limits,
+variables, the default executor), ``connection`` (one client), ``watchdog``
+(statement timeouts) and ``server`` (accepting and refusing clients).
+docs/pgwire.md says how PostgreSQL's SQL, catalog and types meet SQLite's.
 
 Deliberate differences from PostgreSQL: no authentication, no TLS; statements
 of an extended-protocol pipeline without an explicit BEGIN commit one by one
 (SQLite autocommit) instead of as one implicit transaction; SET is not
-transactional and SET LOCAL is refused; COPY and the function-call message are
-not supported.
+transactional and SET LOCAL is refused; COPY runs only in the simple protocol,
+binary COPY only FROM; the function-call message is not supported.
 
 Hostile clients: ``WireLimits`` bounds what one connection may cost (threads,
 time idle or in one statement, message, value and buffered-result sizes), each

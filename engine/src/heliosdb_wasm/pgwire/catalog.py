@@ -350,6 +350,17 @@ def _vector(values: Sequence[int]) -> str:
     return " ".join(str(v) for v in values)
 
 
+def schema_stamp(conn: apsw.Connection) -> tuple[int, int, int]:
+    """What changes when the schema or the registry may have: SQLite's schema
+    version, the data version (another connection committed) and this
+    connection's own changes. Reading it starts a read transaction."""
+    return (
+        int(conn.pragma("schema_version")),
+        int(conn.pragma("data_version")),
+        int(conn.total_changes()),
+    )
+
+
 class _Context:
     """What the relations answer from: the connection's session and snapshot."""
 
@@ -369,12 +380,7 @@ class _Context:
 
     def snapshot(self) -> Snapshot:
         """The schema, taken again when it (or any data: procedures are rows) changed."""
-        conn = self.db.conn
-        stamp = (
-            int(conn.pragma("schema_version")),
-            int(conn.pragma("data_version")),
-            int(conn.total_changes()),
-        )
+        stamp = schema_stamp(self.db.conn)
         if self._snapshot is None or stamp != self._stamp:
             self._snapshot, self._stamp = take_snapshot(self.db), stamp
         return self._snapshot

@@ -147,13 +147,13 @@ def coerce(value: SqlValue, oid: int, column: str) -> SqlValue:
     shown = repr(value if not isinstance(value, str | bytes) else value[:64])
     raise WireError(
         "22P02",
-        f'column "{column}" is {_TYPE_NAMES[oid]} but holds {shown} '
+        f'column "{column}" is {TYPE_NAMES[oid]} but holds {shown} '
         "(SQLite keeps any value in any column; cast it in the query)",
     )
 
 
 _COERCED = {OID_INT8, OID_FLOAT8, OID_BOOL, OID_BYTEA, OID_TEXT, 1000, 1016, 1022, OID_TEXT_ARRAY}
-_TYPE_NAMES = {
+TYPE_NAMES = {
     OID_INT8: "bigint",
     OID_FLOAT8: "double precision",
     OID_BOOL: "boolean",

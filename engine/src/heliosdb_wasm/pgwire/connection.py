@@ -26,11 +26,8 @@ from ..policy import Limits
 from ..values import SqlValue
 from . import catalog, functions
 from .codec import (
-    OID_BOOL,
-    OID_BYTEA,
-    OID_FLOAT8,
-    OID_INT8,
     OID_TEXT,
+    TYPE_NAMES,
     TYPLEN,
     coerce,
     column_oid,
@@ -56,6 +53,7 @@ from .dialect import (
     keywords,
     names,
     outside_implicit,
+    quoted,
     translate_placeholders,
 )
 from .errors import WireError, error_fields, sqlstate_for
@@ -133,20 +131,14 @@ class Portal:
     size: int = 0  # what it counts against max_buffer_bytes, rows included
 
 
-# What a prepared statement or a portal is estimated to cost besides its text,
-# parameters and rows (the objects that hold them), and a buffered row besides
-# its values (the row's slot in the result list and its GC header).
 # Rows one INSERT of COPY FROM carries (fewer if they would pass SQLite's
 # parameter limit).
 _COPY_BATCH_ROWS = 500
-_TYPE_WORDS = {
-    OID_INT8: "bigint",
-    OID_FLOAT8: "double precision",
-    OID_BOOL: "boolean",
-    OID_BYTEA: "bytea",
-}
 # Statement descriptions a connection remembers (_described); each is small.
 _DESCRIPTIONS = 256
+# What a prepared statement or a portal is estimated to cost besides its text,
+# parameters and rows (the objects that hold them), and a buffered row besides
+# its values (the row's slot in the result list and its GC header).
 _ENTRY_BYTES = 512
 _ROW_BYTES = 24
 # Output is buffered up to this much between writes to the socket.
@@ -170,7 +162,7 @@ class Connection:
         self.portals: dict[str, Portal] = {}
         self.cursors: dict[str, Cursor] = {}
         self.descriptions: collections.OrderedDict[
-            tuple[str, tuple[int, ...]], tuple[tuple[object, ...], Description | None]
+            tuple[str, tuple[int, ...]], tuple[tuple[int, int, int], Description | None]
         ] = collections.OrderedDict()
         self.failed = False  # an error inside a transaction block: 'E' until it ends
         self.ignore_till_sync = False
@@ -342,7 +334,12 @@ class Connection:
             self.held -= portal.size
         self.portals.clear()
         for name in [n for n, c in self.cursors.items() if not c.hold]:
-            self.held -= self.cursors.pop(name).size
+            self._drop_cursor(name)
+
+    def _drop_cursor(self, name: str) -> None:
+        cursor = self.cursors.pop(name, None)
+        if cursor is not None:
+            self.held -= cursor.size
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -625,13 +622,12 @@ class Connection:
         if verb == "CLOSE":
             closed = parse_close(sql)
             if closed is None:
-                for cursor in self.cursors.values():
-                    self.held -= cursor.size
-                self.cursors.clear()
+                for name in list(self.cursors):
+                    self._drop_cursor(name)
                 return Result(), "CLOSE CURSOR ALL"
             if closed not in self.cursors:
                 raise WireError("34000", f'cursor "{closed}" does not exist')
-            self.held -= self.cursors.pop(closed).size
+            self._drop_cursor(closed)
             return Result(), "CLOSE CURSOR"
         result = self._limited(session, sql, params)
         return result, command_tag(sql, result)
@@ -655,8 +651,8 @@ class Connection:
         if copy.query is not None:
             sql, _ = translate_placeholders(copy.query)
         else:
-            columns = ", ".join(_quoted(c) for c in copy.columns) if copy.columns else "*"
-            sql = f"SELECT {columns} FROM {_quoted(copy.table or '')}"
+            columns = ", ".join(quoted(c) for c in copy.columns) if copy.columns else "*"
+            sql = f"SELECT {columns} FROM {quoted(copy.table or '')}"
         result, _tag = self._run(sql, ())
         oids = self._result_oids(sql, result)
         encoder = Encoder(copy, result.columns, oids)
@@ -700,7 +696,7 @@ class Connection:
         self._send(b"G", struct.pack(f"!bh{n}h", int(binary), n, *([int(binary)] * n)))
         self._flush()
         per_batch = max(1, min(_COPY_BATCH_ROWS, ddl.MAX_PLACEHOLDER // n))
-        into = f"INSERT INTO {_quoted(copy.table)} ({', '.join(_quoted(c) for c in names)}) VALUES "
+        into = f"INSERT INTO {quoted(copy.table)} ({', '.join(quoted(c) for c in names)}) VALUES "
         longest = self.limits.max_message_bytes
         decoder: Decoder | BinaryDecoder = (
             BinaryDecoder(longest) if binary else Decoder(copy, longest)
@@ -721,7 +717,7 @@ class Connection:
                     raise WireError(
                         exc.sqlstate,
                         f"COPY {copy.table}, line {decoder.line}, column {names[i]}: "
-                        f"{str(text)[:64]!r} is not a valid {_TYPE_WORDS.get(oid, 'value')}",
+                        f"{str(text)[:64]!r} is not a valid {TYPE_NAMES.get(oid, 'value')}",
                     ) from None
 
         def insert() -> None:
@@ -848,7 +844,7 @@ class Connection:
         query, _ = translate_placeholders(declare.query)
         result = self._limited(session, query, params)
         size = _ENTRY_BYTES + self.row_bytes
-        self.held += size
+        self._hold(size)
         oids = self._result_oids(query, result)
         self.cursors[declare.name] = Cursor(result, oids, declare.hold, size)
         return Result()
@@ -1160,7 +1156,7 @@ class Connection:
             # Inside a transaction no PRAGMA may be read (it would start the
             # read snapshot before the first write: describe's own note).
             return describe(self.db, statement.sql, statement.param_oids)
-        stamp = (conn.pragma("schema_version"), conn.pragma("data_version"), conn.total_changes())
+        stamp = catalog.schema_stamp(conn)
         key = (statement.sql, tuple(statement.param_oids))
         found = self.descriptions.get(key)
         if found is not None and found[0] == stamp:
@@ -1259,7 +1255,3 @@ class Connection:
                 self._drop_statement(name)
         elif self._drop_statement(rest[0]) is None:
             raise WireError("26000", f'prepared statement "{rest[0]}" does not exist')
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

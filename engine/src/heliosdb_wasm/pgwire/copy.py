@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 
 from ..values import SqlValue
 from .codec import encode_text
+from .dialect import IDENTIFIER, identifier
 from .errors import WireError
 
-_NAME = r'"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*'
+_NAME = IDENTIFIER
 _COPY = re.compile(
     rf"""\s*COPY\s+(?:
         \((?P<query>.+)\)
@@ -43,11 +44,6 @@ _OPTION_WORDS = re.compile(
 )
 _TEXT_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 _TEXT_SPECIAL = re.compile(r"\\(?:x[0-9A-Fa-f]{1,2}|[0-7]{1,3}|.)", re.DOTALL)
-
-
-def _name(text: str) -> str:
-    text = text.strip()
-    return text[1:-1].replace('""', '"') if text.startswith('"') else text.lower()
 
 
 @dataclass(frozen=True)
@@ -91,11 +87,11 @@ def parse_copy(sql: str) -> Copy:
     table = schema = None
     if m.group("table"):
         parts = [p for p in re.split(r"\s*\.\s*(?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)", m.group("table"))]
-        table = _name(parts[-1])
-        schema = _name(parts[0]) if len(parts) == 2 else None
+        table = identifier(parts[-1])
+        schema = identifier(parts[0]) if len(parts) == 2 else None
         if schema not in (None, "public", "main"):
             raise WireError("3F000", f'schema "{schema}" does not exist')
-    columns = [_name(c) for c in (m.group("columns") or "").split(",") if c.strip()]
+    columns = [identifier(c) for c in (m.group("columns") or "").split(",") if c.strip()]
     options = _options(m.group("options"))
     csv_format = options.get("format") == "csv"
     if options.get("format") == "binary" and direction == "TO":

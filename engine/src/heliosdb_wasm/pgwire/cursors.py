@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from ..database import Result
 from ..values import SqlValue
+from .dialect import IDENTIFIER, identifier
 from .errors import WireError
 
-_NAME = r'(?P<name>"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_NAME = rf"(?P<name>{IDENTIFIER})"
 _PREPARE = re.compile(
     rf"\s*PREPARE\s+{_NAME}\s*(?:\((?P<types>[^)]*)\))?\s*AS\s+(?P<body>.+)",
     re.IGNORECASE | re.DOTALL,
@@ -45,10 +46,6 @@ _CLOSE = re.compile(rf"\s*CLOSE\s+(?:(?P<all>ALL)|{_NAME})\s*;?\s*", re.IGNORECA
 _ALL = 2**62
 
 
-def _name(text: str) -> str:
-    return text[1:-1].replace('""', '"') if text.startswith('"') else text.lower()
-
-
 def _match(pattern: re.Pattern[str], sql: str, usage: str) -> re.Match[str]:
     m = pattern.fullmatch(sql)
     if m is None:
@@ -66,14 +63,14 @@ class Prepare:
 def parse_prepare(sql: str) -> Prepare:
     m = _match(_PREPARE, sql, "PREPARE name [(type, ...)] AS statement")
     types = [t.strip() for t in (m.group("types") or "").split(",") if t.strip()]
-    return Prepare(_name(m.group("name")), types, m.group("body").strip().rstrip(";"))
+    return Prepare(identifier(m.group("name")), types, m.group("body").strip().rstrip(";"))
 
 
 def parse_execute(sql: str) -> tuple[str, str | None]:
     """The statement's name and its argument list's text (None: no arguments)."""
     m = _match(_EXECUTE, sql, "EXECUTE name [(argument, ...)]")
     args = m.group("args")
-    return _name(m.group("name")), args if args is not None and args.strip() else None
+    return identifier(m.group("name")), args if args is not None and args.strip() else None
 
 
 @dataclass(frozen=True)
@@ -86,13 +83,13 @@ class Declare:
 def parse_declare(sql: str) -> Declare:
     m = _match(_DECLARE, sql, "DECLARE name [options] CURSOR [WITH HOLD] FOR query")
     hold = (m.group("hold") or "").upper() == "WITH"
-    return Declare(_name(m.group("name")), hold, m.group("query").strip().rstrip(";"))
+    return Declare(identifier(m.group("name")), hold, m.group("query").strip().rstrip(";"))
 
 
 def parse_close(sql: str) -> str | None:
     """The cursor CLOSE names, or None for CLOSE ALL."""
     m = _match(_CLOSE, sql, "CLOSE name | ALL")
-    return None if m.group("all") else _name(m.group("name"))
+    return None if m.group("all") else identifier(m.group("name"))
 
 
 @dataclass(frozen=True)
@@ -105,7 +102,7 @@ class Fetch:
 def parse_fetch(sql: str) -> Fetch:
     m = _match(_FETCH, sql, "FETCH [direction] [FROM] name")
     direction = (m.group("direction") or "NEXT").upper().split()
-    return Fetch(m.group("verb").upper(), direction, _name(m.group("name")))
+    return Fetch(m.group("verb").upper(), direction, identifier(m.group("name")))
 
 
 @dataclass

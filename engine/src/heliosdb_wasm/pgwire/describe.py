@@ -44,7 +44,7 @@ from .codec import (
     STRING_OIDS,
     declared_oid,
 )
-from .dialect import keywords
+from .dialect import keywords, quoted
 from .translate import to_sqlite
 
 _SQL_TYPES = {
@@ -192,9 +192,9 @@ class _Types:
         # Prepared, not run: a statement run inside the client's transaction
         # would start its read snapshot before its first write, which could
         # then no longer wait for another writer (SQLITE_BUSY_SNAPSHOT).
-        quoted = '"' + table.replace('"', '""') + '"'
         try:
-            description = apsw.ext.query_info(self.db.conn, f"SELECT * FROM {quoted}").description
+            sql = f"SELECT * FROM {quoted(table)}"
+            description = apsw.ext.query_info(self.db.conn, sql).description
         except apsw.Error:
             return None
         return {str(name).lower(): str(decl or "") for name, decl in description or ()} or None

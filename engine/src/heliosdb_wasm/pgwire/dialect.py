@@ -33,6 +33,8 @@ _PLACEHOLDER_SCAN = re.compile(
 _WORD_SCAN = re.compile(
     OPAQUE + r"| (?P<word>[A-Za-z_][A-Za-z0-9_]*) | (?P<paren>[()])", re.VERBOSE | re.DOTALL
 )
+# An SQL name as written: double-quoted (with "" inside) or bare.
+IDENTIFIER = r'"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*'
 TRANSACTION_VERBS = {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"}
 # Statements a multi-statement simple query is not wrapped in a transaction
 # around: they manage transactions themselves or cannot run inside one.
@@ -52,6 +54,17 @@ def _all_words(sql: str, n: int) -> list[str] | None:
                 return None
             words.append(word.upper())
     return words
+
+
+def identifier(text: str) -> str:
+    """A name as PostgreSQL resolves it: unquoted, or folded to lower case."""
+    text = text.strip()
+    return text[1:-1].replace('""', '"') if text.startswith('"') else text.lower()
+
+
+def quoted(name: str) -> str:
+    """``name`` as a double-quoted identifier, whatever it holds."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def names(sql: str, n: int) -> list[str]:

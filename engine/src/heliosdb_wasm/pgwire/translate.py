@@ -289,7 +289,15 @@ _RENAMED_FUNCTIONS = {
 }
 
 
-_NAMED_FUNCTIONS = (exp.CurrentVersion, exp.CurrentSchema, exp.CurrentUser, exp.SessionUser)
+# sqlglot's nodes for functions SQLite lacks, called by their PostgreSQL names
+# (registered by functions.py).
+_NAMED_FUNCTIONS = (
+    exp.CurrentVersion,
+    exp.CurrentSchema,
+    exp.CurrentUser,
+    exp.SessionUser,
+    exp.Uuid,
+)
 
 
 def _function(name: str, *args: exp.Expr) -> exp.Expr:
@@ -354,15 +362,7 @@ def _sqlite_node(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.RegexpILike):
         return _regexp(node.this, node.expression, insensitive=True)
     if isinstance(node, _NAMED_FUNCTIONS):
-        name = {
-            exp.CurrentVersion: "version",
-            exp.CurrentSchema: "current_schema",
-            exp.CurrentUser: "current_user",
-            exp.SessionUser: "session_user",
-        }[type(node)]
-        return _function(name)
-    if isinstance(node, exp.Uuid):
-        return _function("gen_random_uuid")
+        return _function(_FUNCTION_NAMES[type(node)])
     if isinstance(node, exp.Anonymous) and isinstance(node.this, str):
         renamed = _RENAMED_FUNCTIONS.get(node.this.upper())
         if renamed is not None:

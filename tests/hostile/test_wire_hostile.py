@@ -345,6 +345,25 @@ def test_copy_holds_at_most_one_row_and_a_row_past_the_limit_is_refused(tmp_path
         assert conn.execute("SELECT count(*) FROM c").fetchone() == (20_000,)
 
 
+def test_a_client_gone_in_the_middle_of_copy_leaves_nothing_and_no_lock(tmp_path: Path) -> None:
+    """As if the client were SIGKILLed: its socket closes while COPY rows are
+    in flight (some already inserted in a batch); the COPY is rolled back and
+    the write lock freed."""
+    with serving(tmp_path) as srv:
+        with connect(srv) as setup:
+            setup.execute("CREATE TABLE c(x TEXT)")
+        with Raw(srv) as dying:
+            dying.send(b"Q", b"COPY c FROM STDIN\0")
+            assert dying.message() is not None  # CopyInResponse
+            dying.send(b"d", b"row\n" * 1500)  # past one batch of 500: rows were inserted
+            time.sleep(0.3)
+        connections_end(srv)
+        with connect(srv) as conn:
+            assert conn.execute("SELECT count(*) FROM c").fetchone() == (0,)
+            conn.execute("INSERT INTO c VALUES ('after')")  # no lock was left behind
+            assert conn.execute("SELECT count(*) FROM c").fetchone() == (1,)
+
+
 # --- 4. statement time -------------------------------------------------------------------------
 
 

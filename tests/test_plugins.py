@@ -1,4 +1,4 @@
-"""The query-hook pipeline (plugins.py) with scripted Basic-ABI plugins.
+"""The query-hook pipeline (heliosdb_wasm.plugins) with scripted Basic-ABI plugins.
 
 Each test plugin is generated WAT whose hooks answer a fixed verdict (or
 echo their request into a table of the test, or trap), so the pipeline's
@@ -23,7 +23,8 @@ import wasmtime
 import heliosdb_wasm as h
 from heliosdb_wasm import sqlast
 from heliosdb_wasm.errors import PluginError, PluginRejected
-from heliosdb_wasm.plugins import Pipeline, PipelineSettings, PluginSpec, read_manifest
+from heliosdb_wasm.plugins.manifest import PipelineSettings, PluginSpec, read_manifest
+from heliosdb_wasm.plugins.pipeline import Pipeline
 
 _PRELUDE = """
   (import "heliosdb" "heliosdb_return" (func $return (param i32 i32 i32)))
@@ -552,7 +553,7 @@ def test_plugins_created_with_sql_are_stored_listed_and_followed_by_the_server(
 def test_plugin_log_lines_are_json_with_the_plugin_fields() -> None:
     import logging
 
-    from heliosdb_wasm.plugins import JsonLogFormatter
+    from heliosdb_wasm.plugins.metrics import JsonLogFormatter
 
     record = logging.LogRecord(
         "heliosdb_wasm.plugins", logging.WARNING, __file__, 1, "plugin rolled back", None, None

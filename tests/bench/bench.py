@@ -825,7 +825,8 @@ def plugin_latency(report: Report, queries: int) -> None:
     import psycopg
 
     from heliosdb_wasm.pgwire import Server, execute_statement
-    from heliosdb_wasm.plugins import Pipeline, PluginSpec
+    from heliosdb_wasm.plugins.manifest import PluginSpec
+    from heliosdb_wasm.plugins.pipeline import Pipeline
 
     files = {
         "auth": BUILD / "plugins" / "python" / "auth_rate_limit.component.wasm",

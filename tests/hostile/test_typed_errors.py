@@ -480,14 +480,15 @@ def test_a_lone_surrogate_argument_is_refused_before_the_guest_runs(tmp_path: Pa
 
 
 def test_hostile_plugin_config_and_placeholders_are_typed() -> None:
-    from heliosdb_wasm import plugins, sqlast
+    from heliosdb_wasm import sqlast
+    from heliosdb_wasm.plugins import manifest
 
     stmt = ddl.parse(
         "CREATE PLUGIN pl CONFIG '" + "[" * 100_000 + f"' AS $wasm${b64(wasm_of('numeric'))}$wasm$"
     )
     assert isinstance(stmt, ddl.CreatePlugin)
     with pytest.raises(h.InvalidArgument, match="CONFIG"):
-        plugins.spec_from_ddl(stmt)
+        manifest.spec_from_ddl(stmt)
     with pytest.raises(h.InvalidArgument, match="32766"):
         sqlast._named_placeholders("SELECT ?" + "9" * 5000)
 

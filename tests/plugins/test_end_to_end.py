@@ -27,7 +27,8 @@ import pytest
 import heliosdb_wasm as h
 from conftest import BUILD, ROOT
 from heliosdb_wasm.pgwire import Server, execute_statement
-from heliosdb_wasm.plugins import MetricsServer, Pipeline
+from heliosdb_wasm.plugins.metrics import MetricsServer
+from heliosdb_wasm.plugins.pipeline import Pipeline
 
 SECRET = "end-to-end-secret-0123456789abcdef"
 PLUGINS = {

@@ -22,7 +22,7 @@ import heliosdb_wasm as h
 from conftest import BUILD, ROOT, TEST_LIMITS
 from heliosdb_wasm import sqlast
 from heliosdb_wasm.cli import main
-from heliosdb_wasm.plugins import value_to_json
+from heliosdb_wasm.plugins.verdicts import value_to_json
 
 PROJECT = ROOT / "examples" / "plugins" / "pii_masking" / "go"
 SDK = ROOT / "sdks" / "go"

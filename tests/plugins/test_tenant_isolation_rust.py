@@ -480,7 +480,8 @@ def test_through_the_engines_plugin_pipeline(plugin_wasm: Path) -> None:
     # Imported here so that a change to the young pipeline API fails only the
     # two tests that use it.
     from heliosdb_wasm.errors import PluginRejected
-    from heliosdb_wasm.plugins import Pipeline, PluginSpec
+    from heliosdb_wasm.plugins.manifest import PluginSpec
+    from heliosdb_wasm.plugins.pipeline import Pipeline
 
     pipeline = Pipeline()
     pipeline.install(
@@ -564,7 +565,8 @@ fn mask(_ctx: &Context, columns: &[String], rows: &mut Vec<Vec<Value>>) -> Verdi
 @pytest.mark.usefixtures("plugin_wasm")  # its skip when the toolchain is missing
 def test_the_sdks_other_hooks_through_the_pipeline(tmp_path: Path) -> None:
     from heliosdb_wasm.errors import PluginError, PluginRejected
-    from heliosdb_wasm.plugins import Pipeline, PluginSpec
+    from heliosdb_wasm.plugins.manifest import PluginSpec
+    from heliosdb_wasm.plugins.pipeline import Pipeline
     from heliosdb_wasm.toolchains import build_project
 
     crate = tmp_path / "sdk_hooks"

@@ -9,10 +9,10 @@ with heliosdb_wasm.open("shop.db") as db:
 
 import logging
 
-from .archive import ArchiveError
 from .database import Database, Result, open  # noqa: A004 - heliosdb_wasm.open(path)
 from .errors import (
     AbiError,
+    ArchiveError,
     CapabilityDenied,
     ConstraintViolation,
     DatabaseBusy,

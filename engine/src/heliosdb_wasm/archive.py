@@ -24,18 +24,19 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .ddl import read_file
-from .errors import ProcedureError
-from .policy import LIMIT_NAMES, limit_problem
 
-if TYPE_CHECKING:
-    from .singlestore.archive import SingleStoreArchive
+# ArchiveError is re-exported: it is this module's error (archive.ArchiveError),
+# defined with the others so SingleStore's reader needs nothing from here.
+from .errors import ArchiveError as ArchiveError
+from .policy import LIMIT_NAMES, limit_problem
+from .singlestore.archive import SingleStoreArchive, singlestore_archive
 
 FORMAT = 1
 MANIFEST = "manifest.toml"
@@ -67,12 +68,6 @@ _PROCEDURE_FIELDS = {
     "limits",
     "description",
 }
-
-
-class ArchiveError(ProcedureError):
-    """An extension archive is malformed, unsafe, tampered with or unsigned."""
-
-    code = "invalid-archive"
 
 
 @dataclass(frozen=True)
@@ -203,8 +198,6 @@ def read_any(source: Path | bytes) -> Archive | SingleStoreArchive:
         return _ours(members)
     if INSTALL in members:  # one of ours with its manifest missing
         raise ArchiveError(f"the archive has no {MANIFEST}")
-    from .singlestore.archive import singlestore_archive  # it needs ArchiveError from here
-
     return singlestore_archive(members, hashlib.sha256(data).hexdigest())
 
 

@@ -971,7 +971,8 @@ def serve(
     what one client may cost are explained in docs/security.md.
     """
     from .pgwire import Server, WireLimits, execute_statement
-    from .plugins import JsonLogFormatter, MetricsServer, Pipeline
+    from .plugins.metrics import JsonLogFormatter, MetricsServer
+    from .plugins.pipeline import Pipeline
 
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter())

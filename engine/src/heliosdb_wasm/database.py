@@ -21,7 +21,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import apsw
 
-from . import _core, archive, ddl, native, plugins, policy, telemetry
+from . import _core, archive, ddl, native, policy, telemetry
 from .errors import (
     AbiError,
     CapabilityDenied,
@@ -42,6 +42,8 @@ from .invoke import (
     load_singlestore,
     load_stored,
 )
+from .plugins.manifest import PluginSpec, spec_from_ddl, spec_from_json, spec_to_json
+from .plugins.version import check as check_plugin
 from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
 from .runtime import Runtime, default_runtime
@@ -606,12 +608,12 @@ class Database:
                         code="already-exists",
                         procedure=stmt.name,
                     )
-                spec = plugins.spec_from_ddl(stmt)
+                spec = spec_from_ddl(stmt)
                 # Loaded now: a plugin that cannot run is refused here, not at
                 # the server's next reload.
-                plugins.check(spec, self.runtime)
+                check_plugin(spec, self.runtime)
                 with self._atomic():
-                    self.registry.put_plugin(spec.name, plugins.spec_to_json(spec), spec.wasm)
+                    self.registry.put_plugin(spec.name, spec_to_json(spec), spec.wasm)
             elif isinstance(stmt, ddl.AlterPlugin):
                 changes: dict[str, Any] = {}
                 if stmt.enabled is not None:
@@ -628,11 +630,11 @@ class Database:
         return Result()
 
     @_serialized
-    def plugin_specs(self) -> list[tuple[plugins.PluginSpec, int]]:
+    def plugin_specs(self) -> list[tuple[PluginSpec, int]]:
         """The plugins created with SQL, with their versions."""
         with self.session.internal():
             return [
-                (plugins.spec_from_json(name, spec, wasm, f"sql:{name}"), version)
+                (spec_from_json(name, spec, wasm, f"sql:{name}"), version)
                 for name, version, spec, wasm in self.registry.plugin_rows()
             ]
 

@@ -137,6 +137,12 @@ class RegistryError(ProcedureError):
     code = "registry-error"
 
 
+class ArchiveError(ProcedureError):
+    """An extension archive is malformed, unsafe, tampered with or unsigned."""
+
+    code = "invalid-archive"
+
+
 class DdlError(ProcedureError):
     """A procedure DDL statement could not be parsed or is inconsistent."""
 

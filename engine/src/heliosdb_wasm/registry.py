@@ -239,7 +239,7 @@ class Registry:
             "(SELECT module_sha256 FROM _heliosdb_versions)"
         )
 
-    # -- query-hook plugins (created with SQL; see plugins.py) -----------------
+    # -- query-hook plugins (created with SQL; see plugins/) -----------------
 
     def plugin_rows(self) -> list[tuple[str, int, dict[str, Any], bytes]]:
         """(name, version, spec as JSON, module) of every SQL-created plugin."""

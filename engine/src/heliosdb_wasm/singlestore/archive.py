@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..archive import ArchiveError
+from ..errors import ArchiveError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,448 @@
+"""Query-hook plugins: loading, the pipeline every statement runs through,
+hot reload with automatic rollback, A/B routing and metrics (docs/plugins.md).
+
+A Pipeline holds one ``_Slot`` per plugin name. A statement takes an
+immutable snapshot of the slots when it starts and calls the versions it
+chose then, so replacing a plugin (a new file, a new manifest, ``CREATE
+PLUGIN``) swaps one reference: statements in flight finish on the version
+they started with and new statements see the new one. Plugins are loaded
+with the procedure machinery (invoke.load): same ABIs, capabilities, limits
+and compiled-code cache; each version keeps its own pool of instances,
+shared by every connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import sqlast
+from ..errors import (
+    InvalidArgument,
+    PluginError,
+    PluginRejected,
+    ProcedureError,
+)
+from ..runtime import Runtime, default_runtime
+from ..values import SqlValue
+
+if TYPE_CHECKING:
+    from ..database import Result
+    from ..pgwire import Executor, WireSession
+from .manifest import PipelineSettings, PluginSpec
+from .metrics import Metrics
+from .reload import Sources, Watcher
+from .verdicts import Verdict, value_to_json
+from .version import Counters, PluginVersion
+
+log = logging.getLogger("heliosdb_wasm.plugins")
+
+
+@dataclass
+class _Slot:
+    """A plugin name's live state: what serves now, what served before, the A/B candidate."""
+
+    spec: PluginSpec
+    current: PluginVersion
+    previous: PluginVersion | None = None
+    candidate: PluginVersion | None = None
+    on_probation: set[int] = field(default_factory=set)
+
+    def choose(self, session_key: int) -> PluginVersion:
+        # Stable per session: a session sees one version for its lifetime.
+        bucket = zlib.crc32(f"{self.spec.name}:{session_key}".encode()) % 100
+        if self.candidate is not None and bucket < self.spec.candidate_percent:
+            return self.candidate
+        return self.current
+
+
+class Pipeline:
+    """The ordered plugins every statement runs through."""
+
+    def __init__(
+        self,
+        runtime: Runtime | None = None,
+        settings: PipelineSettings | None = None,
+    ) -> None:
+        self.runtime = runtime or default_runtime()
+        self.settings = settings or PipelineSettings()
+        self.metrics = Metrics()
+        self._counters = Counters()
+        self._lock = threading.Lock()
+        self._slots: dict[str, _Slot] = {}
+        self._order: tuple[_Slot, ...] = ()
+        self._versions = itertools.count(1)
+        self._query_ids = itertools.count(1)
+        self._watcher: Watcher | None = None
+
+    # -- configuration ------------------------------------------------------
+
+    def install(self, spec: PluginSpec) -> None:
+        """Adds a plugin, or replaces its version if the spec changed. Loading
+        happens before anything is swapped: a spec that fails to load leaves
+        the pipeline as it was."""
+        with self._lock:
+            slot = self._slots.get(spec.name)
+        new = self._prepare(spec, slot)
+        if new is not None:
+            self._commit({spec.name: new}, keep=None)
+
+    def configure(self, specs: Sequence[PluginSpec]) -> None:
+        """Makes the pipeline exactly ``specs``: new ones added, changed ones
+        reloaded, missing ones removed - all in one swap, after every spec has
+        loaded, so a manifest with one bad plugin changes nothing."""
+        with self._lock:
+            slots = dict(self._slots)
+        prepared = {}
+        for spec in specs:
+            new = self._prepare(spec, slots.get(spec.name))
+            if new is not None:
+                prepared[spec.name] = new
+        self._commit(prepared, keep={s.name for s in specs})
+
+    def _prepare(self, spec: PluginSpec, slot: _Slot | None) -> _Slot | None:
+        """The slot that serves ``spec`` next, loaded but not live yet; None
+        if ``slot`` already serves it."""
+        if slot is not None and slot.spec.fingerprint == spec.fingerprint:
+            if slot.spec == spec and (spec.candidate is None or slot.candidate is not None):
+                return None
+            # Priority, enabled or the A/B share changed: the same versions serve.
+            new = _Slot(**{**slot.__dict__, "spec": spec, "on_probation": set(slot.on_probation)})
+        else:
+            new = _Slot(spec=spec, current=self._load(spec, spec.wasm, spec.origin))
+            if slot is not None:
+                new.previous = slot.current
+                new.on_probation.add(new.current.version)
+        if spec.candidate is not None and new.candidate is None:
+            origin = spec.candidate_origin or "candidate"
+            new.candidate = self._load(spec, spec.candidate, origin)
+            new.on_probation.add(new.candidate.version)
+        return new
+
+    def _commit(self, prepared: dict[str, _Slot], keep: set[str] | None) -> None:
+        """Swaps in ``prepared`` and, unless ``keep`` is None, drops every
+        plugin not named in it - one change under the lock."""
+        with self._lock:
+            reloaded = [
+                name
+                for name, new in prepared.items()
+                if name in self._slots and new.current is not self._slots[name].current
+            ]
+            self._slots.update(prepared)
+            if keep is not None:
+                for name in [n for n in self._slots if n not in keep]:
+                    del self._slots[name]
+            self._reorder()
+        for name in reloaded:
+            self.metrics.event(name, "reload")
+            version = prepared[name].current.version
+            extra = {"plugin": name, "version": version, "event": "reload"}
+            log.info("plugin reloaded", extra=extra)
+
+    def _load(self, spec: PluginSpec, wasm: bytes, origin: str) -> PluginVersion:
+        try:
+            return PluginVersion(
+                spec, next(self._versions), wasm, origin, self.runtime, self._counters
+            )
+        except ProcedureError as exc:
+            self.metrics.event(spec.name, "load-failed")
+            raise exc.located(spec.name, None) from None
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            if name not in self._slots:
+                raise InvalidArgument(f"no plugin named {name!r}")
+            del self._slots[name]
+            self._reorder()
+
+    def _reorder(self) -> None:
+        self._order = tuple(
+            sorted(self._slots.values(), key=lambda s: (s.spec.priority, s.spec.name))
+        )
+
+    def plugins(self) -> list[dict[str, Any]]:
+        """What SHOW PLUGINS lists."""
+        rows = []
+        for slot in self._order:
+            rows.append(
+                {
+                    "name": slot.spec.name,
+                    "version": slot.current.version,
+                    "priority": slot.spec.priority,
+                    "enabled": slot.spec.enabled,
+                    "hooks": sorted(slot.current.hooks),
+                    "sha256": slot.current.sha256,
+                    "previous": slot.previous.version if slot.previous else None,
+                    "candidate": slot.candidate.version if slot.candidate else None,
+                    "candidate_percent": slot.spec.candidate_percent if slot.candidate else 0,
+                    "calls": self.metrics.calls(slot.spec.name),
+                    "origin": slot.current.origin,
+                }
+            )
+        return rows
+
+    # -- hot reload ----------------------------------------------------------
+
+    def watch(self, manifest: Path | None = None, database: Path | None = None) -> None:
+        """Loads the plugins of ``manifest`` (plugins.toml) and of ``database``
+        (CREATE PLUGIN), then keeps the pipeline in step with both, and with
+        the files the manifest names, from a background thread."""
+        self._watcher = Watcher(
+            manifest,
+            database,
+            apply=self._apply,
+            settings=lambda: self.settings,
+            loaded=self._loaded_files,
+            fallback=self.settings,
+        )
+        self._watcher.start()
+
+    def reload_if_changed(self) -> bool:
+        """See Watcher.reload_if_changed; False when nothing is watched."""
+        return self._watcher.reload_if_changed() if self._watcher is not None else False
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+
+    def _apply(self, sources: Sources) -> None:
+        settings, specs = sources
+        self.configure(specs)
+        self.settings = settings
+
+    def _loaded_files(self) -> list[str]:
+        files = []
+        for slot in self._order:
+            files.append(slot.spec.origin)
+            if slot.spec.candidate_origin:
+                files.append(slot.spec.candidate_origin)
+        return files
+
+    # -- probation and rollback ------------------------------------------------
+
+    def _judge(self, slot_name: str, version: PluginVersion, failed: bool) -> None:
+        with self._lock:
+            slot = self._slots.get(slot_name)
+            if slot is None or version.version not in slot.on_probation:
+                return
+            version.calls += 1
+            version.failures += int(failed)
+            s = self.settings
+            rate = version.failures / version.calls
+            if version.calls >= s.min_calls and rate > s.max_error_rate:
+                slot.on_probation.discard(version.version)
+                if slot.candidate is version:
+                    new = _Slot(**{**slot.__dict__, "candidate": None})
+                    what = "candidate dropped"
+                elif slot.current is version and slot.previous is not None:
+                    new = _Slot(**{**slot.__dict__, "current": slot.previous, "previous": None})
+                    what = "rolled back"
+                else:
+                    return
+                self._slots[slot_name] = new
+                self._reorder()
+                self.metrics.event(slot_name, "rollback")
+                log.warning(
+                    f"plugin {what}: {version.failures} of {version.calls} calls failed",
+                    extra={"plugin": slot_name, "version": version.version, "event": "rollback"},
+                )
+            elif version.calls >= s.probation_calls:
+                slot.on_probation.discard(version.version)
+
+    # -- running a statement ---------------------------------------------------
+
+    def executor(self, inner: Executor) -> Executor:
+        """``inner`` (pgwire.execute_statement) with every plugin around it."""
+
+        def run(session: WireSession, sql: str, params: Sequence[SqlValue]) -> Result:
+            return self.run(session, sql, params, inner)
+
+        return run
+
+    def run(
+        self,
+        session: WireSession,
+        sql: str,
+        params: Sequence[SqlValue],
+        inner: Executor,
+    ) -> Result:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = self._run(session, sql, params, inner)
+            outcome = "ok"
+            return result
+        except PluginRejected:
+            outcome = "rejected"
+            raise
+        finally:
+            self.metrics.query(outcome, time.perf_counter() - started)
+
+    def _run(
+        self, session: WireSession, sql: str, params: Sequence[SqlValue], inner: Executor
+    ) -> Result:
+        order = self._order  # the snapshot this statement runs with
+        chosen = [
+            (slot.spec.name, slot.choose(session.process_id)) for slot in order if slot.spec.enabled
+        ]
+        if not chosen:
+            return inner(session, sql, params)
+        query_id = next(self._query_ids)
+        db_session = session.db.session
+        tables: list[str] = []
+
+        def stage(name: str, **args: Any) -> Iterator[tuple[PluginVersion, Verdict]]:
+            for slot_name, version in chosen:
+                if name not in version.hooks:
+                    continue
+                ctx = self._context(session, version, query_id, tables)
+                t = time.perf_counter()
+                try:
+                    verdict = version.call(name, db_session, ctx, args)
+                except PluginError as exc:
+                    self.metrics.hook(
+                        slot_name, version.version, name, "error", time.perf_counter() - t
+                    )
+                    self._judge(slot_name, version, failed=True)
+                    log.error(
+                        str(exc),
+                        extra={
+                            "plugin": slot_name,
+                            "version": version.version,
+                            "query_id": query_id,
+                            "stage": name,
+                            "event": "hook-failed",
+                        },
+                    )
+                    raise
+                outcome = "rejected" if verdict.action == "reject" else verdict.action
+                self.metrics.hook(
+                    slot_name, version.version, name, outcome, time.perf_counter() - t
+                )
+                self._judge(slot_name, version, failed=False)
+                for key, value in verdict.set_session:
+                    session.variables[key] = value
+                    session.protected.add(key)
+                if verdict.action == "reject":
+                    sqlstate, message = verdict.payload
+                    log.info(
+                        "statement rejected",
+                        extra={
+                            "plugin": slot_name,
+                            "version": version.version,
+                            "query_id": query_id,
+                            "stage": name,
+                            "event": "rejected",
+                        },
+                    )
+                    raise PluginRejected(
+                        message, sqlstate=sqlstate, plugin=slot_name, version=version.version
+                    )
+                yield version, verdict
+                args = {**args, **self._after(name, verdict, args)}
+
+        for _, verdict in stage("pre-parse", sql=sql):
+            if verdict.action == "rewrite":
+                sql = verdict.payload
+        if any("post-parse" in v.hooks for _, v in chosen):
+            ast, found = _parsed(sql)
+            tables[:] = found
+            rewritten: str | None = None
+            for version, verdict in stage("post-parse", ast=ast):
+                if verdict.action == "rewrite":
+                    try:
+                        _rendered(verdict.payload)  # checked now, to blame this plugin
+                    except sqlast.AstError as exc:
+                        raise PluginError(
+                            f"post-parse returned a bad AST: {exc.message}",
+                            procedure=version.name,
+                            version=version.version,
+                        ) from None
+                    rewritten = verdict.payload
+            if rewritten is not None:
+                sql, found = _rendered(rewritten)
+                tables[:] = found
+        elif any(("pre-execution" in v.hooks or "post-execution" in v.hooks) for _, v in chosen):
+            # Unparsable: the context's tables stay empty; no stage here fails
+            # closed on them.
+            with contextlib.suppress(sqlast.AstError):
+                tables[:] = _parsed(sql)[1]
+        for _ in stage("pre-execution", sql=sql, params=[value_to_json(p) for p in params]):
+            pass
+        result = inner(session, sql, params)
+        if result.columns and any("post-execution" in v.hooks for _, v in chosen):
+            rows = [[value_to_json(v) for v in row] for row in result.rows]
+            for version, verdict in stage(
+                "post-execution", columns=list(result.columns), rows=rows
+            ):
+                if verdict.action == "replace-rows":
+                    width = len(result.columns)
+                    bad = next((r for r in verdict.payload if len(r) != width), None)
+                    if bad is not None:
+                        raise PluginError(
+                            f"replace-rows gave a row of {len(bad)} values for {width} columns",
+                            procedure=version.name,
+                            version=version.version,
+                        )
+                    result.rows = list(verdict.payload)
+        return result
+
+    @staticmethod
+    def _after(stage: str, verdict: Verdict, args: dict[str, Any]) -> dict[str, Any]:
+        """The next plugin of a stage sees the previous one's rewrite."""
+        if verdict.action == "rewrite":
+            return {"sql": verdict.payload} if stage == "pre-parse" else {"ast": verdict.payload}
+        if verdict.action == "replace-rows":
+            return {"rows": [[value_to_json(v) for v in row] for row in verdict.payload]}
+        return {}
+
+    def _context(
+        self, session: WireSession, version: PluginVersion, query_id: int, tables: list[str]
+    ) -> dict[str, Any]:
+        params = session.params
+        return {
+            "query-id": query_id,
+            "user": params.get("user", ""),
+            "database": params.get("database", ""),
+            "application-name": params.get("application_name", ""),
+            "connection": [[k, v] for k, v in params.items()],
+            "session": [[k, v] for k, v in session.variables.items()],
+            "tables": list(tables),
+            "config": version.config_json,
+        }
+
+
+# --- parsing, cached ---------------------------------------------------------------
+# Applications send the same statements again and again (prepared statements,
+# ORMs); parsing and rendering with sqlglot costs hundreds of microseconds, a
+# dictionary lookup nothing. Cached as text, since sqlglot trees are mutable.
+
+
+@functools.lru_cache(maxsize=2048)
+def _parsed(sql: str) -> tuple[str, tuple[str, ...]]:
+    """The JSON AST of the one statement in ``sql`` and its tables."""
+    trees = sqlast.parse(sql) if sql.strip() else []
+    if len(trees) != 1:
+        raise PluginRejected(
+            f"the query plugins need exactly one statement per query, got {len(trees)}",
+            sqlstate="42601",
+            plugin="pipeline",
+            version=0,
+        )
+    return sqlast.dumps(trees[0]), tuple(sqlast.tables(trees[0]))
+
+
+@functools.lru_cache(maxsize=2048)
+def _rendered(ast: str) -> tuple[str, tuple[str, ...]]:
+    """The SQL text of a (rewritten) JSON AST and its tables."""
+    tree = sqlast.loads(ast)
+    return sqlast.render(tree), tuple(sqlast.tables(tree))

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pgcluster
 import psycopg
 import pytest
 import wasmtime
@@ -210,3 +211,16 @@ def make_component(wasm_tools: str, name: str, world: str, tmp: Path) -> bytes:
     )
     subprocess.run([wasm_tools, "component", "new", str(embedded), "-o", str(out)], check=True)
     return out.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pgcluster.Cluster]:
+    """One PostgreSQL cluster for the session's proxy-mode tests; each test
+    module makes its own roles and databases in it."""
+    programs = installed(pgcluster.bindir(), "PostgreSQL's server (apt-get install postgresql-15)")
+    cluster = pgcluster.Cluster(programs)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -954,6 +954,20 @@ def _wire_limit_options(command: Callable[..., None]) -> Callable[..., None]:
     is_flag=True,
     help="Let clients create and drop procedures, extensions and plugins.",
 )
+@click.option(
+    "--upstream",
+    metavar="URL",
+    help="Proxy mode: forward to this PostgreSQL server (postgresql://HOST[:PORT]"
+    "[?sslmode=...]) through the plugins; --db then holds only the plugins' data.",
+)
+@click.option(
+    "--local-param",
+    "local_params",
+    multiple=True,
+    metavar="NAME",
+    help="Proxy mode: a startup parameter or -c option for the plugins only, not sent "
+    "upstream (jwt and authorization always are).",
+)
 @_wire_limit_options
 def serve(
     db_path: str,
@@ -962,15 +976,20 @@ def serve(
     plugins_path: Path | None,
     metrics_port: int | None,
     allow_ddl: bool,
+    upstream: str | None,
+    local_params: tuple[str, ...],
     **wire_limits: Any,
 ) -> None:
     """Serve the database to PostgreSQL clients (psql, psycopg, ...) until Ctrl-C.
 
     Every statement passes through the query-hook plugins of --plugins and of
     the database itself (CREATE PLUGIN); see docs/plugins.md. The limits on
-    what one client may cost are explained in docs/security.md.
+    what one client may cost are explained in docs/security.md. With
+    --upstream, the statements go to that PostgreSQL server instead
+    (docs/pgwire.md, proxy mode).
     """
     from .pgwire import Server, WireLimits, execute_statement
+    from .pgwire.proxy import Upstream
     from .plugins.metrics import JsonLogFormatter, MetricsServer
     from .plugins.pipeline import Pipeline
 
@@ -982,6 +1001,7 @@ def serve(
     plugin_log.propagate = False
     try:
         limits = WireLimits(**{k: v for k, v in wire_limits.items() if v is not None})
+        target = Upstream.parse(upstream, local_params) if upstream is not None else None
     except InvalidArgument as exc:
         raise click.UsageError(exc.message) from None
     pipeline = Pipeline()
@@ -995,6 +1015,8 @@ def serve(
             executor=pipeline.executor(execute_statement),
             allow_ddl=allow_ddl,
             wire_limits=limits,
+            upstream=target,
+            pipeline=pipeline,
         )
         if metrics_port is not None:
             metrics = MetricsServer(pipeline.metrics, host, metrics_port)
@@ -1004,7 +1026,8 @@ def serve(
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
     bound_host, bound_port = server.address
-    click.echo(f"listening on {bound_host}:{bound_port} (database {db_path}); Ctrl-C stops")
+    served = f"database {db_path}" if target is None else f"proxy to {target.host}:{target.port}"
+    click.echo(f"listening on {bound_host}:{bound_port} ({served}); Ctrl-C stops")
     for row in pipeline.plugins():
         click.echo(f"plugin {row['name']} v{row['version']}: {', '.join(row['hooks'])}")
     if metrics is not None:

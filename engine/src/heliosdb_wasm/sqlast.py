@@ -1,6 +1,7 @@
 """The JSON form of a parsed SQL statement that post-parse plugins see.
 
-Statements are parsed with sqlglot (SQLite dialect) and converted to a
+Statements are parsed with sqlglot (SQLite's dialect; PostgreSQL's in front
+of a real PostgreSQL, see pgwire/proxy.py) and converted to a
 plain JSON tree (docs/plugins.md §AST): every node is an object whose
 ``"node"`` member names its kind (sqlglot's expression key, lower case:
 ``select``, ``table``, ``column``, ``eq``, ``and``, ``literal``, ...) and whose
@@ -26,6 +27,8 @@ from . import ddl
 from .errors import DdlError, InvalidArgument
 
 DIALECT = "sqlite"
+# How each dialect writes parameter N when a tree is rendered.
+_PLACEHOLDER = {"sqlite": "?{}", "postgres": "${}"}
 KIND = "node"
 
 
@@ -48,7 +51,7 @@ class AstError(InvalidArgument):
     sqlstate = "42601"  # syntax error, for the wire endpoint
 
 
-def parse(sql: str) -> list[exp.Expression]:
+def parse(sql: str, dialect: str = DIALECT) -> list[exp.Expression]:
     """The statements of ``sql`` (empty statements dropped).
 
     SQLite's numbered parameters (``?``, ``?N``) and PostgreSQL's ``$N`` are
@@ -56,7 +59,7 @@ def parse(sql: str) -> list[exp.Expression]:
     parameter's number) in the tree and ``?N`` again when it is rendered.
     """
     try:
-        trees = sqlglot.parse(_named_placeholders(sql), read=DIALECT)
+        trees = sqlglot.parse(_named_placeholders(sql), read=dialect)
     except sqlglot.errors.SqlglotError as exc:
         raise AstError(f"cannot parse the statement: {_first_line(exc)}") from None
     return [t for t in trees if isinstance(t, exp.Expression)]
@@ -120,10 +123,19 @@ def _value_from_json(value: Any, where: str) -> Any:
     return value
 
 
-def render(tree: exp.Expression) -> str:
-    """SQL text for a tree, in SQLite's dialect."""
+def render(tree: exp.Expression, dialect: str = DIALECT) -> str:
+    """SQL text for a tree, in ``dialect`` (SQLite's or PostgreSQL's)."""
+    spelling = _PLACEHOLDER[dialect]
+
+    def numbered(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Placeholder):
+            name = node.name
+            if name[:1] == "p" and name[1:].isdigit():
+                return exp.Var(this=spelling.format(int(name[1:])))
+        return node
+
     try:
-        return tree.transform(_numbered_placeholder, copy=True).sql(dialect=DIALECT)
+        return tree.transform(numbered, copy=True).sql(dialect=dialect)
     except (sqlglot.errors.SqlglotError, TypeError, ValueError, AttributeError) as exc:
         raise AstError(f"cannot render the statement: {_first_line(exc)}") from None
 
@@ -156,14 +168,6 @@ def _walk_tables(tree: exp.Expression) -> Iterator[exp.Table]:
     for node in tree.walk():
         if isinstance(node, exp.Table):
             yield node
-
-
-def _numbered_placeholder(node: exp.Expression) -> exp.Expression:
-    if isinstance(node, exp.Placeholder):
-        name = node.name
-        if name[:1] == "p" and name[1:].isdigit():
-            return exp.Var(this=f"?{int(name[1:])}")
-    return node
 
 
 def _named_placeholders(sql: str) -> str:

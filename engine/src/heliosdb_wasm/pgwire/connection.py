@@ -420,6 +420,11 @@ class Connection:
                 break
             params[key] = body.cstring()
         body.end()
+        return self._open_session(params, minor)
+
+    def _open_session(self, params: dict[str, str], minor: int) -> bool:
+        """After the startup packet: the session opened on the database and
+        the client told it may go on (False if it was refused)."""
         unknown = [k for k in params if k.startswith("_pq_.")]
         if minor > 0 or unknown:
             payload = struct.pack("!ii", PROTOCOL_3 << 16, len(unknown))

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..database import Database
 from ..errors import InvalidArgument
@@ -28,8 +29,12 @@ from .protocol import (
     message,
     notice_fields,
 )
+from .proxy import ProxyConnection, Upstream
 from .session import Executor, WireLimits, execute_statement
 from .watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from ..plugins.pipeline import Pipeline
 
 _log = logging.getLogger("heliosdb_wasm.pgwire")
 
@@ -108,6 +113,10 @@ class Server:
     the file's journal into WAL so readers and a writer on different
     connections do not block each other. ``wire_limits`` bounds what each
     client may cost (WireLimits); ``limits`` are the procedures' own.
+
+    With ``upstream`` the server is a proxy in front of that PostgreSQL
+    server (proxy.py): statements go there, through ``pipeline``'s hooks,
+    and the database file holds only what the plugins use.
     """
 
     def __init__(
@@ -120,6 +129,8 @@ class Server:
         limits: Limits | None = None,
         allow_ddl: bool = False,
         wire_limits: WireLimits | None = None,
+        upstream: Upstream | None = None,
+        pipeline: Pipeline | None = None,
     ) -> None:
         if str(db_path) in ("", ":memory:"):
             raise InvalidArgument(
@@ -134,6 +145,10 @@ class Server:
         # that may create a procedure can read any table through it, whatever
         # the query plugins check (Database.serve_clients).
         self.allow_ddl = allow_ddl
+        self.upstream = upstream
+        self.pipeline = pipeline
+        if upstream is not None:
+            upstream.tls_context()  # a bad sslrootcert fails here, not at the first client
         # Fail here, not at the first client, if the file cannot be used;
         # and create the engine's schema once instead of racing at connect.
         with Database.open(self.db_path, limits=limits) as db:
@@ -228,7 +243,11 @@ class Server:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pid = next(self._pids)
-        conn = Connection(self, sock, pid)
+        conn = (
+            ProxyConnection(self, sock, pid)
+            if self.upstream is not None
+            else Connection(self, sock, pid)
+        )
         thread = threading.Thread(target=conn.serve, name=f"pgwire-{pid}", daemon=True)
         with self._lock:
             stopping = self._stopping.is_set()

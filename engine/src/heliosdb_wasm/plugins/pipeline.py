@@ -275,126 +275,29 @@ class Pipeline:
         params: Sequence[SqlValue],
         inner: Executor,
     ) -> Result:
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            result = self._run(session, sql, params, inner)
-            outcome = "ok"
+        """One statement through every stage, ``inner`` executing it."""
+        trip = self.trip(session)
+        with trip.timed():
+            if not trip.chosen:
+                return inner(session, sql, params)
+            sql = trip.parse(sql)
+            trip.before_execution(sql, params)
+            result = inner(session, sql, params)
+            if result.columns and trip.wants("post-execution"):
+                replaced = trip.after_execution(list(result.columns), result.rows)
+                if replaced is not None:
+                    result.rows = replaced
             return result
-        except PluginRejected:
-            outcome = "rejected"
-            raise
-        finally:
-            self.metrics.query(outcome, time.perf_counter() - started)
 
-    def _run(
-        self, session: WireSession, sql: str, params: Sequence[SqlValue], inner: Executor
-    ) -> Result:
-        order = self._order  # the snapshot this statement runs with
-        chosen = [
-            (slot.spec.name, slot.choose(session.process_id)) for slot in order if slot.spec.enabled
-        ]
-        if not chosen:
-            return inner(session, sql, params)
-        query_id = next(self._query_ids)
-        db_session = session.db.session
-        tables: list[str] = []
-
-        def stage(name: str, **args: Any) -> Iterator[tuple[PluginVersion, Verdict]]:
-            for slot_name, version in chosen:
-                if name not in version.hooks:
-                    continue
-                ctx = self._context(session, version, query_id, tables)
-                t = time.perf_counter()
-                try:
-                    verdict = version.call(name, db_session, ctx, args)
-                except PluginError as exc:
-                    self.metrics.hook(
-                        slot_name, version.version, name, "error", time.perf_counter() - t
-                    )
-                    self._judge(slot_name, version, failed=True)
-                    log.error(
-                        str(exc),
-                        extra={
-                            "plugin": slot_name,
-                            "version": version.version,
-                            "query_id": query_id,
-                            "stage": name,
-                            "event": "hook-failed",
-                        },
-                    )
-                    raise
-                outcome = "rejected" if verdict.action == "reject" else verdict.action
-                self.metrics.hook(
-                    slot_name, version.version, name, outcome, time.perf_counter() - t
-                )
-                self._judge(slot_name, version, failed=False)
-                for key, value in verdict.set_session:
-                    session.variables[key] = value
-                    session.protected.add(key)
-                if verdict.action == "reject":
-                    sqlstate, message = verdict.payload
-                    log.info(
-                        "statement rejected",
-                        extra={
-                            "plugin": slot_name,
-                            "version": version.version,
-                            "query_id": query_id,
-                            "stage": name,
-                            "event": "rejected",
-                        },
-                    )
-                    raise PluginRejected(
-                        message, sqlstate=sqlstate, plugin=slot_name, version=version.version
-                    )
-                yield version, verdict
-                args = {**args, **self._after(name, verdict, args)}
-
-        for _, verdict in stage("pre-parse", sql=sql):
-            if verdict.action == "rewrite":
-                sql = verdict.payload
-        if any("post-parse" in v.hooks for _, v in chosen):
-            ast, found = _parsed(sql)
-            tables[:] = found
-            rewritten: str | None = None
-            for version, verdict in stage("post-parse", ast=ast):
-                if verdict.action == "rewrite":
-                    try:
-                        _rendered(verdict.payload)  # checked now, to blame this plugin
-                    except sqlast.AstError as exc:
-                        raise PluginError(
-                            f"post-parse returned a bad AST: {exc.message}",
-                            procedure=version.name,
-                            version=version.version,
-                        ) from None
-                    rewritten = verdict.payload
-            if rewritten is not None:
-                sql, found = _rendered(rewritten)
-                tables[:] = found
-        elif any(("pre-execution" in v.hooks or "post-execution" in v.hooks) for _, v in chosen):
-            # Unparsable: the context's tables stay empty; no stage here fails
-            # closed on them.
-            with contextlib.suppress(sqlast.AstError):
-                tables[:] = _parsed(sql)[1]
-        for _ in stage("pre-execution", sql=sql, params=[value_to_json(p) for p in params]):
-            pass
-        result = inner(session, sql, params)
-        if result.columns and any("post-execution" in v.hooks for _, v in chosen):
-            rows = [[value_to_json(v) for v in row] for row in result.rows]
-            for version, verdict in stage(
-                "post-execution", columns=list(result.columns), rows=rows
-            ):
-                if verdict.action == "replace-rows":
-                    width = len(result.columns)
-                    bad = next((r for r in verdict.payload if len(r) != width), None)
-                    if bad is not None:
-                        raise PluginError(
-                            f"replace-rows gave a row of {len(bad)} values for {width} columns",
-                            procedure=version.name,
-                            version=version.version,
-                        )
-                    result.rows = list(verdict.payload)
-        return result
+    def trip(
+        self, session: WireSession, dialect: str = sqlast.DIALECT, whole_query: bool = False
+    ) -> Trip:
+        """A statement's way through the pipeline, one stage at a time (the
+        proxy runs the parse stages at Parse and the others at Execute).
+        ``whole_query``: the text may hold several statements (the proxy
+        forwards a simple query whole), so a post-execution hook, which
+        must see every row, needs it to hold exactly one."""
+        return Trip(self, session, dialect, whole_query)
 
     @staticmethod
     def _after(stage: str, verdict: Verdict, args: dict[str, Any]) -> dict[str, Any]:
@@ -421,6 +324,158 @@ class Pipeline:
         }
 
 
+class Trip:
+    """One statement's way through the pipeline: the versions it chose when
+    it began (a session sees one version of each plugin), its query id, the
+    tables it names. Each stage runs every chosen plugin that has that hook,
+    in priority order, the next one seeing the previous one's rewrite; a
+    reject raises PluginRejected, a failing hook PluginError."""
+
+    def __init__(
+        self, pipeline: Pipeline, session: WireSession, dialect: str, whole_query: bool
+    ) -> None:
+        self.pipeline = pipeline
+        self.session = session
+        self.dialect = dialect
+        self.whole_query = whole_query
+        order = pipeline._order  # the snapshot this statement runs with
+        self.chosen = [
+            (slot.spec.name, slot.choose(session.process_id)) for slot in order if slot.spec.enabled
+        ]
+        self.query_id = next(pipeline._query_ids) if self.chosen else 0
+        self.tables: list[str] = []
+
+    def wants(self, *stages: str) -> bool:
+        """Whether a chosen plugin has one of ``stages``."""
+        return any(stage in version.hooks for _, version in self.chosen for stage in stages)
+
+    @contextlib.contextmanager
+    def timed(self) -> Iterator[None]:
+        """Counts the statement in the pipeline's metrics by its outcome."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            yield
+            outcome = "ok"
+        except PluginRejected:
+            outcome = "rejected"
+            raise
+        finally:
+            self.pipeline.metrics.query(outcome, time.perf_counter() - started)
+
+    def parse(self, sql: str) -> str:
+        """pre-parse and post-parse: the statement as it will run."""
+        for _, verdict in self._stage("pre-parse", sql=sql):
+            if verdict.action == "rewrite":
+                sql = verdict.payload
+        if self.wants("post-parse"):
+            ast, found = _parsed(sql, self.dialect)
+            self.tables[:] = found
+            rewritten: str | None = None
+            for version, verdict in self._stage("post-parse", ast=ast):
+                if verdict.action == "rewrite":
+                    try:
+                        # Rendered now, to blame this plugin for a bad tree.
+                        _rendered(verdict.payload, self.dialect)
+                    except sqlast.AstError as exc:
+                        raise PluginError(
+                            f"post-parse returned a bad AST: {exc.message}",
+                            procedure=version.name,
+                            version=version.version,
+                        ) from None
+                    rewritten = verdict.payload
+            if rewritten is not None:
+                sql, found = _rendered(rewritten, self.dialect)
+                self.tables[:] = found
+        elif self.whole_query and self.wants("post-execution"):
+            # The rows must be the one statement's: a second statement's
+            # would pass no hook.
+            self.tables[:] = _parsed(sql, self.dialect)[1]
+        elif self.wants("pre-execution", "post-execution"):
+            # Unparsable: the context's tables stay empty; no stage here fails
+            # closed on them.
+            with contextlib.suppress(sqlast.AstError):
+                self.tables[:] = _parsed(sql, self.dialect)[1]
+        return sql
+
+    def before_execution(self, sql: str, params: Sequence[SqlValue]) -> None:
+        """pre-execution: may only allow or reject."""
+        for _ in self._stage("pre-execution", sql=sql, params=[value_to_json(p) for p in params]):
+            pass
+
+    def after_execution(
+        self, columns: list[str], rows: Sequence[Sequence[SqlValue]]
+    ) -> list[tuple[SqlValue, ...]] | None:
+        """post-execution: the rows that replace ``rows``, or None if no
+        plugin replaced them."""
+        replaced: list[tuple[SqlValue, ...]] | None = None
+        width = len(columns)
+        doc = [[value_to_json(v) for v in row] for row in rows]
+        for version, verdict in self._stage("post-execution", columns=columns, rows=doc):
+            if verdict.action == "replace-rows":
+                bad = next((r for r in verdict.payload if len(r) != width), None)
+                if bad is not None:
+                    raise PluginError(
+                        f"replace-rows gave a row of {len(bad)} values for {width} columns",
+                        procedure=version.name,
+                        version=version.version,
+                    )
+                replaced = [tuple(row) for row in verdict.payload]
+        return replaced
+
+    def _stage(self, name: str, **args: Any) -> Iterator[tuple[PluginVersion, Verdict]]:
+        pipeline, session, query_id = self.pipeline, self.session, self.query_id
+        db_session = session.db.session
+        for slot_name, version in self.chosen:
+            if name not in version.hooks:
+                continue
+            ctx = pipeline._context(session, version, query_id, self.tables)
+            t = time.perf_counter()
+            try:
+                verdict = version.call(name, db_session, ctx, args)
+            except PluginError as exc:
+                pipeline.metrics.hook(
+                    slot_name, version.version, name, "error", time.perf_counter() - t
+                )
+                pipeline._judge(slot_name, version, failed=True)
+                log.error(
+                    str(exc),
+                    extra={
+                        "plugin": slot_name,
+                        "version": version.version,
+                        "query_id": query_id,
+                        "stage": name,
+                        "event": "hook-failed",
+                    },
+                )
+                raise
+            outcome = "rejected" if verdict.action == "reject" else verdict.action
+            pipeline.metrics.hook(
+                slot_name, version.version, name, outcome, time.perf_counter() - t
+            )
+            pipeline._judge(slot_name, version, failed=False)
+            for key, value in verdict.set_session:
+                session.variables[key] = value
+                session.protected.add(key)
+            if verdict.action == "reject":
+                sqlstate, message = verdict.payload
+                log.info(
+                    "statement rejected",
+                    extra={
+                        "plugin": slot_name,
+                        "version": version.version,
+                        "query_id": query_id,
+                        "stage": name,
+                        "event": "rejected",
+                    },
+                )
+                raise PluginRejected(
+                    message, sqlstate=sqlstate, plugin=slot_name, version=version.version
+                )
+            yield version, verdict
+            args = {**args, **pipeline._after(name, verdict, args)}
+
+
 # --- parsing, cached ---------------------------------------------------------------
 # Applications send the same statements again and again (prepared statements,
 # ORMs); parsing and rendering with sqlglot costs hundreds of microseconds, a
@@ -428,9 +483,9 @@ class Pipeline:
 
 
 @functools.lru_cache(maxsize=2048)
-def _parsed(sql: str) -> tuple[str, tuple[str, ...]]:
+def _parsed(sql: str, dialect: str) -> tuple[str, tuple[str, ...]]:
     """The JSON AST of the one statement in ``sql`` and its tables."""
-    trees = sqlast.parse(sql) if sql.strip() else []
+    trees = sqlast.parse(sql, dialect) if sql.strip() else []
     if len(trees) != 1:
         raise PluginRejected(
             f"the query plugins need exactly one statement per query, got {len(trees)}",
@@ -442,7 +497,7 @@ def _parsed(sql: str) -> tuple[str, tuple[str, ...]]:
 
 
 @functools.lru_cache(maxsize=2048)
-def _rendered(ast: str) -> tuple[str, tuple[str, ...]]:
+def _rendered(ast: str, dialect: str) -> tuple[str, tuple[str, ...]]:
     """The SQL text of a (rewritten) JSON AST and its tables."""
     tree = sqlast.loads(ast)
-    return sqlast.render(tree), tuple(sqlast.tables(tree))
+    return sqlast.render(tree, dialect), tuple(sqlast.tables(tree))

@@ -12,6 +12,8 @@ rewrites and replaced rows are what the client gets.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -383,3 +385,78 @@ def test_serve_upstream_from_the_command_line(cluster: pgcluster.Cluster, tmp_pa
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --- failures on either side ------------------------------------------------------------------
+
+
+def _backends(cluster: pgcluster.Cluster, user: str = "app") -> int:
+    out = cluster.psql(f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{user}'")
+    return int(out.strip())
+
+
+def _wait_for(check: Any, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_each_client_has_one_upstream_session_closed_with_it(
+    proxy: Server, cluster: pgcluster.Cluster
+) -> None:
+    assert _wait_for(lambda: _backends(cluster) == 0)
+    clients = [connect(proxy) for _ in range(3)]
+    assert _backends(cluster) == 3
+    for c in clients:
+        c.close()
+    assert _wait_for(lambda: _backends(cluster) == 0)
+
+
+def test_a_client_that_vanishes_mid_query_frees_its_upstream_session(
+    proxy: Server, cluster: pgcluster.Cluster
+) -> None:
+    assert _wait_for(lambda: _backends(cluster) == 0)
+    conn = connect(proxy)
+    conn.pgconn.send_query(b"SELECT pg_sleep(0.5)")
+    conn.pgconn.flush()
+    # Gone without a Terminate: the socket shut down under psycopg's feet.
+    with socket.socket(fileno=os.dup(conn.pgconn.socket)) as raw:
+        raw.shutdown(socket.SHUT_RDWR)
+    assert _wait_for(lambda: _backends(cluster) == 0)
+    conn.close()
+    with connect(proxy) as again:
+        assert again.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_an_upstream_that_ends_the_session_is_the_clients_fatal_error(
+    proxy: Server, cluster: pgcluster.Cluster
+) -> None:
+    with connect(proxy) as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert pid is not None
+        cluster.psql(f"SELECT pg_terminate_backend({pid[0]})")
+        with pytest.raises(psycopg.OperationalError, match="terminating connection"):
+            conn.execute("SELECT 1")
+            conn.execute("SELECT 1")  # if the notice came only now
+    with connect(proxy) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_message_over_max_message_bytes_ends_the_session(
+    cluster: pgcluster.Cluster, tmp_path: Path
+) -> None:
+    from heliosdb_wasm.pgwire import WireLimits
+
+    upstream = Upstream.parse(f"postgresql://127.0.0.1:{cluster.port}?sslmode=disable")
+    limits = WireLimits(max_message_bytes=100_000)
+    with Server(tmp_path / "p.db", port=0, upstream=upstream, wire_limits=limits) as server:
+        with (
+            connect(server) as conn,
+            pytest.raises(psycopg.OperationalError, match="max_message_bytes"),
+        ):
+            conn.execute("SELECT %s::text", ("x" * 200_000,))
+        with connect(server) as conn:
+            assert conn.execute("SELECT length(%s::text)", ("x" * 50_000,)).fetchone() == (50_000,)

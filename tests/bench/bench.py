@@ -909,6 +909,163 @@ def plugin_latency(report: Report, queries: int) -> None:
                     )
 
 
+def _pgbench() -> str | None:
+    found = shutil.which("pgbench")
+    for version in ("17", "16", "15"):
+        path = Path(f"/usr/lib/postgresql/{version}/bin/pgbench")
+        if found is None and path.exists():
+            found = str(path)
+    return found
+
+
+def _pgbench_run(
+    pgbench: str,
+    target: tuple[str, int, str, str],
+    script: Path,
+    clients: int,
+    mode: str,
+    secs: int,
+) -> tuple[float, float]:
+    """(transactions per second, mean latency in seconds) of one pgbench run."""
+    host, port, user, dbname = target
+    out = subprocess.run(
+        [
+            pgbench,
+            "-n",
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "-U",
+            user,
+            "-c",
+            str(clients),
+            "-j",
+            str(clients),
+            "-T",
+            str(secs),
+            "-M",
+            mode,
+            "-f",
+            str(script),
+            dbname,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=secs + 120,
+        env={**os.environ, "PGPASSWORD": "", "PGOPTIONS": ""},
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {out.stderr.strip()[-500:]}")
+    tps = latency = None
+    for line in out.stdout.splitlines():
+        if line.startswith("tps = "):
+            tps = float(line.split()[2])
+        elif line.startswith("latency average = "):
+            latency = float(line.split()[3]) / 1000
+    if tps is None or latency is None:
+        raise RuntimeError(f"pgbench printed no tps: {out.stdout[-500:]}")
+    return tps, latency
+
+
+WIRE_SCRIPTS = {
+    "SELECT 1": "SELECT 1;\n",
+    "pgbench -S (indexed read)": (
+        "\\set aid random(1, 100000)\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n"
+    ),
+    "calculate_discount call": "SELECT calculate_discount(12345, 100.0);\n",
+}
+
+
+def wire_throughput(report: Report, secs: int, pg: Postgres | None) -> None:
+    """pgbench against `serve`, the proxy and PostgreSQL 15, same scripts,
+    same run (issue 14 §6): 1 and 4 clients, simple and prepared."""
+    from heliosdb_wasm.pgwire import Server
+    from heliosdb_wasm.pgwire.proxy import Upstream
+
+    pgbench = _pgbench()
+    ddl = discount_ddl("calculate_discount", "rust", "basic")
+    if pgbench is None or ddl is None:
+        print("no pgbench or calculate_discount not built: no wire rows", file=sys.stderr)
+        return
+    g = "wire: pgbench transactions per second (1 and 4 clients)"
+    lat = "wire: latency of one statement, 1 client (pgbench, mean)"
+    with tempfile.TemporaryDirectory() as tmp:
+        scripts = {}
+        for i, (name, text) in enumerate(WIRE_SCRIPTS.items()):
+            scripts[name] = Path(tmp) / f"script{i}.sql"
+            scripts[name].write_text(text)
+        db = Path(tmp) / "wire.db"
+        with h.Database.open(db) as setup:
+            setup.execute((ROOT / "examples" / "seed.sql").read_text())
+            setup.execute(ddl)
+        targets: dict[str, tuple[str, int, str, str]] = {}
+        servers: list[Server] = []
+        try:
+            local = Server(db, port=0)
+            local.start()
+            servers.append(local)
+            targets["serve"] = (*local.address, "bench", "bench")
+            if pg is not None:
+                targets["PostgreSQL 15"] = ("127.0.0.1", pg.port, "bench", "postgres")
+                upstream = Upstream.parse(f"postgresql://127.0.0.1:{pg.port}?sslmode=disable")
+                proxy = Server(Path(tmp) / "proxy.db", port=0, upstream=upstream)
+                proxy.start()
+                servers.append(proxy)
+                targets["proxy (no plugins)"] = (*proxy.address, "bench", "postgres")
+            for name, target in targets.items():
+                init = subprocess.run(
+                    [
+                        pgbench,
+                        "-i",
+                        "-q",
+                        "-s",
+                        "1",
+                        "-h",
+                        target[0],
+                        "-p",
+                        str(target[1]),
+                        "-U",
+                        target[2],
+                        target[3],
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
+                if init.returncode != 0:
+                    print(f"pgbench -i on {name} failed: {init.stderr[-300:]}", file=sys.stderr)
+                    continue
+                for script, path in scripts.items():
+                    for mode in ("simple", "prepared"):
+                        for clients in (1, 4):
+                            tps, latency = _pgbench_run(pgbench, target, path, clients, mode, secs)
+                            base = "PostgreSQL 15" if name != "PostgreSQL 15" and pg else None
+                            key = f"{script}, {mode}, {clients}c"
+                            report.add(
+                                Row(
+                                    g,
+                                    f"{name}: {key}",
+                                    tps,
+                                    "tx/s",
+                                    f"{base}: {key}" if base else None,
+                                )
+                            )
+                            if clients == 1:
+                                report.add(
+                                    Row(
+                                        lat,
+                                        f"{name}: {script}, {mode}",
+                                        latency,
+                                        "s",
+                                        f"{base}: {script}, {mode}" if base else None,
+                                    )
+                                )
+        finally:
+            for server in servers:
+                server.stop()
+
+
 def memory(report: Report) -> None:
     g = "memory per pooled instance (RSS, 20 instances)"
     for lang, abi in [
@@ -1088,7 +1245,7 @@ def render(report: Report) -> str:
             ratio = f"{r.ratio:8.2f}x {r.baseline}" if r.ratio is not None else ""
             note = f"  ({r.note})" if r.note else ""
             lines.append(f"  {r.name:<48} {show(r.value, r.unit):>12}  {ratio}{note}")
-    lines += ["", "targets (issue 13):"]
+    lines += ["", "targets (issues 13 and 14):"]
     for t in report.targets:
         lines.append(f"  {'met ' if t['met'] else 'GAP '} {t['target']}: {t['measured']}")
     return "\n".join(lines)
@@ -1150,6 +1307,35 @@ def targets(report: Report, rows: int) -> None:
             f"{show(component, 's')} vs {show(wasm_row, 's')} ({component / wasm_row:.0f}x)",
             component <= 1.5 * wasm_row,
         )
+    for script in ("SELECT 1", "pgbench -S (indexed read)"):
+        for mode in ("simple", "prepared"):
+            one = value("wire: pgbench", f"serve: {script}, {mode}, 1c")
+            four = value("wire: pgbench", f"serve: {script}, {mode}, 4c")
+            if one and four:
+                add(
+                    f"serve, {script} {mode}: 4 clients ≥ 1.5x one client's tps",
+                    f"{four:,.0f} vs {one:,.0f} tx/s ({four / one:.2f}x)",
+                    four >= 1.5 * one,
+                )
+    ours = value("wire: latency", "serve: SELECT 1, simple")
+    theirs = value("wire: latency", "PostgreSQL 15: SELECT 1, simple")
+    if ours is not None and theirs:
+        add(
+            "plugin-free simple statement ≤ 2x PostgreSQL's latency",
+            f"{show(ours, 's')} vs {show(theirs, 's')} ({ours / theirs:.2f}x)",
+            ours <= 2 * theirs,
+        )
+    tenant = next(
+        (
+            r.value
+            for r in report.rows
+            if r.group.startswith("plugins: time per hook")
+            and r.name.startswith("tenant post-parse (1 plugin")
+        ),
+        None,
+    )
+    if tenant is not None:
+        add("tenant-isolation hook ≤ 50 µs per statement", show(tenant, "s"), tenant <= 50e-6)
     new = value("instances", "a new pooled instance")
     if new is not None:
         add("a new pooled instance ≤ 10 µs", show(new, "s"), new <= 10e-6)
@@ -1220,6 +1406,7 @@ def main() -> int:
         cold_start(report)
         memory(report)
         plugin_latency(report, 300 if args.quick else 2_000)
+        wire_throughput(report, 2 if args.quick else 8, pg)
     finally:
         if pg is not None:
             pg.stop()

@@ -30,7 +30,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import selectors
+import select
 import socket
 import ssl
 import struct
@@ -299,7 +299,7 @@ class ProxyConnection(Connection):
         self.prepared: dict[str, tuple[str, list[int], list[str]]] = {}
         self.bound: dict[str, tuple[str, list[int], list[str], list[SqlValue]]] = {}
         self.rejections = 0
-        self._lock = threading.Lock()
+        self._poll: select.poll | None = None
 
     # -- state the local connection keeps in SQLite ---------------------------------------
 
@@ -497,24 +497,26 @@ class ProxyConnection(Connection):
             return
         seconds, state, text = self._idle_limit()
         deadline = Input.deadline(seconds)
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.sock, selectors.EVENT_READ, "client")
-            selector.register(self.up_sock, selectors.EVENT_READ, "upstream")
-            while True:
-                if self._buffered(self.up):
-                    ready = ["upstream"]
-                else:
-                    timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
-                    ready = [key.data for key, _ in selector.select(timeout)]
-                    if not ready:
-                        raise Terminate(state, text)
-                if "client" in ready:
+        if self._poll is None:  # made once: a poll set per message costs system calls
+            self._poll = select.poll()
+            for sock in (self.sock, self.up_sock):
+                self._poll.register(sock, select.POLLIN | select.POLLPRI)
+        client = self.sock.fileno()
+        while True:
+            if self._buffered(self.up):
+                ready: list[int] = []
+            else:
+                ms = None if deadline is None else max(deadline - time.monotonic(), 0) * 1000
+                ready = [fd for fd, _ in self._poll.poll(ms)]
+                if not ready:
+                    raise Terminate(state, text)
+                if client in ready:
                     return
-                kind, payload = self._up_read()
-                self._send(kind, payload)
-                self._flush()
-                if kind == b"E":  # e.g. the administrator ended the session
-                    raise Disconnected("the upstream server ended the session")
+            kind, payload = self._up_read()
+            self._send(kind, payload)
+            self._flush()
+            if kind == b"E":  # e.g. the administrator ended the session
+                raise Disconnected("the upstream server ended the session")
 
     @staticmethod
     def _buffered(source: Input) -> bool:

@@ -945,6 +945,13 @@ def _wire_limit_options(command: Callable[..., None]) -> Callable[..., None]:
     help="plugins.toml: query-hook plugins, reloaded when it or a plugin file changes.",
 )
 @click.option(
+    "--plugins-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="HELIOSDB_PLUGINS_DIR",
+    help="Every *.toml manifest in DIR (a mounted ConfigMap, say), watched like --plugins."
+    "  [env: HELIOSDB_PLUGINS_DIR]",
+)
+@click.option(
     "--metrics-port",
     type=int,
     help="Serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a free port).",
@@ -960,14 +967,15 @@ def serve(
     host: str,
     port: int,
     plugins_path: Path | None,
+    plugins_dir: Path | None,
     metrics_port: int | None,
     allow_ddl: bool,
     **wire_limits: Any,
 ) -> None:
     """Serve the database to PostgreSQL clients (psql, psycopg, ...) until Ctrl-C.
 
-    Every statement passes through the query-hook plugins of --plugins and of
-    the database itself (CREATE PLUGIN); see docs/plugins.md. The limits on
+    Every statement passes through the query-hook plugins of --plugins,
+    --plugins-dir and the database itself (CREATE PLUGIN); see docs/plugins.md. The limits on
     what one client may cost are explained in docs/security.md.
     """
     from .pgwire import Server, WireLimits, execute_statement
@@ -987,7 +995,7 @@ def serve(
     pipeline = Pipeline()
     metrics: MetricsServer | None = None
     try:
-        pipeline.watch(plugins_path, Path(db_path))
+        pipeline.watch(plugins_path, Path(db_path), plugins_dir)
         server = Server(
             db_path,
             host=host,

@@ -42,7 +42,13 @@ from .invoke import (
     load_singlestore,
     load_stored,
 )
-from .plugins.manifest import PluginSpec, spec_from_ddl, spec_from_json, spec_to_json
+from .plugins.manifest import (
+    SQL_ORIGIN,
+    PluginSpec,
+    spec_from_ddl,
+    spec_from_json,
+    spec_to_json,
+)
 from .plugins.version import check as check_plugin
 from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
@@ -634,7 +640,7 @@ class Database:
         """The plugins created with SQL, with their versions."""
         with self.session.internal():
             return [
-                (spec_from_json(name, spec, wasm, f"sql:{name}"), version)
+                (spec_from_json(name, spec, wasm, f"{SQL_ORIGIN}{name}"), version)
                 for name, version, spec, wasm in self.registry.plugin_rows()
             ]
 

@@ -32,6 +32,7 @@ from ..errors import (
     PluginRejected,
     ProcedureError,
 )
+from ..registry import sha256_hex
 from ..runtime import Runtime, default_runtime
 from ..values import SqlValue
 
@@ -56,6 +57,9 @@ class _Slot:
     previous: PluginVersion | None = None
     candidate: PluginVersion | None = None
     on_probation: set[int] = field(default_factory=set)
+    # The module of a candidate dropped on probation: it stays dropped until
+    # the spec names another, whatever else reloads.
+    dropped: str | None = None
 
     def choose(self, session_key: int) -> PluginVersion:
         # Stable per session: a session sees one version for its lifetime.
@@ -113,7 +117,7 @@ class Pipeline:
         """The slot that serves ``spec`` next, loaded but not live yet; None
         if ``slot`` already serves it."""
         if slot is not None and slot.spec.fingerprint == spec.fingerprint:
-            if slot.spec == spec and (spec.candidate is None or slot.candidate is not None):
+            if slot.spec == spec:
                 return None
             # Priority, enabled or the A/B share changed: the same versions serve.
             new = _Slot(**{**slot.__dict__, "spec": spec, "on_probation": set(slot.on_probation)})
@@ -122,7 +126,11 @@ class Pipeline:
             if slot is not None:
                 new.previous = slot.current
                 new.on_probation.add(new.current.version)
-        if spec.candidate is not None and new.candidate is None:
+        wanted = sha256_hex(spec.candidate) if spec.candidate is not None else None
+        if wanted is None:
+            new.candidate = None
+        elif wanted != new.dropped and (new.candidate is None or new.candidate.sha256 != wanted):
+            assert spec.candidate is not None
             origin = spec.candidate_origin or "candidate"
             new.candidate = self._load(spec, spec.candidate, origin)
             new.on_probation.add(new.candidate.version)
@@ -192,13 +200,20 @@ class Pipeline:
 
     # -- hot reload ----------------------------------------------------------
 
-    def watch(self, manifest: Path | None = None, database: Path | None = None) -> None:
-        """Loads the plugins of ``manifest`` (plugins.toml) and of ``database``
-        (CREATE PLUGIN), then keeps the pipeline in step with both, and with
-        the files the manifest names, from a background thread."""
+    def watch(
+        self,
+        manifest: Path | None = None,
+        database: Path | None = None,
+        plugins_dir: Path | None = None,
+    ) -> None:
+        """Loads the plugins of ``manifest`` (plugins.toml), of every manifest
+        in ``plugins_dir`` and of ``database`` (CREATE PLUGIN), then keeps the
+        pipeline in step with them, and with the files the manifests name,
+        from a background thread."""
         self._watcher = Watcher(
             manifest,
             database,
+            plugins_dir=plugins_dir,
             apply=self._apply,
             settings=lambda: self.settings,
             loaded=self._loaded_files,
@@ -241,7 +256,7 @@ class Pipeline:
             if version.calls >= s.min_calls and rate > s.max_error_rate:
                 slot.on_probation.discard(version.version)
                 if slot.candidate is version:
-                    new = _Slot(**{**slot.__dict__, "candidate": None})
+                    new = _Slot(**{**slot.__dict__, "candidate": None, "dropped": version.sha256})
                     what = "candidate dropped"
                 elif slot.current is version and slot.previous is not None:
                     new = _Slot(**{**slot.__dict__, "current": slot.previous, "previous": None})

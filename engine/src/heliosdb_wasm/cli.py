@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -961,6 +962,17 @@ def _wire_limit_options(command: Callable[..., None]) -> Callable[..., None]:
     is_flag=True,
     help="Let clients create and drop procedures, extensions and plugins.",
 )
+@click.option(
+    "--otlp-endpoint",
+    metavar="URL",
+    help="Send OpenTelemetry spans to this OTLP/HTTP collector (base URL, as"
+    " OTEL_EXPORTER_OTLP_ENDPOINT, which is read too).",
+)
+@click.option(
+    "--otel-statement-text",
+    is_flag=True,
+    help="Put each statement's text in its span (db.query.text): it may hold literals.",
+)
 @_wire_limit_options
 def serve(
     db_path: str,
@@ -970,6 +982,8 @@ def serve(
     plugins_dir: Path | None,
     metrics_port: int | None,
     allow_ddl: bool,
+    otlp_endpoint: str | None,
+    otel_statement_text: bool,
     **wire_limits: Any,
 ) -> None:
     """Serve the database to PostgreSQL clients (psql, psycopg, ...) until Ctrl-C.
@@ -992,7 +1006,8 @@ def serve(
         limits = WireLimits(**{k: v for k, v in wire_limits.items() if v is not None})
     except InvalidArgument as exc:
         raise click.UsageError(exc.message) from None
-    pipeline = Pipeline()
+    tracing = _tracing(otlp_endpoint, otel_statement_text)
+    pipeline = Pipeline(tracing=tracing[0] if tracing else None)
     metrics: MetricsServer | None = None
     try:
         pipeline.watch(plugins_path, Path(db_path), plugins_dir)
@@ -1009,6 +1024,8 @@ def serve(
             metrics.start()
     except (OSError, ValueError, ProcedureError) as exc:
         pipeline.close()
+        if tracing:
+            tracing[1]()
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
     bound_host, bound_port = server.address
@@ -1027,7 +1044,36 @@ def serve(
         if metrics is not None:
             metrics.stop()
         pipeline.close()
+        if tracing:
+            tracing[1]()
     click.echo("stopped")
+
+
+def _tracing(endpoint: str | None, statement_text: bool) -> tuple[Any, Callable[[], None]] | None:
+    """The pipeline's Tracing and what flushes it at exit, when an OTLP
+    endpoint is given or the standard environment variables name one (and
+    OTEL_SDK_DISABLED does not say otherwise); else None, and nothing of
+    OpenTelemetry is imported."""
+    env = os.environ
+    configured = bool(
+        endpoint
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    if not configured or env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        if statement_text:
+            raise click.UsageError("--otel-statement-text needs --otlp-endpoint")
+        return None
+    try:
+        from .plugins.tracing import otlp_provider, tracing_of
+    except ImportError as exc:
+        raise click.UsageError(
+            f"tracing needs OpenTelemetry ({exc.name} is missing):"
+            " pip install 'heliosdb-wasm[otel]'"
+        ) from None
+    provider, url = otlp_provider(endpoint)
+    click.echo(f"tracing to {url}")
+    return tracing_of(provider, statement_text=statement_text), provider.shutdown
 
 
 if __name__ == "__main__":  # pragma: no cover

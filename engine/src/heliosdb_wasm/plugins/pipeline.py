@@ -39,6 +39,7 @@ from ..values import SqlValue
 if TYPE_CHECKING:
     from ..database import Result
     from ..pgwire import Executor, WireSession
+    from .tracing import StatementTrace, Tracing
 from .manifest import PipelineSettings, PluginSpec
 from .metrics import Metrics
 from .reload import Sources, Watcher
@@ -46,6 +47,17 @@ from .verdicts import Verdict, value_to_json
 from .version import Counters, PluginVersion
 
 log = logging.getLogger("heliosdb_wasm.plugins")
+
+
+@dataclass(frozen=True)
+class HookCall:
+    """One hook call of a statement and what it answered (or how it failed)."""
+
+    stage: str
+    plugin: str
+    version: int
+    verdict: Verdict | None
+    error: PluginError | None
 
 
 @dataclass
@@ -76,9 +88,12 @@ class Pipeline:
         self,
         runtime: Runtime | None = None,
         settings: PipelineSettings | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.runtime = runtime or default_runtime()
         self.settings = settings or PipelineSettings()
+        # OpenTelemetry spans (tracing.py), or None: no cost but a test.
+        self.tracing = tracing
         self.metrics = Metrics()
         self._counters = Counters()
         self._lock = threading.Lock()
@@ -289,29 +304,47 @@ class Pipeline:
         sql: str,
         params: Sequence[SqlValue],
         inner: Executor,
+        calls: list[HookCall] | None = None,
     ) -> Result:
+        """``sql`` through the plugins and ``inner``; every hook call is
+        appended to ``calls`` when it is given (the plugin tools read them)."""
         started = time.perf_counter()
         outcome = "error"
+        query_id = next(self._query_ids)
+        tracing = self.tracing
+        statement = tracing.statement(session, sql, query_id) if tracing is not None else None
+        error: BaseException | None = None
         try:
-            result = self._run(session, sql, params, inner)
+            result = self._run(session, sql, params, inner, query_id, statement, calls)
             outcome = "ok"
             return result
-        except PluginRejected:
-            outcome = "rejected"
+        except PluginRejected as exc:
+            outcome, error = "rejected", exc
+            raise
+        except BaseException as exc:
+            error = exc
             raise
         finally:
             self.metrics.query(outcome, time.perf_counter() - started)
+            if statement is not None:
+                statement.finish(outcome, error)
 
     def _run(
-        self, session: WireSession, sql: str, params: Sequence[SqlValue], inner: Executor
+        self,
+        session: WireSession,
+        sql: str,
+        params: Sequence[SqlValue],
+        inner: Executor,
+        query_id: int,
+        statement: StatementTrace | None,
+        calls: list[HookCall] | None,
     ) -> Result:
         order = self._order  # the snapshot this statement runs with
         chosen = [
             (slot.spec.name, slot.choose(session.process_id)) for slot in order if slot.spec.enabled
         ]
         if not chosen:
-            return inner(session, sql, params)
-        query_id = next(self._query_ids)
+            return _execute(inner, session, sql, params, statement)
         db_session = session.db.session
         tables: list[str] = []
 
@@ -320,6 +353,11 @@ class Pipeline:
                 if name not in version.hooks:
                     continue
                 ctx = self._context(session, version, query_id, tables)
+                span = (
+                    statement.hook(name, slot_name, version.version, version.sha256)
+                    if statement is not None
+                    else None
+                )
                 t = time.perf_counter()
                 try:
                     verdict = version.call(name, db_session, ctx, args)
@@ -327,6 +365,10 @@ class Pipeline:
                     self.metrics.hook(
                         slot_name, version.version, name, "error", time.perf_counter() - t
                     )
+                    if span is not None:
+                        span.done(None, exc)
+                    if calls is not None:
+                        calls.append(HookCall(name, slot_name, version.version, None, exc))
                     self._judge(slot_name, version, failed=True)
                     log.error(
                         str(exc),
@@ -343,6 +385,10 @@ class Pipeline:
                 self.metrics.hook(
                     slot_name, version.version, name, outcome, time.perf_counter() - t
                 )
+                if span is not None:
+                    span.done(verdict, None)
+                if calls is not None:
+                    calls.append(HookCall(name, slot_name, version.version, verdict, None))
                 self._judge(slot_name, version, failed=False)
                 for key, value in verdict.set_session:
                     session.variables[key] = value
@@ -393,7 +439,7 @@ class Pipeline:
                 tables[:] = _parsed(sql)[1]
         for _ in stage("pre-execution", sql=sql, params=[value_to_json(p) for p in params]):
             pass
-        result = inner(session, sql, params)
+        result = _execute(inner, session, sql, params, statement)
         if result.columns and any("post-execution" in v.hooks for _, v in chosen):
             rows = [[value_to_json(v) for v in row] for row in result.rows]
             for version, verdict in stage(
@@ -434,6 +480,26 @@ class Pipeline:
             "tables": list(tables),
             "config": version.config_json,
         }
+
+
+def _execute(
+    inner: Executor,
+    session: WireSession,
+    sql: str,
+    params: Sequence[SqlValue],
+    statement: StatementTrace | None,
+) -> Result:
+    """The statement itself, in a span of its own when traced."""
+    if statement is None:
+        return inner(session, sql, params)
+    span = statement.execute()
+    try:
+        result = inner(session, sql, params)
+    except BaseException as exc:
+        span.done(None, exc)
+        raise
+    span.done(result, None)
+    return result
 
 
 # --- parsing, cached ---------------------------------------------------------------

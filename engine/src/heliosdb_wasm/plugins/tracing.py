@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -31,8 +32,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from ..errors import PluginRejected, ProcedureError
 from ..ddl import keywords
+from ..errors import PluginRejected, ProcedureError
 from ..pgwire.errors import sqlstate_for
 
 if TYPE_CHECKING:
@@ -71,10 +72,10 @@ def parent_context(variables: Mapping[str, str], sql: str) -> Context | None:
     if "traceparent" in sql:
         found = _COMMENT_TRACEPARENT.search(sql)
         if found is not None:
-            carrier["traceparent"] = found.group(1).replace("%2D", "-").replace("%2d", "-")
+            carrier["traceparent"] = unquote(found.group(1))
             state = _COMMENT_TRACESTATE.search(sql)
             if state is not None:
-                carrier["tracestate"] = _unquote(state.group(1))
+                carrier["tracestate"] = unquote(state.group(1))
     if not carrier:
         value = variables.get("traceparent")
         if not value:
@@ -87,12 +88,6 @@ def parent_context(variables: Mapping[str, str], sql: str) -> Context | None:
     if not trace.get_current_span(context).get_span_context().is_valid:
         return None
     return context
-
-
-def _unquote(text: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(text)
 
 
 class StatementTrace:

@@ -427,3 +427,110 @@ def test_a_candidate_dropped_on_probation_stays_dropped_across_reloads(
         assert variables(pipeline, session) == {"v": "fixed", "o": "2"}
     finally:
         pipeline.close()
+
+
+# --- A/B candidates of plugins created with SQL -------------------------------------------
+
+
+def test_a_sql_plugin_takes_a_candidate_which_can_be_shared_promoted_and_dropped(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.db"
+    with h.Database.open(path) as db:
+        db.execute(
+            f"CREATE PLUGIN gate PRIORITY 5 CONFIG '{{\"k\": 1}}' AS $wasm${b64_of(v='stable')}$wasm$"
+        )
+        db.execute(f"ALTER PLUGIN gate CANDIDATE PERCENT 100 AS $wasm${b64_of(v='cand')}$wasm$")
+        shown = db.execute("SHOW PLUGINS")
+        row = dict(zip(shown.columns, shown.rows[0], strict=True))
+        assert row["version"] == 2 and row["priority"] == 5
+        assert row["candidate_percent"] == 100 and len(str(row["candidate_sha256"])) == 64
+        ((spec, _),) = db.plugin_specs()
+        assert spec.config == {"k": 1} and spec.candidate_origin == "sql:gate#candidate"
+    pipeline = Pipeline()
+    pipeline.watch(database=path)
+    try:
+        with h.Database.open(path) as client:
+            s = PipelineSession(client)
+            assert variables(pipeline, s) == {"v": "cand"}
+            client.execute("ALTER PLUGIN gate CANDIDATE PERCENT 0")
+            assert pipeline.reload_if_changed()
+            assert variables(pipeline, s) == {"v": "stable"}
+            assert pipeline.plugins()[0]["candidate"] is not None  # loaded, serving none
+            client.execute("ALTER PLUGIN gate PROMOTE CANDIDATE")
+            assert pipeline.reload_if_changed()
+            assert variables(pipeline, s) == {"v": "cand"}
+            assert pipeline.plugins()[0]["candidate"] is None
+            assert client.execute("SHOW PLUGINS").rows[0][-2:] == (None, None)
+            client.execute(
+                f"ALTER PLUGIN gate CANDIDATE PERCENT 100 AS $wasm${b64_of(v='c2')}$wasm$"
+            )
+            client.execute("ALTER PLUGIN gate DROP CANDIDATE")
+            assert pipeline.reload_if_changed()
+            assert variables(pipeline, s) == {"v": "cand"}
+            # A new build of the plugin itself drops its candidate.
+            client.execute(
+                f"ALTER PLUGIN gate CANDIDATE PERCENT 100 AS $wasm${b64_of(v='c3')}$wasm$"
+            )
+            client.execute(f"CREATE OR REPLACE PLUGIN gate AS $wasm${b64_of(v='new')}$wasm$")
+            assert pipeline.reload_if_changed()
+            assert variables(pipeline, s) == {"v": "new"}
+    finally:
+        pipeline.close()
+
+
+@pytest.mark.parametrize(
+    ("statement", "error", "code"),
+    [
+        (
+            "ALTER PLUGIN nope CANDIDATE PERCENT 5 AS $wasm${gate}$wasm$",
+            h.RegistryError,
+            "not-found",
+        ),
+        ("ALTER PLUGIN gate PROMOTE CANDIDATE", h.RegistryError, "not-found"),
+        ("ALTER PLUGIN gate CANDIDATE PERCENT 5", h.RegistryError, "not-found"),
+        (
+            "ALTER PLUGIN gate CANDIDATE PERCENT 101 AS $wasm${gate}$wasm$",
+            h.DdlError,
+            "syntax-error",
+        ),
+        (
+            "ALTER PLUGIN gate CANDIDATE PERCENT -1 AS $wasm${gate}$wasm$",
+            h.DdlError,
+            "syntax-error",
+        ),
+        ("ALTER PLUGIN gate CANDIDATE AS $wasm${gate}$wasm$", h.DdlError, "syntax-error"),
+        (
+            "ALTER PLUGIN gate CANDIDATE PERCENT 5 AS $wasm${other}$wasm$",
+            h.InvalidArgument,
+            "invalid-argument",
+        ),
+    ],
+)
+def test_bad_candidate_statements_are_refused_and_change_nothing(
+    statement: str, error: type[h.ProcedureError], code: str
+) -> None:
+    gate = b64_of(v="stable")
+    # A candidate must export the hooks the plugin is configured with.
+    other = base64.b64encode(scripted({"post-parse": allow()})).decode()
+    with h.Database.open(":memory:") as db:
+        db.execute(f"CREATE PLUGIN gate HOOKS ('pre-parse') AS $wasm${gate}$wasm$")
+        before = db.execute("SHOW PLUGINS").rows
+        with pytest.raises(error) as err:
+            db.execute(statement.replace("{gate}", gate).replace("{other}", other))
+        assert err.value.code == code
+        assert db.execute("SHOW PLUGINS").rows == before
+
+
+def test_a_candidate_module_changed_outside_the_engine_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    with h.Database.open(path) as db:
+        db.execute(f"CREATE PLUGIN gate AS $wasm${b64_of(v='stable')}$wasm$")
+        db.execute(f"ALTER PLUGIN gate CANDIDATE PERCENT 10 AS $wasm${b64_of(v='cand')}$wasm$")
+        evil = scripted({"pre-parse": allow(v="evil")})
+        db.conn.execute("UPDATE _heliosdb_plugins SET candidate = ?", (evil,))
+        with pytest.raises(h.RegistryError) as err:
+            db.plugin_specs()
+        assert err.value.code == "tampered"
+        with pytest.raises(h.RegistryError):
+            db.execute("ALTER PLUGIN gate CANDIDATE PERCENT 20")

@@ -379,7 +379,8 @@ def spec_from_ddl(stmt: CreatePlugin) -> PluginSpec:
 
 
 def spec_to_json(spec: PluginSpec) -> dict[str, Any]:
-    """What the registry stores of a SQL-created plugin (its module aside)."""
+    """What the registry stores of a SQL-created plugin (its modules aside:
+    a candidate is named by its hash)."""
     doc: dict[str, Any] = {
         "priority": spec.priority,
         "enabled": spec.enabled,
@@ -389,11 +390,25 @@ def spec_to_json(spec: PluginSpec) -> dict[str, Any]:
     }
     if spec.hooks is not None:
         doc["hooks"] = sorted(spec.hooks)
+    if spec.candidate is not None:
+        doc["candidate"] = {"sha256": sha256_hex(spec.candidate), "percent": spec.candidate_percent}
     return doc
 
 
-def spec_from_json(name: str, doc: dict[str, Any], wasm: bytes, origin: str) -> PluginSpec:
-    return _build({"name": name, **doc}, wasm, origin, None, None, "registry plugin")
+def spec_from_json(
+    name: str, doc: dict[str, Any], wasm: bytes, origin: str, candidate: bytes | None = None
+) -> PluginSpec:
+    """A SQL-created plugin from what the registry stores (checked there)."""
+    raw = {"name": name, **doc}
+    cand_origin = None
+    if candidate is not None:
+        named = doc.get("candidate")
+        percent = named.get("percent", 0) if isinstance(named, dict) else 0
+        raw["candidate"] = {"percent": percent}
+        cand_origin = f"{origin}#candidate"
+    else:
+        raw.pop("candidate", None)
+    return _build(raw, wasm, origin, candidate, cand_origin, "registry plugin")
 
 
 def _read_wasm(base: Path, file: str, where: str) -> tuple[bytes, str]:

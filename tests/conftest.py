@@ -7,7 +7,9 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -283,3 +285,46 @@ class PipelineSession:
 
 def run_sql(session: Any, sql: str, params: Any) -> h.Result:
     return session.db.execute(sql, params)  # type: ignore[no-any-return]
+
+
+# --- `heliosdb-wasm serve` in a process of its own -----------------------------------
+
+
+def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[Any, int]:
+    """`heliosdb-wasm serve` in a process of its own, and its port."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "heliosdb_wasm.cli",
+            "serve",
+            "--db",
+            str(tmp_path / "s.db"),
+            "--port",
+            "0",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    for _ in range(3):
+        line = proc.stdout.readline()
+        if "listening on 127.0.0.1:" in line:
+            return proc, int(line.split("127.0.0.1:")[1].split()[0])
+    proc.kill()
+    raise AssertionError(proc.communicate()[1])
+
+
+def stop(proc: Any, seconds: float = 15) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=seconds)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, err = proc.communicate()
+    assert "Traceback" not in err, err
+    return str(err)

@@ -6,7 +6,6 @@ parented to the client's W3C traceparent, never holding parameter values
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import heliosdb_wasm as h
-from conftest import PipelineSession, allow, reject, run_sql, spec
+from conftest import PipelineSession, allow, reject, run_sql, serve, spec, stop
 from heliosdb_wasm.errors import PluginError, PluginRejected
 from heliosdb_wasm.pgwire import Server, execute_statement
 from heliosdb_wasm.plugins.pipeline import Pipeline
@@ -324,46 +323,6 @@ class Collector:
     def close(self) -> None:
         self.http.shutdown()
         self.http.server_close()
-
-
-def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[Any, int]:
-    """`heliosdb-wasm serve` in a process of its own, and its port."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "heliosdb_wasm.cli",
-            "serve",
-            "--db",
-            str(tmp_path / "s.db"),
-            "--port",
-            "0",
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    assert proc.stdout is not None
-    for _ in range(3):
-        line = proc.stdout.readline()
-        if "listening on 127.0.0.1:" in line:
-            return proc, int(line.split("127.0.0.1:")[1].split()[0])
-    proc.kill()
-    raise AssertionError(proc.communicate()[1])
-
-
-def stop(proc: Any, seconds: float = 15) -> str:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=seconds)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    _, err = proc.communicate()
-    assert "Traceback" not in err, err
-    return str(err)
 
 
 def test_serve_exports_spans_over_otlp_http(tmp_path: Path) -> None:

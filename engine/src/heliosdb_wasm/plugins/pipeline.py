@@ -39,6 +39,7 @@ from ..values import SqlValue
 if TYPE_CHECKING:
     from ..database import Result
     from ..pgwire import Executor, WireSession
+    from .capture import Capture
     from .tracing import StatementTrace, Tracing
 from .manifest import PipelineSettings, PluginSpec
 from .metrics import Metrics
@@ -89,11 +90,14 @@ class Pipeline:
         runtime: Runtime | None = None,
         settings: PipelineSettings | None = None,
         tracing: Tracing | None = None,
+        capture: Capture | None = None,
     ) -> None:
         self.runtime = runtime or default_runtime()
         self.settings = settings or PipelineSettings()
-        # OpenTelemetry spans (tracing.py), or None: no cost but a test.
+        # OpenTelemetry spans (tracing.py) and the statement capture
+        # (capture.py), or None: no cost but a test each.
         self.tracing = tracing
+        self.capture = capture
         self.metrics = Metrics()
         self._counters = Counters()
         self._lock = threading.Lock()
@@ -309,6 +313,8 @@ class Pipeline:
         """``sql`` through the plugins and ``inner``; every hook call is
         appended to ``calls`` when it is given (the plugin tools read them)."""
         started = time.perf_counter()
+        if self.capture is not None:
+            self.capture.record(session, sql, params)
         outcome = "error"
         query_id = next(self._query_ids)
         tracing = self.tracing

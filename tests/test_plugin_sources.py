@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 import heliosdb_wasm as h
-from conftest import PipelineSession, allow, run_sql, scripted
+from conftest import PipelineSession, allow, reject, run_sql, scripted, serve, stop
 from heliosdb_wasm.errors import PluginError
 from heliosdb_wasm.plugins.manifest import INLINE_ORIGIN, read_manifest, read_manifests
 from heliosdb_wasm.plugins.pipeline import Pipeline
@@ -534,3 +537,42 @@ def test_a_candidate_module_changed_outside_the_engine_is_refused(tmp_path: Path
         assert err.value.code == "tampered"
         with pytest.raises(h.RegistryError):
             db.execute("ALTER PLUGIN gate CANDIDATE PERCENT 20")
+
+
+def test_serve_reads_the_plugins_directory_from_the_environment(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    gate = base64.b64encode(scripted({"pre-parse": reject("42501", "closed")})).decode()
+    write(
+        plugins / "gate.toml",
+        f'[pipeline]\nreload_interval = 0.05\n[[plugin]]\nname = "gate"\nwasm_base64 = "{gate}"\n',
+    )
+    proc, port = serve(tmp_path, env={"HELIOSDB_PLUGINS_DIR": str(plugins)})
+    try:
+        with (
+            psycopg.connect(host="127.0.0.1", port=port, user="u", dbname="s") as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege, match="closed"),
+        ):
+            conn.execute("SELECT 1")
+        (plugins / "gate.toml").unlink()  # watched: the plugin goes
+        deadline = time.monotonic() + 10
+        while True:
+            with psycopg.connect(host="127.0.0.1", port=port, user="u", dbname="s") as conn:
+                try:
+                    assert conn.execute("SELECT 1").fetchone() == (1,)
+                    break
+                except psycopg.errors.InsufficientPrivilege:
+                    assert time.monotonic() < deadline, "the removed manifest still serves"
+            time.sleep(0.05)
+    finally:
+        stop(proc)
+
+
+def test_serve_refuses_a_missing_plugins_directory(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "heliosdb_wasm.cli", "serve", "--db", str(tmp_path / "x.db"),
+         "--port", "0", "--plugins-dir", str(tmp_path / "nowhere")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "cannot read the plugins directory" in out.stderr and "nowhere" in out.stderr

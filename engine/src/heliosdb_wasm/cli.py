@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -19,6 +19,9 @@ from .database import Database, Result
 from .errors import InvalidArgument, ProcedureError, ProcedureTrap
 from .registry import ProcedureVersion
 from .values import SqlValue
+
+if TYPE_CHECKING:
+    from .plugins.tracing import Tracing
 
 
 def _cell(value: SqlValue) -> str:
@@ -1279,8 +1282,9 @@ def serve(
     """Serve the database to PostgreSQL clients (psql, psycopg, ...) until Ctrl-C.
 
     Every statement passes through the query-hook plugins of --plugins,
-    --plugins-dir and the database itself (CREATE PLUGIN); see docs/plugins.md. The limits on
-    what one client may cost are explained in docs/security.md.
+    --plugins-dir and the database itself (CREATE PLUGIN); see
+    docs/plugins.md. The limits on what one client may cost are explained
+    in docs/security.md.
     """
     from .pgwire import Server, WireLimits, execute_statement
     from .plugins.capture import Capture
@@ -1338,6 +1342,10 @@ def serve(
     if metrics is not None:
         m_host, m_port = metrics.address
         click.echo(f"metrics at http://{m_host}:{m_port}/metrics")
+    if tracing:
+        click.echo(f"tracing to {tracing[2]}")
+    if capture is not None:
+        click.echo(f"capturing statements to {capture.path}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -1354,8 +1362,11 @@ def serve(
     click.echo("stopped")
 
 
-def _tracing(endpoint: str | None, statement_text: bool) -> tuple[Any, Callable[[], None]] | None:
-    """The pipeline's Tracing and what flushes it at exit, when an OTLP
+def _tracing(
+    endpoint: str | None, statement_text: bool
+) -> tuple[Tracing, Callable[[], None], str] | None:
+    """The pipeline's Tracing, what flushes it at exit and where it sends
+    spans, when an OTLP
     endpoint is given or the standard environment variables name one (and
     OTEL_SDK_DISABLED does not say otherwise); else None, and nothing of
     OpenTelemetry is imported."""
@@ -1377,8 +1388,7 @@ def _tracing(endpoint: str | None, statement_text: bool) -> tuple[Any, Callable[
             " pip install 'heliosdb-wasm[otel]'"
         ) from None
     provider, url = otlp_provider(endpoint)
-    click.echo(f"tracing to {url}")
-    return tracing_of(provider, statement_text=statement_text), provider.shutdown
+    return tracing_of(provider, statement_text=statement_text), provider.shutdown, url
 
 
 if __name__ == "__main__":  # pragma: no cover

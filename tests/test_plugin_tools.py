@@ -384,7 +384,7 @@ def test_a_slow_disk_drops_records_instead_of_holding_up_statements(
         for _ in range(12_000):
             capture.record(session, "SELECT 1", [])  # type: ignore[arg-type]
         assert time.perf_counter() - started < 10
-    assert capture.dropped >= 12_000 - 10_001
+    assert capture.dropped >= 12_000 - 10_000 - 1  # the queue's, and one being written
     release.set()
     capture.close()
     assert capture.written + capture.dropped == 12_000

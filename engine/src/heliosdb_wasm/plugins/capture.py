@@ -17,8 +17,10 @@ JSON form of docs/plugins.md §3) only with ``capture_params``: they are
 the data itself.
 
 Writing never holds up a statement: records go through a bounded queue to a
-writer thread; when the disk falls behind and the queue is full, records are
-dropped and counted (and logged), not waited for. The file is rotated when a
+writer thread, which takes them in batches (woken every ``_BATCH_SECONDS``,
+not per record: a wake-up per statement would hand the GIL back and forth
+twice a statement); when the disk falls behind and the queue is full,
+records are dropped and counted (and logged), not waited for. The file is rotated when a
 line would take it past ``max_bytes``: FILE becomes FILE.1 (replacing an
 older FILE.1), so the capture holds at most twice ``max_bytes``. A write
 that fails (disk full, file gone) stops the capture, with an error logged;
@@ -28,13 +30,14 @@ the server goes on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
-import queue
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,18 +60,23 @@ _SECRET = re.compile(
 _SECRET_OPTION = re.compile(r"((?:-c\s*|--)([\w.-]+)=)((?:\\.|\S)*)")
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 _QUEUE = 10_000
-_STOP = object()
+_BATCH_SECONDS = 0.05
+
+
+@functools.lru_cache(maxsize=4096)  # the same few dozen names, statement after statement
+def _secret(name: str) -> bool:
+    return _SECRET.search(name) is not None
 
 
 def redacted(values: Mapping[str, str]) -> dict[str, str]:
     """``values`` with secret-looking names' values replaced, ``options`` included."""
     out = {}
     for name, value in values.items():
-        if _SECRET.search(name):
+        if _secret(name):
             out[name] = REDACTED
         elif name == "options":
             out[name] = _SECRET_OPTION.sub(
-                lambda m: m.group(1) + (REDACTED if _SECRET.search(m.group(2)) else m.group(3)),
+                lambda m: m.group(1) + (REDACTED if _secret(m.group(2)) else m.group(3)),
                 value,
             )
         else:
@@ -97,7 +105,10 @@ class Capture:
         except OSError as exc:
             raise InvalidArgument(f"cannot write the capture file {path}: {exc.strerror}") from None
         self._size = self._file.tell()
-        self._queue: queue.Queue[object] = queue.Queue(_QUEUE)
+        # Appended by connection threads, taken by the writer: deque's
+        # append and popleft are atomic.
+        self._pending: deque[dict[str, Any]] = deque()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._write, name="heliosdb-capture", daemon=True)
         self._thread.start()
 
@@ -114,9 +125,9 @@ class Capture:
         }
         if self.capture_params:
             doc["params"] = list(params)
-        try:
-            self._queue.put_nowait(doc)
-        except queue.Full:
+        if len(self._pending) < _QUEUE:
+            self._pending.append(doc)
+        else:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning(
@@ -126,19 +137,15 @@ class Capture:
 
     def close(self) -> None:
         """Writes what is queued and closes the file."""
-        with contextlib.suppress(queue.Full):
-            self._queue.put(_STOP, timeout=5)
+        self._stop.set()
         self._thread.join(timeout=10)
 
     def _write(self) -> None:
         while True:
-            doc = self._queue.get()
-            if doc is _STOP:
-                break
-            assert isinstance(doc, dict)
-            line = _line(doc, self.capture_params)
+            stopping = self._stop.wait(_BATCH_SECONDS)
             try:
-                self._append(line)
+                while self._pending:
+                    self._append(_line(self._pending.popleft(), self.capture_params))
             except OSError as exc:
                 log.error(
                     "statement capture stopped: cannot write",
@@ -146,8 +153,9 @@ class Capture:
                 )
                 self._close_file()
                 return
-            if self._queue.empty():
-                self._flush()
+            self._flush()
+            if stopping:
+                break
         self._close_file()
 
     def _append(self, line: str) -> None:

@@ -90,6 +90,7 @@ def test_a_statement_has_a_span_with_a_child_per_hook_and_one_for_its_execution(
     assert attrs["db.system"] == attrs["db.system.name"] == "sqlite"
     assert attrs["db.operation.name"] == "SELECT" and attrs["db.namespace"] == "shop"
     assert attrs["heliosdb.outcome"] == "ok" and isinstance(attrs["heliosdb.query_id"], int)
+    assert attrs["heliosdb.command_tag"] == "SELECT 2"
     assert statement.status.status_code == StatusCode.UNSET
     hook = dict(named["heliosdb.plugin.pre-execution"].attributes or {})
     gate = next(p for p in pipeline.plugins() if p["name"] == "audit")

@@ -498,7 +498,7 @@ def _execute(
     """The statement itself, in a span of its own when traced."""
     if statement is None:
         return inner(session, sql, params)
-    span = statement.execute()
+    span = statement.execute(sql)
     try:
         result = inner(session, sql, params)
     except BaseException as exc:

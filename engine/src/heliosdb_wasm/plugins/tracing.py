@@ -34,6 +34,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from ..ddl import keywords
 from ..errors import PluginRejected, ProcedureError
+from ..pgwire.dialect import command_tag
 from ..pgwire.errors import sqlstate_for
 
 if TYPE_CHECKING:
@@ -129,9 +130,11 @@ class StatementTrace:
             )
         )
 
-    def execute(self) -> ExecuteSpan:
-        """The span of the statement's execution, started now."""
-        return ExecuteSpan(self._tracer.start_span("heliosdb.execute", context=self._context))
+    def execute(self, sql: str) -> ExecuteSpan:
+        """The span of the execution of ``sql`` (the statement as the plugins
+        left it), started now."""
+        span = self._tracer.start_span("heliosdb.execute", context=self._context)
+        return ExecuteSpan(span, self.span, sql)
 
     def finish(self, outcome: str, error: BaseException | None) -> None:
         """Ends the statement's span: ``outcome`` is ok, rejected or error."""
@@ -165,14 +168,19 @@ class HookSpan:
 
 
 class ExecuteSpan:
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, statement: Span, sql: str) -> None:
         self.span = span
+        self._statement = statement
+        self._sql = sql
 
     def done(self, result: Result | None, error: BaseException | None) -> None:
+        """Ends the span; the statement's gets the command tag the client gets."""
         if error is not None:
             _failed(self.span, error)
-        elif result is not None and result.columns:
-            self.span.set_attribute("db.response.returned_rows", len(result.rows))
+        elif result is not None:
+            if result.columns:
+                self.span.set_attribute("db.response.returned_rows", len(result.rows))
+            self._statement.set_attribute("heliosdb.command_tag", command_tag(self._sql, result))
         self.span.end()
 
 

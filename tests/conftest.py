@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ import wasmtime
 
 import heliosdb_wasm as h
 from heliosdb_wasm.pgwire import Server
+from heliosdb_wasm.plugins.manifest import PluginSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
@@ -224,3 +229,116 @@ def pg_cluster() -> Iterator[pgcluster.Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+# --- scripted query-hook plugins (tests/test_plugins.py and the plugin tools' tests) ---
+
+_PRELUDE = """
+  (import "heliosdb" "heliosdb_return" (func $return (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (func (export "heliosdb_abi_version") (result i32) (i32.const 1))
+  (global $heap (mut i32) (i32.const 32768))
+  (func (export "heliosdb_alloc") (param $size i32) (param $align i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $size)))
+    (if (i32.gt_u (global.get $heap) (i32.shl (memory.size) (i32.const 16)))
+      (then (drop (memory.grow (i32.const 16)))))
+    (local.get $ptr))
+  (func (export "heliosdb_free") (param i32 i32 i32)
+    (global.set $heap (i32.const 32768)))
+"""
+
+
+def scripted(answers: Mapping[str, Any]) -> bytes:
+    """A module whose hooks answer fixed verdicts: hook -> verdict dict, or
+    "trap" for a hook that traps, or "echo" for one that returns its request
+    as its verdict (only useful to make malformed answers)."""
+    body = [_PRELUDE]
+    offset = 64
+    for hook, answer in answers.items():
+        export = hook.replace("-", "_")
+        if answer == "trap":
+            body.append(f'(func (export "{export}") (param i32 i32) unreachable)')
+            continue
+        text = json.dumps(answer).encode()
+        escaped = "".join(f"\\{b:02x}" for b in text)
+        body.append(f'(data (i32.const {offset}) "{escaped}")')
+        body.append(
+            f'(func (export "{export}") (param i32 i32)'
+            f" (call $return (i32.const 3) (i32.const {offset}) (i32.const {len(text)})))"
+        )
+        offset += len(text) + 8
+        assert offset < 32768
+    return bytes(wasmtime.wat2wasm("(module " + "\n".join(body) + ")"))
+
+
+def spec(name: str, answers: Mapping[str, Any], **kw: Any) -> PluginSpec:
+    """A PluginSpec of a scripted() module."""
+    return PluginSpec(name=name, wasm=scripted(answers), origin=f"<{name}>", **kw)
+
+
+def allow(**session: str) -> dict[str, Any]:
+    return {"action": "allow", "set-session": [[k, v] for k, v in session.items()]}
+
+
+def reject(sqlstate: str, message: str) -> dict[str, Any]:
+    return {"action": {"reject": {"sqlstate": sqlstate, "message": message}}}
+
+
+@dataclass
+class PipelineSession:
+    """The parts of pgwire.WireSession the pipeline uses."""
+
+    db: h.Database
+    params: dict[str, str] = field(default_factory=lambda: {"user": "alice"})
+    variables: dict[str, str] = field(default_factory=dict)
+    process_id: int = 1
+    protected: set[str] = field(default_factory=set)
+
+
+def run_sql(session: Any, sql: str, params: Any) -> h.Result:
+    return session.db.execute(sql, params)  # type: ignore[no-any-return]
+
+
+# --- `heliosdb-wasm serve` in a process of its own -----------------------------------
+
+
+def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[Any, int]:
+    """`heliosdb-wasm serve` in a process of its own, and its port."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "heliosdb_wasm.cli",
+            "serve",
+            "--db",
+            str(tmp_path / "s.db"),
+            "--port",
+            "0",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    for _ in range(3):
+        line = proc.stdout.readline()
+        if "listening on 127.0.0.1:" in line:
+            return proc, int(line.split("127.0.0.1:")[1].split()[0])
+    proc.kill()
+    raise AssertionError(proc.communicate()[1])
+
+
+def stop(proc: Any, seconds: float = 15) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=seconds)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, err = proc.communicate()
+    assert "Traceback" not in err, err
+    return str(err)

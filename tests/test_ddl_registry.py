@@ -241,6 +241,7 @@ def test_a_version_1_registry_is_migrated_in_place(tmp_path: Path) -> None:
         db.conn.execute("ALTER TABLE _heliosdb_versions DROP COLUMN wit")
         db.conn.execute("ALTER TABLE _heliosdb_versions DROP COLUMN seal")
         db.conn.execute("ALTER TABLE _heliosdb_plugins DROP COLUMN seal")
+        db.conn.execute("ALTER TABLE _heliosdb_plugins DROP COLUMN candidate")
         db.conn.execute("UPDATE _heliosdb_meta SET value = '1' WHERE key = 'schema_version'")
     with h.Database.open(path) as db:
         assert db.execute("SELECT calc(1, 2)").scalar() == 3
@@ -248,5 +249,7 @@ def test_a_version_1_registry_is_migrated_in_place(tmp_path: Path) -> None:
         assert [tuple(r) for r in meta] == [(str(registry.SCHEMA_VERSION),)]
         columns = {r[1] for r in db.conn.execute("PRAGMA table_info(_heliosdb_versions)")}
         assert {"wit", "seal"} <= columns
+        columns = {r[1] for r in db.conn.execute("PRAGMA table_info(_heliosdb_plugins)")}
+        assert {"seal", "candidate"} <= columns
         # The rows found were sealed as they stood.
         assert db.procedures()[0].capabilities == h.Capabilities()

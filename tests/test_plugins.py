@@ -12,8 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,76 +20,12 @@ import pytest
 import wasmtime
 
 import heliosdb_wasm as h
+from conftest import PipelineSession as Session
+from conftest import allow, reject, run_sql, scripted, spec
 from heliosdb_wasm import sqlast
 from heliosdb_wasm.errors import PluginError, PluginRejected
 from heliosdb_wasm.plugins.manifest import PipelineSettings, PluginSpec, read_manifest
 from heliosdb_wasm.plugins.pipeline import Pipeline
-
-_PRELUDE = """
-  (import "heliosdb" "heliosdb_return" (func $return (param i32 i32 i32)))
-  (memory (export "memory") 1)
-  (func (export "heliosdb_abi_version") (result i32) (i32.const 1))
-  (global $heap (mut i32) (i32.const 32768))
-  (func (export "heliosdb_alloc") (param $size i32) (param $align i32) (result i32)
-    (local $ptr i32)
-    (local.set $ptr (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $size)))
-    (if (i32.gt_u (global.get $heap) (i32.shl (memory.size) (i32.const 16)))
-      (then (drop (memory.grow (i32.const 16)))))
-    (local.get $ptr))
-  (func (export "heliosdb_free") (param i32 i32 i32)
-    (global.set $heap (i32.const 32768)))
-"""
-
-
-def scripted(answers: Mapping[str, Any]) -> bytes:
-    """A module whose hooks answer fixed verdicts: hook -> verdict dict, or
-    "trap" for a hook that traps, or "echo" for one that returns its request
-    as its verdict (only useful to make malformed answers)."""
-    body = [_PRELUDE]
-    offset = 64
-    for hook, answer in answers.items():
-        export = hook.replace("-", "_")
-        if answer == "trap":
-            body.append(f'(func (export "{export}") (param i32 i32) unreachable)')
-            continue
-        text = json.dumps(answer).encode()
-        escaped = "".join(f"\\{b:02x}" for b in text)
-        body.append(f'(data (i32.const {offset}) "{escaped}")')
-        body.append(
-            f'(func (export "{export}") (param i32 i32)'
-            f" (call $return (i32.const 3) (i32.const {offset}) (i32.const {len(text)})))"
-        )
-        offset += len(text) + 8
-        assert offset < 32768
-    return bytes(wasmtime.wat2wasm("(module " + "\n".join(body) + ")"))
-
-
-def spec(name: str, answers: Mapping[str, Any], **kw: Any) -> PluginSpec:
-    return PluginSpec(name=name, wasm=scripted(answers), origin=f"<{name}>", **kw)
-
-
-def allow(**session: str) -> dict[str, Any]:
-    return {"action": "allow", "set-session": [[k, v] for k, v in session.items()]}
-
-
-def reject(sqlstate: str, message: str) -> dict[str, Any]:
-    return {"action": {"reject": {"sqlstate": sqlstate, "message": message}}}
-
-
-@dataclass
-class Session:
-    """The parts of pgwire.WireSession the pipeline uses."""
-
-    db: h.Database
-    params: dict[str, str] = field(default_factory=lambda: {"user": "alice"})
-    variables: dict[str, str] = field(default_factory=dict)
-    process_id: int = 1
-    protected: set[str] = field(default_factory=set)
-
-
-def run_sql(session: Any, sql: str, params: Any) -> h.Result:
-    return session.db.execute(sql, params)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

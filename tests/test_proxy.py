@@ -27,10 +27,9 @@ import pgcluster
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
-from test_plugins import allow, reject, spec
 
 import heliosdb_wasm as h
-from conftest import pg_tool
+from conftest import allow, pg_tool, reject, spec
 from heliosdb_wasm.pgwire import Server
 from heliosdb_wasm.pgwire.proxy import Upstream, forwarded_params
 from heliosdb_wasm.plugins.pipeline import Pipeline

@@ -6,10 +6,11 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -18,6 +19,9 @@ from .database import Database, Result
 from .errors import InvalidArgument, ProcedureError, ProcedureTrap
 from .registry import ProcedureVersion
 from .values import SqlValue
+
+if TYPE_CHECKING:
+    from .plugins.tracing import Tracing
 
 
 def _cell(value: SqlValue) -> str:
@@ -872,6 +876,275 @@ def extensions(db_path: str, as_json: bool) -> None:
     )
 
 
+# --- query-hook plugins without a server (plugins/tools.py) -------------------------------
+
+
+def _plugin_sources(func: Callable[..., None]) -> Callable[..., None]:
+    """--manifest, --plugins-dir and --db: where plugins are looked up."""
+    func = click.option(
+        "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), help="Database file."
+    )(func)
+    func = click.option(
+        "--plugins-dir",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="Every *.toml manifest of this directory.",
+    )(func)
+    return click.option(
+        "--manifest",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="plugins.toml.",
+    )(func)
+
+
+def _tools_call(as_json: bool, call: Callable[[], T]) -> T:
+    """``call()``; a ProcedureError exits with its code and message."""
+    try:
+        return call()
+    except ProcedureError as exc:
+        _fail(exc, as_json)
+
+
+@main.group()
+def plugin() -> None:
+    """Query-hook plugins without a server: list, test, deploy, replay (docs/plugins.md §9)."""
+
+
+@plugin.command("list")
+@_plugin_sources
+@_json_option
+def plugin_list(
+    manifest: Path | None, plugins_dir: Path | None, db_path: Path | None, as_json: bool
+) -> None:
+    """Every plugin of a manifest, a plugins directory and a database, in the order they run."""
+    from .plugins import tools
+
+    if manifest is None and plugins_dir is None and db_path is None:
+        raise click.UsageError("give --manifest, --plugins-dir or --db")
+    sources = tools.Sources(manifest, plugins_dir, db_path)
+    rows = _tools_call(as_json, lambda: tools.list_plugins(sources))
+    _listing(
+        [dataclasses.asdict(r) for r in rows],
+        as_json,
+        name=lambda r: r["name"],
+        origin=lambda r: r["origin"],
+        version=lambda r: r["version"] if r["version"] is not None else r["sha256"][:12],
+        hooks=lambda r: ",".join(r["hooks"]),
+        priority=lambda r: r["priority"],
+        enabled=lambda r: r["enabled"],
+        candidate=lambda r: (
+            f"{r['candidate_sha256'][:12]} ({r['candidate_percent']}%)"
+            if r["candidate_sha256"]
+            else ""
+        ),
+    )
+
+
+@plugin.command("test")
+@click.argument("source", metavar="PLUGIN")
+@click.option("--sql", "sql", multiple=True, help="A statement to run (repeatable).")
+@click.option(
+    "--sql-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Statements to run, separated by semicolons.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A startup parameter of the session (user=alice, tenant=acme).",
+)
+@click.option("--config", help="The plugin's config as a JSON object (replaces its own).")
+@_plugin_sources
+@_json_option
+def plugin_test(
+    source: str,
+    sql: tuple[str, ...],
+    sql_file: Path | None,
+    params: tuple[str, ...],
+    config: str | None,
+    manifest: Path | None,
+    plugins_dir: Path | None,
+    db_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Run statements through one PLUGIN (a .wasm file, or a plugin's name in
+    --manifest, --plugins-dir or --db) and print each hook's verdict.
+
+    The statements run on --db (an empty database in memory without it), as
+    the server would run them; exit status 1 if one was rejected or failed.
+    """
+    from .plugins import tools
+
+    def run() -> list[tools.StatementRun]:
+        sources = tools.Sources(manifest, plugins_dir, db_path)
+        spec = tools.resolve(source, sources, config=tools.parse_config(config))
+        statements = tools.statements_of(sql, sql_file)
+        parameters = tools.parse_pairs(params, "--param")
+        if db_path is None:
+            with Database.open(":memory:") as db:
+                return tools.run_statements(spec, statements, parameters, db)
+        with tools.open_existing(db_path) as db:
+            return tools.run_statements(spec, statements, parameters, db)
+
+    runs = _tools_call(as_json, run)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in runs]))
+    else:
+        for r in runs:
+            click.echo(r.sql)
+            for call in r.calls:
+                click.echo(f"  {call['stage']:<15} {_verdict_text(call)}")
+            click.echo(f"  => {_outcome_text(r)}")
+    if any(r.outcome != "ok" for r in runs):
+        sys.exit(1)
+
+
+def _verdict_text(call: dict[str, Any]) -> str:
+    action = call["action"]
+    if action == "reject":
+        text = f"reject {call['sqlstate']}: {call['message']}"
+    elif action == "error":
+        text = f"error: {call['message']}"
+    elif action == "rewrite":
+        text = f"rewrite: {call.get('sql', call.get('ast'))}"
+    elif action == "replace-rows":
+        text = f"replace-rows: {json.dumps(call['rows'])}"
+    else:
+        text = action
+    if call.get("set-session"):
+        text += f" (set {json.dumps(call['set-session'])})"
+    return text
+
+
+def _outcome_text(run: Any) -> str:
+    if run.outcome != "ok":
+        return f"{run.outcome} {run.sqlstate}: {run.message}"
+    if run.columns:
+        return f"ok, {len(run.rows)} row(s): {json.dumps(run.rows)}"
+    return f"ok, {run.changes} change(s)"
+
+
+@plugin.command("deploy")
+@click.argument("wasm", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--db",
+    "db_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Database file.",
+)
+@click.option("--name", required=True, help="The plugin's name.")
+@click.option("--priority", type=int, help="Lower runs first (default 100).")
+@click.option("--hooks", help='Comma-separated, e.g. "pre-parse,post-parse" (default: all).')
+@click.option("--capabilities", help='Comma-separated, e.g. "read:orders".')
+@click.option("--config", help="The plugin's config as a JSON object.")
+@click.option("--limit", "limits", multiple=True, metavar="NAME=VALUE", help="A limit override.")
+@click.option("--enabled/--disabled", default=None, help="Whether it runs (default: enabled).")
+@click.option(
+    "--candidate-percent",
+    type=click.IntRange(0, 100),
+    help="Deploy as the A/B candidate of the existing plugin, for this share of sessions.",
+)
+@_json_option
+def plugin_deploy(
+    wasm: Path,
+    db_path: Path,
+    name: str,
+    priority: int | None,
+    hooks: str | None,
+    capabilities: str | None,
+    config: str | None,
+    limits: tuple[str, ...],
+    enabled: bool | None,
+    candidate_percent: int | None,
+    as_json: bool,
+) -> None:
+    """CREATE PLUGIN from the command line: WASM as the plugin --name of --db.
+
+    Replacing a plugin keeps the settings not given here. With
+    --candidate-percent, WASM becomes the plugin's A/B candidate instead
+    (ALTER PLUGIN ... CANDIDATE), with the plugin's settings. A server on
+    the database picks the change up by itself.
+    """
+    from .plugins import tools
+
+    def split(text: str | None) -> list[str] | None:
+        return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+    def run() -> tools.Deployed:
+        return tools.deploy(
+            db_path,
+            name,
+            wasm,
+            priority=priority,
+            hooks=split(hooks),
+            capabilities=split(capabilities),
+            config=tools.parse_config(config),
+            limits=tools.parse_pairs(limits, "--limit") if limits else None,
+            enabled=enabled,
+            candidate_percent=candidate_percent,
+        )
+
+    done = _tools_call(as_json, run)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(done)))
+    elif done.candidate_percent is not None:
+        click.echo(
+            f"plugin {done.name} v{done.version}: candidate {done.sha256[:12]}"
+            f" for {done.candidate_percent}% of sessions"
+        )
+    else:
+        click.echo(f"plugin {done.name} v{done.version}: {done.sha256[:12]}")
+
+
+@plugin.command("replay")
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--plugin", "plugin_a", required=True, help="A .wasm file, or a plugin's name.")
+@click.option("--against", "plugin_b", required=True, help="The version to compare it with.")
+@click.option("--config", help="The plugins' config as a JSON object (replaces theirs).")
+@_plugin_sources
+@_json_option
+def plugin_replay(
+    capture: Path,
+    plugin_a: str,
+    plugin_b: str,
+    config: str | None,
+    manifest: Path | None,
+    plugins_dir: Path | None,
+    db_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Run the statements of CAPTURE (serve --capture) through two versions
+    of a plugin and print where their verdicts differ; exit status 1 if any do.
+
+    Each version runs on its own copy of --db (an empty database without it).
+    A .wasm file given to --against takes the settings of --plugin's plugin.
+    """
+    from .plugins import capture as captures
+    from .plugins import tools
+
+    def run() -> tools.Replay:
+        sources = tools.Sources(manifest, plugins_dir, db_path)
+        overrides = tools.parse_config(config)
+        a = tools.resolve(plugin_a, sources, config=overrides)
+        b = tools.resolve(plugin_b, sources, config=overrides, like=a)
+        return tools.replay(captures.read_capture(capture), a, b, db_path)
+
+    result = _tools_call(as_json, run)
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    else:
+        click.echo(f"replayed {result.statements} statement(s): {len(result.differences)} differ")
+        for d in result.differences:
+            click.echo(f"line {d.record.line} (connection {d.record.connection}): {d.record.sql}")
+            for side, run_ in (("A", d.a), ("B", d.b)):
+                verdicts = "; ".join(f"{c['stage']} {_verdict_text(c)}" for c in run_.calls)
+                click.echo(f"  {side}: {verdicts or 'no hook'} => {_outcome_text(run_)}")
+    if result.differences:
+        sys.exit(1)
+
+
 # --- the PostgreSQL wire protocol ----------------------------------------------------
 
 # serve's flags, one per pgwire.WireLimits field: (type, metavar, help). The
@@ -945,6 +1218,13 @@ def _wire_limit_options(command: Callable[..., None]) -> Callable[..., None]:
     help="plugins.toml: query-hook plugins, reloaded when it or a plugin file changes.",
 )
 @click.option(
+    "--plugins-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="HELIOSDB_PLUGINS_DIR",
+    help="Every *.toml manifest in DIR (a mounted ConfigMap, say), watched like --plugins."
+    "  [env: HELIOSDB_PLUGINS_DIR]",
+)
+@click.option(
     "--metrics-port",
     type=int,
     help="Serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a free port).",
@@ -968,28 +1248,64 @@ def _wire_limit_options(command: Callable[..., None]) -> Callable[..., None]:
     help="Proxy mode: a startup parameter or -c option for the plugins only, not sent "
     "upstream (jwt and authorization always are).",
 )
+@click.option(
+    "--otlp-endpoint",
+    metavar="URL",
+    help="Send OpenTelemetry spans to this OTLP/HTTP collector (base URL, as"
+    " OTEL_EXPORTER_OTLP_ENDPOINT, which is read too).",
+)
+@click.option(
+    "--otel-statement-text",
+    is_flag=True,
+    help="Put each statement's text in its span (db.query.text): it may hold literals.",
+)
+@click.option(
+    "--capture",
+    "capture_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append every statement to FILE as JSON lines, for `plugin replay`.",
+)
+@click.option(
+    "--capture-params",
+    is_flag=True,
+    help="Capture the statements' parameter values too (they are the data itself).",
+)
+@click.option(
+    "--capture-max-bytes",
+    type=click.IntRange(1024),
+    default=64 * 1024 * 1024,
+    show_default=True,
+    help="Rotate the capture to FILE.1 past this size.",
+)
 @_wire_limit_options
 def serve(
     db_path: str,
     host: str,
     port: int,
     plugins_path: Path | None,
+    plugins_dir: Path | None,
     metrics_port: int | None,
     allow_ddl: bool,
     upstream: str | None,
     local_params: tuple[str, ...],
+    otlp_endpoint: str | None,
+    otel_statement_text: bool,
+    capture_path: Path | None,
+    capture_params: bool,
+    capture_max_bytes: int,
     **wire_limits: Any,
 ) -> None:
     """Serve the database to PostgreSQL clients (psql, psycopg, ...) until Ctrl-C.
 
-    Every statement passes through the query-hook plugins of --plugins and of
-    the database itself (CREATE PLUGIN); see docs/plugins.md. The limits on
-    what one client may cost are explained in docs/security.md. With
-    --upstream, the statements go to that PostgreSQL server instead
-    (docs/pgwire.md, proxy mode).
+    Every statement passes through the query-hook plugins of --plugins,
+    --plugins-dir and the database itself (CREATE PLUGIN); see
+    docs/plugins.md. The limits on what one client may cost are explained
+    in docs/security.md. With --upstream, the statements go to that
+    PostgreSQL server instead (docs/pgwire.md, proxy mode).
     """
     from .pgwire import Server, WireLimits, execute_statement
     from .pgwire.proxy import Upstream
+    from .plugins.capture import Capture
     from .plugins.metrics import JsonLogFormatter, MetricsServer
     from .plugins.pipeline import Pipeline
 
@@ -1004,10 +1320,21 @@ def serve(
         target = Upstream.parse(upstream, local_params) if upstream is not None else None
     except InvalidArgument as exc:
         raise click.UsageError(exc.message) from None
-    pipeline = Pipeline()
+    if capture_params and capture_path is None:
+        raise click.UsageError("--capture-params needs --capture FILE")
+    tracing = _tracing(otlp_endpoint, otel_statement_text)
+    capture: Capture | None = None
+    if capture_path is not None:
+        try:
+            capture = Capture(
+                capture_path, capture_params=capture_params, max_bytes=capture_max_bytes
+            )
+        except ProcedureError as exc:
+            raise click.UsageError(exc.message) from None
+    pipeline = Pipeline(tracing=tracing[0] if tracing else None, capture=capture)
     metrics: MetricsServer | None = None
     try:
-        pipeline.watch(plugins_path, Path(db_path))
+        pipeline.watch(plugins_path, Path(db_path), plugins_dir)
         server = Server(
             db_path,
             host=host,
@@ -1023,6 +1350,10 @@ def serve(
             metrics.start()
     except (OSError, ValueError, ProcedureError) as exc:
         pipeline.close()
+        if tracing:
+            tracing[1]()
+        if capture is not None:
+            capture.close()
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
     bound_host, bound_port = server.address
@@ -1033,6 +1364,10 @@ def serve(
     if metrics is not None:
         m_host, m_port = metrics.address
         click.echo(f"metrics at http://{m_host}:{m_port}/metrics")
+    if tracing:
+        click.echo(f"tracing to {tracing[2]}")
+    if capture is not None:
+        click.echo(f"capturing statements to {capture.path}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -1042,7 +1377,40 @@ def serve(
         if metrics is not None:
             metrics.stop()
         pipeline.close()
+        if tracing:
+            tracing[1]()
+        if capture is not None:
+            capture.close()
     click.echo("stopped")
+
+
+def _tracing(
+    endpoint: str | None, statement_text: bool
+) -> tuple[Tracing, Callable[[], None], str] | None:
+    """The pipeline's Tracing, what flushes it at exit and where it sends
+    spans, when an OTLP
+    endpoint is given or the standard environment variables name one (and
+    OTEL_SDK_DISABLED does not say otherwise); else None, and nothing of
+    OpenTelemetry is imported."""
+    env = os.environ
+    configured = bool(
+        endpoint
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    if not configured or env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        if statement_text:
+            raise click.UsageError("--otel-statement-text needs --otlp-endpoint")
+        return None
+    try:
+        from .plugins.tracing import otlp_provider, tracing_of
+    except ImportError as exc:
+        raise click.UsageError(
+            f"tracing needs OpenTelemetry ({exc.name} is missing):"
+            " pip install 'heliosdb-wasm[otel]'"
+        ) from None
+    provider, url = otlp_provider(endpoint)
+    return tracing_of(provider, statement_text=statement_text), provider.shutdown, url
 
 
 if __name__ == "__main__":  # pragma: no cover

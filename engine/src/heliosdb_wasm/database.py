@@ -42,7 +42,13 @@ from .invoke import (
     load_singlestore,
     load_stored,
 )
-from .plugins.manifest import PluginSpec, spec_from_ddl, spec_from_json, spec_to_json
+from .plugins.manifest import (
+    SQL_ORIGIN,
+    PluginSpec,
+    spec_from_ddl,
+    spec_from_json,
+    spec_to_json,
+)
 from .plugins.version import check as check_plugin
 from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
@@ -593,10 +599,31 @@ class Database:
             for spec, version in self.plugin_specs():
                 hooks = ",".join(sorted(spec.hooks)) if spec.hooks is not None else "*"
                 caps = ",".join(sorted(spec.capabilities.grants))
+                candidate = sha256_hex(spec.candidate) if spec.candidate is not None else None
                 rows.append(
-                    (spec.name, version, spec.priority, spec.enabled, hooks, caps, spec.sha256)
+                    (
+                        spec.name,
+                        version,
+                        spec.priority,
+                        spec.enabled,
+                        hooks,
+                        caps,
+                        spec.sha256,
+                        candidate,
+                        spec.candidate_percent if candidate else None,
+                    )
                 )
-            columns = ["name", "version", "priority", "enabled", "hooks", "capabilities", "sha256"]
+            columns = [
+                "name",
+                "version",
+                "priority",
+                "enabled",
+                "hooks",
+                "capabilities",
+                "sha256",
+                "candidate_sha256",
+                "candidate_percent",
+            ]
             return Result(columns, rows)
         self._refuse_client_ddl("plugin DDL")
         with self._lock:
@@ -615,13 +642,8 @@ class Database:
                 with self._atomic():
                     self.registry.put_plugin(spec.name, spec_to_json(spec), spec.wasm)
             elif isinstance(stmt, ddl.AlterPlugin):
-                changes: dict[str, Any] = {}
-                if stmt.enabled is not None:
-                    changes["enabled"] = stmt.enabled
-                if stmt.priority is not None:
-                    changes["priority"] = stmt.priority
                 with self._atomic():
-                    self.registry.alter_plugin(stmt.name, changes)
+                    self._alter_plugin(stmt)
             elif isinstance(stmt, ddl.DropPlugin):
                 if stmt.if_exists and self.registry.plugin_row(stmt.name) is None:
                     return Result()
@@ -629,13 +651,48 @@ class Database:
                     self.registry.drop_plugin(stmt.name)
         return Result()
 
+    def _alter_plugin(self, stmt: ddl.AlterPlugin) -> None:
+        """ENABLE, DISABLE, PRIORITY, or the A/B candidate (docs/plugins.md §5):
+        a new candidate module is loaded first, with the plugin's settings."""
+        version, doc, wasm, candidate = self.registry.plugin_whole(stmt.name)
+        if stmt.enabled is not None:
+            doc["enabled"] = stmt.enabled
+        if stmt.priority is not None:
+            doc["priority"] = stmt.priority
+        if stmt.candidate == "drop":
+            candidate = None
+        elif stmt.candidate == "promote":
+            if candidate is None:
+                raise RegistryError(
+                    f"plugin {stmt.name} has no candidate to promote",
+                    code="not-found",
+                    procedure=stmt.name,
+                )
+            wasm, candidate = candidate, None
+        elif stmt.candidate_percent is not None:
+            if stmt.candidate_wasm is not None:
+                spec = spec_from_json(
+                    stmt.name, doc, stmt.candidate_wasm, f"{SQL_ORIGIN}{stmt.name}"
+                )
+                check_plugin(spec, self.runtime)
+                candidate = stmt.candidate_wasm
+            elif candidate is None:
+                raise RegistryError(
+                    f"plugin {stmt.name} has no candidate: give its module"
+                    " (ALTER PLUGIN ... CANDIDATE PERCENT n AS $wasm$...$wasm$)",
+                    code="not-found",
+                    procedure=stmt.name,
+                )
+            doc["candidate"] = {"percent": stmt.candidate_percent}
+        self.registry.rewrite_plugin(stmt.name, version + 1, doc, wasm, candidate)
+
     @_serialized
     def plugin_specs(self) -> list[tuple[PluginSpec, int]]:
         """The plugins created with SQL, with their versions."""
         with self.session.internal():
             return [
-                (spec_from_json(name, spec, wasm, f"sql:{name}"), version)
-                for name, version, spec, wasm in self.registry.plugin_rows()
+                (spec_from_json(name, spec, wasm, f"{SQL_ORIGIN}{name}", candidate), version)
+                for name, version, spec, wasm, candidate in self.registry.plugin_rows()
             ]
 
     def _prepare_any(

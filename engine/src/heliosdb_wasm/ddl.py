@@ -345,9 +345,15 @@ class CreatePlugin:
 
 @dataclass(frozen=True)
 class AlterPlugin:
+    """ALTER PLUGIN: ENABLE, DISABLE, PRIORITY n, or the A/B candidate:
+    CANDIDATE PERCENT n [AS $wasm$...$wasm$], PROMOTE CANDIDATE, DROP CANDIDATE."""
+
     name: str
     enabled: bool | None = None
     priority: int | None = None
+    candidate_percent: int | None = None
+    candidate_wasm: bytes | None = None
+    candidate: str | None = None  # "promote" or "drop"
 
 
 @dataclass(frozen=True)
@@ -524,6 +530,18 @@ class _Parser:
             if self.accept("DISABLE"):
                 self.end()
                 return AlterPlugin(name, enabled=False)
+            if self.accept("CANDIDATE"):
+                self.expect("PERCENT")
+                percent = self.integer("a percentage of sessions", maximum=100)
+                wasm = self.body() if self.accept("AS") else None
+                self.end()
+                return AlterPlugin(name, candidate_percent=percent, candidate_wasm=wasm)
+            if self.accept("PROMOTE", "CANDIDATE"):
+                self.end()
+                return AlterPlugin(name, candidate="promote")
+            if self.accept("DROP", "CANDIDATE"):
+                self.end()
+                return AlterPlugin(name, candidate="drop")
             self.expect("PRIORITY")
             priority = self.integer("a priority")
             self.end()

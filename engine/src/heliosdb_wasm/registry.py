@@ -30,7 +30,7 @@ from .errors import ProcedureError, RegistryError
 from .policy import Capabilities, Limits
 from .values import Signature
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS _heliosdb_meta(
@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS _heliosdb_plugins(
     spec TEXT NOT NULL,
     wasm BLOB NOT NULL,
     updated_at REAL NOT NULL,
-    seal TEXT
+    seal TEXT,
+    candidate BLOB
 );
 CREATE TABLE IF NOT EXISTS _heliosdb_extensions(
     name TEXT NOT NULL COLLATE NOCASE,
@@ -192,6 +193,10 @@ class Registry:
             if "seal" not in plugin_columns:
                 cur.execute("ALTER TABLE _heliosdb_plugins ADD COLUMN seal TEXT")
             self.reseal()
+        if found < 4:  # 4: a plugin's A/B candidate module (its hash is in the sealed spec)
+            plugin_columns = {r[1] for r in cur.execute("PRAGMA table_info(_heliosdb_plugins)")}
+            if "candidate" not in plugin_columns:
+                cur.execute("ALTER TABLE _heliosdb_plugins ADD COLUMN candidate BLOB")
         cur.execute(
             "UPDATE _heliosdb_meta SET value = ? WHERE key = 'schema_version'",
             (str(SCHEMA_VERSION),),
@@ -241,17 +246,19 @@ class Registry:
 
     # -- query-hook plugins (created with SQL; see plugins/) -----------------
 
-    def plugin_rows(self) -> list[tuple[str, int, dict[str, Any], bytes]]:
-        """(name, version, spec as JSON, module) of every SQL-created plugin."""
+    def plugin_rows(self) -> list[tuple[str, int, dict[str, Any], bytes, bytes | None]]:
+        """(name, version, spec as JSON, module, A/B candidate module or None)
+        of every SQL-created plugin."""
         rows = self.conn.cursor().execute(
-            "SELECT name, version, spec, wasm, seal FROM _heliosdb_plugins ORDER BY name"
+            "SELECT name, version, spec, wasm, seal, candidate FROM _heliosdb_plugins ORDER BY name"
         )
         out = []
-        for name, version, spec, wasm, seal in rows:
+        for name, version, spec, wasm, seal, candidate in rows:
             self._check_seal(
                 f"plugin {name}", seal, *self._plugin_fields(name, version, spec, wasm)
             )
-            out.append((name, int(version), _json(f"plugin {name}", spec), bytes(wasm)))
+            doc = _json(f"plugin {name}", spec)
+            out.append((name, int(version), doc, bytes(wasm), _candidate(name, doc, candidate)))
         return out
 
     @staticmethod
@@ -279,20 +286,53 @@ class Registry:
         return version
 
     def alter_plugin(self, name: str, changes: dict[str, Any]) -> None:
-        found = self.plugin_row(name)
-        if found is None:
+        version, spec, wasm, candidate = self.plugin_whole(name)
+        self.rewrite_plugin(name, version + 1, {**spec, **changes}, wasm, candidate)
+
+    def plugin_whole(self, name: str) -> tuple[int, dict[str, Any], bytes, bytes | None]:
+        """(version, spec, module, candidate module) of one plugin, checked."""
+        row = self._one(
+            "SELECT version, spec, wasm, seal, candidate FROM _heliosdb_plugins WHERE name = ?",
+            (name,),
+        )
+        if row is None:
             raise RegistryError(f"no plugin named {name}", code="not-found", procedure=name)
-        version, spec = found
-        text = json.dumps({**spec, **changes}, sort_keys=True)
-        (wasm,) = self._one("SELECT wasm FROM _heliosdb_plugins WHERE name = ?", (name,)) or (b"",)
+        version, spec, wasm, seal, candidate = row
+        self._check_seal(f"plugin {name}", seal, *self._plugin_fields(name, version, spec, wasm))
+        doc = _json(f"plugin {name}", spec)
+        return int(version), doc, bytes(wasm), _candidate(name, doc, candidate)
+
+    def rewrite_plugin(
+        self,
+        name: str,
+        version: int,
+        spec: dict[str, Any],
+        wasm: bytes,
+        candidate: bytes | None,
+    ) -> None:
+        """Replaces a plugin's row whole. A candidate module is recorded in
+        the spec by its hash, so the seal covers it too."""
+        spec = {k: v for k, v in spec.items() if k != "candidate"} | (
+            {
+                "candidate": {
+                    "sha256": sha256_hex(candidate),
+                    "percent": spec["candidate"]["percent"],
+                }
+            }
+            if candidate is not None
+            else {}
+        )
+        text = json.dumps(spec, sort_keys=True)
         self.conn.cursor().execute(
-            "UPDATE _heliosdb_plugins SET version = ?, spec = ?, updated_at = ?, seal = ?"
-            " WHERE name = ?",
+            "UPDATE _heliosdb_plugins SET version = ?, spec = ?, wasm = ?, candidate = ?,"
+            " updated_at = ?, seal = ? WHERE name = ?",
             (
-                version + 1,
+                version,
                 text,
+                wasm,
+                candidate,
                 time.time(),
-                self._plugin_seal(name, version + 1, text, bytes(wasm)),
+                self._plugin_seal(name, version, text, wasm),
                 name,
             ),
         )
@@ -558,3 +598,23 @@ def _json(what: str, text: object) -> Any:
         raise RegistryError(
             f"{what}: its registry row is damaged (not JSON)", code="damaged"
         ) from None
+
+
+def _candidate(name: str, spec: dict[str, Any], found: object) -> bytes | None:
+    """A plugin's candidate module, checked against the hash its sealed spec holds."""
+    named = spec.get("candidate")
+    if found is None and named is None:
+        return None
+    data = bytes(found) if isinstance(found, bytes | memoryview) else None
+    if (
+        data is None
+        or not isinstance(named, dict)
+        or not isinstance(named.get("sha256"), str)
+        or not hmac.compare_digest(sha256_hex(data), named["sha256"])
+    ):
+        raise RegistryError(
+            f"plugin {name}: its candidate module does not match its sealed hash; refusing"
+            " to use it",
+            code="tampered",
+        )
+    return data

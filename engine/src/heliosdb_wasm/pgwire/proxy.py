@@ -562,7 +562,8 @@ class ProxyConnection(Connection):
             self._up_flush()
             self._drain(until_ready=True)
             return
-        with contextlib.suppress(ProcedureError), trip.timed():
+        trip.record(sql, ())
+        with contextlib.suppress(ProcedureError), trip.timed(sql):
             try:
                 sql = trip.parse(sql)
                 trip.before_execution(sql, ())
@@ -584,7 +585,9 @@ class ProxyConnection(Connection):
             self.prepared[name] = (sql, oids, [])
             self._forward(b"P", payload)
             return
-        with contextlib.suppress(ProcedureError), trip.timed():
+        # Counted when it runs (Execute): a statement prepared once and run
+        # many times is many statements.
+        with contextlib.suppress(ProcedureError), trip.timed(sql, count=False):
             try:
                 sql = trip.parse(sql)
             except ProcedureError as exc:
@@ -625,7 +628,8 @@ class ProxyConnection(Connection):
             return
         sql, _oids, tables, values = self.bound.get(portal, ("", [], [], []))
         trip.tables[:] = tables
-        with contextlib.suppress(ProcedureError), trip.timed():
+        trip.record(sql, values)
+        with contextlib.suppress(ProcedureError), trip.timed(sql):
             try:
                 trip.before_execution(sql, values)
             except ProcedureError as exc:

@@ -1,12 +1,16 @@
-"""Plugin specs: plugins.toml's [[plugin]] tables and CREATE PLUGIN, validated
-into PluginSpec, and what the registry stores of them."""
+"""Plugin specs: plugins.toml's [[plugin]] tables (one manifest, or every
+manifest of a plugins directory) and CREATE PLUGIN, validated into
+PluginSpec, and what the registry stores of them."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
+import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +19,7 @@ from ..errors import (
     InvalidArgument,
     ProcedureError,
 )
-from ..policy import Capabilities, Limits
+from ..policy import MAX_MODULE_BYTES, Capabilities, Limits
 from ..registry import sha256_hex
 
 if TYPE_CHECKING:
@@ -23,6 +27,17 @@ if TYPE_CHECKING:
 
 HOOKS = ("pre-parse", "post-parse", "pre-execution", "post-execution")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+_WASM_MAGIC = b"\0asm"
+
+# A spec's origin says where its module came from: a file's path, or one of
+# these prefixes and what follows (no file to watch for either).
+SQL_ORIGIN = "sql:"  # CREATE PLUGIN: "sql:<name>"
+INLINE_ORIGIN = "inline:"  # wasm_base64 in a manifest: "inline:<manifest path>"
+
+
+def origin_file(origin: str) -> str | None:
+    """The file a module was read from, or None when it was not read from one."""
+    return None if origin.startswith((SQL_ORIGIN, INLINE_ORIGIN)) else origin
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,7 @@ class PipelineSettings:
 _PLUGIN_KEYS = {
     "name",
     "file",
+    "wasm_base64",
     "priority",
     "enabled",
     "hooks",
@@ -98,6 +114,59 @@ _PLUGIN_KEYS = {
 def read_manifest(path: Path) -> tuple[PipelineSettings, list[PluginSpec]]:
     """Parse plugins.toml; relative files are relative to it. Every error
     names the plugin and the key."""
+    settings, specs = read_manifests([path])
+    return settings or PipelineSettings(), specs
+
+
+def read_manifests(paths: Sequence[Path]) -> tuple[PipelineSettings | None, list[PluginSpec]]:
+    """Several manifests as one: their plugins together (a name defined in
+    two files is refused, naming both) and the [pipeline] table of the one
+    file that has it, or None (two that have one are refused, naming both)."""
+    settings: PipelineSettings | None = None
+    settings_from: Path | None = None
+    owners: dict[str, Path] = {}
+    specs: list[PluginSpec] = []
+    for path in paths:
+        own_settings, own_specs = _read_one(path)
+        if own_settings is not None:
+            if settings_from is not None:
+                raise InvalidArgument(
+                    f"{path}: a [pipeline] table is already set by {settings_from};"
+                    " only one manifest may set it"
+                )
+            settings, settings_from = own_settings, path
+        for spec in own_specs:
+            first = owners.get(spec.name)
+            if first is not None:
+                raise InvalidArgument(
+                    f"plugin {spec.name!r} is defined in both {first} and {path}",
+                    procedure=spec.name,
+                )
+            owners[spec.name] = path
+            specs.append(spec)
+    return settings, specs
+
+
+def directory_manifests(directory: Path) -> list[Path]:
+    """The manifests of a plugins directory: its ``*.toml`` entries, sorted
+    by name. Hidden names are skipped: a Kubernetes ConfigMap volume keeps
+    its real files in ``..<timestamp>/`` and ``..data/`` and shows each key
+    as a symlink into ``..data``."""
+    try:
+        names = os.listdir(directory)
+    except OSError as exc:
+        raise InvalidArgument(
+            f"cannot read the plugins directory {directory}: {exc.strerror}"
+        ) from None
+    return [
+        directory / name
+        for name in sorted(names)
+        if name.endswith(".toml") and not name.startswith(".") and not (directory / name).is_dir()
+    ]
+
+
+def _read_one(path: Path) -> tuple[PipelineSettings | None, list[PluginSpec]]:
+    """One manifest: its [pipeline] table if it has one, and its plugins."""
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -109,21 +178,22 @@ def read_manifest(path: Path) -> tuple[PipelineSettings, list[PluginSpec]]:
     unknown = set(doc) - {"plugin", "pipeline"}
     if unknown:
         raise InvalidArgument(f"{path}: unknown table(s) {sorted(unknown)}")
-    settings = PipelineSettings()
-    raw_settings = doc.get("pipeline", {})
-    if not isinstance(raw_settings, dict):
-        raise InvalidArgument(f"{path}: [pipeline] must be a table")
-    try:
-        settings = PipelineSettings(**raw_settings)
-    except TypeError as exc:
-        raise InvalidArgument(f"{path}: [pipeline]: {exc}") from None
-    _check_settings(settings, f"{path}: [pipeline]")
+    settings: PipelineSettings | None = None
+    if "pipeline" in doc:
+        raw_settings = doc["pipeline"]
+        if not isinstance(raw_settings, dict):
+            raise InvalidArgument(f"{path}: [pipeline] must be a table")
+        try:
+            settings = PipelineSettings(**raw_settings)
+        except TypeError as exc:
+            raise InvalidArgument(f"{path}: [pipeline]: {exc}") from None
+        _check_settings(settings, f"{path}: [pipeline]")
     plugins = doc.get("plugin", [])
     if not isinstance(plugins, list):
         raise InvalidArgument(f"{path}: plugin must be an array of tables ([[plugin]])")
     specs: list[PluginSpec] = []
     for i, raw in enumerate(plugins):
-        specs.append(_spec(raw, path.parent, f"{path}: plugin #{i + 1}"))
+        specs.append(_spec(raw, path, f"{path}: plugin #{i + 1}"))
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -150,7 +220,7 @@ def _check_settings(settings: PipelineSettings, where: str) -> None:
 
 
 def manifest_files(path: Path) -> list[str]:
-    """The plugin files a manifest names, resolved as read_manifest does;
+    """The plugin files a manifest names, as read_manifest finds them;
     nothing for a manifest that does not parse."""
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -165,24 +235,57 @@ def manifest_files(path: Path) -> list[str]:
         named = [raw.get("file"), candidate.get("file") if isinstance(candidate, dict) else None]
         for file in named:
             if isinstance(file, str):
-                files.append(str((path.parent / file).resolve()))
+                files.append(_file_path(path.parent, file))
     return files
 
 
-def _spec(raw: Any, base: Path, where: str) -> PluginSpec:
+def _file_path(base: Path, file: str) -> str:
+    # Absolute but not resolved: through a symlink (a ConfigMap's key) the
+    # path stays the one the manifest names while its target is swapped.
+    return os.path.abspath(base / file)
+
+
+def _spec(raw: Any, manifest: Path, where: str) -> PluginSpec:
     if not isinstance(raw, dict):
         raise InvalidArgument(f"{where}: must be a table")
     name = raw.get("name")
-    file = raw.get("file")
-    if not isinstance(file, str):
-        raise InvalidArgument(f"{where} ({name}): file is required")
-    wasm, origin = _read_wasm(base, file, f"{where} ({name})")
+    wasm, origin = _module(raw, manifest, f"{where} ({name})")
     candidate = raw.get("candidate")
     cand_wasm: bytes | None = None
     cand_origin: str | None = None
-    if isinstance(candidate, dict) and isinstance(candidate.get("file"), str):
-        cand_wasm, cand_origin = _read_wasm(base, candidate["file"], f"{where} ({name}) candidate")
+    if isinstance(candidate, dict) and ("file" in candidate or "wasm_base64" in candidate):
+        cand_wasm, cand_origin = _module(candidate, manifest, f"{where} ({name}) candidate")
     return _build(raw, wasm, origin, cand_wasm, cand_origin, where)
+
+
+def _module(raw: dict[str, Any], manifest: Path, where: str) -> tuple[bytes, str]:
+    """A table's module and its origin: ``file`` (relative to the manifest)
+    or ``wasm_base64``, exactly one of them."""
+    file, inline = raw.get("file"), raw.get("wasm_base64")
+    if file is None and inline is None:
+        raise InvalidArgument(f"{where}: file is required (or the module inline, wasm_base64)")
+    if file is not None and inline is not None:
+        raise InvalidArgument(f"{where}: give file or wasm_base64, not both")
+    if file is not None:
+        if not isinstance(file, str):
+            raise InvalidArgument(f"{where}: file must be a string")
+        return _read_wasm(manifest.parent, file, where)
+    if not isinstance(inline, str):
+        raise InvalidArgument(f"{where}: wasm_base64 must be a string")
+    # Whitespace is allowed, so a long body may be wrapped over lines of a
+    # multi-line string; anything else outside the alphabet is an error.
+    text = "".join(inline.split())
+    if len(text) > (MAX_MODULE_BYTES // 3 + 1) * 4:
+        raise InvalidArgument(f"{where}: wasm_base64 is larger than {MAX_MODULE_BYTES} bytes")
+    try:
+        wasm = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgument(f"{where}: wasm_base64 is not valid base64") from None
+    if wasm[:4] != _WASM_MAGIC:
+        raise InvalidArgument(
+            f"{where}: wasm_base64 is not a WebAssembly module (no \\0asm header)"
+        )
+    return wasm, f"{INLINE_ORIGIN}{manifest}"
 
 
 def _build(
@@ -229,8 +332,14 @@ def _build(
     percent = 0
     if "candidate" in raw:
         cand = raw["candidate"]
-        if not isinstance(cand, dict) or set(cand) - {"file", "percent"} or candidate is None:
-            raise InvalidArgument(f"{where}: candidate must be {{ file = ..., percent = N }}")
+        if (
+            not isinstance(cand, dict)
+            or set(cand) - {"file", "wasm_base64", "percent"}
+            or candidate is None
+        ):
+            raise InvalidArgument(
+                f"{where}: candidate must be {{ file = ... (or wasm_base64 = ...), percent = N }}"
+            )
         percent = cand.get("percent", 0)
         if not isinstance(percent, int) or not 0 <= percent <= 100:
             raise InvalidArgument(f"{where}: candidate percent must be 0..100")
@@ -266,11 +375,12 @@ def spec_from_ddl(stmt: CreatePlugin) -> PluginSpec:
     }
     if stmt.hooks is not None:
         raw["hooks"] = list(stmt.hooks)
-    return _build(raw, stmt.wasm, f"sql:{stmt.name}", None, None, "CREATE PLUGIN")
+    return _build(raw, stmt.wasm, f"{SQL_ORIGIN}{stmt.name}", None, None, "CREATE PLUGIN")
 
 
 def spec_to_json(spec: PluginSpec) -> dict[str, Any]:
-    """What the registry stores of a SQL-created plugin (its module aside)."""
+    """What the registry stores of a SQL-created plugin (its modules aside:
+    a candidate is named by its hash)."""
     doc: dict[str, Any] = {
         "priority": spec.priority,
         "enabled": spec.enabled,
@@ -280,16 +390,30 @@ def spec_to_json(spec: PluginSpec) -> dict[str, Any]:
     }
     if spec.hooks is not None:
         doc["hooks"] = sorted(spec.hooks)
+    if spec.candidate is not None:
+        doc["candidate"] = {"sha256": sha256_hex(spec.candidate), "percent": spec.candidate_percent}
     return doc
 
 
-def spec_from_json(name: str, doc: dict[str, Any], wasm: bytes, origin: str) -> PluginSpec:
-    return _build({"name": name, **doc}, wasm, origin, None, None, "registry plugin")
+def spec_from_json(
+    name: str, doc: dict[str, Any], wasm: bytes, origin: str, candidate: bytes | None = None
+) -> PluginSpec:
+    """A SQL-created plugin from what the registry stores (checked there)."""
+    raw = {"name": name, **doc}
+    cand_origin = None
+    if candidate is not None:
+        named = doc.get("candidate")
+        percent = named.get("percent", 0) if isinstance(named, dict) else 0
+        raw["candidate"] = {"percent": percent}
+        cand_origin = f"{origin}#candidate"
+    else:
+        raw.pop("candidate", None)
+    return _build(raw, wasm, origin, candidate, cand_origin, "registry plugin")
 
 
 def _read_wasm(base: Path, file: str, where: str) -> tuple[bytes, str]:
-    path = (base / file).resolve()
+    path = _file_path(base, file)
     try:
-        return path.read_bytes(), str(path)
+        return Path(path).read_bytes(), path
     except OSError as exc:
         raise InvalidArgument(f"{where}: cannot read {path}: {exc.strerror}") from None

@@ -32,12 +32,15 @@ from ..errors import (
     PluginRejected,
     ProcedureError,
 )
+from ..registry import sha256_hex
 from ..runtime import Runtime, default_runtime
 from ..values import SqlValue
 
 if TYPE_CHECKING:
     from ..database import Result
     from ..pgwire import Executor, WireSession
+    from .capture import Capture
+    from .tracing import StatementTrace, Tracing
 from .manifest import PipelineSettings, PluginSpec
 from .metrics import Metrics
 from .reload import Sources, Watcher
@@ -45,6 +48,17 @@ from .verdicts import Verdict, value_to_json
 from .version import Counters, PluginVersion
 
 log = logging.getLogger("heliosdb_wasm.plugins")
+
+
+@dataclass(frozen=True)
+class HookCall:
+    """One hook call of a statement and what it answered (or how it failed)."""
+
+    stage: str
+    plugin: str
+    version: int
+    verdict: Verdict | None
+    error: PluginError | None
 
 
 @dataclass
@@ -56,6 +70,9 @@ class _Slot:
     previous: PluginVersion | None = None
     candidate: PluginVersion | None = None
     on_probation: set[int] = field(default_factory=set)
+    # The module of a candidate dropped on probation: it stays dropped until
+    # the spec names another, whatever else reloads.
+    dropped: str | None = None
 
     def choose(self, session_key: int) -> PluginVersion:
         # Stable per session: a session sees one version for its lifetime.
@@ -72,9 +89,15 @@ class Pipeline:
         self,
         runtime: Runtime | None = None,
         settings: PipelineSettings | None = None,
+        tracing: Tracing | None = None,
+        capture: Capture | None = None,
     ) -> None:
         self.runtime = runtime or default_runtime()
         self.settings = settings or PipelineSettings()
+        # OpenTelemetry spans (tracing.py) and the statement capture
+        # (capture.py), or None: no cost but a test each.
+        self.tracing = tracing
+        self.capture = capture
         self.metrics = Metrics()
         self._counters = Counters()
         self._lock = threading.Lock()
@@ -113,7 +136,7 @@ class Pipeline:
         """The slot that serves ``spec`` next, loaded but not live yet; None
         if ``slot`` already serves it."""
         if slot is not None and slot.spec.fingerprint == spec.fingerprint:
-            if slot.spec == spec and (spec.candidate is None or slot.candidate is not None):
+            if slot.spec == spec:
                 return None
             # Priority, enabled or the A/B share changed: the same versions serve.
             new = _Slot(**{**slot.__dict__, "spec": spec, "on_probation": set(slot.on_probation)})
@@ -122,7 +145,11 @@ class Pipeline:
             if slot is not None:
                 new.previous = slot.current
                 new.on_probation.add(new.current.version)
-        if spec.candidate is not None and new.candidate is None:
+        wanted = sha256_hex(spec.candidate) if spec.candidate is not None else None
+        if wanted is None:
+            new.candidate = None
+        elif wanted != new.dropped and (new.candidate is None or new.candidate.sha256 != wanted):
+            assert spec.candidate is not None
             origin = spec.candidate_origin or "candidate"
             new.candidate = self._load(spec, spec.candidate, origin)
             new.on_probation.add(new.candidate.version)
@@ -192,13 +219,20 @@ class Pipeline:
 
     # -- hot reload ----------------------------------------------------------
 
-    def watch(self, manifest: Path | None = None, database: Path | None = None) -> None:
-        """Loads the plugins of ``manifest`` (plugins.toml) and of ``database``
-        (CREATE PLUGIN), then keeps the pipeline in step with both, and with
-        the files the manifest names, from a background thread."""
+    def watch(
+        self,
+        manifest: Path | None = None,
+        database: Path | None = None,
+        plugins_dir: Path | None = None,
+    ) -> None:
+        """Loads the plugins of ``manifest`` (plugins.toml), of every manifest
+        in ``plugins_dir`` and of ``database`` (CREATE PLUGIN), then keeps the
+        pipeline in step with them, and with the files the manifests name,
+        from a background thread."""
         self._watcher = Watcher(
             manifest,
             database,
+            plugins_dir=plugins_dir,
             apply=self._apply,
             settings=lambda: self.settings,
             loaded=self._loaded_files,
@@ -241,7 +275,7 @@ class Pipeline:
             if version.calls >= s.min_calls and rate > s.max_error_rate:
                 slot.on_probation.discard(version.version)
                 if slot.candidate is version:
-                    new = _Slot(**{**slot.__dict__, "candidate": None})
+                    new = _Slot(**{**slot.__dict__, "candidate": None, "dropped": version.sha256})
                     what = "candidate dropped"
                 elif slot.current is version and slot.previous is not None:
                     new = _Slot(**{**slot.__dict__, "current": slot.previous, "previous": None})
@@ -274,15 +308,18 @@ class Pipeline:
         sql: str,
         params: Sequence[SqlValue],
         inner: Executor,
+        calls: list[HookCall] | None = None,
     ) -> Result:
-        """One statement through every stage, ``inner`` executing it."""
-        trip = self.trip(session)
-        with trip.timed():
+        """``sql`` through the plugins and ``inner``; every hook call is
+        appended to ``calls`` when it is given (the plugin tools read them)."""
+        trip = self.trip(session, calls=calls)
+        trip.record(sql, params)
+        with trip.timed(sql):
             if not trip.chosen:
-                return inner(session, sql, params)
+                return trip.execute(inner, sql, params)
             sql = trip.parse(sql)
             trip.before_execution(sql, params)
-            result = inner(session, sql, params)
+            result = trip.execute(inner, sql, params)
             if result.columns and trip.wants("post-execution"):
                 replaced = trip.after_execution(list(result.columns), result.rows)
                 if replaced is not None:
@@ -290,14 +327,18 @@ class Pipeline:
             return result
 
     def trip(
-        self, session: WireSession, dialect: str = sqlast.DIALECT, whole_query: bool = False
+        self,
+        session: WireSession,
+        dialect: str = sqlast.DIALECT,
+        whole_query: bool = False,
+        calls: list[HookCall] | None = None,
     ) -> Trip:
         """A statement's way through the pipeline, one stage at a time (the
         proxy runs the parse stages at Parse and the others at Execute).
         ``whole_query``: the text may hold several statements (the proxy
         forwards a simple query whole), so a post-execution hook, which
         must see every row, needs it to hold exactly one."""
-        return Trip(self, session, dialect, whole_query)
+        return Trip(self, session, dialect, whole_query, calls)
 
     @staticmethod
     def _after(stage: str, verdict: Verdict, args: dict[str, Any]) -> dict[str, Any]:
@@ -332,17 +373,24 @@ class Trip:
     reject raises PluginRejected, a failing hook PluginError."""
 
     def __init__(
-        self, pipeline: Pipeline, session: WireSession, dialect: str, whole_query: bool
+        self,
+        pipeline: Pipeline,
+        session: WireSession,
+        dialect: str,
+        whole_query: bool,
+        calls: list[HookCall] | None,
     ) -> None:
         self.pipeline = pipeline
         self.session = session
         self.dialect = dialect
         self.whole_query = whole_query
+        self.calls = calls
+        self.statement: StatementTrace | None = None
         order = pipeline._order  # the snapshot this statement runs with
         self.chosen = [
             (slot.spec.name, slot.choose(session.process_id)) for slot in order if slot.spec.enabled
         ]
-        self.query_id = next(pipeline._query_ids) if self.chosen else 0
+        self.query_id = next(pipeline._query_ids)
         self.tables: list[str] = []
 
     def wants(self, *stages: str) -> bool:
@@ -350,18 +398,50 @@ class Trip:
         return any(stage in version.hooks for _, version in self.chosen for stage in stages)
 
     @contextlib.contextmanager
-    def timed(self) -> Iterator[None]:
-        """Counts the statement in the pipeline's metrics by its outcome."""
+    def timed(self, sql: str, count: bool = True) -> Iterator[None]:
+        """Counts the statement in the pipeline's metrics by its outcome
+        (unless ``count`` is False), in a span of its own when traced (the
+        hooks' spans are its children)."""
         started = time.perf_counter()
+        tracing = self.pipeline.tracing
+        if tracing is not None:
+            self.statement = tracing.statement(self.session, sql, self.query_id)
         outcome = "error"
+        error: BaseException | None = None
         try:
             yield
             outcome = "ok"
-        except PluginRejected:
-            outcome = "rejected"
+        except PluginRejected as exc:
+            outcome, error = "rejected", exc
+            raise
+        except BaseException as exc:
+            error = exc
             raise
         finally:
-            self.pipeline.metrics.query(outcome, time.perf_counter() - started)
+            if count:
+                self.pipeline.metrics.query(outcome, time.perf_counter() - started)
+            if self.statement is not None:
+                self.statement.finish(outcome, error)
+
+    def record(self, sql: str, params: Sequence[SqlValue]) -> None:
+        """The statement in the capture file, when there is one (plugin replay)."""
+        capture = self.pipeline.capture
+        if capture is not None:
+            capture.record(self.session, sql, params)
+
+    def execute(self, inner: Executor, sql: str, params: Sequence[SqlValue]) -> Result:
+        """The statement itself, in a span of its own when traced."""
+        statement = self.statement
+        if statement is None:
+            return inner(self.session, sql, params)
+        span = statement.execute(sql)
+        try:
+            result = inner(self.session, sql, params)
+        except BaseException as exc:
+            span.done(None, exc)
+            raise
+        span.done(result, None)
+        return result
 
     def parse(self, sql: str) -> str:
         """pre-parse and post-parse: the statement as it will run."""
@@ -425,11 +505,17 @@ class Trip:
 
     def _stage(self, name: str, **args: Any) -> Iterator[tuple[PluginVersion, Verdict]]:
         pipeline, session, query_id = self.pipeline, self.session, self.query_id
+        statement, calls = self.statement, self.calls
         db_session = session.db.session
         for slot_name, version in self.chosen:
             if name not in version.hooks:
                 continue
             ctx = pipeline._context(session, version, query_id, self.tables)
+            span = (
+                statement.hook(name, slot_name, version.version, version.sha256)
+                if statement is not None
+                else None
+            )
             t = time.perf_counter()
             try:
                 verdict = version.call(name, db_session, ctx, args)
@@ -437,6 +523,10 @@ class Trip:
                 pipeline.metrics.hook(
                     slot_name, version.version, name, "error", time.perf_counter() - t
                 )
+                if span is not None:
+                    span.done(None, exc)
+                if calls is not None:
+                    calls.append(HookCall(name, slot_name, version.version, None, exc))
                 pipeline._judge(slot_name, version, failed=True)
                 log.error(
                     str(exc),
@@ -453,6 +543,10 @@ class Trip:
             pipeline.metrics.hook(
                 slot_name, version.version, name, outcome, time.perf_counter() - t
             )
+            if span is not None:
+                span.done(verdict, None)
+            if calls is not None:
+                calls.append(HookCall(name, slot_name, version.version, verdict, None))
             pipeline._judge(slot_name, version, failed=False)
             for key, value in verdict.set_session:
                 session.variables[key] = value

@@ -1,25 +1,79 @@
-"""Hot reload: the plugin sources (plugins.toml, the files it names, the
-plugins created with SQL) watched from a background thread, and applied to
-the pipeline only in a state that held still while it was read."""
+"""Hot reload: the plugin sources (plugins.toml, the manifests of a plugins
+directory, the files they name, the plugins created with SQL) watched from a
+background thread, and applied to the pipeline only in a state that held
+still while it was read."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from ..database import Database
 from ..errors import ProcedureError
-from .manifest import PipelineSettings, PluginSpec, manifest_files, read_manifest
+from .manifest import (
+    PipelineSettings,
+    PluginSpec,
+    directory_manifests,
+    manifest_files,
+    origin_file,
+    read_manifests,
+)
 
 log = logging.getLogger("heliosdb_wasm.plugins")
 
 Sources = tuple[PipelineSettings, list[PluginSpec]]
 
 
+def manifest_paths(manifest: Path | None, plugins_dir: Path | None) -> list[Path]:
+    """The manifests to read, in order: ``manifest``, then the directory's."""
+    paths = [manifest] if manifest is not None else []
+    if plugins_dir is not None:
+        paths += directory_manifests(plugins_dir)
+    return paths
+
+
+def read_sources(
+    manifest: Path | None,
+    plugins_dir: Path | None,
+    database: Database | None,
+    fallback: PipelineSettings,
+) -> Sources:
+    """What the pipeline should be: the manifests' plugins, then those created
+    with SQL (a SQL plugin named like a manifest's is left out, and logged);
+    the [pipeline] table of the manifest that has one, else ``fallback``."""
+    settings, specs = read_manifests(manifest_paths(manifest, plugins_dir))
+    if database is not None:
+        names = {s.name for s in specs}
+        for spec, _ in database.plugin_specs():
+            if spec.name in names:
+                log.error(
+                    "a plugin created with SQL has the name of one in a manifest;"
+                    " the manifest's is used",
+                    extra={"plugin": spec.name, "event": "name-clash"},
+                )
+                continue
+            specs.append(spec)
+    return settings or fallback, specs
+
+
+def _stamp(path: str) -> object:
+    """What changes when a file does. Through a symlink (a ConfigMap key,
+    whose ``..data`` target is swapped atomically) the new file is another
+    inode at another real path, even where its size and modification time
+    (whose clock ticks in milliseconds) are those of the old one."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, os.path.realpath(path))
+
+
 class Watcher:
-    """Keeps a pipeline in step with ``manifest`` and ``database``.
+    """Keeps a pipeline in step with ``manifest``, the manifests of
+    ``plugins_dir`` and ``database``.
 
     ``apply`` makes the pipeline what the sources say (all or nothing),
     ``settings`` is the pipeline's current [pipeline] table and ``loaded``
@@ -31,12 +85,14 @@ class Watcher:
         manifest: Path | None,
         database: Path | None,
         *,
+        plugins_dir: Path | None = None,
         apply: Callable[[Sources], None],
         settings: Callable[[], PipelineSettings],
         loaded: Callable[[], list[str]],
         fallback: PipelineSettings,
     ) -> None:
         self._manifest = manifest
+        self._plugins_dir = plugins_dir
         self._apply = apply
         self._settings = settings
         self._loaded = loaded
@@ -62,40 +118,24 @@ class Watcher:
             self._database = None
 
     def _read(self) -> Sources:
-        settings = self._fallback
-        specs: list[PluginSpec] = []
-        if self._manifest is not None:
-            settings, specs = read_manifest(self._manifest)
-        if self._database is not None:
-            names = {s.name for s in specs}
-            for spec, _ in self._database.plugin_specs():
-                if spec.name in names:
-                    log.error(
-                        "a plugin created with SQL has the name of one in the manifest;"
-                        " the manifest's is used",
-                        extra={"plugin": spec.name, "event": "name-clash"},
-                    )
-                    continue
-                specs.append(spec)
-        return settings, specs
+        return read_sources(self._manifest, self._plugins_dir, self._database, self._fallback)
 
     def _stamps(self) -> dict[str, object]:
+        stamps: dict[str, object] = {}
+        try:
+            manifests = manifest_paths(self._manifest, self._plugins_dir)
+        except ProcedureError:
+            manifests = [self._manifest] if self._manifest is not None else []
+            stamps[f"dir:{self._plugins_dir}"] = None  # unreadable, for now
         paths = []
-        if self._manifest is not None:
-            paths.append(str(self._manifest))
+        for manifest in manifests:
+            paths.append(str(manifest))
             # The files the manifest names, loaded or not: a reload that failed
             # on a half-copied plugin file is retried once the file changes.
-            paths.extend(manifest_files(self._manifest))
-        paths.extend(self._loaded())
-        stamps: dict[str, object] = {}
+            paths.extend(manifest_files(manifest))
+        paths.extend(p for p in map(origin_file, self._loaded()) if p is not None)
         for p in paths:
-            if p.startswith("sql:"):
-                continue
-            try:
-                st = Path(p).stat()
-                stamps[p] = (st.st_mtime_ns, st.st_size)
-            except OSError:
-                stamps[p] = None
+            stamps[p] = _stamp(p)
         if self._database is not None:
             stamps["sql:"] = self._database.registry.plugins_stamp()
         return stamps

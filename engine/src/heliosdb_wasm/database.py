@@ -97,6 +97,9 @@ class Result:
     columns: list[str] = field(default_factory=list)
     rows: list[tuple[SqlValue, ...]] = field(default_factory=list)
     changes: int = 0
+    # The columns' declared types (None for an expression), when SQLite ran
+    # the statement: what the wire endpoint describes them as.
+    decltypes: list[str | None] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[tuple[SqlValue, ...]]:
         return iter(self.rows)
@@ -336,9 +339,12 @@ class Database:
 
     def _sqlite(self, sql: str, params: Sequence[Any]) -> Result:
         columns: list[str] = []
+        decltypes: list[str | None] = []
 
         def trace(cursor: apsw.Cursor, _sql: str, _bindings: object) -> bool:
-            columns[:] = [d[0] for d in cursor.get_description()]
+            description = cursor.get_description()
+            columns[:] = [d[0] for d in description]
+            decltypes[:] = [d[1] for d in description]
             return True
 
         before = self.conn.total_changes()
@@ -380,7 +386,7 @@ class Database:
             raise error from None
         finally:
             self.session.policy = None
-        return Result(columns, rows, int(self.conn.total_changes() - before))
+        return Result(columns, rows, int(self.conn.total_changes() - before), decltypes)
 
     def _client_loader(self) -> ddl.BodyLoader | None:
         """How a client's DDL may name a module: inline only. A client never

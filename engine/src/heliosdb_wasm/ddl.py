@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import functools
 import os
 import re
 import stat
@@ -134,9 +135,25 @@ TRANSACTION_CONTROL = frozenset(
 MAX_PLACEHOLDER = 32766
 
 
+# Clients send the same statements again and again, and several layers ask
+# for their first words: remembered for texts up to this long.
+_CACHED_TEXT = 4096
+
+
 def keywords(sql: str, n: int) -> list[str]:
     """The first ``n`` words of a statement, upper case (comments skipped),
     in one linear pass."""
+    if len(sql) <= _CACHED_TEXT:
+        return list(_cached_keywords(sql, n))
+    return _keywords(sql, n)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_keywords(sql: str, n: int) -> tuple[str, ...]:
+    return tuple(_keywords(sql, n))
+
+
+def _keywords(sql: str, n: int) -> list[str]:
     m = _SPACE.match(sql, 0)
     pos = m.end() if m else 0
     words: list[str] = []
@@ -193,6 +210,18 @@ _NOT_SPACE = re.compile(r"\S")
 
 
 def split_statements(sql: str) -> list[str]:
+    """Split a script at top-level semicolons (see _split_statements)."""
+    if len(sql) <= _CACHED_TEXT:
+        return list(_cached_split(sql))
+    return _split_statements(sql)
+
+
+@functools.lru_cache(maxsize=2048)
+def _cached_split(sql: str) -> tuple[str, ...]:
+    return tuple(_split_statements(sql))
+
+
+def _split_statements(sql: str) -> list[str]:
     """Split a script at top-level semicolons.
 
     Quotes, comments and ``$tag$`` bodies are skipped (an unterminated quote

@@ -886,7 +886,10 @@ class Connection:
                 return cursor.oids
         columns = len(result.columns)
         declared: list[int | None] = [None] * columns
-        if columns:
+        if columns and len(result.decltypes) == columns:
+            # The statement SQLite ran said: no second prepare.
+            declared = [declared_oid(d) for d in result.decltypes]
+        elif columns:
             assert self.db is not None
             try:
                 description = apsw.ext.query_info(self.db.conn, to_sqlite(sql)).description

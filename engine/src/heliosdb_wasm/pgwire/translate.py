@@ -74,7 +74,17 @@ _PLACEHOLDER = re.compile(r"\?([0-9]+)")
 
 
 def needs_translation(sql: str) -> bool:
-    """Whether ``sql`` is SQL that uses something only PostgreSQL's dialect has."""
+    """Whether ``sql`` is SQL that uses something only PostgreSQL's dialect has
+    (remembered for short texts: clients send the same ones again and again)."""
+    return _needs_cached(sql) if len(sql) <= 4096 else _needs_translation(sql)
+
+
+@functools.lru_cache(maxsize=2048)
+def _needs_cached(sql: str) -> bool:
+    return _needs_translation(sql)
+
+
+def _needs_translation(sql: str) -> bool:
     words = ddl.keywords(sql, 1)
     if not words or words[0] not in _TRANSLATED_VERBS:
         return False

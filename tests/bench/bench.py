@@ -870,7 +870,7 @@ def plugin_latency(report: Report, queries: int) -> None:
                     )
                 )
             executor = pipeline.executor(execute_statement)
-            with Server(db, port=0, executor=executor) as server:
+            with Server(db, auth="trust", port=0, executor=executor) as server:
                 host, port = server.address
                 options = f"-c jwt={_bench_jwt('bench', 'acme')} -c tenant=acme"
                 with psycopg.connect(

@@ -629,9 +629,11 @@ def test_a_plugin_sees_the_role_scram_authenticated(tmp_path: Path) -> None:
             with psycopg.connect(**args, user="alice", password="alice-password") as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
                 assert conn.execute("SHOW seen").fetchone() == ("alice",)
-            with psycopg.connect(**args, user="bob", password="bob-password") as conn:
-                with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification):
-                    conn.execute("SELECT 1")
+            with (
+                psycopg.connect(**args, user="bob", password="bob-password") as conn,
+                pytest.raises(psycopg.errors.InvalidAuthorizationSpecification),
+            ):
+                conn.execute("SELECT 1")
             # Naming alice is not being alice: the plugin never runs for a
             # client that did not prove her password.
             with pytest.raises(psycopg.OperationalError, match="password authentication failed"):

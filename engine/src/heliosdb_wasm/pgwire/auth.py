@@ -133,6 +133,13 @@ def _printable(value: str) -> bool:
     return bool(value) and all(0x21 <= ord(c) <= 0x7E and c != "," for c in value)
 
 
+def _check_extensions(attributes: list[str]) -> None:
+    """Extensions are ignored, but must be attributes (``x=value``)."""
+    for attribute in attributes:
+        if len(attribute) < 2 or attribute[1] != "=" or not attribute[0].isalpha():
+            raise _violation("malformed SCRAM message: an attribute is not of the form x=value")
+
+
 class _Exchange:
     """One SCRAM conversation's state, message by message."""
 
@@ -186,6 +193,7 @@ class _Exchange:
             raise _violation("malformed SCRAM message: expected the user name attribute")
         if not attributes[1].startswith("r=") or not _printable(attributes[1][2:]):
             raise _violation("malformed SCRAM message: expected a printable nonce")
+        _check_extensions(attributes[2:])
         self.gs2_header = f"{flag},{authzid},"
         self.client_first_bare = bare
         self.client_nonce = attributes[1][2:]
@@ -208,6 +216,7 @@ class _Exchange:
             raise _violation("malformed SCRAM message: expected the channel binding attribute")
         if not attributes[1].startswith("r="):
             raise _violation("malformed SCRAM message: expected the nonce attribute")
+        _check_extensions(attributes[2:])
         try:
             cbind = base64.b64decode(attributes[0][2:], validate=True)
             proof = base64.b64decode(proof_text, validate=True)

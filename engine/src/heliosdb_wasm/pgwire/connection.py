@@ -9,6 +9,7 @@ import contextlib
 import logging
 import secrets
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -375,6 +376,12 @@ class Connection:
                 db.close()
             except Exception:  # noqa: BLE001 - closing must finish whatever happened
                 _log.exception("closing the database of connection %d", self.process_id)
+        if isinstance(self.sock, ssl.SSLSocket) and self.encrypted:
+            # TLS's close_notify, which libpq reads as the end of a cancel
+            # request's connection (an EOF without it is an "SSL error").
+            with contextlib.suppress(OSError, ValueError):
+                self.sock.settimeout(FAREWELL_SECONDS)
+                self.sock.unwrap()
         with contextlib.suppress(OSError):
             self.sock.close()
 

@@ -1160,7 +1160,9 @@ def serve(
         sys.exit(1)
     bound_host, bound_port = server.address
     click.echo(f"listening on {bound_host}:{bound_port} (database {db_path}); Ctrl-C stops")
-    secured = "TLS required" if tls and tls.required else "TLS offered" if tls else "no TLS"
+    secured = "no TLS"
+    if tls is not None:
+        secured = f"TLS {'required' if tls.required else 'offered'} ({tls.cert_file})"
     click.echo(f"authentication: {auth}; {secured}")
     if auth == "scram":
         with Database.open(db_path) as db:

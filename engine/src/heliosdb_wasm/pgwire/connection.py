@@ -176,8 +176,6 @@ class Connection:
         self.startup_deadline: float | None = None
         self.farewell = False  # sending a FATAL error: a short send timeout
         self.encrypted = False  # TLS is up (after an SSLRequest)
-        # The role SCRAM authenticated (None under trust): the startup user.
-        self.authenticated: str | None = None
         # The time limits as this session has them, until a statement may
         # have changed its transaction or variables (see _idle_limit).
         self.idle: tuple[float, str, str] | None = None
@@ -538,8 +536,9 @@ class Connection:
             raise Terminate("28000", "no PostgreSQL user name specified in startup packet")
         tls = self.server.tls
         binding = tls.binding if tls is not None and self.encrypted else None
+        # From here on the startup user is the authenticated role: the
+        # session's params (plugins' context.user) need nothing else.
         auth.scram(self, user, lambda: self._credentials(user), binding)
-        self.authenticated = user
 
     def _credentials(self, user: str) -> auth.Credentials:
         db = self.db

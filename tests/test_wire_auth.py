@@ -62,6 +62,7 @@ class Pki:
     cert: Path
     key: Path
     other_key: Path  # belongs to no certificate here
+    encrypted_key: Path  # the server's key, under a passphrase
 
 
 def _certificate(
@@ -102,11 +103,20 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     cert = _certificate(name, ca_name, key.public_key(), ca_key, ca=False)
-    paths = Pki(out / "ca.pem", out / "server.pem", out / "server.key", out / "other.key")
+    paths = Pki(
+        out / "ca.pem", out / "server.pem", out / "server.key", out / "other.key", out / "enc.key"
+    )
     paths.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     paths.key.write_bytes(_pem_key(key))
     paths.other_key.write_bytes(_pem_key(ec.generate_private_key(ec.SECP256R1())))
+    paths.encrypted_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
     return paths
 
 
@@ -737,6 +747,7 @@ def test_a_client_that_never_finishes_the_handshake_is_dropped(
         ("missing", "cannot read the TLS certificate"),
         ("garbage", "cannot load the TLS certificate"),
         ("mismatched", "does not belong to the certificate"),
+        ("encrypted", "the TLS key is encrypted"),
     ],
 )
 def test_bad_certificates_fail_at_startup(
@@ -748,6 +759,7 @@ def test_bad_certificates_fail_at_startup(
         "missing": (tmp_path / "nope.pem", pki.key),
         "garbage": (garbage, pki.key),
         "mismatched": (pki.cert, pki.other_key),
+        "encrypted": (pki.cert, pki.encrypted_key),
     }[which]
     with pytest.raises(h.InvalidArgument, match=message):
         TlsConfig.load(cert, key)
@@ -1063,6 +1075,8 @@ def test_role_commands(tmp_path: Path) -> None:
     assert empty.returncode == 2 and "no password" in empty.stderr
     no_tty = cli("role", "create", "eve", "--db", db)
     assert no_tty.returncode == 2 and "--password-stdin" in no_tty.stderr
+    missing = cli("role", "password", "nobody", "--db", db)  # refused before any prompt
+    assert missing.returncode == 1 and 'role "nobody" does not exist' in missing.stderr
     assert cli("role", "drop", "bob", "--db", db).returncode == 0
     gone = cli("role", "drop", "bob", "--db", db)
     assert gone.returncode == 1 and 'role "bob" does not exist' in gone.stderr

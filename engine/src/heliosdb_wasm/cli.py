@@ -16,7 +16,7 @@ import click
 
 from . import archive, ddl, scaffold
 from .database import Database, Result
-from .errors import InvalidArgument, ProcedureError, ProcedureTrap
+from .errors import InvalidArgument, ProcedureError, ProcedureTrap, RoleError
 from .registry import ProcedureVersion
 from .roles import check_name as check_role_name
 from .values import SqlValue
@@ -928,8 +928,10 @@ def role_create(db_path: str, password_stdin: bool, login: bool, name: str) -> N
 @click.argument("name")
 def role_password(db_path: str, password_stdin: bool, name: str) -> None:
     """Give role NAME a new password."""
-    password = _new_password(password_stdin)
     with Database.open(db_path) as db:
+        if db.role(name) is None:  # before asking for a password it could not be given
+            raise RoleError(f'role "{name}" does not exist', code="not-found")
+        password = _new_password(password_stdin)
         db.set_role_password(name, password)
     click.echo(f"role {name}: password changed")
 

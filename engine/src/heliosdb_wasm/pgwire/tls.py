@@ -56,7 +56,9 @@ class TlsConfig:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
-            context.load_cert_chain(cert_path, key_path)
+            # An encrypted key would make OpenSSL ask for its passphrase on
+            # the terminal, hanging a server started by a service manager.
+            context.load_cert_chain(cert_path, key_path, password=_no_passphrase)
         except ssl.SSLError as exc:
             reason = getattr(exc, "reason", None) or str(exc)
             if reason == "KEY_VALUES_MISMATCH":
@@ -70,6 +72,13 @@ class TlsConfig:
         except OSError as exc:
             raise InvalidArgument(f"cannot load the TLS certificate or key: {exc}") from None
         return cls(context, required, _end_point_hash(cert_path.read_bytes()), str(cert_path))
+
+
+def _no_passphrase() -> bytes:
+    raise InvalidArgument(
+        "the TLS key is encrypted: give the server an unencrypted key file, readable only "
+        "by the user it runs as"
+    )
 
 
 def _end_point_hash(pem: bytes) -> bytes | None:

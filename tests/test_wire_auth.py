@@ -399,9 +399,11 @@ def test_a_role_row_changed_outside_the_engine_lets_nobody_in(tmp_path: Path) ->
     conn = apsw.Connection(str(path))
     conn.execute("UPDATE _heliosdb_roles SET can_login = 1 WHERE name = 'bob'")
     conn.close()
-    with h.Database.open(path) as db, pytest.raises(h.RegistryError) as err:
-        db.role("bob")
-    assert err.value.code == "tampered"
+    with h.Database.open(path) as db:
+        with pytest.raises(h.RegistryError) as err:
+            db.role("bob")
+        assert err.value.code == "tampered"
+        assert [r.name for r in db.roles()] == ["alice", "carol"]  # listed without it
     with serving(path) as srv, pytest.raises(psycopg.OperationalError, match="password auth"):
         connect(srv, "bob")
 

@@ -699,9 +699,19 @@ class Database:
 
     @_serialized
     def roles(self) -> list[Role]:
-        """Every role, by name."""
+        """Every role, by name; one whose row was changed outside the engine
+        is left out (with a warning), as it cannot log in either."""
+        found = []
         with self.session.internal():
-            return self.registry.roles()
+            for name in self.registry.role_names():
+                try:
+                    role = self.registry.role(name)
+                except RegistryError as exc:
+                    _log.warning("role %s is not available: %s", name, exc)
+                    continue
+                if role is not None:
+                    found.append(role)
+        return found
 
     @_serialized
     def plugin_specs(self) -> list[tuple[PluginSpec, int]]:

@@ -346,11 +346,9 @@ class Registry:
         row = self._one(f"SELECT {_ROLE_COLUMNS} FROM _heliosdb_roles WHERE name = ?", (name,))
         return None if row is None else self._role(row)
 
-    def roles(self) -> list[Role]:
-        rows = self.conn.cursor().execute(
-            f"SELECT {_ROLE_COLUMNS} FROM _heliosdb_roles ORDER BY name"
-        )
-        return [self._role(tuple(r)) for r in rows]
+    def role_names(self) -> list[str]:
+        rows = self.conn.cursor().execute("SELECT name FROM _heliosdb_roles ORDER BY name")
+        return [str(r[0]) for r in rows]
 
     def _role(self, row: tuple[Any, ...]) -> Role:
         name, verifier, can_login, created, updated, seal = row

@@ -233,7 +233,7 @@ def pg_cluster() -> Iterator[pgcluster.Cluster]:
 
 # --- scripted query-hook plugins (tests/test_plugins.py and the plugin tools' tests) ---
 
-_PRELUDE = """
+PLUGIN_PRELUDE = """
   (import "heliosdb" "heliosdb_return" (func $return (param i32 i32 i32)))
   (memory (export "memory") 1)
   (func (export "heliosdb_abi_version") (result i32) (i32.const 1))
@@ -254,7 +254,7 @@ def scripted(answers: Mapping[str, Any]) -> bytes:
     """A module whose hooks answer fixed verdicts: hook -> verdict dict, or
     "trap" for a hook that traps, or "echo" for one that returns its request
     as its verdict (only useful to make malformed answers)."""
-    body = [_PRELUDE]
+    body = [PLUGIN_PRELUDE]
     offset = 64
     for hook, answer in answers.items():
         export = hook.replace("-", "_")
@@ -305,7 +305,7 @@ def run_sql(session: Any, sql: str, params: Any) -> h.Result:
 
 
 def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[Any, int]:
-    """`heliosdb-wasm serve` in a process of its own, and its port."""
+    """`heliosdb-wasm serve --auth trust` in a process of its own, and its port."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -316,6 +316,8 @@ def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tupl
             str(tmp_path / "s.db"),
             "--port",
             "0",
+            "--auth",
+            "trust",
             *args,
         ],
         stdout=subprocess.PIPE,

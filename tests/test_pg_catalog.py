@@ -33,7 +33,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     )
     numeric_procedure(db, "add_i64", "(a BIGINT, b BIGINT) RETURNS BIGINT")
     db.close()
-    with Server(tmp_path / "shop.db", port=0, limits=TEST_LIMITS) as srv:
+    with Server(tmp_path / "shop.db", auth="trust", port=0, limits=TEST_LIMITS) as srv:
         yield srv
 
 

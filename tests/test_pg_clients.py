@@ -44,7 +44,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     numeric_procedure(db, "add_i64", "(a BIGINT, b BIGINT) RETURNS BIGINT")
     numeric_procedure(db, "mul_f64", "(a DOUBLE, b DOUBLE) RETURNS DOUBLE")
     db.close()
-    with Server(tmp_path / "clients.db", port=0, limits=TEST_LIMITS) as srv:
+    with Server(tmp_path / "clients.db", auth="trust", port=0, limits=TEST_LIMITS) as srv:
         yield srv
 
 
@@ -533,7 +533,7 @@ def test_copy_runs_through_the_executor_plugins_wrap(tmp_path: Path) -> None:
     with h.Database.open(tmp_path / "guarded.db") as db:
         db.execute("CREATE TABLE secrets (v TEXT)")
     with (
-        Server(tmp_path / "guarded.db", port=0, executor=guarded) as server,
+        Server(tmp_path / "guarded.db", auth="trust", port=0, executor=guarded) as server,
         connect(server, autocommit=True) as conn,
     ):
         with conn.cursor().copy("COPY secrets FROM STDIN") as copy:
@@ -555,7 +555,7 @@ def test_pgbench_initializes_and_runs_in_every_protocol_mode(tmp_path: Path) -> 
         numeric_procedure(db, "add_i64", "(a BIGINT, b BIGINT) RETURNS BIGINT")
     script = tmp_path / "call.sql"
     script.write_text("\\set a random(1, 1000)\nSELECT add_i64(:a, 1);\n")
-    with Server(tmp_path / "bench.db", port=0, limits=TEST_LIMITS) as server:
+    with Server(tmp_path / "bench.db", auth="trust", port=0, limits=TEST_LIMITS) as server:
         host, port = server.address
         target = ["-h", host, "-p", str(port), "-U", "tester", "shop"]
 

@@ -40,7 +40,9 @@ ADD = "(a BIGINT, b BIGINT) RETURNS BIGINT"
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    with Server(tmp_path / "wire.db", port=0, limits=TEST_LIMITS, allow_ddl=True) as srv:
+    with Server(
+        tmp_path / "wire.db", auth="trust", port=0, limits=TEST_LIMITS, allow_ddl=True
+    ) as srv:
         yield srv
 
 
@@ -447,7 +449,7 @@ def test_protected_variables_cannot_be_set(tmp_path: Path) -> None:
         return execute_statement(session, sql, params)
 
     with (
-        Server(tmp_path / "p.db", port=0, executor=guarded) as srv,
+        Server(tmp_path / "p.db", auth="trust", port=0, executor=guarded) as srv,
         connect(srv, autocommit=True) as conn,
     ):
         assert conn.execute("SHOW myapp.tenant").fetchone() == ("acme",)
@@ -555,7 +557,10 @@ def test_a_custom_executor_sees_every_statement(tmp_path: Path) -> None:
             raise WireError("42501", "rejected by policy", hint="ask nicely")
         return execute_statement(session, sql, params)
 
-    with Server(tmp_path / "e.db", port=0, executor=recording) as srv, connect(srv) as conn:
+    with (
+        Server(tmp_path / "e.db", auth="trust", port=0, executor=recording) as srv,
+        connect(srv) as conn,
+    ):
         conn.execute("CREATE TABLE ex(x INTEGER)")  # BEGIN first (not autocommit)
         conn.execute("INSERT INTO ex VALUES (%s)", (5,))
         conn.cursor().executemany("INSERT INTO ex VALUES (%s)", [(6,), (7,)])
@@ -672,7 +677,7 @@ def test_cancel_interrupts_a_running_query(server: Server) -> None:
 
 
 def test_stop_closes_client_connections(tmp_path: Path) -> None:
-    srv = Server(tmp_path / "s.db", port=0)
+    srv = Server(tmp_path / "s.db", auth="trust", port=0)
     srv.start()
     conn = connect(srv, autocommit=True)
     assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -683,7 +688,7 @@ def test_stop_closes_client_connections(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         socket.create_connection(srv.address, timeout=1).close()
     with pytest.raises(h.InvalidArgument, match="database file"):
-        Server(":memory:", port=0)
+        Server(":memory:", auth="trust", port=0)
 
 
 # --- psql and the CLI -----------------------------------------------------------------------
@@ -755,6 +760,8 @@ def test_cli_serve(tmp_path: Path) -> None:
             str(tmp_path / "c.db"),
             "--port",
             "0",
+            "--auth",
+            "trust",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -862,7 +869,7 @@ def test_clients_may_not_run_ddl_or_touch_the_engines_tables_by_default(tmp_path
             f"CREATE PROCEDURE calc{ADD} LANGUAGE wasm USING EXPORT 'add_i64'"
             f" AS $wasm${b64(wasm_of('numeric'))}$wasm$"
         )
-    with Server(path, port=0) as srv, connect(srv, autocommit=True) as conn:
+    with Server(path, auth="trust", port=0) as srv, connect(srv, autocommit=True) as conn:
         assert conn.execute("SELECT calc(40, 2)").fetchone() == (42,)
         for sql in (
             f"CREATE PROCEDURE evil{ADD} LANGUAGE wasm USING EXPORT 'add_i64'"

@@ -261,7 +261,9 @@ def test_a_psycopg_client_joins_its_trace_by_startup_option_and_by_set(
     tmp_path: Path, pipeline: Pipeline, exporter: InMemorySpanExporter
 ) -> None:
     pipeline.install(spec("gate", {"pre-parse": allow()}))
-    with Server(tmp_path / "t.db", port=0, executor=pipeline.executor(execute_statement)) as server:
+    with Server(
+        tmp_path / "t.db", port=0, executor=pipeline.executor(execute_statement), auth="trust"
+    ) as server:
         host, port = server.address
         options = f"-c traceparent={TRACEPARENT}"
         with psycopg.connect(

@@ -20,8 +20,8 @@ import pytest
 import wasmtime
 
 import heliosdb_wasm as h
+from conftest import PLUGIN_PRELUDE, allow, reject, run_sql, scripted, spec
 from conftest import PipelineSession as Session
-from conftest import allow, reject, run_sql, scripted, spec
 from heliosdb_wasm import sqlast
 from heliosdb_wasm.errors import PluginError, PluginRejected
 from heliosdb_wasm.plugins.manifest import PipelineSettings, PluginSpec, read_manifest
@@ -503,3 +503,75 @@ def test_plugin_log_lines_are_json_with_the_plugin_fields() -> None:
         "rollback",
     )
     assert "stage" not in doc and doc["time"].endswith("Z")
+
+
+def only_user(user: str) -> bytes:
+    """A pre-parse hook that allows a statement only when the context's
+    ``user`` is ``user`` (it looks for ``"user":"<user>"`` in its request,
+    the context's field: the connection's pairs are written ``"user","x"``)."""
+    needle = json.dumps({"user": user}, separators=(",", ":"))[1:-1].encode()
+    yes = json.dumps(allow(seen=user)).encode()
+    no = json.dumps(reject("28000", "not the expected user")).encode()
+
+    def data(offset: int, raw: bytes) -> str:
+        escaped = "".join(f"\\{b:02x}" for b in raw)
+        return f'(data (i32.const {offset}) "{escaped}")'
+
+    yes_at, no_at, needle_at = 64, 2048, 4096
+    wat = f"""(module {PLUGIN_PRELUDE}
+      {data(yes_at, yes)} {data(no_at, no)} {data(needle_at, needle)}
+      (func (export "pre_parse") (param $p i32) (param $n i32)
+        (local $i i32) (local $j i32)
+        (block $done
+          (loop $outer
+            (br_if $done
+              (i32.gt_u (i32.add (local.get $i) (i32.const {len(needle)})) (local.get $n)))
+            (local.set $j (i32.const 0))
+            (block $mismatch
+              (loop $inner
+                (if (i32.eq (local.get $j) (i32.const {len(needle)}))
+                  (then
+                    (call $return (i32.const 3) (i32.const {yes_at}) (i32.const {len(yes)}))
+                    (return)))
+                (br_if $mismatch
+                  (i32.ne
+                    (i32.load8_u
+                      (i32.add (local.get $p) (i32.add (local.get $i) (local.get $j))))
+                    (i32.load8_u (i32.add (i32.const {needle_at}) (local.get $j)))))
+                (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                (br $inner)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $outer)))
+        (call $return (i32.const 3) (i32.const {no_at}) (i32.const {len(no)}))))"""
+    return bytes(wasmtime.wat2wasm(wat))
+
+
+def test_a_plugin_sees_the_role_scram_authenticated(tmp_path: Path) -> None:
+    import psycopg
+
+    from heliosdb_wasm.pgwire import Server, execute_statement
+
+    path = tmp_path / "roles.db"
+    with h.Database.open(path) as db:
+        db.create_role("alice", "alice-password")
+        db.create_role("bob", "bob-password")
+    pipeline = Pipeline()
+    pipeline.install(PluginSpec(name="gate", wasm=only_user("alice"), origin="<gate>"))
+    try:
+        with Server(path, port=0, executor=pipeline.executor(execute_statement)) as server:
+            host, port = server.address
+            args: dict[str, Any] = {"host": host, "port": port, "dbname": "roles"}
+            with psycopg.connect(**args, user="alice", password="alice-password") as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+                assert conn.execute("SHOW seen").fetchone() == ("alice",)
+            with (
+                psycopg.connect(**args, user="bob", password="bob-password") as conn,
+                pytest.raises(psycopg.errors.InvalidAuthorizationSpecification),
+            ):
+                conn.execute("SELECT 1")
+            # Naming alice is not being alice: the plugin never runs for a
+            # client that did not prove her password.
+            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+                psycopg.connect(**args, user="alice", password="bob-password")
+    finally:
+        pipeline.close()

@@ -1,8 +1,10 @@
 """The query-hook plugins demo: `nox -s demo` runs it after the SQL demo.
 
-Starts `heliosdb-wasm serve` with examples/plugins/plugins.toml in front of a
-small multi-tenant shop, then connects with psycopg as an analyst of each
-tenant and as an admin (each with a signed JWT), and shows what each sees.
+Creates a role per user (`heliosdb-wasm role create`, passwords kept as
+SCRAM-SHA-256 verifiers), starts `heliosdb-wasm serve` with
+examples/plugins/plugins.toml in front of a small multi-tenant shop, then
+connects with psycopg and a password as an analyst of each tenant and as an
+admin (each also with a signed JWT), and shows what each sees.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ INSERT INTO customers VALUES
 INSERT INTO orders VALUES (10, 'acme', 1, 100.0), (11, 'acme', 2, 50.0),
                           (12, 'globex', 3, 999.0);
 """
+# The demo's users and their passwords (a real deployment would not keep
+# them in a file).
+USERS = {"ann": "ann-demo-pw", "gus": "gus-demo-pw", "root": "root-demo-pw", "eve": "eve-demo-pw"}
 QUERY = (
     "SELECT c.name, c.ssn, c.email, o.total FROM customers c"
     " JOIN orders o ON o.customer_id = c.id ORDER BY o.id"
@@ -69,6 +74,13 @@ def main() -> int:
         subprocess.run(
             ["heliosdb-wasm", "sql", "--db", str(db), SEED], check=True, stdout=subprocess.DEVNULL
         )
+        for user, password in USERS.items():
+            subprocess.run(
+                ["heliosdb-wasm", "role", "create", user, "--db", str(db), "--password-stdin"],
+                input=password + "\n",
+                text=True,
+                check=True,
+            )
         server = subprocess.Popen(
             [
                 "heliosdb-wasm",
@@ -88,7 +100,11 @@ def main() -> int:
         )
         try:
             assert server.stdout is not None
-            banner = [server.stdout.readline() for _ in range(5)]
+            banner = []
+            while not banner or not banner[-1].startswith("metrics at"):
+                banner.append(server.stdout.readline())
+                if not banner[-1]:
+                    raise SystemExit("the server did not start: " + "".join(banner))
             print("".join(banner), end="")
             port = int(re.search(r"listening on [\d.]+:(\d+)", banner[0]).group(1))  # type: ignore[union-attr]
             metrics = re.search(r"(http://\S+/metrics)", "".join(banner))
@@ -102,6 +118,7 @@ def main() -> int:
                     host="127.0.0.1",
                     port=port,
                     user=who,
+                    password=USERS[who],
                     dbname="shop",
                     options=f"-c jwt={token(who, tenant, role)}",
                     autocommit=True,
@@ -112,9 +129,20 @@ def main() -> int:
                         conn.execute("SET tenant = 'globex'")
                     except psycopg.errors.InsufficientPrivilege as exc:
                         print("   SET tenant refused:", str(exc).splitlines()[0])
-            print("\n-- no token")
+            print("\n-- a wrong password")
+            try:
+                psycopg.connect(host="127.0.0.1", port=port, user="ann", password="guess",
+                                dbname="shop")  # fmt: skip
+            except psycopg.OperationalError as exc:
+                print("   refused:", str(exc).strip().splitlines()[-1])
+            print("\n-- a password but no token")
             with psycopg.connect(
-                host="127.0.0.1", port=port, user="eve", dbname="shop", autocommit=True
+                host="127.0.0.1",
+                port=port,
+                user="eve",
+                password=USERS["eve"],
+                dbname="shop",
+                autocommit=True,
             ) as conn:
                 try:
                     conn.execute(QUERY)

@@ -870,7 +870,7 @@ def plugin_latency(report: Report, queries: int) -> None:
                     )
                 )
             executor = pipeline.executor(execute_statement)
-            with Server(db, port=0, executor=executor) as server:
+            with Server(db, auth="trust", port=0, executor=executor) as server:
                 host, port = server.address
                 options = f"-c jwt={_bench_jwt('bench', 'acme')} -c tenant=acme"
                 with psycopg.connect(
@@ -1002,7 +1002,7 @@ def wire_throughput(report: Report, secs: int, pg: Postgres | None) -> None:
         targets: dict[str, tuple[str, int, str, str]] = {}
         servers: list[Server] = []
         try:
-            local = Server(db, port=0)
+            local = Server(db, port=0, auth="trust")
             local.start()
             servers.append(local)
             targets["serve"] = (*local.address, "bench", "bench")

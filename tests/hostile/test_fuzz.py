@@ -4,7 +4,8 @@ The DDL parser and the statement splitter get statements built from the
 grammar (keywords, numbers of every size, strings with NUL and lone
 surrogates, deep nesting, unterminated quotes) and then mutated; the archive
 reader gets valid archives mutated byte by byte and member by member; the
-PostgreSQL wire decoders get random bytes. The property is always the same:
+PostgreSQL wire decoders, the SCRAM exchange and the role statements get
+random bytes and words. The property is always the same:
 a result, or a ProcedureError (or the module's own typed error: WireError
 and the protocol violation of pgwire), never any other exception.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -735,3 +737,71 @@ def test_wire_message_bodies_read_or_fail_as_protocol_violations(
         reader: Any = getattr(body, op)
         with contextlib.suppress(WIRE_ERRORS):
             reader(n) if op == "take" else reader()
+
+
+class _Sasl:
+    """The connection's side of a SCRAM exchange, answering with fuzzed bytes."""
+
+    def __init__(self, messages: list[bytes]) -> None:
+        self.messages = messages
+
+    def send_auth(self, code: int, payload: bytes = b"") -> None:
+        pass
+
+    def read_sasl(self) -> protocol.Body:
+        if not self.messages:
+            raise protocol.Disconnected("no more")
+        return protocol.Body(self.messages.pop(0))
+
+
+sasl_text = st.one_of(
+    st.binary(max_size=80),
+    st.lists(
+        st.sampled_from(["n", "y", "p=tls-server-end-point", ",", "n=", "r=", "c=", "p=", "a=",
+                         "m=", "biws", "x", "=", "\0", "\xff", "abc"]),
+        max_size=16,
+    ).map(lambda parts: "".join(parts).encode("utf-8", "surrogateescape")),
+)  # fmt: skip
+
+
+@fuzz(300)
+@given(
+    mechanism=st.sampled_from([b"SCRAM-SHA-256", b"SCRAM-SHA-256-PLUS", b"", b"x\xff"]),
+    first=sasl_text,
+    final=sasl_text,
+    length_delta=st.integers(-3, 3),
+    binding=st.sampled_from([None, b"\1" * 32]),
+)
+def test_a_scram_exchange_authenticates_nobody_it_should_not(
+    mechanism: bytes, first: bytes, final: bytes, length_delta: int, binding: bytes | None
+) -> None:
+    from heliosdb_wasm.pgwire import auth
+    from heliosdb_wasm.roles import make_verifier
+
+    role = h.Role("alice", True, 0.0, 0.0, make_verifier("pw", iterations=1))
+    initial = mechanism + b"\0" + struct.pack("!i", len(first) + length_delta) + first
+    wire = _Sasl([initial, final])
+    with pytest.raises((protocol.Terminate, protocol.ProtocolViolation, protocol.Disconnected)):
+        auth.scram(wire, "alice", lambda: auth.Credentials.of(role, "alice", b"s"), binding)
+
+
+role_words = st.lists(
+    st.sampled_from(["WITH", "LOGIN", "NOLOGIN", "PASSWORD", "ENCRYPTED", "NULL", "'s3cr3t'",
+                     "$$s3cr3t$$", "E", "'s3cr3t", "SUPERUSER", "IF", "EXISTS", ",", "x", '"Q"',
+                     "CURRENT_USER", "RENAME", "TO", ";", "\0", "nosuperuser"]),
+    max_size=8,
+)  # fmt: skip
+
+
+@fuzz(300)
+@given(verb=st.sampled_from(["CREATE ROLE", "ALTER USER", "DROP ROLE"]), words=role_words)
+def test_role_statements_parse_or_fail_without_quoting_a_password(
+    verb: str, words: list[str]
+) -> None:
+    from heliosdb_wasm.pgwire import roles
+
+    sql = " ".join([verb, *words])
+    try:
+        roles._parse(sql)
+    except pgwire.WireError as exc:
+        assert "s3cr3t" not in exc.message and "s3cr3t" not in (exc.hint or "")

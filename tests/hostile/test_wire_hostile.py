@@ -61,7 +61,9 @@ def no_tracebacks(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
 
 @contextmanager
 def serving(tmp_path: Path, **limits: Any) -> Iterator[Server]:
-    with Server(tmp_path / "wire.db", port=0, wire_limits=WireLimits(**limits)) as srv:
+    with Server(
+        tmp_path / "wire.db", auth="trust", port=0, wire_limits=WireLimits(**limits)
+    ) as srv:
         yield srv
         connections_end(srv)
 
@@ -617,6 +619,7 @@ def test_threads_return_to_their_baseline_after_every_kind_of_abuse(tmp_path: Pa
     before = threading.active_count()
     srv = Server(
         tmp_path / "leak.db",
+        auth="trust",
         port=0,
         wire_limits=WireLimits(
             max_connections=8,
@@ -690,6 +693,8 @@ def test_serve_flags_set_the_wire_limits(tmp_path: Path) -> None:
             str(tmp_path / "c.db"),
             "--port",
             "0",
+            "--auth",
+            "trust",
             "--max-connections",
             "1",
             "--statement-timeout",

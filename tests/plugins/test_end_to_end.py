@@ -162,7 +162,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     pipeline = Pipeline()
     pipeline.watch(path)
     try:
-        with Server(db, port=0, executor=pipeline.executor(execute_statement)) as server:
+        with Server(
+            db, auth="trust", port=0, executor=pipeline.executor(execute_statement)
+        ) as server:
             yield Stack(server, pipeline, path)
     finally:
         pipeline.close()
@@ -232,7 +234,9 @@ def test_the_rate_limit_rejects_the_extra_statements(tmp_path: Path) -> None:
     pipeline = Pipeline()
     pipeline.watch(path)
     try:
-        with Server(db, port=0, executor=pipeline.executor(execute_statement)) as server:
+        with Server(
+            db, auth="trust", port=0, executor=pipeline.executor(execute_statement)
+        ) as server:
             stack = Stack(server, pipeline, path)
             with stack.connect(jwt("busy", "acme")) as conn:
                 for _ in range(5):

@@ -22,11 +22,13 @@ from .errors import (
     ProcedureTrap,
     RegistryError,
     ResourceLimitExceeded,
+    RoleError,
     SqlError,
     UserError,
 )
 from .policy import Capabilities, Limits
 from .registry import ProcedureVersion
+from .roles import Role
 from .telemetry import LogRecord
 from .values import Column, Signature, SqlType
 
@@ -49,6 +51,8 @@ __all__ = [
     "RegistryError",
     "ResourceLimitExceeded",
     "Result",
+    "Role",
+    "RoleError",
     "Signature",
     "SqlError",
     "SqlType",

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -16,8 +17,9 @@ import click
 
 from . import archive, ddl, scaffold
 from .database import Database, Result
-from .errors import InvalidArgument, ProcedureError, ProcedureTrap
+from .errors import InvalidArgument, ProcedureError, ProcedureTrap, RoleError
 from .registry import ProcedureVersion
+from .roles import check_name as check_role_name
 from .values import SqlValue
 
 if TYPE_CHECKING:
@@ -1145,6 +1147,105 @@ def plugin_replay(
         sys.exit(1)
 
 
+# --- roles (who may log in to `serve`) ------------------------------------------------
+
+
+@main.group()
+def role() -> None:
+    """Create, list and drop the roles clients of `serve` log in as."""
+
+
+_password_stdin_option = click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input (for scripts).",
+)
+
+
+def _new_password(from_stdin: bool) -> str:
+    """A password from stdin's first line, or typed twice at a hidden prompt."""
+    if from_stdin:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        if not password:
+            raise click.UsageError("--password-stdin: standard input has no password")
+        return password.removesuffix("\r")
+    if not sys.stdin.isatty():
+        raise click.UsageError("no terminal to ask for the password on: use --password-stdin")
+    text: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return text
+
+
+@role.command("create")
+@_db_option
+@_password_stdin_option
+@click.option(
+    "--login/--no-login",
+    default=True,
+    show_default=True,
+    help="Whether the role may log in (a role that may not is refused like a wrong password).",
+)
+@click.argument("name")
+def role_create(db_path: str, password_stdin: bool, login: bool, name: str) -> None:
+    """Create role NAME with a password (stored as a SCRAM-SHA-256 verifier)."""
+    check_role_name(name)  # before asking for a password it could not be given
+    password = _new_password(password_stdin)
+    with Database.open(db_path) as db:
+        created = db.create_role(name, password, login=login)
+    click.echo(f"role {created.name} created{'' if created.login else ' (cannot log in)'}")
+
+
+@role.command("password")
+@_db_option
+@_password_stdin_option
+@click.argument("name")
+def role_password(db_path: str, password_stdin: bool, name: str) -> None:
+    """Give role NAME a new password."""
+    with Database.open(db_path) as db:
+        if db.role(name) is None:  # before asking for a password it could not be given
+            raise RoleError(f'role "{name}" does not exist', code="not-found")
+        password = _new_password(password_stdin)
+        db.set_role_password(name, password)
+    click.echo(f"role {name}: password changed")
+
+
+@role.command("drop")
+@_db_option
+@click.option("--if-exists", is_flag=True)
+@click.argument("name")
+def role_drop(db_path: str, if_exists: bool, name: str) -> None:
+    """Drop role NAME (connections it has open stay open until they end)."""
+    with Database.open(db_path) as db:
+        dropped = db.drop_role(name, if_exists=if_exists)
+    click.echo(f"role {name}: {'dropped' if dropped else 'did not exist'}")
+
+
+@role.command("list")
+@_db_option
+@_json_option
+def role_list(db_path: str, as_json: bool) -> None:
+    """List roles (never their passwords or verifiers)."""
+    roles = _read_db(db_path, as_json, lambda db: db.roles())
+    records = [
+        {
+            "name": r.name,
+            "login": r.login,
+            "password": r.has_password,
+            "created_at": r.created_at,
+            "updated_at": r.updated_at,
+        }
+        for r in roles
+    ]
+    _listing(
+        records,
+        as_json,
+        name=lambda r: r["name"],
+        login=lambda r: "yes" if r["login"] else "no",
+        password=lambda r: "SCRAM-SHA-256" if r["password"] else "none",
+        changed=lambda r: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["updated_at"])),
+    )
+
+
 # --- the PostgreSQL wire protocol ----------------------------------------------------
 
 # serve's flags, one per pgwire.WireLimits field: (type, metavar, help). The
@@ -1211,6 +1312,33 @@ def _wire_limit_options(command: Callable[..., None]) -> Callable[..., None]:
 @_db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5433, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--auth",
+    type=click.Choice(["scram", "trust"]),
+    default="scram",
+    show_default=True,
+    help="scram: roles of the database prove their password (SCRAM-SHA-256; see "
+    "`heliosdb-wasm role create`). trust: anyone is let in as the user they name "
+    "(loopback addresses only).",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The server's TLS certificate (PEM, chain after it): clients asking for TLS "
+    "(sslmode=require, verify-full) get it.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The certificate's private key (PEM, unencrypted).",
+)
+@click.option(
+    "--tls",
+    "tls_mode",
+    type=click.Choice(["prefer", "require"]),
+    help="With --tls-cert: prefer (the default) also serves plaintext clients; require "
+    "refuses them (FATAL 28000).",
+)
 @click.option(
     "--plugins",
     "plugins_path",
@@ -1282,6 +1410,10 @@ def serve(
     db_path: str,
     host: str,
     port: int,
+    auth: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_mode: str | None,
     plugins_path: Path | None,
     plugins_dir: Path | None,
     metrics_port: int | None,
@@ -1297,17 +1429,41 @@ def serve(
 ) -> None:
     """Serve the database to PostgreSQL clients (psql, psycopg, ...) until Ctrl-C.
 
-    Every statement passes through the query-hook plugins of --plugins,
-    --plugins-dir and the database itself (CREATE PLUGIN); see
-    docs/plugins.md. The limits on what one client may cost are explained
-    in docs/security.md. With --upstream, the statements go to that
-    PostgreSQL server instead (docs/pgwire.md, proxy mode).
+    Clients log in as roles of the database with their password (--auth
+    scram, the default; create one with `heliosdb-wasm role create NAME
+    --db FILE`), over TLS when the server has a certificate (--tls-cert,
+    --tls-key). Every statement passes through the query-hook plugins of
+    --plugins and of the database itself (CREATE PLUGIN); see
+    docs/plugins.md. Authentication, TLS and the limits on what one client
+    may cost are explained in docs/security.md.
+    With --upstream, the statements go to that PostgreSQL server instead,
+    which authenticates each client itself (--auth is then not used;
+    docs/pgwire.md, proxy mode).
     """
     from .pgwire import Server, WireLimits, execute_statement
     from .pgwire.proxy import Upstream
+    from .pgwire.server import is_loopback
+    from .pgwire.tls import TlsConfig
     from .plugins.capture import Capture
     from .plugins.metrics import JsonLogFormatter, MetricsServer
     from .plugins.pipeline import Pipeline
+
+    if auth == "trust" and not is_loopback(host):
+        raise click.UsageError(
+            f"--auth trust is allowed only on a loopback address (127.0.0.1, ::1, localhost), "
+            f"not --host {host}: anyone who can reach it could log in as any user. "
+            "Use --auth scram with roles (heliosdb-wasm role create)."
+        )
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_mode is not None and tls_cert is None:
+        raise click.UsageError(f"--tls {tls_mode} needs a certificate: --tls-cert and --tls-key")
+    tls: TlsConfig | None = None
+    if tls_cert is not None and tls_key is not None:
+        try:
+            tls = TlsConfig.load(tls_cert, tls_key, required=tls_mode == "require")
+        except InvalidArgument as exc:
+            raise click.UsageError(exc.message) from None
 
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter())
@@ -1344,6 +1500,8 @@ def serve(
             wire_limits=limits,
             upstream=target,
             pipeline=pipeline,
+            auth="trust" if auth == "trust" else "scram",
+            tls=tls,
         )
         if metrics_port is not None:
             metrics = MetricsServer(pipeline.metrics, host, metrics_port)
@@ -1359,6 +1517,22 @@ def serve(
     bound_host, bound_port = server.address
     served = f"database {db_path}" if target is None else f"proxy to {target.host}:{target.port}"
     click.echo(f"listening on {bound_host}:{bound_port} ({served}); Ctrl-C stops")
+    secured = "no TLS"
+    if tls is not None:
+        secured = f"TLS {'required' if tls.required else 'offered'} ({tls.cert_file})"
+    if target is not None:
+        auth = "PostgreSQL's (relayed)"
+    click.echo(f"authentication: {auth}; {secured}")
+    if target is None and auth == "scram":
+        with Database.open(db_path) as db:
+            can_log_in = [r.name for r in db.roles() if r.login and r.has_password]
+        if not can_log_in:
+            click.secho(
+                "hint: no role can log in yet; create one with "
+                f"`heliosdb-wasm role create NAME --db {db_path}`",
+                fg="yellow",
+                err=True,
+            )
     for row in pipeline.plugins():
         click.echo(f"plugin {row['name']} v{row['version']}: {', '.join(row['hooks'])}")
     if metrics is not None:

@@ -30,6 +30,7 @@ from .errors import (
     ProcedureError,
     RegistryError,
     ResourceLimitExceeded,
+    RoleError,
     SqlError,
 )
 from .hostapi import Connection, Session, sql_error
@@ -52,6 +53,8 @@ from .plugins.manifest import (
 from .plugins.version import check as check_plugin
 from .policy import Capabilities, Limits
 from .registry import Extension, ProcedureVersion, Registry, sha256_hex
+from .roles import Role, verifier_for
+from .roles import check_name as check_role_name
 from .runtime import Runtime, default_runtime
 from .singlestore.archive import SingleStoreArchive
 from .tables import TableModule
@@ -691,6 +694,87 @@ class Database:
                 )
             doc["candidate"] = {"percent": stmt.candidate_percent}
         self.registry.rewrite_plugin(stmt.name, version + 1, doc, wasm, candidate)
+
+    # -- roles (who may log in to the wire endpoint; roles.py) ---------------------
+
+    @_serialized
+    def create_role(self, name: str, password: str | None = None, *, login: bool = True) -> Role:
+        """Create a role. ``password`` is a plain password (hashed here into a
+        SCRAM-SHA-256 verifier; the password itself is never stored) or a
+        ready-made verifier; None leaves the role without one, so it cannot
+        log in with SCRAM until it gets one. RoleError for a bad name or
+        password (``invalid-name``, ``name-too-long``, ``reserved-name``,
+        ``invalid-password``, ``md5-password``) or a name taken
+        (``already-exists``)."""
+        check_role_name(name)
+        verifier = None if password is None else verifier_for(password)
+        with self.session.internal(), self._atomic():
+            if self.registry.role(name) is not None:
+                raise RoleError(f'role "{name}" already exists', code="already-exists")
+            self.registry.put_role(name, verifier, login, new=True)
+            created = self.registry.role(name)
+        assert created is not None
+        return created
+
+    @_serialized
+    def set_role_password(self, name: str, password: str | None) -> Role:
+        """Give a role a new password (or a verifier; None: no password)."""
+        verifier = None if password is None else verifier_for(password)
+        return self._alter_role(name, lambda role: (verifier, role.login))
+
+    @_serialized
+    def set_role_login(self, name: str, login: bool) -> Role:
+        """Whether a role may log in (PostgreSQL's LOGIN / NOLOGIN)."""
+        return self._alter_role(name, lambda role: (role.verifier, login))
+
+    def _alter_role(self, name: str, change: Callable[[Role], tuple[str | None, bool]]) -> Role:
+        with self.session.internal(), self._atomic():
+            role = self._existing_role(name)
+            verifier, login = change(role)
+            self.registry.put_role(name, verifier, login, new=False)
+            changed = self.registry.role(name)
+        assert changed is not None
+        return changed
+
+    def _existing_role(self, name: str) -> Role:
+        role = self.registry.role(name)
+        if role is None:
+            raise RoleError(f'role "{name}" does not exist', code="not-found")
+        return role
+
+    @_serialized
+    def drop_role(self, name: str, *, if_exists: bool = False) -> bool:
+        """Drop a role; whether there was one (RoleError ``not-found``
+        unless ``if_exists``)."""
+        with self.session.internal(), self._atomic():
+            if self.registry.role(name) is None:
+                if if_exists:
+                    return False
+                self._existing_role(name)
+            self.registry.drop_role(name)
+        return True
+
+    @_serialized
+    def role(self, name: str) -> Role | None:
+        """The role ``name`` (case-sensitive), with its verifier."""
+        with self.session.internal():
+            return self.registry.role(name)
+
+    @_serialized
+    def roles(self) -> list[Role]:
+        """Every role, by name; one whose row was changed outside the engine
+        is left out (with a warning), as it cannot log in either."""
+        found = []
+        with self.session.internal():
+            for name in self.registry.role_names():
+                try:
+                    role = self.registry.role(name)
+                except RegistryError as exc:
+                    _log.warning("role %s is not available: %s", name, exc)
+                    continue
+                if role is not None:
+                    found.append(role)
+        return found
 
     @_serialized
     def plugin_specs(self) -> list[tuple[PluginSpec, int]]:

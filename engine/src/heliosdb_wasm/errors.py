@@ -8,6 +8,8 @@ error crosses the guest boundary in either direction without losing its kind.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from . import _core
 
 
@@ -195,3 +197,28 @@ class PluginError(ProcedureError):
 
     code = "plugin-error"
     sqlstate = "38000"  # external routine exception
+
+
+class RoleError(ProcedureError):
+    """A database role (roles.py) cannot be created, changed or found.
+
+    Codes: ``invalid-name``, ``name-too-long``, ``reserved-name``,
+    ``not-found``, ``already-exists``, ``invalid-password`` (empty, too
+    long, or a malformed SCRAM-SHA-256 verifier), ``md5-password`` (MD5
+    hashes are not accepted). ``sqlstate`` is PostgreSQL's for each.
+    """
+
+    code = "role-error"
+    _SQLSTATES: ClassVar[dict[str, str]] = {
+        "invalid-name": "42602",
+        "name-too-long": "42622",
+        "reserved-name": "42939",
+        "not-found": "42704",
+        "already-exists": "42710",
+        "invalid-password": "22023",
+        "md5-password": "0A000",
+    }
+
+    @property
+    def sqlstate(self) -> str:
+        return self._SQLSTATES.get(self.code, "42000")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +29,10 @@ import apsw
 
 from .errors import ProcedureError, RegistryError
 from .policy import Capabilities, Limits
+from .roles import Role
 from .values import Signature
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS _heliosdb_meta(
@@ -82,6 +84,14 @@ CREATE TABLE IF NOT EXISTS _heliosdb_extensions(
     procedures TEXT NOT NULL,
     installed_at REAL NOT NULL,
     PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS _heliosdb_roles(
+    name TEXT PRIMARY KEY,
+    verifier TEXT CHECK (verifier IS NULL OR verifier LIKE 'SCRAM-SHA-256$%'),
+    can_login INTEGER NOT NULL CHECK (can_login IN (0, 1)),
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    seal TEXT
 );
 """
 
@@ -154,7 +164,15 @@ class Registry:
                 "UPDATE _heliosdb_plugins SET seal = ? WHERE name = ?",
                 (self._plugin_seal(name, version, spec, bytes(wasm)), name),
             )
-        return len(rows) + len(plugins)
+        roles: list[tuple[Any, ...]] = cur.execute(
+            "SELECT name, verifier, can_login FROM _heliosdb_roles"
+        ).fetchall()
+        for name, verifier, can_login in roles:
+            cur.execute(
+                "UPDATE _heliosdb_roles SET seal = ? WHERE name = ?",
+                (self._role_seal(name, verifier, bool(can_login)), name),
+            )
+        return len(rows) + len(plugins) + len(roles)
 
     def _version_seal(self, name: str, version: int, *fields: object) -> str:
         return self.seal("version", str(name).lower(), version, *fields)
@@ -171,6 +189,7 @@ class Registry:
                 "INSERT INTO _heliosdb_meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            self._add_mock_secret()
         elif int(row[0]) < SCHEMA_VERSION:
             self._migrate(int(row[0]))
         elif int(row[0]) > SCHEMA_VERSION:
@@ -197,6 +216,8 @@ class Registry:
             plugin_columns = {r[1] for r in cur.execute("PRAGMA table_info(_heliosdb_plugins)")}
             if "candidate" not in plugin_columns:
                 cur.execute("ALTER TABLE _heliosdb_plugins ADD COLUMN candidate BLOB")
+        if found < 5:  # 5: roles (the table is created above)
+            self._add_mock_secret()
         cur.execute(
             "UPDATE _heliosdb_meta SET value = ? WHERE key = 'schema_version'",
             (str(SCHEMA_VERSION),),
@@ -341,6 +362,65 @@ class Registry:
         if self.plugin_row(name) is None:
             raise RegistryError(f"no plugin named {name}", code="not-found", procedure=name)
         self.conn.cursor().execute("DELETE FROM _heliosdb_plugins WHERE name = ?", (name,))
+
+    # -- roles (the wire endpoint's users; roles.py) ----------------------------
+
+    def _add_mock_secret(self) -> None:
+        """The secret the salts of roles that do not exist are derived from
+        (roles.mock_salt): made once per database, so they stay the same
+        across restarts, as real salts do."""
+        self.conn.cursor().execute(
+            "INSERT OR IGNORE INTO _heliosdb_meta(key, value) VALUES ('scram_mock_secret', ?)",
+            (secrets.token_hex(32),),
+        )
+
+    def mock_secret(self) -> bytes:
+        row = self._one("SELECT value FROM _heliosdb_meta WHERE key = 'scram_mock_secret'")
+        return str(row[0]).encode() if row is not None else b""
+
+    def _role_seal(self, name: str, verifier: str | None, login: bool) -> str:
+        return self.seal("role", name, verifier, login)
+
+    def role(self, name: str) -> Role | None:
+        """The role ``name`` (names are case-sensitive, as PostgreSQL's)."""
+        row = self._one(f"SELECT {_ROLE_COLUMNS} FROM _heliosdb_roles WHERE name = ?", (name,))
+        return None if row is None else self._role(row)
+
+    def role_names(self) -> list[str]:
+        rows = self.conn.cursor().execute("SELECT name FROM _heliosdb_roles ORDER BY name")
+        return [str(r[0]) for r in rows]
+
+    def _role(self, row: tuple[Any, ...]) -> Role:
+        name, verifier, can_login, created, updated, seal = row
+        self._check_seal(f"role {name}", seal, "role", name, verifier, bool(can_login))
+        return Role(
+            name=str(name),
+            login=bool(can_login),
+            created_at=float(created),
+            updated_at=float(updated),
+            verifier=verifier,
+        )
+
+    def put_role(self, name: str, verifier: str | None, login: bool, *, new: bool) -> None:
+        """Create (``new``) or update a role's row."""
+        now = time.time()
+        seal = self._role_seal(name, verifier, login)
+        cur = self.conn.cursor()
+        if new:
+            cur.execute(
+                "INSERT INTO _heliosdb_roles(name, verifier, can_login, created_at, updated_at,"
+                " seal) VALUES (?, ?, ?, ?, ?, ?)",
+                (name, verifier, int(login), now, now, seal),
+            )
+        else:
+            cur.execute(
+                "UPDATE _heliosdb_roles SET verifier = ?, can_login = ?, updated_at = ?, seal = ?"
+                " WHERE name = ?",
+                (verifier, int(login), now, seal, name),
+            )
+
+    def drop_role(self, name: str) -> None:
+        self.conn.cursor().execute("DELETE FROM _heliosdb_roles WHERE name = ?", (name,))
 
     # -- procedures ----------------------------------------------------------
 
@@ -585,6 +665,7 @@ def _extension(row: tuple[Any, ...]) -> Extension:
     )
 
 
+_ROLE_COLUMNS = "name, verifier, can_login, created_at, updated_at, seal"
 _VERSION_COLUMNS = (
     "name, version, abi, export, signature, capabilities, limits, module_sha256, created_at,"
     " wit, seal"

@@ -20,11 +20,18 @@ their types), ``dialect`` (quote-aware scans of SQL text), ``translate``
 built-in functions and ``pg_catalog`` on a client's connection), ``describe``
 (types before a statement runs), ``cursors`` and ``copy`` (SQL cursors,
 prepared statements and COPY), ``errors`` (SQLSTATEs), ``session`` (limits,
-variables, the default executor), ``connection`` (one client), ``watchdog``
-(statement timeouts) and ``server`` (accepting and refusing clients).
+variables, the default executor), ``auth`` (trust and SCRAM-SHA-256 at
+startup), ``tls`` (the server's certificate), ``roles`` (CREATE/ALTER/DROP
+ROLE), ``connection`` (one client), ``watchdog`` (statement timeouts) and
+``server`` (accepting and refusing clients).
 docs/pgwire.md says how PostgreSQL's SQL, catalog and types meet SQLite's.
 
-Deliberate differences from PostgreSQL: no authentication, no TLS; statements
+Clients log in as roles of the database with SCRAM-SHA-256 (``auth="scram"``,
+the default), or as anyone on a loopback address (``auth="trust"``); TLS
+with the operator's certificate (``tls=TlsConfig.load(...)``).
+
+Deliberate differences from PostgreSQL: no pg_hba.conf, no client
+certificates, no role membership or privileges (plugins decide); statements
 of an extended-protocol pipeline without an explicit BEGIN commit one by one
 (SQLite autocommit) instead of as one implicit transaction; SET is not
 transactional and SET LOCAL is refused; COPY runs only in the simple protocol,
@@ -39,11 +46,13 @@ from .dialect import command_tag, translate_placeholders
 from .errors import WireError, sqlstate_for
 from .server import Server
 from .session import SERVER_VERSION, Executor, WireLimits, WireSession, execute_statement
+from .tls import TlsConfig
 
 __all__ = [
     "SERVER_VERSION",
     "Executor",
     "Server",
+    "TlsConfig",
     "WireError",
     "WireLimits",
     "WireSession",

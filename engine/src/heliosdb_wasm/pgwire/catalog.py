@@ -29,6 +29,7 @@ from typing import Any, cast
 import apsw
 
 from ..database import Database
+from ..roles import Role
 from ..values import Signature, SqlType, SqlValue
 from .codec import OID_TEXT, array_text, declared_oid
 from .errors import WireError
@@ -36,7 +37,7 @@ from .functions import array_to_string
 from .session import WireSession
 
 PG_CATALOG, PUBLIC, INFORMATION_SCHEMA = 11, 2200, 13000
-OWNER = 10  # the one role: the session's user
+OWNER = 10  # the session's user, who owns every object
 HEAP, BTREE = 2, 403
 WASM_LANGUAGE = 16000
 _FIRST_USER_OID = 16384
@@ -184,6 +185,7 @@ class Snapshot:
     indexes: list[_Index]
     constraints: list[_Constraint]
     procedures: list[_Procedure]
+    roles: list[Role] = field(default_factory=list)
     by_oid: dict[int, _Relation] = field(init=False)
     by_name: dict[str, _Relation] = field(init=False)
 
@@ -221,7 +223,8 @@ def take_snapshot(db: Database) -> Snapshot:
         procedures = [
             _Procedure(_oid("proc", p.name), p.name, p.signature, p.export) for p in db.procedures()
         ]
-    return Snapshot(relations, indexes, constraints, procedures)
+        roles = db.roles()
+    return Snapshot(relations, indexes, constraints, procedures, roles)
 
 
 def _table(conn: apsw.Connection, name: str, kind: str, sql: str | None) -> _Relation:
@@ -377,6 +380,15 @@ class _Context:
     @property
     def database(self) -> str:
         return self.session.params.get("database", self.user)
+
+    def roles(self) -> list[tuple[int, str, Role | None]]:
+        """(oid, name, role) of every role, the session's user first with
+        OWNER's oid (under trust it may have no role row: None)."""
+        stored = {r.name: r for r in self.snapshot().roles}
+        user = self.user
+        rows: list[tuple[int, str, Role | None]] = [(OWNER, user, stored.pop(user, None))]
+        rows += [(_oid("role", name), name, role) for name, role in stored.items()]
+        return rows
 
     def snapshot(self) -> Snapshot:
         """The schema, taken again when it (or any data: procedures are rows) changed."""
@@ -558,7 +570,22 @@ _DATABASE_COLUMNS = (
 
 
 def _roles(c: _Context) -> Rows:
-    return [(OWNER, c.user, 0, 1, 0, 0, 1, 0, -1, "********", None, 0, None)]
+    # Verifiers are never shown, not even to the role itself (PostgreSQL
+    # shows them in pg_authid to superusers, and there are none here).
+    return [
+        (oid, name, 0, 1, 0, 0, int(role.login if role else True), 0, -1,
+         "********" if role is None or role.has_password else None, None, 0, None)
+        for oid, name, role in c.roles()
+    ]  # fmt: skip
+
+
+def _users(c: _Context) -> Rows:
+    return [
+        (name, oid, 0, 0, 0, 0, "********" if role is None or role.has_password else None,
+         None, None)
+        for oid, name, role in c.roles()
+        if role is None or role.login
+    ]  # fmt: skip
 
 
 def _database(c: _Context) -> Rows:
@@ -616,7 +643,7 @@ _RELATIONS: dict[str, tuple[str, Callable[[_Context], Rows]]] = {
     "pg_user": (
         "usename TEXT, usesysid INTEGER, usecreatedb BOOLEAN, usesuper BOOLEAN,"
         " userepl BOOLEAN, usebypassrls BOOLEAN, passwd TEXT, valuntil TEXT, useconfig TEXT",
-        lambda c: [(c.user, OWNER, 0, 0, 0, 0, "********", None, None)],
+        _users,
     ),
     "pg_database": (_DATABASE_COLUMNS, _database),
     "pg_am": (
@@ -887,7 +914,9 @@ class _Functions:
         return int(isinstance(oid, int) and oid in self._snapshot().by_oid)
 
     def userbyid(self, oid: SqlValue) -> str:
-        return self.context.user if oid == OWNER else f"unknown (OID={oid!s})"
+        names = {o: name for o, name, _role in self.context.roles()}
+        found = names.get(oid) if isinstance(oid, int) else None
+        return found if found is not None else f"unknown (OID={oid!s})"
 
     def format_type(self, oid: SqlValue, _typmod: SqlValue) -> str | None:
         return format_type(oid) if isinstance(oid, int) else None

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import secrets
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -21,10 +22,11 @@ import apsw.ext
 
 from .. import ddl
 from ..database import Database, Result
-from ..errors import DdlError
+from ..errors import DdlError, ProcedureError
 from ..policy import Limits
 from ..values import SqlValue
-from . import catalog, functions
+from . import auth, catalog, functions, roles
+from .auth import AuthMode
 from .codec import (
     OID_TEXT,
     TYPE_NAMES,
@@ -87,6 +89,7 @@ from .session import (
     parse_duration,
     seconds_text,
 )
+from .tls import TlsConfig
 from .translate import to_sqlite
 from .watchdog import Watchdog
 
@@ -101,6 +104,8 @@ class ServerSide(Protocol):
     limits: Limits | None
     allow_ddl: bool
     wire_limits: WireLimits
+    auth: AuthMode
+    tls: TlsConfig | None
     _watchdog: Watchdog
 
     def _forget(self, conn: Connection) -> None: ...
@@ -170,6 +175,7 @@ class Connection:
         # Set while the startup packet may still come; then the idle limits apply.
         self.startup_deadline: float | None = None
         self.farewell = False  # sending a FATAL error: a short send timeout
+        self.encrypted = False  # TLS is up (after an SSLRequest)
         # The time limits as this session has them, until a statement may
         # have changed its transaction or variables (see _idle_limit).
         self.idle: tuple[float, str, str] | None = None
@@ -368,6 +374,12 @@ class Connection:
                 db.close()
             except Exception:  # noqa: BLE001 - closing must finish whatever happened
                 _log.exception("closing the database of connection %d", self.process_id)
+        if isinstance(self.sock, ssl.SSLSocket) and self.encrypted:
+            # TLS's close_notify, which libpq reads as the end of a cancel
+            # request's connection (an EOF without it is an "SSL error").
+            with contextlib.suppress(OSError, ValueError):
+                self.sock.settimeout(FAREWELL_SECONDS)
+                self.sock.unwrap()
         with contextlib.suppress(OSError):
             self.sock.close()
 
@@ -381,8 +393,10 @@ class Connection:
     def shutdown(self) -> None:
         """Make the serving thread's blocking reads and writes end (other thread)."""
         self.interrupt()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError, ValueError):
+            # The socket's own shutdown, not SSLSocket's: that one would
+            # tear down the TLS state under the thread reading from it.
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
 
     def _startup(self) -> bool:
         # The whole startup must come within authentication_timeout, however
@@ -402,8 +416,8 @@ class Connection:
             body = Body(self.input.read(length - 4, deadline))
             code = body.int32()
             if code in (SSL_REQUEST, GSSENC_REQUEST):
-                self.out += b"N"
-                self._flush()
+                body.end()
+                self._negotiate(code == SSL_REQUEST)
                 continue
             if code == CANCEL_REQUEST:
                 pid, secret = body.int32(), body.int32()
@@ -429,12 +443,18 @@ class Connection:
         if minor > 0 or unknown:
             payload = struct.pack("!ii", PROTOCOL_3 << 16, len(unknown))
             self._send(b"v", payload + b"".join(cstr(k) for k in unknown))
+        self._refuse_plaintext()
         defaults = {name: seconds_text(getattr(self.limits, name)) for name in DURATIONS}
         variables = initial_variables(params, defaults)
         try:
             for name in DURATIONS:
                 parse_duration(name, variables[name])
             self.db = Database.open(self.server.db_path, limits=self.server.limits)
+        except Exception as exc:  # noqa: BLE001 - reported to the client, which goes away
+            self._send_fatal(exc)
+            return False
+        self._authenticate(params.get("user", ""))
+        try:
             self.db.serve_clients(allow_ddl=self.server.allow_ddl, reserved=catalog.RELATIONS)
             conn = self.db.conn
             conn.limit(apsw.SQLITE_LIMIT_LENGTH, self.limits.max_value_bytes)
@@ -458,6 +478,104 @@ class Connection:
         self._send(b"K", struct.pack("!ii", self.process_id, self.secret))
         self._ready()
         return True
+
+    def _refuse_plaintext(self) -> None:
+        """Terminate a client without TLS when the server requires it."""
+        tls = self.server.tls
+        if tls is not None and tls.required and not self.encrypted:
+            raise Terminate(
+                "28000",
+                "this server accepts only TLS connections (it was started with --tls require)",
+                hint="Connect with sslmode=require, or verify-full with the server's CA.",
+            )
+
+    def _negotiate(self, ssl_request: bool) -> None:
+        """Answer an SSLRequest ('S' and the TLS handshake, when the server
+        has TLS) or a GSSENCRequest ('N')."""
+        if self.input.pending():
+            # CVE-2021-23214: bytes that came with the request came before
+            # any handshake, so in plaintext, and may be a man in the middle's.
+            raise Terminate(
+                "08P01",
+                "received unencrypted data after SSL request",
+                detail="This could be either a client-software bug or evidence of an "
+                "attempted man-in-the-middle attack.",
+            )
+        tls = self.server.tls
+        if not ssl_request or tls is None or self.encrypted:
+            self.out += b"N"
+            self._flush()
+            return
+        self.out += b"S"
+        self._flush()
+        self._start_tls(tls)
+
+    def _start_tls(self, tls: TlsConfig) -> None:
+        """The server's side of the TLS handshake, by the startup deadline;
+        from then on every read and write goes through TLS (a new Input on
+        the TLS socket: the old one's buffer is empty, _negotiate checked)."""
+        assert self.startup_deadline is not None
+        remaining = self.startup_deadline - time.monotonic()
+        if remaining <= 0:
+            raise ReadTimeout
+        try:
+            wrapped = tls.context.wrap_socket(
+                self.sock, server_side=True, do_handshake_on_connect=False
+            )
+        except (OSError, ValueError) as exc:
+            raise Disconnected(str(exc)) from None
+        self.sock = wrapped
+        self.input = Input(wrapped)
+        try:
+            wrapped.settimeout(remaining)
+            wrapped.do_handshake()
+        except (OSError, ValueError) as exc:
+            # A client that cannot finish the handshake (or does not in time)
+            # can be told nothing: it speaks neither TLS nor plaintext now.
+            _log.debug("pgwire connection %d: TLS handshake failed: %s", self.process_id, exc)
+            raise Disconnected(str(exc)) from None
+        self.encrypted = True
+
+    def _authenticate(self, user: str) -> None:
+        """Authenticate the startup packet's ``user`` as the server is told
+        to (auth.py); Terminate if the client cannot."""
+        if self.server.auth == "trust":
+            return
+        if not user:
+            raise Terminate("28000", "no PostgreSQL user name specified in startup packet")
+        tls = self.server.tls
+        binding = tls.binding if tls is not None and self.encrypted else None
+        # From here on the startup user is the authenticated role: the
+        # session's params (plugins' context.user) need nothing else.
+        auth.scram(self, user, lambda: self._credentials(user), binding)
+
+    def _credentials(self, user: str) -> auth.Credentials:
+        db = self.db
+        assert db is not None
+        role = None
+        try:
+            role = db.role(user)
+        except ProcedureError as exc:  # a damaged or tampered row: nobody logs in with it
+            _log.warning("pgwire: role %r cannot be used: %s", user, exc)
+        with db.session.internal():
+            secret = db.registry.mock_secret()
+        return auth.Credentials.of(role, user, secret)
+
+    def send_auth(self, code: int, payload: bytes = b"") -> None:
+        self._send(b"R", struct.pack("!i", code) + payload)
+        self._flush()
+
+    def read_sasl(self) -> Body:
+        header = self.input.read(5, self.startup_deadline)
+        kind = header[:1]
+        length = struct.unpack("!i", header[1:])[0]
+        if kind == b"X":
+            raise Disconnected("the client gave up authenticating")
+        if kind != b"p":
+            raise Terminate("08P01", f"expected SASL response, got message type {kind!r}")
+        if not 4 <= length <= 4 + auth.MAX_SASL_BYTES:
+            raise Terminate("08P01", f"invalid SASL message length {length}")
+        return Body(self.input.read(length - 4, self.startup_deadline))
 
     def _report_parameters(self) -> None:
         assert self.session is not None
@@ -634,6 +752,11 @@ class Connection:
                 raise WireError("34000", f'cursor "{closed}" does not exist')
             self._drop_cursor(closed)
             return Result(), "CLOSE CURSOR"
+        if verb in ("CREATE", "ALTER", "DROP") and roles.is_role_statement(sql):
+            if params:
+                raise WireError("42P02", "role statements take no parameters")
+            user = session.params.get("user", "")
+            return roles.run(session.db, sql, user, allow_ddl=self.server.allow_ddl)
         result = self._limited(session, sql, params)
         return result, command_tag(sql, result)
 
@@ -1148,7 +1271,13 @@ class Connection:
         if not statement.described:
             statement.described = True
             words = keywords(statement.sql, 1)
-            if not statement.empty and words and words[0] not in ("SET", "RESET", "SHOW"):
+            if (
+                not statement.empty
+                and words
+                and words[0] not in ("SET", "RESET", "SHOW")
+                # Their text holds a password, which no cache should keep.
+                and not roles.is_role_statement(statement.sql)
+            ):
                 assert self.db is not None
                 statement.description = self._described(statement)
         return statement.description

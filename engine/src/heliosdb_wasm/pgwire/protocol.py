@@ -37,11 +37,14 @@ class ReadTimeout(Exception):
 
 
 class Terminate(Exception):
-    """End the connection with a FATAL error (a timeout of WireLimits)."""
+    """End the connection with a FATAL error (a timeout of WireLimits, a
+    failed authentication)."""
 
-    def __init__(self, sqlstate: str, message: str) -> None:
+    def __init__(
+        self, sqlstate: str, message: str, *, detail: str | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(message)
-        self.error = WireError(sqlstate, message)
+        self.error = WireError(sqlstate, message, detail=detail, hint=hint)
 
 
 class Input:
@@ -62,6 +65,10 @@ class Input:
         if timeout is None or current is None or not 0 <= current - timeout <= _TIMEOUT_SLACK:
             self.sock.settimeout(timeout)
             self.timeout = timeout
+
+    def pending(self) -> int:
+        """Bytes received and not read yet."""
+        return len(self.buffer) - self.pos
 
     @staticmethod
     def deadline(seconds: float) -> float | None:

@@ -314,6 +314,7 @@ class ProxyConnection(Connection):
     def _open_session(self, params: dict[str, str], minor: int) -> bool:
         if params.get("replication", "false").lower() not in ("false", "off", "no", "0"):
             raise Terminate("0A000", "replication connections are not proxied")
+        self._refuse_plaintext()
         defaults = {name: seconds_text(getattr(self.limits, name)) for name in DURATIONS}
         try:
             # The plugins' own database: their host calls run on it.
@@ -338,12 +339,12 @@ class ProxyConnection(Connection):
         body += b"".join(cstr(k) + cstr(v) for k, v in up.items()) + b"\0"
         self._up_send_raw(struct.pack("!i", len(body) + 4) + body)
         self._up_flush()
-        if not self._authenticate():
+        if not self._relay_authentication():
             return False
         self.startup_deadline = None
         return True
 
-    def _authenticate(self) -> bool:
+    def _relay_authentication(self) -> bool:
         """Relays authentication, then the server's parameters and state,
         up to its first ReadyForQuery; False if the upstream refused."""
         deadline = self.startup_deadline

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import itertools
 import logging
 import selectors
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from ..database import Database
 from ..errors import InvalidArgument
 from ..policy import Limits
+from .auth import AUTH_MODES, AuthMode
 from .connection import Connection
 from .protocol import (
     CANCEL_REQUEST,
@@ -31,6 +33,7 @@ from .protocol import (
 )
 from .proxy import ProxyConnection, Upstream
 from .session import Executor, WireLimits, execute_statement
+from .tls import TlsConfig
 from .watchdog import Watchdog
 
 if TYPE_CHECKING:
@@ -39,6 +42,21 @@ if TYPE_CHECKING:
 _log = logging.getLogger("heliosdb_wasm.pgwire")
 
 # --- the server -----------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is only reachable from this machine: localhost,
+    127.0.0.0/8 or ::1 (also as an IPv4-mapped address). "" and 0.0.0.0
+    are every interface, and any other name may resolve anywhere."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 # A client refused for max_connections may take this long to send its startup
@@ -117,6 +135,12 @@ class Server:
     With ``upstream`` the server is a proxy in front of that PostgreSQL
     server (proxy.py): statements go there, through ``pipeline``'s hooks,
     and the database file holds only what the plugins use.
+
+    ``auth``: ``"scram"`` (the default) lets in only roles of the database
+    that prove their password with SCRAM-SHA-256 (``Database.create_role``);
+    ``"trust"`` lets anyone in as the user they name, and is refused unless
+    ``host`` is a loopback address. ``tls`` (``TlsConfig.load``) answers
+    SSLRequests with TLS, and with ``required`` refuses clients without it.
     """
 
     def __init__(
@@ -131,12 +155,24 @@ class Server:
         wire_limits: WireLimits | None = None,
         upstream: Upstream | None = None,
         pipeline: Pipeline | None = None,
+        auth: AuthMode = "scram",
+        tls: TlsConfig | None = None,
     ) -> None:
         if str(db_path) in ("", ":memory:"):
             raise InvalidArgument(
                 "the server needs a database file: every client connection opens its own, "
                 "and in-memory databases are not shared"
             )
+        if auth not in AUTH_MODES:
+            raise InvalidArgument(f"unknown auth mode {auth!r} (known: {', '.join(AUTH_MODES)})")
+        if auth == "trust" and not is_loopback(host):
+            raise InvalidArgument(
+                f"--auth trust lets anyone who can reach {host or 'every address'} in as any "
+                "user: it is allowed only on a loopback address (127.0.0.1, ::1, localhost); "
+                "use --auth scram (create a role with `heliosdb-wasm role create`)"
+            )
+        self.auth: AuthMode = auth
+        self.tls = tls
         self.db_path = str(db_path)
         self.executor = executor
         self.limits = limits

@@ -198,6 +198,9 @@ _DEFAULTS = {
     "search_path": '"$user", public',
     "default_table_access_method": "heap",
     "max_identifier_length": "63",
+    # What psql's \password and libpq's PQencryptPasswordConn ask before
+    # hashing a new password on the client: the only kind stored here.
+    "password_encryption": "scram-sha-256",
     # SQLite transactions are serializable.
     "transaction_isolation": "serializable",
     "default_transaction_isolation": "serializable",
@@ -210,6 +213,8 @@ _READ_ONLY = {
     "integer_datetimes",
     "in_hot_standby",
     "is_superuser",
+    # The authenticated user: becoming another role takes a new connection.
+    "session_authorization",
 }
 _STARTUP_ONLY = {"user", "database", "options", "replication"}
 _UTF8_NAMES = {"utf8", "utf-8", "unicode", "sql_ascii"}

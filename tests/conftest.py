@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import io
+import ipaddress
 import json
 import os
 import shutil
@@ -20,6 +22,10 @@ import pgcluster
 import psycopg
 import pytest
 import wasmtime
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 import heliosdb_wasm as h
 from heliosdb_wasm.pgwire import Server
@@ -344,3 +350,70 @@ def stop(proc: Any, seconds: float = 15) -> str:
     _, err = proc.communicate()
     assert "Traceback" not in err, err
     return str(err)
+
+
+# --- a throwaway CA -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    cert: Path
+    key: Path
+    other_key: Path  # belongs to no certificate here
+    encrypted_key: Path  # the server's key, under a passphrase
+
+
+def _certificate(
+    subject: x509.Name, issuer: x509.Name, public: Any, signer: Any, *, ca: bool
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A CA and a certificate it signed for localhost and 127.0.0.1."""
+    out = tmp_path_factory.mktemp("pki")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "heliosdb test CA")])
+    ca = _certificate(ca_name, ca_name, ca_key.public_key(), ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    cert = _certificate(name, ca_name, key.public_key(), ca_key, ca=False)
+    paths = Pki(
+        out / "ca.pem", out / "server.pem", out / "server.key", out / "other.key", out / "enc.key"
+    )
+    paths.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths.key.write_bytes(_pem_key(key))
+    paths.other_key.write_bytes(_pem_key(ec.generate_private_key(ec.SECP256R1())))
+    paths.encrypted_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    return paths

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,9 +30,10 @@ import pytest
 from psycopg import errors as pg_errors
 
 import heliosdb_wasm as h
-from conftest import allow, pg_tool, reject, spec
+from conftest import Pki, allow, pg_tool, reject, spec
 from heliosdb_wasm.pgwire import Server
 from heliosdb_wasm.pgwire.proxy import Upstream, forwarded_params
+from heliosdb_wasm.pgwire.tls import TlsConfig
 from heliosdb_wasm.plugins.pipeline import Pipeline
 
 PASSWORD = "app-secret"
@@ -459,3 +461,53 @@ def test_a_message_over_max_message_bytes_ends_the_session(
             conn.execute("SELECT %s::text", ("x" * 200_000,))
         with connect(server) as conn:
             assert conn.execute("SELECT length(%s::text)", ("x" * 50_000,)).fetchone() == (50_000,)
+
+
+def test_tls_from_the_client_to_the_proxy_and_from_the_proxy_to_postgresql(
+    cluster: pgcluster.Cluster, pki: Pki, tmp_path: Path
+) -> None:
+    # PostgreSQL takes TLS from its own copy of the certificate (its files
+    # must be the server user's, the key private).
+    cert, key = cluster.root / "server.crt", cluster.root / "server.key"
+    shutil.copy(pki.cert, cert)
+    shutil.copy(pki.key, key)
+    key.chmod(0o600)
+    if os.geteuid() == 0:
+        for path in (cert, key):
+            shutil.chown(path, "postgres", "postgres")
+    cluster.psql(
+        f"ALTER SYSTEM SET ssl_cert_file = '{cert}'; ALTER SYSTEM SET ssl_key_file = '{key}';"
+        " ALTER SYSTEM SET ssl = on; SELECT pg_reload_conf();"
+    )
+    try:
+        assert _wait_for(lambda: cluster.psql("SHOW ssl").strip() == "on")
+        url = f"postgresql://127.0.0.1:{cluster.port}?sslmode=verify-full&sslrootcert={pki.ca}"
+        tls = TlsConfig.load(pki.cert, pki.key, required=True)
+        with Server(tmp_path / "p.db", port=0, upstream=Upstream.parse(url), tls=tls) as server:
+            # The proxy has PostgreSQL's certificate: channel binding passes through.
+            with connect(
+                server,
+                sslmode="verify-full",
+                sslrootcert=str(pki.ca),
+                channel_binding="require",
+            ) as conn:
+                assert conn.pgconn.ssl_in_use
+                upstream_tls = conn.execute(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+                ).fetchone()
+                assert upstream_tls == (True,)
+            with pytest.raises(psycopg.OperationalError, match="accepts only TLS"):
+                connect(server, sslmode="disable")
+    finally:
+        cluster.psql("ALTER SYSTEM RESET ssl; SELECT pg_reload_conf();")
+
+
+def test_an_upstream_without_tls_is_refused_when_sslmode_requires_it(
+    cluster: pgcluster.Cluster, tmp_path: Path
+) -> None:
+    url = f"postgresql://127.0.0.1:{cluster.port}?sslmode=require"
+    with (
+        Server(tmp_path / "p.db", port=0, upstream=Upstream.parse(url)) as server,
+        pytest.raises(psycopg.OperationalError, match="does not accept TLS"),
+    ):
+        connect(server)

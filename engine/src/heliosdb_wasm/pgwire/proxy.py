@@ -63,6 +63,7 @@ from .protocol import (
     notice_fields,
 )
 from .session import DURATIONS, WireSession, initial_variables, seconds_text
+from .tls import end_point_hash
 
 if TYPE_CHECKING:
     from ..plugins.pipeline import Pipeline, Trip
@@ -240,6 +241,21 @@ def _strip_options(text: str, local: frozenset[str]) -> str:
     return " ".join(kept)
 
 
+_BINDING_HINT = (
+    "The client's TLS session ends at the proxy, so SCRAM channel binding with the "
+    "upstream works only when the proxy has the upstream's certificate (--tls-cert, "
+    "--tls-key). Otherwise connect with channel_binding=disable, or use "
+    "sslmode=disable between the proxy and the upstream."
+)
+
+
+def _with_hint(payload: bytes, hint: str) -> bytes:
+    """An ErrorResponse with a hint added (unless it has one)."""
+    if payload.startswith(b"H") or b"\0H" in payload:
+        return payload
+    return payload[:-1] + b"H" + cstr(hint) + b"\0"
+
+
 def _without_plus(payload: bytes) -> bytes:
     """AuthenticationSASL without the channel-binding mechanisms: the
     client's TLS session is the proxy's, not the upstream's."""
@@ -352,7 +368,7 @@ class ProxyConnection(Connection):
             kind, payload = self._up_read(deadline)
             if kind == b"R":
                 code = struct.unpack_from("!i", payload)[0] if len(payload) >= 4 else -1
-                if code == _AUTH_SASL:
+                if code == _AUTH_SASL and not self._binds_through():
                     payload = _without_plus(payload)
                 elif code not in (_AUTH_OK, _AUTH_SASL_FINAL, *_AUTH_ANSWERED):
                     raise Terminate(
@@ -373,6 +389,8 @@ class ProxyConnection(Connection):
                 self._flush()
                 return True
             elif kind == b"E":
+                if b"channel binding" in payload and self.encrypted:
+                    payload = _with_hint(payload, _BINDING_HINT)
                 self._send(b"E", payload)
                 self._flush()
                 return False
@@ -380,6 +398,20 @@ class ProxyConnection(Connection):
                 self._send(kind, payload)
             else:
                 raise ProtocolViolation(f"unexpected message {kind!r} from the upstream server")
+
+    def _binds_through(self) -> bool:
+        """Whether SCRAM's channel binding can go through the proxy: the
+        client's TLS session and the upstream's end in the same certificate
+        (the operator gave the proxy the server's), so the two sessions'
+        tls-server-end-point data are the same."""
+        tls = self.server.tls
+        up = self.up_sock
+        if not self.encrypted or tls is None or tls.binding is None:
+            return False
+        if not isinstance(up, ssl.SSLSocket):
+            return False
+        der = up.getpeercert(binary_form=True)
+        return der is not None and end_point_hash(der) == tls.binding
 
     def _relay_password(self, deadline: float | None) -> None:
         header = self.input.read(5, deadline)

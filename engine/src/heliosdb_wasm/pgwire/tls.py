@@ -88,6 +88,19 @@ def _end_point_hash(pem: bytes) -> bytes | None:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
         return None
+    return _hash_of(cert)
+
+
+def end_point_hash(der: bytes) -> bytes | None:
+    """The same of a certificate in DER (a peer's, as ssl gives it)."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+    return _hash_of(cert)
+
+
+def _hash_of(cert: x509.Certificate) -> bytes | None:
     algorithm = cert.signature_hash_algorithm
     if algorithm is None:
         return None

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import io
 import ipaddress
 import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tarfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -417,3 +420,25 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         )
     )
     return paths
+
+
+@contextlib.contextmanager
+def server_stays_quiet(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """Asserts that, while the block runs, the wire endpoint logs no warning,
+    none of its threads dies and nothing prints a traceback."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    log = logging.getLogger("heliosdb_wasm.pgwire")
+    log.addHandler(handler)
+    died: list[threading.ExceptHookArgs] = []
+    previous = threading.excepthook
+    threading.excepthook = died.append
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+        log.removeHandler(handler)
+    assert not died, [str(d.exc_value) for d in died]
+    assert not records, [r.getMessage() for r in records]
+    assert "Traceback" not in capfd.readouterr().err

@@ -38,7 +38,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 import heliosdb_wasm as h
-from conftest import Pki
+from conftest import Pki, server_stays_quiet
 from heliosdb_wasm import registry, roles
 from heliosdb_wasm.pgwire import Server, WireLimits, execute_statement
 from heliosdb_wasm.pgwire.server import is_loopback
@@ -99,22 +99,8 @@ def connect(server: Server, user: str = "alice", **kwargs: Any) -> psycopg.Conne
 @pytest.fixture
 def quiet(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
     """Whatever a client sends, the server logs no warning and no thread dies."""
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append  # type: ignore[method-assign]
-    log = logging.getLogger("heliosdb_wasm.pgwire")
-    log.addHandler(handler)
-    died: list[threading.ExceptHookArgs] = []
-    previous = threading.excepthook
-    threading.excepthook = died.append
-    try:
+    with server_stays_quiet(capfd):
         yield
-    finally:
-        threading.excepthook = previous
-        log.removeHandler(handler)
-    assert not died, [str(d.exc_value) for d in died]
-    assert not records, [r.getMessage() for r in records]
-    assert "Traceback" not in capfd.readouterr().err
 
 
 # --- a hand-made client ---------------------------------------------------------------------

@@ -1405,6 +1405,17 @@ def _wire_limit_options(command: Callable[..., None]) -> Callable[..., None]:
     show_default=True,
     help="Rotate the capture to FILE.1 past this size.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes serving the port: clients of different processes run in parallel"
+    " (each gets a share of --max-connections).",
+)
+@click.option("--worker", hidden=True)  # I/N: this process is worker I (set by --workers)
+@click.option("--listen-fd", type=int, hidden=True)
+@click.option("--rundir", type=click.Path(file_okay=False, path_type=Path), hidden=True)
 @_wire_limit_options
 def serve(
     db_path: str,
@@ -1425,6 +1436,10 @@ def serve(
     capture_path: Path | None,
     capture_params: bool,
     capture_max_bytes: int,
+    workers: int,
+    worker: str | None,
+    listen_fd: int | None,
+    rundir: Path | None,
     **wire_limits: Any,
 ) -> None:
     """Serve the database to PostgreSQL clients (psql, psycopg, ...) until Ctrl-C.
@@ -1442,7 +1457,7 @@ def serve(
     """
     from .pgwire import Server, WireLimits, execute_statement
     from .pgwire.proxy import Upstream
-    from .pgwire.server import is_loopback
+    from .pgwire.server import Worker, is_loopback
     from .pgwire.tls import TlsConfig
     from .plugins.capture import Capture
     from .plugins.metrics import JsonLogFormatter, MetricsServer
@@ -1465,6 +1480,36 @@ def serve(
         except InvalidArgument as exc:
             raise click.UsageError(exc.message) from None
 
+    this: Worker | None = None
+    if worker is not None:
+        if listen_fd is None or rundir is None:
+            raise click.UsageError("--worker is set by --workers")
+        index, _, count = worker.partition("/")
+        this = Worker(int(index), int(count), listen_fd, rundir)
+    elif workers > 1:
+        for option, flag in ((metrics_port, "--metrics-port"), (capture_path, "--capture")):
+            if option is not None:
+                raise click.UsageError(f"{flag} serves one process: not with --workers")
+        from .pgwire.workers import supervise
+
+        try:  # the file's schema and WAL once, not raced by the workers
+            with Database.open(db_path) as db:
+                db.conn.execute("PRAGMA journal_mode = WAL")
+        except ProcedureError as exc:
+            raise click.UsageError(exc.message) from None
+        argv = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
+        try:
+            supervise(argv, host, port, workers)
+        except OSError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+        click.echo("stopped")
+        return
+
+    def say(line: str) -> None:
+        if this is None:  # a worker's supervisor has said it
+            click.echo(line)
+
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter())
     plugin_log = logging.getLogger("heliosdb_wasm.plugins")
@@ -1472,7 +1517,11 @@ def serve(
     plugin_log.setLevel(logging.INFO)
     plugin_log.propagate = False
     try:
-        limits = WireLimits(**{k: v for k, v in wire_limits.items() if v is not None})
+        given: dict[str, Any] = {k: v for k, v in wire_limits.items() if v is not None}
+        if this is not None:
+            total = given.get("max_connections", WireLimits().max_connections)
+            given["max_connections"] = max(1, -(-total // this.count))
+        limits = WireLimits(**given)
         target = Upstream.parse(upstream, local_params) if upstream is not None else None
     except InvalidArgument as exc:
         raise click.UsageError(exc.message) from None
@@ -1502,6 +1551,7 @@ def serve(
             pipeline=pipeline,
             auth="trust" if auth == "trust" else "scram",
             tls=tls,
+            worker=this,
         )
         if metrics_port is not None:
             metrics = MetricsServer(pipeline.metrics, host, metrics_port)
@@ -1516,14 +1566,14 @@ def serve(
         sys.exit(1)
     bound_host, bound_port = server.address
     served = f"database {db_path}" if target is None else f"proxy to {target.host}:{target.port}"
-    click.echo(f"listening on {bound_host}:{bound_port} ({served}); Ctrl-C stops")
+    say(f"listening on {bound_host}:{bound_port} ({served}); Ctrl-C stops")
     secured = "no TLS"
     if tls is not None:
         secured = f"TLS {'required' if tls.required else 'offered'} ({tls.cert_file})"
     if target is not None:
         auth = "PostgreSQL's (relayed)"
-    click.echo(f"authentication: {auth}; {secured}")
-    if target is None and auth == "scram":
+    say(f"authentication: {auth}; {secured}")
+    if this is None and target is None and auth == "scram":
         with Database.open(db_path) as db:
             can_log_in = [r.name for r in db.roles() if r.login and r.has_password]
         if not can_log_in:
@@ -1534,14 +1584,14 @@ def serve(
                 err=True,
             )
     for row in pipeline.plugins():
-        click.echo(f"plugin {row['name']} v{row['version']}: {', '.join(row['hooks'])}")
+        say(f"plugin {row['name']} v{row['version']}: {', '.join(row['hooks'])}")
     if metrics is not None:
         m_host, m_port = metrics.address
-        click.echo(f"metrics at http://{m_host}:{m_port}/metrics")
+        say(f"metrics at http://{m_host}:{m_port}/metrics")
     if tracing:
-        click.echo(f"tracing to {tracing[2]}")
+        say(f"tracing to {tracing[2]}")
     if capture is not None:
-        click.echo(f"capturing statements to {capture.path}")
+        say(f"capturing statements to {capture.path}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -157,6 +157,7 @@ class Server:
         pipeline: Pipeline | None = None,
         auth: AuthMode = "scram",
         tls: TlsConfig | None = None,
+        worker: Worker | None = None,
     ) -> None:
         if str(db_path) in ("", ":memory:"):
             raise InvalidArgument(
@@ -189,12 +190,22 @@ class Server:
         # and create the engine's schema once instead of racing at connect.
         with Database.open(self.db_path, limits=limits) as db:
             db.conn.execute("PRAGMA journal_mode = WAL")
-        self._listener = socket.create_server((host, port), backlog=128)
+        self.worker = worker
+        if worker is None:
+            self._listener = socket.create_server((host, port), backlog=128)
+        else:
+            # The socket the workers share: non-blocking, since the others
+            # may have taken the connection that woke this one.
+            self._listener = socket.socket(fileno=worker.listen_fd)
+            self._listener.setblocking(False)
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._connections: dict[int, tuple[Connection, threading.Thread]] = {}
-        self._pids = itertools.count(1)
+        # A worker's process ids say which worker serves them (cancel requests
+        # reach any worker).
+        self._pids = itertools.count((worker.index << Worker.PID_BITS if worker else 0) + 1)
+        self._cancels = _CancelInbox(self, worker) if worker is not None else None
         self._thread: threading.Thread | None = None
         self._watchdog = Watchdog(f"pgwire-watchdog-{self.address[1]}")
         self._closed = False
@@ -306,6 +317,10 @@ class Server:
             self._connections.pop(conn.process_id, None)
 
     def _cancel(self, pid: int, secret: int) -> None:
+        worker = self.worker
+        if worker is not None and pid >> Worker.PID_BITS != worker.index:
+            worker.forward_cancel(pid, secret)
+            return
         with self._lock:
             found = self._connections.get(pid)
         if found is not None and found[0].secret == secret:
@@ -328,6 +343,8 @@ class Server:
                 if thread.is_alive():
                     _log.warning("pgwire: %s did not stop within 30 s", thread.name)
         self._watchdog.stop()
+        if self._cancels is not None:
+            self._cancels.close()
         if not self._closed:
             self._closed = True
             for s in (self._listener, self._wake_r, self._wake_w):
@@ -340,3 +357,76 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --- several processes on one port -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Worker:
+    """This server is worker ``index`` of ``count`` processes accepting on
+    one listening socket (``serve --workers``): Python runs one thread at a
+    time per process, so clients served by different processes run in
+    parallel. ``rundir`` holds each worker's cancel inbox."""
+
+    index: int
+    count: int
+    listen_fd: int
+    rundir: Path
+
+    PID_BITS = 22  # process ids of worker i: i << 22 + 1, ...
+    MAX_WORKERS = 64
+
+    def inbox(self, index: int) -> str:
+        return str(self.rundir / f"cancel-{index}.sock")
+
+    def forward_cancel(self, pid: int, secret: int) -> None:
+        """Hands a cancel request to the worker that serves ``pid``."""
+        owner = pid >> self.PID_BITS
+        if not 0 <= owner < self.count:
+            return  # no such session: ignored, as PostgreSQL does
+        with (
+            contextlib.suppress(OSError),
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
+        ):
+            sock.sendto(struct.pack("!ii", pid, secret), self.inbox(owner))
+
+
+class _CancelInbox:
+    """A worker's Unix datagram socket for the cancel requests other workers
+    received for its sessions."""
+
+    def __init__(self, server: Server, worker: Worker) -> None:
+        self._server = server
+        path = worker.inbox(worker.index)
+        with contextlib.suppress(FileNotFoundError):
+            Path(path).unlink()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(path)
+        self._sock.settimeout(0.5)  # so close() is seen
+        self._path = path
+        self._closed = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"pgwire-cancels-{worker.index}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self._sock.recv(64)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if len(data) == 8:
+                pid, secret = struct.unpack("!ii", data)
+                self._server._cancel(pid, secret)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=2)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        with contextlib.suppress(OSError):
+            Path(self._path).unlink()

@@ -511,3 +511,28 @@ def test_an_upstream_without_tls_is_refused_when_sslmode_requires_it(
         pytest.raises(psycopg.OperationalError, match="does not accept TLS"),
     ):
         connect(server)
+
+
+def test_proxied_statements_are_captured_without_their_values(
+    cluster: pgcluster.Cluster, tmp_path: Path
+) -> None:
+    from heliosdb_wasm.plugins.capture import Capture
+
+    path = tmp_path / "capture.jsonl"
+    capture = Capture(path)
+    pipeline = Pipeline(capture=capture)
+    upstream = Upstream.parse(f"postgresql://127.0.0.1:{cluster.port}?sslmode=disable")
+    try:
+        with (
+            Server(tmp_path / "p.db", port=0, upstream=upstream, pipeline=pipeline) as server,
+            connect(server, options="-c jwt=secret-token") as conn,
+        ):
+            conn.execute("SELECT count(*) FROM customers")
+            conn.execute("SELECT name FROM customers WHERE ssn = %s", ("123-45-6789",))
+    finally:
+        pipeline.close()
+        capture.close()
+    text = path.read_text()
+    assert "SELECT count(*) FROM customers" in text
+    assert "WHERE ssn = $1" in text
+    assert "123-45-6789" not in text and "secret-token" not in text

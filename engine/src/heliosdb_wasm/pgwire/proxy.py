@@ -581,8 +581,11 @@ class ProxyConnection(Connection):
         if self.pipeline is None or self.skipping:
             return None
         assert self.session is not None
-        trip = self.pipeline.trip(self.session, DIALECT, whole_query)
-        return trip if trip.chosen else None
+        pipeline = self.pipeline
+        trip = pipeline.trip(self.session, DIALECT, whole_query)
+        # Without plugins a statement is still traced and captured when asked.
+        wanted = trip.chosen or pipeline.tracing is not None or pipeline.capture is not None
+        return trip if wanted else None
 
     def _relay_query(self, payload: bytes) -> None:
         body = Body(payload)

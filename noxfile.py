@@ -118,8 +118,8 @@ def _build_plugins(session: nox.Session) -> None:
     projects = _projects(EXAMPLES / "plugins")
     _toolchains(session, projects)
     for project in projects:
-        # Rust and Go plugins are Basic-ABI modules (docs/plugins.md §3); the
-        # Rust SDK's component build has no plugin world yet.
+        # Rust, Go and AssemblyScript plugins are Basic-ABI modules (docs/plugins.md
+        # §3); the Rust SDK's component build has no plugin world yet.
         abi = "component" if project.name in ("python", "js") else "basic"
         _build(session, project, BUILD / "plugins" / project.name, "--abi", abi)
 

@@ -7,6 +7,10 @@ snake_case, that unpacks text and blob arguments, calls the user's function
 and hands text, blob, NULL and table results to ``heliosdb_return`` through
 the SDK (sdks/js/assembly). asc then compiles it with the SDK's own ``abort``
 (logged, then a trap) so the module imports nothing but ``heliosdb``.
+
+A query-hook plugin is such a project too: its hooks are procedures
+``(request JSON) RETURNS JSON`` exported as ``pre_parse`` ... ``post_execution``
+(docs/plugins.md §3), written with the SDK's ``heliosdb/plugin`` module.
 """
 
 from __future__ import annotations
@@ -194,13 +198,12 @@ def build(project: Path, abi: str, work: Path, output: Path, repo: Repo) -> None
         )
     procs = js.procedures(project / SOURCE, repo, nullable_box="Nullable")
     sdk = js.sdk_tools(repo)
-    # asc resolves `from "heliosdb"` as node_modules/heliosdb/index.ts.
+    # asc resolves `from "heliosdb"` as node_modules/heliosdb/index.ts, and
+    # the plugin SDK's `from "heliosdb/plugin"` as .../plugin/index.ts.
     src = work / "as"
     shutil.copytree(project / "assembly", src / "assembly")
     (src / "assembly" / ENTRY).write_text(entry_module(procs))
-    lib = src / "node_modules" / "heliosdb"
-    lib.mkdir(parents=True)
-    shutil.copyfile(sdk / "assembly" / "index.ts", lib / "index.ts")
+    shutil.copytree(sdk / "assembly", src / "node_modules" / "heliosdb")
     run(
         [
             str(sdk / "node_modules" / ".bin" / "asc"),

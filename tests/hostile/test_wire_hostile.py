@@ -6,7 +6,6 @@ every case is quick; every wait is bounded."""
 
 from __future__ import annotations
 
-import logging
 import socket
 import struct
 import subprocess
@@ -23,6 +22,7 @@ import psycopg
 import psycopg.errors
 import pytest
 
+from conftest import server_stays_quiet
 from heliosdb_wasm import Result
 from heliosdb_wasm.pgwire import Server, WireLimits, command_tag, translate_placeholders
 from heliosdb_wasm.pgwire.codec import _decode_bytea_text
@@ -41,22 +41,8 @@ MIB = 1024 * 1024
 @pytest.fixture(autouse=True)
 def no_tracebacks(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
     """Whatever a client does, the server logs no error and no thread dies."""
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append  # type: ignore[method-assign]
-    log = logging.getLogger("heliosdb_wasm.pgwire")
-    log.addHandler(handler)
-    died: list[threading.ExceptHookArgs] = []
-    previous = threading.excepthook
-    threading.excepthook = died.append
-    try:
+    with server_stays_quiet(capfd):
         yield
-    finally:
-        threading.excepthook = previous
-        log.removeHandler(handler)
-    assert not died, [str(d.exc_value) for d in died]
-    assert not records, [r.getMessage() for r in records]
-    assert "Traceback" not in capfd.readouterr().err
 
 
 @contextmanager

@@ -536,3 +536,33 @@ def test_proxied_statements_are_captured_without_their_values(
     assert "SELECT count(*) FROM customers" in text
     assert "WHERE ssn = $1" in text
     assert "123-45-6789" not in text and "secret-token" not in text
+
+
+def test_a_failed_post_execution_hook_fails_the_upstream_transaction(
+    proxy: Server, pipeline: Pipeline, cluster: pgcluster.Cluster
+) -> None:
+    # The hook answers rows of the wrong width: the client gets the plugin's
+    # error, and PostgreSQL must not keep the write the client saw fail.
+    wrong = {"action": {"replace-rows": [[{"integer": 1}]]}}
+    update = "UPDATE customers SET name = 'changed' WHERE id = 1 RETURNING id, name"
+    for binary in (False, True):
+        with connect(proxy, autocommit=False) as conn:
+            conn.execute("SELECT 1")
+            pipeline.install(spec("broken", {"post-execution": wrong}))
+            with pytest.raises(psycopg.Error, match="replace-rows gave a row of 1 values"):
+                conn.cursor(binary=binary).execute(update)
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+            pipeline.remove("broken")
+            with pytest.raises(pg_errors.InFailedSqlTransaction):
+                conn.execute("SELECT 1")
+            conn.execute(
+                "COMMIT"
+            )  # PostgreSQL's answer to COMMIT in a failed transaction: ROLLBACK
+        with psycopg.connect(
+            host="127.0.0.1", port=cluster.port, user="app", password=PASSWORD, dbname="shop"
+        ) as direct:
+            assert direct.execute("SELECT name FROM customers WHERE id = 1").fetchone() == (
+                "Alice",
+            )
+    with connect(proxy) as conn:  # and the session goes on
+        assert conn.execute("SELECT count(*) FROM customers").fetchone() == (3,)

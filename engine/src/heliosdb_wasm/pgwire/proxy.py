@@ -310,6 +310,11 @@ class ProxyConnection(Connection):
         self.status = b"I"
         self.pending: collections.deque[_Pending] = collections.deque()
         self.skipping = False  # the upstream failed a message: it skips to Sync
+        # A post-execution hook failed: the client got an error PostgreSQL
+        # knows nothing of, so the rest of the batch's answers are dropped,
+        # as PostgreSQL itself would skip to Sync, and an open transaction
+        # is made to fail upstream too (at ReadyForQuery).
+        self.failed_locally = False
         # Per statement and portal name: the SQL as it went upstream, its
         # parameter types, and the tables it names (for the plugins' context).
         self.prepared: dict[str, tuple[str, list[int], list[str]]] = {}
@@ -712,6 +717,9 @@ class ProxyConnection(Connection):
                 break
             kind, payload = self._up_read()
             if kind == b"Z":
+                if self.failed_locally and payload[:1] == b"T":
+                    payload = self._fail_upstream_transaction()
+                self.failed_locally = False
                 self.status = payload[:1]
                 self.pending.clear()
                 self.skipping = False
@@ -724,10 +732,15 @@ class ProxyConnection(Connection):
             if kind == b"E":
                 entry = current if current is not None else self._pop()
                 held = None
-                self._error(entry, payload)
+                if not self.failed_locally:  # else the client had this batch's error
+                    self._error(entry, payload)
                 if current is None:
                     self.skipping = True
                     self.pending.clear()
+                continue
+            if kind == b"G" and self.failed_locally:  # the client skipped this COPY
+                self._up_send(b"f", cstr("an earlier statement of this batch failed"))
+                self._up_flush()
                 continue
             if kind == b"G":  # CopyInResponse: the client's data, up to CopyDone or CopyFail
                 self._send(kind, payload)
@@ -741,7 +754,7 @@ class ProxyConnection(Connection):
                 raise ProtocolViolation(f"unexpected message {kind!r} from the upstream server")
             if entry.kind == b"D":
                 if kind == b"t":  # ParameterDescription: a RowDescription or NoData follows
-                    self._send(kind, payload)
+                    self._answer(kind, payload)
                     continue
                 self.pending.popleft()
                 if entry.swallow:
@@ -762,8 +775,27 @@ class ProxyConnection(Connection):
                             continue
             elif kind in (b"1", b"2", b"3"):
                 self.pending.popleft()
-            self._send(kind, payload)
+            self._answer(kind, payload)
         self._flush()
+
+    def _answer(self, kind: bytes, payload: bytes) -> None:
+        """The upstream's answer to a client's message, unless the batch failed here."""
+        if not self.failed_locally:
+            self._send(kind, payload)
+
+    def _fail_upstream_transaction(self) -> bytes:
+        """Fails PostgreSQL's open transaction, as the client was told it
+        failed: a statement that fails (its error the client already had);
+        the ReadyForQuery that follows."""
+        self.rejections += 1
+        self._up_send(b"Q", cstr(_REJECTED_SQL.format(self.rejections)))
+        self._up_flush()
+        while True:
+            kind, payload = self._up_read()
+            if kind == b"Z":
+                return payload
+            if kind in (b"S", b"A"):
+                self._send(kind, payload)
 
     def _pop(self) -> _Pending | None:
         return self.pending.popleft() if self.pending else None
@@ -780,7 +812,7 @@ class ProxyConnection(Connection):
                 return held
             if kind == b"C" and held is not None and not self._release(held, query.trip):
                 return None  # its error instead of the rows and CommandComplete
-        self._send(kind, payload)
+        self._answer(kind, payload)
         return None
 
     def _error(self, entry: _Pending | None, payload: bytes) -> None:
@@ -832,6 +864,7 @@ class ProxyConnection(Connection):
             rows = held.rows if replaced is None else _encoded(replaced, values, held, trip)
         except ProcedureError as exc:
             self._send_error(exc)
+            self.failed_locally = True
             return False
         if held.header is not None:
             self._send(b"T", held.header)

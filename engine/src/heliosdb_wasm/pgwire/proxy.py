@@ -318,7 +318,10 @@ class ProxyConnection(Connection):
         # Per statement and portal name: the SQL as it went upstream, its
         # parameter types, and the tables it names (for the plugins' context).
         self.prepared: dict[str, tuple[str, list[int], list[str]]] = {}
-        self.bound: dict[str, tuple[str, list[int], list[str], list[SqlValue]]] = {}
+        # Per portal: its statement's SQL and tables, and its parameters as
+        # bound (bytes, type oid, format), decoded only if a hook or the
+        # capture wants them.
+        self.bound: dict[str, tuple[str, list[str], list[tuple[bytes | None, int, int]]]] = {}
         self.rejections = 0
         self._poll: select.poll | None = None
 
@@ -651,12 +654,11 @@ class ProxyConnection(Connection):
             n = body.int32()
             raw.append(None if n < 0 else body.take(n))
         sql, oids, tables = self.prepared.get(name, ("", [], []))
-        values: list[SqlValue] = []
+        cells = []
         for i, data in enumerate(raw):
             fmt = formats[0] if len(formats) == 1 else (formats[i] if i < len(formats) else 0)
-            oid = oids[i] if i < len(oids) else 0
-            values.append(_decoded(data, oid, fmt))
-        self.bound[portal] = (sql, oids, tables, values)
+            cells.append((data, oids[i] if i < len(oids) else 0, fmt))
+        self.bound[portal] = (sql, tables, cells)
 
     def _execute_message(self, payload: bytes) -> None:
         body = Body(payload)
@@ -667,7 +669,10 @@ class ProxyConnection(Connection):
         if trip is None:
             self._forward(b"E", payload)
             return
-        sql, _oids, tables, values = self.bound.get(portal, ("", [], [], []))
+        sql, tables, cells = self.bound.get(portal, ("", [], []))
+        values: list[SqlValue] = []
+        if trip.wants("pre-execution") or trip.pipeline.capture is not None:
+            values = [_decoded(data, oid, fmt) for data, oid, fmt in cells]
         trip.tables[:] = tables
         trip.record(sql, values)
         with contextlib.suppress(ProcedureError), trip.timed(sql):

@@ -480,6 +480,8 @@ class Trip:
 
     def before_execution(self, sql: str, params: Sequence[SqlValue]) -> None:
         """pre-execution: may only allow or reject."""
+        if not self.wants("pre-execution"):
+            return  # the parameters' JSON would be made for no hook
         for _ in self._stage("pre-execution", sql=sql, params=[value_to_json(p) for p in params]):
             pass
 

@@ -9,7 +9,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -22,7 +21,7 @@ import pytest
 from psycopg.pq import TransactionStatus
 
 import heliosdb_wasm as h
-from conftest import TEST_LIMITS, b64, pg_connect, wasm_of
+from conftest import TEST_LIMITS, b64, pg_connect, serve, wasm_of
 from heliosdb_wasm import Result
 from heliosdb_wasm.pgwire import (
     Server,
@@ -750,28 +749,8 @@ def test_psql(server: Server) -> None:
 
 
 def test_cli_serve(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "heliosdb_wasm.cli",
-            "serve",
-            "--db",
-            str(tmp_path / "c.db"),
-            "--port",
-            "0",
-            "--auth",
-            "trust",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, port = serve(tmp_path)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert "listening on 127.0.0.1:" in line, line + (proc.stderr.read() if proc.stderr else "")
-        port = int(line.split("127.0.0.1:")[1].split()[0])
         with psycopg.connect(host="127.0.0.1", port=port, user="u", dbname="c") as conn:
             assert conn.execute("SELECT 40 + 2").fetchone() == (42,)
         proc.send_signal(signal.SIGINT)
